@@ -21,7 +21,7 @@ from spec.params import QFormat, check_int, check_positive_int
 __all__ = [
     "ROUNDING_MODES", "Xorshift32",
     "wrap", "saturate", "quantize", "dequantize",
-    "round_shift", "requantize", "int_gemm",
+    "round_shift", "requantize", "requantize_act", "int_gemm",
     "relu", "relu_mask", "relu_backward", "sgd_update",
 ]
 
@@ -218,6 +218,61 @@ def requantize(x, shift, width, rounding="nearest-even", rng=None):
     (y, n_sat) : (torch.Tensor, int)
     """
     return saturate(round_shift(x, shift, rounding, rng), width)
+
+
+def requantize_act(acc, shift, width, bias=None, bias_shift=0, relu=False,
+                   rounding="nearest-even", rng=None):
+    """The requantizer/activation unit: bias, shift with rounding, saturation, optional ReLU.
+
+    For an accumulator tile ``acc`` of shape (M, N) and an optional bias vector of shape (N,)::
+
+        x    = acc + (bias << bias_shift)            # exact, bias broadcast over rows
+        y, n = requantize(x, shift, width, rounding, rng)
+        sat  = elements of round_shift(x) outside the width-bit range
+        mask = ~sat & (y > 0)   if relu  else  ~sat
+        y    = max(y, 0)        if relu  else  y
+
+    The mask is the derivative of the unit (saturation has zero derivative, so gradients through a
+    saturated element are masked too; see ``shared/NUMERICS.md``). Stochastic rounding takes one
+    draw per element in row-major order.
+
+    Parameters
+    ----------
+    acc : integer tensor (M, N)
+    shift : int
+    width : int
+    bias : integer tensor (N,), optional
+    bias_shift : int
+        ``0 <= bias_shift <= 32``.
+    relu : bool
+    rounding : str
+    rng : Xorshift32
+
+    Returns
+    -------
+    (y, mask, n_sat) : (torch.Tensor, torch.Tensor, int)
+        ``y`` and ``mask`` (0/1) are ``int64`` of shape (M, N); ``n_sat`` counts saturated elements.
+    """
+    x = _as_int64(acc, "Accumulator")
+    check_int(bias_shift, "Bias shift")
+    if not 0 <= bias_shift <= 32:
+        raise ValueError(f"Bias shift must be between 0 and 32, not {bias_shift!r}")
+    if bias is not None:
+        bias = _as_int64(bias, "Bias")
+        if bias.dim() != 1 or x.dim() != 2 or bias.shape[0] != x.shape[1]:
+            raise ValueError(f"Bias shape {tuple(bias.shape)} does not match accumulator "
+                             f"{tuple(x.shape)}")
+        x = x + (bias << bias_shift)
+    r = round_shift(x, shift, rounding, rng)
+    _check_width(width)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    sat = (r < lo) | (r > hi)
+    y = r.clamp(lo, hi)
+    mask = ~sat
+    if relu:
+        mask &= y > 0
+        y = y.clamp(min=0)
+    return y, mask.to(torch.int64), int(sat.sum())
 
 
 def quantize(x, fmt, rounding="nearest-even", rng=None):

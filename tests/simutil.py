@@ -1,0 +1,67 @@
+"""Shared helpers for Amaranth simulation testbenches (async API of Amaranth 0.5).
+
+One place for stream drivers, bus helpers and random back-pressure, so tests do not each grow
+their own copies. Add to this module rather than copying a helper into a test file.
+"""
+
+import random
+
+from amaranth.sim import Simulator
+
+__all__ = ["run_sim", "stream_put", "stream_get", "random_ready"]
+
+
+def run_sim(dut, *testbenches, processes=(), vcd=None, deadline=None):
+    """Simulate ``dut`` (clock domain ``sync``, 1 MHz) with async testbenches and processes.
+
+    ``vcd``: a path to write a waveform to. ``deadline``: stop after this many seconds of
+    simulated time (a hang fails the run instead of looping for ever).
+    """
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    for p in processes:
+        sim.add_process(p)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run_until(deadline) if deadline else sim.run()
+    else:
+        sim.run_until(deadline) if deadline else sim.run()
+
+
+async def stream_put(ctx, stream, payload, *, max_wait=None):
+    """Offer ``payload`` on ``stream`` (a stream interface the testbench drives) until accepted."""
+    ctx.set(stream.payload, payload)
+    ctx.set(stream.valid, 1)
+    waited = 0
+    while True:
+        _, _, ready = await ctx.tick().sample(stream.ready)
+        if ready:
+            break
+        waited += 1
+        if max_wait is not None and waited > max_wait:
+            raise TimeoutError(f"stream not ready after {max_wait} cycles")
+    ctx.set(stream.valid, 0)
+
+
+async def stream_get(ctx, stream, *, max_wait=None):
+    """Accept one payload from ``stream`` (a stream interface the DUT drives) and return it."""
+    ctx.set(stream.ready, 1)
+    waited = 0
+    while True:
+        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if valid:
+            break
+        waited += 1
+        if max_wait is not None and waited > max_wait:
+            raise TimeoutError(f"stream not valid after {max_wait} cycles")
+    ctx.set(stream.ready, 0)
+    return payload
+
+
+def random_ready(seed, p_ready=0.5):
+    """An infinite iterator of 0/1 ``ready`` values, 1 with probability ``p_ready``, seeded."""
+    rng = random.Random(seed)
+    while True:
+        yield 1 if rng.random() < p_ready else 0
