@@ -1,0 +1,437 @@
+"""The golden instruction-level model of the accelerator: the specification of the sequencer.
+
+:class:`Machine` executes a program (``spec.isa`` encoding) on a memory image with exactly the
+RTL's semantics and counts cycles with the RTL's timing rules under the deterministic memory model.
+Instructions are executed in program order; because the hardware never lets two concurrently
+running operations share a scratchpad bank (see ``docs/isa.md``), program order gives the same
+final state as the concurrent hardware, while the timing model tracks the concurrency exactly.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from spec import isa
+from spec.isa import Op, Unit, Error, Cond
+from spec.params import Config, DEFAULT_CONFIG
+from . import fixedpoint as fx
+
+__all__ = ["MachineConfig", "Machine", "Halted", "ExecResult"]
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """Sizes of the machine's memories (the SoC's parameters)."""
+    config: Config = field(default_factory=lambda: DEFAULT_CONFIG)
+    mem_words: int = 1 << 18
+    sp_banks: int = 4
+    sp_depth: int = 512
+    acc_banks: int = 2
+    acc_depth: int = 512
+
+    @property
+    def lanes(self):
+        return max(self.config.array.rows, self.config.array.cols)
+
+    @property
+    def sp_rows(self):
+        return self.sp_banks * self.sp_depth
+
+    @property
+    def acc_rows(self):
+        return self.acc_banks * self.acc_depth
+
+
+class Timing:
+    """The sequencer's timing rules and each unit's operation duration (deterministic memory).
+
+    ``FETCH``: cycles from the start of an instruction's fetch to the first cycle it may issue.
+    An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
+    uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
+    operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
+    """
+    FETCH = 3
+    DMA_OVERHEAD = 2
+    GEMM_OVERHEAD = 3
+    VEC_LATENCY = 3
+
+    def duration(self, m, op, f):
+        c = m.mcfg.config.array
+        if op is Op.DMA:
+            from . import dma as gdma
+            return gdma.cycles(m._dma_desc(f), m.mcfg) + self.DMA_OVERHEAD
+        if op is Op.GEMM:
+            from . import array as garr
+            tiles = [f["k"]] * (f["mt"] * f["nt"])
+            return garr.total_cycles(tiles, c.rows, c.cols) + self.GEMM_OVERHEAD
+        if op is Op.SMX:
+            from . import softmax as gsm
+            return f["samples"] * gsm.softmax_cycles(f["classes"]) + self.VEC_LATENCY
+        if op in (Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
+            return f["rows"] + self.VEC_LATENCY
+        raise AssertionError(op)
+
+
+@dataclass
+class ExecResult:
+    """What a run ended with."""
+    error: Error
+    pc: int
+    cycles: int
+    instructions: int
+    dma_fault: int = 0
+
+
+_MASK32 = 0xFFFF_FFFF
+
+
+def _s32(v):
+    v &= _MASK32
+    return v - (1 << 32) if v >> 31 else v
+
+
+class Machine:
+    """The golden accelerator: memories, registers, and a program executor with a cycle model.
+
+    Parameters
+    ----------
+    mcfg : MachineConfig
+
+    Attributes
+    ----------
+    mem : torch.Tensor
+        Main memory, ``int64`` values ``0 .. 2**16-1`` (16-bit words).
+    sp, acc : torch.Tensor
+        Scratchpads, ``(rows, lanes)`` ``int64``, signed 16-bit and signed 32-bit values.
+    regs : list of int
+        ``r0..r7`` as unsigned 32-bit values.
+    counters : dict
+        ``cycles``, ``busy_dma``, ``busy_gemm``, ``busy_vec``, ``sat_req``, ``sat_sgd``.
+    """
+
+    def __init__(self, mcfg=None):
+        self.mcfg = mcfg if mcfg is not None else MachineConfig()
+        c = self.mcfg
+        self.mem = torch.zeros(c.mem_words, dtype=torch.int64)
+        self.sp = torch.zeros(c.sp_rows, c.lanes, dtype=torch.int64)
+        self.acc = torch.zeros(c.acc_rows, c.lanes, dtype=torch.int64)
+        self.regs = [0] * isa.NUM_REGS
+        self.rng = fx.Xorshift32(1)
+        self.counters = dict(cycles=0, busy_dma=0, busy_gemm=0, busy_vec=0,
+                             sat_req=0, sat_sgd=0)
+        self.pc = 0
+        self.error = Error.NONE
+        self.dma_fault = 0
+        self.timing = Timing()
+        self._busy = {u: 0 for u in Unit}
+
+    # --- host-side access ------------------------------------------------------------------
+    def write_words(self, addr, words):
+        words = torch.as_tensor(words, dtype=torch.int64).flatten() & 0xFFFF
+        if addr < 0 or addr + words.numel() > self.mcfg.mem_words:
+            raise ValueError(f"Write of {words.numel()} words at {addr} is outside main memory")
+        self.mem[addr:addr + words.numel()] = words
+
+    def read_words(self, addr, n):
+        if addr < 0 or addr + n > self.mcfg.mem_words:
+            raise ValueError(f"Read of {n} words at {addr} is outside main memory")
+        return self.mem[addr:addr + n].clone()
+
+    def load_program(self, addr, program):
+        """Store a list of 128-bit instructions at word address ``addr``."""
+        words = [w for insn in program for w in isa.to_words(insn)]
+        self.write_words(addr, words)
+
+    # --- validation helpers ----------------------------------------------------------------
+    def _rows_ok(self, space_rows, start, n):
+        return n >= 1 and 0 <= start and start + n <= space_rows
+
+    def _sp_banks(self, start, n):
+        d = self.mcfg.sp_depth
+        return {("sp", b) for b in range(start // d, (start + n - 1) // d + 1)}
+
+    def _acc_banks(self, start, n):
+        d = self.mcfg.acc_depth
+        return {("acc", b) for b in range(start // d, (start + n - 1) // d + 1)}
+
+    # --- decode-time checks: unit, banks used, or an Error ----------------------------------
+    def _check(self, op, f):
+        """Return ``(unit, banks)`` for a legal instruction, or raise ``_Fault(error)``."""
+        c = self.mcfg
+        R, C, L = c.config.array.rows, c.config.array.cols, c.lanes
+        sp_rows, acc_rows = c.sp_rows, c.acc_rows
+
+        def need(cond, err=Error.BAD_FIELD):
+            if not cond:
+                raise _Fault(err)
+
+        def sp_range(start, n):
+            need(self._rows_ok(sp_rows, start, n), Error.SP_RANGE)
+            return self._sp_banks(start, n)
+
+        def acc_range(start, n):
+            need(self._rows_ok(acc_rows, start, n), Error.SP_RANGE)
+            return self._acc_banks(start, n)
+
+        if op in (Op.HALT, Op.SETI, Op.ADDI, Op.ADD, Op.SUB, Op.LDW, Op.STW, Op.SEED):
+            if op is Op.SEED:
+                need(f["seed"] != 0)
+            return None, set()
+        if op is Op.FENCE:
+            return None, set()
+        if op is Op.BR:
+            need(f["cond"] <= max(Cond))
+            need(f["target"] % isa.INSN_WORDS == 0)
+            return None, set()
+        if op is Op.DMA:
+            from . import dma as gdma
+            desc = self._dma_desc(f)
+            fault = gdma.check(desc, c)
+            if fault:
+                self.dma_fault = fault
+                raise _Fault(Error.DMA_FAULT)
+            n = desc.rows_touched_sp()
+            banks = (sp_range if f["space"] == 0 else acc_range)(f["sp_row"], n)
+            return Unit.DMA, banks
+        if op is Op.GEMM:
+            k, mt, nt = f["k"], f["mt"], f["nt"]
+            need(k >= 1 and mt >= 1 and nt >= 1)
+            a_banks, b_banks, c_banks = set(), set(), set()
+            for i in range(mt):
+                a_banks |= sp_range(f["a_row"] + i * f["a_ps"], k)
+            for j in range(nt):
+                b_banks |= sp_range(f["b_row"] + j * f["b_ps"], k)
+                for i in range(mt):
+                    c_banks |= acc_range(f["c_row"] + j * f["c_ps"] + i * R, R)
+            need(not (a_banks & b_banks), Error.BANK_CONFLICT)
+            return Unit.GEMM, a_banks | b_banks | c_banks
+        if op is Op.REQ:
+            need(1 <= f["lanes"] <= L and f["shift"] <= 32)
+            banks = acc_range(f["src"], f["rows"]) | sp_range(f["dst"], f["rows"])
+            if f["mask_en"]:
+                mb = sp_range(f["mask_row"], f["rows"])
+                need(not (mb & sp_range(f["dst"], f["rows"])), Error.BANK_CONFLICT)
+                banks |= mb
+            return Unit.VEC, banks
+        if op is Op.RELUB:
+            need(1 <= f["lanes"] <= L)
+            gb, mb = sp_range(f["g_row"], f["rows"]), sp_range(f["mask_row"], f["rows"])
+            need(not (gb & mb), Error.BANK_CONFLICT)
+            return Unit.VEC, gb | mb | sp_range(f["dst"], f["rows"])
+        if op is Op.SMX:
+            need(1 <= f["samples"] <= L and f["classes"] >= 1)
+            need(f["z_frac"] < c.config.array.operand_width)
+            zb = sp_range(f["z_row"], f["classes"])
+            banks = zb | sp_range(f["dst"], f["classes"])
+            if f["mode"] == 1:
+                tb = sp_range(f["t_row"], f["classes"])
+                need(not (zb & tb), Error.BANK_CONFLICT)
+                banks |= tb
+            return Unit.VEC, banks
+        if op is Op.SGD:
+            need(1 <= f["lanes"] <= L and f["lr_shift"] <= 32)
+            return Unit.VEC, sp_range(f["w_row"], f["rows"]) | acc_range(f["g_row"], f["rows"])
+        if op is Op.FILL:
+            w = c.config.array.operand_width if f["space"] == 0 else c.config.array.acc_width
+            need(-(1 << (w - 1)) <= f["value"] < (1 << (w - 1)))
+            rng = sp_range if f["space"] == 0 else acc_range
+            return Unit.VEC, rng(f["dst"], f["rows"])
+        raise _Fault(Error.ILLEGAL_OPCODE)     # pragma: no cover — every Op is handled above
+
+    # --- effects, in program order -----------------------------------------------------------
+    def _reg(self, i):
+        return 0 if i == 0 else self.regs[i]
+
+    def _set_reg(self, i, v):
+        if i != 0:
+            self.regs[i] = v & _MASK32
+
+    def _mem32_addr(self, f):
+        addr = (self._reg(f["rs"]) + f["imm"]) & _MASK32
+        if addr + 1 >= self.mcfg.mem_words:
+            raise _Fault(Error.MEM_RANGE)
+        return addr
+
+    def _dma_desc(self, f):
+        from . import dma as gdma
+        return gdma.Descriptor(
+            direction=f["dir"], space=f["space"], transpose=f["transpose"],
+            elem_words=f["elem_words"],
+            mem_addr=_s32(self._reg(f["rm"]) + f["mem_off"]),
+            sp_row=f["sp_row"], rows=f["rows"], cols=f["cols"], stride=f["stride"])
+
+    def _execute(self, op, f):
+        """Apply one legal instruction's effect; return the new pc or None (next)."""
+        c = self.mcfg
+        R, C, L = c.config.array.rows, c.config.array.cols, c.lanes
+        W, AW = c.config.array.operand_width, c.config.array.acc_width
+        rounding = lambda bit: "stochastic" if bit else "nearest-even"
+        if op is Op.SETI:
+            self._set_reg(f["rd"], f["imm"])
+        elif op is Op.ADDI:
+            self._set_reg(f["rd"], self._reg(f["rs"]) + f["imm"])
+        elif op is Op.ADD:
+            self._set_reg(f["rd"], self._reg(f["rs1"]) + self._reg(f["rs2"]))
+        elif op is Op.SUB:
+            self._set_reg(f["rd"], self._reg(f["rs1"]) - self._reg(f["rs2"]))
+        elif op is Op.LDW:
+            a = self._mem32_addr(f)
+            self._set_reg(f["rd"], int(self.mem[a]) | (int(self.mem[a + 1]) << 16))
+        elif op is Op.STW:
+            a = self._mem32_addr(f)
+            v = self._reg(f["rt"])
+            self.mem[a] = v & 0xFFFF
+            self.mem[a + 1] = v >> 16
+        elif op is Op.SEED:
+            self.rng = fx.Xorshift32(f["seed"])
+        elif op is Op.BR:
+            a, b = self._reg(f["rs1"]), self._reg(f["rs2"])
+            sa, sb = _s32(a), _s32(b)
+            take = {Cond.ALWAYS: True, Cond.EQ: a == b, Cond.NE: a != b, Cond.LT: sa < sb,
+                    Cond.GE: sa >= sb, Cond.LTU: a < b, Cond.GEU: a >= b}[Cond(f["cond"])]
+            if take:
+                return f["target"]
+        elif op is Op.DMA:
+            from . import dma as gdma
+            gdma.execute(self._dma_desc(f), self.mem, self.acc if f["space"] else self.sp, c)
+        elif op is Op.GEMM:
+            k = f["k"]
+            for j in range(f["nt"]):
+                b = self.sp[f["b_row"] + j * f["b_ps"]:][:k, :C]
+                for i in range(f["mt"]):
+                    a = self.sp[f["a_row"] + i * f["a_ps"]:][:k, :R]
+                    r0 = f["c_row"] + j * f["c_ps"] + i * R
+                    old = self.acc[r0:r0 + R]
+                    prod = fx.int_gemm(a.T, b, AW, old[:, :C] if f["accumulate"] else None)
+                    new = old.clone() if f["accumulate"] else torch.zeros_like(old)
+                    new[:, :C] = prod
+                    self.acc[r0:r0 + R] = new
+        elif op is Op.REQ:
+            n, ln = f["rows"], f["lanes"]
+            x = self.acc[f["src"]:f["src"] + n, :ln]
+            y, mask, nsat = fx.requantize_act(x, f["shift"], W, relu=bool(f["relu"]),
+                                              rounding=rounding(f["rounding"]), rng=self.rng)
+            self.counters["sat_req"] += nsat
+            out = torch.zeros(n, L, dtype=torch.int64)
+            out[:, :ln] = y
+            self.sp[f["dst"]:f["dst"] + n] = out
+            if f["mask_en"]:
+                out = torch.zeros(n, L, dtype=torch.int64)
+                out[:, :ln] = mask
+                self.sp[f["mask_row"]:f["mask_row"] + n] = out
+        elif op is Op.RELUB:
+            n, ln = f["rows"], f["lanes"]
+            g = self.sp[f["g_row"]:f["g_row"] + n, :ln]
+            m = self.sp[f["mask_row"]:f["mask_row"] + n, :ln]
+            out = torch.zeros(n, L, dtype=torch.int64)
+            out[:, :ln] = fx.relu_backward(g, m)
+            self.sp[f["dst"]:f["dst"] + n] = out
+        elif op is Op.SMX:
+            from . import softmax as gsm
+            cl, s = f["classes"], f["samples"]
+            z = self.sp[f["z_row"]:f["z_row"] + cl, :s].T          # (samples, classes)
+            fm = c.config.formats
+            inv_temp = f["inv_temp"] or None
+            if f["mode"] == 0:
+                out = gsm.softmax_probs(z, z_frac=f["z_frac"], prob_frac=fm.prob_frac,
+                                        width=W, inv_temp=inv_temp)
+            else:
+                t = self.sp[f["t_row"]:f["t_row"] + cl, :s].T
+                out = gsm.softmax_xent_grad(z, t, z_frac=f["z_frac"], prob_frac=fm.prob_frac,
+                                            grad_frac=fm.grad_frac, width=W, inv_temp=inv_temp,
+                                            grad_shift=f["grad_shift"])
+            self.sp[f["dst"]:f["dst"] + cl, :s] = out.T
+        elif op is Op.SGD:
+            n, ln = f["rows"], f["lanes"]
+            w = self.sp[f["w_row"]:f["w_row"] + n, :ln]
+            g = self.acc[f["g_row"]:f["g_row"] + n, :ln]
+            new, nsat = fx.sgd_update(w, g, W, f["lr_shift"], f["lr_mul"], f["wd_mul"],
+                                      rounding(f["rounding"]), self.rng)
+            self.counters["sat_sgd"] += nsat
+            self.sp[f["w_row"]:f["w_row"] + n, :ln] = new
+        elif op is Op.FILL:
+            mem = self.sp if f["space"] == 0 else self.acc
+            mem[f["dst"]:f["dst"] + f["rows"]] = f["value"]
+        return None
+
+
+    # --- timing ------------------------------------------------------------------------------
+    def _duration(self, op, f):
+        """Cycles a unit is busy with one operation (deterministic memory)."""
+        return self.timing.duration(self, op, f)
+
+    # --- the run loop ------------------------------------------------------------------------
+    def run(self, entry=0, max_instructions=10_000_000):
+        """Execute the program at word address ``entry`` until HALT or an error.
+
+        Returns
+        -------
+        ExecResult
+            The error code (``Error.NONE`` after HALT), the pc of the last instruction (the
+            faulting one on error), the cycle count (start to done, as the RTL's cycle counter
+            reads it) and the number of instructions issued.
+        """
+        T = self.timing
+        free = {u: 0 for u in Unit}             # first cycle each unit may take a new operation
+        used = {u: set() for u in Unit}         # banks of each unit's last operation
+        t, pc, count = 0, entry, 0
+        self.error, self.dma_fault = Error.NONE, 0
+
+        def stop(error, t_detect, pc):
+            t_end = max([t_detect] + list(free.values()))
+            self.error, self.pc = error, pc
+            self._account(t_end + 1, free, used)
+            return ExecResult(error, pc, t_end + 1, count, self.dma_fault)
+
+        while count < max_instructions:
+            if pc % isa.INSN_WORDS or pc + isa.INSN_WORDS > self.mcfg.mem_words:
+                return stop(Error.FETCH_RANGE, t + T.FETCH, pc)
+            word = isa.from_words(self.mem[pc:pc + isa.INSN_WORDS].tolist())
+            t_ready = t + T.FETCH
+            try:
+                op, f = isa.decode(word)
+            except ValueError as e:
+                return stop(e.args[1], t_ready, pc)
+            try:
+                unit, banks = self._check(op, f)
+            except _Fault as e:
+                return stop(e.error, t_ready, pc)
+            t_issue = t_ready
+            if unit is not None:
+                t_issue = max(t_issue, free[unit])
+            for u in Unit:
+                if u is not unit and banks & used[u]:
+                    t_issue = max(t_issue, free[u])
+            if op is Op.FENCE:
+                t_issue = max([t_issue] + [free[u] for u in Unit if f["mask"] >> u & 1])
+            elif op in (Op.LDW, Op.STW):
+                t_issue = max(t_issue, free[Unit.DMA])
+            elif op is Op.HALT:
+                t_issue = max([t_issue] + list(free.values()))
+                count += 1
+                self.pc = pc
+                self._account(t_issue + 1, free, used)
+                return ExecResult(Error.NONE, pc, t_issue + 1, count)
+            try:
+                new_pc = self._execute(op, f)
+            except _Fault as e:
+                return stop(e.error, t_ready, pc)
+            count += 1
+            if unit is not None:
+                d = self._duration(op, f)
+                free[unit] = t_issue + 1 + d
+                used[unit] = banks
+                self._busy[unit] += d
+            pc = new_pc if new_pc is not None else pc + isa.INSN_WORDS
+            t = t_issue + 1
+        raise RuntimeError(f"Program did not halt within {max_instructions} instructions")
+
+    def _account(self, cycles, free, used):
+        self.counters["cycles"] = cycles
+        for u, name in ((Unit.DMA, "busy_dma"), (Unit.GEMM, "busy_gemm"), (Unit.VEC, "busy_vec")):
+            self.counters[name] = self._busy[u]
+
+class _Fault(Exception):
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error

@@ -1,0 +1,125 @@
+"""The golden instruction-level model: scalar instructions, branches, errors and timing rules."""
+
+import pytest
+
+from spec import isa
+from spec.isa import Op, Cond, Error
+from golden.machine import Machine, MachineConfig, Timing
+from firmware.asm import Assembler
+
+MCFG = MachineConfig(mem_words=4096)
+
+
+def run(asm, mcfg=MCFG, **kw):
+    m = Machine(mcfg)
+    m.load_program(asm.base, asm.assemble())
+    return m, m.run(entry=asm.base, **kw)
+
+
+def test_counting_loop_and_cycles():
+    p = Assembler()
+    p.seti(rd=1, imm=5)
+    p.seti(rd=2, imm=0)
+    p.label("loop")
+    p.addi(rd=2, rs=2, imm=3)
+    p.addi(rd=1, rs=1, imm=-1)
+    p.br(cond=Cond.NE, rs1=1, rs2=0, target="loop")
+    p.halt()
+    m, r = run(p)
+    assert r.error == Error.NONE
+    assert m.regs[2] == 15 and m.regs[1] == 0
+    n = 2 + 5 * 3 + 1
+    assert r.instructions == n
+    # scalar instructions never wait: each takes FETCH cycles plus the issue cycle
+    assert r.cycles == n * (Timing.FETCH + 1)
+
+
+def test_r0_reads_zero():
+    p = Assembler()
+    p.seti(rd=0, imm=7)
+    p.addi(rd=1, rs=0, imm=-1)
+    p.halt()
+    m, r = run(p)
+    assert m.regs[0] == 0 and m.regs[1] == 0xFFFF_FFFF
+
+
+@pytest.mark.parametrize("cond,a,b,taken", [
+    (Cond.EQ, 3, 3, True), (Cond.EQ, 3, 4, False), (Cond.NE, 3, 4, True),
+    (Cond.LT, -1, 0, True), (Cond.LTU, -1, 0, False), (Cond.GE, 0, -1, True),
+    (Cond.GEU, 0, -1, False), (Cond.ALWAYS, 0, 1, True),
+])
+def test_branch_conditions(cond, a, b, taken):
+    p = Assembler()
+    p.seti(rd=1, imm=a & 0xFFFF_FFFF)
+    p.seti(rd=2, imm=b & 0xFFFF_FFFF)
+    p.br(cond=cond, rs1=1, rs2=2, target="t")
+    p.seti(rd=3, imm=1)
+    p.label("t")
+    p.halt()
+    m, r = run(p)
+    assert (m.regs[3] == 0) == taken
+
+
+def test_ldw_stw_round_trip():
+    p = Assembler()
+    p.seti(rd=1, imm=0xDEADBEEF)
+    p.seti(rd=2, imm=1000)
+    p.stw(rt=1, rs=2, imm=6)
+    p.ldw(rd=3, rs=2, imm=6)
+    p.halt()
+    m, r = run(p)
+    assert m.regs[3] == 0xDEADBEEF
+    assert m.mem[1006].item() == 0xBEEF and m.mem[1007].item() == 0xDEAD
+
+
+def test_illegal_opcode_halts_with_error_and_leaves_memory():
+    p = Assembler()
+    p.seti(rd=1, imm=1)
+    m = Machine(MCFG)
+    m.load_program(0, p.assemble())        # followed by zeroed memory: opcode 0
+    before = m.mem.clone()
+    r = m.run()
+    assert r.error == Error.ILLEGAL_OPCODE and r.pc == 8
+    assert (m.mem == before).all()
+
+
+def test_unused_bits_are_illegal():
+    m = Machine(MCFG)
+    m.load_program(0, [isa.encode(Op.HALT) | (1 << 100)])
+    assert m.run().error == Error.BAD_FIELD
+
+
+def test_fetch_outside_memory():
+    p = Assembler()
+    p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=4096)
+    m, r = run(p)
+    assert r.error == Error.FETCH_RANGE
+
+
+def test_ldw_outside_memory():
+    p = Assembler()
+    p.ldw(rd=1, rs=0, imm=4095)
+    m, r = run(p)
+    assert r.error == Error.MEM_RANGE and r.pc == 0
+
+
+def test_restart_after_error_without_reset():
+    m = Machine(MCFG)
+    m.load_program(0, [isa.encode(Op.SETI, rd=1, imm=1)])
+    assert m.run().error == Error.ILLEGAL_OPCODE
+    m.load_program(64, [isa.encode(Op.SETI, rd=1, imm=9), isa.encode(Op.HALT)])
+    r = m.run(entry=64)
+    assert r.error == Error.NONE and m.regs[1] == 9
+
+
+def test_assembler_errors():
+    with pytest.raises(ValueError, match="SETI.imm must be in 0..4294967295, not -1"):
+        Assembler().seti(rd=1, imm=-1)
+    with pytest.raises(ValueError, match="HALT has no field"):
+        Assembler().halt(rd=1)
+    p = Assembler()
+    p.br(cond=0, rs1=0, rs2=0, target="nowhere")
+    with pytest.raises(ValueError, match="Undefined label 'nowhere'"):
+        p.assemble()
+    with pytest.raises(ValueError, match="Program base must be a non-negative multiple of 8"):
+        Assembler(base=3)
