@@ -7,39 +7,16 @@ running operations share a scratchpad bank (see ``docs/isa.md``), program order 
 final state as the concurrent hardware, while the timing model tracks the concurrency exactly.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from spec import isa
 from spec.isa import Op, Unit, Error, Cond
-from spec.params import Config, DEFAULT_CONFIG
+from spec.soc import SocConfig
 from . import fixedpoint as fx
 
-__all__ = ["MachineConfig", "Machine", "Halted", "ExecResult"]
-
-
-@dataclass(frozen=True)
-class MachineConfig:
-    """Sizes of the machine's memories (the SoC's parameters)."""
-    config: Config = field(default_factory=lambda: DEFAULT_CONFIG)
-    mem_words: int = 1 << 18
-    sp_banks: int = 4
-    sp_depth: int = 512
-    acc_banks: int = 2
-    acc_depth: int = 512
-
-    @property
-    def lanes(self):
-        return max(self.config.array.rows, self.config.array.cols)
-
-    @property
-    def sp_rows(self):
-        return self.sp_banks * self.sp_depth
-
-    @property
-    def acc_rows(self):
-        return self.acc_banks * self.acc_depth
+__all__ = ["Machine", "Timing", "ExecResult"]
 
 
 class Timing:
@@ -95,7 +72,7 @@ class Machine:
 
     Parameters
     ----------
-    mcfg : MachineConfig
+    mcfg : SocConfig
 
     Attributes
     ----------
@@ -110,7 +87,7 @@ class Machine:
     """
 
     def __init__(self, mcfg=None):
-        self.mcfg = mcfg if mcfg is not None else MachineConfig()
+        self.mcfg = mcfg if mcfg is not None else SocConfig()
         c = self.mcfg
         self.mem = torch.zeros(c.mem_words, dtype=torch.int64)
         self.sp = torch.zeros(c.sp_rows, c.lanes, dtype=torch.int64)
@@ -194,15 +171,12 @@ class Machine:
             banks = (sp_range if f["space"] == 0 else acc_range)(f["sp_row"], n)
             return Unit.DMA, banks
         if op is Op.GEMM:
+            # Ranges are the bounding ranges of all panels (what the decoder checks).
             k, mt, nt = f["k"], f["mt"], f["nt"]
             need(k >= 1 and mt >= 1 and nt >= 1)
-            a_banks, b_banks, c_banks = set(), set(), set()
-            for i in range(mt):
-                a_banks |= sp_range(f["a_row"] + i * f["a_ps"], k)
-            for j in range(nt):
-                b_banks |= sp_range(f["b_row"] + j * f["b_ps"], k)
-                for i in range(mt):
-                    c_banks |= acc_range(f["c_row"] + j * f["c_ps"] + i * R, R)
+            a_banks = sp_range(f["a_row"], (mt - 1) * f["a_ps"] + k)
+            b_banks = sp_range(f["b_row"], (nt - 1) * f["b_ps"] + k)
+            c_banks = acc_range(f["c_row"], (nt - 1) * f["c_ps"] + mt * R)
             need(not (a_banks & b_banks), Error.BANK_CONFLICT)
             return Unit.GEMM, a_banks | b_banks | c_banks
         if op is Op.REQ:

@@ -4,10 +4,11 @@ import pytest
 
 from spec import isa
 from spec.isa import Op, Cond, Error
-from golden.machine import Machine, MachineConfig, Timing
+from golden.machine import Machine, Timing
+from spec.soc import SocConfig
 from firmware.asm import Assembler
 
-MCFG = MachineConfig(mem_words=4096)
+MCFG = SocConfig(mem_words=4096)
 
 
 def run(asm, mcfg=MCFG, **kw):

@@ -1,0 +1,67 @@
+"""Configuration of the whole SoC: the array, the formats and the sizes of its memories.
+
+Pure Python; imported by the RTL, the golden model and the firmware.
+"""
+
+from dataclasses import dataclass, field
+
+from .params import Config, DEFAULT_CONFIG, check_positive_int
+
+__all__ = ["SocConfig", "DEFAULT_SOC"]
+
+
+def _pow2(v, what):
+    check_positive_int(v, what)
+    if v & (v - 1):
+        raise ValueError(f"{what} must be a power of two, not {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class SocConfig:
+    """Sizes of the SoC's memories around the array.
+
+    Parameters
+    ----------
+    config : Config
+        Array shape, widths and fixed-point formats.
+    mem_words : int
+        Main memory, 16-bit words (a multiple of 8: instructions are 8 words).
+    sp_banks, sp_depth : int
+        Operand scratchpad: banks × rows per bank (powers of two).
+    acc_banks, acc_depth : int
+        Accumulator scratchpad: banks × rows per bank (powers of two).
+    """
+    config: Config = field(default_factory=lambda: DEFAULT_CONFIG)
+    mem_words: int = 1 << 18
+    sp_banks: int = 4
+    sp_depth: int = 512
+    acc_banks: int = 2
+    acc_depth: int = 512
+
+    def __post_init__(self):
+        if not isinstance(self.config, Config):
+            raise TypeError(f"SoC config must hold a Config, not {self.config!r}")
+        check_positive_int(self.mem_words, "Main memory words")
+        if self.mem_words % 8:
+            raise ValueError(f"Main memory words must be a multiple of 8, not {self.mem_words!r}")
+        _pow2(self.sp_banks, "Scratchpad banks")
+        _pow2(self.sp_depth, "Scratchpad depth")
+        _pow2(self.acc_banks, "Accumulator scratchpad banks")
+        _pow2(self.acc_depth, "Accumulator scratchpad depth")
+
+    @property
+    def lanes(self):
+        """Elements per scratchpad row: ``max(array rows, array cols)``."""
+        return max(self.config.array.rows, self.config.array.cols)
+
+    @property
+    def sp_rows(self):
+        return self.sp_banks * self.sp_depth
+
+    @property
+    def acc_rows(self):
+        return self.acc_banks * self.acc_depth
+
+
+DEFAULT_SOC = SocConfig()
