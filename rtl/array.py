@@ -1,0 +1,208 @@
+"""The systolic MAC array: output-stationary, signed operands, wrapping wide accumulators."""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.params import ACC_WIDTH, OPERAND_WIDTH, ArrayConfig
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """An output-stationary ``rows`` × ``cols`` array of multiply-accumulate processing elements.
+
+    A *tile* computes ``C[rows×cols] = A[rows×K] · B[K×cols]`` with signed
+    ``operand_width``-bit operands and a signed ``acc_width``-bit accumulator per PE that
+    **wraps** (two's complement modulo ``2**acc_width``), bit-exact with
+    :func:`golden.array.gemm_tile`. The cycle timing is exactly :mod:`golden.array`'s cycle model.
+
+    Input. Each cycle the array accepts one *step* ``k`` of a tile — column ``k`` of ``A`` and row
+    ``k`` of ``B`` — when ``i_valid`` is high. There is no ``ready``: the array always accepts, and a
+    cycle with ``i_valid`` low is a bubble, allowed anywhere (inside a tile or between tiles).
+    ``i_first`` marks step 0 (the PEs start a fresh sum), ``i_last`` marks step ``K-1``
+    (``K = 1``: both). Every tile must begin with ``i_first``.
+
+    Dataflow. West lane ``r`` is delayed by ``r`` cycles and north lane ``c`` by ``c`` cycles
+    (skew registers); operands then move one PE east (``A``) or south (``B``) per cycle through
+    each PE's operand registers, so ``A[r][k]`` and ``B[k][c]`` meet in PE ``(r, c)``. ``valid``,
+    ``first`` and ``last`` travel with the data (south along column 0, then east along each row),
+    so bubbles cost nothing but their cycle. Each PE has three stages: operand registers
+    (``pe_{r}_{c}_a``/``_b``), a product register (``pe_{r}_{c}_prod``: the multiplier is
+    registered on both sides for DSP timing) and the accumulator (``pe_{r}_{c}_acc``). On a tile's
+    last step the final sum goes to the PE's result register (``pe_{r}_{c}_result``) in the same
+    cycle the accumulator restarts, so consecutive tiles need no bubble between them.
+
+    Output. The result registers of row ``r`` are read out through one ``rows``:1 multiplexer per
+    column into registered output ports, one row per cycle, rows ``0 .. rows-1`` in order, row ``r``
+    of a tile whose last step was presented in cycle ``L`` in cycle ``L + cols + 3 + r``. There is
+    no output back-pressure: the consumer must take one row in every cycle ``o_valid`` is high.
+
+    Spacing rule. The last steps of consecutive tiles must be at least ``max(rows, cols)`` cycles
+    apart (:func:`golden.array.tile_spacing`): otherwise a tile's results would be overwritten
+    before they are read out, or two tiles' rows would collide. The producer keeps to it by inserting
+    bubbles before a short tile's last step; tiles with ``K >= max(rows, cols)`` run back to back.
+    Violating it gives undefined results.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Number of PE rows and columns.
+    operand_width : int
+        Width of the signed operands (≥ 2); default :data:`spec.params.OPERAND_WIDTH`.
+    acc_width : int
+        Width of the signed accumulators (≥ ``2 * operand_width``); default
+        :data:`spec.params.ACC_WIDTH`.
+
+    Members
+    -------
+    i_valid : In(1)
+        A step is presented this cycle.
+    i_first : In(1)
+        The step is the first of a tile.
+    i_last : In(1)
+        The step is the last of a tile.
+    i_a : In(signed(operand_width)).array(rows)
+        Column ``k`` of ``A``: ``A[r][k]`` on lane ``r``.
+    i_b : In(signed(operand_width)).array(cols)
+        Row ``k`` of ``B``: ``B[k][c]`` on lane ``c``.
+    o_valid : Out(1)
+        A result row is presented this cycle.
+    o_row : Out(range(rows))
+        Index of the presented row within its tile.
+    o_last : Out(1)
+        The presented row is the tile's last (``o_row == rows - 1``).
+    o_c : Out(signed(acc_width)).array(cols)
+        The presented row, ``C[o_row][c]`` on lane ``c``; meaningful only while ``o_valid``.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If ``rows`` or ``cols`` is not positive, ``operand_width < 2`` or
+        ``acc_width < 2 * operand_width``.
+    """
+
+    def __init__(self, rows, cols, *, operand_width=OPERAND_WIDTH, acc_width=ACC_WIDTH):
+        # ArrayConfig validates every parameter (one place for the checks and their messages).
+        self._config = ArrayConfig(rows=rows, cols=cols, operand_width=operand_width,
+                                   acc_width=acc_width)
+        super().__init__({
+            "i_valid": In(1),
+            "i_first": In(1),
+            "i_last": In(1),
+            "i_a": In(signed(operand_width)).array(rows),
+            "i_b": In(signed(operand_width)).array(cols),
+            "o_valid": Out(1),
+            "o_row": Out(range(rows)),
+            "o_last": Out(1),
+            "o_c": Out(signed(acc_width)).array(cols),
+        })
+
+    @classmethod
+    def from_config(cls, config):
+        """An array of the shape and widths of ``config`` (an :class:`~spec.params.ArrayConfig`)."""
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"Array configuration must be an ArrayConfig, not {config!r}")
+        return cls(config.rows, config.cols, operand_width=config.operand_width,
+                   acc_width=config.acc_width)
+
+    @property
+    def config(self):
+        """The array's :class:`~spec.params.ArrayConfig`."""
+        return self._config
+
+    @property
+    def rows(self):
+        return self._config.rows
+
+    @property
+    def cols(self):
+        return self._config.cols
+
+    @property
+    def operand_width(self):
+        return self._config.operand_width
+
+    @property
+    def acc_width(self):
+        return self._config.acc_width
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self.rows, self.cols
+        opd, acc = signed(self.operand_width), signed(self.acc_width)
+        prod = signed(2 * self.operand_width)
+
+        def skew(lane, delay, name):
+            for d in range(delay):
+                reg = Signal.like(lane, name=f"{name}_{d}")
+                m.d.sync += reg.eq(lane)
+                lane = reg
+            return lane
+
+        west = [skew(self.i_a[r], r, f"skew_a_{r}") for r in range(rows)]
+        north = [skew(self.i_b[c], c, f"skew_b_{c}") for c in range(cols)]
+
+        # Per PE: operand stage (a, b, valid, first, last), product stage, accumulator, result.
+        a_reg, b_reg, ctrl, result = {}, {}, {}, {}
+        done = []                       # per row: the last column finishes a tile this cycle
+        for r in range(rows):
+            for c in range(cols):
+                pe = f"pe_{r}_{c}"
+                a = a_reg[r, c] = Signal(opd, name=f"{pe}_a")
+                b = b_reg[r, c] = Signal(opd, name=f"{pe}_b")
+                v, f, l = ctrl[r, c] = (Signal(name=f"{pe}_valid"), Signal(name=f"{pe}_first"),
+                                        Signal(name=f"{pe}_last"))
+                if c > 0:
+                    ctrl_in = ctrl[r, c - 1]
+                elif r > 0:
+                    ctrl_in = ctrl[r - 1, c]
+                else:
+                    ctrl_in = (self.i_valid, self.i_first, self.i_last)
+                m.d.sync += [
+                    a.eq(a_reg[r, c - 1] if c > 0 else west[r]),
+                    b.eq(b_reg[r - 1, c] if r > 0 else north[c]),
+                    v.eq(ctrl_in[0]), f.eq(ctrl_in[1]), l.eq(ctrl_in[2]),
+                ]
+
+                p = Signal(prod, name=f"{pe}_prod")
+                p_valid = Signal(name=f"{pe}_prod_valid")
+                p_first = Signal(name=f"{pe}_prod_first")
+                p_last = Signal(name=f"{pe}_prod_last")
+                m.d.sync += [p.eq(a * b), p_valid.eq(v), p_first.eq(f), p_last.eq(l)]
+
+                s = Signal(acc, name=f"{pe}_acc")
+                res = result[r, c] = Signal(acc, name=f"{pe}_result")
+                total = Signal(acc, name=f"{pe}_sum")      # truncation to acc_width = wrapping
+                m.d.comb += total.eq(Mux(p_first, p, s + p))
+                with m.If(p_valid):
+                    m.d.sync += s.eq(total)
+                    with m.If(p_last):
+                        m.d.sync += res.eq(total)
+                if c == cols - 1:
+                    done.append(p_valid & p_last)
+
+        # Read-out. Row r's `done` strobe comes one cycle after row r-1's (the `last` step moves
+        # south along column 0), so at most one is high per cycle: a one-hot to binary encoder
+        # gives the row, registered before it selects the row in every column's rows:1 mux.
+        sel_valid = Signal(name="readout_valid")
+        sel_row = Signal(range(rows), name="readout_row")
+        sel_last = Signal(name="readout_last")
+        row_bits = [Cat(*[done[r] for r in range(rows) if (r >> i) & 1]).any()
+                    for i in range(len(sel_row))]
+        m.d.sync += [
+            sel_valid.eq(Cat(*done).any()),
+            sel_row.eq(Cat(*row_bits)),
+            sel_last.eq(done[rows - 1]),
+        ]
+        m.d.sync += [
+            self.o_valid.eq(sel_valid),
+            self.o_row.eq(sel_row),
+            self.o_last.eq(sel_last),
+        ]
+        for c in range(cols):
+            column = Array(result[r, c] for r in range(rows))
+            m.d.sync += self.o_c[c].eq(column[sel_row] if rows > 1 else column[0])
+        return m
