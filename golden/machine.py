@@ -23,11 +23,13 @@ class Timing:
     """The sequencer's timing rules and each unit's operation duration (deterministic memory).
 
     ``FETCH``: cycles from the start of an instruction's fetch to the first cycle it may issue.
+    ``MEMOP``: extra cycles an LDW/STW holds the sequencer after it issues (its bus accesses).
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
     uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
     operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
     """
     FETCH = 3
+    MEMOP = 4
     DMA_OVERHEAD = 2
     GEMM_OVERHEAD = 3
     VEC_LATENCY = 3
@@ -94,7 +96,7 @@ class Machine:
         self.acc = torch.zeros(c.acc_rows, c.lanes, dtype=torch.int64)
         self.regs = [0] * isa.NUM_REGS
         self.rng = fx.Xorshift32(1)
-        self.counters = dict(cycles=0, busy_dma=0, busy_gemm=0, busy_vec=0,
+        self.counters = dict(cycles=0, busy_dma=0, busy_gemm=0, busy_vec=0, stall=0,
                              sat_req=0, sat_sgd=0)
         self.pc = 0
         self.error = Error.NONE
@@ -150,7 +152,11 @@ class Machine:
             need(self._rows_ok(acc_rows, start, n), Error.SP_RANGE)
             return self._acc_banks(start, n)
 
-        if op in (Op.HALT, Op.SETI, Op.ADDI, Op.ADD, Op.SUB, Op.LDW, Op.STW, Op.SEED):
+        if op in (Op.LDW, Op.STW):
+            addr = (self._reg(f["rs"]) + f["imm"]) & _MASK32
+            need(addr + 1 < c.mem_words, Error.MEM_RANGE)
+            return None, set()
+        if op in (Op.HALT, Op.SETI, Op.ADDI, Op.ADD, Op.SUB, Op.SEED):
             if op is Op.SEED:
                 need(f["seed"] != 0)
             return None, set()
@@ -190,8 +196,9 @@ class Machine:
         if op is Op.RELUB:
             need(1 <= f["lanes"] <= L)
             gb, mb = sp_range(f["g_row"], f["rows"]), sp_range(f["mask_row"], f["rows"])
+            db = sp_range(f["dst"], f["rows"])
             need(not (gb & mb), Error.BANK_CONFLICT)
-            return Unit.VEC, gb | mb | sp_range(f["dst"], f["rows"])
+            return Unit.VEC, gb | mb | db
         if op is Op.SMX:
             need(1 <= f["samples"] <= L and f["classes"] >= 1)
             need(f["z_frac"] < c.config.array.operand_width)
@@ -221,10 +228,7 @@ class Machine:
             self.regs[i] = v & _MASK32
 
     def _mem32_addr(self, f):
-        addr = (self._reg(f["rs"]) + f["imm"]) & _MASK32
-        if addr + 1 >= self.mcfg.mem_words:
-            raise _Fault(Error.MEM_RANGE)
-        return addr
+        return (self._reg(f["rs"]) + f["imm"]) & _MASK32
 
     def _dma_desc(self, f):
         from . import dma as gdma
@@ -351,8 +355,11 @@ class Machine:
         t, pc, count = 0, entry, 0
         self.error, self.dma_fault = Error.NONE, 0
 
+        stall = 0
+
         def stop(error, t_detect, pc):
             t_end = max([t_detect] + list(free.values()))
+            self.counters["stall"] = stall + t_end - t_detect
             self.error, self.pc = error, pc
             self._account(t_end + 1, free, used)
             return ExecResult(error, pc, t_end + 1, count, self.dma_fault)
@@ -380,10 +387,13 @@ class Machine:
                 t_issue = max([t_issue] + [free[u] for u in Unit if f["mask"] >> u & 1])
             elif op in (Op.LDW, Op.STW):
                 t_issue = max(t_issue, free[Unit.DMA])
+            elif op is Op.SEED:
+                t_issue = max(t_issue, free[Unit.VEC])
             elif op is Op.HALT:
                 t_issue = max([t_issue] + list(free.values()))
                 count += 1
                 self.pc = pc
+                self.counters["stall"] = stall + t_issue - t_ready
                 self._account(t_issue + 1, free, used)
                 return ExecResult(Error.NONE, pc, t_issue + 1, count)
             try:
@@ -391,6 +401,7 @@ class Machine:
             except _Fault as e:
                 return stop(e.error, t_ready, pc)
             count += 1
+            stall += t_issue - t_ready
             if unit is not None:
                 d = self._duration(op, f)
                 free[unit] = t_issue + 1 + d
@@ -398,6 +409,8 @@ class Machine:
                 self._busy[unit] += d
             pc = new_pc if new_pc is not None else pc + isa.INSN_WORDS
             t = t_issue + 1
+            if op in (Op.LDW, Op.STW):
+                t += T.MEMOP
         raise RuntimeError(f"Program did not halt within {max_instructions} instructions")
 
     def _account(self, cycles, free, used):

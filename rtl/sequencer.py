@@ -1,0 +1,427 @@
+"""The sequencer: fetches 128-bit instructions, checks them, and issues them to the units.
+
+Its timing is the golden model's (``golden.machine.Timing``): an instruction's fetch starts in
+state FETCH (cycle ``t``), its line arrives in DECODE (``t+1``), CHECK (``t+2``) validates it and
+computes the scratchpad banks it uses, and ISSUE (from ``t+3``) waits until its unit is idle and no
+busy unit holds one of its banks, then issues; the next fetch starts the cycle after. A failing
+check halts cleanly once the units already running are idle.
+"""
+
+from amaranth.hdl import Module, Signal, Const, Mux, Cat, unsigned, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from spec import isa
+from spec.isa import Op, Cond, Unit, Error
+from spec.soc import SocConfig
+
+__all__ = ["Sequencer", "field"]
+
+
+def field(ir, op, name):
+    """The value of field ``name`` of opcode ``op`` in the instruction register ``ir``."""
+    lsb, f = isa.field_slices(op)[name]
+    v = ir[lsb:lsb + f.width]
+    return v.as_signed() if f.signed else v
+
+
+def _used_bits(op):
+    return isa.OPCODE_BITS + sum(f.width for f in isa.LAYOUTS[op])
+
+
+class Sequencer(wiring.Component):
+    """Fetch, check and issue; scalar instructions, branches, counters and status.
+
+    Parameters
+    ----------
+    soc : SocConfig
+
+    Members
+    -------
+    start : In(1)
+        Strobe: start the program at ``entry`` (ignored while running). Clears ``done``/``error``.
+    entry : In(32)
+        Word address of the first instruction.
+    running, done : Out(1)
+        ``done`` stays high from the end of a program until the next ``start``.
+    error : Out(8)
+        :class:`spec.isa.Error` of the last program (0 after HALT).
+    pc : Out(32)
+        Address of the instruction being executed (the faulting one after an error).
+    cycles : Out(64)
+        Cycles of the last/current program, as the golden model counts them.
+    stall : Out(64)
+        Cycles instructions waited in ISSUE for units or banks.
+    insns : Out(32)
+        Instructions issued.
+    f_addr : Out(32)
+        Fetch port: line address (``pc >> 3``); ``f_data`` is the 128-bit line one cycle later.
+    f_data : In(128)
+    m_req, m_we : Out(1)
+        LDW/STW port: ``m_req`` is held until ``m_ack``; 32-bit ``m_addr`` (word address),
+        ``m_wdata``; ``m_rdata`` is valid with ``m_ack``.
+    m_addr, m_wdata : Out(32)
+    m_ack : In(1)
+    m_rdata : In(32)
+    ir : Out(128)
+        The instruction being issued (units decode their own fields from it at ``*_start``).
+    dma_addr : Out(32)
+        ``r[rm] + mem_off`` of a DMA instruction.
+    dma_fault : In(8)
+        The DMA's fault code for the descriptor in ``ir``/``dma_addr`` (0 = legal), combinational.
+    dma_start, gemm_start, vec_start : Out(1)
+    dma_busy, gemm_busy, vec_busy : In(1)
+    seed_stb : Out(1)
+        SEED: load ``seed`` into the stochastic-rounding generator.
+    seed : Out(32)
+    """
+
+    def __init__(self, soc=None):
+        if soc is None:
+            soc = SocConfig()
+        if not isinstance(soc, SocConfig):
+            raise TypeError(f"Sequencer configuration must be a SocConfig, not {soc!r}")
+        self._soc = soc
+        super().__init__({
+            "start": In(1), "entry": In(32),
+            "running": Out(1), "done": Out(1), "error": Out(8), "pc": Out(32),
+            "cycles": Out(64), "stall": Out(64), "insns": Out(32),
+            "f_addr": Out(32), "f_data": In(isa.INSN_BITS),
+            "m_req": Out(1), "m_we": Out(1), "m_addr": Out(32), "m_wdata": Out(32),
+            "m_ack": In(1), "m_rdata": In(32),
+            "ir": Out(isa.INSN_BITS), "dma_addr": Out(32), "dma_fault": In(8),
+            "dma_start": Out(1), "gemm_start": Out(1), "vec_start": Out(1),
+            "dma_busy": In(1), "gemm_busy": In(1), "vec_busy": In(1),
+            "seed_stb": Out(1), "seed": Out(32),
+        })
+
+    @property
+    def soc(self):
+        return self._soc
+
+    def elaborate(self, platform):
+        m = Module()
+        soc = self._soc
+        R = soc.config.array.rows
+        L = soc.lanes
+        W, AW = soc.config.array.operand_width, soc.config.array.acc_width
+        nsp, nacc = soc.sp_banks, soc.acc_banks
+        sp_shift, acc_shift = exact_log2(soc.sp_depth), exact_log2(soc.acc_depth)
+
+        regs = [Signal(32, name=f"r{i}") for i in range(isa.NUM_REGS)]
+        ir = Signal(isa.INSN_BITS)
+        m.d.comb += self.ir.eq(ir)
+        opcode = ir[:isa.OPCODE_BITS]
+
+        def reg(idx):
+            return Cat(*regs).word_select(idx, 32)
+
+        def f(op, name):
+            return field(ir, op, name)
+
+        # ---------------- CHECK: legality, unit, banks ---------------------------------------
+        err = Signal(8)
+        unit_dma, unit_gemm, unit_vec = Signal(), Signal(), Signal()
+        banks = Signal(nsp + nacc)
+
+        def sp_range(start, n, into):
+            """Range check [start, start+n) in the operand scratchpad; OR its banks into `into`."""
+            hi = Signal(24, name=f"hi_{len(checks)}")
+            m.d.comb += hi.eq(start + n - 1)
+            lo_b, hi_b = start >> sp_shift, hi >> sp_shift
+            ok = (n >= 1) & ((start + n) <= soc.sp_rows)
+            into.append(Cat(*[(lo_b <= b) & (b <= hi_b) for b in range(nsp)], Const(0, nacc)))
+            checks.append(ok)
+            return Cat(*[(lo_b <= b) & (b <= hi_b) for b in range(nsp)])
+
+        def acc_range(start, n, into):
+            hi = Signal(24, name=f"hi_{len(checks)}")
+            m.d.comb += hi.eq(start + n - 1)
+            lo_b, hi_b = start >> acc_shift, hi >> acc_shift
+            ok = (n >= 1) & ((start + n) <= soc.acc_rows)
+            into.append(Cat(Const(0, nsp), *[(lo_b <= b) & (b <= hi_b) for b in range(nacc)]))
+            checks.append(ok)
+
+        legal = Signal()
+        bad_field = Signal()
+        range_ok = Signal()
+        conflict = Signal()
+        m.d.comb += [legal.eq(0), bad_field.eq(0), range_ok.eq(1), conflict.eq(0)]
+
+        with m.Switch(opcode):
+            for op in Op:
+                if op is Op.ILLEGAL:
+                    continue
+                with m.Case(int(op)):
+                    m.d.comb += legal.eq(1)
+                    used = _used_bits(op)
+                    unused_nz = (ir[used:] != 0) if used < isa.INSN_BITS else Const(0)
+                    checks, parts = [], []
+                    bad = [unused_nz]
+                    if op is Op.SEED:
+                        bad.append(f(op, "seed") == 0)
+                    elif op is Op.BR:
+                        bad.append(f(op, "cond") > max(Cond))
+                        bad.append(f(op, "target")[:3] != 0)
+                    elif op in (Op.LDW, Op.STW):
+                        addr = (reg(f(op, "rs")) + f(op, "imm"))[:32]
+                        checks.append(addr + 1 < soc.mem_words)
+                    elif op is Op.DMA:
+                        n = Mux(f(op, "transpose"), f(op, "cols"), f(op, "rows"))
+                        with_space = f(op, "space")
+                        sp_parts, acc_parts = [], []
+                        sp_range(f(op, "sp_row"), n, sp_parts)
+                        sp_ok = checks.pop()
+                        acc_range(f(op, "sp_row"), n, acc_parts)
+                        acc_ok = checks.pop()
+                        checks.append(Mux(with_space, acc_ok, sp_ok))
+                        parts.append(Mux(with_space, acc_parts[0], sp_parts[0]))
+                        m.d.comb += unit_dma.eq(1)
+                    elif op is Op.GEMM:
+                        k, mt, nt = f(op, "k"), f(op, "mt"), f(op, "nt")
+                        bad.append((k == 0) | (mt == 0) | (nt == 0))
+                        a_parts, b_parts = [], []
+                        sp_range(f(op, "a_row"), (mt - 1) * f(op, "a_ps") + k, a_parts)
+                        sp_range(f(op, "b_row"), (nt - 1) * f(op, "b_ps") + k, b_parts)
+                        acc_range(f(op, "c_row"), (nt - 1) * f(op, "c_ps") + mt * R, parts)
+                        parts += a_parts + b_parts
+                        m.d.comb += conflict.eq((a_parts[0] & b_parts[0]) != 0)
+                        m.d.comb += unit_gemm.eq(1)
+                    elif op is Op.REQ:
+                        rows = f(op, "rows")
+                        bad.append((f(op, "lanes") == 0) | (f(op, "lanes") > L) |
+                                   (f(op, "shift") > 32))
+                        acc_range(f(op, "src"), rows, parts)
+                        d_parts, k_parts = [], []
+                        sp_range(f(op, "dst"), rows, d_parts)
+                        sp_range(f(op, "mask_row"), rows, k_parts)
+                        mask_ok = checks.pop()
+                        checks.append(mask_ok | ~f(op, "mask_en"))
+                        parts += d_parts
+                        parts.append(Mux(f(op, "mask_en"), k_parts[0], 0))
+                        m.d.comb += conflict.eq(f(op, "mask_en") &
+                                                ((d_parts[0] & k_parts[0]) != 0))
+                        m.d.comb += unit_vec.eq(1)
+                    elif op is Op.RELUB:
+                        rows = f(op, "rows")
+                        bad.append((f(op, "lanes") == 0) | (f(op, "lanes") > L))
+                        g_parts, k_parts = [], []
+                        sp_range(f(op, "g_row"), rows, g_parts)
+                        sp_range(f(op, "mask_row"), rows, k_parts)
+                        sp_range(f(op, "dst"), rows, parts)
+                        parts += g_parts + k_parts
+                        m.d.comb += conflict.eq((g_parts[0] & k_parts[0]) != 0)
+                        m.d.comb += unit_vec.eq(1)
+                    elif op is Op.SMX:
+                        cl = f(op, "classes")
+                        bad.append((f(op, "samples") == 0) | (f(op, "samples") > L) |
+                                   (cl == 0) | (f(op, "z_frac") >= W))
+                        z_parts, t_parts = [], []
+                        sp_range(f(op, "z_row"), cl, z_parts)
+                        sp_range(f(op, "dst"), cl, parts)
+                        sp_range(f(op, "t_row"), cl, t_parts)
+                        t_ok = checks.pop()
+                        grad = f(op, "mode")
+                        checks.append(t_ok | ~grad)
+                        parts += z_parts
+                        parts.append(Mux(grad, t_parts[0], 0))
+                        m.d.comb += conflict.eq(grad & ((z_parts[0] & t_parts[0]) != 0))
+                        m.d.comb += unit_vec.eq(1)
+                    elif op is Op.SGD:
+                        rows = f(op, "rows")
+                        bad.append((f(op, "lanes") == 0) | (f(op, "lanes") > L) |
+                                   (f(op, "lr_shift") > 32))
+                        sp_range(f(op, "w_row"), rows, parts)
+                        acc_range(f(op, "g_row"), rows, parts)
+                        m.d.comb += unit_vec.eq(1)
+                    elif op is Op.FILL:
+                        v, rows = f(op, "value"), f(op, "rows")
+                        sp_parts, acc_parts = [], []
+                        sp_range(f(op, "dst"), rows, sp_parts)
+                        sp_ok = checks.pop()
+                        acc_range(f(op, "dst"), rows, acc_parts)
+                        acc_ok = checks.pop()
+                        fits16 = (v >= -(1 << (W - 1))) & (v < (1 << (W - 1)))
+                        fits32 = (v >= -(1 << (AW - 1))) & (v < (1 << (AW - 1)))
+                        bad.append(Mux(f(op, "space"), ~fits32, ~fits16))
+                        checks.append(Mux(f(op, "space"), acc_ok, sp_ok))
+                        parts.append(Mux(f(op, "space"), acc_parts[0], sp_parts[0]))
+                        m.d.comb += unit_vec.eq(1)
+                    m.d.comb += bad_field.eq(Cat(*bad).any())
+                    if checks:
+                        m.d.comb += range_ok.eq(Cat(*checks).all())
+                    if parts:
+                        acc_bits = Const(0, nsp + nacc)
+                        for p in parts:
+                            acc_bits = acc_bits | p
+                        m.d.comb += banks.eq(acc_bits)
+
+        dma_fault_seen = Signal()
+        m.d.comb += dma_fault_seen.eq((opcode == Op.DMA) & (self.dma_fault != 0))
+        with m.If(~legal):
+            m.d.comb += err.eq(Error.ILLEGAL_OPCODE)
+        with m.Elif(bad_field):
+            m.d.comb += err.eq(Error.BAD_FIELD)
+        with m.Elif(dma_fault_seen):
+            m.d.comb += err.eq(Error.DMA_FAULT)
+        with m.Elif(~range_ok & ((opcode == Op.LDW) | (opcode == Op.STW))):
+            m.d.comb += err.eq(Error.MEM_RANGE)
+        with m.Elif(~range_ok):
+            m.d.comb += err.eq(Error.SP_RANGE)
+        with m.Elif(conflict):
+            m.d.comb += err.eq(Error.BANK_CONFLICT)
+
+        # ---------------- state ------------------------------------------------------------------
+        pc = Signal(32)
+        m.d.comb += self.pc.eq(pc)
+        m.d.comb += self.dma_addr.eq(reg(f(Op.DMA, "rm")) + f(Op.DMA, "mem_off"))
+
+        x_err = Signal(8)          # error of the instruction in ISSUE
+        x_banks = Signal(nsp + nacc)
+        x_unit = Signal(3)         # one-hot DMA, GEMM, VEC
+        fetch_err = Signal()
+        busy_masks = [Signal(nsp + nacc, name=f"banks_{u.name.lower()}") for u in Unit]
+        unit_busy = Cat(self.dma_busy, self.gemm_busy, self.vec_busy)
+        all_idle = unit_busy == 0
+
+        running = Signal()
+        m.d.comb += self.running.eq(running)
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        def finish(code):
+            m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(code)]
+            m.next = "IDLE"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(self.entry), running.eq(1), self.done.eq(0),
+                                 self.error.eq(0), self.cycles.eq(0), self.stall.eq(0),
+                                 self.insns.eq(0)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += self.f_addr.eq(pc >> 3)
+                m.d.sync += fetch_err.eq((pc[:3] != 0) | (pc >= soc.mem_words - 7))
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += ir.eq(self.f_data)
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.sync += [
+                    x_err.eq(Mux(fetch_err, Error.FETCH_RANGE, err)),
+                    x_banks.eq(banks),
+                    x_unit.eq(Cat(unit_dma, unit_gemm, unit_vec)),
+                ]
+                m.next = "ISSUE"
+            with m.State("ISSUE"):
+                wait = Signal()
+                conflicts = Cat(*[((x_banks & busy_masks[u]) != 0) & unit_busy[u] for u in Unit])
+                m.d.comb += wait.eq(((x_unit & unit_busy) != 0) | (conflicts != 0))
+                nxt = pc + isa.INSN_WORDS
+                with m.If(x_err != 0):
+                    with m.If(all_idle):
+                        finish(x_err)
+                    with m.Else():
+                        m.d.sync += self.stall.eq(self.stall + 1)
+                with m.Else():
+                    with m.Switch(opcode):
+                        with m.Case(Op.HALT):
+                            with m.If(all_idle):
+                                m.d.sync += self.insns.eq(self.insns + 1)
+                                finish(Error.NONE)
+                            with m.Else():
+                                m.d.sync += self.stall.eq(self.stall + 1)
+                        with m.Case(Op.FENCE):
+                            with m.If((f(Op.FENCE, "mask") & unit_busy) == 0):
+                                m.d.sync += [pc.eq(nxt), self.insns.eq(self.insns + 1)]
+                                m.next = "FETCH"
+                            with m.Else():
+                                m.d.sync += self.stall.eq(self.stall + 1)
+                        with m.Case(Op.LDW, Op.STW):
+                            with m.If(~self.dma_busy):
+                                m.d.sync += self.insns.eq(self.insns + 1)
+                                m.next = "MEM"
+                            with m.Else():
+                                m.d.sync += self.stall.eq(self.stall + 1)
+                        with m.Case(Op.BR):
+                            a, b = reg(f(Op.BR, "rs1")), reg(f(Op.BR, "rs2"))
+                            take = Signal()
+                            with m.Switch(f(Op.BR, "cond")):
+                                with m.Case(Cond.ALWAYS):
+                                    m.d.comb += take.eq(1)
+                                with m.Case(Cond.EQ):
+                                    m.d.comb += take.eq(a == b)
+                                with m.Case(Cond.NE):
+                                    m.d.comb += take.eq(a != b)
+                                with m.Case(Cond.LT):
+                                    m.d.comb += take.eq(a.as_signed() < b.as_signed())
+                                with m.Case(Cond.GE):
+                                    m.d.comb += take.eq(a.as_signed() >= b.as_signed())
+                                with m.Case(Cond.LTU):
+                                    m.d.comb += take.eq(a < b)
+                                with m.Case(Cond.GEU):
+                                    m.d.comb += take.eq(a >= b)
+                            m.d.sync += [pc.eq(Mux(take, f(Op.BR, "target"), nxt)),
+                                         self.insns.eq(self.insns + 1)]
+                            m.next = "FETCH"
+                        with m.Case(Op.SEED):
+                            with m.If(~self.vec_busy):
+                                m.d.comb += [self.seed_stb.eq(1),
+                                             self.seed.eq(f(Op.SEED, "seed"))]
+                                m.d.sync += [pc.eq(nxt), self.insns.eq(self.insns + 1)]
+                                m.next = "FETCH"
+                            with m.Else():
+                                m.d.sync += self.stall.eq(self.stall + 1)
+                        with m.Default():
+                            with m.If(wait):
+                                m.d.sync += self.stall.eq(self.stall + 1)
+                            with m.Else():
+                                m.d.sync += [pc.eq(nxt), self.insns.eq(self.insns + 1)]
+                                m.next = "FETCH"
+                                self._scalar(m, ir, regs, reg)
+                                m.d.comb += [
+                                    self.dma_start.eq(x_unit[Unit.DMA]),
+                                    self.gemm_start.eq(x_unit[Unit.GEMM]),
+                                    self.vec_start.eq(x_unit[Unit.VEC]),
+                                ]
+                                for u in Unit:
+                                    with m.If(x_unit[u]):
+                                        m.d.sync += busy_masks[u].eq(x_banks)
+            with m.State("MEM"):
+                is_st = opcode == Op.STW
+                m.d.comb += [
+                    self.m_req.eq(1), self.m_we.eq(is_st),
+                    self.m_addr.eq(reg(f(Op.LDW, "rs")) + f(Op.LDW, "imm")),
+                    self.m_wdata.eq(reg(f(Op.STW, "rt"))),
+                ]
+                with m.If(self.m_ack):
+                    with m.If(~is_st):
+                        self._write_reg(m, regs, f(Op.LDW, "rd"), self.m_rdata)
+                    m.d.sync += pc.eq(pc + isa.INSN_WORDS)
+                    m.next = "FETCH"
+        return m
+
+    @staticmethod
+    def _write_reg(m, regs, idx, value):
+        with m.Switch(idx):
+            for i in range(1, isa.NUM_REGS):
+                with m.Case(i):
+                    m.d.sync += regs[i].eq(value)
+
+    def _scalar(self, m, ir, regs, reg):
+        opcode = ir[:isa.OPCODE_BITS]
+        f = lambda op, name: field(ir, op, name)
+        with m.Switch(opcode):
+            with m.Case(Op.SETI):
+                self._write_reg(m, regs, f(Op.SETI, "rd"), f(Op.SETI, "imm"))
+            with m.Case(Op.ADDI):
+                self._write_reg(m, regs, f(Op.ADDI, "rd"),
+                                (reg(f(Op.ADDI, "rs")) + f(Op.ADDI, "imm"))[:32])
+            with m.Case(Op.ADD):
+                self._write_reg(m, regs, f(Op.ADD, "rd"),
+                                (reg(f(Op.ADD, "rs1")) + reg(f(Op.ADD, "rs2")))[:32])
+            with m.Case(Op.SUB):
+                self._write_reg(m, regs, f(Op.SUB, "rd"),
+                                (reg(f(Op.SUB, "rs1")) - reg(f(Op.SUB, "rs2")))[:32])
