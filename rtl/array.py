@@ -1,12 +1,16 @@
 """The systolic MAC array: output-stationary, signed operands, wrapping wide accumulators."""
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, ArrayConfig
 
 __all__ = ["SystolicArray"]
+
+
+#: The control bits that travel with each step through the PEs.
+_Step = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 
 
 class SystolicArray(wiring.Component):
@@ -26,12 +30,13 @@ class SystolicArray(wiring.Component):
     Dataflow. West lane ``r`` is delayed by ``r`` cycles and north lane ``c`` by ``c`` cycles
     (skew registers); operands then move one PE east (``A``) or south (``B``) per cycle through
     each PE's operand registers, so ``A[r][k]`` and ``B[k][c]`` meet in PE ``(r, c)``. ``valid``,
-    ``first`` and ``last`` travel with the data (south along column 0, then east along each row),
-    so bubbles cost nothing but their cycle. Each PE has three stages: operand registers
-    (``pe_{r}_{c}_a``/``_b``), a product register (``pe_{r}_{c}_prod``: the multiplier is
-    registered on both sides for DSP timing) and the accumulator (``pe_{r}_{c}_acc``). On a tile's
-    last step the final sum goes to the PE's result register (``pe_{r}_{c}_result``) in the same
-    cycle the accumulator restarts, so consecutive tiles need no bubble between them.
+    ``first`` and ``last`` travel with the data (``pe_{r}_{c}_step``: south along column 0, then
+    east along each row), so bubbles cost nothing but their cycle. Each PE has three stages:
+    operand registers (``pe_{r}_{c}_a``/``_b``), a product register (``pe_{r}_{c}_prod``: the
+    multiplier is registered on both sides for DSP timing) and the accumulator
+    (``pe_{r}_{c}_acc``). On a tile's last step the final sum goes to the PE's result register
+    (``pe_{r}_{c}_result``) in the same cycle the accumulator restarts, so consecutive tiles need
+    no bubble between them.
 
     Output. The result registers of row ``r`` are read out through one ``rows``:1 multiplexer per
     column into registered output ports, one row per cycle, rows ``0 .. rows-1`` in order, row ``r``
@@ -153,36 +158,32 @@ class SystolicArray(wiring.Component):
                 pe = f"pe_{r}_{c}"
                 a = a_reg[r, c] = Signal(opd, name=f"{pe}_a")
                 b = b_reg[r, c] = Signal(opd, name=f"{pe}_b")
-                v, f, l = ctrl[r, c] = (Signal(name=f"{pe}_valid"), Signal(name=f"{pe}_first"),
-                                        Signal(name=f"{pe}_last"))
+                step = ctrl[r, c] = Signal(_Step, name=f"{pe}_step")
                 if c > 0:
-                    ctrl_in = ctrl[r, c - 1]
+                    step_in = ctrl[r, c - 1]
                 elif r > 0:
-                    ctrl_in = ctrl[r - 1, c]
+                    step_in = ctrl[r - 1, c]
                 else:
-                    ctrl_in = (self.i_valid, self.i_first, self.i_last)
+                    step_in = Cat(self.i_valid, self.i_first, self.i_last)
                 m.d.sync += [
                     a.eq(a_reg[r, c - 1] if c > 0 else west[r]),
                     b.eq(b_reg[r - 1, c] if r > 0 else north[c]),
-                    v.eq(ctrl_in[0]), f.eq(ctrl_in[1]), l.eq(ctrl_in[2]),
+                    step.eq(step_in),
                 ]
 
                 p = Signal(prod, name=f"{pe}_prod")
-                p_valid = Signal(name=f"{pe}_prod_valid")
-                p_first = Signal(name=f"{pe}_prod_first")
-                p_last = Signal(name=f"{pe}_prod_last")
-                m.d.sync += [p.eq(a * b), p_valid.eq(v), p_first.eq(f), p_last.eq(l)]
+                p_step = Signal(_Step, name=f"{pe}_prod_step")
+                m.d.sync += [p.eq(a * b), p_step.eq(step)]
 
                 s = Signal(acc, name=f"{pe}_acc")
                 res = result[r, c] = Signal(acc, name=f"{pe}_result")
-                total = Signal(acc, name=f"{pe}_sum")      # truncation to acc_width = wrapping
-                m.d.comb += total.eq(Mux(p_first, p, s + p))
-                with m.If(p_valid):
+                total = Mux(p_step.first, p, s + p)     # truncated to acc_width: wrapping
+                with m.If(p_step.valid):
                     m.d.sync += s.eq(total)
-                    with m.If(p_last):
+                    with m.If(p_step.last):
                         m.d.sync += res.eq(total)
                 if c == cols - 1:
-                    done.append(p_valid & p_last)
+                    done.append(p_step.valid & p_step.last)
 
         # Read-out. Row r's `done` strobe comes one cycle after row r-1's (the `last` step moves
         # south along column 0), so at most one is high per cycle: a one-hot to binary encoder
