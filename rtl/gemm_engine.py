@@ -1,0 +1,178 @@
+"""The GEMM engine: runs a ``GEMM`` instruction on the systolic array.
+
+It reads the operand rows from the scratchpad, feeds the array tile by tile (keeping to the
+array's spacing rule) and writes each finished row to the accumulator scratchpad, adding the old
+row when the instruction accumulates.
+"""
+
+from amaranth.hdl import Module, Signal, Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from spec import isa
+from spec.isa import Op
+from spec.soc import SocConfig
+from .array import SystolicArray
+from .sequencer import field
+from .spport import ReadPortSignature, WritePortSignature
+
+__all__ = ["GemmEngine"]
+
+
+class GemmEngine(wiring.Component):
+    """Executes GEMM instructions (``docs/isa.md``) on a :class:`~rtl.array.SystolicArray`.
+
+    Timing: the engine takes the instruction in the cycle ``start`` is high (``t``), reads its first
+    operand rows in ``t+1`` and presents the array's first input in ``t+2``; tiles follow in the
+    order ``for j < nt: for i < mt`` as :func:`golden.array.schedule` feeds them; each output row
+    is written one cycle after the array presents it (a read of the old row for accumulation in
+    between). ``busy`` is high from ``t+1`` to the cycle of the last write, both included:
+    ``schedule(...).total_cycles + 2`` cycles.
+
+    Parameters
+    ----------
+    soc : SocConfig
+
+    Members
+    -------
+    start : In(1)
+        Take the GEMM instruction on ``ir``.
+    ir : In(128)
+    busy : Out(1)
+    a_rd, b_rd : Out(ReadPortSignature)
+        Operand scratchpad reads (A and B operands; the sequencer keeps them in distinct banks).
+    acc_rd : Out(ReadPortSignature)
+        Accumulator scratchpad read (old rows, when accumulating).
+    acc_wr : Out(WritePortSignature)
+        Accumulator scratchpad write.
+    """
+
+    def __init__(self, soc=None):
+        if soc is None:
+            soc = SocConfig()
+        if not isinstance(soc, SocConfig):
+            raise TypeError(f"GEMM engine configuration must be a SocConfig, not {soc!r}")
+        self._soc = soc
+        a = soc.config.array
+        L = soc.lanes
+        super().__init__({
+            "start": In(1),
+            "ir": In(isa.INSN_BITS),
+            "busy": Out(1),
+            "a_rd": Out(ReadPortSignature(soc.sp_rows, a.operand_width, L)),
+            "b_rd": Out(ReadPortSignature(soc.sp_rows, a.operand_width, L)),
+            "acc_rd": Out(ReadPortSignature(soc.acc_rows, a.acc_width, L)),
+            "acc_wr": Out(WritePortSignature(soc.acc_rows, a.acc_width, L)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        soc = self._soc
+        R, C = soc.config.array.rows, soc.config.array.cols
+        L = soc.lanes
+        S = max(R, C)
+        m.submodules.array = arr = SystolicArray.from_config(soc.config.array)
+
+        fld = lambda name: field(self.ir, Op.GEMM, name)
+        rowbits = isa.ROW_BITS + 8
+        a_row, b_row, c_row = (Signal(rowbits, name=n) for n in ("a_row", "b_row", "c_row"))
+        a_ps, b_ps, c_ps = (Signal(rowbits, name=n) for n in ("a_ps", "b_ps", "c_ps"))
+        k, mt, nt = Signal(isa.ROW_BITS), Signal(6), Signal(6)
+        accumulate = Signal()
+
+        # ---------------- input side: operand reads, array steps ----------------------------
+        feeding = Signal()
+        i, j, kk = Signal(6), Signal(6), Signal(isa.ROW_BITS)
+        a_base, b_base = Signal(rowbits), Signal(rowbits)
+        gap = Signal(range(S + 1))
+        step_valid, step_first, step_last = Signal(), Signal(), Signal()
+
+        with m.If(self.start):
+            m.d.sync += [
+                a_row.eq(fld("a_row")), b_row.eq(fld("b_row")), c_row.eq(fld("c_row")),
+                a_ps.eq(fld("a_ps")), b_ps.eq(fld("b_ps")), c_ps.eq(fld("c_ps")),
+                k.eq(fld("k")), mt.eq(fld("mt")), nt.eq(fld("nt")),
+                accumulate.eq(fld("accumulate")),
+                a_base.eq(fld("a_row")), b_base.eq(fld("b_row")),
+                i.eq(0), j.eq(0), kk.eq(0), gap.eq(0), feeding.eq(1),
+            ]
+
+        m.d.comb += [
+            self.a_rd.addr.eq(a_base + kk),
+            self.b_rd.addr.eq(b_base + kk),
+        ]
+        with m.If(feeding):
+            with m.If(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            with m.Else():
+                m.d.comb += [self.a_rd.en.eq(1), self.b_rd.en.eq(1)]
+                m.d.comb += [step_valid.eq(1), step_first.eq(kk == 0),
+                             step_last.eq(kk == k - 1)]
+                with m.If(kk != k - 1):
+                    m.d.sync += kk.eq(kk + 1)
+                with m.Else():
+                    m.d.sync += kk.eq(0)
+                    # bubbles so that the next tile's last step is S cycles after this one's
+                    m.d.sync += gap.eq(Mux(k < S, S - k, 0))
+                    with m.If(i != mt - 1):
+                        m.d.sync += [i.eq(i + 1), a_base.eq(a_base + a_ps)]
+                    with m.Else():
+                        m.d.sync += [i.eq(0), a_base.eq(a_row)]
+                        with m.If(j != nt - 1):
+                            m.d.sync += [j.eq(j + 1), b_base.eq(b_base + b_ps)]
+                        with m.Else():
+                            m.d.sync += feeding.eq(0)
+
+        # operand rows arrive one cycle after the read: the step's flags wait for them
+        d_valid, d_first, d_last = Signal(), Signal(), Signal()
+        m.d.sync += [d_valid.eq(step_valid), d_first.eq(step_first), d_last.eq(step_last)]
+        m.d.comb += [arr.i_valid.eq(d_valid), arr.i_first.eq(d_first), arr.i_last.eq(d_last)]
+        for r in range(R):
+            m.d.comb += arr.i_a[r].eq(self.a_rd.data[r])
+        for c in range(C):
+            m.d.comb += arr.i_b[c].eq(self.b_rd.data[c])
+
+        # ---------------- output side: rows → accumulator scratchpad ------------------------
+        io, jo = Signal(6), Signal(6)
+        out_base = Signal(rowbits)          # c_row + jo*c_ps + io*R
+        col_base = Signal(rowbits)          # c_row + jo*c_ps
+        pending = Signal(13)                # tiles whose rows are not all written yet
+        with m.If(self.start):
+            m.d.sync += [io.eq(0), jo.eq(0), out_base.eq(fld("c_row")), col_base.eq(fld("c_row")),
+                         pending.eq(fld("mt") * fld("nt"))]
+
+        w_valid = Signal()
+        w_addr = Signal(range(soc.acc_rows))
+        w_row = [Signal(soc.config.array.acc_width, name=f"w_row_{c}") for c in range(C)]
+        dest = out_base + arr.o_row
+        m.d.comb += [self.acc_rd.addr.eq(dest), self.acc_rd.en.eq(arr.o_valid & accumulate)]
+        m.d.sync += [w_valid.eq(arr.o_valid), w_addr.eq(dest)]
+        m.d.sync += [w_row[c].eq(arr.o_c[c]) for c in range(C)]
+        with m.If(arr.o_valid & arr.o_last):
+            with m.If(io != mt - 1):
+                m.d.sync += [io.eq(io + 1), out_base.eq(out_base + R)]
+            with m.Else():
+                m.d.sync += [io.eq(0), jo.eq(jo + 1), col_base.eq(col_base + c_ps),
+                             out_base.eq(col_base + c_ps)]
+            m.d.sync += pending.eq(pending - 1)
+        last_write = Signal()
+        m.d.sync += last_write.eq(arr.o_valid & arr.o_last & (pending == 1))
+
+        m.d.comb += [self.acc_wr.addr.eq(w_addr),
+                     self.acc_wr.en.eq(Mux(w_valid, (1 << L) - 1, 0))]
+        for lane in range(L):
+            old = self.acc_rd.data[lane]
+            if lane < C:
+                m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, old + w_row[lane],
+                                                          w_row[lane]))
+            else:
+                m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, old, 0))
+
+        # busy from the cycle after start to the cycle of the last write
+        active = Signal()
+        with m.If(self.start):
+            m.d.sync += active.eq(1)
+        with m.Elif(w_valid & last_write):
+            m.d.sync += active.eq(0)
+        m.d.comb += self.busy.eq(active)
+        return m
