@@ -31,7 +31,7 @@ class Timing:
     FETCH = 3
     MEMOP = 4
     DMA_OVERHEAD = 2
-    GEMM_OVERHEAD = 3
+    GEMM_OVERHEAD = 2
     VEC_LATENCY = 3
 
     def duration(self, m, op, f):
@@ -42,7 +42,7 @@ class Timing:
         if op is Op.GEMM:
             from . import array as garr
             tiles = [f["k"]] * (f["mt"] * f["nt"])
-            return garr.total_cycles(tiles, c.rows, c.cols) + self.GEMM_OVERHEAD
+            return garr.schedule(tiles, c.rows, c.cols).total_cycles + self.GEMM_OVERHEAD
         if op is Op.SMX:
             from . import softmax as gsm
             return f["samples"] * gsm.softmax_cycles(f["classes"]) + self.VEC_LATENCY
