@@ -1,0 +1,372 @@
+"""Golden models of the balanced pseudo-label selection (Yalniz et al. 2019), offline and streaming.
+
+The rule. For every class ``c``, keep the ``k`` samples with the highest score for ``c``, where a
+sample competes only for its top-``p`` classes. Ties are broken deterministically:
+
+* a sample's top-``p`` classes: higher probability first, then lower class index;
+* within a class: higher score first, then lower sample id.
+
+Two models of the same rule, which must agree on every input:
+
+* :func:`select_offline` — the paper's rule as written: collect every sample's top-``p``
+  ``(class, score)`` pairs, then sort each class's pairs globally and cut at ``k``
+  (vectorised with PyTorch).
+* :class:`StreamingSelector` — what the hardware does: one bounded, sorted list of at most ``k``
+  entries per class, updated entry by entry; its state never depends on the stream's length.
+
+Both return a :class:`Selection`. Because "higher score, then lower id" is a strict total order
+on a class's entries (sample ids are unique), the top ``k`` of a class is a property of the
+*set* of entries it received, not of their order: the streaming selection equals the global sort
+for every permutation of the stream (argument in ``docs/selection.md``).
+
+The module also gives the selector's cycle formulas (:func:`insert_cycles`, :func:`stream_cycles`,
+:func:`clear_cycles`, :func:`readout_cycles`: the RTL in :mod:`rtl.topk` is tested against them)
+and the storage accounting (:func:`storage`). Scores may be integers (the hardware's fixed-point
+probabilities) or floats; sample ids are non-negative integers.
+"""
+
+import bisect
+from dataclasses import dataclass
+
+import torch
+
+from spec.selection import SelectorConfig, check_top_p
+from spec.params import check_int, check_positive_int
+
+__all__ = [
+    "Selection", "Beat", "top_p", "entries", "select_offline", "select_entries_offline",
+    "StreamingSelector",
+    "insert_cycles", "stream_cycles", "clear_cycles", "readout_cycles",
+    "Storage", "storage",
+]
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One beat of the selector's read-out stream (:class:`rtl.topk.TopKSelector` ``o_record``).
+
+    ``rank`` is the entry's position in its class (0 = best), ``count`` the class's number of
+    entries, ``last`` marks the class's final entry (``rank == count - 1``).
+    """
+    sample_id: int
+    cls: int
+    score: int
+    rank: int
+    count: int
+    last: bool
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A balanced selection in canonical form.
+
+    Attributes
+    ----------
+    per_class : tuple of tuple of (int, score)
+        ``per_class[c]`` is class ``c``'s entries ``(sample_id, score)`` in rank order (higher
+        score first, then lower sample id); at most ``k`` of them.
+    soft : tuple or None
+        Soft labels, if requested: ``((sample_id, ((class, prob), ...)), ...)``, one item per
+        distinct selected sample in increasing sample id, each with its top-``p`` classes in
+        order (higher probability first, then lower class).
+    """
+    per_class: tuple
+    soft: tuple = None
+
+    @property
+    def classes(self):
+        return len(self.per_class)
+
+    @property
+    def counts(self):
+        """Number of entries of each class."""
+        return tuple(len(lst) for lst in self.per_class)
+
+    @property
+    def records(self):
+        """The compact pseudo-labeled set: ``(sample_id, class, score)`` records, class-major, each
+        class in rank order (the order the hardware reads them out)."""
+        return tuple((sid, c, score) for c, lst in enumerate(self.per_class)
+                     for sid, score in lst)
+
+    def beats(self):
+        """The read-out stream the hardware emits for this selection: a list of :class:`Beat`."""
+        return [Beat(sid, c, score, rank, len(lst), rank == len(lst) - 1)
+                for c, lst in enumerate(self.per_class)
+                for rank, (sid, score) in enumerate(lst)]
+
+
+def _rows(probs):
+    """``probs`` (tensor, array or nested lists, shape ``(N, C)``) as a 2-D tensor."""
+    t = probs if isinstance(probs, torch.Tensor) else torch.as_tensor(probs)
+    if t.dim() == 1 and t.numel() == 0:
+        t = t.reshape(0, 0)
+    if t.dim() != 2:
+        raise ValueError(f"Probabilities must be a 2-D (samples × classes) array, "
+                         f"not of shape {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.dtype.is_complex:
+        raise TypeError(f"Probabilities must be integers or reals, not {t.dtype}")
+    return t
+
+
+def _ids(sample_ids, n):
+    if sample_ids is None:
+        return list(range(n))
+    ids = [int(s) for s in (sample_ids.tolist() if isinstance(sample_ids, torch.Tensor)
+                            else sample_ids)]
+    if len(ids) != n:
+        raise ValueError(f"Expected {n} sample ids, not {len(ids)}")
+    if any(s < 0 for s in ids):
+        raise ValueError("Sample ids must be non-negative")
+    if len(set(ids)) != n:
+        raise ValueError("Sample ids must be unique")
+    return ids
+
+
+def top_p(row, p):
+    """A sample's top-``p`` classes: ``[(class, prob), ...]``, higher probability first, then lower
+    class index. ``row`` is one probability vector (sequence or 1-D tensor)."""
+    row = row.tolist() if isinstance(row, torch.Tensor) else list(row)
+    check_top_p(p, len(row))
+    return sorted(enumerate(row), key=lambda cp: -cp[1])[:p]   # sorted() is stable
+
+
+def entries(probs, p, sample_ids=None):
+    """The entry stream of ``probs``: for each sample in order, its top-``p`` classes as
+    ``(sample_id, class, score)`` in top-P order — exactly what :class:`rtl.topk.TopPFilter` emits."""
+    t = _rows(probs)
+    ids = _ids(sample_ids, t.shape[0])
+    return [(sid, c, score) for sid, row in zip(ids, t.tolist()) for c, score in top_p(row, p)]
+
+
+def _soft(probs, p, ids, selected):
+    rows = dict(zip(ids, _rows(probs).tolist()))
+    return tuple((sid, tuple(top_p(rows[sid], p))) for sid in sorted(selected))
+
+
+def select_entries_offline(entry_list, classes, k):
+    """The global rule on a raw entry stream: for each class, all its ``(sample_id, class, score)``
+    entries sorted by (higher score, lower id), cut at ``k``. ``sample_id`` must be unique within
+    a class."""
+    check_positive_int(classes, "Selector classes")
+    check_positive_int(k, "Selector K")
+    per = [[] for _ in range(classes)]
+    for sid, c, score in entry_list:
+        if not 0 <= c < classes:
+            raise ValueError(f"Class must be in range [0, {classes}), not {c!r}")
+        per[c].append((sid, score))
+    for c, lst in enumerate(per):
+        if len({sid for sid, _ in lst}) != len(lst):
+            raise ValueError(f"Sample ids must be unique within class {c}")
+    return Selection(tuple(tuple(sorted(lst, key=lambda e: (-e[1], e[0]))[:k]) for lst in per))
+
+
+def select_offline(probs, k, p, sample_ids=None, *, soft=False):
+    """The paper's rule on a whole set at once (a global sort per class).
+
+    Parameters
+    ----------
+    probs : tensor or array, shape (N, C)
+        Each sample's class probabilities (integers, e.g. fixed-point, or reals).
+    k, p : int
+        Entries kept per class; classes considered per sample (``1 <= p <= C``).
+    sample_ids : sequence of int, optional
+        Unique non-negative id of each row; default ``0 .. N-1``.
+    soft : bool
+        Also return each selected sample's top-``p`` (class, probability) pairs.
+
+    Returns
+    -------
+    Selection
+    """
+    t = _rows(probs)
+    n, classes = t.shape
+    check_positive_int(classes, "Selector classes")
+    check_positive_int(k, "Selector K")
+    check_top_p(p, classes)
+    ids = torch.tensor(_ids(sample_ids, n), dtype=torch.int64)
+    # Every sample's top-p classes: a stable descending sort keeps the lower class first on ties.
+    vals, cls = torch.sort(t, dim=1, descending=True, stable=True)
+    vals, cls = vals[:, :p].reshape(-1), cls[:, :p].reshape(-1)
+    pair_ids = ids.repeat_interleave(p)
+    # One global sort over all pairs: by class, then higher score, then lower id (three stable
+    # passes, least significant key first).
+    order = torch.sort(pair_ids, stable=True).indices
+    order = order[torch.sort(vals[order], descending=True, stable=True).indices]
+    order = order[torch.sort(cls[order], stable=True).indices]
+    cls_s, ids_s, vals_s = cls[order].tolist(), pair_ids[order].tolist(), vals[order].tolist()
+    per = [[] for _ in range(classes)]
+    for c, sid, score in zip(cls_s, ids_s, vals_s):
+        if len(per[c]) < k:
+            per[c].append((sid, score))
+    sel = Selection(tuple(tuple(lst) for lst in per))
+    if soft:
+        chosen = {sid for lst in sel.per_class for sid, _ in lst}
+        sel = Selection(sel.per_class, _soft(t, p, ids.tolist(), chosen))
+    return sel
+
+
+class StreamingSelector:
+    """The streaming rule: one sorted list of at most ``k`` entries per class, updated per entry.
+
+    State is bounded by ``k × classes`` entries (plus, with ``soft``, the top-``p`` pairs of at
+    most ``k × classes`` samples) whatever the stream's length. An entry that ties an entry already
+    held (same score, same id — never the case for unique ids) goes after it, as in the hardware.
+
+    Parameters
+    ----------
+    classes, k : int
+        Number of classes; entries kept per class.
+    p : int
+        Classes each pushed sample is considered for (:meth:`push`); default 1.
+    soft : bool
+        Keep the top-``p`` (class, probability) pairs of every currently selected sample.
+    """
+
+    def __init__(self, classes, k, p=1, *, soft=False):
+        self._config = SelectorConfig(classes=classes, k=k, p=p)
+        self._soft = bool(soft)
+        self.clear()
+
+    @property
+    def config(self):
+        return self._config
+
+    def clear(self):
+        """Forget every entry (the hardware's ``clear_stb``)."""
+        self._lists = [[] for _ in range(self._config.classes)]   # keys (-score, id)
+        self._soft_labels = {}   # id -> top-p pairs, for ids held in some list
+        self._refs = {}          # id -> number of lists holding it
+
+    def push_entry(self, sample_id, cls, score):
+        """Offer one entry ``(sample_id, class, score)``; return True if it was kept."""
+        check_int(sample_id, "Sample id")
+        check_int(cls, "Class")
+        if not 0 <= cls < self._config.classes:
+            raise ValueError(f"Class must be in range [0, {self._config.classes}), not {cls!r}")
+        lst = self._lists[cls]
+        key = (-score, sample_id)
+        if len(lst) == self._config.k and not key < lst[-1]:
+            return False
+        bisect.insort_right(lst, key)
+        self._refs[sample_id] = self._refs.get(sample_id, 0) + 1
+        if len(lst) > self._config.k:
+            _, evicted = lst.pop()
+            self._release(evicted)
+        assert len(lst) <= self._config.k
+        return True
+
+    def _release(self, sample_id):
+        self._refs[sample_id] -= 1
+        if not self._refs[sample_id]:
+            del self._refs[sample_id]
+            self._soft_labels.pop(sample_id, None)
+
+    def push(self, sample_id, probs_row):
+        """Offer one sample: its top-``p`` classes become entries (in top-P order)."""
+        pairs = top_p(probs_row, self._config.p)
+        for c, score in pairs:
+            self.push_entry(sample_id, c, score)
+        if self._soft and sample_id in self._refs:
+            self._soft_labels[sample_id] = tuple(pairs)
+
+    def push_all(self, probs, sample_ids=None):
+        """Push every row of ``probs`` in order (ids default to ``0 .. N-1``)."""
+        t = _rows(probs)
+        for sid, row in zip(_ids(sample_ids, t.shape[0]), t.tolist()):
+            self.push(sid, row)
+        return self
+
+    @property
+    def held(self):
+        """Entries currently held (≤ ``k × classes``)."""
+        return sum(len(lst) for lst in self._lists)
+
+    def result(self):
+        """The current selection (a :class:`Selection`)."""
+        per = tuple(tuple((sid, -neg) for neg, sid in lst) for lst in self._lists)
+        soft = None
+        if self._soft:
+            soft = tuple((sid, self._soft_labels[sid]) for sid in sorted(self._soft_labels))
+        return Selection(per, soft)
+
+
+# --- Cycle formulas of rtl.topk (full throughput: inputs always valid, outputs always ready) ---
+
+def insert_cycles(n_entries):
+    """Cycles for :class:`rtl.topk.TopKSelector` to accept ``n_entries`` back-to-back entries: one
+    per cycle, whatever their classes and scores (a 2-stage pipeline with write forwarding)."""
+    check_int(n_entries, "Entry count")
+    return n_entries
+
+
+def stream_cycles(samples, classes, p):
+    """Cycles from the first beat of ``samples`` back-to-back probability vectors entering
+    :class:`rtl.topk.BalancedSelector` until its last top-``p`` entry has been accepted by the
+    selector, inclusive: ``samples × classes`` input cycles (the filter never stalls the input),
+    then ``p`` cycles to emit the last sample's entries. 0 for no sample."""
+    check_int(samples, "Sample count")
+    return samples * classes + p if samples else 0
+
+
+def clear_cycles(classes):
+    """Cycles ``busy`` is high after a ``clear_stb``: one per class (counts are reset in memory)."""
+    return classes
+
+
+def readout_cycles(counts):
+    """Cycles ``busy`` is high after a ``readout_stb`` with the read-out always ready: one per
+    record, and one for each empty class."""
+    return sum(max(n, 1) for n in counts)
+
+
+# --- Storage accounting ---
+
+@dataclass(frozen=True)
+class Storage:
+    """What a selection costs to store (see :func:`storage`). Sizes in bits or bytes."""
+    record_bits: int
+    record_bytes: int
+    record_words: int
+    softmax_bytes: int
+    soft_label_bytes: int
+    on_chip_bits: int
+
+    @property
+    def ratio(self):
+        """How many times smaller a selected record is than a full softmax vector."""
+        return self.softmax_bytes / self.record_bytes
+
+
+def _bytes(bits):
+    return -(-bits // 8)
+
+
+def storage(config=None, *, word_bits=16):
+    """Storage of one selected record versus one full softmax vector, for a :class:`SelectorConfig`.
+
+    * ``record_bits``: a pseudo-label record ``(sample id, class, score)`` bit-packed:
+      ``id_width + class_width + score_width``; ``record_bytes`` rounds it up to bytes and
+      ``record_words`` stores each field in whole ``word_bits``-bit memory words (how the sequencer
+      writes the read-out to main memory).
+    * ``softmax_bytes``: a full probability vector, ``classes`` scores of whole bytes each
+      (``classes × 2`` bytes for 16-bit scores) — what keeping every sample's softmax would cost.
+    * ``soft_label_bytes``: a selected sample's soft label for distillation: its id and its
+      top-``p`` (class, probability) pairs, bit-packed, rounded up to bytes.
+    * ``on_chip_bits``: the selector's state, ``k × classes`` (id, score) entries plus one count
+      per class; independent of the stream's length.
+    """
+    c = config if config is not None else SelectorConfig()
+    if not isinstance(c, SelectorConfig):
+        raise TypeError(f"Selector configuration must be a SelectorConfig, not {c!r}")
+    check_positive_int(word_bits, "Word width")
+    bits = c.id_width + c.class_width + c.score_width
+    words = sum(-(-w // word_bits) for w in (c.id_width, c.class_width, c.score_width) if w)
+    return Storage(
+        record_bits=bits,
+        record_bytes=_bytes(bits),
+        record_words=words,
+        softmax_bytes=c.classes * _bytes(c.score_width),
+        soft_label_bytes=_bytes(c.id_width + c.p * (c.class_width + c.score_width)),
+        on_chip_bits=c.k * c.classes * (c.id_width + c.score_width) + c.classes * c.count_width,
+    )

@@ -1,0 +1,81 @@
+"""Parameters of the balanced pseudo-label selection (the streaming per-class top-K).
+
+Pure Python (no Amaranth, no PyTorch): the RTL selector (:mod:`rtl.topk`), its golden models
+(:mod:`golden.selection`) and the firmware import these defaults and this validation, so the
+checks and their messages live in one place. Widths that belong to the whole accelerator (the
+score is an operand-width probability) come from :mod:`spec.params`.
+"""
+
+from dataclasses import dataclass
+
+from .params import OPERAND_WIDTH, check_positive_int
+
+__all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "check_top_p"]
+
+
+#: Default width of a sample id in bits: one 16-bit memory word, 65 536 samples per selection.
+ID_WIDTH = 16
+
+
+@dataclass(frozen=True)
+class SelectorConfig:
+    """Shape of a balanced selection: for each of ``classes`` classes keep the top ``k`` samples
+    by that class's score, each sample considered only for its top ``p`` classes.
+
+    The defaults are the recipe measured in ``shared/NUMERICS.md`` on digits (10 classes,
+    K = 100, P = 1), with 16-bit scores (softmax probabilities) and 16-bit sample ids.
+
+    Parameters
+    ----------
+    classes : int
+        Number of classes, ≥ 1.
+    k : int
+        Entries kept per class, ≥ 1.
+    p : int
+        Classes each sample is considered for, ``1 <= p <= classes``.
+    id_width : int
+        Width of a sample id in bits, ≥ 1 (ids are unsigned).
+    score_width : int
+        Width of a score in bits, ≥ 1 (scores are signed two's complement).
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of range.
+    """
+    classes: int = 10
+    k: int = 100
+    p: int = 1
+    id_width: int = ID_WIDTH
+    score_width: int = OPERAND_WIDTH
+
+    def __post_init__(self):
+        check_positive_int(self.classes, "Selector classes")
+        check_positive_int(self.k, "Selector K")
+        check_top_p(self.p, self.classes)
+        check_positive_int(self.id_width, "Sample id width")
+        check_positive_int(self.score_width, "Score width")
+
+    @property
+    def class_width(self):
+        """Bits of a class index: ``ceil(log2(classes))`` (0 for a single class)."""
+        return (self.classes - 1).bit_length()
+
+    @property
+    def count_width(self):
+        """Bits of a per-class entry count ``0 .. k``."""
+        return self.k.bit_length()
+
+
+def check_top_p(p, classes):
+    """Raise unless ``p`` is an integer with ``1 <= p <= classes``."""
+    check_positive_int(p, "Selector P")
+    if p > classes:
+        raise ValueError(f"Selector P must not exceed the number of classes ({classes}), "
+                         f"not {p!r}")
+    return p
+
+
+DEFAULT_SELECTOR = SelectorConfig()
