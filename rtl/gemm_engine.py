@@ -160,8 +160,14 @@ class GemmEngine(wiring.Component):
 
         m.d.comb += [self.acc_wr.addr.eq(w_addr),
                      self.acc_wr.en.eq(Mux(w_valid, (1 << L) - 1, 0))]
+        # A row read in the cycle the same row is written returns the old contents (the
+        # scratchpad's read ports are not transparent): forward the written row instead.
+        bypass = Signal()
+        last_data = [Signal(soc.config.array.acc_width, name=f"last_wr_{l}") for l in range(L)]
+        m.d.sync += bypass.eq(w_valid & (w_addr == dest))
+        m.d.sync += [last_data[l].eq(self.acc_wr.data[l]) for l in range(L)]
         for lane in range(L):
-            old = self.acc_rd.data[lane]
+            old = Mux(bypass, last_data[lane], self.acc_rd.data[lane])
             if lane < C:
                 m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, old + w_row[lane],
                                                           w_row[lane]))
