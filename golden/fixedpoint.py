@@ -326,6 +326,7 @@ def int_gemm(a, b, acc_width, c=None):
         Accumulate onto it (``None``: start from zero).
     """
     a, b = _as_int64(a, "A"), _as_int64(b, "B")
+    _check_width(acc_width)
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"GEMM shapes do not match: A {tuple(a.shape)}, B {tuple(b.shape)}")
     # int64 matmul is exact while |sum| < 2**63: operands < 2**31 each and K < 2**(63-62) is not
