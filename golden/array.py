@@ -46,11 +46,13 @@ This module never imports Amaranth or ``rtl/``.
 
 from dataclasses import dataclass
 
+import torch
+
 from spec.params import ACC_WIDTH, check_int, check_positive_int
 from golden.fixedpoint import int_gemm
 
 __all__ = [
-    "gemm_tile", "output_latency", "tile_spacing",
+    "gemm_tile", "split_gemm", "join_tiles", "output_latency", "tile_spacing",
     "TileTiming", "Schedule", "tile_timing", "check_spacing", "schedule", "utilization",
 ]
 
@@ -70,6 +72,43 @@ def gemm_tile(a, b, acc_width=ACC_WIDTH):
         ``int64`` tensor (rows, cols): ``wrap(a @ b, acc_width)``.
     """
     return int_gemm(a, b, acc_width)
+
+
+def split_gemm(a, b, rows, cols):
+    """Cut ``A[M×K]·B[K×N]`` into array tiles, zero-padding ``M`` and ``N`` to whole tiles.
+
+    Tiles come in the order ``for j in range(ceil(N / cols)): for i in range(ceil(M / rows))``
+    (the order :func:`join_tiles` expects); each has the full depth ``K``.
+
+    Returns
+    -------
+    list of (A_i, B_j)
+        ``A_i`` of shape (rows, K), ``B_j`` of shape (K, cols), ``int64``.
+    """
+    _check_shape(rows, cols)
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"GEMM shapes do not match: A {tuple(a.shape)}, B {tuple(b.shape)}")
+    (m, k), n = a.shape, b.shape[1]
+    mt, nt = -(-m // rows), -(-n // cols)
+    a_pad = torch.zeros(mt * rows, k, dtype=torch.int64)
+    a_pad[:m] = a
+    b_pad = torch.zeros(k, nt * cols, dtype=torch.int64)
+    b_pad[:, :n] = b
+    return [(a_pad[i * rows:(i + 1) * rows], b_pad[:, j * cols:(j + 1) * cols])
+            for j in range(nt) for i in range(mt)]
+
+
+def join_tiles(tiles, m, n, rows, cols):
+    """Assemble the (rows × cols) result tiles of :func:`split_gemm` into the ``M×N`` result."""
+    _check_shape(rows, cols)
+    mt, nt = -(-m // rows), -(-n // cols)
+    if len(tiles) != mt * nt:
+        raise ValueError(f"A {m}×{n} result needs {mt * nt} tiles, not {len(tiles)}")
+    out = torch.zeros(mt * rows, nt * cols, dtype=torch.int64)
+    for idx, tile in enumerate(tiles):
+        j, i = divmod(idx, mt)
+        out[i * rows:(i + 1) * rows, j * cols:(j + 1) * cols] = tile
+    return out[:m, :n]
 
 
 def _check_shape(rows, cols):

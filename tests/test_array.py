@@ -7,8 +7,9 @@ import pytest
 import torch
 from amaranth.hdl import Fragment, Shape, signed, unsigned
 
-from golden.array import (TileTiming, check_spacing, gemm_tile, output_latency, schedule,
-                          tile_spacing, tile_timing, utilization)
+from golden.array import (TileTiming, check_spacing, gemm_tile, join_tiles, output_latency,
+                          schedule, split_gemm, tile_spacing, tile_timing, utilization)
+from golden.fixedpoint import int_gemm
 from rtl.array import SystolicArray
 from rtl.array_sim import simulate_tiles
 from spec.params import ArrayConfig
@@ -111,6 +112,28 @@ def test_model_validation():
         schedule([3], 2, 0)
     with pytest.raises(ValueError, match=r"^Last input cycle must not precede the first \(5\), not 4$"):
         tile_timing(5, 4, 2, 2)
+
+
+@pytest.mark.parametrize("m, k, n, rows, cols", [(5, 3, 7, 2, 3), (4, 1, 6, 4, 6), (1, 9, 1, 3, 2)])
+def test_split_and_join(m, k, n, rows, cols):
+    g = torch.Generator().manual_seed(m * k * n)
+    a = torch.randint(-(1 << 15), 1 << 15, (m, k), generator=g)
+    b = torch.randint(-(1 << 15), 1 << 15, (k, n), generator=g)
+    tiles = split_gemm(a, b, rows, cols)
+    mt, nt = -(-m // rows), -(-n // cols)
+    assert len(tiles) == mt * nt
+    assert all(ta.shape == (rows, k) and tb.shape == (k, cols) for ta, tb in tiles)
+    for idx, (ta, tb) in enumerate(tiles):          # order: for j (columns of B): for i
+        j, i = divmod(idx, mt)
+        a_part, b_part = a[i * rows:(i + 1) * rows], b[:, j * cols:(j + 1) * cols]
+        assert torch.equal(ta[:len(a_part)], a_part) and not ta[len(a_part):].any()
+        assert torch.equal(tb[:, :b_part.shape[1]], b_part) and not tb[:, b_part.shape[1]:].any()
+    c = join_tiles([gemm_tile(ta, tb) for ta, tb in tiles], m, n, rows, cols)
+    assert torch.equal(c, int_gemm(a, b, 32))
+    with pytest.raises(ValueError, match=rf"^A {m}×{n} result needs {mt * nt} tiles, not 0$"):
+        join_tiles([], m, n, rows, cols)
+    with pytest.raises(ValueError, match=r"^GEMM shapes do not match: A \(2, 3\), B \(2, 3\)$"):
+        split_gemm(torch.zeros(2, 3), torch.zeros(2, 3), rows, cols)
 
 
 # --- RTL == golden: values and cycles ----------------------------------------------------------
