@@ -1,0 +1,225 @@
+"""Fixed-point softmax / cross-entropy gradient: golden specification and RTL unit."""
+
+import math
+
+import pytest
+import torch
+
+from golden.softmax import (
+    exp_scale, softmax_cycles, softmax_exp, softmax_probs, softmax_recip, softmax_xent_grad,
+    temperature_to_inv_temp,
+)
+from spec.softmax_tables import (
+    EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, INV_TEMP_FRAC, INV_TEMP_ONE, INV_TEMP_WIDTH, K_WIDTH,
+    LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH, exp2_table,
+)
+
+Z_FRAC, P_FRAC, G_FRAC = 8, 14, 12
+
+
+def _rand_logits(gen, m, c, scale, width=16):
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return torch.randint(-scale, scale + 1, (m, c), generator=gen).clamp(lo, hi)
+
+
+def _one_hot(labels, c, prob_frac=P_FRAC):
+    t = torch.zeros(len(labels), c, dtype=torch.int64)
+    t[torch.arange(len(labels)), torch.as_tensor(labels)] = 1 << prob_frac
+    return t
+
+
+# --- tables and constants -------------------------------------------------------------------
+
+def test_exp_table_matches_float():
+    assert len(EXP_TABLE) == 1 << EXP_INDEX_BITS
+    assert EXP_TABLE[0] == 1 << EXP_FRAC
+    for f, v in enumerate(EXP_TABLE):
+        x = 2.0 ** (EXP_FRAC - f / (1 << EXP_INDEX_BITS))
+        assert abs(v - x) < 0.5, f
+        assert (1 << (EXP_FRAC - 1)) < v <= (1 << EXP_FRAC)
+    assert exp2_table(0, 1) == (2,)
+    assert exp2_table(2, 4) == tuple(round(2.0 ** (4 - f / 4)) for f in range(4))
+
+
+def test_exp_table_bad_arguments():
+    with pytest.raises(ValueError, match=r"^Exp table index bits must be between 0 and 12, not 13$"):
+        exp2_table(13)
+    with pytest.raises(ValueError, match=r"^Exp table fraction bits must be between 1 and 30, not 0$"):
+        exp2_table(4, 0)
+    with pytest.raises(TypeError, match=r"^Exp table index bits must be an integer, not 1.5$"):
+        exp2_table(1.5)
+
+
+def test_constants():
+    assert LOG2E_Q == round(math.log2(math.e) * 2 ** LOG2E_FRAC)
+    assert INV_TEMP_ONE == 1 << INV_TEMP_FRAC
+    assert exp_scale((1 << INV_TEMP_WIDTH) - 1) < 1 << K_WIDTH
+    assert exp_scale() == round(math.log2(math.e) * 2 ** 15)
+    assert exp_scale(0) == 0
+    assert RECIP_BITS == RECIP_SHIFT - EXP_FRAC + 1
+
+
+# --- temperature ------------------------------------------------------------------------------
+
+def test_temperature_to_inv_temp():
+    assert temperature_to_inv_temp(1) == INV_TEMP_ONE
+    assert temperature_to_inv_temp(1.0) == INV_TEMP_ONE
+    assert temperature_to_inv_temp(4) == INV_TEMP_ONE // 4
+    assert temperature_to_inv_temp(20) == 205          # 204.8
+    assert temperature_to_inv_temp(0.5) == 2 * INV_TEMP_ONE
+    assert temperature_to_inv_temp(2 ** 13 * 0.999) == 1
+
+
+@pytest.mark.parametrize("t", [0, 0.0, -1, -0.5, float("nan")])
+def test_temperature_must_be_positive(t):
+    with pytest.raises(ValueError, match=r"^Temperature must be positive, not "):
+        temperature_to_inv_temp(t)
+
+
+def test_temperature_out_of_range():
+    with pytest.raises(ValueError, match=r"^Temperature must give an inverse temperature between "
+                                         r"1 and 16383 \(units of 2\*\*-12\), not 0\.2$"):
+        temperature_to_inv_temp(0.2)
+    with pytest.raises(ValueError, match=r"^Temperature must give an inverse temperature"):
+        temperature_to_inv_temp(9000)
+    with pytest.raises(ValueError, match=r"^Temperature must be finite, not inf$"):
+        temperature_to_inv_temp(float("inf"))
+    with pytest.raises(TypeError, match=r"^Temperature must be a real number, not '1'$"):
+        temperature_to_inv_temp("1")
+
+
+# --- golden against float ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("temperature", [None, 0.5, 2, 4, 20])
+@pytest.mark.parametrize("c", [2, 3, 10, 64])
+def test_golden_close_to_float(c, temperature):
+    """|p - float softmax| <= 3 LSB of the prob format (T <= 20, default formats)."""
+    gen = torch.Generator().manual_seed(c)
+    inv_temp = None if temperature is None else temperature_to_inv_temp(temperature)
+    inv_t = (inv_temp or INV_TEMP_ONE) / INV_TEMP_ONE
+    for scale in (16, 256, 2048, 32768):
+        z = _rand_logits(gen, 2000, c, scale)
+        p = softmax_probs(z, z_frac=Z_FRAC, prob_frac=P_FRAC, inv_temp=inv_temp)
+        ref = torch.softmax(z.double() / 2 ** Z_FRAC * inv_t, dim=1) * 2 ** P_FRAC
+        err = float((p - ref).abs().max())
+        assert err <= 3.0, (c, temperature, scale, err)
+        assert int(p.min()) >= 0
+
+
+@pytest.mark.parametrize("prob_frac", [0, 5, 14, 15])
+@pytest.mark.parametrize("c", [1, 2, 7, 10, 100])
+def test_sums_to_one(c, prob_frac):
+    """|sum p - 2**prob_frac| <= C // 2 + 1 (+1 when saturating at prob_frac = width - 1)."""
+    gen = torch.Generator().manual_seed(100 * c + prob_frac)
+    bound = c // 2 + 1 + (prob_frac == 15)
+    for scale in (1, 64, 4096, 32768):
+        z = _rand_logits(gen, 1000, c, scale)
+        for inv_temp in (None, 1, 1000, (1 << INV_TEMP_WIDTH) - 1):
+            p = softmax_probs(z, z_frac=Z_FRAC, prob_frac=prob_frac, inv_temp=inv_temp)
+            dev = int((p.sum(dim=1) - (1 << prob_frac)).abs().max())
+            assert dev <= bound, (c, prob_frac, scale, inv_temp, dev)
+
+
+def test_golden_exact_cases():
+    # All-equal logits: exactly uniform up to rounding.
+    z = torch.full((3, 4), -7)
+    assert softmax_probs(z, z_frac=Z_FRAC, prob_frac=P_FRAC).tolist() == [[4096] * 4] * 3
+    # One class: probability one (saturated when 1.0 does not fit).
+    z = torch.tensor([[-32768], [32767]])
+    assert softmax_probs(z, z_frac=Z_FRAC, prob_frac=14).tolist() == [[16384], [16384]]
+    assert softmax_probs(z, z_frac=Z_FRAC, prob_frac=15).tolist() == [[32767], [32767]]
+    # Extremes: the smallest logit's exponential underflows to 0.
+    z = torch.tensor([[-32768, 32767]])
+    assert softmax_probs(z, z_frac=Z_FRAC, prob_frac=P_FRAC).tolist() == [[0, 16384]]
+    # inv_temp = 0 (T = infinity): uniform whatever the logits.
+    z = torch.tensor([[-32768, 32767, 0, 5]])
+    assert softmax_probs(z, z_frac=Z_FRAC, prob_frac=P_FRAC, inv_temp=0).tolist() == [[4096] * 4]
+    # The row's maximum has e = 2**EXP_FRAC; S and R follow.
+    e, s = softmax_exp(torch.tensor([[0, -256]]), z_frac=Z_FRAC)
+    assert e[0, 0] == 1 << EXP_FRAC
+    a = round(256 * exp_scale() / 2 ** (Z_FRAC + 15 - EXP_INDEX_BITS))     # 1477, no tie
+    assert e[0, 1] == (EXP_TABLE[a % (1 << EXP_INDEX_BITS)] + 1) >> (a >> EXP_INDEX_BITS)
+    assert abs(int(e[0, 1]) - 2 ** EXP_FRAC / math.e) < 4
+    assert softmax_recip(s).tolist() == [(1 << RECIP_SHIFT) // int(s[0])]
+    # Empty batch.
+    assert softmax_probs(torch.zeros(0, 3, dtype=torch.int64), z_frac=8, prob_frac=14).shape == (0, 3)
+
+
+def test_grad_is_probs_minus_target():
+    gen = torch.Generator().manual_seed(7)
+    for c in (1, 2, 10):
+        z = _rand_logits(gen, 500, c, 1024)
+        t = _one_hot(torch.randint(0, c, (500,), generator=gen), c)
+        p = softmax_probs(z, z_frac=Z_FRAC, prob_frac=P_FRAC).double()
+        for gs in (0, 3):
+            g = softmax_xent_grad(z, t, z_frac=Z_FRAC, prob_frac=P_FRAC, grad_frac=G_FRAC,
+                                  grad_shift=gs)
+            ref = (p - t.double()) * 2.0 ** (G_FRAC - P_FRAC - gs)
+            # one rounding of the unrounded p: within 1/2 LSB + the prob rounding scaled
+            assert float((g - ref).abs().max()) <= 0.5 + 0.5 * 2.0 ** (G_FRAC - P_FRAC - gs) + 1e-9
+    # Gradient rows of a one-hot target sum to about zero; a correct confident row is ~0.
+    z = torch.tensor([[32767, -32768, 0]])
+    t = _one_hot([0], 3)
+    assert softmax_xent_grad(z, t, z_frac=8, prob_frac=14, grad_frac=12).tolist() == [[0, 0, 0]]
+
+
+def test_grad_saturates():
+    # prob_frac = 13: target 1.0 = 8192; grad_frac = 15: (p - t) = -1 -> -32768 fits, but with a
+    # negative soft target the difference exceeds +1 and saturates at 32767.
+    z = torch.tensor([[0, -32768]])
+    t = torch.tensor([[-8192, 8192]])
+    g = softmax_xent_grad(z, t, z_frac=8, prob_frac=13, grad_frac=15)
+    assert g.tolist() == [[32767, -32768]]
+    # The most negative and most positive targets in the prob format; 0.5 - 32767 is a tie.
+    z = torch.tensor([[5, 5]])
+    t = torch.tensor([[-32768, 32767]])
+    g = softmax_xent_grad(z, t, z_frac=8, prob_frac=0, grad_frac=0)
+    assert g.tolist() == [[32767, -32766]]
+
+
+# --- argument checking ------------------------------------------------------------------------
+
+def test_golden_bad_arguments():
+    z = torch.zeros(2, 3, dtype=torch.int64)
+    t = torch.zeros(2, 3, dtype=torch.int64)
+    with pytest.raises(ValueError, match=rf"^Width must be between 2 and {SOFTMAX_MAX_WIDTH}, not 0$"):
+        softmax_probs(z, z_frac=0, prob_frac=0, width=0)
+    with pytest.raises(ValueError, match=r"^Width must be between 2 and \d+, not -4$"):
+        softmax_probs(z, z_frac=0, prob_frac=0, width=-4)
+    with pytest.raises(TypeError, match=r"^Width must be an integer, not 16.0$"):
+        softmax_probs(z, z_frac=0, prob_frac=0, width=16.0)
+    with pytest.raises(ValueError, match=r"^Logit fraction bits must be between 0 and 15, not 16$"):
+        softmax_probs(z, z_frac=16, prob_frac=14)
+    with pytest.raises(ValueError, match=r"^Probability fraction bits must be between 0 and 15, "
+                                         r"not 16$"):
+        softmax_probs(z, z_frac=8, prob_frac=16)
+    with pytest.raises(ValueError, match=r"^Probability fraction bits must be between 0 and 7, "
+                                         r"not -1$"):
+        softmax_probs(z, z_frac=0, prob_frac=-1, width=8)
+    with pytest.raises(ValueError, match=r"^Gradient fraction bits must be between 0 and 15, not 16$"):
+        softmax_xent_grad(z, t, z_frac=8, prob_frac=14, grad_frac=16)
+    with pytest.raises(ValueError, match=r"^Gradient shift must be between 0 and 15, not 16$"):
+        softmax_xent_grad(z, t, z_frac=8, prob_frac=14, grad_frac=12, grad_shift=16)
+    with pytest.raises(ValueError, match=r"^Inverse temperature must be between 0 and 16383, "
+                                         r"not 16384$"):
+        softmax_probs(z, z_frac=8, prob_frac=14, inv_temp=16384)
+    with pytest.raises(ValueError, match=r"^Inverse temperature must be between 0 and 16383, not -1$"):
+        softmax_probs(z, z_frac=8, prob_frac=14, inv_temp=-1)
+    with pytest.raises(ValueError, match=r"^Softmax needs at least one class, not 0$"):
+        softmax_probs(torch.zeros(2, 0, dtype=torch.int64), z_frac=8, prob_frac=14)
+    with pytest.raises(ValueError, match=r"^Logits must be 8-bit signed integers"):
+        softmax_probs(torch.tensor([[128]]), z_frac=0, prob_frac=0, width=8)
+    with pytest.raises(ValueError, match=r"^Logits must be a 2-D tensor"):
+        softmax_probs(torch.zeros(3, dtype=torch.int64), z_frac=8, prob_frac=14)
+    with pytest.raises(TypeError, match=r"^Logits must be an integer tensor"):
+        softmax_probs(torch.zeros(1, 3), z_frac=8, prob_frac=14)
+    with pytest.raises(ValueError, match=r"^Targets shape \(2, 2\) does not match logits \(2, 3\)$"):
+        softmax_xent_grad(z, t[:, :2], z_frac=8, prob_frac=14, grad_frac=12)
+
+
+def test_cycles_formula_arguments():
+    assert softmax_cycles(2) - softmax_cycles(1) == 3
+    with pytest.raises(ValueError, match=r"^Classes must be a positive integer, not 0$"):
+        softmax_cycles(0)
+    with pytest.raises(TypeError, match=r"^Classes must be an integer, not 1.0$"):
+        softmax_cycles(1.0)
