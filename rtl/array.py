@@ -186,8 +186,9 @@ class SystolicArray(wiring.Component):
                     done.append(p_step.valid & p_step.last)
 
         # Read-out. Row r's `done` strobe comes one cycle after row r-1's (the `last` step moves
-        # south along column 0), so at most one is high per cycle: a one-hot to binary encoder
-        # gives the row, registered before it selects the row in every column's rows:1 mux.
+        # south along column 0); with the spacing rule kept, at most one is high per cycle, so a
+        # one-hot to binary encoder gives the row, registered before it selects the row in every
+        # column's rows:1 mux.
         sel_valid = Signal(name="readout_valid")
         sel_row = Signal(range(rows), name="readout_row")
         sel_last = Signal(name="readout_last")

@@ -85,6 +85,15 @@ def test_ports():
     assert (default.operand_width, default.acc_width) == (16, 32)
 
 
+def test_signal_names():
+    """PE registers keep their explicit names in the netlist (waveforms, CXXRTL symbols)."""
+    from amaranth.back import rtlil
+    text = rtlil.convert(SystolicArray(2, 3))
+    for name in ("pe_1_2_acc", "pe_1_2_result", "pe_1_2_prod", "pe_0_1_a", "pe_1_0_b",
+                 "pe_1_1_step", "skew_a_1_0", "skew_b_2_1", "readout_row"):
+        assert f"\\{name} " in text or f"\\{name}\n" in text, name
+
+
 # --- golden cycle model ------------------------------------------------------------------------
 
 def test_model_formulas():
