@@ -1,0 +1,227 @@
+"""The golden DMA: descriptor semantics on memory images, fault checks, and the cycle model.
+
+This is the specification ``rtl/dma.py`` is tested against (``docs/memory.md`` explains it).
+
+Memory images
+-------------
+* Main memory: a 1-D ``int64`` tensor of words, values ``0 .. 2**word_width - 1``.
+* Scratchpads: one ``(rows, lanes)`` ``int64`` tensor per :class:`~spec.memory.Space`, values
+  signed in the space's element width (``operand_width`` for ``SP``, ``acc_width`` for ``ACC``).
+
+Semantics
+---------
+A descriptor moves the ``rows × cols`` block of main memory whose element ``(i, j)`` starts at
+word ``mem_addr + i * stride + j * elem_words`` (an element of ``elem_words = 2`` words is a
+32-bit value, low word first). Without transpose block row ``i`` is scratchpad row
+``sp_row + i`` with element ``j`` in lane ``j``; with transpose element ``(i, j)`` is in row
+``sp_row + j``, lane ``i``.
+
+* A **load** writes whole scratchpad rows: the lanes the block does not cover are written with
+  zero. An element is converted to the scratchpad's element width as a two's-complement value:
+  sign-extended if narrower, its low bits kept (wrapped) if wider.
+* A **store** writes exactly the block's words to main memory and nothing else; a scratchpad
+  element is converted to ``16 * elem_words`` bits the same way. Words are written in the
+  hardware's order (scratchpad row, then lane, then word), so where block rows overlap
+  (``stride < cols * elem_words``) the last write wins.
+
+Cycle model (deterministic memory: fixed latency ``L = memory.mem_latency``, no stalls)
+---------------------------------------------------------------------------------------
+A descriptor accepted in cycle ``c`` raises ``done`` in cycle ``c + cycles(desc)``, the first cycle
+in which the DMA accepts the next descriptor: ``CHECK_CYCLES`` for a faulting descriptor,
+``CHECK_CYCLES + rows * cols * elem_words + L`` otherwise (one bus request per cycle).
+"""
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from spec.memory import (DESC_FIELDS, MAX_ELEM_WORDS, Dir, Space, Fault, MemoryConfig,
+                         DEFAULT_MEMORY, lanes as lanes_of, elem_width, word_width)
+from spec.params import Config, DEFAULT_CONFIG, check_int
+
+__all__ = ["CHECK_CYCLES", "Descriptor", "check", "execute", "cycles", "word_addresses",
+           "new_images"]
+
+
+#: Cycles from a descriptor's acceptance to ``done`` if it faults; the fixed overhead otherwise.
+CHECK_CYCLES = 3
+
+_WIDTHS = dict(DESC_FIELDS)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A DMA descriptor (fields as :data:`spec.memory.DESC_FIELDS`).
+
+    Any value that fits its field is a valid descriptor; :func:`check` says whether the DMA does
+    it or faults.
+
+    Raises
+    ------
+    TypeError
+        If a field is not an integer.
+    ValueError
+        If a field does not fit its width.
+    """
+    dir: int = Dir.LOAD
+    space: int = Space.SP
+    transpose: int = 0
+    elem_words: int = 1
+    mem_addr: int = 0
+    sp_row: int = 0
+    rows: int = 1
+    cols: int = 1
+    stride: int = 0
+
+    def __post_init__(self):
+        for name, width in DESC_FIELDS:
+            value = getattr(self, name)
+            check_int(value, f"Descriptor field {name}")
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"Descriptor field {name} must be in 0..{(1 << width) - 1}, "
+                                 f"not {value!r}")
+
+    @property
+    def sp_rows(self):
+        """Scratchpad rows the descriptor touches: ``cols`` with transpose, else ``rows``."""
+        return self.cols if self.transpose else self.rows
+
+    @property
+    def sp_lanes(self):
+        """Lanes of each scratchpad row the block covers: ``rows`` with transpose, else ``cols``."""
+        return self.rows if self.transpose else self.cols
+
+    @property
+    def words(self):
+        """Main-memory words the descriptor moves: ``rows * cols * elem_words``."""
+        return self.rows * self.cols * self.elem_words
+
+    def as_dict(self):
+        """The fields as a ``dict`` (e.g. the RTL descriptor stream's payload)."""
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+
+def _check_types(desc, config, memory):
+    if not isinstance(desc, Descriptor):
+        raise TypeError(f"Descriptor must be a Descriptor, not {desc!r}")
+    if not isinstance(config, Config):
+        raise TypeError(f"Configuration must be a Config, not {config!r}")
+    if not isinstance(memory, MemoryConfig):
+        raise TypeError(f"Memory configuration must be a MemoryConfig, not {memory!r}")
+
+
+def check(desc, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
+    """The descriptor's :class:`~spec.memory.Fault` (``Fault.NONE`` if the DMA does it).
+
+    Checks are made in the order of the fault codes; the first failing one is returned.
+    """
+    _check_types(desc, config, memory)
+    if desc.rows == 0 or desc.cols == 0:
+        return Fault.ZERO_SIZE
+    if not 1 <= desc.elem_words <= MAX_ELEM_WORDS:
+        return Fault.ELEM_WORDS
+    if desc.sp_lanes > lanes_of(config):
+        return Fault.TOO_WIDE
+    space_rows = memory.space_rows(desc.space)
+    if desc.sp_row >= space_rows:
+        return Fault.SP_RANGE
+    if desc.sp_row + desc.sp_rows > space_rows:
+        return Fault.SP_END
+    if desc.mem_addr >= memory.mem_words:
+        return Fault.MEM_RANGE
+    end = desc.mem_addr + (desc.rows - 1) * desc.stride + desc.cols * desc.elem_words
+    if end > memory.mem_words:
+        return Fault.MEM_END
+    return Fault.NONE
+
+
+def word_addresses(desc):
+    """Main-memory word addresses in the order the DMA accesses them.
+
+    An ``int64`` tensor of shape ``(sp_rows, sp_lanes, elem_words)``: entry ``[t, l, w]`` is word
+    ``w`` of the element in lane ``l`` of scratchpad row ``sp_row + t``.
+    """
+    t = torch.arange(desc.sp_rows, dtype=torch.int64)[:, None, None]
+    lane = torch.arange(desc.sp_lanes, dtype=torch.int64)[None, :, None]
+    w = torch.arange(desc.elem_words, dtype=torch.int64)[None, None, :]
+    i, j = (lane, t) if desc.transpose else (t, lane)
+    return desc.mem_addr + i * desc.stride + j * desc.elem_words + w
+
+
+def _resize(values, width):
+    """Two's-complement resize of non-negative-or-signed integers to signed ``width`` bits."""
+    half = 1 << (width - 1)
+    return ((values + half) & ((1 << width) - 1)) - half
+
+
+def new_images(config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
+    """Zeroed images: ``(mem, [sp, acc])`` with the shapes :func:`execute` expects."""
+    mem = torch.zeros(memory.mem_words, dtype=torch.int64)
+    sps = [torch.zeros(memory.space_rows(s), lanes_of(config), dtype=torch.int64) for s in Space]
+    return mem, sps
+
+
+def execute(desc, mem, sps, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
+    """Perform ``desc`` on the images ``mem`` and ``sps`` in place and return its fault code.
+
+    Parameters
+    ----------
+    desc : Descriptor
+    mem : torch.Tensor
+        Main memory, 1-D ``int64``, ``memory.mem_words`` words.
+    sps : sequence of torch.Tensor
+        Scratchpads indexed by :class:`~spec.memory.Space`, each ``(rows, lanes)`` ``int64``.
+
+    Returns
+    -------
+    Fault
+        ``Fault.NONE`` if the transfer was done; otherwise nothing was changed.
+    """
+    _check_types(desc, config, memory)
+    if mem.shape != (memory.mem_words,) or mem.dtype != torch.int64:
+        raise ValueError(f"Main memory must be an int64 tensor of shape ({memory.mem_words},)")
+    sp = sps[desc.space]
+    shape = (memory.space_rows(desc.space), lanes_of(config))
+    if tuple(sp.shape) != shape or sp.dtype != torch.int64:
+        raise ValueError(f"Scratchpad {Space(desc.space).name} must be an int64 tensor of shape "
+                         f"{shape}")
+    fault = check(desc, config, memory)
+    if fault:
+        return fault
+    ww = word_width(config)
+    word_mask = (1 << ww) - 1
+    ew_bits = ww * desc.elem_words
+    sp_width = elem_width(config, desc.space)
+    addrs = word_addresses(desc)
+    shifts = ww * torch.arange(desc.elem_words, dtype=torch.int64)
+    rows = slice(desc.sp_row, desc.sp_row + desc.sp_rows)
+    if desc.dir == Dir.LOAD:
+        values = (mem[addrs] << shifts).sum(dim=-1)                 # (sp_rows, sp_lanes)
+        values = _resize(_resize(values, ew_bits), sp_width)
+        sp[rows] = 0
+        sp[rows, :desc.sp_lanes] = values
+    else:
+        values = _resize(sp[rows, :desc.sp_lanes], ew_bits)
+        words = (values[..., None] >> shifts) & word_mask          # (sp_rows, sp_lanes, ew)
+        addrs, words = addrs.flatten(), words.flatten()
+        # The hardware writes in this order: where addresses repeat, the last write wins.
+        last = torch.flip(addrs, (0,))
+        uniq, first = _first_occurrence(last)
+        mem[uniq] = torch.flip(words, (0,))[first]
+    return Fault.NONE
+
+
+def _first_occurrence(x):
+    """Unique values of 1-D ``x`` and the index of each one's first occurrence."""
+    uniq, inverse = torch.unique(x, return_inverse=True)
+    pos = torch.arange(x.numel(), dtype=torch.int64)
+    first = torch.full((uniq.numel(),), x.numel(), dtype=torch.int64)
+    first.scatter_reduce_(0, inverse, pos, reduce="amin")
+    return uniq, first
+
+
+def cycles(desc, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
+    """Cycles from the descriptor's acceptance to ``done`` under the deterministic memory model."""
+    if check(desc, config, memory):
+        return CHECK_CYCLES
+    return CHECK_CYCLES + desc.words + memory.mem_latency

@@ -1,0 +1,165 @@
+"""Main memory: block RAM behind the bus, with a fixed latency and optional random stalls."""
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import MemoryData
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
+from amaranth.utils import ceil_log2
+
+from spec.params import check_int, check_positive_int
+from .bus import BusSignature
+
+__all__ = ["MainMemory", "STALL_RATE_STEPS"]
+
+
+#: Stall rates are quantised to multiples of ``1 / STALL_RATE_STEPS``.
+STALL_RATE_STEPS = 256
+
+_MASK32 = 0xFFFF_FFFF
+
+
+class MainMemory(wiring.Component):
+    """Main memory: ``words`` words in block RAM, served over a :class:`~rtl.bus.BusSignature` bus.
+
+    One request is accepted per cycle. The memory is also the simulation model of a slower
+    memory: a request accepted in cycle ``c`` has its response valid in cycle ``c + latency`` at
+    the earliest; with ``stall_rate = 0`` it is valid exactly then if the master takes responses
+    as they come (the *deterministic memory model* of the cycle models). With ``stall_rate > 0``
+    the memory also withholds, pseudo-randomly and independently, ``req.ready`` and the next
+    response's ``valid`` (a response already shown stays valid until it is taken). The stall
+    decisions come from an xorshift32 generator (:class:`golden.fixedpoint.Xorshift32`'s step)
+    whose state ``s`` starts at ``seed`` and steps every cycle: in a cycle with state ``s``,
+    ``req.ready`` is withheld if ``s & 0xFF < t`` and the response is withheld if
+    ``(s >> 8) & 0xFF < t``, where ``t = round(stall_rate * 256)``.
+
+    Requests are performed in order when accepted (a write updates the array then; a read
+    samples it then), so a read sees every earlier write. The pipeline moves as a whole: while
+    the oldest response is waiting to be taken, nothing advances and no request is accepted.
+    Writes to addresses ``>= words`` are ignored; reads there return unspecified data.
+
+    Testbenches read and write the image through :attr:`data` (``ctx.get(mem.data[i])``,
+    ``ctx.set(mem.data[i], v)``).
+
+    Parameters
+    ----------
+    words : int
+        Size in words (``≥ 1``); addresses are ``ceil_log2(words)`` bits (at least 1).
+    data_width : int
+        Width of a word in bits.
+    latency : int
+        Cycles from a request's acceptance to its response (``≥ 1``).
+    stall_rate : float
+        Probability of each stall, ``0 <= stall_rate < 1``; 0 builds no stall logic.
+    seed : int
+        Initial state of the stall generator, ``1 <= seed < 2**32``.
+    init : iterable of int
+        Initial contents (words from address 0), default all zero.
+
+    Members
+    -------
+    bus : ``In(BusSignature(addr_width, data_width))``
+        The memory's bus port (the memory is the slave).
+
+    Raises
+    ------
+    TypeError
+        If a parameter has the wrong type.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    def __init__(self, words, *, data_width=16, latency=1, stall_rate=0, seed=1, init=()):
+        check_positive_int(words, "Main memory size")
+        check_positive_int(data_width, "Main memory word width")
+        check_positive_int(latency, "Memory latency")
+        if not isinstance(stall_rate, (int, float)) or isinstance(stall_rate, bool):
+            raise TypeError(f"Stall rate must be a number, not {stall_rate!r}")
+        if not 0 <= stall_rate < 1:
+            raise ValueError(f"Stall rate must be in [0, 1), not {stall_rate!r}")
+        check_int(seed, "Stall seed")
+        if not 0 < seed <= _MASK32:
+            raise ValueError(f"Stall seed must be in 1..2**32-1, not {seed!r}")
+        self._words = words
+        self._latency = latency
+        self._stall_rate = stall_rate
+        self._stall_threshold = min(STALL_RATE_STEPS - 1, round(stall_rate * STALL_RATE_STEPS))
+        self._seed = seed
+        self._data = MemoryData(shape=unsigned(data_width), depth=words, init=init)
+        super().__init__({"bus": In(BusSignature(max(1, ceil_log2(words)), data_width))})
+
+    @property
+    def words(self):
+        return self._words
+
+    @property
+    def latency(self):
+        return self._latency
+
+    @property
+    def stall_rate(self):
+        return self._stall_rate
+
+    @property
+    def stall_threshold(self):
+        """``round(stall_rate * 256)`` (capped at 255): the stall comparison's threshold."""
+        return self._stall_threshold
+
+    @property
+    def seed(self):
+        return self._seed
+
+    @property
+    def data(self):
+        """The memory array (:class:`~amaranth.hdl.MemoryData`), for testbench backdoor access."""
+        return self._data
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.storage = storage = Memory(data=self._data)
+        rd = storage.read_port()
+        wr = storage.write_port()
+        req, rsp = self.bus.req, self.bus.rsp
+        L = self._latency
+
+        # Stall decisions.
+        req_stall = Signal()
+        rsp_stall = Signal()
+        if self._stall_threshold:
+            state = Signal(32, init=self._seed)
+            x1 = Signal(32)
+            x2 = Signal(32)
+            m.d.comb += [
+                x1.eq(state ^ (state << 13)[:32]),
+                x2.eq(x1 ^ (x1 >> 17)),
+            ]
+            m.d.sync += state.eq(x2 ^ (x2 << 5)[:32])
+            m.d.comb += [
+                req_stall.eq(state[0:8] < self._stall_threshold),
+                rsp_stall.eq(state[8:16] < self._stall_threshold),
+            ]
+
+        # The response pipeline: stage 1 is the block RAM's read register, then L-1 registers.
+        valid = [Signal(name=f"stage_{k}_valid") for k in range(1, L + 1)]
+        word = [rd.data] + [Signal.like(rd.data, name=f"stage_{k}_data") for k in range(2, L + 1)]
+        shown = Signal()          # the response was valid last cycle and was not taken
+        advance = Signal()
+        accept = Signal()
+        m.d.comb += [
+            rsp.valid.eq(valid[-1] & (~rsp_stall | shown)),
+            rsp.payload.eq(word[-1]),
+            advance.eq(~valid[-1] | rsp.ready & rsp.valid),
+            req.ready.eq(advance & ~req_stall),
+            accept.eq(req.valid & req.ready),
+            rd.addr.eq(req.payload.addr),
+            rd.en.eq(advance),
+            wr.addr.eq(req.payload.addr),
+            wr.data.eq(req.payload.wdata),
+            wr.en.eq(accept & req.payload.we & (req.payload.addr < self._words)),
+        ]
+        m.d.sync += shown.eq(rsp.valid & ~rsp.ready)
+        with m.If(advance):
+            m.d.sync += valid[0].eq(accept)
+            for k in range(1, L):
+                m.d.sync += [valid[k].eq(valid[k - 1]), word[k].eq(word[k - 1])]
+        return m

@@ -1,0 +1,103 @@
+"""The memory system: main memory, the two scratchpads and the DMA, wired together."""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.memory import FAULT_BITS, MemoryConfig, DEFAULT_MEMORY, Space, lanes as lanes_of
+from spec.memory import elem_width, word_width
+from spec.params import DEFAULT_CONFIG, check_int
+from .dma import DmaController, descriptor_layout
+from .mainmem import MainMemory
+from .scratchpad import Scratchpad, ScratchpadReadSignature, ScratchpadWriteSignature
+
+__all__ = ["MemorySystem"]
+
+
+class MemorySystem(wiring.Component):
+    """Main memory, operand and accumulator scratchpads, and the DMA between them.
+
+    The DMA owns main memory's bus and read/write port 0 of each scratchpad; the scratchpads'
+    other ports are exported for the units that compute (GEMM engine, vector unit).
+
+    Parameters
+    ----------
+    config : Config
+        Accelerator configuration (lanes, widths).
+    memory : MemoryConfig
+        Memory sizes; main memory has latency ``memory.mem_latency``.
+    stall_rate, seed : float, int
+        Main memory's random stalls (see :class:`~rtl.mainmem.MainMemory`).
+    mem_init : iterable of int
+        Initial main-memory contents.
+    sp_read_ports, sp_write_ports, acc_read_ports, acc_write_ports : int
+        Exported scratchpad ports besides the DMA's (≥ 0).
+
+    Members
+    -------
+    i_desc : ``In(stream.Signature(descriptor_layout()))``
+        DMA descriptors.
+    busy, done, fault : ``Out(1)``, ``Out(1)``, ``Out(FAULT_BITS)``
+        DMA status (see :class:`~rtl.dma.DmaController`).
+    sp_read, sp_write, acc_read, acc_write : ``In(...).array(n)``
+        The exported scratchpad ports (scratchpad ports ``1 .. n``).
+
+    Attributes
+    ----------
+    mainmem : MainMemory
+    sp, acc : Scratchpad
+    dma : DmaController
+    """
+
+    def __init__(self, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY, *, stall_rate=0, seed=1,
+                 mem_init=(), sp_read_ports=0, sp_write_ports=0, acc_read_ports=0,
+                 acc_write_ports=0):
+        counts = dict(sp_read=sp_read_ports, sp_write=sp_write_ports,
+                      acc_read=acc_read_ports, acc_write=acc_write_ports)
+        for name, n in counts.items():
+            what = f"Exported {name.replace('_', ' ')} ports"
+            check_int(n, what)
+            if n < 0:
+                raise ValueError(f"{what} must be a non-negative integer, not {n!r}")
+        self.dma = DmaController(config, memory)
+        self.mainmem = MainMemory(memory.mem_words, data_width=word_width(config),
+                                  latency=memory.mem_latency, stall_rate=stall_rate, seed=seed,
+                                  init=mem_init)
+        lanes = lanes_of(config)
+        pads, ports = {}, {}
+        for space, name, banks, depth in ((Space.SP, "sp", memory.sp_banks, memory.sp_depth),
+                                          (Space.ACC, "acc", memory.acc_banks, memory.acc_depth)):
+            width = elem_width(config, space)
+            pads[name] = Scratchpad(lanes=lanes, elem_width=width, banks=banks, depth=depth,
+                                    read_ports=1 + counts[f"{name}_read"],
+                                    write_ports=1 + counts[f"{name}_write"])
+            geometry = (banks * depth, lanes, width)
+            ports[f"{name}_read"] = In(ScratchpadReadSignature(*geometry)).array(
+                counts[f"{name}_read"])
+            ports[f"{name}_write"] = In(ScratchpadWriteSignature(*geometry)).array(
+                counts[f"{name}_write"])
+        self.sp, self.acc = pads["sp"], pads["acc"]
+        super().__init__({
+            "i_desc": In(stream.Signature(descriptor_layout())),
+            "busy": Out(1),
+            "done": Out(1),
+            "fault": Out(FAULT_BITS),
+            **ports,
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dma = dma = self.dma
+        m.submodules.mainmem = self.mainmem
+        m.submodules.sp = self.sp
+        m.submodules.acc = self.acc
+        wiring.connect(m, wiring.flipped(self.i_desc), dma.i_desc)
+        m.d.comb += [self.busy.eq(dma.busy), self.done.eq(dma.done), self.fault.eq(dma.fault)]
+        wiring.connect(m, dma.bus, self.mainmem.bus)
+        for name, pad in (("sp", self.sp), ("acc", self.acc)):
+            wiring.connect(m, getattr(dma, f"{name}_read"), pad.read[0])
+            wiring.connect(m, getattr(dma, f"{name}_write"), pad.write[0])
+            for kind in ("read", "write"):
+                for i, port in enumerate(getattr(self, f"{name}_{kind}")):
+                    wiring.connect(m, wiring.flipped(port), getattr(pad, kind)[i + 1])
+        return m

@@ -1,0 +1,237 @@
+"""Banked scratchpads: rows of ``lanes`` elements, one row per cycle per port."""
+
+from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import MemoryData
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from spec.params import check_positive_int
+
+__all__ = ["ScratchpadReadSignature", "ScratchpadWriteSignature", "Scratchpad"]
+
+
+def _check_geometry(rows, lanes, elem_width):
+    check_positive_int(rows, "Scratchpad rows")
+    check_positive_int(lanes, "Scratchpad lanes")
+    check_positive_int(elem_width, "Scratchpad element width")
+
+
+class ScratchpadReadSignature(wiring.Signature):
+    """A scratchpad read port, from the reader's side.
+
+    Synchronous: the row addressed in a cycle where ``en`` is high appears on ``data`` in the next
+    cycle and stays there while ``en`` is low (as long as no other port reads the same bank).
+
+    Parameters
+    ----------
+    rows : int
+        Rows of the scratchpad (unified addresses ``0 .. rows-1``).
+    lanes : int
+        Elements per row.
+    elem_width : int
+        Width of a signed element in bits.
+
+    Members
+    -------
+    addr : ``Out(ceil_log2(rows))``
+        Unified row address ``bank * depth + row``.
+    en : ``Out(1)``
+        Read enable.
+    data : ``In(signed(elem_width)).array(lanes)``
+        The row read, one element per lane.
+    """
+
+    def __init__(self, rows, lanes, elem_width):
+        _check_geometry(rows, lanes, elem_width)
+        self._geometry = (rows, lanes, elem_width)
+        super().__init__({
+            "addr": Out(unsigned(max(1, ceil_log2(rows)))),
+            "en": Out(1),
+            "data": In(signed(elem_width)).array(lanes),
+        })
+
+    def __eq__(self, other):
+        other = other.flip() if isinstance(other, wiring.FlippedSignature) else other
+        return type(other) is type(self) and self._geometry == other._geometry
+
+    def __hash__(self):
+        return hash((type(self), self._geometry))
+
+    def __repr__(self):
+        return "{}(rows={}, lanes={}, elem_width={})".format(type(self).__name__, *self._geometry)
+
+
+class ScratchpadWriteSignature(ScratchpadReadSignature):
+    """A scratchpad write port, from the writer's side.
+
+    The row is written at the end of the cycle: lane ``l`` of row ``addr`` takes ``data[l]`` if
+    ``en[l]`` is high. A read of the same row in the same cycle returns the old contents.
+
+    Parameters
+    ----------
+    rows, lanes, elem_width : int
+        As :class:`ScratchpadReadSignature`.
+
+    Members
+    -------
+    addr : ``Out(ceil_log2(rows))``
+        Unified row address.
+    en : ``Out(lanes)``
+        Per-lane write enables (all ones writes the whole row).
+    data : ``Out(signed(elem_width)).array(lanes)``
+        The elements to write.
+    """
+
+    def __init__(self, rows, lanes, elem_width):
+        _check_geometry(rows, lanes, elem_width)
+        self._geometry = (rows, lanes, elem_width)
+        wiring.Signature.__init__(self, {
+            "addr": Out(unsigned(max(1, ceil_log2(rows)))),
+            "en": Out(lanes),
+            "data": Out(signed(elem_width)).array(lanes),
+        })
+
+
+class Scratchpad(wiring.Component):
+    """A banked scratchpad of ``banks`` × ``depth`` rows of ``lanes`` signed elements.
+
+    Each bank is one block RAM per lane with one read and one write port, so each bank does one
+    row read and one row write per cycle. The scratchpad has ``read_ports`` read ports and
+    ``write_ports`` write ports, each reaching every bank at the unified row address
+    ``bank * depth + row``; ports that use different banks work in the same cycle (e.g. the GEMM
+    engine reads an A row and a B row from two banks while the DMA writes a third). Two ports that
+    use the same bank in the same cycle conflict: the lowest-numbered port is served, the other
+    port's write is dropped or its read returns the served port's row. Callers avoid conflicts
+    (the sequencer never lets two units share a bank). Addresses ``>= banks * depth`` write
+    nothing and read unspecified data.
+
+    Testbenches reach the contents through :meth:`cells`.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per row.
+    elem_width : int
+        Width of a signed element in bits (16 for the operand scratchpad, 32 for the accumulator
+        scratchpad).
+    banks : int
+        Number of banks.
+    depth : int
+        Rows per bank, a power of two.
+    read_ports, write_ports : int
+        Number of ports of each kind (≥ 1).
+
+    Members
+    -------
+    read : ``In(ScratchpadReadSignature(rows, lanes, elem_width)).array(read_ports)``
+        Read ports.
+    write : ``In(ScratchpadWriteSignature(rows, lanes, elem_width)).array(write_ports)``
+        Write ports.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is not positive or ``depth`` is not a power of two.
+    """
+
+    def __init__(self, *, lanes, elem_width, banks, depth, read_ports=1, write_ports=1):
+        check_positive_int(lanes, "Scratchpad lanes")
+        check_positive_int(elem_width, "Scratchpad element width")
+        check_positive_int(banks, "Scratchpad banks")
+        check_positive_int(depth, "Scratchpad depth")
+        if depth & (depth - 1):
+            raise ValueError(f"Scratchpad depth must be a power of two, not {depth!r}")
+        check_positive_int(read_ports, "Scratchpad read ports")
+        check_positive_int(write_ports, "Scratchpad write ports")
+        self._lanes = lanes
+        self._elem_width = elem_width
+        self._banks = banks
+        self._depth = depth
+        self._data = [[MemoryData(shape=signed(elem_width), depth=depth, init=[])
+                       for _ in range(lanes)] for _ in range(banks)]
+        rows = banks * depth
+        super().__init__({
+            "read": In(ScratchpadReadSignature(rows, lanes, elem_width)).array(read_ports),
+            "write": In(ScratchpadWriteSignature(rows, lanes, elem_width)).array(write_ports),
+        })
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def elem_width(self):
+        return self._elem_width
+
+    @property
+    def banks(self):
+        return self._banks
+
+    @property
+    def depth(self):
+        return self._depth
+
+    @property
+    def rows(self):
+        """``banks * depth``."""
+        return self._banks * self._depth
+
+    def cells(self, row):
+        """The storage cells of unified row ``row``, one per lane, for ``ctx.get``/``ctx.set``."""
+        bank, r = divmod(row, self._depth)
+        if not 0 <= bank < self._banks:
+            raise IndexError(f"Scratchpad row {row!r} is outside 0..{self.rows - 1}")
+        return [self._data[bank][lane][r] for lane in range(self._lanes)]
+
+    def elaborate(self, platform):
+        m = Module()
+        row_bits = exact_log2(self._depth)
+        banks = range(self._banks)
+
+        def split(addr):
+            return addr[row_bits:], addr[:row_bits]
+
+        rd = [[None] * self._lanes for _ in banks]
+        wr = [[None] * self._lanes for _ in banks]
+        for b in banks:
+            for lane in range(self._lanes):
+                mem = Memory(data=self._data[b][lane])
+                m.submodules[f"bank_{b}_lane_{lane}"] = mem
+                rd[b][lane] = mem.read_port()
+                wr[b][lane] = mem.write_port()
+
+        # Reads: each bank serves the lowest-numbered port that reads it; each port remembers the
+        # bank it read last and shows that bank's output.
+        for b in banks:
+            addr = Signal(max(1, row_bits), name=f"bank_{b}_raddr")
+            en = Signal(name=f"bank_{b}_ren")
+            for p, port in enumerate(self.read):
+                bank, row = split(port.addr)
+                with (m.Elif if p else m.If)(port.en & (bank == b)):
+                    m.d.comb += [addr.eq(row), en.eq(1)]
+            for lane in range(self._lanes):
+                m.d.comb += [rd[b][lane].addr.eq(addr), rd[b][lane].en.eq(en)]
+        for p, port in enumerate(self.read):
+            bank, _ = split(port.addr)
+            sel = Signal(range(self._banks), name=f"read_{p}_bank")
+            with m.If(port.en):
+                m.d.sync += sel.eq(bank)
+            for lane in range(self._lanes):
+                m.d.comb += port.data[lane].eq(Array(rd[b][lane].data for b in banks)[sel])
+
+        # Writes: each bank takes the lowest-numbered port that writes it.
+        for b in banks:
+            for p, port in enumerate(self.write):
+                bank, row = split(port.addr)
+                with (m.Elif if p else m.If)(port.en.any() & (bank == b)):
+                    for lane in range(self._lanes):
+                        m.d.comb += [
+                            wr[b][lane].addr.eq(row),
+                            wr[b][lane].data.eq(port.data[lane]),
+                            wr[b][lane].en.eq(port.en[lane]),
+                        ]
+        return m

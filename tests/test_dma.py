@@ -1,0 +1,413 @@
+"""DMA controller: RTL (rtl/dma.py in rtl/memsys.py) against the golden model (golden/dma.py).
+
+Every RTL run compares, bit for bit, the final main memory and both scratchpads with the golden
+model, each descriptor's fault code, the number of bus requests and scratchpad row writes each
+descriptor makes (a faulting one: none), and, with the deterministic memory model, each
+descriptor's cycles with :func:`golden.dma.cycles`.
+"""
+
+import random
+
+import pytest
+import torch
+
+from golden import dma as gd
+from golden.dma import Descriptor
+from rtl.dma import DmaController
+from rtl.memsys import MemorySystem
+from spec.memory import Dir, Fault, MemoryConfig, Space, lanes as lanes_of, elem_width
+from spec.params import ArrayConfig, Config
+from tests.simutil import run_sim
+
+
+CFG = Config(array=ArrayConfig(rows=4, cols=4))
+MEM = MemoryConfig(mem_words=1000, sp_banks=2, sp_depth=16, acc_banks=1, acc_depth=8)
+# Non-square array (5 lanes, not a power of two), 40-bit accumulators, power-of-two memory
+# (addresses wrap in the bus width: only the checks keep a transfer from wrapping to 0).
+CFG_ODD = Config(array=ArrayConfig(rows=3, cols=5, acc_width=40))
+MEM_ODD = MemoryConfig(mem_words=512, sp_banks=3, sp_depth=8, acc_banks=2, acc_depth=4)
+
+
+# --- random images and descriptors --------------------------------------------------------------
+
+def _signed_values(rng, width, n):
+    edges = [-(1 << (width - 1)), (1 << (width - 1)) - 1, -1, 0, 1]
+    return [rng.choice(edges) if rng.random() < 0.2 else
+            rng.randrange(-(1 << (width - 1)), 1 << (width - 1)) for _ in range(n)]
+
+
+def random_images(rng, config, memory):
+    """Random ``(mem, [sp, acc])`` images, edge values included."""
+    mem = torch.tensor([v & 0xFFFF for v in _signed_values(rng, 16, memory.mem_words)],
+                       dtype=torch.int64)
+    lanes = lanes_of(config)
+    sps = [torch.tensor(_signed_values(rng, elem_width(config, s), memory.space_rows(s) * lanes),
+                        dtype=torch.int64).reshape(-1, lanes) for s in Space]
+    return mem, sps
+
+
+def random_descriptor(rng, config, memory, p_fault=0.0):
+    """A random descriptor: valid, or (with probability ``p_fault``) faulting in a random way."""
+    lanes = lanes_of(config)
+    space = rng.choice(list(Space))
+    space_rows = memory.space_rows(space)
+    transpose = rng.randrange(2)
+    ew = rng.choice((1, 2))
+    kind = rng.random()
+    if kind < 0.1:                        # a whole scratchpad
+        n_rows, sp_row = space_rows, 0
+    else:
+        n_rows = rng.choice((1, 1, 2, rng.randint(1, min(space_rows, 12))))
+        sp_row = rng.randint(0, space_rows - n_rows)
+    n_lanes = rng.choice((1, lanes, rng.randint(1, lanes)))
+    rows, cols = (n_lanes, n_rows) if transpose else (n_rows, n_lanes)
+    dense = cols * ew
+    stride = rng.choice((0, dense, dense, dense + rng.randint(1, 5), rng.randint(0, 3 * dense)))
+    extent = (rows - 1) * stride + cols * ew
+    while extent > memory.mem_words:          # a full scratchpad of wide strides: shrink
+        stride //= 2
+        extent = (rows - 1) * stride + cols * ew
+    mem_addr = rng.choice((0, memory.mem_words - extent, rng.randint(0, memory.mem_words - extent)))
+    fields = dict(dir=rng.choice(list(Dir)), space=space, transpose=transpose, elem_words=ew,
+                  mem_addr=mem_addr, sp_row=sp_row, rows=rows, cols=cols, stride=stride)
+    if rng.random() < p_fault:
+        fault = rng.choice(list(Fault)[1:])
+        if fault is Fault.ZERO_SIZE:
+            fields[rng.choice(("rows", "cols"))] = 0
+        elif fault is Fault.ELEM_WORDS:
+            fields["elem_words"] = rng.choice((0, 3))
+        elif fault is Fault.TOO_WIDE:
+            fields["rows" if transpose else "cols"] = rng.randint(lanes + 1, 3 * lanes)
+        elif fault is Fault.SP_RANGE:
+            fields["sp_row"] = rng.randint(space_rows, (1 << 13) - 1)
+        elif fault is Fault.SP_END:
+            fields["sp_row"] = rng.randint(space_rows - n_rows + 1, space_rows - 1) \
+                if n_rows > 1 else space_rows
+        elif fault is Fault.MEM_RANGE:
+            fields["mem_addr"] = rng.randint(memory.mem_words, (1 << 32) - 1)
+        else:
+            fields["mem_addr"] = memory.mem_words - extent + rng.randint(1, extent)
+    return Descriptor(**fields)
+
+
+# --- the RTL harness ----------------------------------------------------------------------------
+
+def run_rtl(descs, config, memory, mem, sps, *, stall_rate=0, seed=1, gaps=None,
+            max_cycles=None):
+    """Run ``descs`` through the RTL memory system starting from images ``mem``, ``sps``.
+
+    ``gaps``: a ``random.Random`` that inserts random idle cycles between descriptors (else they
+    are offered back to back). Returns ``(records, mem, sps)``: per descriptor a dict with
+    ``accept`` and ``done`` cycles, ``fault``, ``requests`` (bus requests accepted) and
+    ``row_writes`` (scratchpad row writes) between its acceptance and its ``done``.
+    """
+    dut = MemorySystem(config, memory, stall_rate=stall_rate, seed=seed, mem_init=mem.tolist())
+    dma = dut.dma
+    pads = (dut.sp, dut.acc)
+    if max_cycles is None:
+        max_cycles = sum(d.words + 4 for d in descs) * (8 if stall_rate else 1) \
+            + len(descs) * (memory.mem_latency + 20) + 100
+    records = []
+    out = {}
+
+    async def tb(ctx):
+        for pad, image in zip(pads, sps):
+            for r, values in enumerate(image.tolist()):
+                for cell, v in zip(pad.cells(r), values):
+                    ctx.set(cell, v)
+        cycle = 0
+        todo = list(descs)
+        current = None
+        offering = False
+        while len(records) < len(descs):
+            if not offering and todo and (gaps is None or gaps.random() < 0.3):
+                ctx.set(dut.i_desc.payload, todo.pop(0).as_dict())
+                ctx.set(dut.i_desc.valid, 1)
+                offering = True
+            _, _, valid, ready, done, fault, req_v, req_r, sp_en, acc_en = await ctx.tick().sample(
+                dut.i_desc.valid, dut.i_desc.ready, dut.done, dut.fault,
+                dma.bus.req.valid, dma.bus.req.ready, dma.sp_write.en, dma.acc_write.en)
+            if done:
+                assert current is not None, f"done without a descriptor in cycle {cycle}"
+                current.update(done=cycle, fault=Fault(fault))
+                records.append(current)
+                current = None
+            if current is not None:
+                current["requests"] += req_v & req_r
+                current["row_writes"] += (sp_en != 0) + (acc_en != 0)
+            else:
+                assert not (req_v or sp_en or acc_en), f"access while idle in cycle {cycle}"
+            if valid and ready:
+                current = dict(accept=cycle, requests=0, row_writes=0)
+                ctx.set(dut.i_desc.valid, 0)
+                offering = False
+            cycle += 1
+            assert cycle < max_cycles, f"no progress after {cycle} cycles"
+        out["mem"] = torch.tensor([ctx.get(dut.mainmem.data[i]) for i in range(memory.mem_words)],
+                                  dtype=torch.int64)
+        out["sps"] = [torch.tensor([[ctx.get(c) for c in pad.cells(r)] for r in range(pad.rows)],
+                                   dtype=torch.int64) for pad in pads]
+
+    run_sim(dut, tb)
+    return records, out["mem"], out["sps"]
+
+
+def check_against_golden(descs, config, memory, seed, *, stall_rate=0, gaps=False):
+    """Run ``descs`` on RTL and golden from the same random images; compare everything."""
+    rng = random.Random(seed)
+    mem, sps = random_images(rng, config, memory)
+    g_mem, g_sps = mem.clone(), [s.clone() for s in sps]
+    records, r_mem, r_sps = run_rtl(descs, config, memory, mem, sps, stall_rate=stall_rate,
+                                    seed=seed, gaps=random.Random(seed) if gaps else None)
+    for n, (desc, rec) in enumerate(zip(descs, records)):
+        where = f"seed {seed}, descriptor {n}: {desc}"
+        fault = gd.execute(desc, g_mem, g_sps, config, memory)
+        assert rec["fault"] == fault, where
+        assert rec["requests"] == (0 if fault else desc.words), where
+        assert rec["row_writes"] == (0 if fault or desc.dir == Dir.STORE else desc.sp_rows), where
+        if not stall_rate:
+            assert rec["done"] - rec["accept"] == gd.cycles(desc, config, memory), where
+    assert torch.equal(r_mem, g_mem), f"seed {seed}: main memory differs at " \
+        f"{torch.nonzero(r_mem != g_mem).flatten()[:8].tolist()}"
+    for space in Space:
+        assert torch.equal(r_sps[space], g_sps[space]), \
+            f"seed {seed}: {space.name} scratchpad differs in rows " \
+            f"{torch.nonzero((r_sps[space] != g_sps[space]).any(1)).flatten()[:8].tolist()}"
+    return records
+
+
+def random_batch(seed, n, config, memory, p_fault=0.1):
+    rng = random.Random(seed)
+    return [random_descriptor(rng, config, memory, p_fault) for _ in range(n)]
+
+
+# --- golden model ---------------------------------------------------------------------------------
+
+def test_golden_load_store_examples():
+    mem, (sp, acc) = gd.new_images(CFG, MEM)
+    mem[10:22] = torch.arange(1, 13)
+    mem[12] = 0x8000                               # most negative 16-bit value
+    # 3×2 block of 1-word elements, stride 4: rows at 10, 14, 18.
+    d = Descriptor(dir=Dir.LOAD, mem_addr=10, sp_row=5, rows=3, cols=2, stride=4)
+    sp[5:8] = 7
+    assert gd.execute(d, mem, [sp, acc], CFG, MEM) is Fault.NONE
+    assert sp[5:8].tolist() == [[1, 2, 0, 0], [5, 6, 0, 0], [9, 10, 0, 0]]
+    # Transposed: element (i, j) to row j, lane i.
+    d = Descriptor(dir=Dir.LOAD, transpose=1, mem_addr=10, sp_row=0, rows=3, cols=2, stride=4)
+    gd.execute(d, mem, [sp, acc], CFG, MEM)
+    assert sp[0:2].tolist() == [[1, 5, 9, 0], [2, 6, 10, 0]]
+    # 2-word elements into the accumulator scratchpad; 1-word elements sign-extend.
+    d = Descriptor(dir=Dir.LOAD, space=Space.ACC, elem_words=2, mem_addr=11, rows=1, cols=1)
+    gd.execute(d, mem, [sp, acc], CFG, MEM)
+    assert acc[0].tolist() == [0x8000 * 65536 + 2 - (1 << 32), 0, 0, 0]
+    d = Descriptor(dir=Dir.LOAD, space=Space.ACC, mem_addr=12, rows=1, cols=1)
+    gd.execute(d, mem, [sp, acc], CFG, MEM)
+    assert acc[0].tolist() == [-32768, 0, 0, 0]
+    # 2-word elements into 16-bit lanes keep the low word.
+    d = Descriptor(dir=Dir.LOAD, elem_words=2, mem_addr=13, rows=1, cols=1, sp_row=9)
+    gd.execute(d, mem, [sp, acc], CFG, MEM)
+    assert sp[9].tolist() == [4, 0, 0, 0]
+    # Store of a 16-bit row as 2-word elements sign-extends; nothing else is written.
+    sp[3] = torch.tensor([-2, 3, 4, 5])
+    before = mem.clone()
+    d = Descriptor(dir=Dir.STORE, elem_words=2, mem_addr=100, sp_row=3, rows=1, cols=2)
+    gd.execute(d, mem, [sp, acc], CFG, MEM)
+    assert mem[100:104].tolist() == [0xFFFE, 0xFFFF, 3, 0]
+    changed = torch.nonzero(mem != before).flatten().tolist()
+    assert set(changed) <= {100, 101, 102, 103}
+
+
+def test_golden_store_overlap_last_write_wins():
+    mem, (sp, acc) = gd.new_images(CFG, MEM)
+    sp[0:3, 0] = torch.tensor([11, 22, 33])
+    d = Descriptor(dir=Dir.STORE, mem_addr=50, rows=3, cols=1, stride=0)
+    gd.execute(d, mem, [sp, acc], CFG, MEM)
+    assert mem[50] == 33 and mem[49] == 0 and mem[51] == 0
+
+
+@pytest.mark.parametrize("fields, fault", [
+    (dict(rows=0), Fault.ZERO_SIZE),
+    (dict(cols=0), Fault.ZERO_SIZE),
+    (dict(elem_words=0), Fault.ELEM_WORDS),
+    (dict(elem_words=3), Fault.ELEM_WORDS),
+    (dict(cols=5), Fault.TOO_WIDE),
+    (dict(transpose=1, rows=5), Fault.TOO_WIDE),
+    (dict(transpose=1, rows=4, cols=33), Fault.SP_END),
+    (dict(sp_row=32), Fault.SP_RANGE),
+    (dict(space=Space.ACC, sp_row=8), Fault.SP_RANGE),
+    (dict(space=Space.ACC, sp_row=7, rows=2), Fault.SP_END),
+    (dict(sp_row=31, rows=2), Fault.SP_END),
+    (dict(mem_addr=1000), Fault.MEM_RANGE),
+    (dict(mem_addr=(1 << 32) - 1), Fault.MEM_RANGE),
+    (dict(mem_addr=999, cols=2), Fault.MEM_END),
+    (dict(mem_addr=998, cols=1, elem_words=2, rows=2, stride=1), Fault.MEM_END),
+    (dict(rows=32, stride=(1 << 24) - 1), Fault.MEM_END),
+    (dict(mem_addr=999, cols=1, rows=32, stride=0), Fault.NONE),
+    (dict(mem_addr=996, cols=2, elem_words=2), Fault.NONE),
+    (dict(sp_row=31, rows=1), Fault.NONE),
+])
+def test_golden_check(fields, fault):
+    assert gd.check(Descriptor(**fields), CFG, MEM) is fault
+
+
+def test_golden_check_order():
+    # Several faults at once: the first in code order is reported.
+    d = Descriptor(rows=0, elem_words=3, cols=9, mem_addr=5000)
+    assert gd.check(d, CFG, MEM) is Fault.ZERO_SIZE
+    d = Descriptor(elem_words=3, cols=9, mem_addr=5000)
+    assert gd.check(d, CFG, MEM) is Fault.ELEM_WORDS
+
+
+def test_golden_cycles():
+    d = Descriptor(rows=3, cols=4, elem_words=2, stride=8)
+    assert gd.cycles(d, CFG, MEM) == gd.CHECK_CYCLES + 24 + MEM.mem_latency
+    assert gd.cycles(Descriptor(rows=0), CFG, MEM) == gd.CHECK_CYCLES
+
+
+def test_descriptor_validation():
+    with pytest.raises(TypeError, match=r"^Descriptor field rows must be an integer, not 1\.5$"):
+        Descriptor(rows=1.5)
+    with pytest.raises(ValueError, match=r"^Descriptor field cols must be in 0\.\.255, not 256$"):
+        Descriptor(cols=256)
+    with pytest.raises(ValueError, match=r"^Descriptor field mem_addr must be in "):
+        Descriptor(mem_addr=-1)
+
+
+def test_golden_execute_validation():
+    mem, sps = gd.new_images(CFG, MEM)
+    with pytest.raises(ValueError, match=r"^Main memory must be an int64 tensor of shape \(1000,\)$"):
+        gd.execute(Descriptor(), mem[:10], sps, CFG, MEM)
+    with pytest.raises(ValueError, match=r"^Scratchpad ACC must be an int64 tensor of shape"):
+        gd.execute(Descriptor(space=Space.ACC), mem, [sps[0], sps[0]], CFG, MEM)
+    with pytest.raises(TypeError, match=r"^Descriptor must be a Descriptor, not 3$"):
+        gd.check(3, CFG, MEM)
+    with pytest.raises(TypeError, match=r"^Memory configuration must be a MemoryConfig, not None$"):
+        gd.check(Descriptor(), CFG, None)
+
+
+# --- RTL == golden ----------------------------------------------------------------------------------
+
+def test_dma_constructor():
+    with pytest.raises(TypeError, match=r"^Configuration must be a Config, not 3$"):
+        DmaController(3, MEM)
+    with pytest.raises(TypeError, match=r"^Memory configuration must be a MemoryConfig, not 'x'$"):
+        DmaController(CFG, "x")
+
+
+@pytest.mark.parametrize("latency, seed", [(1, 101), (3, 102)])
+def test_random_fixed_latency(latency, seed):
+    """Random descriptors (10 % faulting), back to back: data, faults, accesses, cycles."""
+    memory = MemoryConfig(**{**MEM.__dict__, "mem_latency": latency})
+    check_against_golden(random_batch(seed, 150, CFG, memory), CFG, memory, seed)
+
+
+def test_random_odd_geometry():
+    """5 lanes, 40-bit accumulators, 3 banks, power-of-two main memory; gaps between descriptors."""
+    memory = MemoryConfig(**{**MEM_ODD.__dict__, "mem_latency": 2})
+    check_against_golden(random_batch(201, 100, CFG_ODD, memory), CFG_ODD, memory, 201, gaps=True)
+
+
+@pytest.mark.parametrize("latency, stall_rate, seed", [(1, 0.5, 301), (4, 0.25, 302)])
+def test_random_stalls(latency, stall_rate, seed):
+    """Random request and response stalls: data, faults and accesses still exact."""
+    memory = MemoryConfig(**{**MEM.__dict__, "mem_latency": latency})
+    check_against_golden(random_batch(seed, 100, CFG, memory), CFG, memory, seed,
+                         stall_rate=stall_rate)
+
+
+def _fault_cases(memory):
+    lanes = lanes_of(CFG)
+    return [
+        (Fault.ZERO_SIZE, Descriptor(rows=0, cols=4)),
+        (Fault.ZERO_SIZE, Descriptor(dir=Dir.STORE, rows=3, cols=0)),
+        (Fault.ELEM_WORDS, Descriptor(elem_words=3)),
+        (Fault.TOO_WIDE, Descriptor(dir=Dir.STORE, cols=lanes + 1)),
+        (Fault.TOO_WIDE, Descriptor(transpose=1, rows=lanes + 1)),
+        # out-of-map source and destination
+        (Fault.MEM_RANGE, Descriptor(mem_addr=memory.mem_words)),
+        (Fault.MEM_RANGE, Descriptor(dir=Dir.STORE, mem_addr=(1 << 32) - 1)),
+        (Fault.SP_RANGE, Descriptor(dir=Dir.STORE, sp_row=memory.sp_rows)),
+        (Fault.SP_RANGE, Descriptor(space=Space.ACC, sp_row=memory.acc_rows)),
+        # crossing the end
+        (Fault.MEM_END, Descriptor(dir=Dir.STORE, mem_addr=memory.mem_words - 3, cols=2,
+                                   elem_words=2)),
+        (Fault.MEM_END, Descriptor(mem_addr=0, rows=4, cols=1, stride=memory.mem_words // 3 + 1)),
+        (Fault.MEM_END, Descriptor(dir=Dir.STORE, rows=8191 // 256, stride=(1 << 24) - 1)),
+        (Fault.MEM_END, Descriptor(rows=2, stride=(1 << 23) + 1)),     # stride's top bit counts
+        (Fault.SP_END, Descriptor(sp_row=memory.sp_rows - 1, rows=2)),
+        (Fault.SP_END, Descriptor(dir=Dir.STORE, space=Space.ACC, transpose=1,
+                                  sp_row=1, rows=1, cols=memory.acc_rows)),
+    ]
+
+
+@pytest.mark.parametrize("memory", [MEM, MemoryConfig(**{**MEM.__dict__, "mem_words": 1024})],
+                         ids=["1000-words", "1024-words"])
+def test_faults(memory):
+    """Each fault: its code, no access at all, memory unchanged, the next descriptor works."""
+    cases = _fault_cases(memory)
+    good = [Descriptor(dir=Dir.STORE, mem_addr=memory.mem_words - 4, rows=1, cols=4),
+            Descriptor(dir=Dir.LOAD, transpose=1, sp_row=memory.sp_rows - 2, mem_addr=7,
+                       rows=4, cols=2, stride=9)]
+    descs = []
+    for n, (_, desc) in enumerate(cases):
+        assert gd.check(desc, CFG, memory) is cases[n][0], desc
+        descs += [desc, good[n % 2]]
+    records = check_against_golden(descs, CFG, memory, seed=7)
+    for n, (fault, _) in enumerate(cases):
+        assert records[2 * n]["fault"] is fault
+        assert records[2 * n + 1]["fault"] is Fault.NONE
+    # Only faulting descriptors: the whole image is unchanged.
+    rng = random.Random(8)
+    mem, sps = random_images(rng, CFG, memory)
+    records, r_mem, r_sps = run_rtl([d for _, d in cases], CFG, memory, mem, sps)
+    assert [r["fault"] for r in records] == [f for f, _ in cases]
+    assert torch.equal(r_mem, mem)
+    assert all(torch.equal(a, b) for a, b in zip(r_sps, sps))
+
+
+def test_full_scratchpad_and_edges():
+    """Whole-scratchpad loads and stores, 1-row and 1-column blocks, the last memory word."""
+    lanes = lanes_of(CFG)
+    W = MEM.mem_words
+    descs = [
+        Descriptor(dir=Dir.LOAD, rows=MEM.sp_rows, cols=lanes, stride=lanes, mem_addr=3),
+        Descriptor(dir=Dir.STORE, space=Space.ACC, elem_words=2, rows=MEM.acc_rows, cols=lanes,
+                   stride=lanes * 2, mem_addr=W - MEM.acc_rows * lanes * 2),
+        Descriptor(dir=Dir.LOAD, space=Space.ACC, transpose=1, rows=lanes, cols=MEM.acc_rows,
+                   stride=MEM.acc_rows, mem_addr=200),
+        Descriptor(dir=Dir.STORE, transpose=1, rows=1, cols=MEM.sp_rows, mem_addr=W - MEM.sp_rows),
+        Descriptor(dir=Dir.STORE, rows=1, cols=1, mem_addr=W - 1, sp_row=MEM.sp_rows - 1),
+        Descriptor(dir=Dir.LOAD, rows=1, cols=1, mem_addr=W - 1, sp_row=MEM.sp_rows - 1),
+        Descriptor(dir=Dir.LOAD, space=Space.ACC, elem_words=2, rows=1, cols=1, mem_addr=W - 2),
+        Descriptor(dir=Dir.STORE, rows=MEM.sp_rows, cols=1, stride=0, mem_addr=500),
+    ]
+    check_against_golden(descs, CFG, MEM, seed=9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("latency", [1, 2, 5])
+def test_random_fixed_latency_full(latency):
+    """≥ 500 random descriptors per latency with the deterministic memory model."""
+    memory = MemoryConfig(**{**MEM.__dict__, "mem_latency": latency})
+    seed = 1000 + latency
+    check_against_golden(random_batch(seed, 600, CFG, memory), CFG, memory, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [2001, 2002, 2003])
+def test_random_stalls_full(seed):
+    """≥ 500 random descriptors under random stalls, on both geometries."""
+    rng = random.Random(seed)
+    latency, rate = rng.randint(1, 4), rng.choice((0.1, 0.3, 0.6))
+    for config, base in ((CFG, MEM), (CFG_ODD, MEM_ODD)):
+        memory = MemoryConfig(**{**base.__dict__, "mem_latency": latency})
+        check_against_golden(random_batch(seed, 500, config, memory), config, memory, seed,
+                             stall_rate=rate, gaps=True)
+
+
+@pytest.mark.slow
+def test_random_large_config():
+    """8 lanes, default-size scratchpads, 64 Ki-word memory."""
+    config = Config(array=ArrayConfig(rows=8, cols=8))
+    memory = MemoryConfig(mem_words=1 << 16, mem_latency=3)
+    check_against_golden(random_batch(3001, 100, config, memory), config, memory, 3001)
