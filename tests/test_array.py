@@ -163,6 +163,18 @@ def test_tiles_back_to_back(rows, cols, depth):
     assert run.cycles == model.total_cycles, what
 
 
+@pytest.mark.parametrize("rows, cols, depth", [(1, 1, 1), (2, 3, 1), (2, 3, 7), (4, 4, 5), (3, 1, 2)])
+def test_single_tile(rows, cols, depth):
+    """One tile: first input at cycle 0, row r out at K - 1 + cols + 3 + r; K + rows + cols + 2 in all."""
+    seed = 7 * rows + cols + depth
+    tiles = random_tiles(rows, cols, [depth], seed)
+    dut = SystolicArray(rows, cols)
+    run = simulate_tiles(dut, tiles)
+    check_run(dut, tiles, run, f"{rows}x{cols} K={depth} seed={seed}")
+    assert [o.cycle for o in run.outputs] == [depth - 1 + cols + 3 + r for r in range(rows)]
+    assert run.cycles == schedule([depth], rows, cols).total_cycles == depth + rows + cols + 2
+
+
 @pytest.mark.parametrize("rows, cols, seed", [(2, 3, 1), (4, 4, 2), (5, 2, 3), (1, 4, 4), (3, 1, 5)])
 def test_mixed_depths(rows, cols, seed):
     """Random back-to-back sequences, including K < max(rows, cols) and K = 1."""
