@@ -1,0 +1,267 @@
+"""The requantizer/activation unit: bias, rounding shift, saturation, ReLU; ReLU backward."""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
+from .rng import RngSignature
+from .rounding import MAX_SHIFT, SHIFT_BITS, round_shift, rounding_addend, shift_masks
+
+__all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "draws_taken", "count_saturations",
+           "Requantizer"]
+
+#: Width of the units' saturation counters.
+SAT_COUNT_WIDTH = 32
+
+
+def check_lanes(lanes):
+    """Validate a vector unit's lane count (positive integer)."""
+    return check_positive_int(lanes, "Vector unit lanes")
+
+
+def check_widths(narrow, narrow_what, wide, wide_what):
+    """Validate an operand width (≥ 2) and a wide width (≥ 2 × the operand width)."""
+    for v, what in ((narrow, narrow_what), (wide, wide_what)):
+        check_int(v, what)
+    if narrow < 2:
+        raise ValueError(f"{narrow_what} must be at least 2, not {narrow!r}")
+    if wide < 2 * narrow:
+        raise ValueError(f"{wide_what} must be at least twice the {narrow_what.lower()} "
+                         f"({2 * narrow}), not {wide!r}")
+
+
+def count_saturations(m, counter, clear, add_en, flags):
+    """Saturating ``counter += popcount(flags)`` when ``add_en``; ``clear`` zeroes it first.
+
+    A beat counted in the cycle of a clear is kept (the counter restarts from 0 + its count).
+    """
+    total = sum(flags[i] for i in range(len(flags)))
+    base = Mux(clear, 0, counter)
+    new = base + Mux(add_en, total, 0)
+    top = (1 << len(counter)) - 1
+    m.d.sync += counter.eq(Mux(new > top, top, new))
+
+
+def draws_taken(n_valid, lanes):
+    """Draws a stochastic beat takes: ``n_valid``, clamped to ``lanes``."""
+    return Mux(n_valid > lanes, lanes, n_valid)
+
+
+class Requantizer(wiring.Component):
+    """The requantizer/activation unit, ``lanes`` elements per beat, fully pipelined.
+
+    Forward mode (``backward = 0``), per element of a beat, exactly
+    :func:`golden.fixedpoint.requantize_act` on the tensor the beats walk row-major::
+
+        x    = acc + (bias << bias_shift)  if bias_en  else  acc     # exact
+        r    = round_shift(x, shift, rounding, rng)                  # one draw if stochastic
+        sat  = r outside the width-bit range
+        y    = clamp(r);   mask = ~sat
+        if relu_en:  mask &= y > 0;  y = max(y, 0)
+
+    Backward mode (``backward = 1``): ``y = grad if mask_in else 0``
+    (:func:`golden.fixedpoint.relu_backward`), ``mask = mask_in``; no draws, no saturations.
+
+    Beats. A beat is one row chunk: lanes ``0 .. n_valid-1`` carry elements, the others are
+    padding (a tensor whose width is not a multiple of ``lanes`` ends each row with a short beat).
+    Padding lanes take no draw, never count as saturated and come out as ``y = 0``, ``mask = 0``.
+    In stochastic forward mode the valid lanes take consecutive draws, lane 0 first, so a stream
+    of beats consumes golden's sequence in row-major order. ``last`` is carried through unchanged
+    (it marks an operation's final beat for the consumer; the unit does not act on it).
+
+    Static inputs. ``shift`` (0..32), ``bias_shift`` (0..32), ``bias_en``, ``relu_en``,
+    ``rounding`` (0 nearest-even, 1 stochastic) and ``backward`` apply to every beat in flight:
+    change them only while ``busy`` is low. Values outside the ranges are illegal (the sequencer
+    checks them) and give unspecified results.
+
+    Timing. Three pipeline stages; a beat accepted in cycle ``t`` (``i.valid & i.ready``) is
+    presented on ``o`` in cycle ``t + LATENCY`` if the output was not stalled; with ``o.ready``
+    high the unit takes and delivers one beat per cycle. Back-pressure stalls the whole pipeline
+    (``i.ready = ~o.valid | o.ready``): nothing is lost or repeated, and the generator advances
+    only for accepted beats.
+
+    Saturation counter. ``sat_count`` adds the saturated valid lanes of each beat when the beat
+    leaves (``o.valid & o.ready``), sticking at ``2**32 - 1``. ``sat_clr`` zeroes it at the clock
+    edge; a beat leaving in that same cycle is counted from zero.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per beat.
+    acc_width : int
+        Width of the signed accumulator inputs (≥ ``2 * width``); default
+        :data:`spec.params.ACC_WIDTH`.
+    width : int
+        Width of the signed bias, gradient and output elements (≥ 2); default
+        :data:`spec.params.OPERAND_WIDTH`.
+
+    Members
+    -------
+    i : In(stream.Signature(Requantizer.in_layout))
+        Input beats: ``acc``, ``bias``, ``grad`` (signed, per lane), ``mask`` (1 bit per lane),
+        ``n_valid`` (1..lanes), ``last``. Forward mode reads ``acc`` and ``bias``; backward mode
+        reads ``grad`` and ``mask``.
+    o : Out(stream.Signature(Requantizer.out_layout))
+        Output beats: ``y`` (signed ``width``, per lane), ``mask`` (1 bit per lane), ``n_valid``,
+        ``last``.
+    rng : Out(RngSignature(lanes))
+        Draws from the shared :class:`~rtl.rng.Xorshift32Lanes`; ``advance`` is ``n_valid`` for
+        each accepted stochastic forward beat, else 0.
+    shift, bias_shift : In(6)
+        Static: output shift and bias alignment shift, 0..32.
+    bias_en, relu_en, rounding, backward : In(1)
+        Static: add the bias; apply ReLU; stochastic rounding (else nearest-even); backward mode.
+    busy : Out(1)
+        A beat is in the pipeline.
+    sat_count : Out(32)
+        Saturated elements since the last clear (saturating count).
+    sat_clr : In(1)
+        Zero ``sat_count``.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If ``lanes`` is not positive, ``width < 2`` or ``acc_width < 2 * width``.
+    """
+
+    #: Cycles from a beat's acceptance to its presentation on the output.
+    LATENCY = 3
+
+    def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH):
+        check_lanes(lanes)
+        check_widths(width, "Operand width", acc_width, "Accumulator width")
+        self._lanes, self._acc_width, self._width = lanes, acc_width, width
+        self._in_layout = data.StructLayout({
+            "acc": data.ArrayLayout(signed(acc_width), lanes),
+            "bias": data.ArrayLayout(signed(width), lanes),
+            "grad": data.ArrayLayout(signed(width), lanes),
+            "mask": data.ArrayLayout(1, lanes),
+            "n_valid": range(lanes + 1),
+            "last": 1,
+        })
+        self._out_layout = data.StructLayout({
+            "y": data.ArrayLayout(signed(width), lanes),
+            "mask": data.ArrayLayout(1, lanes),
+            "n_valid": range(lanes + 1),
+            "last": 1,
+        })
+        super().__init__({
+            "i": In(stream.Signature(self._in_layout)),
+            "o": Out(stream.Signature(self._out_layout)),
+            "rng": Out(RngSignature(lanes)),
+            "shift": In(SHIFT_BITS),
+            "bias_shift": In(SHIFT_BITS),
+            "bias_en": In(1),
+            "relu_en": In(1),
+            "rounding": In(1),
+            "backward": In(1),
+            "busy": Out(1),
+            "sat_count": Out(SAT_COUNT_WIDTH),
+            "sat_clr": In(1),
+        })
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def acc_width(self):
+        return self._acc_width
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def in_layout(self):
+        """The input payload's :class:`~amaranth.lib.data.StructLayout`."""
+        return self._in_layout
+
+    @property
+    def out_layout(self):
+        """The output payload's :class:`~amaranth.lib.data.StructLayout`."""
+        return self._out_layout
+
+    def elaborate(self, platform):
+        m = Module()
+        L, W = self._lanes, self._width
+        lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
+        # x = acc + (bias << bias_shift) needs max(acc_width, width + 32) + 1 bits.
+        x_shape = signed(max(self._acc_width, W + MAX_SHIFT) + 1)
+
+        en = Signal()                   # the pipeline moves this cycle
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        take = self.i.valid & en
+
+        # Static operation controls. Backward mode passes grad through stages 1–2 as x with
+        # shift 0 and addend 0.
+        fwd_stochastic = self.rounding & ~self.backward
+        shift = Mux(self.backward, 0, self.shift)
+        low, half_m1 = shift_masks(shift)
+        m.d.comb += self.rng.advance.eq(Mux(take & fwd_stochastic,
+                                            draws_taken(self.i.payload.n_valid, L), 0))
+
+        # Stage 1: x (bias added, or grad), the lane's draw, the valid-lane flags.
+        s1_valid, s1_last = Signal(name="s1_valid"), Signal(name="s1_last")
+        s1_n = Signal(range(L + 1), name="s1_n_valid")
+        s1_x = [Signal(x_shape, name=f"s1_x_{i}") for i in range(L)]
+        s1_draw = [Signal(32, name=f"s1_draw_{i}") for i in range(L)]
+        s1_mask = Signal(L, name="s1_mask")
+        with m.If(en):
+            m.d.sync += [
+                s1_valid.eq(self.i.valid),
+                s1_last.eq(self.i.payload.last),
+                s1_n.eq(self.i.payload.n_valid),
+            ]
+            for i in range(L):
+                p = self.i.payload
+                biased = p.acc[i] + Mux(self.bias_en, p.bias[i] << self.bias_shift, 0)
+                m.d.sync += [
+                    s1_x[i].eq(Mux(self.backward, p.grad[i], biased)),
+                    s1_draw[i].eq(self.rng.draws[i] & low),
+                    s1_mask[i].eq(p.mask[i]),
+                ]
+
+        # Stage 2: rounding shift.
+        s2_valid, s2_last = Signal(name="s2_valid"), Signal(name="s2_last")
+        s2_n = Signal(range(L + 1), name="s2_n_valid")
+        s2_r = [Signal(signed(x_shape.width + 1), name=f"s2_r_{i}") for i in range(L)]
+        s2_mask = Signal(L, name="s2_mask")
+        with m.If(en):
+            m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_n.eq(s1_n),
+                         s2_mask.eq(s1_mask)]
+            for i in range(L):
+                add = rounding_addend(s1_x[i], shift, fwd_stochastic, s1_draw[i], low, half_m1)
+                m.d.sync += s2_r[i].eq(round_shift(s1_x[i], shift, add))
+
+        # Stage 3 (output register): saturation, ReLU and mask; or the backward gate.
+        o_sat = Signal(L, name="o_sat")
+        with m.If(en):
+            m.d.sync += [
+                self.o.valid.eq(s2_valid),
+                self.o.payload.last.eq(s2_last),
+                self.o.payload.n_valid.eq(s2_n),
+            ]
+            for i in range(L):
+                lane_valid = s2_n > i
+                r = s2_r[i]
+                over, under = r > hi, r < lo
+                y = Mux(over, hi, Mux(under, lo, r[:W].as_signed()))
+                keep = ~over & ~under
+                y_relu = Mux(self.relu_en & (y < 0), 0, y)
+                mask_fwd = keep & ~(self.relu_en & (y <= 0))
+                y_bwd = Mux(s2_mask[i], r[:W], 0)
+                m.d.sync += [
+                    self.o.payload.y[i].eq(Mux(~lane_valid, 0,
+                                               Mux(self.backward, y_bwd, y_relu))),
+                    self.o.payload.mask[i].eq(lane_valid & Mux(self.backward, s2_mask[i],
+                                                                mask_fwd)),
+                    o_sat[i].eq(lane_valid & ~self.backward & ~keep),
+                ]
+
+        m.d.comb += self.busy.eq(s1_valid | s2_valid | self.o.valid)
+        count_saturations(m, self.sat_count, self.sat_clr, self.o.valid & self.o.ready, o_sat)
+        return m

@@ -1,0 +1,234 @@
+"""The SGD update unit: ``w ← saturate(w − round_shift(lr_mul·g + wd_mul·w, lr_shift))``."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.params import ACC_WIDTH, OPERAND_WIDTH
+from .requant import (SAT_COUNT_WIDTH, check_lanes, check_widths, count_saturations,
+                      draws_taken)
+from .rng import RngSignature
+from .rounding import SHIFT_BITS, round_shift, rounding_addend, shift_masks
+
+__all__ = ["SgdUpdate"]
+
+
+class SgdUpdate(wiring.Component):
+    """The SGD weight-update unit, ``lanes`` weights per beat, fully pipelined.
+
+    Per weight of a beat, exactly :func:`golden.fixedpoint.sgd_update` on the tensor the beats
+    walk row-major::
+
+        p     = lr_mul·g + wd_mul·w                            # exact
+        step  = round_shift(p, lr_shift, rounding, rng)        # one draw if stochastic
+        w_new = saturate(w − step, width)                      # counted when it clamps
+
+    Beats. As for :class:`~rtl.requant.Requantizer`: lanes ``0 .. n_valid-1`` are weights, the
+    others padding; padding lanes take no draw, never count as saturated, and pass ``w`` through
+    unchanged (so writing a whole row back keeps them). In stochastic mode the valid lanes take
+    consecutive draws, lane 0 first. ``last`` is carried through.
+
+    Static inputs. ``lr_shift`` (0..32), ``lr_mul`` and ``wd_mul`` (unsigned, 0..2**width-1) and
+    ``rounding`` (0 nearest-even, 1 stochastic) apply to every beat in flight: change them only
+    while ``busy`` is low. Values outside the ranges are illegal and give unspecified results.
+
+    Without multipliers (``multipliers=False``, for FPGAs short of DSP blocks such as the
+    iCE40UP5K) the unit computes the same function with ``lr_mul = 1`` and ``wd_mul = 0`` fixed,
+    and has no ``lr_mul``/``wd_mul`` ports; the learning rate is then ``2**-lr_shift`` only.
+
+    Timing. Four pipeline stages (products; their sum; rounding shift; subtract and saturate):
+    a beat accepted in cycle ``t`` is presented on ``o`` in cycle ``t + LATENCY`` if the output
+    was not stalled, one beat per cycle with ``o.ready`` high; the same latency with or without
+    multipliers. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``):
+    nothing is lost or repeated, and the generator advances only for accepted beats.
+
+    Saturation counter. As for the requantizer: ``sat_count`` adds each leaving beat's saturated
+    weights, sticking at ``2**32 - 1``; ``sat_clr`` zeroes it (a beat leaving in that cycle is
+    counted from zero).
+
+    Parameters
+    ----------
+    lanes : int
+        Weights per beat.
+    grad_width : int
+        Width of the signed gradient inputs (≥ ``2 * width``); default
+        :data:`spec.params.ACC_WIDTH` (gradients are accumulator rows).
+    width : int
+        Width of the signed weights (≥ 2); default :data:`spec.params.OPERAND_WIDTH`.
+    multipliers : bool
+        Build the ``lr_mul``/``wd_mul`` multipliers (default ``True``).
+
+    Members
+    -------
+    i : In(stream.Signature(SgdUpdate.in_layout))
+        Input beats: ``w`` (signed ``width``) and ``g`` (signed ``grad_width``) per lane,
+        ``n_valid`` (1..lanes), ``last``.
+    o : Out(stream.Signature(SgdUpdate.out_layout))
+        Output beats: ``w`` (the updated weights, signed ``width``, per lane), ``n_valid``,
+        ``last``.
+    rng : Out(RngSignature(lanes))
+        Draws from the shared :class:`~rtl.rng.Xorshift32Lanes`; ``advance`` is ``n_valid`` for
+        each accepted stochastic beat, else 0.
+    lr_shift : In(6)
+        Static: 0..32.
+    lr_mul, wd_mul : In(width)
+        Static: learning-rate and weight-decay multipliers (only with ``multipliers``).
+    rounding : In(1)
+        Static: stochastic rounding (else nearest-even).
+    busy : Out(1)
+        A beat is in the pipeline.
+    sat_count : Out(32)
+        Saturated weights since the last clear (saturating count).
+    sat_clr : In(1)
+        Zero ``sat_count``.
+
+    Raises
+    ------
+    TypeError
+        If ``lanes`` or a width is not an integer, or ``multipliers`` is not a bool.
+    ValueError
+        If ``lanes`` is not positive, ``width < 2`` or ``grad_width < 2 * width``.
+    """
+
+    #: Cycles from a beat's acceptance to its presentation on the output.
+    LATENCY = 4
+
+    def __init__(self, lanes, *, grad_width=ACC_WIDTH, width=OPERAND_WIDTH, multipliers=True):
+        check_lanes(lanes)
+        check_widths(width, "Weight width", grad_width, "Gradient width")
+        if not isinstance(multipliers, bool):
+            raise TypeError(f"Multipliers must be a bool, not {multipliers!r}")
+        self._lanes, self._grad_width, self._width = lanes, grad_width, width
+        self._multipliers = multipliers
+        self._in_layout = data.StructLayout({
+            "w": data.ArrayLayout(signed(width), lanes),
+            "g": data.ArrayLayout(signed(grad_width), lanes),
+            "n_valid": range(lanes + 1),
+            "last": 1,
+        })
+        self._out_layout = data.StructLayout({
+            "w": data.ArrayLayout(signed(width), lanes),
+            "n_valid": range(lanes + 1),
+            "last": 1,
+        })
+        members = {
+            "i": In(stream.Signature(self._in_layout)),
+            "o": Out(stream.Signature(self._out_layout)),
+            "rng": Out(RngSignature(lanes)),
+            "lr_shift": In(SHIFT_BITS),
+            "rounding": In(1),
+            "busy": Out(1),
+            "sat_count": Out(SAT_COUNT_WIDTH),
+            "sat_clr": In(1),
+        }
+        if multipliers:
+            members["lr_mul"] = In(width)
+            members["wd_mul"] = In(width)
+        super().__init__(members)
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def grad_width(self):
+        return self._grad_width
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def multipliers(self):
+        return self._multipliers
+
+    @property
+    def in_layout(self):
+        """The input payload's :class:`~amaranth.lib.data.StructLayout`."""
+        return self._in_layout
+
+    @property
+    def out_layout(self):
+        """The output payload's :class:`~amaranth.lib.data.StructLayout`."""
+        return self._out_layout
+
+    def elaborate(self, platform):
+        m = Module()
+        L, W, GW = self._lanes, self._width, self._grad_width
+        lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
+
+        en = Signal()                   # the pipeline moves this cycle
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        take = self.i.valid & en
+        n_in = self.i.payload.n_valid
+        m.d.comb += self.rng.advance.eq(Mux(take & self.rounding, draws_taken(n_in, L), 0))
+        low, half_m1 = shift_masks(self.lr_shift)
+
+        def stage(name, valid, n, last):
+            """Registers carrying a beat's valid, n_valid and last flags one stage on."""
+            sv, sn, sl = (Signal(name=f"{name}_valid"), Signal(range(L + 1), name=f"{name}_n_valid"),
+                          Signal(name=f"{name}_last"))
+            with m.If(en):
+                m.d.sync += [sv.eq(valid), sn.eq(n), sl.eq(last)]
+            return sv, sn, sl
+
+        def reg(name, shape, value):
+            r = Signal(shape, name=name)
+            with m.If(en):
+                m.d.sync += r.eq(value)
+            return r
+
+        # |lr_mul·g + wd_mul·w| < 2**(grad_width-1)·2**width + 2**(width-1)·2**width
+        #                       ≤ 2**(grad_width+width), since grad_width ≥ 2·width.
+        p_shape = signed(GW + W + 1)
+
+        # Stage 1: products (registered on both sides of the multiplier for DSP timing).
+        s1 = stage("s1", self.i.valid, n_in, self.i.payload.last)
+        s1_w, s1_pg, s1_pw, s1_draw = [], [], [], []
+        for i in range(L):
+            w, g = self.i.payload.w[i], self.i.payload.g[i]
+            if self._multipliers:
+                pg, pw = g * self.lr_mul, w * self.wd_mul
+            else:
+                pg, pw = g, 0
+            s1_w.append(reg(f"s1_w_{i}", signed(W), w))
+            s1_pg.append(reg(f"s1_pg_{i}", p_shape, pg))
+            s1_pw.append(reg(f"s1_pw_{i}", signed(2 * W + 1), pw))
+            s1_draw.append(reg(f"s1_draw_{i}", 32, self.rng.draws[i] & low))
+
+        # Stage 2: p = lr_mul·g + wd_mul·w.
+        s2 = stage("s2", *s1)
+        s2_w = [reg(f"s2_w_{i}", signed(W), s1_w[i]) for i in range(L)]
+        s2_p = [reg(f"s2_p_{i}", p_shape, s1_pg[i] + s1_pw[i]) for i in range(L)]
+        s2_draw = [reg(f"s2_draw_{i}", 32, s1_draw[i]) for i in range(L)]
+
+        # Stage 3: step = round_shift(p, lr_shift).
+        s3 = stage("s3", *s2)
+        s3_w, s3_step = [], []
+        for i in range(L):
+            add = rounding_addend(s2_p[i], self.lr_shift, self.rounding, s2_draw[i],
+                                  low, half_m1)
+            step = round_shift(s2_p[i], self.lr_shift, add)
+            s3_w.append(reg(f"s3_w_{i}", signed(W), s2_w[i]))
+            s3_step.append(reg(f"s3_step_{i}", step.shape(), step))
+
+        # Stage 4 (output register): w − step, saturated; padding lanes pass w through.
+        s3_valid, s3_n, s3_last = s3
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(s3_valid), self.o.payload.n_valid.eq(s3_n),
+                         self.o.payload.last.eq(s3_last)]
+        o_sat = Signal(L, name="o_sat")
+        for i in range(L):
+            lane_valid = s3_n > i
+            d = s3_w[i] - s3_step[i]
+            over, under = d > hi, d < lo
+            new = Mux(over, hi, Mux(under, lo, d[:W].as_signed()))
+            with m.If(en):
+                m.d.sync += [
+                    self.o.payload.w[i].eq(Mux(lane_valid, new, s3_w[i])),
+                    o_sat[i].eq(lane_valid & (over | under)),
+                ]
+
+        m.d.comb += self.busy.eq(s1[0] | s2[0] | s3_valid | self.o.valid)
+        count_saturations(m, self.sat_count, self.sat_clr, self.o.valid & self.o.ready, o_sat)
+        return m
