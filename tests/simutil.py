@@ -8,7 +8,7 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["run_sim", "stream_put", "stream_get", "random_ready"]
+__all__ = ["run_sim", "stream_put", "stream_get", "random_ready", "bus_read", "bus_write"]
 
 
 def run_sim(dut, *testbenches, processes=(), vcd=None, deadline=None):
@@ -65,3 +65,21 @@ def random_ready(seed, p_ready=0.5):
     rng = random.Random(seed)
     while True:
         yield 1 if rng.random() < p_ready else 0
+
+
+async def bus_transfer(ctx, bus, addr, *, we=0, wdata=0, max_wait=1000):
+    """One request on a main-memory bus (``rtl.bus.BusSignature``, master side driven by the
+    testbench), then wait for its response; returns the response data."""
+    ctx.set(bus.req.payload, {"addr": addr, "we": we, "wdata": wdata})
+    await stream_put(ctx, bus.req, ctx.get(bus.req.payload), max_wait=max_wait)
+    return await stream_get(ctx, bus.rsp, max_wait=max_wait)
+
+
+async def bus_read(ctx, bus, addr, *, max_wait=1000):
+    """Read the word at ``addr`` over a main-memory bus (one request, one response)."""
+    return await bus_transfer(ctx, bus, addr, max_wait=max_wait)
+
+
+async def bus_write(ctx, bus, addr, wdata, *, max_wait=1000):
+    """Write ``wdata`` at ``addr`` over a main-memory bus and wait for the acknowledgement."""
+    await bus_transfer(ctx, bus, addr, we=1, wdata=wdata, max_wait=max_wait)

@@ -1,0 +1,191 @@
+# amaranth: UnusedElaboratable=no
+"""Main memory (rtl/mainmem.py) and the bus protocol (rtl/bus.py), against a Python model."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+
+from golden.fixedpoint import Xorshift32
+from rtl.bus import BusSignature
+from rtl.mainmem import MainMemory
+from tests.simutil import run_sim, bus_read, bus_write
+
+
+def test_constructor_validation():
+    with pytest.raises(TypeError, match=r"^Main memory size must be a positive integer, not 'a'$"):
+        MainMemory("a")
+    with pytest.raises(ValueError, match=r"^Main memory size must be a positive integer, not 0$"):
+        MainMemory(0)
+    with pytest.raises(ValueError, match=r"^Memory latency must be a positive integer, not 0$"):
+        MainMemory(16, latency=0)
+    with pytest.raises(TypeError, match=r"^Stall rate must be a number, not '0.5'$"):
+        MainMemory(16, stall_rate="0.5")
+    with pytest.raises(ValueError, match=r"^Stall rate must be in \[0, 1\), not 1$"):
+        MainMemory(16, stall_rate=1)
+    with pytest.raises(ValueError, match=r"^Stall seed must be in 1\.\.2\*\*32-1, not 0$"):
+        MainMemory(16, seed=0)
+    with pytest.raises(TypeError, match=r"^Stall seed must be an integer, not 1\.0$"):
+        MainMemory(16, seed=1.0)
+    with pytest.raises(ValueError, match=r"^Bus address width must be a positive integer, not 0$"):
+        BusSignature(0, 16)
+    with pytest.raises(TypeError, match=r"^Bus data width must be a positive integer, not None$"):
+        BusSignature(8, None)
+
+
+def test_signature():
+    mem = MainMemory(1000)
+    assert mem.bus.signature == BusSignature(10, 16).flip()
+    assert BusSignature(10, 16) == BusSignature(10, 16)
+    assert BusSignature(10, 16) != BusSignature(11, 16)
+    assert repr(BusSignature(10, 16)) == "BusSignature(addr_width=10, data_width=16)"
+    assert MainMemory(1).bus.signature.addr_width == 1
+    assert MainMemory(16, stall_rate=0.3).stall_threshold == 77
+
+
+def test_latency_and_order():
+    """Back-to-back requests, responses always taken: each response exactly L cycles later."""
+    for latency in (1, 2, 5):
+        rng = random.Random(latency)
+        words = 64
+        init = [rng.randrange(1 << 16) for _ in range(words)]
+        dut = MainMemory(words, latency=latency, init=init)
+        model = list(init)
+        reqs = [(rng.randrange(words), rng.randrange(2), rng.randrange(1 << 16)) for _ in range(60)]
+
+        async def tb(ctx):
+            bus = dut.bus
+            ctx.set(bus.rsp.ready, 1)
+            accepted, responses, cycle = [], [], 0
+            pending = list(reqs)
+            while len(responses) < len(reqs):
+                if pending:
+                    a, we, wd = pending[0]
+                    ctx.set(bus.req.payload, {"addr": a, "we": we, "wdata": wd})
+                ctx.set(bus.req.valid, bool(pending))
+                _, _, rv, rr, sv, sd = await ctx.tick().sample(
+                    bus.req.valid, bus.req.ready, bus.rsp.valid, bus.rsp.payload)
+                assert rr, "the memory never withholds ready without stalls"
+                if sv:
+                    responses.append((cycle, sd))
+                if rv and rr:
+                    accepted.append(cycle)
+                    pending.pop(0)
+                cycle += 1
+            for (a, we, wd), c, (rc, data) in zip(reqs, accepted, responses):
+                assert rc == c + latency
+                if we:
+                    model[a] = wd
+                else:
+                    assert data == model[a]
+            assert [ctx.get(dut.data[i]) for i in range(words)] == model
+
+        run_sim(dut, tb)
+
+
+@pytest.mark.parametrize("latency, stall_rate, seed", [
+    (1, 0, 1), (3, 0, 2), (1, 0.5, 3), (2, 0.3, 4), (4, 0.7, 5),
+])
+def test_random_traffic(latency, stall_rate, seed):
+    """Random requests, random response back-pressure, random stalls: in-order, exact data."""
+    rng = random.Random(seed)
+    words = 40                      # not a power of two: writes at 40..63 must be ignored
+    init = [rng.randrange(1 << 16) for _ in range(words)]
+    dut = MainMemory(words, latency=latency, stall_rate=stall_rate, seed=seed, init=init)
+    model = list(init)
+    n = 300
+
+    async def tb(ctx):
+        bus = dut.bus
+        expect = []                 # ("r", addr-or-None) per request in flight, in order
+        sent = got = 0
+        offer = None
+        shown = False
+        cycle = 0
+        while got < n:
+            if offer is None and sent < n and rng.random() < 0.7:
+                offer = (rng.randrange(64), rng.randrange(2), rng.randrange(1 << 16))
+                ctx.set(bus.req.payload, {"addr": offer[0], "we": offer[1], "wdata": offer[2]})
+            ctx.set(bus.req.valid, offer is not None)
+            ctx.set(bus.rsp.ready, rng.random() < 0.6)
+            _, _, rv, rr, sv, sr, sd = await ctx.tick().sample(
+                bus.req.valid, bus.req.ready, bus.rsp.valid, bus.rsp.ready, bus.rsp.payload)
+            assert not shown or sv, f"seed {seed}: response valid dropped in cycle {cycle}"
+            shown = sv and not sr
+            if sv and sr:
+                assert expect, f"seed {seed}: response without a request in cycle {cycle}"
+                addr = expect.pop(0)
+                if addr is not None:
+                    assert sd == model[addr], f"seed {seed}: read {addr} in cycle {cycle}"
+                got += 1
+            if rv and rr:
+                a, we, wd = offer
+                if we:
+                    if a < words:
+                        model[a] = wd
+                    expect.append(None)
+                else:
+                    expect.append(a if a < words else None)
+                offer = None
+                sent += 1
+            cycle += 1
+            assert cycle < 50 * n, f"seed {seed}: no progress"
+        assert [ctx.get(dut.data[i]) for i in range(words)] == model, f"seed {seed}"
+
+    run_sim(dut, tb)
+
+
+@pytest.mark.parametrize("stall_rate, seed", [(0.25, 1), (0.5, 0xDEADBEEF)])
+def test_stall_pattern(stall_rate, seed):
+    """The stall decisions are the documented xorshift32 sequence."""
+    dut = MainMemory(8, stall_rate=stall_rate, seed=seed)
+    t = dut.stall_threshold
+
+    async def tb(ctx):
+        s = seed
+        bus = dut.bus
+        ctx.set(bus.rsp.ready, 0)
+        for cycle in range(200):     # idle memory: ready is withheld iff the low byte < t
+            _, _, ready = await ctx.tick().sample(bus.req.ready)
+            assert ready == ((s & 0xFF) >= t), f"seed {seed}, cycle {cycle}"
+            s = Xorshift32.step(s)
+        # One read in flight, never taken: valid appears on the first cycle the byte allows,
+        # then stays.
+        ctx.set(bus.req.payload, {"addr": 3, "we": 0, "wdata": 0})
+        ctx.set(bus.req.valid, 1)
+        while True:
+            _, _, ready = await ctx.tick().sample(bus.req.ready)
+            s = Xorshift32.step(s)
+            if ready:
+                break
+        ctx.set(bus.req.valid, 0)
+        seen = False
+        for cycle in range(100):
+            _, _, valid = await ctx.tick().sample(bus.rsp.valid)
+            expect = seen or ((s >> 8) & 0xFF) >= t
+            assert valid == expect, f"seed {seed}, cycle {cycle}"
+            seen = expect
+            s = Xorshift32.step(s)
+
+    run_sim(dut, tb)
+
+
+def test_backdoor_and_helpers():
+    dut = MainMemory(32, latency=2)
+
+    async def tb(ctx):
+        ctx.set(dut.data[5], 0xBEEF)
+        assert await bus_read(ctx, dut.bus, 5) == 0xBEEF
+        await bus_write(ctx, dut.bus, 6, 0x1234)
+        assert ctx.get(dut.data[6]) == 0x1234
+        assert await bus_read(ctx, dut.bus, 6) == 0x1234
+
+    run_sim(dut, tb)
+
+
+def test_connects_to_master():
+    master = BusSignature(5, 16).create()
+    wiring.connect(Module(), master, MainMemory(32).bus)
+    with pytest.raises(wiring.ConnectionError):
+        wiring.connect(Module(), master, MainMemory(64).bus)
