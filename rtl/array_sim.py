@@ -30,7 +30,7 @@ class OutputRow:
 
 @dataclass
 class ArrayRun:
-    """What :func:`simulate_tiles` observed (cycle 0 = the cycle of the first input).
+    """What :func:`simulate_tiles` observed (cycle 0 = the first simulated cycle).
 
     Attributes
     ----------
@@ -65,7 +65,7 @@ class ArrayRun:
     @property
     def cycles(self):
         """Cycles from the first input to the last output row, both included (0 if no output)."""
-        return self.outputs[-1].cycle + 1 if self.outputs else 0
+        return self.outputs[-1].cycle - self.first_inputs[0] + 1 if self.outputs else 0
 
     @property
     def cycles_per_second(self):
