@@ -35,9 +35,9 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from spec.memory import (DESC_FIELDS, MAX_ELEM_WORDS, Dir, Space, Fault, MemoryConfig,
-                         DEFAULT_MEMORY, lanes as lanes_of, elem_width, word_width)
-from spec.params import Config, DEFAULT_CONFIG, check_int
+from spec.memory import (DESC_FIELDS, MAX_ELEM_WORDS, Dir, Space, Fault, resolve,
+                         lanes as lanes_of, elem_width, word_width)
+from spec.params import DEFAULT_CONFIG, check_int
 
 __all__ = ["CHECK_CYCLES", "Descriptor", "check", "execute", "cycles", "word_addresses",
            "new_images"]
@@ -63,7 +63,7 @@ class Descriptor:
     ValueError
         If a field does not fit its width.
     """
-    dir: int = Dir.LOAD
+    direction: int = Dir.LOAD
     space: int = Space.SP
     transpose: int = 0
     elem_words: int = 1
@@ -101,21 +101,21 @@ class Descriptor:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
 
 
-def _check_types(desc, config, memory):
+def _resolve(desc, config, memory):
     if not isinstance(desc, Descriptor):
         raise TypeError(f"Descriptor must be a Descriptor, not {desc!r}")
-    if not isinstance(config, Config):
-        raise TypeError(f"Configuration must be a Config, not {config!r}")
-    if not isinstance(memory, MemoryConfig):
-        raise TypeError(f"Memory configuration must be a MemoryConfig, not {memory!r}")
+    return resolve(config, memory)
 
 
-def check(desc, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
+def check(desc, config=DEFAULT_CONFIG, memory=None):
     """The descriptor's :class:`~spec.memory.Fault` (``Fault.NONE`` if the DMA does it).
 
     Checks are made in the order of the fault codes; the first failing one is returned.
+    ``config``, ``memory``: a :class:`~spec.params.Config` and a
+    :class:`~spec.memory.MemoryConfig`, or a :class:`~spec.soc.SocConfig` (see
+    :func:`spec.memory.resolve`).
     """
-    _check_types(desc, config, memory)
+    config, memory = _resolve(desc, config, memory)
     if desc.rows == 0 or desc.cols == 0:
         return Fault.ZERO_SIZE
     if not 1 <= desc.elem_words <= MAX_ELEM_WORDS:
@@ -154,14 +154,15 @@ def _resize(values, width):
     return ((values + half) & ((1 << width) - 1)) - half
 
 
-def new_images(config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
+def new_images(config=DEFAULT_CONFIG, memory=None):
     """Zeroed images: ``(mem, [sp, acc])`` with the shapes :func:`execute` expects."""
+    config, memory = resolve(config, memory)
     mem = torch.zeros(memory.mem_words, dtype=torch.int64)
     sps = [torch.zeros(memory.space_rows(s), lanes_of(config), dtype=torch.int64) for s in Space]
     return mem, sps
 
 
-def execute(desc, mem, sps, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
+def execute(desc, mem, sps, config=DEFAULT_CONFIG, memory=None):
     """Perform ``desc`` on the images ``mem`` and ``sps`` in place and return its fault code.
 
     Parameters
@@ -169,18 +170,21 @@ def execute(desc, mem, sps, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
     desc : Descriptor
     mem : torch.Tensor
         Main memory, 1-D ``int64``, ``memory.mem_words`` words.
-    sps : sequence of torch.Tensor
-        Scratchpads indexed by :class:`~spec.memory.Space`, each ``(rows, lanes)`` ``int64``.
+    sps : torch.Tensor or sequence of torch.Tensor
+        The scratchpads indexed by :class:`~spec.memory.Space`, or only the one ``desc.space``
+        names; each ``(rows, lanes)`` ``int64``.
+    config, memory
+        As :func:`check`.
 
     Returns
     -------
     Fault
         ``Fault.NONE`` if the transfer was done; otherwise nothing was changed.
     """
-    _check_types(desc, config, memory)
+    config, memory = _resolve(desc, config, memory)
     if mem.shape != (memory.mem_words,) or mem.dtype != torch.int64:
         raise ValueError(f"Main memory must be an int64 tensor of shape ({memory.mem_words},)")
-    sp = sps[desc.space]
+    sp = sps if isinstance(sps, torch.Tensor) else sps[desc.space]
     shape = (memory.space_rows(desc.space), lanes_of(config))
     if tuple(sp.shape) != shape or sp.dtype != torch.int64:
         raise ValueError(f"Scratchpad {Space(desc.space).name} must be an int64 tensor of shape "
@@ -195,7 +199,7 @@ def execute(desc, mem, sps, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
     addrs = word_addresses(desc)
     shifts = ww * torch.arange(desc.elem_words, dtype=torch.int64)
     rows = slice(desc.sp_row, desc.sp_row + desc.sp_rows)
-    if desc.dir == Dir.LOAD:
+    if desc.direction == Dir.LOAD:
         values = (mem[addrs] << shifts).sum(dim=-1)                 # (sp_rows, sp_lanes)
         values = _resize(_resize(values, ew_bits), sp_width)
         sp[rows] = 0
@@ -220,8 +224,10 @@ def _first_occurrence(x):
     return uniq, first
 
 
-def cycles(desc, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
-    """Cycles from the descriptor's acceptance to ``done`` under the deterministic memory model."""
+def cycles(desc, config=DEFAULT_CONFIG, memory=None):
+    """Cycles from the descriptor's acceptance to ``done`` under the deterministic memory model
+    (``config``, ``memory`` as :func:`check`)."""
+    config, memory = _resolve(desc, config, memory)
     if check(desc, config, memory):
         return CHECK_CYCLES
     return CHECK_CYCLES + desc.words + memory.mem_latency

@@ -5,18 +5,76 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from spec.memory import (DESC_FIELDS, FAULT_BITS, MAX_ELEM_WORDS, Dir, Fault, MemoryConfig,
-                         DEFAULT_MEMORY, Space, lanes as lanes_of, elem_width, word_width)
-from spec.params import Config, DEFAULT_CONFIG
+from spec.memory import (DESC_FIELDS, FAULT_BITS, MAX_ELEM_WORDS, Dir, Fault, Space,
+                         resolve, lanes as lanes_of, elem_width, word_width)
+from spec.params import DEFAULT_CONFIG
 from .bus import BusSignature
-from .scratchpad import ScratchpadReadSignature, ScratchpadWriteSignature
+from .spport import ReadPortSignature, WritePortSignature
 
-__all__ = ["descriptor_layout", "DmaController"]
+__all__ = ["descriptor_layout", "DmaChecker", "DmaController"]
 
 
 def descriptor_layout():
     """The descriptor stream's payload: the fields of :data:`spec.memory.DESC_FIELDS`."""
     return data.StructLayout({name: unsigned(width) for name, width in DESC_FIELDS})
+
+
+def _fault_code(m, d, span, config, memory):
+    """The fault code of descriptor ``d`` (a view of :func:`descriptor_layout`) given
+    ``span = (rows - 1) * stride``: the checks of :func:`golden.dma.check`, in its order."""
+    lanes = lanes_of(config)
+    n_out = Mux(d.transpose, d.cols, d.rows)
+    n_in = Mux(d.transpose, d.rows, d.cols)
+    space_rows = Mux(d.space == Space.ACC, memory.acc_rows, memory.sp_rows)
+    mem_end = d.mem_addr + span + Mux(d.elem_words == 2, d.cols << 1, d.cols)
+    code = Signal(FAULT_BITS, name="fault_code")
+    checks = (
+        (Fault.ZERO_SIZE, (d.rows == 0) | (d.cols == 0)),
+        (Fault.ELEM_WORDS, (d.elem_words == 0) | (d.elem_words > MAX_ELEM_WORDS)),
+        (Fault.TOO_WIDE, n_in > lanes),
+        (Fault.SP_RANGE, d.sp_row >= space_rows),
+        (Fault.SP_END, d.sp_row + n_out > space_rows),
+        (Fault.MEM_RANGE, d.mem_addr >= memory.mem_words),
+        (Fault.MEM_END, mem_end > memory.mem_words),
+    )
+    for i, (value, failed) in enumerate(checks):
+        with (m.Elif if i else m.If)(failed):
+            m.d.comb += code.eq(value)
+    return code
+
+
+class DmaChecker(wiring.Component):
+    """Combinational fault check of a DMA descriptor: the DMA's own checks, for a sequencer that
+    rejects a descriptor before issuing it.
+
+    Parameters
+    ----------
+    config : Config or SocConfig
+    memory : MemoryConfig or None
+        As :class:`DmaController`.
+
+    Members
+    -------
+    desc : ``In(descriptor_layout())``
+        The descriptor.
+    fault : ``Out(FAULT_BITS)``
+        Its :class:`~spec.memory.Fault` code (0 if the DMA would do it), in the same cycle.
+
+    Raises
+    ------
+    TypeError
+        For a wrong configuration type.
+    """
+
+    def __init__(self, config=DEFAULT_CONFIG, memory=None):
+        self._config, self._memory = resolve(config, memory)
+        super().__init__({"desc": In(descriptor_layout()), "fault": Out(FAULT_BITS)})
+
+    def elaborate(self, platform):
+        m = Module()
+        span = (self.desc.rows - 1) * self.desc.stride
+        m.d.comb += self.fault.eq(_fault_code(m, self.desc, span, self._config, self._memory))
+        return m
 
 
 class _State(enum.Enum, shape=2):
@@ -43,15 +101,20 @@ class DmaController(wiring.Component):
        been performed), with the fault code on ``fault``, and is ready for the next descriptor in
        that same cycle.
 
+    The check is the one :class:`DmaChecker` makes (the product ``(rows - 1) * stride`` is
+    registered here, to keep the multiplier out of the comparison's path).
+
     Under the deterministic memory model the cycle count is exactly
     :func:`golden.dma.cycles`.
 
     Parameters
     ----------
-    config : Config
-        The accelerator configuration (lanes, word and element widths).
-    memory : MemoryConfig
-        Memory sizes (main memory, both scratchpads).
+    config : Config or SocConfig
+        The accelerator configuration (lanes, word and element widths); a ``SocConfig`` also
+        gives the memory sizes.
+    memory : MemoryConfig or None
+        Memory sizes (main memory, both scratchpads); default: those of a ``SocConfig``
+        ``config``, else :data:`spec.memory.DEFAULT_MEMORY`.
 
     Members
     -------
@@ -59,8 +122,8 @@ class DmaController(wiring.Component):
         Descriptors; ``ready`` is high when the DMA is idle.
     bus : ``Out(BusSignature(ceil_log2(mem_words), word_width))``
         Master port to main memory.
-    sp_read, sp_write : ``Out(ScratchpadReadSignature(...))``, ``Out(ScratchpadWriteSignature(...))``
-        Ports to the operand scratchpad (``space`` 0).
+    sp_read, sp_write : ``Out(ReadPortSignature(...))``, ``Out(WritePortSignature(...))``
+        Ports to the operand scratchpad (``space`` 0), see :mod:`rtl.spport`.
     acc_read, acc_write : as ``sp_read``, ``sp_write``
         Ports to the accumulator scratchpad (``space`` 1).
     busy : ``Out(1)``
@@ -73,22 +136,19 @@ class DmaController(wiring.Component):
     Raises
     ------
     TypeError
-        If ``config`` is not a :class:`Config` or ``memory`` not a :class:`MemoryConfig`.
+        If ``config`` is not a ``Config`` or ``SocConfig``, or ``memory`` not a ``MemoryConfig``.
     """
 
-    def __init__(self, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY):
-        if not isinstance(config, Config):
-            raise TypeError(f"Configuration must be a Config, not {config!r}")
-        if not isinstance(memory, MemoryConfig):
-            raise TypeError(f"Memory configuration must be a MemoryConfig, not {memory!r}")
+    def __init__(self, config=DEFAULT_CONFIG, memory=None):
+        config, memory = resolve(config, memory)
         self._config = config
         self._memory = memory
         lanes = lanes_of(config)
         ports = {}
         for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc")):
-            geometry = (memory.space_rows(space), lanes, elem_width(config, space))
-            ports[f"{prefix}_read"] = Out(ScratchpadReadSignature(*geometry))
-            ports[f"{prefix}_write"] = Out(ScratchpadWriteSignature(*geometry))
+            geometry = (memory.space_rows(space), elem_width(config, space), lanes)
+            ports[f"{prefix}_read"] = Out(ReadPortSignature(*geometry))
+            ports[f"{prefix}_write"] = Out(WritePortSignature(*geometry))
         super().__init__({
             "i_desc": In(stream.Signature(descriptor_layout())),
             "bus": Out(BusSignature(max(1, ceil_log2(memory.mem_words)), word_width(config))),
@@ -138,25 +198,11 @@ class DmaController(wiring.Component):
         outer = Signal(len(d.stride))                     # word step between scratchpad rows
         lane_on = Signal(lanes)                           # lanes the block covers
 
-        # --- check -----------------------------------------------------------------------------
+        # --- check: span registered in CHECK, the fault code decided in DECIDE -----------------
         n_out = Mux(d.transpose, d.cols, d.rows)
         n_in = Mux(d.transpose, d.rows, d.cols)
         span = Signal(len(d.rows) + len(d.stride))        # (rows - 1) * stride
-        space_rows = Mux(d.space == Space.ACC, mcfg.acc_rows, mcfg.sp_rows)
-        mem_end = d.mem_addr + span + Mux(d.elem_words == 2, d.cols << 1, d.cols)
-        code = Signal(FAULT_BITS)
-        checks = (
-            (Fault.ZERO_SIZE, (d.rows == 0) | (d.cols == 0)),
-            (Fault.ELEM_WORDS, (d.elem_words == 0) | (d.elem_words > MAX_ELEM_WORDS)),
-            (Fault.TOO_WIDE, n_in > lanes),
-            (Fault.SP_RANGE, d.sp_row >= space_rows),
-            (Fault.SP_END, d.sp_row + n_out > space_rows),
-            (Fault.MEM_RANGE, d.mem_addr >= mcfg.mem_words),
-            (Fault.MEM_END, mem_end > mcfg.mem_words),
-        )
-        for i, (value, failed) in enumerate(checks):
-            with (m.Elif if i else m.If)(failed):
-                m.d.comb += code.eq(value)
+        code = _fault_code(m, d, span, cfg, mcfg)
 
         # --- issue side: one request per cycle, order (row t, lane l, word w) -------------------
         iss_on = Signal()
@@ -173,7 +219,7 @@ class DmaController(wiring.Component):
         m.d.comb += [
             req.valid.eq(iss_on),
             req.payload.addr.eq(a_word),
-            req.payload.we.eq(d.dir == Dir.STORE),
+            req.payload.we.eq(d.direction == Dir.STORE),
             accept.eq(req.valid & req.ready),
         ]
 
@@ -185,7 +231,8 @@ class DmaController(wiring.Component):
             req.payload.wdata.eq(Mux(i_w, elem[ww:], elem[:ww])),
         ]
 
-        # Scratchpad reads of a store: the first row while deciding, the next at each row_done.
+        # Scratchpad reads of a store: the first row while deciding, the next one when the
+        # current row's last request is accepted.
         next_row = Signal(row_width)
         rd_addr = Signal(row_width)
         rd_en = Signal()
@@ -230,7 +277,7 @@ class DmaController(wiring.Component):
                 with m.If(code != Fault.NONE):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code)]
                 with m.Else():
-                    m.d.comb += [rd_addr.eq(d.sp_row), rd_en.eq(d.dir == Dir.STORE)]
+                    m.d.comb += [rd_addr.eq(d.sp_row), rd_en.eq(d.direction == Dir.STORE)]
                     m.d.sync += [
                         state.eq(_State.RUN),
                         wide.eq(d.elem_words == 2),
@@ -258,11 +305,11 @@ class DmaController(wiring.Component):
                         m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1),
                                      a_row.eq(a_row + outer), a_elem.eq(a_row + outer),
                                      a_word.eq(a_row + outer), next_row.eq(next_row + 1)]
-                        m.d.comb += [rd_addr.eq(next_row), rd_en.eq(d.dir == Dir.STORE)]
+                        m.d.comb += [rd_addr.eq(next_row), rd_en.eq(d.direction == Dir.STORE)]
                     with m.Else():
                         m.d.sync += iss_on.eq(0)
                 with m.If(rsp.valid):
-                    with m.If(d.dir == Dir.LOAD):
+                    with m.If(d.direction == Dir.LOAD):
                         for k in range(lanes):
                             with m.If(r_l == k):
                                 with m.If(r_w):

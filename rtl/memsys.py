@@ -4,12 +4,12 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spec.memory import FAULT_BITS, MemoryConfig, DEFAULT_MEMORY, Space, lanes as lanes_of
-from spec.memory import elem_width, word_width
+from spec.memory import FAULT_BITS, Space, resolve, lanes as lanes_of, elem_width, word_width
 from spec.params import DEFAULT_CONFIG, check_int
 from .dma import DmaController, descriptor_layout
 from .mainmem import MainMemory
-from .scratchpad import Scratchpad, ScratchpadReadSignature, ScratchpadWriteSignature
+from .scratchpad import Scratchpad
+from .spport import ReadPortSignature, WritePortSignature
 
 __all__ = ["MemorySystem"]
 
@@ -22,10 +22,9 @@ class MemorySystem(wiring.Component):
 
     Parameters
     ----------
-    config : Config
-        Accelerator configuration (lanes, widths).
-    memory : MemoryConfig
-        Memory sizes; main memory has latency ``memory.mem_latency``.
+    config, memory : Config or SocConfig, MemoryConfig or None
+        Configuration and memory sizes (see :func:`spec.memory.resolve`); main memory has latency
+        ``memory.mem_latency``.
     stall_rate, seed : float, int
         Main memory's random stalls (see :class:`~rtl.mainmem.MainMemory`).
     mem_init : iterable of int
@@ -49,7 +48,7 @@ class MemorySystem(wiring.Component):
     dma : DmaController
     """
 
-    def __init__(self, config=DEFAULT_CONFIG, memory=DEFAULT_MEMORY, *, stall_rate=0, seed=1,
+    def __init__(self, config=DEFAULT_CONFIG, memory=None, *, stall_rate=0, seed=1,
                  mem_init=(), sp_read_ports=0, sp_write_ports=0, acc_read_ports=0,
                  acc_write_ports=0):
         counts = dict(sp_read=sp_read_ports, sp_write=sp_write_ports,
@@ -59,6 +58,7 @@ class MemorySystem(wiring.Component):
             check_int(n, what)
             if n < 0:
                 raise ValueError(f"{what} must be a non-negative integer, not {n!r}")
+        config, memory = resolve(config, memory)
         self.dma = DmaController(config, memory)
         self.mainmem = MainMemory(memory.mem_words, data_width=word_width(config),
                                   latency=memory.mem_latency, stall_rate=stall_rate, seed=seed,
@@ -71,10 +71,10 @@ class MemorySystem(wiring.Component):
             pads[name] = Scratchpad(lanes=lanes, elem_width=width, banks=banks, depth=depth,
                                     read_ports=1 + counts[f"{name}_read"],
                                     write_ports=1 + counts[f"{name}_write"])
-            geometry = (banks * depth, lanes, width)
-            ports[f"{name}_read"] = In(ScratchpadReadSignature(*geometry)).array(
+            geometry = (banks * depth, width, lanes)
+            ports[f"{name}_read"] = In(ReadPortSignature(*geometry)).array(
                 counts[f"{name}_read"])
-            ports[f"{name}_write"] = In(ScratchpadWriteSignature(*geometry)).array(
+            ports[f"{name}_write"] = In(WritePortSignature(*geometry)).array(
                 counts[f"{name}_write"])
         self.sp, self.acc = pads["sp"], pads["acc"]
         super().__init__({

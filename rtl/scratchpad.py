@@ -1,97 +1,16 @@
 """Banked scratchpads: rows of ``lanes`` elements, one row per cycle per port."""
 
-from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Signal, signed
 from amaranth.hdl import MemoryData
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.lib.wiring import In
+from amaranth.utils import exact_log2
 
 from spec.params import check_positive_int
+from .spport import ReadPortSignature, WritePortSignature
 
-__all__ = ["ScratchpadReadSignature", "ScratchpadWriteSignature", "Scratchpad"]
-
-
-def _check_geometry(rows, lanes, elem_width):
-    check_positive_int(rows, "Scratchpad rows")
-    check_positive_int(lanes, "Scratchpad lanes")
-    check_positive_int(elem_width, "Scratchpad element width")
-
-
-class ScratchpadReadSignature(wiring.Signature):
-    """A scratchpad read port, from the reader's side.
-
-    Synchronous: the row addressed in a cycle where ``en`` is high appears on ``data`` in the next
-    cycle and stays there while ``en`` is low (as long as no other port reads the same bank).
-
-    Parameters
-    ----------
-    rows : int
-        Rows of the scratchpad (unified addresses ``0 .. rows-1``).
-    lanes : int
-        Elements per row.
-    elem_width : int
-        Width of a signed element in bits.
-
-    Members
-    -------
-    addr : ``Out(ceil_log2(rows))``
-        Unified row address ``bank * depth + row``.
-    en : ``Out(1)``
-        Read enable.
-    data : ``In(signed(elem_width)).array(lanes)``
-        The row read, one element per lane.
-    """
-
-    def __init__(self, rows, lanes, elem_width):
-        _check_geometry(rows, lanes, elem_width)
-        self._geometry = (rows, lanes, elem_width)
-        super().__init__({
-            "addr": Out(unsigned(max(1, ceil_log2(rows)))),
-            "en": Out(1),
-            "data": In(signed(elem_width)).array(lanes),
-        })
-
-    def __eq__(self, other):
-        other = other.flip() if isinstance(other, wiring.FlippedSignature) else other
-        return type(other) is type(self) and self._geometry == other._geometry
-
-    def __hash__(self):
-        return hash((type(self), self._geometry))
-
-    def __repr__(self):
-        return "{}(rows={}, lanes={}, elem_width={})".format(type(self).__name__, *self._geometry)
-
-
-class ScratchpadWriteSignature(ScratchpadReadSignature):
-    """A scratchpad write port, from the writer's side.
-
-    The row is written at the end of the cycle: lane ``l`` of row ``addr`` takes ``data[l]`` if
-    ``en[l]`` is high. A read of the same row in the same cycle returns the old contents.
-
-    Parameters
-    ----------
-    rows, lanes, elem_width : int
-        As :class:`ScratchpadReadSignature`.
-
-    Members
-    -------
-    addr : ``Out(ceil_log2(rows))``
-        Unified row address.
-    en : ``Out(lanes)``
-        Per-lane write enables (all ones writes the whole row).
-    data : ``Out(signed(elem_width)).array(lanes)``
-        The elements to write.
-    """
-
-    def __init__(self, rows, lanes, elem_width):
-        _check_geometry(rows, lanes, elem_width)
-        self._geometry = (rows, lanes, elem_width)
-        wiring.Signature.__init__(self, {
-            "addr": Out(unsigned(max(1, ceil_log2(rows)))),
-            "en": Out(lanes),
-            "data": Out(signed(elem_width)).array(lanes),
-        })
+__all__ = ["Scratchpad"]
 
 
 class Scratchpad(wiring.Component):
@@ -101,7 +20,10 @@ class Scratchpad(wiring.Component):
     row read and one row write per cycle. The scratchpad has ``read_ports`` read ports and
     ``write_ports`` write ports, each reaching every bank at the unified row address
     ``bank * depth + row``; ports that use different banks work in the same cycle (e.g. the GEMM
-    engine reads an A row and a B row from two banks while the DMA writes a third). Two ports that
+    engine reads an A row and a B row from two banks while the DMA writes a third). The ports are
+    those of :mod:`rtl.spport`: a read returns the row in the next cycle and the row stays on
+    ``data`` while ``en`` is low (as long as no other port reads that bank); a write takes
+    per-lane enables, and a read of a row being written returns the old contents. Two ports that
     use the same bank in the same cycle conflict: the lowest-numbered port is served, the other
     port's write is dropped or its read returns the served port's row. Callers avoid conflicts
     (the sequencer never lets two units share a bank). Addresses ``>= banks * depth`` write
@@ -125,9 +47,9 @@ class Scratchpad(wiring.Component):
 
     Members
     -------
-    read : ``In(ScratchpadReadSignature(rows, lanes, elem_width)).array(read_ports)``
+    read : ``In(ReadPortSignature(rows, elem_width, lanes)).array(read_ports)``
         Read ports.
-    write : ``In(ScratchpadWriteSignature(rows, lanes, elem_width)).array(write_ports)``
+    write : ``In(WritePortSignature(rows, elem_width, lanes)).array(write_ports)``
         Write ports.
 
     Raises
@@ -155,8 +77,8 @@ class Scratchpad(wiring.Component):
                        for _ in range(lanes)] for _ in range(banks)]
         rows = banks * depth
         super().__init__({
-            "read": In(ScratchpadReadSignature(rows, lanes, elem_width)).array(read_ports),
-            "write": In(ScratchpadWriteSignature(rows, lanes, elem_width)).array(write_ports),
+            "read": In(ReadPortSignature(rows, elem_width, lanes)).array(read_ports),
+            "write": In(WritePortSignature(rows, elem_width, lanes)).array(write_ports),
         })
 
     @property

@@ -10,12 +10,12 @@ This module is pure Python (no Amaranth, no PyTorch) so that every layer may imp
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .params import check_int, check_positive_int
+from .params import Config, check_int, check_positive_int
 
 __all__ = [
     "MAX_ELEM_WORDS", "DESC_FIELDS", "FAULT_BITS",
     "Dir", "Space", "Fault", "MemoryConfig", "DEFAULT_MEMORY",
-    "lanes", "elem_width", "word_width",
+    "resolve", "lanes", "elem_width", "word_width",
 ]
 
 
@@ -25,13 +25,13 @@ MAX_ELEM_WORDS = 2
 
 #: The DMA descriptor's fields, in order: ``(name, width in bits)``; all unsigned.
 #:
-#: ``dir`` (:class:`Dir`), ``space`` (:class:`Space`), ``transpose`` (0/1), ``elem_words``
+#: ``direction`` (:class:`Dir`), ``space`` (:class:`Space`), ``transpose`` (0/1), ``elem_words``
 #: (main-memory words per element: 1 or 2, other values fault), ``mem_addr`` (word address of
 #: element (0, 0) in main memory), ``sp_row`` (first scratchpad row, unified address
 #: ``bank * depth + row``), ``rows`` and ``cols`` (the block's shape in main memory), ``stride``
 #: (words between the starts of consecutive block rows in main memory; any value, 0 included).
 DESC_FIELDS = (
-    ("dir", 1),
+    ("direction", 1),
     ("space", 1),
     ("transpose", 1),
     ("elem_words", 2),
@@ -145,6 +145,12 @@ class MemoryConfig:
         """Rows of the accumulator scratchpad, ``acc_banks * acc_depth``."""
         return self.acc_banks * self.acc_depth
 
+    @classmethod
+    def from_soc(cls, soc, mem_latency=1):
+        """The memory sizes of a :class:`spec.soc.SocConfig`, with latency ``mem_latency``."""
+        return cls(mem_words=soc.mem_words, sp_banks=soc.sp_banks, sp_depth=soc.sp_depth,
+                   acc_banks=soc.acc_banks, acc_depth=soc.acc_depth, mem_latency=mem_latency)
+
     def space_rows(self, space):
         """Rows of scratchpad ``space`` (a :class:`Space`)."""
         check_int(space, "Scratchpad space")
@@ -152,6 +158,31 @@ class MemoryConfig:
 
 
 DEFAULT_MEMORY = MemoryConfig()
+
+
+def resolve(config, memory=None):
+    """``(Config, MemoryConfig)`` from either a :class:`Config` and a :class:`MemoryConfig`
+    (default :data:`DEFAULT_MEMORY`), or a :class:`spec.soc.SocConfig` (its sizes, latency 1,
+    unless ``memory`` is given).
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is neither a :class:`Config` nor a ``SocConfig``, or ``memory`` is not a
+        :class:`MemoryConfig`.
+    """
+    from .soc import SocConfig
+    if isinstance(config, SocConfig):
+        if memory is None:
+            memory = MemoryConfig.from_soc(config)
+        config = config.config
+    if not isinstance(config, Config):
+        raise TypeError(f"Configuration must be a Config or a SocConfig, not {config!r}")
+    if memory is None:
+        memory = DEFAULT_MEMORY
+    if not isinstance(memory, MemoryConfig):
+        raise TypeError(f"Memory configuration must be a MemoryConfig, not {memory!r}")
+    return config, memory
 
 
 def lanes(config):

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """DMA controller: RTL (rtl/dma.py in rtl/memsys.py) against the golden model (golden/dma.py).
 
 Every RTL run compares, bit for bit, the final main memory and both scratchpads with the golden
@@ -10,13 +11,15 @@ import random
 
 import pytest
 import torch
+from amaranth.sim import Simulator
 
 from golden import dma as gd
 from golden.dma import Descriptor
-from rtl.dma import DmaController
+from rtl.dma import DmaChecker, DmaController
 from rtl.memsys import MemorySystem
-from spec.memory import Dir, Fault, MemoryConfig, Space, lanes as lanes_of, elem_width
+from spec.memory import Dir, Fault, MemoryConfig, Space, lanes as lanes_of, elem_width, resolve
 from spec.params import ArrayConfig, Config
+from spec.soc import SocConfig
 from tests.simutil import run_sim
 
 
@@ -68,7 +71,7 @@ def random_descriptor(rng, config, memory, p_fault=0.0):
         stride //= 2
         extent = (rows - 1) * stride + cols * ew
     mem_addr = rng.choice((0, memory.mem_words - extent, rng.randint(0, memory.mem_words - extent)))
-    fields = dict(dir=rng.choice(list(Dir)), space=space, transpose=transpose, elem_words=ew,
+    fields = dict(direction=rng.choice(list(Dir)), space=space, transpose=transpose, elem_words=ew,
                   mem_addr=mem_addr, sp_row=sp_row, rows=rows, cols=cols, stride=stride)
     if rng.random() < p_fault:
         fault = rng.choice(list(Fault)[1:])
@@ -164,7 +167,7 @@ def check_against_golden(descs, config, memory, seed, *, stall_rate=0, gaps=Fals
         fault = gd.execute(desc, g_mem, g_sps, config, memory)
         assert rec["fault"] == fault, where
         assert rec["requests"] == (0 if fault else desc.words), where
-        assert rec["row_writes"] == (0 if fault or desc.dir == Dir.STORE else desc.sp_rows), where
+        assert rec["row_writes"] == (0 if fault or desc.direction == Dir.STORE else desc.sp_rows), where
         if not stall_rate:
             assert rec["done"] - rec["accept"] == gd.cycles(desc, config, memory), where
     assert torch.equal(r_mem, g_mem), f"seed {seed}: main memory differs at " \
@@ -188,29 +191,29 @@ def test_golden_load_store_examples():
     mem[10:22] = torch.arange(1, 13)
     mem[12] = 0x8000                               # most negative 16-bit value
     # 3×2 block of 1-word elements, stride 4: rows at 10, 14, 18.
-    d = Descriptor(dir=Dir.LOAD, mem_addr=10, sp_row=5, rows=3, cols=2, stride=4)
+    d = Descriptor(direction=Dir.LOAD, mem_addr=10, sp_row=5, rows=3, cols=2, stride=4)
     sp[5:8] = 7
     assert gd.execute(d, mem, [sp, acc], CFG, MEM) is Fault.NONE
     assert sp[5:8].tolist() == [[1, 2, 0, 0], [5, 6, 0, 0], [9, 10, 0, 0]]
     # Transposed: element (i, j) to row j, lane i.
-    d = Descriptor(dir=Dir.LOAD, transpose=1, mem_addr=10, sp_row=0, rows=3, cols=2, stride=4)
+    d = Descriptor(direction=Dir.LOAD, transpose=1, mem_addr=10, sp_row=0, rows=3, cols=2, stride=4)
     gd.execute(d, mem, [sp, acc], CFG, MEM)
     assert sp[0:2].tolist() == [[1, 5, 9, 0], [2, 6, 10, 0]]
     # 2-word elements into the accumulator scratchpad; 1-word elements sign-extend.
-    d = Descriptor(dir=Dir.LOAD, space=Space.ACC, elem_words=2, mem_addr=11, rows=1, cols=1)
+    d = Descriptor(direction=Dir.LOAD, space=Space.ACC, elem_words=2, mem_addr=11, rows=1, cols=1)
     gd.execute(d, mem, [sp, acc], CFG, MEM)
     assert acc[0].tolist() == [0x8000 * 65536 + 2 - (1 << 32), 0, 0, 0]
-    d = Descriptor(dir=Dir.LOAD, space=Space.ACC, mem_addr=12, rows=1, cols=1)
+    d = Descriptor(direction=Dir.LOAD, space=Space.ACC, mem_addr=12, rows=1, cols=1)
     gd.execute(d, mem, [sp, acc], CFG, MEM)
     assert acc[0].tolist() == [-32768, 0, 0, 0]
     # 2-word elements into 16-bit lanes keep the low word.
-    d = Descriptor(dir=Dir.LOAD, elem_words=2, mem_addr=13, rows=1, cols=1, sp_row=9)
+    d = Descriptor(direction=Dir.LOAD, elem_words=2, mem_addr=13, rows=1, cols=1, sp_row=9)
     gd.execute(d, mem, [sp, acc], CFG, MEM)
     assert sp[9].tolist() == [4, 0, 0, 0]
     # Store of a 16-bit row as 2-word elements sign-extends; nothing else is written.
     sp[3] = torch.tensor([-2, 3, 4, 5])
     before = mem.clone()
-    d = Descriptor(dir=Dir.STORE, elem_words=2, mem_addr=100, sp_row=3, rows=1, cols=2)
+    d = Descriptor(direction=Dir.STORE, elem_words=2, mem_addr=100, sp_row=3, rows=1, cols=2)
     gd.execute(d, mem, [sp, acc], CFG, MEM)
     assert mem[100:104].tolist() == [0xFFFE, 0xFFFF, 3, 0]
     changed = torch.nonzero(mem != before).flatten().tolist()
@@ -220,7 +223,7 @@ def test_golden_load_store_examples():
 def test_golden_store_overlap_last_write_wins():
     mem, (sp, acc) = gd.new_images(CFG, MEM)
     sp[0:3, 0] = torch.tensor([11, 22, 33])
-    d = Descriptor(dir=Dir.STORE, mem_addr=50, rows=3, cols=1, stride=0)
+    d = Descriptor(direction=Dir.STORE, mem_addr=50, rows=3, cols=1, stride=0)
     gd.execute(d, mem, [sp, acc], CFG, MEM)
     assert mem[50] == 33 and mem[49] == 0 and mem[51] == 0
 
@@ -281,14 +284,63 @@ def test_golden_execute_validation():
         gd.execute(Descriptor(space=Space.ACC), mem, [sps[0], sps[0]], CFG, MEM)
     with pytest.raises(TypeError, match=r"^Descriptor must be a Descriptor, not 3$"):
         gd.check(3, CFG, MEM)
-    with pytest.raises(TypeError, match=r"^Memory configuration must be a MemoryConfig, not None$"):
-        gd.check(Descriptor(), CFG, None)
+    with pytest.raises(TypeError, match=r"^Memory configuration must be a MemoryConfig, not 'x'$"):
+        gd.check(Descriptor(), CFG, "x")
+
+
+def test_golden_with_soc_config():
+    """A SocConfig gives the memory sizes (latency 1); one scratchpad tensor may be passed."""
+    soc = SocConfig(config=CFG, mem_words=1024, sp_banks=2, sp_depth=16, acc_banks=1,
+                    acc_depth=8)
+    memory = MemoryConfig(mem_words=1024, sp_banks=2, sp_depth=16, acc_banks=1, acc_depth=8)
+    assert MemoryConfig.from_soc(soc) == memory
+    d = Descriptor(direction=Dir.LOAD, space=Space.ACC, rows=8, cols=4, elem_words=2, stride=8)
+    assert gd.check(d, soc) is Fault.NONE
+    assert gd.cycles(d, soc) == gd.cycles(d, CFG, memory) == gd.CHECK_CYCLES + 64 + 1
+    assert gd.check(Descriptor(sp_row=32), soc) is Fault.SP_RANGE
+    mem, (sp, acc) = gd.new_images(soc)
+    mem[:64] = torch.arange(64)
+    assert gd.execute(d, mem, acc, soc) is Fault.NONE
+    assert acc[1].tolist() == [8 + (9 << 16), 10 + (11 << 16), 12 + (13 << 16), 14 + (15 << 16)]
+
+
+def test_memory_config_validation():
+    with pytest.raises(ValueError, match=r"^Scratchpad depth must be a power of two, not 24$"):
+        MemoryConfig(sp_depth=24)
+    with pytest.raises(ValueError, match=r"^Accumulator scratchpad rows \(banks × depth\) must be "
+                                         r"at most 2\*\*13, not 16384$"):
+        MemoryConfig(acc_banks=32)
+    with pytest.raises(ValueError, match=r"^Main memory size must be at most 2\*\*32, "):
+        MemoryConfig(mem_words=(1 << 32) + 1)
+    with pytest.raises(ValueError, match=r"^Memory latency must be a positive integer, not 0$"):
+        MemoryConfig(mem_latency=0)
+    with pytest.raises(TypeError, match=r"^Scratchpad banks must be a positive integer, not '4'$"):
+        MemoryConfig(sp_banks="4")
+    with pytest.raises(TypeError, match=r"^Configuration must be a Config or a SocConfig, not 1$"):
+        resolve(1)
+
+
+def test_checker_matches_golden():
+    """The combinational DmaChecker gives golden's fault code on random and edge descriptors."""
+    rng = random.Random(11)
+    descs = [random_descriptor(rng, CFG, MEM, p_fault=0.7) for _ in range(300)]
+    descs += [d for _, d in _fault_cases(MEM)]
+    dut = DmaChecker(CFG, MEM)
+
+    async def tb(ctx):
+        for n, d in enumerate(descs):
+            ctx.set(dut.desc, d.as_dict())
+            assert ctx.get(dut.fault) == gd.check(d, CFG, MEM), f"descriptor {n}: {d}"
+
+    sim = Simulator(dut)            # combinational: no clock
+    sim.add_testbench(tb)
+    sim.run()
 
 
 # --- RTL == golden ----------------------------------------------------------------------------------
 
 def test_dma_constructor():
-    with pytest.raises(TypeError, match=r"^Configuration must be a Config, not 3$"):
+    with pytest.raises(TypeError, match=r"^Configuration must be a Config or a SocConfig, not 3$"):
         DmaController(3, MEM)
     with pytest.raises(TypeError, match=r"^Memory configuration must be a MemoryConfig, not 'x'$"):
         DmaController(CFG, "x")
@@ -319,23 +371,23 @@ def _fault_cases(memory):
     lanes = lanes_of(CFG)
     return [
         (Fault.ZERO_SIZE, Descriptor(rows=0, cols=4)),
-        (Fault.ZERO_SIZE, Descriptor(dir=Dir.STORE, rows=3, cols=0)),
+        (Fault.ZERO_SIZE, Descriptor(direction=Dir.STORE, rows=3, cols=0)),
         (Fault.ELEM_WORDS, Descriptor(elem_words=3)),
-        (Fault.TOO_WIDE, Descriptor(dir=Dir.STORE, cols=lanes + 1)),
+        (Fault.TOO_WIDE, Descriptor(direction=Dir.STORE, cols=lanes + 1)),
         (Fault.TOO_WIDE, Descriptor(transpose=1, rows=lanes + 1)),
         # out-of-map source and destination
         (Fault.MEM_RANGE, Descriptor(mem_addr=memory.mem_words)),
-        (Fault.MEM_RANGE, Descriptor(dir=Dir.STORE, mem_addr=(1 << 32) - 1)),
-        (Fault.SP_RANGE, Descriptor(dir=Dir.STORE, sp_row=memory.sp_rows)),
+        (Fault.MEM_RANGE, Descriptor(direction=Dir.STORE, mem_addr=(1 << 32) - 1)),
+        (Fault.SP_RANGE, Descriptor(direction=Dir.STORE, sp_row=memory.sp_rows)),
         (Fault.SP_RANGE, Descriptor(space=Space.ACC, sp_row=memory.acc_rows)),
         # crossing the end
-        (Fault.MEM_END, Descriptor(dir=Dir.STORE, mem_addr=memory.mem_words - 3, cols=2,
+        (Fault.MEM_END, Descriptor(direction=Dir.STORE, mem_addr=memory.mem_words - 3, cols=2,
                                    elem_words=2)),
         (Fault.MEM_END, Descriptor(mem_addr=0, rows=4, cols=1, stride=memory.mem_words // 3 + 1)),
-        (Fault.MEM_END, Descriptor(dir=Dir.STORE, rows=8191 // 256, stride=(1 << 24) - 1)),
+        (Fault.MEM_END, Descriptor(direction=Dir.STORE, rows=8191 // 256, stride=(1 << 24) - 1)),
         (Fault.MEM_END, Descriptor(rows=2, stride=(1 << 23) + 1)),     # stride's top bit counts
         (Fault.SP_END, Descriptor(sp_row=memory.sp_rows - 1, rows=2)),
-        (Fault.SP_END, Descriptor(dir=Dir.STORE, space=Space.ACC, transpose=1,
+        (Fault.SP_END, Descriptor(direction=Dir.STORE, space=Space.ACC, transpose=1,
                                   sp_row=1, rows=1, cols=memory.acc_rows)),
     ]
 
@@ -345,8 +397,8 @@ def _fault_cases(memory):
 def test_faults(memory):
     """Each fault: its code, no access at all, memory unchanged, the next descriptor works."""
     cases = _fault_cases(memory)
-    good = [Descriptor(dir=Dir.STORE, mem_addr=memory.mem_words - 4, rows=1, cols=4),
-            Descriptor(dir=Dir.LOAD, transpose=1, sp_row=memory.sp_rows - 2, mem_addr=7,
+    good = [Descriptor(direction=Dir.STORE, mem_addr=memory.mem_words - 4, rows=1, cols=4),
+            Descriptor(direction=Dir.LOAD, transpose=1, sp_row=memory.sp_rows - 2, mem_addr=7,
                        rows=4, cols=2, stride=9)]
     descs = []
     for n, (_, desc) in enumerate(cases):
@@ -370,16 +422,16 @@ def test_full_scratchpad_and_edges():
     lanes = lanes_of(CFG)
     W = MEM.mem_words
     descs = [
-        Descriptor(dir=Dir.LOAD, rows=MEM.sp_rows, cols=lanes, stride=lanes, mem_addr=3),
-        Descriptor(dir=Dir.STORE, space=Space.ACC, elem_words=2, rows=MEM.acc_rows, cols=lanes,
+        Descriptor(direction=Dir.LOAD, rows=MEM.sp_rows, cols=lanes, stride=lanes, mem_addr=3),
+        Descriptor(direction=Dir.STORE, space=Space.ACC, elem_words=2, rows=MEM.acc_rows, cols=lanes,
                    stride=lanes * 2, mem_addr=W - MEM.acc_rows * lanes * 2),
-        Descriptor(dir=Dir.LOAD, space=Space.ACC, transpose=1, rows=lanes, cols=MEM.acc_rows,
+        Descriptor(direction=Dir.LOAD, space=Space.ACC, transpose=1, rows=lanes, cols=MEM.acc_rows,
                    stride=MEM.acc_rows, mem_addr=200),
-        Descriptor(dir=Dir.STORE, transpose=1, rows=1, cols=MEM.sp_rows, mem_addr=W - MEM.sp_rows),
-        Descriptor(dir=Dir.STORE, rows=1, cols=1, mem_addr=W - 1, sp_row=MEM.sp_rows - 1),
-        Descriptor(dir=Dir.LOAD, rows=1, cols=1, mem_addr=W - 1, sp_row=MEM.sp_rows - 1),
-        Descriptor(dir=Dir.LOAD, space=Space.ACC, elem_words=2, rows=1, cols=1, mem_addr=W - 2),
-        Descriptor(dir=Dir.STORE, rows=MEM.sp_rows, cols=1, stride=0, mem_addr=500),
+        Descriptor(direction=Dir.STORE, transpose=1, rows=1, cols=MEM.sp_rows, mem_addr=W - MEM.sp_rows),
+        Descriptor(direction=Dir.STORE, rows=1, cols=1, mem_addr=W - 1, sp_row=MEM.sp_rows - 1),
+        Descriptor(direction=Dir.LOAD, rows=1, cols=1, mem_addr=W - 1, sp_row=MEM.sp_rows - 1),
+        Descriptor(direction=Dir.LOAD, space=Space.ACC, elem_words=2, rows=1, cols=1, mem_addr=W - 2),
+        Descriptor(direction=Dir.STORE, rows=MEM.sp_rows, cols=1, stride=0, mem_addr=500),
     ]
     check_against_golden(descs, CFG, MEM, seed=9)
 

@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from rtl.scratchpad import Scratchpad, ScratchpadReadSignature, ScratchpadWriteSignature
+from rtl.scratchpad import Scratchpad
+from rtl.spport import ReadPortSignature, WritePortSignature
 from tests.simutil import run_sim
 
 
@@ -21,14 +22,11 @@ def test_constructor_validation():
                                          r"not 0$"):
         Scratchpad(**kw, read_ports=0)
     with pytest.raises(ValueError, match=r"^Scratchpad element width must be a positive integer"):
-        ScratchpadReadSignature(8, 4, 0)
+        Scratchpad(**{**kw, "elem_width": 0})
     sp = Scratchpad(**kw, read_ports=2)
     assert sp.rows == 16 and len(sp.read) == 2 and len(sp.write) == 1
-    assert sp.read[0].signature == ScratchpadReadSignature(16, 4, 16).flip()
-    assert sp.write[0].signature == ScratchpadWriteSignature(16, 4, 16).flip()
-    assert ScratchpadReadSignature(16, 4, 16) != ScratchpadWriteSignature(16, 4, 16)
-    assert repr(ScratchpadWriteSignature(16, 4, 32)) == \
-        "ScratchpadWriteSignature(rows=16, lanes=4, elem_width=32)"
+    assert sp.read[0].signature.members == ReadPortSignature(16, 16, 4).flip().members
+    assert sp.write[0].signature.members == WritePortSignature(16, 16, 4).flip().members
     with pytest.raises(IndexError, match=r"^Scratchpad row 16 is outside 0\.\.15$"):
         sp.cells(16)
 
@@ -64,8 +62,7 @@ def test_random_ports(lanes, elem_width, banks, depth, seed):
             for port, (en, addr, data) in zip(sp.write, writes):
                 ctx.set(port.en, en)
                 ctx.set(port.addr, addr)
-                for lane in range(lanes):
-                    ctx.set(port.data[lane], data[lane])
+                ctx.set(port.data, data)
             await ctx.tick()
             # Model: each bank serves its lowest-numbered port; reads see the old contents.
             served = set()
@@ -86,7 +83,7 @@ def test_random_ports(lanes, elem_width, banks, depth, seed):
                             rows[addr][lane] = data[lane]
             for p, port in enumerate(sp.read):
                 if sel[p] < banks:
-                    got = [ctx.get(port.data[lane]) for lane in range(lanes)]
+                    got = list(ctx.get(port.data))
                     assert got == bank_out[sel[p]], f"seed {seed}, cycle {cycle}, read port {p}"
         for r in range(sp.rows):
             assert [ctx.get(c) for c in sp.cells(r)] == rows[r], f"seed {seed}, row {r}"
@@ -106,19 +103,18 @@ def test_parallel_banks_and_hold():
         ctx.set(a.addr, 1)                  # bank 0
         ctx.set(b.addr, 6)                  # bank 1
         ctx.set(w.addr, 9)                  # bank 2
-        ctx.set(w.data[0], -5)
-        ctx.set(w.data[1], 7)
+        ctx.set(w.data, [-5, 7])
         for s in (a.en, b.en, w.en):
             ctx.set(s, 0b11 if s is w.en else 1)
         await ctx.tick()
         for s in (a.en, b.en, w.en):
             ctx.set(s, 0)
-        assert [ctx.get(x) for x in a.data] == [100, 101]
-        assert [ctx.get(x) for x in b.data] == [600, 601]
+        assert list(ctx.get(a.data)) == [100, 101]
+        assert list(ctx.get(b.data)) == [600, 601]
         assert [ctx.get(c) for c in sp.cells(9)] == [-5, 7]
         for _ in range(3):
             await ctx.tick()
-            assert [ctx.get(x) for x in a.data] == [100, 101]
-            assert [ctx.get(x) for x in b.data] == [600, 601]
+            assert list(ctx.get(a.data)) == [100, 101]
+            assert list(ctx.get(b.data)) == [600, 601]
 
     run_sim(sp, tb)
