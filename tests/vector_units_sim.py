@@ -10,13 +10,13 @@ import random
 from dataclasses import dataclass, field
 
 import torch
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import wiring
+from amaranth.hdl import Elaboratable, Module, Shape
+from amaranth.lib import data, wiring
 
 from rtl.rng import Xorshift32Lanes
 from tests.simutil import random_ready, run_sim
 
-__all__ = ["UnitWithRng", "to_beats", "from_beats", "Op", "OpResult", "run_ops"]
+__all__ = ["UnitWithRng", "to_beats", "from_beats", "Packer", "Op", "OpResult", "run_ops"]
 
 
 class UnitWithRng(Elaboratable):
@@ -56,6 +56,46 @@ def from_beats(lanes_values, n_valids, shape):
     return torch.tensor(flat, dtype=torch.int64).reshape(shape)
 
 
+class Packer:
+    """Fast conversion between payload dicts and the raw bits of a ``StructLayout`` whose fields
+    are plain shapes or ``ArrayLayout`` s of plain shapes (``layout.const`` is too slow to call
+    every cycle of a long simulation)."""
+
+    def __init__(self, layout):
+        self.fields = []                # (name, offset, elem width, elem signed, count or None)
+        for name, f in layout:
+            shape = f.shape
+            if isinstance(shape, data.ArrayLayout):
+                elem = Shape.cast(shape.elem_shape)
+                self.fields.append((name, f.offset, elem.width, elem.signed, shape.length))
+            else:
+                s = Shape.cast(shape)
+                self.fields.append((name, f.offset, s.width, s.signed, None))
+
+    def pack(self, values):
+        bits = 0
+        for name, off, w, _, count in self.fields:
+            v = values[name]
+            m = (1 << w) - 1
+            if count is None:
+                bits |= (v & m) << off
+            else:
+                for k, e in enumerate(v):
+                    bits |= (e & m) << (off + k * w)
+        return bits
+
+    def unpack(self, bits):
+        out = {}
+        for name, off, w, signed, count in self.fields:
+            m, h = (1 << w) - 1, 1 << (w - 1)
+            conv = (lambda e: e - (m + 1) if e & h else e) if signed else (lambda e: e)
+            if count is None:
+                out[name] = conv((bits >> off) & m)
+            else:
+                out[name] = [conv((bits >> (off + k * w)) & m) for k in range(count)]
+        return out
+
+
 @dataclass
 class Op:
     """One operation: static inputs (``{port name: value}``) and input payloads (dicts)."""
@@ -66,7 +106,7 @@ class Op:
 
 @dataclass
 class OpResult:
-    outputs: list = field(default_factory=list)     # output payloads (data.Const views)
+    outputs: list = field(default_factory=list)     # output payloads (dicts)
     sat_count: int = 0                              # after the operation
     rng_state: int = 0                              # after the operation
     first_in: int = None                            # cycle the first beat was accepted
@@ -82,6 +122,8 @@ def run_ops(unit, ops, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_lo
     per beat. Returns one :class:`OpResult` per operation.
     """
     top = UnitWithRng(unit)
+    i_pack, o_pack = Packer(unit.in_layout), Packer(unit.out_layout)
+    i_bits, o_bits = unit.i.payload.as_value(), unit.o.payload.as_value()
     results = [OpResult() for _ in ops]
     done = [0]                      # operations fully delivered
     accepted = []                   # accept cycle of every beat, in order
@@ -112,7 +154,7 @@ def run_ops(unit, ops, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_lo
                 while gaps.random() >= p_valid:
                     await ctx.tick()
                     cycle += 1
-                ctx.set(unit.i.payload, beat)
+                ctx.set(i_bits, i_pack.pack(beat))
                 ctx.set(unit.i.valid, 1)
                 while True:
                     _, _, ready = await ctx.tick().sample(unit.i.ready)
@@ -131,10 +173,10 @@ def run_ops(unit, ops, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_lo
             while len(res.outputs) < len(op.beats):
                 ctx.set(unit.o.ready, next(ready_seq))
                 _, _, valid, ready, payload = await ctx.tick().sample(
-                    unit.o.valid, unit.o.ready, unit.o.payload)
+                    unit.o.valid, unit.o.ready, o_bits)
                 cycle += 1
                 if valid and ready:
-                    res.outputs.append(payload)
+                    res.outputs.append(o_pack.unpack(payload))
                     res.last_out = cycle - 1
                     if latency_log is not None:
                         latency_log.append((accepted[len(latency_log)], cycle - 1))
