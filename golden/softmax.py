@@ -47,7 +47,7 @@ import torch
 from spec.params import OPERAND_WIDTH, check_int
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
-    INV_TEMP_WIDTH, K_FRAC, K_SHIFT, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH,
+    INV_TEMP_WIDTH, K_FRAC, K_SHIFT, LOG2E_Q, RECIP_CYCLES, RECIP_SHIFT, SOFTMAX_MAX_WIDTH,
 )
 
 __all__ = [
@@ -263,7 +263,7 @@ def softmax_xent_grad(z, target, *, z_frac, prob_frac, grad_frac, width=OPERAND_
 #: :func:`softmax_cycles`).
 SOFTMAX_LOAD_LATENCY = 0
 SOFTMAX_EXP_LATENCY = 3
-SOFTMAX_OUT_LATENCY = 2
+SOFTMAX_OUT_LATENCY = 3
 
 
 def softmax_cycles(classes):
@@ -275,7 +275,7 @@ def softmax_cycles(classes):
 
         softmax_cycles(C) = (C + SOFTMAX_LOAD_LATENCY)      # load logits, track the max
                           + (C + SOFTMAX_EXP_LATENCY)       # exponentials and their sum
-                          + RECIP_BITS                      # restoring division, 1 bit/cycle
+                          + RECIP_CYCLES                    # restoring division, 2 bits/cycle
                           + (C + SOFTMAX_OUT_LATENCY)       # multiply, round, output
 
     The count does not depend on the mode, formats, temperature or data.
@@ -290,5 +290,5 @@ def softmax_cycles(classes):
     check_int(classes, "Classes")
     if classes < 1:
         raise ValueError(f"Classes must be a positive integer, not {classes!r}")
-    return (3 * classes + SOFTMAX_LOAD_LATENCY + SOFTMAX_EXP_LATENCY + RECIP_BITS
+    return (3 * classes + SOFTMAX_LOAD_LATENCY + SOFTMAX_EXP_LATENCY + RECIP_CYCLES
             + SOFTMAX_OUT_LATENCY)

@@ -12,7 +12,8 @@ __all__ = [
     "SOFTMAX_MAX_WIDTH",
     "INV_TEMP_WIDTH", "INV_TEMP_FRAC", "INV_TEMP_ONE",
     "LOG2E_FRAC", "LOG2E_Q", "K_FRAC", "K_SHIFT", "K_WIDTH",
-    "EXP_INDEX_BITS", "EXP_FRAC", "RECIP_SHIFT", "RECIP_BITS", "GRAD_SHIFT_MAX",
+    "EXP_INDEX_BITS", "EXP_FRAC", "RECIP_SHIFT", "RECIP_BITS", "RECIP_STEP_BITS", "RECIP_CYCLES",
+    "GRAD_SHIFT_MAX",
     "exp2_table", "EXP_TABLE",
 ]
 
@@ -45,9 +46,14 @@ EXP_FRAC = 15
 
 #: The reciprocal of the row sum ``S`` is ``R = 2**RECIP_SHIFT // S`` (exact, floor).
 RECIP_SHIFT = 41
-#: Quotient bits of the reciprocal: ``S >= 2**EXP_FRAC`` so ``R <= 2**(RECIP_SHIFT - EXP_FRAC)``;
-#: a restoring divider produces one of them per step.
+#: Quotient bits of the reciprocal: ``S >= 2**EXP_FRAC`` so ``R <= 2**(RECIP_SHIFT - EXP_FRAC)``.
 RECIP_BITS = RECIP_SHIFT - EXP_FRAC + 1
+
+#: The divider produces ``RECIP_STEP_BITS`` quotient bits per cycle (radix 4) and so takes
+#: ``RECIP_CYCLES`` cycles (its quotient register has ``RECIP_CYCLES * RECIP_STEP_BITS`` bits,
+#: the top ones always zero).
+RECIP_STEP_BITS = 2
+RECIP_CYCLES = -(-RECIP_BITS // RECIP_STEP_BITS)
 
 #: Largest extra right shift of the gradient (``grad_shift``), e.g. for a batch mean.
 GRAD_SHIFT_MAX = 15

@@ -223,3 +223,149 @@ def test_cycles_formula_arguments():
         softmax_cycles(0)
     with pytest.raises(TypeError, match=r"^Classes must be an integer, not 1.0$"):
         softmax_cycles(1.0)
+
+
+# --- RTL ----------------------------------------------------------------------------------------
+
+from amaranth.sim import Simulator                                          # noqa: E402
+
+from rtl.softmax import SoftmaxMode, SoftmaxUnit                             # noqa: E402
+from tests.simutil import random_ready, run_sim                              # noqa: E402
+
+
+def _golden_rows(s, width):
+    """Golden output of one sample description ``s`` (a dict)."""
+    z = torch.tensor([s["z"]], dtype=torch.int64)
+    if s["mode"] == SoftmaxMode.PROBS:
+        y = softmax_probs(z, z_frac=s["z_frac"], prob_frac=s["prob_frac"], width=width,
+                          inv_temp=s["inv_temp"])
+    else:
+        y = softmax_xent_grad(z, torch.tensor([s["t"]], dtype=torch.int64), z_frac=s["z_frac"],
+                              prob_frac=s["prob_frac"], grad_frac=s["grad_frac"], width=width,
+                              inv_temp=s["inv_temp"], grad_shift=s["grad_shift"])
+    return y[0].tolist()
+
+
+def _set_params(ctx, dut, s):
+    ctx.set(dut.mode, s["mode"])
+    ctx.set(dut.z_frac, s["z_frac"])
+    ctx.set(dut.prob_frac, s["prob_frac"])
+    ctx.set(dut.grad_frac, s["grad_frac"])
+    ctx.set(dut.inv_temp, INV_TEMP_ONE if s["inv_temp"] is None else s["inv_temp"])
+    ctx.set(dut.grad_shift, s["grad_shift"])
+
+
+def _simulate(dut, samples, *, seed, p_valid=1.0, p_ready=1.0):
+    """Run ``samples`` through ``dut`` with a producer (valid with probability ``p_valid``) and a
+    consumer (ready with probability ``p_ready``) running concurrently. Each sample's parameters
+    are set when the unit is idle, before its first beat.
+
+    Returns ``(outputs, first_in, last_out)``: per sample the list of (value, last) results, the
+    cycle its first input beat was accepted and the cycle its last result was accepted.
+    """
+    import random
+    rng = random.Random(seed)
+    ready = random_ready(seed + 1, p_ready)
+    n_out = sum(len(s["z"]) for s in samples)
+    outputs, first_in, last_out = [], [], []
+    cycle = [0]
+
+    async def producer(ctx):
+        for s in samples:
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            _set_params(ctx, dut, s)
+            for i, (zv, tv) in enumerate(zip(s["z"], s["t"])):
+                while rng.random() >= p_valid:
+                    ctx.set(dut.i_logit.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i_logit.payload, {"logit": zv, "target": tv,
+                                              "last": i == len(s["z"]) - 1})
+                ctx.set(dut.i_logit.valid, 1)
+                while True:
+                    _, _, accepted = await ctx.tick().sample(dut.i_logit.ready)
+                    if accepted:
+                        break
+                if i == 0:
+                    first_in.append(cycle[0])
+                ctx.set(dut.i_logit.valid, 0)
+
+    limit = 100 + sum(100 + 10 * len(s["z"]) for s in samples) / min(p_ready, p_valid)
+
+    async def consumer(ctx):
+        got, row = 0, []
+        while got < n_out:
+            assert cycle[0] < limit, f"seed {seed}: hang after {got} results"
+            r = next(ready)
+            ctx.set(dut.o_result.ready, r)
+            _, _, valid, payload = await ctx.tick().sample(dut.o_result.valid,
+                                                           dut.o_result.payload)
+            cycle[0] += 1
+            if valid and r:
+                got += 1
+                row.append((payload.value, payload.last))
+                if payload.last:
+                    outputs.append(row)
+                    last_out.append(cycle[0] - 1)
+                    row = []
+        # Nothing more comes out.
+        ctx.set(dut.o_result.ready, 1)
+        for _ in range(5):
+            _, _, valid = await ctx.tick().sample(dut.o_result.valid)
+            assert not valid, "extra result"
+
+    run_sim(dut, producer, consumer)
+    return outputs, first_in, last_out
+
+
+def _check(outputs, samples, width, seed):
+    assert len(outputs) == len(samples), f"seed {seed}: {len(outputs)} of {len(samples)} samples"
+    for i, (got, s) in enumerate(zip(outputs, samples)):
+        want = _golden_rows(s, width)
+        values = [v for v, _ in got]
+        lasts = [l for _, l in got]
+        assert values == want, f"seed {seed}, sample {i} ({s}): RTL {values} != golden {want}"
+        assert lasts == [0] * (len(want) - 1) + [1], f"seed {seed}, sample {i}: last flags {lasts}"
+
+
+def _random_sample(rng, c, width=16):
+    """A random sample: logits of a random spread, with one of several target kinds."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    kind = rng.randrange(8)
+    if kind == 0:                               # all equal
+        v = rng.randint(lo, hi)
+        z = [v] * c
+    elif kind == 1:                             # extremes
+        z = [rng.choice((lo, hi, lo + 1, hi - 1, 0)) for _ in range(c)]
+    else:
+        spread = 1 << rng.randrange(1, width + 1)
+        centre = rng.randint(lo, hi)
+        z = [min(hi, max(lo, centre + rng.randint(-spread, spread))) for _ in range(c)]
+    mode = rng.choice((SoftmaxMode.PROBS, SoftmaxMode.GRAD))
+    z_frac = rng.randrange(width)
+    prob_frac = rng.choice((width - 2, width - 2, width - 1, rng.randrange(width)))
+    grad_frac = rng.choice((width - 4 if width > 4 else 0, rng.randrange(width)))
+    tkind = rng.randrange(4)
+    if tkind == 0 and prob_frac < width - 1:    # one-hot
+        t = [0] * c
+        t[rng.randrange(c)] = 1 << prob_frac
+    elif tkind == 1:                            # anything, saturation included
+        t = [rng.choice((lo, hi, rng.randint(lo, hi))) for _ in range(c)]
+    else:                                       # soft, about one in total
+        t = [rng.randint(0, (1 << prob_frac) // c) for _ in range(c)]
+    inv_temp = rng.choice((None, None, 0, rng.randrange(1 << INV_TEMP_WIDTH),
+                           (1 << INV_TEMP_WIDTH) - 1, INV_TEMP_ONE // 4))
+    return {"z": z, "t": t, "mode": mode, "z_frac": z_frac, "prob_frac": prob_frac,
+            "grad_frac": grad_frac, "inv_temp": inv_temp, "grad_shift": rng.randrange(16)}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rtl_matches_golden_random(seed):
+    """≥ 1000 random samples (500 per seed) of 1..4 classes, parameters changing per sample,
+    random input gaps and random output back-pressure."""
+    import random
+    rng = random.Random(seed)
+    dut = SoftmaxUnit(4)
+    samples = [_random_sample(rng, rng.randint(1, 4)) for _ in range(500)]
+    outputs, _, _ = _simulate(dut, samples, seed=seed, p_valid=0.8, p_ready=0.6)
+    _check(outputs, samples, 16, seed)
