@@ -1,0 +1,241 @@
+# amaranth: UnusedElaboratable=no
+"""SgdUpdate (rtl/sgd.py) against golden sgd_update, bit for bit."""
+
+import random
+
+import pytest
+import torch
+from amaranth.hdl import Shape, signed, unsigned
+
+import golden.fixedpoint as fx
+from rtl.rng import RngSignature
+from rtl.sgd import SgdUpdate
+from tests.simutil import run_sim
+from tests.vector_units_sim import Op, Packer, UnitWithRng, from_beats, run_ops, to_beats
+
+LANES = 4
+W, GW = 16, 32
+WMIN, WMAX = -(1 << (W - 1)), (1 << (W - 1)) - 1
+GMIN, GMAX = -(1 << (GW - 1)), (1 << (GW - 1)) - 1
+ROUNDING = {0: "nearest-even", 1: "stochastic"}
+
+
+class Case:
+    """One operation: weights, gradients, static inputs; golden gives the expected result."""
+
+    def __init__(self, statics, w, g, clear=False):
+        self.statics = dict(lr_shift=0, lr_mul=1, wd_mul=0, rounding=1)
+        self.statics.update(statics)
+        self.w, self.g, self.clear = w, g, clear
+
+    def op(self, junk, multipliers=True):
+        """The beats; padding lanes hold junk."""
+        pw = to_beats(self.w, LANES, lambda: junk.randint(WMIN, WMAX))
+        pg = to_beats(self.g, LANES, lambda: junk.randint(GMIN, GMAX))
+        beats = [dict(w=w, g=g, n_valid=n, last=int(k == len(pw) - 1))
+                 for k, ((w, n), (g, _)) in enumerate(zip(pw, pg))]
+        statics = dict(self.statics)
+        if not multipliers:
+            assert (statics.pop("lr_mul"), statics.pop("wd_mul")) == (1, 0)
+        return Op(statics, beats, clear=self.clear)
+
+    def golden(self, rng):
+        s = self.statics
+        return fx.sgd_update(self.w, self.g, W, s["lr_shift"], s["lr_mul"], s["wd_mul"],
+                             ROUNDING[s["rounding"]], rng)
+
+
+def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, multipliers=True,
+              latency_log=None):
+    """Stream ``cases`` through one SgdUpdate; check every output against golden."""
+    junk = random.Random(seed)
+    dut = SgdUpdate(LANES, grad_width=GW, width=W, multipliers=multipliers)
+    ops = [c.op(junk, multipliers) for c in cases]
+    results = run_ops(dut, ops, seed=seed, rng_seed=rng_seed, p_valid=p_valid, p_ready=p_ready,
+                      latency_log=latency_log)
+    rng, n_sat = fx.Xorshift32(rng_seed), 0
+    for k, (case, op, res) in enumerate(zip(cases, ops, results)):
+        what = f"seed {seed}, operation {k} ({case.statics}, shape {tuple(case.w.shape)})"
+        want, sat = case.golden(rng)
+        n_sat = sat if case.clear else n_sat + sat
+        outs = res.outputs
+        n = [o["n_valid"] for o in outs]
+        assert n == [b["n_valid"] for b in op.beats], what
+        assert [o["last"] for o in outs] == [b["last"] for b in op.beats], what
+        got = from_beats([o["w"] for o in outs], n, tuple(case.w.shape))
+        assert torch.equal(got, want), f"{what}\n{got}\n!=\n{want}"
+        for o, b in zip(outs, op.beats):                # padding lanes pass w through
+            assert o["w"][o["n_valid"]:] == b["w"][b["n_valid"]:], what
+        assert res.sat_count == n_sat, f"{what}: sat_count {res.sat_count} != {n_sat}"
+        assert res.rng_state == rng.state, f"{what}: generator state"
+    return results
+
+
+def random_case(gen, rnd, multipliers=True):
+    M, N = rnd.randint(1, 8), rnd.randint(1, 2 * LANES + 1)
+    w = torch.randint(WMIN, WMAX + 1, (M, N), generator=gen)
+    kind = rnd.choice(["full", "small", "ties"])
+    if kind == "full":
+        g = torch.randint(GMIN, GMAX + 1, (M, N), generator=gen)
+    elif kind == "small":
+        g = torch.randint(-(1 << 20), 1 << 20, (M, N), generator=gen)
+    else:
+        g = (2 * torch.randint(-(1 << 12), 1 << 12, (M, N), generator=gen) + 1) << 9
+    s = dict(lr_shift=rnd.choice([0, 1, 4, 10, 16, 24, 31, 32, rnd.randint(0, 32)]),
+             rounding=rnd.randint(0, 1))
+    if multipliers:
+        s["lr_mul"] = rnd.choice([0, 1, 3, 1 << 15, (1 << 16) - 1, rnd.randrange(1 << 16)])
+        s["wd_mul"] = rnd.choice([0, 0, 1, 5, (1 << 16) - 1, rnd.randrange(1 << 16)])
+    return Case(s, w, g, clear=rnd.random() < 0.2)
+
+
+# --- constructor and ports --------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, kwargs, exc, msg", [
+    ((0,), {}, ValueError, r"^Vector unit lanes must be a positive integer, not 0$"),
+    ((None,), {}, TypeError, r"^Vector unit lanes must be a positive integer, not None$"),
+    ((4,), dict(width=1), ValueError, r"^Weight width must be at least 2, not 1$"),
+    ((4,), dict(width=16.0), TypeError, r"^Weight width must be an integer, not 16.0$"),
+    ((4,), dict(grad_width=31), ValueError,
+     r"^Gradient width must be at least twice the weight width \(32\), not 31$"),
+    ((4,), dict(grad_width="32"), TypeError, r"^Gradient width must be an integer, not '32'$"),
+    ((4,), dict(multipliers=1), TypeError, r"^Multipliers must be a bool, not 1$"),
+])
+def test_constructor_validation(args, kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        SgdUpdate(*args, **kwargs)
+
+
+def test_ports():
+    dut = SgdUpdate(3, grad_width=20, width=10)
+    assert (dut.lanes, dut.grad_width, dut.width, dut.multipliers) == (3, 20, 10, True)
+    p, q = dut.in_layout, dut.out_layout
+    assert p["w"].shape.elem_shape == signed(10) and p["g"].shape.elem_shape == signed(20)
+    assert p["g"].shape.length == 3 and Shape.cast(p["n_valid"].shape) == unsigned(2)
+    assert q["w"].shape.elem_shape == signed(10) and set(dict(q.members)) == {"w", "n_valid",
+                                                                              "last"}
+    assert len(dut.lr_mul) == len(dut.wd_mul) == 10 and len(dut.lr_shift) == 6
+    assert dut.signature.members["rng"].signature == RngSignature(3)
+    small = SgdUpdate(3, multipliers=False)
+    assert small.multipliers is False
+    assert "lr_mul" not in small.signature.members and "wd_mul" not in small.signature.members
+    assert SgdUpdate.LATENCY == 4
+
+
+# --- random operations ------------------------------------------------------------------------
+
+def test_random_operations():
+    """≥ 1000 beats of random updates (every static setting), random input gaps and output
+    back-pressure, in one simulation."""
+    seed = 21
+    gen, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
+    cases = [random_case(gen, rnd) for _ in range(160)]
+    results = run_cases(cases, seed=seed, rng_seed=0xC0FFEE, p_valid=0.8, p_ready=0.7)
+    assert sum(len(r.outputs) for r in results) >= 1000
+    assert sum(r.sat_count for r in results) > 0
+
+
+def test_random_operations_without_multipliers():
+    seed = 22
+    gen, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
+    cases = [random_case(gen, rnd, multipliers=False) for _ in range(40)]
+    cases.append(Case(dict(lr_shift=0, rounding=0), torch.tensor([[WMIN, WMAX, 0]]),
+                      torch.tensor([[1, -1, GMIN]])))         # saturation both ways
+    run_cases(cases, seed=seed, rng_seed=99, p_valid=0.7, p_ready=0.7, multipliers=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(30, 36))
+def test_random_operations_more_seeds(seed):
+    gen, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
+    mult = seed % 2 == 0
+    run_cases([random_case(gen, rnd, mult) for _ in range(150)], seed=seed, rng_seed=seed,
+              p_valid=rnd.choice([0.3, 0.8, 1.0]), p_ready=rnd.choice([0.3, 0.7, 1.0]),
+              multipliers=mult)
+
+
+# --- edge cases -------------------------------------------------------------------------------
+
+def test_edge_cases():
+    t = lambda rows: torch.tensor(rows, dtype=torch.int64)
+    w_ext = t([[WMIN, WMAX, WMIN, WMAX, 0], [0, -1, 1, WMIN, WMAX]])
+    g_ext = t([[GMAX, GMIN, GMIN, GMAX, GMIN], [GMAX, GMIN, 0, 0, 0]])
+    cases = []
+    for rounding in (0, 1):
+        for lr_shift in (0, 16, 32):
+            # Largest multipliers on the extreme operands: saturation both ways at small shifts.
+            cases.append(Case(dict(lr_shift=lr_shift, lr_mul=(1 << 16) - 1,
+                                   wd_mul=(1 << 16) - 1, rounding=rounding), w_ext, g_ext))
+            cases.append(Case(dict(lr_shift=lr_shift, lr_mul=0, wd_mul=0, rounding=rounding),
+                              w_ext, g_ext))
+    # Round half to even: p = ±(2q+1)·2**(s-1), at s = 1, 9 and 32 (g·lr_mul reaches 2**47).
+    for s, lr_mul in ((1, 1), (9, 1), (32, 1 << 15)):
+        g = t([[(2 * q + 1) << (s - 1 - (15 if lr_mul > 1 else 0)) for q in range(-3, 3)]])
+        cases.append(Case(dict(lr_shift=s, lr_mul=lr_mul, rounding=0),
+                          torch.zeros_like(g), g))
+    cases.append(Case(dict(lr_shift=32, lr_mul=1, rounding=0), t([[0, 0, 0]]),
+                      t([[GMIN, GMAX, -(1 << 30)]])))
+    # Weight decay alone, most negative weights.
+    cases.append(Case(dict(lr_shift=3, lr_mul=0, wd_mul=7, rounding=0), w_ext, g_ext))
+    # Stochastic at shift 0 takes one draw per weight; one element; zero rows.
+    cases.append(Case(dict(lr_shift=0, rounding=1), t([[5, -5, 0]] * 3), t([[1, 2, 3]] * 3)))
+    cases.append(Case(dict(lr_shift=7, rounding=1), t([[WMIN]]), t([[GMIN]])))
+    cases.append(Case(dict(lr_shift=7, rounding=1), torch.zeros(0, 2, dtype=torch.int64),
+                      torch.zeros(0, 2, dtype=torch.int64)))
+    cases.append(Case(dict(lr_shift=0, lr_mul=(1 << 16) - 1, rounding=0), w_ext, g_ext,
+                      clear=True))
+    results = run_cases(cases, seed=23, rng_seed=0xDEADBEEF, p_valid=0.7, p_ready=0.6)
+    assert results[0].sat_count > 0 and results[-1].sat_count > 0
+
+
+def test_stochastic_known_seed():
+    """Golden's draws spelled out: lr_shift 32, lr_mul 1: w − ((g + d) >> 32)."""
+    d = [int(v) for v in fx.Xorshift32(1).draw(4)]
+    w = torch.tensor([[3, -3, 0, 7]])
+    g = torch.tensor([[GMAX, GMIN, 0, (1 << 31) - 5]])
+    want = [wi - ((gi + di) >> 32) for wi, gi, di in zip(w[0].tolist(), g[0].tolist(), d)]
+    res = run_cases([Case(dict(lr_shift=32), w, g)], seed=24, rng_seed=1)
+    assert res[0].outputs[0]["w"] == want and res[0].rng_state == d[-1]
+
+
+# --- timing and counter -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("multipliers", [True, False])
+def test_latency_and_throughput(multipliers):
+    gen = torch.Generator().manual_seed(25)
+    w = torch.randint(WMIN, WMAX + 1, (30, LANES), generator=gen)
+    g = torch.randint(GMIN, GMAX + 1, (30, LANES), generator=gen)
+    log = []
+    res = run_cases([Case(dict(lr_shift=20), w, g)], seed=25, multipliers=multipliers,
+                    latency_log=log)
+    assert all(out - took == SgdUpdate.LATENCY for took, out in log), log
+    assert res[0].last_out - res[0].first_in == 30 - 1 + SgdUpdate.LATENCY
+
+
+def test_sat_counter_sticks_and_clears():
+    """The counter stops at 2**32 - 1; a beat leaving in a clear cycle is counted from zero."""
+    dut = SgdUpdate(LANES)
+    top = UnitWithRng(dut)
+    pack = Packer(dut.in_layout)
+    beat = lambda n: pack.pack(dict(w=[WMIN] * LANES, g=[GMAX] * LANES, n_valid=n, last=1))
+
+    async def tb(ctx):
+        ctx.set(dut.lr_mul, 1)
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.sat_count, (1 << 32) - 3)
+        ctx.set(dut.i.payload.as_value(), beat(LANES))
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.i.payload.as_value(), beat(2))
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick().repeat(SgdUpdate.LATENCY - 2)
+        assert ctx.get(dut.o.valid) and ctx.get(dut.sat_count) == (1 << 32) - 3
+        await ctx.tick()
+        assert ctx.get(dut.sat_count) == (1 << 32) - 1
+        ctx.set(dut.sat_clr, 1)
+        await ctx.tick()
+        ctx.set(dut.sat_clr, 0)
+        assert ctx.get(dut.sat_count) == 2 and not ctx.get(dut.busy)
+
+    run_sim(top, tb)
