@@ -28,16 +28,20 @@ class _State(enum.Enum, shape=2):
 
 
 def _round_ne(m, x, shift, name):
-    """``x / 2**shift`` rounded half to even (``shift >= 1`` a Value); a signed Value."""
-    q = Signal(signed(len(x) + 1), name=f"{name}_q")
-    mask = Signal(unsigned(len(x)), name=f"{name}_mask")
-    rem = Signal(unsigned(len(x)), name=f"{name}_rem")
-    half = Signal(unsigned(len(x)), name=f"{name}_half")
+    """``x / 2**shift`` rounded half to even, for ``shift >= 1`` (an int or an unsigned Value)."""
+    max_shift = shift if isinstance(shift, int) else (1 << len(shift)) - 1
+    width = max(len(x), max_shift) + 2          # holds x, 2**(shift-1) and the remainder
+    xs = Signal(signed(width), name=f"{name}_x")
+    q = Signal(signed(width), name=f"{name}_q")
+    mask = Signal(unsigned(width), name=f"{name}_mask")
+    rem = Signal(unsigned(width), name=f"{name}_rem")
+    half = Signal(unsigned(width), name=f"{name}_half")
     m.d.comb += [
-        q.eq(x >> shift),
-        mask.eq(~(Const((1 << len(x)) - 1, len(x)) << shift)),
-        rem.eq(x.as_unsigned() & mask),
-        half.eq((Const(1, len(x) + 1) << shift) >> 1),
+        xs.eq(x),
+        q.eq(xs >> shift),
+        mask.eq(~(Const((1 << width) - 1, width) << shift)),
+        rem.eq(xs.as_unsigned() & mask),
+        half.eq((Const(1, width) << shift) >> 1),
     ]
     up = (rem > half) | ((rem == half) & q[0])
     return q + up

@@ -10,7 +10,7 @@ from golden.softmax import (
     temperature_to_inv_temp,
 )
 from spec.softmax_tables import (
-    EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, INV_TEMP_FRAC, INV_TEMP_ONE, INV_TEMP_WIDTH, K_WIDTH,
+    EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE, INV_TEMP_WIDTH, K_WIDTH,
     LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH, exp2_table,
 )
 
@@ -268,51 +268,55 @@ def _simulate(dut, samples, *, seed, p_valid=1.0, p_ready=1.0):
     ready = random_ready(seed + 1, p_ready)
     n_out = sum(len(s["z"]) for s in samples)
     outputs, first_in, last_out = [], [], []
-    cycle = [0]
+    limit = 100 + sum(100 + 10 * len(s["z"]) for s in samples) / min(p_ready, p_valid)
 
+    # Each testbench counts its own ticks; both tick once per cycle from cycle 0, so the count
+    # before a tick is the index of the cycle whose clock edge that tick is.
     async def producer(ctx):
+        cycle = 0
         for s in samples:
             while ctx.get(dut.busy):
                 await ctx.tick()
+                cycle += 1
             _set_params(ctx, dut, s)
             for i, (zv, tv) in enumerate(zip(s["z"], s["t"])):
                 while rng.random() >= p_valid:
                     ctx.set(dut.i_logit.valid, 0)
                     await ctx.tick()
+                    cycle += 1
                 ctx.set(dut.i_logit.payload, {"logit": zv, "target": tv,
                                               "last": i == len(s["z"]) - 1})
                 ctx.set(dut.i_logit.valid, 1)
                 while True:
                     _, _, accepted = await ctx.tick().sample(dut.i_logit.ready)
+                    cycle += 1
                     if accepted:
                         break
                 if i == 0:
-                    first_in.append(cycle[0])
+                    first_in.append(cycle - 1)
                 ctx.set(dut.i_logit.valid, 0)
 
-    limit = 100 + sum(100 + 10 * len(s["z"]) for s in samples) / min(p_ready, p_valid)
-
     async def consumer(ctx):
-        got, row = 0, []
+        cycle, got, row = 0, 0, []
         while got < n_out:
-            assert cycle[0] < limit, f"seed {seed}: hang after {got} results"
+            assert cycle < limit, f"seed {seed}: hang after {got} results"
             r = next(ready)
             ctx.set(dut.o_result.ready, r)
             _, _, valid, payload = await ctx.tick().sample(dut.o_result.valid,
                                                            dut.o_result.payload)
-            cycle[0] += 1
+            cycle += 1
             if valid and r:
                 got += 1
                 row.append((payload.value, payload.last))
                 if payload.last:
                     outputs.append(row)
-                    last_out.append(cycle[0] - 1)
+                    last_out.append(cycle - 1)
                     row = []
         # Nothing more comes out.
         ctx.set(dut.o_result.ready, 1)
         for _ in range(5):
             _, _, valid = await ctx.tick().sample(dut.o_result.valid)
-            assert not valid, "extra result"
+            assert not valid, f"seed {seed}: extra result"
 
     run_sim(dut, producer, consumer)
     return outputs, first_in, last_out
@@ -352,7 +356,7 @@ def _random_sample(rng, c, width=16):
     elif tkind == 1:                            # anything, saturation included
         t = [rng.choice((lo, hi, rng.randint(lo, hi))) for _ in range(c)]
     else:                                       # soft, about one in total
-        t = [rng.randint(0, (1 << prob_frac) // c) for _ in range(c)]
+        t = [rng.randint(0, min(hi, (1 << prob_frac) // c)) for _ in range(c)]
     inv_temp = rng.choice((None, None, 0, rng.randrange(1 << INV_TEMP_WIDTH),
                            (1 << INV_TEMP_WIDTH) - 1, INV_TEMP_ONE // 4))
     return {"z": z, "t": t, "mode": mode, "z_frac": z_frac, "prob_frac": prob_frac,
@@ -369,3 +373,62 @@ def test_rtl_matches_golden_random(seed):
     samples = [_random_sample(rng, rng.randint(1, 4)) for _ in range(500)]
     outputs, _, _ = _simulate(dut, samples, seed=seed, p_valid=0.8, p_ready=0.6)
     _check(outputs, samples, 16, seed)
+
+
+def test_rtl_cycles_match_formula():
+    """Under always-valid input and always-ready output, samples start softmax_cycles(C) apart
+    and finish softmax_cycles(C) - 1 cycles after their first beat; mode and data do not matter."""
+    import random
+    rng = random.Random(3)
+    dut = SoftmaxUnit(6)
+    classes = [1, 6, 3, 2, 5, 4, 1, 1, 6]
+    samples = []
+    for c in classes:
+        s = _random_sample(rng, c)
+        s.update(z_frac=8, prob_frac=14, grad_frac=12, inv_temp=None, grad_shift=0,
+                 mode=rng.choice((SoftmaxMode.PROBS, SoftmaxMode.GRAD)))
+        samples.append(s)
+    outputs, first_in, last_out = _simulate(dut, samples, seed=3)
+    _check(outputs, samples, 16, 3)
+    assert first_in[0] == 0
+    for i, c in enumerate(classes):
+        assert last_out[i] - first_in[i] == softmax_cycles(c) - 1, (i, c)
+        if i + 1 < len(classes):
+            assert first_in[i + 1] - first_in[i] == softmax_cycles(c), (i, c)
+    assert softmax_cycles(10) == 3 * 10 + 20
+
+
+def _edge_samples(c, width=16):
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    one = 1 << (width - 2)                                  # 1.0 with prob_frac = width - 2
+    base = {"mode": SoftmaxMode.PROBS, "z_frac": 8 if width > 8 else width - 1,
+            "prob_frac": width - 2, "grad_frac": width - 4, "inv_temp": None, "grad_shift": 0}
+    zs = [[0] * c, [lo] * c, [hi] * c, [lo] + [hi] * (c - 1), [hi] + [lo] * (c - 1),
+          [lo + i for i in range(c)], [hi - i for i in range(c)], [(-1) ** i * hi for i in range(c)]]
+    out = []
+    for z in zs:
+        out.append(dict(base, z=z, t=[0] * c))
+        out.append(dict(base, z=z, t=[0] * c, prob_frac=width - 1))             # p = 1 saturates
+        out.append(dict(base, z=z, t=[one] + [0] * (c - 1), mode=SoftmaxMode.GRAD))
+        out.append(dict(base, z=z, t=[lo] * c, mode=SoftmaxMode.GRAD))           # saturates +
+        out.append(dict(base, z=z, t=[hi] * c, mode=SoftmaxMode.GRAD, grad_frac=width - 1))
+        out.append(dict(base, z=z, t=([lo, hi] * c)[:c], mode=SoftmaxMode.GRAD, prob_frac=0,
+                        grad_frac=width - 1, grad_shift=GRAD_SHIFT_MAX))
+        out.append(dict(base, z=z, t=[0] * c, inv_temp=0))                      # T = infinity
+        out.append(dict(base, z=z, t=[0] * c, inv_temp=(1 << INV_TEMP_WIDTH) - 1, z_frac=0))
+    return out
+
+
+@pytest.mark.parametrize("classes_max, width", [(4, 16), (1, 16), (3, 8), (2, 2)])
+def test_rtl_edge_cases(classes_max, width):
+    """Extreme logits and targets, saturation both ways, one class, T = infinity, the smallest
+    width; random output back-pressure; plus random samples at this instance's width."""
+    import random
+    rng = random.Random(classes_max * 100 + width)
+    dut = SoftmaxUnit(classes_max, width=width)
+    samples = []
+    for c in sorted({1, classes_max}):
+        samples += _edge_samples(c, width) if width > 4 else []
+    samples += [_random_sample(rng, rng.randint(1, classes_max), width) for _ in range(60)]
+    outputs, _, _ = _simulate(dut, samples, seed=classes_max, p_valid=0.7, p_ready=0.5)
+    _check(outputs, samples, width, classes_max)
