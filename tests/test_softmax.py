@@ -1,6 +1,8 @@
+# amaranth: UnusedElaboratable=no
 """Fixed-point softmax / cross-entropy gradient: golden specification and RTL unit."""
 
 import math
+import random
 
 import pytest
 import torch
@@ -9,10 +11,12 @@ from golden.softmax import (
     exp_scale, softmax_cycles, softmax_exp, softmax_probs, softmax_recip, softmax_xent_grad,
     temperature_to_inv_temp,
 )
+from rtl.softmax import SoftmaxMode, SoftmaxUnit
 from spec.softmax_tables import (
-    EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE, INV_TEMP_WIDTH, K_WIDTH,
-    LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH, exp2_table,
+    EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
+    INV_TEMP_WIDTH, K_WIDTH, LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH, exp2_table,
 )
+from tests.simutil import random_ready, run_sim
 
 Z_FRAC, P_FRAC, G_FRAC = 8, 14, 12
 
@@ -227,12 +231,6 @@ def test_cycles_formula_arguments():
 
 # --- RTL ----------------------------------------------------------------------------------------
 
-from amaranth.sim import Simulator                                          # noqa: E402
-
-from rtl.softmax import SoftmaxMode, SoftmaxUnit                             # noqa: E402
-from tests.simutil import random_ready, run_sim                              # noqa: E402
-
-
 def _golden_rows(s, width):
     """Golden output of one sample description ``s`` (a dict)."""
     z = torch.tensor([s["z"]], dtype=torch.int64)
@@ -263,7 +261,6 @@ def _simulate(dut, samples, *, seed, p_valid=1.0, p_ready=1.0):
     Returns ``(outputs, first_in, last_out)``: per sample the list of (value, last) results, the
     cycle its first input beat was accepted and the cycle its last result was accepted.
     """
-    import random
     rng = random.Random(seed)
     ready = random_ready(seed + 1, p_ready)
     n_out = sum(len(s["z"]) for s in samples)
@@ -367,7 +364,6 @@ def _random_sample(rng, c, width=16):
 def test_rtl_matches_golden_random(seed):
     """≥ 1000 random samples (500 per seed) of 1..4 classes, parameters changing per sample,
     random input gaps and random output back-pressure."""
-    import random
     rng = random.Random(seed)
     dut = SoftmaxUnit(4)
     samples = [_random_sample(rng, rng.randint(1, 4)) for _ in range(500)]
@@ -378,7 +374,6 @@ def test_rtl_matches_golden_random(seed):
 def test_rtl_cycles_match_formula():
     """Under always-valid input and always-ready output, samples start softmax_cycles(C) apart
     and finish softmax_cycles(C) - 1 cycles after their first beat; mode and data do not matter."""
-    import random
     rng = random.Random(3)
     dut = SoftmaxUnit(6)
     classes = [1, 6, 3, 2, 5, 4, 1, 1, 6]
@@ -423,7 +418,6 @@ def _edge_samples(c, width=16):
 def test_rtl_edge_cases(classes_max, width):
     """Extreme logits and targets, saturation both ways, one class, T = infinity, the smallest
     width; random output back-pressure; plus random samples at this instance's width."""
-    import random
     rng = random.Random(classes_max * 100 + width)
     dut = SoftmaxUnit(classes_max, width=width)
     samples = []
@@ -432,3 +426,80 @@ def test_rtl_edge_cases(classes_max, width):
     samples += [_random_sample(rng, rng.randint(1, classes_max), width) for _ in range(60)]
     outputs, _, _ = _simulate(dut, samples, seed=classes_max, p_valid=0.7, p_ready=0.5)
     _check(outputs, samples, width, classes_max)
+
+
+def test_rtl_overflow_drops_extra_elements():
+    """A sample longer than classes_max keeps its first classes_max elements, sets the sticky
+    overflow flag (cleared by overflow_clr), and the next sample is unaffected."""
+    dut = SoftmaxUnit(2)
+    base = {"mode": SoftmaxMode.PROBS, "z_frac": 8, "prob_frac": 14, "grad_frac": 12,
+            "inv_temp": None, "grad_shift": 0}
+    long = dict(base, z=[100, -50, 3000, 7], t=[0] * 4)
+    short = dict(base, z=[0, 256], t=[0] * 2)
+    results, flags = [], []
+
+    async def tb(ctx):
+        _set_params(ctx, dut, long)
+        ctx.set(dut.o_result.ready, 1)
+        for s in (long, short):
+            for i, zv in enumerate(s["z"]):
+                ctx.set(dut.i_logit.payload, {"logit": zv, "target": 0,
+                                              "last": i == len(s["z"]) - 1})
+                ctx.set(dut.i_logit.valid, 1)
+                while True:
+                    _, _, ready = await ctx.tick().sample(dut.i_logit.ready)
+                    if ready:
+                        break
+            ctx.set(dut.i_logit.valid, 0)
+            row = []
+            while len(row) < 2:
+                _, _, valid, payload = await ctx.tick().sample(dut.o_result.valid,
+                                                               dut.o_result.payload)
+                if valid:
+                    row.append((payload.value, payload.last))
+            results.append(row)
+            flags.append(ctx.get(dut.overflow))
+            ctx.set(dut.overflow_clr, 1)
+            await ctx.tick()
+            ctx.set(dut.overflow_clr, 0)
+            flags.append(ctx.get(dut.overflow))
+
+    run_sim(dut, tb)
+    want_long = _golden_rows(dict(long, z=long["z"][:2], t=[0, 0]), 16)
+    assert results[0] == [(want_long[0], 0), (want_long[1], 1)]
+    want_short = _golden_rows(short, 16)
+    assert results[1] == [(want_short[0], 0), (want_short[1], 1)]
+    assert flags == [1, 0, 0, 0]
+
+
+def test_rtl_ports():
+    dut = SoftmaxUnit(10, width=12)
+    assert dut.classes_max == 10 and dut.width == 12
+    assert dut.i_logit.payload.shape().size == 2 * 12 + 1
+    assert dut.o_result.payload.shape().size == 12 + 1
+    assert len(dut.inv_temp) == INV_TEMP_WIDTH
+    assert len(dut.grad_shift) == GRAD_SHIFT_MAX.bit_length()
+
+
+def test_rtl_bad_parameters():
+    with pytest.raises(ValueError, match=r"^Maximum number of classes must be a positive integer, "
+                                         r"not 0$"):
+        SoftmaxUnit(0)
+    with pytest.raises(ValueError, match=r"^Maximum number of classes must be a positive integer, "
+                                         r"not -3$"):
+        SoftmaxUnit(-3)
+    with pytest.raises(TypeError, match=r"^Maximum number of classes must be a positive integer, "
+                                        r"not 2.0$"):
+        SoftmaxUnit(2.0)
+    with pytest.raises(ValueError, match=rf"^Width must be between 2 and {SOFTMAX_MAX_WIDTH}, "
+                                         r"not 0$"):
+        SoftmaxUnit(4, width=0)
+    with pytest.raises(ValueError, match=r"^Width must be between 2 and \d+, not -16$"):
+        SoftmaxUnit(4, width=-16)
+    with pytest.raises(ValueError, match=r"^Width must be between 2 and \d+, not 1$"):
+        SoftmaxUnit(4, width=1)
+    with pytest.raises(ValueError, match=rf"^Width must be between 2 and {SOFTMAX_MAX_WIDTH}, "
+                                         rf"not {SOFTMAX_MAX_WIDTH + 1}$"):
+        SoftmaxUnit(4, width=SOFTMAX_MAX_WIDTH + 1)
+    with pytest.raises(TypeError, match=r"^Width must be an integer, not '16'$"):
+        SoftmaxUnit(4, width="16")
