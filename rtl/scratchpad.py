@@ -1,6 +1,6 @@
 """Banked scratchpads: rows of ``lanes`` elements, one row per cycle per port."""
 
-from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.hdl import Array, Module, Signal
 from amaranth.hdl import MemoryData
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In
 from amaranth.utils import exact_log2
 
 from spec.params import check_positive_int
-from .spport import ReadPortSignature, WritePortSignature
+from .spport import ReadPortSignature, WritePortSignature, row_layout
 
 __all__ = ["Scratchpad"]
 
@@ -16,8 +16,8 @@ __all__ = ["Scratchpad"]
 class Scratchpad(wiring.Component):
     """A banked scratchpad of ``banks`` × ``depth`` rows of ``lanes`` signed elements.
 
-    Each bank is one block RAM per lane with one read and one write port, so each bank does one
-    row read and one row write per cycle. The scratchpad has ``read_ports`` read ports and
+    Each bank is one memory of ``depth`` rows (one block RAM or more) with one read port and one
+    write port with per-lane enables, so each bank does one row read and one row write per cycle. The scratchpad has ``read_ports`` read ports and
     ``write_ports`` write ports, each reaching every bank at the unified row address
     ``bank * depth + row``; ports that use different banks work in the same cycle (e.g. the GEMM
     engine reads an A row and a B row from two banks while the DMA writes a third). The ports are
@@ -29,7 +29,7 @@ class Scratchpad(wiring.Component):
     (the sequencer never lets two units share a bank). Addresses ``>= banks * depth`` write
     nothing and read unspecified data.
 
-    Testbenches reach the contents through :meth:`cells`.
+    Testbenches reach the contents through :meth:`cell`.
 
     Parameters
     ----------
@@ -73,8 +73,8 @@ class Scratchpad(wiring.Component):
         self._elem_width = elem_width
         self._banks = banks
         self._depth = depth
-        self._data = [[MemoryData(shape=signed(elem_width), depth=depth, init=[])
-                       for _ in range(lanes)] for _ in range(banks)]
+        self._data = [MemoryData(shape=row_layout(elem_width, lanes), depth=depth, init=[])
+                      for _ in range(banks)]
         rows = banks * depth
         super().__init__({
             "read": In(ReadPortSignature(rows, elem_width, lanes)).array(read_ports),
@@ -102,12 +102,13 @@ class Scratchpad(wiring.Component):
         """``banks * depth``."""
         return self._banks * self._depth
 
-    def cells(self, row):
-        """The storage cells of unified row ``row``, one per lane, for ``ctx.get``/``ctx.set``."""
+    def cell(self, row):
+        """The storage of unified row ``row`` for testbenches: ``ctx.get(sp.cell(r))`` is the row
+        (a ``lanes``-element array), ``ctx.set(sp.cell(r), values)`` overwrites it."""
         bank, r = divmod(row, self._depth)
         if not 0 <= bank < self._banks:
             raise IndexError(f"Scratchpad row {row!r} is outside 0..{self.rows - 1}")
-        return [self._data[bank][lane][r] for lane in range(self._lanes)]
+        return self._data[bank][r]
 
     def elaborate(self, platform):
         m = Module()
@@ -117,14 +118,11 @@ class Scratchpad(wiring.Component):
         def split(addr):
             return addr[row_bits:], addr[:row_bits]
 
-        rd = [[None] * self._lanes for _ in banks]
-        wr = [[None] * self._lanes for _ in banks]
+        rd, wr = [], []
         for b in banks:
-            for lane in range(self._lanes):
-                mem = Memory(data=self._data[b][lane])
-                m.submodules[f"bank_{b}_lane_{lane}"] = mem
-                rd[b][lane] = mem.read_port()
-                wr[b][lane] = mem.write_port()
+            m.submodules[f"bank_{b}"] = mem = Memory(data=self._data[b])
+            rd.append(mem.read_port())
+            wr.append(mem.write_port(granularity=1))        # one write enable per lane
 
         # Reads: each bank serves the lowest-numbered port that reads it; each port remembers the
         # bank it read last and shows that bank's output.
@@ -135,25 +133,19 @@ class Scratchpad(wiring.Component):
                 bank, row = split(port.addr)
                 with (m.Elif if p else m.If)(port.en & (bank == b)):
                     m.d.comb += [addr.eq(row), en.eq(1)]
-            for lane in range(self._lanes):
-                m.d.comb += [rd[b][lane].addr.eq(addr), rd[b][lane].en.eq(en)]
+            m.d.comb += [rd[b].addr.eq(addr), rd[b].en.eq(en)]
         for p, port in enumerate(self.read):
             bank, _ = split(port.addr)
             sel = Signal(range(self._banks), name=f"read_{p}_bank")
             with m.If(port.en):
                 m.d.sync += sel.eq(bank)
-            for lane in range(self._lanes):
-                m.d.comb += port.data[lane].eq(Array(rd[b][lane].data for b in banks)[sel])
+            m.d.comb += port.data.eq(Array(rd[b].data for b in banks)[sel])
 
         # Writes: each bank takes the lowest-numbered port that writes it.
         for b in banks:
             for p, port in enumerate(self.write):
                 bank, row = split(port.addr)
                 with (m.Elif if p else m.If)(port.en.any() & (bank == b)):
-                    for lane in range(self._lanes):
-                        m.d.comb += [
-                            wr[b][lane].addr.eq(row),
-                            wr[b][lane].data.eq(port.data[lane]),
-                            wr[b][lane].en.eq(port.en[lane]),
-                        ]
+                    m.d.comb += [wr[b].addr.eq(row), wr[b].data.eq(port.data),
+                                 wr[b].en.eq(port.en)]
         return m

@@ -116,8 +116,7 @@ def run_rtl(descs, config, memory, mem, sps, *, stall_rate=0, seed=1, gaps=None,
     async def tb(ctx):
         for pad, image in zip(pads, sps):
             for r, values in enumerate(image.tolist()):
-                for cell, v in zip(pad.cells(r), values):
-                    ctx.set(cell, v)
+                ctx.set(pad.cell(r), values)
         cycle = 0
         todo = list(descs)
         current = None
@@ -148,7 +147,7 @@ def run_rtl(descs, config, memory, mem, sps, *, stall_rate=0, seed=1, gaps=None,
             assert cycle < max_cycles, f"no progress after {cycle} cycles"
         out["mem"] = torch.tensor([ctx.get(dut.mainmem.data[i]) for i in range(memory.mem_words)],
                                   dtype=torch.int64)
-        out["sps"] = [torch.tensor([[ctx.get(c) for c in pad.cells(r)] for r in range(pad.rows)],
+        out["sps"] = [torch.tensor([list(ctx.get(pad.cell(r))) for r in range(pad.rows)],
                                    dtype=torch.int64) for pad in pads]
 
     run_sim(dut, tb)

@@ -28,7 +28,7 @@ def test_constructor_validation():
     assert sp.read[0].signature.members == ReadPortSignature(16, 16, 4).flip().members
     assert sp.write[0].signature.members == WritePortSignature(16, 16, 4).flip().members
     with pytest.raises(IndexError, match=r"^Scratchpad row 16 is outside 0\.\.15$"):
-        sp.cells(16)
+        sp.cell(16)
 
 
 @pytest.mark.parametrize("lanes, elem_width, banks, depth, seed", [
@@ -86,7 +86,7 @@ def test_random_ports(lanes, elem_width, banks, depth, seed):
                     got = list(ctx.get(port.data))
                     assert got == bank_out[sel[p]], f"seed {seed}, cycle {cycle}, read port {p}"
         for r in range(sp.rows):
-            assert [ctx.get(c) for c in sp.cells(r)] == rows[r], f"seed {seed}, row {r}"
+            assert list(ctx.get(sp.cell(r))) == rows[r], f"seed {seed}, row {r}"
 
     run_sim(sp, tb)
 
@@ -97,8 +97,7 @@ def test_parallel_banks_and_hold():
 
     async def tb(ctx):
         for r in range(sp.rows):
-            for lane, cell in enumerate(sp.cells(r)):
-                ctx.set(cell, 100 * r + lane)
+            ctx.set(sp.cell(r), [100 * r, 100 * r + 1])
         a, b, w = sp.read[0], sp.read[1], sp.write[0]
         ctx.set(a.addr, 1)                  # bank 0
         ctx.set(b.addr, 6)                  # bank 1
@@ -111,7 +110,7 @@ def test_parallel_banks_and_hold():
             ctx.set(s, 0)
         assert list(ctx.get(a.data)) == [100, 101]
         assert list(ctx.get(b.data)) == [600, 601]
-        assert [ctx.get(c) for c in sp.cells(9)] == [-5, 7]
+        assert list(ctx.get(sp.cell(9))) == [-5, 7]
         for _ in range(3):
             await ctx.tick()
             assert list(ctx.get(a.data)) == [100, 101]

@@ -1,0 +1,172 @@
+"""DMA throughput: sustained main-memory words per cycle on long aligned transfers (Amaranth pysim).
+
+``python -m benchmarks.dma [--lanes N --rows R --latency L --stall-rate P --seed S] [--json]``
+builds :class:`rtl.memsys.MemorySystem` (main memory, scratchpads, DMA), then moves a dense
+``R × N`` block of 16-bit elements from main memory into the operand scratchpad (load) and back
+to another place in main memory (store), and the same block of 32-bit elements (2 words each)
+into and out of the accumulator scratchpad: first with the deterministic memory model (fixed
+latency ``L``, no stalls), then with random stalls at rate ``P``. Every run's main memory and
+scratchpads are compared with :mod:`golden.dma`, and the fixed-latency cycle counts with
+:func:`golden.dma.cycles`. ``words_per_cycle`` is the fixed-latency figure over all four transfers
+(words moved / cycles from each descriptor's acceptance to its ``done``). With ``--json`` the
+benchmark prints one JSON object. Exit status 1 if a result or a cycle count differs from golden.
+"""
+
+import argparse
+import json
+import random
+import sys
+import time
+
+import torch
+from amaranth.sim import Simulator
+
+from golden import dma as gd
+from rtl.memsys import MemorySystem
+from spec.memory import Dir, MemoryConfig, Space
+from spec.params import ArrayConfig, Config
+
+__all__ = ["measure", "main"]
+
+
+def _transfers(rows, lanes, memory):
+    """Load then store of a dense block, 1-word elements (SP) and 2-word elements (ACC)."""
+    out = []
+    for space, ew in ((Space.SP, 1), (Space.ACC, 2)):
+        words = rows * lanes * ew
+        src, dst = 0, memory.mem_words - words
+        common = dict(space=space, elem_words=ew, sp_row=0, rows=rows, cols=lanes,
+                      stride=lanes * ew)
+        out.append(gd.Descriptor(direction=Dir.LOAD, mem_addr=src, **common))
+        out.append(gd.Descriptor(direction=Dir.STORE, mem_addr=dst, **common))
+    return out
+
+
+def _run(config, memory, descs, mem_image, stall_rate, seed):
+    """Simulate ``descs`` back to back; return (cycles per descriptor, final mem, final sps)."""
+    dut = MemorySystem(config, memory, stall_rate=stall_rate, seed=seed,
+                       mem_init=mem_image.tolist())
+    result = {}
+
+    async def tb(ctx):
+        spans = []
+        for desc in descs:
+            ctx.set(dut.i_desc.payload, desc.as_dict())
+            ctx.set(dut.i_desc.valid, 1)
+            await ctx.tick()                  # idle: accepted in this cycle
+            ctx.set(dut.i_desc.valid, 0)
+            n = 1
+            while not (await ctx.tick().sample(dut.done))[2]:
+                n += 1
+            spans.append(n)
+        result["spans"] = spans
+        result["mem"] = torch.tensor([ctx.get(dut.mainmem.data[i])
+                                      for i in range(memory.mem_words)], dtype=torch.int64)
+        result["sps"] = [torch.tensor([list(ctx.get(pad.cell(r))) for r in range(pad.rows)],
+                                      dtype=torch.int64) for pad in (dut.sp, dut.acc)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    cpu, wall = time.process_time(), time.perf_counter()
+    sim.run()
+    return (result["spans"], result["mem"], result["sps"],
+            time.process_time() - cpu, time.perf_counter() - wall)
+
+
+def measure(lanes=8, rows=256, latency=4, stall_rate=0.25, seed=1):
+    """Run the benchmark; return its figures as a JSON-ready dict."""
+    config = Config(array=ArrayConfig(rows=lanes, cols=lanes))
+    memory = MemoryConfig(mem_words=max(1 << 12, 4 * rows * lanes), sp_banks=4,
+                          sp_depth=max(16, 1 << (rows - 1).bit_length()), acc_banks=1,
+                          acc_depth=max(16, 1 << (rows - 1).bit_length()), mem_latency=latency)
+    descs = _transfers(rows, lanes, memory)
+    rng = random.Random(seed)
+    mem = torch.tensor([rng.randrange(1 << 16) for _ in range(memory.mem_words)],
+                       dtype=torch.int64)
+    g_mem, g_sps = mem.clone(), list(gd.new_images(config, memory)[1])
+    for d in descs:
+        gd.execute(d, g_mem, g_sps, config, memory)
+    runs = []
+    for rate in (0, stall_rate) if stall_rate else (0,):
+        spans, r_mem, r_sps, cpu, wall = _run(config, memory, descs, mem, rate, seed)
+        bit_exact = torch.equal(r_mem, g_mem) and all(map(torch.equal, r_sps, g_sps))
+        for d, n in zip(descs, spans):
+            runs.append({
+                "direction": Dir(d.direction).name.lower(), "space": Space(d.space).name,
+                "elem_words": d.elem_words, "stall_rate": rate, "words": d.words, "cycles": n,
+                "predicted_cycles": gd.cycles(d, config, memory) if not rate else None,
+                "words_per_cycle": d.words / n,
+            })
+        runs[-1].update(bit_exact=bit_exact, cpu_seconds=cpu, wall_seconds=wall)
+    fixed = [r for r in runs if not r["stall_rate"]]
+    stalled = [r for r in runs if r["stall_rate"]]
+    sim_cycles = sum(r["cycles"] for r in runs)
+    cpu = sum(r.get("cpu_seconds", 0) for r in runs)
+    return {
+        "benchmark": "dma",
+        "simulator": "amaranth-pysim",
+        "lanes": lanes, "block_rows": rows, "latency": latency, "stall_rate": stall_rate,
+        "seed": seed,
+        "words_per_cycle": sum(r["words"] for r in fixed) / sum(r["cycles"] for r in fixed),
+        "words_per_cycle_stalled": (sum(r["words"] for r in stalled) /
+                                    sum(r["cycles"] for r in stalled)) if stalled else None,
+        "transfers": runs,
+        "sim_cycles": sim_cycles,
+        "cycles_per_cpu_second": sim_cycles / cpu if cpu else 0.0,
+        "bit_exact": all(r.get("bit_exact", True) for r in runs),
+        "cycle_exact": all(r["cycles"] == r["predicted_cycles"] for r in fixed),
+    }
+
+
+def _table(r):
+    head = ("transfer", "stall rate", "words", "cycles", "golden", "words/cycle")
+    lines = []
+    for t in r["transfers"]:
+        lines.append((f"{t['direction']} {t['space']} ({t['elem_words']}-word elements)",
+                      f"{t['stall_rate']:g}", str(t["words"]), str(t["cycles"]),
+                      "-" if t["predicted_cycles"] is None else str(t["predicted_cycles"]),
+                      f"{t['words_per_cycle']:.3f}"))
+    widths = [max(len(x) for x in col) for col in zip(head, *lines)]
+    fmt = lambda row: "  ".join(x.ljust(w) if i == 0 else x.rjust(w)
+                                for i, (x, w) in enumerate(zip(row, widths)))
+    out = [f"DMA, {r['lanes']} lanes, {r['block_rows']}-row dense blocks, "
+           f"main-memory latency {r['latency']}", "", fmt(head), fmt(["-" * w for w in widths])]
+    out += [fmt(row) for row in lines]
+    out += ["",
+            f"sustained words/cycle, fixed latency: {r['words_per_cycle']:.3f}"]
+    if r["words_per_cycle_stalled"] is not None:
+        out.append(f"sustained words/cycle, stall rate {r['stall_rate']:g}: "
+                   f"{r['words_per_cycle_stalled']:.3f}")
+    out += [f"bit-exact / cycle-exact vs golden: {'yes' if r['bit_exact'] else 'NO'} / "
+            f"{'yes' if r['cycle_exact'] else 'NO'}",
+            f"pysim: {r['sim_cycles']} cycles, {r['cycles_per_cpu_second']:.0f} cycles/s of CPU"]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dma",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--lanes", type=int, default=8, help="scratchpad lanes (array 8×8)")
+    parser.add_argument("--rows", type=int, default=256, help="rows of each block")
+    parser.add_argument("--latency", type=int, default=4, help="main-memory latency (cycles)")
+    parser.add_argument("--stall-rate", type=float, default=0.25,
+                        help="random stall probability of the second run (0: no second run)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    for what, v in (("--lanes", args.lanes), ("--rows", args.rows),
+                    ("--latency", args.latency)):
+        if v < 1:
+            parser.error(f"{what} must be a positive integer, not {v}")
+    if not 0 <= args.stall_rate < 1:
+        parser.error(f"--stall-rate must be in [0, 1), not {args.stall_rate}")
+    if args.rows > 8191:
+        parser.error(f"--rows must be at most 8191, not {args.rows}")
+    r = measure(args.lanes, args.rows, args.latency, args.stall_rate, args.seed)
+    print(json.dumps(r) if args.json else _table(r))
+    return 0 if r["bit_exact"] and r["cycle_exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
