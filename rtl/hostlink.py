@@ -18,7 +18,7 @@ from spec.hostlink import (PROTOCOL_VERSION, SYNC_REQUEST, SYNC_RESPONSE, REQUES
                            check_csr_count)
 from spec.params import OPERAND_WIDTH, check_positive_int
 from .bus import BusSignature
-from .uart import UartRx, UartTx
+from .uart import UartRx, UartTx, check_divisor
 
 __all__ = ["crc16_next", "HostLinkBridge", "HostLink", "DEFAULT_TIMEOUT", "TIMEOUT_BYTE_TIMES"]
 
@@ -472,12 +472,13 @@ class HostLink(wiring.Component):
 
     def __init__(self, mem_words, *, divisor, max_burst=MAX_BURST, timeout=None,
                  csr_count=CSR_COUNT):
-        self.uart_rx = UartRx(divisor)
-        self.uart_tx = UartTx(divisor)
+        check_divisor(divisor)
         if timeout is None:
             timeout = TIMEOUT_BYTE_TIMES * 10 * divisor
         self.bridge = HostLinkBridge(mem_words, max_burst=max_burst, timeout=timeout,
                                      csr_count=csr_count)
+        self.uart_rx = UartRx(divisor)
+        self.uart_tx = UartTx(divisor)
         b = self.bridge.signature.members
         super().__init__({
             "rx": In(1, init=1),

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec.params import check_int
 
-__all__ = ["MIN_DIVISOR", "uart_divisor", "UartTx", "UartRx"]
+__all__ = ["MIN_DIVISOR", "check_divisor", "uart_divisor", "UartTx", "UartRx"]
 
 #: The fewest clock cycles per bit the UART supports (the receiver samples mid-bit).
 MIN_DIVISOR = 4
@@ -20,7 +20,8 @@ MIN_DIVISOR = 4
 _COUNTER_MAX = 0xFFFF
 
 
-def _check_divisor(divisor):
+def check_divisor(divisor):
+    """Validate a UART divisor: an integer ≥ :data:`MIN_DIVISOR`."""
     check_int(divisor, "UART divisor")
     if divisor < MIN_DIVISOR:
         raise ValueError(f"UART divisor must be at least {MIN_DIVISOR}, not {divisor!r}")
@@ -44,7 +45,7 @@ def uart_divisor(clk_freq, baud, *, tolerance=0.02):
         if not v > 0:
             raise ValueError(f"{what} must be positive, not {v!r}")
     divisor = round(clk_freq / baud)
-    _check_divisor(divisor)
+    check_divisor(divisor)
     error = abs(clk_freq / divisor - baud) / baud
     if error > tolerance:
         raise ValueError(f"Baud rate {baud} at {clk_freq} Hz is off by {error:.1%} "
@@ -81,7 +82,7 @@ class UartTx(wiring.Component):
     """
 
     def __init__(self, divisor):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = check_divisor(divisor)
         super().__init__({
             "i_data": In(stream.Signature(8)),
             "tx": Out(1, init=1),
@@ -161,7 +162,7 @@ class UartRx(wiring.Component):
     """
 
     def __init__(self, divisor):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = check_divisor(divisor)
         super().__init__({
             "rx": In(1, init=1),
             "o_data": Out(stream.Signature(8)),
