@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 from amaranth.hdl import Cat, Module, Signal, signed
-from amaranth.lib import memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.cxxsim import CxxSim, CxxSimBuildError, CxxSimError, default_cache_dir
@@ -28,7 +28,8 @@ DEPTH = 24        # not a power of two: addresses 24..31 are out of range
 
 
 class Mac(wiring.Component):
-    """``acc`` accumulates ``a * b`` (``clear``: restart from the product) when ``en``."""
+    """``acc`` accumulates ``a * b`` (``clear``: restart from the product) when ``en``; memory
+    ``last`` keeps the low 16 bits of the latest product per ``a % 4``."""
     a: In(signed(16))
     b: In(signed(16))
     en: In(1)
@@ -43,6 +44,9 @@ class Mac(wiring.Component):
             m.d.sync += self.acc.eq(prod)
         with m.Elif(self.en):
             m.d.sync += self.acc.eq(self.acc + prod)
+        m.submodules.last = last = memory.Memory(shape=16, depth=4, init=[])
+        wp = last.write_port()
+        m.d.comb += [wp.addr.eq(self.a[:2]), wp.data.eq(prod[:16]), wp.en.eq(self.en)]
         return m
 
 
@@ -64,6 +68,7 @@ class SampleDesign(wiring.Component):
     rdata: Out(signed(18))        # synchronous read port
     adata: Out(signed(18))        # asynchronous read port
     mix: Out(signed(20))          # combinational: a + count - b
+    pair: Out(data.StructLayout({"lo": 4, "hi": signed(4)}))   # count's low byte, as fields
     wide: Out(WIDE)
 
     def elaborate(self, platform):
@@ -76,6 +81,7 @@ class SampleDesign(wiring.Component):
             m.d.sync += self.count.eq(self.count + 1)
         m.d.comb += self.at_limit.eq(self.count == self.limit)
         m.d.comb += self.mix.eq(self.a + self.count - self.b)
+        m.d.comb += self.pair.eq(self.count[:8])
 
         m.submodules.mem = mem = memory.Memory(shape=signed(18), depth=DEPTH,
                                                init=[-5, 7, -(1 << 17), (1 << 17) - 1])
@@ -156,6 +162,7 @@ def fresh(sim):
         sim.set(name, 0)
     sim.reset()
     sim.memory("mem").write(0, [-5, 7, -(1 << 17), (1 << 17) - 1] + [0] * (DEPTH - 4))
+    sim.memory("mac.last").write(0, [0] * 4)
     return sim
 
 
@@ -264,6 +271,23 @@ def test_memory_backdoor(fresh):
         sim.get("mem")
 
 
+def test_hierarchy_and_view_fields(fresh, design):
+    sim = fresh
+    last = sim.memory("mac.last")                 # a memory in a submodule
+    assert (last.width, last.depth) == (16, 4)
+    sim.set("mac_en", 1)
+    sim.set("a", 6)                               # row 6 % 4 = 2
+    sim.set("b", -7)
+    sim.step()
+    assert last.read(signed=True).tolist() == [0, 0, -42, 0]
+    sim.set("mac_en", 0)
+    sim.set("count_en", 1)
+    sim.step(0x9B)                                # count 0x9B: lo 0xB, hi 0x9 = -7 as signed(4)
+    assert sim.get("pair.lo") == 0xB
+    assert sim.get("pair.hi", signed=True) == -7   # fields have no shape here: say signed=
+    assert sim.get(design.pair) == 0x9B            # the view as a whole
+
+
 def test_run_until(fresh):
     sim = fresh
     sim.set("limit", 40)
@@ -351,8 +375,9 @@ def test_vcd_window(fresh, tmp_path):
 
 
 def test_names_and_errors(sim, design):
-    assert {"a", "count", "mac acc", "mac prod", "mem", "shift", "clk", "rst"} <= set(sim.names)
-    assert "mac.acc" in sim and "nope" not in sim
+    assert {"a", "count", "mac acc", "mac prod", "mem", "mac last", "shift", "clk", "rst",
+            "pair", "pair.hi"} <= set(sim.names)
+    assert "mac.acc" in sim and "mac.last" in sim and "pair.lo" in sim and "nope" not in sim
     assert sim.item(design.acc).name == "acc" and sim.item(design.acc).signed
     assert sim.item("mem").memory
     with pytest.raises(CxxSimError, match=r"Signal 'nope' is not in the compiled model"):

@@ -153,11 +153,26 @@ def _add_keep(rtlil_text, keep):
     return "\n".join(out) + "\n", found
 
 
-def signal_name(name):
-    """CXXRTL's name for a user's ``name``: ``"mac.acc"`` and ``"mac acc"`` are both ``"mac acc"``."""
+def signal_name(name, known):
+    """CXXRTL's spelling of the user's ``name``, looked up in ``known`` (a set or dict of names).
+
+    CXXRTL separates the hierarchy with spaces and keeps dots inside names (the fields of a
+    ``data.View`` signal are ``"o__payload.x"``). Users may write the hierarchy with dots:
+    ``"soc.dma.busy"``. So: the name as given if known, else with dots turned into spaces from
+    the left, most first (``"soc.o__payload.x"`` → ``"soc o__payload x"``, then
+    ``"soc o__payload.x"``). Returns the all-spaces spelling if nothing matches.
+    """
     if not isinstance(name, str):
         raise TypeError(f"Signal name must be a string, not {name!r}")
-    return " ".join(name.replace(".", " ").split())
+    name = " ".join(name.split())
+    if name in known:
+        return name
+    parts = name.split(".")
+    for hier in range(len(parts) - 1, 0, -1):
+        candidate = " ".join(parts[:hier]) + " " + ".".join(parts[hier:])
+        if candidate in known:
+            return candidate
+    return " ".join(parts)
 
 
 def elaborate(design, ports, *, expose=()):
@@ -192,10 +207,10 @@ def elaborate(design, ports, *, expose=()):
     keep = set()
     for item in expose:
         if isinstance(item, str):
-            if signal_name(item) not in signals:
+            if signal_name(item, signals) not in signals:
                 raise CxxSimBuildError(f"Cannot expose {item!r}: the design has no signal of "
                                        f"that name")
-            path = name_map[signals[signal_name(item)]]
+            path = name_map[signals[signal_name(item, signals)]]
         elif isinstance(item, Signal):
             if item not in name_map:
                 raise CxxSimBuildError(f"Cannot expose {item!r}: not a signal of the design")

@@ -379,10 +379,10 @@ class CxxSim:
         return sorted(self._ids)
 
     def __contains__(self, name):
-        return signal_name(name) in self._ids
+        return signal_name(name, self._ids) in self._ids
 
     def _lookup_name(self, name, what="Signal"):
-        key = signal_name(name)
+        key = signal_name(name, self._ids)
         if key not in self._ids:
             raise CxxSimError(f"{what} {name!r} is not in the compiled model "
                               f"(see CxxSim.names for what is)")
@@ -397,7 +397,7 @@ class CxxSim:
                 raise CxxSimError(f"{signal!r} is not a signal of the simulated design")
             name = self._by_signal[signal]
         elif isinstance(signal, str):
-            name = signal_name(signal)
+            name = signal_name(signal, self._ids)
         else:
             raise TypeError(f"Signal must be a Signal, a value-castable or a name, not {signal!r}")
         item = self._items.get(name)
