@@ -263,8 +263,10 @@ def test_memory_backdoor(fresh):
         mem.write(DEPTH - 1, [1, 2])
     with pytest.raises(ValueError, match=r"do not fit memory 'mem' \(18 bits\)"):
         mem.write(0, np.array([1 << 18]))
-    with pytest.raises(ValueError, match=r"does not fit 'mem' \(18 bits\)"):
+    with pytest.raises(ValueError, match=r"Values do not fit memory 'mem' \(18 bits\)"):
         mem.write(0, [-(1 << 17) - 1])
+    with pytest.raises(TypeError, match=r"Value of 'mem' must be an integer, not 'x'"):
+        mem.write(0, ["x"])
     with pytest.raises(CxxSimError, match=r"'count' is a signal, not a memory"):
         sim.memory("count")
     with pytest.raises(CxxSimError, match=r"'mem' is a memory; use CxxSim.memory\(\)"):
@@ -303,6 +305,21 @@ def test_run_until(fresh):
     assert sim.get("count") == 39
     with pytest.raises(CxxSimError, match=r"run_until needs a 1-bit signal; 'count' has 12 bits"):
         sim.run_until("count", 5)
+
+
+def test_long_runs_go_in_chunks(fresh, monkeypatch):
+    import rtl.cxxsim.sim
+    monkeypatch.setattr(rtl.cxxsim.sim, "_CHUNK", 7)
+    sim = fresh
+    sim.set("count_en", 1)
+    sim.step(30)
+    assert sim.get("count") == 30
+    sim.set("limit", 30 + 23)
+    assert sim.run_until("at_limit", 100) == 23       # stops inside the 4th chunk
+    assert sim.run_until("at_limit", 100) == 0
+    sim.set("limit", 0)
+    assert sim.run_until("at_limit", 21) == 21        # whole chunks, condition never met
+    assert sim.get("count") == 53 + 21
 
 
 def test_reset(fresh):

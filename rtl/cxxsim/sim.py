@@ -17,11 +17,13 @@ __all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory"]
 
 _ABI_VERSION = 1     # CS_ABI_VERSION of harness.cc
 
-_FLAG_MEMORY, _FLAG_WRITABLE, _FLAG_INPUT, _FLAG_OUTLINE, _FLAG_FAST = 1, 2, 4, 8, 16
+_CHUNK = 1 << 20      # cycles per foreign call in long runs (about a second)
+
+_FLAG_MEMORY, _FLAG_WRITABLE, _FLAG_INPUT, _FLAG_OUTLINE = 1, 2, 4, 8     # cs_item_info
 
 _ERRORS = {
     -1: "no such item",
-    -2: "is not writable (driven by combinational logic, an alias, or a constant)",
+    -2: "is not writable (driven by combinational logic, or a constant)",
     -3: "is the wrong kind of item (a memory used as a signal, or a signal as a memory)",
     -4: "has the wrong width for this operation",
     -5: "rows out of range",
@@ -115,12 +117,14 @@ class SimMemory:
 
     def _range(self, start, count):
         depth = self._item.depth
-        if not isinstance(start, int) or isinstance(start, bool):
+        if not isinstance(start, (int, np.integer)) or isinstance(start, bool):
             raise TypeError(f"Row index must be an integer, not {start!r}")
+        start = int(start)
         if count is None:
             count = depth - start
-        if not isinstance(count, int) or isinstance(count, bool):
+        if not isinstance(count, (int, np.integer)) or isinstance(count, bool):
             raise TypeError(f"Row count must be an integer, not {count!r}")
+        count = int(count)
         if start < 0 or count < 0 or start + count > depth:
             raise IndexError(f"Rows {start}..{start + count - 1} out of range for memory "
                              f"{self.name!r} of depth {depth}")
@@ -157,15 +161,20 @@ class SimMemory:
         return values
 
     def write(self, start, values):
-        """Write ``values`` (ints, negative allowed; any iterable or numpy array) from row ``start``."""
+        """Write ``values`` from row ``start``: ints (negative allowed) in any sequence, numpy
+        array or tensor; integer arrays of memories up to 64 bits take a vectorised path."""
         item = self._item
-        if isinstance(values, np.ndarray) and item.width <= 32 and values.ndim == 1 and \
-                np.issubdtype(values.dtype, np.integer):
-            start, count = self._range(start, len(values))
-            low, high = (-(1 << (item.width - 1)), (1 << item.width) - 1)
-            if count and (values.min() < low or values.max() > high):
+        array = np.asarray(values)
+        if array.ndim == 1 and np.issubdtype(array.dtype, np.integer) and item.width <= 64:
+            start, count = self._range(start, len(array))
+            low, high = -(1 << (item.width - 1)), (1 << item.width) - 1
+            if count and (int(array.min()) < low or int(array.max()) > high):
                 raise ValueError(f"Values do not fit memory {self.name!r} ({item.width} bits)")
-            words = (values.astype(np.int64) & high).astype(np.uint32).reshape(count, 1)
+            raw = array.astype(np.int64).view(np.uint64) & np.uint64(high)
+            words = np.empty((count, item.words), dtype=np.uint32)
+            words[:, 0] = raw & np.uint64(0xFFFFFFFF)
+            if item.words == 2:
+                words[:, 1] = raw >> np.uint64(32)
         else:
             values = [item.to_raw(v) for v in values]
             start, count = self._range(start, len(values))
@@ -173,7 +182,6 @@ class SimMemory:
             for r, v in enumerate(values):
                 for i in range(item.words):
                     words[r, i] = (v >> (32 * i)) & 0xFFFFFFFF
-        words = np.ascontiguousarray(words)
         if count:
             self._sim._check(self._sim._lib.cs_mem_write(
                 self._sim._h, item.id, start, count, words.ctypes.data_as(_U32P)), item)
@@ -485,7 +493,11 @@ class CxxSim:
 
     def step(self, cycles=1):
         """Run ``cycles`` clock cycles with the inputs as they are."""
-        self._check(self._lib.cs_step(self._h, self._check_count(cycles)))
+        remaining = self._check_count(cycles)
+        while remaining:                      # in chunks, so that Ctrl-C gets through
+            chunk = min(remaining, _CHUNK)
+            self._check(self._lib.cs_step(self._h, chunk))
+            remaining -= chunk
 
     def reset(self, cycles=1):
         """Hold the reset input high for ``cycles`` cycles, then release it."""
@@ -508,9 +520,13 @@ class CxxSim:
         if item.width != 1:
             raise CxxSimError(f"run_until needs a 1-bit signal; {item.name!r} has {item.width} "
                               f"bits")
-        return self._check(self._lib.cs_run_until(self._h, item.id,
-                                                  self._check_count(max_cycles, "Max cycles")),
-                           item)
+        remaining, total = self._check_count(max_cycles, "Max cycles"), 0
+        while True:                           # in chunks, so that Ctrl-C gets through
+            chunk = min(remaining, _CHUNK)
+            ran = self._check(self._lib.cs_run_until(self._h, item.id, chunk), item)
+            total, remaining = total + ran, remaining - ran
+            if ran < chunk or not remaining:
+                return total
 
     def run(self, cycles, inputs=None, outputs=()):
         """Run ``cycles`` cycles with per-cycle inputs, recording outputs (all in C++).
