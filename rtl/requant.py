@@ -6,7 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
 from .rng import RngSignature
-from .rounding import MAX_SHIFT, SHIFT_BITS, round_shift, rounding_addend, shift_masks
+from .rounding import (MAX_SHIFT, SHIFT_BITS, round_shift_narrow, rounding_addend, shift_masks,
+                       sum_width, upper_mask)
 
 __all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "draws_taken", "count_saturations",
            "Requantizer"]
@@ -199,8 +200,10 @@ class Requantizer(wiring.Component):
         # Static operation controls. Backward mode passes grad through stages 1–2 as x with
         # shift 0 and addend 0.
         fwd_stochastic = self.rounding & ~self.backward
-        shift = Mux(self.backward, 0, self.shift)
-        low, half_m1 = shift_masks(shift)
+        shift = Signal(SHIFT_BITS, name="eff_shift")
+        m.d.comb += shift.eq(Mux(self.backward, 0, self.shift))
+        low, half_m1 = shift_masks(m, shift, "shift")
+        upper = upper_mask(m, shift, W, sum_width(x_shape), "shift_upper")
         m.d.comb += self.rng.advance.eq(Mux(take & fwd_stochastic,
                                             draws_taken(self.i.payload.n_valid, L), 0))
 
@@ -218,26 +221,31 @@ class Requantizer(wiring.Component):
             ]
             for i in range(L):
                 p = self.i.payload
-                biased = p.acc[i] + Mux(self.bias_en, p.bias[i] << self.bias_shift, 0)
+                # bias << bias_shift fits W + 32 bits (bias_shift <= 32)
+                shifted = (p.bias[i] << self.bias_shift)[:W + MAX_SHIFT].as_signed()
+                biased = p.acc[i] + Mux(self.bias_en, shifted, 0)
                 m.d.sync += [
                     s1_x[i].eq(Mux(self.backward, p.grad[i], biased)),
                     s1_draw[i].eq(self.rng.draws[i] & low),
                     s1_mask[i].eq(p.mask[i]),
                 ]
 
-        # Stage 2: rounding shift.
+        # Stage 2: rounding shift to width bits, with out-of-range flags.
         s2_valid, s2_last = Signal(name="s2_valid"), Signal(name="s2_last")
         s2_n = Signal(range(L + 1), name="s2_n_valid")
-        s2_r = [Signal(signed(x_shape.width + 1), name=f"s2_r_{i}") for i in range(L)]
+        s2_q = [Signal(signed(W), name=f"s2_q_{i}") for i in range(L)]
+        s2_over, s2_under = Signal(L, name="s2_over"), Signal(L, name="s2_under")
         s2_mask = Signal(L, name="s2_mask")
         with m.If(en):
             m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_n.eq(s1_n),
                          s2_mask.eq(s1_mask)]
             for i in range(L):
                 add = rounding_addend(s1_x[i], shift, fwd_stochastic, s1_draw[i], low, half_m1)
-                m.d.sync += s2_r[i].eq(round_shift(s1_x[i], shift, add))
+                q, over, under = round_shift_narrow(s1_x[i], shift, add, W, upper)
+                m.d.sync += [s2_q[i].eq(q), s2_over[i].eq(over), s2_under[i].eq(under)]
 
-        # Stage 3 (output register): saturation, ReLU and mask; or the backward gate.
+        # Stage 3 (output register): saturation, ReLU and mask; or the backward gate (backward
+        # mode's q is the gradient: shift 0, addend 0, never out of range).
         o_sat = Signal(L, name="o_sat")
         with m.If(en):
             m.d.sync += [
@@ -247,13 +255,12 @@ class Requantizer(wiring.Component):
             ]
             for i in range(L):
                 lane_valid = s2_n > i
-                r = s2_r[i]
-                over, under = r > hi, r < lo
-                y = Mux(over, hi, Mux(under, lo, r[:W].as_signed()))
+                q, over, under = s2_q[i], s2_over[i], s2_under[i]
+                y = Mux(over, hi, Mux(under, lo, q))
                 keep = ~over & ~under
                 y_relu = Mux(self.relu_en & (y < 0), 0, y)
                 mask_fwd = keep & ~(self.relu_en & (y <= 0))
-                y_bwd = Mux(s2_mask[i], r[:W], 0)
+                y_bwd = Mux(s2_mask[i], q, 0)
                 m.d.sync += [
                     self.o.payload.y[i].eq(Mux(~lane_valid, 0,
                                                Mux(self.backward, y_bwd, y_relu))),

@@ -8,7 +8,8 @@ from spec.params import ACC_WIDTH, OPERAND_WIDTH
 from .requant import (SAT_COUNT_WIDTH, check_lanes, check_widths, count_saturations,
                       draws_taken)
 from .rng import RngSignature
-from .rounding import SHIFT_BITS, round_shift, rounding_addend, shift_masks
+from .rounding import (SHIFT_BITS, round_shift_narrow, rounding_addend, shift_masks, sum_width,
+                       upper_mask)
 
 __all__ = ["SgdUpdate"]
 
@@ -162,7 +163,6 @@ class SgdUpdate(wiring.Component):
         take = self.i.valid & en
         n_in = self.i.payload.n_valid
         m.d.comb += self.rng.advance.eq(Mux(take & self.rounding, draws_taken(n_in, L), 0))
-        low, half_m1 = shift_masks(self.lr_shift)
 
         def stage(name, valid, n, last):
             """Registers carrying a beat's valid, n_valid and last flags one stage on."""
@@ -181,6 +181,12 @@ class SgdUpdate(wiring.Component):
         # |lr_mul·g + wd_mul·w| < 2**(grad_width-1)·2**width + 2**(width-1)·2**width
         #                       ≤ 2**(grad_width+width), since grad_width ≥ 2·width.
         p_shape = signed(GW + W + 1)
+        low, half_m1 = shift_masks(m, self.lr_shift, "lr_shift")
+        # The step is kept to width + 2 bits, clamped: any step beyond that range saturates
+        # w − step exactly as the true step does (|w| ≤ 2**(width-1)).
+        step_w = W + 2
+        upper = upper_mask(m, self.lr_shift, step_w, sum_width(p_shape), "lr_shift_upper")
+        smin, smax = -(1 << (step_w - 1)), (1 << (step_w - 1)) - 1
 
         # Stage 1: products (registered on both sides of the multiplier for DSP timing).
         s1 = stage("s1", self.i.valid, n_in, self.i.payload.last)
@@ -202,15 +208,16 @@ class SgdUpdate(wiring.Component):
         s2_p = [reg(f"s2_p_{i}", p_shape, s1_pg[i] + s1_pw[i]) for i in range(L)]
         s2_draw = [reg(f"s2_draw_{i}", 32, s1_draw[i]) for i in range(L)]
 
-        # Stage 3: step = round_shift(p, lr_shift).
+        # Stage 3: step = round_shift(p, lr_shift), clamped to width + 2 bits.
         s3 = stage("s3", *s2)
         s3_w, s3_step = [], []
         for i in range(L):
             add = rounding_addend(s2_p[i], self.lr_shift, self.rounding, s2_draw[i],
                                   low, half_m1)
-            step = round_shift(s2_p[i], self.lr_shift, add)
+            q, over, under = round_shift_narrow(s2_p[i], self.lr_shift, add, step_w, upper)
             s3_w.append(reg(f"s3_w_{i}", signed(W), s2_w[i]))
-            s3_step.append(reg(f"s3_step_{i}", step.shape(), step))
+            s3_step.append(reg(f"s3_step_{i}", signed(step_w),
+                               Mux(over, smax, Mux(under, smin, q))))
 
         # Stage 4 (output register): w − step, saturated; padding lanes pass w through.
         s3_valid, s3_n, s3_last = s3
