@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Elaboratable, Module, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -428,10 +428,13 @@ def test_constructor_checks(design, tmp_path):
     with pytest.raises(TypeError, match=r"Design is not a wiring.Component: pass its "
                                         r"top-level `ports=`"):
         CxxSim(Bare())
-    with pytest.raises(TypeError, match=r"Clock name must be a string, not 1"):
+    with pytest.raises(TypeError, match=r"Clock name must be a string or None, not 1"):
         CxxSim(design, clock=1)
     with pytest.raises(TypeError, match=r"Reset name must be a string or None, not 1"):
         CxxSim(design, reset=1)
+    with pytest.raises(ValueError, match=r"A model without a clock has no reset either: pass "
+                                         r"reset=None, not 'rst'"):
+        CxxSim(design, clock=None)
     with pytest.raises(ValueError, match=r"Design name must be letters, digits, '_', '\.' or "
                                          r"'-', not 'a b'"):
         CxxSim(design, name="a b")
@@ -445,6 +448,39 @@ def test_constructor_checks(design, tmp_path):
         CxxSim(design, name="cxxsim_test", expose=["mac.prod"], clock="nope", progress=False)
     with pytest.raises(CxxSimError, match=r"the clock must be a 1-bit top-level input"):
         CxxSim(design, name="cxxsim_test", expose=["mac.prod"], clock="count", progress=False)
+
+
+class Multiplier(Elaboratable):
+    """Not a component (ports passed by hand), no clock: ``y = a * b``, ``c = y[8:]``."""
+    def __init__(self):
+        self.a = Signal(signed(12), name="a")
+        self.b = Signal(signed(12), name="b")
+        self.y = Signal(signed(24), name="y")
+        self.c = Signal(16, name="c")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.y.eq(self.a * self.b), self.c.eq(self.y[8:])]
+        return m
+
+
+def test_combinational_design_with_ports():
+    dut = Multiplier()
+    with CxxSim(dut, ports=[dut.a, dut.b, dut.y, dut.c], clock=None, reset=None,
+                progress=False) as sim:
+        rng = random.Random(5)
+        for _ in range(50):
+            a, b = rng.randint(-2048, 2047), rng.randint(-2048, 2047)
+            sim.set(dut.a, a)
+            sim.set(dut.b, b)
+            assert sim.get(dut.y) == a * b, f"{a} * {b}"
+            assert sim.get(dut.c) == ((a * b) >> 8) & 0xFFFF, f"{a} * {b}"
+        sim.set(dut.a, -2048)
+        sim.set(dut.b, -2048)
+        assert sim.get(dut.y) == 1 << 22
+        with pytest.raises(CxxSimError, match=r"The model has no clock \(it was built with "
+                                              r"clock=None\)"):
+            sim.step()
 
 
 def test_cache_hit_does_not_recompile(sim, design):

@@ -270,9 +270,10 @@ class CxxSim:
     expose : iterable of Signal or str
         Signals to keep as direct state: always readable at full speed (by default signals that
         the optimiser removed are still readable, but computed on demand). Checked to exist.
-    clock, reset : str
+    clock, reset : str or None
         Names of the clock and reset inputs (the ``sync`` domain's ``"clk"``/``"rst"``);
-        ``reset=None`` for a design without a reset.
+        ``reset=None`` for a design without a reset, ``clock=None, reset=None`` for a purely
+        combinational one (then only :meth:`get`/:meth:`set` and memories work).
     name : str, optional
         A short name for progress messages and the cache directory (default: the design's
         class name, lower case).
@@ -309,10 +310,13 @@ class CxxSim:
             raise TypeError(f"Design must be an elaboratable, not {design!r}")
         if ports is None and not isinstance(design, wiring.Component):
             raise TypeError("Design is not a wiring.Component: pass its top-level `ports=`")
-        if not isinstance(clock, str):
-            raise TypeError(f"Clock name must be a string, not {clock!r}")
+        if clock is not None and not isinstance(clock, str):
+            raise TypeError(f"Clock name must be a string or None, not {clock!r}")
         if reset is not None and not isinstance(reset, str):
             raise TypeError(f"Reset name must be a string or None, not {reset!r}")
+        if clock is None and reset is not None:
+            raise ValueError(f"A model without a clock has no reset either: pass reset=None, "
+                             f"not {reset!r}")
         if name is None:
             name = type(design).__name__.lower()
         if not isinstance(name, str):
@@ -346,12 +350,13 @@ class CxxSim:
         self._ids = {self._lib.cs_item_name(self._h, i).decode(): i
                      for i in range(self._lib.cs_item_count(self._h))}
         self._items = {}
-        clk = self._lookup_name(clock, "Clock")
-        rst = self._lookup_name(reset, "Reset").id if reset is not None else -1
-        rc = self._lib.cs_set_clock(self._h, clk.id, rst)
-        if rc < 0:
-            raise CxxSimError(self._lib.cs_error(self._h).decode())
-        self._has_reset = reset is not None
+        if clock is not None:
+            clk = self._lookup_name(clock, "Clock")
+            rst = self._lookup_name(reset, "Reset").id if reset is not None else -1
+            rc = self._lib.cs_set_clock(self._h, clk.id, rst)
+            if rc < 0:
+                raise CxxSimError(self._lib.cs_error(self._h).decode())
+        self._has_clock, self._has_reset = clock is not None, reset is not None
 
     @staticmethod
     def _expose_key(x):
@@ -491,8 +496,13 @@ class CxxSim:
             raise ValueError(f"{what} must be a non-negative integer, not {n!r}")
         return int(n)
 
+    def _require_clock(self):
+        if not self._has_clock:
+            raise CxxSimError("The model has no clock (it was built with clock=None)")
+
     def step(self, cycles=1):
         """Run ``cycles`` clock cycles with the inputs as they are."""
+        self._require_clock()
         remaining = self._check_count(cycles)
         while remaining:                      # in chunks, so that Ctrl-C gets through
             chunk = min(remaining, _CHUNK)
@@ -501,6 +511,7 @@ class CxxSim:
 
     def reset(self, cycles=1):
         """Hold the reset input high for ``cycles`` cycles, then release it."""
+        self._require_clock()
         if not self._has_reset:
             raise CxxSimError("The model has no reset input (it was built with reset=None)")
         self._check(self._lib.cs_reset(self._h, self._check_count(cycles)))
@@ -516,6 +527,7 @@ class CxxSim:
         int
             The number of cycles run.
         """
+        self._require_clock()
         item = self._signal_item(signal)
         if item.width != 1:
             raise CxxSimError(f"run_until needs a 1-bit signal; {item.name!r} has {item.width} "
@@ -548,6 +560,7 @@ class CxxSim:
             ``i`` (what ``await ctx.tick()`` then ``ctx.get`` would give), sign-extended for
             signed signals (an unsigned 64-bit value shows as its two's complement).
         """
+        self._require_clock()
         n = self._check_count(cycles)
         pairs = list(inputs.items() if isinstance(inputs, dict) else inputs or ())
         in_items = [self._signal_item(s) for s, _ in pairs]
