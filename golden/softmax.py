@@ -47,13 +47,14 @@ import torch
 from spec.params import OPERAND_WIDTH, check_int
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
-    INV_TEMP_WIDTH, K_FRAC, K_SHIFT, LOG2E_Q, RECIP_CYCLES, RECIP_SHIFT, SOFTMAX_MAX_WIDTH,
+    INV_TEMP_WIDTH, K_FRAC, K_SHIFT, LOG2E_Q, RECIP_CYCLES, RECIP_SHIFT, SOFTMAX_EXP_LATENCY,
+    SOFTMAX_MAX_WIDTH, SOFTMAX_OUT_LATENCY,
 )
 
 __all__ = [
     "temperature_to_inv_temp", "exp_scale",
     "softmax_exp", "softmax_recip", "softmax_probs", "softmax_xent_grad",
-    "softmax_cycles", "SOFTMAX_LOAD_LATENCY", "SOFTMAX_EXP_LATENCY", "SOFTMAX_OUT_LATENCY",
+    "softmax_cycles",
 ]
 
 
@@ -259,13 +260,6 @@ def softmax_xent_grad(z, target, *, z_frac, prob_frac, grad_frac, width=OPERAND_
     return _saturate(_round_ne(d, RECIP_SHIFT + grad_shift - grad_frac), width)
 
 
-#: Cycles of :class:`rtl.softmax.SoftmaxUnit`'s phases beyond one per class (see
-#: :func:`softmax_cycles`).
-SOFTMAX_LOAD_LATENCY = 0
-SOFTMAX_EXP_LATENCY = 3
-SOFTMAX_OUT_LATENCY = 3
-
-
 def softmax_cycles(classes):
     """Cycles :class:`rtl.softmax.SoftmaxUnit` spends on one sample of ``classes`` elements.
 
@@ -273,12 +267,14 @@ def softmax_cycles(classes):
     beats are accepted exactly ``softmax_cycles(C)`` cycles apart, and a sample's last output
     beat is accepted ``softmax_cycles(C) - 1`` cycles after its first input beat::
 
-        softmax_cycles(C) = (C + SOFTMAX_LOAD_LATENCY)      # load logits, track the max
+        softmax_cycles(C) = C                               # load logits, track the max
                           + (C + SOFTMAX_EXP_LATENCY)       # exponentials and their sum
                           + RECIP_CYCLES                    # restoring division, 2 bits/cycle
                           + (C + SOFTMAX_OUT_LATENCY)       # multiply, round, output
+                          = 3 * C + 25
 
-    The count does not depend on the mode, formats, temperature or data.
+    (constants from :mod:`spec.softmax_tables`). The count does not depend on the mode, formats,
+    temperature or data.
 
     Raises
     ------
@@ -290,5 +286,4 @@ def softmax_cycles(classes):
     check_int(classes, "Classes")
     if classes < 1:
         raise ValueError(f"Classes must be a positive integer, not {classes!r}")
-    return (3 * classes + SOFTMAX_LOAD_LATENCY + SOFTMAX_EXP_LATENCY + RECIP_CYCLES
-            + SOFTMAX_OUT_LATENCY)
+    return 3 * classes + SOFTMAX_EXP_LATENCY + RECIP_CYCLES + SOFTMAX_OUT_LATENCY

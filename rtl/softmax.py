@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 from spec.params import OPERAND_WIDTH, check_int, check_positive_int
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_WIDTH, K_FRAC, K_SHIFT, K_WIDTH,
-    LOG2E_Q, RECIP_BITS, RECIP_CYCLES, RECIP_SHIFT, RECIP_STEP_BITS, SOFTMAX_MAX_WIDTH,
+    LOG2E_Q, RECIP_BITS, RECIP_CYCLES, RECIP_SHIFT, RECIP_STEP_BITS, SOFTMAX_EXP_LATENCY,
+    SOFTMAX_MAX_WIDTH, SOFTMAX_OUT_LATENCY,
 )
 
 __all__ = ["SoftmaxMode", "SoftmaxUnit"]
@@ -165,16 +166,21 @@ class SoftmaxUnit(wiring.Component):
         classes = Signal(range(cmax + 1), name="classes")   # C of the sample in progress
         z_max = Signal(signed(width), name="z_max")
 
-        # Static per-operation values, registered (inputs are stable while busy).
-        k = Signal(K_WIDTH, name="k")                       # log2(e)/T, K_FRAC fraction bits
+        # Static per-operation values, registered (the inputs are stable from a sample's first
+        # beat on; the first use of each comes at least two cycles later).
         k_full = Signal(INV_TEMP_WIDTH + LOG2E_Q.bit_length(), name="k_full")
-        m.d.comb += k_full.eq(self.inv_temp * LOG2E_Q)
-        m.d.sync += k.eq(_round_ne(m, k_full, K_SHIFT, "k_round"))
+        k = Signal(K_WIDTH, name="k")                       # log2(e)/T, K_FRAC fraction bits
+        m.d.sync += [
+            k_full.eq(self.inv_temp * LOG2E_Q),
+            k.eq(_round_ne(m, k_full, K_SHIFT, "k_round")),
+        ]
         a_shift = Signal(range(width + K_FRAC), name="a_shift")
         m.d.sync += a_shift.eq(self.z_frac + (K_FRAC - EXP_INDEX_BITS))
-        out_shift = Signal(range(RECIP_SHIFT + GRAD_SHIFT_MAX + 1), name="out_shift")
         t_shift = Signal(range(RECIP_SHIFT + 1), name="t_shift")
         m.d.sync += t_shift.eq(RECIP_SHIFT - self.prob_frac)
+        out_shift = Signal(range(RECIP_SHIFT + GRAD_SHIFT_MAX + 1), name="out_shift")
+        grad_mode = Signal(name="grad_mode")
+        m.d.sync += grad_mode.eq(self.mode == SoftmaxMode.GRAD)
         with m.If(self.mode == SoftmaxMode.GRAD):
             m.d.sync += out_shift.eq(RECIP_SHIFT + self.grad_shift - self.grad_frac)
         with m.Else():
@@ -207,45 +213,41 @@ class SoftmaxUnit(wiring.Component):
                     state.eq(_State.EXP),
                 ]
 
-        # ---- exp: issue read j (stage 0), u*k (stage 1), round + table read (stage 2),
-        # ---- shift, write and sum (stage 3) -----------------------------------------------------
-        step = Signal(range(max(cmax + 3, RECIP_CYCLES)), name="step")   # cycle within exp/div
-        s0_valid = Signal(name="exp_s0_valid")
-        s1_valid = Signal(name="exp_s1_valid")
-        s2_valid = Signal(name="exp_s2_valid")
-        prod = Signal(width + K_WIDTH, name="exp_prod")
-        n = Signal(range(EXP_FRAC + 3), name="exp_n")
-        w_addr1 = Signal(range(cmax), name="exp_addr1")
-        w_addr2 = Signal(range(cmax), name="exp_addr2")
-        w_addr3 = Signal(range(cmax), name="exp_addr3")
-        total = Signal(sum_shape, name="exp_sum")
+        # ---- exp: a pipeline of EXP_STAGES stages, one element entering per cycle:
+        # 0 read z_j | 1 u = max - z | 2 u*k | 3 round to a | 4 table read | 5 e | 6 write, sum
+        step = Signal(range(max(cmax + SOFTMAX_EXP_LATENCY, RECIP_CYCLES)), name="step")
+        in_exp = state == _State.EXP
+        e_valid = [Signal(name=f"exp_valid_{i}") for i in range(1, SOFTMAX_EXP_LATENCY + 1)]
+        e_addr = [Signal(range(cmax), name=f"exp_addr_{i}")
+                  for i in range(1, SOFTMAX_EXP_LATENCY + 1)]
+        m.d.sync += [
+            e_valid[0].eq(in_exp & (step < classes)),
+            e_addr[0].eq(step),
+        ]
+        for i in range(1, SOFTMAX_EXP_LATENCY):
+            m.d.sync += [e_valid[i].eq(e_valid[i - 1]), e_addr[i].eq(e_addr[i - 1])]
 
         u = Signal(width, name="exp_u")
-        m.d.comb += u.eq(z_max - zt_rd.data.logit)
+        prod = Signal(width + K_WIDTH, name="exp_prod")
         a = Signal(len(prod) + 1, name="exp_a")
-        m.d.comb += a.eq(_round_ne(m, prod, a_shift, "a_round"))
-        a_int = a[EXP_INDEX_BITS:]
-        m.d.comb += rom_rd.addr.eq(a[:EXP_INDEX_BITS])
+        n = Signal(range(EXP_FRAC + 3), name="exp_n")
         e_val = Signal(e_shape, name="exp_e")
-        m.d.comb += e_val.eq((rom_rd.data + (Const(1, EXP_FRAC + 3) << n >> 1)) >> n)
-
-        in_exp = state == _State.EXP
+        total = Signal(sum_shape, name="exp_sum")
+        a_int = a[EXP_INDEX_BITS:]
         m.d.sync += [
-            s0_valid.eq(in_exp & (step < classes)),
-            w_addr1.eq(step),
-            s1_valid.eq(s0_valid),
-            prod.eq(u * k),
-            w_addr2.eq(w_addr1),
-            s2_valid.eq(s1_valid),
-            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),
-            w_addr3.eq(w_addr2),
+            u.eq(z_max - zt_rd.data.logit),                                      # stage 1
+            prod.eq(u * k),                                                     # stage 2
+            a.eq(_round_ne(m, prod, a_shift, "a_round")),                       # stage 3
+            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 4
+            e_val.eq((rom_rd.data + (Const(1, EXP_FRAC + 3) << n >> 1)) >> n),  # stage 5
         ]
         m.d.comb += [
-            e_wr.addr.eq(w_addr3),
+            rom_rd.addr.eq(a[:EXP_INDEX_BITS]),                                 # stage 4
+            e_wr.addr.eq(e_addr[-1]),                                           # stage 6
             e_wr.data.eq(e_val),
-            e_wr.en.eq(s2_valid),
+            e_wr.en.eq(e_valid[-1]),
         ]
-        with m.If(s2_valid):
+        with m.If(e_valid[-1]):
             m.d.sync += total.eq(total + e_val)
 
         # ---- div: R = 2**RECIP_SHIFT // S, RECIP_STEP_BITS quotient bits per cycle ----------
@@ -264,24 +266,19 @@ class SoftmaxUnit(wiring.Component):
             rem_next = nxt
             quo_bits.insert(0, bit)
 
-        # ---- out: issue reads (stage 0), e*R and target shift (stage 1), round (stage 2) -------
+        # ---- out: a pipeline that stalls whole while the output register is not taken:
+        # 0 read e_j, t_j | 1 e*R, t << | 2 difference | 3 shift, round bit | 4 saturate -> output
         advance = Signal(name="out_advance")
         m.d.comb += advance.eq(~self.o_result.valid | self.o_result.ready)
+        in_out = state == _State.OUT
         o_idx = Signal(range(cmax + 1), name="out_idx")
-        o0_valid = Signal(name="out_s0_valid")
-        o0_last = Signal(name="out_s0_last")
-        o1_valid = Signal(name="out_s1_valid")
-        o1_last = Signal(name="out_s1_last")
+        o_valid = [Signal(name=f"out_valid_{i}") for i in range(1, SOFTMAX_OUT_LATENCY)]
+        o_last = [Signal(name=f"out_last_{i}") for i in range(1, SOFTMAX_OUT_LATENCY)]
         o_prod = Signal(EXP_FRAC + 1 + RECIP_BITS, name="out_prod")
         o_tsh = Signal(signed(width + RECIP_SHIFT), name="out_target")
         diff = Signal(signed(len(o_tsh) + 1), name="out_diff")
-        m.d.comb += diff.eq(o_prod - o_tsh)
-        y = Signal(signed(len(diff) + 1), name="out_rounded")
-        m.d.comb += y.eq(_round_ne(m, diff, out_shift, "out_round"))
+        rounded = Signal(signed(len(diff) + 1), name="out_rounded")
         lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-        y_sat = Mux(y < lo, lo, Mux(y > hi, hi, y))
-
-        in_out = state == _State.OUT
         m.d.comb += [
             zt_rd.addr.eq(Mux(in_out, o_idx, step)),
             zt_rd.en.eq(~in_out | advance),
@@ -290,17 +287,19 @@ class SoftmaxUnit(wiring.Component):
         ]
         with m.If(advance):
             m.d.sync += [
-                o0_valid.eq(in_out & (o_idx < classes)),
-                o0_last.eq(o_idx == classes - 1),
-                o1_valid.eq(o0_valid),
-                o1_last.eq(o0_last),
-                o_prod.eq(e_rd.data * quo[:RECIP_BITS]),
-                o_tsh.eq(Mux(self.mode == SoftmaxMode.GRAD,
-                             zt_rd.data.target << t_shift, 0)),
-                self.o_result.valid.eq(o1_valid),
-                self.o_result.payload.last.eq(o1_last),
-                self.o_result.payload.value.eq(y_sat),
+                o_valid[0].eq(in_out & (o_idx < classes)),
+                o_last[0].eq(o_idx == classes - 1),
+                o_prod.eq(e_rd.data * quo[:RECIP_BITS]),                          # stage 1
+                o_tsh.eq(Mux(grad_mode, zt_rd.data.target << t_shift, 0)),
+                diff.eq(o_prod - o_tsh),                                          # stage 2
+                rounded.eq(_round_ne(m, diff, out_shift, "out_round")),           # stage 3
+                self.o_result.payload.value.eq(                                   # stage 4
+                    Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded))),
+                self.o_result.valid.eq(o_valid[-1]),
+                self.o_result.payload.last.eq(o_last[-1]),
             ]
+            for i in range(1, SOFTMAX_OUT_LATENCY - 1):
+                m.d.sync += [o_valid[i].eq(o_valid[i - 1]), o_last[i].eq(o_last[i - 1])]
             with m.If(in_out & (o_idx < classes)):
                 m.d.sync += o_idx.eq(o_idx + 1)
 
@@ -310,7 +309,7 @@ class SoftmaxUnit(wiring.Component):
                 m.d.sync += [step.eq(0), total.eq(0)]
             with m.Case(_State.EXP):
                 m.d.sync += step.eq(step + 1)
-                with m.If(step == classes + 2):
+                with m.If(step == classes + SOFTMAX_EXP_LATENCY - 1):
                     m.d.sync += [
                         state.eq(_State.DIV),
                         step.eq(0),

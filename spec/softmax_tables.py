@@ -13,7 +13,7 @@ __all__ = [
     "INV_TEMP_WIDTH", "INV_TEMP_FRAC", "INV_TEMP_ONE",
     "LOG2E_FRAC", "LOG2E_Q", "K_FRAC", "K_SHIFT", "K_WIDTH",
     "EXP_INDEX_BITS", "EXP_FRAC", "RECIP_SHIFT", "RECIP_BITS", "RECIP_STEP_BITS", "RECIP_CYCLES",
-    "GRAD_SHIFT_MAX",
+    "SOFTMAX_EXP_LATENCY", "SOFTMAX_OUT_LATENCY", "GRAD_SHIFT_MAX",
     "exp2_table", "EXP_TABLE",
 ]
 
@@ -54,6 +54,12 @@ RECIP_BITS = RECIP_SHIFT - EXP_FRAC + 1
 #: the top ones always zero).
 RECIP_STEP_BITS = 2
 RECIP_CYCLES = -(-RECIP_BITS // RECIP_STEP_BITS)
+
+#: Pipeline depths of :class:`rtl.softmax.SoftmaxUnit` beyond one element per cycle: its exp
+#: phase takes ``C + SOFTMAX_EXP_LATENCY`` cycles and its output phase ``C + SOFTMAX_OUT_LATENCY``
+#: (output always ready); see :func:`golden.softmax.softmax_cycles`.
+SOFTMAX_EXP_LATENCY = 6
+SOFTMAX_OUT_LATENCY = 5
 
 #: Largest extra right shift of the gradient (``grad_shift``), e.g. for a batch mean.
 GRAD_SHIFT_MAX = 15
