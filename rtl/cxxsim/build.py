@@ -37,7 +37,6 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 from amaranth.hdl import Fragment, Signal
-from amaranth.hdl._ast import SignalDict     # Signals hash by identity only in this dict
 from amaranth.hdl._ir import PortDirection   # what amaranth.back.rtlil.convert uses for ports
 from amaranth.lib import wiring
 
@@ -189,10 +188,11 @@ def elaborate(design, ports, *, expose=()):
 
     Returns
     -------
-    (str, dict, SignalDict)
+    (str, dict, dict)
         The RTLIL text; ``{name: Signal}`` for every named signal of the design, names being
         CXXRTL's (the hierarchy below the top module joined by spaces: ``"mac acc"``); and the
-        reverse map, ``{Signal: name}``.
+        reverse map, ``{id(Signal): name}`` (signals are not hashable; the first map keeps them
+        alive, so the ids stay valid).
 
     Raises
     ------
@@ -223,7 +223,7 @@ def elaborate(design, ports, *, expose=()):
         missing = keep - found
         if missing:
             raise CxxSimBuildError(f"Cannot expose {sorted(missing)!r}: no such wire in the RTLIL")
-    names = SignalDict((signal, " ".join(path[1:])) for signal, path in name_map.items())
+    names = {id(signal): name for name, signal in signals.items()}
     return rtlil_text, signals, names
 
 

@@ -406,9 +406,9 @@ class CxxSim:
         if isinstance(signal, ValueCastable):
             signal = signal.as_value()
         if isinstance(signal, Signal):
-            if signal not in self._by_signal:
+            name = self._by_signal.get(id(signal))
+            if name is None:
                 raise CxxSimError(f"{signal!r} is not a signal of the simulated design")
-            name = self._by_signal[signal]
         elif isinstance(signal, str):
             name = signal_name(signal, self._ids)
         else:
