@@ -122,7 +122,7 @@ def random_stimulus(seed, n):
         "waddr": [rng.randrange(32) for _ in range(n)],        # 24..31: out of range, dropped
         "wdata": [rng.choice([-(1 << 17), (1 << 17) - 1, rng.randint(-(1 << 17), (1 << 17) - 1)])
                   for _ in range(n)],
-        "raddr": [rng.randrange(DEPTH) for _ in range(n)],
+        "raddr": [rng.randrange(32) for _ in range(n)],         # out of range reads too
     }
 
 

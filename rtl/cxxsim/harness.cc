@@ -6,8 +6,8 @@
 //
 // Conventions
 // - Signals and memories are *items*, named as CXXRTL names them relative to the top module:
-//   the hierarchy joined by spaces ("mac acc"). Python looks an item up once (cs_lookup) and then
-//   uses its integer id.
+//   the hierarchy joined by spaces ("mac acc"). Python lists them once (cs_item_count,
+//   cs_item_name: the id is the index) and then uses the integer id.
 // - Values travel as little-endian arrays of 32-bit words (CXXRTL's chunks), ceil(width / 32) per
 //   value; items of at most 64 bits also have a uint64 fast path.
 // - One clock cycle: inputs as set, clock high, step (the rising edge: flip-flops and memory write
@@ -36,7 +36,7 @@
 enum {
 	CS_OK          =  0,
 	CS_E_ID        = -1,   // no such item id
-	CS_E_READONLY  = -2,   // the item cannot be written (comb-driven, alias or constant)
+	CS_E_READONLY  = -2,   // the item cannot be written (comb-driven or constant)
 	CS_E_KIND      = -3,   // memory used as a signal, or a signal as a memory
 	CS_E_WIDTH     = -4,   // the operation needs an item of at most 64 bits (or exactly 1 bit)
 	CS_E_RANGE     = -5,   // memory rows out of range
