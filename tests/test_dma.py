@@ -17,7 +17,7 @@ from golden import dma as gd
 from golden.dma import Descriptor
 from rtl.dma import DmaChecker, DmaController
 from rtl.memsys import MemorySystem
-from spec.memory import Dir, Fault, MemoryConfig, Space, lanes as lanes_of, elem_width, resolve
+from spec.memory import DESC_FIELDS, Dir, Fault, MemoryConfig, Space, lanes as lanes_of, elem_width, resolve
 from spec.params import ArrayConfig, Config
 from spec.soc import SocConfig
 from tests.simutil import run_sim
@@ -56,11 +56,13 @@ def random_descriptor(rng, config, memory, p_fault=0.0):
     space_rows = memory.space_rows(space)
     transpose = rng.randrange(2)
     ew = rng.choice((1, 2))
+    # scratchpad rows a descriptor can touch: rows (13 bits), or cols (8 bits) with transpose
+    max_rows = min(space_rows, (1 << dict(DESC_FIELDS)["cols" if transpose else "rows"]) - 1)
     kind = rng.random()
-    if kind < 0.1:                        # a whole scratchpad
-        n_rows, sp_row = space_rows, 0
+    if kind < 0.1:                        # a whole scratchpad (as much as the field allows)
+        n_rows, sp_row = max_rows, 0
     else:
-        n_rows = rng.choice((1, 1, 2, rng.randint(1, min(space_rows, 12))))
+        n_rows = rng.choice((1, 1, 2, rng.randint(1, min(max_rows, 12))))
         sp_row = rng.randint(0, space_rows - n_rows)
     n_lanes = rng.choice((1, lanes, rng.randint(1, lanes)))
     rows, cols = (n_lanes, n_rows) if transpose else (n_rows, n_lanes)
