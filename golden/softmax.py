@@ -36,8 +36,8 @@ respect to ``z``; the remaining constant factor ``T`` belongs in the learning ra
 keeps the gradient in ``[-1, 1]`` whatever ``T`` is, so the gradient format never overflows and
 its resolution does not depend on the temperature.
 
-Accuracy (``docs/softmax.md``): ``|sum_j p_j - 2**prob_frac| <= C // 2 + 1`` LSB (unless
-saturation at ``prob_frac = width - 1`` removes one more) for ``C <= 2**(25 - prob_frac)``, and,
+Accuracy (``docs/softmax.md``): ``|sum_j p_j - 2**prob_frac| <= C // 2`` LSB (one more if
+saturation at ``prob_frac = width - 1`` clips a 1.0) for ``C <= 2**(25 - prob_frac)``, and,
 for ``T <= 20`` (``inv_temp >= 205``) with ``z_frac = 8``, ``prob_frac = 14``, ``p_j`` is within
 3 LSB of the float softmax of the same quantized logits at ``1/T = inv_temp / 2**12``.
 """

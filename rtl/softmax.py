@@ -29,23 +29,41 @@ class _State(enum.Enum, shape=2):
 
 
 def _round_ne(m, x, shift, name):
-    """``x / 2**shift`` rounded half to even, for ``shift >= 1`` (an int or an unsigned Value)."""
+    """Round ``x / 2**shift`` half to even, for ``shift >= 1`` (an int or an unsigned Value).
+
+    Returns ``(q, up)``: the floor ``q = x >> shift`` and the rounding increment
+    ``up = r & (sticky | q[0])``, where ``r`` is bit ``shift - 1`` of ``x`` (the half) and
+    ``sticky`` is the OR of the bits below it; the rounded value is ``q + up``. No comparators:
+    shifters and OR-reductions only.
+    """
     max_shift = shift if isinstance(shift, int) else (1 << len(shift)) - 1
-    width = max(len(x), max_shift) + 2          # holds x, 2**(shift-1) and the remainder
+    width = max(len(x), max_shift) + 1
     xs = Signal(signed(width), name=f"{name}_x")
     q = Signal(signed(width), name=f"{name}_q")
-    mask = Signal(unsigned(width), name=f"{name}_mask")
-    rem = Signal(unsigned(width), name=f"{name}_rem")
-    half = Signal(unsigned(width), name=f"{name}_half")
+    half_bit = Signal(name=f"{name}_half")
+    sticky_mask = Signal(unsigned(width), name=f"{name}_sticky_mask")
     m.d.comb += [
         xs.eq(x),
         q.eq(xs >> shift),
-        mask.eq(~(Const((1 << width) - 1, width) << shift)),
-        rem.eq(xs.as_unsigned() & mask),
-        half.eq((Const(1, width) << shift) >> 1),
+        half_bit.eq((xs << 1) >> shift),        # bit shift - 1 of x (truncated to bit 0)
+        sticky_mask.eq(~(Const((1 << width) - 1, width) << shift) >> 1),
     ]
-    up = (rem > half) | ((rem == half) & q[0])
+    sticky = (xs.as_unsigned() & sticky_mask).any()
+    return q, half_bit & (sticky | q[0])
+
+
+def _rounded(m, x, shift, name):
+    """``x / 2**shift`` rounded half to even (see :func:`_round_ne`), in one stage."""
+    q, up = _round_ne(m, x, shift, name)
     return q + up
+
+
+def _saturate(value, width):
+    """``value`` clamped to the ``width``-bit signed range (by its top bits, no comparator)."""
+    top = value[width - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return Mux(fits, value[:width], Mux(value[-1], lo, hi))
 
 
 class SoftmaxUnit(wiring.Component):
@@ -56,15 +74,24 @@ class SoftmaxUnit(wiring.Component):
     exactly :func:`golden.softmax.softmax_cycles`. The algorithm and its constants
     (:mod:`spec.softmax_tables`) are described in ``docs/softmax.md``.
 
-    A *sample* is ``C`` logits (``1 <= C <= classes_max``, may vary from sample to sample), one per
-    beat on ``i_logit``, the last flagged by ``last``; in gradient mode each beat also carries the
-    class's target. The unit processes one sample at a time in four phases: *load* (one beat per
-    cycle into a buffer, tracking the maximum; ``C`` cycles), *exp* (one exponential per cycle into
-    a second buffer, and their sum; ``C + 3`` cycles), *div* (the reciprocal of the sum by restoring
-    division, two quotient bits per cycle; ``RECIP_CYCLES`` cycles) and *out* (one result per beat on
-    ``o_result`` with ``last`` on the sample's final one; ``C + 3`` cycles when ``o_result.ready``
-    stays high). ``i_logit.ready`` is high only in the load phase. The output pipeline stalls
-    whole while ``o_result`` is not accepted, so back-pressure loses or duplicates nothing.
+    A *sample* is ``C`` logits (``1 <= C <= classes_max``, may vary from sample to sample), one
+    per beat on ``i_logit``, the last flagged by ``last``; in gradient mode each beat also carries
+    the class's target. The unit processes one sample at a time in four phases:
+
+    * *load*: one beat per cycle into a buffer, tracking the maximum; ``C`` cycles;
+    * *exp*: a 7-stage pipeline (read, ``u = max - z``, ``u·k``, round, table read, shift, write
+      and sum) computes one exponential per cycle into a second buffer and sums them;
+      ``C + SOFTMAX_EXP_LATENCY`` cycles;
+    * *div*: the reciprocal of the sum by restoring division, ``RECIP_STEP_BITS`` quotient bits per
+      cycle; ``RECIP_CYCLES`` cycles;
+    * *out*: a 6-stage pipeline (read, ``e·R`` and target shift, difference, shift and rounding
+      bit, rounding increment and saturation, output register) produces one result per beat on ``o_result``, ``last`` on the
+      sample's final one; ``C + SOFTMAX_OUT_LATENCY`` cycles while ``o_result.ready`` stays high.
+      The pipeline stalls whole while the output register is not taken, so back-pressure loses or
+      duplicates nothing.
+
+    ``i_logit.ready`` is high only in the load phase, so the next sample's first beat is accepted
+    at the earliest in the cycle after the previous sample's last result.
 
     A sample of more than ``classes_max`` beats keeps its first ``classes_max`` elements; the
     extra beats are accepted and dropped and ``overflow`` is set.
@@ -172,7 +199,7 @@ class SoftmaxUnit(wiring.Component):
         k = Signal(K_WIDTH, name="k")                       # log2(e)/T, K_FRAC fraction bits
         m.d.sync += [
             k_full.eq(self.inv_temp * LOG2E_Q),
-            k.eq(_round_ne(m, k_full, K_SHIFT, "k_round")),
+            k.eq(_rounded(m, k_full, K_SHIFT, "k_round")),
         ]
         a_shift = Signal(range(width + K_FRAC), name="a_shift")
         m.d.sync += a_shift.eq(self.z_frac + (K_FRAC - EXP_INDEX_BITS))
@@ -237,7 +264,7 @@ class SoftmaxUnit(wiring.Component):
         m.d.sync += [
             u.eq(z_max - zt_rd.data.logit),                                      # stage 1
             prod.eq(u * k),                                                     # stage 2
-            a.eq(_round_ne(m, prod, a_shift, "a_round")),                       # stage 3
+            a.eq(_rounded(m, prod, a_shift, "a_round")),                       # stage 3
             n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 4
             e_val.eq((rom_rd.data + (Const(1, EXP_FRAC + 3) << n >> 1)) >> n),  # stage 5
         ]
@@ -277,8 +304,9 @@ class SoftmaxUnit(wiring.Component):
         o_prod = Signal(EXP_FRAC + 1 + RECIP_BITS, name="out_prod")
         o_tsh = Signal(signed(width + RECIP_SHIFT), name="out_target")
         diff = Signal(signed(len(o_tsh) + 1), name="out_diff")
-        rounded = Signal(signed(len(diff) + 1), name="out_rounded")
-        lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        floor_q, round_up = _round_ne(m, diff, out_shift, "out_round")
+        out_q = Signal.like(floor_q, name="out_floor")
+        out_up = Signal(name="out_up")
         m.d.comb += [
             zt_rd.addr.eq(Mux(in_out, o_idx, step)),
             zt_rd.en.eq(~in_out | advance),
@@ -292,9 +320,9 @@ class SoftmaxUnit(wiring.Component):
                 o_prod.eq(e_rd.data * quo[:RECIP_BITS]),                          # stage 1
                 o_tsh.eq(Mux(grad_mode, zt_rd.data.target << t_shift, 0)),
                 diff.eq(o_prod - o_tsh),                                          # stage 2
-                rounded.eq(_round_ne(m, diff, out_shift, "out_round")),           # stage 3
-                self.o_result.payload.value.eq(                                   # stage 4
-                    Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded))),
+                out_q.eq(floor_q),                                                # stage 3
+                out_up.eq(round_up),
+                self.o_result.payload.value.eq(_saturate(out_q + out_up, width)),  # stage 4
                 self.o_result.valid.eq(o_valid[-1]),
                 self.o_result.payload.last.eq(o_last[-1]),
             ]

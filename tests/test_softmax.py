@@ -113,9 +113,9 @@ def test_golden_close_to_float(c, temperature):
 @pytest.mark.parametrize("prob_frac", [0, 5, 14, 15])
 @pytest.mark.parametrize("c", [1, 2, 7, 10, 100])
 def test_sums_to_one(c, prob_frac):
-    """|sum p - 2**prob_frac| <= C // 2 + 1 (+1 when saturating at prob_frac = width - 1)."""
+    """|sum p - 2**prob_frac| <= C // 2 (+1 when saturating at prob_frac = width - 1)."""
     gen = torch.Generator().manual_seed(100 * c + prob_frac)
-    bound = c // 2 + 1 + (prob_frac == 15)
+    bound = c // 2 + (prob_frac == 15)
     for scale in (1, 64, 4096, 32768):
         z = _rand_logits(gen, 1000, c, scale)
         for inv_temp in (None, 1, 1000, (1 << INV_TEMP_WIDTH) - 1):
