@@ -7,7 +7,6 @@ same checks in the same order, the same counters and the same effect on memory a
 Encodings come from :mod:`spec.hostlink`; ``docs/hostlink.md`` describes the protocol.
 """
 
-import struct
 from dataclasses import dataclass
 
 from spec.csr import CSR_COUNT, Csr

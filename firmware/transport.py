@@ -166,8 +166,9 @@ class HostLink:
         Seconds (of the transport's time) to wait for each response; make it longer than the
         device's inter-byte timeout so that a request cut short is answered first.
     retries : int
-        How many times a request is sent again after a lost or damaged frame (no response, a
-        response with a bad CRC, or the device's BAD_CRC/TIMEOUT); other errors are not retried.
+        How many times a request is sent again after a lost or damaged frame: the device's
+        BAD_CRC/TIMEOUT, and — for reads and memory writes, which can safely run twice — no
+        response or a response with a bad CRC. Other errors are not retried.
 
     Raises
     ------
@@ -225,10 +226,12 @@ class HostLink:
             if rsp.seq == seq and rsp.cmd == cmd:
                 return rsp
 
-    def request(self, cmd, addr=0, payload=b"", *, expect=0):
+    def request(self, cmd, addr=0, payload=b"", *, expect=0, idempotent=True):
         """Send one request and return its OK response's payload (``expect`` bytes).
 
-        Retries lost or damaged exchanges; raises :exc:`HostLinkStatusError` on an error status.
+        Retries requests the device rejected as damaged (BAD_CRC, TIMEOUT: they did nothing);
+        retries lost or damaged responses only if ``idempotent`` (the request may have been
+        executed). Raises :exc:`HostLinkStatusError` on an error status.
         """
         for attempt in range(self.retries + 1):
             self._seq = (self._seq + 1) & 0xFF
@@ -239,7 +242,7 @@ class HostLink:
             try:
                 rsp = self._receive(cmd, seq, deadline)
             except (HostLinkTimeout, HostLinkProtocolError):
-                if last:
+                if last or not idempotent:
                     raise
                 self.retried += 1
                 continue
@@ -297,11 +300,12 @@ class HostLink:
         check_int(value, "CSR value")
         if not 0 <= value < 1 << (8 * CSR_BYTES):
             raise ValueError(f"CSR value must fit in {8 * CSR_BYTES} bits, not {value!r}")
-        self.request(Cmd.CSR_WRITE, index, value.to_bytes(CSR_BYTES, "little"))
+        self.request(Cmd.CSR_WRITE, index, value.to_bytes(CSR_BYTES, "little"),
+                     idempotent=False)           # a CSR write may have side effects (CTRL)
 
     def start(self, entry):
         """Start the program at word address ``entry`` (CSR ENTRY, then CTRL = 1)."""
-        self.request(Cmd.START, entry)
+        self.request(Cmd.START, entry, idempotent=False)
 
     def status(self):
         """The :class:`LinkStatus`: the STATUS CSR and the link's error counters."""

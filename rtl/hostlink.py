@@ -5,7 +5,7 @@ byte streams; :class:`HostLink` puts it behind an 8N1 UART (:mod:`rtl.uart`) for
 Its golden model is :class:`firmware.protocol.BridgeModel`.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Const, Mux
+from amaranth.hdl import Module, Signal, Cat, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -472,19 +472,18 @@ class HostLink(wiring.Component):
 
     def __init__(self, mem_words, *, divisor, max_burst=MAX_BURST, timeout=None,
                  csr_count=CSR_COUNT):
-        check_divisor(divisor)
+        self._divisor = check_divisor(divisor)
         if timeout is None:
             timeout = TIMEOUT_BYTE_TIMES * 10 * divisor
-        self.bridge = HostLinkBridge(mem_words, max_burst=max_burst, timeout=timeout,
-                                     csr_count=csr_count)
-        self.uart_rx = UartRx(divisor)
-        self.uart_tx = UartTx(divisor)
-        b = self.bridge.signature.members
+        self._bridge_params = dict(mem_words=check_mem_words(mem_words),
+                                   max_burst=check_max_burst(max_burst),
+                                   timeout=check_positive_int(timeout, "Timeout"),
+                                   csr_count=check_csr_count(csr_count))
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
-            "bus": b["bus"],
-            "csr_addr": b["csr_addr"],
+            "bus": Out(BusSignature(max(1, ceil_log2(mem_words)), OPERAND_WIDTH)),
+            "csr_addr": Out(max(1, ceil_log2(csr_count))),
             "csr_re": Out(1),
             "csr_we": Out(1),
             "csr_wdata": Out(32),
@@ -494,11 +493,22 @@ class HostLink(wiring.Component):
             "overruns": Out(16),
         })
 
+    @property
+    def divisor(self):
+        return self._divisor
+
+    @property
+    def timeout(self):
+        """The bridge's inter-byte timeout in clock cycles."""
+        return self._bridge_params["timeout"]
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.uart_rx = urx = self.uart_rx
-        m.submodules.uart_tx = utx = self.uart_tx
-        m.submodules.bridge = br = self.bridge
+        m.submodules.uart_rx = urx = UartRx(self._divisor)
+        m.submodules.uart_tx = utx = UartTx(self._divisor)
+        p = self._bridge_params
+        m.submodules.bridge = br = HostLinkBridge(p["mem_words"], max_burst=p["max_burst"],
+                                                  timeout=p["timeout"], csr_count=p["csr_count"])
         wiring.connect(m, urx.o_data, br.i_byte)
         wiring.connect(m, br.o_byte, utx.i_data)
         wiring.connect(m, wiring.flipped(self.bus), br.bus)

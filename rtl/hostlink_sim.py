@@ -164,6 +164,7 @@ class PysimLink:
         self._out = bytearray()     # bytes received
         self._calls = deque()       # (fn, result list) to run in the testbench
         self.cycle = 0              # cycles simulated
+        self.last_byte_cycle = 0    # the cycle count when the last byte was received
         self.csr_writes = []
         self.sim = Simulator(harness)
         self.sim.add_clock(clk_period)
@@ -295,6 +296,7 @@ class PysimLink:
                 cur = None
             if ready and o_valid:
                 self._out.append(o_payload)
+                self.last_byte_cycle = self.cycle
 
     async def _pump_pins(self, ctx):
         link = self.harness.link
@@ -323,3 +325,4 @@ class PysimLink:
             byte = decoder.step(tx)
             if byte is not None:
                 self._out.append(byte)
+                self.last_byte_cycle = self.cycle

@@ -225,6 +225,10 @@ def test_client_retries_and_timeouts():
     link = HostLink(_Flaky(ModelTransport(m), drop={0, 1, 2}), timeout=0.01)
     with pytest.raises(HostLinkTimeout, match=r"^No response within 0\.01 s$"):
         link.ping()
+    link = HostLink(_Flaky(ModelTransport(m), drop={0}), timeout=0.01)
+    with pytest.raises(HostLinkTimeout):
+        link.start(8)                           # not sent again: it may have run
+    assert link.retried == 0
     with pytest.raises(ValueError, match=r"^Retries must be a non-negative integer, not -1$"):
         HostLink(ModelTransport(m), retries=-1)
 

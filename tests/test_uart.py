@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The 8N1 UART: exact transmit waveforms, reception at several divisors with idle gaps and baud
 mismatch, framing errors, glitches, overruns, and TX → RX loopback."""
 
