@@ -14,6 +14,7 @@ Conventions
   ``[0, 2**shift)`` drawn from :class:`Xorshift32`, then floor).
 """
 
+import numpy as np
 import torch
 
 from spec.params import QFormat, check_int, check_positive_int
@@ -95,23 +96,22 @@ class Xorshift32:
         x ^= (x << 5) & _MASK32
         return x
 
-    # Columns of the step matrix M^j for j = 1..B, cached per block size: _jump[B][j-1][b] is the
+    # Columns of the step matrix M^j for j = 1..B, cached per block size: _jump[B][b][j-1] is the
     # state after j steps from the state (1 << b). Linear, so any state's j-th successor is the
-    # XOR of the columns of its set bits.
+    # XOR of the rows of its set bits.
     _jump = {}
 
     @classmethod
     def _jump_table(cls, block):
         table = cls._jump.get(block)
         if table is None:
-            cols = []
-            for b in range(32):
-                x, seq = 1 << b, []
-                for _ in range(block):
-                    x = cls.step(x)
-                    seq.append(x)
-                cols.append(seq)
-            table = torch.tensor(cols, dtype=torch.int64).T.contiguous()    # (block, 32)
+            x = np.left_shift(np.uint64(1), np.arange(32, dtype=np.uint64))   # 32 states at once
+            table = np.empty((32, block), dtype=np.int64)
+            for j in range(block):
+                x ^= (x << np.uint64(13)) & np.uint64(_MASK32)
+                x ^= x >> np.uint64(17)
+                x ^= (x << np.uint64(5)) & np.uint64(_MASK32)
+                table[:, j] = x
             cls._jump[block] = table
         return table
 
@@ -135,10 +135,8 @@ class Xorshift32:
         chunks, left = [], n
         while left > 0:
             s = self.state
-            acc = torch.zeros(block, dtype=torch.int64)
-            for b in range(32):
-                if (s >> b) & 1:
-                    acc ^= table[:, b]
+            acc = torch.from_numpy(np.bitwise_xor.reduce(
+                table[[b for b in range(32) if (s >> b) & 1]], axis=0))
             take = min(left, block)
             chunks.append(acc[:take])
             self.state = int(acc[take - 1])
@@ -342,6 +340,10 @@ def int_gemm(a, b, acc_width, c=None):
     if a.numel() and b.numel():
         amax = max(int(a.abs().max()), 1)
         bmax = max(int(b.abs().max()), 1)
+        if a.shape[1] * amax * bmax < (1 << 53):
+            # Same result, faster: every partial sum is an integer below 2**53 in magnitude, so a
+            # float64 (BLAS) product is exact in any summation order (int64 matmul is unblocked).
+            return wrap(out + (a.double() @ b.double()).to(torch.int64), acc_width)
         chunk = max(1, (1 << 62) // (amax * bmax))
         for k0 in range(0, a.shape[1], chunk):
             out = torch.remainder(out + a[:, k0:k0 + chunk] @ b[k0:k0 + chunk], m)
