@@ -44,7 +44,8 @@ def measure(bursts=(1, 16, 256), divisor=4, seed=1):
     for n in bursts:
         words = [rng.randrange(1 << 16) for _ in range(n)]
         frames = {
-            Cmd.BURST_WRITE: (encode_request(Cmd.BURST_WRITE, addr=1, payload=words_to_bytes(words)),
+            Cmd.BURST_WRITE: (encode_request(Cmd.BURST_WRITE, addr=1,
+                                             payload=words_to_bytes(words)),
                               encode_response(Cmd.BURST_WRITE, 0, 0)),
             Cmd.BURST_READ: (encode_request(Cmd.BURST_READ, addr=1,
                                             payload=n.to_bytes(WORD_BYTES, "little")),
@@ -79,7 +80,8 @@ def main(argv=None):
     print(f"{'command':<12} {'words':>5} {'req B':>6} {'rsp B':>6} {'B/word':>7} "
           f"{'bridge cyc':>10} {'UART cyc':>9} {'bits/word':>9} {'words/s @' + str(args.baud):>16}")
     for r in rows:
-        print(f"{r['command']:<12} {r['words']:>5} {r['request_bytes']:>6} {r['response_bytes']:>6} "
+        print(f"{r['command']:<12} {r['words']:>5} {r['request_bytes']:>6} "
+              f"{r['response_bytes']:>6} "
               f"{r['bytes_per_word']:>7.2f} {r['bytes_cycles']:>10} {r['uart_cycles']:>9} "
               f"{r['uart_bit_times_per_word']:>9.1f} {r['words_per_s']:>16.0f}")
     print(f"(bridge cyc: byte-stream level, one byte per cycle; UART cyc: divisor {args.divisor})")

@@ -1,4 +1,4 @@
-"""The host-link protocol in Python: CRC, frame encoding and decoding, and the device's golden model.
+"""The host-link protocol in Python: CRC, framing, and the golden model of the device's bridge.
 
 This is the golden model of the protocol that ``rtl/hostlink.py`` implements: the host client
 (:mod:`firmware.transport`) builds its requests and parses its responses with it, and

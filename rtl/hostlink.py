@@ -13,9 +13,9 @@ from amaranth.utils import ceil_log2
 
 from spec.csr import CSR_COUNT, Csr
 from spec.hostlink import (PROTOCOL_VERSION, SYNC_REQUEST, SYNC_RESPONSE, REQUEST_HEADER,
-                           CRC_POLY, CRC_INIT, WORD_BYTES, CSR_BYTES, MAX_BURST, PING_WORDS,
-                           STATUS_WORDS, Cmd, Status, check_max_burst, check_mem_words,
-                           check_csr_count)
+                           RESPONSE_HEADER, CRC_BYTES, CRC_POLY, CRC_INIT, WORD_BYTES, CSR_BYTES,
+                           MAX_BURST, PING_WORDS, STATUS_WORDS, Cmd, Status, check_max_burst,
+                           check_mem_words, check_csr_count)
 from spec.params import OPERAND_WIDTH, check_positive_int
 from .bus import BusSignature
 from .uart import UartRx, UartTx, check_divisor
@@ -28,6 +28,12 @@ DEFAULT_TIMEOUT = 1 << 20
 TIMEOUT_BYTE_TIMES = 1000
 
 _REQ_HDR = sum(n for _, n in REQUEST_HEADER)
+_RSP_HDR = sum(n for _, n in RESPONSE_HEADER)
+
+
+def _header_bytes(fields, **signals):
+    """``(signal, byte index)`` of each header byte in order, from ``(name, bytes)`` ``fields``."""
+    return [(signals[name], i) for name, size in fields for i in range(size)]
 _COUNTER_MAX = 0xFFFF
 
 
@@ -279,16 +285,11 @@ class HostLinkBridge(wiring.Component):
                         m.d.sync += [crc.eq(crc_out), tmo.eq(0), cnt.eq(cnt + 1)]
                         if state == "HDR":
                             with m.Switch(cnt):
-                                with m.Case(0):
-                                    m.d.sync += cmd.eq(i_byte.payload)
-                                with m.Case(1):
-                                    m.d.sync += seq.eq(i_byte.payload)
-                                for i in range(2):
-                                    with m.Case(2 + i):
-                                        m.d.sync += length[8 * i:8 * i + 8].eq(i_byte.payload)
-                                for i in range(4):
-                                    with m.Case(4 + i):
-                                        m.d.sync += addr[8 * i:8 * i + 8].eq(i_byte.payload)
+                                for pos, (sig, i) in enumerate(_header_bytes(
+                                        REQUEST_HEADER, cmd=cmd, seq=seq, length=length,
+                                        addr=addr)):
+                                    with m.Case(pos):
+                                        m.d.sync += sig[8 * i:8 * i + 8].eq(i_byte.payload)
                             with m.If(cnt == _REQ_HDR - 1):
                                 m.d.sync += cnt.eq(0)
                                 with m.If(length == 0):
@@ -307,7 +308,7 @@ class HostLinkBridge(wiring.Component):
                                 m.d.sync += cnt.eq(0)
                                 m.next = "CRC"
                         else:
-                            with m.If(cnt == 1):
+                            with m.If(cnt == CRC_BYTES - 1):
                                 m.next = "CHECK"
                     with m.Elif(tmo == self._timeout - 1):
                         m.d.sync += [status.eq(Status.TIMEOUT), rsp_len.eq(0), cnt.eq(0)]
@@ -375,20 +376,14 @@ class HostLinkBridge(wiring.Component):
                 with m.Switch(cnt):
                     with m.Case(0):
                         m.d.comb += o_byte.payload.eq(SYNC_RESPONSE)
-                    with m.Case(1):
-                        m.d.comb += o_byte.payload.eq(cmd)
-                    with m.Case(2):
-                        m.d.comb += o_byte.payload.eq(seq)
-                    with m.Case(3):
-                        m.d.comb += o_byte.payload.eq(status)
-                    with m.Case(4):
-                        m.d.comb += o_byte.payload.eq(rsp_len[:8])
-                    with m.Default():
-                        m.d.comb += o_byte.payload.eq(rsp_len[8:])
+                    for pos, (sig, i) in enumerate(_header_bytes(
+                            RESPONSE_HEADER, cmd=cmd, seq=seq, status=status, length=rsp_len)):
+                        with m.Case(1 + pos):
+                            m.d.comb += o_byte.payload.eq(sig[8 * i:8 * i + 8])
                 m.d.comb += crc_in.eq(o_byte.payload)
                 with m.If(o_byte.ready):
                     m.d.sync += [cnt.eq(cnt + 1), crc.eq(Mux(cnt == 0, CRC_INIT, crc_out))]
-                    with m.If(cnt == 5):
+                    with m.If(cnt == _RSP_HDR):
                         m.d.sync += [cnt.eq(0), k.eq(0)]
                         with m.If(rsp_len == 0):
                             m.next = "RSP_CRC"
@@ -432,7 +427,7 @@ class HostLinkBridge(wiring.Component):
                              o_byte.payload.eq(Mux(cnt == 0, crc[8:], crc[:8]))]
                 with m.If(o_byte.ready):
                     m.d.sync += cnt.eq(1)
-                    with m.If(cnt == 1):
+                    with m.If(cnt == CRC_BYTES - 1):
                         m.next = "HUNT"
         return m
 

@@ -4,8 +4,9 @@
 a :class:`~rtl.hostlink.HostLink` (UART pins), a :class:`~rtl.mainmem.MainMemory` and a plain
 register file of CSRs. :class:`PysimLink` simulates it and is a transport for
 :class:`firmware.transport.HostLink` (``write``/``read``/``now``): it feeds the bytes written to it
-into the device — as stream transfers, or as an 8N1 waveform on the ``rx`` pin — and collects the
-bytes the device sends. Time is simulated time. Tests and ``python -m benchmarks.hostlink`` use it.
+into the device — as stream transfers, or as an 8N1 waveform on the ``rx`` pin — and collects
+the bytes the device sends. Time is simulated time. Tests and ``python -m benchmarks.hostlink``
+use it.
 """
 
 import random
