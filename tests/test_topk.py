@@ -387,7 +387,8 @@ def test_rtl_selector_entries(classes, k, score_width, id_width, seed):
 
 # --- RTL: BalancedSelector on probability streams ----------------------------------------------
 
-def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, max_samples):
+def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, max_samples,
+                         min_samples=0):
     dut = BalancedSelector(classes, k, p, score_width=score_width, id_width=id_width)
     rng = random.Random(seed)
     checked = []
@@ -413,7 +414,7 @@ def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, ma
     async def tb(ctx):
         for s in range(streams):
             where = f"seed {seed}, stream {s}"
-            n = rng.randint(0, min(max_samples, 1 << id_width))
+            n = rng.randint(min_samples, min(max_samples, 1 << id_width))
             probs = random_probs(rng, n, classes, score_width)
             ids = random_ids(rng, n, id_width)
             golden = gs.StreamingSelector(classes, k, p).push_all(
@@ -503,9 +504,17 @@ def test_rtl_framing_error_and_clear():
 # --- Slow: larger configurations and longer streams --------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", [(10, 8, 3, 16, 16), (10, 100, 1, 16, 16), (7, 5, 7, 4, 8)])
+@pytest.mark.parametrize("config", [(10, 8, 3, 16, 16), (4, 20, 2, 16, 16), (7, 5, 7, 4, 8)])
 def test_rtl_balanced_large(config):
     run_balanced_streams(*config, seed=200, streams=12, max_samples=60)
+
+
+@pytest.mark.slow
+def test_rtl_balanced_default_config():
+    """The default configuration (10 classes, K = 100, P = 1) on a digits-sized stream."""
+    c = SelectorConfig()
+    run_balanced_streams(c.classes, c.k, c.p, c.score_width, c.id_width, seed=400, streams=1,
+                         min_samples=1500, max_samples=1800)
 
 
 @pytest.mark.slow
