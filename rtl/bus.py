@@ -19,13 +19,15 @@ The protocol (``docs/memory.md`` gives the rationale):
   it with unspecified data (masters check their addresses; the DMA does before any access).
 """
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from spec.params import check_positive_int
 
-__all__ = ["request_layout", "BusSignature"]
+__all__ = ["request_layout", "BusSignature", "BusArbiter"]
 
 
 def request_layout(addr_width, data_width):
@@ -90,3 +92,100 @@ class BusSignature(wiring.Signature):
 
     def __repr__(self):
         return f"BusSignature(addr_width={self._addr_width}, data_width={self._data_width})"
+
+
+class BusArbiter(wiring.Component):
+    """Shares one bus slave among ``masters`` masters, round robin, responses kept in order.
+
+    In a cycle, the request of the first master with ``req.valid`` at or after the one after the
+    master granted last is passed to the slave (combinationally: no added latency); a request the
+    slave did not take stays granted until it does. The master's
+    index is queued for each accepted request, so the slave's in-order responses are routed back
+    to their masters. A master alone on the bus sees the slave's timing exactly (the DMA's cycle
+    model holds through the arbiter), as long as fewer than ``max_inflight`` of its requests are
+    in flight (``max_inflight ≥ latency + 1`` for one request per cycle).
+
+    Parameters
+    ----------
+    masters : int
+        Number of master ports (≥ 1).
+    addr_width, data_width : int
+        The bus's widths.
+    max_inflight : int
+        Requests in flight at most (the depth of the master-index queue).
+
+    Members
+    -------
+    bus : ``In(BusSignature(addr_width, data_width)).array(masters)``
+        Master ports (connect each master's bus here).
+    slave : ``Out(BusSignature(addr_width, data_width))``
+        To the slave.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a parameter is not a positive integer.
+    """
+
+    def __init__(self, masters, addr_width, data_width, *, max_inflight=8):
+        check_positive_int(masters, "Bus masters")
+        check_positive_int(max_inflight, "Requests in flight")
+        self._masters = masters
+        self._max_inflight = max_inflight
+        sig = BusSignature(addr_width, data_width)
+        super().__init__({"bus": In(sig).array(masters), "slave": Out(sig)})
+
+    @property
+    def masters(self):
+        return self._masters
+
+    @property
+    def max_inflight(self):
+        return self._max_inflight
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._masters
+        m.submodules.owners = owners = SyncFIFO(width=max(1, ceil_log2(n)), depth=self._max_inflight)
+        req, rsp = self.slave.req, self.slave.rsp
+
+        last = Signal(range(n), init=n - 1)       # the master granted last
+        grant = Signal(range(n))
+        any_valid = Signal()
+        held = Signal()                            # a request shown last cycle was not taken
+        held_grant = Signal(range(n))
+        with m.If(held):
+            # Keep showing the same request (its master keeps it valid until the transfer).
+            m.d.comb += [grant.eq(held_grant), any_valid.eq(1)]
+        with m.Else():
+            # Round robin: scan the masters starting after `last`; the first valid one wins.
+            for start in range(n):
+                with m.If(last == (start - 1) % n):
+                    order = [(start + k) % n for k in range(n)]
+                    for k, i in enumerate(order):
+                        with (m.Elif if k else m.If)(self.bus[i].req.valid):
+                            m.d.comb += [grant.eq(i), any_valid.eq(1)]
+        m.d.sync += [held.eq(req.valid & ~req.ready), held_grant.eq(grant)]
+        with m.Switch(grant):
+            for i in range(n):
+                with m.Case(i):
+                    m.d.comb += req.payload.eq(self.bus[i].req.payload)
+        m.d.comb += req.valid.eq(any_valid & owners.w_rdy)
+        for i in range(n):
+            m.d.comb += self.bus[i].req.ready.eq((grant == i) & any_valid & owners.w_rdy &
+                                                 req.ready)
+        with m.If(req.valid & req.ready):
+            m.d.sync += last.eq(grant)
+        m.d.comb += [owners.w_data.eq(grant), owners.w_en.eq(req.valid & req.ready)]
+
+        # Responses go to the master at the head of the queue.
+        head = owners.r_data
+        for i in range(n):
+            m.d.comb += [self.bus[i].rsp.payload.eq(rsp.payload),
+                         self.bus[i].rsp.valid.eq(rsp.valid & owners.r_rdy & (head == i))]
+        with m.Switch(head):
+            for i in range(n):
+                with m.Case(i):
+                    m.d.comb += rsp.ready.eq(self.bus[i].rsp.ready & owners.r_rdy)
+        m.d.comb += owners.r_en.eq(rsp.valid & rsp.ready)
+        return m

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from spec.memory import FAULT_BITS, Space, resolve, lanes as lanes_of, elem_width, word_width
 from spec.params import DEFAULT_CONFIG, check_int
 from .dma import DmaController, descriptor_layout
+from .bus import BusArbiter
 from .mainmem import MainMemory
 from .scratchpad import Scratchpad
 from .spport import ReadPortSignature, WritePortSignature
@@ -17,8 +18,10 @@ __all__ = ["MemorySystem"]
 class MemorySystem(wiring.Component):
     """Main memory, operand and accumulator scratchpads, and the DMA between them.
 
-    The DMA owns main memory's bus and read/write port 0 of each scratchpad; the scratchpads'
-    other ports are exported for the units that compute (GEMM engine, vector unit).
+    The DMA owns read/write port 0 of each scratchpad; the scratchpads' other ports are exported
+    for the units that compute (GEMM engine, vector unit). The DMA is main memory's only master,
+    or, with ``bus_masters > 0``, master 0 of a :class:`~rtl.bus.BusArbiter` whose other ports
+    are exported (sequencer loads/stores, host link); alone on the bus, its timing is unchanged.
 
     Parameters
     ----------
@@ -31,6 +34,8 @@ class MemorySystem(wiring.Component):
         Initial main-memory contents.
     sp_read_ports, sp_write_ports, acc_read_ports, acc_write_ports : int
         Exported scratchpad ports besides the DMA's (≥ 0).
+    bus_masters : int
+        Exported main-memory bus master ports besides the DMA's (≥ 0).
 
     Members
     -------
@@ -40,19 +45,22 @@ class MemorySystem(wiring.Component):
         DMA status (see :class:`~rtl.dma.DmaController`).
     sp_read, sp_write, acc_read, acc_write : ``In(...).array(n)``
         The exported scratchpad ports (scratchpad ports ``1 .. n``).
+    bus : ``In(BusSignature(...)).array(bus_masters)``
+        The exported bus master ports (arbiter ports ``1 .. bus_masters``).
 
     Attributes
     ----------
     mainmem : MainMemory
     sp, acc : Scratchpad
     dma : DmaController
+    arbiter : BusArbiter or None
     """
 
     def __init__(self, config=DEFAULT_CONFIG, memory=None, *, stall_rate=0, seed=1,
                  mem_init=(), sp_read_ports=0, sp_write_ports=0, acc_read_ports=0,
-                 acc_write_ports=0):
+                 acc_write_ports=0, bus_masters=0):
         counts = dict(sp_read=sp_read_ports, sp_write=sp_write_ports,
-                      acc_read=acc_read_ports, acc_write=acc_write_ports)
+                      acc_read=acc_read_ports, acc_write=acc_write_ports, bus_master=bus_masters)
         for name, n in counts.items():
             what = f"Exported {name.replace('_', ' ')} ports"
             check_int(n, what)
@@ -77,6 +85,12 @@ class MemorySystem(wiring.Component):
             ports[f"{name}_write"] = In(WritePortSignature(*geometry)).array(
                 counts[f"{name}_write"])
         self.sp, self.acc = pads["sp"], pads["acc"]
+        bus_sig = self.mainmem.bus.signature.flip()
+        self.arbiter = None
+        if bus_masters:
+            self.arbiter = BusArbiter(1 + bus_masters, bus_sig.addr_width, bus_sig.data_width,
+                                      max_inflight=max(8, memory.mem_latency + 2))
+        ports["bus"] = In(bus_sig).array(bus_masters)
         super().__init__({
             "i_desc": In(stream.Signature(descriptor_layout())),
             "busy": Out(1),
@@ -93,7 +107,14 @@ class MemorySystem(wiring.Component):
         m.submodules.acc = self.acc
         wiring.connect(m, wiring.flipped(self.i_desc), dma.i_desc)
         m.d.comb += [self.busy.eq(dma.busy), self.done.eq(dma.done), self.fault.eq(dma.fault)]
-        wiring.connect(m, dma.bus, self.mainmem.bus)
+        if self.arbiter is None:
+            wiring.connect(m, dma.bus, self.mainmem.bus)
+        else:
+            m.submodules.arbiter = arb = self.arbiter
+            wiring.connect(m, dma.bus, arb.bus[0])
+            wiring.connect(m, arb.slave, self.mainmem.bus)
+            for i, port in enumerate(self.bus):
+                wiring.connect(m, wiring.flipped(port), arb.bus[i + 1])
         for name, pad in (("sp", self.sp), ("acc", self.acc)):
             wiring.connect(m, getattr(dma, f"{name}_read"), pad.read[0])
             wiring.connect(m, getattr(dma, f"{name}_write"), pad.write[0])

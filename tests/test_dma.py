@@ -98,22 +98,54 @@ def random_descriptor(rng, config, memory, p_fault=0.0):
 # --- the RTL harness ----------------------------------------------------------------------------
 
 def run_rtl(descs, config, memory, mem, sps, *, stall_rate=0, seed=1, gaps=None,
-            max_cycles=None):
+            max_cycles=None, arbiter=False, reader=None):
     """Run ``descs`` through the RTL memory system starting from images ``mem``, ``sps``.
 
     ``gaps``: a ``random.Random`` that inserts random idle cycles between descriptors (else they
-    are offered back to back). Returns ``(records, mem, sps)``: per descriptor a dict with
-    ``accept`` and ``done`` cycles, ``fault``, ``requests`` (bus requests accepted) and
-    ``row_writes`` (scratchpad row writes) between its acceptance and its ``done``.
+    are offered back to back). ``arbiter``: the DMA reaches main memory through a
+    :class:`~rtl.bus.BusArbiter` with a second master port; ``reader``: a ``random.Random`` that
+    makes that port issue random reads meanwhile (checked against ``mem`` where no descriptor
+    stores). Returns ``(records, mem, sps)``: per descriptor a dict with ``accept`` and ``done``
+    cycles, ``fault``, ``requests`` (DMA bus requests accepted) and ``row_writes`` (scratchpad row
+    writes) between its acceptance and its ``done``.
     """
-    dut = MemorySystem(config, memory, stall_rate=stall_rate, seed=seed, mem_init=mem.tolist())
+    dut = MemorySystem(config, memory, stall_rate=stall_rate, seed=seed, mem_init=mem.tolist(),
+                       bus_masters=1 if arbiter or reader else 0)
+    stored = set()
+    for d in descs:
+        if d.direction == Dir.STORE and not gd.check(d, config, memory):
+            stored.update(gd.word_addresses(d).flatten().tolist())
+    stable = [a for a in range(memory.mem_words) if a not in stored]
+    finished = []
+    out = {}
+
+    async def read_traffic(ctx):
+        bus = dut.bus[0]
+        expect = []
+        ctx.set(bus.rsp.ready, 1)
+        while not finished:
+            offer = reader.random() < 0.5
+            if offer:
+                addr = reader.choice(stable)
+                ctx.set(bus.req.payload, {"addr": addr, "we": 0, "wdata": 0})
+            ctx.set(bus.req.valid, offer)
+            while True:
+                _, _, ready, rv, rd = await ctx.tick().sample(bus.req.ready, bus.rsp.valid,
+                                                               bus.rsp.payload)
+                if rv:
+                    a = expect.pop(0)
+                    assert rd == int(mem[a]), f"seed {seed}: second master read {a}"
+                    out["reads"] = out.get("reads", 0) + 1
+                if not offer or ready:
+                    break
+            if offer:
+                expect.append(addr)
     dma = dut.dma
     pads = (dut.sp, dut.acc)
     if max_cycles is None:
         max_cycles = sum(d.words + 4 for d in descs) * (8 if stall_rate else 1) \
             + len(descs) * (memory.mem_latency + 20) + 100
     records = []
-    out = {}
 
     async def tb(ctx):
         for pad, image in zip(pads, sps):
@@ -147,29 +179,44 @@ def run_rtl(descs, config, memory, mem, sps, *, stall_rate=0, seed=1, gaps=None,
                 offering = False
             cycle += 1
             assert cycle < max_cycles, f"no progress after {cycle} cycles"
+        finished.append(True)
         out["mem"] = torch.tensor([ctx.get(dut.mainmem.data[i]) for i in range(memory.mem_words)],
                                   dtype=torch.int64)
         out["sps"] = [torch.tensor([list(ctx.get(pad.cell(r))) for r in range(pad.rows)],
                                    dtype=torch.int64) for pad in pads]
 
-    run_sim(dut, tb)
+    if reader is None:
+        run_sim(dut, tb)
+    else:
+        sim = Simulator(dut)
+        sim.add_clock(1e-6)
+        sim.add_testbench(tb)
+        sim.add_testbench(read_traffic, background=True)
+        sim.run()
+        assert out.get("reads", 0) > len(descs), "the second master hardly read"
     return records, out["mem"], out["sps"]
 
 
-def check_against_golden(descs, config, memory, seed, *, stall_rate=0, gaps=False):
-    """Run ``descs`` on RTL and golden from the same random images; compare everything."""
+def check_against_golden(descs, config, memory, seed, *, stall_rate=0, gaps=False,
+                         arbiter=False, reader=False):
+    """Run ``descs`` on RTL and golden from the same random images; compare everything.
+
+    Cycles are compared unless there are stalls or a second master reads (``reader``).
+    """
     rng = random.Random(seed)
     mem, sps = random_images(rng, config, memory)
     g_mem, g_sps = mem.clone(), [s.clone() for s in sps]
     records, r_mem, r_sps = run_rtl(descs, config, memory, mem, sps, stall_rate=stall_rate,
-                                    seed=seed, gaps=random.Random(seed) if gaps else None)
+                                    seed=seed, gaps=random.Random(seed) if gaps else None,
+                                    arbiter=arbiter,
+                                    reader=random.Random(seed + 1) if reader else None)
     for n, (desc, rec) in enumerate(zip(descs, records)):
         where = f"seed {seed}, descriptor {n}: {desc}"
         fault = gd.execute(desc, g_mem, g_sps, config, memory)
         assert rec["fault"] == fault, where
         assert rec["requests"] == (0 if fault else desc.words), where
         assert rec["row_writes"] == (0 if fault or desc.direction == Dir.STORE else desc.sp_rows), where
-        if not stall_rate:
+        if not stall_rate and not reader:
             assert rec["done"] - rec["accept"] == gd.cycles(desc, config, memory), where
     assert torch.equal(r_mem, g_mem), f"seed {seed}: main memory differs at " \
         f"{torch.nonzero(r_mem != g_mem).flatten()[:8].tolist()}"
@@ -352,6 +399,15 @@ def test_random_fixed_latency(latency, seed):
     """Random descriptors (10 % faulting), back to back: data, faults, accesses, cycles."""
     memory = MemoryConfig(**{**MEM.__dict__, "mem_latency": latency})
     check_against_golden(random_batch(seed, 150, CFG, memory), CFG, memory, seed)
+
+
+@pytest.mark.parametrize("reader", [False, True], ids=["alone", "with-reader"])
+def test_through_arbiter(reader):
+    """Behind a BusArbiter: alone, the cycles are golden's; with a second master reading
+    meanwhile, the data are still exact (and that master reads the right words)."""
+    memory = MemoryConfig(**{**MEM.__dict__, "mem_latency": 2})
+    check_against_golden(random_batch(401, 60, CFG, memory), CFG, memory, 401, arbiter=True,
+                         reader=reader)
 
 
 def test_random_odd_geometry():
