@@ -13,6 +13,7 @@ object instead (accuracies as fractions in [0, 1]).
 
 import argparse
 import json
+import math
 import statistics
 import time
 
@@ -30,21 +31,28 @@ MODES = ("float", "nearest-even", "stochastic")
 
 
 def run_seed(seed, train, test, schedule=SCHEDULE, sizes=SIZES, batch=BATCH):
-    """Train the three variants from seed ``seed``; return their test accuracies and wall times
-    (``{mode: accuracy, mode + "_s": seconds}``)."""
+    """Train the three variants from seed ``seed``; return their test accuracies, wall and CPU
+    times (``{mode: accuracy, mode + "_s": wall seconds, mode + "_cpu": CPU seconds}``)."""
     p0 = init_float_params(sizes, seed)
     out = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fm = FloatMLP(sizes, p0).train_sgd(train.X, train.y, schedule, batch=batch, seed=seed)
-    out["float"], out["float_s"] = fm.accuracy(test.X, test.y), time.perf_counter() - t0
+    out["float"] = fm.accuracy(test.X, test.y)
+    out["float_s"], out["float_cpu"] = time.perf_counter() - t0, time.process_time() - c0
     for rounding in ("nearest-even", "stochastic"):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         m = FixedMLP(sizes, rng_seed=rng_seed(seed)).load_float(p0)
         m.train(train.X, train.y, schedule, batch=batch, seed=seed, rounding=rounding)
         out[rounding] = m.accuracy(test.X, test.y)
         out[rounding + "_s"] = time.perf_counter() - t0
+        out[rounding + "_cpu"] = time.process_time() - c0
         out[rounding + "_sat"] = m.counters["sat_req"] + m.counters["sat_sgd"]
     return out
+
+
+def _lr(lr):
+    k = math.log2(lr)
+    return f"2^{int(k)}" if k == int(k) else f"{lr:g}"
 
 
 def _mean_std(values):
@@ -74,6 +82,7 @@ def main(argv=None):
                   f"{r['stochastic_s']:6.1f}", flush=True)
     stats = {m: _mean_std([r[m] for r in rows]) for m in MODES}
     secs = {m: statistics.fmean(r[m + "_s"] for r in rows) for m in MODES}
+    cpu = {m: statistics.fmean(r[m + "_cpu"] for r in rows) for m in MODES}
     delta = {m: _mean_std([r[m] - r["float"] for r in rows]) for m in MODES[1:]}
     if args.json:
         print(json.dumps({
@@ -87,6 +96,8 @@ def main(argv=None):
             "delta_stochastic": delta["stochastic"][0],
             "seconds_per_run": {"float": secs["float"], "fixed_nearest": secs["nearest-even"],
                                 "fixed_stochastic": secs["stochastic"]},
+            "cpu_seconds_per_run": {"float": cpu["float"], "fixed_nearest": cpu["nearest-even"],
+                                    "fixed_stochastic": cpu["stochastic"]},
             "saturations": {m: sum(r[m + "_sat"] for r in rows) for m in MODES[1:]},
             "seeds": args.seeds, "sizes": list(SIZES), "batch": BATCH,
             "schedule": [list(p) for p in SCHEDULE],
@@ -98,17 +109,17 @@ def main(argv=None):
     f = DEFAULT_FORMATS
     print()
     print(f"digits, {'-'.join(map(str, SIZES))} MLP, SGD batch {BATCH}, "
-          f"{' then '.join(f'{s} steps at lr {lr}' for s, lr in SCHEDULE)}; "
+          f"{' then '.join(f'{s} steps at lr {_lr(lr)}' for s, lr in SCHEDULE)}; "
           f"formats act {f.act} weight {f.weight} grad {f.grad} prob {f.prob}; "
           f"{args.seeds} seed(s), test accuracy % (mean ± std)")
-    print(f"| variant | test accuracy % | Δ vs float (points) | wall s / run |")
-    print(f"|---|---|---|---|")
+    print("| variant | test accuracy % | Δ vs float (points) | wall s / run | CPU s / run |")
+    print("|---|---|---|---|---|")
     names = {"float": "float32", "nearest-even": "fixed, RNE update",
              "stochastic": "fixed, stochastic-rounding update"}
     for m in MODES:
         d = "—" if m == "float" else f"{100 * delta[m][0]:+.2f} ± {100 * delta[m][1]:.2f}"
         print(f"| {names[m]} | {100 * stats[m][0]:.2f} ± {100 * stats[m][1]:.2f} | {d} | "
-              f"{secs[m]:.1f} |")
+              f"{secs[m]:.1f} | {cpu[m]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from golden.mlp import FixedMLP, init_float_params, lr_to_mul_shift, rng_seed
 from spec.params import DEFAULT_FORMATS, Formats
 
 MASK32 = 0xFFFF_FFFF
+#: The formats the hand-computed cases are written for (the defaults when they were written).
+Q8_8 = Formats(width=16, act_frac=8, weight_frac=12, grad_frac=12, prob_frac=14)
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +316,7 @@ def test_plan_values():
 
 def test_step_hand_computed():
     """sizes (2, 2, 2), one sample, nearest-even update; every number derived by hand."""
-    m = FixedMLP((2, 2, 2))
+    m = FixedMLP((2, 2, 2), formats=Q8_8)
     W1 = [[4096, -4096], [2048, 2048], [0, -1024]]      # [[1, -1], [.5, .5]], bias [0, -.25]
     W2 = [[4096, 0], [8192, 4096], [0, 2048]]           # [[1, 0], [2, 1]], bias [0, .5]
     m.params = [torch.tensor(W1), torch.tensor(W2)]
@@ -345,7 +347,7 @@ def test_step_hand_computed():
 
 
 def test_step_saturated_logit_is_masked():
-    m = FixedMLP((20, 2))
+    m = FixedMLP((20, 2), formats=Q8_8)
     m.params = [torch.zeros(21, 2, dtype=torch.int64)]
     m.params[0][:, 0] = 32767                     # logit 0: 21 · 8.0 > 128, the Q8.8 maximum
     w0 = m.params[0].clone()
