@@ -271,7 +271,7 @@ def softmax_cycles(classes):
                           + (C + SOFTMAX_EXP_LATENCY)       # exponentials and their sum
                           + RECIP_CYCLES                    # restoring division, 2 bits/cycle
                           + (C + SOFTMAX_OUT_LATENCY)       # multiply, round, output
-                          = 3 * C + 25
+                          = 3 * C + 26
 
     (constants from :mod:`spec.softmax_tables`). The count does not depend on the mode, formats,
     temperature or data.

@@ -79,8 +79,8 @@ class SoftmaxUnit(wiring.Component):
     the class's target. The unit processes one sample at a time in four phases:
 
     * *load*: one beat per cycle into a buffer, tracking the maximum; ``C`` cycles;
-    * *exp*: a 7-stage pipeline (read, ``u = max - z``, ``u·k``, round, table read, shift, write
-      and sum) computes one exponential per cycle into a second buffer and sums them;
+    * *exp*: an 8-stage pipeline (read, ``u = max - z``, ``u·k``, round, table read, table data
+      register, shift, write and sum) computes one exponential per cycle into a second buffer and sums them;
       ``C + SOFTMAX_EXP_LATENCY`` cycles;
     * *div*: the reciprocal of the sum by restoring division, ``RECIP_STEP_BITS`` quotient bits per
       cycle; ``RECIP_CYCLES`` cycles;
@@ -240,8 +240,8 @@ class SoftmaxUnit(wiring.Component):
                     state.eq(_State.EXP),
                 ]
 
-        # ---- exp: a pipeline of EXP_STAGES stages, one element entering per cycle:
-        # 0 read z_j | 1 u = max - z | 2 u*k | 3 round to a | 4 table read | 5 e | 6 write, sum
+        # ---- exp: a pipeline, one element entering per cycle: 0 read z_j | 1 u = max - z | 2 u*k
+        # | 3 round to a | 4 table read | 5 table data register | 6 e | 7 write, sum
         step = Signal(range(max(cmax + SOFTMAX_EXP_LATENCY, RECIP_CYCLES)), name="step")
         in_exp = state == _State.EXP
         e_valid = [Signal(name=f"exp_valid_{i}") for i in range(1, SOFTMAX_EXP_LATENCY + 1)]
@@ -258,6 +258,8 @@ class SoftmaxUnit(wiring.Component):
         prod = Signal(width + K_WIDTH, name="exp_prod")
         a = Signal(len(prod) + 1, name="exp_a")
         n = Signal(range(EXP_FRAC + 3), name="exp_n")
+        n_q = Signal(range(EXP_FRAC + 3), name="exp_n_q")
+        rom_q = Signal(e_shape, name="exp_table_q")
         e_val = Signal(e_shape, name="exp_e")
         total = Signal(sum_shape, name="exp_sum")
         a_int = a[EXP_INDEX_BITS:]
@@ -266,11 +268,13 @@ class SoftmaxUnit(wiring.Component):
             prod.eq(u * k),                                                     # stage 2
             a.eq(_rounded(m, prod, a_shift, "a_round")),                       # stage 3
             n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 4
-            e_val.eq((rom_rd.data + (Const(1, EXP_FRAC + 3) << n >> 1)) >> n),  # stage 5
+            rom_q.eq(rom_rd.data),                                              # stage 5
+            n_q.eq(n),
+            e_val.eq((rom_q + (Const(1, EXP_FRAC + 3) << n_q >> 1)) >> n_q),    # stage 6
         ]
         m.d.comb += [
             rom_rd.addr.eq(a[:EXP_INDEX_BITS]),                                 # stage 4
-            e_wr.addr.eq(e_addr[-1]),                                           # stage 6
+            e_wr.addr.eq(e_addr[-1]),                                           # stage 7
             e_wr.data.eq(e_val),
             e_wr.en.eq(e_valid[-1]),
         ]

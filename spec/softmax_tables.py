@@ -58,7 +58,7 @@ RECIP_CYCLES = -(-RECIP_BITS // RECIP_STEP_BITS)
 #: Pipeline depths of :class:`rtl.softmax.SoftmaxUnit` beyond one element per cycle: its exp
 #: phase takes ``C + SOFTMAX_EXP_LATENCY`` cycles and its output phase ``C + SOFTMAX_OUT_LATENCY``
 #: (output always ready); see :func:`golden.softmax.softmax_cycles`.
-SOFTMAX_EXP_LATENCY = 6
+SOFTMAX_EXP_LATENCY = 7
 SOFTMAX_OUT_LATENCY = 5
 
 #: Largest extra right shift of the gradient (``grad_shift``), e.g. for a batch mean.

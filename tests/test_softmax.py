@@ -390,7 +390,7 @@ def test_rtl_cycles_match_formula():
         assert last_out[i] - first_in[i] == softmax_cycles(c) - 1, (i, c)
         if i + 1 < len(classes):
             assert first_in[i + 1] - first_in[i] == softmax_cycles(c), (i, c)
-    assert softmax_cycles(10) == 3 * 10 + 25
+    assert softmax_cycles(10) == 3 * 10 + 26
 
 
 def _edge_samples(c, width=16):
