@@ -153,6 +153,8 @@ class StepPlan:
         log2(batch)`` (if that is negative, ``lr_mul`` absorbs it and ``lr_shift = 0``).
     inv_temp : int or None
         SMX inverse temperature (``None``: ``T = 1``).
+    batch : int
+        Samples per step (the batch mean is folded into ``lr_shift``).
     """
     ones: int
     fwd_shift: int
@@ -161,6 +163,7 @@ class StepPlan:
     lr_mul: int
     lr_shift: int
     inv_temp: int = None
+    batch: int = 1
 
 
 @dataclass
@@ -342,7 +345,8 @@ class FixedMLP:
                              f"{shift}, more than 32")
         inv_temp = None if temperature is None else sm.temperature_to_inv_temp(temperature)
         return StepPlan(ones=f.act.scale, fwd_shift=f.weight_frac, bwd_shift=f.weight_frac,
-                        z_frac=f.act_frac, lr_mul=mul, lr_shift=shift, inv_temp=inv_temp)
+                        z_frac=f.act_frac, lr_mul=mul, lr_shift=shift, inv_temp=inv_temp,
+                        batch=batch)
 
     def _augment(self, a, ones):
         return torch.cat([a, torch.full((a.shape[0], 1), ones, dtype=torch.int64)], dim=1)
@@ -385,6 +389,9 @@ class FixedMLP:
                              f"not {rounding!r}")
         if update_lanes is not None:
             check_positive_int(update_lanes, "Update lanes")
+        if x.shape[0] != plan.batch:
+            raise ValueError(f"Batch of {x.shape[0]} samples does not match the plan's batch "
+                             f"size ({plan.batch})")
         f, L, aw = self._formats, self.layers, self._acc_width
         fwd = self.forward(x)
         # logits gradient (SMX mode 1), then the logits' saturation mask (RELUB)
@@ -410,8 +417,9 @@ class FixedMLP:
         lanes = n if update_lanes is None else update_lanes
         panels = []
         for c0 in range(0, n, lanes):
-            new, nsat = fx.sgd_update(W[:, c0:c0 + lanes], gw[:, c0:c0 + lanes], self._formats.width,
-                                      plan.lr_shift, plan.lr_mul, rounding=rounding, rng=self.rng)
+            new, nsat = fx.sgd_update(W[:, c0:c0 + lanes], gw[:, c0:c0 + lanes],
+                                      self._formats.width, plan.lr_shift, plan.lr_mul,
+                                      rounding=rounding, rng=self.rng)
             self.counters["sat_sgd"] += nsat
             panels.append(new)
         return torch.cat(panels, dim=1)

@@ -259,7 +259,8 @@ def test_model_errors():
     with pytest.raises(ValueError, match=r"^Xorshift32 seed must be in 1..2\*\*32-1, not 0$"):
         FixedMLP((4, 2), rng_seed=0)
     m = FixedMLP((4, 3, 2))
-    with pytest.raises(ValueError, match=r"^Layer 2 weights must have shape \(4, 2\), not \(3, 2\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^Layer 2 weights must have shape \(4, 2\), not \(3, 2\)$"):
         m.load_float([torch.zeros(5, 3), torch.zeros(3, 2)])
     with pytest.raises(ValueError, match=r"^Inputs must have shape \(samples, 4\), not \(2, 3\)$"):
         m.logits(torch.zeros(2, 3))
@@ -269,6 +270,12 @@ def test_model_errors():
                                          r"not 'up'$"):
         m.step(torch.zeros(1, 4, dtype=torch.int64), m.targets(torch.tensor([0])), m.plan(batch=1),
                rounding="up")
+    with pytest.raises(ValueError, match=r"^Batch of 1 samples does not match the plan's batch "
+                                         r"size \(2\)$"):
+        m.step(torch.zeros(1, 4, dtype=torch.int64), m.targets(torch.tensor([0])), m.plan(batch=2))
+    with pytest.raises(ValueError, match=r"^Update lanes must be a positive integer, not 0$"):
+        m.step(torch.zeros(1, 4, dtype=torch.int64), m.targets(torch.tensor([0])), m.plan(batch=1),
+               update_lanes=0)
 
 
 @pytest.mark.parametrize("kwargs, msg", [
@@ -304,7 +311,8 @@ def test_plan_values():
     assert (p.lr_mul, p.lr_shift) == (1, f.act_frac + f.grad_frac - f.weight_frac + 3 + 5)
     assert (m.plan(lr=0.75, batch=1).lr_mul, m.plan(lr=0.75, batch=1).lr_shift) == \
         (3, f.act_frac + f.grad_frac - f.weight_frac + 2)
-    assert p.inv_temp is None and m.plan(temperature=2.0).inv_temp == gsm.temperature_to_inv_temp(2.0)
+    assert p.inv_temp is None and p.batch == 32
+    assert m.plan(temperature=2.0).inv_temp == gsm.temperature_to_inv_temp(2.0)
     # a negative shift is folded into the multiplier
     q = FixedMLP((4, 2), formats=Formats(act_frac=2, grad_frac=2, weight_frac=12)).plan(lr=2.0,
                                                                                     batch=1)
