@@ -3,6 +3,7 @@
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,11 +13,12 @@ from golden.softmax import (
     temperature_to_inv_temp,
 )
 from rtl.softmax import SoftmaxMode, SoftmaxUnit
+from rtl.softmax_sim import SoftmaxSample, simulate_samples
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
     INV_TEMP_WIDTH, K_WIDTH, LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH, exp2_table,
 )
-from tests.simutil import random_ready, run_sim
+from tests.simutil import run_sim
 
 Z_FRAC, P_FRAC, G_FRAC = 8, 14, 12
 
@@ -232,120 +234,42 @@ def test_cycles_formula_arguments():
 # --- RTL ----------------------------------------------------------------------------------------
 
 def _golden_rows(s, width):
-    """Golden output of one sample description ``s`` (a dict)."""
-    z = torch.tensor([s["z"]], dtype=torch.int64)
-    if s["mode"] == SoftmaxMode.PROBS:
-        y = softmax_probs(z, z_frac=s["z_frac"], prob_frac=s["prob_frac"], width=width,
-                          inv_temp=s["inv_temp"])
+    """Golden output of one :class:`SoftmaxSample`."""
+    z = torch.tensor([s.logits], dtype=torch.int64)
+    if s.mode == SoftmaxMode.PROBS:
+        y = softmax_probs(z, z_frac=s.z_frac, prob_frac=s.prob_frac, width=width,
+                          inv_temp=s.inv_temp)
     else:
-        y = softmax_xent_grad(z, torch.tensor([s["t"]], dtype=torch.int64), z_frac=s["z_frac"],
-                              prob_frac=s["prob_frac"], grad_frac=s["grad_frac"], width=width,
-                              inv_temp=s["inv_temp"], grad_shift=s["grad_shift"])
+        y = softmax_xent_grad(z, torch.tensor([s.targets], dtype=torch.int64), z_frac=s.z_frac,
+                              prob_frac=s.prob_frac, grad_frac=s.grad_frac, width=width,
+                              inv_temp=s.inv_temp, grad_shift=s.grad_shift)
     return y[0].tolist()
 
 
-def _set_params(ctx, dut, s):
-    ctx.set(dut.mode, s["mode"])
-    ctx.set(dut.z_frac, s["z_frac"])
-    ctx.set(dut.prob_frac, s["prob_frac"])
-    ctx.set(dut.grad_frac, s["grad_frac"])
-    ctx.set(dut.inv_temp, INV_TEMP_ONE if s["inv_temp"] is None else s["inv_temp"])
-    ctx.set(dut.grad_shift, s["grad_shift"])
-
-
-def _simulate(dut, samples, *, seed, p_valid=1.0, p_ready=1.0):
-    """Run ``samples`` through ``dut`` with a producer (valid with probability ``p_valid``) and a
-    consumer (ready with probability ``p_ready``) running concurrently. Each sample's parameters
-    are set when the unit is idle, before its first beat.
-
-    Returns ``(outputs, first_in, last_out)``: per sample the list of (value, last) results, the
-    cycle its first input beat was accepted and the cycle its last result was accepted.
-    """
-    rng = random.Random(seed)
-    ready = random_ready(seed + 1, p_ready)
-    n_out = sum(len(s["z"]) for s in samples)
-    outputs, first_in, last_out = [], [], []
-    limit = 100 + sum(100 + 10 * len(s["z"]) for s in samples) / min(p_ready, p_valid)
-
-    # Each testbench counts its own ticks; both tick once per cycle from cycle 0, so the count
-    # before a tick is the index of the cycle whose clock edge that tick is.
-    async def producer(ctx):
-        cycle = 0
-        for s in samples:
-            while ctx.get(dut.busy):
-                await ctx.tick()
-                cycle += 1
-            _set_params(ctx, dut, s)
-            for i, (zv, tv) in enumerate(zip(s["z"], s["t"])):
-                while rng.random() >= p_valid:
-                    ctx.set(dut.i_logit.valid, 0)
-                    await ctx.tick()
-                    cycle += 1
-                ctx.set(dut.i_logit.payload, {"logit": zv, "target": tv,
-                                              "last": i == len(s["z"]) - 1})
-                ctx.set(dut.i_logit.valid, 1)
-                while True:
-                    _, _, accepted = await ctx.tick().sample(dut.i_logit.ready)
-                    cycle += 1
-                    if accepted:
-                        break
-                if i == 0:
-                    first_in.append(cycle - 1)
-                ctx.set(dut.i_logit.valid, 0)
-
-    async def consumer(ctx):
-        cycle, got, row = 0, 0, []
-        while got < n_out:
-            assert cycle < limit, f"seed {seed}: hang after {got} results"
-            r = next(ready)
-            ctx.set(dut.o_result.ready, r)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_result.valid,
-                                                           dut.o_result.payload)
-            cycle += 1
-            if valid and r:
-                got += 1
-                row.append((payload.value, payload.last))
-                if payload.last:
-                    outputs.append(row)
-                    last_out.append(cycle - 1)
-                    row = []
-        # Nothing more comes out.
-        ctx.set(dut.o_result.ready, 1)
-        for _ in range(5):
-            _, _, valid = await ctx.tick().sample(dut.o_result.valid)
-            assert not valid, f"seed {seed}: extra result"
-
-    run_sim(dut, producer, consumer)
-    return outputs, first_in, last_out
-
-
-def _check(outputs, samples, width, seed):
-    assert len(outputs) == len(samples), f"seed {seed}: {len(outputs)} of {len(samples)} samples"
-    for i, (got, s) in enumerate(zip(outputs, samples)):
+def _check(run, samples, width, seed):
+    assert len(run.results) == len(samples), \
+        f"seed {seed}: {len(run.results)} of {len(samples)} samples"
+    for i, (got, s) in enumerate(zip(run.results, samples)):
         want = _golden_rows(s, width)
         values = [v for v, _ in got]
-        lasts = [l for _, l in got]
+        lasts = [last for _, last in got]
         assert values == want, f"seed {seed}, sample {i} ({s}): RTL {values} != golden {want}"
         assert lasts == [0] * (len(want) - 1) + [1], f"seed {seed}, sample {i}: last flags {lasts}"
 
 
 def _random_sample(rng, c, width=16):
-    """A random sample: logits of a random spread, with one of several target kinds."""
+    """A random sample: logits of a random spread, one of several target kinds, random formats."""
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     kind = rng.randrange(8)
     if kind == 0:                               # all equal
-        v = rng.randint(lo, hi)
-        z = [v] * c
+        z = [rng.randint(lo, hi)] * c
     elif kind == 1:                             # extremes
         z = [rng.choice((lo, hi, lo + 1, hi - 1, 0)) for _ in range(c)]
     else:
         spread = 1 << rng.randrange(1, width + 1)
         centre = rng.randint(lo, hi)
         z = [min(hi, max(lo, centre + rng.randint(-spread, spread))) for _ in range(c)]
-    mode = rng.choice((SoftmaxMode.PROBS, SoftmaxMode.GRAD))
-    z_frac = rng.randrange(width)
     prob_frac = rng.choice((width - 2, width - 2, width - 1, rng.randrange(width)))
-    grad_frac = rng.choice((width - 4 if width > 4 else 0, rng.randrange(width)))
     tkind = rng.randrange(4)
     if tkind == 0 and prob_frac < width - 1:    # one-hot
         t = [0] * c
@@ -354,10 +278,13 @@ def _random_sample(rng, c, width=16):
         t = [rng.choice((lo, hi, rng.randint(lo, hi))) for _ in range(c)]
     else:                                       # soft, about one in total
         t = [rng.randint(0, min(hi, (1 << prob_frac) // c)) for _ in range(c)]
-    inv_temp = rng.choice((None, None, 0, rng.randrange(1 << INV_TEMP_WIDTH),
-                           (1 << INV_TEMP_WIDTH) - 1, INV_TEMP_ONE // 4))
-    return {"z": z, "t": t, "mode": mode, "z_frac": z_frac, "prob_frac": prob_frac,
-            "grad_frac": grad_frac, "inv_temp": inv_temp, "grad_shift": rng.randrange(16)}
+    return SoftmaxSample(
+        z, t, mode=rng.choice((SoftmaxMode.PROBS, SoftmaxMode.GRAD)),
+        z_frac=rng.randrange(width), prob_frac=prob_frac,
+        grad_frac=rng.choice((width - 4 if width > 4 else 0, rng.randrange(width))),
+        inv_temp=rng.choice((None, None, 0, rng.randrange(1 << INV_TEMP_WIDTH),
+                             (1 << INV_TEMP_WIDTH) - 1, INV_TEMP_ONE // 4)),
+        grad_shift=rng.randrange(GRAD_SHIFT_MAX + 1))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -367,8 +294,8 @@ def test_rtl_matches_golden_random(seed):
     rng = random.Random(seed)
     dut = SoftmaxUnit(4)
     samples = [_random_sample(rng, rng.randint(1, 4)) for _ in range(500)]
-    outputs, _, _ = _simulate(dut, samples, seed=seed, p_valid=0.8, p_ready=0.6)
-    _check(outputs, samples, 16, seed)
+    run = simulate_samples(dut, samples, seed=seed, p_valid=0.8, p_ready=0.6)
+    _check(run, samples, 16, seed)
 
 
 def test_rtl_cycles_match_formula():
@@ -377,40 +304,40 @@ def test_rtl_cycles_match_formula():
     rng = random.Random(3)
     dut = SoftmaxUnit(6)
     classes = [1, 6, 3, 2, 5, 4, 1, 1, 6]
-    samples = []
-    for c in classes:
-        s = _random_sample(rng, c)
-        s.update(z_frac=8, prob_frac=14, grad_frac=12, inv_temp=None, grad_shift=0,
-                 mode=rng.choice((SoftmaxMode.PROBS, SoftmaxMode.GRAD)))
-        samples.append(s)
-    outputs, first_in, last_out = _simulate(dut, samples, seed=3)
-    _check(outputs, samples, 16, 3)
-    assert first_in[0] == 0
+    samples = [replace(_random_sample(rng, c), z_frac=8, prob_frac=14, grad_frac=12,
+                       inv_temp=None, grad_shift=0) for c in classes]
+    run = simulate_samples(dut, samples, seed=3)
+    _check(run, samples, 16, 3)
+    assert run.first_in[0] == 0
     for i, c in enumerate(classes):
-        assert last_out[i] - first_in[i] == softmax_cycles(c) - 1, (i, c)
+        assert run.last_out[i] - run.first_in[i] == softmax_cycles(c) - 1, (i, c)
         if i + 1 < len(classes):
-            assert first_in[i + 1] - first_in[i] == softmax_cycles(c), (i, c)
+            assert run.first_in[i + 1] - run.first_in[i] == softmax_cycles(c), (i, c)
     assert softmax_cycles(10) == 3 * 10 + 26
 
 
 def _edge_samples(c, width=16):
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     one = 1 << (width - 2)                                  # 1.0 with prob_frac = width - 2
-    base = {"mode": SoftmaxMode.PROBS, "z_frac": 8 if width > 8 else width - 1,
-            "prob_frac": width - 2, "grad_frac": width - 4, "inv_temp": None, "grad_shift": 0}
     zs = [[0] * c, [lo] * c, [hi] * c, [lo] + [hi] * (c - 1), [hi] + [lo] * (c - 1),
           [lo + i for i in range(c)], [hi - i for i in range(c)], [(-1) ** i * hi for i in range(c)]]
+    probs = SoftmaxMode.PROBS
+    grad = SoftmaxMode.GRAD
+    base = dict(z_frac=8 if width > 8 else width - 1, prob_frac=width - 2, grad_frac=width - 4)
     out = []
     for z in zs:
-        out.append(dict(base, z=z, t=[0] * c))
-        out.append(dict(base, z=z, t=[0] * c, prob_frac=width - 1))             # p = 1 saturates
-        out.append(dict(base, z=z, t=[one] + [0] * (c - 1), mode=SoftmaxMode.GRAD))
-        out.append(dict(base, z=z, t=[lo] * c, mode=SoftmaxMode.GRAD))           # saturates +
-        out.append(dict(base, z=z, t=[hi] * c, mode=SoftmaxMode.GRAD, grad_frac=width - 1))
-        out.append(dict(base, z=z, t=([lo, hi] * c)[:c], mode=SoftmaxMode.GRAD, prob_frac=0,
-                        grad_frac=width - 1, grad_shift=GRAD_SHIFT_MAX))
-        out.append(dict(base, z=z, t=[0] * c, inv_temp=0))                      # T = infinity
-        out.append(dict(base, z=z, t=[0] * c, inv_temp=(1 << INV_TEMP_WIDTH) - 1, z_frac=0))
+        out += [
+            SoftmaxSample(z, mode=probs, **base),
+            SoftmaxSample(z, mode=probs, **dict(base, prob_frac=width - 1)),   # 1.0 saturates
+            SoftmaxSample(z, [one] + [0] * (c - 1), mode=grad, **base),
+            SoftmaxSample(z, [lo] * c, mode=grad, **base),                     # saturates +
+            SoftmaxSample(z, [hi] * c, mode=grad, **dict(base, grad_frac=width - 1)),
+            SoftmaxSample(z, ([lo, hi] * c)[:c], mode=grad, grad_shift=GRAD_SHIFT_MAX,
+                          **dict(base, prob_frac=0, grad_frac=width - 1)),
+            SoftmaxSample(z, mode=probs, inv_temp=0, **base),                  # T = infinity
+            SoftmaxSample(z, mode=probs, inv_temp=(1 << INV_TEMP_WIDTH) - 1,
+                          **dict(base, z_frac=0)),
+        ]
     return out
 
 
@@ -421,30 +348,31 @@ def test_rtl_edge_cases(classes_max, width):
     rng = random.Random(classes_max * 100 + width)
     dut = SoftmaxUnit(classes_max, width=width)
     samples = []
-    for c in sorted({1, classes_max}):
-        samples += _edge_samples(c, width) if width > 4 else []
+    if width > 4:
+        for c in sorted({1, classes_max}):
+            samples += _edge_samples(c, width)
     samples += [_random_sample(rng, rng.randint(1, classes_max), width) for _ in range(60)]
-    outputs, _, _ = _simulate(dut, samples, seed=classes_max, p_valid=0.7, p_ready=0.5)
-    _check(outputs, samples, width, classes_max)
+    run = simulate_samples(dut, samples, seed=classes_max, p_valid=0.7, p_ready=0.5)
+    _check(run, samples, width, classes_max)
 
 
 def test_rtl_overflow_drops_extra_elements():
     """A sample longer than classes_max keeps its first classes_max elements, sets the sticky
     overflow flag (cleared by overflow_clr), and the next sample is unaffected."""
     dut = SoftmaxUnit(2)
-    base = {"mode": SoftmaxMode.PROBS, "z_frac": 8, "prob_frac": 14, "grad_frac": 12,
-            "inv_temp": None, "grad_shift": 0}
-    long = dict(base, z=[100, -50, 3000, 7], t=[0] * 4)
-    short = dict(base, z=[0, 256], t=[0] * 2)
+    long = SoftmaxSample([100, -50, 3000, 7])
+    short = SoftmaxSample([0, 256])
     results, flags = [], []
 
     async def tb(ctx):
-        _set_params(ctx, dut, long)
+        ctx.set(dut.z_frac, 8)
+        ctx.set(dut.prob_frac, 14)
+        ctx.set(dut.inv_temp, INV_TEMP_ONE)
         ctx.set(dut.o_result.ready, 1)
         for s in (long, short):
-            for i, zv in enumerate(s["z"]):
-                ctx.set(dut.i_logit.payload, {"logit": zv, "target": 0,
-                                              "last": i == len(s["z"]) - 1})
+            for i, z in enumerate(s.logits):
+                ctx.set(dut.i_logit.payload, {"logit": z, "target": 0,
+                                              "last": i == len(s.logits) - 1})
                 ctx.set(dut.i_logit.valid, 1)
                 while True:
                     _, _, ready = await ctx.tick().sample(dut.i_logit.ready)
@@ -465,11 +393,19 @@ def test_rtl_overflow_drops_extra_elements():
             flags.append(ctx.get(dut.overflow))
 
     run_sim(dut, tb)
-    want_long = _golden_rows(dict(long, z=long["z"][:2], t=[0, 0]), 16)
+    want_long = _golden_rows(SoftmaxSample(long.logits[:2]), 16)
     assert results[0] == [(want_long[0], 0), (want_long[1], 1)]
     want_short = _golden_rows(short, 16)
     assert results[1] == [(want_short[0], 0), (want_short[1], 1)]
     assert flags == [1, 0, 0, 0]
+
+
+def test_simulate_samples_timeout():
+    """The driver fails instead of hanging when results do not come (here: too few cycles)."""
+    with pytest.raises(TimeoutError, match=r"^softmax unit: 0 of 2 results after 10 cycles"):
+        simulate_samples(SoftmaxUnit(2), [SoftmaxSample([1, 2])], max_cycles=10)
+    with pytest.raises(ValueError, match=r"^Sample has 2 logits but 1 targets$"):
+        SoftmaxSample([1, 2], [0])
 
 
 def test_rtl_ports():
