@@ -6,8 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
 from .rng import RngSignature
-from .rounding import (MAX_SHIFT, SHIFT_BITS, round_shift_narrow, rounding_addend, shift_masks,
-                       sum_width, upper_mask)
+from .rounding import (MAX_SHIFT, SHIFT_BITS, round_shift_narrow, rounding_addend,
+                       rounding_masks, shift_left_bits)
 
 __all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "draws_taken", "count_saturations",
            "Requantizer"]
@@ -76,6 +76,11 @@ class Requantizer(wiring.Component):
     change them only while ``busy`` is low. Values outside the ranges are illegal (the sequencer
     checks them) and give unspecified results.
 
+    Without bias (``bias=False``) the unit has no ``bias`` payload field and no ``bias_shift`` /
+    ``bias_en`` ports, and computes the same with ``bias_en = 0``: the bias barrel shifter and
+    adder are about a third of a lane's logic, and the SoC's networks carry the bias in an
+    augmented weight matrix (``golden/mlp.py``), so its ``REQ`` instruction has none.
+
     Timing. Three pipeline stages; a beat accepted in cycle ``t`` (``i.valid & i.ready``) is
     presented on ``o`` in cycle ``t + LATENCY`` if the output was not stalled; with ``o.ready``
     high the unit takes and delivers one beat per cycle. Back-pressure stalls the whole pipeline
@@ -96,13 +101,15 @@ class Requantizer(wiring.Component):
     width : int
         Width of the signed bias, gradient and output elements (≥ 2); default
         :data:`spec.params.OPERAND_WIDTH`.
+    bias : bool
+        Build the bias path (default ``True``).
 
     Members
     -------
     i : In(stream.Signature(Requantizer.in_layout))
         Input beats: ``acc``, ``bias``, ``grad`` (signed, per lane), ``mask`` (1 bit per lane),
         ``n_valid`` (1..lanes), ``last``. Forward mode reads ``acc`` and ``bias``; backward mode
-        reads ``grad`` and ``mask``.
+        reads ``grad`` and ``mask``. No ``bias`` field without ``bias``.
     o : Out(stream.Signature(Requantizer.out_layout))
         Output beats: ``y`` (signed ``width``, per lane), ``mask`` (1 bit per lane), ``n_valid``,
         ``last``.
@@ -110,9 +117,11 @@ class Requantizer(wiring.Component):
         Draws from the shared :class:`~rtl.rng.Xorshift32Lanes`; ``advance`` is ``n_valid`` for
         each accepted stochastic forward beat, else 0.
     shift, bias_shift : In(6)
-        Static: output shift and bias alignment shift, 0..32.
+        Static: output shift and bias alignment shift, 0..32 (``bias_shift`` only with
+        ``bias``).
     bias_en, relu_en, rounding, backward : In(1)
-        Static: add the bias; apply ReLU; stochastic rounding (else nearest-even); backward mode.
+        Static: add the bias (only with ``bias``); apply ReLU; stochastic rounding (else
+        nearest-even); backward mode.
     busy : Out(1)
         A beat is in the pipeline.
     sat_count : Out(32)
@@ -123,7 +132,7 @@ class Requantizer(wiring.Component):
     Raises
     ------
     TypeError
-        If a parameter is not an integer.
+        If ``lanes`` or a width is not an integer, or ``bias`` is not a bool.
     ValueError
         If ``lanes`` is not positive, ``width < 2`` or ``acc_width < 2 * width``.
     """
@@ -131,38 +140,43 @@ class Requantizer(wiring.Component):
     #: Cycles from a beat's acceptance to its presentation on the output.
     LATENCY = 3
 
-    def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH):
+    def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH, bias=True):
         check_lanes(lanes)
         check_widths(width, "Operand width", acc_width, "Accumulator width")
-        self._lanes, self._acc_width, self._width = lanes, acc_width, width
-        self._in_layout = data.StructLayout({
-            "acc": data.ArrayLayout(signed(acc_width), lanes),
-            "bias": data.ArrayLayout(signed(width), lanes),
+        if not isinstance(bias, bool):
+            raise TypeError(f"Bias must be a bool, not {bias!r}")
+        self._lanes, self._acc_width, self._width, self._bias = lanes, acc_width, width, bias
+        fields = {"acc": data.ArrayLayout(signed(acc_width), lanes)}
+        if bias:
+            fields["bias"] = data.ArrayLayout(signed(width), lanes)
+        fields.update({
             "grad": data.ArrayLayout(signed(width), lanes),
             "mask": data.ArrayLayout(1, lanes),
             "n_valid": range(lanes + 1),
             "last": 1,
         })
+        self._in_layout = data.StructLayout(fields)
         self._out_layout = data.StructLayout({
             "y": data.ArrayLayout(signed(width), lanes),
             "mask": data.ArrayLayout(1, lanes),
             "n_valid": range(lanes + 1),
             "last": 1,
         })
-        super().__init__({
+        members = {
             "i": In(stream.Signature(self._in_layout)),
             "o": Out(stream.Signature(self._out_layout)),
             "rng": Out(RngSignature(lanes)),
             "shift": In(SHIFT_BITS),
-            "bias_shift": In(SHIFT_BITS),
-            "bias_en": In(1),
             "relu_en": In(1),
             "rounding": In(1),
             "backward": In(1),
             "busy": Out(1),
             "sat_count": Out(SAT_COUNT_WIDTH),
             "sat_clr": In(1),
-        })
+        }
+        if bias:
+            members.update({"bias_shift": In(SHIFT_BITS), "bias_en": In(1)})
+        super().__init__(members)
 
     @property
     def lanes(self):
@@ -175,6 +189,10 @@ class Requantizer(wiring.Component):
     @property
     def width(self):
         return self._width
+
+    @property
+    def bias(self):
+        return self._bias
 
     @property
     def in_layout(self):
@@ -191,7 +209,8 @@ class Requantizer(wiring.Component):
         L, W = self._lanes, self._width
         lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
         # x = acc + (bias << bias_shift) needs max(acc_width, width + 32) + 1 bits.
-        x_shape = signed(max(self._acc_width, W + MAX_SHIFT) + 1)
+        x_shape = signed(max(self._acc_width, W + MAX_SHIFT) + 1 if self._bias else
+                         self._acc_width)
 
         en = Signal()                   # the pipeline moves this cycle
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
@@ -202,8 +221,7 @@ class Requantizer(wiring.Component):
         fwd_stochastic = self.rounding & ~self.backward
         shift = Signal(SHIFT_BITS, name="eff_shift")
         m.d.comb += shift.eq(Mux(self.backward, 0, self.shift))
-        low, half_m1 = shift_masks(m, shift, "shift")
-        upper = upper_mask(m, shift, W, sum_width(x_shape), "shift_upper")
+        masks = rounding_masks(m, shift, x_shape, W, "shift")
         m.d.comb += self.rng.advance.eq(Mux(take & fwd_stochastic,
                                             draws_taken(self.i.payload.n_valid, L), 0))
 
@@ -221,12 +239,14 @@ class Requantizer(wiring.Component):
             ]
             for i in range(L):
                 p = self.i.payload
-                # bias << bias_shift fits W + 32 bits (bias_shift <= 32)
-                shifted = (p.bias[i] << self.bias_shift)[:W + MAX_SHIFT].as_signed()
-                biased = p.acc[i] + Mux(self.bias_en, shifted, 0)
+                if self._bias:      # bias << bias_shift fits W + 32 bits (bias_shift <= 32)
+                    shifted = shift_left_bits(p.bias[i], self.bias_shift, W + MAX_SHIFT)
+                    x = p.acc[i] + Mux(self.bias_en, shifted, 0)
+                else:
+                    x = p.acc[i]
                 m.d.sync += [
-                    s1_x[i].eq(Mux(self.backward, p.grad[i], biased)),
-                    s1_draw[i].eq(self.rng.draws[i] & low),
+                    s1_x[i].eq(Mux(self.backward, p.grad[i], x)),
+                    s1_draw[i].eq(self.rng.draws[i] & masks.low),
                     s1_mask[i].eq(p.mask[i]),
                 ]
 
@@ -240,8 +260,8 @@ class Requantizer(wiring.Component):
             m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_n.eq(s1_n),
                          s2_mask.eq(s1_mask)]
             for i in range(L):
-                add = rounding_addend(s1_x[i], shift, fwd_stochastic, s1_draw[i], low, half_m1)
-                q, over, under = round_shift_narrow(s1_x[i], shift, add, W, upper)
+                add = rounding_addend(s1_x[i], fwd_stochastic, s1_draw[i], masks)
+                q, over, under = round_shift_narrow(s1_x[i], add, masks)
                 m.d.sync += [s2_q[i].eq(q), s2_over[i].eq(over), s2_under[i].eq(under)]
 
         # Stage 3 (output register): saturation, ReLU and mask; or the backward gate (backward

@@ -1,4 +1,4 @@
-"""Rounding right shift shared by the vector units (requantizer, SGD update).
+"""Rounding right shift and barrel shifters shared by the vector units (requantizer, SGD update).
 
 Both rounding modes of :func:`golden.fixedpoint.round_shift` are "add, then floor-shift":
 
@@ -6,20 +6,23 @@ Both rounding modes of :func:`golden.fixedpoint.round_shift` are "add, then floo
 * nearest-even: ``floor((x + 2**(s-1) - 1 + x[s]) / 2**s)`` for ``s >= 1`` (``x[s]`` is bit ``s``
   of ``x``, the parity of ``floor(x / 2**s)``), ``x`` for ``s = 0``. With ``x = q·2**s + rem``:
   ``rem > 2**(s-1)`` carries into ``q``, ``rem < 2**(s-1)`` does not, and a tie carries exactly
-  when ``q`` is odd — round half to even.
+  when ``q`` is odd — round half to even. The addend is ``2**(s-1)`` or ``2**(s-1) - 1``: a
+  choice between two static masks, no adder.
 
-The units keep only a narrow result: :func:`round_shift_narrow` selects the ``out_width`` bits
-``s .. s+out_width-1`` of the sum (a barrel shifter only ``out_width`` bits wide) and tells
-whether the full quotient fits, from the sum's bits above them (with a static mask); a full-width
-shifter would cost about twice the logic.
+The units keep only a narrow quotient: :func:`round_shift_narrow` selects bits
+``s .. s+out_width-1`` of the sum with a barrel shifter only ``out_width`` bits wide and tells
+whether the full quotient fits from the sum's bits above them (a static mask). The masks depend
+only on the shift, a static operation input: :func:`rounding_masks` makes them once per unit.
 """
+
+from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Mux, Signal, Value
 
 from .rng import RNG_WIDTH
 
-__all__ = ["MAX_SHIFT", "SHIFT_BITS", "shift_masks", "rounding_addend", "upper_mask", "sum_width",
-           "round_shift_narrow"]
+__all__ = ["MAX_SHIFT", "SHIFT_BITS", "RoundingMasks", "rounding_masks", "rounding_addend",
+           "round_shift_narrow", "shift_right_bits", "shift_left_bits"]
 
 #: Largest shift (and bias shift) the units support: the golden functions' bound.
 MAX_SHIFT = RNG_WIDTH
@@ -27,56 +30,85 @@ MAX_SHIFT = RNG_WIDTH
 SHIFT_BITS = MAX_SHIFT.bit_length()
 
 
-def shift_masks(m, shift, name):
-    """``(2**shift - 1, 2**(shift-1) - 1)`` as 32-bit thermometer codes (0 for ``shift = 0``).
+@dataclass(frozen=True)
+class RoundingMasks:
+    """Static masks for one shift amount ``s`` (comb signals shared by every lane)."""
+    shift: Value            #: ``s``
+    low: Signal             #: ``2**s - 1`` (32 bits)
+    half: Signal            #: ``2**(s-1)`` (0 for ``s = 0``)
+    half_m1: Signal         #: ``2**(s-1) - 1`` (0 for ``s = 0``)
+    upper: Signal           #: sum bits ``i >= s + out_width - 1``
+    out_width: int
+    sum_width: int
 
-    ``shift`` is a static operation input: the masks are made once (comb signals named
-    ``{name}_low``/``{name}_half_m1``) and shared by every lane.
-    """
+
+def rounding_masks(m, shift, x_shape, out_width, name):
+    """Make the :class:`RoundingMasks` of ``shift`` for sums ``x + addend``, ``x`` of shape
+    ``x_shape``, narrowed to ``out_width`` bits; comb signals named ``{name}_*``."""
+    sum_width = len(Const(0, x_shape) + Const(0, MAX_SHIFT))
     low = Signal(MAX_SHIFT, name=f"{name}_low")
+    half = Signal(MAX_SHIFT, name=f"{name}_half")
     half_m1 = Signal(MAX_SHIFT, name=f"{name}_half_m1")
-    m.d.comb += [low.eq(Cat(*[shift > i for i in range(MAX_SHIFT)])),
-                 half_m1.eq(Cat(*[shift > i + 1 for i in range(MAX_SHIFT)]))]
-    return low, half_m1
+    upper = Signal(sum_width, name=f"{name}_upper")
+    m.d.comb += [
+        low.eq(Cat(*[shift > i for i in range(MAX_SHIFT)])),
+        half_m1.eq(Cat(*[shift > i + 1 for i in range(MAX_SHIFT)])),
+        half.eq(low ^ half_m1),
+        upper.eq(Cat(*[(shift + (out_width - 1) <= i) if i >= out_width - 1 else 0
+                       for i in range(sum_width)])),
+    ]
+    return RoundingMasks(shift, low, half, half_m1, upper, out_width, sum_width)
 
 
-def rounding_addend(x, shift, stochastic, draw, low, half_m1):
-    """What to add to ``x`` before the floor shift by ``shift`` (see the module docstring).
+def rounding_addend(x, stochastic, draw, masks):
+    """What to add to ``x`` before the floor shift (see the module docstring): 32 bits.
 
-    ``low`` and ``half_m1`` come from :func:`shift_masks`; ``draw`` is the element's draw (only
-    used when ``stochastic``). The result is unsigned, below ``2**MAX_SHIFT``.
+    ``draw`` is the element's draw (used only when ``stochastic``).
     """
-    x = Value.cast(x)
-    tie_up = (shift != 0) & x.bit_select(shift, 1)
-    return Mux(stochastic, draw & low, half_m1 + tie_up)
+    tie_up = Value.cast(x).bit_select(masks.shift, 1)        # ignored at s = 0: half is 0
+    return Mux(stochastic, draw & masks.low, Mux(tie_up, masks.half, masks.half_m1))
 
 
-def upper_mask(m, shift, out_width, length, name):
-    """Static mask of bit positions ``i >= shift + out_width - 1`` among ``length`` bits (a comb
-    signal named ``name``, made once and shared by every lane)."""
-    mask = Signal(length, name=name)
-    m.d.comb += mask.eq(Cat(*[(shift + (out_width - 1) <= i) if i >= out_width - 1 else 0
-                              for i in range(length)]))
-    return mask
-
-
-def sum_width(x_shape):
-    """Width of ``x + addend`` for ``x`` of shape ``x_shape`` (the ``length`` of
-    :func:`upper_mask`); addends are at most ``MAX_SHIFT + 1`` bits wide."""
-    return len(Const(0, x_shape) + Const(0, MAX_SHIFT + 1))
-
-
-def round_shift_narrow(x, shift, addend, out_width, mask):
-    """The quotient ``q = floor((x + addend) / 2**shift)`` as ``out_width`` signed bits.
+def round_shift_narrow(x, addend, masks):
+    """The quotient ``q = floor((x + addend) / 2**s)`` as ``masks.out_width`` signed bits.
 
     Returns ``(low, over, under)``: ``low`` is ``q`` wrapped to ``out_width`` bits, ``over`` /
     ``under`` tell that ``q`` is above / below the ``out_width``-bit signed range (then ``low`` is
-    meaningless). ``q`` fits exactly when the sum's bits from ``shift + out_width - 1`` up all
-    equal its sign; ``mask`` is :func:`upper_mask` of the sum's width.
+    meaningless). ``q`` fits exactly when the sum's bits from ``s + out_width - 1`` up all equal
+    its sign.
     """
     s = Value.cast(x) + addend
-    assert len(mask) == len(s)
+    assert len(s) == masks.sum_width
     sign = s[-1]
-    low = (s >> shift)[:out_width].as_signed()
-    fits = ~((s ^ sign.replicate(len(s))) & mask).any()
+    low = shift_right_bits(s, masks.shift, masks.out_width).as_signed()
+    fits = ~((s ^ sign.replicate(len(s))) & masks.upper).any()
     return low, ~fits & ~sign, ~fits & sign
+
+
+def shift_right_bits(value, amount, out_width):
+    """Bits ``amount .. amount+out_width-1`` of ``value`` (sign-filled past its top): an
+    arithmetic right shift that builds only the multiplexers those ``out_width`` bits need."""
+    value = Value.cast(value)
+    fill = value[-1] if value.shape().signed else Const(0, 1)
+    bits = list(value)
+    for k in reversed(range(len(amount))):
+        step = 1 << k
+        need = out_width + step - 1           # bits the smaller stages still read
+        at = lambda i: bits[i] if i < len(bits) else fill
+        bits = [Mux(amount[k], at(i + step), at(i)) for i in range(need)]
+    return Cat(*bits[:out_width])
+
+
+def shift_left_bits(value, amount, out_width):
+    """``value << amount`` (sign-extended when ``value`` is signed), truncated to ``out_width``
+    bits: a barrel shifter whose stages grow only as wide as the shifted value can reach."""
+    value = Value.cast(value)
+    fill = value[-1] if value.shape().signed else Const(0, 1)
+    bits = list(value)[:out_width]
+    for k in range(len(amount)):
+        step = 1 << k
+        src = lambda j: Const(0, 1) if j < 0 else bits[j] if j < len(bits) else fill
+        bits = [Mux(amount[k], src(i - step), src(i))
+                for i in range(min(len(bits) + step, out_width))]
+    bits += [fill] * (out_width - len(bits))
+    return Cat(*bits).as_signed() if value.shape().signed else Cat(*bits)

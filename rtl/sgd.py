@@ -8,8 +8,7 @@ from spec.params import ACC_WIDTH, OPERAND_WIDTH
 from .requant import (SAT_COUNT_WIDTH, check_lanes, check_widths, count_saturations,
                       draws_taken)
 from .rng import RngSignature
-from .rounding import (SHIFT_BITS, round_shift_narrow, rounding_addend, shift_masks, sum_width,
-                       upper_mask)
+from .rounding import SHIFT_BITS, round_shift_narrow, rounding_addend, rounding_masks
 
 __all__ = ["SgdUpdate"]
 
@@ -181,11 +180,10 @@ class SgdUpdate(wiring.Component):
         # |lr_mul·g + wd_mul·w| < 2**(grad_width-1)·2**width + 2**(width-1)·2**width
         #                       ≤ 2**(grad_width+width), since grad_width ≥ 2·width.
         p_shape = signed(GW + W + 1)
-        low, half_m1 = shift_masks(m, self.lr_shift, "lr_shift")
         # The step is kept to width + 2 bits, clamped: any step beyond that range saturates
         # w − step exactly as the true step does (|w| ≤ 2**(width-1)).
         step_w = W + 2
-        upper = upper_mask(m, self.lr_shift, step_w, sum_width(p_shape), "lr_shift_upper")
+        masks = rounding_masks(m, self.lr_shift, p_shape, step_w, "lr_shift")
         smin, smax = -(1 << (step_w - 1)), (1 << (step_w - 1)) - 1
 
         # Stage 1: products (registered on both sides of the multiplier for DSP timing).
@@ -200,7 +198,7 @@ class SgdUpdate(wiring.Component):
             s1_w.append(reg(f"s1_w_{i}", signed(W), w))
             s1_pg.append(reg(f"s1_pg_{i}", p_shape, pg))
             s1_pw.append(reg(f"s1_pw_{i}", signed(2 * W + 1), pw))
-            s1_draw.append(reg(f"s1_draw_{i}", 32, self.rng.draws[i] & low))
+            s1_draw.append(reg(f"s1_draw_{i}", 32, self.rng.draws[i] & masks.low))
 
         # Stage 2: p = lr_mul·g + wd_mul·w.
         s2 = stage("s2", *s1)
@@ -212,9 +210,8 @@ class SgdUpdate(wiring.Component):
         s3 = stage("s3", *s2)
         s3_w, s3_step = [], []
         for i in range(L):
-            add = rounding_addend(s2_p[i], self.lr_shift, self.rounding, s2_draw[i],
-                                  low, half_m1)
-            q, over, under = round_shift_narrow(s2_p[i], self.lr_shift, add, step_w, upper)
+            add = rounding_addend(s2_p[i], self.rounding, s2_draw[i], masks)
+            q, over, under = round_shift_narrow(s2_p[i], add, masks)
             s3_w.append(reg(f"s3_w_{i}", signed(W), s2_w[i]))
             s3_step.append(reg(f"s3_step_{i}", signed(step_w),
                                Mux(over, smax, Mux(under, smin, q))))

@@ -31,7 +31,7 @@ class Case:
     def shape(self):
         return tuple((self.grad if self.statics["backward"] else self.acc).shape)
 
-    def op(self, junk):
+    def op(self, junk, with_bias=True):
         """The beats; padding lanes and the fields the mode ignores hold junk."""
         M, N = self.shape
         rnd = lambda lo, hi: (lambda: junk.randrange(lo, hi))
@@ -48,7 +48,12 @@ class Case:
         for k, ((a, n), (b, _), (g, _), (mk, _)) in enumerate(zip(*cols)):
             beats.append(dict(acc=a, bias=b, grad=g, mask=mk, n_valid=n,
                               last=int(k == len(cols[0]) - 1)))
-        return Op(self.statics, beats, clear=self.clear)
+        statics = dict(self.statics)
+        if not with_bias:
+            assert (statics.pop("bias_en"), statics.pop("bias_shift")) == (0, 0)
+            for b in beats:
+                del b["bias"]
+        return Op(statics, beats, clear=self.clear)
 
     def golden(self, rng):
         """``(y, mask, n_sat)`` of golden, advancing ``rng`` as golden does."""
@@ -62,11 +67,12 @@ class Case:
                                  rounding=ROUNDING[s["rounding"]], rng=rng)
 
 
-def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_log=None):
+def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, bias=True,
+              latency_log=None):
     """Stream ``cases`` through one Requantizer; check every output against golden."""
     junk = random.Random(seed)
-    dut = Requantizer(LANES, acc_width=AW, width=W)
-    results = run_ops(dut, [c.op(junk) for c in cases], seed=seed, rng_seed=rng_seed,
+    dut = Requantizer(LANES, acc_width=AW, width=W, bias=bias)
+    results = run_ops(dut, [c.op(junk, bias) for c in cases], seed=seed, rng_seed=rng_seed,
                       p_valid=p_valid, p_ready=p_ready, latency_log=latency_log)
     rng, n_sat = fx.Xorshift32(rng_seed), 0
     for k, (case, res) in enumerate(zip(cases, results)):
@@ -104,7 +110,7 @@ def random_acc(g, shape, shift, kind):
     return t.clamp(lo, hi - 1)
 
 
-def random_case(g, rnd):
+def random_case(g, rnd, bias=True):
     M, N = rnd.randint(1, 9), rnd.randint(1, 2 * LANES + 1)
     if rnd.random() < 0.2:
         return Case(dict(backward=1),
@@ -113,6 +119,8 @@ def random_case(g, rnd):
     shift = rnd.choice([0, 1, 2, 8, 12, 16, 20, 31, 32, rnd.randint(0, 32)])
     s = dict(shift=shift, bias_shift=rnd.choice([0, 4, 12, 32, rnd.randint(0, 32)]),
              bias_en=rnd.randint(0, 1), relu_en=rnd.randint(0, 1), rounding=rnd.randint(0, 1))
+    if not bias:
+        s.update(bias_shift=0, bias_en=0)
     acc = random_acc(g, (M, N), shift, rnd.choice(["full", "fits", "ties"]))
     bias = torch.randint(-(1 << (W - 1)), 1 << (W - 1), (N,), generator=g)
     if s["bias_shift"] > 8 and rnd.random() < 0.7:      # keep most biased cases unsaturated
@@ -133,6 +141,7 @@ def random_case(g, rnd):
     ((4,), dict(width=8, acc_width=15), ValueError,
      r"^Accumulator width must be at least twice the operand width \(16\), not 15$"),
     ((4,), dict(acc_width=32.0), TypeError, r"^Accumulator width must be an integer, not 32.0$"),
+    ((4,), dict(bias=1), TypeError, r"^Bias must be a bool, not 1$"),
 ])
 def test_constructor_validation(args, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -151,6 +160,10 @@ def test_ports():
     assert set(dict(q.members)) == {"y", "mask", "n_valid", "last"}
     assert dut.signature.members["rng"].signature == RngSignature(5)
     assert len(dut.shift) == len(dut.bias_shift) == 6 and len(dut.sat_count) == 32
+    assert dut.bias is True
+    small = Requantizer(5, bias=False)
+    assert small.bias is False and "bias" not in dict(small.in_layout.members)
+    assert "bias_shift" not in small.signature.members and "bias_en" not in small.signature.members
 
 
 # --- random operations ------------------------------------------------------------------------
@@ -166,12 +179,24 @@ def test_random_operations():
     assert any(c.statics["rounding"] and not c.statics["backward"] for c in cases)
 
 
+def test_random_operations_without_bias():
+    seed = 9
+    g, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
+    cases = [random_case(g, rnd, bias=False) for _ in range(30)]
+    amin, amax = -(1 << 31), (1 << 31) - 1
+    cases += [Case(dict(shift=s, rounding=r, relu_en=1), acc=torch.tensor([[amin, amax, -1, 1, 0]]))
+              for s in (0, 32) for r in (0, 1)]
+    run_cases(cases, seed=seed, rng_seed=77, p_valid=0.7, p_ready=0.7, bias=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2, 8))
 def test_random_operations_more_seeds(seed):
     g, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
-    run_cases([random_case(g, rnd) for _ in range(120)], seed=seed, rng_seed=seed,
-              p_valid=rnd.choice([0.3, 0.8, 1.0]), p_ready=rnd.choice([0.3, 0.7, 1.0]))
+    bias = seed % 3 != 0
+    run_cases([random_case(g, rnd, bias) for _ in range(120)], seed=seed, rng_seed=seed,
+              p_valid=rnd.choice([0.3, 0.8, 1.0]), p_ready=rnd.choice([0.3, 0.7, 1.0]),
+              bias=bias)
 
 
 # --- edge cases -------------------------------------------------------------------------------
