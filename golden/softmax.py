@@ -16,7 +16,7 @@ Algorithm, per row ``z_0 .. z_{C-1}`` (``width``-bit signed logits with ``z_frac
     f_j = a_j & (2**EXP_INDEX_BITS - 1)                  # fraction: table index
     e_j = (EXP_TABLE[f_j] + (2**n_j >> 1)) >> n_j        # 2**-a_j, EXP_FRAC fraction bits,
                                                          # shift rounded half up
-    S   = sum_j e_j                                      # exact; 2**EXP_FRAC <= S <= C * 2**EXP_FRAC
+    S   = sum_j e_j                                      # exact; 2**EXP_FRAC <= S <= C·2**EXP_FRAC
     R   = 2**RECIP_SHIFT // S                            # exact floor (restoring division)
     probs:  p_j = sat(round_ne(e_j * R, RECIP_SHIFT - prob_frac))
     grad:   g_j = sat(round_ne(e_j * R - t_j * 2**(RECIP_SHIFT - prob_frac),

@@ -80,13 +80,14 @@ class SoftmaxUnit(wiring.Component):
 
     * *load*: one beat per cycle into a buffer, tracking the maximum; ``C`` cycles;
     * *exp*: an 8-stage pipeline (read, ``u = max - z``, ``u·k``, round, table read, table data
-      register, shift, write and sum) computes one exponential per cycle into a second buffer and sums them;
-      ``C + SOFTMAX_EXP_LATENCY`` cycles;
+      register, shift, write and sum) computes one exponential per cycle into a second buffer
+      and sums them; ``C + SOFTMAX_EXP_LATENCY`` cycles;
     * *div*: the reciprocal of the sum by restoring division, ``RECIP_STEP_BITS`` quotient bits per
       cycle; ``RECIP_CYCLES`` cycles;
     * *out*: a 6-stage pipeline (read, ``e·R`` and target shift, difference, shift and rounding
-      bit, rounding increment and saturation, output register) produces one result per beat on ``o_result``, ``last`` on the
-      sample's final one; ``C + SOFTMAX_OUT_LATENCY`` cycles while ``o_result.ready`` stays high.
+      bit, rounding increment and saturation, output register) produces one result per beat on
+      ``o_result``, ``last`` on the sample's final one; ``C + SOFTMAX_OUT_LATENCY`` cycles while
+      ``o_result.ready`` stays high.
       The pipeline stalls whole while the output register is not taken, so back-pressure loses or
       duplicates nothing.
 
@@ -110,12 +111,14 @@ class SoftmaxUnit(wiring.Component):
 
     Members
     -------
-    i_logit : In(stream.Signature(StructLayout({"logit": signed(width), "target": signed(width), "last": 1})))
-        The samples: a logit (``z_frac`` fraction bits), its target (prob format; ignored in
-        ``PROBS`` mode) and whether it is the sample's last element.
+    i_logit : In(stream.Signature(StructLayout({"logit", "target", "last"})))
+        ``logit`` and ``target`` are ``signed(width)``, ``last`` one bit. The samples: a logit
+        (``z_frac`` fraction bits), its target (prob format; ignored in ``PROBS`` mode) and
+        whether it is the sample's last element.
     o_result : Out(stream.Signature(StructLayout({"value": signed(width), "last": 1})))
         The results, in input order: probabilities (``prob_frac`` fraction bits) or gradients
-        (``grad_frac`` fraction bits, scaled by ``2**-grad_shift``); ``last`` on a sample's final one.
+        (``grad_frac`` fraction bits, scaled by ``2**-grad_shift``); ``last`` on a sample's
+        final one.
     mode : In(SoftmaxMode)
         Probabilities or gradient.
     z_frac, prob_frac, grad_frac : In(range(width))

@@ -72,7 +72,8 @@ def exp2_table(index_bits=EXP_INDEX_BITS, frac=EXP_FRAC):
     With ``N = 2**index_bits`` and ``x = 2**(frac - f/N)``, ``round(x)`` is the largest integer
     ``v`` with ``v - 1/2 <= x``, i.e. with ``(2v - 1)**N <= 2**((frac + 1)·N - f)``; a float guess
     is corrected until that exact integer inequality holds for ``v`` and fails for ``v + 1``, so
-    the table does not depend on the floating-point library. Entries lie in ``(2**(frac-1), 2**frac]``; ``table[0] = 2**frac``.
+    the table does not depend on the floating-point library. Entries lie in
+    ``(2**(frac-1), 2**frac]``; ``table[0] = 2**frac``.
 
     Raises
     ------

@@ -16,7 +16,8 @@ from rtl.softmax import SoftmaxMode, SoftmaxUnit
 from rtl.softmax_sim import SoftmaxSample, simulate_samples
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
-    INV_TEMP_WIDTH, K_WIDTH, LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH, exp2_table,
+    INV_TEMP_WIDTH, K_WIDTH, LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH,
+    exp2_table,
 )
 from tests.simutil import run_sim
 
@@ -48,9 +49,11 @@ def test_exp_table_matches_float():
 
 
 def test_exp_table_bad_arguments():
-    with pytest.raises(ValueError, match=r"^Exp table index bits must be between 0 and 12, not 13$"):
+    with pytest.raises(ValueError,
+                       match=r"^Exp table index bits must be between 0 and 12, not 13$"):
         exp2_table(13)
-    with pytest.raises(ValueError, match=r"^Exp table fraction bits must be between 1 and 30, not 0$"):
+    with pytest.raises(ValueError,
+                       match=r"^Exp table fraction bits must be between 1 and 30, not 0$"):
         exp2_table(4, 0)
     with pytest.raises(TypeError, match=r"^Exp table index bits must be an integer, not 1.5$"):
         exp2_table(1.5)
@@ -148,7 +151,8 @@ def test_golden_exact_cases():
     assert abs(int(e[0, 1]) - 2 ** EXP_FRAC / math.e) < 4
     assert softmax_recip(s).tolist() == [(1 << RECIP_SHIFT) // int(s[0])]
     # Empty batch.
-    assert softmax_probs(torch.zeros(0, 3, dtype=torch.int64), z_frac=8, prob_frac=14).shape == (0, 3)
+    empty = torch.zeros(0, 3, dtype=torch.int64)
+    assert softmax_probs(empty, z_frac=8, prob_frac=14).shape == (0, 3)
 
 
 def test_grad_is_probs_minus_target():
@@ -188,7 +192,8 @@ def test_grad_saturates():
 def test_golden_bad_arguments():
     z = torch.zeros(2, 3, dtype=torch.int64)
     t = torch.zeros(2, 3, dtype=torch.int64)
-    with pytest.raises(ValueError, match=rf"^Width must be between 2 and {SOFTMAX_MAX_WIDTH}, not 0$"):
+    with pytest.raises(ValueError,
+                       match=rf"^Width must be between 2 and {SOFTMAX_MAX_WIDTH}, not 0$"):
         softmax_probs(z, z_frac=0, prob_frac=0, width=0)
     with pytest.raises(ValueError, match=r"^Width must be between 2 and \d+, not -4$"):
         softmax_probs(z, z_frac=0, prob_frac=0, width=-4)
@@ -202,14 +207,16 @@ def test_golden_bad_arguments():
     with pytest.raises(ValueError, match=r"^Probability fraction bits must be between 0 and 7, "
                                          r"not -1$"):
         softmax_probs(z, z_frac=0, prob_frac=-1, width=8)
-    with pytest.raises(ValueError, match=r"^Gradient fraction bits must be between 0 and 15, not 16$"):
+    with pytest.raises(ValueError,
+                       match=r"^Gradient fraction bits must be between 0 and 15, not 16$"):
         softmax_xent_grad(z, t, z_frac=8, prob_frac=14, grad_frac=16)
     with pytest.raises(ValueError, match=r"^Gradient shift must be between 0 and 15, not 16$"):
         softmax_xent_grad(z, t, z_frac=8, prob_frac=14, grad_frac=12, grad_shift=16)
     with pytest.raises(ValueError, match=r"^Inverse temperature must be between 0 and 16383, "
                                          r"not 16384$"):
         softmax_probs(z, z_frac=8, prob_frac=14, inv_temp=16384)
-    with pytest.raises(ValueError, match=r"^Inverse temperature must be between 0 and 16383, not -1$"):
+    with pytest.raises(ValueError,
+                       match=r"^Inverse temperature must be between 0 and 16383, not -1$"):
         softmax_probs(z, z_frac=8, prob_frac=14, inv_temp=-1)
     with pytest.raises(ValueError, match=r"^Softmax needs at least one class, not 0$"):
         softmax_probs(torch.zeros(2, 0, dtype=torch.int64), z_frac=8, prob_frac=14)
@@ -219,7 +226,8 @@ def test_golden_bad_arguments():
         softmax_probs(torch.zeros(3, dtype=torch.int64), z_frac=8, prob_frac=14)
     with pytest.raises(TypeError, match=r"^Logits must be an integer tensor"):
         softmax_probs(torch.zeros(1, 3), z_frac=8, prob_frac=14)
-    with pytest.raises(ValueError, match=r"^Targets shape \(2, 2\) does not match logits \(2, 3\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^Targets shape \(2, 2\) does not match logits \(2, 3\)$"):
         softmax_xent_grad(z, t[:, :2], z_frac=8, prob_frac=14, grad_frac=12)
 
 
@@ -320,7 +328,8 @@ def _edge_samples(c, width=16):
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     one = 1 << (width - 2)                                  # 1.0 with prob_frac = width - 2
     zs = [[0] * c, [lo] * c, [hi] * c, [lo] + [hi] * (c - 1), [hi] + [lo] * (c - 1),
-          [lo + i for i in range(c)], [hi - i for i in range(c)], [(-1) ** i * hi for i in range(c)]]
+          [lo + i for i in range(c)], [hi - i for i in range(c)],
+          [(-1) ** i * hi for i in range(c)]]
     probs = SoftmaxMode.PROBS
     grad = SoftmaxMode.GRAD
     base = dict(z_frac=8 if width > 8 else width - 1, prob_frac=width - 2, grad_frac=width - 4)
