@@ -173,7 +173,7 @@ class Machine:
             if fault:
                 self.dma_fault = fault
                 raise _Fault(Error.DMA_FAULT)
-            n = desc.rows_touched_sp()
+            n = desc.sp_rows
             banks = (sp_range if f["space"] == 0 else acc_range)(f["sp_row"], n)
             return Unit.DMA, banks
         if op is Op.GEMM:
@@ -233,9 +233,9 @@ class Machine:
     def _dma_desc(self, f):
         from . import dma as gdma
         return gdma.Descriptor(
-            direction=f["dir"], space=f["space"], transpose=f["transpose"],
+            direction=f["direction"], space=f["space"], transpose=f["transpose"],
             elem_words=f["elem_words"],
-            mem_addr=_s32(self._reg(f["rm"]) + f["mem_off"]),
+            mem_addr=(self._reg(f["rm"]) + f["mem_off"]) & _MASK32,
             sp_row=f["sp_row"], rows=f["rows"], cols=f["cols"], stride=f["stride"])
 
     def _execute(self, op, f):
@@ -309,7 +309,7 @@ class Machine:
             cl, s = f["classes"], f["samples"]
             z = self.sp[f["z_row"]:f["z_row"] + cl, :s].T          # (samples, classes)
             fm = c.config.formats
-            inv_temp = f["inv_temp"] or None
+            inv_temp = f["inv_temp"]
             if f["mode"] == 0:
                 out = gsm.softmax_probs(z, z_frac=f["z_frac"], prob_frac=fm.prob_frac,
                                         width=W, inv_temp=inv_temp)

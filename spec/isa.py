@@ -18,6 +18,9 @@ This module is pure Python (no Amaranth, no PyTorch).
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .memory import DESC_FIELDS
+from .softmax_tables import INV_TEMP_WIDTH, GRAD_SHIFT_MAX
+
 __all__ = [
     "INSN_BITS", "INSN_WORDS", "OPCODE_BITS", "NUM_REGS",
     "Op", "Cond", "Unit", "Error", "Field", "LAYOUTS",
@@ -110,6 +113,7 @@ def _f(name, width, signed=False):
 
 
 _ROW = ROW_BITS
+_DESC = dict(DESC_FIELDS)
 
 #: Field layout of every opcode, packed from bit 8 upward in this order.
 LAYOUTS = {
@@ -122,11 +126,14 @@ LAYOUTS = {
     Op.LDW:   (_f("rd", 3), _f("rs", 3), _f("imm", 32, signed=True)),
     Op.STW:   (_f("rt", 3), _f("rs", 3), _f("imm", 32, signed=True)),
     Op.BR:    (_f("cond", 3), _f("rs1", 3), _f("rs2", 3), _f("target", 32)),
-    # DMA: dir 0 = load (main memory → scratchpad), 1 = store; space 0 = operand scratchpad,
+    # DMA: direction 0 = load (main memory → scratchpad), 1 = store; space 0 = operand scratchpad,
     # 1 = accumulator scratchpad; main-memory address = r[rm] + mem_off.
-    Op.DMA:   (_f("dir", 1), _f("space", 1), _f("transpose", 1), _f("elem_words", 2),
-               _f("rm", 3), _f("mem_off", 32, signed=True), _f("sp_row", _ROW),
-               _f("rows", _ROW), _f("cols", 8), _f("stride", 24)),
+    # (the descriptor's field widths are spec.memory.DESC_FIELDS')
+    Op.DMA:   (_f("direction", _DESC["direction"]), _f("space", _DESC["space"]),
+               _f("transpose", _DESC["transpose"]), _f("elem_words", _DESC["elem_words"]),
+               _f("rm", 3), _f("mem_off", 32, signed=True), _f("sp_row", _DESC["sp_row"]),
+               _f("rows", _DESC["rows"]), _f("cols", _DESC["cols"]),
+               _f("stride", _DESC["stride"])),
     # GEMM: for j < nt, i < mt: acc[c_row + j*c_ps + i*R + r, lane c] (+)= Σ_k
     #   sp[a_row + i*a_ps + k, lane r] · sp[b_row + j*b_ps + k, lane c]
     Op.GEMM:  (_f("a_row", _ROW), _f("b_row", _ROW), _f("c_row", _ROW), _f("k", _ROW),
@@ -138,8 +145,8 @@ LAYOUTS = {
     Op.RELUB: (_f("g_row", _ROW), _f("mask_row", _ROW), _f("dst", _ROW), _f("rows", _ROW),
                _f("lanes", 6)),
     Op.SMX:   (_f("mode", 1), _f("z_row", _ROW), _f("t_row", _ROW), _f("dst", _ROW),
-               _f("classes", 6), _f("samples", 6), _f("z_frac", 4), _f("grad_shift", 5),
-               _f("inv_temp", 16)),
+               _f("classes", 6), _f("samples", 6), _f("z_frac", 4),
+               _f("grad_shift", GRAD_SHIFT_MAX.bit_length()), _f("inv_temp", INV_TEMP_WIDTH)),
     Op.SGD:   (_f("w_row", _ROW), _f("g_row", _ROW), _f("rows", _ROW), _f("lanes", 6),
                _f("lr_shift", 6), _f("lr_mul", 16), _f("wd_mul", 16), _f("rounding", 1)),
     Op.FILL:  (_f("space", 1), _f("dst", _ROW), _f("rows", _ROW), _f("value", 32, signed=True)),
