@@ -2,9 +2,9 @@
 
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.hdl import MemoryData
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from spec.params import check_int, check_positive_int
@@ -69,8 +69,16 @@ class MainMemory(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, words, *, data_width=16, latency=1, stall_rate=0, seed=1, init=()):
+    def __init__(self, words, *, data_width=16, latency=1, stall_rate=0, seed=1, init=(),
+                 fetch_words=0):
         check_positive_int(words, "Main memory size")
+        check_int(fetch_words, "Fetch line words")
+        if fetch_words:
+            if fetch_words < 1 or fetch_words & (fetch_words - 1):
+                raise ValueError(f"Fetch line words must be a power of two, not {fetch_words!r}")
+            if words % fetch_words:
+                raise ValueError(f"Main memory size must be a multiple of the fetch line "
+                                 f"({fetch_words} words), not {words!r}")
         check_positive_int(data_width, "Main memory word width")
         check_positive_int(latency, "Memory latency")
         if not isinstance(stall_rate, (int, float)) or isinstance(stall_rate, bool):
@@ -85,8 +93,19 @@ class MainMemory(wiring.Component):
         self._stall_rate = stall_rate
         self._stall_threshold = min(STALL_RATE_STEPS - 1, round(stall_rate * STALL_RATE_STEPS))
         self._seed = seed
-        self._data = MemoryData(shape=unsigned(data_width), depth=words, init=init)
-        super().__init__({"bus": In(BusSignature(max(1, ceil_log2(words)), data_width))})
+        self._fetch_words = fetch_words
+        ports = {"bus": In(BusSignature(max(1, ceil_log2(words)), data_width))}
+        if fetch_words:
+            init = list(init)
+            init += [0] * (-len(init) % fetch_words)
+            lines = [init[i:i + fetch_words] for i in range(0, len(init), fetch_words)]
+            self._data = MemoryData(shape=data.ArrayLayout(unsigned(data_width), fetch_words),
+                                    depth=words // fetch_words, init=lines)
+            ports["fetch_addr"] = In(max(1, ceil_log2(words // fetch_words)))
+            ports["fetch_data"] = Out(data_width * fetch_words)
+        else:
+            self._data = MemoryData(shape=unsigned(data_width), depth=words, init=init)
+        super().__init__(ports)
 
     @property
     def words(self):
@@ -111,16 +130,42 @@ class MainMemory(wiring.Component):
 
     @property
     def data(self):
-        """The memory array (:class:`~amaranth.hdl.MemoryData`), for testbench backdoor access."""
+        """The memory array (:class:`~amaranth.hdl.MemoryData`), for testbench backdoor access.
+
+        With a fetch port the array's rows are lines of ``fetch_words`` words: use :meth:`word`.
+        """
         return self._data
+
+    @property
+    def fetch_words(self):
+        """Words per fetch line (0: no fetch port)."""
+        return self._fetch_words
+
+    def word(self, i):
+        """The storage cell of word ``i``, for ``ctx.get``/``ctx.set``, with or without fetch port."""
+        if self._fetch_words:
+            return self._data[i // self._fetch_words][i % self._fetch_words]
+        return self._data[i]
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.storage = storage = Memory(data=self._data)
-        rd = storage.read_port()
-        wr = storage.write_port()
         req, rsp = self.bus.req, self.bus.rsp
         L = self._latency
+        F = self._fetch_words
+        if F:
+            # Lines of F words: the bus reads a line and selects its word one cycle later (the
+            # block RAM's read register), writes one word of a line; the fetch port reads lines.
+            line_rd = storage.read_port()
+            line_wr = storage.write_port(granularity=1)
+            fetch_rd = storage.read_port()
+            m.d.comb += [fetch_rd.addr.eq(self.fetch_addr), self.fetch_data.eq(fetch_rd.data)]
+            lane_bits = F.bit_length() - 1
+            rd = _WordView(m, line_rd, lane_bits, req.payload.addr)
+            wr = _WordWrite(m, line_wr, lane_bits)
+        else:
+            rd = storage.read_port()
+            wr = storage.write_port()
 
         # Stall decisions.
         req_stall = Signal()
@@ -157,9 +202,48 @@ class MainMemory(wiring.Component):
             wr.data.eq(req.payload.wdata),
             wr.en.eq(accept & req.payload.we & (req.payload.addr < self._words)),
         ]
+        if F:
+            rd.connect(advance)
+            wr.connect()
         m.d.sync += shown.eq(rsp.valid & ~rsp.ready)
         with m.If(advance):
             m.d.sync += valid[0].eq(accept)
             for k in range(1, L):
                 m.d.sync += [valid[k].eq(valid[k - 1]), word[k].eq(word[k - 1])]
         return m
+
+
+class _WordView:
+    """A word-wide read port over a line memory: ``addr``/``en`` in, ``data`` the word."""
+
+    def __init__(self, m, port, lane_bits, addr):
+        self._m, self._port, self._lane_bits = m, port, lane_bits
+        self.addr = Signal.like(addr, name="word_rd_addr")
+        self.en = Signal(name="word_rd_en")
+        self.data = Signal(len(port.data.as_value()) // len(port.data), name="word_rd_data")
+
+    def connect(self, advance):
+        m, port, lb = self._m, self._port, self._lane_bits
+        lane = Signal(lb, name="word_rd_lane")
+        m.d.comb += [port.addr.eq(self.addr >> lb), port.en.eq(self.en)]
+        with m.If(self.en):
+            m.d.sync += lane.eq(self.addr[:lb])
+        m.d.comb += self.data.eq(port.data.as_value().word_select(lane, len(self.data)))
+
+
+class _WordWrite:
+    """A word-wide write port over a line memory."""
+
+    def __init__(self, m, port, lane_bits):
+        self._m, self._port, self._lane_bits = m, port, lane_bits
+        self.addr = Signal(32, name="word_wr_addr")
+        self.en = Signal(name="word_wr_en")
+        width = len(port.data.as_value()) // len(port.en)
+        self.data = Signal(width, name="word_wr_data")
+
+    def connect(self):
+        m, port, lb = self._m, self._port, self._lane_bits
+        n = len(port.en)
+        m.d.comb += [port.addr.eq(self.addr >> lb),
+                     port.data.eq(self.data.replicate(n)),
+                     port.en.eq(self.en << self.addr[:lb])]

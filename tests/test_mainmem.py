@@ -189,3 +189,38 @@ def test_connects_to_master():
     wiring.connect(Module(), master, MainMemory(32).bus)
     with pytest.raises(wiring.ConnectionError):
         wiring.connect(Module(), master, MainMemory(64).bus)
+
+
+@pytest.mark.parametrize("latency,stall_rate", [(1, 0), (2, 0.3)])
+def test_fetch_port_lines_and_bus_words_agree(latency, stall_rate):
+    """With a fetch port the memory is stored in lines; bus words and fetched lines agree."""
+    rng = random.Random(latency)
+    words = 64
+    init = [rng.randrange(1 << 16) for _ in range(words)]
+    dut = MainMemory(words, latency=latency, stall_rate=stall_rate, seed=7, init=init,
+                     fetch_words=8)
+    model = list(init)
+    ops = [(rng.randrange(words), rng.random() < 0.5, rng.randrange(1 << 16)) for _ in range(80)]
+
+    async def tb(ctx):
+        for addr, we, wdata in ops:
+            if we:
+                await bus_write(ctx, dut.bus, addr, wdata)
+                model[addr] = wdata
+            else:
+                assert await bus_read(ctx, dut.bus, addr) == model[addr], f"word {addr}"
+        assert [ctx.get(dut.word(i)) for i in range(words)] == model
+        for line in range(words // 8):
+            ctx.set(dut.fetch_addr, line)
+            await ctx.tick()
+            got = ctx.get(dut.fetch_data)
+            assert got == sum(model[line * 8 + j] << (16 * j) for j in range(8))
+
+    run_sim(dut, tb)
+
+
+def test_fetch_words_validated():
+    with pytest.raises(ValueError, match="Fetch line words must be a power of two, not 3"):
+        MainMemory(48, fetch_words=3)
+    with pytest.raises(ValueError, match="multiple of the fetch line"):
+        MainMemory(12, fetch_words=8)
