@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
 from .rng import RngSignature
 from .rounding import (MAX_SHIFT, SHIFT_BITS, round_shift_narrow, rounding_addend,
-                       rounding_masks, shift_left_bits)
+                       rounding_masks)
 
 __all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "draws_taken", "count_saturations",
            "Requantizer"]
@@ -240,7 +240,7 @@ class Requantizer(wiring.Component):
             for i in range(L):
                 p = self.i.payload
                 if self._bias:      # bias << bias_shift fits W + 32 bits (bias_shift <= 32)
-                    shifted = shift_left_bits(p.bias[i], self.bias_shift, W + MAX_SHIFT)
+                    shifted = (p.bias[i] << self.bias_shift)[:W + MAX_SHIFT].as_signed()
                     x = p.acc[i] + Mux(self.bias_en, shifted, 0)
                 else:
                     x = p.acc[i]
@@ -261,7 +261,7 @@ class Requantizer(wiring.Component):
                          s2_mask.eq(s1_mask)]
             for i in range(L):
                 add = rounding_addend(s1_x[i], fwd_stochastic, s1_draw[i], masks)
-                q, over, under = round_shift_narrow(s1_x[i], add, masks)
+                q, over, under = round_shift_narrow(m, s1_x[i], add, masks, f"round_{i}")
                 m.d.sync += [s2_q[i].eq(q), s2_over[i].eq(over), s2_under[i].eq(under)]
 
         # Stage 3 (output register): saturation, ReLU and mask; or the backward gate (backward

@@ -211,7 +211,7 @@ class SgdUpdate(wiring.Component):
         s3_w, s3_step = [], []
         for i in range(L):
             add = rounding_addend(s2_p[i], self.rounding, s2_draw[i], masks)
-            q, over, under = round_shift_narrow(s2_p[i], add, masks)
+            q, over, under = round_shift_narrow(m, s2_p[i], add, masks, f"round_{i}")
             s3_w.append(reg(f"s3_w_{i}", signed(W), s2_w[i]))
             s3_step.append(reg(f"s3_step_{i}", signed(step_w),
                                Mux(over, smax, Mux(under, smin, q))))
