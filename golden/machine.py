@@ -27,12 +27,21 @@ class Timing:
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
     uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
     operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
+
+    Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD``; GEMM the array schedule's total + 2 (a
+    read stage before the array, a write stage after); REQ/RELUB ``rows + 1 + REQ_LATENCY``, SGD
+    ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per cycle after a read stage); SMX
+    ``samples · softmax_cycles(classes) + 1`` (the samples go through the softmax unit one after
+    the other, the first one's read stage adds one cycle).
     """
     FETCH = 3
     MEMOP = 4
     DMA_OVERHEAD = 2
     GEMM_OVERHEAD = 2
-    VEC_LATENCY = 3
+    #: Pipeline latencies of the requantizer and SGD units (``rtl.requant.Requantizer.LATENCY``,
+    #: ``rtl.sgd.SgdUpdate.LATENCY``; a test checks they agree).
+    REQ_LATENCY = 3
+    SGD_LATENCY = 4
 
     def duration(self, m, op, f):
         c = m.mcfg.config.array
@@ -45,9 +54,13 @@ class Timing:
             return garr.schedule(tiles, c.rows, c.cols).total_cycles + self.GEMM_OVERHEAD
         if op is Op.SMX:
             from . import softmax as gsm
-            return f["samples"] * gsm.softmax_cycles(f["classes"]) + self.VEC_LATENCY
-        if op in (Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
-            return f["rows"] + self.VEC_LATENCY
+            return f["samples"] * gsm.softmax_cycles(f["classes"]) + 1
+        if op in (Op.REQ, Op.RELUB):
+            return f["rows"] + 1 + self.REQ_LATENCY
+        if op is Op.SGD:
+            return f["rows"] + 1 + self.SGD_LATENCY
+        if op is Op.FILL:
+            return f["rows"] + 1
         raise AssertionError(op)
 
 

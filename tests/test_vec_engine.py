@@ -1,0 +1,156 @@
+"""The vector engine against the golden machine: REQ, RELUB, SGD, FILL, SMX bit-exact, busy
+cycles exactly the golden timing."""
+
+import random
+
+import pytest
+import torch
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.sim import Simulator
+
+from spec import isa
+from spec.isa import Op
+from spec.params import Config, ArrayConfig
+from spec.soc import SocConfig
+from spec.softmax_tables import INV_TEMP_ONE
+from golden.machine import Machine, Timing
+from rtl.vec_engine import VecEngine
+from rtl.scratchpad import Scratchpad
+
+SOC = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=1024,
+                sp_banks=4, sp_depth=32, acc_banks=2, acc_depth=32)
+
+
+class _Harness(wiring.Component):
+    def __init__(self, soc):
+        self.soc = soc
+        self.eng = VecEngine(soc)
+        L = soc.lanes
+        self.sp = Scratchpad(lanes=L, elem_width=16, banks=soc.sp_banks, depth=soc.sp_depth,
+                             read_ports=2, write_ports=2)
+        self.acc = Scratchpad(lanes=L, elem_width=32, banks=soc.acc_banks, depth=soc.acc_depth,
+                              read_ports=1, write_ports=1)
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.eng, m.submodules.sp, m.submodules.acc = self.eng, self.sp, self.acc
+        e = self.eng
+        wiring.connect(m, e.sp_x, self.sp.read[0])
+        wiring.connect(m, e.sp_y, self.sp.read[1])
+        wiring.connect(m, e.sp_w, self.sp.write[0])
+        wiring.connect(m, e.sp_m, self.sp.write[1])
+        wiring.connect(m, e.acc_rd, self.acc.read[0])
+        wiring.connect(m, e.acc_wr, self.acc.write[0])
+        return m
+
+
+def rows_in(rng, bank, n):
+    d = SOC.sp_depth
+    return bank * d + rng.randrange(0, d - n + 1)
+
+
+def random_op(rng):
+    L = SOC.lanes
+    kind = rng.choice(["REQ", "RELUB", "SGD", "FILL", "SMX"])
+    n = rng.randint(1, 6)
+    lanes = rng.randint(1, L)
+    if kind == "REQ":
+        return Op.REQ, dict(src=rng.randrange(0, SOC.acc_rows - n), dst=rows_in(rng, 0, n),
+                            rows=n, lanes=lanes, shift=rng.choice([0, 1, 7, 16, 20, 32]),
+                            relu=rng.randint(0, 1), rounding=rng.randint(0, 1),
+                            mask_en=rng.randint(0, 1), mask_row=rows_in(rng, 1, n))
+    if kind == "RELUB":
+        return Op.RELUB, dict(g_row=rows_in(rng, 0, n), mask_row=rows_in(rng, 1, n),
+                              dst=rows_in(rng, rng.randrange(4), n), rows=n, lanes=lanes)
+    if kind == "SGD":
+        return Op.SGD, dict(w_row=rows_in(rng, 2, n), g_row=rng.randrange(0, SOC.acc_rows - n),
+                            rows=n, lanes=lanes, lr_shift=rng.choice([0, 5, 16, 32]),
+                            lr_mul=rng.choice([1, 3, 65535]), wd_mul=rng.choice([0, 2]),
+                            rounding=rng.randint(0, 1))
+    if kind == "FILL":
+        space = rng.randint(0, 1)
+        lim = 1 << (15 if space == 0 else 31)
+        rows_total = SOC.sp_rows if space == 0 else SOC.acc_rows
+        return Op.FILL, dict(space=space, dst=rng.randrange(0, rows_total - n), rows=n,
+                             value=rng.randrange(-lim, lim))
+    classes = rng.randint(1, 7)
+    mode = rng.randint(0, 1)
+    return Op.SMX, dict(mode=mode, z_row=rows_in(rng, 0, classes), t_row=rows_in(rng, 1, classes),
+                        dst=rows_in(rng, rng.choice([2, 3]), classes), classes=classes,
+                        samples=rng.randint(1, L), z_frac=rng.choice([4, 8]),
+                        grad_shift=rng.choice([0, 3]),
+                        inv_temp=rng.choice([INV_TEMP_ONE, INV_TEMP_ONE // 4, 0]))
+
+
+def run_ops(ops, seed):
+    g = torch.Generator().manual_seed(seed)
+    L = SOC.lanes
+    sp = torch.randint(-32768, 32768, (SOC.sp_rows, L), generator=g)
+    sp[SOC.sp_depth:2 * SOC.sp_depth] = torch.randint(-2, 3, (SOC.sp_depth, L), generator=g)
+    acc = torch.randint(-(1 << 31), 1 << 31, (SOC.acc_rows, L), generator=g)
+    acc[::3] >>= 14                           # some rows that do not saturate
+    m = Machine(SOC)
+    m.sp[:] = sp
+    m.acc[:] = acc
+    m.rng.state = seed + 1
+    expect_busy = []
+    for op, fields in ops:
+        m._check(op, fields)
+        m._execute(op, fields)
+        expect_busy.append(m.timing.duration(m, op, fields))
+
+    dut = _Harness(SOC)
+    e = dut.eng
+    got = {}
+
+    async def tb(ctx):
+        for r in range(SOC.sp_rows):
+            ctx.set(dut.sp.cell(r), sp[r].tolist())
+        for r in range(SOC.acc_rows):
+            ctx.set(dut.acc.cell(r), acc[r].tolist())
+        ctx.set(e.seed, seed + 1)
+        ctx.set(e.seed_stb, 1)
+        await ctx.tick()
+        ctx.set(e.seed_stb, 0)
+        busy = []
+        for op, fields in ops:
+            ctx.set(e.ir, isa.encode(op, **fields))
+            ctx.set(e.start, 1)
+            await ctx.tick()
+            ctx.set(e.start, 0)
+            n = 0
+            while ctx.get(e.busy):
+                n += 1
+                await ctx.tick()
+                assert n < 5000
+            busy.append(n)
+        got["busy"] = busy
+        got["sp"] = [list(ctx.get(dut.sp.cell(r))) for r in range(SOC.sp_rows)]
+        got["acc"] = [list(ctx.get(dut.acc.cell(r))) for r in range(SOC.acc_rows)]
+        got["sat"] = (ctx.get(e.sat_req), ctx.get(e.sat_sgd))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    for i, (op, fields) in enumerate(ops):
+        assert got["busy"][i] == expect_busy[i], \
+            f"seed {seed}: op {i} {op.name} busy {got['busy'][i]} != golden {expect_busy[i]}"
+    assert got["sp"] == m.sp.tolist(), f"seed {seed}: operand scratchpad differs"
+    assert got["acc"] == m.acc.tolist(), f"seed {seed}: accumulator scratchpad differs"
+    assert got["sat"] == (m.counters["sat_req"], m.counters["sat_sgd"]), f"seed {seed}"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_vector_ops(seed):
+    rng = random.Random(seed)
+    run_ops([random_op(rng) for _ in range(6)], seed)
+
+
+def test_golden_timing_knows_the_unit_latencies():
+    from rtl.requant import Requantizer
+    from rtl.sgd import SgdUpdate
+    assert Timing.REQ_LATENCY == Requantizer.LATENCY
+    assert Timing.SGD_LATENCY == SgdUpdate.LATENCY
