@@ -1,0 +1,212 @@
+"""The project's boards: amaranth-boards platforms and the configuration each board gets, as data.
+
+A :class:`BoardConfig` says everything the build needs to know about a board: its platform class,
+the FPGA family, the SoC's sizes (:class:`spec.soc.SocConfig`: array shape, main memory,
+scratchpads), the target clock, which optional units the SoC includes, the host link's baud
+rate, the reset button and the synthesis and place-and-route options. :func:`get_board` looks a
+board up by name.
+"""
+
+from dataclasses import dataclass, field, replace
+
+from amaranth_boards.icebreaker import ICEBreakerPlatform as _ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_85F_Platform as _ULX3S_85F_Platform
+
+from spec.params import ArrayConfig, Config, check_positive_int
+from spec.soc import SocConfig
+from .pll import ClockReset
+
+__all__ = ["ULX3S85FPlatform", "ICEBreakerPlatform", "BoardConfig", "OPTIONAL_UNITS", "BOARDS",
+           "get_board"]
+
+
+class ULX3S85FPlatform(_ULX3S_85F_Platform):
+    """The ULX3S with an ECP5-85F, as amaranth-boards defines it, buildable without a programmer.
+
+    amaranth-boards lists ``openFPGALoader`` among the ULX3S's required tools, so a build stops
+    with ``ToolNotFound`` on a machine without it even when nothing is programmed. Building needs
+    only Yosys, nextpnr-ecp5 and ecppack; programming still runs ``$OPENFPGALOADER`` (default
+    ``openFPGALoader``).
+    """
+
+    @property
+    def required_tools(self):
+        return [tool for tool in super().required_tools if tool != "openFPGALoader"]
+
+
+class ICEBreakerPlatform(_ICEBreakerPlatform):
+    """The iCEBreaker (iCE40UP5K-SG48), as amaranth-boards defines it."""
+
+
+#: Units the SoC may leave out; the array, DMA, sequencer and host link are always present.
+OPTIONAL_UNITS = frozenset({"requant", "sgd", "softmax", "topk"})
+
+
+def _check_options(value, what):
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{what} must be a tuple of strings, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """One board and the configuration the project builds for it.
+
+    Parameters
+    ----------
+    name : str
+        The board's name in :data:`BOARDS` (``"ulx3s-85f"``).
+    description : str
+        One line for reports.
+    platform : type
+        The Amaranth platform class; instantiated by :meth:`make_platform`.
+    family : ``"ecp5"`` or ``"ice40"``
+        The FPGA family (selects the PLL primitive and the report's resource names).
+    clock : str
+        The board oscillator's resource name.
+    soc : SocConfig
+        Array shape, widths, main memory and scratchpad sizes.
+    freq_mhz : float
+        Target clock of the SoC in MHz (the PLL gets as close as it can).
+    units : frozenset of str
+        Optional units included (a subset of :data:`OPTIONAL_UNITS`).
+    baud : int
+        Host-link UART baud rate.
+    reset_button : tuple of (str, int) or None
+        Resource of a button that resets the ``sync`` domain while pressed.
+    synth_opts, nextpnr_opts : tuple of str
+        Extra options of Yosys's ``synth_<family>`` and of nextpnr.
+
+    Raises
+    ------
+    TypeError
+        If a field has the wrong type.
+    ValueError
+        If a field is out of range.
+    """
+    name: str
+    description: str
+    platform: type
+    family: str
+    clock: str
+    soc: SocConfig
+    freq_mhz: float
+    units: frozenset = OPTIONAL_UNITS
+    baud: int = 115200
+    reset_button: tuple = ("button", 0)
+    synth_opts: tuple = ()
+    nextpnr_opts: tuple = ()
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Board name must be a non-empty string, not {self.name!r}")
+        if not isinstance(self.platform, type):
+            raise TypeError(f"Board platform must be a platform class, not {self.platform!r}")
+        if self.family not in ("ecp5", "ice40"):
+            raise ValueError(f"FPGA family must be 'ecp5' or 'ice40', not {self.family!r}")
+        if not isinstance(self.soc, SocConfig):
+            raise TypeError(f"Board SoC configuration must be a SocConfig, not {self.soc!r}")
+        if not isinstance(self.freq_mhz, (int, float)) or isinstance(self.freq_mhz, bool):
+            raise TypeError(f"Target clock must be a number of MHz, not {self.freq_mhz!r}")
+        if not self.freq_mhz > 0:
+            raise ValueError(f"Target clock must be positive, not {self.freq_mhz!r}")
+        if not isinstance(self.units, frozenset):
+            raise TypeError(f"Board units must be a frozenset, not {self.units!r}")
+        if not self.units <= OPTIONAL_UNITS:
+            raise ValueError(f"Unknown units {sorted(self.units - OPTIONAL_UNITS)}; "
+                             f"optional units are {sorted(OPTIONAL_UNITS)}")
+        check_positive_int(self.baud, "Baud rate")
+        if self.reset_button is not None and not (
+                isinstance(self.reset_button, tuple) and len(self.reset_button) == 2
+                and isinstance(self.reset_button[0], str) and isinstance(self.reset_button[1], int)):
+            raise TypeError(f"Reset button must be a (name, number) tuple or None, "
+                            f"not {self.reset_button!r}")
+        _check_options(self.synth_opts, "Synthesis options")
+        _check_options(self.nextpnr_opts, "nextpnr options")
+
+    @property
+    def array(self):
+        """The array's :class:`~spec.params.ArrayConfig`."""
+        return self.soc.config.array
+
+    def with_array(self, rows=None, cols=None):
+        """A copy with another array shape (``None`` keeps a dimension)."""
+        array = replace(self.array, rows=self.array.rows if rows is None else rows,
+                        cols=self.array.cols if cols is None else cols)
+        return replace(self, soc=replace(self.soc, config=replace(self.soc.config, array=array)))
+
+    def with_freq(self, freq_mhz):
+        """A copy with another target clock."""
+        return replace(self, freq_mhz=freq_mhz)
+
+    def make_platform(self):
+        """A new instance of the board's platform."""
+        return self.platform()
+
+    def clock_reset(self):
+        """The board's :class:`~platforms.pll.ClockReset` for the target clock."""
+        return ClockReset(self.family, clock=self.clock, f_in=self.clock_frequency,
+                          freq=self.freq_mhz * 1e6)
+
+    @property
+    def clock_frequency(self):
+        """The board oscillator's frequency in Hz (from the platform's clock resource)."""
+        for resource in self.platform.resources:
+            if resource.name == self.clock and resource.number == 0:
+                return resource.clock.frequency
+        raise ValueError(f"Platform {self.platform.__name__} has no clock resource "
+                         f"{self.clock!r}")
+
+
+def _soc(rows, cols, **kwargs):
+    return SocConfig(config=Config(array=ArrayConfig(rows=rows, cols=cols)), **kwargs)
+
+
+#: The boards, by name.
+BOARDS = {
+    # ECP5-85F: 83640 LUT4, 156 MULT18X18D, 208 DP16KD (18 kbit). Main memory 2**17 words is
+    # 128 DP16KD; the scratchpads take 32 + 16 more.
+    "ulx3s-85f": BoardConfig(
+        name="ulx3s-85f",
+        description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381C",
+        platform=ULX3S85FPlatform,
+        family="ecp5",
+        clock="clk25",
+        soc=_soc(8, 8, mem_words=1 << 17, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
+        freq_mhz=100.0,
+        units=OPTIONAL_UNITS,
+    ),
+    # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). Main memory in SPRAM
+    # (Yosys infers SB_SPRAM256KA with -spram); the 2x4 array takes all eight DSPs; no softmax
+    # or top-K (they do not fit).
+    "icebreaker": BoardConfig(
+        name="icebreaker",
+        description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
+        platform=ICEBreakerPlatform,
+        family="ice40",
+        clock="clk12",
+        soc=_soc(2, 4, mem_words=1 << 15, sp_banks=2, sp_depth=256, acc_banks=2, acc_depth=256),
+        freq_mhz=30.0,
+        units=frozenset({"requant", "sgd"}),
+        synth_opts=("-dsp", "-spram"),
+    ),
+}
+
+
+def get_board(name):
+    """The :class:`BoardConfig` named ``name`` (``"ulx3s-85f"`` or ``"icebreaker"``).
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If there is no such board.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Board name must be a string, not {name!r}")
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"Unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}") \
+            from None
