@@ -6,8 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
 from .rng import RngSignature
-from .rounding import (MAX_SHIFT, SHIFT_BITS, round_shift_narrow, rounding_addend,
-                       rounding_masks)
+from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, round_shift_narrow, rounding_addend,
+                       rounding_masks, tie)
 
 __all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "draws_taken", "count_saturations",
            "Requantizer"]
@@ -225,11 +225,11 @@ class Requantizer(wiring.Component):
         m.d.comb += self.rng.advance.eq(Mux(take & fwd_stochastic,
                                             draws_taken(self.i.payload.n_valid, L), 0))
 
-        # Stage 1: x (bias added, or grad), the lane's draw, the valid-lane flags.
+        # Stage 1: x (bias added, or grad), the lane's rounding addend.
         s1_valid, s1_last = Signal(name="s1_valid"), Signal(name="s1_last")
         s1_n = Signal(range(L + 1), name="s1_n_valid")
         s1_x = [Signal(x_shape, name=f"s1_x_{i}") for i in range(L)]
-        s1_draw = [Signal(32, name=f"s1_draw_{i}") for i in range(L)]
+        s1_add = [Signal(MAX_SHIFT, name=f"s1_add_{i}") for i in range(L)]
         s1_mask = Signal(L, name="s1_mask")
         with m.If(en):
             m.d.sync += [
@@ -246,7 +246,7 @@ class Requantizer(wiring.Component):
                     x = p.acc[i]
                 m.d.sync += [
                     s1_x[i].eq(Mux(self.backward, p.grad[i], x)),
-                    s1_draw[i].eq(self.rng.draws[i] & masks.low),
+                    s1_add[i].eq(rounding_addend(fwd_stochastic, self.rng.draws[i], masks)),
                     s1_mask[i].eq(p.mask[i]),
                 ]
 
@@ -255,14 +255,15 @@ class Requantizer(wiring.Component):
         s2_n = Signal(range(L + 1), name="s2_n_valid")
         s2_q = [Signal(signed(W), name=f"s2_q_{i}") for i in range(L)]
         s2_over, s2_under = Signal(L, name="s2_over"), Signal(L, name="s2_under")
+        s2_tie = Signal(L, name="s2_tie")
         s2_mask = Signal(L, name="s2_mask")
         with m.If(en):
             m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_n.eq(s1_n),
                          s2_mask.eq(s1_mask)]
             for i in range(L):
-                add = rounding_addend(s1_x[i], fwd_stochastic, s1_draw[i], masks)
-                q, over, under = round_shift_narrow(m, s1_x[i], add, masks, f"round_{i}")
-                m.d.sync += [s2_q[i].eq(q), s2_over[i].eq(over), s2_under[i].eq(under)]
+                q, over, under = round_shift_narrow(m, s1_x[i], s1_add[i], masks, f"round_{i}")
+                m.d.sync += [s2_q[i].eq(q), s2_over[i].eq(over), s2_under[i].eq(under),
+                             s2_tie[i].eq(tie(s1_x[i], fwd_stochastic, masks))]
 
         # Stage 3 (output register): saturation, ReLU and mask; or the backward gate (backward
         # mode's q is the gradient: shift 0, addend 0, never out of range).
@@ -275,7 +276,7 @@ class Requantizer(wiring.Component):
             ]
             for i in range(L):
                 lane_valid = s2_n > i
-                q, over, under = s2_q[i], s2_over[i], s2_under[i]
+                q, over, under = clear_lsb(s2_q[i], s2_tie[i]), s2_over[i], s2_under[i]
                 y = Mux(over, hi, Mux(under, lo, q))
                 keep = ~over & ~under
                 y_relu = Mux(self.relu_en & (y < 0), 0, y)

@@ -1,13 +1,15 @@
 """Rounding right shift shared by the vector units (requantizer, SGD update).
 
-Both rounding modes of :func:`golden.fixedpoint.round_shift` are "add, then floor-shift":
+Both rounding modes of :func:`golden.fixedpoint.round_shift` are "add, then floor-shift", with
+an addend that does not depend on ``x`` (so it is ready, registered, before the sum):
 
 * stochastic: ``floor((x + (d & (2**s - 1))) / 2**s)``, ``d`` the element's draw;
-* nearest-even: ``floor((x + 2**(s-1) - 1 + x[s]) / 2**s)`` for ``s >= 1`` (``x[s]`` is bit ``s``
-  of ``x``, the parity of ``floor(x / 2**s)``), ``x`` for ``s = 0``. With ``x = q·2**s + rem``:
-  ``rem > 2**(s-1)`` carries into ``q``, ``rem < 2**(s-1)`` does not, and a tie carries exactly
-  when ``q`` is odd — round half to even. The addend is ``2**(s-1)`` or ``2**(s-1) - 1``: a
-  choice between two static masks, no adder.
+* nearest-even, ``s >= 1``: ``q = floor((x + 2**(s-1)) / 2**s)`` rounds half up; on a tie
+  (``x mod 2**s == 2**(s-1)``) ``q`` is one above the floor, and the even one of the two
+  candidates is ``q`` with its lowest bit cleared, whichever of them is odd. So nearest-even is
+  ``q & ~1`` on a tie, ``q`` otherwise (:func:`tie`, :func:`clear_lsb`); clearing that bit never
+  moves a quotient into or out of the output range, so the range flags of ``q`` stand.
+  ``s = 0``: ``x`` (addend 0, no tie).
 
 The units keep only a narrow quotient: :func:`round_shift_narrow` selects bits
 ``s .. s+out_width-1`` of the sum with a barrel shifter only ``out_width`` bits wide
@@ -24,7 +26,7 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 from .rng import RNG_WIDTH
 
 __all__ = ["MAX_SHIFT", "SHIFT_BITS", "RoundingMasks", "rounding_masks", "rounding_addend",
-           "round_shift_narrow", "shift_right_bits"]
+           "tie", "clear_lsb", "round_shift_narrow", "shift_right_bits"]
 
 #: Largest shift (and bias shift) the units support: the golden functions' bound.
 MAX_SHIFT = RNG_WIDTH
@@ -38,7 +40,6 @@ class RoundingMasks:
     shift: Value            #: ``s``
     low: Signal             #: ``2**s - 1`` (32 bits)
     half: Signal            #: ``2**(s-1)`` (0 for ``s = 0``)
-    half_m1: Signal         #: ``2**(s-1) - 1`` (0 for ``s = 0``)
     upper: Signal           #: sum bits ``i >= s + out_width - 1``
     out_width: int
     sum_width: int
@@ -50,25 +51,33 @@ def rounding_masks(m, shift, x_shape, out_width, name):
     sum_width = len(Const(0, x_shape) + Const(0, MAX_SHIFT))
     low = Signal(MAX_SHIFT, name=f"{name}_low")
     half = Signal(MAX_SHIFT, name=f"{name}_half")
-    half_m1 = Signal(MAX_SHIFT, name=f"{name}_half_m1")
     upper = Signal(sum_width, name=f"{name}_upper")
     m.d.comb += [
         low.eq(Cat(*[shift > i for i in range(MAX_SHIFT)])),
-        half_m1.eq(Cat(*[shift > i + 1 for i in range(MAX_SHIFT)])),
-        half.eq(low ^ half_m1),
+        half.eq(Cat(*[shift == i + 1 for i in range(MAX_SHIFT)])),
         upper.eq(Cat(*[(shift + (out_width - 1) <= i) if i >= out_width - 1 else 0
                        for i in range(sum_width)])),
     ]
-    return RoundingMasks(shift, low, half, half_m1, upper, out_width, sum_width)
+    return RoundingMasks(shift, low, half, upper, out_width, sum_width)
 
 
-def rounding_addend(x, stochastic, draw, masks):
-    """What to add to ``x`` before the floor shift (see the module docstring): 32 bits.
+def rounding_addend(stochastic, draw, masks):
+    """What to add before the floor shift (see the module docstring): 32 bits, independent of
+    ``x``. ``draw`` is the element's draw (used only when ``stochastic``)."""
+    return Mux(stochastic, draw & masks.low, masks.half)
 
-    ``draw`` is the element's draw (used only when ``stochastic``).
-    """
-    tie_up = Value.cast(x).bit_select(masks.shift, 1)        # ignored at s = 0: half is 0
-    return Mux(stochastic, draw & masks.low, Mux(tie_up, masks.half, masks.half_m1))
+
+def tie(x, stochastic, masks):
+    """Nearest-even mode and ``x`` lies exactly half-way: ``x mod 2**s == 2**(s-1)``, ``s >= 1``."""
+    x = Value.cast(x)
+    return ~stochastic & (masks.shift != 0) & ((x[:MAX_SHIFT] & masks.low) == masks.half)
+
+
+def clear_lsb(q, tie_):
+    """``q`` with bit 0 cleared when ``tie_``: the nearest-even correction of a tie."""
+    q = Value.cast(q)
+    out = Cat(q[0] & ~tie_, q[1:])
+    return out.as_signed() if q.shape().signed else out
 
 
 def round_shift_narrow(m, x, addend, masks, name):

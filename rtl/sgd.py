@@ -8,7 +8,8 @@ from spec.params import ACC_WIDTH, OPERAND_WIDTH
 from .requant import (SAT_COUNT_WIDTH, check_lanes, check_widths, count_saturations,
                       draws_taken)
 from .rng import RngSignature
-from .rounding import SHIFT_BITS, round_shift_narrow, rounding_addend, rounding_masks
+from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, round_shift_narrow, rounding_addend,
+                       rounding_masks, tie)
 
 __all__ = ["SgdUpdate"]
 
@@ -188,7 +189,7 @@ class SgdUpdate(wiring.Component):
 
         # Stage 1: products (registered on both sides of the multiplier for DSP timing).
         s1 = stage("s1", self.i.valid, n_in, self.i.payload.last)
-        s1_w, s1_pg, s1_pw, s1_draw = [], [], [], []
+        s1_w, s1_pg, s1_pw, s1_add = [], [], [], []
         for i in range(L):
             w, g = self.i.payload.w[i], self.i.payload.g[i]
             if self._multipliers:
@@ -198,20 +199,21 @@ class SgdUpdate(wiring.Component):
             s1_w.append(reg(f"s1_w_{i}", signed(W), w))
             s1_pg.append(reg(f"s1_pg_{i}", p_shape, pg))
             s1_pw.append(reg(f"s1_pw_{i}", signed(2 * W + 1), pw))
-            s1_draw.append(reg(f"s1_draw_{i}", 32, self.rng.draws[i] & masks.low))
+            s1_add.append(reg(f"s1_add_{i}", MAX_SHIFT,
+                              rounding_addend(self.rounding, self.rng.draws[i], masks)))
 
         # Stage 2: p = lr_mul·g + wd_mul·w.
         s2 = stage("s2", *s1)
         s2_w = [reg(f"s2_w_{i}", signed(W), s1_w[i]) for i in range(L)]
         s2_p = [reg(f"s2_p_{i}", p_shape, s1_pg[i] + s1_pw[i]) for i in range(L)]
-        s2_draw = [reg(f"s2_draw_{i}", 32, s1_draw[i]) for i in range(L)]
+        s2_add = [reg(f"s2_add_{i}", MAX_SHIFT, s1_add[i]) for i in range(L)]
 
         # Stage 3: step = round_shift(p, lr_shift), clamped to width + 2 bits.
         s3 = stage("s3", *s2)
         s3_w, s3_step = [], []
         for i in range(L):
-            add = rounding_addend(s2_p[i], self.rounding, s2_draw[i], masks)
-            q, over, under = round_shift_narrow(m, s2_p[i], add, masks, f"round_{i}")
+            q, over, under = round_shift_narrow(m, s2_p[i], s2_add[i], masks, f"round_{i}")
+            q = clear_lsb(q, tie(s2_p[i], self.rounding, masks))
             s3_w.append(reg(f"s3_w_{i}", signed(W), s2_w[i]))
             s3_step.append(reg(f"s3_step_{i}", signed(step_w),
                                Mux(over, smax, Mux(under, smin, q))))
