@@ -23,7 +23,8 @@ class Timing:
     """The sequencer's timing rules and each unit's operation duration (deterministic memory).
 
     ``FETCH``: cycles from the start of an instruction's fetch to the first cycle it may issue.
-    ``MEMOP``: extra cycles an LDW/STW holds the sequencer after it issues (its bus accesses).
+    ``MEMOP``: extra cycles an LDW/STW holds the sequencer after it issues (its two bus
+    accesses on a latency-1 memory: ``2 + latency``).
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
     uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
     operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
@@ -35,8 +36,8 @@ class Timing:
     the other, the first one's read stage adds one cycle).
     """
     FETCH = 3
-    MEMOP = 4
-    DMA_OVERHEAD = 2
+    MEMOP = 3
+    DMA_OVERHEAD = -1
     GEMM_OVERHEAD = 2
     #: Pipeline latencies of the requantizer and SGD units (``rtl.requant.Requantizer.LATENCY``,
     #: ``rtl.sgd.SgdUpdate.LATENCY``; a test checks they agree).
@@ -363,6 +364,9 @@ class Machine:
             reads it) and the number of instructions issued.
         """
         T = self.timing
+        # counters restart with every program, as the CSRs do
+        self._busy = {u: 0 for u in Unit}
+        self.counters.update(sat_req=0, sat_sgd=0, stall=0)
         free = {u: 0 for u in Unit}             # first cycle each unit may take a new operation
         used = {u: set() for u in Unit}         # banks of each unit's last operation
         t, pc, count = 0, entry, 0

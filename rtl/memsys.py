@@ -36,6 +36,9 @@ class MemorySystem(wiring.Component):
         Exported scratchpad ports besides the DMA's (≥ 0).
     bus_masters : int
         Exported main-memory bus master ports besides the DMA's (≥ 0).
+    fetch_words : int
+        Words per line of main memory's instruction-fetch port (0: none; see
+        :class:`~rtl.mainmem.MainMemory`), exported as ``fetch_addr``/``fetch_data``.
 
     Members
     -------
@@ -58,7 +61,7 @@ class MemorySystem(wiring.Component):
 
     def __init__(self, config=DEFAULT_CONFIG, memory=None, *, stall_rate=0, seed=1,
                  mem_init=(), sp_read_ports=0, sp_write_ports=0, acc_read_ports=0,
-                 acc_write_ports=0, bus_masters=0):
+                 acc_write_ports=0, bus_masters=0, fetch_words=0):
         counts = dict(sp_read=sp_read_ports, sp_write=sp_write_ports,
                       acc_read=acc_read_ports, acc_write=acc_write_ports, bus_master=bus_masters)
         for name, n in counts.items():
@@ -70,7 +73,7 @@ class MemorySystem(wiring.Component):
         self.dma = DmaController(config, memory)
         self.mainmem = MainMemory(memory.mem_words, data_width=word_width(config),
                                   latency=memory.mem_latency, stall_rate=stall_rate, seed=seed,
-                                  init=mem_init)
+                                  init=mem_init, fetch_words=fetch_words)
         lanes = lanes_of(config)
         pads, ports = {}, {}
         for space, name, banks, depth in ((Space.SP, "sp", memory.sp_banks, memory.sp_depth),
@@ -91,6 +94,9 @@ class MemorySystem(wiring.Component):
             self.arbiter = BusArbiter(1 + bus_masters, bus_sig.addr_width, bus_sig.data_width,
                                       max_inflight=max(8, memory.mem_latency + 2))
         ports["bus"] = In(bus_sig).array(bus_masters)
+        if fetch_words:
+            ports["fetch_addr"] = In(len(self.mainmem.fetch_addr))
+            ports["fetch_data"] = Out(len(self.mainmem.fetch_data))
         super().__init__({
             "i_desc": In(stream.Signature(descriptor_layout())),
             "busy": Out(1),
@@ -103,6 +109,9 @@ class MemorySystem(wiring.Component):
         m = Module()
         m.submodules.dma = dma = self.dma
         m.submodules.mainmem = self.mainmem
+        if self.mainmem.fetch_words:
+            m.d.comb += [self.mainmem.fetch_addr.eq(self.fetch_addr),
+                         self.fetch_data.eq(self.mainmem.fetch_data)]
         m.submodules.sp = self.sp
         m.submodules.acc = self.acc
         wiring.connect(m, wiring.flipped(self.i_desc), dma.i_desc)

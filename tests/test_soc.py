@@ -1,0 +1,106 @@
+"""Whole programs on the SoC (Amaranth's simulator) against the golden machine: memories,
+scratchpads, cycles and counters; random valid and invalid programs; stalls."""
+
+import random
+
+import pytest
+import torch
+
+from spec import isa
+from spec.isa import Op, Error
+from spec.csr import Csr
+from spec.params import Config, ArrayConfig
+from spec.soc import SocConfig
+from golden.machine import Machine
+from rtl.soc_sim import run_program
+from tests.progfuzz import valid_program, invalid_program, random_image, describe
+
+SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
+                sp_banks=4, sp_depth=16, acc_banks=2, acc_depth=16)
+
+
+def golden_run(soc, image, entry=0):
+    m = Machine(soc)
+    m.write_words(0, image)
+    return m, m.run(entry=entry)
+
+
+def compare(soc, image, seed, *, stall_rate=0, timing=True, words=None):
+    m, r = golden_run(soc, image)
+    rt = run_program(soc, image, stall_rate=stall_rate, seed=seed + 1)
+    csr = rt["csr"]
+    ctx = f"seed {seed}\n{describe(words) if words else ''}"
+    assert csr[Csr.STATUS] >> 8 == r.error, f"error {csr[Csr.STATUS] >> 8} != {r.error!r}; {ctx}"
+    assert csr[Csr.PC] == r.pc, ctx
+    assert rt["mem"] == m.mem.tolist(), f"main memory differs; {ctx}"
+    assert rt["sp"] == m.sp.tolist(), f"operand scratchpad differs; {ctx}"
+    assert rt["acc"] == m.acc.tolist(), f"accumulator scratchpad differs; {ctx}"
+    assert csr[Csr.SAT_REQ] == m.counters["sat_req"], ctx
+    assert csr[Csr.SAT_SGD] == m.counters["sat_sgd"], ctx
+    assert csr[Csr.INSNS] == r.instructions, ctx
+    if timing:
+        cycles = csr[Csr.CYCLES_LO] | (csr[Csr.CYCLES_HI] << 32)
+        assert cycles == r.cycles, f"cycles {cycles} != golden {r.cycles}; {ctx}"
+        assert csr[Csr.BUSY_DMA] == m.counters["busy_dma"], ctx
+        assert csr[Csr.BUSY_GEMM] == m.counters["busy_gemm"], ctx
+        assert csr[Csr.BUSY_VEC] == m.counters["busy_vec"], ctx
+        assert csr[Csr.STALL_LO] == m.counters["stall"], ctx
+    if r.error == Error.DMA_FAULT:
+        assert csr[Csr.DMA_FAULT] == r.dma_fault, ctx
+    return m, r
+
+
+def test_csr_identity():
+    rt = run_program(SOC, isa.to_words(isa.encode(Op.HALT)), read_back=False)
+    from spec.csr import CHIP_ID
+    assert rt["csr"][Csr.ID] == CHIP_ID
+    assert rt["csr"][Csr.MEM_WORDS] == SOC.mem_words
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_valid_programs(seed):
+    rng = random.Random(seed)
+    p = valid_program(rng, SOC, n=6)
+    words = p.words()
+    m, r = compare(SOC, random_image(rng, SOC, words), seed, words=words)
+    assert r.error == Error.NONE, describe(words)
+
+
+@pytest.mark.parametrize("seed", range(100, 106))
+def test_random_invalid_programs(seed):
+    rng = random.Random(seed)
+    words = invalid_program(rng, SOC)
+    m, r = compare(SOC, random_image(rng, SOC, words), seed, words=words)
+    assert r.error != Error.NONE
+
+
+@pytest.mark.parametrize("seed", range(200, 203))
+def test_random_programs_under_stalls(seed):
+    rng = random.Random(seed)
+    p = valid_program(rng, SOC, n=6)
+    words = p.words()
+    compare(SOC, random_image(rng, SOC, words), seed, stall_rate=0.3, timing=False, words=words)
+
+
+def test_new_program_after_an_error_without_reset():
+    rng = random.Random(7)
+    bad = invalid_program(rng, SOC)
+    good = valid_program(rng, SOC, n=4)
+    good_base = 1024 - 8 * 32
+    from firmware.asm import Assembler
+    p2 = Assembler(base=good_base)
+    for op, f in good._insns:
+        p2.emit(op, **f)
+    p2._labels = {k: v - good.base + good_base for k, v in good._labels.items()}
+    image = random_image(rng, SOC, bad)
+    w2 = p2.words()
+    image[good_base:good_base + len(w2)] = w2
+    rt = run_program(SOC, image, entry=0, programs=[good_base])
+    first, second = rt["runs"]
+    assert first[Csr.STATUS] >> 8 != Error.NONE
+    m = Machine(SOC)
+    m.write_words(0, image)
+    m.run(entry=0)
+    r = m.run(entry=good_base)
+    assert second[Csr.STATUS] >> 8 == r.error == Error.NONE
+    assert rt["mem"] == m.mem.tolist()
