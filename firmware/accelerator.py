@@ -1,0 +1,398 @@
+"""The public host API: an accelerator that multiplies matrices and trains MLPs.
+
+Example::
+
+    from firmware import Accelerator
+    acc = Accelerator()                                  # the golden model
+    c = acc.matmul(a, b, shift=8)                        # int16 in, int16 out
+    net = acc.mlp((64, 32, 10), seed=0)
+    net.fit(X, y, steps=300, lr=2**-3)
+    print(net.evaluate(X_test, y_test), acc.last_cycles)
+
+Everything runs on a :class:`firmware.device.Device`: the firmware writes programs and data to
+main memory, runs, and reads the results back.
+"""
+
+import numpy as np
+import torch
+
+from spec.params import DEFAULT_FORMATS, check_int
+from spec.soc import SocConfig, DEFAULT_SOC
+from .compiler import (MLPDescription, compile_matmul, compile_mlp, PARAM_DATA, PARAM_OUT,
+                       PARAM_STEPS)
+from .device import Device, GoldenDevice
+
+__all__ = ["Accelerator", "MLP", "BACKENDS"]
+
+#: Backends :class:`Accelerator` can make by name.
+BACKENDS = ("golden",)
+
+
+def _int_matrix(x, what):
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, torch.Tensor):
+            x = x.numpy()
+        else:
+            raise TypeError(f"{what} must be a NumPy array, not {type(x).__name__}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"{what} must be an integer array, not an array of {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array, not of shape {x.shape}")
+    if x.size and (x.min() < -(1 << 15) or x.max() >= (1 << 15)):
+        raise ValueError(f"{what} must hold 16-bit signed values")
+    if 0 in x.shape:
+        raise ValueError(f"{what} must not be empty, not of shape {x.shape}")
+    return x.astype(np.int64)
+
+
+class Accelerator:
+    """The accelerator behind a device.
+
+    Parameters
+    ----------
+    backend : str or Device
+        ``"golden"`` (the golden instruction-level model), or a :class:`~firmware.device.Device`.
+    soc : SocConfig, optional
+        Configuration of a backend made by name (default :data:`spec.soc.DEFAULT_SOC`).
+
+    Members
+    -------
+    device : Device
+    last_cycles : int or None
+        Device cycles of the last :meth:`matmul` call or :class:`MLP` method (all its runs).
+    last_instructions : int or None
+        Instructions issued in that call.
+
+    Raises
+    ------
+    TypeError
+        If ``backend`` or ``soc`` has the wrong type.
+    ValueError
+        If ``backend`` names a backend that is not available.
+    """
+
+    def __init__(self, backend="golden", soc=None):
+        if soc is not None and not isinstance(soc, SocConfig):
+            raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
+        if isinstance(backend, Device):
+            if soc is not None and soc != backend.config:
+                raise ValueError("SoC configuration does not match the device's")
+            self.device = backend
+        elif isinstance(backend, str):
+            if backend != "golden":
+                raise ValueError(f"Backend {backend!r} is not available yet (available: "
+                                 f"{', '.join(map(repr, BACKENDS))})")
+            self.device = GoldenDevice(soc if soc is not None else DEFAULT_SOC)
+        else:
+            raise TypeError(f"Backend must be a backend name or a Device, not {backend!r}")
+        self.last_cycles = None
+        self.last_instructions = None
+        self._owner = None
+
+    @property
+    def soc(self):
+        return self.device.config
+
+    # --- running ---------------------------------------------------------------------------------
+    def _claim(self, owner):
+        """Make ``owner`` the user of main memory; True if it was someone else's."""
+        changed = self._owner is not owner
+        self._owner = owner
+        return changed
+
+    def _run(self, entry):
+        r = self.device.run(entry)
+        self._cycles += r.cycles
+        self._instructions += r.instructions
+        self.last_cycles, self.last_instructions = self._cycles, self._instructions
+        return r
+
+    def _begin(self):
+        self._cycles = self._instructions = 0
+        self.last_cycles = self.last_instructions = 0
+
+    # --- matrix product --------------------------------------------------------------------------
+    def matmul(self, a, b, shift=0, rounding="nearest-even", seed=1):
+        """``sat16(round(a @ b / 2**shift))`` on the device, for int16 matrices of any shape.
+
+        The product is tiled into ``GEMM`` and ``REQ`` instructions. Sums accumulate in the
+        array's 32-bit accumulators, which **wrap**: a dot product beyond ``±2**31`` is taken
+        modulo ``2**32`` before the shift (no saturation there). Rounding is to nearest, ties to
+        even, or ``"stochastic"`` (the generator seeded with ``seed``; draws in tile order).
+        The result saturates to int16.
+
+        Parameters
+        ----------
+        a, b : numpy.ndarray
+            Integer arrays of shapes (M, K) and (K, N), values in the int16 range.
+        shift : int
+            ``0 .. 32``.
+        rounding : str
+        seed : int
+            Stochastic rounding's seed, ``1 .. 2**32 − 1``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``int16`` (M, N).
+        """
+        a, b = _int_matrix(a, "A"), _int_matrix(b, "B")
+        if a.shape[1] != b.shape[0]:
+            raise ValueError(f"Inner dimensions do not match: A {a.shape}, B {b.shape}")
+        check_int(seed, "Seed")
+        if not 0 < seed < (1 << 32):
+            raise ValueError(f"Seed must be in 1..2**32-1, not {seed!r}")
+        (m, k), n = a.shape, b.shape[1]
+        cm = compile_matmul(m, k, n, shift, rounding, self.soc,
+                            seed=seed if rounding == "stochastic" else None)
+        self._claim(None)
+        self._begin()
+        self.device.load_program(0, cm.program)
+        self.device.write_words(cm.a_addr, a)
+        self.device.write_words(cm.b_addr, b)
+        self._run(0)
+        return self.device.read_int16(cm.c_addr, m * n).reshape(m, n).astype(np.int16)
+
+    # --- networks --------------------------------------------------------------------------------
+    def mlp(self, sizes, **kwargs):
+        """A new :class:`MLP` on this accelerator (keyword arguments as :class:`MLP`)."""
+        return MLP(self, sizes, **kwargs)
+
+
+class MLP:
+    """A fully connected network trained and run on the accelerator.
+
+    The numerics are the golden trainer's (:class:`golden.mlp.FixedMLP`, ``docs/training.md``):
+    the device computes the same operations, and with ``update_lanes`` equal to the lane count
+    the same random draws, so a run equals ``FixedMLP.train`` bit for bit.
+
+    Parameters
+    ----------
+    accelerator : Accelerator
+    sizes : sequence of int
+        ``(D, H_1, ..., C)``.
+    formats : Formats
+    batch : int
+        SGD batch (a power of two); also the block size of inference.
+    rounding : str
+        Rounding of the weight update.
+    temperature : float, optional
+        Softmax temperature (loss and :meth:`probs`).
+    seed : int
+        Initialisation (:func:`golden.mlp.init_float_params`), batch order and stochastic
+        rounding seed (:func:`golden.mlp.rng_seed`), as the golden trainer's run seed.
+
+    Members
+    -------
+    compiled : firmware.compiler.CompiledMLP
+    weights : list of numpy.ndarray
+        ``int64`` augmented weight matrices ``(n_in + 1, n_out)`` (weight format; last row the
+        bias). Assign to replace them.
+    steps : int
+        SGD steps run so far.
+    last_step_cycles : float or None
+        Device cycles per step of the last :meth:`fit`.
+    """
+
+    def __init__(self, accelerator, sizes, *, formats=DEFAULT_FORMATS, batch=32,
+                 rounding="stochastic", temperature=None, seed=0):
+        from golden.mlp import FixedMLP, init_float_params
+        if not isinstance(accelerator, Accelerator):
+            raise TypeError(f"Accelerator must be an Accelerator, not {accelerator!r}")
+        check_int(seed, "Seed")
+        if seed < 0:
+            raise ValueError(f"Seed must be a non-negative integer, not {seed!r}")
+        self.acc = accelerator
+        self.desc = MLPDescription(tuple(sizes), formats, batch, 2**-3, rounding, temperature)
+        self.compiled = compile_mlp(self.desc, accelerator.soc)
+        self.seed = seed
+        self._ref = FixedMLP(self.desc.sizes, formats=formats)      # formats and conversions
+        self._ref.load_float(init_float_params(self.desc.sizes, seed))
+        self._weights = [p.numpy().copy() for p in self._ref.params]
+        self._train_lr = None
+        self._seeded = False
+        self.steps = 0
+        self.last_step_cycles = None
+
+    # --- weights ---------------------------------------------------------------------------------
+    @property
+    def weights(self):
+        return [w.copy() for w in self._weights]
+
+    @weights.setter
+    def weights(self, params):
+        fmt = self.desc.formats.weight
+        if len(params) != len(self._weights):
+            raise ValueError(f"Expected {len(self._weights)} weight matrices, not {len(params)}")
+        new = []
+        for l, (p, cur) in enumerate(zip(params, self._weights), 1):
+            p = np.asarray(p)
+            if p.shape != cur.shape:
+                raise ValueError(f"Layer {l} weights must have shape {cur.shape}, not {p.shape}")
+            if not np.issubdtype(p.dtype, np.integer):
+                raise TypeError(f"Layer {l} weights must be integers (weight format)")
+            if p.size and (p.min() < fmt.min or p.max() > fmt.max):
+                raise ValueError(f"Layer {l} weights must be {fmt.width}-bit values")
+            new.append(p.astype(np.int64))
+        self._weights = new
+        if self.acc._owner is self:
+            self._write_weights()
+
+    def load_float(self, params):
+        """Set the weights from real-valued augmented matrices (quantized half to even)."""
+        self._ref.load_float(params)
+        self.weights = [p.numpy() for p in self._ref.params]
+        return self
+
+    def float_params(self):
+        """The weights as real numbers (``float64`` arrays)."""
+        scale = self.desc.formats.weight.scale
+        return [w / scale for w in self._weights]
+
+    # --- device memory ---------------------------------------------------------------------------
+    def _write_weights(self):
+        for l, w in enumerate(self._weights, 1):
+            self.acc.device.write_words(self.compiled.regions[f"W{l}"].addr, w)
+
+    def _read_weights(self):
+        for l, w in enumerate(self._weights, 1):
+            r = self.compiled.regions[f"W{l}"]
+            w[...] = self.acc.device.read_int16(r.addr, r.words).reshape(w.shape)
+
+    def _ensure(self, train_lr=None):
+        """Own the device: programs and weights in main memory."""
+        dev, cm = self.acc.device, self.compiled
+        if self.acc._claim(self):
+            for kind in ("logits", "probs"):
+                dev.load_program(cm.programs[kind].base, cm.programs[kind])
+            self._write_weights()
+            self._train_lr = None
+        if train_lr is not None and train_lr != self._train_lr:
+            p = cm.train_program(train_lr)
+            dev.load_program(p.base, p)
+            self._train_lr = train_lr
+
+    def _set_params(self, steps, data, out=0):
+        words = []
+        for v in (steps, data, out):
+            words += [v & 0xFFFF, v >> 16]
+        self.acc.device.write_words(PARAM_STEPS, words)
+        assert PARAM_DATA == 2 and PARAM_OUT == 4
+
+    # --- data ------------------------------------------------------------------------------------
+    def _inputs(self, X):
+        """Act-format inputs with the ones column, ``int64`` (N, D + 1)."""
+        xq = self._ref.quantize_inputs(X).numpy()
+        ones = np.full((xq.shape[0], 1), self.desc.formats.act.scale, dtype=np.int64)
+        return np.concatenate([xq, ones], axis=1)
+
+    # --- training --------------------------------------------------------------------------------
+    def fit(self, X, y, steps=None, lr=2**-3, *, schedule=None):
+        """Train with SGD on the device, as :meth:`golden.mlp.FixedMLP.train`.
+
+        Parameters
+        ----------
+        X : tensor or array (N, D)
+            Inputs: floats (quantized to the act format) or act-format integers.
+        y : tensor or array
+            Labels (N,) or soft targets (N, C) (:meth:`golden.mlp.FixedMLP.targets`).
+        steps : int
+            SGD steps at learning rate ``lr`` (or give ``schedule``).
+        lr : float
+        schedule : sequence of (steps, lr), optional
+            Phases run one after the other; the batch order
+            (:func:`golden.data.batch_order` with the network's seed) runs over all of them.
+
+        Returns
+        -------
+        MLP
+            ``self``.
+        """
+        from golden.data import batch_order
+        from golden.mlp import check_schedule, rng_seed
+        if schedule is None:
+            if steps is None:
+                raise TypeError("Give steps (with lr) or a schedule")
+            schedule = [(steps, lr)]
+        elif steps is not None:
+            raise TypeError("Give either steps or a schedule, not both")
+        schedule = check_schedule(schedule)
+        for _, phase_lr in schedule:
+            self.desc.with_lr(phase_lr)             # validates the rate for these formats
+        xa = self._inputs(torch.as_tensor(X))
+        t = self._ref.targets(torch.as_tensor(y)).numpy()
+        if xa.shape[0] != t.shape[0]:
+            raise ValueError(f"{xa.shape[0]} inputs but {t.shape[0]} targets")
+        total = sum(s for s, _ in schedule)
+        self.acc._begin()
+        if total == 0:
+            return self
+        order = batch_order(xa.shape[0], self.desc.batch, total, self.seed).numpy()
+        cm, dev = self.compiled, self.acc.device
+        data = cm.regions["data"].addr
+        i = 0
+        for steps_, phase_lr in schedule:
+            end = i + steps_
+            while i < end:
+                n = min(end - i, cm.train_capacity)
+                self._ensure(train_lr=phase_lr)
+                if not self._seeded:
+                    p = cm.seed_program(rng_seed(self.seed))
+                    dev.load_program(p.base, p)
+                    self.acc._run(p.base)
+                    self._seeded = True
+                idx = order[i:i + n]                                  # (n, B)
+                block = np.concatenate([xa[idx].reshape(n, -1), t[idx].reshape(n, -1)], axis=1)
+                dev.write_words(data, block)
+                self._set_params(n, data)
+                self.acc._run(cm.programs["train"].base)
+                i += n
+        self._read_weights()
+        self.steps += total
+        self.last_step_cycles = self.acc.last_cycles / total
+        return self
+
+    # --- inference -------------------------------------------------------------------------------
+    def _forward(self, X, kind):
+        cm, dev, B = self.compiled, self.acc.device, self.desc.batch
+        xa = self._inputs(torch.as_tensor(X))
+        n, C = xa.shape[0], self.desc.sizes[-1]
+        self.acc._begin()
+        out = np.zeros((n, C), dtype=np.int64)
+        if n == 0:
+            return out
+        self._ensure()
+        per_run = cm.eval_capacity * B
+        for s0 in range(0, n, per_run):
+            chunk = xa[s0:s0 + per_run]
+            blocks = -(-chunk.shape[0] // B)
+            pad = np.zeros((blocks * B, chunk.shape[1]), dtype=np.int64)
+            pad[:chunk.shape[0]] = chunk
+            x_addr, o_addr = cm.eval_layout(blocks)
+            dev.write_words(x_addr, pad)
+            self._set_params(blocks, x_addr, o_addr)
+            self.acc._run(cm.programs[kind].base)
+            res = dev.read_int16(o_addr, blocks * B * C).reshape(blocks * B, C)
+            out[s0:s0 + chunk.shape[0]] = res[:chunk.shape[0]]
+        return out
+
+    def logits(self, X):
+        """Logits (act-format integers, ``int64`` (N, C)) computed on the device."""
+        return self._forward(X, "logits")
+
+    def probs(self, X):
+        """Softmax probabilities (prob-format integers, ``int64`` (N, C)) from the device's
+        ``SMX`` (the teacher's scores)."""
+        return self._forward(X, "probs")
+
+    def predict(self, X):
+        """Predicted classes: the first index of the largest logit (``int64`` (N,))."""
+        z = self.logits(X)
+        return z.argmax(axis=1) if z.size else np.zeros(0, dtype=np.int64)
+
+    def evaluate(self, X, y):
+        """Accuracy (fraction in [0, 1]) of :meth:`predict` against labels ``y``."""
+        y = np.asarray(y)
+        if y.size == 0:
+            return float("nan")
+        return float((self.predict(X) == y).mean())

@@ -1,0 +1,588 @@
+"""The compiler: an MLP description or a matrix product → memory plan and accelerator programs.
+
+``docs/firmware.md`` explains the plan; ``docs/dataflow.md`` the mapping of a training step onto
+the instruction set, which this module follows.
+
+* :class:`MLPDescription` — the network (layer sizes, formats, batch, learning rate, rounding).
+* :func:`compile_mlp` → :class:`CompiledMLP` — main-memory plan, scratchpad plans and the
+  programs: training (a loop of SGD steps over a stream of batches), logits and probabilities
+  (a loop over blocks of samples).
+* :func:`compile_matmul` → :class:`CompiledMatmul` — a tiled ``round(A·B / 2**shift)``.
+
+Programs read their loop counts and data addresses from a small parameter block in main memory
+(:data:`PARAM_STEPS`, :data:`PARAM_DATA`, :data:`PARAM_OUT`, 32-bit words), so one program runs
+any number of steps without being rebuilt.
+"""
+
+import math
+from dataclasses import dataclass, field
+from numbers import Real
+
+from spec.isa import Cond
+from spec.memory import DESC_FIELDS, Dir, Space
+from spec.params import DEFAULT_FORMATS, Formats, check_int, check_positive_int
+from spec.soc import SocConfig, DEFAULT_SOC
+from spec.softmax_tables import INV_TEMP_ONE
+from .asm import Assembler
+from .plan import BankAllocator, MemoryLayout, Recorder
+
+__all__ = [
+    "MLPDescription", "CompiledMLP", "compile_mlp", "CompiledMatmul", "compile_matmul",
+    "PARAM_STEPS", "PARAM_DATA", "PARAM_OUT", "PARAM_WORDS",
+]
+
+#: Word addresses (in main memory) of the programs' 32-bit parameters: loop count, data address,
+#: output address.
+PARAM_STEPS, PARAM_DATA, PARAM_OUT = 0, 2, 4
+#: Size of the parameter block.
+PARAM_WORDS = 8
+
+_DESC = dict(DESC_FIELDS)
+_MAX_DMA_COLS = (1 << _DESC["cols"]) - 1
+_MAX_DMA_ROWS = (1 << _DESC["rows"]) - 1
+#: Registers of the generated programs.
+_R_DATA, _R_OUT, _R_COUNT = 1, 2, 3
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _check_square(soc):
+    if not isinstance(soc, SocConfig):
+        raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
+    a = soc.config.array
+    if a.rows != a.cols:
+        raise ValueError(f"The compiler supports square arrays only (rows == cols), "
+                         f"not {a.rows}×{a.cols}")
+    if soc.sp_banks < 2:
+        raise ValueError(f"The compiler needs at least 2 scratchpad banks, not {soc.sp_banks}")
+    return a.rows
+
+
+def _dma(p, *, store, transpose, rm, off, sp_row, rows, cols, stride, space=Space.SP):
+    """Emit one DMA descriptor, split into several if the block exceeds a field's range.
+
+    The block is ``rows × cols`` in main memory at ``r[rm] + off`` (row stride ``stride``);
+    ``transpose`` puts block column ``j`` in scratchpad row ``sp_row + j``.
+    """
+    d = Dir.STORE if store else Dir.LOAD
+    if transpose:
+        for c0 in range(0, cols, _MAX_DMA_COLS):
+            c = min(_MAX_DMA_COLS, cols - c0)
+            p.dma(direction=d, space=space, transpose=1, elem_words=1, rm=rm, mem_off=off + c0,
+                  sp_row=sp_row + c0, rows=rows, cols=c, stride=stride)
+    else:
+        for r0 in range(0, rows, _MAX_DMA_ROWS):
+            r = min(_MAX_DMA_ROWS, rows - r0)
+            p.dma(direction=d, space=space, transpose=0, elem_words=1, rm=rm,
+                  mem_off=off + r0 * stride, sp_row=sp_row + r0, rows=r, cols=cols,
+                  stride=stride)
+
+
+def _two_pass(emit, sp_alloc, acc_alloc, base):
+    """Emit a program twice: once with a :class:`Recorder` to find each buffer's live range,
+    then with the buffers placed. Returns ``(assembler, sp_rows, acc_rows)``."""
+    probe = Assembler(base)
+    rec_sp = Recorder(lambda: len(probe))
+    rec_acc = Recorder(lambda: len(probe))
+    emit(probe, rec_sp, rec_acc)
+    sp = sp_alloc.allocate(rec_sp.uses)
+    acc = acc_alloc.allocate(rec_acc.uses)
+    p = Assembler(base)
+    emit(p, sp, acc)
+    assert len(p) == len(probe)
+    return p, sp, acc
+
+
+# ------------------------------------------------------------------------------------------------
+# MLP
+
+_ROUNDING = {"nearest-even": 0, "stochastic": 1}
+
+
+@dataclass(frozen=True)
+class MLPDescription:
+    """A fully connected network to train on the accelerator (the golden trainer's numerics,
+    ``docs/training.md``).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        ``(D, H_1, ..., C)``: inputs, hidden widths, classes (``C <= 63``: the ``SMX`` field).
+    formats : Formats
+        Fixed-point formats; ``act_frac`` and ``prob_frac`` at most ``width − 2``.
+    batch : int
+        Samples per SGD step, a power of two (the batch mean is folded into the update's shift).
+    lr : float
+        Learning rate ``lr_mul · 2**-k`` with an integer ``lr_mul`` (e.g. ``2**-3``); with the
+        batch and formats it gives the ``SGD`` fields ``lr_mul`` and ``lr_shift``.
+    rounding : str
+        Rounding of the weight update: ``"stochastic"`` or ``"nearest-even"``.
+    temperature : float, optional
+        Softmax temperature of the loss and of the probabilities (``None``: 1).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad field (messages name it).
+    """
+    sizes: tuple
+    formats: Formats = DEFAULT_FORMATS
+    batch: int = 32
+    lr: float = 2**-3
+    rounding: str = "stochastic"
+    temperature: float = None
+    step: object = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        from golden.mlp import FixedMLP, check_sizes
+        sizes = check_sizes(self.sizes)
+        object.__setattr__(self, "sizes", sizes)
+        if not isinstance(self.formats, Formats):
+            raise TypeError(f"Formats must be a Formats, not {self.formats!r}")
+        check_positive_int(self.batch, "Batch size")
+        if self.batch & (self.batch - 1):
+            raise ValueError(f"Batch size must be a power of two, not {self.batch!r}")
+        if self.rounding not in _ROUNDING:
+            raise ValueError(f"Rounding must be one of {', '.join(map(repr, _ROUNDING))}, "
+                             f"not {self.rounding!r}")
+        if not isinstance(self.lr, Real) or isinstance(self.lr, bool):
+            raise TypeError(f"Learning rate must be a real number, not {self.lr!r}")
+        from golden.softmax import temperature_to_inv_temp
+        if self.temperature is not None:
+            temperature_to_inv_temp(self.temperature)       # validates
+        if sizes[-1] > 63:
+            raise ValueError(f"Classes must be at most 63 (the SMX classes field), "
+                             f"not {sizes[-1]!r}")
+        # the golden trainer's constants: shifts, learning-rate folding, format checks
+        ref = FixedMLP(sizes, formats=self.formats)
+        object.__setattr__(self, "step", ref.plan(self.lr, self.batch, self.temperature))
+
+    @property
+    def layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def inv_temp(self):
+        """The ``SMX`` ``inv_temp`` field (``INV_TEMP_ONE`` for ``T = 1``)."""
+        return INV_TEMP_ONE if self.step.inv_temp is None else self.step.inv_temp
+
+    def with_lr(self, lr):
+        """A copy with another learning rate."""
+        return MLPDescription(self.sizes, self.formats, self.batch, lr, self.rounding,
+                              self.temperature)
+
+
+class CompiledMLP:
+    """An :class:`MLPDescription` compiled for a SoC: the main-memory plan and the programs.
+
+    Main memory (word addresses, all ``regions[...]``: :class:`~firmware.plan.Region`)
+    ----------------------------------------------------------------------------------
+    ``params``
+        The programs' parameters (:data:`PARAM_STEPS`, :data:`PARAM_DATA`, :data:`PARAM_OUT`).
+    ``W{l}``
+        Layer ``l``'s augmented weights, ``(n_in + 1) × n_out`` row-major, last row the bias,
+        weight format. The programs load them at start; training stores them back.
+    ``H{l}``, ``D{l}``
+        Scratch: layer ``l``'s augmented activations ``batch × (n_l + 1)`` and gradients
+        ``batch × n_l``, sample-major (the transposes of ``docs/dataflow.md``).
+    ``seed``, ``train``, ``logits``, ``probs``
+        The programs.
+    ``data``
+        The rest. Training reads a stream of steps, each ``batch`` input rows with the ones
+        column (``batch × (D + 1)``, act format) followed by ``batch`` target rows
+        (``batch × C``, prob format); :attr:`train_capacity` steps fit. Inference reads blocks
+        of ``batch`` input rows from the start of the region and writes ``batch × C`` output
+        rows per block to the output area after them (:meth:`eval_layout`).
+
+    Attributes
+    ----------
+    desc : MLPDescription
+    soc : SocConfig
+    lanes : int
+    regions : dict of str to Region
+    programs : dict of str to Assembler
+        ``"train"``, ``"logits"``, ``"probs"``.
+    sp_plan, acc_plan : dict of str to dict
+        Per program, each buffer's first scratchpad row.
+    """
+
+    def __init__(self, desc, soc=DEFAULT_SOC):
+        if not isinstance(desc, MLPDescription):
+            raise TypeError(f"Description must be an MLPDescription, not {desc!r}")
+        self.lanes = _check_square(soc)
+        self.desc, self.soc = desc, soc
+        s, B = desc.sizes, desc.batch
+        lay = MemoryLayout(soc.mem_words)
+        lay.add("params", PARAM_WORDS)
+        for l in range(1, desc.layers + 1):
+            lay.add(f"W{l}", (s[l - 1] + 1) * s[l])
+        for l in range(1, desc.layers):
+            lay.add(f"H{l}", B * (s[l] + 1))
+        for l in range(1, desc.layers + 1):
+            lay.add(f"D{l}", B * s[l])
+        self.sp_plan, self.acc_plan, self.programs = {}, {}, {}
+        self.regions = lay.regions
+        lay.add("seed", 2 * 8, align=8)
+        for kind in ("train", "logits", "probs"):
+            base = -(-lay.here // 8) * 8
+            emit = self._emit_train if kind == "train" else self._emit_forward(kind)
+            sp_alloc, acc_alloc = self._allocators(kind)
+            p, self.sp_plan[kind], self.acc_plan[kind] = _two_pass(emit, sp_alloc, acc_alloc,
+                                                                   base)
+            lay.add(kind, 8 * len(p), align=8)
+            self.programs[kind] = p
+        data = lay.rest("data")
+        self.train_capacity = data.words // self.step_words
+        self.eval_capacity = data.words // (B * (s[0] + 1 + s[-1]))
+        if self.train_capacity < 1:
+            raise ValueError(f"Main memory is too small: one training step needs "
+                             f"{self.step_words} words of data, {data.words} are left")
+
+    # --- sizes -----------------------------------------------------------------------------------
+    @property
+    def step_words(self):
+        """Words of one training step's data: ``batch × (D + 1 + C)``."""
+        s = self.desc.sizes
+        return self.desc.batch * (s[0] + 1 + s[-1])
+
+    @property
+    def sample_panels(self):
+        return _ceil_div(self.desc.batch, self.lanes)
+
+    def _width(self, j):
+        """Samples in sample panel ``j``."""
+        return min(self.lanes, self.desc.batch - j * self.lanes)
+
+    def eval_layout(self, blocks):
+        """``(input address, output address)`` in the data region for ``blocks`` blocks."""
+        s, B = self.desc.sizes, self.desc.batch
+        data = self.regions["data"].addr
+        return data, data + blocks * B * (s[0] + 1)
+
+    def train_program(self, lr):
+        """The training program for learning rate ``lr`` (same size and place as
+        ``programs["train"]``)."""
+        if lr == self.desc.lr:
+            return self.programs["train"]
+        other = CompiledMLP.__new__(CompiledMLP)
+        other.__dict__.update(self.__dict__)
+        other.desc = self.desc.with_lr(lr)
+        return _two_pass(other._emit_train, *self._allocators("train"),
+                         self.programs["train"].base)[0]
+
+    def seed_program(self, seed):
+        """``SEED seed; HALT`` at the ``seed`` region."""
+        p = Assembler(self.regions["seed"].addr)
+        p.seed(seed=seed)
+        p.halt()
+        return p
+
+    # --- scratchpad buffers -----------------------------------------------------------------------
+    def _allocators(self, kind):
+        s, L, Lw, B = self.desc.sizes, self.desc.layers, self.lanes, self.desc.batch
+        soc = self.soc
+        sp = BankAllocator(soc.sp_banks, soc.sp_depth, "Operand scratchpad")
+        acc = BankAllocator(soc.acc_banks, soc.acc_depth, "Accumulator scratchpad",
+                            span_banks=True)
+        nbp = self.sample_panels
+        for l in range(1, L + 1):
+            n_in, n_out = s[l - 1], s[l]
+            npo = _ceil_div(n_out, Lw)
+            sp.add(f"W{l}", npo * (n_in + 1), persistent=True)
+            # feature-major input of layer l (F0: the batch; F{l}: with a FILLed ones row)
+            sp.add(f"F{l - 1}", nbp * (n_in + 1), persistent=l > 1)
+            sp.apart(f"W{l}", f"F{l - 1}")
+            acc.add(f"Y{l}", nbp * npo * Lw)
+            sp.add(f"M{l}", nbp * n_out)
+            sp.add(f"G{l}", nbp * n_out)
+            sp.add(f"D{l}", nbp * n_out)
+            sp.add(f"Sin{l}", _ceil_div(n_in + 1, Lw) * B)
+            sp.add(f"Sd{l}", npo * B)
+            sp.add(f"WT{l}", _ceil_div(n_in, Lw) * n_out)
+            acc.add(f"dW{l}", npo * _ceil_div(n_in + 1, Lw) * Lw)
+            acc.add(f"E{l}", nbp * _ceil_div(n_in, Lw) * Lw)
+            sp.apart(f"G{l}", f"M{l}")
+            sp.apart(f"Sin{l}", f"Sd{l}")
+            sp.apart(f"WT{l}", f"D{l}")
+            if l < L:
+                sp.apart(f"F{l}", f"M{l}")
+        C = s[-1]
+        for name in ("Z", "T", "P"):
+            sp.add(name, nbp * C)
+        sp.apart("Z", "T")
+        sp.apart("Z", f"M{L}")
+        return sp, acc
+
+    # --- programs --------------------------------------------------------------------------------
+    def _prologue(self, p, sp, params):
+        """Load the parameters into registers, the weights into their panels, FILL the ones
+        rows of the hidden layers' feature-major activations."""
+        s, L, Lw = self.desc.sizes, self.desc.layers, self.lanes
+        for reg, addr in params:
+            p.ldw(rd=reg, rs=0, imm=addr)
+        for l in range(1, L + 1):
+            n_in, n_out = s[l - 1], s[l]
+            for po in range(_ceil_div(n_out, Lw)):
+                _dma(p, store=False, transpose=False, rm=0,
+                     off=self.regions[f"W{l}"].addr + po * Lw,
+                     sp_row=sp[f"W{l}"] + po * (n_in + 1), rows=n_in + 1,
+                     cols=min(Lw, n_out - po * Lw), stride=n_out)
+        ones = self.desc.formats.act.scale
+        for l in range(1, L):
+            for j in range(self.sample_panels):
+                p.fill(space=Space.SP, dst=sp[f"F{l}"] + j * (s[l] + 1) + s[l], rows=1,
+                       value=ones)
+
+    def _load_inputs(self, p, sp):
+        """Transposed loads of the batch's inputs (with the ones column) at ``r[_R_DATA]``."""
+        D1 = self.desc.sizes[0] + 1
+        for j in range(self.sample_panels):
+            _dma(p, store=False, transpose=True, rm=_R_DATA, off=j * self.lanes * D1,
+                 sp_row=sp["F0"] + j * D1, rows=self._width(j), cols=D1, stride=D1)
+
+    def _forward_layer(self, p, sp, acc, l, masks):
+        """GEMM and one REQ per sample panel: layer ``l``'s output, feature-major, into ``F{l}``
+        (hidden) or ``Z`` (logits); masks into ``M{l}`` if ``masks``."""
+        s, L, Lw = self.desc.sizes, self.desc.layers, self.lanes
+        n_in, n_out = s[l - 1], s[l]
+        npo, nbp = _ceil_div(n_out, Lw), self.sample_panels
+        p.gemm(a_row=sp[f"W{l}"], b_row=sp[f"F{l - 1}"], c_row=acc[f"Y{l}"], k=n_in + 1,
+               mt=npo, nt=nbp, a_ps=n_in + 1, b_ps=n_in + 1, c_ps=npo * Lw, accumulate=0)
+        for j in range(nbp):
+            dst = sp[f"F{l}"] + j * (n_out + 1) if l < L else sp["Z"] + j * n_out
+            p.req(src=acc[f"Y{l}"] + j * npo * Lw, dst=dst, rows=n_out, lanes=self._width(j),
+                  shift=self.desc.step.fwd_shift, relu=int(l < L), rounding=0,
+                  mask_en=int(masks), mask_row=sp[f"M{l}"] + j * n_out if masks else 0)
+
+    def _emit_train(self, p, sp, acc):
+        d, s, L, Lw, B = self.desc, self.desc.sizes, self.desc.layers, self.lanes, self.desc.batch
+        nbp, C, D1 = self.sample_panels, s[-1], s[0] + 1
+        reg = self.regions
+        st = d.step
+        self._prologue(p, sp, [(_R_COUNT, PARAM_STEPS), (_R_DATA, PARAM_DATA)])
+        p.label("step")
+        self._load_inputs(p, sp)
+        for j in range(nbp):                        # targets, feature-major
+            _dma(p, store=False, transpose=True, rm=_R_DATA, off=B * D1 + j * Lw * C,
+                 sp_row=sp["T"] + j * C, rows=self._width(j), cols=C, stride=C)
+        for l in range(2, L + 1):                   # Wᵀ of the current weights (for dH)
+            n_in, n_out = s[l - 1], s[l]
+            for i in range(_ceil_div(n_in, Lw)):
+                _dma(p, store=False, transpose=True, rm=0,
+                     off=reg[f"W{l}"].addr + i * Lw * n_out, sp_row=sp[f"WT{l}"] + i * n_out,
+                     rows=min(Lw, n_in - i * Lw), cols=n_out, stride=n_out)
+        # forward
+        for l in range(1, L + 1):
+            self._forward_layer(p, sp, acc, l, masks=True)
+            n_out = s[l]
+            if l == 1:                              # sample-major inputs for dW1
+                for i in range(_ceil_div(D1, Lw)):
+                    _dma(p, store=False, transpose=False, rm=_R_DATA, off=i * Lw,
+                         sp_row=sp["Sin1"] + i * B, rows=B, cols=min(Lw, D1 - i * Lw),
+                         stride=D1)
+            if l < L:                               # sample-major copy of H_l (for dW_{l+1})
+                for j in range(nbp):
+                    _dma(p, store=True, transpose=True, rm=0,
+                         off=reg[f"H{l}"].addr + j * Lw * (n_out + 1),
+                         sp_row=sp[f"F{l}"] + j * (n_out + 1), rows=self._width(j),
+                         cols=n_out + 1, stride=n_out + 1)
+        # logit gradient
+        for j in range(nbp):
+            p.smx(mode=1, z_row=sp["Z"] + j * C, t_row=sp["T"] + j * C, dst=sp[f"G{L}"] + j * C,
+                  classes=C, samples=self._width(j), z_frac=d.formats.act_frac, grad_shift=0,
+                  inv_temp=d.inv_temp)
+        p.relub(g_row=sp[f"G{L}"], mask_row=sp[f"M{L}"], dst=sp[f"D{L}"], rows=nbp * C,
+                lanes=min(Lw, B))
+        # backward and update
+        for l in range(L, 0, -1):
+            n_in, n_out = s[l - 1], s[l]
+            npo = _ceil_div(n_out, Lw)
+            for j in range(nbp):                    # dY_l sample-major via main memory
+                _dma(p, store=True, transpose=True, rm=0,
+                     off=reg[f"D{l}"].addr + j * Lw * n_out, sp_row=sp[f"D{l}"] + j * n_out,
+                     rows=self._width(j), cols=n_out, stride=n_out)
+            mi = _ceil_div(n_in, Lw)
+            if l > 1:                               # dH_{l-1}ᵀ = W_l[:n_in] · dY_lᵀ (old W)
+                p.gemm(a_row=sp[f"WT{l}"], b_row=sp[f"D{l}"], c_row=acc[f"E{l}"], k=n_out,
+                       mt=mi, nt=nbp, a_ps=n_out, b_ps=n_out, c_ps=mi * Lw, accumulate=0)
+            for po in range(npo):
+                _dma(p, store=False, transpose=False, rm=0,
+                     off=reg[f"D{l}"].addr + po * Lw, sp_row=sp[f"Sd{l}"] + po * B, rows=B,
+                     cols=min(Lw, n_out - po * Lw), stride=n_out)
+            ma = _ceil_div(n_in + 1, Lw)
+            if l > 1:
+                for i in range(ma):
+                    _dma(p, store=False, transpose=False, rm=0,
+                         off=reg[f"H{l - 1}"].addr + i * Lw, sp_row=sp[f"Sin{l}"] + i * B,
+                         rows=B, cols=min(Lw, n_in + 1 - i * Lw), stride=n_in + 1)
+            # dW_l = H_{l-1,aug}ᵀ · dY_l: panel po at rows po·ma·R, one row per input feature
+            p.gemm(a_row=sp[f"Sin{l}"], b_row=sp[f"Sd{l}"], c_row=acc[f"dW{l}"], k=B, mt=ma,
+                   nt=npo, a_ps=B, b_ps=B, c_ps=ma * Lw, accumulate=0)
+            for po in range(npo):
+                p.sgd(w_row=sp[f"W{l}"] + po * (n_in + 1), g_row=acc[f"dW{l}"] + po * ma * Lw,
+                      rows=n_in + 1, lanes=min(Lw, n_out - po * Lw), lr_shift=st.lr_shift,
+                      lr_mul=st.lr_mul, wd_mul=0, rounding=_ROUNDING[d.rounding])
+            if l > 1:
+                for po in range(npo):               # for the next step's Wᵀ
+                    _dma(p, store=True, transpose=False, rm=0,
+                         off=reg[f"W{l}"].addr + po * Lw, sp_row=sp[f"W{l}"] + po * (n_in + 1),
+                         rows=n_in + 1, cols=min(Lw, n_out - po * Lw), stride=n_out)
+                for j in range(nbp):
+                    p.req(src=acc[f"E{l}"] + j * mi * Lw, dst=sp[f"G{l - 1}"] + j * n_in,
+                          rows=n_in, lanes=self._width(j), shift=st.bwd_shift, relu=0,
+                          rounding=0, mask_en=0, mask_row=0)
+                p.relub(g_row=sp[f"G{l - 1}"], mask_row=sp[f"M{l - 1}"], dst=sp[f"D{l - 1}"],
+                        rows=nbp * n_in, lanes=min(Lw, B))
+        p.addi(rd=_R_DATA, rs=_R_DATA, imm=self.step_words)
+        p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
+        p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="step")
+        n_in, n_out = s[0], s[1]
+        for po in range(_ceil_div(n_out, Lw)):      # W_1 (the others are stored every step)
+            _dma(p, store=True, transpose=False, rm=0, off=reg["W1"].addr + po * Lw,
+                 sp_row=sp["W1"] + po * (n_in + 1), rows=n_in + 1,
+                 cols=min(Lw, n_out - po * Lw), stride=n_out)
+        p.halt()
+
+    def _emit_forward(self, kind):
+        def emit(p, sp, acc):
+            d, s, L, Lw, B = (self.desc, self.desc.sizes, self.desc.layers, self.lanes,
+                              self.desc.batch)
+            nbp, C, D1 = self.sample_panels, s[-1], s[0] + 1
+            self._prologue(p, sp, [(_R_COUNT, PARAM_STEPS), (_R_DATA, PARAM_DATA),
+                                   (_R_OUT, PARAM_OUT)])
+            p.label("block")
+            self._load_inputs(p, sp)
+            for l in range(1, L + 1):
+                self._forward_layer(p, sp, acc, l, masks=False)
+            out = "Z"
+            if kind == "probs":
+                out = "P"
+                for j in range(nbp):
+                    p.smx(mode=0, z_row=sp["Z"] + j * C, t_row=0, dst=sp["P"] + j * C,
+                          classes=C, samples=self._width(j), z_frac=d.formats.act_frac,
+                          grad_shift=0, inv_temp=d.inv_temp)
+            for j in range(nbp):
+                _dma(p, store=True, transpose=True, rm=_R_OUT, off=j * Lw * C,
+                     sp_row=sp[out] + j * C, rows=self._width(j), cols=C, stride=C)
+            p.addi(rd=_R_DATA, rs=_R_DATA, imm=B * D1)
+            p.addi(rd=_R_OUT, rs=_R_OUT, imm=B * C)
+            p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
+            p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="block")
+            p.halt()
+        return emit
+
+
+def compile_mlp(desc, soc=DEFAULT_SOC):
+    """Compile ``desc`` (an :class:`MLPDescription`) for ``soc``: a :class:`CompiledMLP`.
+
+    Raises
+    ------
+    TypeError
+        If ``desc`` or ``soc`` has the wrong type.
+    ValueError
+        If the array is not square, or the network and batch do not fit the scratchpads or
+        main memory.
+    """
+    return CompiledMLP(desc, soc)
+
+
+# ------------------------------------------------------------------------------------------------
+# Matrix product
+
+@dataclass(frozen=True)
+class CompiledMatmul:
+    """A tiled matrix product ``C = sat(round(A·B / 2**shift))``.
+
+    Attributes
+    ----------
+    program : Assembler
+        At word address 0.
+    a_addr, b_addr, c_addr : int
+        Where ``A`` (M×K), ``B`` (K×N) and ``C`` (M×N), row-major int16, live in main memory.
+    """
+    program: Assembler
+    a_addr: int
+    b_addr: int
+    c_addr: int
+
+
+def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, seed=None):
+    """Compile ``C = sat(round(A·B / 2**shift))`` for ``A`` (m×k) and ``B`` (k×n).
+
+    Output blocks of up to ``mb`` × ``nb`` tiles are accumulated over chunks of ``kc`` rows of
+    ``K`` (``GEMM`` with ``accumulate`` after the first chunk), requantized by one ``REQ`` per
+    column panel and stored. ``A`` panels are loaded transposed, ``B`` panels as they are;
+    consecutive chunks alternate between two pairs of banks when there are four, so the next
+    chunk's loads overlap the current ``GEMM``. With ``seed`` the program starts with
+    ``SEED seed`` (for stochastic rounding).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad size, shift or rounding, or if the operands do not fit main memory.
+    """
+    for v, what in ((m, "Rows of A"), (k, "Inner dimension"), (n, "Columns of B")):
+        check_positive_int(v, what)
+    check_int(shift, "Shift")
+    if not 0 <= shift <= 32:
+        raise ValueError(f"Shift must be between 0 and 32, not {shift!r}")
+    if rounding not in _ROUNDING:
+        raise ValueError(f"Rounding must be one of {', '.join(map(repr, _ROUNDING))}, "
+                         f"not {rounding!r}")
+    Lw = _check_square(soc)
+    depth = soc.sp_depth
+    mt_all, nt_all = _ceil_div(m, Lw), _ceil_div(n, Lw)
+    kc = min(k, _MAX_DMA_COLS, depth // 2)
+    # A and its REQ output share a bank: mb·kc + mb·R rows; B: nb·kc rows
+    mb = max(1, min(mt_all, 63, depth // (kc + Lw)))
+    nb = max(1, min(nt_all, 63, depth // kc, soc.acc_rows // (mb * Lw)))
+    if mb * Lw * nb > soc.acc_rows:
+        raise ValueError("Accumulator scratchpad is too small for one output tile")
+    pairs = [(0, 1), (2, 3)] if soc.sp_banks >= 4 else [(0, 1)]
+
+    def emit(p, a_addr, b_addr, c_addr):
+        if seed is not None:
+            p.seed(seed=seed)
+        t = 0
+        for i0 in range(0, mt_all, mb):
+            mbi = min(mb, mt_all - i0)
+            for j0 in range(0, nt_all, nb):
+                nbj = min(nb, nt_all - j0)
+                for k0 in range(0, k, kc):
+                    kk = min(kc, k - k0)
+                    ba, bb = pairs[t % len(pairs)]
+                    t += 1
+                    a_row, b_row = ba * depth, bb * depth
+                    for i in range(mbi):
+                        r0 = (i0 + i) * Lw
+                        _dma(p, store=False, transpose=True, rm=0, off=a_addr + r0 * k + k0,
+                             sp_row=a_row + i * kk, rows=min(Lw, m - r0), cols=kk, stride=k)
+                    for j in range(nbj):
+                        c0 = (j0 + j) * Lw
+                        _dma(p, store=False, transpose=False, rm=0, off=b_addr + k0 * n + c0,
+                             sp_row=b_row + j * kk, rows=kk, cols=min(Lw, n - c0), stride=n)
+                    p.gemm(a_row=a_row, b_row=b_row, c_row=0, k=kk, mt=mbi, nt=nbj, a_ps=kk,
+                           b_ps=kk, c_ps=mbi * Lw, accumulate=int(k0 > 0))
+                out = pairs[0][0] * depth + mb * kc
+                rows = min(mbi * Lw, m - i0 * Lw)
+                for j in range(nbj):
+                    c0 = (j0 + j) * Lw
+                    lanes = min(Lw, n - c0)
+                    p.req(src=j * mbi * Lw, dst=out, rows=rows, lanes=lanes, shift=shift,
+                          relu=0, rounding=_ROUNDING[rounding], mask_en=0, mask_row=0)
+                    _dma(p, store=True, transpose=False, rm=0, off=c_addr + i0 * Lw * n + c0,
+                         sp_row=out, rows=rows, cols=lanes, stride=n)
+        p.halt()
+
+    probe = Assembler(0)
+    emit(probe, 0, 0, 0)
+    lay = MemoryLayout(soc.mem_words)
+    lay.add("program", 8 * len(probe))
+    a = lay.add("A", m * k)
+    b = lay.add("B", k * n)
+    c = lay.add("C", m * n)
+    p = Assembler(0)
+    emit(p, a.addr, b.addr, c.addr)
+    return CompiledMatmul(p, a.addr, b.addr, c.addr)

@@ -1,0 +1,165 @@
+"""Placement of buffers in the scratchpads and in main memory.
+
+* :class:`BankAllocator` — places named row buffers in a banked scratchpad: each buffer lies in
+  one bank, buffers that one instruction reads together (``apart``) go to different banks, and
+  buffers whose live ranges (instruction indices, found by a recording pass of the program
+  emitter) do not overlap may share rows.
+* :class:`Recorder` — the mapping the recording pass hands the emitter: every buffer starts at
+  row 0, and each lookup notes the instruction index.
+* :class:`MemoryLayout` — consecutive regions of main memory.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["BankAllocator", "Recorder", "MemoryLayout", "Region"]
+
+
+class Recorder:
+    """Stands in for a buffer → row mapping while a program is emitted once to find live ranges.
+
+    Parameters
+    ----------
+    position : callable
+        Returns the index of the instruction about to be emitted.
+    """
+
+    def __init__(self, position):
+        self._position = position
+        self.uses = {}
+
+    def __getitem__(self, name):
+        p = self._position()
+        lo, hi = self.uses.get(name, (p, p))
+        self.uses[name] = (min(lo, p), max(hi, p))
+        return 0
+
+
+class BankAllocator:
+    """Places buffers of rows in a scratchpad of ``banks`` × ``depth`` rows.
+
+    Parameters
+    ----------
+    banks, depth : int
+        Banks and rows per bank; a row's address is ``bank * depth + row``.
+    what : str
+        Name of the scratchpad in error messages.
+    span_banks : bool
+        Let a buffer span consecutive banks (the whole scratchpad is one range; ``apart`` is then
+        not supported). For the accumulator scratchpad, where no instruction reads two buffers.
+    """
+
+    def __init__(self, banks, depth, what="Operand scratchpad", span_banks=False):
+        self.banks, self.depth, self.what = banks, depth, what
+        self.span_banks = span_banks
+        self._sizes = {}
+        self._persistent = set()
+        self._apart = set()
+
+    def add(self, name, rows, persistent=False):
+        """A buffer of ``rows`` rows; ``persistent`` ones are live during the whole program."""
+        if name in self._sizes:
+            raise ValueError(f"Buffer {name!r} is defined twice")
+        self._sizes[name] = max(int(rows), 1)
+        if persistent:
+            self._persistent.add(name)
+
+    def apart(self, a, b):
+        """Buffers ``a`` and ``b`` must lie in different banks."""
+        if self.span_banks:
+            raise ValueError("Buffers that span banks cannot be kept apart")
+        self._apart.add(frozenset((a, b)))
+
+    def allocate(self, uses):
+        """Row address of every buffer (a ``dict``), given each used buffer's live range
+        ``uses[name] = (first, last)`` (instruction indices, inclusive). Buffers never used are
+        not placed.
+
+        Raises
+        ------
+        ValueError
+            If the buffers do not fit.
+        """
+        INF = float("inf")
+        live = {}
+        for name in self._sizes:
+            if name not in uses:
+                continue
+            live[name] = (-INF, INF) if name in self._persistent else uses[name]
+        unknown = set(uses) - set(self._sizes)
+        if unknown:
+            raise AssertionError(f"Undeclared buffers {sorted(unknown)}")
+        space = self.banks * self.depth if self.span_banks else self.depth
+        nbanks = 1 if self.span_banks else self.banks
+        placed = {}                              # name -> (bank, offset)
+        load = [0] * nbanks
+        order = sorted(live, key=lambda n: (n not in self._persistent, -self._sizes[n], n))
+        for name in order:
+            size = self._sizes[name]
+            lo, hi = live[name]
+            banned = {placed[o][0] for pair in self._apart if name in pair
+                      for o in pair if o != name and o in placed}
+            best = None
+            for bank in sorted(range(nbanks), key=lambda b: (load[b], b)):
+                if bank in banned:
+                    continue
+                busy = sorted((placed[o][1], placed[o][1] + self._sizes[o])
+                              for o in placed if placed[o][0] == bank
+                              and not (live[o][1] < lo or hi < live[o][0]))
+                off = 0
+                for s, e in busy:
+                    if off + size <= s:
+                        break
+                    off = max(off, e)
+                if off + size <= space:
+                    best = (bank, off)
+                    break
+            if best is None:
+                total = sum(self._sizes[n] for n in live)
+                raise ValueError(f"{self.what} is too small for this network: buffer {name!r} "
+                                 f"({size} rows) does not fit ({total} rows in all, "
+                                 f"{self.banks} banks of {self.depth})")
+            placed[name] = best
+            load[best[0]] += size
+        return {n: b * self.depth + off if not self.span_banks else off
+                for n, (b, off) in placed.items()}
+
+
+@dataclass(frozen=True)
+class Region:
+    """``words`` words of main memory from ``addr``."""
+    addr: int
+    words: int
+
+    @property
+    def end(self):
+        return self.addr + self.words
+
+
+class MemoryLayout:
+    """Consecutive regions of main memory, each aligned to ``align`` words.
+
+    Parameters
+    ----------
+    mem_words : int
+    base : int
+        First address.
+    """
+
+    def __init__(self, mem_words, base=0):
+        self.mem_words = mem_words
+        self.here = base
+        self.regions = {}
+
+    def add(self, name, words, align=1):
+        addr = -(-self.here // align) * align
+        if addr + words > self.mem_words:
+            raise ValueError(f"Main memory is too small: region {name!r} ({words} words) does "
+                             f"not fit at {addr} ({self.mem_words} words)")
+        self.regions[name] = r = Region(addr, words)
+        self.here = addr + words
+        return r
+
+    def rest(self, name, align=1):
+        """All the memory left, as region ``name``."""
+        addr = -(-self.here // align) * align
+        return self.add(name, max(self.mem_words - addr, 0), align)

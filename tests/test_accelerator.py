@@ -1,0 +1,236 @@
+"""The Accelerator API and the device interface on the golden backend."""
+
+import numpy as np
+import pytest
+import torch
+
+from firmware import Accelerator
+from firmware.asm import Assembler
+from firmware.device import DeviceError, DeviceTimeout, GoldenDevice
+from golden.fixedpoint import requantize
+from spec.isa import Cond, Error
+from spec.memory import Fault
+from spec.params import DEFAULT_CONFIG
+from spec.soc import SocConfig
+
+SOC4 = SocConfig(config=DEFAULT_CONFIG.with_array(rows=4, cols=4), mem_words=1 << 15,
+                 sp_depth=128)
+
+
+def _reference(a, b, shift):
+    """round-half-even(a @ b / 2**shift) of the 32-bit wrapped sums, saturated to int16."""
+    s = a.astype(object) @ b.astype(object)                     # exact
+    s = np.array([[((int(v) + (1 << 31)) % (1 << 32)) - (1 << 31) for v in row] for row in s],
+                 dtype=np.int64).reshape(s.shape)
+    return requantize(torch.from_numpy(s), shift, 16)[0].numpy()
+
+
+@pytest.fixture(scope="module")
+def acc():
+    return Accelerator()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matmul_random_shapes(acc, seed):
+    rng = np.random.default_rng(seed)
+    m, k, n = (int(v) for v in rng.integers(1, 40, 3))
+    shift = int(rng.integers(0, 20))
+    a = rng.integers(-2**15, 2**15, (m, k))
+    b = rng.integers(-2**15, 2**15, (k, n))
+    c = acc.matmul(a, b, shift=shift)
+    assert c.dtype == np.int16 and c.shape == (m, n)
+    assert np.array_equal(c, _reference(a, b, shift)), f"seed {seed}: {m}×{k}×{n} >> {shift}"
+    assert acc.last_cycles > 0
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (9, 1, 5), (1, 300, 1), (4, 600, 3), (70, 3, 9)])
+def test_matmul_edge_shapes(m, k, n):
+    """1×1, K = 1, K beyond one DMA descriptor and one scratchpad chunk, many row panels;
+    on a 4×4 array with small scratchpad banks (several output blocks and K chunks)."""
+    acc = Accelerator(soc=SOC4)
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a = rng.integers(-2**15, 2**15, (m, k))
+    b = rng.integers(-2**15, 2**15, (k, n))
+    for shift in (0, 15):
+        assert np.array_equal(acc.matmul(a, b, shift=shift), _reference(a, b, shift))
+
+
+def test_matmul_saturation_and_most_negative(acc):
+    a = np.full((3, 5), -2**15)
+    b = np.full((5, 2), -2**15)
+    b[:, 1] = 2**15 - 1
+    # 5 · 2**30 wraps in the 32-bit accumulator: documented behaviour, not saturation
+    for shift in (0, 1, 16, 30, 32):
+        assert np.array_equal(acc.matmul(a, b, shift=shift), _reference(a, b, shift))
+    c = acc.matmul(np.array([[-2**15]]), np.array([[-2**15]]), shift=0)
+    assert c[0, 0] == 2**15 - 1                         # 2**30 saturates high
+    c = acc.matmul(np.array([[-2**15]]), np.array([[2**15 - 1]]), shift=0)
+    assert c[0, 0] == -2**15                            # saturates low
+
+
+def test_matmul_ties_round_to_even(acc):
+    a = np.array([[1, 3, 5, 7, -1, -3, -5, -7]]).T      # (8, 1)
+    b = np.array([[1]])
+    c = acc.matmul(a, b, shift=1)                       # x / 2: ties everywhere
+    assert c.ravel().tolist() == [0, 2, 2, 4, 0, -2, -2, -4]
+    c = acc.matmul(a * 2, b, shift=2)                   # 2, 6, 10, 14 / 4
+    assert c.ravel().tolist() == [0, 2, 2, 4, 0, -2, -2, -4]
+
+
+def test_matmul_stochastic_rounding(acc):
+    rng = np.random.default_rng(7)
+    a = rng.integers(-1000, 1000, (16, 12))
+    b = rng.integers(-1000, 1000, (12, 10))
+    exact = (a @ b) / 2**10
+    c1 = acc.matmul(a, b, shift=10, rounding="stochastic", seed=3)
+    c2 = acc.matmul(a, b, shift=10, rounding="stochastic", seed=3)
+    c3 = acc.matmul(a, b, shift=10, rounding="stochastic", seed=4)
+    assert np.array_equal(c1, c2)
+    assert not np.array_equal(c1, c3)
+    assert np.all((c1 == np.floor(exact)) | (c1 == np.ceil(exact)))
+
+
+@pytest.mark.parametrize("a,b,kw,exc,msg", [
+    (np.ones((2, 2)), np.ones((2, 2), dtype=int), {}, TypeError,
+     r"A must be an integer array, not an array of float64"),
+    ([[1]], np.ones((1, 1), dtype=int), {}, TypeError, r"A must be a NumPy array, not list"),
+    (np.ones(3, dtype=int), np.ones((3, 1), dtype=int), {}, ValueError,
+     r"A must be a 2-D array, not of shape \(3,\)"),
+    (np.ones((2, 3), dtype=int), np.ones((2, 3), dtype=int), {}, ValueError,
+     r"Inner dimensions do not match"),
+    (np.ones((2, 2), dtype=int), np.full((2, 2), 2**15), {}, ValueError,
+     r"B must hold 16-bit signed values"),
+    (np.ones((0, 2), dtype=int), np.ones((2, 2), dtype=int), {}, ValueError,
+     r"A must not be empty, not of shape \(0, 2\)"),
+    (np.ones((2, 2), dtype=int), np.ones((2, 2), dtype=int), dict(shift=-1), ValueError,
+     r"Shift must be between 0 and 32, not -1"),
+    (np.ones((2, 2), dtype=int), np.ones((2, 2), dtype=int), dict(seed=0), ValueError,
+     r"Seed must be in 1..2\*\*32-1, not 0"),
+])
+def test_matmul_bad_arguments(acc, a, b, kw, exc, msg):
+    with pytest.raises(exc, match=msg):
+        acc.matmul(a, b, **kw)
+
+
+def test_matmul_too_big_for_memory():
+    acc = Accelerator(soc=SocConfig(mem_words=4096))
+    a = np.zeros((40, 40), dtype=np.int16)
+    with pytest.raises(ValueError, match=r"Main memory is too small: region 'C' \(1600 words\)"):
+        acc.matmul(a, a)
+
+
+def test_backends():
+    with pytest.raises(ValueError, match=r"Backend 'rtl-sim' is not available yet "
+                                         r"\(available: 'golden'\)"):
+        Accelerator("rtl-sim")
+    with pytest.raises(TypeError, match=r"Backend must be a backend name or a Device, not 3"):
+        Accelerator(3)
+    with pytest.raises(TypeError, match=r"SoC configuration must be a SocConfig, not 'x'"):
+        Accelerator(soc="x")
+    dev = GoldenDevice(SOC4)
+    assert Accelerator(dev).device is dev
+    with pytest.raises(ValueError, match=r"SoC configuration does not match the device's"):
+        Accelerator(dev, soc=SocConfig())
+
+
+def test_matmul_then_mlp_share_the_device():
+    """Main memory changes hands: the network reloads its programs and weights."""
+    acc = Accelerator(soc=SOC4)
+    net = acc.mlp((6, 5, 3), batch=4)
+    X = torch.rand(9, 6, generator=torch.Generator().manual_seed(0))
+    z0 = net.logits(X)
+    acc.matmul(np.ones((30, 30), dtype=int), np.ones((30, 30), dtype=int))
+    assert np.array_equal(net.logits(X), z0)
+
+
+# --- the device interface --------------------------------------------------------------------
+
+def test_device_memory_access():
+    dev = GoldenDevice(SOC4)
+    dev.write_words(10, [1, -1, 0x12345])
+    assert dev.read_words(10, 3).tolist() == [1, 0xFFFF, 0x2345]
+    assert dev.read_int16(10, 2).tolist() == [1, -1]
+    assert dev.read_words(0, 0).size == 0
+    with pytest.raises(ValueError, match=r"Write of 2 words at 32767 is outside main memory"):
+        dev.write_words(SOC4.mem_words - 1, [1, 2])
+    with pytest.raises(ValueError, match=r"Read of 1 words at -1 is outside main memory"):
+        dev.read_words(-1, 1)
+    with pytest.raises(TypeError, match=r"Words must be integers, not float64"):
+        dev.write_words(0, [1.5])
+    with pytest.raises(TypeError, match=r"SoC configuration must be a SocConfig"):
+        GoldenDevice("x")
+    assert dev.config is SOC4
+
+
+def test_device_run_and_counters():
+    dev = GoldenDevice(SOC4)
+    p = Assembler(64)
+    p.seti(rd=1, imm=3)
+    p.label("loop")
+    p.addi(rd=1, rs=1, imm=-1)
+    p.br(cond=Cond.NE, rs1=1, rs2=0, target="loop")
+    p.halt()
+    dev.load_program(64, p)
+    r = dev.run(64)
+    assert r.error == Error.NONE and r.instructions == 8 and r.pc == p.here - 8
+    assert dev.counters()["cycles"] == r.cycles
+    with pytest.raises(DeviceTimeout, match=r"did not halt within 5 cycles"):
+        dev.run(64, max_cycles=5)
+
+
+def test_device_errors_name_error_pc_and_instruction():
+    dev = GoldenDevice(SOC4)
+    p = Assembler(0)
+    p.seti(rd=1, imm=1)
+    p.gemm(a_row=0, b_row=1, c_row=0, k=1, mt=1, nt=1, a_ps=0, b_ps=0, c_ps=0, accumulate=0)
+    dev.load_program(0, p)
+    with pytest.raises(DeviceError, match=r"Device halted with error BANK_CONFLICT at pc 0x8: "
+                                          r"GEMM a_row=0 b_row=1 ") as e:
+        dev.run(0)
+    assert e.value.result.error == Error.BANK_CONFLICT and e.value.result.pc == 8
+    p = Assembler(0)
+    p.dma(direction=0, space=0, transpose=0, elem_words=1, rm=0, mem_off=SOC4.mem_words,
+          sp_row=0, rows=1, cols=1, stride=0)
+    dev.load_program(0, p)
+    with pytest.raises(DeviceError, match=r"DMA_FAULT \(MEM_RANGE\) at pc 0x0: DMA "):
+        dev.run(0)
+    dev.write_words(0, [0] * 8)
+    with pytest.raises(DeviceError, match=r"ILLEGAL_OPCODE at pc 0x0: <Illegal opcode 0x00>"):
+        dev.run(0)
+    assert Fault.MEM_RANGE == 6
+
+
+# --- training on digits ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    from golden.data import digits_split
+    return digits_split()
+
+
+def test_train_digits_on_device(digits):
+    """64-32-10, batch 32, 300 SGD steps at 2**-3 with stochastic rounding, on the default
+    8×8 SoC: 93.7 % test accuracy (seed 0; the golden trainer's figure, bit for bit)."""
+    train, test = digits
+    acc = Accelerator()
+    net = acc.mlp((64, 32, 10), seed=0)
+    before = net.evaluate(test.X, test.y)
+    net.fit(train.X, train.y, steps=300, lr=2**-3)
+    assert net.steps == 300 and 5_000 < net.last_step_cycles < 50_000
+    accuracy = net.evaluate(test.X, test.y)
+    assert before < 0.3 and accuracy >= 0.92, accuracy
+
+
+@pytest.mark.slow
+def test_full_schedule_matches_golden_trainer(digits):
+    """The schedule of docs/training.md (3000 steps at 2**-3, 1000 at 2**-5) on the full train
+    split: within a point of golden/mlp.py's trainer (in fact equal: same draws)."""
+    from golden.mlp import FixedMLP, init_float_params, rng_seed
+    train, test = digits
+    sizes, schedule, seed = (64, 32, 10), [(3000, 2**-3), (1000, 2**-5)], 0
+    net = Accelerator().mlp(sizes, seed=seed).fit(train.X, train.y, schedule=schedule)
+    ref = FixedMLP(sizes, rng_seed=rng_seed(seed)).load_float(init_float_params(sizes, seed))
+    ref.train(train.X, train.y, schedule, batch=32, seed=seed)
+    ours, theirs = net.evaluate(test.X, test.y), ref.accuracy(test.X, test.y)
+    assert abs(ours - theirs) <= 0.01, (ours, theirs)
+    assert ours >= 0.95
