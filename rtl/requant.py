@@ -1,16 +1,16 @@
 """The requantizer/activation unit: bias, rounding shift, saturation, ReLU; ReLU backward."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
 from .rng import RngSignature
-from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, round_shift_narrow, rounding_addend,
+from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, narrow_quotient, rounding_addend,
                        rounding_masks, tie)
 
 __all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "draws_taken", "count_saturations",
-           "Requantizer"]
+           "Pipeline", "Requantizer"]
 
 #: Width of the units' saturation counters.
 SAT_COUNT_WIDTH = 32
@@ -49,6 +49,44 @@ def draws_taken(n_valid, lanes):
     return Mux(n_valid > lanes, lanes, n_valid)
 
 
+class Pipeline:
+    """A stall-as-one pipeline between stream ``i`` and stream ``o`` (the vector units' scheme).
+
+    All registers load when ``en = ~o.valid | o.ready`` (``i.ready = en``): back-pressure stops
+    every stage at once, nothing is lost or repeated. :meth:`stage` carries a beat's flags one
+    stage on, :meth:`reg` a datapath value, :meth:`output` loads ``o``'s flags; ``busy`` is high
+    while any stage holds a beat.
+    """
+
+    def __init__(self, m, i, o):
+        self.m, self.o = m, o
+        self.en = Signal(name="pipe_en")
+        m.d.comb += [self.en.eq(~o.valid | o.ready), i.ready.eq(self.en)]
+        self.take = i.valid & self.en           # a beat is accepted this cycle
+        self._valids = []
+
+    def reg(self, name, shape, value):
+        r = Signal(shape, name=name)
+        with self.m.If(self.en):
+            self.m.d.sync += r.eq(value)
+        return r
+
+    def stage(self, name, valid, n_valid, last):
+        sv = self.reg(f"{name}_valid", 1, valid)
+        self._valids.append(sv)
+        return sv, self.reg(f"{name}_n_valid", n_valid.shape(), n_valid), \
+            self.reg(f"{name}_last", 1, last)
+
+    def output(self, valid, n_valid, last):
+        with self.m.If(self.en):
+            self.m.d.sync += [self.o.valid.eq(valid), self.o.payload.n_valid.eq(n_valid),
+                              self.o.payload.last.eq(last)]
+
+    @property
+    def busy(self):
+        return Cat(*self._valids, self.o.valid).any()
+
+
 class Requantizer(wiring.Component):
     """The requantizer/activation unit, ``lanes`` elements per beat, fully pipelined.
 
@@ -81,9 +119,10 @@ class Requantizer(wiring.Component):
     adder are about a third of a lane's logic, and the SoC's networks carry the bias in an
     augmented weight matrix (``golden/mlp.py``), so its ``REQ`` instruction has none.
 
-    Timing. Three pipeline stages; a beat accepted in cycle ``t`` (``i.valid & i.ready``) is
-    presented on ``o`` in cycle ``t + LATENCY`` if the output was not stalled; with ``o.ready``
-    high the unit takes and delivers one beat per cycle. Back-pressure stalls the whole pipeline
+    Timing. Four pipeline stages (bias added; rounding addend added; narrow shift with range
+    flags; saturation, ReLU and mask into the output register): a beat accepted in cycle ``t``
+    (``i.valid & i.ready``) is presented on ``o`` in cycle ``t + LATENCY`` if the output was not
+    stalled; with ``o.ready`` high the unit takes and delivers one beat per cycle. Back-pressure stalls the whole pipeline
     (``i.ready = ~o.valid | o.ready``): nothing is lost or repeated, and the generator advances
     only for accepted beats.
 
@@ -138,7 +177,7 @@ class Requantizer(wiring.Component):
     """
 
     #: Cycles from a beat's acceptance to its presentation on the output.
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH, bias=True):
         check_lanes(lanes)
@@ -211,85 +250,73 @@ class Requantizer(wiring.Component):
         # x = acc + (bias << bias_shift) needs max(acc_width, width + 32) + 1 bits.
         x_shape = signed(max(self._acc_width, W + MAX_SHIFT) + 1 if self._bias else
                          self._acc_width)
+        pipe = Pipeline(m, self.i, self.o)
 
-        en = Signal()                   # the pipeline moves this cycle
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        take = self.i.valid & en
-
-        # Static operation controls. Backward mode passes grad through stages 1–2 as x with
-        # shift 0 and addend 0.
-        fwd_stochastic = self.rounding & ~self.backward
+        # Static operation controls. Backward mode passes grad through as x with shift 0 and
+        # addend 0.
+        fwd_stochastic = Signal(name="fwd_stochastic")
         shift = Signal(SHIFT_BITS, name="eff_shift")
-        m.d.comb += shift.eq(Mux(self.backward, 0, self.shift))
+        m.d.comb += [fwd_stochastic.eq(self.rounding & ~self.backward),
+                     shift.eq(Mux(self.backward, 0, self.shift))]
         masks = rounding_masks(m, shift, x_shape, W, "shift")
-        m.d.comb += self.rng.advance.eq(Mux(take & fwd_stochastic,
+        m.d.comb += self.rng.advance.eq(Mux(pipe.take & fwd_stochastic,
                                             draws_taken(self.i.payload.n_valid, L), 0))
 
         # Stage 1: x (bias added, or grad), the lane's rounding addend.
-        s1_valid, s1_last = Signal(name="s1_valid"), Signal(name="s1_last")
-        s1_n = Signal(range(L + 1), name="s1_n_valid")
-        s1_x = [Signal(x_shape, name=f"s1_x_{i}") for i in range(L)]
-        s1_add = [Signal(MAX_SHIFT, name=f"s1_add_{i}") for i in range(L)]
-        s1_mask = Signal(L, name="s1_mask")
-        with m.If(en):
-            m.d.sync += [
-                s1_valid.eq(self.i.valid),
-                s1_last.eq(self.i.payload.last),
-                s1_n.eq(self.i.payload.n_valid),
-            ]
-            for i in range(L):
-                p = self.i.payload
-                if self._bias:      # bias << bias_shift fits W + 32 bits (bias_shift <= 32)
-                    shifted = (p.bias[i] << self.bias_shift)[:W + MAX_SHIFT].as_signed()
-                    x = p.acc[i] + Mux(self.bias_en, shifted, 0)
-                else:
-                    x = p.acc[i]
-                m.d.sync += [
-                    s1_x[i].eq(Mux(self.backward, p.grad[i], x)),
-                    s1_add[i].eq(rounding_addend(fwd_stochastic, self.rng.draws[i], masks)),
-                    s1_mask[i].eq(p.mask[i]),
-                ]
+        p = self.i.payload
+        s1 = pipe.stage("s1", self.i.valid, p.n_valid, p.last)
+        s1_x, s1_add = [], []
+        for i in range(L):
+            if self._bias:          # bias << bias_shift fits W + 32 bits (bias_shift <= 32)
+                shifted = (p.bias[i] << self.bias_shift)[:W + MAX_SHIFT].as_signed()
+                x = p.acc[i] + Mux(self.bias_en, shifted, 0)
+            else:
+                x = p.acc[i]
+            s1_x.append(pipe.reg(f"s1_x_{i}", x_shape, Mux(self.backward, p.grad[i], x)))
+            s1_add.append(pipe.reg(f"s1_add_{i}", MAX_SHIFT,
+                                   rounding_addend(fwd_stochastic, self.rng.draws[i], masks)))
+        s1_mask = pipe.reg("s1_mask", L, p.mask.as_value())
 
-        # Stage 2: rounding shift to width bits, with out-of-range flags.
-        s2_valid, s2_last = Signal(name="s2_valid"), Signal(name="s2_last")
-        s2_n = Signal(range(L + 1), name="s2_n_valid")
-        s2_q = [Signal(signed(W), name=f"s2_q_{i}") for i in range(L)]
-        s2_over, s2_under = Signal(L, name="s2_over"), Signal(L, name="s2_under")
-        s2_tie = Signal(L, name="s2_tie")
-        s2_mask = Signal(L, name="s2_mask")
-        with m.If(en):
-            m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_n.eq(s1_n),
-                         s2_mask.eq(s1_mask)]
-            for i in range(L):
-                q, over, under = round_shift_narrow(m, s1_x[i], s1_add[i], masks, f"round_{i}")
-                m.d.sync += [s2_q[i].eq(q), s2_over[i].eq(over), s2_under[i].eq(under),
-                             s2_tie[i].eq(tie(s1_x[i], fwd_stochastic, masks))]
+        # Stage 2: the sum x + addend, and whether it is a nearest-even tie.
+        s2 = pipe.stage("s2", *s1)
+        s2_sum = [pipe.reg(f"s2_sum_{i}", signed(masks.sum_width), s1_x[i] + s1_add[i])
+                  for i in range(L)]
+        s2_tie = pipe.reg("s2_tie", L, Cat(*[tie(s1_x[i] + s1_add[i], fwd_stochastic, masks)
+                                              for i in range(L)]))
+        s2_mask = pipe.reg("s2_mask", L, s1_mask)
 
-        # Stage 3 (output register): saturation, ReLU and mask; or the backward gate (backward
+        # Stage 3: the quotient, narrowed to width bits, with out-of-range flags.
+        s3 = pipe.stage("s3", *s2)
+        s3_q, s3_over, s3_under = [], [], []
+        for i in range(L):
+            q, over, under = narrow_quotient(m, s2_sum[i], masks, f"round_{i}")
+            s3_q.append(pipe.reg(f"s3_q_{i}", signed(W), clear_lsb(q, s2_tie[i])))
+            s3_over.append(pipe.reg(f"s3_over_{i}", 1, over))
+            s3_under.append(pipe.reg(f"s3_under_{i}", 1, under))
+        s3_mask = pipe.reg("s3_mask", L, s2_mask)
+
+        # Stage 4 (output register): saturation, ReLU and mask; or the backward gate (backward
         # mode's q is the gradient: shift 0, addend 0, never out of range).
+        s3_valid, s3_n, s3_last = s3
+        pipe.output(s3_valid, s3_n, s3_last)
         o_sat = Signal(L, name="o_sat")
-        with m.If(en):
-            m.d.sync += [
-                self.o.valid.eq(s2_valid),
-                self.o.payload.last.eq(s2_last),
-                self.o.payload.n_valid.eq(s2_n),
-            ]
-            for i in range(L):
-                lane_valid = s2_n > i
-                q, over, under = clear_lsb(s2_q[i], s2_tie[i]), s2_over[i], s2_under[i]
-                y = Mux(over, hi, Mux(under, lo, q))
-                keep = ~over & ~under
-                y_relu = Mux(self.relu_en & (y < 0), 0, y)
-                mask_fwd = keep & ~(self.relu_en & (y <= 0))
-                y_bwd = Mux(s2_mask[i], q, 0)
+        for i in range(L):
+            lane_valid = s3_n > i
+            q, over, under = s3_q[i], s3_over[i], s3_under[i]
+            y = Mux(over, hi, Mux(under, lo, q))
+            keep = ~over & ~under
+            y_relu = Mux(self.relu_en & (y < 0), 0, y)
+            mask_fwd = keep & ~(self.relu_en & (y <= 0))
+            y_bwd = Mux(s3_mask[i], q, 0)
+            with m.If(pipe.en):
                 m.d.sync += [
                     self.o.payload.y[i].eq(Mux(~lane_valid, 0,
                                                Mux(self.backward, y_bwd, y_relu))),
-                    self.o.payload.mask[i].eq(lane_valid & Mux(self.backward, s2_mask[i],
+                    self.o.payload.mask[i].eq(lane_valid & Mux(self.backward, s3_mask[i],
                                                                 mask_fwd)),
                     o_sat[i].eq(lane_valid & ~self.backward & ~keep),
                 ]
 
-        m.d.comb += self.busy.eq(s1_valid | s2_valid | self.o.valid)
+        m.d.comb += self.busy.eq(pipe.busy)
         count_saturations(m, self.sat_count, self.sat_clr, self.o.valid & self.o.ready, o_sat)
         return m

@@ -1,14 +1,14 @@
 """The SGD update unit: ``w ← saturate(w − round_shift(lr_mul·g + wd_mul·w, lr_shift))``."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH
-from .requant import (SAT_COUNT_WIDTH, check_lanes, check_widths, count_saturations,
+from .requant import (SAT_COUNT_WIDTH, Pipeline, check_lanes, check_widths, count_saturations,
                       draws_taken)
 from .rng import RngSignature
-from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, round_shift_narrow, rounding_addend,
+from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, narrow_quotient, rounding_addend,
                        rounding_masks, tie)
 
 __all__ = ["SgdUpdate"]
@@ -37,7 +37,8 @@ class SgdUpdate(wiring.Component):
     iCE40UP5K) the unit computes the same function with ``lr_mul = 1`` and ``wd_mul = 0`` fixed,
     and has no ``lr_mul``/``wd_mul`` ports; the learning rate is then ``2**-lr_shift`` only.
 
-    Timing. Four pipeline stages (products; their sum; rounding shift; subtract and saturate):
+    Timing. Four pipeline stages (products; their sum plus the rounding addend; narrow shift,
+    clamped; subtract and saturate into the output register):
     a beat accepted in cycle ``t`` is presented on ``o`` in cycle ``t + LATENCY`` if the output
     was not stalled, one beat per cycle with ``o.ready`` high; the same latency with or without
     multipliers. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``):
@@ -157,26 +158,10 @@ class SgdUpdate(wiring.Component):
         m = Module()
         L, W, GW = self._lanes, self._width, self._grad_width
         lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
-
-        en = Signal()                   # the pipeline moves this cycle
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        take = self.i.valid & en
-        n_in = self.i.payload.n_valid
-        m.d.comb += self.rng.advance.eq(Mux(take & self.rounding, draws_taken(n_in, L), 0))
-
-        def stage(name, valid, n, last):
-            """Registers carrying a beat's valid, n_valid and last flags one stage on."""
-            sv, sn, sl = (Signal(name=f"{name}_valid"), Signal(range(L + 1), name=f"{name}_n_valid"),
-                          Signal(name=f"{name}_last"))
-            with m.If(en):
-                m.d.sync += [sv.eq(valid), sn.eq(n), sl.eq(last)]
-            return sv, sn, sl
-
-        def reg(name, shape, value):
-            r = Signal(shape, name=name)
-            with m.If(en):
-                m.d.sync += r.eq(value)
-            return r
+        pipe = Pipeline(m, self.i, self.o)
+        p = self.i.payload
+        m.d.comb += self.rng.advance.eq(Mux(pipe.take & self.rounding,
+                                            draws_taken(p.n_valid, L), 0))
 
         # |lr_mul·g + wd_mul·w| < 2**(grad_width-1)·2**width + 2**(width-1)·2**width
         #                       ≤ 2**(grad_width+width), since grad_width ≥ 2·width.
@@ -188,53 +173,52 @@ class SgdUpdate(wiring.Component):
         smin, smax = -(1 << (step_w - 1)), (1 << (step_w - 1)) - 1
 
         # Stage 1: products (registered on both sides of the multiplier for DSP timing).
-        s1 = stage("s1", self.i.valid, n_in, self.i.payload.last)
+        s1 = pipe.stage("s1", self.i.valid, p.n_valid, p.last)
         s1_w, s1_pg, s1_pw, s1_add = [], [], [], []
         for i in range(L):
-            w, g = self.i.payload.w[i], self.i.payload.g[i]
+            w, g = p.w[i], p.g[i]
             if self._multipliers:
                 pg, pw = g * self.lr_mul, w * self.wd_mul
             else:
                 pg, pw = g, 0
-            s1_w.append(reg(f"s1_w_{i}", signed(W), w))
-            s1_pg.append(reg(f"s1_pg_{i}", p_shape, pg))
-            s1_pw.append(reg(f"s1_pw_{i}", signed(2 * W + 1), pw))
-            s1_add.append(reg(f"s1_add_{i}", MAX_SHIFT,
-                              rounding_addend(self.rounding, self.rng.draws[i], masks)))
+            s1_w.append(pipe.reg(f"s1_w_{i}", signed(W), w))
+            s1_pg.append(pipe.reg(f"s1_pg_{i}", p_shape, pg))
+            s1_pw.append(pipe.reg(f"s1_pw_{i}", signed(2 * W + 1), pw))
+            s1_add.append(pipe.reg(f"s1_add_{i}", MAX_SHIFT,
+                                   rounding_addend(self.rounding, self.rng.draws[i], masks)))
 
-        # Stage 2: p = lr_mul·g + wd_mul·w.
-        s2 = stage("s2", *s1)
-        s2_w = [reg(f"s2_w_{i}", signed(W), s1_w[i]) for i in range(L)]
-        s2_p = [reg(f"s2_p_{i}", p_shape, s1_pg[i] + s1_pw[i]) for i in range(L)]
-        s2_add = [reg(f"s2_add_{i}", MAX_SHIFT, s1_add[i]) for i in range(L)]
+        # Stage 2: the sum lr_mul·g + wd_mul·w + addend, and whether it is a nearest-even tie.
+        s2 = pipe.stage("s2", *s1)
+        s2_w = [pipe.reg(f"s2_w_{i}", signed(W), s1_w[i]) for i in range(L)]
+        total = [s1_pg[i] + s1_pw[i] + s1_add[i] for i in range(L)]
+        s2_sum = [pipe.reg(f"s2_sum_{i}", signed(masks.sum_width), total[i]) for i in range(L)]
+        s2_tie = pipe.reg("s2_tie", L, Cat(*[tie(total[i], self.rounding, masks)
+                                              for i in range(L)]))
 
         # Stage 3: step = round_shift(p, lr_shift), clamped to width + 2 bits.
-        s3 = stage("s3", *s2)
-        s3_w, s3_step = [], []
+        s3 = pipe.stage("s3", *s2)
+        s3_w = [pipe.reg(f"s3_w_{i}", signed(W), s2_w[i]) for i in range(L)]
+        s3_step = []
         for i in range(L):
-            q, over, under = round_shift_narrow(m, s2_p[i], s2_add[i], masks, f"round_{i}")
-            q = clear_lsb(q, tie(s2_p[i], self.rounding, masks))
-            s3_w.append(reg(f"s3_w_{i}", signed(W), s2_w[i]))
-            s3_step.append(reg(f"s3_step_{i}", signed(step_w),
-                               Mux(over, smax, Mux(under, smin, q))))
+            q, over, under = narrow_quotient(m, s2_sum[i], masks, f"round_{i}")
+            s3_step.append(pipe.reg(f"s3_step_{i}", signed(step_w),
+                                    Mux(over, smax, Mux(under, smin, clear_lsb(q, s2_tie[i])))))
 
         # Stage 4 (output register): w − step, saturated; padding lanes pass w through.
         s3_valid, s3_n, s3_last = s3
-        with m.If(en):
-            m.d.sync += [self.o.valid.eq(s3_valid), self.o.payload.n_valid.eq(s3_n),
-                         self.o.payload.last.eq(s3_last)]
+        pipe.output(s3_valid, s3_n, s3_last)
         o_sat = Signal(L, name="o_sat")
         for i in range(L):
             lane_valid = s3_n > i
             d = s3_w[i] - s3_step[i]
             over, under = d > hi, d < lo
             new = Mux(over, hi, Mux(under, lo, d[:W].as_signed()))
-            with m.If(en):
+            with m.If(pipe.en):
                 m.d.sync += [
                     self.o.payload.w[i].eq(Mux(lane_valid, new, s3_w[i])),
                     o_sat[i].eq(lane_valid & (over | under)),
                 ]
 
-        m.d.comb += self.busy.eq(s1[0] | s2[0] | s3_valid | self.o.valid)
+        m.d.comb += self.busy.eq(pipe.busy)
         count_saturations(m, self.sat_count, self.sat_clr, self.o.valid & self.o.ready, o_sat)
         return m

@@ -150,7 +150,7 @@ def test_constructor_validation(args, kwargs, exc, msg):
 
 def test_ports():
     dut = Requantizer(5, acc_width=24, width=12)
-    assert (dut.lanes, dut.acc_width, dut.width, Requantizer.LATENCY) == (5, 24, 12, 3)
+    assert (dut.lanes, dut.acc_width, dut.width, Requantizer.LATENCY) == (5, 24, 12, 4)
     p = dut.in_layout
     assert p["acc"].shape.elem_shape == signed(24) and p["acc"].shape.length == 5
     assert p["bias"].shape.elem_shape == signed(12) and p["grad"].shape.elem_shape == signed(12)
