@@ -257,7 +257,7 @@ class MLP:
     def _read_weights(self):
         for l, w in enumerate(self._weights, 1):
             r = self.compiled.regions[f"W{l}"]
-            w[...] = self.acc.device.read_int16(r.addr, r.words).reshape(w.shape)
+            w[...] = self.acc.device.read_int16(r.addr, w.size).reshape(w.shape)
 
     def _ensure(self, train_lr=None):
         """Own the device: programs and weights in main memory."""

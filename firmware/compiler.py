@@ -183,10 +183,12 @@ class CompiledMLP:
         The programs' parameters (:data:`PARAM_STEPS`, :data:`PARAM_DATA`, :data:`PARAM_OUT`).
     ``W{l}``
         Layer ``l``'s augmented weights, ``(n_in + 1) × n_out`` row-major, last row the bias,
-        weight format. The programs load them at start; training stores them back.
-    ``H{l}``, ``D{l}``
-        Scratch: layer ``l``'s augmented activations ``batch × (n_l + 1)`` and gradients
-        ``batch × n_l``, sample-major (the transposes of ``docs/dataflow.md``).
+        weight format, then (hidden layers) two words the programs set to 1.0 in the weight
+        format (the *ones column*, see ``docs/firmware.md``). The programs load the weights at
+        start; training stores them back.
+    ``D{L}``
+        Scratch: the logit gradients of a batch, ``batch × C``, sample-major (the one transpose
+        through main memory left, ``docs/firmware.md``).
     ``seed``, ``train``, ``logits``, ``probs``
         The programs.
     ``data``
@@ -206,6 +208,8 @@ class CompiledMLP:
         ``"train"``, ``"logits"``, ``"probs"``.
     sp_plan, acc_plan : dict of str to dict
         Per program, each buffer's first scratchpad row.
+    train_capacity, eval_capacity : int
+        Training steps, inference blocks (of ``batch`` samples) one run can take.
     """
 
     def __init__(self, desc, soc=DEFAULT_SOC):
@@ -213,15 +217,17 @@ class CompiledMLP:
             raise TypeError(f"Description must be an MLPDescription, not {desc!r}")
         self.lanes = _check_square(soc)
         self.desc, self.soc = desc, soc
-        s, B = desc.sizes, desc.batch
+        s, B, L = desc.sizes, desc.batch, desc.layers
+        f = desc.formats
+        if any(n % self.lanes for n in s[1:-1]) and f.weight_frac > f.width - 2:
+            raise ValueError(f"Weight fraction bits must be at most width − 2 "
+                             f"({f.width - 2}) for the ones column of hidden layers whose width "
+                             f"is not a multiple of {self.lanes}, not {f.weight_frac!r}")
         lay = MemoryLayout(soc.mem_words)
         lay.add("params", PARAM_WORDS)
-        for l in range(1, desc.layers + 1):
-            lay.add(f"W{l}", (s[l - 1] + 1) * s[l])
-        for l in range(1, desc.layers):
-            lay.add(f"H{l}", B * (s[l] + 1))
-        for l in range(1, desc.layers + 1):
-            lay.add(f"D{l}", B * s[l])
+        for l in range(1, L + 1):
+            lay.add(f"W{l}", (s[l - 1] + 1) * s[l] + (2 if l < L else 0))
+        lay.add(f"D{L}", B * s[L])
         self.sp_plan, self.acc_plan, self.programs = {}, {}, {}
         self.regions = lay.regions
         lay.add("seed", 2 * 8, align=8)
@@ -281,6 +287,13 @@ class CompiledMLP:
 
     # --- scratchpad buffers -----------------------------------------------------------------------
     def _allocators(self, kind):
+        """Buffers (``docs/firmware.md``): ``W{l}`` weight panels; feature-major (one row per
+        feature, one lane per sample) ``F{l}`` activations (``F0`` the batch), ``M{l}`` masks,
+        ``G{l}``/``D{l}`` gradients before/after the mask, ``Z`` logits, ``T`` targets, ``P``
+        probabilities; sample-major (one row per sample, one lane per feature) ``Sin{l}``
+        (layer ``l``'s augmented input), ``Ms{l}`` masks, ``Gs{l}`` gradients, ``Sd{l}``
+        (layer ``l``'s output gradient); ``WT{l}`` transposed weights. Accumulators: ``Y{l}``,
+        ``Ys{l}`` (forward), ``E{l}``, ``Es{l}`` (backward), ``dW{l}``."""
         s, L, Lw, B = self.desc.sizes, self.desc.layers, self.lanes, self.desc.batch
         soc = self.soc
         sp = BankAllocator(soc.sp_banks, soc.sp_depth, "Operand scratchpad")
@@ -289,25 +302,30 @@ class CompiledMLP:
         nbp = self.sample_panels
         for l in range(1, L + 1):
             n_in, n_out = s[l - 1], s[l]
-            npo = _ceil_div(n_out, Lw)
+            npo, mi = _ceil_div(n_out, Lw), _ceil_div(n_in, Lw)
             sp.add(f"W{l}", npo * (n_in + 1), persistent=True)
-            # feature-major input of layer l (F0: the batch; F{l}: with a FILLed ones row)
             sp.add(f"F{l - 1}", nbp * (n_in + 1), persistent=l > 1)
             sp.apart(f"W{l}", f"F{l - 1}")
             acc.add(f"Y{l}", nbp * npo * Lw)
+            acc.add(f"Ys{l}", npo * nbp * Lw)
             sp.add(f"M{l}", nbp * n_out)
+            sp.add(f"Ms{l}", npo * B)
             sp.add(f"G{l}", nbp * n_out)
+            sp.add(f"Gs{l}", npo * B)
             sp.add(f"D{l}", nbp * n_out)
             sp.add(f"Sin{l}", _ceil_div(n_in + 1, Lw) * B)
             sp.add(f"Sd{l}", npo * B)
-            sp.add(f"WT{l}", _ceil_div(n_in, Lw) * n_out)
+            sp.add(f"WT{l}", mi * n_out)
             acc.add(f"dW{l}", npo * _ceil_div(n_in + 1, Lw) * Lw)
-            acc.add(f"E{l}", nbp * _ceil_div(n_in, Lw) * Lw)
+            acc.add(f"E{l}", nbp * mi * Lw)
+            acc.add(f"Es{l}", mi * nbp * Lw)
             sp.apart(f"G{l}", f"M{l}")
+            sp.apart(f"Gs{l}", f"Ms{l}")
             sp.apart(f"Sin{l}", f"Sd{l}")
             sp.apart(f"WT{l}", f"D{l}")
             if l < L:
                 sp.apart(f"F{l}", f"M{l}")
+                sp.apart(f"Sin{l + 1}", f"Ms{l}")
         C = s[-1]
         for name in ("Z", "T", "P"):
             sp.add(name, nbp * C)
@@ -317,19 +335,30 @@ class CompiledMLP:
 
     # --- programs --------------------------------------------------------------------------------
     def _prologue(self, p, sp, params):
-        """Load the parameters into registers, the weights into their panels, FILL the ones
-        rows of the hidden layers' feature-major activations."""
-        s, L, Lw = self.desc.sizes, self.desc.layers, self.lanes
+        """Load the parameters into registers, the weights into their panels (with the ones
+        column of hidden layers), FILL the ones rows of the hidden layers' feature-major
+        activations."""
+        s, L, Lw, f = self.desc.sizes, self.desc.layers, self.lanes, self.desc.formats
         for reg, addr in params:
             p.ldw(rd=reg, rs=0, imm=addr)
+        if L > 1 and f.weight_frac <= f.width - 2:
+            p.seti(rd=4, imm=f.weight.scale)
         for l in range(1, L + 1):
             n_in, n_out = s[l - 1], s[l]
+            w = self.regions[f"W{l}"]
+            if l < L and f.weight_frac <= f.width - 2:
+                p.stw(rt=4, rs=0, imm=w.end - 2)     # 1.0 right after the matrix
             for po in range(_ceil_div(n_out, Lw)):
-                _dma(p, store=False, transpose=False, rm=0,
-                     off=self.regions[f"W{l}"].addr + po * Lw,
-                     sp_row=sp[f"W{l}"] + po * (n_in + 1), rows=n_in + 1,
-                     cols=min(Lw, n_out - po * Lw), stride=n_out)
-        ones = self.desc.formats.act.scale
+                wo = min(Lw, n_out - po * Lw)
+                row = sp[f"W{l}"] + po * (n_in + 1)
+                ones = l < L and wo < Lw               # the ones column fits in this panel
+                _dma(p, store=False, transpose=False, rm=0, off=w.addr + po * Lw, sp_row=row,
+                     rows=n_in + (not ones), cols=wo, stride=n_out)
+                if ones:                               # bias row + the 1.0 after the matrix
+                    _dma(p, store=False, transpose=False, rm=0,
+                         off=w.addr + n_in * n_out + po * Lw, sp_row=row + n_in, rows=1,
+                         cols=wo + 1, stride=n_out)
+        ones = f.act.scale
         for l in range(1, L):
             for j in range(self.sample_panels):
                 p.fill(space=Space.SP, dst=sp[f"F{l}"] + j * (s[l] + 1) + s[l], rows=1,
@@ -356,6 +385,24 @@ class CompiledMLP:
                   shift=self.desc.step.fwd_shift, relu=int(l < L), rounding=0,
                   mask_en=int(masks), mask_row=sp[f"M{l}"] + j * n_out if masks else 0)
 
+    def _forward_sample_major(self, p, sp, acc, l):
+        """Hidden layer ``l``'s output again, sample-major (``H = H_in,aug · W``: the same
+        values), with its ones column and masks: ``Sin{l+1}`` and ``Ms{l}``."""
+        s, Lw, B = self.desc.sizes, self.lanes, self.desc.batch
+        n_in, n_out = s[l - 1], s[l]
+        npo, nbp = _ceil_div(n_out, Lw), self.sample_panels
+        p.gemm(a_row=sp[f"F{l - 1}"], b_row=sp[f"W{l}"], c_row=acc[f"Ys{l}"], k=n_in + 1,
+               mt=nbp, nt=npo, a_ps=n_in + 1, b_ps=n_in + 1, c_ps=nbp * Lw, accumulate=0)
+        for j in range(npo):
+            wo = min(Lw, n_out - j * Lw)
+            # the last panel's lane wo is the ones column (weights 1.0 on the ones row)
+            p.req(src=acc[f"Ys{l}"] + j * nbp * Lw, dst=sp[f"Sin{l + 1}"] + j * B, rows=B,
+                  lanes=min(Lw, wo + 1), shift=self.desc.step.fwd_shift, relu=1, rounding=0,
+                  mask_en=1, mask_row=sp[f"Ms{l}"] + j * B)
+        if n_out % Lw == 0:                            # the ones column is a panel of its own
+            p.fill(space=Space.SP, dst=sp[f"Sin{l + 1}"] + npo * B, rows=B,
+                   value=self.desc.formats.act.scale)
+
     def _emit_train(self, p, sp, acc):
         d, s, L, Lw, B = self.desc, self.desc.sizes, self.desc.layers, self.lanes, self.desc.batch
         nbp, C, D1 = self.sample_panels, s[-1], s[0] + 1
@@ -373,21 +420,16 @@ class CompiledMLP:
                 _dma(p, store=False, transpose=True, rm=0,
                      off=reg[f"W{l}"].addr + i * Lw * n_out, sp_row=sp[f"WT{l}"] + i * n_out,
                      rows=min(Lw, n_in - i * Lw), cols=n_out, stride=n_out)
-        # forward
+        # forward: feature-major for the next layer, sample-major for the weight gradients
         for l in range(1, L + 1):
             self._forward_layer(p, sp, acc, l, masks=True)
-            n_out = s[l]
             if l == 1:                              # sample-major inputs for dW1
                 for i in range(_ceil_div(D1, Lw)):
                     _dma(p, store=False, transpose=False, rm=_R_DATA, off=i * Lw,
                          sp_row=sp["Sin1"] + i * B, rows=B, cols=min(Lw, D1 - i * Lw),
                          stride=D1)
-            if l < L:                               # sample-major copy of H_l (for dW_{l+1})
-                for j in range(nbp):
-                    _dma(p, store=True, transpose=True, rm=0,
-                         off=reg[f"H{l}"].addr + j * Lw * (n_out + 1),
-                         sp_row=sp[f"F{l}"] + j * (n_out + 1), rows=self._width(j),
-                         cols=n_out + 1, stride=n_out + 1)
+            if l < L:
+                self._forward_sample_major(p, sp, acc, l)
         # logit gradient
         for j in range(nbp):
             p.smx(mode=1, z_row=sp["Z"] + j * C, t_row=sp["T"] + j * C, dst=sp[f"G{L}"] + j * C,
@@ -395,28 +437,25 @@ class CompiledMLP:
                   inv_temp=d.inv_temp)
         p.relub(g_row=sp[f"G{L}"], mask_row=sp[f"M{L}"], dst=sp[f"D{L}"], rows=nbp * C,
                 lanes=min(Lw, B))
+        for j in range(nbp):                        # dZ sample-major via main memory
+            _dma(p, store=True, transpose=True, rm=0,
+                 off=reg[f"D{L}"].addr + j * Lw * C, sp_row=sp[f"D{L}"] + j * C,
+                 rows=self._width(j), cols=C, stride=C)
         # backward and update
         for l in range(L, 0, -1):
             n_in, n_out = s[l - 1], s[l]
-            npo = _ceil_div(n_out, Lw)
-            for j in range(nbp):                    # dY_l sample-major via main memory
-                _dma(p, store=True, transpose=True, rm=0,
-                     off=reg[f"D{l}"].addr + j * Lw * n_out, sp_row=sp[f"D{l}"] + j * n_out,
-                     rows=self._width(j), cols=n_out, stride=n_out)
-            mi = _ceil_div(n_in, Lw)
-            if l > 1:                               # dH_{l-1}ᵀ = W_l[:n_in] · dY_lᵀ (old W)
+            npo, mi, ma = _ceil_div(n_out, Lw), _ceil_div(n_in, Lw), _ceil_div(n_in + 1, Lw)
+            if l > 2:                               # dH_{l-1}ᵀ = W_l[:n_in] · dY_lᵀ (old W)
                 p.gemm(a_row=sp[f"WT{l}"], b_row=sp[f"D{l}"], c_row=acc[f"E{l}"], k=n_out,
                        mt=mi, nt=nbp, a_ps=n_out, b_ps=n_out, c_ps=mi * Lw, accumulate=0)
-            for po in range(npo):
-                _dma(p, store=False, transpose=False, rm=0,
-                     off=reg[f"D{l}"].addr + po * Lw, sp_row=sp[f"Sd{l}"] + po * B, rows=B,
-                     cols=min(Lw, n_out - po * Lw), stride=n_out)
-            ma = _ceil_div(n_in + 1, Lw)
-            if l > 1:
-                for i in range(ma):
+            if l > 1:                               # dH_{l-1} = dY_l · W_l[:n_in]ᵀ
+                p.gemm(a_row=sp[f"D{l}"], b_row=sp[f"WT{l}"], c_row=acc[f"Es{l}"], k=n_out,
+                       mt=nbp, nt=mi, a_ps=n_out, b_ps=n_out, c_ps=nbp * Lw, accumulate=0)
+            if l == L:
+                for po in range(npo):
                     _dma(p, store=False, transpose=False, rm=0,
-                         off=reg[f"H{l - 1}"].addr + i * Lw, sp_row=sp[f"Sin{l}"] + i * B,
-                         rows=B, cols=min(Lw, n_in + 1 - i * Lw), stride=n_in + 1)
+                         off=reg[f"D{l}"].addr + po * Lw, sp_row=sp[f"Sd{l}"] + po * B,
+                         rows=B, cols=min(Lw, n_out - po * Lw), stride=n_out)
             # dW_l = H_{l-1,aug}ᵀ · dY_l: panel po at rows po·ma·R, one row per input feature
             p.gemm(a_row=sp[f"Sin{l}"], b_row=sp[f"Sd{l}"], c_row=acc[f"dW{l}"], k=B, mt=ma,
                    nt=npo, a_ps=B, b_ps=B, c_ps=ma * Lw, accumulate=0)
@@ -424,17 +463,25 @@ class CompiledMLP:
                 p.sgd(w_row=sp[f"W{l}"] + po * (n_in + 1), g_row=acc[f"dW{l}"] + po * ma * Lw,
                       rows=n_in + 1, lanes=min(Lw, n_out - po * Lw), lr_shift=st.lr_shift,
                       lr_mul=st.lr_mul, wd_mul=0, rounding=_ROUNDING[d.rounding])
-            if l > 1:
-                for po in range(npo):               # for the next step's Wᵀ
-                    _dma(p, store=True, transpose=False, rm=0,
-                         off=reg[f"W{l}"].addr + po * Lw, sp_row=sp[f"W{l}"] + po * (n_in + 1),
-                         rows=n_in + 1, cols=min(Lw, n_out - po * Lw), stride=n_out)
+            if l == 1:
+                continue
+            for po in range(npo):                   # for the next step's Wᵀ
+                _dma(p, store=True, transpose=False, rm=0,
+                     off=reg[f"W{l}"].addr + po * Lw, sp_row=sp[f"W{l}"] + po * (n_in + 1),
+                     rows=n_in + 1, cols=min(Lw, n_out - po * Lw), stride=n_out)
+            if l > 2:
                 for j in range(nbp):
                     p.req(src=acc[f"E{l}"] + j * mi * Lw, dst=sp[f"G{l - 1}"] + j * n_in,
                           rows=n_in, lanes=self._width(j), shift=st.bwd_shift, relu=0,
                           rounding=0, mask_en=0, mask_row=0)
                 p.relub(g_row=sp[f"G{l - 1}"], mask_row=sp[f"M{l - 1}"], dst=sp[f"D{l - 1}"],
                         rows=nbp * n_in, lanes=min(Lw, B))
+            for i in range(mi):
+                p.req(src=acc[f"Es{l}"] + i * nbp * Lw, dst=sp[f"Gs{l - 1}"] + i * B, rows=B,
+                      lanes=min(Lw, n_in - i * Lw), shift=st.bwd_shift, relu=0, rounding=0,
+                      mask_en=0, mask_row=0)
+            p.relub(g_row=sp[f"Gs{l - 1}"], mask_row=sp[f"Ms{l - 1}"], dst=sp[f"Sd{l - 1}"],
+                    rows=mi * B, lanes=Lw)
         p.addi(rd=_R_DATA, rs=_R_DATA, imm=self.step_words)
         p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
         p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="step")

@@ -138,7 +138,7 @@ def test_scratchpad_plan_keeps_operands_apart():
     sp = cm.sp_plan["train"]
     bank = {n: r // depth for n, r in sp.items()}
     for a, b in (("W1", "F0"), ("W2", "F1"), ("Sin1", "Sd1"), ("Sin2", "Sd2"), ("WT2", "D2"),
-                 ("Z", "T"), ("G2", "M2"), ("G1", "M1"), ("F1", "M1")):
+                 ("Z", "T"), ("G2", "M2"), ("Gs1", "Ms1"), ("F1", "M1"), ("Sin2", "Ms1")):
         assert bank[a] != bank[b], (a, b)
 
 
