@@ -41,7 +41,7 @@ class Timing:
     GEMM_OVERHEAD = 2
     #: Pipeline latencies of the requantizer and SGD units (``rtl.requant.Requantizer.LATENCY``,
     #: ``rtl.sgd.SgdUpdate.LATENCY``; a test checks they agree).
-    REQ_LATENCY = 3
+    REQ_LATENCY = 4
     SGD_LATENCY = 4
 
     def duration(self, m, op, f):

