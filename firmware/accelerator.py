@@ -265,6 +265,8 @@ class MLP:
         if self.acc._claim(self):
             for kind in ("logits", "probs"):
                 dev.load_program(cm.programs[kind].base, cm.programs[kind])
+            for addr, words in cm.constants():
+                dev.write_words(addr, words)
             self._write_weights()
             self._train_lr = None
         if train_lr is not None and train_lr != self._train_lr:
@@ -342,8 +344,7 @@ class MLP:
                     self.acc._run(p.base)
                     self._seeded = True
                 idx = order[i:i + n]                                  # (n, B)
-                block = np.concatenate([xa[idx].reshape(n, -1), t[idx].reshape(n, -1)], axis=1)
-                dev.write_words(data, block)
+                dev.write_words(data, cm.pack_steps(xa[idx], t[idx]))
                 self._set_params(n, data)
                 self.acc._run(cm.programs["train"].base)
                 i += n
@@ -369,7 +370,7 @@ class MLP:
             pad = np.zeros((blocks * B, chunk.shape[1]), dtype=np.int64)
             pad[:chunk.shape[0]] = chunk
             x_addr, o_addr = cm.eval_layout(blocks)
-            dev.write_words(x_addr, pad)
+            dev.write_words(x_addr, cm.pack_inputs(pad))
             self._set_params(blocks, x_addr, o_addr)
             self.acc._run(cm.programs[kind].base)
             res = dev.read_int16(o_addr, blocks * B * C).reshape(blocks * B, C)

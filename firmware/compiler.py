@@ -18,13 +18,17 @@ import math
 from dataclasses import dataclass, field
 from numbers import Real
 
-from spec.isa import Cond
+import numpy as np
+
+
+from spec import isa
+from spec.isa import Cond, Op, Unit
 from spec.memory import DESC_FIELDS, Dir, Space
 from spec.params import DEFAULT_FORMATS, Formats, check_int, check_positive_int
 from spec.soc import SocConfig, DEFAULT_SOC
 from spec.softmax_tables import INV_TEMP_ONE
 from .asm import Assembler
-from .plan import BankAllocator, MemoryLayout, Recorder
+from .plan import BankAllocator, MemoryLayout, Recorder, overlap_pairs
 
 __all__ = [
     "MLPDescription", "CompiledMLP", "compile_mlp", "CompiledMatmul", "compile_matmul",
@@ -42,6 +46,9 @@ _MAX_DMA_COLS = (1 << _DESC["cols"]) - 1
 _MAX_DMA_ROWS = (1 << _DESC["rows"]) - 1
 #: Registers of the generated programs.
 _R_DATA, _R_OUT, _R_COUNT = 1, 2, 3
+#: The unit each opcode runs on (others: the sequencer itself).
+_UNITS = {Op.DMA: Unit.DMA, Op.GEMM: Unit.GEMM, Op.REQ: Unit.VEC, Op.RELUB: Unit.VEC,
+          Op.SMX: Unit.VEC, Op.SGD: Unit.VEC, Op.FILL: Unit.VEC}
 
 
 def _ceil_div(a, b):
@@ -80,15 +87,48 @@ def _dma(p, *, store, transpose, rm, off, sp_row, rows, cols, stride, space=Spac
                   stride=stride)
 
 
+class _AccAllocator(BankAllocator):
+    """The accumulator scratchpad: buffers in one bank each if they fit (units then overlap
+    more), else anywhere (a GEMM's output may span banks)."""
+
+    def __init__(self, banks, depth):
+        super().__init__(banks, depth, "Accumulator scratchpad")
+
+    def allocate(self, uses, prefer_apart=None):
+        try:
+            return super().allocate(uses, prefer_apart)
+        except ValueError:
+            self.span_banks = True
+            return super().allocate(uses)
+
+
+def _duration_estimate(op, f):
+    """Rough cycles of one instruction's unit operation (to weigh bank conflicts)."""
+    if op is Op.DMA:
+        return f["rows"] * f["cols"]
+    if op is Op.GEMM:
+        return f["mt"] * f["nt"] * max(f["k"], 8)
+    if op is Op.SMX:
+        return f["samples"] * (3 * f["classes"] + 26)
+    if op in (Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
+        return f["rows"]
+    return 0
+
+
 def _two_pass(emit, sp_alloc, acc_alloc, base):
-    """Emit a program twice: once with a :class:`Recorder` to find each buffer's live range,
-    then with the buffers placed. Returns ``(assembler, sp_rows, acc_rows)``."""
+    """Emit a program twice: once with a :class:`Recorder` to find each buffer's live range
+    and which buffers are used while others units run, then with the buffers placed.
+    Returns ``(assembler, sp_rows, acc_rows)``."""
     probe = Assembler(base)
     rec_sp = Recorder(lambda: len(probe))
     rec_acc = Recorder(lambda: len(probe))
     emit(probe, rec_sp, rec_acc)
-    sp = sp_alloc.allocate(rec_sp.uses)
-    acc = acc_alloc.allocate(rec_acc.uses)
+    insns = [isa.decode(w) for w in probe.assemble()]
+    units = [_UNITS.get(op) for op, _ in insns]
+    costs = [_duration_estimate(op, f) for op, f in insns]
+    soft_sp, soft_acc = overlap_pairs(units, [rec_sp, rec_acc], costs)
+    sp = sp_alloc.allocate(rec_sp.uses, soft_sp)
+    acc = acc_alloc.allocate(rec_acc.uses, soft_acc)
     p = Assembler(base)
     emit(p, sp, acc)
     assert len(p) == len(probe)
@@ -183,20 +223,20 @@ class CompiledMLP:
         The programs' parameters (:data:`PARAM_STEPS`, :data:`PARAM_DATA`, :data:`PARAM_OUT`).
     ``W{l}``
         Layer ``l``'s augmented weights, ``(n_in + 1) × n_out`` row-major, last row the bias,
-        weight format, then (hidden layers) two words the programs set to 1.0 in the weight
-        format (the *ones column*, see ``docs/firmware.md``). The programs load the weights at
-        start; training stores them back.
-    ``D{L}``
-        Scratch: the logit gradients of a batch, ``batch × C``, sample-major (the one transpose
-        through main memory left, ``docs/firmware.md``).
+        weight format, then (hidden layers) one word 1.0 in the weight format (the *ones
+        column*, see ``docs/firmware.md``). The programs load the weights at start; training
+        stores them back at the end.
+    ``identity``
+        The ``lanes × lanes`` identity matrix (transposes are GEMMs with it).
     ``seed``, ``train``, ``logits``, ``probs``
         The programs.
     ``data``
-        The rest. Training reads a stream of steps, each ``batch`` input rows with the ones
-        column (``batch × (D + 1)``, act format) followed by ``batch`` target rows
-        (``batch × C``, prob format); :attr:`train_capacity` steps fit. Inference reads blocks
-        of ``batch`` input rows from the start of the region and writes ``batch × C`` output
-        rows per block to the output area after them (:meth:`eval_layout`).
+        The rest. Training reads a stream of steps (:meth:`pack_steps`: each step's inputs
+        with the ones column in both layouts and its targets, as panels one DMA descriptor
+        loads); :attr:`train_capacity` steps fit (plus the one the last step prefetches).
+        Inference reads blocks of ``batch`` inputs (:meth:`pack_inputs`) from the start of the
+        region and writes ``batch × C`` output rows per block to the output area after them
+        (:meth:`eval_layout`).
 
     Attributes
     ----------
@@ -226,8 +266,8 @@ class CompiledMLP:
         lay = MemoryLayout(soc.mem_words)
         lay.add("params", PARAM_WORDS)
         for l in range(1, L + 1):
-            lay.add(f"W{l}", (s[l - 1] + 1) * s[l] + (2 if l < L else 0))
-        lay.add(f"D{L}", B * s[L])
+            lay.add(f"W{l}", (s[l - 1] + 1) * s[l] + (1 if l < L else 0))
+        lay.add("identity", self.lanes * self.lanes)
         self.sp_plan, self.acc_plan, self.programs = {}, {}, {}
         self.regions = lay.regions
         lay.add("seed", 2 * 8, align=8)
@@ -240,18 +280,53 @@ class CompiledMLP:
             lay.add(kind, 8 * len(p), align=8)
             self.programs[kind] = p
         data = lay.rest("data")
-        self.train_capacity = data.words // self.step_words
-        self.eval_capacity = data.words // (B * (s[0] + 1 + s[-1]))
+        self.train_capacity = data.words // self.step_words - 1
+        self.eval_capacity = data.words // (self.block_words + B * s[-1])
         if self.train_capacity < 1:
-            raise ValueError(f"Main memory is too small: one training step needs "
-                             f"{self.step_words} words of data, {data.words} are left")
+            raise ValueError(f"Main memory is too small: training needs "
+                             f"{2 * self.step_words} words of data, {data.words} are left")
+
+    def constants(self):
+        """``[(address, words)]`` the host writes once before running the programs: the
+        identity matrix and the 1.0 after each hidden layer's weights."""
+        f, Lw = self.desc.formats, self.lanes
+        out = [(self.regions["identity"].addr, np.eye(Lw, dtype=np.int64).ravel())]
+        for l in range(1, self.desc.layers):
+            out.append((self.regions[f"W{l}"].end - 1, np.array([f.weight.scale])))
+        return out
 
     # --- sizes -----------------------------------------------------------------------------------
     @property
+    def block_words(self):
+        """Words of one block of ``batch`` inputs, feature-major panels (:meth:`pack_inputs`)."""
+        return self.sample_panels * (self.desc.sizes[0] + 1) * self.lanes
+
+    @property
     def step_words(self):
-        """Words of one training step's data: ``batch × (D + 1 + C)``."""
-        s = self.desc.sizes
-        return self.desc.batch * (s[0] + 1 + s[-1])
+        """Words of one training step's data (:meth:`pack_steps`)."""
+        return self.block_words + self.sample_panels * self.desc.sizes[-1] * self.lanes
+
+    def _feature_major(self, a):
+        """``(steps, batch, n)`` → ``(steps, panels · n · lanes)``: per sample panel, one row per
+        feature, one lane per sample (lanes past the batch are 0)."""
+        n_steps, B, n = a.shape
+        P, Lw = self.sample_panels, self.lanes
+        out = np.zeros((n_steps, P * Lw, n), dtype=np.int64)
+        out[:, :B] = a
+        return out.reshape(n_steps, P, Lw, n).transpose(0, 1, 3, 2).reshape(n_steps, -1)
+
+    def pack_inputs(self, x_aug):
+        """Inference data: ``x_aug`` (``blocks · batch`` × ``D + 1``, act format with the ones
+        column) as ``blocks`` blocks of :attr:`block_words` words."""
+        x = np.asarray(x_aug).reshape(-1, self.desc.batch, self.desc.sizes[0] + 1)
+        return self._feature_major(x).ravel()
+
+    def pack_steps(self, x_aug, targets):
+        """Training data: ``x_aug`` (``steps`` × ``batch`` × ``D + 1``, act format with the ones
+        column) and ``targets`` (``steps`` × ``batch`` × ``C``, prob format) as a stream of
+        :attr:`step_words`-word steps: the inputs, then the targets, both feature-major."""
+        x, t = np.asarray(x_aug), np.asarray(targets)
+        return np.concatenate([self._feature_major(x), self._feature_major(t)], axis=1).ravel()
 
     @property
     def sample_panels(self):
@@ -265,7 +340,7 @@ class CompiledMLP:
         """``(input address, output address)`` in the data region for ``blocks`` blocks."""
         s, B = self.desc.sizes, self.desc.batch
         data = self.regions["data"].addr
-        return data, data + blocks * B * (s[0] + 1)
+        return data, data + blocks * self.block_words
 
     def train_program(self, lr):
         """The training program for learning rate ``lr`` (same size and place as
@@ -297,14 +372,14 @@ class CompiledMLP:
         s, L, Lw, B = self.desc.sizes, self.desc.layers, self.lanes, self.desc.batch
         soc = self.soc
         sp = BankAllocator(soc.sp_banks, soc.sp_depth, "Operand scratchpad")
-        acc = BankAllocator(soc.acc_banks, soc.acc_depth, "Accumulator scratchpad",
-                            span_banks=True)
+        acc = _AccAllocator(soc.acc_banks, soc.acc_depth)
         nbp = self.sample_panels
         for l in range(1, L + 1):
             n_in, n_out = s[l - 1], s[l]
             npo, mi = _ceil_div(n_out, Lw), _ceil_div(n_in, Lw)
             sp.add(f"W{l}", npo * (n_in + 1), persistent=True)
-            sp.add(f"F{l - 1}", nbp * (n_in + 1), persistent=l > 1)
+            # F0 is prefetched for the next step, F{l} hold ones rows: all live across steps
+            sp.add(f"F{l - 1}", nbp * (n_in + 1), persistent=True)
             sp.apart(f"W{l}", f"F{l - 1}")
             acc.add(f"Y{l}", nbp * npo * Lw)
             acc.add(f"Ys{l}", npo * nbp * Lw)
@@ -316,6 +391,7 @@ class CompiledMLP:
             sp.add(f"Sin{l}", _ceil_div(n_in + 1, Lw) * B)
             sp.add(f"Sd{l}", npo * B)
             sp.add(f"WT{l}", mi * n_out)
+            acc.add(f"WTa{l}", mi * npo * Lw)
             acc.add(f"dW{l}", npo * _ceil_div(n_in + 1, Lw) * Lw)
             acc.add(f"E{l}", nbp * mi * Lw)
             acc.add(f"Es{l}", mi * nbp * Lw)
@@ -329,6 +405,11 @@ class CompiledMLP:
         C = s[-1]
         for name in ("Z", "T", "P"):
             sp.add(name, nbp * C)
+        acc.add("Dsa", _ceil_div(C, Lw) * nbp * Lw)
+        acc.add("Xsa", _ceil_div(s[0] + 1, Lw) * nbp * Lw)
+        sp.add("I", Lw, persistent=True)
+        for a in ["F0", f"D{L}"] + [f"W{l}" for l in range(2, L + 1)]:   # transposed with I
+            sp.apart("I", a)
         sp.apart("Z", "T")
         sp.apart("Z", f"M{L}")
         return sp, acc
@@ -341,13 +422,9 @@ class CompiledMLP:
         s, L, Lw, f = self.desc.sizes, self.desc.layers, self.lanes, self.desc.formats
         for reg, addr in params:
             p.ldw(rd=reg, rs=0, imm=addr)
-        if L > 1 and f.weight_frac <= f.width - 2:
-            p.seti(rd=4, imm=f.weight.scale)
         for l in range(1, L + 1):
             n_in, n_out = s[l - 1], s[l]
             w = self.regions[f"W{l}"]
-            if l < L and f.weight_frac <= f.width - 2:
-                p.stw(rt=4, rs=0, imm=w.end - 2)     # 1.0 right after the matrix
             for po in range(_ceil_div(n_out, Lw)):
                 wo = min(Lw, n_out - po * Lw)
                 row = sp[f"W{l}"] + po * (n_in + 1)
@@ -364,12 +441,34 @@ class CompiledMLP:
                 p.fill(space=Space.SP, dst=sp[f"F{l}"] + j * (s[l] + 1) + s[l], rows=1,
                        value=ones)
 
-    def _load_inputs(self, p, sp):
-        """Transposed loads of the batch's inputs (with the ones column) at ``r[_R_DATA]``."""
-        D1 = self.desc.sizes[0] + 1
-        for j in range(self.sample_panels):
-            _dma(p, store=False, transpose=True, rm=_R_DATA, off=j * self.lanes * D1,
-                 sp_row=sp["F0"] + j * D1, rows=self._width(j), cols=D1, stride=D1)
+    def _load_identity(self, p, sp):
+        """The ``lanes × lanes`` identity matrix into ``I``."""
+        Lw = self.lanes
+        _dma(p, store=False, transpose=False, rm=0, off=self.regions["identity"].addr,
+             sp_row=sp["I"], rows=Lw, cols=Lw, stride=Lw)
+
+    def _transpose(self, p, sp, acc, a, a_ps, a_panels, n, via, dst, dst_ps, dst_rows):
+        """Transpose by ``GEMM`` with the identity and ``REQ`` (shift 0: exact). ``a`` has
+        ``a_panels`` panels (stride ``a_ps``) of ``n`` rows, one lane per row of ``dst``;
+        ``dst`` gets ``ceil(n / lanes)`` panels (stride ``dst_ps``) of ``dst_rows`` rows, panel
+        ``j`` holding rows ``j·lanes ..`` of ``a`` as lanes. Returns a function that emits the
+        ``REQ`` instructions, for the caller to call where it suits the schedule."""
+        Lw = self.lanes
+        panels = [(j, min(Lw, n - j * Lw)) for j in range(_ceil_div(n, Lw))]
+        for j, k in panels:
+            p.gemm(a_row=sp[a] + j * Lw, b_row=sp["I"], c_row=acc[via] + j * a_panels * Lw, k=k,
+                   mt=a_panels, nt=1, a_ps=a_ps, b_ps=Lw, c_ps=a_panels * Lw, accumulate=0)
+
+        def reqs():
+            for j, k in panels:
+                p.req(src=acc[via] + j * a_panels * Lw, dst=sp[dst] + j * dst_ps, rows=dst_rows,
+                      lanes=k, shift=0, relu=0, rounding=0, mask_en=0, mask_row=0)
+        return reqs
+
+    def _load_panels(self, p, sp_row, rows, off):
+        """One descriptor: ``rows`` packed rows of ``lanes`` words at ``r[_R_DATA] + off``."""
+        _dma(p, store=False, transpose=False, rm=_R_DATA, off=off, sp_row=sp_row, rows=rows,
+             cols=self.lanes, stride=self.lanes)
 
     def _forward_layer(self, p, sp, acc, l, masks):
         """GEMM and one REQ per sample panel: layer ``l``'s output, feature-major, into ``F{l}``
@@ -385,14 +484,18 @@ class CompiledMLP:
                   shift=self.desc.step.fwd_shift, relu=int(l < L), rounding=0,
                   mask_en=int(masks), mask_row=sp[f"M{l}"] + j * n_out if masks else 0)
 
-    def _forward_sample_major(self, p, sp, acc, l):
+    def _forward_sample_major(self, p, sp, acc, l, gemm, req):
         """Hidden layer ``l``'s output again, sample-major (``H = H_in,aug · W``: the same
-        values), with its ones column and masks: ``Sin{l+1}`` and ``Ms{l}``."""
+        values), with its ones column and masks: ``Sin{l+1}`` and ``Ms{l}`` (the ``GEMM`` if
+        ``gemm``, the ``REQ`` and ``FILL`` if ``req``)."""
         s, Lw, B = self.desc.sizes, self.lanes, self.desc.batch
         n_in, n_out = s[l - 1], s[l]
         npo, nbp = _ceil_div(n_out, Lw), self.sample_panels
-        p.gemm(a_row=sp[f"F{l - 1}"], b_row=sp[f"W{l}"], c_row=acc[f"Ys{l}"], k=n_in + 1,
-               mt=nbp, nt=npo, a_ps=n_in + 1, b_ps=n_in + 1, c_ps=nbp * Lw, accumulate=0)
+        if gemm:
+            p.gemm(a_row=sp[f"F{l - 1}"], b_row=sp[f"W{l}"], c_row=acc[f"Ys{l}"], k=n_in + 1,
+                   mt=nbp, nt=npo, a_ps=n_in + 1, b_ps=n_in + 1, c_ps=nbp * Lw, accumulate=0)
+        if not req:
+            return
         for j in range(npo):
             wo = min(Lw, n_out - j * Lw)
             # the last panel's lane wo is the ones column (weights 1.0 on the ones row)
@@ -408,67 +511,59 @@ class CompiledMLP:
         nbp, C, D1 = self.sample_panels, s[-1], s[0] + 1
         reg = self.regions
         st = d.step
+        x_rows = nbp * D1                           # packed rows of one step's inputs
         self._prologue(p, sp, [(_R_COUNT, PARAM_STEPS), (_R_DATA, PARAM_DATA)])
+        self._load_identity(p, sp)
+        self._load_panels(p, sp["F0"], x_rows, 0)                 # the first step's inputs
         p.label("step")
-        self._load_inputs(p, sp)
-        for j in range(nbp):                        # targets, feature-major
-            _dma(p, store=False, transpose=True, rm=_R_DATA, off=B * D1 + j * Lw * C,
-                 sp_row=sp["T"] + j * C, rows=self._width(j), cols=C, stride=C)
-        for l in range(2, L + 1):                   # Wᵀ of the current weights (for dH)
+        wt_reqs = []                                # Wᵀ of the current weights (for dH)
+        for l in range(2, L + 1):
             n_in, n_out = s[l - 1], s[l]
-            for i in range(_ceil_div(n_in, Lw)):
-                _dma(p, store=False, transpose=True, rm=0,
-                     off=reg[f"W{l}"].addr + i * Lw * n_out, sp_row=sp[f"WT{l}"] + i * n_out,
-                     rows=min(Lw, n_in - i * Lw), cols=n_out, stride=n_out)
-        # forward: feature-major for the next layer, sample-major for the weight gradients
-        for l in range(1, L + 1):
-            self._forward_layer(p, sp, acc, l, masks=True)
-            if l == 1:                              # sample-major inputs for dW1
-                for i in range(_ceil_div(D1, Lw)):
-                    _dma(p, store=False, transpose=False, rm=_R_DATA, off=i * Lw,
-                         sp_row=sp["Sin1"] + i * B, rows=B, cols=min(Lw, D1 - i * Lw),
-                         stride=D1)
-            if l < L:
-                self._forward_sample_major(p, sp, acc, l)
-        # logit gradient
+            wt_reqs.append(self._transpose(p, sp, acc, f"W{l}", n_in + 1, _ceil_div(n_out, Lw),
+                                           n_in, f"WTa{l}", f"WT{l}", n_out, n_out))
+        # forward, feature-major: the next layer's operand (F0 was prefetched)
+        self._forward_layer(p, sp, acc, 1, masks=False)
+        self._load_panels(p, sp["T"], nbp * C, x_rows * Lw)      # targets feature-major
+        for reqs in wt_reqs:
+            reqs()
+        for l in range(2, L + 1):
+            self._forward_layer(p, sp, acc, l, masks=True)   # (layer 1's: not needed)
+        # sample-major inputs and hidden activations (GEMM) while the logit gradients are
+        # computed (VEC)
+        xs_reqs = self._transpose(p, sp, acc, "F0", D1, nbp, D1, "Xsa", "Sin1", B, B)
+        for l in range(1, L):
+            self._forward_sample_major(p, sp, acc, l, gemm=True, req=False)
         for j in range(nbp):
             p.smx(mode=1, z_row=sp["Z"] + j * C, t_row=sp["T"] + j * C, dst=sp[f"G{L}"] + j * C,
                   classes=C, samples=self._width(j), z_frac=d.formats.act_frac, grad_shift=0,
                   inv_temp=d.inv_temp)
+        xs_reqs()
+        for l in range(1, L):
+            self._forward_sample_major(p, sp, acc, l, gemm=False, req=True)
+        self._load_panels(p, sp["F0"], x_rows, self.step_words)  # prefetch the next inputs
         p.relub(g_row=sp[f"G{L}"], mask_row=sp[f"M{L}"], dst=sp[f"D{L}"], rows=nbp * C,
                 lanes=min(Lw, B))
-        for j in range(nbp):                        # dZ sample-major via main memory
-            _dma(p, store=True, transpose=True, rm=0,
-                 off=reg[f"D{L}"].addr + j * Lw * C, sp_row=sp[f"D{L}"] + j * C,
-                 rows=self._width(j), cols=C, stride=C)
+        self._transpose(p, sp, acc, f"D{L}", C, nbp, C, "Dsa", f"Sd{L}", B, B)()   # dZ, by sample
         # backward and update
         for l in range(L, 0, -1):
             n_in, n_out = s[l - 1], s[l]
             npo, mi, ma = _ceil_div(n_out, Lw), _ceil_div(n_in, Lw), _ceil_div(n_in + 1, Lw)
-            if l > 2:                               # dH_{l-1}ᵀ = W_l[:n_in] · dY_lᵀ (old W)
-                p.gemm(a_row=sp[f"WT{l}"], b_row=sp[f"D{l}"], c_row=acc[f"E{l}"], k=n_out,
-                       mt=mi, nt=nbp, a_ps=n_out, b_ps=n_out, c_ps=mi * Lw, accumulate=0)
-            if l > 1:                               # dH_{l-1} = dY_l · W_l[:n_in]ᵀ
+            if l > 1:                               # dH_{l-1} = dY_l · W_l[:n_in]ᵀ (old W)
                 p.gemm(a_row=sp[f"D{l}"], b_row=sp[f"WT{l}"], c_row=acc[f"Es{l}"], k=n_out,
                        mt=nbp, nt=mi, a_ps=n_out, b_ps=n_out, c_ps=nbp * Lw, accumulate=0)
-            if l == L:
-                for po in range(npo):
-                    _dma(p, store=False, transpose=False, rm=0,
-                         off=reg[f"D{l}"].addr + po * Lw, sp_row=sp[f"Sd{l}"] + po * B,
-                         rows=B, cols=min(Lw, n_out - po * Lw), stride=n_out)
+            if l > 2:                               # the same, feature-major: dH_{l-1}ᵀ
+                p.gemm(a_row=sp[f"WT{l}"], b_row=sp[f"D{l}"], c_row=acc[f"E{l}"], k=n_out,
+                       mt=mi, nt=nbp, a_ps=n_out, b_ps=n_out, c_ps=mi * Lw, accumulate=0)
             # dW_l = H_{l-1,aug}ᵀ · dY_l: panel po at rows po·ma·R, one row per input feature
             p.gemm(a_row=sp[f"Sin{l}"], b_row=sp[f"Sd{l}"], c_row=acc[f"dW{l}"], k=B, mt=ma,
                    nt=npo, a_ps=B, b_ps=B, c_ps=ma * Lw, accumulate=0)
-            for po in range(npo):
-                p.sgd(w_row=sp[f"W{l}"] + po * (n_in + 1), g_row=acc[f"dW{l}"] + po * ma * Lw,
-                      rows=n_in + 1, lanes=min(Lw, n_out - po * Lw), lr_shift=st.lr_shift,
-                      lr_mul=st.lr_mul, wd_mul=0, rounding=_ROUNDING[d.rounding])
-            if l == 1:
-                continue
-            for po in range(npo):                   # for the next step's Wᵀ
-                _dma(p, store=True, transpose=False, rm=0,
-                     off=reg[f"W{l}"].addr + po * Lw, sp_row=sp[f"W{l}"] + po * (n_in + 1),
-                     rows=n_in + 1, cols=min(Lw, n_out - po * Lw), stride=n_out)
+            if l > 1:
+                for i in range(mi):
+                    p.req(src=acc[f"Es{l}"] + i * nbp * Lw, dst=sp[f"Gs{l - 1}"] + i * B,
+                          rows=B, lanes=min(Lw, n_in - i * Lw), shift=st.bwd_shift, relu=0,
+                          rounding=0, mask_en=0, mask_row=0)
+                p.relub(g_row=sp[f"Gs{l - 1}"], mask_row=sp[f"Ms{l - 1}"],
+                        dst=sp[f"Sd{l - 1}"], rows=mi * B, lanes=Lw)
             if l > 2:
                 for j in range(nbp):
                     p.req(src=acc[f"E{l}"] + j * mi * Lw, dst=sp[f"G{l - 1}"] + j * n_in,
@@ -476,21 +571,23 @@ class CompiledMLP:
                           rounding=0, mask_en=0, mask_row=0)
                 p.relub(g_row=sp[f"G{l - 1}"], mask_row=sp[f"M{l - 1}"], dst=sp[f"D{l - 1}"],
                         rows=nbp * n_in, lanes=min(Lw, B))
-            for i in range(mi):
-                p.req(src=acc[f"Es{l}"] + i * nbp * Lw, dst=sp[f"Gs{l - 1}"] + i * B, rows=B,
-                      lanes=min(Lw, n_in - i * Lw), shift=st.bwd_shift, relu=0, rounding=0,
-                      mask_en=0, mask_row=0)
-            p.relub(g_row=sp[f"Gs{l - 1}"], mask_row=sp[f"Ms{l - 1}"], dst=sp[f"Sd{l - 1}"],
-                    rows=mi * B, lanes=Lw)
+            for po in range(npo):
+                p.sgd(w_row=sp[f"W{l}"] + po * (n_in + 1), g_row=acc[f"dW{l}"] + po * ma * Lw,
+                      rows=n_in + 1, lanes=min(Lw, n_out - po * Lw), lr_shift=st.lr_shift,
+                      lr_mul=st.lr_mul, wd_mul=0, rounding=_ROUNDING[d.rounding])
         p.addi(rd=_R_DATA, rs=_R_DATA, imm=self.step_words)
         p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
         p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="step")
-        n_in, n_out = s[0], s[1]
-        for po in range(_ceil_div(n_out, Lw)):      # W_1 (the others are stored every step)
-            _dma(p, store=True, transpose=False, rm=0, off=reg["W1"].addr + po * Lw,
-                 sp_row=sp["W1"] + po * (n_in + 1), rows=n_in + 1,
-                 cols=min(Lw, n_out - po * Lw), stride=n_out)
+        for l in range(1, L + 1):
+            self._store_weights(p, sp, l)
         p.halt()
+
+    def _store_weights(self, p, sp, l):
+        n_in, n_out, Lw = self.desc.sizes[l - 1], self.desc.sizes[l], self.lanes
+        for po in range(_ceil_div(n_out, Lw)):
+            _dma(p, store=True, transpose=False, rm=0,
+                 off=self.regions[f"W{l}"].addr + po * Lw, sp_row=sp[f"W{l}"] + po * (n_in + 1),
+                 rows=n_in + 1, cols=min(Lw, n_out - po * Lw), stride=n_out)
 
     def _emit_forward(self, kind):
         def emit(p, sp, acc):
@@ -500,7 +597,7 @@ class CompiledMLP:
             self._prologue(p, sp, [(_R_COUNT, PARAM_STEPS), (_R_DATA, PARAM_DATA),
                                    (_R_OUT, PARAM_OUT)])
             p.label("block")
-            self._load_inputs(p, sp)
+            self._load_panels(p, sp["F0"], nbp * D1, 0)
             for l in range(1, L + 1):
                 self._forward_layer(p, sp, acc, l, masks=False)
             out = "Z"
@@ -513,7 +610,7 @@ class CompiledMLP:
             for j in range(nbp):
                 _dma(p, store=True, transpose=True, rm=_R_OUT, off=j * Lw * C,
                      sp_row=sp[out] + j * C, rows=self._width(j), cols=C, stride=C)
-            p.addi(rd=_R_DATA, rs=_R_DATA, imm=B * D1)
+            p.addi(rd=_R_DATA, rs=_R_DATA, imm=self.block_words)
             p.addi(rd=_R_OUT, rs=_R_OUT, imm=B * C)
             p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
             p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="block")

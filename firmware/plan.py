@@ -11,7 +11,7 @@
 
 from dataclasses import dataclass
 
-__all__ = ["BankAllocator", "Recorder", "MemoryLayout", "Region"]
+__all__ = ["BankAllocator", "Recorder", "overlap_pairs", "MemoryLayout", "Region"]
 
 
 class Recorder:
@@ -26,12 +26,59 @@ class Recorder:
     def __init__(self, position):
         self._position = position
         self.uses = {}
+        self.touched = {}         # instruction index -> names it uses
 
     def __getitem__(self, name):
         p = self._position()
         lo, hi = self.uses.get(name, (p, p))
         self.uses[name] = (min(lo, p), max(hi, p))
+        self.touched.setdefault(p, set()).add(name)
         return 0
+
+
+def overlap_pairs(units, recorders, costs=None, window=32):
+    """Pairs of buffers better kept in different banks so that units overlap.
+
+    For each instruction ``i`` of a unit, the instructions of *other* units that follow it,
+    up to the first one using a buffer of ``i`` (which must wait anyway) and at most
+    ``window`` of them, may run while ``i`` does — unless they share a bank with it. Returns,
+    per recorder, a ``dict`` ``{frozenset((a, b)): count}``.
+
+    Parameters
+    ----------
+    units : list
+        The unit of each instruction (``None``: no unit).
+    recorders : list of Recorder
+        One per scratchpad.
+    costs : list of int, optional
+        Each instruction's duration estimate: the weight of its pairs (default 1).
+    """
+    touched = [{} for _ in recorders]
+    for k, rec in enumerate(recorders):
+        touched[k] = rec.touched
+    out = [{} for _ in recorders]
+    n = len(units)
+    for i in range(n):
+        if units[i] is None:
+            continue
+        mine = [t.get(i, set()) for t in touched]
+        seen = 0
+        for j in range(i + 1, n):
+            theirs = [t.get(j, set()) for t in touched]
+            if any(m & o for m, o in zip(mine, theirs)):
+                break
+            if units[j] is None or units[j] == units[i]:
+                continue
+            for k in range(len(recorders)):
+                for a in mine[k]:
+                    for b in theirs[k]:
+                        if a != b:
+                            key = frozenset((a, b))
+                            out[k][key] = out[k].get(key, 0) + (costs[i] if costs else 1)
+            seen += 1
+            if seen >= window:
+                break
+    return out
 
 
 class BankAllocator:
@@ -69,10 +116,11 @@ class BankAllocator:
             raise ValueError("Buffers that span banks cannot be kept apart")
         self._apart.add(frozenset((a, b)))
 
-    def allocate(self, uses):
+    def allocate(self, uses, prefer_apart=None):
         """Row address of every buffer (a ``dict``), given each used buffer's live range
         ``uses[name] = (first, last)`` (instruction indices, inclusive). Buffers never used are
-        not placed.
+        not placed. ``prefer_apart`` (``{frozenset((a, b)): weight}``, e.g. from
+        :func:`overlap_pairs`): pairs to keep in different banks when there is a choice.
 
         Raises
         ------
@@ -99,7 +147,13 @@ class BankAllocator:
             banned = {placed[o][0] for pair in self._apart if name in pair
                       for o in pair if o != name and o in placed}
             best = None
-            for bank in sorted(range(nbanks), key=lambda b: (load[b], b)):
+            cost = [0] * nbanks
+            for pair, weight in (prefer_apart or {}).items():
+                if name in pair:
+                    other = next(iter(pair - {name}))
+                    if other in placed and not self.span_banks:
+                        cost[placed[other][0]] += weight
+            for bank in sorted(range(nbanks), key=lambda b: (cost[b], load[b], b)):
                 if bank in banned:
                     continue
                 busy = sorted((placed[o][1], placed[o][1] + self._sizes[o])

@@ -102,7 +102,7 @@ def test_training_matches_golden_trainer(soc, sizes, batch):
 def test_training_in_chunks_and_temperature():
     """A run longer than the data region holds is split into several device runs; soft
     targets and a temperature follow the golden trainer too."""
-    soc = SocConfig(config=DEFAULT_CONFIG.with_array(rows=4, cols=4), mem_words=1024)
+    soc = SocConfig(config=DEFAULT_CONFIG.with_array(rows=4, cols=4), mem_words=1536)
     sizes, batch, seed = (6, 5, 3), 4, 2
     acc = Accelerator(soc=soc)
     net = acc.mlp(sizes, batch=batch, seed=seed, temperature=2.0)
@@ -125,7 +125,9 @@ def test_memory_plan_regions_do_not_overlap():
     for a, b in zip(regions, regions[1:]):
         assert a.end <= b.addr
     assert regions[-1].end <= cm.soc.mem_words
-    assert cm.train_capacity == cm.regions["data"].words // (32 * (65 + 10))
+    # one step of slack: the last step prefetches the next inputs
+    assert cm.step_words == 4 * (65 + 10) * 8
+    assert cm.train_capacity == cm.regions["data"].words // cm.step_words - 1
     for kind, p in cm.programs.items():
         assert cm.regions[kind].addr == p.base and cm.regions[kind].words == 8 * len(p)
 
@@ -138,7 +140,8 @@ def test_scratchpad_plan_keeps_operands_apart():
     sp = cm.sp_plan["train"]
     bank = {n: r // depth for n, r in sp.items()}
     for a, b in (("W1", "F0"), ("W2", "F1"), ("Sin1", "Sd1"), ("Sin2", "Sd2"), ("WT2", "D2"),
-                 ("Z", "T"), ("G2", "M2"), ("Gs1", "Ms1"), ("F1", "M1"), ("Sin2", "Ms1")):
+                 ("Z", "T"), ("G2", "M2"), ("Gs1", "Ms1"), ("Sin2", "Ms1"), ("I", "F0"),
+                 ("I", "D2"), ("I", "W2")):
         assert bank[a] != bank[b], (a, b)
 
 
