@@ -307,8 +307,8 @@ class CompiledMLP:
         return self.block_words + self.sample_panels * self.desc.sizes[-1] * self.lanes
 
     def _feature_major(self, a):
-        """``(steps, batch, n)`` → ``(steps, panels · n · lanes)``: per sample panel, one row per
-        feature, one lane per sample (lanes past the batch are 0)."""
+        """``(steps, batch, n)`` → ``(steps, panels · n · lanes)``: per sample panel, one row
+        per feature, one lane per sample (lanes past the batch are 0)."""
         n_steps, B, n = a.shape
         P, Lw = self.sample_panels, self.lanes
         out = np.zeros((n_steps, P * Lw, n), dtype=np.int64)

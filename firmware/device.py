@@ -1,10 +1,10 @@
 """The firmware's view of an accelerator: main memory and a run button.
 
-Every backend — the golden instruction-level model, the SoC in Amaranth's simulator, the compiled
-simulator, a board over the host link — is a :class:`Device`: the firmware writes programs and data
-into main memory, runs a program from an entry address, and reads results back. Nothing else
-crosses the interface (the scratchpads, registers and units are the program's business), so the
-firmware above it runs unchanged on every backend.
+Every backend — the golden instruction-level model, the SoC in Amaranth's simulator, the
+compiled simulator, a board over the host link — is a :class:`Device`: the firmware writes
+programs and data into main memory, runs a program from an entry address, and reads results
+back. Nothing else crosses the interface (the scratchpads, registers and units are the program's
+business), so the firmware above it runs unchanged on every backend.
 
 * :class:`Device` — the abstract interface (``write_words``, ``read_words``, ``run``,
   ``counters``, ``config``).
@@ -236,12 +236,19 @@ class GoldenDevice(Device):
         return self.machine.mem[addr:addr + n].numpy().astype(np.uint16)
 
     def _run(self, entry, max_cycles):
+        import torch
         limit = 10_000_000_000 if max_cycles is None else max_cycles
+        # The model works on tiny tensors: PyTorch's thread pool only adds overhead (up to ms
+        # per reduction on a busy machine), so it runs single-threaded.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         try:
             r = self.machine.run(entry, max_instructions=limit)
         except RuntimeError as e:     # the instruction budget ran out
             raise DeviceTimeout(f"Program at {entry:#x} did not halt within {max_cycles} "
                                 f"cycles") from e
+        finally:
+            torch.set_num_threads(threads)
         return RunResult(Error(r.error), r.pc, r.cycles, r.instructions,
                          Fault(r.dma_fault))
 
