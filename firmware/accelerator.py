@@ -180,7 +180,9 @@ class MLP:
         Softmax temperature (loss and :meth:`probs`).
     seed : int
         Initialisation (:func:`golden.mlp.init_float_params`), batch order and stochastic
-        rounding seed (:func:`golden.mlp.rng_seed`), as the golden trainer's run seed.
+        rounding seed (:func:`golden.mlp.rng_seed`), as the golden trainer's run seed. The
+        generator lives in the device and is seeded at the first :meth:`fit`: networks that
+        interleave their training on one accelerator share it.
 
     Members
     -------
