@@ -34,6 +34,14 @@ class Timing:
     ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per cycle after a read stage); SMX
     ``samples · softmax_cycles(classes) + 1`` (the samples go through the softmax unit one after
     the other, the first one's read stage adds one cycle).
+
+    Selection (``SocConfig.selector``: ``C`` classes, ``P``): SELCLR ``C + 1`` (a strobe, then
+    :func:`golden.selection.clear_cycles`); SELFEED ``stream_cycles(samples, C, P) + 1`` (a read
+    stage, then one probability per cycle into the selector until the last top-P entry is in);
+    SELOUT ``sel_out_words + empty + 1 + latency``: one main-memory write per cycle after a
+    read-out strobe, plus one cycle for each empty class (the selector's read-out skips it in a
+    cycle of its own, the count word is written later), plus the last write's acknowledgement
+    (main-memory latency).
     """
     FETCH = 3
     MEMOP = 3
@@ -62,6 +70,17 @@ class Timing:
             return f["rows"] + 1 + self.SGD_LATENCY
         if op is Op.FILL:
             return f["rows"] + 1
+        if op in (Op.SELCLR, Op.SELFEED, Op.SELOUT):
+            from . import selection as gsel
+            from spec.memory import resolve
+            sel = m.mcfg.selector
+            if op is Op.SELCLR:
+                return gsel.clear_cycles(sel.classes) + 1
+            if op is Op.SELFEED:
+                return gsel.stream_cycles(f["samples"], sel.classes, sel.p) + 1
+            counts = m.selector.result().counts
+            return (isa.sel_out_words(sel, counts, m.mcfg.config.array.operand_width)
+                    + counts.count(0) + 1 + resolve(m.mcfg)[1].mem_latency)
         raise AssertionError(op)
 
 
@@ -76,6 +95,10 @@ class ExecResult:
 
 
 _MASK32 = 0xFFFF_FFFF
+#: Main memory as a resource in the hazard rule: DMA, LDW/STW and SELOUT use it, so each waits
+#: for a running one of the others (program order of main-memory accesses is kept).
+_MAIN_MEMORY = ("mem", 0)
+_SEL_OPS = (Op.SELCLR, Op.SELFEED, Op.SELOUT)
 
 
 def _s32(v):
@@ -99,7 +122,11 @@ class Machine:
     regs : list of int
         ``r0..r7`` as unsigned 32-bit values.
     counters : dict
-        ``cycles``, ``busy_dma``, ``busy_gemm``, ``busy_vec``, ``sat_req``, ``sat_sgd``.
+        ``cycles``, ``busy_dma``, ``busy_gemm``, ``busy_vec``, ``busy_sel``, ``stall``,
+        ``sat_req``, ``sat_sgd``.
+    selector : golden.selection.StreamingSelector or None
+        The selection unit's state (``SocConfig.selector``); it persists across programs, as
+        the hardware's does, until SELCLR.
     """
 
     def __init__(self, mcfg=None):
@@ -110,13 +137,18 @@ class Machine:
         self.acc = torch.zeros(c.acc_rows, c.lanes, dtype=torch.int64)
         self.regs = [0] * isa.NUM_REGS
         self.rng = fx.Xorshift32(1)
-        self.counters = dict(cycles=0, busy_dma=0, busy_gemm=0, busy_vec=0, stall=0,
+        self.counters = dict(cycles=0, busy_dma=0, busy_gemm=0, busy_vec=0, busy_sel=0, stall=0,
                              sat_req=0, sat_sgd=0)
         self.pc = 0
         self.error = Error.NONE
         self.dma_fault = 0
         self.timing = Timing()
         self._busy = {u: 0 for u in Unit}
+        self.selector = None
+        if c.selector is not None:
+            from .selection import StreamingSelector
+            s = c.selector
+            self.selector = StreamingSelector(s.classes, s.k, s.p)
 
     # --- host-side access ------------------------------------------------------------------
     def write_words(self, addr, words):
@@ -169,7 +201,19 @@ class Machine:
         if op in (Op.LDW, Op.STW):
             addr = (self._reg(f["rs"]) + f["imm"]) & _MASK32
             need(addr + 1 < c.mem_words, Error.MEM_RANGE)
-            return None, set()
+            return None, {_MAIN_MEMORY}
+        if op in (Op.SELCLR, Op.SELFEED, Op.SELOUT):
+            sel = c.selector
+            need(sel is not None, Error.ILLEGAL_OPCODE)
+            if op is Op.SELCLR:
+                return Unit.SEL, set()
+            if op is Op.SELFEED:
+                need(1 <= f["samples"] <= L)
+                return Unit.SEL, sp_range(f["prob_row"], sel.classes)
+            addr = (self._reg(f["rm"]) + f["mem_off"]) & _MASK32
+            need(addr + isa.sel_out_max_words(sel, c.config.array.operand_width) <= c.mem_words,
+                 Error.MEM_RANGE)
+            return Unit.SEL, {_MAIN_MEMORY}
         if op in (Op.HALT, Op.SETI, Op.ADDI, Op.ADD, Op.SUB, Op.SEED):
             if op is Op.SEED:
                 need(f["seed"] != 0)
@@ -189,7 +233,7 @@ class Machine:
                 raise _Fault(Error.DMA_FAULT)
             n = desc.sp_rows
             banks = (sp_range if f["space"] == 0 else acc_range)(f["sp_row"], n)
-            return Unit.DMA, banks
+            return Unit.DMA, banks | {_MAIN_MEMORY}
         if op is Op.GEMM:
             # Ranges are the bounding ranges of all panels (what the decoder checks).
             k, mt, nt = f["k"], f["mt"], f["nt"]
@@ -344,6 +388,19 @@ class Machine:
         elif op is Op.FILL:
             mem = self.sp if f["space"] == 0 else self.acc
             mem[f["dst"]:f["dst"] + f["rows"]] = f["value"]
+        elif op is Op.SELCLR:
+            self.selector.clear()
+        elif op is Op.SELFEED:
+            sel = c.selector
+            rows = self.sp[f["prob_row"]:f["prob_row"] + sel.classes, :f["samples"]].T.tolist()
+            base, id_mask = self._reg(f["rid"]), (1 << sel.id_width) - 1
+            for s, row in enumerate(rows):
+                self.selector.push((base + s) & id_mask, row)
+        elif op is Op.SELOUT:
+            sel = c.selector
+            words = isa.sel_out_pack(self.selector.result().per_class, sel, W)
+            a = (self._reg(f["rm"]) + f["mem_off"]) & _MASK32
+            self.mem[a:a + len(words)] = torch.tensor(words, dtype=torch.int64)
         return None
 
 
@@ -386,6 +443,8 @@ class Machine:
                 return stop(Error.FETCH_RANGE, t + T.FETCH, pc)
             word = isa.from_words(self.mem[pc:pc + isa.INSN_WORDS].tolist())
             t_ready = t + T.FETCH
+            if self.mcfg.selector is None and (word & 0xFF) in _SEL_OPS:
+                return stop(Error.ILLEGAL_OPCODE, t_ready, pc)   # no selection unit
             try:
                 op, f = isa.decode(word)
             except ValueError as e:
@@ -432,8 +491,8 @@ class Machine:
 
     def _account(self, cycles, free, used):
         self.counters["cycles"] = cycles
-        for u, name in ((Unit.DMA, "busy_dma"), (Unit.GEMM, "busy_gemm"), (Unit.VEC, "busy_vec")):
-            self.counters[name] = self._busy[u]
+        for u in Unit:
+            self.counters[f"busy_{u.name.lower()}"] = self._busy[u]
 
 class _Fault(Exception):
     def __init__(self, error):

@@ -26,6 +26,9 @@ def field(ir, op, name):
     return v.as_signed() if f.signed else v
 
 
+_SEL_OPS = (Op.SELCLR, Op.SELFEED, Op.SELOUT)
+
+
 def _used_bits(op):
     return isa.OPCODE_BITS + sum(f.width for f in isa.LAYOUTS[op])
 
@@ -70,8 +73,10 @@ class Sequencer(wiring.Component):
         ``r[rm] + mem_off`` of a DMA instruction.
     dma_fault : In(8)
         The DMA's fault code for the descriptor in ``ir``/``dma_addr`` (0 = legal), combinational.
-    dma_start, gemm_start, vec_start : Out(1)
-    dma_busy, gemm_busy, vec_busy : In(1)
+    dma_start, gemm_start, vec_start, sel_start : Out(1)
+    dma_busy, gemm_busy, vec_busy, sel_busy : In(1)
+    sel_arg : Out(32)
+        SELFEED's ``r[rid]`` (base sample id), SELOUT's ``r[rm] + mem_off`` (address).
     seed_stb : Out(1)
         SEED: load ``seed`` into the stochastic-rounding generator.
     seed : Out(32)
@@ -91,8 +96,9 @@ class Sequencer(wiring.Component):
             "m_req": Out(1), "m_we": Out(1), "m_addr": Out(32), "m_wdata": Out(32),
             "m_ack": In(1), "m_rdata": In(32),
             "ir": Out(isa.INSN_BITS), "dma_addr": Out(32), "dma_fault": In(8),
-            "dma_start": Out(1), "gemm_start": Out(1), "vec_start": Out(1),
-            "dma_busy": In(1), "gemm_busy": In(1), "vec_busy": In(1),
+            "dma_start": Out(1), "gemm_start": Out(1), "vec_start": Out(1), "sel_start": Out(1),
+            "dma_busy": In(1), "gemm_busy": In(1), "vec_busy": In(1), "sel_busy": In(1),
+            "sel_arg": Out(32),
             "seed_stb": Out(1), "seed": Out(32),
         })
 
@@ -122,8 +128,11 @@ class Sequencer(wiring.Component):
 
         # ---------------- CHECK: legality, unit, banks ---------------------------------------
         err = Signal(8)
-        unit_dma, unit_gemm, unit_vec = Signal(), Signal(), Signal()
-        banks = Signal(nsp + nacc)
+        unit_dma, unit_gemm, unit_vec, unit_sel = Signal(), Signal(), Signal(), Signal()
+        # scratchpad banks, then one bit for main memory (used by DMA, LDW/STW and SELOUT)
+        banks = Signal(nsp + nacc + 1)
+        mem_bit = Const(1 << (nsp + nacc), nsp + nacc + 1)
+        sel_cfg = soc.selector
 
         def sp_range(start, n, into):
             """Range check [start, start+n) in the operand scratchpad; OR its banks into `into`."""
@@ -151,7 +160,7 @@ class Sequencer(wiring.Component):
 
         with m.Switch(opcode):
             for op in Op:
-                if op is Op.ILLEGAL:
+                if op is Op.ILLEGAL or (sel_cfg is None and op in _SEL_OPS):
                     continue
                 with m.Case(int(op)):
                     m.d.comb += legal.eq(1)
@@ -167,6 +176,19 @@ class Sequencer(wiring.Component):
                     elif op in (Op.LDW, Op.STW):
                         addr = (reg(f(op, "rs")) + f(op, "imm"))[:32]
                         checks.append(addr + 1 < soc.mem_words)
+                        parts.append(mem_bit)
+                    elif op is Op.SELCLR:
+                        m.d.comb += unit_sel.eq(1)
+                    elif op is Op.SELFEED:
+                        samples = f(op, "samples")
+                        bad.append((samples == 0) | (samples > L))
+                        sp_range(f(op, "prob_row"), sel_cfg.classes, parts)
+                        m.d.comb += unit_sel.eq(1)
+                    elif op is Op.SELOUT:
+                        addr = (reg(f(op, "rm")) + f(op, "mem_off"))[:32]
+                        checks.append(addr + isa.sel_out_max_words(sel_cfg, W) <= soc.mem_words)
+                        parts.append(mem_bit)
+                        m.d.comb += unit_sel.eq(1)
                     elif op is Op.DMA:
                         n = Mux(f(op, "transpose"), f(op, "cols"), f(op, "rows"))
                         with_space = f(op, "space")
@@ -177,6 +199,7 @@ class Sequencer(wiring.Component):
                         acc_ok = checks.pop()
                         checks.append(Mux(with_space, acc_ok, sp_ok))
                         parts.append(Mux(with_space, acc_parts[0], sp_parts[0]))
+                        parts.append(mem_bit)
                         m.d.comb += unit_dma.eq(1)
                     elif op is Op.GEMM:
                         k, mt, nt = f(op, "k"), f(op, "mt"), f(op, "nt")
@@ -252,7 +275,7 @@ class Sequencer(wiring.Component):
                     if checks:
                         m.d.comb += range_ok.eq(Cat(*checks).all())
                     if parts:
-                        acc_bits = Const(0, nsp + nacc)
+                        acc_bits = Const(0, nsp + nacc + 1)
                         for p in parts:
                             acc_bits = acc_bits | p
                         m.d.comb += banks.eq(acc_bits)
@@ -265,7 +288,8 @@ class Sequencer(wiring.Component):
             m.d.comb += err.eq(Error.BAD_FIELD)
         with m.Elif(dma_fault_seen):
             m.d.comb += err.eq(Error.DMA_FAULT)
-        with m.Elif(~range_ok & ((opcode == Op.LDW) | (opcode == Op.STW))):
+        with m.Elif(~range_ok & ((opcode == Op.LDW) | (opcode == Op.STW) |
+                                 (opcode == Op.SELOUT))):
             m.d.comb += err.eq(Error.MEM_RANGE)
         with m.Elif(~range_ok):
             m.d.comb += err.eq(Error.SP_RANGE)
@@ -276,13 +300,15 @@ class Sequencer(wiring.Component):
         pc = Signal(32)
         m.d.comb += self.pc.eq(pc)
         m.d.comb += self.dma_addr.eq(reg(f(Op.DMA, "rm")) + f(Op.DMA, "mem_off"))
+        m.d.comb += self.sel_arg.eq(Mux(opcode == Op.SELFEED, reg(f(Op.SELFEED, "rid")),
+                                        reg(f(Op.SELOUT, "rm")) + f(Op.SELOUT, "mem_off")))
 
         x_err = Signal(8)          # error of the instruction in ISSUE
-        x_banks = Signal(nsp + nacc)
-        x_unit = Signal(3)         # one-hot DMA, GEMM, VEC
+        x_banks = Signal(nsp + nacc + 1)
+        x_unit = Signal(len(Unit))  # one-hot DMA, GEMM, VEC, SEL
         fetch_err = Signal()
-        busy_masks = [Signal(nsp + nacc, name=f"banks_{u.name.lower()}") for u in Unit]
-        unit_busy = Cat(self.dma_busy, self.gemm_busy, self.vec_busy)
+        busy_masks = [Signal(nsp + nacc + 1, name=f"banks_{u.name.lower()}") for u in Unit]
+        unit_busy = Cat(self.dma_busy, self.gemm_busy, self.vec_busy, self.sel_busy)
         all_idle = unit_busy == 0
 
         running = Signal()
@@ -312,7 +338,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [
                     x_err.eq(Mux(fetch_err, Error.FETCH_RANGE, err)),
                     x_banks.eq(banks),
-                    x_unit.eq(Cat(unit_dma, unit_gemm, unit_vec)),
+                    x_unit.eq(Cat(unit_dma, unit_gemm, unit_vec, unit_sel)),
                 ]
                 m.next = "ISSUE"
             with m.State("ISSUE"):
@@ -340,7 +366,8 @@ class Sequencer(wiring.Component):
                             with m.Else():
                                 m.d.sync += self.stall.eq(self.stall + 1)
                         with m.Case(Op.LDW, Op.STW):
-                            with m.If(~self.dma_busy):
+                            # the DMA (and a running SELOUT) hold main memory: wait for them
+                            with m.If(~self.dma_busy & (conflicts == 0)):
                                 m.d.sync += self.insns.eq(self.insns + 1)
                                 m.next = "MEM"
                             with m.Else():
@@ -385,6 +412,7 @@ class Sequencer(wiring.Component):
                                     self.dma_start.eq(x_unit[Unit.DMA]),
                                     self.gemm_start.eq(x_unit[Unit.GEMM]),
                                     self.vec_start.eq(x_unit[Unit.VEC]),
+                                    self.sel_start.eq(x_unit[Unit.SEL]),
                                 ]
                                 for u in Unit:
                                     with m.If(x_unit[u]):

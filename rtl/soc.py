@@ -1,5 +1,5 @@
-"""The SoC: sequencer, systolic array (GEMM engine), vector engine, DMA, scratchpads, main memory,
-CSRs and, optionally, the UART host link.
+"""The SoC: sequencer, systolic array (GEMM engine), vector engine, selection engine, DMA,
+scratchpads, main memory, CSRs and, optionally, the UART host link.
 
 This is the design the compiled simulator runs, the board builds synthesize and the firmware
 drives. Its behaviour is specified by :class:`golden.machine.Machine`.
@@ -16,6 +16,7 @@ from spec.soc import SocConfig
 from .sequencer import Sequencer, field
 from .gemm_engine import GemmEngine
 from .vec_engine import VecEngine
+from .sel_engine import SelEngine
 from .memsys import MemorySystem
 from .dma import DmaChecker
 
@@ -79,6 +80,9 @@ class Soc(wiring.Component):
     running, done : Out(1)
         The sequencer's status (also in the STATUS CSR).
     error : Out(8)
+    busy_sel : Out(32)
+        Cycles the selection unit was busy in the last/current program (not yet a CSR: adding
+        one changes ``CSR_COUNT``'s lower bound that the host-link tests pin).
     rx : In(1), tx : Out(1)
         UART pins (with ``host_link`` only).
     """
@@ -90,17 +94,21 @@ class Soc(wiring.Component):
             raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
         self._soc = soc
         self._host_link = host_link
+        # bus masters: the DMA, then bus[0] LDW/STW, bus[1] host link, bus[2] selection engine
+        has_sel = soc.selector is not None
         self.memsys = MemorySystem(soc, stall_rate=stall_rate, seed=seed, mem_init=mem_init,
-                                   sp_read_ports=4, sp_write_ports=2, acc_read_ports=2,
-                                   acc_write_ports=2, bus_masters=2,
+                                   sp_read_ports=4 + has_sel, sp_write_ports=2,
+                                   acc_read_ports=2, acc_write_ports=2, bus_masters=2 + has_sel,
                                    fetch_words=isa.INSN_WORDS)
         self.seq = Sequencer(soc)
         self.gemm = GemmEngine(soc)
         self.vec = VecEngine(soc)
+        self.sel = SelEngine(soc) if has_sel else None
         ports = {
             "csr_addr": In(range(CSR_COUNT)), "csr_re": In(1), "csr_we": In(1),
             "csr_wdata": In(32), "csr_rdata": Out(32),
             "running": Out(1), "done": Out(1), "error": Out(8),
+            "busy_sel": Out(32),
         }
         if host_link is not None:
             ports.update({"rx": In(1, init=1), "tx": Out(1, init=1)})
@@ -160,6 +168,12 @@ class Soc(wiring.Component):
         wiring.connect(m, vec.acc_rd, mem.acc_read[1])
         wiring.connect(m, gemm.acc_wr, mem.acc_write[0])
         wiring.connect(m, vec.acc_wr, mem.acc_write[1])
+        if self.sel is not None:
+            m.submodules.sel = sel = self.sel
+            m.d.comb += [sel.ir.eq(seq.ir), sel.start.eq(seq.sel_start), sel.arg.eq(seq.sel_arg),
+                         seq.sel_busy.eq(sel.busy)]
+            wiring.connect(m, sel.sp_rd, mem.sp_read[4])
+            wiring.connect(m, sel.bus, mem.bus[2])
 
         # ---- CSRs ----
         csr_addr, csr_re, csr_we, csr_wdata = (Signal.like(self.csr_addr), Signal(), Signal(),
@@ -193,7 +207,9 @@ class Soc(wiring.Component):
                      self.error.eq(seq.error)]
 
         busy_ctr = {u: Signal(32, name=f"busy_{u}") for u in ("dma", "gemm", "vec")}
-        for u, busy in (("dma", seq.dma_busy), ("gemm", seq.gemm_busy), ("vec", seq.vec_busy)):
+        busy_ctr["sel"] = self.busy_sel
+        for u, busy in (("dma", seq.dma_busy), ("gemm", seq.gemm_busy), ("vec", seq.vec_busy),
+                        ("sel", seq.sel_busy)):
             with m.If(start):
                 m.d.sync += busy_ctr[u].eq(0)
             with m.Elif(busy):

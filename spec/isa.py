@@ -25,6 +25,7 @@ __all__ = [
     "INSN_BITS", "INSN_WORDS", "OPCODE_BITS", "NUM_REGS",
     "Op", "Cond", "Unit", "Error", "Field", "LAYOUTS",
     "field_slices", "encode", "decode", "to_words", "from_words",
+    "sel_record_words", "sel_out_words", "sel_out_max_words", "sel_out_pack", "sel_out_unpack",
 ]
 
 #: Width of one instruction in bits.
@@ -60,6 +61,9 @@ class Op(IntEnum):
     SGD     = 0x53   # SGD update: operand rows (weights) − lr · accumulator rows (gradients)
     FILL    = 0x54   # fill scratchpad rows with a constant
     SEED    = 0x58   # load the stochastic-rounding generator's state
+    SELCLR  = 0x60   # clear the balanced top-K selector
+    SELFEED = 0x61   # feed probability rows (classes × sample lanes) to the selector
+    SELOUT  = 0x62   # write the selected set to main memory
 
 
 class Cond(IntEnum):
@@ -78,6 +82,7 @@ class Unit(IntEnum):
     DMA = 0
     GEMM = 1
     VEC = 2
+    SEL = 3
 
 
 class Error(IntEnum):
@@ -89,7 +94,7 @@ class Error(IntEnum):
     SP_RANGE = 4           # a scratchpad row range outside the scratchpad
     BANK_CONFLICT = 5      # one instruction reads two operands from the same bank
     FETCH_RANGE = 6        # the program counter left main memory
-    MEM_RANGE = 7          # LDW/STW address outside main memory
+    MEM_RANGE = 7          # LDW/STW/SELOUT address range outside main memory
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ _DESC = dict(DESC_FIELDS)
 #: Field layout of every opcode, packed from bit 8 upward in this order.
 LAYOUTS = {
     Op.HALT:  (),
-    Op.FENCE: (_f("mask", 3),),
+    Op.FENCE: (_f("mask", len(Unit)),),
     Op.SETI:  (_f("rd", 3), _f("imm", 32)),
     Op.ADDI:  (_f("rd", 3), _f("rs", 3), _f("imm", 32, signed=True)),
     Op.ADD:   (_f("rd", 3), _f("rs1", 3), _f("rs2", 3)),
@@ -151,6 +156,12 @@ LAYOUTS = {
                _f("lr_shift", 6), _f("lr_mul", 16), _f("wd_mul", 16), _f("rounding", 1)),
     Op.FILL:  (_f("space", 1), _f("dst", _ROW), _f("rows", _ROW), _f("value", 32, signed=True)),
     Op.SEED:  (_f("seed", 32),),
+    # Selection (the SoC's SocConfig.selector: C classes, K, P, id width): SELFEED feeds lanes
+    # s < samples of rows prob_row .. prob_row + C - 1 as samples with ids r[rid] + s; SELOUT
+    # writes the selected set at r[rm] + mem_off (see sel_out_pack).
+    Op.SELCLR:  (),
+    Op.SELFEED: (_f("prob_row", _ROW), _f("samples", 6), _f("rid", 3)),
+    Op.SELOUT:  (_f("rm", 3), _f("mem_off", 32, signed=True)),
 }
 
 
@@ -248,3 +259,62 @@ def from_words(words):
     if len(words) != INSN_WORDS:
         raise ValueError(f"An instruction is {INSN_WORDS} words, not {len(words)}")
     return sum((int(w) & 0xFFFF) << (16 * i) for i, w in enumerate(words))
+
+
+# --- The selected set in main memory (SELOUT) -----------------------------------------------------
+#
+# Class-major: for each class c = 0 .. C-1, one word with the class's count n_c, then its n_c
+# records in rank order (higher score first, then lower id), each the sample id (low word first,
+# ceil(id_width / word_bits) words) and the score (one word, two's complement). The class is
+# implicit, so a selected sample costs sel_record_words() words (2 words = 4 bytes with 16-bit ids)
+# plus one count word per class.
+
+def _id_words(selector, word_bits):
+    return -(-selector.id_width // word_bits)
+
+
+def sel_record_words(selector, word_bits=16):
+    """Main-memory words of one selected record (sample id and score) in SELOUT's layout."""
+    return _id_words(selector, word_bits) + 1
+
+
+def sel_out_words(selector, counts, word_bits=16):
+    """Words SELOUT writes for a selection with per-class ``counts``."""
+    return len(counts) + sel_record_words(selector, word_bits) * sum(counts)
+
+
+def sel_out_max_words(selector, word_bits=16):
+    """Words SELOUT writes at most (every class full): the range its address is checked for."""
+    return selector.classes * (1 + selector.k * sel_record_words(selector, word_bits))
+
+
+def sel_out_pack(per_class, selector, word_bits=16):
+    """SELOUT's words for ``per_class[c]`` = ``[(sample_id, score), ...]`` in rank order."""
+    mask, nid = (1 << word_bits) - 1, _id_words(selector, word_bits)
+    out = []
+    for lst in per_class:
+        out.append(len(lst))
+        for sid, score in lst:
+            out += [(sid >> (word_bits * i)) & mask for i in range(nid)]
+            out.append(score & mask)
+    return out
+
+
+def sel_out_unpack(words, selector, word_bits=16):
+    """The selection stored by SELOUT: ``per_class`` as a tuple of tuples of ``(sample_id,
+    score)`` (scores signed), read from ``words`` (at least :func:`sel_out_words` of them)."""
+    words = [int(w) for w in words]
+    nid, pos, per = _id_words(selector, word_bits), 0, []
+    for _ in range(selector.classes):
+        n, pos, lst = words[pos], pos + 1, []
+        if n > selector.k:
+            raise ValueError(f"Class count {n} exceeds K ({selector.k})")
+        for _ in range(n):
+            sid = sum(words[pos + i] << (word_bits * i) for i in range(nid))
+            score = words[pos + nid]
+            if score >> (word_bits - 1):
+                score -= 1 << word_bits
+            lst.append((sid, score))
+            pos += nid + 1
+        per.append(tuple(lst))
+    return tuple(per)

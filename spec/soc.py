@@ -6,6 +6,7 @@ Pure Python; imported by the RTL, the golden model and the firmware.
 from dataclasses import dataclass, field
 
 from .params import Config, DEFAULT_CONFIG, check_positive_int
+from .selection import SelectorConfig, DEFAULT_SELECTOR
 
 __all__ = ["SocConfig", "DEFAULT_SOC"]
 
@@ -31,6 +32,11 @@ class SocConfig:
         Operand scratchpad: banks × rows per bank (powers of two).
     acc_banks, acc_depth : int
         Accumulator scratchpad: banks × rows per bank (powers of two).
+    selector : SelectorConfig or None
+        The balanced top-K selector of the SELCLR/SELFEED/SELOUT instructions (``docs/isa.md``):
+        classes, K, P and the sample id width; its scores are operand-width probabilities, its
+        ids at most 32 bits, its per-class counts fit a main-memory word. ``None``: no selector
+        (the selection instructions are illegal). Default: the recipe's C = 10, K = 100, P = 1.
     """
     config: Config = field(default_factory=lambda: DEFAULT_CONFIG)
     mem_words: int = 1 << 18
@@ -38,6 +44,7 @@ class SocConfig:
     sp_depth: int = 512
     acc_banks: int = 2
     acc_depth: int = 512
+    selector: SelectorConfig = DEFAULT_SELECTOR
 
     def __post_init__(self):
         if not isinstance(self.config, Config):
@@ -49,6 +56,17 @@ class SocConfig:
         _pow2(self.sp_depth, "Scratchpad depth")
         _pow2(self.acc_banks, "Accumulator scratchpad banks")
         _pow2(self.acc_depth, "Accumulator scratchpad depth")
+        sel, width = self.selector, self.config.array.operand_width
+        if sel is not None:
+            if not isinstance(sel, SelectorConfig):
+                raise TypeError(f"SoC selector must be a SelectorConfig or None, not {sel!r}")
+            if sel.score_width != width:
+                raise ValueError(f"Selector score width must be the operand width ({width}), "
+                                 f"not {sel.score_width!r}")
+            if sel.id_width > 32:
+                raise ValueError(f"Selector id width must be at most 32, not {sel.id_width!r}")
+            if sel.count_width > width:
+                raise ValueError(f"Selector K must be less than 2**{width}, not {sel.k!r}")
 
     @property
     def lanes(self):

@@ -1,14 +1,14 @@
 """Random programs for differential tests of the SoC against the golden machine.
 
-`valid_program(rng, soc)` makes a program of random legal instructions (every unit, random shapes,
-loops, rounding modes, formats) whose data region is random; `invalid_program(rng, soc)` makes a
+`valid_program(rng, soc)` makes a program of random legal instructions (every unit, the selection
+instructions when the SoC has a selector, random shapes, loops, rounding modes, formats) whose data region is random; `invalid_program(rng, soc)` makes a
 valid prefix followed by one illegal instruction. Both return `(words, entry, data_region)`.
 """
 
 import random
 
 from spec import isa
-from spec.isa import Op, Cond
+from spec.isa import Op, Cond, Unit
 from spec.softmax_tables import INV_TEMP_ONE
 from firmware.asm import Assembler
 
@@ -25,7 +25,21 @@ def random_instruction(rng, soc, data_lo, data_hi):
     """One random legal unit instruction (as (op, fields))."""
     L, R, C = soc.lanes, soc.config.array.rows, soc.config.array.cols
     nb, na = soc.sp_banks, soc.acc_banks
-    kind = rng.choice(["DMA", "DMA", "GEMM", "REQ", "RELUB", "SGD", "FILL", "SMX"])
+    kinds = ["DMA", "DMA", "GEMM", "REQ", "RELUB", "SGD", "FILL", "SMX"]
+    if soc.selector is not None:
+        kinds += ["SELCLR", "SELFEED", "SELFEED", "SELOUT"]
+    kind = rng.choice(kinds)
+    if kind == "SELOUT":
+        span = isa.sel_out_max_words(soc.selector, soc.config.array.operand_width)
+        if data_hi - data_lo >= span:
+            return Op.SELOUT, dict(rm=0, mem_off=rng.randrange(data_lo, data_hi - span + 1))
+        kind = "SELFEED"                    # the selected set would not fit the data region
+    if kind == "SELCLR":
+        return Op.SELCLR, {}
+    if kind == "SELFEED":
+        cl = soc.selector.classes
+        return Op.SELFEED, dict(prob_row=rng.randrange(soc.sp_rows - cl + 1),
+                                samples=rng.randint(1, L), rid=rng.randrange(isa.NUM_REGS))
     if kind == "DMA":
         space = rng.randint(0, 1)
         transpose = rng.randint(0, 1)
@@ -98,7 +112,7 @@ def valid_program(rng, soc, n=8, data_lo=None, data_hi=None):
     for _ in range(n):
         r = rng.random()
         if r < 0.1:
-            p.fence(mask=rng.randrange(8))
+            p.fence(mask=rng.randrange(1 << len(Unit)))
         elif r < 0.15:
             p.stw(rt=1, rs=0, imm=data_lo + 2 * rng.randrange(4))
         elif r < 0.2:
@@ -116,7 +130,10 @@ def invalid_program(rng, soc):
     """A short valid prefix followed by an illegal instruction (returns the program's words)."""
     p = valid_program(rng, soc, n=rng.randint(0, 3))
     words = p.words()[:-8]                  # drop HALT
-    kind = rng.choice(["opcode", "unused", "range", "dma", "bank", "field"])
+    kinds = ["opcode", "unused", "range", "dma", "bank", "field"]
+    if soc.selector is not None:
+        kinds += ["selout", "selfeed"]
+    kind = rng.choice(kinds)
     if kind == "opcode":
         bad = rng.choice([0, 0x7F, 0xFF])
     elif kind == "unused":
@@ -129,6 +146,12 @@ def invalid_program(rng, soc):
     elif kind == "bank":
         bad = isa.encode(Op.GEMM, a_row=0, b_row=1, c_row=0, k=2, mt=1, nt=1, a_ps=2, b_ps=2,
                          c_ps=0, accumulate=0)
+    elif kind == "selout":
+        bad = isa.encode(Op.SELOUT, rm=0, mem_off=soc.mem_words - rng.randint(1, 3))
+    elif kind == "selfeed" and soc.selector.classes > 1 and rng.random() < 0.5:
+        bad = isa.encode(Op.SELFEED, prob_row=soc.sp_rows - 1, samples=1, rid=1)
+    elif kind == "selfeed":
+        bad = isa.encode(Op.SELFEED, prob_row=0, samples=rng.choice([0, soc.lanes + 1]), rid=1)
     else:
         bad = isa.encode(Op.REQ, src=0, dst=0, rows=1, lanes=0, shift=0, relu=0, rounding=0,
                          mask_en=0, mask_row=0)
