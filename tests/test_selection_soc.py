@@ -12,18 +12,18 @@ import torch
 from amaranth.sim import Simulator
 
 from spec import isa
-from spec.isa import Op, Cond, Error, Unit
+from spec.isa import Op, Error, Unit
 from spec.csr import Csr
 from spec.params import Config, ArrayConfig
 from spec.selection import SelectorConfig
 from spec.soc import SocConfig
-from spec.softmax_tables import INV_TEMP_ONE
 from golden.machine import Machine, Timing
 from golden.selection import select_offline
 from rtl.soc import Soc
 from rtl.soc_sim import csr_write, csr_read
 from firmware.asm import Assembler
 from tests.progfuzz import valid_program, invalid_program, random_image, describe
+from benchmarks.selection import random_teacher, selection_of
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
                 sp_banks=4, sp_depth=16, acc_banks=2, acc_depth=16,
@@ -89,91 +89,28 @@ def compare(soc, image, ctx, entries=(0,), *, stall_rate=0, seed=1):
 TEACH = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=4096,
                   sp_banks=4, sp_depth=32, acc_banks=2, acc_depth=16,
                   selector=SelectorConfig(classes=4, k=3, p=2))
-F, H = 8, 8                   # teacher: F inputs, H hidden ReLU units, C classes
-W1_AT, W2_AT, X_AT, PROBS_AT, SEL_AT, CHECK_AT = 1024, 1100, 1200, 2560, 3072, 3500
-
-
-def teacher_program(soc, n_samples, id_base):
-    """Teacher-label ``n_samples`` samples (X at X_AT, sample-major) ``lanes`` at a time: two
-    GEMM/REQ layers, SMX probabilities, SELFEED with ids ``id_base + sample``; the probabilities
-    are also stored at PROBS_AT; then SELOUT at SEL_AT and an LDW of its first word, stored at
-    CHECK_AT (LDW must see SELOUT's write)."""
-    L, C, R = soc.lanes, soc.selector.classes, soc.config.array.rows
-    d = soc.sp_depth
-    w1, w2, x, hid, z, prob = 0, 2 * F, d, 2 * d, 3 * d, 3 * d + 8
-    p = Assembler()
-    load = dict(direction=0, space=0, transpose=0, elem_words=1)
-    p.selclr()
-    p.dma(**load, rm=0, mem_off=W1_AT, sp_row=w1, rows=(H // R) * F, cols=R, stride=R)
-    p.dma(**load, rm=0, mem_off=W2_AT, sp_row=w2, rows=H, cols=C, stride=C)
-    p.seti(rd=3, imm=id_base)
-    p.seti(rd=4, imm=X_AT)
-    p.seti(rd=5, imm=PROBS_AT)
-    p.seti(rd=1, imm=n_samples // L)
-    p.label("chunk")
-    p.dma(**dict(load, transpose=1), rm=4, mem_off=0, sp_row=x, rows=L, cols=F, stride=F)
-    p.gemm(a_row=w1, b_row=x, c_row=0, k=F, mt=H // R, nt=1, a_ps=F, b_ps=0, c_ps=0,
-           accumulate=0)
-    p.req(src=0, dst=hid, rows=H, lanes=L, shift=7, relu=1, rounding=0, mask_en=0, mask_row=0)
-    p.gemm(a_row=w2, b_row=hid, c_row=soc.acc_depth, k=H, mt=1, nt=1, a_ps=0, b_ps=0, c_ps=0,
-           accumulate=0)
-    p.req(src=soc.acc_depth, dst=z, rows=C, lanes=L, shift=6, relu=0, rounding=0, mask_en=0,
-          mask_row=0)
-    p.smx(mode=0, z_row=z, t_row=0, dst=prob, classes=C, samples=L, z_frac=8, grad_shift=0,
-          inv_temp=INV_TEMP_ONE)
-    p.selfeed(prob_row=prob, samples=L, rid=3)
-    p.dma(direction=1, space=0, transpose=1, elem_words=1, rm=5, mem_off=0, sp_row=prob,
-          rows=L, cols=C, stride=C)
-    p.addi(rd=3, rs=3, imm=L)
-    p.addi(rd=4, rs=4, imm=L * F)
-    p.addi(rd=5, rs=5, imm=L * C)
-    p.addi(rd=1, rs=1, imm=-1)
-    p.br(cond=Cond.NE, rs1=1, rs2=0, target="chunk")
-    p.seti(rd=6, imm=SEL_AT)
-    p.selout(rm=6, mem_off=0)
-    p.ldw(rd=7, rs=6, imm=0)
-    p.stw(rt=7, rs=0, imm=CHECK_AT)
-    p.halt()
-    return p
-
-
-def teacher_image(soc, n_samples, id_base, seed):
-    rng = random.Random(seed)
-    C, R = soc.selector.classes, soc.config.array.rows
-    img = [0] * soc.mem_words
-    words = teacher_program(soc, n_samples, id_base).words()
-    img[:len(words)] = words
-    w1 = [[rng.randint(-64, 64) for _ in range(H)] for _ in range(F)]
-    # W1 as H // R panels of F rows × R lanes (panel i, row f, lane r = W1[f][i·R + r])
-    img[W1_AT:W1_AT + F * H] = [w1[f][i * R + r] & 0xFFFF
-                                for i in range(H // R) for f in range(F) for r in range(R)]
-    img[W2_AT:W2_AT + H * C] = [rng.randint(-64, 64) & 0xFFFF for _ in range(H * C)]
-    img[X_AT:X_AT + n_samples * F] = [rng.randint(-256, 256) & 0xFFFF
-                                      for _ in range(n_samples * F)]
-    for a in range(PROBS_AT, soc.mem_words):      # sentinels around the outputs
-        img[a] = 0xA5A5
-    return img
 
 
 def check_teacher_labeling(soc, n_samples, seed, *, stall_rate=0):
+    """benchmarks.selection's teacher-labeling program (8-8-C teacher, random weights and
+    inputs): RTL == golden, and the selected set in memory == select_offline of the stored
+    probabilities, in C + 2·(selected) words."""
     id_base = 1000 + seed
-    img = teacher_image(soc, n_samples, id_base, seed)
+    _, layout, img = random_teacher(soc, n_samples, 8, 8, seed, id_base=id_base)
     ctx = f"seed {seed}, {n_samples} samples"
     m, (r,) = compare(soc, img, ctx, stall_rate=stall_rate, seed=seed + 1)
     assert r.error == Error.NONE, ctx
     sel, C = soc.selector, soc.selector.classes
     mem = m.mem.tolist()
-    probs = torch.tensor(mem[PROBS_AT:PROBS_AT + n_samples * C]).reshape(n_samples, C)
-    probs = probs - ((probs >> 15) << 16)                       # signed 16-bit
-    assert (probs >= 0).all() and len(set(probs.flatten().tolist())) > C, ctx
-    want = select_offline(probs, sel.k, sel.p, list(range(id_base, id_base + n_samples)))
-    got = isa.sel_out_unpack(mem[SEL_AT:], sel)
+    got, want = selection_of(soc, mem, layout, n_samples, id_base)
+    probs = mem[layout.probs:layout.probs + n_samples * C]
+    assert max(probs) < 1 << 15 and len(set(probs)) > n_samples, ctx     # varied probabilities
     assert got == want.per_class, ctx
     # storage: C count words, then 2 words (4 bytes) per selected sample, nothing else written
     used = isa.sel_out_words(sel, want.counts)
     assert used == C + 2 * sum(want.counts) and sum(want.counts) == len(want.records)
-    assert mem[SEL_AT + used:SEL_AT + used + 4] == [0xA5A5] * 4, ctx
-    assert mem[CHECK_AT] == want.counts[0], "LDW after SELOUT must see its write"
+    assert mem[layout.sel + used:layout.check] == [0xA5A5] * (layout.check - layout.sel - used)
+    assert mem[layout.check] == want.counts[0], "LDW after SELOUT must see its write"
     return m, r, want
 
 
