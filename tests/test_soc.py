@@ -11,12 +11,14 @@ from spec.isa import Op, Error
 from spec.csr import Csr
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
+from spec.selection import SelectorConfig
 from golden.machine import Machine
 from rtl.soc_sim import run_program
 from tests.progfuzz import valid_program, invalid_program, random_image, describe
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
-                sp_banks=4, sp_depth=16, acc_banks=2, acc_depth=16)
+                sp_banks=4, sp_depth=16, acc_banks=2, acc_depth=16,
+                selector=SelectorConfig(classes=3, k=2, p=2))
 
 
 def golden_run(soc, image, entry=0):
