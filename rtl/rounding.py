@@ -40,25 +40,40 @@ class RoundingMasks:
     shift: Value            #: ``s``
     low: Signal             #: ``2**s - 1`` (32 bits)
     half: Signal            #: ``2**(s-1)`` (0 for ``s = 0``)
-    upper: Signal           #: sum bits ``i >= s + out_width - 1``
+    upper: Signal           #: sum bits ``i >= s + out_width - 1`` (registered, see below)
+    low_q: Signal           #: ``low``, registered
+    nonzero_q: Signal       #: ``s != 0``, registered
     out_width: int
     sum_width: int          #: width of ``x + addend``: the sum register's shape is signed(this)
 
 
 def rounding_masks(m, shift, x_shape, out_width, name):
     """Make the :class:`RoundingMasks` of ``shift`` for sums ``x + addend``, ``x`` of shape
-    ``x_shape``, narrowed to ``out_width`` bits; comb signals named ``{name}_*``."""
+    ``x_shape``, narrowed to ``out_width`` bits; signals named ``{name}_*``.
+
+    ``low`` and ``half`` (for the addend, made as a beat is accepted) are combinational; the masks
+    used on the sum (``upper``, ``low_q``, ``nonzero_q``) are registered copies, which follow the
+    shift one cycle late: right for stages after the first, since the static inputs hold from
+    the cycle a beat is accepted until the unit is idle. (The registers also take the comparators
+    off the sum's paths; and Yosys 0.70's ABC9 crashed on some unit sizes with them
+    combinational.)"""
     sum_width = len(Const(0, x_shape) + Const(0, MAX_SHIFT))
     low = Signal(MAX_SHIFT, name=f"{name}_low")
     half = Signal(MAX_SHIFT, name=f"{name}_half")
     upper = Signal(sum_width, name=f"{name}_upper")
+    low_q = Signal(MAX_SHIFT, name=f"{name}_low_q")
+    shift_nz = Signal(name=f"{name}_nonzero_q")
     m.d.comb += [
         low.eq(Cat(*[shift > i for i in range(MAX_SHIFT)])),
         half.eq(Cat(*[shift == i + 1 for i in range(MAX_SHIFT)])),
+    ]
+    m.d.sync += [
         upper.eq(Cat(*[(shift + (out_width - 1) <= i) if i >= out_width - 1 else 0
                        for i in range(sum_width)])),
+        low_q.eq(low),
+        shift_nz.eq(shift != 0),
     ]
-    return RoundingMasks(shift, low, half, upper, out_width, sum_width)
+    return RoundingMasks(shift, low, half, upper, low_q, shift_nz, out_width, sum_width)
 
 
 def rounding_addend(stochastic, draw, masks):
@@ -71,7 +86,7 @@ def tie(total, stochastic, masks):
     """Nearest-even mode, ``s >= 1``, and the sum ``total = x + 2**(s-1)`` is a multiple of
     ``2**s`` (``x`` lay exactly half-way)."""
     total = Value.cast(total)
-    return ~stochastic & (masks.shift != 0) & ~(total[:MAX_SHIFT] & masks.low).any()
+    return ~stochastic & masks.nonzero_q & ~(total[:MAX_SHIFT] & masks.low_q).any()
 
 
 def clear_lsb(q, tie_):

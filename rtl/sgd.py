@@ -165,7 +165,7 @@ class SgdUpdate(wiring.Component):
 
         # |lr_mul·g + wd_mul·w| < 2**(grad_width-1)·2**width + 2**(width-1)·2**width
         #                       ≤ 2**(grad_width+width), since grad_width ≥ 2·width.
-        p_shape = signed(GW + W + 1)
+        p_shape = signed(GW + W + 1) if self._multipliers else signed(GW)
         # The step is kept to width + 2 bits, clamped: any step beyond that range saturates
         # w − step exactly as the true step does (|w| ≤ 2**(width-1)).
         step_w = W + 2
@@ -174,23 +174,23 @@ class SgdUpdate(wiring.Component):
 
         # Stage 1: products (registered on both sides of the multiplier for DSP timing).
         s1 = pipe.stage("s1", self.i.valid, p.n_valid, p.last)
-        s1_w, s1_pg, s1_pw, s1_add = [], [], [], []
+        s1_w, s1_p, s1_add = [], [], []
         for i in range(L):
             w, g = p.w[i], p.g[i]
-            if self._multipliers:
-                pg, pw = g * self.lr_mul, w * self.wd_mul
-            else:
-                pg, pw = g, 0
             s1_w.append(pipe.reg(f"s1_w_{i}", signed(W), w))
-            s1_pg.append(pipe.reg(f"s1_pg_{i}", p_shape, pg))
-            s1_pw.append(pipe.reg(f"s1_pw_{i}", signed(2 * W + 1), pw))
+            if self._multipliers:
+                pg = pipe.reg(f"s1_pg_{i}", p_shape, g * self.lr_mul)
+                pw = pipe.reg(f"s1_pw_{i}", signed(2 * W + 1), w * self.wd_mul)
+                s1_p.append(pg + pw)
+            else:                               # lr_mul = 1, wd_mul = 0
+                s1_p.append(pipe.reg(f"s1_g_{i}", signed(GW), g))
             s1_add.append(pipe.reg(f"s1_add_{i}", MAX_SHIFT,
                                    rounding_addend(self.rounding, self.rng.draws[i], masks)))
 
         # Stage 2: the sum lr_mul·g + wd_mul·w + addend, and whether it is a nearest-even tie.
         s2 = pipe.stage("s2", *s1)
         s2_w = [pipe.reg(f"s2_w_{i}", signed(W), s1_w[i]) for i in range(L)]
-        total = [s1_pg[i] + s1_pw[i] + s1_add[i] for i in range(L)]
+        total = [s1_p[i] + s1_add[i] for i in range(L)]
         s2_sum = [pipe.reg(f"s2_sum_{i}", signed(masks.sum_width), total[i]) for i in range(L)]
         s2_tie = pipe.reg("s2_tie", L, Cat(*[tie(total[i], self.rounding, masks)
                                               for i in range(L)]))
