@@ -122,9 +122,9 @@ class Requantizer(wiring.Component):
     Timing. Four pipeline stages (bias added; rounding addend added; narrow shift with range
     flags; saturation, ReLU and mask into the output register): a beat accepted in cycle ``t``
     (``i.valid & i.ready``) is presented on ``o`` in cycle ``t + LATENCY`` if the output was not
-    stalled; with ``o.ready`` high the unit takes and delivers one beat per cycle. Back-pressure stalls the whole pipeline
-    (``i.ready = ~o.valid | o.ready``): nothing is lost or repeated, and the generator advances
-    only for accepted beats.
+    stalled; with ``o.ready`` high the unit takes and delivers one beat per cycle. Back-pressure
+    stalls the whole pipeline (``i.ready = ~o.valid | o.ready``, :class:`Pipeline`): nothing is
+    lost or repeated, and the generator advances only for accepted beats.
 
     Saturation counter. ``sat_count`` adds the saturated valid lanes of each beat when the beat
     leaves (``o.valid & o.ready``), sticking at ``2**32 - 1``. ``sat_clr`` zeroes it at the clock

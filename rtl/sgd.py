@@ -38,11 +38,11 @@ class SgdUpdate(wiring.Component):
     and has no ``lr_mul``/``wd_mul`` ports; the learning rate is then ``2**-lr_shift`` only.
 
     Timing. Four pipeline stages (products; their sum plus the rounding addend; narrow shift,
-    clamped; subtract and saturate into the output register):
-    a beat accepted in cycle ``t`` is presented on ``o`` in cycle ``t + LATENCY`` if the output
-    was not stalled, one beat per cycle with ``o.ready`` high; the same latency with or without
-    multipliers. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``):
-    nothing is lost or repeated, and the generator advances only for accepted beats.
+    clamped; subtract and saturate into the output register): a beat accepted in cycle ``t`` is
+    presented on ``o`` in cycle ``t + LATENCY`` if the output was not stalled, one beat per cycle
+    with ``o.ready`` high; the same latency with or without multipliers. Back-pressure stalls the
+    whole pipeline (``i.ready = ~o.valid | o.ready``): nothing is lost or repeated, and the
+    generator advances only for accepted beats.
 
     Saturation counter. As for the requantizer: ``sat_count`` adds each leaving beat's saturated
     weights, sticking at ``2**32 - 1``; ``sat_clr`` zeroes it (a beat leaving in that cycle is
