@@ -27,11 +27,12 @@
 
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
 // Bump when the C ABI below changes; the Python driver refuses a library of another version.
-#define CS_ABI_VERSION 1
+#define CS_ABI_VERSION 2
 
 enum {
 	CS_OK          =  0,
@@ -99,6 +100,14 @@ struct cs_sim {
 	uint64_t cycle = 0;
 	bool dirty = true;
 	std::string error;
+	// Snapshots (cs_snapshot): every piece of state storage, and saved copies of it.
+	struct Region {
+		chunk_t *curr;
+		chunk_t *next;               // null for memories and unbuffered values
+		size_t chunks;
+	};
+	std::vector<Region> state;
+	std::vector<std::vector<chunk_t>> snapshots;
 	// VCD window
 	cxxrtl::vcd_writer *vcd = nullptr;
 	FILE *vcd_file = nullptr;
@@ -149,6 +158,25 @@ struct cs_sim {
 
 	~cs_sim() {
 		close_vcd();
+	}
+
+	// The storage of the whole design state: wires (registers, inputs), writable unbuffered values
+	// and memories, each once. CXXRTL's debug information at -g1 and above reaches all state.
+	void collect_state() {
+		std::set<const chunk_t *> seen;
+		for (auto &item : table)
+			for (auto &part : item.parts) {
+				size_t chunks = (part.width + 31) / 32;
+				Region r{nullptr, nullptr, 0};
+				if (part.type == debug_item::MEMORY)
+					r = Region{part.curr, nullptr, chunks * part.depth};
+				else if (part.type == debug_item::WIRE)
+					r = Region{part.curr, part.next, chunks};
+				else if (part.type == debug_item::VALUE && part.next != nullptr)
+					r = Region{part.curr, nullptr, chunks};
+				if (r.curr && r.chunks && seen.insert(r.curr).second)
+					state.push_back(r);
+			}
 	}
 
 	// One eval/commit loop without virtual dispatch.
@@ -497,6 +525,42 @@ int cs_run_io(cs_sim *s, uint64_t n, int n_in, const int *in_ids, const uint64_t
 		for (int k = 0; k < n_out; k++)
 			out_values[i * n_out + k] = s->read64(*outs[k]);
 	}
+	return CS_OK;
+}
+
+// Save the whole design state (every register, input, memory); returns the snapshot's id (≥ 0).
+int cs_snapshot(cs_sim *s) {
+	if (s->state.empty())
+		s->collect_state();
+	s->settle();
+	std::vector<chunk_t> data;
+	for (auto &r : s->state)
+		data.insert(data.end(), r.curr, r.curr + r.chunks);
+	s->snapshots.push_back(std::move(data));
+	return int(s->snapshots.size() - 1);
+}
+
+// Put the design back into the state saved by cs_snapshot (the cycle count is not restored).
+int cs_restore(cs_sim *s, int id) {
+	if (id < 0 || size_t(id) >= s->snapshots.size() || s->snapshots[id].empty())
+		return CS_E_ID;
+	const chunk_t *data = s->snapshots[id].data();
+	for (auto &r : s->state) {
+		memcpy(r.curr, data, r.chunks * sizeof(chunk_t));
+		if (r.next)
+			memcpy(r.next, data, r.chunks * sizeof(chunk_t));
+		data += r.chunks;
+	}
+	s->dirty = true;
+	s->settle();
+	return CS_OK;
+}
+
+// Free a snapshot's storage (its id is not reused).
+int cs_snapshot_free(cs_sim *s, int id) {
+	if (id < 0 || size_t(id) >= s->snapshots.size())
+		return CS_E_ID;
+	std::vector<chunk_t>().swap(s->snapshots[id]);
 	return CS_OK;
 }
 

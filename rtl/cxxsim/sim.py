@@ -15,7 +15,7 @@ from .build import (DEFAULT_CXXFLAGS, HARNESS_VERSION, BuildInfo, CxxSimBuildErr
 
 __all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory"]
 
-_ABI_VERSION = 1     # CS_ABI_VERSION of harness.cc
+_ABI_VERSION = 2     # CS_ABI_VERSION of harness.cc
 
 _CHUNK = 1 << 20      # cycles per foreign call in long runs (about a second)
 
@@ -186,6 +186,31 @@ class SimMemory:
             self._sim._check(self._sim._lib.cs_mem_write(
                 self._sim._h, item.id, start, count, words.ctypes.data_as(_U32P)), item)
 
+    def read_raw(self, start=0, count=None):
+        """Rows ``start .. start+count-1`` as stored: a ``uint32`` array of shape
+        ``(count, ceil(width / 32))``, little-endian 32-bit words of each row (the fast path for
+        wide memories; unpack them with numpy)."""
+        start, count = self._range(start, count)
+        words = np.zeros((count, self._item.words), dtype=np.uint32)
+        if count:
+            self._sim._check(self._sim._lib.cs_mem_read(
+                self._sim._h, self._item.id, start, count, words.ctypes.data_as(_U32P)),
+                self._item)
+        return words
+
+    def write_raw(self, start, words):
+        """Write rows from ``start`` as stored: ``words`` of shape ``(count, ceil(width / 32))``
+        (see :meth:`read_raw`; bits above the width are ignored)."""
+        words = np.ascontiguousarray(words, dtype=np.uint32)
+        if words.ndim != 2 or words.shape[1] != self._item.words:
+            raise ValueError(f"Raw rows of memory {self.name!r} must have shape (count, "
+                             f"{self._item.words}), not {words.shape}")
+        start, count = self._range(start, words.shape[0])
+        if count:
+            self._sim._check(self._sim._lib.cs_mem_write(
+                self._sim._h, self._item.id, start, count, words.ctypes.data_as(_U32P)),
+                self._item)
+
     def __getitem__(self, index):
         return int(self.read(index, 1)[0])
 
@@ -222,6 +247,9 @@ def _bind(lib):
         "cs_run_until": ([sim, ctypes.c_int, ctypes.c_uint64], ctypes.c_int64),
         "cs_run_io": ([sim, ctypes.c_uint64, ctypes.c_int, _INTP, _U64P, ctypes.c_int, _INTP,
                        _U64P], ctypes.c_int),
+        "cs_snapshot": ([sim], ctypes.c_int),
+        "cs_restore": ([sim, ctypes.c_int], ctypes.c_int),
+        "cs_snapshot_free": ([sim, ctypes.c_int], ctypes.c_int),
         "cs_vcd_open": ([sim, ctypes.c_char_p], ctypes.c_int),
         "cs_vcd_close": ([sim], ctypes.c_int),
     }
@@ -596,6 +624,26 @@ class CxxSim:
                 sign = np.int64(1) << np.int64(item.width - 1)
                 result[:, k] = (result[:, k] ^ sign) - sign
         return result
+
+    # Snapshots -------------------------------------------------------------------------------
+
+    def snapshot(self):
+        """Save the whole state of the design — every register, input and memory — and return
+        a handle for :meth:`restore`. No cycles pass."""
+        return self._check(self._lib.cs_snapshot(self._h))
+
+    def restore(self, snapshot):
+        """Put the design back into the state saved by :meth:`snapshot` (``cycle`` keeps
+        counting). A snapshot can be restored any number of times."""
+        if not isinstance(snapshot, int) or isinstance(snapshot, bool):
+            raise TypeError(f"Snapshot must be a handle from CxxSim.snapshot(), not {snapshot!r}")
+        if self._lib.cs_restore(self._h, snapshot) < 0:
+            raise CxxSimError(f"No snapshot {snapshot!r} (freed, or never taken)")
+
+    def snapshot_free(self, snapshot):
+        """Free a snapshot's storage (its handle is not reused)."""
+        if self._lib.cs_snapshot_free(self._h, snapshot) < 0:
+            raise CxxSimError(f"No snapshot {snapshot!r}")
 
     # Waveforms -------------------------------------------------------------------------------
 

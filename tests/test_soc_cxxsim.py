@@ -1,0 +1,405 @@
+"""The SoC in the compiled simulator (rtl/cxxsim/soc.py) against the golden machine and pysim.
+
+Random valid and invalid programs (tests/progfuzz.py) on the compiled model of a small SoC must
+leave main memory, both scratchpads, the error code, the pc, the cycle count and every counter
+exactly as the golden machine does; under random memory stalls results stay bit-exact; a few
+programs run three ways (compiled == Amaranth's simulator == golden, cycle for cycle, stalls
+included). Each model is built once per configuration and reused: the tests put it back into
+its power-on state between programs (snapshot/restore), or run programs back to back as the
+firmware does.
+
+The default suite's models are compiled with ``-O0`` (≈ 30 s of CPU each on a cold cache, cached
+afterwards; the C++ is the same, only the compiler's effort differs); the slow suite runs 1000+
+programs on the default ``-O2`` build. A missing C++ compiler fails these tests with
+:class:`CxxSimBuildError`, never skips them.
+"""
+
+import random
+
+import numpy as np
+import pytest
+
+from spec import isa
+from spec.csr import Csr, CHIP_ID, CSR_COUNT
+from spec.isa import Op, Error, Cond
+from spec.memory import Fault
+from spec.params import Config, ArrayConfig
+from spec.soc import SocConfig
+from spec.selection import SelectorConfig
+from golden.machine import Machine
+from firmware.asm import Assembler
+from rtl.cxxsim import CxxSimBuildError
+from rtl.cxxsim.soc import SocSim, run_program, _pack, _unpack
+from tests.progfuzz import valid_program, invalid_program, random_image, describe
+
+pytestmark = pytest.mark.xdist_group("cxxsim")   # one worker builds (or loads) each model once
+
+SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
+                sp_banks=4, sp_depth=16, acc_banks=2, acc_depth=16,
+                selector=SelectorConfig(classes=3, k=2, p=2))
+#: The slow suite's second configuration: non-square array, more lanes, more classes.
+SOC_3x4 = SocConfig(config=Config(array=ArrayConfig(rows=3, cols=4)), mem_words=4096,
+                    sp_banks=4, sp_depth=32, acc_banks=2, acc_depth=32,
+                    selector=SelectorConfig(classes=4, k=3, p=1))
+FAST = ("-O0",)          # compile flags of the default suite's models
+STALL_RATE = 0.3
+
+
+@pytest.fixture(scope="module")
+def model():
+    with SocSim(SOC, cxxflags=FAST, progress=False) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def stalled():
+    with SocSim(SOC, stall_rate=STALL_RATE, cxxflags=FAST, progress=False) as sim:
+        yield sim
+
+
+def golden(soc, image, entry=0, machine=None):
+    m = machine if machine is not None else Machine(soc)
+    if image is not None:
+        m.write_words(0, image)
+    return m, m.run(entry=entry)
+
+
+def check(sim, m, r, res, ctx, *, timing=True):
+    """``res`` (a SocResult on ``sim``) and the memories of ``sim`` == golden ``m``/``r``."""
+    assert res.error == r.error, f"error {res.error!r} != golden {r.error!r}; {ctx}"
+    assert res.pc == r.pc, f"pc {res.pc} != golden {r.pc}; {ctx}"
+    assert res.instructions == r.instructions, ctx
+    if r.error == Error.DMA_FAULT:
+        assert res.dma_fault == r.dma_fault, ctx
+    soc = sim.config
+    assert np.array_equal(sim.read_words(0, soc.mem_words), m.mem.numpy()), \
+        f"main memory differs; {ctx}"
+    assert np.array_equal(sim.read_sp(), m.sp.numpy()), f"operand scratchpad differs; {ctx}"
+    assert np.array_equal(sim.read_acc(), m.acc.numpy()), f"accumulator scratchpad differs; {ctx}"
+    names = ("sat_req", "sat_sgd")
+    if timing:
+        assert res.cycles == r.cycles, f"cycles {res.cycles} != golden {r.cycles}; {ctx}"
+        names += ("cycles", "stall", "busy_dma", "busy_gemm", "busy_vec", "busy_sel")
+    for k in names:
+        assert res.counters[k] == m.counters[k], \
+            f"{k} {res.counters[k]} != golden {m.counters[k]}; {ctx}"
+
+
+def run_one(sim, soc, words, image, seed, *, timing=True):
+    m, r = golden(soc, image)
+    sim.power_on()
+    sim.write_words(0, image)
+    res = sim.run(0, max_cycles=1_000_000)
+    check(sim, m, r, res, f"seed {seed}\n{describe(words)}", timing=timing)
+    return res, r
+
+
+# --- random programs vs golden ----------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(120))
+def test_random_valid_programs(model, seed):
+    rng = random.Random(seed)
+    words = valid_program(rng, SOC, n=rng.randint(4, 10)).words()
+    res, r = run_one(model, SOC, words, random_image(rng, SOC, words), seed)
+    assert r.error == Error.NONE, f"seed {seed}: the generator made an invalid program"
+
+
+@pytest.mark.parametrize("seed", range(1000, 1040))
+def test_random_invalid_programs(model, seed):
+    # memory after the faulting instruction == golden's, which ran only the valid prefix
+    rng = random.Random(seed)
+    words = invalid_program(rng, SOC)
+    res, r = run_one(model, SOC, words, random_image(rng, SOC, words), seed)
+    assert r.error != Error.NONE
+    assert res.pc == len(words) - isa.INSN_WORDS, f"seed {seed}: not the appended instruction"
+
+
+@pytest.mark.parametrize("seed", range(2000, 2030))
+def test_random_programs_under_stalls(stalled, seed):
+    rng = random.Random(seed)
+    words = valid_program(rng, SOC, n=rng.randint(4, 10)).words()
+    stalled.power_on(seed=rng.randrange(1, 1 << 32))
+    image = random_image(rng, SOC, words)
+    m, r = golden(SOC, image)
+    stalled.write_words(0, image)
+    res = stalled.run(0, max_cycles=1_000_000)
+    check(stalled, m, r, res, f"seed {seed}\n{describe(words)}", timing=False)
+    assert res.cycles >= r.cycles, f"seed {seed}: stalls made the program faster"
+
+
+def test_stalls_stall(stalled):
+    # the stalled model really stalls, and its seed changes the timing
+    rng = random.Random(5)
+    words = valid_program(rng, SOC, n=8).words()
+    image = random_image(rng, SOC, words)
+    _, r = golden(SOC, image)
+    cycles = set()
+    for seed in (1, 2, 3):
+        stalled.power_on(seed=seed)
+        stalled.write_words(0, image)
+        cycles.add(stalled.run(0).cycles)
+    assert min(cycles) > r.cycles and len(cycles) > 1, (cycles, r.cycles)
+
+
+def test_programs_back_to_back(model):
+    # the firmware's use: many programs, no power-on in between; scratchpads, registers, the
+    # rounding generator and the selection carry over, as in one golden machine
+    rng = random.Random(77)
+    m = Machine(SOC)
+    image = random_image(rng, SOC, [])
+    m.write_words(0, image)
+    model.power_on()
+    model.write_words(0, image)
+    for i in range(30):
+        words = invalid_program(rng, SOC) if i % 5 == 4 else \
+            valid_program(rng, SOC, n=rng.randint(2, 8)).words()
+        m.write_words(0, words)
+        model.write_words(0, words)
+        r = m.run(0)
+        res = model.run(0)
+        check(model, m, r, res, f"program {i} of seed 77\n{describe(words)}")
+
+
+# --- three ways: compiled == pysim == golden -------------------------------------------------
+
+@pytest.mark.parametrize("seed, kind", [(0, "valid"), (1, "valid"), (3, "invalid"),
+                                        (4, "stalls")])
+def test_three_ways(seed, kind):
+    from rtl.soc_sim import run_program as pysim_run_program
+    rng = random.Random(seed)
+    words = invalid_program(rng, SOC) if kind == "invalid" else \
+        valid_program(rng, SOC, n=5).words()
+    image = random_image(rng, SOC, words)
+    stall_rate = STALL_RATE if kind == "stalls" else 0
+    kw = dict(stall_rate=stall_rate, seed=seed + 11)
+    ctx = f"seed {seed}\n{describe(words)}"
+    cx = run_program(SOC, image, cxxflags=FAST, **kw)
+    py = pysim_run_program(SOC, image, **kw)
+    for key in ("csr", "runs", "mem", "sp", "acc"):
+        assert cx[key] == py[key], f"compiled {key} != pysim; {ctx}"
+    m, r = golden(SOC, image)
+    assert cx["csr"][Csr.STATUS] >> 8 == r.error, ctx
+    assert cx["mem"] == m.mem.tolist() and cx["sp"] == m.sp.tolist(), ctx
+    if not stall_rate:
+        assert cx["csr"][Csr.CYCLES_LO] == r.cycles, ctx
+
+
+def test_run_program_several_entries():
+    # as rtl.soc_sim.run_program(programs=...): a faulting program, then a good one, no reset
+    rng = random.Random(7)
+    bad = invalid_program(rng, SOC)
+    good = valid_program(rng, SOC, n=4)
+    base = 1024 - 8 * 32
+    p2 = Assembler(base=base)
+    for op, f in good._insns:
+        p2.emit(op, **f)
+    p2._labels = {k: v - good.base + base for k, v in good._labels.items()}
+    image = random_image(rng, SOC, bad)
+    image[base:base + len(p2.words())] = p2.words()
+    out = run_program(SOC, image, entry=0, programs=[base], cxxflags=FAST)
+    first, second = out["runs"]
+    m = Machine(SOC)
+    m.write_words(0, image)
+    r1 = m.run(0)
+    r2 = m.run(base)
+    assert first[Csr.STATUS] >> 8 == r1.error != Error.NONE
+    assert second[Csr.STATUS] >> 8 == r2.error == Error.NONE
+    assert second[Csr.CYCLES_LO] == r2.cycles and out["csr"] is second
+    assert out["mem"] == m.mem.tolist() and out["acc"] == m.acc.tolist()
+
+
+# --- the driver's API ------------------------------------------------------------------------
+
+def test_csrs(model):
+    model.power_on()
+    assert model.csr_read(Csr.ID) == CHIP_ID
+    assert model.csr_read(Csr.MEM_WORDS) == SOC.mem_words
+    assert model.csr_read(Csr.CONFIG) == 2 | 2 << 8 | 2 << 16
+    model.csr_write(Csr.ENTRY, 0x1238)
+    assert model.csr_read(Csr.ENTRY) == 0x1238
+    model.csr_write(Csr.ID, 5)                       # read-only: ignored
+    assert model.csr_read(Csr.ID) == CHIP_ID
+    assert model.csr_read(CSR_COUNT - 1) == 0
+    csr = model.csr_read_all()
+    assert list(csr) == list(Csr) and csr[Csr.ENTRY] == 0x1238 and csr[Csr.STATUS] == 0
+    with pytest.raises(ValueError, match=r"CSR index must be in 0\.\.31, not 32"):
+        model.csr_read(CSR_COUNT)
+    with pytest.raises(TypeError, match=r"CSR index must be an integer, not 'x'"):
+        model.csr_read("x")
+    with pytest.raises(ValueError, match=r"CSR value must be a 32-bit unsigned integer, not -1"):
+        model.csr_write(Csr.ENTRY, -1)
+
+
+def test_result(model):
+    p = Assembler(base=0)
+    p.fill(space=0, dst=0, rows=3, value=-7)
+    p.seti(rd=1, imm=3)
+    p.halt()
+    model.power_on()
+    model.write_words(0, p.words())
+    m, r = golden(SOC, p.words())
+    res = model.run(0)
+    assert res.error == Error.NONE and res.entry == 0 and res.pc == 16
+    assert res.dma_fault == Fault.NONE
+    assert res.counters["cycles"] == res.cycles == r.cycles and res.instructions == 3
+    assert res.csr[Csr.STATUS] & 2 and res.counters["busy_vec"] == m.counters["busy_vec"] > 0
+    assert res.sim_cycles == 2 + r.cycles + len(Csr)      # CTRL/ENTRY, the run, CSR reads
+    assert "NONE" in repr(res)
+    assert (model.read_sp()[:3] == -7).all() and not model.read_sp()[3:].any()
+
+
+def test_memory_backdoor(model):
+    model.power_on()
+    assert not model.read_words(0, SOC.mem_words).any()
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 1 << 16, 21)
+    model.write_words(5, words)                     # across line boundaries, unaligned
+    assert np.array_equal(model.read_words(5, 21), words)
+    assert not model.read_words(0, 5).any() and not model.read_words(26, 100).any()
+    model.write_words(SOC.mem_words - 1, [-1])      # two's complement, last word
+    assert model.read_words(SOC.mem_words - 1, 1).tolist() == [0xFFFF]
+    assert model.read_words(7, 0).size == 0
+    model.write_words(9, [])
+    with pytest.raises(ValueError, match=r"Write of 2 words at 2047 is outside main memory "
+                                         r"\(2048 words\)"):
+        model.write_words(SOC.mem_words - 1, [1, 2])
+    with pytest.raises(ValueError, match=r"Read of 1 words at -1 is outside main memory"):
+        model.read_words(-1, 1)
+    with pytest.raises(TypeError, match=r"Words must be integers"):
+        model.write_words(0, [1.5])
+    with pytest.raises(TypeError, match=r"Read address must be an integer, not 1\.0"):
+        model.read_words(1.0, 1)
+    model.power_on()
+    assert not model.read_words(0, SOC.mem_words).any()
+
+
+def test_scratchpad_backdoor(model):
+    model.power_on()
+    L, rows = SOC.lanes, SOC.sp_depth
+    v = np.array([[-(1 << 15), (1 << 15) - 1]] * (rows + 2))
+    model.write_sp(rows - 1, v)                     # across a bank boundary
+    sp = model.read_sp()
+    assert sp.shape == (SOC.sp_rows, L) and (sp[rows - 1:2 * rows + 1] == v).all()
+    assert not sp[:rows - 1].any() and not sp[2 * rows + 1:].any()
+    model.write_acc(SOC.acc_rows - 1, [-(1 << 31), 5])
+    assert model.read_acc()[-1].tolist() == [-(1 << 31), 5]
+    with pytest.raises(ValueError, match=r"Scratchpad values must be signed 16-bit integers"):
+        model.write_sp(0, [[1 << 15, 0]])
+    with pytest.raises(ValueError, match=r"Scratchpad rows must have 2 lanes, not shape "
+                                         r"\(1, 3\)"):
+        model.write_sp(0, [[1, 2, 3]])
+    with pytest.raises(ValueError, match=r"Accumulator scratchpad rows 32\.\.32 are outside "
+                                         r"0\.\.31"):
+        model.write_acc(SOC.acc_rows, [1, 2])
+    # a program sees backdoor writes: REQ of the poked accumulators
+    p = Assembler(base=0)
+    p.emit(Op.REQ, src=0, dst=0, rows=1, lanes=2, shift=4, relu=0, rounding=0, mask_en=0,
+           mask_row=16)
+    p.halt()
+    model.write_acc(0, [[1000, -1000]])
+    model.write_words(0, p.words())
+    assert model.run(0).error == Error.NONE
+    assert model.read_sp()[0].tolist() == [62, -62]
+
+
+def test_timeout_and_reset(model):
+    p = Assembler(base=0)
+    p.label("spin")
+    p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target="spin")
+    model.power_on()
+    model.write_words(0, p.words())
+    with pytest.raises(TimeoutError, match=r"SoC did not halt within 500 cycles \(program at "
+                                           r"0x0; pc now 0x0: BR cond=0"):
+        model.run(0, max_cycles=500)
+    assert model.running
+    with pytest.raises(RuntimeError, match=r"The SoC is still running a program \(pc 0x0\)"):
+        model.run(0)
+    model.reset()
+    assert not model.running
+    h = Assembler(base=0)
+    h.halt()
+    model.write_words(0, h.words())
+    assert model.run(0).error == Error.NONE
+
+
+def test_vcd_window(model, tmp_path):
+    rng = random.Random(3)
+    words = valid_program(rng, SOC, n=4).words()
+    model.power_on()
+    model.write_words(0, random_image(rng, SOC, words))
+    path = tmp_path / "soc.vcd"
+    start = model.sim.cycle
+    res = model.run(0, vcd=path, vcd_window=(10, 30))
+    text = path.read_text()
+    times = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
+    # the window: from the 10th to the 30th cycle after the program's start (2 CSR writes)
+    assert times[0] == (start + 2 + 10) * 10 and times[-1] == (start + 2 + 30) * 10
+    assert "running" in text and res.error == Error.NONE
+
+
+def test_validation():
+    with pytest.raises(TypeError, match=r"SoC configuration must be a SocConfig, not 3"):
+        SocSim(3)
+    with pytest.raises(ValueError, match=r"Stall seed must be in 1\.\.2\*\*32-1, not 0"):
+        SocSim(SOC, seed=0)
+    with pytest.raises(ValueError, match=r"Stall rate must be in \[0, 1\), not 1"):
+        SocSim(SOC, stall_rate=1)
+
+
+def test_power_on_seed_validation(model):
+    with pytest.raises(ValueError, match=r"Stall seed must be in 1\.\.2\*\*32-1, not 4294967296"):
+        model.power_on(seed=1 << 32)
+
+
+def test_missing_compiler_fails_clearly(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "no-such-cxx-compiler")
+    with pytest.raises(CxxSimBuildError, match=r"C\+\+ compiler 'no-such-cxx-compiler' not "
+                                               r"found .*Python simulator"):
+        SocSim(SOC, cache_dir=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("width", [2, 12, 16, 20, 32])
+def test_pack_unpack(width):
+    # element packing of memory rows, the fast (8/16/32-bit) and the general paths
+    rng = np.random.default_rng(width)
+    for count in (1, 3, 8):
+        words = (count * width + 31) // 32
+        v = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (5, count))
+        raw = _pack(v, width, words)
+        assert raw.shape == (5, words) and raw.dtype == np.uint32
+        assert np.array_equal(_unpack(raw, width, count, True), v)
+        assert np.array_equal(_unpack(raw, width, count, False), v & ((1 << width) - 1))
+        ref = [sum((int(x) & ((1 << width) - 1)) << (width * i) for i, x in enumerate(row))
+               for row in v]
+        got = [sum(int(w) << (32 * i) for i, w in enumerate(row)) for row in raw]
+        assert got == ref
+
+
+# --- slow: many programs on the default (-O2) build ------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("soc", [SOC, SOC_3x4], ids=["2x2", "3x4"])
+def test_many_random_programs(soc):
+    with SocSim(soc, progress=False) as sim:
+        for seed in range(1000):
+            rng = random.Random(seed)
+            if seed % 5 == 4:
+                words = invalid_program(rng, soc)
+            else:
+                words = valid_program(rng, soc, n=rng.randint(4, 16)).words()
+            run_one(sim, soc, words, random_image(rng, soc, words), seed)
+
+
+@pytest.mark.slow
+def test_many_random_programs_under_stalls():
+    with SocSim(SOC, stall_rate=0.2, progress=False) as sim:
+        for seed in range(300):
+            rng = random.Random(seed)
+            sim_seed = rng.randrange(1, 1 << 32)
+            words = valid_program(rng, SOC, n=rng.randint(4, 16)).words()
+            image = random_image(rng, SOC, words)
+            m, r = golden(SOC, image)
+            sim.power_on(seed=sim_seed)
+            sim.write_words(0, image)
+            res = sim.run(0)
+            check(sim, m, r, res, f"seed {seed}\n{describe(words)}", timing=False)
