@@ -24,8 +24,33 @@ from .device import Device, GoldenDevice
 
 __all__ = ["Accelerator", "MLP", "BACKENDS"]
 
-#: Backends :class:`Accelerator` can make by name.
-BACKENDS = ("golden",)
+def _golden(soc, **kwargs):
+    if kwargs:
+        raise TypeError(f"The golden backend takes no options, not {sorted(kwargs)}")
+    return GoldenDevice(soc)
+
+
+def _pysim(soc, **kwargs):
+    from .backends import PysimDevice
+    return PysimDevice(soc, **kwargs)
+
+
+def _rtl_sim(soc, **kwargs):
+    from .backends import RtlSimDevice
+    return RtlSimDevice(soc, **kwargs)
+
+
+def _board(soc, port=None, **kwargs):
+    # the SoC on a board over the host link (firmware/board.py: BoardDevice(port_or_transport,
+    # soc)); imported only when asked for, as it needs pyserial
+    if port is None:
+        raise TypeError("The board backend needs port= (a serial port name or a transport)")
+    from .board import BoardDevice
+    return BoardDevice(port, soc, **kwargs)
+
+
+#: Backends :class:`Accelerator` can make by name: name → factory ``(soc, **options)``.
+BACKENDS = {"golden": _golden, "pysim": _pysim, "rtl-sim": _rtl_sim, "board": _board}
 
 
 def _int_matrix(x, what):
@@ -51,9 +76,16 @@ class Accelerator:
     Parameters
     ----------
     backend : str or Device
-        ``"golden"`` (the golden instruction-level model), or a :class:`~firmware.device.Device`.
+        A name of :data:`BACKENDS` — ``"golden"`` (the golden instruction-level model),
+        ``"pysim"`` (the SoC in Amaranth's simulator, :class:`firmware.backends.PysimDevice`),
+        ``"rtl-sim"`` (the SoC in the compiled simulator,
+        :class:`firmware.backends.RtlSimDevice`), ``"board"`` (a board over the host link,
+        ``port=`` required) — or a :class:`~firmware.device.Device`.
     soc : SocConfig, optional
         Configuration of a backend made by name (default :data:`spec.soc.DEFAULT_SOC`).
+    **options
+        Passed to the backend's device (e.g. ``cache_dir`` for ``"rtl-sim"``, ``port`` for
+        ``"board"``).
 
     Members
     -------
@@ -71,18 +103,20 @@ class Accelerator:
         If ``backend`` names a backend that is not available.
     """
 
-    def __init__(self, backend="golden", soc=None):
+    def __init__(self, backend="golden", soc=None, **options):
         if soc is not None and not isinstance(soc, SocConfig):
             raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
         if isinstance(backend, Device):
             if soc is not None and soc != backend.config:
                 raise ValueError("SoC configuration does not match the device's")
+            if options:
+                raise TypeError(f"Options {sorted(options)} are for backends made by name")
             self.device = backend
         elif isinstance(backend, str):
-            if backend != "golden":
-                raise ValueError(f"Backend {backend!r} is not available yet (available: "
+            if backend not in BACKENDS:
+                raise ValueError(f"Unknown backend {backend!r} (available: "
                                  f"{', '.join(map(repr, BACKENDS))})")
-            self.device = GoldenDevice(soc if soc is not None else DEFAULT_SOC)
+            self.device = BACKENDS[backend](soc if soc is not None else DEFAULT_SOC, **options)
         else:
             raise TypeError(f"Backend must be a backend name or a Device, not {backend!r}")
         self.last_cycles = None

@@ -120,15 +120,21 @@ def test_matmul_too_big_for_memory():
 
 
 def test_backends():
-    with pytest.raises(ValueError, match=r"Backend 'rtl-sim' is not available yet "
-                                         r"\(available: 'golden'\)"):
-        Accelerator("rtl-sim")
+    with pytest.raises(ValueError, match=r"Unknown backend 'rtlsim' \(available: 'golden', "
+                                         r"'pysim', 'rtl-sim', 'board'\)"):
+        Accelerator("rtlsim")
+    with pytest.raises(TypeError, match=r"The golden backend takes no options, not \['x'\]"):
+        Accelerator("golden", x=1)
+    with pytest.raises(TypeError, match=r"The board backend needs port="):
+        Accelerator("board")
     with pytest.raises(TypeError, match=r"Backend must be a backend name or a Device, not 3"):
         Accelerator(3)
     with pytest.raises(TypeError, match=r"SoC configuration must be a SocConfig, not 'x'"):
         Accelerator(soc="x")
     dev = GoldenDevice(SOC4)
     assert Accelerator(dev).device is dev
+    with pytest.raises(TypeError, match=r"Options \['port'\] are for backends made by name"):
+        Accelerator(dev, port="x")
     with pytest.raises(ValueError, match=r"SoC configuration does not match the device's"):
         Accelerator(dev, soc=SocConfig())
 
