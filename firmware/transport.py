@@ -57,20 +57,44 @@ class Transport(ABC):
 
 
 class SerialTransport(Transport):
-    """A serial port through pyserial: ``serial.Serial(port, baud, timeout=...)``.
+    """A serial port through pyserial: ``serial.serial_for_url(port, baud, timeout=...)``, or an
+    open pyserial-like port object.
 
     Parameters
     ----------
-    port : str
-        The device, e.g. ``/dev/ttyUSB1`` (pyserial URLs such as ``loop://`` work too).
+    port : str or serial port object
+        The device, e.g. ``/dev/ttyUSB1`` (pyserial URLs such as ``loop://`` work too); or an
+        object with pyserial's ``write``, ``read(n)``, ``timeout`` and ``flush`` — an open
+        ``serial.Serial``, or :class:`rtl.cxxsim.serial.SimSerial`, the compiled SoC's UART pins.
+        A port object that has ``now()`` (the simulated port) is also the link's clock: the
+        client's timeouts are then in simulated seconds.
     baud : int
-        Baud rate; the device's UART divisor must match it.
+        Baud rate of a port opened by name; the device's UART divisor must match it.
+
+    Raises
+    ------
+    TypeError
+        If ``port`` is neither a string nor a port object, or ``baud`` is not an integer.
     """
 
     def __init__(self, port, baud=115200):
-        import serial
         check_int(baud, "Baud rate")
-        self._serial = serial.serial_for_url(port, baudrate=baud, timeout=1.0)
+        if isinstance(port, str):
+            import serial
+            self._serial = serial.serial_for_url(port, baudrate=baud, timeout=1.0)
+            self._owned = True
+        elif all(hasattr(port, a) for a in ("write", "read", "timeout")):
+            self._serial = port
+            self._owned = False
+        else:
+            raise TypeError(f"Serial port must be a port name or a pyserial-like port object, "
+                            f"not {port!r}")
+        self._clock = getattr(self._serial, "now", None) or time.monotonic
+
+    @property
+    def serial(self):
+        """The port object."""
+        return self._serial
 
     def write(self, data):
         self._serial.write(bytes(data))
@@ -80,8 +104,15 @@ class SerialTransport(Transport):
         self._serial.timeout = max(0.0, timeout)
         return bytes(self._serial.read(n))
 
+    def now(self):
+        """The link's time in seconds: the port's ``now()`` (simulated time) if it has one, else
+        the host's monotonic clock."""
+        return self._clock()
+
     def close(self):
-        self._serial.close()
+        """Close a port this transport opened (a port object passed in stays open)."""
+        if self._owned:
+            self._serial.close()
 
 
 class ModelTransport(Transport):
@@ -207,9 +238,13 @@ class HostLink:
             raise HostLinkTimeout(f"No response within {self.timeout} s")
         return bytes(data)
 
-    def _now(self):
+    def now(self):
+        """The link's time in seconds: the transport's ``now()`` if it has one (simulated time),
+        else the host's monotonic clock. Timeouts are measured on it."""
         clock = getattr(self.transport, "now", None)
         return clock() if clock else time.monotonic()
+
+    _now = now
 
     def _receive(self, cmd, seq, deadline):
         """The response to request ``seq``; stale responses to earlier requests are dropped."""
