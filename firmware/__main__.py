@@ -1,4 +1,4 @@
-"""``python -m firmware COMMAND``: the host-side entry point (``make demo`` runs ``demo``).
+"""``python -m firmware COMMAND``: the host-side entry point (``make demo`` runs ``ssl``).
 
 Each command lives in its own module, which provides ``add_arguments(parser)`` and ``run(args)``
 (returning the process exit status); add a command by adding it to :data:`COMMANDS`.
@@ -7,12 +7,14 @@ Each command lives in its own module, which provides ``add_arguments(parser)`` a
 import argparse
 import sys
 
-from firmware import demo
+from firmware import demo, ssl
 
 #: Command name → (module, one-line help).
 COMMANDS = {
     "demo": (demo, "multiply random int16 matrices on the simulated systolic array, "
                    "check against the golden model"),
+    "ssl": (ssl, "the semi-supervised pipeline (teacher-label, select, student-train, "
+                 "finetune, evaluate) on the accelerator"),
 }
 
 

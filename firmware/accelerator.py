@@ -18,8 +18,8 @@ import torch
 
 from spec.params import DEFAULT_FORMATS, check_int
 from spec.soc import SocConfig, DEFAULT_SOC
-from .compiler import (MLPDescription, compile_matmul, compile_mlp, PARAM_DATA, PARAM_OUT,
-                       PARAM_STEPS)
+from .compiler import (MLPDescription, compile_matmul, compile_mlp, PARAM_DATA, PARAM_ID,
+                       PARAM_OUT, PARAM_STEPS)
 from .device import Device, GoldenDevice
 
 __all__ = ["Accelerator", "MLP", "BACKENDS"]
@@ -217,6 +217,12 @@ class MLP:
         rounding seed (:func:`golden.mlp.rng_seed`), as the golden trainer's run seed. The
         generator lives in the device and is seeded at the first :meth:`fit`: networks that
         interleave their training on one accelerator share it.
+    train : bool
+        Compile the training program (False: an inference-only network, e.g. a teacher trained
+        elsewhere; it needs less scratchpad, and :meth:`fit` is refused).
+    select : bool
+        Compile the teacher-labeling programs (:meth:`label_select`; needs the SoC's selector
+        with as many classes as the network).
 
     Members
     -------
@@ -231,7 +237,7 @@ class MLP:
     """
 
     def __init__(self, accelerator, sizes, *, formats=DEFAULT_FORMATS, batch=32,
-                 rounding="stochastic", temperature=None, seed=0):
+                 rounding="stochastic", temperature=None, seed=0, train=True, select=False):
         from golden.mlp import FixedMLP, init_float_params
         if not isinstance(accelerator, Accelerator):
             raise TypeError(f"Accelerator must be an Accelerator, not {accelerator!r}")
@@ -240,7 +246,9 @@ class MLP:
             raise ValueError(f"Seed must be a non-negative integer, not {seed!r}")
         self.acc = accelerator
         self.desc = MLPDescription(tuple(sizes), formats, batch, 2**-3, rounding, temperature)
-        self.compiled = compile_mlp(self.desc, accelerator.soc)
+        kinds = (("train",) if train else ()) + ("logits", "probs") + \
+            (("select",) if select else ())
+        self.compiled = compile_mlp(self.desc, accelerator.soc, kinds)
         self.seed = seed
         self._ref = FixedMLP(self.desc.sizes, formats=formats)      # formats and conversions
         self._ref.load_float(init_float_params(self.desc.sizes, seed))
@@ -299,8 +307,9 @@ class MLP:
         """Own the device: programs and weights in main memory."""
         dev, cm = self.acc.device, self.compiled
         if self.acc._claim(self):
-            for kind in ("logits", "probs"):
-                dev.load_program(cm.programs[kind].base, cm.programs[kind])
+            for kind, prog in cm.programs.items():
+                if kind != "train":
+                    dev.load_program(prog.base, prog)
             for addr, words in cm.constants():
                 dev.write_words(addr, words)
             self._write_weights()
@@ -310,12 +319,12 @@ class MLP:
             dev.load_program(p.base, p)
             self._train_lr = train_lr
 
-    def _set_params(self, steps, data, out=0):
+    def _set_params(self, steps, data, out=0, first_id=0):
         words = []
-        for v in (steps, data, out):
+        for v in (steps, data, out, first_id):
             words += [v & 0xFFFF, v >> 16]
         self.acc.device.write_words(PARAM_STEPS, words)
-        assert PARAM_DATA == 2 and PARAM_OUT == 4
+        assert PARAM_DATA == 2 and PARAM_OUT == 4 and PARAM_ID == 6
 
     # --- data ------------------------------------------------------------------------------------
     def _inputs(self, X):
@@ -325,7 +334,7 @@ class MLP:
         return np.concatenate([xq, ones], axis=1)
 
     # --- training --------------------------------------------------------------------------------
-    def fit(self, X, y, steps=None, lr=2**-3, *, schedule=None):
+    def fit(self, X, y, steps=None, lr=2**-3, *, schedule=None, callback=None):
         """Train with SGD on the device, as :meth:`golden.mlp.FixedMLP.train`.
 
         Parameters
@@ -340,6 +349,11 @@ class MLP:
         schedule : sequence of (steps, lr), optional
             Phases run one after the other; the batch order
             (:func:`golden.data.batch_order` with the network's seed) runs over all of them.
+        callback : callable, optional
+            Called with the number of steps of each device run after it (at most
+            ``compiled.train_capacity``). It may run inference on this network (e.g. evaluate
+            it: the device holds the current weights); its runs do not count in
+            :attr:`Accelerator.last_cycles` of the fit.
 
         Returns
         -------
@@ -348,6 +362,8 @@ class MLP:
         """
         from golden.data import batch_order
         from golden.mlp import check_schedule, rng_seed
+        if "train" not in self.compiled.kinds:
+            raise ValueError("This network was built without a training program (train=False)")
         if schedule is None:
             if steps is None:
                 raise TypeError("Give steps (with lr) or a schedule")
@@ -384,6 +400,13 @@ class MLP:
                 self._set_params(n, data)
                 self.acc._run(cm.programs["train"].base)
                 i += n
+                if callback is not None:
+                    saved = self.acc._cycles, self.acc._instructions
+                    callback(n)
+                    if self.acc._owner is not self:
+                        raise RuntimeError("A fit callback must not use another network")
+                    self.acc._cycles, self.acc._instructions = saved
+                    self.acc.last_cycles, self.acc.last_instructions = saved
         self._read_weights()
         self.steps += total
         self.last_step_cycles = self.acc.last_cycles / total
@@ -412,6 +435,77 @@ class MLP:
             res = dev.read_int16(o_addr, blocks * B * C).reshape(blocks * B, C)
             out[s0:s0 + chunk.shape[0]] = res[:chunk.shape[0]]
         return out
+
+    def label_select(self, X, *, progress=None):
+        """Teacher labeling on the device: the network's probabilities of every sample of ``X``
+        stream into the SoC's balanced selector (``SELCLR``, then ``SELFEED`` per sample panel
+        of each block, sample ids ``0 .. N − 1`` in order, then ``SELOUT``).
+
+        Parameters
+        ----------
+        X : tensor or array (N, D)
+        progress : callable, optional
+            Called with the number of samples labeled after each run.
+
+        Returns
+        -------
+        tuple of tuple of (int, int)
+            ``per_class[c]``: the ``(sample id, score)`` pairs the selector kept for class ``c``,
+            in rank order (score: the probability in the prob format); the pseudo-label of a
+            sample is its class. Equals :func:`golden.selection.select_offline` of the
+            device's probabilities.
+
+        Raises
+        ------
+        ValueError
+            If the network was built without ``select=True``, or ``N`` exceeds the selector's
+            sample ids.
+        """
+        from spec import isa
+        cm, dev, B = self.compiled, self.acc.device, self.desc.batch
+        if "select" not in cm.kinds:
+            raise ValueError("This network was built without teacher-labeling programs "
+                             "(select=False)")
+        sel = self.acc.soc.selector
+        xa = self._inputs(torch.as_tensor(X))
+        n = xa.shape[0]
+        if n > 1 << sel.id_width:
+            raise ValueError(f"{n} samples exceed the selector's {sel.id_width}-bit sample ids")
+        self.acc._begin()
+        self._ensure()
+        self.acc._run(cm.programs["selclr"].base)
+        per_run = cm.eval_capacity * B
+        full_program = True
+        for s0 in range(0, n, per_run):
+            chunk = xa[s0:s0 + per_run]
+            blocks = -(-chunk.shape[0] // B)
+            pad = np.zeros((blocks * B, chunk.shape[1]), dtype=np.int64)
+            pad[:chunk.shape[0]] = chunk
+            x_addr, _ = cm.eval_layout(blocks)
+            dev.write_words(x_addr, cm.pack_inputs(pad))
+            full = chunk.shape[0] // B
+            if full:
+                if not full_program:
+                    dev.load_program(cm.programs["select"].base, cm.programs["select"])
+                    full_program = True
+                self._set_params(full, x_addr, first_id=s0)
+                self.acc._run(cm.programs["select"].base)
+            tail = chunk.shape[0] - full * B
+            if tail:
+                p = cm.select_program(tail)
+                dev.load_program(p.base, p)
+                full_program = False
+                self._set_params(1, x_addr + full * cm.block_words, first_id=s0 + full * B)
+                self.acc._run(p.base)
+            if progress is not None:
+                progress(chunk.shape[0])
+        if not full_program:
+            dev.load_program(cm.programs["select"].base, cm.programs["select"])
+        out = cm.regions["data"].addr
+        self._set_params(0, 0, out)
+        self.acc._run(cm.programs["selout"].base)
+        words = dev.read_words(out, cm.select_out_words())
+        return isa.sel_out_unpack(words, sel, self.desc.formats.width)
 
     def logits(self, X):
         """Logits (act-format integers, ``int64`` (N, C)) computed on the device."""

@@ -32,12 +32,17 @@ from .plan import BankAllocator, MemoryLayout, Recorder, overlap_pairs
 
 __all__ = [
     "MLPDescription", "CompiledMLP", "compile_mlp", "CompiledMatmul", "compile_matmul",
-    "PARAM_STEPS", "PARAM_DATA", "PARAM_OUT", "PARAM_WORDS",
+    "PARAM_STEPS", "PARAM_DATA", "PARAM_OUT", "PARAM_ID", "PARAM_WORDS", "PROGRAM_KINDS",
 ]
 
+#: Programs :class:`CompiledMLP` can emit: training, logits, probabilities, and teacher labeling
+#: with the selector (``select``; with ``selclr`` and ``selout``, which clear the selector and
+#: write the selected set).
+PROGRAM_KINDS = ("train", "logits", "probs", "select")
+
 #: Word addresses (in main memory) of the programs' 32-bit parameters: loop count, data address,
-#: output address.
-PARAM_STEPS, PARAM_DATA, PARAM_OUT = 0, 2, 4
+#: output address; the first sample id of a ``select`` run.
+PARAM_STEPS, PARAM_DATA, PARAM_OUT, PARAM_ID = 0, 2, 4, 6
 #: Size of the parameter block.
 PARAM_WORDS = 8
 
@@ -45,10 +50,11 @@ _DESC = dict(DESC_FIELDS)
 _MAX_DMA_COLS = (1 << _DESC["cols"]) - 1
 _MAX_DMA_ROWS = (1 << _DESC["rows"]) - 1
 #: Registers of the generated programs.
-_R_DATA, _R_OUT, _R_COUNT = 1, 2, 3
+_R_DATA, _R_OUT, _R_COUNT, _R_ID = 1, 2, 3, 4
 #: The unit each opcode runs on (others: the sequencer itself).
 _UNITS = {Op.DMA: Unit.DMA, Op.GEMM: Unit.GEMM, Op.REQ: Unit.VEC, Op.RELUB: Unit.VEC,
-          Op.SMX: Unit.VEC, Op.SGD: Unit.VEC, Op.FILL: Unit.VEC}
+          Op.SMX: Unit.VEC, Op.SGD: Unit.VEC, Op.FILL: Unit.VEC, Op.SELFEED: Unit.SEL,
+          Op.SELOUT: Unit.SEL, Op.SELCLR: Unit.SEL}
 
 
 def _ceil_div(a, b):
@@ -228,8 +234,8 @@ class CompiledMLP:
         stores them back at the end.
     ``identity``
         The ``lanes × lanes`` identity matrix (transposes are GEMMs with it).
-    ``seed``, ``train``, ``logits``, ``probs``
-        The programs.
+    ``seed``, ``train``, ``logits``, ``probs``, ``select``, ``selclr``, ``selout``
+        The programs (those of ``kinds``; ``selclr`` and ``selout`` come with ``select``).
     ``data``
         The rest. Training reads a stream of steps (:meth:`pack_steps`: each step's inputs
         with the ones column in both layouts and its targets, as panels one DMA descriptor
@@ -245,17 +251,33 @@ class CompiledMLP:
     lanes : int
     regions : dict of str to Region
     programs : dict of str to Assembler
-        ``"train"``, ``"logits"``, ``"probs"``.
+        ``"train"``, ``"logits"``, ``"probs"``, ``"select"``, ``"selclr"``, ``"selout"`` (those
+        compiled).
+    kinds : tuple of str
+        The programs compiled (:data:`PROGRAM_KINDS`).
     sp_plan, acc_plan : dict of str to dict
         Per program, each buffer's first scratchpad row.
     train_capacity, eval_capacity : int
         Training steps, inference blocks (of ``batch`` samples) one run can take.
     """
 
-    def __init__(self, desc, soc=DEFAULT_SOC):
+    def __init__(self, desc, soc=DEFAULT_SOC, kinds=("train", "logits", "probs")):
         if not isinstance(desc, MLPDescription):
             raise TypeError(f"Description must be an MLPDescription, not {desc!r}")
         self.lanes = _check_square(soc)
+        kinds = tuple(kinds)
+        bad = [k for k in kinds if k not in PROGRAM_KINDS]
+        if bad or not kinds:
+            raise ValueError(f"Program kinds must be some of {', '.join(PROGRAM_KINDS)}, "
+                             f"not {kinds!r}")
+        if "select" in kinds:
+            sel = soc.selector
+            if sel is None:
+                raise ValueError("Teacher labeling (select) needs a SoC with a selector")
+            if sel.classes != desc.sizes[-1]:
+                raise ValueError(f"The SoC's selector has {sel.classes} classes, the network "
+                                 f"{desc.sizes[-1]}")
+        self.kinds = kinds
         self.desc, self.soc = desc, soc
         s, B, L = desc.sizes, desc.batch, desc.layers
         f = desc.formats
@@ -271,7 +293,7 @@ class CompiledMLP:
         self.sp_plan, self.acc_plan, self.programs = {}, {}, {}
         self.regions = lay.regions
         lay.add("seed", 2 * 8, align=8)
-        for kind in ("train", "logits", "probs"):
+        for kind in kinds:
             base = -(-lay.here // 8) * 8
             emit = self._emit_train if kind == "train" else self._emit_forward(kind)
             sp_alloc, acc_alloc = self._allocators(kind)
@@ -279,10 +301,24 @@ class CompiledMLP:
                                                                    base)
             lay.add(kind, 8 * len(p), align=8)
             self.programs[kind] = p
+        if "select" in kinds:
+            for kind in ("selclr", "selout"):
+                p = Assembler(-(-lay.here // 8) * 8)
+                if kind == "selclr":
+                    p.selclr()
+                else:
+                    p.ldw(rd=_R_OUT, rs=0, imm=PARAM_OUT)
+                    p.selout(rm=_R_OUT, mem_off=0)
+                p.halt()
+                lay.add(kind, 8 * len(p), align=8)
+                self.programs[kind] = p
         data = lay.rest("data")
-        self.train_capacity = data.words // self.step_words - 1
+        if "train" not in kinds:
+            self.train_capacity = 0
+        else:
+            self.train_capacity = data.words // self.step_words - 1
         self.eval_capacity = data.words // (self.block_words + B * s[-1])
-        if self.train_capacity < 1:
+        if "train" in kinds and self.train_capacity < 1:
             raise ValueError(f"Main memory is too small: training needs "
                              f"{2 * self.step_words} words of data, {data.words} are left")
 
@@ -352,6 +388,25 @@ class CompiledMLP:
         other.desc = self.desc.with_lr(lr)
         return _two_pass(other._emit_train, *self._allocators("train"),
                          self.programs["train"].base)[0]
+
+    def select_program(self, valid):
+        """The ``select`` program feeding only the first ``valid`` samples of each block to the
+        selector (same size and place as ``programs["select"]``, which feeds all ``batch``):
+        for a last, partly filled block."""
+        check_positive_int(valid, "Valid samples per block")
+        if valid > self.desc.batch:
+            raise ValueError(f"Valid samples per block must be at most the batch "
+                             f"({self.desc.batch}), not {valid!r}")
+        if valid == self.desc.batch:
+            return self.programs["select"]
+        p = _two_pass(self._emit_forward("select", valid), *self._allocators("select"),
+                      self.programs["select"].base)[0]
+        assert len(p) <= len(self.programs["select"])
+        return p
+
+    def select_out_words(self):
+        """Words the ``selout`` program may write (the largest selection)."""
+        return isa.sel_out_max_words(self.soc.selector, self.desc.formats.width)
 
     def seed_program(self, seed):
         """``SEED seed; HALT`` at the ``seed`` region."""
@@ -589,37 +644,51 @@ class CompiledMLP:
                  off=self.regions[f"W{l}"].addr + po * Lw, sp_row=sp[f"W{l}"] + po * (n_in + 1),
                  rows=n_in + 1, cols=min(Lw, n_out - po * Lw), stride=n_out)
 
-    def _emit_forward(self, kind):
+    def _emit_forward(self, kind, valid=None):
+        """Inference over blocks: ``logits`` and ``probs`` store their outputs; ``select``
+        feeds the probabilities of the first ``valid`` samples of each block (default all) to
+        the selector as samples ``r[_R_ID] + i`` (ids continue from block to block) and stores
+        nothing."""
         def emit(p, sp, acc):
             d, s, L, Lw, B = (self.desc, self.desc.sizes, self.desc.layers, self.lanes,
                               self.desc.batch)
             nbp, C, D1 = self.sample_panels, s[-1], s[0] + 1
-            self._prologue(p, sp, [(_R_COUNT, PARAM_STEPS), (_R_DATA, PARAM_DATA),
-                                   (_R_OUT, PARAM_OUT)])
+            n_valid = B if valid is None else valid
+            params = [(_R_COUNT, PARAM_STEPS), (_R_DATA, PARAM_DATA)]
+            params.append((_R_ID, PARAM_ID) if kind == "select" else (_R_OUT, PARAM_OUT))
+            self._prologue(p, sp, params)
             p.label("block")
             self._load_panels(p, sp["F0"], nbp * D1, 0)
             for l in range(1, L + 1):
                 self._forward_layer(p, sp, acc, l, masks=False)
             out = "Z"
-            if kind == "probs":
+            if kind in ("probs", "select"):
                 out = "P"
                 for j in range(nbp):
                     p.smx(mode=0, z_row=sp["Z"] + j * C, t_row=0, dst=sp["P"] + j * C,
                           classes=C, samples=self._width(j), z_frac=d.formats.act_frac,
                           grad_shift=0, inv_temp=d.inv_temp)
-            for j in range(nbp):
-                _dma(p, store=True, transpose=True, rm=_R_OUT, off=j * Lw * C,
-                     sp_row=sp[out] + j * C, rows=self._width(j), cols=C, stride=C)
+                    w = min(self._width(j), n_valid - j * Lw)
+                    if kind == "select" and w > 0:
+                        p.selfeed(prob_row=sp["P"] + j * C, samples=w, rid=_R_ID)
+                        p.addi(rd=_R_ID, rs=_R_ID, imm=w)
+            if kind != "select":
+                for j in range(nbp):
+                    _dma(p, store=True, transpose=True, rm=_R_OUT, off=j * Lw * C,
+                         sp_row=sp[out] + j * C, rows=self._width(j), cols=C, stride=C)
             p.addi(rd=_R_DATA, rs=_R_DATA, imm=self.block_words)
-            p.addi(rd=_R_OUT, rs=_R_OUT, imm=B * C)
+            if kind != "select":
+                p.addi(rd=_R_OUT, rs=_R_OUT, imm=B * C)
             p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
             p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="block")
             p.halt()
         return emit
 
 
-def compile_mlp(desc, soc=DEFAULT_SOC):
-    """Compile ``desc`` (an :class:`MLPDescription`) for ``soc``: a :class:`CompiledMLP`.
+def compile_mlp(desc, soc=DEFAULT_SOC, kinds=("train", "logits", "probs")):
+    """Compile ``desc`` (an :class:`MLPDescription`) for ``soc``: a :class:`CompiledMLP` with
+    the programs ``kinds`` (some of :data:`PROGRAM_KINDS`; an inference-only network needs
+    less scratchpad than one that trains).
 
     Raises
     ------
@@ -629,7 +698,7 @@ def compile_mlp(desc, soc=DEFAULT_SOC):
         If the array is not square, or the network and batch do not fit the scratchpads or
         main memory.
     """
-    return CompiledMLP(desc, soc)
+    return CompiledMLP(desc, soc, kinds)
 
 
 # ------------------------------------------------------------------------------------------------

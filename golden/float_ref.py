@@ -18,7 +18,7 @@ from torch import nn
 from .data import batch_order
 from .mlp import check_schedule, check_sizes
 
-__all__ = ["FloatMLP"]
+__all__ = ["FloatMLP", "train_teacher"]
 
 
 class FloatMLP(nn.Module):
@@ -124,3 +124,55 @@ class FloatMLP(nn.Module):
             z = z / temperature
         t = self._targets(y).double()
         return float(-(t * torch.log_softmax(z, dim=1)).sum(dim=1).mean())
+
+
+def train_teacher(sizes, X, y, *, steps=500, lr=1e-3, weight_decay=1e-4, dropout=0.2, seed=0):
+    """The teacher of the recipe, trained offline in float32: an MLP of ``sizes`` with dropout
+    after every hidden ReLU, Adam, full-batch steps on ``(X, y)``.
+
+    The initialisation is :func:`golden.mlp.init_float_params` with ``seed``; dropout draws
+    from a generator seeded with ``seed`` too, so a run is deterministic.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+    X : tensor (N, D)
+        Floats in [0, 1].
+    y : tensor (N,)
+        Labels.
+    steps : int
+    lr, weight_decay, dropout : float
+        Adam's rate and weight decay; the dropout probability (``0 <= dropout < 1``).
+    seed : int
+
+    Returns
+    -------
+    FloatMLP
+        In evaluation mode (no dropout): its :meth:`FloatMLP.params` load into a fixed-point
+        network (:meth:`golden.mlp.FixedMLP.load_float`).
+    """
+    from .mlp import init_float_params
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"Dropout must be in [0, 1), not {dropout!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"Teacher steps must be a non-negative integer, not {steps!r}")
+    net = FloatMLP(sizes, init_float_params(sizes, seed))
+    X = torch.as_tensor(X, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.int64)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    layers = list(net.linears)
+    for _ in range(steps):
+        h = X
+        for i, layer in enumerate(layers):
+            h = layer(h)
+            if i < len(layers) - 1:
+                h = torch.relu(h)
+                if dropout:
+                    keep = (torch.rand(h.shape, generator=gen) >= dropout).to(h.dtype)
+                    h = h * keep / (1 - dropout)
+        loss = nn.functional.cross_entropy(h, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
