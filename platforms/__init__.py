@@ -4,9 +4,9 @@
 ``python -m rtl.build`` builds a bitstream for one (``docs/build.md``).
 """
 
-from .boards import (BOARDS, OPTIONAL_UNITS, BoardConfig, ICEBreakerPlatform, ULX3S85FPlatform,
+from .boards import (BOARDS, BoardConfig, ICEBreakerPlatform, ULX3S85FPlatform,
                      get_board)
 from .pll import ClockReset, ecp5_pll, ice40_pll
 
-__all__ = ["BOARDS", "OPTIONAL_UNITS", "BoardConfig", "ICEBreakerPlatform", "ULX3S85FPlatform",
+__all__ = ["BOARDS", "BoardConfig", "ICEBreakerPlatform", "ULX3S85FPlatform",
            "get_board", "ClockReset", "ecp5_pll", "ice40_pll"]

@@ -1,9 +1,9 @@
 """The project's boards: amaranth-boards platforms and the configuration each board gets, as data.
 
 A :class:`BoardConfig` says everything the build needs to know about a board: its platform class,
-the FPGA family, the SoC's sizes (:class:`spec.soc.SocConfig`: array shape, main memory,
-scratchpads), the target clock, which optional units the SoC includes, the host link's baud
-rate, the reset button and the synthesis and place-and-route options. :func:`get_board` looks a
+the FPGA family, the SoC's sizes and units (:class:`spec.soc.SocConfig`: array shape, main
+memory, scratchpads, the selection engine or none), the target clock, the host link's baud rate,
+the reset button and the synthesis and place-and-route options. :func:`get_board` looks a
 board up by name.
 """
 
@@ -16,8 +16,7 @@ from spec.params import ArrayConfig, Config, check_positive_int
 from spec.soc import SocConfig
 from .pll import ClockReset
 
-__all__ = ["ULX3S85FPlatform", "ICEBreakerPlatform", "BoardConfig", "OPTIONAL_UNITS", "BOARDS",
-           "get_board"]
+__all__ = ["ULX3S85FPlatform", "ICEBreakerPlatform", "BoardConfig", "BOARDS", "get_board"]
 
 
 class ULX3S85FPlatform(_ULX3S_85F_Platform):
@@ -36,10 +35,6 @@ class ULX3S85FPlatform(_ULX3S_85F_Platform):
 
 class ICEBreakerPlatform(_ICEBreakerPlatform):
     """The iCEBreaker (iCE40UP5K-SG48), as amaranth-boards defines it."""
-
-
-#: Units the SoC may leave out; the array, DMA, sequencer and host link are always present.
-OPTIONAL_UNITS = frozenset({"requant", "sgd", "softmax", "topk"})
 
 
 def _check_options(value, what):
@@ -65,11 +60,10 @@ class BoardConfig:
     clock : str
         The board oscillator's resource name.
     soc : SocConfig
-        Array shape, widths, main memory and scratchpad sizes.
+        Array shape, widths, main memory and scratchpad sizes, the selection engine's
+        configuration (``None``: the SoC has none).
     freq_mhz : float
         Target clock of the SoC in MHz (the PLL gets as close as it can).
-    units : frozenset of str
-        Optional units included (a subset of :data:`OPTIONAL_UNITS`).
     baud : int
         Host-link UART baud rate.
     reset_button : tuple of (str, int) or None
@@ -91,7 +85,6 @@ class BoardConfig:
     clock: str
     soc: SocConfig
     freq_mhz: float
-    units: frozenset = OPTIONAL_UNITS
     baud: int = 115200
     reset_button: tuple = ("button", 0)
     synth_opts: tuple = ()
@@ -110,11 +103,6 @@ class BoardConfig:
             raise TypeError(f"Target clock must be a number of MHz, not {self.freq_mhz!r}")
         if not self.freq_mhz > 0:
             raise ValueError(f"Target clock must be positive, not {self.freq_mhz!r}")
-        if not isinstance(self.units, frozenset):
-            raise TypeError(f"Board units must be a frozenset, not {self.units!r}")
-        if not self.units <= OPTIONAL_UNITS:
-            raise ValueError(f"Unknown units {sorted(self.units - OPTIONAL_UNITS)}; "
-                             f"optional units are {sorted(OPTIONAL_UNITS)}")
         check_positive_int(self.baud, "Baud rate")
         if self.reset_button is not None and not (
                 isinstance(self.reset_button, tuple) and len(self.reset_button) == 2
@@ -164,17 +152,18 @@ def _soc(rows, cols, **kwargs):
 
 #: The boards, by name.
 BOARDS = {
-    # ECP5-85F: 83640 LUT4, 156 MULT18X18D, 208 DP16KD (18 kbit). Main memory 2**17 words is
-    # 128 DP16KD; the scratchpads take 32 + 16 more.
+    # ECP5-85F: 83640 LUT4, 156 MULT18X18D, 208 DP16KD (18 kbit). Main memory has two read
+    # ports (the bus and the instruction fetch), so Yosys builds it twice: 2**16 words take
+    # 2 x 64 DP16KD (2**17 words needed 256: 291 of 208 in all); the scratchpads take 16 + 16,
+    # the softmax unit and the host link's buffer the rest.
     "ulx3s-85f": BoardConfig(
         name="ulx3s-85f",
         description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381C",
         platform=ULX3S85FPlatform,
         family="ecp5",
         clock="clk25",
-        soc=_soc(8, 8, mem_words=1 << 17, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
+        soc=_soc(8, 8, mem_words=1 << 16, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
         freq_mhz=100.0,
-        units=OPTIONAL_UNITS,
     ),
     # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). Main memory in SPRAM
     # (Yosys infers SB_SPRAM256KA with -spram); the 2x4 array takes all eight DSPs; no softmax
@@ -185,9 +174,9 @@ BOARDS = {
         platform=ICEBreakerPlatform,
         family="ice40",
         clock="clk12",
-        soc=_soc(2, 4, mem_words=1 << 15, sp_banks=2, sp_depth=256, acc_banks=2, acc_depth=256),
+        soc=_soc(2, 4, mem_words=1 << 15, sp_banks=2, sp_depth=256, acc_banks=2, acc_depth=256,
+                 selector=None),
         freq_mhz=30.0,
-        units=frozenset({"requant", "sgd"}),
         synth_opts=("-dsp", "-spram"),
     ),
 }

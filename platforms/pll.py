@@ -143,11 +143,15 @@ class ClockReset(wiring.Component):
 
     If ``freq`` equals the oscillator's frequency the oscillator drives ``sync`` directly;
     otherwise a PLL does (ECP5 ``EHXPLLL`` with :func:`ecp5_pll`'s dividers, iCE40
-    ``SB_PLL40_PAD`` with :func:`ice40_pll`'s). A clock constraint of the achieved frequency is
-    added for the domain's clock. ``sync`` is held in reset until the PLL has locked and then for
+    ``SB_PLL40_PAD`` with :func:`ice40_pll`'s); nextpnr derives the PLL output's clock constraint
+    from the board clock's. ``sync`` is held in reset until the PLL has locked and then for
     :data:`POWER_ON_DELAY` more, and whenever ``rst`` is high or the PLL loses lock; the reset is
     asserted asynchronously and released synchronously (:class:`amaranth.lib.cdc.ResetSynchronizer`).
     The power-on counter runs in a reset-less local domain ``por`` on the same clock.
+
+    The block drives the clock and reset of ``sync`` but does not define the domain: the design
+    that instantiates it does (``m.domains.sync = ClockDomain("sync")``), as Amaranth 0.6 will
+    require of a domain its parent uses.
 
     Parameters
     ----------
@@ -240,8 +244,6 @@ class ClockReset(wiring.Component):
                 i_PACKAGEPIN=clk_port.io, i_RESETB=1, i_BYPASS=0,
                 o_PLLOUTGLOBAL=clk, o_LOCK=pll_locked,
             )
-        if p is not None:
-            platform.add_clock_constraint(clk, self.f_out)
 
         # Power-on delay after lock, in a reset-less domain on the same clock.
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
@@ -255,7 +257,9 @@ class ClockReset(wiring.Component):
         with m.Elif(timer != delay):
             m.d.por += timer.eq(timer + 1)
 
-        m.domains.sync = ClockDomain("sync")
+        # No constraint on the PLL's output: nextpnr derives it from the board clock's
+        # constraint and the PLL's settings. (A constraint on an Amaranth signal names a net
+        # that synthesis may rename when it merges the PLL output with the domain's clock.)
         m.d.comb += ClockSignal("sync").eq(clk)
         m.submodules.reset_sync = ResetSynchronizer((timer != delay) | self.rst, domain="sync")
         m.d.comb += self.locked.eq(locked_por)

@@ -99,10 +99,7 @@ def make_top(board, top):
         return ArrayBoardTop(board.array, clock_reset=board.clock_reset(),
                              reset_button=board.reset_button)
     if top == "soc":
-        try:
-            from .board_top import SocBoardTop
-        except ImportError as e:
-            raise BuildError(f"The SoC board top is not available yet ({e})") from None
+        from .top_soc import SocBoardTop
         return SocBoardTop(board)
     raise ValueError(f"Top must be 'array' or 'soc', not {top!r}")
 
@@ -148,7 +145,7 @@ def _tail(path, n=25):
         return "(no output)"
 
 
-def run_build(board, top="array", *, seed=1, out="build", say=print, every=30.0):
+def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0):
     """Build ``top`` for ``board`` in directory ``out``; return the report (a dict).
 
     The report's keys are described in ``docs/build.md``; ``say`` receives progress lines.
@@ -416,8 +413,8 @@ def parser():
                                  description="Build a bitstream with YoWASP Yosys/nextpnr and "
                                              "report timing and utilization.")
     ap.add_argument("--board", required=True, choices=sorted(BOARDS))
-    ap.add_argument("--top", default="array", choices=("array", "soc"),
-                    help="design: the systolic array alone, or the whole SoC (default array)")
+    ap.add_argument("--top", default="soc", choices=("soc", "array"),
+                    help="design: the whole SoC (default), or the systolic array alone")
     ap.add_argument("--rows", type=_positive_int, help="array rows (default: the board's)")
     ap.add_argument("--cols", type=_positive_int, help="array columns (default: the board's)")
     ap.add_argument("--freq", type=_positive_float, metavar="MHZ",
@@ -444,8 +441,10 @@ def main(argv=None):
         print(f"BUILD FAILED: {e}", file=sys.stderr)
         return 1
     print(format_report(report))
+    text = json.dumps(report, indent=2) + "\n"
+    Path(out, "report.json").write_text(text)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.json).write_text(text)
     return 0 if report["timing_pass"] else 2
 
 

@@ -7,8 +7,8 @@ multiplier and accumulator. :class:`ArrayBoardTop` puts it on a board behind a c
 ``python -m rtl.build --top array`` builds it.
 """
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import Out
 
 from golden.array import tile_spacing
@@ -158,10 +158,13 @@ class ArrayBoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.crg = crg = self.clock_reset
         m.submodules.exerciser = ex = self.exerciser
         if self.reset_button is not None:
-            m.d.comb += crg.rst.eq(platform.request(*self.reset_button).i)
+            button = io.Buffer("i", platform.request(*self.reset_button, dir="-"))
+            m.submodules.reset_button = button
+            m.d.comb += crg.rst.eq(button.i)
 
         half_period = max(1, round(crg.f_out / 2))
         heartbeat_timer = Signal(range(half_period), name="heartbeat_timer")
@@ -174,5 +177,7 @@ class ArrayBoardTop(Elaboratable):
         status = [ex.o_parity, heartbeat, crg.running, crg.locked]
         leds = sorted(number for name, number in platform.resources if name == "led")
         for number, value in zip(leds, status):
-            m.d.comb += platform.request("led", number).o.eq(value)
+            led = m.submodules[f"led_{number}"] = io.Buffer("o", platform.request("led", number,
+                                                                                  dir="-"))
+            m.d.comb += led.o.eq(value)
         return m
