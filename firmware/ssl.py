@@ -83,12 +83,12 @@ class Recipe:
     eval_every: int = 500
 
     def scaled(self, fraction):
-        """A copy with every step count scaled by ``fraction`` (at least 1 step each): a quick
-        run of the same pipeline."""
+        """A copy with every device step count scaled by ``fraction`` (at least 1 step each): a
+        quick run of the same pipeline (the offline teacher, cheap on the host, keeps its
+        steps)."""
         def sc(schedule):
             return tuple((max(1, round(s * fraction)), lr) for s, lr in schedule)
-        return replace(self, teacher_steps=max(1, round(self.teacher_steps * fraction)),
-                       device_teacher_schedule=sc(self.device_teacher_schedule),
+        return replace(self, device_teacher_schedule=sc(self.device_teacher_schedule),
                        student_schedule=sc(self.student_schedule),
                        finetune_schedule=sc(self.finetune_schedule),
                        eval_every=max(1, round(self.eval_every * fraction)))

@@ -1,0 +1,151 @@
+"""The semi-supervised pipeline (firmware/ssl.py, ``python -m firmware ssl``).
+
+Default suite: the whole command on the golden backend with a small step budget, on digits and
+on a second data set (scikit-learn's wine, min-max scaled, written to an ``.npz``); malformed
+data sets rejected before anything runs; ``--check`` stopping at the first memory difference.
+Slow suite: ``--check`` on rtl-sim (the default 8×8 SoC, full recipe) and the 5-seed accuracy
+acceptance on the golden trainer.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from firmware.__main__ import main
+from firmware.device import GoldenDevice
+from firmware.ssl import (CheckFailed, CheckedDevice, DEFAULT_RECIPE, prepare_data,
+                          run_pipeline, soc_for)
+
+QUICK = "0.01"            # --steps-scale of the default suite
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def wine_npz(path):
+    from sklearn.datasets import load_wine
+    d = load_wine()
+    X = (d.data - d.data.min(axis=0)) / (d.data.max(axis=0) - d.data.min(axis=0))
+    np.savez(path, X=X, y=d.target)
+    return path
+
+
+def test_command_on_digits(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["ssl", "--backend", "golden", "--steps-scale", QUICK, "--quiet", "--json",
+               str(out), "--report", str(tmp_path / "rep")])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    for key in ("teacher_accuracy", "ssl_student_accuracy", "supervised_student_accuracy",
+                "float_ssl_student_accuracy"):
+        assert 0 <= res[key] <= 1, key
+    assert res["total_cycles"] == sum(p["cycles"] for p in res["phases"]) > 0
+    assert res["wall_seconds"] > 0
+    assert (res["labeled"], res["unlabeled"], res["test"]) == (126, 1131, 540)
+    assert [p["phase"] for p in res["phases"]] == ["teacher", "label+select", "student-train",
+                                                   "finetune", "supervised", "float32"]
+    # a class-balanced selection of at most K per class, pseudo-labels mostly right
+    assert max(res["class_counts"]) <= 100 and res["selected"] == sum(res["class_counts"])
+    assert res["teacher_accuracy"] > 0.8 and res["pseudo_label_precision"] > 0.8
+    table = capsys.readouterr().out
+    assert "label+select" in table and "time @100 MHz" in table
+    for f in ("accuracy.png", "class_balance.png", "utilization.png", "results.json"):
+        assert (tmp_path / "rep" / f).stat().st_size > 0
+
+
+def test_command_on_another_dataset(tmp_path):
+    path = wine_npz(tmp_path / "wine.npz")
+    out = tmp_path / "r.json"
+    rc = main(["ssl", "--backend", "golden", "--dataset", str(path), "--labeled-fraction",
+               "0.2", "--k", "20", "--steps-scale", QUICK, "--quiet", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["classes"] == 3 and res["features"] == 13
+    assert res["teacher_sizes"][0] == 13 and res["student_sizes"][-1] == 3
+    assert res["selector"] == dict(classes=3, k=20, p=1)
+    assert max(res["class_counts"]) <= 20
+    assert 0 <= res["ssl_student_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(X=np.zeros((10, 3))), r"missing array\(s\) y"),
+    (dict(X=np.zeros((10,)), y=np.zeros(10, dtype=int)), r"X must be a 2-D array"),
+    (dict(X=np.zeros((10, 3)), y=np.zeros(9, dtype=int)), r"y must be a 1-D array of 10"),
+    (dict(X=np.full((10, 3), np.nan), y=np.zeros(10, dtype=int)), r"X contains NaN"),
+    (dict(X=np.full((10, 3), 2.0), y=np.zeros(10, dtype=int)), r"X values must be in \[0, 1\]"),
+    (dict(X=np.zeros((10, 3)), y=-np.ones(10, dtype=int)), r"labels must be non-negative"),
+    (dict(X=np.zeros((10, 3)), y=np.arange(10) % 3 * 2), r"class\(es\) \[1, 3\] have no samples"),
+    (dict(X=np.zeros((6, 3)), y=np.arange(6) % 3), r"too few samples"),
+])
+def test_malformed_dataset_rejected_before_running(tmp_path, capsys, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=message):
+        prepare_data(path)
+    assert main(["ssl", "--backend", "golden", "--dataset", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "bad.npz" in err
+
+
+def test_unreadable_dataset(tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_text("not a zip")
+    with pytest.raises(ValueError, match=r"cannot read \.npz file"):
+        prepare_data(path)
+
+
+class _Faulty(GoldenDevice):
+    """A golden device that flips one word after its third run."""
+
+    def __init__(self, soc):
+        super().__init__(soc)
+        self.runs = 0
+
+    def _run(self, entry, max_cycles):
+        r = super()._run(entry, max_cycles)
+        self.runs += 1
+        if self.runs == 3:
+            self.machine.mem[12345] ^= 1
+        return r
+
+
+def test_check_stops_at_first_difference():
+    data = prepare_data(seed=0)
+    soc = soc_for(10)
+    recipe = DEFAULT_RECIPE.scaled(0.005)
+    with pytest.raises(CheckFailed, match=r"first difference from golden in phase "
+                                          r"'label\+select', program teacher\.\w+: word 0x3039"):
+        run_pipeline(data, soc=soc, recipe=recipe, check=True, progress=False,
+                     float_pipeline=False, device=_Faulty(soc))
+    checked = CheckedDevice(GoldenDevice(soc))
+    assert checked.config == soc
+
+
+@pytest.mark.slow
+def test_check_rtl_sim_default_config():
+    """``--check`` on rtl-sim, default SoC and full recipe: every program of the pipeline
+    leaves main memory, cycles and results equal to golden."""
+    data = prepare_data(seed=0)
+    res = run_pipeline(data, backend="rtl-sim", check=True, progress=False)
+    assert res["checked_runs"] > 100
+    assert res["ssl_student_accuracy"] > 0.85
+
+
+@pytest.mark.slow
+def test_accuracy_acceptance_five_seeds():
+    """Digits, 10 % labels, mean of seeds 0–4 (golden trainer, bit-identical to the device):
+    SSL student ≥ supervised + 1.5 points, within 1 point of the float32 pipeline."""
+    from benchmarks.ssl import measure
+    rows = measure(seeds=range(5))
+    ssl = np.mean([r["ssl_student_accuracy"] for r in rows])
+    sup = np.mean([r["supervised_student_accuracy"] for r in rows])
+    flt = np.mean([r["float_ssl_student_accuracy"] for r in rows])
+    assert ssl - sup >= 0.015, (ssl, sup)
+    assert abs(ssl - flt) <= 0.01, (ssl, flt)
