@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
+# the semi-supervised pipeline on the compiled simulator of the SoC (default 8×8 configuration);
+# the first run builds the SoC's compiled model (cached afterwards). The old GEMM demo:
+# `python -m firmware demo`.
 demo: $(STAMP)
-	$(PY) -m firmware demo
+	$(PY) -m firmware ssl --backend rtl-sim
 
 test: $(STAMP)
 	PYTHONWARNINGS=error $(PY) -m pytest -q -n 2 --dist loadgroup

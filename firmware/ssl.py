@@ -304,6 +304,29 @@ class _CountingDevice(Device):
         return self.device.counters()
 
 
+class _TrainerNet:
+    """A student trained by the golden trainer (:class:`golden.mlp.FixedMLP`, draws in the
+    device's panel order) instead of the device: bit-identical to :class:`firmware.MLP` on any
+    backend (``tests/test_accelerator.py``), several times faster on the host than the golden
+    device. Used by ``benchmarks.ssl``; no cycles, no per-epoch curve."""
+
+    def __init__(self, sizes, batch, seed, lanes):
+        from golden.mlp import FixedMLP, init_float_params, rng_seed
+        self.net = FixedMLP(sizes, rng_seed=rng_seed(seed)).load_float(
+            init_float_params(sizes, seed))
+        self.batch, self.seed, self.lanes = batch, seed, lanes
+
+    def fit(self, X, y, schedule, callback=None):
+        self.net.train(X, y, schedule, batch=self.batch, seed=self.seed,
+                       update_lanes=self.lanes)
+        if callback is not None:
+            callback(sum(s for s, _ in schedule))
+        return self
+
+    def evaluate(self, X, y):
+        return self.net.accuracy(X, y)
+
+
 def _names(checked, net, prefix):
     if checked is not None:
         checked.programs = {p.base: f"{prefix}.{kind}" for kind, p in
@@ -319,7 +342,7 @@ def _selected(per_class):
 
 def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, seed=0,
                  teacher_on_device=False, check=False, progress=True, float_pipeline=True,
-                 device=None, **backend_options):
+                 device=None, students="device", **backend_options):
     """Run the whole pipeline; return a dict of every figure (``docs/pipeline.md``).
 
     Parameters
@@ -342,6 +365,10 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         Also run the float32 pipeline.
     device : Device, optional
         Use this device instead of making one for ``backend``.
+    students : str
+        ``"device"``; or ``"trainer"``: the students train on the host with the golden trainer,
+        bit-identical to the device (:class:`_TrainerNet`; the benchmark's fast mode: the
+        teacher still labels and selects on the device).
 
     Returns
     -------
@@ -423,13 +450,22 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
               note=f"K={sel_cfg.k} P={sel_cfg.p}: {ids.size} selected")
 
     # --- student on the selected set, then finetune on L ------------------------------------------
-    student = acc.mlp(student_sizes, batch=B, seed=seed)
+    if students not in ("device", "trainer"):
+        raise ValueError(f"Students must train on 'device' or 'trainer', not {students!r}")
+
+    def new_student():
+        if students == "trainer":
+            return _TrainerNet(student_sizes, B, seed, soc.lanes)
+        return acc.mlp(student_sizes, batch=B, seed=seed)
+
+    student = new_student()
     curves = {"ssl": [], "supervised": []}
 
     def train_phase(name, net, X, y, schedule, curve, offset):
         steps = sum(s for s, _ in schedule)
         ph.start(name, steps, "step")
-        _names(checked, net, name.split("-")[0])
+        if students == "device":
+            _names(checked, net, name.split("-")[0])
         marks = {"next": recipe.eval_every, "done": 0}
 
         def cb(n):
@@ -443,7 +479,8 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
                     marks["next"] += recipe.eval_every
         measure(lambda: net.fit(X, y, schedule=schedule, callback=cb))
         a = curve[-1][1] if curve and curve[-1][0] == offset + steps else evaluate(net, T.X, T.y)
-        return ph.finish(samples=int(X.shape[0]), accuracy=a, steps=steps)
+        return ph.finish(samples=int(X.shape[0]), accuracy=a, steps=steps,
+                         note="golden trainer (host)" if students == "trainer" else "")
 
     n_s = sum(s for s, _ in recipe.student_schedule)
     n_f = sum(s for s, _ in recipe.finetune_schedule)
@@ -454,7 +491,7 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
     ssl_acc = ph.rows[-1]["accuracy"]
 
     # --- supervised-only student ------------------------------------------------------------------
-    supervised = acc.mlp(student_sizes, batch=B, seed=seed)
+    supervised = new_student()
     train_phase("supervised", supervised, L.X, L.y,
                 tuple(recipe.student_schedule) + tuple(recipe.finetune_schedule),
                 curves["supervised"], 0)
@@ -497,7 +534,7 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         array=f"{soc.config.array.rows}x{soc.config.array.cols}",
         selector=dict(classes=sel_cfg.classes, k=sel_cfg.k, p=sel_cfg.p),
         teacher_sizes=list(t_sizes), student_sizes=list(student_sizes),
-        teacher_on_device=teacher_on_device,
+        teacher_on_device=teacher_on_device, students=students,
         teacher_accuracy=t_acc, ssl_student_accuracy=ssl_acc,
         ssl_student_before_finetune_accuracy=ph.rows[2]["accuracy"],
         supervised_student_accuracy=sup_acc,

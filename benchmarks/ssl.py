@@ -1,0 +1,124 @@
+"""The semi-supervised pipeline's accuracy over seeds: on-device SSL student vs supervised-only
+student vs the float32 pipeline (digits, 10 % labels unless told otherwise).
+
+``python -m benchmarks.ssl [--seeds 5] [--backend trainer|golden|rtl-sim] [--labeled-fraction F]
+[--dataset PATH.npz] [--json]`` runs :func:`firmware.ssl.run_pipeline` once per seed (0 ..
+seeds−1) and prints a table of the per-seed figures with their mean ± sample std and the paired
+gains. The default backend ``trainer`` runs the teacher's labeling and selection on the golden
+device and trains the students with the golden trainer (:class:`golden.mlp.FixedMLP` with the
+device's draw order), which is bit-identical to training on the device and several times faster
+on the host; ``golden`` and ``rtl-sim`` run every phase on that device (and report cycles).
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+__all__ = ["measure", "summary", "main"]
+
+_KEYS = ("teacher_accuracy", "pseudo_label_precision", "ssl_student_before_finetune_accuracy",
+         "ssl_student_accuracy", "supervised_student_accuracy", "float_ssl_student_accuracy")
+
+
+def measure(seeds=range(5), backend="trainer", labeled_fraction=0.1, dataset=None,
+            progress=False):
+    """One pipeline run per seed; returns the list of result dicts (``run_pipeline``'s)."""
+    from firmware.ssl import prepare_data, run_pipeline, soc_for
+    torch.set_num_threads(1)
+    rows = []
+    for seed in seeds:
+        data = prepare_data(dataset, seed=seed, labeled_fraction=labeled_fraction)
+        soc = soc_for(data.num_classes)
+        if backend == "trainer":
+            res = run_pipeline(data, backend="golden", soc=soc, seed=seed, progress=progress,
+                               students="trainer")
+        else:
+            res = run_pipeline(data, backend=backend, soc=soc, seed=seed, progress=progress)
+        rows.append(res)
+        if progress:
+            print(f"seed {seed}: " + ", ".join(f"{k} {res[k]:.4f}" for k in _KEYS),
+                  file=sys.stderr, flush=True)
+    return rows
+
+
+def _ms(values):
+    v = 100 * np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def summary(rows):
+    """Means ± std (points) of every figure and of the paired gains."""
+    out = {k: _ms([r[k] for r in rows]) for k in _KEYS}
+    out["gain_over_supervised"] = _ms([r["ssl_student_accuracy"] - r["supervised_student_accuracy"]
+                                       for r in rows])
+    out["ssl_minus_float"] = _ms([r["ssl_student_accuracy"] - r["float_ssl_student_accuracy"]
+                                  for r in rows])
+    return out
+
+
+def _table(rows, s, backend, wall):
+    names = dict(teacher_accuracy="teacher (on device)",
+                 pseudo_label_precision="pseudo-label precision",
+                 ssl_student_before_finetune_accuracy="SSL student before finetune",
+                 ssl_student_accuracy="SSL student (fixed point, device)",
+                 supervised_student_accuracy="supervised-only student (device)",
+                 float_ssl_student_accuracy="float32 pipeline's SSL student",
+                 gain_over_supervised="SSL − supervised (paired)",
+                 ssl_minus_float="SSL − float32 (paired)")
+    seeds = [r["seed"] for r in rows]
+    lines = [f"Semi-supervised pipeline, {rows[0]['dataset']}, {rows[0]['labeled']} labeled, "
+             f"{rows[0]['unlabeled']} unlabeled, {rows[0]['test']} test; seeds {seeds}; "
+             f"students on {backend}; teacher {'-'.join(map(str, rows[0]['teacher_sizes']))}, "
+             f"student {'-'.join(map(str, rows[0]['student_sizes']))}, "
+             f"K={rows[0]['selector']['k']} P={rows[0]['selector']['p']}", "",
+             "| figure (test %) | " + " | ".join(f"seed {x}" for x in seeds) + " | mean ± std |",
+             "|---|" + "---|" * (len(seeds) + 1)]
+    for k, (m, sd) in s.items():
+        if k in _KEYS:
+            per = [f"{100 * r[k]:.2f}" for r in rows]
+        elif k == "gain_over_supervised":
+            per = [f"{100 * (r['ssl_student_accuracy'] - r['supervised_student_accuracy']):+.2f}"
+                   for r in rows]
+        else:
+            per = [f"{100 * (r['ssl_student_accuracy'] - r['float_ssl_student_accuracy']):+.2f}"
+                   for r in rows]
+        lines.append(f"| {names[k]} | " + " | ".join(per) + f" | {m:.2f} ± {sd:.2f} |")
+    g, f = s["gain_over_supervised"][0], s["ssl_minus_float"][0]
+    lines += ["", f"acceptance: SSL − supervised {g:+.2f} points (≥ +1.5: "
+                  f"{'yes' if g >= 1.5 else 'NO'}), |SSL − float32| {abs(f):.2f} points "
+                  f"(≤ 1: {'yes' if abs(f) <= 1 else 'NO'}); {wall:.0f} s wall"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.ssl",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--backend", default="trainer", choices=("trainer", "golden", "rtl-sim"))
+    ap.add_argument("--labeled-fraction", type=float, default=0.1)
+    ap.add_argument("--dataset", metavar="PATH.npz")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--progress", action="store_true", help="per-seed lines on stderr")
+    a = ap.parse_args(argv)
+    if a.seeds < 1:
+        raise SystemExit(f"--seeds must be positive, not {a.seeds}")
+    t0 = time.perf_counter()
+    rows = measure(range(a.seeds), a.backend, a.labeled_fraction, a.dataset, a.progress)
+    wall = time.perf_counter() - t0
+    s = summary(rows)
+    if a.json:
+        print(json.dumps(dict(backend=a.backend, summary=s, wall_seconds=wall,
+                              runs=[{k: r[k] for k in ("seed", "total_cycles", "selected",
+                                                       "class_counts") + _KEYS}
+                                    for r in rows])))
+    else:
+        print(_table(rows, s, a.backend, wall))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
