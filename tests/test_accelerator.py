@@ -240,3 +240,28 @@ def test_full_schedule_matches_golden_trainer(digits):
     ours, theirs = net.evaluate(test.X, test.y), ref.accuracy(test.X, test.y)
     assert abs(ours - theirs) <= 0.01, (ours, theirs)
     assert ours >= 0.95
+
+
+def test_label_select_equals_offline_selection_of_device_probs():
+    """Teacher labeling on the device (SELCLR, SELFEED per panel, SELOUT) == select_offline of
+    the device's probabilities, with a partly filled last block and several runs."""
+    from dataclasses import replace
+    from golden.selection import select_offline
+    from spec.selection import SelectorConfig
+    soc = replace(SOC4, mem_words=1 << 12, selector=SelectorConfig(classes=3, k=5, p=2))
+    acc = Accelerator(soc=soc)
+    net = acc.mlp((5, 6, 3), batch=8, seed=2, train=False, select=True)
+    assert "train" not in net.compiled.kinds and net.compiled.eval_capacity < 60
+    rng = np.random.default_rng(0)
+    X = rng.random((1 + 8 * net.compiled.eval_capacity + 13, 5))
+    per_class = net.label_select(X)
+    assert acc.last_cycles > 0
+    want = select_offline(torch.from_numpy(net.probs(X)), 5, 2)
+    assert per_class == want.per_class
+    with pytest.raises(ValueError, match=r"built without a training program"):
+        net.fit(X, np.zeros(len(X), dtype=int), steps=1)
+    plain = acc.mlp((5, 6, 3), batch=8)
+    with pytest.raises(ValueError, match=r"built without teacher-labeling programs"):
+        plain.label_select(X)
+    with pytest.raises(ValueError, match=r"The SoC's selector has 3 classes, the network 4"):
+        acc.mlp((5, 6, 4), select=True)

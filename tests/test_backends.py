@@ -88,7 +88,10 @@ def test_stochastic_matmul_and_training_same_on_every_backend(devices):
         net = acc.mlp((3, 4, 3), batch=2, seed=1)
         net.fit(X, y, steps=3, lr=2**-3)       # the device's generator: seeded once, then kept
         net.fit(X, y, steps=2, lr=2**-4)
-        return [c, *net.weights, net.logits(X[:5]), net.probs(X[:3])]
+        teacher = acc.mlp((3, 4, 3), batch=2, seed=3, train=False, select=True)
+        per_class = teacher.label_select(X[:7])          # a partly filled last block
+        flat = np.array([v for lst in per_class for e in lst for v in e] or [0])
+        return [c, *net.weights, net.logits(X[:5]), net.probs(X[:3]), flat]
 
     same_everywhere(devices, work)
 
