@@ -24,10 +24,9 @@ address. ``docs/pipeline.md`` describes the mapping and the measured figures.
 """
 
 import json
-import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -254,7 +253,6 @@ class _Phases:
     def __init__(self, acc, progress, checked):
         self.acc, self.progress, self.checked = acc, progress, checked
         self.rows = []
-        self.curves = {}
 
     def start(self, name, total, unit):
         from tqdm import tqdm
@@ -265,9 +263,6 @@ class _Phases:
         self.row = dict(phase=name, samples=0, cycles=0, busy=dict(dma=0, gemm=0, vec=0, sel=0),
                         wall_seconds=time.perf_counter())
         return self.row
-
-    def runs(self, cycles, counters=None):
-        self.row["cycles"] += cycles
 
     def finish(self, **figures):
         self.bar.close()
@@ -500,7 +495,7 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
                 curves["supervised"], 0)
     sup_acc = ph.rows[-1]["accuracy"]
 
-    # --- float32 pipeline ---------------------------------------------------------------------------
+    # --- float32 pipeline -------------------------------------------------------------------------
     float_res = {}
     if float_pipeline:
         ph.start("float32", n_s + n_f + recipe.teacher_steps, "step")
@@ -563,8 +558,8 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
 def format_table(res):
     """The final table (phase, samples, cycles, projected time, accuracy, precision, balance)."""
     clock = res["clock_mhz"]
-    head = ("phase", "samples", "cycles", f"time @{clock:g} MHz", "accuracy", "pseudo-label prec.",
-            "class balance")
+    head = ("phase", "samples", "cycles", f"time @{clock:g} MHz", "accuracy",
+            "pseudo-label prec.", "class balance")
     rows = []
     for r in res["phases"]:
         counts = r.get("class_counts")
