@@ -65,8 +65,14 @@ class Recipe:
         The students' SGD batch (and inference block).
     student_schedule : tuple of (steps, lr)
         SGD on the selected set.
+    student_with_labeled : bool
+        Student-train on the selected set and L together (L with its true labels).
     finetune_schedule : tuple of (steps, lr)
-        SGD on L afterwards. The supervised-only student runs both schedules on L.
+        SGD on L afterwards. The supervised-only student runs the study's schedule on L
+        (:attr:`supervised_schedule`).
+    supervised_schedule : tuple of (steps, lr)
+        The supervised-only student's SGD on L: 3000 steps at 2⁻³, 1000 at 2⁻⁵ (the study's
+        recipe, ``/work/shared/NUMERICS.md``).
     eval_every : int
         Evaluate the students on the test set about every this many steps (accuracy per epoch).
     """
@@ -81,7 +87,9 @@ class Recipe:
     student_hidden: tuple = (32,)
     batch: int = 32
     student_schedule: tuple = ((3000, 2**-3),)
-    finetune_schedule: tuple = ((1000, 2**-5),)
+    student_with_labeled: bool = True
+    supervised_schedule: tuple = ((3000, 2**-3), (1000, 2**-5))
+    finetune_schedule: tuple = ((200, 2**-6),)
     eval_every: int = 500
 
     def scaled(self, fraction):
@@ -93,6 +101,7 @@ class Recipe:
         return replace(self, device_teacher_schedule=sc(self.device_teacher_schedule),
                        student_schedule=sc(self.student_schedule),
                        finetune_schedule=sc(self.finetune_schedule),
+                       supervised_schedule=sc(self.supervised_schedule),
                        eval_every=max(1, round(self.eval_every * fraction)))
 
 
@@ -482,16 +491,17 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
 
     n_s = sum(s for s, _ in recipe.student_schedule)
     n_f = sum(s for s, _ in recipe.finetune_schedule)
-    r = train_phase("student-train", student, U.X[ids], torch.as_tensor(pseudo),
-                    recipe.student_schedule, curves["ssl"], 0)
+    Xs, ys = U.X[ids], torch.as_tensor(pseudo)
+    if recipe.student_with_labeled:
+        Xs, ys = torch.cat([Xs, L.X]), torch.cat([ys, L.y])
+    r = train_phase("student-train", student, Xs, ys, recipe.student_schedule, curves["ssl"], 0)
     r.update(precision=precision, class_counts=counts)
     train_phase("finetune", student, L.X, L.y, recipe.finetune_schedule, curves["ssl"], n_s)
     ssl_acc = ph.rows[-1]["accuracy"]
 
     # --- supervised-only student ------------------------------------------------------------------
     supervised = new_student()
-    train_phase("supervised", supervised, L.X, L.y,
-                tuple(recipe.student_schedule) + tuple(recipe.finetune_schedule),
+    train_phase("supervised", supervised, L.X, L.y, recipe.supervised_schedule,
                 curves["supervised"], 0)
     sup_acc = ph.rows[-1]["accuracy"]
 
@@ -509,8 +519,10 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         fsel = select_offline(fp, sel_cfg.k, sel_cfg.p)
         fids, flab = _selected(fsel.per_class)
         fnet = FloatMLP(student_sizes, init_float_params(student_sizes, seed))
-        fnet.train_sgd(U.X[fids], torch.as_tensor(flab), recipe.student_schedule, batch=B,
-                       seed=seed)
+        Xf, yf = U.X[fids], torch.as_tensor(flab)
+        if recipe.student_with_labeled:
+            Xf, yf = torch.cat([Xf, L.X]), torch.cat([yf, L.y])
+        fnet.train_sgd(Xf, yf, recipe.student_schedule, batch=B, seed=seed)
         ph.bar.update(n_s)
         f_pre = fnet.accuracy(T.X, T.y)
         fnet.train_sgd(L.X, L.y, recipe.finetune_schedule, batch=B, seed=seed)
