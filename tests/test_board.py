@@ -19,7 +19,7 @@ from spec.isa import Error
 from firmware import Accelerator
 from firmware.asm import Assembler
 from firmware.board import BoardDevice, BoardMismatch, config_word, open_link
-from firmware.bringup import SMALL_SOC, SMALL_CXXFLAGS, SIM_DIVISOR
+from firmware.bringup import SMALL_SOC, SMALL_SIM_OPTIONS, SIM_DIVISOR
 from firmware.device import DeviceError
 from firmware.protocol import BridgeModel, encode_request, split_responses, words_to_bytes
 from firmware.transport import HostLinkStatusError
@@ -38,7 +38,7 @@ BYTE = 10 * SIM_DIVISOR                   # cycles per byte on the line
 
 @pytest.fixture(scope="module")
 def dut():
-    with SerialSocSim(SOC, divisor=SIM_DIVISOR, cxxflags=SMALL_CXXFLAGS) as d:
+    with SerialSocSim(SOC, divisor=SIM_DIVISOR, **SMALL_SIM_OPTIONS) as d:
         yield d
 
 
@@ -68,8 +68,10 @@ class Link:
     def send(self, data, *, idle=False, bad_stop=False):
         """Send ``data`` (and, if the bridge is left inside a frame or ``idle``, a gap past its
         timeout); return the responses after checking the RTL's bytes equal the model's."""
-        if bad_stop:
-            self.port.write_bad_stop(data)
+        if bad_stop:                  # each byte with a low stop bit, then an idle line
+            for byte in data:
+                self.port.write_bad_stop([byte])
+                self.port.gap(2 * BYTE)
             self.model.rx_framing_errors += len(data)
             expected = b""
         else:
@@ -143,12 +145,16 @@ def test_sim_serial_interface(dut):
 
 
 def test_uart_framing_errors_counted(dut):
-    """Bytes with a low stop bit are dropped by the device's UART and counted (STATUS)."""
+    """Bytes with a low stop bit are dropped by the device's UART and counted (STATUS); the
+    frame they made is not executed, the next one is."""
     link = Link(dut, 3)
-    link.send(encode_request(Cmd.WRITE, addr=5, payload=b"\1\2"), bad_stop=True)
-    link.port.gap(2 * BYTE)
+    frame = encode_request(Cmd.WRITE, addr=5, payload=b"\1\2")
+    assert link.send(frame, bad_stop=True) == []
     (st,) = link.send(encode_request(Cmd.STATUS, seq=4))
-    assert st.words[3] == len(encode_request(Cmd.WRITE, addr=5, payload=b"\1\2"))
+    assert st.words[3] == len(frame)
+    link.check_memory()
+    (ok,) = link.send(frame)
+    assert ok.status == Status.OK and link.dut.read_memory()[5] == 0x0201
     link.check_memory()
 
 
@@ -368,7 +374,8 @@ def test_real_board_divisor():
     board = get_board("ulx3s-85f")
     divisor = uart_divisor(board.freq_mhz * 1e6, 3_000_000)
     assert divisor == 33
-    with SerialSocSim(SOC, divisor=divisor, clk_freq=board.freq_mhz * 1e6) as d:
+    with SerialSocSim(SOC, divisor=divisor, clk_freq=board.freq_mhz * 1e6,
+                      **SMALL_SIM_OPTIONS) as d:
         dev = BoardDevice(d.port, SOC, timeout=0.05)
         rng = np.random.default_rng(5)
         words = rng.integers(0, 1 << 16, 300)

@@ -256,11 +256,10 @@ class SimSerial:
 
     @property
     def in_waiting(self):
-        """Bytes received and not yet read. Polling it lets time pass: when nothing is waiting,
-        the model first runs one byte time (``10 · divisor`` cycles)."""
+        """Bytes received and not yet read. Polling it lets time pass, as it does on a real
+        port: every call first runs the model for one byte time (``10 · divisor`` cycles)."""
         self._check_open()
-        if not self._lib.su_available(self._h):
-            self._run(10 * self._divisor, 1)
+        self._run(10 * self._divisor, 0)
         return int(self._lib.su_available(self._h))
 
     @property
