@@ -165,16 +165,19 @@ BOARDS = {
         soc=_soc(8, 8, mem_words=1 << 16, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
         freq_mhz=100.0,
     ),
-    # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). Main memory in SPRAM
-    # (Yosys infers SB_SPRAM256KA with -spram); the 2x4 array takes all eight DSPs; no softmax
-    # or top-K (they do not fit).
+    # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). The whole SoC does
+    # not fit (docs/build.md): this configuration, with a 2048-word main memory, needs 19500 LC
+    # (369 %), 33 DSP and 48 EBR; even a 1x1 array with 1024 words and 256-row scratchpads
+    # synthesizes to 8995 LUT4 + 3172 SB_CARRY, 17 SB_MAC16 and 30 EBR. Main memory cannot go
+    # to SPRAM either: the sequencer fetches 128-bit lines on a second read port, and SPRAM is
+    # single-ported and 16 bits wide. The board builds the bare 2x4 array (--top array).
     "icebreaker": BoardConfig(
         name="icebreaker",
         description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
         platform=ICEBreakerPlatform,
         family="ice40",
         clock="clk12",
-        soc=_soc(2, 4, mem_words=1 << 15, sp_banks=2, sp_depth=256, acc_banks=2, acc_depth=256,
+        soc=_soc(2, 4, mem_words=1 << 11, sp_banks=2, sp_depth=256, acc_banks=2, acc_depth=256,
                  selector=None),
         freq_mhz=30.0,
         synth_opts=("-dsp", "-spram"),
