@@ -47,16 +47,17 @@ from spec.hostlink import PROTOCOL_VERSION
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig, DEFAULT_SOC
 
-__all__ = ["SMALL_SOC", "SMALL_SIM_OPTIONS", "SIM_DIVISOR", "StepResult", "StepFailed",
+__all__ = ["SMALL_SOC", "SIM_OPTIONS", "SIM_DIVISOR", "StepResult", "StepFailed",
            "Bringup", "find_bitstream", "program_command", "memory_patterns", "main"]
 
 #: The small SoC of ``--sim --small`` and the default test suite.
 SMALL_SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
                       sp_banks=4, sp_depth=64, acc_banks=2, acc_depth=64, selector=None)
-#: How its compiled model is built: ``-O1`` and one C++ function per module (``-noflatten``)
-#: compile in a fraction of the default ``-O2`` flattened build's time and still run tens of
-#: thousands of cycles per second (``-O0`` runs about a thousand: too slow for UART traffic).
-SMALL_SIM_OPTIONS = {"cxxflags": ("-O1",), "cxxrtl_options": ("-O6", "-g4", "-noflatten")}
+#: How ``--sim`` builds its compiled model: ``-O1`` and one C++ function per module
+#: (``-noflatten``) compile in a fraction of the time of the default ``-O2`` flattened build and
+#: still run tens of thousands of cycles per second (``-O0`` runs about a thousand: too slow for
+#: UART traffic).
+SIM_OPTIONS = {"cxxflags": ("-O1",), "cxxrtl_options": ("-O6", "-g4", "-noflatten")}
 #: The UART divisor of the simulated link (clock cycles per bit; the UART's minimum is 4).
 SIM_DIVISOR = 4
 
@@ -155,11 +156,15 @@ class Bringup:
         Seed of the random memory pattern and of the array and training data.
     link_timeout : float
         A board's response timeout in seconds.
+    patterns : int
+        How many of the memory test's patterns to run (1: the address pattern only; each one
+        moves all of main memory over the link twice — seconds on a board, minutes for the
+        default SoC in simulation).
     """
 
     def __init__(self, soc, *, board=None, port=None, sim=False, bitstream=None, build=False,
                  program=True, baud=None, divisor=SIM_DIVISOR, train=False, sim_options=None,
-                 say=print, seed=1, link_timeout=1.0):
+                 say=print, seed=1, link_timeout=1.0, patterns=3):
         if not isinstance(soc, SocConfig):
             raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
         if not sim and (board is None or port is None):
@@ -169,6 +174,10 @@ class Bringup:
         self.baud = baud if baud is not None else (board.baud if board is not None else None)
         self.divisor, self.train, self.seed = divisor, train, seed
         self.link_timeout = link_timeout
+        if not isinstance(patterns, int) or not 1 <= patterns <= len(memory_patterns(0)):
+            raise ValueError(f"Memory patterns must be 1..{len(memory_patterns(0))}, not "
+                             f"{patterns!r}")
+        self.patterns = patterns
         self.sim_options = dict(sim_options or {})
         self.say = say or (lambda line: None)
         self.results = []
@@ -328,7 +337,8 @@ class Bringup:
     def step_memory(self):
         link, n = self.link, self.soc.mem_words
         start = link.now()
-        for name, pattern in memory_patterns(n, self.seed):
+        patterns = memory_patterns(n, self.seed)[:self.patterns]
+        for name, pattern in patterns:
             link.write_words(0, pattern.tolist())
             back = np.asarray(link.read_words(0, n), dtype=np.uint16)
             bad = np.flatnonzero(back != pattern)
@@ -342,9 +352,10 @@ class Bringup:
                                  "words that repeat others: an address line; scattered "
                                  "errors: timing (see the build's fmax) or the clock")
         seconds = link.now() - start
-        words = 2 * n * len(memory_patterns(0))
-        return (f"{n} words x 3 patterns written and read back ({words / seconds:,.0f} "
-                f"words/s of link time)"), {"words_per_s": words / seconds}
+        words = 2 * n * len(patterns)
+        return (f"{n} words x {len(patterns)} pattern{'s' * (len(patterns) > 1)} "
+                f"({', '.join(name for name, _ in patterns)}) written and read back "
+                f"({words / seconds:,.0f} words/s of link time)"), {"words_per_s": words / seconds}
 
     def _device(self):
         from .board import BoardDevice
@@ -439,6 +450,8 @@ def parser():
     ap.add_argument("--divisor", type=int, default=SIM_DIVISOR,
                     help=f"with --sim: UART clock cycles per bit (default {SIM_DIVISOR})")
     ap.add_argument("--train", action="store_true", help="also run a short training step")
+    ap.add_argument("--patterns", type=int, default=3, choices=(1, 2, 3),
+                    help="memory-test patterns: address, complement, random (default all 3)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the random patterns")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     return ap
@@ -456,17 +469,16 @@ def main(argv=None, *, sim_options=None):
         parser().error("--port needs --board")
     if args.small and not args.sim:
         parser().error("--small is for --sim")
-    options = dict(sim_options or {})
+    options = {**SIM_OPTIONS, **(sim_options or {})}
     if args.sim and args.small:
         soc = SMALL_SOC
-        options = {**SMALL_SIM_OPTIONS, **options}
     else:
         soc = board.soc if board is not None else DEFAULT_SOC
     say = None if args.json else print
     b = Bringup(soc, board=board, port=args.port, sim=args.sim, bitstream=args.bitstream,
                 build=args.build, program=not args.no_program, baud=args.baud,
                 divisor=args.divisor, train=args.train, sim_options=options, say=say,
-                seed=args.seed)
+                seed=args.seed, patterns=args.patterns)
     try:
         results = b.run()
     finally:

@@ -19,7 +19,7 @@ from spec.isa import Error
 from firmware import Accelerator
 from firmware.asm import Assembler
 from firmware.board import BoardDevice, BoardMismatch, config_word, open_link
-from firmware.bringup import SMALL_SOC, SMALL_SIM_OPTIONS, SIM_DIVISOR
+from firmware.bringup import SMALL_SOC, SIM_OPTIONS, SIM_DIVISOR
 from firmware.device import DeviceError
 from firmware.protocol import BridgeModel, encode_request, split_responses, words_to_bytes
 from firmware.transport import HostLinkStatusError
@@ -38,7 +38,7 @@ BYTE = 10 * SIM_DIVISOR                   # cycles per byte on the line
 
 @pytest.fixture(scope="module")
 def dut():
-    with SerialSocSim(SOC, divisor=SIM_DIVISOR, **SMALL_SIM_OPTIONS) as d:
+    with SerialSocSim(SOC, divisor=SIM_DIVISOR, **SIM_OPTIONS) as d:
         yield d
 
 
@@ -375,7 +375,7 @@ def test_real_board_divisor():
     divisor = uart_divisor(board.freq_mhz * 1e6, 3_000_000)
     assert divisor == 33
     with SerialSocSim(SOC, divisor=divisor, clk_freq=board.freq_mhz * 1e6,
-                      **SMALL_SIM_OPTIONS) as d:
+                      **SIM_OPTIONS) as d:
         dev = BoardDevice(d.port, SOC, timeout=0.05)
         rng = np.random.default_rng(5)
         words = rng.integers(0, 1 << 16, 300)
