@@ -8,6 +8,11 @@ response's last). Each read checks the words written. ``bytes_per_word`` counts 
 ``words_per_s`` is the UART-level time per word scaled to ``B`` baud (a host that waits for each
 response, as :class:`firmware.transport.HostLink` does). With ``--json`` the benchmark prints one
 JSON object.
+
+``--soc`` measures instead the whole SoC in the compiled simulator behind its simulated serial
+port (:class:`rtl.cxxsim.serial.SerialSocSim`, the bring-up's small configuration): all of main
+memory written and read back with the HostLink client, the words per second that gives at
+``B`` baud, and how fast the simulation ran (simulated cycles per wall-clock second).
 """
 
 import argparse
@@ -64,13 +69,54 @@ def measure(bursts=(1, 16, 256), divisor=4, seed=1):
     return rows
 
 
+def measure_soc(divisor=4, seed=1):
+    """All of the small SoC's main memory written and read back through its UART pins."""
+    import time
+    import numpy as np
+    from firmware.bringup import SMALL_SOC, SIM_OPTIONS
+    from firmware.transport import HostLink, SerialTransport
+    from rtl.cxxsim.serial import SerialSocSim
+    with SerialSocSim(SMALL_SOC, divisor=divisor, **SIM_OPTIONS) as dut:
+        link = HostLink(SerialTransport(dut.port), timeout=0.05)
+        n = SMALL_SOC.mem_words
+        words = np.random.default_rng(seed).integers(0, 1 << 16, n).tolist()
+        row = {"words": n, "divisor": divisor}
+        for what, fn in (("write", lambda: link.write_words(0, words)),
+                         ("read", lambda: link.read_words(0, n))):
+            cycles, wall = dut.sim.cycle, time.perf_counter()
+            got = fn()
+            cycles, wall = dut.sim.cycle - cycles, time.perf_counter() - wall
+            if what == "read" and got != words:
+                raise RuntimeError("the words read back differ from those written")
+            row[f"{what}_bit_times_per_word"] = cycles / divisor / n
+            row[f"{what}_sim_cycles_per_s"] = cycles / wall
+        if not np.array_equal(dut.read_memory(), words):
+            raise RuntimeError("main memory differs from the words written")
+    return row
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--divisor", type=int, default=4)
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--bursts", default="1,16,256")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--soc", action="store_true",
+                   help="through the whole SoC in the compiled simulator (its UART pins)")
     args = p.parse_args(argv)
+    if args.soc:
+        r = measure_soc(args.divisor)
+        for what in ("write", "read"):
+            r[f"{what}_words_per_s"] = args.baud / r[f"{what}_bit_times_per_word"]
+        if args.json:
+            print(json.dumps({"baud": args.baud, **r}))
+            return 0
+        print(f"SoC (compiled, {r['words']} words, divisor {r['divisor']}), HostLink client:")
+        for what in ("write", "read"):
+            print(f"  {what:5s} {r[what + '_bit_times_per_word']:6.1f} bit times/word = "
+                  f"{r[what + '_words_per_s']:>9,.0f} words/s at {args.baud} baud  "
+                  f"(simulated {r[what + '_sim_cycles_per_s']:,.0f} cycles/s)")
+        return 0
     rows = measure(tuple(int(x) for x in args.bursts.split(",")), args.divisor)
     for r in rows:
         r["words_per_s"] = args.baud / r["uart_bit_times_per_word"]

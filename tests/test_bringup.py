@@ -32,8 +32,9 @@ def test_sim_small_passes_every_step(capsys):
 
 
 def test_sim_small_readable_output(capsys):
-    assert main(["--sim", "--small"]) == 0
+    assert main(["--sim", "--small", "--patterns", "1"]) == 0
     out = capsys.readouterr().out
+    assert "2048 words x 1 pattern (address)" in out
     for step in STEPS[:-1]:
         assert f"[PASS] {step}" in out
     assert "ALL STEPS PASSED" in out
