@@ -1,18 +1,27 @@
 """Random programs for differential tests of the SoC against the golden machine.
 
-`valid_program(rng, soc)` makes a program of random legal instructions (every unit, the selection
-instructions when the SoC has a selector, random shapes, loops, rounding modes, formats) whose data region is random; `invalid_program(rng, soc)` makes a
-valid prefix followed by one illegal instruction. Both return `(words, entry, data_region)`.
+* :func:`valid_program` — random legal instructions of every unit (the selection instructions when
+  the SoC has a selector), random shapes, a loop, scalar ops, LDW/STW, fences, both rounding
+  modes; an :class:`firmware.asm.Assembler` at address 0.
+* :func:`invalid_case` / :func:`invalid_program` — a valid prefix followed by one illegal
+  instruction (illegal opcode, non-zero unused bits, bad field, scratchpad range, DMA fault,
+  bank conflict, branch out of main memory, to an unaligned address or with no such
+  condition, LDW/STW/SELOUT out of range),
+  with the error code and pc it must halt with.
+* :func:`random_image` — the program at 0, zeros up to half of main memory, random data above.
+* :func:`shrink` — a minimal failing program (instruction deletion, loop counts cut to 1), and
+  :func:`describe` its disassembly, for failure messages.
 """
 
 import random
 
 from spec import isa
-from spec.isa import Op, Cond, Unit
+from spec.isa import Op, Cond, Unit, Error
 from spec.softmax_tables import INV_TEMP_ONE
 from firmware.asm import Assembler
 
-__all__ = ["valid_program", "invalid_program", "random_image", "describe"]
+__all__ = ["valid_program", "instruction_program", "SCALAR_OPS", "invalid_case", "invalid_program", "random_image", "with_program",
+           "shrink", "describe"]
 
 
 def _rows(rng, soc, bank, n, space="sp"):
@@ -21,14 +30,18 @@ def _rows(rng, soc, bank, n, space="sp"):
     return bank * depth + rng.randrange(0, depth - n + 1), n
 
 
-def random_instruction(rng, soc, data_lo, data_hi):
-    """One random legal unit instruction (as (op, fields))."""
+def random_instruction(rng, soc, data_lo, data_hi, kind=None):
+    """One random legal unit instruction (as (op, fields)); ``kind`` (an opcode name) picks
+    which, default any (DMA twice as likely)."""
     L, R, C = soc.lanes, soc.config.array.rows, soc.config.array.cols
     nb, na = soc.sp_banks, soc.acc_banks
     kinds = ["DMA", "DMA", "GEMM", "REQ", "RELUB", "SGD", "FILL", "SMX"]
     if soc.selector is not None:
         kinds += ["SELCLR", "SELFEED", "SELFEED", "SELOUT"]
-    kind = rng.choice(kinds)
+    if kind is None:
+        kind = rng.choice(kinds)
+    elif kind not in kinds:
+        raise ValueError(f"No random {kind!r} instructions for this SoC (kinds: {kinds})")
     if kind == "SELOUT":
         span = isa.sel_out_max_words(soc.selector, soc.config.array.operand_width)
         if data_hi - data_lo >= span:
@@ -126,36 +139,143 @@ def valid_program(rng, soc, n=8, data_lo=None, data_hi=None):
     return p
 
 
-def invalid_program(rng, soc):
-    """A short valid prefix followed by an illegal instruction (returns the program's words)."""
+#: Opcodes of the scalar instructions :func:`instruction_program` exercises by hand.
+SCALAR_OPS = (Op.HALT, Op.FENCE, Op.SETI, Op.ADDI, Op.ADD, Op.SUB, Op.LDW, Op.STW, Op.BR,
+              Op.SEED)
+
+
+def instruction_program(rng, soc, op, count=4, data_lo=None):
+    """A straight-line program exercising ``op`` ``count`` times with random legal fields.
+
+    Registers get random values first; unit instructions run on random scratchpad contents
+    (the image's data is loaded by DMA first); afterwards every register is stored to memory and
+    a stochastic REQ shows the rounding generator's state, so that every instruction's effect
+    reaches main memory or a scratchpad. ``op`` is an :class:`spec.isa.Op` other than
+    ``ILLEGAL``.
+    """
+    op = Op(op)
+    if op is Op.ILLEGAL:
+        raise ValueError("ILLEGAL is not an instruction")
+    data_lo = data_lo if data_lo is not None else soc.mem_words // 2
+    data_hi = soc.mem_words
+    out = data_lo                              # 16 words for the registers
+    p = Assembler(base=0)
+    p.seed(seed=rng.randrange(1, 1 << 32))
+    for rd in range(1, isa.NUM_REGS):
+        p.seti(rd=rd, imm=rng.choice([rng.randrange(1 << 32), rng.randrange(-8, 8) & 0xFFFF_FFFF,
+                                      0x7FFF_FFFF, 0x8000_0000]))
+    for _ in range(3):                        # random scratchpad contents
+        op_, f = random_instruction(rng, soc, data_lo + 16, data_hi, kind="DMA")
+        p.emit(op_, **dict(f, direction=0))
+    for i in range(count):
+        if op not in SCALAR_OPS:
+            op_, f = random_instruction(rng, soc, data_lo + 16, data_hi, kind=op.name)
+            p.emit(op_, **f)
+        elif op is Op.FENCE:
+            p.fence(mask=rng.randrange(1 << len(Unit)))
+        elif op is Op.SETI:
+            p.seti(rd=rng.randrange(isa.NUM_REGS), imm=rng.randrange(1 << 32))
+        elif op is Op.ADDI:
+            p.addi(rd=rng.randrange(isa.NUM_REGS), rs=rng.randrange(isa.NUM_REGS),
+                   imm=rng.randrange(-(1 << 31), 1 << 31))
+        elif op in (Op.ADD, Op.SUB):
+            p.emit(op, rd=rng.randrange(isa.NUM_REGS), rs1=rng.randrange(isa.NUM_REGS),
+                   rs2=rng.randrange(isa.NUM_REGS))
+        elif op is Op.LDW:
+            p.ldw(rd=rng.randrange(1, isa.NUM_REGS), rs=0,
+                  imm=rng.randrange(data_lo + 16, data_hi - 1))
+        elif op is Op.STW:
+            p.stw(rt=rng.randrange(isa.NUM_REGS), rs=0,
+                  imm=rng.randrange(data_lo + 16, data_hi - 1))
+        elif op is Op.BR:                     # forward: skip the next instruction or not
+            name = f"skip{i}"
+            p.br(cond=rng.choice(list(Cond)), rs1=rng.randrange(isa.NUM_REGS),
+                 rs2=rng.randrange(isa.NUM_REGS), target=name)
+            p.seti(rd=rng.randrange(1, isa.NUM_REGS), imm=i + 1)
+            p.label(name)
+        elif op is Op.SEED:
+            p.seed(seed=rng.randrange(1, 1 << 32))
+        if op is not Op.HALT and rng.random() < 0.5:
+            p.fill(space=0, dst=rng.randrange(soc.sp_rows), rows=1, value=i)   # a VEC neighbour
+    for rs in range(1, isa.NUM_REGS):
+        p.stw(rt=rs, rs=0, imm=out + 2 * (rs - 1))
+    acc_row = rng.randrange(soc.acc_rows)
+    sp_row = (acc_row % soc.sp_depth)           # bank 0
+    p.req(src=acc_row, dst=sp_row, rows=1, lanes=soc.lanes, shift=20, relu=0, rounding=1,
+          mask_en=0, mask_row=soc.sp_depth)
+    p.halt()
+    return p
+
+
+def invalid_case(rng, soc):
+    """A short valid prefix followed by one illegal instruction.
+
+    Returns
+    -------
+    (list of int, spec.isa.Error, int)
+        The program's words, the error code ``docs/isa.md`` documents for the illegal
+        instruction, and the pc the program must halt at (the illegal instruction's address, or
+        for a branch out of main memory the branch's target).
+    """
     p = valid_program(rng, soc, n=rng.randint(0, 3))
     words = p.words()[:-8]                  # drop HALT
-    kinds = ["opcode", "unused", "range", "dma", "bank", "field"]
+    pc = len(words)
+    kinds = ["opcode", "unused", "range", "dma", "bank", "field", "fetch", "ldw"]
     if soc.selector is not None:
         kinds += ["selout", "selfeed"]
     kind = rng.choice(kinds)
     if kind == "opcode":
-        bad = rng.choice([0, 0x7F, 0xFF])
+        bad, error = rng.choice([0, 0x7F, 0xFF]), Error.ILLEGAL_OPCODE
     elif kind == "unused":
         bad = isa.encode(Op.HALT) | (1 << rng.randrange(isa.OPCODE_BITS + 1, 128))
+        error = Error.BAD_FIELD
     elif kind == "range":
         bad = isa.encode(Op.FILL, space=0, dst=soc.sp_rows - 1, rows=2, value=0)
+        error = Error.SP_RANGE
     elif kind == "dma":
         bad = isa.encode(Op.DMA, direction=1, space=0, transpose=0, elem_words=1, rm=0,
                          mem_off=soc.mem_words - 2, sp_row=0, rows=1, cols=4, stride=4)
+        error = Error.DMA_FAULT
     elif kind == "bank":
         bad = isa.encode(Op.GEMM, a_row=0, b_row=1, c_row=0, k=2, mt=1, nt=1, a_ps=2, b_ps=2,
                          c_ps=0, accumulate=0)
+        error = Error.BANK_CONFLICT
+    elif kind == "fetch":
+        r = rng.random()
+        if r < 0.5:                         # a branch out of main memory: halts at the target
+            target = soc.mem_words + 8 * rng.choice([0, rng.randrange(1, 1 << 20)])
+            bad = isa.encode(Op.BR, cond=Cond.ALWAYS, rs1=0, rs2=0, target=target)
+            return words + isa.to_words(bad), Error.FETCH_RANGE, target
+        if r < 0.75:                        # to an address that is not an instruction's
+            bad = isa.encode(Op.BR, cond=Cond.ALWAYS, rs1=0, rs2=0,
+                             target=pc + 8 + rng.randrange(1, 8))
+        else:                               # no such condition
+            bad = isa.encode(Op.BR, cond=max(Cond) + 1, rs1=0, rs2=0, target=pc + 8)
+        error = Error.BAD_FIELD
+    elif kind == "ldw":                     # a 32-bit access whose second word is outside
+        op = rng.choice([Op.LDW, Op.STW])
+        reg = dict(rd=2) if op is Op.LDW else dict(rt=1)
+        bad = isa.encode(op, **reg, rs=0, imm=rng.choice([soc.mem_words - 1, soc.mem_words, -2]))
+        error = Error.MEM_RANGE
     elif kind == "selout":
         bad = isa.encode(Op.SELOUT, rm=0, mem_off=soc.mem_words - rng.randint(1, 3))
+        error = Error.MEM_RANGE
     elif kind == "selfeed" and soc.selector.classes > 1 and rng.random() < 0.5:
         bad = isa.encode(Op.SELFEED, prob_row=soc.sp_rows - 1, samples=1, rid=1)
+        error = Error.SP_RANGE
     elif kind == "selfeed":
         bad = isa.encode(Op.SELFEED, prob_row=0, samples=rng.choice([0, soc.lanes + 1]), rid=1)
+        error = Error.BAD_FIELD
     else:
         bad = isa.encode(Op.REQ, src=0, dst=0, rows=1, lanes=0, shift=0, relu=0, rounding=0,
                          mask_en=0, mask_row=0)
-    return words + isa.to_words(bad)
+        error = Error.BAD_FIELD
+    return words + isa.to_words(bad), error, pc
+
+
+def invalid_program(rng, soc):
+    """The words of :func:`invalid_case`'s program."""
+    return invalid_case(rng, soc)[0]
 
 
 def random_image(rng, soc, program_words):
@@ -166,6 +286,96 @@ def random_image(rng, soc, program_words):
     for i in range(len(program_words), soc.mem_words // 2):
         img[i] = 0
     return img
+
+
+def with_program(image, old_words, new_words):
+    """``image`` with the program ``old_words`` at 0 replaced by ``new_words`` (the rest of the
+    old program's space zeroed, as :func:`random_image` leaves the gap)."""
+    img = list(image)
+    n = max(len(old_words), len(new_words))
+    img[:n] = list(new_words) + [0] * (n - len(new_words))
+    return img
+
+
+def _without(insns, i, base):
+    """The 128-bit instructions ``insns`` without the ``i``-th; branch targets after it move
+    back by one instruction (a target at it now names its successor)."""
+    removed = base + isa.INSN_WORDS * i
+    out = []
+    for j, word in enumerate(insns):
+        if j == i:
+            continue
+        try:
+            op, f = isa.decode(word)
+        except ValueError:
+            out.append(word)
+            continue
+        if op is Op.BR and f["target"] > removed:
+            f["target"] -= isa.INSN_WORDS
+            word = isa.encode(op, **f)
+        out.append(word)
+    return out
+
+
+def _smaller_loop(word):
+    """A ``SETI`` of a loop count above 1 with count 1 (else ``None``)."""
+    try:
+        op, f = isa.decode(word)
+    except ValueError:
+        return None
+    if op is Op.SETI and f["imm"] > 1:
+        return isa.encode(op, **dict(f, imm=1))
+    return None
+
+
+def shrink(words, fails, *, base=0, budget=400):
+    """A minimal version of a failing program, for the failure message.
+
+    Greedily deletes instructions (fixing branch targets) and cuts loop counts to 1 while
+    ``fails(words)`` stays true, until no single deletion keeps it failing (1-minimal) or
+    ``budget`` candidates have been tried.
+
+    Parameters
+    ----------
+    words : list of int
+        The failing program (16-bit words, a whole number of instructions, at ``base``).
+    fails : callable
+        ``fails(words) -> bool``: the candidate program still shows the failure.
+
+    Returns
+    -------
+    list of int
+        The smallest failing program found (``words`` itself if nothing smaller fails).
+    """
+    if len(words) % isa.INSN_WORDS:
+        raise ValueError(f"A program is a whole number of {isa.INSN_WORDS}-word instructions, "
+                         f"not {len(words)} words")
+    insns = [isa.from_words(list(words[i:i + isa.INSN_WORDS]))
+             for i in range(0, len(words), isa.INSN_WORDS)]
+
+    def flat(ins):
+        return [w for word in ins for w in isa.to_words(word)]
+
+    tries = 0
+    changed = True
+    while changed and tries < budget:
+        changed = False
+        i = 0
+        while i < len(insns) and tries < budget:
+            candidate = _without(insns, i, base)
+            tries += 1
+            if candidate and fails(flat(candidate)):
+                insns, changed = candidate, True
+            else:
+                i += 1
+        for i, word in enumerate(insns):
+            smaller = _smaller_loop(word)
+            if smaller is not None and tries < budget:
+                tries += 1
+                candidate = insns[:i] + [smaller] + insns[i + 1:]
+                if fails(flat(candidate)):
+                    insns, changed = candidate, True
+    return flat(insns)
 
 
 def describe(words):

@@ -15,6 +15,7 @@ programs on the default ``-O2`` build. A missing C++ compiler fails these tests 
 """
 
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -26,11 +27,12 @@ from spec.memory import Fault
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.selection import SelectorConfig
-from golden.machine import Machine
+from golden.machine import Machine, Timing
 from firmware.asm import Assembler
 from rtl.cxxsim import CxxSimBuildError
 from rtl.cxxsim.soc import SocSim, run_program, _pack, _unpack
-from tests.progfuzz import valid_program, invalid_program, random_image, describe
+from tests.progfuzz import (valid_program, invalid_program, invalid_case, instruction_program,
+                            random_image, with_program, shrink, describe, _without)
 
 pytestmark = pytest.mark.xdist_group("cxxsim")   # one worker builds (or loads) each model once
 
@@ -85,6 +87,54 @@ def check(sim, m, r, res, ctx, *, timing=True):
             f"{k} {res.counters[k]} != golden {m.counters[k]}; {ctx}"
 
 
+GOLDEN_BUDGET = 20_000      # instructions: a shrunk candidate may loop for ever
+CYCLE_BUDGET = 200_000      # cycles, likewise on the compiled model
+
+
+def mismatch(sim, soc, words, image, *, seed=None, timing=True):
+    """Run ``image`` (program ``words`` at 0) on golden and on ``sim`` (after a power-on, with
+    stall seed ``seed``); ``None`` if they agree, else what differs. A program golden does not
+    halt within its budget is not a mismatch (a shrunk candidate that loops)."""
+    m = Machine(soc)
+    m.write_words(0, image)
+    try:
+        r = m.run(0, max_instructions=GOLDEN_BUDGET)
+    except RuntimeError:
+        return None
+    sim.power_on(seed)
+    sim.write_words(0, image)
+    try:
+        res = sim.run(0, max_cycles=CYCLE_BUDGET)
+    except TimeoutError as e:
+        return f"golden halted after {r.cycles} cycles but the compiled SoC did not: {e}"
+    try:
+        check(sim, m, r, res, "", timing=timing)
+        if not timing:
+            assert res.cycles >= r.cycles, f"stalls made the program faster ({res.cycles} " \
+                                           f"< {r.cycles} cycles)"
+    except AssertionError as e:
+        return str(e).rstrip("; ")
+    return None
+
+
+def check_program(sim, soc, words, image, seed, *, stall_seed=None, timing=True):
+    """Compiled == golden on this program, or fail with the seed, the difference, the program
+    and a minimal program that still fails (:func:`tests.progfuzz.shrink`)."""
+    what = mismatch(sim, soc, words, image, seed=stall_seed, timing=timing)
+    if what is None:
+        return
+
+    def fails(candidate):
+        return mismatch(sim, soc, candidate, with_program(image, words, candidate),
+                        seed=stall_seed, timing=timing) is not None
+
+    small = shrink(words, fails)
+    n = len(small) // isa.INSN_WORDS
+    pytest.fail(f"seed {seed}: {what}\nprogram:\n{describe(words)}\nminimal failing program "
+                f"({n} instruction{'s' * (n != 1)}, same data):\n{describe(small)}",
+                pytrace=False)
+
+
 def run_one(sim, soc, words, image, seed, *, timing=True):
     m, r = golden(soc, image)
     sim.power_on()
@@ -100,31 +150,107 @@ def run_one(sim, soc, words, image, seed, *, timing=True):
 def test_random_valid_programs(model, seed):
     rng = random.Random(seed)
     words = valid_program(rng, SOC, n=rng.randint(4, 10)).words()
-    res, r = run_one(model, SOC, words, random_image(rng, SOC, words), seed)
-    assert r.error == Error.NONE, f"seed {seed}: the generator made an invalid program"
+    image = random_image(rng, SOC, words)
+    assert golden(SOC, image)[1].error == Error.NONE, \
+        f"seed {seed}: the generator made an invalid program"
+    check_program(model, SOC, words, image, seed)
 
 
 @pytest.mark.parametrize("seed", range(1000, 1040))
 def test_random_invalid_programs(model, seed):
-    # memory after the faulting instruction == golden's, which ran only the valid prefix
     rng = random.Random(seed)
-    words = invalid_program(rng, SOC)
-    res, r = run_one(model, SOC, words, random_image(rng, SOC, words), seed)
-    assert r.error != Error.NONE
-    assert res.pc == len(words) - isa.INSN_WORDS, f"seed {seed}: not the appended instruction"
+    words, error, pc = invalid_case(rng, SOC)
+    image = random_image(rng, SOC, words)
+    m, r = golden(SOC, image)
+    assert (r.error, r.pc) == (error, pc), \
+        f"seed {seed}: golden halted with {r.error!r} at {r.pc}, not the documented " \
+        f"{error!r} at {pc}\n{describe(words)}"
+    check_program(model, SOC, words, image, seed)
+    # main memory outside what the valid prefix wrote is unchanged: the same program with HALT
+    # in place of the illegal instruction leaves it as the compiled SoC did, and halts on the
+    # same cycle (a branch out of memory: one branch more)
+    halt = isa.to_words(isa.encode(Op.HALT))
+    prefix = words[:-isa.INSN_WORDS] + halt
+    pm, pr = golden(SOC, with_program(image, words, prefix))
+    mem = model.read_words(0, SOC.mem_words)
+    inside = np.zeros(SOC.mem_words, dtype=bool)
+    inside[len(words) - isa.INSN_WORDS:len(words)] = True
+    assert pr.error == Error.NONE, f"seed {seed}: the valid prefix fails\n{describe(prefix)}"
+    assert np.array_equal(mem[~inside], pm.mem.numpy()[~inside]), \
+        f"seed {seed}: memory differs from the valid prefix's\n{describe(words)}"
+    res = model.csr_read_all()
+    cycles = res[Csr.CYCLES_LO] | res[Csr.CYCLES_HI] << 32
+    bound = pr.cycles + (2 * (Timing.FETCH + 1) if error == Error.FETCH_RANGE else 0)
+    assert cycles <= bound, f"seed {seed}: {cycles} cycles, more than the prefix's {pr.cycles}"
 
 
 @pytest.mark.parametrize("seed", range(2000, 2030))
 def test_random_programs_under_stalls(stalled, seed):
     rng = random.Random(seed)
     words = valid_program(rng, SOC, n=rng.randint(4, 10)).words()
-    stalled.power_on(seed=rng.randrange(1, 1 << 32))
+    stall_seed = rng.randrange(1, 1 << 32)
     image = random_image(rng, SOC, words)
-    m, r = golden(SOC, image)
-    stalled.write_words(0, image)
-    res = stalled.run(0, max_cycles=1_000_000)
-    check(stalled, m, r, res, f"seed {seed}\n{describe(words)}", timing=False)
-    assert res.cycles >= r.cycles, f"seed {seed}: stalls made the program faster"
+    check_program(stalled, SOC, words, image, seed, stall_seed=stall_seed, timing=False)
+
+
+@pytest.mark.parametrize("op", [op for op in Op if op is not Op.ILLEGAL], ids=lambda op: op.name)
+def test_every_instruction(model, op):
+    # each instruction, several times with random fields: memories, cycles, counters == golden
+    for seed in range(4):
+        rng = random.Random(f"{op.name} {seed}")
+        words = instruction_program(rng, SOC, op).words()
+        image = random_image(rng, SOC, words)
+        assert golden(SOC, image)[1].error == Error.NONE, describe(words)
+        check_program(model, SOC, words, image, f"{op.name} {seed}")
+
+
+def test_failure_names_seed_and_minimal_program(model, monkeypatch):
+    # a contrived mismatch ("a GEMM ran"): the failure shows the seed and the program shrunk to
+    # one GEMM (which then runs into the zeros after it: opcode 0)
+    rng = random.Random(11)
+    while True:
+        p = valid_program(rng, SOC, n=8)
+        if sum(op is Op.GEMM for op, _ in p._insns) >= 2:
+            break
+    words = p.words()
+    image = random_image(rng, SOC, words)
+
+    def check_gemm(sim, m, r, res, ctx, *, timing=True):
+        assert not res.counters["busy_gemm"], "a GEMM ran"
+    monkeypatch.setattr(sys.modules[__name__], "check", check_gemm)
+    with pytest.raises(pytest.fail.Exception) as info:
+        check_program(model, SOC, words, image, 1234)
+    text = str(info.value)
+    assert text.startswith("seed 1234: a GEMM ran"), text
+    program, minimal = text.split("\nprogram:\n")[1].split("\nminimal failing program ")
+    assert program == describe(words)
+    head, body = minimal.split(":\n", 1)
+    assert head == "(1 instruction, same data)" and body.split()[1] == "GEMM", text
+
+
+def test_shrink():
+    rng = random.Random(5)
+    words = valid_program(rng, SOC, n=8).words()
+    ops = [isa.decode(isa.from_words(words[i:i + 8]))[0] for i in range(0, len(words), 8)]
+    assert Op.BR in ops and Op.SETI in ops
+    # the loop stays (branch retargeted) while the failure needs it; loop counts drop to 1
+    def loops(w):
+        m = Machine(SOC)
+        m.write_words(0, with_program(random_image(random.Random(1), SOC, words), words, w))
+        try:
+            r = m.run(0, max_instructions=1000)
+        except RuntimeError:
+            return False
+        return r.error == Error.NONE and any(
+            isa.decode(isa.from_words(w[i:i + 8]))[0] is Op.BR for i in range(0, len(w), 8))
+    small = shrink(words, loops)
+    assert loops(small) and len(small) < len(words)
+    insns = [isa.from_words(small[i:i + 8]) for i in range(0, len(small), 8)]
+    for i in range(len(insns)):             # 1-minimal: no single deletion still fails
+        assert not loops([w for x in _without(insns, i, 0) for w in isa.to_words(x)])
+    assert shrink(words, lambda w: False) == words
+    with pytest.raises(ValueError, match=r"whole number of 8-word instructions, not 3 words"):
+        shrink([1, 2, 3], loops)
 
 
 def test_stalls_stall(stalled):

