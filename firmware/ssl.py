@@ -684,6 +684,8 @@ def add_arguments(parser):
                         choices=("golden", "pysim", "rtl-sim", "board"),
                         help="where the device phases run (default %(default)s)")
     parser.add_argument("--port", help="serial port of the board backend")
+    parser.add_argument("--cxxflags", help="C++ flags of the rtl-sim model, e.g. \"-O0\" "
+                                           "(default: the compiled simulator's, -O2)")
     parser.add_argument("--dataset", metavar="PATH.npz",
                         help="an .npz with X (N×D floats in [0, 1] or uint8) and y (N labels "
                              "0..C-1); default scikit-learn's digits")
@@ -724,6 +726,11 @@ def run(args):
         return 2
     if args.backend == "rtl-sim":
         options["progress"] = not args.quiet
+        if args.cxxflags:
+            options["cxxflags"] = tuple(args.cxxflags.split())
+    elif args.cxxflags:
+        print("error: --cxxflags is for --backend rtl-sim", file=sys.stderr)
+        return 2
     print(f"Semi-supervised pipeline on {args.backend}: {data.name}, {len(data.labeled)} "
           f"labeled / {len(data.unlabeled)} unlabeled / {len(data.test)} test, "
           f"{data.num_classes} classes, seed {args.seed}", file=sys.stderr, flush=True)
