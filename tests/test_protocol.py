@@ -255,3 +255,32 @@ def test_serial_transport_loopback():
         assert t.read(1, 0.01) == b""
         with pytest.raises(HostLinkTimeout):
             HostLink(t, timeout=0.05, retries=0).ping()
+
+
+def test_serial_transport_over_a_port_object():
+    """An open port object is used as is (and left open); a port with ``now()`` is the clock."""
+    import serial
+    port = serial.serial_for_url("loop://", baudrate=115200, timeout=0.1)
+
+    class Clocked:
+        def __init__(self, inner):
+            self.inner, self.t = inner, 5.0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def now(self):
+            return self.t
+
+    t = SerialTransport(port)
+    t.write(b"\x01\x02")
+    assert t.read(2, 0.1) == b"\x01\x02" and t.serial is port
+    t.close()
+    assert port.is_open
+    clocked = Clocked(port)
+    assert SerialTransport(clocked).now() == 5.0
+    assert HostLink(SerialTransport(clocked)).now() == 5.0
+    port.close()
+    with pytest.raises(TypeError, match=r"^Serial port must be a port name or a pyserial-like "
+                                        r"port object, not 42$"):
+        SerialTransport(42)
