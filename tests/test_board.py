@@ -173,6 +173,8 @@ def test_matmul_over_serial_port_equals_golden(dut):
         assert acc.last_cycles == gold.last_cycles
     assert dev.counters()["cycles"] == gold.device.counters()["cycles"]
     assert dev.counters()["busy_gemm"] == gold.device.counters()["busy_gemm"]
+    by_name = Accelerator("board", soc=SOC, port=dut.port, timeout=0.05)   # the backend by name
+    assert np.array_equal(by_name.matmul(a, b, shift=shift), want)
 
 
 def test_board_device_errors(dut):
