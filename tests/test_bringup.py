@@ -2,7 +2,6 @@
 and the board path's failures (no bitstream, no programmer) reported with what to check."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -83,8 +82,9 @@ def test_memory_step_names_the_bad_words_and_bits():
     soc = bringup.SMALL_SOC
     b = Bringup(soc, sim=True, say=None)
     b.link = _StuckBitLink(soc.mem_words)
-    with pytest.raises(bringup.StepFailed, match=r"^960 of 2048 words wrong with the address "
-                       r"pattern \(0x80: wrote 0x0080 read 0x00a0, .*; differing bits 0x0020\)$") as e:
+    message = (r"^960 of 2048 words wrong with the address pattern \(0x80: wrote 0x0080 read "
+               r"0x00a0, .*; differing bits 0x0020\)$")
+    with pytest.raises(bringup.StepFailed, match=message) as e:
         b.step_memory()
     assert "data line" in e.value.hint
     with pytest.raises(ValueError, match=r"^Memory patterns must be 1..3, not 0$"):
