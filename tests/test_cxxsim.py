@@ -516,6 +516,21 @@ def test_failed_compile_is_a_clear_error_and_caches_nothing(design, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_broken_flag_is_a_clear_error_and_caches_nothing(design, tmp_path):
+    with pytest.raises(CxxSimBuildError, match=r"(?s)Compiling the C\+\+ model of sampledesign "
+                                               r"failed.*--no-such-flag.*--backend pysim"):
+        CxxSim(design, cache_dir=tmp_path, cxxflags=("-O0", "--no-such-flag"), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_cxxrtl_option_is_a_clear_error(design, tmp_path):
+    with pytest.raises(CxxSimBuildError, match=r"(?s)Yosys failed to generate C\+\+.*"
+                                               r"--backend pysim"):
+        CxxSim(design, cache_dir=tmp_path, cxxrtl_options=("-O6", "-nosuchoption"),
+               progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 # The systolic array: compiled model vs the Python driver vs golden ------------------------------
 
 def test_array_tiles_match_pysim_and_golden():

@@ -235,8 +235,8 @@ def elaborate(design, ports, *, expose=()):
 
 
 #: Options of Yosys's ``write_cxxrtl`` (part of the cache key): fastest code, every named signal
-#: readable. ``-noflatten`` keeps the hierarchy (one eval function per module), which g++
-#: compiles several times faster for large designs (``docs/simulation.md``).
+#: readable (``-g4``: optimised-out ones computed on demand). ``docs/simulation.md`` has the
+#: measured build times of the alternatives (``-g3``, ``-noflatten``) for the whole SoC.
 DEFAULT_CXXRTL_OPTIONS = ("-O6", "-g4")
 
 
