@@ -322,20 +322,32 @@ def parse_report(report, family):
 
 
 def extract_critical_path_log(log, max_lines=60):
-    """The "Critical path report" sections of a nextpnr log (with source locations), as text."""
+    """The "Critical path report" sections of a nextpnr log (with source locations), as text.
+
+    Register-to-register sections come first; a section longer than ``max_lines`` keeps its
+    first 20 and last ``max_lines - 20`` lines (the path's source and its sink).
+    """
     try:
         lines = Path(log).read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    out, inside = [], False
+    sections, inside = [], False
     for line in lines:
         if "Critical path report for" in line:
             inside = True
+            sections.append([])
         elif inside and not line.startswith("Info:") or "Max frequency for clock" in line:
             inside = False
         if inside:
-            out.append(line)
-    return "\n".join(out[-max_lines:])
+            sections[-1].append(line)
+    sections.sort(key=lambda sec: "cross-domain" in sec[0])
+    out = []
+    for sec in sections:
+        if len(sec) > max_lines:
+            sec = sec[:20] + [f"Info:   ... ({len(sec) - max_lines} lines)"] + \
+                sec[-(max_lines - 20):]
+        out += sec
+    return "\n".join(out)
 
 
 def format_report(r):
