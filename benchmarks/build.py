@@ -1,9 +1,11 @@
 """Throughput on the boards: peak, and projected from simulated cycles at the achieved fmax.
 
-``python -m benchmarks.build [--report FILE ...] [--steps N] [--json]``
+``python -m benchmarks.build [--report FILE ...] [--board NAME --fmax MHZ] [--steps N] [--json]``
 
 Reads build reports (``python -m rtl.build ... --json FILE``; by default every
-``build/*/report.json``, which each build also writes) and, for each, prints:
+``build/*/report.json``, which each build also writes), or takes a board's SoC configuration and
+a clock given by hand (``--board ulx3s-85f --fmax 26.72``: e.g. nextpnr's post-placement
+estimate of a build that did not finish), and for each prints:
 
 * **peak**: ``2·R·C·f`` operations per second (one multiply and one add per PE per cycle) at the
   achieved fmax (the slowest clock's) and at the target clock;
@@ -130,16 +132,34 @@ def main(argv=None):
     parser.add_argument("--report", action="append", metavar="FILE",
                         help="a build report (JSON of python -m rtl.build); default: "
                              "build/*/report.json")
+    parser.add_argument("--board", help="project for this board's SoC configuration ...")
+    parser.add_argument("--fmax", type=float, metavar="MHZ", help="... at this clock")
     parser.add_argument("--steps", type=int, default=50,
                         help="training steps on the golden machine (default 50)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    files = args.report or sorted(glob.glob("build/*/report.json"))
-    if not files:
-        print("No build report: run `python -m rtl.build --board ulx3s-85f` (or pass --report "
-              "FILE) first.", file=sys.stderr)
-        return 1
-    rows = [project(json.loads(Path(f).read_text()), steps=args.steps) for f in files]
+    if (args.board is None) != (args.fmax is None):
+        parser.error("--board and --fmax go together")
+    if args.board is not None:
+        from platforms import get_board
+        try:
+            board = get_board(args.board)
+        except ValueError as e:
+            parser.error(str(e))
+        if not args.fmax > 0:
+            parser.error(f"--fmax must be positive, not {args.fmax!r}")
+        reports = [{"board": board.name, "top": "soc (given fmax)", "rows": board.array.rows,
+                    "cols": board.array.cols, "target_mhz": board.freq_mhz,
+                    "clocks": {"given": {"fmax_mhz": args.fmax}},
+                    "timing_pass": args.fmax >= board.freq_mhz}]
+    else:
+        files = args.report or sorted(glob.glob("build/*/report.json"))
+        if not files:
+            print("No build report: run `python -m rtl.build --board ulx3s-85f` (or pass "
+                  "--report FILE, or --board and --fmax) first.", file=sys.stderr)
+            return 1
+        reports = [json.loads(Path(f).read_text()) for f in files]
+    rows = [project(r, steps=args.steps) for r in reports]
     print(json.dumps({"builds": rows}) if args.json else _table(rows))
     return 0
 
