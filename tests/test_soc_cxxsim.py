@@ -529,3 +529,70 @@ def test_many_random_programs_under_stalls():
             sim.write_words(0, image)
             res = sim.run(0)
             check(sim, m, r, res, f"seed {seed}\n{describe(words)}", timing=False)
+
+
+# --- one training step of the 64-32-10 MLP on the default SoC --------------------------------
+
+class _Recording:
+    """Wraps a device's ``_run`` to keep every run's result."""
+
+    def __init__(self, device):
+        self.runs = []
+        run = device._run
+
+        def recorded(entry, max_cycles):
+            r = run(entry, max_cycles)
+            self.runs.append((entry, r))
+            return r
+        device._run = recorded
+
+
+def training_step_same_as_golden(rtl_device, steps=1):
+    """``steps`` firmware training steps (64-32-10, batch 32, stochastic rounding) on
+    ``rtl_device`` and on golden: every run's result (error, pc, cycles, instructions), the
+    counters, the weights and the whole main memory must be equal."""
+    from firmware import Accelerator
+    from firmware.device import GoldenDevice
+    from golden.data import digits_split
+    train, _ = digits_split()
+    soc = rtl_device.config
+    gold = GoldenDevice(soc)
+    out = {}
+    for name, dev in (("rtl", rtl_device), ("golden", gold)):
+        rec = _Recording(dev)
+        net = Accelerator(dev).mlp((64, 32, 10), seed=3)
+        net.fit(train.X, train.y, steps=steps)
+        out[name] = (rec.runs, dev.counters(), net.weights, dev.read_words(0, soc.mem_words),
+                     net.last_step_cycles)
+    (runs, counters, weights, mem, cycles), g = out["rtl"], out["golden"]
+    assert runs == g[0], f"runs differ: {runs} != golden {g[0]}"
+    assert len(runs) == 2, runs                     # the seed program, then the steps
+    assert counters == g[1], f"counters {counters} != golden {g[1]}"
+    assert len(weights) == 2 and all(np.array_equal(w, gw) for w, gw in zip(weights, g[2]))
+    diff = np.flatnonzero(mem != g[3])
+    assert not diff.size, f"main memory differs from golden first at word {diff[0]}"
+    assert counters["busy_gemm"] and counters["busy_vec"] and counters["busy_dma"]
+    return runs[-1][1].cycles
+
+
+#: The smallest SoC the firmware compiles the 64-32-10 network for (4×4 array): the default
+#: suite's training step (a model of its own, ``-O0``).
+SOC_MLP = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=1 << 14,
+                    sp_banks=4, sp_depth=1024, acc_banks=2, acc_depth=512,
+                    selector=SelectorConfig(classes=3, k=2, p=2))
+
+
+def test_training_step_4x4():
+    from firmware.backends import RtlSimDevice
+    with RtlSimDevice(SOC_MLP, cxxflags=FAST) as dev:
+        cycles = training_step_same_as_golden(dev)
+    assert cycles > 10_000
+
+
+@pytest.mark.slow
+def test_training_steps_default_soc():
+    # the default SoC (8×8, 16-bit, 256 Ki words), its default (-O2) build
+    from firmware.backends import RtlSimDevice
+    from spec.soc import DEFAULT_SOC
+    with RtlSimDevice(DEFAULT_SOC) as dev:
+        training_step_same_as_golden(dev, steps=3)
