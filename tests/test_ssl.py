@@ -134,8 +134,9 @@ def test_check_rtl_sim_default_config():
     leaves main memory, cycles and results equal to golden."""
     data = prepare_data(seed=0)
     res = run_pipeline(data, backend="rtl-sim", check=True, progress=False)
-    assert res["checked_runs"] > 100
+    assert res["checked_runs"] > 50
     assert res["ssl_student_accuracy"] > 0.85
+    assert res["ssl_student_accuracy"] - res["supervised_student_accuracy"] > 0
 
 
 @pytest.mark.slow
