@@ -164,6 +164,8 @@ BOARDS = {
         clock="clk25",
         soc=_soc(8, 8, mem_words=1 << 16, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
         freq_mhz=100.0,
+        # The FT231X does 3 Mbaud: divisor 33 at 100 MHz (1 % off, within the receiver's margin).
+        baud=3_000_000,
     ),
     # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). The whole SoC does
     # not fit (docs/build.md): this configuration, with a 2048-word main memory, needs 19500 LC
@@ -180,6 +182,8 @@ BOARDS = {
         soc=_soc(2, 4, mem_words=1 << 11, sp_banks=2, sp_depth=256, acc_banks=2, acc_depth=256,
                  selector=None),
         freq_mhz=30.0,
+        # The FT2232H's channel B: 1 Mbaud is divisor 30 at 30 MHz, exact.
+        baud=1_000_000,
         synth_opts=("-dsp", "-spram"),
     ),
 }
