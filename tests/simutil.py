@@ -8,7 +8,8 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["run_sim", "stream_put", "stream_get", "random_ready", "bus_read", "bus_write"]
+__all__ = ["run_sim", "stream_put", "stream_get", "random_ready", "bus_read", "bus_write",
+           "corrupt_frame"]
 
 
 def run_sim(dut, *testbenches, processes=(), vcd=None, deadline=None):
@@ -83,3 +84,23 @@ async def bus_read(ctx, bus, addr, *, max_wait=1000):
 async def bus_write(ctx, bus, addr, wdata, *, max_wait=1000):
     """Write ``wdata`` at ``addr`` over a main-memory bus and wait for the acknowledgement."""
     await bus_transfer(ctx, bus, addr, we=1, wdata=wdata, max_wait=max_wait)
+
+
+def corrupt_frame(rng, frame):
+    """A damaged copy of the host-link ``frame`` (``rng``: a :class:`random.Random`): 1–3 flipped
+    bits, a cut, an inserted or a deleted byte (never the first byte), or garbage (1–16 random
+    bytes, sync bytes included)."""
+    kind = rng.randrange(5)
+    frame = bytearray(frame)
+    if kind == 0:
+        for _ in range(rng.randint(1, 3)):
+            frame[rng.randrange(1, len(frame))] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        del frame[rng.randrange(1, len(frame)):]
+    elif kind == 2:
+        frame.insert(rng.randrange(1, len(frame)), rng.randrange(256))
+    elif kind == 3:
+        del frame[rng.randrange(1, len(frame))]
+    else:
+        frame = bytearray(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    return bytes(frame)

@@ -26,6 +26,7 @@ from firmware.transport import HostLinkStatusError
 from rtl.cxxsim import CxxSimError
 from rtl.cxxsim.serial import SimSerial, SerialSocSim, SerialTimeout
 from rtl.hostlink import TIMEOUT_BYTE_TIMES
+from tests.simutil import corrupt_frame
 
 pytestmark = pytest.mark.xdist_group("cxxsim")
 
@@ -293,24 +294,6 @@ def _valid_request(rng, seq):
     return encode_request(cmd, seq=seq, addr=addr, payload=payload)
 
 
-def _corrupt(rng, frame):
-    """A damaged copy of ``frame``: flipped bits, a cut, an inserted or deleted byte, garbage."""
-    kind = rng.randrange(5)
-    frame = bytearray(frame)
-    if kind == 0:
-        for _ in range(rng.randint(1, 3)):
-            frame[rng.randrange(1, len(frame))] ^= 1 << rng.randrange(8)
-    elif kind == 1:
-        del frame[rng.randrange(1, len(frame)):]
-    elif kind == 2:
-        frame.insert(rng.randrange(1, len(frame)), rng.randrange(256))
-    elif kind == 3:
-        del frame[rng.randrange(1, len(frame))]
-    else:
-        frame = bytearray(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-    return bytes(frame)
-
-
 def _semantic_error(rng):
     """A frame with a good CRC that the bridge must reject (changing nothing)."""
     kind = rng.randrange(4)
@@ -348,7 +331,8 @@ def run_fuzz(dut, seed, events):
                 expected[addr:addr + len(words)] = words
         else:
             bad += 1
-            data = _corrupt(rng, _valid_request(rng, seq)) if r < 0.85 else _semantic_error(rng)
+            data = (corrupt_frame(rng, _valid_request(rng, seq)) if r < 0.85
+                    else _semantic_error(rng))
             rsps = link.send(data)
             assert all(x.status != Status.OK for x in rsps), f"seed {seed}, event {i}"
     link.check_memory(f"after {events} events")

@@ -16,6 +16,7 @@ from firmware.protocol import (BridgeModel, encode_request, words_to_bytes, spli
 from firmware.transport import HostLink as Client, HostLinkStatusError
 from rtl.hostlink import HostLinkBridge, HostLink, crc16_next
 from rtl.hostlink_sim import LinkHarness, PysimLink
+from tests.simutil import corrupt_frame
 
 MEM = 128           # words of main memory in these tests
 BURST = 8           # max_burst
@@ -271,25 +272,6 @@ def _valid_request(rng, seq):
     return encode_request(cmd, seq=seq, addr=addr, payload=payload), mem_w, csr_w
 
 
-def _corrupt(rng, frame):
-    """A damaged copy of ``frame``: 1–3 flipped bits, a cut, an inserted or a deleted byte, or
-    garbage (random bytes, sync bytes included)."""
-    kind = rng.randrange(5)
-    frame = bytearray(frame)
-    if kind == 0:
-        for _ in range(rng.randint(1, 3)):
-            frame[rng.randrange(1, len(frame))] ^= 1 << rng.randrange(8)
-    elif kind == 1:
-        del frame[rng.randrange(1, len(frame)):]
-    elif kind == 2:
-        frame.insert(rng.randrange(1, len(frame)), rng.randrange(256))
-    elif kind == 3:
-        del frame[rng.randrange(1, len(frame))]
-    else:
-        frame = bytearray(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-    return bytes(frame)
-
-
 def _semantic_error(rng):
     """A frame with a good CRC that the bridge must reject."""
     kind = rng.randrange(4)
@@ -326,7 +308,7 @@ def run_fuzz(seed, events, **kw):
                 csrs[a] = v
         elif r < 0.85:
             frame = _valid_request(rng, i & 0xFF)[0]
-            rsps = b.send(_corrupt(rng, frame), idle=True)
+            rsps = b.send(corrupt_frame(rng, frame), idle=True)
             assert all(x.status != Status.OK for x in rsps), f"seed {seed}, event {i}"
         else:
             (rsp,) = b.send(_semantic_error(rng))
