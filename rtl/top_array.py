@@ -8,12 +8,13 @@ multiplier and accumulator. :class:`ArrayBoardTop` puts it on a board behind a c
 """
 
 from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Mux, Signal
-from amaranth.lib import io, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from golden.array import tile_spacing
 from spec.params import ArrayConfig, check_positive_int
 from .array import SystolicArray
+from .board_io import connect_reset_button, drive_leds, heartbeat
 
 __all__ = ["LFSR_WIDTH", "LFSR_TAPS", "lfsr_seed", "lfsr_step", "ArrayExerciser", "ArrayBoardTop"]
 
@@ -161,23 +162,8 @@ class ArrayBoardTop(Elaboratable):
         m.domains.sync = ClockDomain("sync")
         m.submodules.crg = crg = self.clock_reset
         m.submodules.exerciser = ex = self.exerciser
-        if self.reset_button is not None:
-            button = io.Buffer("i", platform.request(*self.reset_button, dir="-"))
-            m.submodules.reset_button = button
-            m.d.comb += crg.rst.eq(button.i)
+        connect_reset_button(m, platform, self.reset_button, crg)
 
-        half_period = max(1, round(crg.f_out / 2))
-        heartbeat_timer = Signal(range(half_period), name="heartbeat_timer")
-        heartbeat = Signal(name="heartbeat")
-        with m.If(heartbeat_timer == half_period - 1):
-            m.d.sync += [heartbeat_timer.eq(0), heartbeat.eq(~heartbeat)]
-        with m.Else():
-            m.d.sync += heartbeat_timer.eq(heartbeat_timer + 1)
-
-        status = [ex.o_parity, heartbeat, crg.running, crg.locked]
-        leds = sorted(number for name, number in platform.resources if name == "led")
-        for number, value in zip(leds, status):
-            led = m.submodules[f"led_{number}"] = io.Buffer("o", platform.request("led", number,
-                                                                                  dir="-"))
-            m.d.comb += led.o.eq(value)
+        beat = heartbeat(m, crg.f_out)
+        drive_leds(m, platform, [ex.o_parity, beat, crg.running, crg.locked])
         return m

@@ -6,9 +6,10 @@ board's configuration (:class:`platforms.boards.BoardConfig`); the host link's U
 the achieved clock and the board's baud rate.
 """
 
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
+from .board_io import connect_reset_button, drive_leds, heartbeat
 from .soc import Soc
 from .uart import uart_divisor
 
@@ -68,30 +69,16 @@ class SocBoardTop(Elaboratable):
         m.submodules.crg = crg = self.clock_reset
         m.submodules.soc = soc = self.soc
 
-        if self._board.reset_button is not None:
-            button = io.Buffer("i", platform.request(*self._board.reset_button, dir="-"))
-            m.submodules.reset_button = button
-            m.d.comb += crg.rst.eq(button.i)
+        connect_reset_button(m, platform, self._board.reset_button, crg)
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         m.d.comb += [soc.rx.eq(rx.i), tx.o.eq(soc.tx)]
 
-        half_period = max(1, round(crg.f_out / 2))
-        heartbeat_timer = Signal(range(half_period), name="heartbeat_timer")
-        heartbeat = Signal(name="heartbeat")
-        with m.If(heartbeat_timer == half_period - 1):
-            m.d.sync += [heartbeat_timer.eq(0), heartbeat.eq(~heartbeat)]
-        with m.Else():
-            m.d.sync += heartbeat_timer.eq(heartbeat_timer + 1)
-
-        status = {"heartbeat": heartbeat, "running": soc.running, "done": soc.done,
+        beat = heartbeat(m, crg.f_out)
+        status = {"heartbeat": beat, "running": soc.running, "done": soc.done,
                   "error": soc.error.any(), "rx": ~rx.i, "tx": ~soc.tx,
                   "reset_done": crg.running, "pll_locked": crg.locked}
-        leds = sorted(number for name, number in platform.resources if name == "led")
-        for number, what in zip(leds, LED_STATUS):
-            led = m.submodules[f"led_{number}"] = io.Buffer("o", platform.request("led", number,
-                                                                                  dir="-"))
-            m.d.comb += led.o.eq(status[what])
+        drive_leds(m, platform, [status[what] for what in LED_STATUS])
         return m
