@@ -14,7 +14,7 @@ UART pins (:class:`rtl.cxxsim.serial.SimSerial`)::
 
 import numpy as np
 
-from spec.csr import Csr, CHIP_ID
+from spec.csr import Csr, CHIP_ID, config_value
 from spec.hostlink import PROTOCOL_VERSION
 from spec.isa import Error
 from spec.memory import Fault
@@ -40,7 +40,7 @@ class BoardMismatch(ValueError):
 def config_word(soc):
     """The value of the CONFIG CSR of a SoC built for ``soc``: rows, cols, lanes."""
     a = soc.config.array
-    return a.rows | a.cols << 8 | soc.lanes << 16
+    return config_value(a.rows, a.cols, soc.lanes)
 
 
 def open_link(port_or_transport, *, baud=115200, timeout=1.0, retries=2):

@@ -292,25 +292,26 @@ class CompiledMLP:
         lay.add("identity", self.lanes * self.lanes)
         self.sp_plan, self.acc_plan, self.programs = {}, {}, {}
         self.regions = lay.regions
-        lay.add("seed", 2 * 8, align=8)
+        W = isa.INSN_WORDS
+        lay.add("seed", 2 * W, align=W)
         for kind in kinds:
-            base = -(-lay.here // 8) * 8
+            base = -(-lay.here // W) * W
             emit = self._emit_train if kind == "train" else self._emit_forward(kind)
             sp_alloc, acc_alloc = self._allocators(kind)
             p, self.sp_plan[kind], self.acc_plan[kind] = _two_pass(emit, sp_alloc, acc_alloc,
                                                                    base)
-            lay.add(kind, 8 * len(p), align=8)
+            lay.add(kind, W * len(p), align=W)
             self.programs[kind] = p
         if "select" in kinds:
             for kind in ("selclr", "selout"):
-                p = Assembler(-(-lay.here // 8) * 8)
+                p = Assembler(-(-lay.here // W) * W)
                 if kind == "selclr":
                     p.selclr()
                 else:
                     p.ldw(rd=_R_OUT, rs=0, imm=PARAM_OUT)
                     p.selout(rm=_R_OUT, mem_off=0)
                 p.halt()
-                lay.add(kind, 8 * len(p), align=8)
+                lay.add(kind, W * len(p), align=W)
                 self.programs[kind] = p
         data = lay.rest("data")
         if "train" not in kinds:

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec import isa
 from spec.isa import Op, Error
-from spec.csr import Csr, CSR_COUNT, CHIP_ID
+from spec.csr import Csr, CSR_COUNT, CHIP_ID, config_value
 from spec.soc import SocConfig
 from .sequencer import Sequencer, field
 from .gemm_engine import GemmEngine
@@ -223,7 +223,7 @@ class Soc(wiring.Component):
         a = soc.config.array
         values = {
             Csr.ID: Const(CHIP_ID, 32),
-            Csr.CONFIG: Const(a.rows | (a.cols << 8) | (soc.lanes << 16), 32),
+            Csr.CONFIG: Const(config_value(a.rows, a.cols, soc.lanes), 32),
             Csr.MEM_WORDS: Const(soc.mem_words, 32),
             Csr.ENTRY: entry,
             Csr.STATUS: Cat(seq.running, seq.done, Const(0, 6), seq.error),

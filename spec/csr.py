@@ -6,7 +6,8 @@ index outside the map is an error of the host link. Pure Python.
 
 from enum import IntEnum
 
-__all__ = ["Csr", "CSR_COUNT", "CHIP_ID", "STATUS_RUNNING", "STATUS_DONE", "STATUS_ERROR_SHIFT"]
+__all__ = ["Csr", "CSR_COUNT", "CHIP_ID", "STATUS_RUNNING", "STATUS_DONE", "STATUS_ERROR_SHIFT",
+           "config_value"]
 
 #: The value of :attr:`Csr.ID`: ASCII "APRN".
 CHIP_ID = 0x4150_524E
@@ -40,3 +41,9 @@ class Csr(IntEnum):
 
 
 CSR_COUNT = 32         # the CSR address space; indices ≥ len(Csr) read 0
+
+
+def config_value(rows, cols, lanes):
+    """The value of :attr:`Csr.CONFIG` for an array of ``rows`` × ``cols`` and ``lanes``
+    scratchpad lanes: bits [7:0] rows, [15:8] cols, [23:16] lanes."""
+    return rows | cols << 8 | lanes << 16
