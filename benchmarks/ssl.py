@@ -2,12 +2,17 @@
 student vs the float32 pipeline (digits, 10 % labels unless told otherwise).
 
 ``python -m benchmarks.ssl [--seeds 5] [--backend trainer|golden|rtl-sim] [--labeled-fraction F]
-[--dataset PATH.npz] [--json]`` runs :func:`firmware.ssl.run_pipeline` once per seed (0 ..
+[--dataset PATH.npz] [--stream-chunks N] [--kd [--temperature T] [--kd-top P]] [--guard [M]]
+[--json]`` runs :func:`firmware.ssl.run_pipeline` once per seed (0 ..
 seeds−1) and prints a table of the per-seed figures with their mean ± sample std and the paired
 gains. The default backend ``trainer`` runs the teacher's labeling and selection on the golden
 device and trains the students with the golden trainer (:class:`golden.mlp.FixedMLP` with the
 device's draw order), which is bit-identical to training on the device and several times faster
 on the host; ``golden`` and ``rtl-sim`` run every phase on that device (and report cycles).
+
+``--stream-chunks N`` adds a row per chunk (the student's accuracy after chunk ``i``; the last
+is the SSL student), ``--kd`` runs the distilled student in place of the hard-label one,
+``--guard`` the divergence guard (its rollbacks per seed are reported).
 """
 
 import argparse
@@ -25,8 +30,9 @@ _KEYS = ("teacher_accuracy", "pseudo_label_precision", "ssl_student_before_finet
 
 
 def measure(seeds=range(5), backend="trainer", labeled_fraction=0.1, dataset=None,
-            progress=False):
-    """One pipeline run per seed; returns the list of result dicts (``run_pipeline``'s)."""
+            progress=False, **options):
+    """One pipeline run per seed; returns the list of result dicts (``run_pipeline``'s);
+    ``options`` go to :func:`firmware.ssl.run_pipeline` (``stream_chunks``, ``kd``, ...)."""
     from firmware.ssl import prepare_data, run_pipeline, soc_for
     torch.set_num_threads(1)
     rows = []
@@ -35,9 +41,10 @@ def measure(seeds=range(5), backend="trainer", labeled_fraction=0.1, dataset=Non
         soc = soc_for(data.num_classes)
         if backend == "trainer":
             res = run_pipeline(data, backend="golden", soc=soc, seed=seed, progress=progress,
-                               students="trainer")
+                               students="trainer", **options)
         else:
-            res = run_pipeline(data, backend=backend, soc=soc, seed=seed, progress=progress)
+            res = run_pipeline(data, backend=backend, soc=soc, seed=seed, progress=progress,
+                               **options)
         rows.append(res)
         if progress:
             print(f"seed {seed}: " + ", ".join(f"{k} {res[k]:.4f}" for k in _KEYS),
@@ -87,6 +94,20 @@ def _table(rows, s, backend, wall):
             per = [f"{100 * (r['ssl_student_accuracy'] - r['float_ssl_student_accuracy']):+.2f}"
                    for r in rows]
         lines.append(f"| {names[k]} | " + " | ".join(per) + f" | {m:.2f} ± {sd:.2f} |")
+    for i in range(len(rows[0].get("stream", ()))):
+        per = [100 * r["stream"][i]["accuracy"] for r in rows]
+        sd = float(np.std(per, ddof=1)) if len(per) > 1 else 0.0
+        seen = rows[0]["stream"][i]["seen"]
+        lines.append(f"| after chunk {i + 1} ({seen} of the stream seen) | "
+                     + " | ".join(f"{v:.2f}" for v in per) + f" | {np.mean(per):.2f} ± {sd:.2f} |")
+    if "guard" in rows[0]:
+        lines.append("| guard rollbacks | " + " | ".join(str(r["guard"]["rollbacks"])
+                                                         for r in rows)
+                     + f" | {sum(r['guard']['rollbacks'] for r in rows)} in all |")
+    if "kd" in rows[0]:
+        k = rows[0]["kd"]
+        lines.append(f"(SSL student: distilled, T = {k['temperature']:g}, top-{k['top']} soft "
+                     f"labels)")
     g, f = s["gain_over_supervised"][0], s["ssl_minus_float"][0]
     lines += ["", f"acceptance: SSL − supervised {g:+.2f} points (≥ +1.5: "
                   f"{'yes' if g >= 1.5 else 'NO'}), |SSL − float32| {abs(f):.2f} points "
@@ -101,19 +122,31 @@ def main(argv=None):
     ap.add_argument("--backend", default="trainer", choices=("trainer", "golden", "rtl-sim"))
     ap.add_argument("--labeled-fraction", type=float, default=0.1)
     ap.add_argument("--dataset", metavar="PATH.npz")
+    ap.add_argument("--stream-chunks", type=int, metavar="N")
+    ap.add_argument("--kd", action="store_true")
+    ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--kd-top", type=int, default=3)
+    ap.add_argument("--guard", type=float, nargs="?", const=0.05, metavar="MARGIN")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--progress", action="store_true", help="per-seed lines on stderr")
     a = ap.parse_args(argv)
     if a.seeds < 1:
         raise SystemExit(f"--seeds must be positive, not {a.seeds}")
     t0 = time.perf_counter()
-    rows = measure(range(a.seeds), a.backend, a.labeled_fraction, a.dataset, a.progress)
+    options = dict(stream_chunks=a.stream_chunks, kd=a.kd, guard_margin=a.guard)
+    if a.kd:
+        options.update(temperature=a.temperature, kd_top=a.kd_top)
+    rows = measure(range(a.seeds), a.backend, a.labeled_fraction, a.dataset, a.progress,
+                   **options)
     wall = time.perf_counter() - t0
     s = summary(rows)
     if a.json:
+        extra = ("stream", "kd", "guard")
         print(json.dumps(dict(backend=a.backend, summary=s, wall_seconds=wall,
+                              options={k: v for k, v in options.items() if v},
                               runs=[{k: r[k] for k in ("seed", "total_cycles", "selected",
-                                                       "class_counts") + _KEYS}
+                                                       "class_counts") + _KEYS + extra
+                                     if k in r}
                                     for r in rows])))
     else:
         print(_table(rows, s, a.backend, wall))

@@ -223,6 +223,8 @@ class MLP:
     select : bool
         Compile the teacher-labeling programs (:meth:`label_select`; needs the SoC's selector
         with as many classes as the network).
+    validate : bool
+        Compile the ``valacc`` program (:meth:`count_correct`: accuracy counted on the device).
 
     Members
     -------
@@ -237,7 +239,8 @@ class MLP:
     """
 
     def __init__(self, accelerator, sizes, *, formats=DEFAULT_FORMATS, batch=32,
-                 rounding="stochastic", temperature=None, seed=0, train=True, select=False):
+                 rounding="stochastic", temperature=None, seed=0, train=True, select=False,
+                 validate=False):
         from golden.mlp import FixedMLP, init_float_params
         if not isinstance(accelerator, Accelerator):
             raise TypeError(f"Accelerator must be an Accelerator, not {accelerator!r}")
@@ -247,7 +250,7 @@ class MLP:
         self.acc = accelerator
         self.desc = MLPDescription(tuple(sizes), formats, batch, 2**-3, rounding, temperature)
         kinds = (("train",) if train else ()) + ("logits", "probs") + \
-            (("select",) if select else ())
+            (("select",) if select else ()) + (("valacc",) if validate else ())
         self.compiled = compile_mlp(self.desc, accelerator.soc, kinds)
         self.seed = seed
         self._ref = FixedMLP(self.desc.sizes, formats=formats)      # formats and conversions
@@ -436,16 +439,22 @@ class MLP:
             out[s0:s0 + chunk.shape[0]] = res[:chunk.shape[0]]
         return out
 
-    def label_select(self, X, *, progress=None):
+    def label_select(self, X, *, progress=None, clear=True, first_id=0):
         """Teacher labeling on the device: the network's probabilities of every sample of ``X``
         stream into the SoC's balanced selector (``SELCLR``, then ``SELFEED`` per sample panel
-        of each block, sample ids ``0 .. N − 1`` in order, then ``SELOUT``).
+        of each block, sample ids ``first_id .. first_id + N − 1`` in order, then ``SELOUT``).
 
         Parameters
         ----------
         X : tensor or array (N, D)
         progress : callable, optional
             Called with the number of samples labeled after each run.
+        clear : bool
+            Empty the selector first (``False``: continue the selection the previous calls
+            left in the SoC, e.g. the next chunk of a stream; the result is the selection
+            of every sample fed since the last clear).
+        first_id : int
+            Sample id of ``X[0]`` (a chunk's position in the stream).
 
         Returns
         -------
@@ -469,11 +478,16 @@ class MLP:
         sel = self.acc.soc.selector
         xa = self._inputs(torch.as_tensor(X))
         n = xa.shape[0]
-        if n > 1 << sel.id_width:
-            raise ValueError(f"{n} samples exceed the selector's {sel.id_width}-bit sample ids")
+        check_int(first_id, "First sample id")
+        if first_id < 0:
+            raise ValueError(f"First sample id must be non-negative, not {first_id!r}")
+        if first_id + n > 1 << sel.id_width:
+            raise ValueError(f"{n} samples from id {first_id} exceed the selector's "
+                             f"{sel.id_width}-bit sample ids")
         self.acc._begin()
         self._ensure()
-        self.acc._run(cm.programs["selclr"].base)
+        if clear:
+            self.acc._run(cm.programs["selclr"].base)
         per_run = cm.eval_capacity * B
         full_program = True
         for s0 in range(0, n, per_run):
@@ -488,14 +502,15 @@ class MLP:
                 if not full_program:
                     dev.load_program(cm.programs["select"].base, cm.programs["select"])
                     full_program = True
-                self._set_params(full, x_addr, first_id=s0)
+                self._set_params(full, x_addr, first_id=first_id + s0)
                 self.acc._run(cm.programs["select"].base)
             tail = chunk.shape[0] - full * B
             if tail:
                 p = cm.select_program(tail)
                 dev.load_program(p.base, p)
                 full_program = False
-                self._set_params(1, x_addr + full * cm.block_words, first_id=s0 + full * B)
+                self._set_params(1, x_addr + full * cm.block_words,
+                                 first_id=first_id + s0 + full * B)
                 self.acc._run(p.base)
             if progress is not None:
                 progress(chunk.shape[0])
@@ -506,6 +521,43 @@ class MLP:
         self.acc._run(cm.programs["selout"].base)
         words = dev.read_words(out, cm.select_out_words())
         return isa.sel_out_unpack(words, sel, self.desc.formats.width)
+
+    def count_correct(self, X, y):
+        """The number of samples of ``X`` whose predicted class (:meth:`predict`'s rule) is
+        ``y``, counted on the device by the ``valacc`` program (forward, argmax and compare
+        all in one run; the host reads one word).
+
+        Raises
+        ------
+        ValueError
+            If the network was built without ``validate=True``, or the samples do not fit
+            one run.
+        """
+        cm, dev, B = self.compiled, self.acc.device, self.desc.batch
+        if "valacc" not in cm.kinds:
+            raise ValueError("This network was built without the valacc program "
+                             "(validate=False)")
+        xa = self._inputs(torch.as_tensor(X))
+        y = np.asarray(y, dtype=np.int64)
+        n = xa.shape[0]
+        if y.shape != (n,):
+            raise ValueError(f"Expected {n} labels, not an array of shape {y.shape}")
+        blocks = -(-n // B)
+        x_addr, o_addr = cm.eval_layout(blocks)
+        if n == 0 or o_addr + cm.validation_words(blocks) > cm.regions["data"].end:
+            raise ValueError(f"{n} validation samples do not fit one valacc run")
+        pad = np.zeros((blocks * B, xa.shape[1]), dtype=np.int64)
+        pad[:n] = xa
+        labels = np.full(blocks * B, -1, dtype=np.int64)
+        labels[:n] = y
+        self.acc._begin()
+        self._ensure()
+        dev.write_words(x_addr, cm.pack_inputs(pad))
+        dev.write_words(o_addr, cm.pack_validation(labels))
+        self._set_params(blocks, x_addr, o_addr)
+        self.acc._run(cm.programs["valacc"].base)
+        lo, hi = (int(w) for w in dev.read_words(PARAM_ID, 2))
+        return lo | hi << 16
 
     def logits(self, X):
         """Logits (act-format integers, ``int64`` (N, C)) computed on the device."""

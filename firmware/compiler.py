@@ -35,10 +35,12 @@ __all__ = [
     "PARAM_STEPS", "PARAM_DATA", "PARAM_OUT", "PARAM_ID", "PARAM_WORDS", "PROGRAM_KINDS",
 ]
 
-#: Programs :class:`CompiledMLP` can emit: training, logits, probabilities, and teacher labeling
+#: Programs :class:`CompiledMLP` can emit: training, logits, probabilities, teacher labeling
 #: with the selector (``select``; with ``selclr`` and ``selout``, which clear the selector and
-#: write the selected set).
-PROGRAM_KINDS = ("train", "logits", "probs", "select")
+#: write the selected set), and ``valacc``, the number of correctly classified samples of a
+#: labeled set counted on the device (the divergence guard's validation accuracy,
+#: :meth:`CompiledMLP.pack_validation`).
+PROGRAM_KINDS = ("train", "logits", "probs", "select", "valacc")
 
 #: Word addresses (in main memory) of the programs' 32-bit parameters: loop count, data address,
 #: output address; the first sample id of a ``select`` run.
@@ -51,6 +53,8 @@ _MAX_DMA_COLS = (1 << _DESC["cols"]) - 1
 _MAX_DMA_ROWS = (1 << _DESC["rows"]) - 1
 #: Registers of the generated programs.
 _R_DATA, _R_OUT, _R_COUNT, _R_ID = 1, 2, 3, 4
+#: Scratch registers of the ``valacc`` program's argmax loop.
+_R_BEST, _R_ARG, _R_CAND = 5, 6, 7
 #: The unit each opcode runs on (others: the sequencer itself).
 _UNITS = {Op.DMA: Unit.DMA, Op.GEMM: Unit.GEMM, Op.REQ: Unit.VEC, Op.RELUB: Unit.VEC,
           Op.SMX: Unit.VEC, Op.SGD: Unit.VEC, Op.FILL: Unit.VEC, Op.SELFEED: Unit.SEL,
@@ -379,6 +383,29 @@ class CompiledMLP:
         data = self.regions["data"].addr
         return data, data + blocks * self.block_words
 
+    def validation_words(self, blocks):
+        """Words of ``valacc``'s output area for ``blocks`` blocks: per sample ``C + 1`` 32-bit
+        slots (:meth:`pack_validation`)."""
+        return blocks * self.desc.batch * 2 * (self.desc.sizes[-1] + 1)
+
+    def pack_validation(self, labels):
+        """The ``valacc`` output area the host writes before the run, for ``labels`` (one per
+        sample of the padded blocks; ``-1`` for a padding sample, never counted): per sample,
+        ``C`` 32-bit slots whose high words the program fills with the logits (low words 0,
+        so a ``LDW`` of a slot reads ``logit · 2**16``: signed comparisons of logits), then a
+        slot holding the label."""
+        labels = np.asarray(labels, dtype=np.int64)
+        C = self.desc.sizes[-1]
+        if labels.ndim != 1 or labels.size % self.desc.batch:
+            raise ValueError(f"Validation labels must be one per sample of whole blocks of "
+                             f"{self.desc.batch}, not of shape {labels.shape}")
+        if labels.size and (labels.min() < -1 or labels.max() >= C):
+            raise ValueError(f"Validation labels must be in -1..{C - 1}")
+        out = np.zeros((labels.size, C + 1, 2), dtype=np.int64)
+        out[:, C, 0] = labels & 0xFFFF
+        out[:, C, 1] = np.where(labels < 0, 0xFFFF, 0)
+        return out.ravel()
+
     def train_program(self, lr):
         """The training program for learning rate ``lr`` (same size and place as
         ``programs["train"]``)."""
@@ -655,6 +682,7 @@ class CompiledMLP:
                               self.desc.batch)
             nbp, C, D1 = self.sample_panels, s[-1], s[0] + 1
             n_valid = B if valid is None else valid
+            slot = 2 * (C + 1)                     # valacc: words per sample of its output
             params = [(_R_COUNT, PARAM_STEPS), (_R_DATA, PARAM_DATA)]
             params.append((_R_ID, PARAM_ID) if kind == "select" else (_R_OUT, PARAM_OUT))
             self._prologue(p, sp, params)
@@ -673,17 +701,56 @@ class CompiledMLP:
                     if kind == "select" and w > 0:
                         p.selfeed(prob_row=sp["P"] + j * C, samples=w, rid=_R_ID)
                         p.addi(rd=_R_ID, rs=_R_ID, imm=w)
-            if kind != "select":
+            if kind in ("logits", "probs"):
                 for j in range(nbp):
                     _dma(p, store=True, transpose=True, rm=_R_OUT, off=j * Lw * C,
                          sp_row=sp[out] + j * C, rows=self._width(j), cols=C, stride=C)
+            elif kind == "valacc":                 # logit c of sample s: high word of slot c
+                for j in range(nbp):
+                    for c in range(C):
+                        _dma(p, store=True, transpose=True, rm=_R_OUT,
+                             off=j * Lw * slot + 2 * c + 1, sp_row=sp[out] + j * C + c,
+                             rows=self._width(j), cols=1, stride=slot)
             p.addi(rd=_R_DATA, rs=_R_DATA, imm=self.block_words)
-            if kind != "select":
+            if kind in ("logits", "probs"):
                 p.addi(rd=_R_OUT, rs=_R_OUT, imm=B * C)
+            elif kind == "valacc":
+                p.addi(rd=_R_OUT, rs=_R_OUT, imm=B * slot)
             p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
             p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="block")
+            if kind == "valacc":
+                self._emit_count_correct(p)
             p.halt()
         return emit
+
+    def _emit_count_correct(self, p):
+        """``valacc``'s tail: for every sample of the output area, the first index of its
+        largest logit (``LDW`` of the slots, signed compares) against its label; the number of
+        matches is stored at :data:`PARAM_ID`."""
+        C, B = self.desc.sizes[-1], self.desc.batch
+        slot = 2 * (C + 1)
+        p.ldw(rd=_R_OUT, rs=0, imm=PARAM_OUT)
+        p.ldw(rd=_R_COUNT, rs=0, imm=PARAM_STEPS)
+        for _ in range(B.bit_length() - 1):        # blocks · batch samples
+            p.add(rd=_R_COUNT, rs1=_R_COUNT, rs2=_R_COUNT)
+        p.seti(rd=_R_ID, imm=0)
+        p.label("sample")
+        p.ldw(rd=_R_BEST, rs=_R_OUT, imm=0)
+        p.seti(rd=_R_ARG, imm=0)
+        for c in range(1, C):                      # a later class wins only if strictly larger
+            p.ldw(rd=_R_CAND, rs=_R_OUT, imm=2 * c)
+            p.br(cond=Cond.GE, rs1=_R_BEST, rs2=_R_CAND, target=f"keep{c}")
+            p.add(rd=_R_BEST, rs1=_R_CAND, rs2=0)
+            p.seti(rd=_R_ARG, imm=c)
+            p.label(f"keep{c}")
+        p.ldw(rd=_R_CAND, rs=_R_OUT, imm=2 * C)
+        p.br(cond=Cond.NE, rs1=_R_ARG, rs2=_R_CAND, target="wrong")
+        p.addi(rd=_R_ID, rs=_R_ID, imm=1)
+        p.label("wrong")
+        p.addi(rd=_R_OUT, rs=_R_OUT, imm=slot)
+        p.addi(rd=_R_COUNT, rs=_R_COUNT, imm=-1)
+        p.br(cond=Cond.NE, rs1=_R_COUNT, rs2=0, target="sample")
+        p.stw(rt=_R_ID, rs=0, imm=PARAM_ID)
 
 
 def compile_mlp(desc, soc=DEFAULT_SOC, kinds=("train", "logits", "probs")):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from spec.params import DEFAULT_FORMATS, check_positive_int
 from spec.soc import DEFAULT_SOC
 from .device import Device, RunResult
 
@@ -317,15 +318,16 @@ class _TrainerNet:
     backend (``tests/test_accelerator.py``), several times faster on the host than the golden
     device. Used by ``benchmarks.ssl``; no cycles, no per-epoch curve."""
 
-    def __init__(self, sizes, batch, seed, lanes):
+    def __init__(self, sizes, batch, seed, lanes, temperature=None):
         from golden.mlp import FixedMLP, init_float_params, rng_seed
         self.net = FixedMLP(sizes, rng_seed=rng_seed(seed)).load_float(
             init_float_params(sizes, seed))
         self.batch, self.seed, self.lanes = batch, seed, lanes
+        self.temperature = temperature
 
     def fit(self, X, y, schedule, callback=None):
         self.net.train(X, y, schedule, batch=self.batch, seed=self.seed,
-                       update_lanes=self.lanes)
+                       update_lanes=self.lanes, temperature=self.temperature)
         if callback is not None:
             callback(sum(s for s, _ in schedule))
         return self
@@ -341,6 +343,12 @@ def _names(checked, net, prefix):
         checked.programs[net.compiled.regions["seed"].addr] = f"{prefix}.seed"
 
 
+def _one_hot(y, classes, scale):
+    t = torch.zeros(len(y), classes, dtype=torch.int64)
+    t[torch.arange(len(y)), torch.as_tensor(y)] = scale
+    return t
+
+
 def _selected(per_class):
     ids = [sid for lst in per_class for sid, _ in lst]
     labels = [c for c, lst in enumerate(per_class) for _ in lst]
@@ -349,7 +357,8 @@ def _selected(per_class):
 
 def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, seed=0,
                  teacher_on_device=False, check=False, progress=True, float_pipeline=True,
-                 device=None, students="device", **backend_options):
+                 device=None, students="device", stream_chunks=None, kd=False, temperature=4.0,
+                 kd_top=3, guard_margin=None, guard_samples=64, **backend_options):
     """Run the whole pipeline; return a dict of every figure (``docs/pipeline.md``).
 
     Parameters
@@ -376,6 +385,23 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         ``"device"``; or ``"trainer"``: the students train on the host with the golden trainer,
         bit-identical to the device (:class:`_TrainerNet`; the benchmark's fast mode: the
         teacher still labels and selects on the device).
+    stream_chunks : int, optional
+        Online selection: the unlabeled stream arrives in this many chunks; the selector keeps
+        its state across them (``label_select(clear=False)``); after every chunk a student is
+        trained from its initialisation on the selection so far and finetuned (the last
+        chunk's is the SSL student); ``result["stream"]`` has the accuracy after every chunk.
+    kd : bool
+        Distillation: the student trains on the teacher's soft labels at ``temperature``
+        instead of the pseudo-labels (the top ``kd_top`` classes of each selected sample with
+        their probabilities, :func:`golden.selection.soft_labels`), with the tempered softmax
+        gradient (``SMX`` ``inv_temp``); ``result["kd"]``.
+    temperature : float
+    kd_top : int
+    guard_margin : float, optional
+        The divergence guard (:class:`firmware.guard.DivergenceGuard`) around the SSL
+        student's phases with this margin; ``None``: no guard. ``result["guard"]``.
+    guard_samples : int
+        Size of the guard's validation slice (the first samples of L).
 
     Returns
     -------
@@ -384,7 +410,7 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
     from firmware.accelerator import Accelerator
     from golden.float_ref import FloatMLP, train_teacher
     from golden.mlp import init_float_params
-    from golden.selection import select_offline
+    from golden.selection import select_offline, soft_labels, soft_targets
     t_start = time.perf_counter()
     if soc is None:
         soc = soc_for(data.num_classes)
@@ -407,6 +433,21 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
     ph = _Phases(acc, progress, checked)
     clock = board_clock_mhz()
     student_sizes = (D,) + tuple(recipe.student_hidden) + (C,)
+    student_fmt = DEFAULT_FORMATS
+    if stream_chunks is not None:
+        check_positive_int(stream_chunks, "Stream chunks")
+        if stream_chunks > len(U):
+            raise ValueError(f"Stream chunks must be at most the stream's {len(U)} samples, "
+                             f"not {stream_chunks!r}")
+    if kd:
+        check_positive_int(kd_top, "Distillation top classes")
+        if kd_top > C:
+            raise ValueError(f"Distillation top classes must be at most {C}, not {kd_top!r}")
+    guard = None
+    if guard_margin is not None:
+        from .guard import DivergenceGuard
+        check_positive_int(guard_samples, "Guard validation samples")
+        guard = DivergenceGuard(L.X[:guard_samples], L.y[:guard_samples], guard_margin)
     B = recipe.batch
 
     def measure(fn):
@@ -444,33 +485,30 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
     t_acc = evaluate(teacher, T.X, T.y)
     ph.finish(samples=len(L), accuracy=t_acc, note=f"{'-'.join(map(str, t_sizes))} on {where}")
 
-    # --- label + select on the device -------------------------------------------------------------
-    ph.start("label+select", len(U), "sample")
-    per_class = measure(lambda: teacher.label_select(U.X, progress=ph.bar.update))
-    ids, pseudo = _selected(per_class)
-    if ids.size == 0:
-        raise RuntimeError("The selector kept no sample")
-    truth = U.y.numpy()[ids]
-    precision = float((truth == pseudo).mean())
-    counts = [len(lst) for lst in per_class]
-    ph.finish(samples=len(U), selected=int(ids.size), precision=precision, class_counts=counts,
-              note=f"K={sel_cfg.k} P={sel_cfg.p}: {ids.size} selected")
-
-    # --- student on the selected set, then finetune on L ------------------------------------------
+    # --- label + select on the device (the whole stream, or chunk by chunk) -----------------------
     if students not in ("device", "trainer"):
         raise ValueError(f"Students must train on 'device' or 'trainer', not {students!r}")
+    n_chunks = 1 if stream_chunks is None else stream_chunks
+    bounds = np.linspace(0, len(U), n_chunks + 1).round().astype(int)
+    tag = (lambda i: "") if stream_chunks is None else (lambda i: f" {i + 1}/{n_chunks}")
+    kd_teacher = None
+    if kd:
+        # the same teacher at temperature T: its probabilities are the soft labels
+        kd_teacher = acc.mlp(t_sizes, batch=B, seed=seed, train=False, temperature=temperature)
+        kd_teacher.weights = teacher.weights
 
-    def new_student():
+    def new_student(temp=None):
         if students == "trainer":
-            return _TrainerNet(student_sizes, B, seed, soc.lanes)
-        return acc.mlp(student_sizes, batch=B, seed=seed)
+            return _TrainerNet(student_sizes, B, seed, soc.lanes, temperature=temp)
+        return acc.mlp(student_sizes, batch=B, seed=seed, temperature=temp,
+                       validate=guard is not None)
 
-    student = new_student()
     curves = {"ssl": [], "supervised": []}
 
-    def train_phase(name, net, X, y, schedule, curve, offset):
+    def train_phase(name, net, X, y, schedule, curve, offset, guarded=True):
         steps = sum(s for s, _ in schedule)
         ph.start(name, steps, "step")
+        guarding = guard is not None and guarded
         if students == "device":
             _names(checked, net, name.split("-")[0])
         marks = {"next": recipe.eval_every, "done": 0}
@@ -484,25 +522,73 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
                 ph.bar.set_postfix(acc=f"{a:.3f}")
                 while marks["next"] <= marks["done"]:
                     marks["next"] += recipe.eval_every
+        ckpt = measure(lambda: guard.checkpoint(net, name)) if guarding else None
         measure(lambda: net.fit(X, y, schedule=schedule, callback=cb))
-        a = curve[-1][1] if curve and curve[-1][0] == offset + steps else evaluate(net, T.X, T.y)
-        return ph.finish(samples=int(X.shape[0]), accuracy=a, steps=steps,
-                         note="golden trainer (host)" if students == "trainer" else "")
+        note = "golden trainer (host)" if students == "trainer" else ""
+        ev = measure(lambda: guard.check(net, ckpt)) if guarding else None
+        if ev is not None and ev["rolled_back"]:
+            note = (note + "; " if note else "") + (
+                f"guard: validation {ev['before']:.1%} -> {ev['after']:.1%}, rolled back")
+            a = evaluate(net, T.X, T.y)
+        else:
+            a = (curve[-1][1] if curve and curve[-1][0] == offset + steps
+                 else evaluate(net, T.X, T.y))
+        row = ph.finish(samples=int(X.shape[0]), accuracy=a, steps=steps, note=note)
+        if ev is not None:
+            row["guard"] = ev
+        return row
 
     n_s = sum(s for s, _ in recipe.student_schedule)
     n_f = sum(s for s, _ in recipe.finetune_schedule)
-    Xs, ys = U.X[ids], torch.as_tensor(pseudo)
-    if recipe.student_with_labeled:
-        Xs, ys = torch.cat([Xs, L.X]), torch.cat([ys, L.y])
-    r = train_phase("student-train", student, Xs, ys, recipe.student_schedule, curves["ssl"], 0)
-    r.update(precision=precision, class_counts=counts)
-    train_phase("finetune", student, L.X, L.y, recipe.finetune_schedule, curves["ssl"], n_s)
-    ssl_acc = ph.rows[-1]["accuracy"]
+    chunks = []
+    for i in range(n_chunks):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        ph.start("label+select" + tag(i), hi - lo, "sample")
+        per_class = measure(lambda: teacher.label_select(U.X[lo:hi], progress=ph.bar.update,
+                                                         clear=i == 0, first_id=lo))
+        ids, pseudo = _selected(per_class)
+        if ids.size == 0:
+            raise RuntimeError("The selector kept no sample")
+        truth = U.y.numpy()[ids]
+        precision = float((truth == pseudo).mean())
+        counts = [len(lst) for lst in per_class]
+        ph.finish(samples=hi - lo, selected=int(ids.size), precision=precision,
+                  class_counts=counts,
+                  note=f"K={sel_cfg.k} P={sel_cfg.p}: {ids.size} selected"
+                       + (f" of the first {hi} of the stream" if stream_chunks else ""))
+
+        # --- student on the selected set (hard or soft labels), then finetune on L -----------------
+        Xs, ys, kd_info = U.X[ids], torch.as_tensor(pseudo), None
+        if kd:
+            ph.start("kd-labels" + tag(i), ids.size, "sample")
+            probs = measure(lambda: kd_teacher.probs(Xs))
+            cls, q = soft_labels(torch.as_tensor(probs), kd_top)
+            ys = soft_targets(cls, q, C, student_fmt.prob.scale)
+            kd_info = dict(temperature=temperature, top=kd_top,
+                           soft_label_bytes=int(ids.size) * kd_top * 3,
+                           dense_target_bytes=int(ids.size) * C * 2,
+                           top1_agreement=float((cls[:, 0].numpy() == pseudo).mean()))
+            ph.finish(samples=int(ids.size), note=f"teacher at T={temperature:g}, top-{kd_top} "
+                                                   f"soft labels")
+        if recipe.student_with_labeled:
+            yl = L.y if not kd else _one_hot(L.y, C, student_fmt.prob.scale)
+            Xs, ys = torch.cat([Xs, L.X]), torch.cat([ys, yl])
+        student = new_student(temperature if kd else None)
+        curve = curves["ssl"] if i == n_chunks - 1 else []
+        r_s = train_phase("student-train" + tag(i), student, Xs, ys, recipe.student_schedule,
+                          curve, 0)
+        r_s.update(precision=precision, class_counts=counts)
+        r_f = train_phase("finetune" + tag(i), student, L.X, L.y, recipe.finetune_schedule,
+                          curve, n_s)
+        chunks.append(dict(chunk=i + 1, seen=hi, selected=int(ids.size), precision=precision,
+                           before_finetune_accuracy=r_s["accuracy"],
+                           accuracy=r_f["accuracy"]))
+    ssl_acc, pre_acc = chunks[-1]["accuracy"], chunks[-1]["before_finetune_accuracy"]
 
     # --- supervised-only student ------------------------------------------------------------------
     supervised = new_student()
     train_phase("supervised", supervised, L.X, L.y, recipe.supervised_schedule,
-                curves["supervised"], 0)
+                curves["supervised"], 0, guarded=False)
     sup_acc = ph.rows[-1]["accuracy"]
 
     # --- float32 pipeline -------------------------------------------------------------------------
@@ -546,7 +632,7 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         teacher_sizes=list(t_sizes), student_sizes=list(student_sizes),
         teacher_on_device=teacher_on_device, students=students,
         teacher_accuracy=t_acc, ssl_student_accuracy=ssl_acc,
-        ssl_student_before_finetune_accuracy=ph.rows[2]["accuracy"],
+        ssl_student_before_finetune_accuracy=pre_acc,
         supervised_student_accuracy=sup_acc,
         pseudo_label_precision=precision, selected=int(ids.size), class_counts=counts,
         total_cycles=total_cycles, clock_mhz=clock,
@@ -557,6 +643,14 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         checked_runs=checked.checked_runs if checked is not None else 0,
         **float_res,
     )
+    if stream_chunks is not None:
+        result["stream"] = chunks
+    if kd:
+        result["kd"] = kd_info
+    if guard is not None:
+        result["guard"] = dict(margin=guard.margin, validation_samples=guard.size,
+                               events=guard.events,
+                               rollbacks=sum(e["rolled_back"] for e in guard.events))
     result["wall_seconds"] = time.perf_counter() - t_start
     close = getattr(base_device, "close", None)
     if made and close is not None:
@@ -621,7 +715,8 @@ def write_report(res, directory):
         if pts:
             x, y = zip(*pts)
             a1.plot(x, [100 * v for v in y], marker=".", label=f"{name} student")
-    n_s = res["phases"][2].get("steps", 0)
+    n_s = next((r.get("steps", 0) for r in res["phases"]
+                if r["phase"].startswith("student-train")), 0)
     a1.axvline(n_s, color="grey", ls=":", lw=1)
     if "float_ssl_student_accuracy" in res:
         a1.axhline(100 * res["float_ssl_student_accuracy"], color="k", ls="--", lw=1,
@@ -703,6 +798,21 @@ def add_arguments(parser):
     parser.add_argument("--check", action="store_true",
                         help="co-run the golden model; stop at the first memory difference")
     parser.add_argument("--no-float", action="store_true", help="skip the float32 pipeline")
+    parser.add_argument("--stream-chunks", type=int, metavar="N",
+                        help="online selection: the unlabeled stream arrives in N chunks, the "
+                             "selector keeps its state, a student after every chunk")
+    parser.add_argument("--kd", action="store_true",
+                        help="distillation: the student trains on the teacher's soft labels")
+    parser.add_argument("--temperature", type=float, default=4.0,
+                        help="--kd's softmax temperature (default %(default)s)")
+    parser.add_argument("--kd-top", type=int, default=3,
+                        help="--kd: classes kept per soft label (default %(default)s)")
+    parser.add_argument("--guard", type=float, metavar="MARGIN", nargs="?", const=0.05,
+                        help="divergence guard: roll a phase back if the validation accuracy "
+                             "drops by more than MARGIN (default 0.05 when given)")
+    parser.add_argument("--guard-samples", type=int, default=64,
+                        help="the guard's validation slice: the first N labeled samples "
+                             "(default %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     parser.add_argument("--report", metavar="DIR", help="write plots and results.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -711,6 +821,10 @@ def add_arguments(parser):
 def run(args):
     if not 0 < args.steps_scale <= 1:
         raise SystemExit(f"--steps-scale must be in (0, 1], not {args.steps_scale}")
+    for flag, given in (("--temperature", args.temperature != 4.0), ("--kd-top", args.kd_top != 3)):
+        if given and not args.kd:
+            print(f"error: {flag} is for --kd", file=sys.stderr)
+            return 2
     try:
         data = prepare_data(args.dataset, seed=args.seed, labeled_fraction=args.labeled_fraction)
         soc = soc_for(data.num_classes, args.k, args.p)
@@ -738,10 +852,16 @@ def run(args):
         res = run_pipeline(data, backend=args.backend, soc=soc, recipe=recipe, seed=args.seed,
                            teacher_on_device=args.teacher_on_device, check=args.check,
                            progress=not args.quiet, float_pipeline=not args.no_float,
+                           stream_chunks=args.stream_chunks, kd=args.kd,
+                           temperature=args.temperature, kd_top=args.kd_top,
+                           guard_margin=args.guard, guard_samples=args.guard_samples,
                            **options)
     except CheckFailed as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(format_table(res))
     if args.json:
         with open(args.json, "w") as f:

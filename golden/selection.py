@@ -37,7 +37,7 @@ __all__ = [
     "Selection", "Beat", "top_p", "entries", "select_offline", "select_entries_offline",
     "StreamingSelector",
     "insert_cycles", "stream_cycles", "clear_cycles", "readout_cycles",
-    "Storage", "storage",
+    "Storage", "storage", "soft_labels", "soft_targets",
 ]
 
 
@@ -370,3 +370,58 @@ def storage(config=None, *, word_bits=16):
         soft_label_bytes=_bytes(c.id_width + c.p * (c.class_width + c.score_width)),
         on_chip_bits=c.k * c.classes * (c.id_width + c.score_width) + c.classes * c.count_width,
     )
+
+
+# --- Soft labels for distillation ------------------------------------------------------------------
+
+def soft_labels(probs, p):
+    """The compact soft labels of the samples of ``probs``: each sample's top-``p`` classes and
+    their probabilities (:func:`top_p`'s order: higher probability first, then lower class).
+
+    Stored as two ``(N, p)`` arrays, a class index (``ceil(log2 C)`` bits) and a probability
+    (one word in the prob format) per kept class: ``p`` words and ``p`` class fields per
+    sample instead of ``C`` probabilities.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        ``classes`` and ``probs``, ``int64`` (N, p).
+    """
+    t = _rows(probs)
+    check_top_p(p, t.shape[1])
+    vals, cls = torch.sort(t, dim=1, descending=True, stable=True)
+    return cls[:, :p].to(torch.int64), vals[:, :p].to(torch.int64)
+
+
+def soft_targets(classes, probs, num_classes, scale):
+    """Dense training targets from compact soft labels (:func:`soft_labels`): each row's kept
+    probabilities renormalized to sum to exactly ``scale`` (``2**prob_frac``, the prob
+    format's 1.0): ``floor(q · scale / Σq)`` per kept class, the remainder of the division
+    added to the row's first (most probable) class. A row whose kept probabilities are all 0
+    becomes one-hot on its first class.
+
+    Returns
+    -------
+    torch.Tensor
+        ``int64`` (N, num_classes).
+    """
+    check_positive_int(num_classes, "Classes")
+    check_positive_int(scale, "Target scale")
+    cls, q = torch.as_tensor(classes, dtype=torch.int64), torch.as_tensor(probs, dtype=torch.int64)
+    if cls.dim() != 2 or cls.shape != q.shape:
+        raise ValueError(f"Soft-label classes and probabilities must be two (N, p) arrays of "
+                         f"one shape, not {tuple(cls.shape)} and {tuple(q.shape)}")
+    if cls.numel() and (int(cls.min()) < 0 or int(cls.max()) >= num_classes):
+        raise ValueError(f"Soft-label classes must be in 0..{num_classes - 1}")
+    if q.numel() and int(q.min()) < 0:
+        raise ValueError("Soft-label probabilities must be non-negative")
+    total = q.sum(dim=1, keepdim=True)
+    zero = total == 0
+    q = torch.where(zero, torch.zeros_like(q), q)
+    q[:, :1] = torch.where(zero, torch.ones_like(q[:, :1]), q[:, :1])
+    total = q.sum(dim=1, keepdim=True)
+    part = q * scale // total
+    part[:, 0] += scale - part.sum(dim=1)
+    out = torch.zeros(cls.shape[0], num_classes, dtype=torch.int64)
+    out.scatter_add_(1, cls, part)
+    return out
