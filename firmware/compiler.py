@@ -248,6 +248,9 @@ class CompiledMLP:
         region and writes ``batch × C`` output rows per block to the output area after them
         (:meth:`eval_layout`).
 
+    With ``origin`` (a word address) the regions after ``params`` start there, so that two
+    networks can be resident at once (the standalone image, ``firmware/standalone.py``).
+
     Attributes
     ----------
     desc : MLPDescription
@@ -265,9 +268,12 @@ class CompiledMLP:
         Training steps, inference blocks (of ``batch`` samples) one run can take.
     """
 
-    def __init__(self, desc, soc=DEFAULT_SOC, kinds=("train", "logits", "probs")):
+    def __init__(self, desc, soc=DEFAULT_SOC, kinds=("train", "logits", "probs"), origin=0):
         if not isinstance(desc, MLPDescription):
             raise TypeError(f"Description must be an MLPDescription, not {desc!r}")
+        check_int(origin, "Origin")
+        if origin and origin < PARAM_WORDS:
+            raise ValueError(f"Origin must be 0 or at least {PARAM_WORDS}, not {origin!r}")
         self.lanes = _check_square(soc)
         kinds = tuple(kinds)
         bad = [k for k in kinds if k not in PROGRAM_KINDS]
@@ -291,6 +297,8 @@ class CompiledMLP:
                              f"is not a multiple of {self.lanes}, not {f.weight_frac!r}")
         lay = MemoryLayout(soc.mem_words)
         lay.add("params", PARAM_WORDS)
+        if origin:                             # another network's regions come first
+            lay.add("below", origin - PARAM_WORDS)
         for l in range(1, L + 1):
             lay.add(f"W{l}", (s[l - 1] + 1) * s[l] + (1 if l < L else 0))
         lay.add("identity", self.lanes * self.lanes)
