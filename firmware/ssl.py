@@ -343,6 +343,44 @@ def _names(checked, net, prefix):
         checked.programs[net.compiled.regions["seed"].addr] = f"{prefix}.seed"
 
 
+def _standalone_phases(acc, measure, ph, evaluate, teacher, t_sizes, s_sizes, seed, data,
+                       recipe, guard_margin, guard_samples, compare):
+    """``run_pipeline(standalone=True)``'s phases: the image, then (``compare``) the same
+    recipe host-driven; the final student evaluated on the test set."""
+    from .standalone import run_host_driven, run_standalone
+    L, U, T = data.labeled, data.unlabeled, data.test
+    guard = None if guard_margin is None else (guard_margin, guard_samples)
+    ph.start("standalone", 1, "image")
+    r = measure(lambda: run_standalone(acc.device, teacher.weights, t_sizes, s_sizes, seed,
+                                       U.X, L.X, L.y, recipe, guard=guard))
+    ph.bar.update(1)
+    acc._claim(None)                           # the image overwrote every network's memory
+    student = acc.mlp(s_sizes, batch=recipe.batch, seed=seed)
+    student.weights = r["weights"]
+    a = evaluate(student, T.X, T.y)
+    counts = [len(lst) for lst in r["per_class"]]
+    out = dict(cycles=r["cycles"], instructions=r["instructions"], runs=r["counter"].runs,
+               host_accesses_between_start_and_halt=r["counter"].between_runs(),
+               rolled_back=r["rolled_back"], accuracy=a, class_counts=counts,
+               per_class=r["per_class"], image_words=int(sum(len(w) for _, w in
+                                                             r["image"].writes)))
+    ph.finish(samples=len(U), accuracy=a, cycles=r["cycles"], selected=int(sum(counts)),
+              note=f"one image, one run, {out['host_accesses_between_start_and_halt']} host "
+                   f"accesses between start and halt"
+                   + (f"; rolled back: {', '.join(r['rolled_back'])}" if r["rolled_back"]
+                      else ""))
+    if compare:
+        ph.start("host-driven", 1, "recipe")
+        h = measure(lambda: run_host_driven(acc, teacher.weights, t_sizes, s_sizes, seed, U.X,
+                                            L.X, L.y, recipe, guard=guard))
+        same = (h["per_class"] == r["per_class"] and h["rolled_back"] == r["rolled_back"]
+                and all(np.array_equal(x, y) for x, y in zip(h["weights"], r["weights"])))
+        out["equals_host_driven"] = bool(same)
+        ph.finish(samples=len(U), accuracy=evaluate(h["student"], T.X, T.y),
+                  note=f"the same recipe host-scheduled: {'bit-identical' if same else 'DIFFERS'}")
+    return out
+
+
 def _one_hot(y, classes, scale):
     t = torch.zeros(len(y), classes, dtype=torch.int64)
     t[torch.arange(len(y)), torch.as_tensor(y)] = scale
@@ -358,7 +396,8 @@ def _selected(per_class):
 def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, seed=0,
                  teacher_on_device=False, check=False, progress=True, float_pipeline=True,
                  device=None, students="device", stream_chunks=None, kd=False, temperature=4.0,
-                 kd_top=3, guard_margin=None, guard_samples=64, **backend_options):
+                 kd_top=3, guard_margin=None, guard_samples=64, standalone=False,
+                 compare_host_driven=True, **backend_options):
     """Run the whole pipeline; return a dict of every figure (``docs/pipeline.md``).
 
     Parameters
@@ -402,6 +441,14 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         student's phases with this margin; ``None``: no guard. ``result["guard"]``.
     guard_samples : int
         Size of the guard's validation slice (the first samples of L).
+    standalone : bool
+        Label, select, student-train and finetune (and the guard) as **one** program image
+        run once (:mod:`firmware.standalone`; its batches come from fixed slots, so its
+        student is that recipe's, not the host-driven default's); ``result["standalone"]``
+        has its cycles, the host accesses between its start and halt (0) and, with
+        ``compare_host_driven``, whether the host-driven run of the same recipe gives the same
+        selection and weights bit for bit.
+    compare_host_driven : bool
 
     Returns
     -------
@@ -443,8 +490,11 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         check_positive_int(kd_top, "Distillation top classes")
         if kd_top > C:
             raise ValueError(f"Distillation top classes must be at most {C}, not {kd_top!r}")
+    if standalone and (kd or stream_chunks is not None):
+        raise ValueError("--standalone runs the hard-label one-shot recipe: not with --kd or "
+                         "--stream-chunks")
     guard = None
-    if guard_margin is not None:
+    if guard_margin is not None and not standalone:
         from .guard import DivergenceGuard
         check_positive_int(guard_samples, "Guard validation samples")
         guard = DivergenceGuard(L.X[:guard_samples], L.y[:guard_samples], guard_margin)
@@ -541,7 +591,8 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
     n_s = sum(s for s, _ in recipe.student_schedule)
     n_f = sum(s for s, _ in recipe.finetune_schedule)
     chunks = []
-    for i in range(n_chunks):
+    standalone_res = None
+    for i in range(0 if standalone else n_chunks):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         ph.start("label+select" + tag(i), hi - lo, "sample")
         per_class = measure(lambda: teacher.label_select(U.X[lo:hi], progress=ph.bar.update,
@@ -583,7 +634,16 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         chunks.append(dict(chunk=i + 1, seen=hi, selected=int(ids.size), precision=precision,
                            before_finetune_accuracy=r_s["accuracy"],
                            accuracy=r_f["accuracy"]))
-    ssl_acc, pre_acc = chunks[-1]["accuracy"], chunks[-1]["before_finetune_accuracy"]
+    if standalone:
+        standalone_res = _standalone_phases(acc, measure, ph, evaluate, teacher, t_sizes,
+                                            student_sizes, seed, data, recipe, guard_margin,
+                                            guard_samples, compare_host_driven)
+        ssl_acc, pre_acc = standalone_res["accuracy"], None
+        ids, pseudo = _selected(standalone_res.pop("per_class"))
+        precision = float((U.y.numpy()[ids] == pseudo).mean())
+        counts = standalone_res["class_counts"]
+    else:
+        ssl_acc, pre_acc = chunks[-1]["accuracy"], chunks[-1]["before_finetune_accuracy"]
 
     # --- supervised-only student ------------------------------------------------------------------
     supervised = new_student()
@@ -645,6 +705,8 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
     )
     if stream_chunks is not None:
         result["stream"] = chunks
+    if standalone_res is not None:
+        result["standalone"] = standalone_res
     if kd:
         result["kd"] = kd_info
     if guard is not None:
@@ -813,6 +875,9 @@ def add_arguments(parser):
     parser.add_argument("--guard-samples", type=int, default=64,
                         help="the guard's validation slice: the first N labeled samples "
                              "(default %(default)s)")
+    parser.add_argument("--standalone", action="store_true",
+                        help="label, select, train and finetune as one program image run once "
+                             "(then the same recipe host-driven, compared bit for bit)")
     parser.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     parser.add_argument("--report", metavar="DIR", help="write plots and results.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -855,7 +920,7 @@ def run(args):
                            stream_chunks=args.stream_chunks, kd=args.kd,
                            temperature=args.temperature, kd_top=args.kd_top,
                            guard_margin=args.guard, guard_samples=args.guard_samples,
-                           **options)
+                           standalone=args.standalone, **options)
     except CheckFailed as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1

@@ -570,7 +570,7 @@ def run_host_driven(acc, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y,
     """The same recipe with the host scheduling every program (``firmware.MLP``): label and
     select, the slot set (:func:`slot_examples`), student-train, finetune, and the guard
     (:class:`firmware.guard.DivergenceGuard`). Returns ``dict(per_class, weights,
-    rolled_back, student)``."""
+    rolled_back, student, guard_events)``."""
     from .guard import DivergenceGuard
     teacher = acc.mlp(t_sizes, batch=recipe.batch, seed=seed, train=False, select=True)
     teacher.weights = teacher_weights
@@ -587,4 +587,4 @@ def run_host_driven(acc, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y,
         if g is not None and g.check(student, ck)["rolled_back"]:
             rolled.append(name)
     return dict(per_class=per_class, weights=student.weights, rolled_back=rolled,
-                student=student)
+                student=student, guard_events=g.events if g is not None else [])

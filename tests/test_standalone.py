@@ -1,0 +1,175 @@
+"""``--standalone`` (firmware/standalone.py): the recipe as one program image, run once.
+
+The image's selection, student weights and guard decisions equal the host-driven run of the
+same recipe bit for bit — on the default SoC (golden; the full recipe in the slow suite, also
+on rtl-sim there) and on a small SoC on golden, the compiled SoC (rtl-sim) and Amaranth's
+simulator (pysim) — and the host makes no access between the image's start and its halt.
+"""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from firmware import Accelerator
+from firmware.__main__ import main
+from firmware.device import GoldenDevice
+from firmware.ssl import DEFAULT_RECIPE, Recipe, prepare_data, soc_for
+from firmware.standalone import (AccessCounter, StandaloneImage, run_host_driven,
+                                 run_standalone, slot_examples)
+from golden.mlp import FixedMLP, init_float_params
+from spec.params import ArrayConfig, Config
+from spec.selection import SelectorConfig
+from spec.soc import SocConfig
+
+T_SIZES, S_SIZES = (64, 56, 10), (64, 32, 10)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prepare_data()
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    net = FixedMLP(T_SIZES).load_float(init_float_params(T_SIZES, 5))
+    net.train(data.labeled.X, data.labeled.y, [(300, 2**-3)], batch=32)
+    return [w.numpy() for w in net.params]
+
+
+def both(device, soc, teacher, data, recipe, guard=None, t_sizes=T_SIZES, s_sizes=S_SIZES,
+         seed=0):
+    U, L = data.unlabeled, data.labeled
+    h = run_host_driven(Accelerator("golden", soc), teacher, t_sizes, s_sizes, seed, U.X, L.X,
+                        L.y, recipe, guard=guard)
+    s = run_standalone(device, teacher, t_sizes, s_sizes, seed, U.X, L.X, L.y, recipe,
+                       guard=guard)
+    assert s["per_class"] == h["per_class"]
+    for a, b in zip(s["weights"], h["weights"]):
+        np.testing.assert_array_equal(a, b)
+    assert s["rolled_back"] == h["rolled_back"]
+    # one run; every write before it, every read after it
+    log = s["counter"].log
+    runs = [i for i, e in enumerate(log) if e[0] == "run"]
+    assert len(runs) == 1 and s["counter"].between_runs() == 0
+    assert all(e[0] == "write" for e in log[:runs[0]])
+    assert all(e[0] == "read" for e in log[runs[0] + 1:])
+    return s, h
+
+
+@pytest.mark.parametrize("guard", [None, (0.05, 64)])
+def test_standalone_equals_host_driven(data, teacher, guard):
+    soc = soc_for(10)
+    s, h = both(GoldenDevice(soc), soc, teacher, data, DEFAULT_RECIPE.scaled(0.01), guard)
+    assert s["rolled_back"] == [] and s["cycles"] > 0
+    assert sum(len(c) for c in s["per_class"]) > 900
+
+
+def test_standalone_guard_rolls_back(data, teacher):
+    soc = soc_for(10)
+    recipe = replace(DEFAULT_RECIPE.scaled(0.02), finetune_schedule=((20, 2.0**2),))
+    s, h = both(GoldenDevice(soc), soc, teacher, data, recipe, (0.05, 64))
+    assert s["rolled_back"] == ["finetune"]
+    train, fine = h["guard_events"]
+    assert not train["rolled_back"] and fine["after"] < fine["before"] - 0.05
+    assert fine["final"] >= fine["before"]      # the restored weights, which the image's equal
+
+
+def test_slot_examples():
+    X = torch.arange(10.0).reshape(5, 2)
+    LX = torch.full((2, 2), -1.0)
+    per_class = (((3, 9), (1, 8)), ((4, 7),), ())
+    Xs, ys = slot_examples(per_class, 2, X, LX, torch.tensor([2, 0]))
+    assert ys.tolist() == [0, 0, 1, 1, 2, 0, 2, 0]   # K = 2 slots per class, then L
+    assert Xs[:4, 0].tolist() == [6.0, 2.0, 8.0, 8.0]  # class 1 kept one: r mod 1
+    assert Xs[4:, 0].tolist() == [-1.0] * 4             # class 2 kept none: labeled samples
+
+
+def test_command(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["ssl", "--backend", "golden", "--steps-scale", "0.01", "--quiet", "--no-float",
+                 "--standalone", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["standalone"]
+    assert res["equals_host_driven"] and res["runs"] == 1
+    assert res["host_accesses_between_start_and_halt"] == 0
+    assert "standalone" in capsys.readouterr().out
+    assert main(["ssl", "--backend", "golden", "--quiet", "--standalone", "--kd"]) == 2
+    assert "not with --kd" in capsys.readouterr().err
+
+
+def test_image_errors(data, teacher):
+    from firmware.compiler import MLPDescription
+    soc = soc_for(10)
+    with pytest.raises(TypeError, match="Teacher must be an MLPDescription"):
+        StandaloneImage(soc, T_SIZES, teacher, None, None, 0, None, None, None, (), ())
+    td, sd = MLPDescription(T_SIZES), MLPDescription(S_SIZES, batch=16)
+    with pytest.raises(ValueError, match="share the batch"):
+        StandaloneImage(soc, td, teacher, sd, None, 0, data.unlabeled.X, data.labeled.X,
+                        data.labeled.y, ((1, 2**-3),), ((1, 2**-3),))
+
+
+SMALL = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=8192,
+                  sp_banks=4, sp_depth=32, acc_banks=2, acc_depth=16,
+                  selector=SelectorConfig(classes=3, k=2, p=2))
+
+
+@pytest.mark.xdist_group("cxxsim")
+def test_small_soc_every_backend():
+    """The image on the compiled SoC and in Amaranth's simulator: the same memory, cycles and
+    results as golden, and equal to the host-driven run (a 3-3-3 teacher and student, 9
+    unlabeled and 4 labeled samples, a guard)."""
+    from firmware.backends import PysimDevice, RtlSimDevice
+    from firmware.ssl import Data
+    from golden.data import Dataset
+    rng = np.random.default_rng(3)
+    X = torch.as_tensor(rng.random((13, 3)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, 3, 13))
+    small = Data("small", Dataset(X[9:], y[9:], 3), Dataset(X[:9], y[:9], 3),
+                 Dataset(X[:4], y[:4], 3))
+    recipe = Recipe(batch=2, student_schedule=((3, 2**-2),), finetune_schedule=((2, 2**-3),))
+    tw = [w.numpy() for w in FixedMLP((3, 4, 3)).load_float(init_float_params((3, 4, 3), 2))
+          .params]
+    sizes = dict(t_sizes=(3, 4, 3), s_sizes=(3, 3, 3))
+    g, _ = both(GoldenDevice(SMALL), SMALL, tw, small, recipe, (0.25, 4), **sizes)
+    gmem = g["counter"].read_words(0, SMALL.mem_words)
+    rtl = RtlSimDevice(SMALL, cxxflags=("-O0",))
+    try:
+        for dev in (rtl, PysimDevice(SMALL)):
+            r, _ = both(dev, SMALL, tw, small, recipe, (0.25, 4), **sizes)
+            assert r["cycles"] == g["cycles"] and r["instructions"] == g["instructions"]
+            np.testing.assert_array_equal(r["counter"].read_words(0, SMALL.mem_words), gmem)
+    finally:
+        rtl.close()
+
+
+@pytest.mark.slow
+def test_full_recipe_golden(data, teacher):
+    soc = soc_for(10)
+    s, _ = both(GoldenDevice(soc), soc, teacher, data, DEFAULT_RECIPE, (0.05, 64))
+    assert s["rolled_back"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("cxxsim")
+def test_rtl_sim_default_soc(data, teacher):
+    from firmware.backends import RtlSimDevice
+    soc = soc_for(10)
+    dev = RtlSimDevice(soc)
+    try:
+        s, _ = both(dev, soc, teacher, data, DEFAULT_RECIPE.scaled(0.01), (0.05, 64))
+        g = run_standalone(GoldenDevice(soc), teacher, T_SIZES, S_SIZES, 0, data.unlabeled.X,
+                           data.labeled.X, data.labeled.y, DEFAULT_RECIPE.scaled(0.01),
+                           guard=(0.05, 64))
+        assert s["cycles"] == g["cycles"]
+    finally:
+        dev.close()
