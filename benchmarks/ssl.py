@@ -12,7 +12,9 @@ on the host; ``golden`` and ``rtl-sim`` run every phase on that device (and repo
 
 ``--stream-chunks N`` adds a row per chunk (the student's accuracy after chunk ``i``; the last
 is the SSL student), ``--kd`` runs the distilled student in place of the hard-label one,
-``--guard`` the divergence guard (its rollbacks per seed are reported).
+``--guard`` the divergence guard (its rollbacks per seed are reported), ``--standalone`` the
+one-image run (the image always runs on the golden device; its slot-order recipe, see
+:mod:`firmware.standalone`).
 """
 
 import argparse
@@ -47,7 +49,8 @@ def measure(seeds=range(5), backend="trainer", labeled_fraction=0.1, dataset=Non
                                **options)
         rows.append(res)
         if progress:
-            print(f"seed {seed}: " + ", ".join(f"{k} {res[k]:.4f}" for k in _KEYS),
+            print(f"seed {seed}: " + ", ".join(f"{k} {res[k]:.4f}" for k in _KEYS
+                                               if res[k] is not None),
                   file=sys.stderr, flush=True)
     return rows
 
@@ -59,7 +62,7 @@ def _ms(values):
 
 def summary(rows):
     """Means ± std (points) of every figure and of the paired gains."""
-    out = {k: _ms([r[k] for r in rows]) for k in _KEYS}
+    out = {k: _ms([r[k] for r in rows]) for k in _KEYS if rows[0][k] is not None}
     out["gain_over_supervised"] = _ms([r["ssl_student_accuracy"] - r["supervised_student_accuracy"]
                                        for r in rows])
     out["ssl_minus_float"] = _ms([r["ssl_student_accuracy"] - r["float_ssl_student_accuracy"]
@@ -104,6 +107,9 @@ def _table(rows, s, backend, wall):
         lines.append("| guard rollbacks | " + " | ".join(str(r["guard"]["rollbacks"])
                                                          for r in rows)
                      + f" | {sum(r['guard']['rollbacks'] for r in rows)} in all |")
+    if "standalone" in rows[0]:
+        lines.append("| standalone device cycles | " + " | ".join(
+            f"{r['standalone']['cycles']:,}" for r in rows) + " | |")
     if "kd" in rows[0]:
         k = rows[0]["kd"]
         lines.append(f"(SSL student: distilled, T = {k['temperature']:g}, top-{k['top']} soft "
@@ -127,6 +133,8 @@ def main(argv=None):
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--kd-top", type=int, default=3)
     ap.add_argument("--guard", type=float, nargs="?", const=0.05, metavar="MARGIN")
+    ap.add_argument("--standalone", action="store_true",
+                    help="the SSL student from the one-image run (golden device)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--progress", action="store_true", help="per-seed lines on stderr")
     a = ap.parse_args(argv)
@@ -134,6 +142,8 @@ def main(argv=None):
         raise SystemExit(f"--seeds must be positive, not {a.seeds}")
     t0 = time.perf_counter()
     options = dict(stream_chunks=a.stream_chunks, kd=a.kd, guard_margin=a.guard)
+    if a.standalone:
+        options.update(standalone=True, compare_host_driven=False)
     if a.kd:
         options.update(temperature=a.temperature, kd_top=a.kd_top)
     rows = measure(range(a.seeds), a.backend, a.labeled_fraction, a.dataset, a.progress,
@@ -141,7 +151,7 @@ def main(argv=None):
     wall = time.perf_counter() - t0
     s = summary(rows)
     if a.json:
-        extra = ("stream", "kd", "guard")
+        extra = ("stream", "kd", "guard", "standalone")
         print(json.dumps(dict(backend=a.backend, summary=s, wall_seconds=wall,
                               options={k: v for k, v in options.items() if v},
                               runs=[{k: r[k] for k in ("seed", "total_cycles", "selected",
