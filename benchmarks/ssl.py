@@ -130,7 +130,7 @@ def main(argv=None):
     ap.add_argument("--dataset", metavar="PATH.npz")
     ap.add_argument("--stream-chunks", type=int, metavar="N")
     ap.add_argument("--kd", action="store_true")
-    ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--kd-top", type=int, default=3)
     ap.add_argument("--guard", type=float, nargs="?", const=0.05, metavar="MARGIN")
     ap.add_argument("--standalone", action="store_true",

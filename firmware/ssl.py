@@ -395,7 +395,7 @@ def _selected(per_class):
 
 def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, seed=0,
                  teacher_on_device=False, check=False, progress=True, float_pipeline=True,
-                 device=None, students="device", stream_chunks=None, kd=False, temperature=4.0,
+                 device=None, students="device", stream_chunks=None, kd=False, temperature=1.0,
                  kd_top=3, guard_margin=None, guard_samples=64, standalone=False,
                  compare_host_driven=True, **backend_options):
     """Run the whole pipeline; return a dict of every figure (``docs/pipeline.md``).
@@ -865,10 +865,11 @@ def add_arguments(parser):
                              "selector keeps its state, a student after every chunk")
     parser.add_argument("--kd", action="store_true",
                         help="distillation: the student trains on the teacher's soft labels")
-    parser.add_argument("--temperature", type=float, default=4.0,
-                        help="--kd's softmax temperature (default %(default)s)")
-    parser.add_argument("--kd-top", type=int, default=3,
-                        help="--kd: classes kept per soft label (default %(default)s)")
+    parser.add_argument("--temperature", type=float,
+                        help="--kd's softmax temperature (default 1: the best of 1, 2, 4 "
+                             "measured, docs/pipeline.md)")
+    parser.add_argument("--kd-top", type=int,
+                        help="--kd: classes kept per soft label (default 3)")
     parser.add_argument("--guard", type=float, metavar="MARGIN", nargs="?", const=0.05,
                         help="divergence guard: roll a phase back if the validation accuracy "
                              "drops by more than MARGIN (default 0.05 when given)")
@@ -886,8 +887,8 @@ def add_arguments(parser):
 def run(args):
     if not 0 < args.steps_scale <= 1:
         raise SystemExit(f"--steps-scale must be in (0, 1], not {args.steps_scale}")
-    for flag, given in (("--temperature", args.temperature != 4.0), ("--kd-top", args.kd_top != 3)):
-        if given and not args.kd:
+    for flag, value in (("--temperature", args.temperature), ("--kd-top", args.kd_top)):
+        if value is not None and not args.kd:
             print(f"error: {flag} is for --kd", file=sys.stderr)
             return 2
     try:
@@ -918,7 +919,8 @@ def run(args):
                            teacher_on_device=args.teacher_on_device, check=args.check,
                            progress=not args.quiet, float_pipeline=not args.no_float,
                            stream_chunks=args.stream_chunks, kd=args.kd,
-                           temperature=args.temperature, kd_top=args.kd_top,
+                           temperature=1.0 if args.temperature is None else args.temperature,
+                           kd_top=3 if args.kd_top is None else args.kd_top,
                            guard_margin=args.guard, guard_samples=args.guard_samples,
                            standalone=args.standalone, **options)
     except CheckFailed as e:
