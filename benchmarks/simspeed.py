@@ -186,21 +186,22 @@ def _pysim_window(soc, image, seed_entry, entry, cycles):
 
 
 def measure_soc(steps=20, pysim_cycles=1000, soc=None, seed=0, progress=True, cxxflags=None,
-                cxxrtl_options=None):
+                cxxrtl_options=None, simulator="verilator"):
     """Train ``steps`` steps on the compiled SoC and on golden; return the figures as a
     JSON-ready dict. ``cxxflags``, ``cxxrtl_options``: the model's build options
-    (:class:`rtl.cxxsim.soc.SocSim`'s defaults if ``None``)."""
+    (:class:`rtl.cxxsim.soc.SocSim`'s defaults if ``None``); ``simulator``: its engine."""
     from golden.data import digits_split
     if soc is None:
         soc = DEFAULT_SOC
     train, _ = digits_split()
     a = soc.config.array
     t0 = time.perf_counter()
-    dev = _TimedDevice(soc, progress=progress, cxxflags=cxxflags, cxxrtl_options=cxxrtl_options)
+    dev = _TimedDevice(soc, progress=progress, cxxflags=cxxflags, cxxrtl_options=cxxrtl_options,
+                       simulator=simulator)
     socsim = dev.sim
     info = socsim.build_info
     result = {
-        "benchmark": "simspeed", "design": "soc",
+        "benchmark": "simspeed", "design": "soc", "simulator": info.simulator,
         "rows": a.rows, "cols": a.cols, "operand_width": a.operand_width,
         "mem_words": soc.mem_words, "program": f"MLP {'-'.join(map(str, SIZES))} training",
         "steps": steps, "cxxflags": list(info.cxxflags),
@@ -264,7 +265,8 @@ def _soc_table(r):
     rows = [
         ("SoC", f"{r['rows']} × {r['cols']} array, {r['operand_width']}-bit operands, "
                 f"{r['mem_words']:,}-word main memory"),
-        ("compiled model", f"{r['cxx_lines']:,} lines of C++, {build}; "
+        ("compiled model", f"{r['simulator']}: {r['cxx_lines']:,} lines of "
+                           f"{'Verilog' if r['simulator'] == 'verilator' else 'C++'}, {build}; "
                            f"design to loaded model {r['load_seconds']:.1f} s"),
         ("program", f"{r['program']}, {r['steps']} steps in {r['train_runs']} run(s), "
                     f"{r['cycles_per_step']:,.0f} cycles per step"),
@@ -329,6 +331,8 @@ def main(argv=None):
                         help="SoC: cycles of the training program on pysim (0: skip)")
     parser.add_argument("--cxxflags", help="SoC: C++ optimisation flags of the model, e.g. "
                         "'-O3' (default: the simulator's)")
+    parser.add_argument("--simulator", choices=("verilator", "cxxrtl"), default="verilator",
+                        help="SoC: the compiled model's engine (default verilator)")
     parser.add_argument("--cxxrtl-options", help="SoC: Yosys write_cxxrtl options, e.g. "
                         "'-O6 -g4' (default: the simulator's)")
     parser.add_argument("--rows", type=int, default=8)
@@ -356,7 +360,7 @@ def main(argv=None):
         r = measure_soc(args.steps, args.pysim_cycles, seed=args.seed, progress=not args.json,
                         cxxflags=args.cxxflags.split() if args.cxxflags else None,
                         cxxrtl_options=args.cxxrtl_options.split() if args.cxxrtl_options
-                        else None)
+                        else None, simulator=args.simulator)
         out.update(r)
         ok &= r["bit_exact"] and r["cycle_exact"] and r.get("pysim_agrees", True)
         tables.append(_soc_table(r))

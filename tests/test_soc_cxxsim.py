@@ -1,5 +1,9 @@
 """The SoC in the compiled simulator (rtl/cxxsim/soc.py) against the golden machine and pysim.
 
+Every test on the ``model``/``stalled`` fixtures runs on both engines of the compiled simulator,
+CXXRTL and Verilator (``SocSim(simulator=...)``); the three-way tests run all four
+(CXXRTL == Verilator == Amaranth's simulator == golden).
+
 Random valid and invalid programs (tests/progfuzz.py) on the compiled model of a small SoC must
 leave main memory, both scratchpads, the error code, the pc, the cycle count and every counter
 exactly as the golden machine does; under random memory stalls results stay bit-exact; a few
@@ -43,19 +47,27 @@ SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048
 SOC_3x4 = SocConfig(config=Config(array=ArrayConfig(rows=3, cols=4)), mem_words=4096,
                     sp_banks=4, sp_depth=32, acc_banks=2, acc_depth=32,
                     selector=SelectorConfig(classes=4, k=3, p=1))
-FAST = ("-O0",)          # compile flags of the default suite's models
+FAST = ("-O0",)          # compile flags of the default suite's CXXRTL models
 STALL_RATE = 0.3
+SIMULATORS = ("cxxrtl", "verilator")
 
 
-@pytest.fixture(scope="module")
-def model():
-    with SocSim(SOC, cxxflags=FAST, progress=False) as sim:
+def _flags(simulator):
+    # Verilator's model is always built by its makefile (-O2); the flags are the harness's
+    return FAST if simulator == "cxxrtl" else None
+
+
+@pytest.fixture(scope="module", params=SIMULATORS)
+def model(request):
+    with SocSim(SOC, cxxflags=_flags(request.param), simulator=request.param,
+                progress=False) as sim:
         yield sim
 
 
-@pytest.fixture(scope="module")
-def stalled():
-    with SocSim(SOC, stall_rate=STALL_RATE, cxxflags=FAST, progress=False) as sim:
+@pytest.fixture(scope="module", params=SIMULATORS)
+def stalled(request):
+    with SocSim(SOC, stall_rate=STALL_RATE, cxxflags=_flags(request.param),
+                simulator=request.param, progress=False) as sim:
         yield sim
 
 
@@ -300,9 +312,11 @@ def test_three_ways(seed, kind):
     kw = dict(stall_rate=stall_rate, seed=seed + 11)
     ctx = f"seed {seed}\n{describe(words)}"
     cx = run_program(SOC, image, cxxflags=FAST, **kw)
+    vl = run_program(SOC, image, simulator="verilator", **kw)
     py = pysim_run_program(SOC, image, **kw)
     for key in ("csr", "runs", "mem", "sp", "acc"):
         assert cx[key] == py[key], f"compiled {key} != pysim; {ctx}"
+        assert vl[key] == cx[key], f"Verilator {key} != CXXRTL; {ctx}"
     m, r = golden(SOC, image)
     assert cx["csr"][Csr.STATUS] >> 8 == r.error, ctx
     assert cx["mem"] == m.mem.tolist() and cx["sp"] == m.sp.tolist(), ctx
@@ -517,8 +531,25 @@ def test_many_random_programs(soc):
 
 
 @pytest.mark.slow
-def test_many_random_programs_under_stalls():
-    with SocSim(SOC, stall_rate=0.2, progress=False) as sim:
+@pytest.mark.parametrize("soc", [SOC, "default"], ids=["2x2", "default"])
+def test_many_random_programs_verilator(soc):
+    # the Verilator model: 1000 programs on a small SoC and on the default SoC (8×8)
+    if soc == "default":
+        from spec.soc import DEFAULT_SOC as soc
+    with SocSim(soc, simulator="verilator", progress=False) as sim:
+        for seed in range(1000):
+            rng = random.Random(seed)
+            if seed % 5 == 4:
+                words = invalid_program(rng, soc)
+            else:
+                words = valid_program(rng, soc, n=rng.randint(4, 16)).words()
+            run_one(sim, soc, words, random_image(rng, soc, words), seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_many_random_programs_under_stalls(simulator):
+    with SocSim(SOC, stall_rate=0.2, progress=False, simulator=simulator) as sim:
         for seed in range(300):
             rng = random.Random(seed)
             sim_seed = rng.randrange(1, 1 << 32)
@@ -582,17 +613,19 @@ SOC_MLP = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=
                     selector=SelectorConfig(classes=3, k=2, p=2))
 
 
-def test_training_step_4x4():
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_training_step_4x4(simulator):
     from firmware.backends import RtlSimDevice
-    with RtlSimDevice(SOC_MLP, cxxflags=FAST) as dev:
+    with RtlSimDevice(SOC_MLP, cxxflags=_flags(simulator), simulator=simulator) as dev:
         cycles = training_step_same_as_golden(dev)
     assert cycles > 10_000
 
 
 @pytest.mark.slow
-def test_training_steps_default_soc():
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_training_steps_default_soc(simulator):
     # the default SoC (8×8, 16-bit, 256 Ki words), its default (-O2) build
     from firmware.backends import RtlSimDevice
     from spec.soc import DEFAULT_SOC
-    with RtlSimDevice(DEFAULT_SOC) as dev:
+    with RtlSimDevice(DEFAULT_SOC, simulator=simulator) as dev:
         training_step_same_as_golden(dev, steps=3)

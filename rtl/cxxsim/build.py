@@ -89,7 +89,9 @@ class BuildInfo:
     cxxflags : tuple of str
         The compiler's optimisation flags.
     cxxrtl_options : tuple of str
-        Yosys ``write_cxxrtl``'s options.
+        Yosys ``write_cxxrtl``'s options (CXXRTL models).
+    simulator : str
+        ``"cxxrtl"`` or ``"verilator"``: which engine the model is.
     """
     name: str
     key: str
@@ -100,6 +102,7 @@ class BuildInfo:
     cxx_lines: int
     cxxflags: tuple = ()
     cxxrtl_options: tuple = ()
+    simulator: str = "cxxrtl"
 
 
 def default_cache_dir():

@@ -12,8 +12,13 @@ from amaranth.lib import wiring
 
 from .build import (DEFAULT_CXXFLAGS, DEFAULT_CXXRTL_OPTIONS, HARNESS_VERSION, BuildInfo,
                     CxxSimBuildError, build_library, elaborate, signal_name)
+from .verilator import build_verilator
 
-__all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory"]
+__all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory", "SIMULATORS"]
+
+#: The engines a model can be built with: Yosys's CXXRTL (every named signal readable) or
+#: Verilator (faster; only ports, kept state and exposed signals are items).
+SIMULATORS = ("cxxrtl", "verilator")
 
 _ABI_VERSION = 2     # CS_ABI_VERSION of harness.cc
 
@@ -314,6 +319,11 @@ class CxxSim:
     cxxrtl_options : tuple of str
         Options of Yosys's ``write_cxxrtl`` (default ``("-O6", "-g4")``; add ``"-noflatten"``
         to keep the hierarchy: much faster to compile for a large design).
+    simulator : str
+        ``"cxxrtl"`` (default) or ``"verilator"`` (:mod:`rtl.cxxsim.verilator`: builds faster
+        and runs a large design several times faster; its items are the top-level ports, the
+        state Verilator keeps — registers, memories — and the signals in ``expose``; signals it
+        optimised away are not readable). Both run the same cycles bit for bit.
     progress : bool or callable
         Report what the build is doing: ``True`` prints to standard error, a callable receives
         each message, ``False`` is silent.
@@ -337,7 +347,10 @@ class CxxSim:
 
     def __init__(self, design, *, ports=None, expose=(), clock="clk", reset="rst", name=None,
                  cache_dir=None, cxx=None, cxxflags=DEFAULT_CXXFLAGS, progress=True,
-                 cxxrtl_options=DEFAULT_CXXRTL_OPTIONS):
+                 cxxrtl_options=DEFAULT_CXXRTL_OPTIONS, simulator="cxxrtl"):
+        if simulator not in SIMULATORS:
+            raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not "
+                             f"{simulator!r}")
         if not isinstance(design, Elaboratable) and not hasattr(design, "elaborate"):
             raise TypeError(f"Design must be an elaboratable, not {design!r}")
         if ports is None and not isinstance(design, wiring.Component):
@@ -368,14 +381,21 @@ class CxxSim:
         say(f"elaborating {name}")
         start = time.perf_counter()
         rtlil_text, self._signals, self._by_signal = elaborate(design, ports, expose=expose)
-        library, key, cached, compile_seconds, cxx_lines = build_library(
-            name, rtlil_text, cache_dir=cache_dir, cxx=cxx, flags=cxxflags, progress=progress,
-            cxxrtl_options=cxxrtl_options)
+        if simulator == "verilator":
+            library, key, cached, compile_seconds, cxx_lines = build_verilator(
+                name, rtlil_text, cache_dir=cache_dir, cxx=cxx, flags=cxxflags,
+                progress=progress)
+            cxxrtl_options = ()
+        else:
+            library, key, cached, compile_seconds, cxx_lines = build_library(
+                name, rtlil_text, cache_dir=cache_dir, cxx=cxx, flags=cxxflags,
+                progress=progress, cxxrtl_options=cxxrtl_options)
         self.build_info = BuildInfo(name=name, key=key, library=library, cached=cached,
                                     build_seconds=time.perf_counter() - start,
                                     compile_seconds=compile_seconds, cxx_lines=cxx_lines,
                                     cxxflags=tuple(cxxflags),
-                                    cxxrtl_options=tuple(cxxrtl_options))
+                                    cxxrtl_options=tuple(cxxrtl_options),
+                                    simulator=simulator)
 
         self._lib = _bind(ctypes.CDLL(str(library)))
         if self._lib.cs_abi_version() != _ABI_VERSION:

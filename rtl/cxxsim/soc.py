@@ -166,6 +166,9 @@ class SocSim:
         C++ optimisation flags (default: :class:`CxxSim`'s, ``-O2``).
     cxxrtl_options : tuple of str, optional
         Yosys ``write_cxxrtl`` options (default: :class:`CxxSim`'s).
+    simulator : str
+        ``"cxxrtl"`` or ``"verilator"`` (:class:`CxxSim`): the same cycles bit for bit;
+        Verilator builds the default SoC in about a minute and runs it several times faster.
 
     Attributes
     ----------
@@ -185,7 +188,7 @@ class SocSim:
     """
 
     def __init__(self, soc=None, *, stall_rate=0, seed=1, cache_dir=None, progress=True,
-                 cxxflags=None, cxxrtl_options=None):
+                 cxxflags=None, cxxrtl_options=None, simulator="cxxrtl"):
         if soc is None:
             from spec.soc import DEFAULT_SOC
             soc = DEFAULT_SOC
@@ -202,8 +205,14 @@ class SocSim:
             kwargs["cxxflags"] = tuple(cxxflags)
         if cxxrtl_options is not None:
             kwargs["cxxrtl_options"] = tuple(cxxrtl_options)
+        # what the driver reads besides ports and memories (kept as state for Verilator)
+        expose = [self.dut.seq.pc, self.dut.seq.cycles, self.dut.seq.insns, self.dut.running,
+                  self.dut.done]
+        if mm.stall_threshold:
+            expose.append("memsys.mainmem.state")
         self.sim = CxxSim(self.dut, name=_model_name(soc, mm.stall_threshold),
-                          cache_dir=cache_dir, progress=progress, **kwargs)
+                          cache_dir=cache_dir, progress=progress, simulator=simulator,
+                          expose=expose if simulator == "verilator" else (), **kwargs)
         self.build_info = self.sim.build_info
         sim = self.sim
         self._fetch_words = mm.fetch_words or 1
@@ -513,20 +522,22 @@ class SocSim:
 _MODELS = {}
 
 
-def shared_model(soc, *, stall_rate=0, cache_dir=None, progress=False, cxxflags=None):
+def shared_model(soc, *, stall_rate=0, cache_dir=None, progress=False, cxxflags=None,
+                 simulator="cxxrtl"):
     """This process's :class:`SocSim` of ``soc`` at ``stall_rate`` (built once, then reused:
     :func:`run_program` returns it to the power-on state before each program)."""
     key = (soc, stall_rate, None if cache_dir is None else str(cache_dir),
-           None if cxxflags is None else tuple(cxxflags))
+           None if cxxflags is None else tuple(cxxflags), simulator)
     sim = _MODELS.get(key)
     if sim is None:
         sim = _MODELS[key] = SocSim(soc, stall_rate=stall_rate, cache_dir=cache_dir,
-                                    progress=progress, cxxflags=cxxflags)
+                                    progress=progress, cxxflags=cxxflags, simulator=simulator)
     return sim
 
 
 def run_program(soc, image, entry=0, *, stall_rate=0, seed=1, max_cycles=200_000,
-                read_back=True, programs=None, cache_dir=None, progress=False, cxxflags=None):
+                read_back=True, programs=None, cache_dir=None, progress=False, cxxflags=None,
+                simulator="cxxrtl"):
     """Run the program at ``entry`` on a power-on SoC whose main memory holds ``image``.
 
     The compiled twin of :func:`rtl.soc_sim.run_program`: the same arguments, the same clock
@@ -536,10 +547,10 @@ def run_program(soc, image, entry=0, *, stall_rate=0, seed=1, max_cycles=200_000
     and configuration (:func:`shared_model`) and put back into its power-on state for each call.
 
     ``programs``: further entries run one after the other without reset. ``cache_dir``,
-    ``progress``, ``cxxflags``: as for :class:`SocSim`.
+    ``progress``, ``cxxflags``, ``simulator``: as for :class:`SocSim`.
     """
     sim = shared_model(soc, stall_rate=stall_rate, cache_dir=cache_dir, progress=progress,
-                       cxxflags=cxxflags)
+                       cxxflags=cxxflags, simulator=simulator)
     sim.power_on(seed)
     sim.write_words(0, image)
     runs = []
