@@ -466,21 +466,6 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
         raise ValueError(f"The SoC's selector must have {data.num_classes} classes")
     D, C = data.features, data.num_classes
     L, U, T = data.labeled, data.unlabeled, data.test
-    made = device is None
-    if made:
-        from firmware.accelerator import BACKENDS
-        if backend not in BACKENDS:
-            raise ValueError(f"Unknown backend {backend!r} (available: "
-                             f"{', '.join(map(repr, BACKENDS))})")
-        device = BACKENDS[backend](soc, **backend_options)
-    base_device = device
-    checked = CheckedDevice(device) if check else None
-    counting = _CountingDevice(checked if checked is not None else device)
-    acc = Accelerator(counting)
-    ph = _Phases(acc, progress, checked)
-    clock = board_clock_mhz()
-    student_sizes = (D,) + tuple(recipe.student_hidden) + (C,)
-    student_fmt = DEFAULT_FORMATS
     if stream_chunks is not None:
         check_positive_int(stream_chunks, "Stream chunks")
         if stream_chunks > len(U):
@@ -493,11 +478,29 @@ def run_pipeline(data, *, backend="golden", soc=None, recipe=DEFAULT_RECIPE, see
     if standalone and (kd or stream_chunks is not None):
         raise ValueError("--standalone runs the hard-label one-shot recipe: not with --kd or "
                          "--stream-chunks")
-    guard = None
-    if guard_margin is not None and not standalone:
+    guard = None                    # (standalone: the image's own guard, from guard_margin)
+    if guard_margin is not None:
         from .guard import DivergenceGuard
         check_positive_int(guard_samples, "Guard validation samples")
         guard = DivergenceGuard(L.X[:guard_samples], L.y[:guard_samples], guard_margin)
+    made = device is None
+    if made:
+        from firmware.accelerator import BACKENDS
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r} (available: "
+                             f"{', '.join(map(repr, BACKENDS))})")
+        if backend == "rtl-sim":
+            # the compiled model's build reports what it does when the run shows progress
+            backend_options.setdefault("progress", progress)
+        device = BACKENDS[backend](soc, **backend_options)
+    base_device = device
+    checked = CheckedDevice(device) if check else None
+    counting = _CountingDevice(checked if checked is not None else device)
+    acc = Accelerator(counting)
+    ph = _Phases(acc, progress, checked)
+    clock = board_clock_mhz()
+    student_sizes = (D,) + tuple(recipe.student_hidden) + (C,)
+    student_fmt = DEFAULT_FORMATS
     B = recipe.batch
 
     def measure(fn):
@@ -905,7 +908,6 @@ def run(args):
         print("error: --port is for --backend board", file=sys.stderr)
         return 2
     if args.backend == "rtl-sim":
-        options["progress"] = not args.quiet
         if args.cxxflags:
             options["cxxflags"] = tuple(args.cxxflags.split())
     elif args.cxxflags:
