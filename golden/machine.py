@@ -43,7 +43,9 @@ class Timing:
     cycle of its own, the count word is written later), plus the last write's acknowledgement
     (main-memory latency).
     """
-    FETCH = 3
+    #: FETCH, DECODE, OPERANDS, CHECK (``rtl.sequencer``): the range arithmetic and the checks
+    #: are two stages for the clock.
+    FETCH = 4
     MEMOP = 3
     DMA_OVERHEAD = -1
     GEMM_OVERHEAD = 2

@@ -19,14 +19,19 @@ def descriptor_layout():
     return data.StructLayout({name: unsigned(width) for name, width in DESC_FIELDS})
 
 
-def _fault_code(m, d, span, config, memory):
+def _block_words(d):
+    """Main-memory words of one row of the block of descriptor ``d``."""
+    return Mux(d.elem_words == 2, d.cols << 1, d.cols)
+
+
+def _fault_code(m, d, mem_end_over, config, memory):
     """The fault code of descriptor ``d`` (a view of :func:`descriptor_layout`) given
-    ``span = (rows - 1) * stride``: the checks of :func:`golden.dma.check`, in its order."""
+    ``mem_end_over``, whether ``mem_addr + (rows - 1) * stride + block words > mem_words``: the
+    checks of :func:`golden.dma.check`, in its order."""
     lanes = lanes_of(config)
     n_out = Mux(d.transpose, d.cols, d.rows)
     n_in = Mux(d.transpose, d.rows, d.cols)
     space_rows = Mux(d.space == Space.ACC, memory.acc_rows, memory.sp_rows)
-    mem_end = d.mem_addr + span + Mux(d.elem_words == 2, d.cols << 1, d.cols)
     code = Signal(FAULT_BITS, name="fault_code")
     checks = (
         (Fault.ZERO_SIZE, (d.rows == 0) | (d.cols == 0)),
@@ -35,7 +40,7 @@ def _fault_code(m, d, span, config, memory):
         (Fault.SP_RANGE, d.sp_row >= space_rows),
         (Fault.SP_END, d.sp_row + n_out > space_rows),
         (Fault.MEM_RANGE, d.mem_addr >= memory.mem_words),
-        (Fault.MEM_END, mem_end > memory.mem_words),
+        (Fault.MEM_END, mem_end_over),
     )
     for i, (value, failed) in enumerate(checks):
         with (m.Elif if i else m.If)(failed):
@@ -44,36 +49,59 @@ def _fault_code(m, d, span, config, memory):
 
 
 class DmaChecker(wiring.Component):
-    """Combinational fault check of a DMA descriptor: the DMA's own checks, for a sequencer that
-    rejects a descriptor before issuing it.
+    """Fault check of a DMA descriptor: the DMA's own checks, for a sequencer that rejects a
+    descriptor before issuing it.
 
     Parameters
     ----------
     config : Config or SocConfig
     memory : MemoryConfig or None
         As :class:`DmaController`.
+    latency : 0 or 1
+        0: combinational, ``fault`` in the cycle ``desc`` is given. 1: the product
+        ``(rows - 1) * stride`` is registered (from ``rows`` and ``stride`` of the cycle before),
+        so ``fault`` is right from the second cycle ``rows`` and ``stride`` hold still; the
+        other fields are still read in the same cycle. The SoC uses 1, to keep the multiplier
+        out of the sequencer's CHECK stage.
 
     Members
     -------
     desc : ``In(descriptor_layout())``
         The descriptor.
     fault : ``Out(FAULT_BITS)``
-        Its :class:`~spec.memory.Fault` code (0 if the DMA would do it), in the same cycle.
+        Its :class:`~spec.memory.Fault` code (0 if the DMA would do it).
 
     Raises
     ------
     TypeError
-        For a wrong configuration type.
+        For a wrong configuration type or a non-integer ``latency``.
+    ValueError
+        If ``latency`` is not 0 or 1.
     """
 
-    def __init__(self, config=DEFAULT_CONFIG, memory=None):
+    def __init__(self, config=DEFAULT_CONFIG, memory=None, *, latency=0):
         self._config, self._memory = resolve(config, memory)
+        if not isinstance(latency, int) or isinstance(latency, bool):
+            raise TypeError(f"DMA checker latency must be an integer, not {latency!r}")
+        if latency not in (0, 1):
+            raise ValueError(f"DMA checker latency must be 0 or 1, not {latency!r}")
+        self._latency = latency
         super().__init__({"desc": In(descriptor_layout()), "fault": Out(FAULT_BITS)})
+
+    @property
+    def latency(self):
+        return self._latency
 
     def elaborate(self, platform):
         m = Module()
-        span = (self.desc.rows - 1) * self.desc.stride
-        m.d.comb += self.fault.eq(_fault_code(m, self.desc, span, self._config, self._memory))
+        product = (self.desc.rows - 1) * self.desc.stride
+        if self._latency:
+            span = Signal(product.shape(), name="span")
+            m.d.sync += span.eq(product)
+        else:
+            span = product
+        over = self.desc.mem_addr + span + _block_words(self.desc) > self._memory.mem_words
+        m.d.comb += self.fault.eq(_fault_code(m, self.desc, over, self._config, self._memory))
         return m
 
 
@@ -202,7 +230,7 @@ class DmaController(wiring.Component):
         n_out = Mux(d.transpose, d.cols, d.rows)
         n_in = Mux(d.transpose, d.rows, d.cols)
         span = Signal(len(d.rows) + len(d.stride))        # (rows - 1) * stride
-        code = _fault_code(m, d, span, cfg, mcfg)
+        code = _fault_code(m, d, d.mem_addr + span + _block_words(d) > mcfg.mem_words, cfg, mcfg)
 
         # --- issue side: one request per cycle, order (row t, lane l, word w) -------------------
         iss_on = Signal()

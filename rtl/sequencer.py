@@ -1,13 +1,20 @@
 """The sequencer: fetches 128-bit instructions, checks them, and issues them to the units.
 
 Its timing is the golden model's (``golden.machine.Timing``): an instruction's fetch starts in
-state FETCH (cycle ``t``), its line arrives in DECODE (``t+1``), CHECK (``t+2``) validates it and
-computes the scratchpad banks it uses, and ISSUE (from ``t+3``) waits until its unit is idle and no
-busy unit holds one of its banks, then issues; the next fetch starts the cycle after. A failing
-check halts cleanly once the units already running are idle.
+state FETCH (cycle ``t``), its line arrives in DECODE (``t+1``), OPERANDS (``t+2``) reads its
+register operands and computes its ranges (the sums and products of its fields), CHECK (``t+3``)
+validates it against them and computes the scratchpad banks it uses, and ISSUE (from ``t+4``)
+waits until its unit is idle and no busy unit holds one of its banks, then issues; the next fetch
+starts the cycle after. A failing check halts cleanly once the units already running are idle.
+
+OPERANDS and CHECK are two stages for the clock: in one cycle the path from ``ir`` through
+GEMM's range products, the bank comparisons and the error priority took 23 ns on the ECP5
+(``python -m benchmarks.unit_fmax --units seq``). Every value OPERANDS computes is a function of
+``ir`` and the registers alone, which hold still from DECODE to ISSUE, so the registered values
+are those of the instruction in CHECK.
 """
 
-from amaranth.hdl import Module, Signal, Const, Mux, Cat, unsigned, signed
+from amaranth.hdl import Module, Signal, Const, Mux, Cat, Value, unsigned, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -70,9 +77,11 @@ class Sequencer(wiring.Component):
     ir : Out(128)
         The instruction being issued (units decode their own fields from it at ``*_start``).
     dma_addr : Out(32)
-        ``r[rm] + mem_off`` of a DMA instruction.
+        ``r[rm] + mem_off`` of a DMA instruction, registered: valid from CHECK on.
     dma_fault : In(8)
-        The DMA's fault code for the descriptor in ``ir``/``dma_addr`` (0 = legal), combinational.
+        The DMA's fault code for the descriptor in ``ir``/``dma_addr`` (0 = legal), read in CHECK
+        (a checker may register what depends on ``ir`` alone: ``ir`` is loaded two cycles
+        before, ``dma_addr`` one).
     dma_start, gemm_start, vec_start, sel_start : Out(1)
     dma_busy, gemm_busy, vec_busy, sel_busy : In(1)
     sel_arg : Out(32)
@@ -126,6 +135,14 @@ class Sequencer(wiring.Component):
         def f(op, name):
             return field(ir, op, name)
 
+        def staged(value, name):
+            """``value`` (of ``ir`` and the registers) registered: computed in OPERANDS, read
+            in CHECK (and ISSUE), where ``ir`` and the registers still hold the same values."""
+            value = Value.cast(value)
+            reg_ = Signal(value.shape(), name=f"st_{name}")
+            m.d.sync += reg_.eq(value)
+            return reg_
+
         # ---------------- CHECK: legality, unit, banks ---------------------------------------
         err = Signal(8)
         unit_dma, unit_gemm, unit_vec, unit_sel = Signal(), Signal(), Signal(), Signal()
@@ -134,22 +151,59 @@ class Sequencer(wiring.Component):
         mem_bit = Const(1 << (nsp + nacc), nsp + nacc + 1)
         sel_cfg = soc.selector
 
-        def sp_range(start, n, into):
-            """Range check [start, start+n) in the operand scratchpad; OR its banks into `into`."""
-            hi = Signal(24, name=f"hi_{len(checks)}")
-            m.d.comb += hi.eq(start + n - 1)
-            lo_b, hi_b = start >> sp_shift, hi >> sp_shift
-            ok = (n >= 1) & ((start + n) <= soc.sp_rows)
-            into.append(Cat(*[(lo_b <= b) & (b <= hi_b) for b in range(nsp)], Const(0, nacc)))
-            checks.append(ok)
-            return Cat(*[(lo_b <= b) & (b <= hi_b) for b in range(nsp)])
+        spans = []
 
-        def acc_range(start, n, into):
-            hi = Signal(24, name=f"hi_{len(checks)}")
+        def span(start, n, banks, shift, rows):
+            """``[start, start + n)`` within ``rows`` rows, and the banks of ``2**shift`` rows it
+            touches (a bank bit for each of ``banks``); all of it staged."""
+            i = len(spans)
+            spans.append(i)
+            hi = Signal(24, name=f"hi_{i}")
             m.d.comb += hi.eq(start + n - 1)
-            lo_b, hi_b = start >> acc_shift, hi >> acc_shift
-            ok = (n >= 1) & ((start + n) <= soc.acc_rows)
-            into.append(Cat(Const(0, nsp), *[(lo_b <= b) & (b <= hi_b) for b in range(nacc)]))
+            lo_b, hi_b = start >> shift, hi >> shift
+            ok = (n >= 1) & ((start + n) <= rows)
+            bits = Cat(*[(lo_b <= b) & (b <= hi_b) for b in range(banks)])
+            return staged(ok, f"ok_{i}"), staged(bits, f"bits_{i}")
+
+        def pitched_span(start, count, pitch, add, banks, shift, rows):
+            """:func:`span` of ``n = (count - 1) * pitch + add``. The product (a multiplier) is
+            staged, and so is everything it is compared with in CHECK: ``start + n <= rows`` is
+            ``prod <= rows - start - add``; bank ``b`` is touched if ``lo_b <= b`` and
+            ``(b << shift) <= start + n - 1``, i.e. ``prod >= (b << shift) + 1 - start - add``
+            (the bank bits matter only if the range is good, where ``start + n - 1`` is in
+            ``[0, 2**24)`` and the two forms agree)."""
+            i = len(spans)
+            spans.append(i)
+            prod = staged((count - 1) * pitch, f"prod_{i}")
+            base = start + add
+            room = staged(rows - base, f"room_{i}")
+            # n >= 1 without the product: for count >= 1 it is >= 0, and >= 1 if count >= 2
+            # and pitch >= 1; for count = 0, n = add - pitch
+            n_ok = staged(Mux(count == 0, add > pitch, (add != 0) | ((count >= 2) & (pitch != 0))),
+                          f"n_ok_{i}")
+            lo_b = start >> shift
+            bits = []
+            for b in range(banks):
+                first = staged(lo_b <= b, f"first_{i}_{b}")
+                least = staged((b << shift) + 1 - base, f"least_{i}_{b}")
+                bits.append(first & (prod >= least))
+            return n_ok & (prod <= room), Cat(*bits)
+
+        def sp_range(start, n, into, pitched=None):
+            """Range check [start, start+n) in the operand scratchpad; OR its banks into `into`.
+            ``pitched``: ``(count, pitch, add)``, ``n = (count - 1) * pitch + add``."""
+            geometry = (nsp, sp_shift, soc.sp_rows)
+            ok, bits = (span(start, n, *geometry) if pitched is None
+                        else pitched_span(start, *pitched, *geometry))
+            into.append(Cat(bits, Const(0, nacc)))
+            checks.append(ok)
+            return bits
+
+        def acc_range(start, n, into, pitched=None):
+            geometry = (nacc, acc_shift, soc.acc_rows)
+            ok, bits = (span(start, n, *geometry) if pitched is None
+                        else pitched_span(start, *pitched, *geometry))
+            into.append(Cat(Const(0, nsp), bits))
             checks.append(ok)
 
         legal = Signal()
@@ -174,7 +228,7 @@ class Sequencer(wiring.Component):
                         bad.append(f(op, "cond") > max(Cond))
                         bad.append(f(op, "target")[:3] != 0)
                     elif op in (Op.LDW, Op.STW):
-                        addr = (reg(f(op, "rs")) + f(op, "imm"))[:32]
+                        addr = staged((reg(f(op, "rs")) + f(op, "imm"))[:32], "ldw_addr")
                         checks.append(addr + 1 < soc.mem_words)
                         parts.append(mem_bit)
                     elif op is Op.SELCLR:
@@ -185,7 +239,7 @@ class Sequencer(wiring.Component):
                         sp_range(f(op, "prob_row"), sel_cfg.classes, parts)
                         m.d.comb += unit_sel.eq(1)
                     elif op is Op.SELOUT:
-                        addr = (reg(f(op, "rm")) + f(op, "mem_off"))[:32]
+                        addr = staged((reg(f(op, "rm")) + f(op, "mem_off"))[:32], "selout_addr")
                         checks.append(addr + isa.sel_out_max_words(sel_cfg, W) <= soc.mem_words)
                         parts.append(mem_bit)
                         m.d.comb += unit_sel.eq(1)
@@ -205,9 +259,9 @@ class Sequencer(wiring.Component):
                         k, mt, nt = f(op, "k"), f(op, "mt"), f(op, "nt")
                         bad.append((k == 0) | (mt == 0) | (nt == 0))
                         a_parts, b_parts = [], []
-                        sp_range(f(op, "a_row"), (mt - 1) * f(op, "a_ps") + k, a_parts)
-                        sp_range(f(op, "b_row"), (nt - 1) * f(op, "b_ps") + k, b_parts)
-                        acc_range(f(op, "c_row"), (nt - 1) * f(op, "c_ps") + mt * R, parts)
+                        sp_range(f(op, "a_row"), None, a_parts, (mt, f(op, "a_ps"), k))
+                        sp_range(f(op, "b_row"), None, b_parts, (nt, f(op, "b_ps"), k))
+                        acc_range(f(op, "c_row"), None, parts, (nt, f(op, "c_ps"), mt * R))
                         parts += a_parts + b_parts
                         m.d.comb += conflict.eq((a_parts[0] & b_parts[0]) != 0)
                         m.d.comb += unit_gemm.eq(1)
@@ -299,9 +353,30 @@ class Sequencer(wiring.Component):
         # ---------------- state ------------------------------------------------------------------
         pc = Signal(32)
         m.d.comb += self.pc.eq(pc)
-        m.d.comb += self.dma_addr.eq(reg(f(Op.DMA, "rm")) + f(Op.DMA, "mem_off"))
+        # registered: the DMA checker (outside) reads it in CHECK, the DMA at issue
+        m.d.sync += self.dma_addr.eq(reg(f(Op.DMA, "rm")) + f(Op.DMA, "mem_off"))
         m.d.comb += self.sel_arg.eq(Mux(opcode == Op.SELFEED, reg(f(Op.SELFEED, "rid")),
                                         reg(f(Op.SELOUT, "rm")) + f(Op.SELOUT, "mem_off")))
+
+        # BR's condition: staged (the registers hold still until the branch issues)
+        a, b = reg(f(Op.BR, "rs1")), reg(f(Op.BR, "rs2"))
+        take_now = Signal()
+        with m.Switch(f(Op.BR, "cond")):
+            with m.Case(Cond.ALWAYS):
+                m.d.comb += take_now.eq(1)
+            with m.Case(Cond.EQ):
+                m.d.comb += take_now.eq(a == b)
+            with m.Case(Cond.NE):
+                m.d.comb += take_now.eq(a != b)
+            with m.Case(Cond.LT):
+                m.d.comb += take_now.eq(a.as_signed() < b.as_signed())
+            with m.Case(Cond.GE):
+                m.d.comb += take_now.eq(a.as_signed() >= b.as_signed())
+            with m.Case(Cond.LTU):
+                m.d.comb += take_now.eq(a < b)
+            with m.Case(Cond.GEU):
+                m.d.comb += take_now.eq(a >= b)
+        take = staged(take_now, "take")
 
         x_err = Signal(8)          # error of the instruction in ISSUE
         x_banks = Signal(nsp + nacc + 1)
@@ -333,6 +408,8 @@ class Sequencer(wiring.Component):
                 m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += ir.eq(self.f_data)
+                m.next = "OPERANDS"
+            with m.State("OPERANDS"):
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [
@@ -373,23 +450,6 @@ class Sequencer(wiring.Component):
                             with m.Else():
                                 m.d.sync += self.stall.eq(self.stall + 1)
                         with m.Case(Op.BR):
-                            a, b = reg(f(Op.BR, "rs1")), reg(f(Op.BR, "rs2"))
-                            take = Signal()
-                            with m.Switch(f(Op.BR, "cond")):
-                                with m.Case(Cond.ALWAYS):
-                                    m.d.comb += take.eq(1)
-                                with m.Case(Cond.EQ):
-                                    m.d.comb += take.eq(a == b)
-                                with m.Case(Cond.NE):
-                                    m.d.comb += take.eq(a != b)
-                                with m.Case(Cond.LT):
-                                    m.d.comb += take.eq(a.as_signed() < b.as_signed())
-                                with m.Case(Cond.GE):
-                                    m.d.comb += take.eq(a.as_signed() >= b.as_signed())
-                                with m.Case(Cond.LTU):
-                                    m.d.comb += take.eq(a < b)
-                                with m.Case(Cond.GEU):
-                                    m.d.comb += take.eq(a >= b)
                             m.d.sync += [pc.eq(Mux(take, f(Op.BR, "target"), nxt)),
                                          self.insns.eq(self.insns + 1)]
                             m.next = "FETCH"

@@ -130,7 +130,7 @@ class Soc(wiring.Component):
         m.submodules.seq = seq = self.seq
         m.submodules.gemm = gemm = self.gemm
         m.submodules.vec = vec = self.vec
-        m.submodules.dma_check = check = DmaChecker(soc)
+        m.submodules.dma_check = check = DmaChecker(soc, latency=1)   # fault in CHECK
         m.submodules.memop = memop = _MemOp(mem.bus[0].signature.flip())
 
         # ---- fetch, LDW/STW ----

@@ -385,6 +385,33 @@ def test_checker_matches_golden():
     sim.run()
 
 
+def test_checker_latency_1_matches_golden():
+    """DmaChecker(latency=1) (the SoC's): golden's fault code one cycle after the descriptor."""
+    rng = random.Random(12)
+    descs = [random_descriptor(rng, CFG, MEM, p_fault=0.7) for _ in range(200)]
+    descs += [d for _, d in _fault_cases(MEM)]
+    dut = DmaChecker(CFG, MEM, latency=1)
+    assert dut.latency == 1
+
+    async def tb(ctx):
+        for n, d in enumerate(descs):
+            ctx.set(dut.desc, d.as_dict())
+            await ctx.tick()
+            assert ctx.get(dut.fault) == gd.check(d, CFG, MEM), f"descriptor {n}: {d}"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_checker_latency_errors():
+    with pytest.raises(TypeError, match=r"^DMA checker latency must be an integer, not '1'$"):
+        DmaChecker(CFG, MEM, latency="1")
+    with pytest.raises(ValueError, match=r"^DMA checker latency must be 0 or 1, not 2$"):
+        DmaChecker(CFG, MEM, latency=2)
+
+
 # --- RTL == golden ----------------------------------------------------------------------------------
 
 def test_dma_constructor():
