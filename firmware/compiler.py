@@ -238,7 +238,7 @@ class CompiledMLP:
         stores them back at the end.
     ``identity``
         The ``lanes × lanes`` identity matrix (transposes are GEMMs with it).
-    ``seed``, ``train``, ``logits``, ``probs``, ``select``, ``selclr``, ``selout``
+    ``seed``, ``train``, ``logits``, ``probs``, ``select``, ``selclr``, ``selout``, ``valacc``
         The programs (those of ``kinds``; ``selclr`` and ``selout`` come with ``select``).
     ``data``
         The rest. Training reads a stream of steps (:meth:`pack_steps`: each step's inputs
@@ -258,8 +258,9 @@ class CompiledMLP:
     lanes : int
     regions : dict of str to Region
     programs : dict of str to Assembler
-        ``"train"``, ``"logits"``, ``"probs"``, ``"select"``, ``"selclr"``, ``"selout"`` (those
-        compiled).
+        ``"train"``, ``"logits"``, ``"probs"``, ``"select"``, ``"selclr"``, ``"selout"``,
+        ``"valacc"`` (those compiled). ``valacc`` stores its logits to the output area of
+        :meth:`pack_validation` (at :data:`PARAM_OUT`) and its count at :data:`PARAM_ID`.
     kinds : tuple of str
         The programs compiled (:data:`PROGRAM_KINDS`).
     sp_plan, acc_plan : dict of str to dict
