@@ -158,7 +158,9 @@ class Sequencer(wiring.Component):
             touches (a bank bit for each of ``banks``); all of it staged."""
             i = len(spans)
             spans.append(i)
-            hi = Signal(24, name=f"hi_{i}")
+            # start + n - 1 as an unsigned number as wide as start + n: it wraps only for
+            # start = n = 0, to all ones, above every bank (as any wider form would)
+            hi = Signal(len(start + n), name=f"hi_{i}")
             m.d.comb += hi.eq(start + n - 1)
             lo_b, hi_b = start >> shift, hi >> shift
             ok = (n >= 1) & ((start + n) <= rows)
