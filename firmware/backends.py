@@ -61,16 +61,19 @@ def _result_from_csrs(csr):
 class RtlSimDevice(Device):
     """The SoC in the compiled simulator (:class:`rtl.cxxsim.soc.SocSim`) as a device.
 
-    The first construction for a configuration builds its compiled model (minutes for the
-    default SoC); later ones load it from the build cache in seconds.
+    The first construction for a configuration builds its compiled model (a few minutes for the
+    default SoC); later ones load it from the build cache in seconds. The model is Verilator's
+    by default (``simulator="cxxrtl"`` for Yosys's CXXRTL: the same cycles bit for bit, every
+    internal signal readable, several times slower on the whole SoC).
 
     Parameters
     ----------
     soc : SocConfig, optional
         Default :data:`spec.soc.DEFAULT_SOC`.
     **socsim_kwargs
-        Passed to :class:`~rtl.cxxsim.soc.SocSim` (``stall_rate``, ``seed``, ``cache_dir``,
-        ``progress``, ``cxxflags``, ...). ``progress`` defaults to False (the build is silent).
+        Passed to :class:`~rtl.cxxsim.soc.SocSim` (``simulator``, ``stall_rate``, ``seed``,
+        ``cache_dir``, ``progress``, ``cxxflags``, ...). ``progress`` defaults to False (the
+        build is silent), ``simulator`` to ``"verilator"``.
 
     Members
     -------
@@ -84,6 +87,7 @@ class RtlSimDevice(Device):
         from rtl.cxxsim.soc import SocSim           # Yosys and a C++ compiler: only when used
         self._soc = _check_soc(soc)
         socsim_kwargs.setdefault("progress", False)
+        socsim_kwargs.setdefault("simulator", "verilator")
         self.sim = SocSim(self._soc, **socsim_kwargs)
         self.last_result = None
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
