@@ -253,18 +253,25 @@ _WRITE_CXXRTL = _write_cxxrtl(DEFAULT_CXXRTL_OPTIONS)
 def rtlil_to_cxx(rtlil_text, options=DEFAULT_CXXRTL_OPTIONS):
     """Yosys's CXXRTL C++ for ``rtlil_text`` (top module ``top``), written with ``write_cxxrtl``
     ``options``."""
+    return run_yosys(rtlil_text, _write_cxxrtl(options), "design.cc", "generate C++")
+
+
+def run_yosys(rtlil_text, commands, output, what, fallback=_FALLBACK):
+    """Run Yosys on ``rtlil_text`` (read as ``design.il``) with ``commands`` in a temporary
+    directory; return the text of the file ``output`` they write. ``what`` names the step in
+    the error (:class:`CxxSimBuildError`, which also names ``fallback``)."""
     with tempfile.TemporaryDirectory(prefix="cxxsim-gen-") as tmp:
         Path(tmp, "design.il").write_text(rtlil_text)
-        cmd = [*_yosys_command(), "-q", "-p", f"read_rtlil design.il; {_write_cxxrtl(options)}"]
+        cmd = [*_yosys_command(), "-q", "-p", f"read_rtlil design.il; {commands}"]
         try:
             result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         except OSError as exc:
             raise CxxSimBuildError(f"Cannot run Yosys ({shlex.join(cmd[:1])}): {exc}; "
-                                   f"{_FALLBACK}") from None
+                                   f"{fallback}") from None
         if result.returncode != 0:
-            raise CxxSimBuildError(f"Yosys failed to generate C++ (exit {result.returncode}):\n"
-                                   f"{_tail(result.stdout + result.stderr)}\n{_FALLBACK}")
-        return Path(tmp, "design.cc").read_text()
+            raise CxxSimBuildError(f"Yosys failed to {what} (exit {result.returncode}):\n"
+                                   f"{_tail(result.stdout + result.stderr)}\n{fallback}")
+        return Path(tmp, output).read_text()
 
 
 def _tail(text, lines=20):

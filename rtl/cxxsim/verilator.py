@@ -34,8 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .build import (CxxSimBuildError, _atomic_write, _compiler_identity, _hash, _prune,
-                    _tail, _yosys_command, default_cache_dir)
+from .build import (CxxSimBuildError, _compiler_identity, _hash, _prune, _tail,
+                    default_cache_dir, run_yosys)
 
 __all__ = ["VERILATOR_VERSION", "DEFAULT_VERILATOR_OPTIONS", "verilator_root", "rtlil_to_verilog",
            "build_verilator", "parse_root_header"]
@@ -80,20 +80,8 @@ def _verilator_version(root):
 
 def rtlil_to_verilog(rtlil_text):
     """Yosys's Verilog for ``rtlil_text`` (what :func:`amaranth.back.verilog.convert` writes)."""
-    with tempfile.TemporaryDirectory(prefix="vlsim-gen-") as tmp:
-        Path(tmp, "design.il").write_text(rtlil_text)
-        script = ("read_rtlil design.il; proc -nomux -norom; memory_collect; "
-                  "write_verilog -norename design.v")
-        cmd = [*_yosys_command(), "-q", "-p", script]
-        try:
-            result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-        except OSError as exc:
-            raise CxxSimBuildError(f"Cannot run Yosys ({shlex.join(cmd[:1])}): {exc}; "
-                                   f"{_FALLBACK}") from None
-        if result.returncode != 0:
-            raise CxxSimBuildError(f"Yosys failed to write Verilog (exit {result.returncode}):\n"
-                                   f"{_tail(result.stdout + result.stderr)}\n{_FALLBACK}")
-        return Path(tmp, "design.v").read_text()
+    return run_yosys(rtlil_text, "proc -nomux -norom; memory_collect; "
+                     "write_verilog -norename design.v", "design.v", "write Verilog", _FALLBACK)
 
 
 _KEEP_RE = re.compile(r"^\s*attribute \\keep 1\s*$")
