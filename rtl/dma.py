@@ -120,7 +120,9 @@ class DmaController(wiring.Component):
     rows, element width conversion). For each descriptor it
 
     1. checks every address before any access (two cycles); a faulting descriptor makes no bus
-       request and no scratchpad access;
+       request and no scratchpad write (a store reads its first scratchpad row while the check
+       runs, whatever its outcome: a read changes nothing, and so the fault code stays off the
+       scratchpad's bank arbitration);
     2. issues one bus request per cycle (as back-pressure allows) for the block's words, in order
        scratchpad row, lane, word, while it takes the responses as they come (``rsp.ready`` is
        always high): a load writes a scratchpad row in the cycle its last word arrives, a store
@@ -259,7 +261,7 @@ class DmaController(wiring.Component):
             req.payload.wdata.eq(Mux(i_w, elem[ww:], elem[:ww])),
         ]
 
-        # Scratchpad reads of a store: the first row while deciding, the next one when the
+        # Scratchpad reads of a store: the first row while checking, the next one when the
         # current row's last request is accepted.
         next_row = Signal(row_width)
         rd_addr = Signal(row_width)
@@ -299,13 +301,13 @@ class DmaController(wiring.Component):
                     m.d.sync += [d.eq(self.i_desc.payload), state.eq(_State.CHECK)]
 
             with m.Case(_State.CHECK):
+                m.d.comb += [rd_addr.eq(d.sp_row), rd_en.eq(d.direction == Dir.STORE)]
                 m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE)]
 
             with m.Case(_State.DECIDE):
                 with m.If(code != Fault.NONE):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code)]
                 with m.Else():
-                    m.d.comb += [rd_addr.eq(d.sp_row), rd_en.eq(d.direction == Dir.STORE)]
                     m.d.sync += [
                         state.eq(_State.RUN),
                         wide.eq(d.elem_words == 2),
