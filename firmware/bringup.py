@@ -47,17 +47,20 @@ from spec.hostlink import PROTOCOL_VERSION
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig, DEFAULT_SOC
 
-__all__ = ["SMALL_SOC", "SIM_OPTIONS", "SIM_DIVISOR", "StepResult", "StepFailed",
+__all__ = ["SMALL_SOC", "SIM_OPTIONS", "VERILATOR_SIM_OPTIONS", "SIM_DIVISOR", "StepResult", "StepFailed",
            "Bringup", "find_bitstream", "program_command", "memory_patterns", "main"]
 
 #: The small SoC of ``--sim --small`` and the default test suite.
 SMALL_SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
                       sp_banks=4, sp_depth=64, acc_banks=2, acc_depth=64, selector=None)
-#: How ``--sim`` builds its compiled model: ``-O1`` and one C++ function per module
-#: (``-noflatten``) compile in a fraction of the time of the default ``-O2`` flattened build and
-#: still run tens of thousands of cycles per second (``-O0`` runs about a thousand: too slow for
-#: UART traffic).
+#: How ``--sim --simulator cxxrtl`` builds its compiled model: ``-O1`` and one C++ function per
+#: module (``-noflatten``) compile in a fraction of the time of the default ``-O2`` flattened
+#: build and still run tens of thousands of cycles per second (``-O0`` runs about a thousand: too
+#: slow for UART traffic).
 SIM_OPTIONS = {"cxxflags": ("-O1",), "cxxrtl_options": ("-O6", "-g4", "-noflatten")}
+#: How ``--sim`` builds it by default: Verilator's model, several times faster than CXXRTL's on
+#: the default SoC (the whole bring-up at the default configuration in minutes, not hours).
+VERILATOR_SIM_OPTIONS = {"simulator": "verilator"}
 #: The UART divisor of the simulated link (clock cycles per bit; the UART's minimum is 4).
 SIM_DIVISOR = 4
 
@@ -232,7 +235,10 @@ class Bringup:
     def step_bitstream(self):
         if self.sim:
             from rtl.cxxsim.serial import SerialSocSim
-            self.target = SerialSocSim(self.soc, divisor=self.divisor, **self.sim_options)
+            options = dict(self.sim_options)
+            # a first build takes a minute or more at the default configuration: say what it does
+            options.setdefault("progress", lambda message: self.say(f"          {message}"))
+            self.target = SerialSocSim(self.soc, divisor=self.divisor, **options)
             info = self.target.sim.build_info
             how = "from the cache" if info.cached else f"compiled in {info.compile_seconds:.0f} s"
             return (f"compiled model {info.name} ({how}), UART divisor {self.divisor}",
@@ -447,6 +453,8 @@ def parser():
     ap.add_argument("--no-program", action="store_true",
                     help="do not program the board (it is already configured)")
     ap.add_argument("--baud", type=int, help="baud rate (default: the board's)")
+    ap.add_argument("--simulator", choices=("verilator", "cxxrtl"), default="verilator",
+                    help="with --sim: the compiled simulator (default verilator)")
     ap.add_argument("--divisor", type=int, default=SIM_DIVISOR,
                     help=f"with --sim: UART clock cycles per bit (default {SIM_DIVISOR})")
     ap.add_argument("--train", action="store_true", help="also run a short training step")
@@ -469,7 +477,10 @@ def main(argv=None, *, sim_options=None):
         parser().error("--port needs --board")
     if args.small and not args.sim:
         parser().error("--small is for --sim")
-    options = {**SIM_OPTIONS, **(sim_options or {})}
+    if args.simulator != "verilator" and not args.sim:
+        parser().error("--simulator is for --sim")
+    base = VERILATOR_SIM_OPTIONS if args.simulator == "verilator" else SIM_OPTIONS
+    options = {**base, **(sim_options or {})}
     if args.sim and args.small:
         soc = SMALL_SOC
     else:

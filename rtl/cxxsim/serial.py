@@ -393,6 +393,9 @@ class SerialSocSim:
     cache_dir, progress, cxxflags, cxxrtl_options
         As for :class:`~rtl.cxxsim.CxxSim` (``cxxflags=("-O0",)`` compiles several times faster
         and runs slower: the default test suite's choice).
+    simulator : str
+        ``"cxxrtl"`` (default) or ``"verilator"`` (:class:`~rtl.cxxsim.CxxSim`): the same pins
+        cycle for cycle; Verilator runs the default SoC several times faster.
 
     Attributes
     ----------
@@ -404,7 +407,7 @@ class SerialSocSim:
 
     def __init__(self, soc=None, *, divisor=4, clk_freq=None, timeout=None,
                  max_burst=MAX_BURST, stall_rate=0, seed=1, cache_dir=None, progress=False,
-                 cxxflags=None, cxxrtl_options=None):
+                 cxxflags=None, cxxrtl_options=None, simulator="cxxrtl"):
         from rtl.soc import Soc
         if soc is None:
             soc = DEFAULT_SOC
@@ -421,8 +424,10 @@ class SerialSocSim:
             kwargs["cxxflags"] = tuple(cxxflags)
         if cxxrtl_options is not None:
             kwargs["cxxrtl_options"] = tuple(cxxrtl_options)
+        # what the port and the checks read besides ports and memories (state for Verilator)
+        expose = [self.dut.running] if simulator == "verilator" else ()
         self.sim = CxxSim(self.dut, name=f"soclink-{tag[:10]}", cache_dir=cache_dir,
-                          progress=progress, **kwargs)
+                          progress=progress, simulator=simulator, expose=expose, **kwargs)
         self._mem = self.sim.memory("memsys.mainmem.storage")
         word = isa.INSN_WORDS
         if self._mem.width != 16 * word or self._mem.depth * word != soc.mem_words:
