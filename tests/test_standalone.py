@@ -161,6 +161,24 @@ def test_full_recipe_golden(data, teacher):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("cxxsim")
+def test_rtl_sim_full_recipe(data, teacher):
+    """The full recipe with the guard as one image on the default SoC's Verilator model (the
+    rtl-sim default): == the host-driven run on golden, weights, selection and cycles."""
+    from firmware.backends import RtlSimDevice
+    soc = soc_for(10)
+    dev = RtlSimDevice(soc)
+    try:
+        s, _ = both(dev, soc, teacher, data, DEFAULT_RECIPE, (0.05, 64))
+        g = run_standalone(GoldenDevice(soc), teacher, T_SIZES, S_SIZES, 0, data.unlabeled.X,
+                           data.labeled.X, data.labeled.y, DEFAULT_RECIPE, guard=(0.05, 64))
+        assert s["cycles"] == g["cycles"]
+        assert s["rolled_back"] == []
+    finally:
+        dev.close()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("cxxsim")
 def test_rtl_sim_default_soc(data, teacher):
     from firmware.backends import RtlSimDevice
     soc = soc_for(10)
