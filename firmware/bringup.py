@@ -47,8 +47,8 @@ from spec.hostlink import PROTOCOL_VERSION
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig, DEFAULT_SOC
 
-__all__ = ["SMALL_SOC", "SIM_OPTIONS", "VERILATOR_SIM_OPTIONS", "SIM_DIVISOR", "StepResult", "StepFailed",
-           "Bringup", "find_bitstream", "program_command", "memory_patterns", "main"]
+__all__ = ["SMALL_SOC", "SIM_OPTIONS", "VERILATOR_SIM_OPTIONS", "SIM_DIVISOR", "StepResult",
+           "StepFailed", "Bringup", "find_bitstream", "program_command", "memory_patterns", "main"]
 
 #: The small SoC of ``--sim --small`` and the default test suite.
 SMALL_SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
