@@ -1,0 +1,39 @@
+"""Every public module's ``__all__`` names only what the module defines (so ``from M import *``
+works): a stale entry is an ``AttributeError`` for a user, found here instead."""
+
+import importlib
+import pkgutil
+
+import pytest
+
+PACKAGES = ("spec", "golden", "rtl", "firmware", "platforms", "benchmarks")
+
+
+def _modules():
+    names = []
+    for package in PACKAGES:
+        pkg = importlib.import_module(package)
+        names.append(package)
+        for info in pkgutil.walk_packages(pkg.__path__, f"{package}."):
+            if info.name.rsplit(".", 1)[-1] != "__main__":
+                names.append(info.name)
+    return sorted(names)
+
+
+MODULES = _modules()
+
+
+def test_modules_found():
+    # the walk itself works: the packages and their sub-packages are there
+    assert {"rtl.cxxsim.verilator", "golden.fixedpoint", "firmware.bringup"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_names_exist(name):
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    if exported is None:
+        return
+    assert len(set(exported)) == len(exported), f"{name}.__all__ repeats a name"
+    missing = [n for n in exported if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names what the module does not define: {missing}"
