@@ -161,33 +161,21 @@ def test_full_recipe_golden(data, teacher):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("cxxsim")
-def test_rtl_sim_full_recipe(data, teacher):
-    """The full recipe with the guard as one image on the default SoC's Verilator model (the
-    rtl-sim default): == the host-driven run on golden, weights, selection and cycles."""
+@pytest.mark.parametrize("scale", [0.01, 1.0], ids=["recipe_1pct", "full_recipe"])
+def test_rtl_sim_default_soc(data, teacher, scale):
+    """The recipe with the guard as one image on the default SoC's Verilator model (the rtl-sim
+    default): == the host-driven run on golden, weights, selection and cycles. The full recipe
+    takes ≈ 5 minutes; 1 % of it is the quick check."""
     from firmware.backends import RtlSimDevice
     soc = soc_for(10)
+    recipe = DEFAULT_RECIPE.scaled(scale) if scale != 1.0 else DEFAULT_RECIPE
     dev = RtlSimDevice(soc)
     try:
-        s, _ = both(dev, soc, teacher, data, DEFAULT_RECIPE, (0.05, 64))
+        s, _ = both(dev, soc, teacher, data, recipe, (0.05, 64))
         g = run_standalone(GoldenDevice(soc), teacher, T_SIZES, S_SIZES, 0, data.unlabeled.X,
-                           data.labeled.X, data.labeled.y, DEFAULT_RECIPE, guard=(0.05, 64))
+                           data.labeled.X, data.labeled.y, recipe, guard=(0.05, 64))
         assert s["cycles"] == g["cycles"]
-        assert s["rolled_back"] == []
-    finally:
-        dev.close()
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("cxxsim")
-def test_rtl_sim_default_soc(data, teacher):
-    from firmware.backends import RtlSimDevice
-    soc = soc_for(10)
-    dev = RtlSimDevice(soc, cxxflags=("-O0",))      # a quick build; ≈ 1.5 k cycles/s
-    try:
-        s, _ = both(dev, soc, teacher, data, DEFAULT_RECIPE.scaled(0.01), (0.05, 64))
-        g = run_standalone(GoldenDevice(soc), teacher, T_SIZES, S_SIZES, 0, data.unlabeled.X,
-                           data.labeled.X, data.labeled.y, DEFAULT_RECIPE.scaled(0.01),
-                           guard=(0.05, 64))
-        assert s["cycles"] == g["cycles"]
+        if scale == 1.0:
+            assert s["rolled_back"] == []      # as on golden (test_full_recipe_golden)
     finally:
         dev.close()
