@@ -88,8 +88,11 @@ def _verilator_version(root):
 #: (Yosys's rewrites are equivalences), but the reset input no longer feeds combinational logic, so
 #: Verilator's input-combinational pass (``ico``) shrinks from ≈ 22 kB of code to ≈ 2 kB and the
 #: model runs ≈ 15 % faster (``docs/simulation.md`` has the measured variants; enable extraction,
-#: ``opt_dff`` without ``-nodffe``, was slower).
-VERILOG_SCRIPT = "proc -norom; opt_clean; opt_dff -nodffe; memory_collect"
+#: ``opt_dff`` without ``-nodffe``, was slower). ``pmuxtree`` turns each parallel multiplexer
+#: into a tree of two-way ones: written as a Verilog function, a ``$pmux`` packs all its inputs
+#: into one wide value every cycle (the selector's 100-way read-out multiplexer, 3200 bits),
+#: which Verilator evaluates slowly.
+VERILOG_SCRIPT = "proc -norom; opt_clean; opt_dff -nodffe; pmuxtree; memory_collect"
 
 
 def rtlil_to_verilog(rtlil_text):
