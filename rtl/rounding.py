@@ -63,13 +63,17 @@ def rounding_masks(m, shift, x_shape, out_width, name):
     upper = Signal(sum_width, name=f"{name}_upper")
     low_q = Signal(MAX_SHIFT, name=f"{name}_low_q")
     shift_nz = Signal(name=f"{name}_nonzero_q")
+    # Each mask as one shift of a constant: bit i of `low` is `shift > i`, of `half` is
+    # `shift == i + 1`, of `upper` is `shift + out_width - 1 <= i` (the same per-bit functions of
+    # the shift as comparators would be, in a few word operations for a compiled simulation).
+    ones = (1 << MAX_SHIFT) - 1
+    top = sum_width - (out_width - 1)
     m.d.comb += [
-        low.eq(Cat(*[shift > i for i in range(MAX_SHIFT)])),
-        half.eq(Cat(*[shift == i + 1 for i in range(MAX_SHIFT)])),
+        low.eq(~(Const(ones, MAX_SHIFT) << shift)[:MAX_SHIFT]),
+        half.eq((Const(1, 1) << shift)[1:MAX_SHIFT + 1]),
     ]
     m.d.sync += [
-        upper.eq(Cat(*[(shift + (out_width - 1) <= i) if i >= out_width - 1 else 0
-                       for i in range(sum_width)])),
+        upper.eq(Cat(Const(0, out_width - 1), (Const((1 << top) - 1, top) << shift)[:top])),
         low_q.eq(low),
         shift_nz.eq(shift != 0),
     ]
@@ -123,8 +127,11 @@ def shift_right_bits(m, value, amount, out_width, name):
     for k in reversed(range(len(amount))):
         step = 1 << k
         need = out_width + step - 1           # bits the smaller stages still read
-        at = lambda i: bits[i] if i < len(bits) else fill
+        # The previous stage, sign-filled to the `need + step` bits this stage reads; one
+        # word-wide multiplexer of two slices (per bit the same multiplexers as bit by bit, but
+        # a compiled simulation evaluates a few word operations instead of `need` single bits).
+        ext = Cat(bits, fill.replicate(max(need + step - len(bits), 0)))
         stage = Signal(need, name=f"{name}_{k}")
-        m.d.comb += stage.eq(Cat(*[Mux(amount[k], at(i + step), at(i)) for i in range(need)]))
+        m.d.comb += stage.eq(Mux(amount[k], ext[step:step + need], ext[:need]))
         bits = stage
     return bits[:out_width]
