@@ -63,17 +63,17 @@ def rounding_masks(m, shift, x_shape, out_width, name):
     upper = Signal(sum_width, name=f"{name}_upper")
     low_q = Signal(MAX_SHIFT, name=f"{name}_low_q")
     shift_nz = Signal(name=f"{name}_nonzero_q")
-    # Each mask as one shift of a constant: bit i of `low` is `shift > i`, of `half` is
+    # Each mask as a shift of a constant: bit i of `low` is `shift > i`, of `half` is
     # `shift == i + 1`, of `upper` is `shift + out_width - 1 <= i` (the same per-bit functions of
     # the shift as comparators would be, in a few word operations for a compiled simulation).
-    ones = (1 << MAX_SHIFT) - 1
-    top = sum_width - (out_width - 1)
+    shift = Value.cast(shift)
     m.d.comb += [
-        low.eq(~(Const(ones, MAX_SHIFT) << shift)[:MAX_SHIFT]),
-        half.eq((Const(1, 1) << shift)[1:MAX_SHIFT + 1]),
+        low.eq(~_ones_from(shift, MAX_SHIFT)),
+        half.eq(_one_hot(shift, MAX_SHIFT + 1)[1:]),
     ]
     m.d.sync += [
-        upper.eq(Cat(Const(0, out_width - 1), (Const((1 << top) - 1, top) << shift)[:top])),
+        upper.eq(Cat(Const(0, out_width - 1),
+                     _ones_from(shift, sum_width - (out_width - 1)))),
         low_q.eq(low),
         shift_nz.eq(shift != 0),
     ]
@@ -98,6 +98,27 @@ def clear_lsb(q, tie_):
     q = Value.cast(q)
     out = Cat(q[0] & ~tie_, q[1:])
     return out.as_signed() if q.shape().signed else out
+
+
+def _ones_from(amount, width):
+    """``width`` bits, bit ``i`` set where ``i >= amount`` (``amount`` unsigned): a constant
+    shifted left, by no more bits than matter, in pieces of 32 bits, so that every shift fits
+    a 64-bit word."""
+    if width > 32:
+        rest = (amount - 32)[:len(amount)]
+        high = Mux(amount <= 32, Const((1 << (width - 32)) - 1, width - 32),
+                   _ones_from(rest, width - 32))
+        return Cat(_ones_from(amount, 32), high)
+    n = max((width - 1).bit_length(), 1)
+    mask = (Const((1 << width) - 1, width) << amount[:n])[:width]
+    return Mux(amount[n:].any(), 0, mask) if len(amount) > n else mask
+
+
+def _one_hot(amount, width):
+    """``width`` bits, bit ``i`` set where ``i == amount`` (``amount`` unsigned)."""
+    n = max((width - 1).bit_length(), 1)
+    bits = (Const(1, 1) << amount[:n])[:width]
+    return Mux(amount[n:].any(), 0, bits) if len(amount) > n else bits
 
 
 def narrow_quotient(m, total, masks, name):
