@@ -5,7 +5,7 @@ The rule and its golden models are in :mod:`golden.selection`; the design is exp
 ``docs/selection.md``.
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -57,7 +57,9 @@ class TopKSelector(wiring.Component):
     Storage. ``k`` memories (*rank banks*) of ``classes`` words each: bank ``r`` holds the entry of
     rank ``r`` of every class, addressed by the class; a ``classes``-word memory holds each class's
     entry count. That is exactly ``k × classes`` (id, score) entries, independent of the stream's
-    length. Rank-sliced memories (rather than one ``k × classes`` memory, or registers) let one
+    length. A slot holds its entry as a sort key (the score with its sign bit flipped, above the
+    inverted id), so that the ranking rule is one unsigned comparison of two keys; the read-out
+    decodes it. Rank-sliced memories (rather than one ``k × classes`` memory, or registers) let one
     read fetch a class's whole sorted list, so an entry is inserted in one cycle, while the state
     stays in block or distributed RAM instead of ``k × classes × (id + score)`` flip-flops.
 
@@ -153,12 +155,18 @@ class TopKSelector(wiring.Component):
         m = Module()
         cfg = self._config
         classes, k = cfg.classes, cfg.k
-        slot_layout = data.StructLayout({"id": unsigned(cfg.id_width),
-                                         "score": signed(cfg.score_width)})
+        iw, sw = cfg.id_width, cfg.score_width
+
+        # A slot holds its entry as a sort key: the score with its sign bit flipped above the
+        # inverted id, so that "ranks higher" (higher score, then lower id) is one unsigned
+        # comparison of two keys.
+        def key(id_, score):
+            return Cat(~id_, score.as_unsigned() ^ (1 << (sw - 1)))
 
         rd, wr = [], []
         for r in range(k):
-            m.submodules[f"rank_{r}"] = bank = Memory(shape=slot_layout, depth=classes, init=[])
+            m.submodules[f"rank_{r}"] = bank = Memory(shape=unsigned(iw + sw), depth=classes,
+                                                      init=[])
             wr.append(bank.write_port())
             rd.append(bank.read_port(transparent_for=(wr[-1],)))
         m.submodules.counts = counts = Memory(shape=unsigned(cfg.count_width), depth=classes,
@@ -175,18 +183,15 @@ class TopKSelector(wiring.Component):
         # Stage 1: the entry whose class row is on the read ports this cycle.
         e1_valid = Signal()
         e1 = Signal(entry_layout(cfg))
-        new_slot = Signal(slot_layout)
-        m.d.comb += [new_slot.id.eq(e1.id), new_slot.score.eq(e1.score)]
+        new_slot = Signal(iw + sw)
+        m.d.comb += new_slot.eq(key(e1.id, e1.score))
         beats = []
         for r in range(k):
-            slot = rd[r].data
             beat = Signal(name=f"beats_{r}")
-            m.d.comb += beat.eq((count <= r) | (e1.score > slot.score) |
-                                ((e1.score == slot.score) & (e1.id < slot.id)))
+            m.d.comb += beat.eq((count <= r) | (new_slot > rd[r].data))
             beats.append(beat)
         for r in range(k):
-            shifted = new_slot.as_value() if r == 0 else \
-                Mux(beats[r - 1], rd[r - 1].data.as_value(), new_slot.as_value())
+            shifted = new_slot if r == 0 else Mux(beats[r - 1], rd[r - 1].data, new_slot)
             m.d.comb += [
                 wr[r].addr.eq(e1.cls),
                 wr[r].en.eq(e1_valid & beats[r]),
@@ -203,12 +208,12 @@ class TopKSelector(wiring.Component):
         # Read-out: the row of class `ro_class` is on the read ports.
         ro_class = Signal(range(classes))
         ro_rank = Signal(range(k))
-        ro_slot = data.View(slot_layout, Array(p.data.as_value() for p in rd)[ro_rank])
+        ro_key = Array(p.data for p in rd)[ro_rank]
         ro_last = Signal()
         m.d.comb += [
             ro_last.eq(ro_rank + 1 == count),
-            self.o_record.payload.id.eq(ro_slot.id),
-            self.o_record.payload.score.eq(ro_slot.score),
+            self.o_record.payload.id.eq(~ro_key[:iw]),
+            self.o_record.payload.score.eq((ro_key[iw:] ^ (1 << (sw - 1))).as_signed()),
             self.o_record.payload.cls.eq(ro_class),
             self.o_record.payload.rank.eq(ro_rank),
             self.o_record.payload.count.eq(count),
