@@ -196,7 +196,7 @@ def measure(soc=DEFAULT_SOC, samples=512, features=64, hidden=32, seed=1):
         cycles=r.cycles, cycles_per_sample=r.cycles / samples,
         busy={u.name.lower(): c[f"busy_{u.name.lower()}"] for u in Unit},
         selfeed_cycles_per_chunk=m.timing.duration(m, isa.Op.SELFEED, dict(samples=L)),
-        selout_cycles=words + want.counts.count(0) + 2,
+        selout_cycles=m.timing.duration(m, isa.Op.SELOUT, {}),
         selected=len(want.records), selout_words=words,
         bytes_per_selected=2 * isa.sel_record_words(sel, 16),
         softmax_bytes_per_sample=2 * sel.classes,

@@ -93,7 +93,7 @@ def measure(classes=10, k=16, p=2, samples=200, seed=1):
     cpu = time.process_time() - t0
     sim_cycles = res["stream_cycles"] + res["readout_cycles"] + res["clear_cycles"]
     ok = (list(golden.records) == res.pop("records")
-          and res["stream_cycles"] == gs.stream_cycles(samples, classes, p)
+          and res["stream_cycles"] == gs.stream_cycles(samples, classes, p, k)
           and res["readout_cycles"] == gs.readout_cycles(golden.counts)
           and res["clear_cycles"] == gs.clear_cycles(classes))
     st = gs.storage(cfg)

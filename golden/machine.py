@@ -16,7 +16,7 @@ from spec.isa import Op, Unit, Error, Cond
 from spec.soc import SocConfig
 from . import fixedpoint as fx
 
-__all__ = ["Machine", "Timing", "ExecResult"]
+__all__ = ["Machine", "Timing", "ExecResult", "selout_last_write"]
 
 
 class Timing:
@@ -36,12 +36,11 @@ class Timing:
     the other, the first one's read stage adds one cycle).
 
     Selection (``SocConfig.selector``: ``C`` classes, ``P``): SELCLR ``C + 1`` (a strobe, then
-    :func:`golden.selection.clear_cycles`); SELFEED ``stream_cycles(samples, C, P) + 1`` (a read
-    stage, then one probability per cycle into the selector until the last top-P entry is in);
-    SELOUT ``sel_out_words + empty + 1 + latency``: one main-memory write per cycle after a
-    read-out strobe, plus one cycle for each empty class (the selector's read-out skips it in a
-    cycle of its own, the count word is written later), plus the last write's acknowledgement
-    (main-memory latency).
+    :func:`golden.selection.clear_cycles`); SELFEED ``stream_cycles(samples, C, P, K) + 1`` (a
+    read stage, then one probability per cycle into the selector until the last top-P entry has
+    left its insertion chain); SELOUT :func:`selout_last_write` ``+ latency`` (the read-out and the
+    engine's writes modelled cycle by cycle, then the last write's acknowledgement: main-memory
+    latency), which is ``sel_out_words + 3 + latency`` when no class is empty.
     """
     #: FETCH, DECODE, OPERANDS, CHECK (``rtl.sequencer``): the range arithmetic and the checks
     #: are two stages for the clock.
@@ -79,11 +78,63 @@ class Timing:
             if op is Op.SELCLR:
                 return gsel.clear_cycles(sel.classes) + 1
             if op is Op.SELFEED:
-                return gsel.stream_cycles(f["samples"], sel.classes, sel.p) + 1
+                return gsel.stream_cycles(f["samples"], sel.classes, sel.p, sel.k) + 1
             counts = m.selector.result().counts
-            return (isa.sel_out_words(sel, counts, m.mcfg.config.array.operand_width)
-                    + counts.count(0) + 1 + resolve(m.mcfg)[1].mem_latency)
+            words = isa.sel_record_words(sel, m.mcfg.config.array.operand_width)
+            return selout_last_write(counts, words) + resolve(m.mcfg)[1].mem_latency
         raise AssertionError(op)
+
+
+def selout_last_write(counts, record_words):
+    """The cycle, counted from SELOUT's issue, of its last main-memory write (deterministic
+    memory: every write is taken at once), for per-class selection ``counts`` and
+    ``record_words`` words per record.
+
+    A cycle-level model of the two machines involved. The selector's read-out
+    (:class:`rtl.topk.TopKSelector`), strobed at issue + 1, loads class 0's rows in the next cycle;
+    then, each cycle, it either writes the next record of the loaded class into its 2-entry output
+    FIFO (if the FIFO had room at the start of the cycle), or skips an empty class; after a class's
+    last record (or its skip) it loads the next class's rows for a cycle. The selection engine's
+    writer (:class:`rtl.sel_engine.SelEngine`), from issue + 2, writes one word per cycle while it
+    has one: a class's count word, then each record's words (the record leaves the FIFO with its
+    last); an empty class's count word when the FIFO's head is of a later class, or once the
+    selector has finished (its FIFO empty).
+    """
+    classes = len(counts)
+    fifo = []                   # (class, last) of the records in the FIFO
+    reading, ro_mode, row_ok, ro_class, ro_rank = True, True, False, 0, 0
+    wcls, part, t, last_write = 0, 0, 2, None
+    while wcls != classes:
+        level = len(fifo)
+        sel_busy = reading or level > 0
+        write = advance = False
+        if reading and row_ok:
+            n = counts[ro_class]
+            if n == 0:
+                advance = True
+            elif level < 2:
+                write, advance = True, ro_rank + 1 == n
+        record = fifo[0] if level else None
+        if record is not None or not sel_busy:
+            last_write = t
+            if record is None or record[0] != wcls:      # an empty class's count word
+                wcls += 1
+            elif part == record_words:                   # the record's last word: it leaves
+                fifo.pop(0)
+                part = 0 if record[1] else 1
+                wcls += record[1]
+            else:
+                part += 1
+        if write:
+            fifo.append((ro_class, advance))
+        last_class = ro_class == classes - 1
+        row_ok, ro_mode = ro_mode and not advance, not (advance and last_class)
+        ro_rank = 0 if advance else ro_rank + write
+        if advance:
+            ro_class += 1
+            reading = not last_class
+        t += 1
+    return last_write
 
 
 @dataclass

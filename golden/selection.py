@@ -19,9 +19,9 @@ on a class's entries (sample ids are unique), the top ``k`` of a class is a prop
 *set* of entries it received, not of their order: the streaming selection equals the global sort
 for every permutation of the stream (argument in ``docs/selection.md``).
 
-The module also gives the selector's cycle formulas (:func:`insert_cycles`, :func:`stream_cycles`,
-:func:`clear_cycles`, :func:`readout_cycles`: the RTL in :mod:`rtl.topk` is tested against them)
-and the storage accounting (:func:`storage`). Scores may be integers (the hardware's fixed-point
+The module also gives the selector's cycle formulas (:func:`insert_cycles`, :func:`drain_cycles`,
+:func:`stream_cycles`, :func:`clear_cycles`, :func:`readout_cycles`: the RTL in :mod:`rtl.topk` is
+tested against them) and the storage accounting (:func:`storage`). Scores may be integers (the hardware's fixed-point
 probabilities) or floats; sample ids are non-negative integers.
 """
 
@@ -36,7 +36,7 @@ from spec.params import check_int, check_positive_int
 __all__ = [
     "Selection", "Beat", "top_p", "entries", "select_offline", "select_entries_offline",
     "StreamingSelector",
-    "insert_cycles", "stream_cycles", "clear_cycles", "readout_cycles",
+    "insert_cycles", "drain_cycles", "stream_cycles", "clear_cycles", "readout_cycles",
     "Storage", "storage", "soft_labels", "soft_targets",
 ]
 
@@ -295,18 +295,29 @@ class StreamingSelector:
 
 def insert_cycles(n_entries):
     """Cycles for :class:`rtl.topk.TopKSelector` to accept ``n_entries`` back-to-back entries: one
-    per cycle, whatever their classes and scores (a 2-stage pipeline with write forwarding)."""
+    per cycle, whatever their classes and scores (a ``k``-stage insertion chain)."""
     check_int(n_entries, "Entry count")
     return n_entries
 
 
-def stream_cycles(samples, classes, p):
+def drain_cycles(k, since):
+    """Cycles a read-out strobed ``since`` cycles after the last accepted entry (``since = 1``: the
+    next cycle) waits for it: an entry makes its last possible write at stage ``k - 1`` of the
+    insertion chain, ``k`` cycles after it was accepted, so ``max(0, k + 1 - since)``."""
+    check_positive_int(k, "Selector K")
+    check_positive_int(since, "Cycles since the last entry")
+    return max(0, k + 1 - since)
+
+
+def stream_cycles(samples, classes, p, k):
     """Cycles from the first beat of ``samples`` back-to-back probability vectors entering
-    :class:`rtl.topk.BalancedSelector` until its last top-``p`` entry has been accepted by the
-    selector, inclusive: ``samples × classes`` input cycles (the filter never stalls the input),
-    then ``p`` cycles to emit the last sample's entries. 0 for no sample."""
+    :class:`rtl.topk.BalancedSelector` until ``pending`` falls, inclusive: ``samples × classes``
+    input cycles (the filter never stalls the input), ``p`` cycles to emit the last sample's
+    entries, and ``k`` cycles for the last entry to leave the selector's insertion chain. 0 for no
+    sample."""
     check_int(samples, "Sample count")
-    return samples * classes + p if samples else 0
+    check_positive_int(k, "Selector K")
+    return samples * classes + p + k if samples else 0
 
 
 def clear_cycles(classes):
@@ -314,10 +325,15 @@ def clear_cycles(classes):
     return classes
 
 
-def readout_cycles(counts):
-    """Cycles ``busy`` is high after a ``readout_stb`` with the read-out always ready: one per
-    record, and one for each empty class."""
-    return sum(max(n, 1) for n in counts)
+def readout_cycles(counts, wait=0):
+    """Cycles ``busy`` is high after a ``readout_stb`` with the read-out always ready: ``wait``
+    cycles for the insertion chain to drain (:func:`drain_cycles`), one cycle to load class 0's
+    rows, then for each class one cycle per record (one if it is empty) and one to load the next
+    class's rows, except after the last class; if that class has records, its last one leaves the
+    output FIFO a cycle later: ``wait + Σ max(count, 1) + C + (1 if count[C-1] else 0)``."""
+    check_int(wait, "Read-out wait")
+    counts = list(counts)
+    return wait + sum(max(n, 1) for n in counts) + len(counts) + (1 if counts[-1] else 0)
 
 
 # --- Storage accounting ---

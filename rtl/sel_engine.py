@@ -32,10 +32,13 @@ class SelEngine(wiring.Component):
     instruction in the cycle ``start`` is high (``t``) and is busy from ``t+1``. SELCLR strobes the
     selector's clear at ``t+1``: busy ``C + 1`` cycles. SELFEED reads one scratchpad row per cycle
     from ``t+1`` and offers each element to the selector the cycle after its read; it is busy until
-    the last top-P entry of the last sample has entered the selector: ``N·C + P + 1`` cycles.
-    SELOUT strobes the read-out at ``t+1`` and from ``t+2`` writes one word per cycle, each count
-    word of an empty class one cycle after the selector skipped that class; it is busy until the
-    last write is acknowledged: ``words + empty classes + 1 + latency`` cycles.
+    the last top-P entry of the last sample has left the selector's insertion chain:
+    ``N·C + P + K + 1`` cycles (so a read-out never waits for the chain). SELOUT strobes the
+    read-out at ``t+1`` and from ``t+2`` writes one word per cycle while it has one: a class's
+    count word and its records' words as they leave the selector's output FIFO, an empty class's
+    count word once a later class's record (or the read-out's end) shows it empty. It is busy until
+    the last write is acknowledged: :func:`golden.machine.selout_last_write` ``+ latency`` cycles
+    (``words + 3 + latency`` with no empty class).
 
     Parameters
     ----------

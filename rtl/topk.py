@@ -7,6 +7,7 @@ The rule and its golden models are in :mod:`golden.selection`; the design is exp
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -59,31 +60,37 @@ class TopKSelector(wiring.Component):
     entry count. That is exactly ``k × classes`` (id, score) entries, independent of the stream's
     length. A slot holds its entry as a sort key (the score with its sign bit flipped, above the
     inverted id), so that the ranking rule is one unsigned comparison of two keys; the read-out
-    decodes it. Rank-sliced memories (rather than one ``k × classes`` memory, or registers) let one
-    read fetch a class's whole sorted list, so an entry is inserted in one cycle, while the state
-    stays in block or distributed RAM instead of ``k × classes × (id + score)`` flip-flops.
+    decodes it. The memories are read asynchronously (distributed RAM: ``classes`` is small).
 
-    Insertion (state idle). A two-stage pipeline that accepts one entry every cycle: stage 0
-    accepts the entry and reads its class's row (all banks and the count at address ``cls``);
-    stage 1 compares the entry with every slot at once — it *beats* slot ``r`` if the slot is empty
-    (``r >= count``), or has a lower score, or an equal score and a higher id — and writes each
-    beaten slot: the entry into the first, slot ``r - 1`` into each later one (a shift; the last
-    entry falls off a full list). The read ports are transparent for the write ports, so an entry
-    of the same class in the next cycle sees the update. The read ports are enabled only while an
-    entry is offered, on the read-out strobe and during the read-out, so an idle selector's read
-    registers hold still (no change in the hardware's function: a row is always re-read when an
-    entry is accepted; in a compiled simulation, less work per idle cycle). Cycles: one per entry
-    (:func:`golden.selection.insert_cycles`). Sample ids must be unique within a class.
+    Insertion (state idle): a systolic chain of ``k`` stages, one per rank bank, that accepts one
+    entry every cycle. An entry accepted in cycle ``t`` is in stage ``r`` in cycle ``t + 1 + r``
+    with its class and its class's count at acceptance (stage 0 reads the count and writes it
+    back incremented, unless the class is full). Stage ``r`` reads slot ``r`` of the class: if the
+    slot is empty (``count <= r``) the entry is written there and stops; if it ranks higher than
+    the slot (higher score, then lower id) it is written there and the slot's old entry moves on
+    to stage ``r + 1`` in its place; otherwise the entry moves on. What leaves stage ``k - 1`` (the
+    last rank of a full list) is dropped. Entries of one class pass each stage in stream order, one
+    cycle apart, so each sees its predecessors' writes; the result is the sorted insertion of
+    :class:`golden.selection.StreamingSelector`. Every path is local to a stage and its
+    neighbour: no address or entry fans out to all banks. Cycles: one per entry
+    (:func:`golden.selection.insert_cycles`); ``draining`` is high until the last entry's last
+    possible write, ``k`` cycles after its acceptance. Sample ids must be unique within a class.
 
     Clear. ``clear_stb`` resets every count: ``busy`` for ``classes`` cycles
-    (:func:`golden.selection.clear_cycles`). After reset the selector is empty.
+    (:func:`golden.selection.clear_cycles`). It need not wait for the chain: an entry still in it
+    may write a slot at or above its class's new count, which is empty whatever it holds. After
+    reset the selector is empty.
 
     Read-out. ``readout_stb`` emits every held entry on ``o_record``: class by class in increasing
     class, each class's entries in rank order, each beat with its ``rank``, its class's ``count``
-    and ``last`` on the class's final entry; empty classes emit nothing. ``busy`` is high for
-    ``Σ max(count, 1)`` cycles when ``o_record`` is always ready
-    (:func:`golden.selection.readout_cycles`); ``o_record`` may be stalled at will. The read-out
-    leaves the selection unchanged. ``total`` tells beforehand how many beats it will emit.
+    and ``last`` on the class's final entry; empty classes emit nothing. It first waits for the
+    chain to drain, then makes every stage's class register hold the class being read (a cycle to
+    load each class's rows), and writes one record per cycle through a ``k:1`` multiplexer into a
+    2-entry FIFO, from which ``o_record`` is served: its ``ready`` reaches only the FIFO.
+    ``busy`` is high until the FIFO is empty, for
+    :func:`golden.selection.readout_cycles` cycles when ``o_record`` is always ready;
+    ``o_record`` may be stalled at will. The read-out leaves the selection unchanged. ``total``
+    tells beforehand how many beats it will emit.
 
     Strobes are taken only while idle (``busy`` low); ``clear_stb`` wins over ``readout_stb``.
     ``i_entry.ready`` is low while busy and in a cycle with either strobe high, so every entry
@@ -114,6 +121,8 @@ class TopKSelector(wiring.Component):
         Clearing or reading out.
     total : Out(range(k * classes + 1))
         Number of entries held.
+    draining : Out(1)
+        Entries are still moving through the insertion chain.
 
     Raises
     ------
@@ -133,6 +142,7 @@ class TopKSelector(wiring.Component):
             "readout_stb": In(1),
             "busy": Out(1),
             "total": Out(range(k * classes + 1)),
+            "draining": Out(1),
         })
 
     @property
@@ -163,78 +173,112 @@ class TopKSelector(wiring.Component):
         def key(id_, score):
             return Cat(~id_, score.as_unsigned() ^ (1 << (sw - 1)))
 
-        rd, wr = [], []
-        for r in range(k):
-            m.submodules[f"rank_{r}"] = bank = Memory(shape=unsigned(iw + sw), depth=classes,
-                                                      init=[])
-            wr.append(bank.write_port())
-            rd.append(bank.read_port(transparent_for=(wr[-1],)))
+        # Stage r of the insertion chain: the entry travelling through it this cycle, its class
+        # (the address of bank r, read asynchronously), and the class's count when the entry was
+        # accepted (slot r is empty if count <= r). Stage 0's count is read from the count memory.
+        valid = [Signal(name=f"s{r}_valid") for r in range(k)]
+        cls = [Signal(range(classes), name=f"s{r}_cls") for r in range(k)]
+        carried = [Signal(iw + sw, name=f"s{r}_key") for r in range(k)]
+        counts_in = [None] + [Signal(range(k + 1), name=f"s{r}_count") for r in range(1, k)]
+
         m.submodules.counts = counts = Memory(shape=unsigned(cfg.count_width), depth=classes,
                                               init=[])
         count_wr = counts.write_port()
-        count_rd = counts.read_port(transparent_for=(count_wr,))
-
-        rd_addr = Signal(range(classes))
-        rd_en = Signal()
-        for port in (*rd, count_rd):
-            m.d.comb += [port.addr.eq(rd_addr), port.en.eq(rd_en)]
+        count_rd = counts.read_port(domain="comb")
+        m.d.comb += count_rd.addr.eq(cls[0])
         count = count_rd.data
 
-        # Stage 1: the entry whose class row is on the read ports this cycle.
-        e1_valid = Signal()
-        e1 = Signal(entry_layout(cfg))
-        new_slot = Signal(iw + sw)
-        m.d.comb += new_slot.eq(key(e1.id, e1.score))
-        beats = []
+        # Read-out: `ro_mode` (a register) makes every stage's class register load `ro_class`,
+        # so the rows of `ro_class` are on the banks' read ports one cycle after it changes.
+        ro_mode = Signal()
+        ro_class = Signal(range(classes))
+        accept = Signal()
+        m.d.comb += accept.eq(self.i_entry.valid & self.i_entry.ready)
+
+        slots = []
         for r in range(k):
-            beat = Signal(name=f"beats_{r}")
-            m.d.comb += beat.eq((count <= r) | (new_slot > rd[r].data))
-            beats.append(beat)
-        for r in range(k):
-            shifted = new_slot if r == 0 else Mux(beats[r - 1], rd[r - 1].data, new_slot)
+            m.submodules[f"rank_{r}"] = bank = Memory(shape=unsigned(iw + sw), depth=classes,
+                                                      init=[])
+            wr, rd = bank.write_port(), bank.read_port(domain="comb")
+            slots.append(rd.data)
+            stage_count = count if r == 0 else counts_in[r]
+            empty = stage_count <= r
+            wins = Signal(name=f"wins_{r}")
             m.d.comb += [
-                wr[r].addr.eq(e1.cls),
-                wr[r].en.eq(e1_valid & beats[r]),
-                wr[r].data.eq(shifted),
+                rd.addr.eq(cls[r]),
+                wins.eq(empty | (carried[r] > rd.data)),
+                wr.addr.eq(cls[r]),
+                wr.en.eq(valid[r] & wins),
+                wr.data.eq(carried[r]),
             ]
-        grows = e1_valid & (count != k)
-        m.d.comb += [count_wr.addr.eq(e1.cls), count_wr.en.eq(grows), count_wr.data.eq(count + 1)]
-        m.d.sync += e1_valid.eq(self.i_entry.valid & self.i_entry.ready)
-        with m.If(self.i_entry.valid & self.i_entry.ready):
-            m.d.sync += e1.eq(self.i_entry.payload)
+            if r + 1 < k:
+                # an entry that filled an empty slot ends here; a beaten slot moves on instead of
+                # the entry; off the end of the chain, the last rank of a full list is dropped
+                m.d.sync += [
+                    valid[r + 1].eq(valid[r] & ~empty),
+                    cls[r + 1].eq(Mux(ro_mode, ro_class, cls[r])),
+                    carried[r + 1].eq(Mux(wins, rd.data, carried[r])),
+                    counts_in[r + 1].eq(stage_count),
+                ]
+        m.d.sync += [
+            valid[0].eq(accept),
+            cls[0].eq(Mux(ro_mode, ro_class, self.i_entry.payload.cls)),
+            carried[0].eq(key(self.i_entry.payload.id, self.i_entry.payload.score)),
+        ]
+        grows = valid[0] & (count != k)
+        m.d.comb += [count_wr.addr.eq(cls[0]), count_wr.en.eq(grows), count_wr.data.eq(count + 1)]
         with m.If(grows):
             m.d.sync += self.total.eq(self.total + 1)
 
-        # Read-out: the row of class `ro_class` is on the read ports.
-        ro_class = Signal(range(classes))
+        # Cycles until the last accepted entry has made its last write (at stage k - 1, k cycles
+        # after its acceptance): a read-out waits for 0.
+        drain = Signal(range(k + 1))
+        with m.If(accept):
+            m.d.sync += drain.eq(k)
+        with m.Elif(drain != 0):
+            m.d.sync += drain.eq(drain - 1)
+        m.d.comb += self.draining.eq(drain != 0)
+
+        # Read-out records go through a 2-entry FIFO, so that o_record's ready reaches only the
+        # FIFO and never the banks' addresses.
+        layout = record_layout(cfg)
+        m.submodules.out_fifo = fifo = SyncFIFO(width=layout.size, depth=2)
         ro_rank = Signal(range(k))
-        ro_key = Array(p.data for p in rd)[ro_rank]
+        row_ok = Signal()          # the rows of ro_class are on the read ports
+        ro_key = Array(slots)[ro_rank]
         ro_last = Signal()
+        record = Signal(layout)
         m.d.comb += [
             ro_last.eq(ro_rank + 1 == count),
-            self.o_record.payload.id.eq(~ro_key[:iw]),
-            self.o_record.payload.score.eq((ro_key[iw:] ^ (1 << (sw - 1))).as_signed()),
-            self.o_record.payload.cls.eq(ro_class),
-            self.o_record.payload.rank.eq(ro_rank),
-            self.o_record.payload.count.eq(count),
-            self.o_record.payload.last.eq(ro_last),
+            record.id.eq(~ro_key[:iw]),
+            record.score.eq((ro_key[iw:] ^ (1 << (sw - 1))).as_signed()),
+            record.cls.eq(ro_class),
+            record.rank.eq(ro_rank),
+            record.count.eq(count),
+            record.last.eq(ro_last),
+            fifo.w_data.eq(record),
+            self.o_record.valid.eq(fifo.r_rdy),
+            self.o_record.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o_record.ready),
         ]
 
         clr_addr = Signal(range(classes))
+        m.d.sync += [ro_mode.eq(0), row_ok.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [
                     self.i_entry.ready.eq(~self.clear_stb & ~self.readout_stb),
-                    rd_addr.eq(Mux(self.readout_stb, 0, self.i_entry.payload.cls)),
-                    rd_en.eq(self.readout_stb | self.i_entry.valid),
+                    self.busy.eq(fifo.r_rdy),
                 ]
                 with m.If(self.clear_stb):
                     m.d.sync += clr_addr.eq(0)
                     m.next = "CLEAR"
                 with m.Elif(self.readout_stb):
-                    m.d.sync += [ro_class.eq(0), ro_rank.eq(0)]
+                    m.d.sync += [ro_class.eq(0), ro_rank.eq(0), ro_mode.eq(drain == 0)]
                     m.next = "READOUT"
             with m.State("CLEAR"):
+                # entries still in the chain may write their banks: a slot at or above its class's
+                # count is empty whatever it holds, and the chain keeps the stream's order
                 m.d.comb += [
                     self.busy.eq(1),
                     count_wr.addr.eq(clr_addr),
@@ -246,20 +290,21 @@ class TopKSelector(wiring.Component):
                     m.d.sync += self.total.eq(0)
                     m.next = "IDLE"
             with m.State("READOUT"):
-                advance = (count == 0) | (self.o_record.ready & ro_last)
+                advance = Signal()
                 last_class = ro_class == classes - 1
-                m.d.comb += [
-                    self.busy.eq(1),
-                    self.o_record.valid.eq(count != 0),
-                    rd_addr.eq(Mux(advance & ~last_class, ro_class + 1, ro_class)),
-                    rd_en.eq(1),
-                ]
+                m.d.comb += self.busy.eq(1)
+                with m.If(row_ok):
+                    with m.If(count == 0):
+                        m.d.comb += advance.eq(1)
+                    with m.Elif(fifo.w_rdy):
+                        m.d.comb += [fifo.w_en.eq(1), advance.eq(ro_last)]
+                        m.d.sync += ro_rank.eq(ro_rank + 1)
+                m.d.sync += [ro_mode.eq((drain == 0) & ~(advance & last_class)),
+                             row_ok.eq(ro_mode & ~advance)]
                 with m.If(advance):
                     m.d.sync += [ro_class.eq(ro_class + 1), ro_rank.eq(0)]
                     with m.If(last_class):
                         m.next = "IDLE"
-                with m.Elif(self.o_record.ready):
-                    m.d.sync += ro_rank.eq(ro_rank + 1)
         return m
 
 
@@ -410,7 +455,8 @@ class BalancedSelector(wiring.Component):
     busy : Out(1)
         The selector is clearing or reading out.
     pending : Out(1)
-        The filter holds a partial sample or entries not yet in the selector.
+        The filter holds a partial sample or entries not yet in the selector, or entries are still
+        moving through the selector's insertion chain.
     total : Out(range(k * classes + 1))
         Entries held by the selector.
     error : Out(1)
@@ -457,7 +503,7 @@ class BalancedSelector(wiring.Component):
             sel.clear_stb.eq(self.clear_stb),
             sel.readout_stb.eq(self.readout_stb),
             self.busy.eq(sel.busy),
-            self.pending.eq(filt.busy),
+            self.pending.eq(filt.busy | sel.draining),
             self.total.eq(sel.total),
             self.error.eq(filt.error),
         ]

@@ -209,10 +209,15 @@ def test_golden_argument_checks():
 
 def test_cycle_formulas():
     assert gs.insert_cycles(17) == 17
-    assert gs.stream_cycles(0, 10, 3) == 0
-    assert gs.stream_cycles(5, 10, 3) == 53
+    assert gs.stream_cycles(0, 10, 3, 100) == 0
+    assert gs.stream_cycles(5, 10, 3, 100) == 153
     assert gs.clear_cycles(10) == 10
-    assert gs.readout_cycles([0, 3, 1, 0]) == 6
+    assert gs.readout_cycles([0, 3, 1, 0]) == 6 + 4
+    assert gs.readout_cycles([0, 3, 1, 2], wait=7) == 7 + 7 + 4 + 1
+    assert [gs.drain_cycles(3, c) for c in (1, 2, 4, 5, 9)] == [3, 2, 0, 0, 0]
+    with pytest.raises(ValueError, match=r"^Cycles since the last entry must be a positive "
+                                         r"integer, not 0$"):
+        gs.drain_cycles(3, 0)
 
 
 # --- Storage accounting ------------------------------------------------------------------------
@@ -360,13 +365,15 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams):
             if full:
                 assert cycles == gs.insert_cycles(n), where
             golden = gs.select_entries_offline(ents, classes, k)
-            await ctx.tick()   # the last entry leaves the pipeline
+            await ctx.tick()   # the last entry leaves stage 0
             assert ctx.get(dut.total) == sum(golden.counts), where
+            assert ctx.get(dut.draining) == (n > 0 and gs.drain_cycles(k, 2) > 0), where
             ready = itertools.repeat(1) if full else random_ready(rng.random(), 0.5)
-            beats, busy = await read_out(ctx, dut, ready)
+            beats, busy = await read_out(ctx, dut, ready)   # strobed 2 cycles after the last entry
             assert beats == beat_tuples(golden.beats()), where
             if full:
-                assert busy == gs.readout_cycles(golden.counts), where
+                wait = gs.drain_cycles(k, 2) if n else 0
+                assert busy == gs.readout_cycles(golden.counts, wait), where
             await strobe(ctx, dut.clear_stb)
             assert await wait_idle(ctx, dut.busy) == gs.clear_cycles(classes), where
             assert ctx.get(dut.total) == 0, where
@@ -408,7 +415,7 @@ def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, ma
                 break
             await ctx.tick()
             cycles += 1
-        await ctx.tick()   # the last entry leaves the selector's pipeline
+        await ctx.tick()
         return cycles
 
     async def tb(ctx):
@@ -425,7 +432,7 @@ def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, ma
             split = rng.randint(0, n) if rng.random() < 0.3 else n
             cycles = await feed(ctx, probs[:split], ids[:split], full)
             if full:
-                assert cycles == gs.stream_cycles(split, classes, p), where
+                assert cycles == gs.stream_cycles(split, classes, p, k), where
             if split < n:   # a read-out mid-stream: a snapshot of the prefix, then go on
                 prefix = gs.select_offline(torch.tensor(probs[:split], dtype=torch.int64)
                                            .reshape(split, classes), k, p, ids[:split])
@@ -437,7 +444,7 @@ def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, ma
             beats, busy = await read_out(ctx, dut, ready)
             assert beats == beat_tuples(golden.beats()), where
             if full:
-                assert busy == gs.readout_cycles(golden.counts), where
+                assert busy == gs.readout_cycles(golden.counts), where   # pending fell: drained
             if rng.random() < 0.25:   # the same samples in another order: the same selection
                 order = list(range(n))
                 rng.shuffle(order)
