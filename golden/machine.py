@@ -40,7 +40,7 @@ class Timing:
     read stage, then one probability per cycle into the selector until the last top-P entry has
     left its insertion chain); SELOUT :func:`selout_last_write` ``+ latency`` (the read-out and the
     engine's writes modelled cycle by cycle, then the last write's acknowledgement: main-memory
-    latency), which is ``sel_out_words + 3 + latency`` when no class is empty.
+    latency), which is ``sel_out_words + 4 + latency`` when no class is empty.
     """
     #: FETCH, DECODE, OPERANDS, CHECK (``rtl.sequencer``): the range arithmetic and the checks
     #: are two stages for the clock.
@@ -91,24 +91,24 @@ def selout_last_write(counts, record_words):
     ``record_words`` words per record.
 
     A cycle-level model of the two machines involved. The selector's read-out
-    (:class:`rtl.topk.TopKSelector`), strobed at issue + 1, loads class 0's rows in the next cycle;
-    then, each cycle, it either writes the next record of the loaded class into its 2-entry output
-    FIFO (if the FIFO had room at the start of the cycle), or skips an empty class; after a class's
-    last record (or its skip) it loads the next class's rows for a cycle. The selection engine's
-    writer (:class:`rtl.sel_engine.SelEngine`), from issue + 2, writes one word per cycle while it
-    has one: a class's count word, then each record's words (the record leaves the FIFO with its
-    last); an empty class's count word when the FIFO's head is of a later class, or once the
-    selector has finished (its FIFO empty).
+    (:class:`rtl.topk.TopKSelector`), strobed at issue + 1, loads class 0's rows in the next cycle
+    and picks its first rank in the cycle after; then, in a cycle after a pick, it either writes
+    the picked record into its 2-entry output FIFO (if the FIFO had room at the start of the
+    cycle), or skips an empty class; after a class's last record (or its skip) it loads the next
+    class's rows. The selection engine's writer (:class:`rtl.sel_engine.SelEngine`), from
+    issue + 2, writes one word per cycle while it has one: a class's count word, then each
+    record's words (the record leaves the FIFO with its last); an empty class's count word when
+    the FIFO's head is of a later class, or once the selector has finished (its FIFO empty).
     """
     classes = len(counts)
     fifo = []                   # (class, last) of the records in the FIFO
-    reading, ro_mode, row_ok, ro_class, ro_rank = True, True, False, 0, 0
+    reading, ro_mode, row_ok, pick_ok, ro_class, ro_rank = True, True, False, False, 0, 0
     wcls, part, t, last_write = 0, 0, 2, None
     while wcls != classes:
         level = len(fifo)
         sel_busy = reading or level > 0
         write = advance = False
-        if reading and row_ok:
+        if reading and pick_ok:
             n = counts[ro_class]
             if n == 0:
                 advance = True
@@ -128,6 +128,7 @@ def selout_last_write(counts, record_words):
         if write:
             fifo.append((ro_class, advance))
         last_class = ro_class == classes - 1
+        pick_ok = row_ok and not advance and not write
         row_ok, ro_mode = ro_mode and not advance, not (advance and last_class)
         ro_rank = 0 if advance else ro_rank + write
         if advance:

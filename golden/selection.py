@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spec.selection import SelectorConfig, check_top_p
+from spec.selection import SelectorConfig, chain_stages, check_top_p
 from spec.params import check_int, check_positive_int
 
 __all__ = [
@@ -302,22 +302,23 @@ def insert_cycles(n_entries):
 
 def drain_cycles(k, since):
     """Cycles a read-out strobed ``since`` cycles after the last accepted entry (``since = 1``: the
-    next cycle) waits for it: an entry makes its last possible write at stage ``k - 1`` of the
-    insertion chain, ``k`` cycles after it was accepted, so ``max(0, k + 1 - since)``."""
-    check_positive_int(k, "Selector K")
+    next cycle) waits for it: an entry makes its last possible write in the last of the insertion
+    chain's ``S = spec.selection.chain_stages(k)`` stages, ``S`` cycles after it was accepted, so
+    ``max(0, S + 1 - since)``."""
+    stages = chain_stages(k)
     check_positive_int(since, "Cycles since the last entry")
-    return max(0, k + 1 - since)
+    return max(0, stages + 1 - since)
 
 
 def stream_cycles(samples, classes, p, k):
     """Cycles from the first beat of ``samples`` back-to-back probability vectors entering
     :class:`rtl.topk.BalancedSelector` until ``pending`` falls, inclusive: ``samples × classes``
     input cycles (the filter never stalls the input), ``p`` cycles to emit the last sample's
-    entries, and ``k`` cycles for the last entry to leave the selector's insertion chain. 0 for no
-    sample."""
+    entries, and one cycle per stage of the selector's insertion chain
+    (:func:`spec.selection.chain_stages`) for the last entry to leave it. 0 for no sample."""
     check_int(samples, "Sample count")
-    check_positive_int(k, "Selector K")
-    return samples * classes + p + k if samples else 0
+    stages = chain_stages(k)
+    return samples * classes + p + stages if samples else 0
 
 
 def clear_cycles(classes):
@@ -327,13 +328,14 @@ def clear_cycles(classes):
 
 def readout_cycles(counts, wait=0):
     """Cycles ``busy`` is high after a ``readout_stb`` with the read-out always ready: ``wait``
-    cycles for the insertion chain to drain (:func:`drain_cycles`), one cycle to load class 0's
-    rows, then for each class one cycle per record (one if it is empty) and one to load the next
-    class's rows, except after the last class; if that class has records, its last one leaves the
-    output FIFO a cycle later: ``wait + Σ max(count, 1) + C + (1 if count[C-1] else 0)``."""
+    cycles for the insertion chain to drain (:func:`drain_cycles`); then for each class a cycle to
+    load its rows and one to pick its first rank, and two cycles per record (the record is written,
+    the next rank picked), or one to skip an empty class; if the last class has records, its last
+    one leaves the output FIFO a cycle later:
+    ``wait + Σ (2·count + 1 if count else 3) + (1 if count[C-1] else 0)``."""
     check_int(wait, "Read-out wait")
     counts = list(counts)
-    return wait + sum(max(n, 1) for n in counts) + len(counts) + (1 if counts[-1] else 0)
+    return (wait + sum(2 * n + 1 if n else 3 for n in counts) + (1 if counts[-1] else 0))
 
 
 # --- Storage accounting ---

@@ -38,7 +38,7 @@ class SelEngine(wiring.Component):
     count word and its records' words as they leave the selector's output FIFO, an empty class's
     count word once a later class's record (or the read-out's end) shows it empty. It is busy until
     the last write is acknowledged: :func:`golden.machine.selout_last_write` ``+ latency`` cycles
-    (``words + 3 + latency`` with no empty class).
+    (``words + 4 + latency`` with no empty class).
 
     Parameters
     ----------

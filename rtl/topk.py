@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from spec.params import OPERAND_WIDTH
-from spec.selection import ID_WIDTH, SelectorConfig
+from spec.selection import ID_WIDTH, READOUT_GROUP, STAGE_RANKS, SelectorConfig, chain_stages
 
 __all__ = ["entry_layout", "record_layout", "prob_layout",
            "TopKSelector", "TopPFilter", "BalancedSelector"]
@@ -62,19 +62,22 @@ class TopKSelector(wiring.Component):
     inverted id), so that the ranking rule is one unsigned comparison of two keys; the read-out
     decodes it. The memories are read asynchronously (distributed RAM: ``classes`` is small).
 
-    Insertion (state idle): a systolic chain of ``k`` stages, one per rank bank, that accepts one
-    entry every cycle. An entry accepted in cycle ``t`` is in stage ``r`` in cycle ``t + 1 + r``
-    with its class and its class's count at acceptance (stage 0 reads the count and writes it
-    back incremented, unless the class is full). Stage ``r`` reads slot ``r`` of the class: if the
-    slot is empty (``count <= r``) the entry is written there and stops; if it ranks higher than
-    the slot (higher score, then lower id) it is written there and the slot's old entry moves on
-    to stage ``r + 1`` in its place; otherwise the entry moves on. What leaves stage ``k - 1`` (the
-    last rank of a full list) is dropped. Entries of one class pass each stage in stream order, one
-    cycle apart, so each sees its predecessors' writes; the result is the sorted insertion of
-    :class:`golden.selection.StreamingSelector`. Every path is local to a stage and its
-    neighbour: no address or entry fans out to all banks. Cycles: one per entry
+    Insertion (state idle): a systolic chain of ``S = ceil(k / STAGE_RANKS)`` stages
+    (:data:`spec.selection.STAGE_RANKS` rank banks each) that accepts one entry every cycle. An
+    entry accepted in cycle ``t`` is in stage ``s`` in cycle ``t + 1 + s`` with its class and its
+    class's count at acceptance (stage 0 reads the count and writes it back incremented, unless
+    the class is full). Stage ``s`` reads its slots of the class and compares the entry with each
+    at once: it *beats* slot ``r`` if the slot is empty (``count <= r``) or ranks lower (lower
+    score, or equal score and higher id). The beaten slots are a suffix of the stage's slots: the
+    first takes the entry, each later one its predecessor's entry (a shift). If the stage's last
+    slot was occupied, its old entry (if beaten) or else the entry moves on to stage ``s + 1``;
+    otherwise the list grew into an empty slot here and the entry stops. What leaves the last
+    stage (the last rank of a full list) is dropped. Entries of one class pass each stage in
+    stream order, one cycle apart, so each sees its predecessors' writes; the result is the sorted
+    insertion of :class:`golden.selection.StreamingSelector`. Every path is local to a stage and
+    its neighbour: no address or entry fans out to all banks. Cycles: one per entry
     (:func:`golden.selection.insert_cycles`); ``draining`` is high until the last entry's last
-    possible write, ``k`` cycles after its acceptance. Sample ids must be unique within a class.
+    possible write, ``S`` cycles after its acceptance. Sample ids must be unique within a class.
 
     Clear. ``clear_stb`` resets every count: ``busy`` for ``classes`` cycles
     (:func:`golden.selection.clear_cycles`). It need not wait for the chain: an entry still in it
@@ -85,8 +88,11 @@ class TopKSelector(wiring.Component):
     class, each class's entries in rank order, each beat with its ``rank``, its class's ``count``
     and ``last`` on the class's final entry; empty classes emit nothing. It first waits for the
     chain to drain, then makes every stage's class register hold the class being read (a cycle to
-    load each class's rows), and writes one record per cycle through a ``k:1`` multiplexer into a
-    2-entry FIFO, from which ``o_record`` is served: its ``ready`` reaches only the FIFO.
+    load each class's rows). The ``k:1`` multiplexer that picks a rank is cut by a register: each
+    group of :data:`spec.selection.READOUT_GROUP` neighbouring banks picks its slot of the rank
+    into a register, and the next cycle the rank's group is selected and the record written into
+    a 2-entry FIFO (a record every two cycles), from which ``o_record`` is served: its ``ready``
+    reaches only the FIFO.
     ``busy`` is high until the FIFO is empty, for
     :func:`golden.selection.readout_cycles` cycles when ``o_record`` is always ready;
     ``o_record`` may be stalled at will. The read-out leaves the selection unchanged. ``total``
@@ -173,15 +179,20 @@ class TopKSelector(wiring.Component):
         def key(id_, score):
             return Cat(~id_, score.as_unsigned() ^ (1 << (sw - 1)))
 
-        # Stage r of the insertion chain: the entry travelling through it this cycle, its class
-        # (the address of bank r, read asynchronously), and the class's count when the entry was
-        # accepted (slot r is empty if count <= r). Stage 0's count is read from the count memory.
-        valid = [Signal(name=f"s{r}_valid") for r in range(k)]
-        cls = [Signal(range(classes), name=f"s{r}_cls") for r in range(k)]
-        carried = [Signal(iw + sw, name=f"s{r}_key") for r in range(k)]
-        counts_in = [None] + [Signal(range(k + 1), name=f"s{r}_count") for r in range(1, k)]
+        # Stage s of the insertion chain handles ranks s·G .. s·G + G - 1 (G = STAGE_RANKS): the
+        # entry travelling through it this cycle, its class (the address of the stage's banks,
+        # read asynchronously), and the class's count when the entry was accepted (slot r is empty
+        # if count <= r). Stage 0's count is read from the count memory.
+        stages = chain_stages(k)
+        valid = [Signal(name=f"s{i}_valid") for i in range(stages)]
+        cls = [Signal(range(classes), name=f"s{i}_cls") for i in range(stages)]
+        carried = [Signal(iw + sw, name=f"s{i}_key") for i in range(stages)]
+        counts_in = [None] + [Signal(range(k + 1), name=f"s{i}_count") for i in range(1, stages)]
 
-        m.submodules.counts = counts = Memory(shape=unsigned(cfg.count_width), depth=classes,
+        # Memories are 2^class_width deep: in distributed RAM that costs nothing, and a compiled
+        # simulation needs no bounds checks.
+        depth = 1 << cfg.class_width
+        m.submodules.counts = counts = Memory(shape=unsigned(cfg.count_width), depth=depth,
                                               init=[])
         count_wr = counts.write_port()
         count_rd = counts.read_port(domain="comb")
@@ -196,29 +207,37 @@ class TopKSelector(wiring.Component):
         m.d.comb += accept.eq(self.i_entry.valid & self.i_entry.ready)
 
         slots = []
-        for r in range(k):
-            m.submodules[f"rank_{r}"] = bank = Memory(shape=unsigned(iw + sw), depth=classes,
-                                                      init=[])
-            wr, rd = bank.write_port(), bank.read_port(domain="comb")
-            slots.append(rd.data)
-            stage_count = count if r == 0 else counts_in[r]
-            empty = stage_count <= r
-            wins = Signal(name=f"wins_{r}")
-            m.d.comb += [
-                rd.addr.eq(cls[r]),
-                wins.eq(empty | (carried[r] > rd.data)),
-                wr.addr.eq(cls[r]),
-                wr.en.eq(valid[r] & wins),
-                wr.data.eq(carried[r]),
-            ]
-            if r + 1 < k:
-                # an entry that filled an empty slot ends here; a beaten slot moves on instead of
-                # the entry; off the end of the chain, the last rank of a full list is dropped
+        for i in range(stages):
+            ranks = range(i * STAGE_RANKS, min((i + 1) * STAGE_RANKS, k))
+            stage_count = count if i == 0 else counts_in[i]
+            beats = {}
+            for r in ranks:
+                m.submodules[f"rank_{r}"] = bank = Memory(shape=unsigned(iw + sw), depth=depth,
+                                                          init=[])
+                wr, rd = bank.write_port(), bank.read_port(domain="comb")
+                slots.append(rd.data)
+                # the entry beats slot r if it is empty or ranks lower; the beaten slots of a
+                # sorted list are a suffix: the first takes the entry, each later one its
+                # predecessor
+                beats[r] = Signal(name=f"beats_{r}")
+                m.d.comb += [
+                    rd.addr.eq(cls[i]),
+                    beats[r].eq((stage_count <= r) | (carried[i] > rd.data)),
+                    wr.addr.eq(cls[i]),
+                    wr.en.eq(valid[i] & beats[r]),
+                    wr.data.eq(carried[i] if r == ranks[0]
+                               else Mux(beats[r - 1], slots[r - 1], carried[i])),
+                ]
+            if i + 1 < stages:
+                # if the stage's last slot was occupied, its entry or (if beaten) that slot moves
+                # on; otherwise the list grew into an empty slot here and the entry ends. Off the
+                # end of the chain, the last rank of a full list is dropped.
+                last = ranks[-1]
                 m.d.sync += [
-                    valid[r + 1].eq(valid[r] & ~empty),
-                    cls[r + 1].eq(Mux(ro_mode, ro_class, cls[r])),
-                    carried[r + 1].eq(Mux(wins, rd.data, carried[r])),
-                    counts_in[r + 1].eq(stage_count),
+                    valid[i + 1].eq(valid[i] & (stage_count > last)),
+                    cls[i + 1].eq(Mux(ro_mode, ro_class, cls[i])),
+                    carried[i + 1].eq(Mux(beats[last], slots[last], carried[i])),
+                    counts_in[i + 1].eq(stage_count),
                 ]
         m.d.sync += [
             valid[0].eq(accept),
@@ -230,11 +249,11 @@ class TopKSelector(wiring.Component):
         with m.If(grows):
             m.d.sync += self.total.eq(self.total + 1)
 
-        # Cycles until the last accepted entry has made its last write (at stage k - 1, k cycles
-        # after its acceptance): a read-out waits for 0.
-        drain = Signal(range(k + 1))
+        # Cycles until the last accepted entry has made its last write (in the last stage, as many
+        # cycles after its acceptance as there are stages): a read-out waits for 0.
+        drain = Signal(range(stages + 1))
         with m.If(accept):
-            m.d.sync += drain.eq(k)
+            m.d.sync += drain.eq(stages)
         with m.Elif(drain != 0):
             m.d.sync += drain.eq(drain - 1)
         m.d.comb += self.draining.eq(drain != 0)
@@ -245,7 +264,19 @@ class TopKSelector(wiring.Component):
         m.submodules.out_fifo = fifo = SyncFIFO(width=layout.size, depth=2)
         ro_rank = Signal(range(k))
         row_ok = Signal()          # the rows of ro_class are on the read ports
-        ro_key = Array(slots)[ro_rank]
+        pick_ok = Signal()         # and the picks hold rank ro_rank of each group
+        # The k:1 multiplexer in two halves with a register between them: each group of
+        # READOUT_GROUP banks (neighbours in the chain) picks its rank ro_rank mod READOUT_GROUP
+        # into a register; then the group of ro_rank is selected. A record is written the cycle
+        # after its rank was set (a cycle per record: the engine's writer needs two or more).
+        sub = min(READOUT_GROUP.bit_length() - 1, len(ro_rank))
+        picks = []
+        for g in range(0, k, READOUT_GROUP):
+            pick = Signal(iw + sw, name=f"pick_{g // READOUT_GROUP}")
+            group = slots[g:g + READOUT_GROUP]
+            m.d.sync += pick.eq(Array(group)[ro_rank[:sub]] if len(group) > 1 else group[0])
+            picks.append(pick)
+        ro_key = Array(picks)[ro_rank[sub:]] if len(picks) > 1 else picks[0]
         ro_last = Signal()
         record = Signal(layout)
         m.d.comb += [
@@ -263,7 +294,7 @@ class TopKSelector(wiring.Component):
         ]
 
         clr_addr = Signal(range(classes))
-        m.d.sync += [ro_mode.eq(0), row_ok.eq(0)]
+        m.d.sync += [ro_mode.eq(0), row_ok.eq(0), pick_ok.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [
@@ -293,14 +324,15 @@ class TopKSelector(wiring.Component):
                 advance = Signal()
                 last_class = ro_class == classes - 1
                 m.d.comb += self.busy.eq(1)
-                with m.If(row_ok):
+                with m.If(pick_ok):
                     with m.If(count == 0):
                         m.d.comb += advance.eq(1)
                     with m.Elif(fifo.w_rdy):
                         m.d.comb += [fifo.w_en.eq(1), advance.eq(ro_last)]
                         m.d.sync += ro_rank.eq(ro_rank + 1)
                 m.d.sync += [ro_mode.eq((drain == 0) & ~(advance & last_class)),
-                             row_ok.eq(ro_mode & ~advance)]
+                             row_ok.eq(ro_mode & ~advance),
+                             pick_ok.eq(row_ok & ~advance & ~fifo.w_en)]
                 with m.If(advance):
                     m.d.sync += [ro_class.eq(ro_class + 1), ro_rank.eq(0)]
                     with m.If(last_class):

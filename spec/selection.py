@@ -10,11 +10,26 @@ from dataclasses import dataclass
 
 from .params import OPERAND_WIDTH, check_positive_int
 
-__all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "check_top_p"]
+__all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "STAGE_RANKS", "READOUT_GROUP", "chain_stages",
+           "check_top_p"]
 
 
 #: Default width of a sample id in bits: one 16-bit memory word, 65 536 samples per selection.
 ID_WIDTH = 16
+
+#: Ranks handled by one stage of the top-K selector's insertion chain (``rtl.topk``): an entry
+#: passes ``ceil(K / STAGE_RANKS)`` stages, one per cycle.
+STAGE_RANKS = 4
+
+#: Rank banks whose read-out is picked into one register before the final multiplexer
+#: (``rtl.topk``): a power of two.
+READOUT_GROUP = 8
+
+
+def chain_stages(k):
+    """Stages of the top-K selector's insertion chain for ``k`` entries per class."""
+    check_positive_int(k, "Selector K")
+    return -(-k // STAGE_RANKS)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from amaranth.lib import wiring
 from spec import isa
 from spec.isa import Op
 from spec.params import Config, ArrayConfig
-from spec.selection import SelectorConfig
+from spec.selection import SelectorConfig, chain_stages
 from spec.soc import SocConfig
 from golden.machine import Machine, selout_last_write
 from golden.selection import select_offline
@@ -179,12 +179,12 @@ def test_empty_and_persistent_selection():
     busy, mem, total = run_engine(soc, sp, steps)
     durations, gmem, held = run_golden(soc, sp, steps)
     assert mem == gmem and busy == durations and total == held == 0
-    # every class empty: the read-out loads and skips each class (2 cycles), then the engine writes
-    # the C count words, the last acknowledged a cycle later
+    # every class empty: the read-out loads, picks and skips each class (3 cycles), then the
+    # engine writes the C count words, the last acknowledged a cycle later
     assert mem[:sel.classes] == [0] * sel.classes
-    assert busy[0] == 3 * sel.classes + 2 and busy[-1] == busy[0]
+    assert busy[0] == 4 * sel.classes + 2 and busy[-1] == busy[0]
     assert busy[5] == sel.classes + 1                          # SELCLR
-    assert busy[1] == 4 * sel.classes + sel.p + sel.k + 1      # SELFEED: N·C + P + K + 1
+    assert busy[1] == 4 * sel.classes + sel.p + chain_stages(sel.k) + 1   # SELFEED: N·C + P + S + 1
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class
     # first); each keeps its K = 2 best; then id 39 ties id 40 and wins by the lower id
     best = ((43, 32767), (40, 7))
@@ -195,16 +195,18 @@ def test_empty_and_persistent_selection():
 
 def test_selout_last_write():
     """SELOUT's cycle model by hand: with no empty class the writer never waits after its first
-    word, which comes 2 cycles later than the engine could write (the read-out's row load and its
-    output FIFO), so the last of the ``W`` words is written at issue + W + 3; an empty class is
-    written only once a later class's record (or the read-out's end) shows it was skipped."""
-    assert selout_last_write((3, 3, 3, 3), 2) == isa.sel_out_words(BASE.selector, [3] * 4) + 3
-    assert selout_last_write((100,) * 10, 2) == 10 + 2000 + 3
-    assert selout_last_write((5, 5), 3) == 2 + 30 + 3
-    assert selout_last_write((0, 0, 0), 2) == 3 * 3 + 1       # 2 per skipped class, then 3 words
-    assert selout_last_write((0, 1), 2) == 9
-    # class 0 empty: the read-out reaches class 1's record at issue + 5 (load, skip, load, write),
-    # the FIFO shows it at + 6 (class 0's word), then class 1's 3 words at + 7, 8, 9
+    word, which comes 3 cycles later than the engine could write (the read-out's row load, its
+    pick register and its output FIFO), so the last of the ``W`` words is written at
+    issue + W + 4; an empty class is written only once a later class's record (or the read-out's
+    end) shows it was skipped."""
+    assert selout_last_write((3, 3, 3, 3), 2) == isa.sel_out_words(BASE.selector, [3] * 4) + 4
+    assert selout_last_write((100,) * 10, 2) == 10 + 2000 + 4
+    assert selout_last_write((5, 5), 3) == 2 + 30 + 4
+    assert selout_last_write((0, 0, 0), 2) == 3 * 3 + 1 + 3   # 3 per skipped class, then 3 words
+    assert selout_last_write((0, 1), 2) == 11
+    # class 0 empty: the read-out skips it at issue + 4 (after load and pick), writes class 1's
+    # record at + 7 (load, pick, write); the FIFO shows it at + 8 (class 0's word), then class 1's
+    # 3 words at + 9, 10, 11
 
 
 def test_storage_per_selected_sample():

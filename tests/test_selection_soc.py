@@ -15,7 +15,7 @@ from spec import isa
 from spec.isa import Op, Error, Unit
 from spec.csr import Csr
 from spec.params import Config, ArrayConfig
-from spec.selection import SelectorConfig
+from spec.selection import SelectorConfig, chain_stages
 from spec.soc import SocConfig
 from golden.machine import Machine, Timing
 from golden.selection import select_offline
@@ -122,8 +122,8 @@ def test_teacher_labeling_on_device():
     # SELCLR, 4 SELFEEDs of 4 samples, a SELOUT of no empty class (golden.machine.Timing)
     assert 0 not in want.counts
     assert m.counters["busy_sel"] == (sel.classes + 1
-                                      + 4 * (4 * sel.classes + sel.p + sel.k + 1)
-                                      + isa.sel_out_words(sel, want.counts) + 3 + 1)
+                                      + 4 * (4 * sel.classes + sel.p + chain_stages(sel.k) + 1)
+                                      + isa.sel_out_words(sel, want.counts) + 4 + 1)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from amaranth.hdl import Fragment
 
 from golden import selection as gs
 from rtl.topk import BalancedSelector, TopKSelector, TopPFilter
-from spec.selection import SelectorConfig
+from spec.selection import STAGE_RANKS, SelectorConfig, chain_stages
 from tests.simutil import random_ready, run_sim
 
 
@@ -210,11 +210,12 @@ def test_golden_argument_checks():
 def test_cycle_formulas():
     assert gs.insert_cycles(17) == 17
     assert gs.stream_cycles(0, 10, 3, 100) == 0
-    assert gs.stream_cycles(5, 10, 3, 100) == 153
+    assert STAGE_RANKS == 4 and chain_stages(100) == 25 and chain_stages(5) == 2
+    assert gs.stream_cycles(5, 10, 3, 100) == 50 + 3 + 25
     assert gs.clear_cycles(10) == 10
-    assert gs.readout_cycles([0, 3, 1, 0]) == 6 + 4
-    assert gs.readout_cycles([0, 3, 1, 2], wait=7) == 7 + 7 + 4 + 1
-    assert [gs.drain_cycles(3, c) for c in (1, 2, 4, 5, 9)] == [3, 2, 0, 0, 0]
+    assert gs.readout_cycles([0, 3, 1, 0]) == 3 + 7 + 3 + 3
+    assert gs.readout_cycles([0, 3, 1, 2], wait=7) == 7 + 3 + 7 + 3 + 5 + 1
+    assert [gs.drain_cycles(9, c) for c in (1, 2, 3, 4, 5, 9)] == [3, 2, 1, 0, 0, 0]
     with pytest.raises(ValueError, match=r"^Cycles since the last entry must be a positive "
                                          r"integer, not 0$"):
         gs.drain_cycles(3, 0)
@@ -346,7 +347,7 @@ def never():
 
 # --- RTL: TopKSelector on raw entry streams ----------------------------------------------------
 
-def run_selector_streams(classes, k, score_width, id_width, seed, streams):
+def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_entries=12):
     dut = TopKSelector(classes, k, score_width=score_width, id_width=id_width)
     rng = random.Random(seed)
     checked = []
@@ -354,7 +355,7 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams):
     async def tb(ctx):
         for s in range(streams):
             where = f"seed {seed}, stream {s}"
-            n = rng.randint(0, min(12, 1 << id_width))
+            n = rng.randint(0, min(max_entries, 1 << id_width))
             pool = score_pool(rng, score_width)
             ents = [(sid, rng.randrange(classes), rng.choice(pool))
                     for sid in random_ids(rng, n, id_width)]
@@ -387,9 +388,14 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams):
     (1, 1, 16, 4, 11),
     (3, 2, 3, 6, 12),
     (5, 4, 16, 16, 13),
+    # several stages of the insertion chain (STAGE_RANKS = 4): full ones, and a partial last one
+    (2, 8, 16, 16, 14),
+    (3, 9, 4, 7, 15),
+    (1, 13, 16, 8, 16),
 ])
 def test_rtl_selector_entries(classes, k, score_width, id_width, seed):
-    run_selector_streams(classes, k, score_width, id_width, seed, streams=20)
+    run_selector_streams(classes, k, score_width, id_width, seed, streams=20,
+                         max_entries=12 if k <= STAGE_RANKS else 4 * k)
 
 
 # --- RTL: BalancedSelector on probability streams ----------------------------------------------
@@ -468,13 +474,15 @@ BALANCED_CONFIGS = [   # classes, k, p, score_width, id_width
     (4, 3, 2, 16, 16),
     (5, 2, 5, 3, 6),
     (6, 4, 3, 8, 8),
+    (3, 9, 2, 8, 8),
 ]
 
 
 @pytest.mark.parametrize("config", BALANCED_CONFIGS)
 def test_rtl_balanced(config):
+    k = config[1]
     run_balanced_streams(*config, seed=100 + BALANCED_CONFIGS.index(config), streams=40,
-                         max_samples=8)
+                         max_samples=8 if k <= STAGE_RANKS else 3 * k)
 
 
 def test_rtl_framing_error_and_clear():
