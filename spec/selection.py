@@ -19,7 +19,7 @@ ID_WIDTH = 16
 
 #: Ranks handled by one stage of the top-K selector's insertion chain (``rtl.topk``): an entry
 #: passes ``ceil(K / STAGE_RANKS)`` stages, one per cycle.
-STAGE_RANKS = 4
+STAGE_RANKS = 8
 
 #: Rank banks whose read-out is picked into one register before the final multiplexer
 #: (``rtl.topk``): a power of two.

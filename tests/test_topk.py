@@ -210,12 +210,12 @@ def test_golden_argument_checks():
 def test_cycle_formulas():
     assert gs.insert_cycles(17) == 17
     assert gs.stream_cycles(0, 10, 3, 100) == 0
-    assert STAGE_RANKS == 4 and chain_stages(100) == 25 and chain_stages(5) == 2
-    assert gs.stream_cycles(5, 10, 3, 100) == 50 + 3 + 25
+    assert STAGE_RANKS == 8 and chain_stages(100) == 13 and chain_stages(8) == 1
+    assert gs.stream_cycles(5, 10, 3, 100) == 50 + 3 + 13
     assert gs.clear_cycles(10) == 10
     assert gs.readout_cycles([0, 3, 1, 0]) == 3 + 7 + 3 + 3
     assert gs.readout_cycles([0, 3, 1, 2], wait=7) == 7 + 3 + 7 + 3 + 5 + 1
-    assert [gs.drain_cycles(9, c) for c in (1, 2, 3, 4, 5, 9)] == [3, 2, 1, 0, 0, 0]
+    assert [gs.drain_cycles(17, c) for c in (1, 2, 3, 4, 5, 9)] == [3, 2, 1, 0, 0, 0]
     with pytest.raises(ValueError, match=r"^Cycles since the last entry must be a positive "
                                          r"integer, not 0$"):
         gs.drain_cycles(3, 0)
@@ -388,10 +388,10 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_e
     (1, 1, 16, 4, 11),
     (3, 2, 3, 6, 12),
     (5, 4, 16, 16, 13),
-    # several stages of the insertion chain (STAGE_RANKS = 4): full ones, and a partial last one
-    (2, 8, 16, 16, 14),
+    # several stages of the insertion chain (STAGE_RANKS = 8): full ones, and a partial last one
+    (2, 16, 16, 16, 14),
     (3, 9, 4, 7, 15),
-    (1, 13, 16, 8, 16),
+    (1, 21, 16, 8, 16),
 ])
 def test_rtl_selector_entries(classes, k, score_width, id_width, seed):
     run_selector_streams(classes, k, score_width, id_width, seed, streams=20,
@@ -474,7 +474,7 @@ BALANCED_CONFIGS = [   # classes, k, p, score_width, id_width
     (4, 3, 2, 16, 16),
     (5, 2, 5, 3, 6),
     (6, 4, 3, 8, 8),
-    (3, 9, 2, 8, 8),
+    (3, 11, 2, 8, 8),
 ]
 
 
