@@ -120,13 +120,15 @@ class DmaController(wiring.Component):
     rows, element width conversion). For each descriptor it
 
     1. checks every address before any access (two cycles); a faulting descriptor makes no bus
-       request and no scratchpad write (a store reads its first scratchpad row while the check
-       runs, whatever its outcome: a read changes nothing, and so the fault code stays off the
-       scratchpad's bank arbitration);
+       request and no scratchpad write (a store reads its first two scratchpad rows while the
+       check runs, whatever its outcome: a read changes nothing, and so the fault code stays off
+       the scratchpad's bank arbitration);
     2. issues one bus request per cycle (as back-pressure allows) for the block's words, in order
        scratchpad row, lane, word, while it takes the responses as they come (``rsp.ready`` is
-       always high): a load writes a scratchpad row in the cycle its last word arrives, a store
-       reads the next scratchpad row in the cycle it issues the current row's last word;
+       always high): a load writes a scratchpad row in the cycle its last word arrives; a store
+       sends a row from a register it loads from the read port, and reads the row after next in
+       the cycle the register takes the next row (when the current row's last request is
+       accepted), so that the scratchpad's block-RAM output reaches only that register;
     3. raises ``done`` for one cycle after the last response (so every write of a store has
        been performed), with the fault code on ``fault``, and is ready for the next descriptor in
        that same cycle.
@@ -245,6 +247,7 @@ class DmaController(wiring.Component):
         i_last_w = i_w == wide
         i_last_l = i_l == n_in_m1
         i_last_t = i_t == n_out_m1
+        more_rows = Signal()                               # a row after row i_t + 1
         accept = Signal()
         m.d.comb += [
             req.valid.eq(iss_on),
@@ -253,16 +256,20 @@ class DmaController(wiring.Component):
             accept.eq(req.valid & req.ready),
         ]
 
-        # Store data: the scratchpad row read last, element i_l, word i_w.
+        # Store data: element i_l, word i_w of the row being sent, held in `sent` (a register, so
+        # that the scratchpad's block-RAM output does not reach the bus in the same cycle).
+        sent = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"sent_{k}") for k in range(lanes)]
+        port_row = [Mux(d.space == Space.ACC, reads[1].data[k], reads[0].data[k])
+                    for k in range(lanes)]
         elem = Signal(signed(MAX_ELEM_WORDS * ww))
         m.d.comb += [
-            elem.eq(Array(Mux(d.space == Space.ACC, reads[1].data[k], reads[0].data[k])
-                          for k in range(lanes))[i_l]),
+            elem.eq(Array(sent)[i_l]),
             req.payload.wdata.eq(Mux(i_w, elem[ww:], elem[:ww])),
         ]
 
-        # Scratchpad reads of a store: the first row while checking, the next one when the
-        # current row's last request is accepted.
+        # Scratchpad reads of a store run a row ahead: the first row is read while checking, and
+        # whenever a row moves into `sent` (in DECIDE, and when a row's last request is accepted)
+        # the row after it, if any, is read; it stays on the read port until it moves.
         next_row = Signal(row_width)
         rd_addr = Signal(row_width)
         rd_en = Signal()
@@ -302,9 +309,15 @@ class DmaController(wiring.Component):
 
             with m.Case(_State.CHECK):
                 m.d.comb += [rd_addr.eq(d.sp_row), rd_en.eq(d.direction == Dir.STORE)]
-                m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE)]
+                m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE),
+                             next_row.eq(d.sp_row + 1)]
 
             with m.Case(_State.DECIDE):
+                # whatever the fault code: a read changes nothing, and the rows are the
+                # instruction's (the sequencer checked their range)
+                m.d.comb += [rd_addr.eq(next_row),
+                             rd_en.eq((d.direction == Dir.STORE) & (n_out != 1))]
+                m.d.sync += [sent[k].eq(port_row[k]) for k in range(lanes)]
                 with m.If(code != Fault.NONE):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code)]
                 with m.Else():
@@ -319,7 +332,7 @@ class DmaController(wiring.Component):
                         iss_on.eq(1),
                         i_t.eq(0), i_l.eq(0), i_w.eq(0),
                         a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr), a_word.eq(d.mem_addr),
-                        next_row.eq(d.sp_row + 1),
+                        next_row.eq(next_row + 1), more_rows.eq(n_out > 2),
                         r_t.eq(0), r_l.eq(0), r_w.eq(0),
                         wr_row.eq(d.sp_row),
                     ]
@@ -335,7 +348,10 @@ class DmaController(wiring.Component):
                         m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1),
                                      a_row.eq(a_row + outer), a_elem.eq(a_row + outer),
                                      a_word.eq(a_row + outer), next_row.eq(next_row + 1)]
-                        m.d.comb += [rd_addr.eq(next_row), rd_en.eq(d.direction == Dir.STORE)]
+                        m.d.sync += [sent[k].eq(port_row[k]) for k in range(lanes)]
+                        m.d.sync += more_rows.eq(i_t + 3 <= n_out_m1)
+                        m.d.comb += [rd_addr.eq(next_row),
+                                     rd_en.eq((d.direction == Dir.STORE) & more_rows)]
                     with m.Else():
                         m.d.sync += iss_on.eq(0)
                 with m.If(rsp.valid):
