@@ -23,8 +23,8 @@ class Timing:
     """The sequencer's timing rules and each unit's operation duration (deterministic memory).
 
     ``FETCH``: cycles from the start of an instruction's fetch to the first cycle it may issue.
-    ``MEMOP``: extra cycles an LDW/STW holds the sequencer after it issues (its two bus
-    accesses on a latency-1 memory: ``2 + latency``).
+    :meth:`memop`: extra cycles an LDW/STW holds the sequencer after it issues
+    (``2 + latency`` for main-memory latency ``latency``).
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
     uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
     operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
@@ -45,7 +45,12 @@ class Timing:
     #: FETCH, DECODE, OPERANDS, CHECK (``rtl.sequencer``): the range arithmetic and the checks
     #: are two stages for the clock.
     FETCH = 4
-    MEMOP = 3
+
+    @staticmethod
+    def memop(latency):
+        """Extra cycles an LDW/STW holds the sequencer after it issues, on a main memory of
+        latency ``latency``."""
+        return 2 + latency
     DMA_OVERHEAD = -1
     GEMM_OVERHEAD = 2
     #: Pipeline latencies of the requantizer and SGD units (``rtl.requant.Requantizer.LATENCY``,
@@ -73,7 +78,6 @@ class Timing:
             return f["rows"] + 1
         if op in (Op.SELCLR, Op.SELFEED, Op.SELOUT):
             from . import selection as gsel
-            from spec.memory import resolve
             sel = m.mcfg.selector
             if op is Op.SELCLR:
                 return gsel.clear_cycles(sel.classes) + 1
@@ -81,7 +85,7 @@ class Timing:
                 return gsel.stream_cycles(f["samples"], sel.classes, sel.p, sel.k) + 1
             counts = m.selector.result().counts
             words = isa.sel_record_words(sel, m.mcfg.config.array.operand_width)
-            return selout_last_write(counts, words) + resolve(m.mcfg)[1].mem_latency
+            return selout_last_write(counts, words) + m.mcfg.mem_latency
         raise AssertionError(op)
 
 
@@ -540,7 +544,7 @@ class Machine:
             pc = new_pc if new_pc is not None else pc + isa.INSN_WORDS
             t = t_issue + 1
             if op in (Op.LDW, Op.STW):
-                t += T.MEMOP
+                t += T.memop(self.mcfg.mem_latency)
         raise RuntimeError(f"Program did not halt within {max_instructions} instructions")
 
     def _account(self, cycles, free, used):

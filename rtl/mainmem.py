@@ -1,6 +1,6 @@
 """Main memory: block RAM behind the bus, with a fixed latency and optional random stalls."""
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.hdl import MemoryData
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -185,14 +185,18 @@ class MainMemory(wiring.Component):
             ]
 
         # The response pipeline: stage 1 is the block RAM's read register, then L-1 registers.
+        # With lines, the stages hold the whole line and its word's index, and the word is
+        # selected after the last one: the block RAM's output reaches only a register (which
+        # synthesis may place in the block RAM's own output register).
         valid = [Signal(name=f"stage_{k}_valid") for k in range(1, L + 1)]
-        word = [rd.data] + [Signal.like(rd.data, name=f"stage_{k}_data") for k in range(2, L + 1)]
+        first = Cat(rd.line, rd.lane) if F else rd.data
+        word = [first] + [Signal(len(first), name=f"stage_{k}_data") for k in range(2, L + 1)]
         shown = Signal()          # the response was valid last cycle and was not taken
         advance = Signal()
         accept = Signal()
         m.d.comb += [
             rsp.valid.eq(valid[-1] & (~rsp_stall | shown)),
-            rsp.payload.eq(word[-1]),
+            rsp.payload.eq(rd.select(word[-1]) if F else word[-1]),
             advance.eq(~valid[-1] | rsp.ready & rsp.valid),
             req.ready.eq(advance & ~req_stall),
             accept.eq(req.valid & req.ready),
@@ -214,21 +218,27 @@ class MainMemory(wiring.Component):
 
 
 class _WordView:
-    """A word-wide read port over a line memory: ``addr``/``en`` in, ``data`` the word."""
+    """A word-wide read port over a line memory: ``addr``/``en`` in; out, the ``line`` read and
+    the ``lane`` of its word (``Cat(line, lane)`` gives the word through :meth:`select`)."""
 
     def __init__(self, m, port, lane_bits, addr):
         self._m, self._port, self._lane_bits = m, port, lane_bits
         self.addr = Signal.like(addr, name="word_rd_addr")
         self.en = Signal(name="word_rd_en")
-        self.data = Signal(len(port.data.as_value()) // len(port.data), name="word_rd_data")
+        self.line = port.data.as_value()
+        self.lane = Signal(lane_bits, name="word_rd_lane")
+        self._width = len(self.line) // len(port.data)
 
     def connect(self, advance):
         m, port, lb = self._m, self._port, self._lane_bits
-        lane = Signal(lb, name="word_rd_lane")
         m.d.comb += [port.addr.eq(self.addr >> lb), port.en.eq(self.en)]
         with m.If(self.en):
-            m.d.sync += lane.eq(self.addr[:lb])
-        m.d.comb += self.data.eq(port.data.as_value().word_select(lane, len(self.data)))
+            m.d.sync += self.lane.eq(self.addr[:lb])
+
+    def select(self, line_lane):
+        """The word of ``Cat(line, lane)``."""
+        n = len(self.line)
+        return line_lane[:n].word_select(line_lane[n:], self._width)
 
 
 class _WordWrite:

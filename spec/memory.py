@@ -146,8 +146,11 @@ class MemoryConfig:
         return self.acc_banks * self.acc_depth
 
     @classmethod
-    def from_soc(cls, soc, mem_latency=1):
-        """The memory sizes of a :class:`spec.soc.SocConfig`, with latency ``mem_latency``."""
+    def from_soc(cls, soc, mem_latency=None):
+        """The memory sizes of a :class:`spec.soc.SocConfig`, with latency ``mem_latency``
+        (default: the SoC's)."""
+        if mem_latency is None:
+            mem_latency = soc.mem_latency
         return cls(mem_words=soc.mem_words, sp_banks=soc.sp_banks, sp_depth=soc.sp_depth,
                    acc_banks=soc.acc_banks, acc_depth=soc.acc_depth, mem_latency=mem_latency)
 
@@ -162,7 +165,7 @@ DEFAULT_MEMORY = MemoryConfig()
 
 def resolve(config, memory=None):
     """``(Config, MemoryConfig)`` from either a :class:`Config` and a :class:`MemoryConfig`
-    (default :data:`DEFAULT_MEMORY`), or a :class:`spec.soc.SocConfig` (its sizes, latency 1,
+    (default :data:`DEFAULT_MEMORY`), or a :class:`spec.soc.SocConfig` (its sizes and latency,
     unless ``memory`` is given).
 
     Raises

@@ -37,6 +37,11 @@ class SocConfig:
         classes, K, P and the sample id width; its scores are operand-width probabilities, its
         ids at most 32 bits, its per-class counts fit a main-memory word. ``None``: no selector
         (the selection instructions are illegal). Default: the recipe's C = 10, K = 100, P = 1.
+    mem_latency : int
+        Main memory's latency in cycles (≥ 1): a bus request accepted in cycle ``c`` has its
+        response in cycle ``c + mem_latency`` (:class:`spec.memory.MemoryConfig`). Default 2: the
+        block RAM's read register, then a register of the read line, so that the block RAM's
+        slow clock-to-output (5.8 ns on the ECP5) reaches only that register (``docs/build.md``).
     """
     config: Config = field(default_factory=lambda: DEFAULT_CONFIG)
     mem_words: int = 1 << 18
@@ -45,6 +50,7 @@ class SocConfig:
     acc_banks: int = 2
     acc_depth: int = 512
     selector: SelectorConfig = DEFAULT_SELECTOR
+    mem_latency: int = 2
 
     def __post_init__(self):
         if not isinstance(self.config, Config):
@@ -56,6 +62,7 @@ class SocConfig:
         _pow2(self.sp_depth, "Scratchpad depth")
         _pow2(self.acc_banks, "Accumulator scratchpad banks")
         _pow2(self.acc_depth, "Accumulator scratchpad depth")
+        check_positive_int(self.mem_latency, "Memory latency")
         sel, width = self.selector, self.config.array.operand_width
         if sel is not None:
             if not isinstance(sel, SelectorConfig):

@@ -337,14 +337,17 @@ def test_golden_execute_validation():
 
 
 def test_golden_with_soc_config():
-    """A SocConfig gives the memory sizes (latency 1); one scratchpad tensor may be passed."""
+    """A SocConfig gives the memory sizes and latency (default 2); one scratchpad tensor may be
+    passed."""
     soc = SocConfig(config=CFG, mem_words=1024, sp_banks=2, sp_depth=16, acc_banks=1,
                     acc_depth=8)
-    memory = MemoryConfig(mem_words=1024, sp_banks=2, sp_depth=16, acc_banks=1, acc_depth=8)
+    memory = MemoryConfig(mem_words=1024, sp_banks=2, sp_depth=16, acc_banks=1, acc_depth=8,
+                          mem_latency=2)
     assert MemoryConfig.from_soc(soc) == memory
+    assert MemoryConfig.from_soc(soc, mem_latency=1).mem_latency == 1
     d = Descriptor(direction=Dir.LOAD, space=Space.ACC, rows=8, cols=4, elem_words=2, stride=8)
     assert gd.check(d, soc) is Fault.NONE
-    assert gd.cycles(d, soc) == gd.cycles(d, CFG, memory) == gd.CHECK_CYCLES + 64 + 1
+    assert gd.cycles(d, soc) == gd.cycles(d, CFG, memory) == gd.CHECK_CYCLES + 64 + 2
     assert gd.check(Descriptor(sp_row=32), soc) is Fault.SP_RANGE
     mem, (sp, acc) = gd.new_images(soc)
     mem[:64] = torch.arange(64)

@@ -39,7 +39,8 @@ class _Harness(wiring.Component):
         self.eng = SelEngine(soc)
         self.sp = Scratchpad(lanes=soc.lanes, elem_width=soc.config.array.operand_width,
                              banks=soc.sp_banks, depth=soc.sp_depth)
-        self.mem = MainMemory(soc.mem_words, stall_rate=stall_rate, seed=seed)
+        self.mem = MainMemory(soc.mem_words, latency=soc.mem_latency, stall_rate=stall_rate,
+                              seed=seed)
         super().__init__({})
 
     def elaborate(self, platform):
@@ -180,9 +181,9 @@ def test_empty_and_persistent_selection():
     durations, gmem, held = run_golden(soc, sp, steps)
     assert mem == gmem and busy == durations and total == held == 0
     # every class empty: the read-out loads, picks and skips each class (3 cycles), then the
-    # engine writes the C count words, the last acknowledged a cycle later
+    # engine writes the C count words, the last acknowledged after the memory's latency
     assert mem[:sel.classes] == [0] * sel.classes
-    assert busy[0] == 4 * sel.classes + 2 and busy[-1] == busy[0]
+    assert busy[0] == 4 * sel.classes + 1 + soc.mem_latency and busy[-1] == busy[0]
     assert busy[5] == sel.classes + 1                          # SELCLR
     assert busy[1] == 4 * sel.classes + sel.p + chain_stages(sel.k) + 1   # SELFEED: N·C + P + S + 1
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class

@@ -123,7 +123,8 @@ def test_teacher_labeling_on_device():
     assert 0 not in want.counts
     assert m.counters["busy_sel"] == (sel.classes + 1
                                       + 4 * (4 * sel.classes + sel.p + chain_stages(sel.k) + 1)
-                                      + isa.sel_out_words(sel, want.counts) + 4 + 1)
+                                      + isa.sel_out_words(sel, want.counts) + 4
+                                      + TEACH.mem_latency)
 
 
 @pytest.mark.slow

@@ -58,7 +58,7 @@ def run_rtl(words, data, entry=0, max_cycles=5000):
                 break
             if ctx.get(seq.m_req):
                 mem_wait += 1
-                if mem_wait == Timing.MEMOP:
+                if mem_wait == Timing.memop(SOC.mem_latency):
                     a = ctx.get(seq.m_addr)
                     if ctx.get(seq.m_we):
                         v = ctx.get(seq.m_wdata)
