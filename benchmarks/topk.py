@@ -148,7 +148,7 @@ def main(argv=None):
         print(f"BalancedSelector classes={a.classes} k={a.k} p={a.p}, {a.samples} samples "
               f"(seed {a.seed}): {'matches golden' if r['matches_golden'] else 'MISMATCH'}")
         rows = [
-            ("stream cycles (first beat → last entry in)", r["stream_cycles"]),
+            ("stream cycles (first beat → chain drained)", r["stream_cycles"]),
             ("cycles per sample", f"{r['cycles_per_sample']:.3f}"),
             ("selected records", r["selected"]),
             ("read-out cycles (always ready)", r["readout_cycles"]),
