@@ -45,18 +45,18 @@ class Timing:
     #: FETCH, DECODE, OPERANDS, CHECK (``rtl.sequencer``): the range arithmetic and the checks
     #: are two stages for the clock.
     FETCH = 4
-
-    @staticmethod
-    def memop(latency):
-        """Extra cycles an LDW/STW holds the sequencer after it issues, on a main memory of
-        latency ``latency``."""
-        return 2 + latency
     DMA_OVERHEAD = -1
     GEMM_OVERHEAD = 2
     #: Pipeline latencies of the requantizer and SGD units (``rtl.requant.Requantizer.LATENCY``,
     #: ``rtl.sgd.SgdUpdate.LATENCY``; a test checks they agree).
     REQ_LATENCY = 4
     SGD_LATENCY = 4
+
+    @staticmethod
+    def memop(latency):
+        """Extra cycles an LDW/STW holds the sequencer after it issues, on a main memory of
+        latency ``latency``."""
+        return 2 + latency
 
     def duration(self, m, op, f):
         c = m.mcfg.config.array

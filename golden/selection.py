@@ -21,8 +21,8 @@ for every permutation of the stream (argument in ``docs/selection.md``).
 
 The module also gives the selector's cycle formulas (:func:`insert_cycles`, :func:`drain_cycles`,
 :func:`stream_cycles`, :func:`clear_cycles`, :func:`readout_cycles`: the RTL in :mod:`rtl.topk` is
-tested against them) and the storage accounting (:func:`storage`). Scores may be integers (the hardware's fixed-point
-probabilities) or floats; sample ids are non-negative integers.
+tested against them) and the storage accounting (:func:`storage`). Scores may be integers (the
+hardware's fixed-point probabilities) or floats; sample ids are non-negative integers.
 """
 
 import bisect
@@ -295,7 +295,8 @@ class StreamingSelector:
 
 def insert_cycles(n_entries):
     """Cycles for :class:`rtl.topk.TopKSelector` to accept ``n_entries`` back-to-back entries: one
-    per cycle, whatever their classes and scores (a ``k``-stage insertion chain)."""
+    per cycle, whatever their classes and scores (a systolic insertion chain of
+    :func:`spec.selection.chain_stages` stages)."""
     check_int(n_entries, "Entry count")
     return n_entries
 
@@ -329,9 +330,9 @@ def clear_cycles(classes):
 def readout_cycles(counts, wait=0):
     """Cycles ``busy`` is high after a ``readout_stb`` with the read-out always ready: ``wait``
     cycles for the insertion chain to drain (:func:`drain_cycles`); then for each class a cycle to
-    load its rows and one to pick its first rank, and two cycles per record (the record is written,
-    the next rank picked), or one to skip an empty class; if the last class has records, its last
-    one leaves the output FIFO a cycle later:
+    load its rows and one to pick its first rank, then a cycle per record with a cycle between two
+    records to pick the next (``2·count + 1`` in all), or a third cycle to skip it if it is empty;
+    if the last class has records, its last one leaves the output FIFO a cycle later:
     ``wait + Σ (2·count + 1 if count else 3) + (1 if count[C-1] else 0)``."""
     check_int(wait, "Read-out wait")
     counts = list(counts)

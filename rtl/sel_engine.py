@@ -33,7 +33,8 @@ class SelEngine(wiring.Component):
     selector's clear at ``t+1``: busy ``C + 1`` cycles. SELFEED reads one scratchpad row per cycle
     from ``t+1`` and offers each element to the selector the cycle after its read; it is busy until
     the last top-P entry of the last sample has left the selector's insertion chain:
-    ``N·C + P + K + 1`` cycles (so a read-out never waits for the chain). SELOUT strobes the
+    ``N·C + P + S + 1`` cycles, ``S`` the chain's stages (:func:`spec.selection.chain_stages`;
+    so a read-out never waits for the chain). SELOUT strobes the
     read-out at ``t+1`` and from ``t+2`` writes one word per cycle while it has one: a class's
     count word and its records' words as they leave the selector's output FIFO, an empty class's
     count word once a later class's record (or the read-out's end) shows it empty. It is busy until

@@ -268,7 +268,7 @@ class TopKSelector(wiring.Component):
         # The k:1 multiplexer in two halves with a register between them: each group of
         # READOUT_GROUP banks (neighbours in the chain) picks its rank ro_rank mod READOUT_GROUP
         # into a register; then the group of ro_rank is selected. A record is written the cycle
-        # after its rank was set (a cycle per record: the engine's writer needs two or more).
+        # after its rank was set (two cycles per record: the engine's writer spends two or more).
         sub = min(READOUT_GROUP.bit_length() - 1, len(ro_rank))
         picks = []
         for g in range(0, k, READOUT_GROUP):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from .params import OPERAND_WIDTH, check_positive_int
 
-__all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "STAGE_RANKS", "READOUT_GROUP", "chain_stages",
-           "check_top_p"]
+__all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "STAGE_RANKS", "READOUT_GROUP",
+           "chain_stages", "check_top_p"]
 
 
 #: Default width of a sample id in bits: one 16-bit memory word, 65 536 samples per selection.
