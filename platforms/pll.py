@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Const, Instance, Module, ResetSignal, Signal
 from amaranth.lib import io, wiring
-from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer, FFSynchronizer
 from amaranth.lib.wiring import Out
 
 __all__ = ["Ecp5PllParams", "Ice40PllParams", "ecp5_pll", "ice40_pll", "ClockReset",
@@ -146,7 +146,8 @@ class ClockReset(wiring.Component):
     ``SB_PLL40_PAD`` with :func:`ice40_pll`'s); nextpnr derives the PLL output's clock constraint
     from the board clock's. ``sync`` is held in reset until the PLL has locked and then for
     :data:`POWER_ON_DELAY` more, and whenever ``rst`` is high or the PLL loses lock; the reset is
-    asserted asynchronously and released synchronously (:class:`amaranth.lib.cdc.ResetSynchronizer`).
+    asserted asynchronously and released synchronously (:class:`amaranth.lib.cdc.AsyncFFSynchronizer`)
+    and, on the ECP5, distributed on a primary clock net through a ``DCCA``.
     The power-on counter runs in a reset-less local domain ``por`` on the same clock.
 
     The block drives the clock and reset of ``sync`` but does not define the domain: the design
@@ -261,7 +262,19 @@ class ClockReset(wiring.Component):
         # constraint and the PLL's settings. (A constraint on an Amaranth signal names a net
         # that synthesis may rename when it merges the PLL output with the domain's clock.)
         m.d.comb += ClockSignal("sync").eq(clk)
-        m.submodules.reset_sync = ResetSynchronizer((timer != delay) | self.rst, domain="sync")
+        # The reset is asserted asynchronously and released synchronously to ``sync``. On the
+        # ECP5 it then goes through a DCCA onto a primary clock net: it reaches the LSR of nearly
+        # every flip-flop, which nextpnr-ecp5 does not promote by itself (it promotes clocks
+        # only), and as a fabric net its tree of ~17 k sinks congested the whole SoC's routing
+        # (docs/build.md).
+        rst_sync = Signal(name="sync_rst")
+        m.submodules.reset_sync = AsyncFFSynchronizer((timer != delay) | self.rst, rst_sync,
+                                                      o_domain="sync")
+        if self._family == "ecp5":
+            m.submodules.reset_buf = Instance("DCCA", i_CLKI=rst_sync, i_CE=Const(1),
+                                              o_CLKO=ResetSignal("sync"))
+        else:
+            m.d.comb += ResetSignal("sync").eq(rst_sync)
         m.d.comb += self.locked.eq(locked_por)
         m.d.sync += self.running.eq(1)
         return m

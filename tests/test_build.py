@@ -141,6 +141,9 @@ def test_board_smoke(name):
     if board.family == "ecp5":
         p = crg.pll
         assert rtlil.count("EHXPLLL") == 1
+        # The reset reaches the flip-flops on a primary clock net, through a DCCA.
+        assert re.search(r"cell \\DCCA \\reset_buf\n\s*connect \\CLKI \\sync_rst \[0\]\n"
+                         r"\s*connect \\CE 1'1\n\s*connect \\CLKO \\rst\n", rtlil)
         for param, value in (("CLKI_DIV", p.in_div), ("CLKFB_DIV", p.fb_div),
                              ("CLKOP_DIV", p.out_div)):
             assert re.search(rf"parameter \\{param} {value}\b", rtlil), param
@@ -150,6 +153,7 @@ def test_board_smoke(name):
     else:
         p = crg.pll
         assert rtlil.count("SB_PLL40_PAD") == 1
+        assert "DCCA" not in rtlil              # nextpnr-ice40 promotes the reset to a global
         for param, value in (("DIVR", p.divr), ("DIVF", p.divf), ("DIVQ", p.divq)):
             assert re.search(rf"parameter \\{param} {value}\b", rtlil), param
         constraints = plan.files["top.pcf"]
