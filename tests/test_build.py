@@ -350,6 +350,26 @@ def test_parse_captured_ecp5_report():
     assert build.parse_log_utilization(DATA / "ulx3s_array_8x8.tim")["MULT18X18D"] == (64, 156)
 
 
+def test_parse_captured_ecp5_soc_report():
+    """The first routed ULX3S SoC: 4x4 array, 30 MHz target (captured report and log of
+    ``python -m rtl.build --board ulx3s-85f --rows 4 --cols 4 --freq 30`` at ``64399be``)."""
+    r = build.parse_report(DATA / "ulx3s_soc_4x4_30mhz.report.json", "ecp5")
+    assert r["clocks"] == {"$glbnet$clk": {"fmax_mhz": 44.17, "target_mhz": 30.0, "pass": True}}
+    assert r["timing_pass"]
+    u = r["utilization"]
+    assert u["DSP"] == {"used": 40, "available": 156, "cell": "MULT18X18D"}
+    assert u["BRAM"] == {"used": 147, "available": 208, "cell": "DP16KD"}
+    (path,) = [p for p in r["critical_paths"] if p["from"] == p["to"] == "posedge $glbnet$clk"]
+    assert path["delay_ns"] == pytest.approx(22.64, abs=1e-2)
+    # A scratchpad bank's block-RAM output into the selection engine's filter.
+    assert path["start"].startswith("soc.memsys.sp.bank_") and path["start"].split(".")[-1][:2] == "DO"
+    assert path["end"].startswith("soc.sel.selector.filter.")
+    log = DATA / "ulx3s_soc_4x4_30mhz.tim"
+    text = build.extract_critical_path_log(log)
+    assert "rtl/topk.py:" in text
+    assert build.parse_log_utilization(log)["MULT18X18D"] == (40, 156)
+
+
 @pytest.mark.parametrize("log,family,cell,used,avail", [
     # The whole SoC on the UP5K (2x4 array, no selector, 2048-word main memory).
     ("icebreaker_soc_2x4_overfull.tim", "ice40", "ICESTORM_LC", 19500, 5280),
