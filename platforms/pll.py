@@ -146,8 +146,9 @@ class ClockReset(wiring.Component):
     ``SB_PLL40_PAD`` with :func:`ice40_pll`'s); nextpnr derives the PLL output's clock constraint
     from the board clock's. ``sync`` is held in reset until the PLL has locked and then for
     :data:`POWER_ON_DELAY` more, and whenever ``rst`` is high or the PLL loses lock; the reset is
-    asserted asynchronously and released synchronously (:class:`amaranth.lib.cdc.AsyncFFSynchronizer`)
-    and, on the ECP5, distributed on a primary clock net through a ``DCCA``.
+    asserted asynchronously and released synchronously
+    (:class:`amaranth.lib.cdc.AsyncFFSynchronizer`) and, on the ECP5, distributed on a primary
+    clock net through a ``DCCA``.
     The power-on counter runs in a reset-less local domain ``por`` on the same clock.
 
     The block drives the clock and reset of ``sync`` but does not define the domain: the design
