@@ -422,8 +422,8 @@ def test_icebreaker_array_build(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: 93.4 MHz, operand register -> MULT18X18D -> "
-                                       "product register is 6.3 ns of routing (docs/build.md)")
+@pytest.mark.xfail(strict=True, reason="issue 10: 98.9 MHz, operand register -> MULT18X18D -> "
+                                       "product register is 5.7 ns of routing (docs/build.md)")
 def test_ulx3s_array_build(tmp_path):
     """The 8x8 array top on the ULX3S-85F meets 100 MHz (several minutes)."""
     board = get_board("ulx3s-85f")
@@ -433,8 +433,8 @@ def test_ulx3s_array_build(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the SoC places at 27 MHz on the ECP5-85F "
-                                       "(docs/build.md); timing work is open")
+@pytest.mark.xfail(strict=True, reason="issue 10: the SoC places at 35.6 MHz on the ECP5-85F "
+                                       "and does not route (docs/build.md); timing work is open")
 def test_ulx3s_soc_build(tmp_path):
     """The whole SoC with the 8x8 array on the ULX3S-85F meets 100 MHz (over an hour)."""
     board = get_board("ulx3s-85f")
