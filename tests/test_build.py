@@ -315,59 +315,50 @@ def test_missing_tool_is_named(monkeypatch):
 
 # --- report parsing on captured nextpnr output ----------------------------------------------------
 
-def test_parse_captured_ice40_report():
-    """The iCEBreaker's 2x4 array top at 30 MHz (captured report and log of a real build)."""
-    r = build.parse_report(DATA / "icebreaker_array_2x4.report.json", "ice40")
-    assert r["clocks"] == {"clk": {"fmax_mhz": 51.03, "target_mhz": 30.02, "pass": True}}
-    assert r["timing_pass"]
-    u = r["utilization"]
-    assert u["DSP"] == {"used": 8, "available": 8, "cell": "ICESTORM_DSP"}
-    assert u["LC"] == {"used": 1733, "available": 5280, "cell": "ICESTORM_LC"}
-    (path,) = [p for p in r["critical_paths"] if p["from"] == p["to"] == "posedge clk"]
-    assert path["delay_ns"] == pytest.approx(1e3 / 51.03, abs=0.05)
+def _captured(name, family, clock, fmax, target, utilization):
+    """The parsed report of the captured build ``name``, its clock's critical path and the
+    critical-path text of its log; checks the clock, ``utilization`` (resource: (used,
+    available, cell)) and that the path's parts add up."""
+    r = build.parse_report(DATA / f"{name}.report.json", family)
+    met = fmax >= target
+    assert r["clocks"] == {clock: {"fmax_mhz": fmax, "target_mhz": target, "pass": met}}
+    assert r["timing_pass"] == met
+    for resource, (used, available, cell) in utilization.items():
+        assert r["utilization"][resource] == {"used": used, "available": available, "cell": cell}
+        assert build.parse_log_utilization(DATA / f"{name}.tim")[cell] == (used, available)
+    (path,) = [p for p in r["critical_paths"] if p["from"] == p["to"] == f"posedge {clock}"]
     assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=2e-3)
     assert path["levels"] > 0 and path["start"] and path["end"]
-    text = build.extract_critical_path_log(DATA / "icebreaker_array_2x4.tim")
-    assert text.startswith("Info: Critical path report for clock 'clk' (posedge -> posedge):")
-    assert build.parse_log_utilization(DATA / "icebreaker_array_2x4.tim")["ICESTORM_DSP"] == (8, 8)
+    text = build.extract_critical_path_log(DATA / f"{name}.tim")
+    assert text.startswith(f"Info: Critical path report for clock '{clock}' (posedge -> posedge):")
+    return path, text
+
+
+def test_parse_captured_ice40_report():
+    """The iCEBreaker's 2x4 array top at 30 MHz (captured report and log of a real build)."""
+    path, _ = _captured("icebreaker_array_2x4", "ice40", "clk", 51.03, 30.02,
+                        {"DSP": (8, 8, "ICESTORM_DSP"), "LC": (1733, 5280, "ICESTORM_LC")})
+    assert path["delay_ns"] == pytest.approx(1e3 / 51.03, abs=0.05)
 
 
 def test_parse_captured_ecp5_report():
     """The ULX3S's 8x8 array top failing 100 MHz (captured report and log of a real build)."""
-    r = build.parse_report(DATA / "ulx3s_array_8x8.report.json", "ecp5")
-    assert r["clocks"] == {"$glbnet$clk": {"fmax_mhz": 93.41, "target_mhz": 100.0,
-                                           "pass": False}}
-    assert not r["timing_pass"]
-    u = r["utilization"]
-    assert u["DSP"] == {"used": 64, "available": 156, "cell": "MULT18X18D"}
-    assert u["LUT4"] == {"used": 5874, "available": 83640, "cell": "TRELLIS_COMB"}
-    (path,) = [p for p in r["critical_paths"] if p["from"] == p["to"] == "posedge $glbnet$clk"]
+    path, _ = _captured("ulx3s_array_8x8", "ecp5", "$glbnet$clk", 93.41, 100.0,
+                        {"DSP": (64, 156, "MULT18X18D"), "LUT4": (5874, 83640, "TRELLIS_COMB")})
     assert path["delay_ns"] == pytest.approx(10.705, abs=1e-3)
-    assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=2e-3)
     assert "MULT18X18D" in path["end"] or any("MULT18X18D" in n for n in path["nets"])
-    text = build.extract_critical_path_log(DATA / "ulx3s_array_8x8.tim")
-    assert text.startswith("Info: Critical path report for clock '$glbnet$clk'")
-    assert build.parse_log_utilization(DATA / "ulx3s_array_8x8.tim")["MULT18X18D"] == (64, 156)
 
 
 def test_parse_captured_ecp5_soc_report():
     """The first routed ULX3S SoC: 4x4 array, 30 MHz target (captured report and log of
     ``python -m rtl.build --board ulx3s-85f --rows 4 --cols 4 --freq 30`` at ``64399be``)."""
-    r = build.parse_report(DATA / "ulx3s_soc_4x4_30mhz.report.json", "ecp5")
-    assert r["clocks"] == {"$glbnet$clk": {"fmax_mhz": 44.17, "target_mhz": 30.0, "pass": True}}
-    assert r["timing_pass"]
-    u = r["utilization"]
-    assert u["DSP"] == {"used": 40, "available": 156, "cell": "MULT18X18D"}
-    assert u["BRAM"] == {"used": 147, "available": 208, "cell": "DP16KD"}
-    (path,) = [p for p in r["critical_paths"] if p["from"] == p["to"] == "posedge $glbnet$clk"]
+    path, text = _captured("ulx3s_soc_4x4_30mhz", "ecp5", "$glbnet$clk", 44.17, 30.0,
+                           {"DSP": (40, 156, "MULT18X18D"), "BRAM": (147, 208, "DP16KD")})
     assert path["delay_ns"] == pytest.approx(22.64, abs=1e-2)
     # A scratchpad bank's block-RAM output into the selection engine's filter.
     assert re.fullmatch(r"soc\.memsys\.sp\.bank_\d\.[\d.]+\.DO[AB]\d+", path["start"])
     assert path["end"].startswith("soc.sel.selector.filter.")
-    log = DATA / "ulx3s_soc_4x4_30mhz.tim"
-    text = build.extract_critical_path_log(log)
     assert "rtl/topk.py:" in text
-    assert build.parse_log_utilization(log)["MULT18X18D"] == (40, 156)
 
 
 @pytest.mark.parametrize("log,family,cell,used,avail", [
