@@ -8,6 +8,7 @@ descriptor's cycles with :func:`golden.dma.cycles`.
 """
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -345,6 +346,11 @@ def test_golden_with_soc_config():
                           mem_latency=2)
     assert MemoryConfig.from_soc(soc) == memory
     assert MemoryConfig.from_soc(soc, mem_latency=1).mem_latency == 1
+    assert MemoryConfig.from_soc(replace(soc, mem_latency=3)).mem_latency == 3
+    with pytest.raises(ValueError, match=r"^Memory latency must be a positive integer, not 0$"):
+        SocConfig(mem_latency=0)
+    with pytest.raises(TypeError, match=r"^Memory latency must be a positive integer, not '2'$"):
+        SocConfig(mem_latency="2")
     d = Descriptor(direction=Dir.LOAD, space=Space.ACC, rows=8, cols=4, elem_words=2, stride=8)
     assert gd.check(d, soc) is Fault.NONE
     assert gd.cycles(d, soc) == gd.cycles(d, CFG, memory) == gd.CHECK_CYCLES + 64 + 2
