@@ -222,11 +222,12 @@ def _ecp5_product(m, name, a_in, b_in, p):
     operands up to 18 bits, sign-extended, signed product, of which ``p`` takes the low bits. The
     operand registers in the fabric stay only to pass the operands on to the next PE; without
     them in the path the critical path of the ULX3S's 8×8 array left the multiplier (the operand
-    and product registers were placed columns away from the DSP: 98.9 → 112.4 MHz, docs/build.md).
+    and product registers were placed columns away from the DSP: 98.9 → 111.5 MHz, docs/build.md).
     The data registers have no reset: ``valid`` travels in the fabric beside them, so what they
     hold before the first valid step is never used. nextpnr times this mode (``REGS_ALL``) as
     registered on both sides. Amaranth's simulator cannot run an ``Instance``: simulations (no
-    platform) use the behavioural path, and the board's self-test checks this one.
+    platform) use the behavioural path; only a board's bring-up (its matmul self-test) runs
+    this one.
     """
     wide_a, wide_b = Signal(signed(18), name=f"{name}_a"), Signal(signed(18), name=f"{name}_b")
     full = Signal(signed(36), name=f"{name}_p")
