@@ -1,6 +1,6 @@
 """The systolic MAC array: output-stationary, signed operands, wrapping wide accumulators."""
 
-from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,8 +33,7 @@ class SystolicArray(wiring.Component):
     ``first`` and ``last`` travel with the data (``pe_{r}_{c}_step``: south along column 0, then
     east along each row), so bubbles cost nothing but their cycle. Each PE has three stages:
     operand registers (``pe_{r}_{c}_a``/``_b``), a product register (``pe_{r}_{c}_prod``: the
-    multiplier is registered on both sides for DSP timing; on an ECP5 both sides are the
-    ``MULT18X18D``'s own registers, below) and the accumulator
+    multiplier is registered on both sides for DSP timing) and the accumulator
     (``pe_{r}_{c}_acc``). On a tile's last step the final sum goes to the PE's result register
     (``pe_{r}_{c}_result``) in the same cycle the accumulator restarts, so consecutive tiles need
     no bubble between them.
@@ -166,17 +165,15 @@ class SystolicArray(wiring.Component):
                     step_in = ctrl[r - 1, c]
                 else:
                     step_in = Cat(self.i_valid, self.i_first, self.i_last)
-                a_in = a_reg[r, c - 1] if c > 0 else west[r]
-                b_in = b_reg[r - 1, c] if r > 0 else north[c]
-                m.d.sync += [a.eq(a_in), b.eq(b_in), step.eq(step_in)]
+                m.d.sync += [
+                    a.eq(a_reg[r, c - 1] if c > 0 else west[r]),
+                    b.eq(b_reg[r - 1, c] if r > 0 else north[c]),
+                    step.eq(step_in),
+                ]
 
                 p = Signal(prod, name=f"{pe}_prod")
                 p_step = Signal(_Step, name=f"{pe}_prod_step")
-                m.d.sync += p_step.eq(step)
-                if getattr(platform, "family", None) == "ecp5" and self.operand_width <= 18:
-                    _ecp5_product(m, f"{pe}_mult", a_in, b_in, p)
-                else:
-                    m.d.sync += p.eq(a * b)
+                m.d.sync += [p.eq(a * b), p_step.eq(step)]
 
                 s = Signal(acc, name=f"{pe}_acc")
                 res = result[r, c] = Signal(acc, name=f"{pe}_result")
@@ -211,35 +208,3 @@ class SystolicArray(wiring.Component):
             column = Array(result[r, c] for r in range(rows))
             m.d.sync += self.o_c[c].eq(column[sel_row] if rows > 1 else column[0])
         return m
-
-
-def _ecp5_product(m, name, a_in, b_in, p):
-    """``p`` ← ``a_in · b_in`` two cycles later, in one ECP5 ``MULT18X18D`` with its own registers.
-
-    The multiplier's input registers load ``a_in`` and ``b_in`` in the same cycle as the PE's
-    operand registers and its output register is the PE's product register, so the timing is the
-    behavioural path's (``a.eq(a_in)``, then ``p.eq(a * b)``) and the results are the same:
-    operands up to 18 bits, sign-extended, signed product, of which ``p`` takes the low bits. The
-    operand registers in the fabric stay only to pass the operands on to the next PE; without
-    them in the path the critical path of the ULX3S's 8×8 array left the multiplier (the operand
-    and product registers were placed columns away from the DSP: 98.9 → 111.5 MHz, docs/build.md).
-    The data registers have no reset: ``valid`` travels in the fabric beside them, so what they
-    hold before the first valid step is never used. nextpnr times this mode (``REGS_ALL``) as
-    registered on both sides. Amaranth's simulator cannot run an ``Instance``: simulations (no
-    platform) use the behavioural path; only a board's bring-up (its matmul self-test) runs
-    this one.
-    """
-    wide_a, wide_b = Signal(signed(18), name=f"{name}_a"), Signal(signed(18), name=f"{name}_b")
-    full = Signal(signed(36), name=f"{name}_p")
-    m.d.comb += [wide_a.eq(a_in), wide_b.eq(b_in), p.eq(full)]
-    ports = {
-        "p_REG_INPUTA_CLK": "CLK0", "p_REG_INPUTB_CLK": "CLK0", "p_REG_OUTPUT_CLK": "CLK0",
-        "p_GSR": "DISABLED",
-        "i_CLK0": ClockSignal("sync"), "i_CE0": Const(1), "i_RST0": Const(0),
-        "i_SIGNEDA": Const(1), "i_SIGNEDB": Const(1), "i_SOURCEA": Const(0), "i_SOURCEB": Const(0),
-    }
-    for i in range(18):
-        ports[f"i_A{i}"], ports[f"i_B{i}"], ports[f"i_C{i}"] = wide_a[i], wide_b[i], Const(0)
-    for i in range(36):
-        ports[f"o_P{i}"] = full[i]
-    m.submodules[name] = Instance("MULT18X18D", **ports)

@@ -147,19 +147,6 @@ def test_board_smoke(name):
         for param, value in (("CLKI_DIV", p.in_div), ("CLKFB_DIV", p.fb_div),
                              ("CLKOP_DIV", p.out_div)):
             assert re.search(rf"parameter \\{param} {value}\b", rtlil), param
-        # Each PE's multiplier is a MULT18X18D with its own input and output registers, fed the
-        # operands sign-extended from 16 to 18 bits (PE (0, 0) straight from the west/north lanes).
-        assert rtlil.count("cell \\MULT18X18D ") == 4
-        cell = re.search(r"cell \\MULT18X18D \\pe_0_0_mult\n(.*?)\n\s*end\n", rtlil, re.S).group(1)
-        for param in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
-            assert f'parameter \\{param} "CLK0"' in cell
-        for port, value in (("CLK0", r"\\clk \[0\]"), ("CE0", "1'1"), ("RST0", "1'0"),
-                            ("SIGNEDA", "1'1"), ("SIGNEDB", "1'1")):
-            assert re.search(rf"connect \\{port} {value}\n", cell), port
-        for i in range(18):
-            assert f"connect \\A{i} \\i_a__0 [{min(i, 15)}]" in cell
-            assert f"connect \\B{i} \\i_b__0 [{min(i, 15)}]" in cell
-        assert len(re.findall(r"connect \\P\d+ ", cell)) == 36
         constraints = plan.files["top.lpf"]
         assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in constraints
         assert 'LOCATE COMP "led_3__io" SITE "D2";' in constraints
@@ -167,7 +154,6 @@ def test_board_smoke(name):
         p = crg.pll
         assert rtlil.count("SB_PLL40_PAD") == 1
         assert "DCCA" not in rtlil              # nextpnr-ice40 promotes the reset to a global
-        assert "MULT18X18D" not in rtlil and "SB_MAC16" not in rtlil     # inferred by synth_ice40
         for param, value in (("DIVR", p.divr), ("DIVF", p.divf), ("DIVQ", p.divq)):
             assert re.search(rf"parameter \\{param} {value}\b", rtlil), param
         constraints = plan.files["top.pcf"]
@@ -365,8 +351,9 @@ def test_parse_captured_ecp5_report():
 
 def test_parse_captured_ecp5_dsp_registers_report():
     """The same array top with each multiplier's operand and product registers inside its
-    MULT18X18D meets 100 MHz: the critical path now starts at a multiplier's registered output
-    (captured report and log of ``python -m rtl.build --board ulx3s-85f --top array``)."""
+    MULT18X18D (at ``0165fb2``, since reverted: docs/build.md) met 100 MHz, the critical path
+    starting at a multiplier's registered output (captured report and log of ``python -m
+    rtl.build --board ulx3s-85f --top array``)."""
     path, text = _captured("ulx3s_array_8x8_dspregs", "ecp5", "$glbnet$clk", 111.51, 100.0,
                            {"DSP": (64, 156, "MULT18X18D"), "LUT4": (5874, 83640, "TRELLIS_COMB"),
                             "FF": (6562, 83640, "TRELLIS_FF")})
@@ -439,9 +426,12 @@ def test_icebreaker_array_build(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 10: 98.9 MHz, operand register -> MULT18X18D -> "
+                                       "product register is 5.7 ns of routing; the MULT18X18D's "
+                                       "own registers reached 111.5 MHz but were reverted "
+                                       "(docs/build.md)")
 def test_ulx3s_array_build(tmp_path):
-    """The 8x8 array top on the ULX3S-85F meets 100 MHz (several minutes; 112.4 MHz measured with
-    the multipliers' own registers, 98.9 without)."""
+    """The 8x8 array top on the ULX3S-85F meets 100 MHz (several minutes)."""
     board = get_board("ulx3s-85f")
     r = build.run_build(board, "array", out=tmp_path, say=lambda s: None)
     _check_real_report(r, board)
