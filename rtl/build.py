@@ -117,8 +117,10 @@ def _last_line(path):
     return lines[-1][:100] if lines else ""
 
 
-def _run_stage(stage, argv, cwd, log, say, every):
-    """Run one tool; every ``every`` seconds say the elapsed time and its log's last line."""
+def _run_stage(stage, argv, cwd, log, say, every, deadline=None):
+    """Run one tool; every ``every`` seconds say the elapsed time and its log's last line.
+
+    At ``deadline`` (a :func:`time.monotonic` time) the tool is stopped and ``rc`` is None."""
     start = time.monotonic()
     with open(cwd / f"{stage}.out", "w") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
@@ -127,6 +129,10 @@ def _run_stage(stage, argv, cwd, log, say, every):
             next_report = start + every
             while proc.poll() is None:
                 time.sleep(0.2)
+                if deadline is not None and time.monotonic() >= deadline:
+                    proc.kill()
+                    proc.wait()
+                    return None, time.monotonic() - start
                 if every and time.monotonic() >= next_report:
                     next_report += every
                     say(f"  [{stage}] {time.monotonic() - start:5.0f} s  "
@@ -145,17 +151,29 @@ def _tail(path, n=25):
         return "(no output)"
 
 
-def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0):
+def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, time_limit=None):
     """Build ``top`` for ``board`` in directory ``out``; return the report (a dict).
 
     The report's keys are described in ``docs/build.md``; ``say`` receives progress lines.
+    ``time_limit`` (seconds, or None for none) bounds the whole build: a tool still running then
+    is stopped.
 
     Raises
     ------
     BuildError
-        If a tool is missing or fails, or the design does not fit the part.
+        If a tool is missing or fails, the design does not fit the part, or the build reaches
+        ``time_limit``.
+    TypeError, ValueError
+        If ``time_limit`` is not a positive number.
     """
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
+            raise TypeError(f"Build time limit must be a number of seconds, not {time_limit!r}")
+        if not time_limit > 0:
+            raise ValueError(f"Build time limit must be a positive number of seconds, "
+                             f"not {time_limit!r}")
     wall_start = time.monotonic()
+    deadline = None if time_limit is None else wall_start + time_limit
     name = "top"
     platform = board.make_platform()
     tools = check_tools(platform.required_tools)
@@ -183,8 +201,14 @@ def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0):
         stage = _STAGES.get(argv[0], argv[0])
         log = out / _TOOL_LOGS[stage].format(name=name) if stage in _TOOL_LOGS else None
         say(f"  [{stage}] {os.path.basename(tools[argv[0]])} ...")
-        rc, seconds = _run_stage(stage, [tools[argv[0]], *argv[1:]], out, log, say, every)
+        rc, seconds = _run_stage(stage, [tools[argv[0]], *argv[1:]], out, log, say, every,
+                                 deadline)
         stages[stage] = seconds
+        if rc is None:
+            raise BuildError(f"The build reached its time limit of {time_limit:g} s: {argv[0]} "
+                             f"was stopped after {seconds:.0f} s; its log's last line: "
+                             f"{_last_line(log or out / f'{stage}.out')!r} "
+                             f"(see {log or out / f'{stage}.out'})")
         if stage == "pnr" and log is not None:
             _check_fits(log, board.family)
         if rc != 0:
@@ -437,6 +461,8 @@ def parser():
     ap.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     ap.add_argument("--progress", type=float, default=30.0, metavar="S",
                     help="seconds between progress lines (default 30; 0: none)")
+    ap.add_argument("--time-limit", type=_positive_float, metavar="S",
+                    help="stop the build after S seconds and fail (default: no limit)")
     return ap
 
 
@@ -448,7 +474,8 @@ def main(argv=None):
         board = board.with_freq(args.freq)
     out = args.out or os.path.join("build", f"{board.name}-{args.top}")
     try:
-        report = run_build(board, args.top, seed=args.seed, out=out, every=args.progress)
+        report = run_build(board, args.top, seed=args.seed, out=out, every=args.progress,
+                           time_limit=args.time_limit)
     except (BuildError, ValueError) as e:
         print(f"BUILD FAILED: {e}", file=sys.stderr)
         return 1

@@ -288,6 +288,8 @@ def test_exerciser_errors():
     (["--board", "icebreaker", "--seed", "-1"], r"argument --seed: must be a non-negative "
                                                 r"integer, not '-1'"),
     (["--board", "icebreaker", "--top", "cpu"], r"argument --top: invalid choice: 'cpu'"),
+    (["--board", "icebreaker", "--time-limit", "0"], r"argument --time-limit: must be a "
+                                                     r"positive number, not '0'"),
     ([], r"the following arguments are required: --board"),
 ])
 def test_cli_rejects(argv, message, capsys):
@@ -302,6 +304,27 @@ def test_cli_reports_bad_frequency(capsys, tmp_path):
     assert build.main(["--board", "icebreaker", "--freq", "5", "--out", str(tmp_path)]) == 1
     assert "BUILD FAILED: iCE40 PLL output frequency must be between 16 and 275 MHz" in \
         capsys.readouterr().err
+
+
+def test_time_limit_stops_the_build(tmp_path, capsys):
+    """A build that reaches --time-limit stops its tool and fails, naming the limit and the tool."""
+    board = get_board("icebreaker")
+    with pytest.raises(build.BuildError, match=r"^The build reached its time limit of 0\.5 s: "
+                                               r"yosys was stopped after \d+ s; its log's last "
+                                               r"line: '.*' \(see .*top\.rpt\)$"):
+        build.run_build(board, "array", out=tmp_path / "a", say=lambda s: None, time_limit=0.5)
+    assert not (tmp_path / "a" / "top.bin").exists()
+    assert build.main(["--board", "icebreaker", "--top", "array", "--out", str(tmp_path / "b"),
+                       "--time-limit", "0.5", "--progress", "0"]) == 1
+    assert "BUILD FAILED: The build reached its time limit of 0.5 s" in capsys.readouterr().err
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match=r"^Build time limit must be a positive number of "
+                                             rf"seconds, not {bad!r}$"):
+            build.run_build(board, "array", out=tmp_path / "c", time_limit=bad)
+    for bad in ("60", True):
+        with pytest.raises(TypeError, match=rf"^Build time limit must be a number of seconds, "
+                                            rf"not {re.escape(repr(bad))}$"):
+            build.run_build(board, "array", out=tmp_path / "c", time_limit=bad)
 
 
 def test_missing_tool_is_named(monkeypatch):
@@ -442,9 +465,10 @@ def test_ulx3s_array_build(tmp_path):
 @pytest.mark.xfail(strict=True, reason="issue 10: the SoC places at 35.6 MHz on the ECP5-85F "
                                        "and does not route (docs/build.md); timing work is open")
 def test_ulx3s_soc_build(tmp_path):
-    """The whole SoC with the 8x8 array on the ULX3S-85F meets 100 MHz (over an hour)."""
+    """The whole SoC with the 8x8 array on the ULX3S-85F meets 100 MHz (up to two hours: the
+    build is stopped then, as it does not route)."""
     board = get_board("ulx3s-85f")
-    r = build.run_build(board, "soc", out=tmp_path, say=lambda s: None)
+    r = build.run_build(board, "soc", out=tmp_path, say=lambda s: None, time_limit=2 * 3600)
     _check_real_report(r, board)
     assert r["utilization"]["DSP"]["used"] > 64 and r["utilization"]["BRAM"]["used"] >= 128
 
