@@ -70,6 +70,8 @@ class BoardConfig:
         Resource of a button that resets the ``sync`` domain while pressed.
     synth_opts, nextpnr_opts : tuple of str
         Extra options of Yosys's ``synth_<family>`` and of nextpnr.
+    soc_nextpnr_opts : tuple of str
+        Further nextpnr options for the whole SoC (``--top soc``) only.
 
     Raises
     ------
@@ -89,6 +91,7 @@ class BoardConfig:
     reset_button: tuple = ("button", 0)
     synth_opts: tuple = ()
     nextpnr_opts: tuple = ()
+    soc_nextpnr_opts: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -111,6 +114,7 @@ class BoardConfig:
                             f"not {self.reset_button!r}")
         _check_options(self.synth_opts, "Synthesis options")
         _check_options(self.nextpnr_opts, "nextpnr options")
+        _check_options(self.soc_nextpnr_opts, "SoC nextpnr options")
 
     @property
     def array(self):
@@ -166,6 +170,10 @@ BOARDS = {
         freq_mhz=100.0,
         # The FT231X does 3 Mbaud: divisor 33 at 100 MHz (1 % off, within the receiver's margin).
         baud=3_000_000,
+        # nextpnr's timing-driven placement packs the SoC's 8-lane datapath so densely that
+        # its router does not finish (45 k arcs left after an hour at 30 MHz); without it the
+        # 8x8 SoC routes (docs/build.md). The array alone keeps it.
+        soc_nextpnr_opts=("--no-tmdriv",),
     ),
     # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). The whole SoC does
     # not fit (docs/build.md): this configuration, with a 2048-word main memory, needs 19500 LC

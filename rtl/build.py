@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 __all__ = ["BuildError", "TOOL_PACKAGES", "UTILIZATION_CELLS", "check_tools", "make_top",
-           "run_build", "parse_report", "parse_log_utilization", "parse_yosys_cells",
-           "format_report", "main"]
+           "make_plan", "run_build", "parse_report", "parse_log_utilization",
+           "parse_yosys_cells", "format_report", "main"]
 
 #: The PyPI package that provides each tool (ecppack and icepack come with nextpnr).
 TOOL_PACKAGES = {
@@ -151,6 +151,20 @@ def _tail(path, n=25):
         return "(no output)"
 
 
+def make_plan(board, top="soc", *, seed=1, name="top", platform=None):
+    """``(design, plan)``: the top and Amaranth's build plan (``do_build=False``) with the
+    board's Yosys and nextpnr options (``soc_nextpnr_opts`` for the SoC top only), a JSON
+    report, ``--timing-allow-fail`` and ``seed``."""
+    platform = board.make_platform() if platform is None else platform
+    design = make_top(board, top)
+    nextpnr_opts = [*board.nextpnr_opts, *(board.soc_nextpnr_opts if top == "soc" else ()),
+                    "--report", f"{name}.report.json", "--timing-allow-fail", "--seed", str(seed)]
+    plan = platform.build(design, name=name, do_build=False, do_program=False,
+                          synth_opts=" ".join(board.synth_opts),
+                          nextpnr_opts=" ".join(nextpnr_opts))
+    return design, plan
+
+
 def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, time_limit=None):
     """Build ``top`` for ``board`` in directory ``out``; return the report (a dict).
 
@@ -184,14 +198,9 @@ def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, t
             stale.unlink()
 
     say(f"Building {top} for {board.name} ({board.description}) in {out}/")
-    design = make_top(board, top)
-    crg = getattr(design, "clock_reset", None)
-    nextpnr_opts = [*board.nextpnr_opts, "--report", f"{name}.report.json",
-                    "--timing-allow-fail", "--seed", str(seed)]
     t0 = time.monotonic()
-    plan = platform.build(design, name=name, do_build=False, do_program=False,
-                          synth_opts=" ".join(board.synth_opts),
-                          nextpnr_opts=" ".join(nextpnr_opts))
+    design, plan = make_plan(board, top, seed=seed, name=name, platform=platform)
+    crg = getattr(design, "clock_reset", None)
     plan.extract(out)
     stages = {"elaborate": time.monotonic() - t0}
     say(f"  [elaborate] {stages['elaborate']:.1f} s")
