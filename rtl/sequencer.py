@@ -208,6 +208,10 @@ class Sequencer(wiring.Component):
             into.append(Cat(Const(0, nsp), bits))
             checks.append(ok)
 
+        # LDW/STW's word address (the two share the field layout), staged: the check compares
+        # it and the MEM state sends it, so no adder lies between ``ir`` and main memory.
+        mem_addr = staged((reg(f(Op.LDW, "rs")) + f(Op.LDW, "imm"))[:32], "mem_addr")
+
         legal = Signal()
         bad_field = Signal()
         range_ok = Signal()
@@ -230,8 +234,7 @@ class Sequencer(wiring.Component):
                         bad.append(f(op, "cond") > max(Cond))
                         bad.append(f(op, "target")[:3] != 0)
                     elif op in (Op.LDW, Op.STW):
-                        addr = staged((reg(f(op, "rs")) + f(op, "imm"))[:32], "ldw_addr")
-                        checks.append(addr + 1 < soc.mem_words)
+                        checks.append(mem_addr + 1 < soc.mem_words)
                         parts.append(mem_bit)
                     elif op is Op.SELCLR:
                         m.d.comb += unit_sel.eq(1)
@@ -483,7 +486,7 @@ class Sequencer(wiring.Component):
                 is_st = opcode == Op.STW
                 m.d.comb += [
                     self.m_req.eq(1), self.m_we.eq(is_st),
-                    self.m_addr.eq(reg(f(Op.LDW, "rs")) + f(Op.LDW, "imm")),
+                    self.m_addr.eq(mem_addr),
                     self.m_wdata.eq(reg(f(Op.STW, "rt"))),
                 ]
                 with m.If(self.m_ack):

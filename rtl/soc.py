@@ -37,16 +37,19 @@ class _MemOp(wiring.Component):
         m = Module()
         sent, got = Signal(2), Signal(2)
         lo = Signal(16)
+        # the high word's address, registered with the low word's transfer: no adder between
+        # the sequencer's address register and main memory
+        addr_hi = Signal(32)
         req, rsp = self.bus.req, self.bus.rsp
         m.d.comb += [
             req.valid.eq(self.req & (sent < 2)),
-            req.payload.addr.eq(self.addr + sent[0]),
+            req.payload.addr.eq(Mux(sent[0], addr_hi, self.addr)),
             req.payload.we.eq(self.we),
             req.payload.wdata.eq(Mux(sent[0], self.wdata[16:], self.wdata[:16])),
             rsp.ready.eq(1),
         ]
         with m.If(req.valid & req.ready):
-            m.d.sync += sent.eq(sent + 1)
+            m.d.sync += [sent.eq(sent + 1), addr_hi.eq(self.addr + 1)]
         with m.If(rsp.valid):
             with m.If(got == 0):
                 m.d.sync += [lo.eq(rsp.payload), got.eq(1)]
