@@ -167,8 +167,11 @@ BOARDS = {
         family="ecp5",
         clock="clk25",
         soc=_soc(8, 8, mem_words=1 << 16, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
-        freq_mhz=100.0,
-        # The FT231X does 3 Mbaud: divisor 33 at 100 MHz (1 % off, within the receiver's margin).
+        # The clock the whole 8x8 SoC meets with these tools: 32.7 MHz routed at a 30 MHz
+        # target (docs/build.md). 100 MHz is the goal (`python -m rtl.build --board ulx3s-85f
+        # --freq 100`), not met yet (35.0 MHz), so the default bitstream runs at 30 MHz.
+        freq_mhz=30.0,
+        # The FT231X does 3 Mbaud: divisor 10 at 30 MHz (exact; 33 at 100 MHz, 1 % off).
         baud=3_000_000,
         # nextpnr's timing-driven placement packs the SoC's 8-lane datapath so densely that
         # its router does not finish (45 k arcs left after an hour at 30 MHz); without it the
