@@ -34,13 +34,13 @@ class SelEngine(wiring.Component):
     from ``t+1`` and offers each element to the selector two cycles after its read (the element is
     registered on its way, so the scratchpad's read data and the selector's comparison are two
     paths for the clock); it is busy until the last top-P entry of the last sample has left the
-    selector's insertion chain: ``N·C + P + S + 2`` cycles, ``S`` the chain's stages (:func:`spec.selection.chain_stages`;
-    so a read-out never waits for the chain). SELOUT strobes the
-    read-out at ``t+1`` and from ``t+2`` writes one word per cycle while it has one: a class's
-    count word and its records' words as they leave the selector's output FIFO, an empty class's
-    count word once a later class's record (or the read-out's end) shows it empty. It is busy until
-    the last write is acknowledged: :func:`golden.machine.selout_last_write` ``+ latency`` cycles
-    (``words + 4 + latency`` with no empty class).
+    selector's insertion chain: ``N·C + P + S + 2`` cycles, ``S`` the chain's stages
+    (:func:`spec.selection.chain_stages`; so a read-out never waits for the chain). SELOUT
+    strobes the read-out at ``t+1`` and from ``t+2`` writes one word per cycle while it has one: a
+    class's count word and its records' words as they leave the selector's output FIFO, an empty
+    class's count word once a later class's record (or the read-out's end) shows it empty. It is
+    busy until the last write is acknowledged: :func:`golden.machine.selout_last_write`
+    ``+ latency`` cycles (``words + 4 + latency`` with no empty class).
 
     Parameters
     ----------
