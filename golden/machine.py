@@ -36,8 +36,8 @@ class Timing:
     the other, the first one's read stage adds one cycle).
 
     Selection (``SocConfig.selector``: ``C`` classes, ``P``): SELCLR ``C + 1`` (a strobe, then
-    :func:`golden.selection.clear_cycles`); SELFEED ``stream_cycles(samples, C, P, K) + 2`` (a
-    read stage and a register stage, then one probability per cycle into the selector until the last top-P entry has
+    :func:`golden.selection.clear_cycles`); SELFEED ``stream_cycles(samples, C, P, K) + 1`` (a
+    read stage, then one probability per cycle into the selector until the last top-P entry has
     left its insertion chain); SELOUT :func:`selout_last_write` ``+ latency`` (the read-out and the
     engine's writes modelled cycle by cycle, then the last write's acknowledgement: main-memory
     latency), which is ``sel_out_words + 4 + latency`` when no class is empty.
@@ -82,7 +82,7 @@ class Timing:
             if op is Op.SELCLR:
                 return gsel.clear_cycles(sel.classes) + 1
             if op is Op.SELFEED:
-                return gsel.stream_cycles(f["samples"], sel.classes, sel.p, sel.k) + 2
+                return gsel.stream_cycles(f["samples"], sel.classes, sel.p, sel.k) + 1
             counts = m.selector.result().counts
             words = isa.sel_record_words(sel, m.mcfg.config.array.operand_width)
             return selout_last_write(counts, words) + m.mcfg.mem_latency

@@ -31,16 +31,15 @@ class SelEngine(wiring.Component):
     Timing (deterministic memory, :class:`golden.machine.Timing`): the engine takes the
     instruction in the cycle ``start`` is high (``t``) and is busy from ``t+1``. SELCLR strobes the
     selector's clear at ``t+1``: busy ``C + 1`` cycles. SELFEED reads one scratchpad row per cycle
-    from ``t+1`` and offers each element to the selector two cycles after its read (the element is
-    registered on its way, so the scratchpad's read data and the selector's comparison are two
-    paths for the clock); it is busy until the last top-P entry of the last sample has left the
-    selector's insertion chain: ``N·C + P + S + 2`` cycles, ``S`` the chain's stages
-    (:func:`spec.selection.chain_stages`; so a read-out never waits for the chain). SELOUT
-    strobes the read-out at ``t+1`` and from ``t+2`` writes one word per cycle while it has one: a
-    class's count word and its records' words as they leave the selector's output FIFO, an empty
-    class's count word once a later class's record (or the read-out's end) shows it empty. It is
-    busy until the last write is acknowledged: :func:`golden.machine.selout_last_write`
-    ``+ latency`` cycles (``words + 4 + latency`` with no empty class).
+    from ``t+1`` and offers each element to the selector the cycle after its read; it is busy until
+    the last top-P entry of the last sample has left the selector's insertion chain:
+    ``N·C + P + S + 1`` cycles, ``S`` the chain's stages (:func:`spec.selection.chain_stages`;
+    so a read-out never waits for the chain). SELOUT strobes the
+    read-out at ``t+1`` and from ``t+2`` writes one word per cycle while it has one: a class's
+    count word and its records' words as they leave the selector's output FIFO, an empty class's
+    count word once a later class's record (or the read-out's end) shows it empty. It is busy until
+    the last write is acknowledged: :func:`golden.machine.selout_last_write` ``+ latency`` cycles
+    (``words + 4 + latency`` with no empty class).
 
     Parameters
     ----------
@@ -123,42 +122,28 @@ class SelEngine(wiring.Component):
         samples = f(Op.SELFEED, "samples")
         more = Signal()
         m.d.comb += more.eq(feeding & (s_rd != samples))
-        # The element on the port is moved into a register stage (``q``) before the selector:
-        # the scratchpad's block-RAM output, its bank and lane multiplexers and the selector's
-        # comparison are not one path.
-        q_valid, q_last = Signal(), Signal()
-        q_s = Signal(range(L))
-        q_score = Signal(cfg.score_width)
         take = Signal()
         m.d.comb += take.eq(sel.i_prob.valid & sel.i_prob.ready)
-        move = Signal()
-        m.d.comb += move.eq(have & (~q_valid | take))
         rd = Signal()
-        m.d.comb += rd.eq(more & (~have | move))
+        m.d.comb += rd.eq(more & (~have | take))
         with m.If(self.start):
-            m.d.sync += [s_rd.eq(0), j_rd.eq(0), have.eq(0), q_valid.eq(0)]
+            m.d.sync += [s_rd.eq(0), j_rd.eq(0), have.eq(0)]
         with m.If(rd):
             m.d.sync += [have.eq(1), have_s.eq(s_rd), have_last.eq(j_rd == C - 1)]
             with m.If(j_rd == C - 1):
                 m.d.sync += [j_rd.eq(0), s_rd.eq(s_rd + 1)]
             with m.Else():
                 m.d.sync += j_rd.eq(j_rd + 1)
-        with m.Elif(move):
-            m.d.sync += have.eq(0)
-        with m.If(move):
-            m.d.sync += [
-                q_valid.eq(1), q_s.eq(have_s), q_last.eq(have_last),
-                q_score.eq(self.sp_rd.data.as_value().word_select(have_s, cfg.score_width)),
-            ]
         with m.Elif(take):
-            m.d.sync += q_valid.eq(0)
+            m.d.sync += have.eq(0)
         m.d.comb += [
             self.sp_rd.addr.eq(f(Op.SELFEED, "prob_row") + j_rd),
             self.sp_rd.en.eq(rd),
-            sel.i_prob.valid.eq(q_valid),
-            sel.i_prob.payload.id.eq(arg + q_s),
-            sel.i_prob.payload.score.eq(q_score),
-            sel.i_prob.payload.last.eq(q_last),
+            sel.i_prob.valid.eq(have),
+            sel.i_prob.payload.id.eq(arg + have_s),
+            sel.i_prob.payload.score.eq(self.sp_rd.data.as_value().word_select(have_s,
+                                                                               cfg.score_width)),
+            sel.i_prob.payload.last.eq(have_last),
         ]
 
         # ---------------- SELOUT: the read-out as main-memory writes ---------------------------
@@ -231,7 +216,7 @@ class SelEngine(wiring.Component):
                 with m.If(~sel.busy):
                     next_or_idle()
             with m.State("FEED"):
-                m.d.comb += [feeding.eq(1), self.busy.eq(more | have | q_valid | sel.pending)]
+                m.d.comb += [feeding.eq(1), self.busy.eq(more | have | sel.pending)]
                 with m.If(~self.busy):
                     next_or_idle()
             with m.State("READOUT"):

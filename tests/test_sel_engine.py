@@ -185,8 +185,8 @@ def test_empty_and_persistent_selection():
     assert mem[:sel.classes] == [0] * sel.classes
     assert busy[0] == 4 * sel.classes + 1 + soc.mem_latency and busy[-1] == busy[0]
     assert busy[5] == sel.classes + 1                          # SELCLR
-    # SELFEED: N·C + P + S + 2 (a read stage, then the element's register stage)
-    assert busy[1] == 4 * sel.classes + sel.p + chain_stages(sel.k) + 2
+    # SELFEED: N·C + P + S + 1
+    assert busy[1] == 4 * sel.classes + sel.p + chain_stages(sel.k) + 1
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class
     # first); each keeps its K = 2 best; then id 39 ties id 40 and wins by the lower id
     best = ((43, 32767), (40, 7))

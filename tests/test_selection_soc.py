@@ -122,7 +122,7 @@ def test_teacher_labeling_on_device():
     # SELCLR, 4 SELFEEDs of 4 samples, a SELOUT of no empty class (golden.machine.Timing)
     assert 0 not in want.counts
     assert m.counters["busy_sel"] == (sel.classes + 1
-                                      + 4 * (4 * sel.classes + sel.p + chain_stages(sel.k) + 2)
+                                      + 4 * (4 * sel.classes + sel.p + chain_stages(sel.k) + 1)
                                       + isa.sel_out_words(sel, want.counts) + 4
                                       + TEACH.mem_latency)
 
