@@ -424,6 +424,22 @@ def test_parse_captured_ecp5_soc_8x8_report():
     assert "rtl/sequencer.py:511" in text and "rtl/soc.py:43" in text
 
 
+def test_parse_captured_ecp5_soc_board_clock_report():
+    """The default ULX3S build, the 8x8 SoC at the board's 30 MHz (captured report and log of
+    ``python -m rtl.build --board ulx3s-85f`` at ``8f3e620``; the same bitstream as ``--freq 30``
+    at ``8a41669``, whose staged load/store address took the path above off the top)."""
+    path, text = _captured("ulx3s_soc_8x8_board_clock", "ecp5", "$glbnet$clk", 32.72, 30.0,
+                           {"LUT4": (51494, 83640, "TRELLIS_COMB"),
+                            "DSP": (100, 156, "MULT18X18D"), "BRAM": (163, 208, "DP16KD")})
+    assert path["delay_ns"] == pytest.approx(30.566, abs=1e-3)
+    assert path["routing_ns"] == pytest.approx(20.194, abs=1e-3) and path["levels"] == 29
+    # An operand-scratchpad bank's block-RAM output → the bank and lane multiplexers → the
+    # selector's comparison → its filter's top-1 register.
+    assert re.fullmatch(r"soc\.memsys\.sp\.bank_\d\.[\d.]+\.DO[AB]\d+", path["start"])
+    assert path["end"].startswith("soc.sel.selector.filter.top_0.")
+    assert "soc.seq" not in " ".join(path["nets"])
+
+
 @pytest.mark.parametrize("log,family,cell,used,avail", [
     # The whole SoC on the UP5K (2x4 array, no selector, 2048-word main memory).
     ("icebreaker_soc_2x4_overfull.tim", "ice40", "ICESTORM_LC", 19500, 5280),
