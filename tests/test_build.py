@@ -426,7 +426,7 @@ def test_parse_captured_ecp5_soc_8x8_report():
 
 def test_parse_captured_ecp5_soc_board_clock_report():
     """The default ULX3S build, the 8x8 SoC at the board's 30 MHz (captured report and log of
-    ``python -m rtl.build --board ulx3s-85f`` at ``8f3e620``; the same bitstream as ``--freq 30``
+    ``python -m rtl.build --board ulx3s-85f`` at ``1589060``; the same bitstream as ``--freq 30``
     at ``8a41669``, whose staged load/store address took the path above off the top)."""
     path, text = _captured("ulx3s_soc_8x8_board_clock", "ecp5", "$glbnet$clk", 32.72, 30.0,
                            {"LUT4": (51494, 83640, "TRELLIS_COMB"),
