@@ -504,6 +504,13 @@ def test_ulx3s_array_build(tmp_path):
     assert r["utilization"]["DSP"]["used"] == 64
 
 
+def _check_ulx3s_soc_build(board, tmp_path):
+    """Build the whole 8x8 SoC for ``board`` (stopped after two hours) and check its report."""
+    r = build.run_build(board, "soc", out=tmp_path, say=lambda s: None, time_limit=2 * 3600)
+    _check_real_report(r, board)
+    assert r["utilization"]["DSP"]["used"] > 64 and r["utilization"]["BRAM"]["used"] >= 128
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 10: the 8x8 SoC routes (placed without timing, "
                                        "--no-tmdriv) to 32.7 MHz at a 30 MHz target and 35.0 "
@@ -513,9 +520,7 @@ def test_ulx3s_soc_build(tmp_path):
     """The whole SoC with the 8x8 array on the ULX3S-85F meets 100 MHz, the goal (about an
     hour; the build is stopped after two)."""
     board = get_board("ulx3s-85f").with_freq(100)
-    r = build.run_build(board, "soc", out=tmp_path, say=lambda s: None, time_limit=2 * 3600)
-    _check_real_report(r, board)
-    assert r["utilization"]["DSP"]["used"] > 64 and r["utilization"]["BRAM"]["used"] >= 128
+    _check_ulx3s_soc_build(board, tmp_path)
 
 
 @pytest.mark.slow
@@ -525,9 +530,7 @@ def test_ulx3s_soc_build_at_board_clock(tmp_path):
     hours)."""
     board = get_board("ulx3s-85f")
     assert board.freq_mhz == 30.0 and board.clock_reset().f_out == pytest.approx(30e6)
-    r = build.run_build(board, "soc", out=tmp_path, say=lambda s: None, time_limit=2 * 3600)
-    _check_real_report(r, board)
-    assert r["utilization"]["DSP"]["used"] > 64 and r["utilization"]["BRAM"]["used"] >= 128
+    _check_ulx3s_soc_build(board, tmp_path)
 
 
 @pytest.mark.slow
