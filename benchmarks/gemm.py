@@ -16,7 +16,7 @@ import torch
 
 from golden.array import gemm_tile, schedule
 from rtl.array import SystolicArray
-from rtl.array_sim import simulate_tiles
+from sim.array import simulate_tiles
 from spec.params import DEFAULT_CONFIG
 
 __all__ = ["measure", "main"]

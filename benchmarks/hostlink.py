@@ -10,7 +10,7 @@ response, as :class:`firmware.transport.HostLink` does). With ``--json`` the ben
 JSON object.
 
 ``--soc`` measures instead the whole SoC in the compiled simulator behind its simulated serial
-port (:class:`rtl.cxxsim.serial.SerialSocSim`, the bring-up's small configuration): all of main
+port (:class:`sim.compiled.serial.SerialSocSim`, the bring-up's small configuration): all of main
 memory written and read back with the HostLink client, the words per second that gives at
 ``B`` baud, and how fast the simulation ran (simulated cycles per wall-clock second).
 """
@@ -22,7 +22,7 @@ import sys
 
 from spec.hostlink import Cmd, WORD_BYTES
 from firmware.protocol import encode_request, encode_response, words_to_bytes
-from rtl.hostlink_sim import LinkHarness, PysimLink
+from sim.hostlink import LinkHarness, PysimLink
 
 __all__ = ["measure", "main"]
 
@@ -75,7 +75,7 @@ def measure_soc(divisor=4, seed=1):
     import numpy as np
     from firmware.bringup import SMALL_SOC, SIM_OPTIONS
     from firmware.transport import HostLink, SerialTransport
-    from rtl.cxxsim.serial import SerialSocSim
+    from sim.compiled.serial import SerialSocSim
     with SerialSocSim(SMALL_SOC, divisor=divisor, **SIM_OPTIONS) as dut:
         link = HostLink(SerialTransport(dut.port), timeout=0.05)
         n = SMALL_SOC.mem_words

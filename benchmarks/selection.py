@@ -211,7 +211,7 @@ def measure_rtl(seed=1):
     from spec.params import Config, ArrayConfig
     from spec.selection import SelectorConfig
     from spec.csr import Csr
-    from rtl.soc_sim import run_program
+    from sim.soc import run_program
     soc = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=4096,
                     sp_banks=4, sp_depth=32, acc_banks=2, acc_depth=16,
                     selector=SelectorConfig(classes=4, k=3, p=2))

@@ -6,7 +6,7 @@ systolic array, against Amaranth's Python simulator (pysim).
 **SoC** (default :data:`spec.soc.DEFAULT_SOC`: 8×8 array, 16-bit operands, 256 Ki-word main
 memory). The firmware's compiled training program (``firmware.compiler``: the 64-32-10 MLP,
 batch 32, stochastic rounding — loops of DMA loads, GEMMs, REQ, RELUB, SMX, SGD) trains ``N``
-steps on the digits on :class:`rtl.cxxsim.soc.SocSim` through the firmware's device interface,
+steps on the digits on :class:`sim.compiled.soc.SocSim` through the firmware's device interface,
 and the same on the golden model (:class:`firmware.device.GoldenDevice`): every run's cycles
 and instructions and the final main memory must be equal. Reported: simulated clock cycles per
 second of the compiled model (wall and process CPU time, over the device's program runs only),
@@ -16,7 +16,7 @@ cycle (pc, cycle and instruction counters, busy counters), for pysim's speed.
 
 **Array** (``--rows R --cols C --k K --tiles T --cycles N --pysim-tiles P``): the compiled model of
 an ``R×C`` :class:`rtl.array.SystolicArray` free-running ``N`` cycles (``CxxSim.step``) and on a
-GEMM of ``T`` random tiles of depth ``K`` (per-cycle I/O in C++, :func:`rtl.cxxsim.array.run_tiles`),
+GEMM of ``T`` random tiles of depth ``K`` (per-cycle I/O in C++, :func:`sim.compiled.array.run_tiles`),
 checked bit-exact against :func:`golden.array.gemm_tile` and cycle-exact against
 :func:`golden.array.schedule`; pysim on ``P`` of the tiles.
 
@@ -36,8 +36,8 @@ import torch
 
 from golden.array import gemm_tile, schedule
 from rtl.array import SystolicArray
-from rtl.array_sim import simulate_tiles
-from rtl.cxxsim.array import array_model, run_tiles
+from sim.array import simulate_tiles
+from sim.compiled.array import array_model, run_tiles
 from firmware import Accelerator
 from firmware.backends import RtlSimDevice
 from firmware.device import GoldenDevice
@@ -155,7 +155,7 @@ def _pysim_window(soc, image, seed_entry, entry, cycles):
     simulator; return the watched values and the window's wall and CPU time."""
     from amaranth.sim import Simulator
     from rtl.soc import Soc
-    from rtl.soc_sim import csr_write
+    from sim.soc import csr_write
     from spec.csr import Csr
     dut = Soc(soc, mem_init=[int(w) for w in image])
     out = {}
@@ -189,7 +189,7 @@ def measure_soc(steps=20, pysim_cycles=1000, soc=None, seed=0, progress=True, cx
                 cxxrtl_options=None, simulator="verilator"):
     """Train ``steps`` steps on the compiled SoC and on golden; return the figures as a
     JSON-ready dict. ``cxxflags``, ``cxxrtl_options``: the model's build options
-    (:class:`rtl.cxxsim.soc.SocSim`'s defaults if ``None``); ``simulator``: its engine."""
+    (:class:`sim.compiled.soc.SocSim`'s defaults if ``None``); ``simulator``: its engine."""
     from golden.data import digits_split
     if soc is None:
         soc = DEFAULT_SOC

@@ -32,7 +32,7 @@ from golden.softmax import (
     softmax_cycles, softmax_probs, softmax_xent_grad, temperature_to_inv_temp,
 )
 from rtl.softmax import SoftmaxMode, SoftmaxUnit
-from rtl.softmax_sim import SoftmaxSample, simulate_samples
+from sim.softmax import SoftmaxSample, simulate_samples
 
 __all__ = ["measure_cycles", "measure_accuracy", "measure_synth", "main"]
 

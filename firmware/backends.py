@@ -1,6 +1,6 @@
 """Devices over the RTL: the SoC in the compiled simulator and in Amaranth's simulator.
 
-* :class:`RtlSimDevice` — :class:`rtl.cxxsim.soc.SocSim`, the whole :class:`rtl.soc.Soc` as a
+* :class:`RtlSimDevice` — :class:`sim.compiled.soc.SocSim`, the whole :class:`rtl.soc.Soc` as a
   compiled C++ model (the ``"rtl-sim"`` backend). Main memory is reached through the
   simulator's backdoor (no cycles), programs are started through the CSR port and run in C++.
 * :class:`PysimDevice` — :class:`rtl.soc.Soc` in Amaranth's Python simulator (the ``"pysim"``
@@ -43,7 +43,7 @@ def _check_soc(soc):
 
 
 def _counters_from_csrs(csr, busy_sel):
-    """The golden model's counter names from a run's CSRs (as :class:`rtl.cxxsim.soc.SocResult`)."""
+    """The golden model's counter names from a run's CSRs (as :class:`sim.compiled.soc.SocResult`)."""
     return dict(cycles=csr[Csr.CYCLES_LO] | csr[Csr.CYCLES_HI] << 32,
                 stall=csr[Csr.STALL_LO] | csr[Csr.STALL_HI] << 32,
                 busy_dma=csr[Csr.BUSY_DMA], busy_gemm=csr[Csr.BUSY_GEMM],
@@ -59,7 +59,7 @@ def _result_from_csrs(csr):
 
 
 class RtlSimDevice(Device):
-    """The SoC in the compiled simulator (:class:`rtl.cxxsim.soc.SocSim`) as a device.
+    """The SoC in the compiled simulator (:class:`sim.compiled.soc.SocSim`) as a device.
 
     The first construction for a configuration builds its compiled model (a few minutes for the
     default SoC); later ones load it from the build cache in seconds. The model is Verilator's
@@ -71,20 +71,20 @@ class RtlSimDevice(Device):
     soc : SocConfig, optional
         Default :data:`spec.soc.DEFAULT_SOC`.
     **socsim_kwargs
-        Passed to :class:`~rtl.cxxsim.soc.SocSim` (``simulator``, ``stall_rate``, ``seed``,
+        Passed to :class:`~sim.compiled.soc.SocSim` (``simulator``, ``stall_rate``, ``seed``,
         ``cache_dir``, ``progress``, ``cxxflags``, ...). ``progress`` defaults to False (the
         build is silent), ``simulator`` to ``"verilator"``.
 
     Members
     -------
-    sim : rtl.cxxsim.soc.SocSim
+    sim : sim.compiled.soc.SocSim
         The simulator (for tests that look inside; firmware must not).
-    last_result : rtl.cxxsim.soc.SocResult or None
+    last_result : sim.compiled.soc.SocResult or None
         The last run's full result (every CSR, simulated clock cycles).
     """
 
     def __init__(self, soc=None, **socsim_kwargs):
-        from rtl.cxxsim.soc import SocSim           # Yosys and a C++ compiler: only when used
+        from sim.compiled.soc import SocSim           # Yosys and a C++ compiler: only when used
         self._soc = _check_soc(soc)
         socsim_kwargs.setdefault("progress", False)
         socsim_kwargs.setdefault("simulator", "verilator")
@@ -138,7 +138,7 @@ class PysimDevice(Device):
     One simulation runs for the device's life. A testbench waits for the host's requests and
     serves them: memory reads and writes go straight to main memory's storage (no cycles),
     a program is started by writing ``ENTRY`` and ``CTRL`` through the CSR port and run
-    cycle by cycle until ``done``, then every CSR is read (as :func:`rtl.soc_sim.run_program`).
+    cycle by cycle until ``done``, then every CSR is read (as :func:`sim.soc.run_program`).
     Between two requests one idle clock cycle passes; the SoC is never reset, so all its state
     (the random generator, the selector, the scratchpads) persists from program to program.
 
@@ -220,7 +220,7 @@ class PysimDevice(Device):
         return np.asarray(self._call(read), dtype=np.uint16)
 
     def _run(self, entry, max_cycles):
-        from rtl.soc_sim import csr_read, csr_write
+        from sim.soc import csr_read, csr_write
         dut = self.dut
         budget = _NO_BUDGET if max_cycles is None else max_cycles
 

@@ -4,7 +4,7 @@
 request (``docs/hostlink.md``): memory reads and writes are bursts, a run is START followed by
 STATUS polls until the program is done, then CSR reads for its result and counters. Nothing
 goes around the link, so the same code drives a ULX3S on ``/dev/ttyUSB0`` and the compiled SoC's
-UART pins (:class:`rtl.cxxsim.serial.SimSerial`)::
+UART pins (:class:`sim.compiled.serial.SimSerial`)::
 
     from firmware import Accelerator
     from firmware.board import BoardDevice
@@ -51,7 +51,7 @@ def open_link(port_or_transport, *, baud=115200, timeout=1.0, retries=2):
     port_or_transport : str, HostLink, Transport or serial port object
         A serial port name or pyserial URL (opened at ``baud``); a ready client; a transport
         (anything with ``write(data)`` and ``read(n, timeout)``); or an open pyserial-like port
-        (``serial.Serial``, :class:`rtl.cxxsim.serial.SimSerial`).
+        (``serial.Serial``, :class:`sim.compiled.serial.SimSerial`).
     baud, timeout, retries
         The port's baud rate (ports opened by name) and the client's response timeout and
         retries.

@@ -152,7 +152,7 @@ class Bringup:
     train : bool
         Also run the training step.
     sim_options : dict
-        Extra :class:`rtl.cxxsim.serial.SerialSocSim` arguments (``cxxflags``, ``cache_dir``...).
+        Extra :class:`sim.compiled.serial.SerialSocSim` arguments (``cxxflags``, ``cache_dir``...).
     say : callable
         Receives each printed line (default ``print``; ``None``: silent).
     seed : int
@@ -234,7 +234,7 @@ class Bringup:
 
     def step_bitstream(self):
         if self.sim:
-            from rtl.cxxsim.serial import SerialSocSim
+            from sim.compiled.serial import SerialSocSim
             options = dict(self.sim_options)
             # a first build takes a minute or more at the default configuration: say what it does
             options.setdefault("progress", lambda message: self.say(f"          {message}"))
@@ -467,7 +467,7 @@ def parser():
 
 def main(argv=None, *, sim_options=None):
     """The command line; returns the exit status. ``sim_options``: extra
-    :class:`~rtl.cxxsim.serial.SerialSocSim` arguments (tests)."""
+    :class:`~sim.compiled.serial.SerialSocSim` arguments (tests)."""
     args = parser().parse_args(argv)
     board = None
     if args.board is not None:

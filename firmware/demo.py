@@ -12,7 +12,7 @@ import torch
 from golden.array import join_tiles, schedule, split_gemm
 from golden.fixedpoint import int_gemm
 from rtl.array import SystolicArray
-from rtl.array_sim import simulate_tiles
+from sim.array import simulate_tiles
 from spec.params import DEFAULT_CONFIG
 
 __all__ = ["add_arguments", "run", "run_demo"]

@@ -3,7 +3,7 @@
 A *transport* moves bytes to and from the device: :class:`SerialTransport` over a serial port
 (pyserial), :class:`ModelTransport` in memory against the protocol's golden model
 (:class:`firmware.protocol.BridgeModel`), and, for the RTL in simulation,
-:class:`rtl.hostlink_sim.PysimLink`. Any object with ``write(data)`` and
+:class:`sim.hostlink.PysimLink`. Any object with ``write(data)`` and
 ``read(n, timeout) -> bytes`` (at most ``n`` bytes; fewer only when ``timeout`` seconds of the
 link's time passed) is a transport.
 
@@ -65,7 +65,7 @@ class SerialTransport(Transport):
     port : str or serial port object
         The device, e.g. ``/dev/ttyUSB1`` (pyserial URLs such as ``loop://`` work too); or an
         object with pyserial's ``write``, ``read(n)``, ``timeout`` and ``flush`` — an open
-        ``serial.Serial``, or :class:`rtl.cxxsim.serial.SimSerial`, the compiled SoC's UART pins.
+        ``serial.Serial``, or :class:`sim.compiled.serial.SimSerial`, the compiled SoC's UART pins.
         A port object that has ``now()`` (the simulated port) is also the link's clock: the
         client's timeouts are then in simulated seconds.
     baud : int

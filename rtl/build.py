@@ -95,11 +95,11 @@ def check_tools(tools):
 def make_top(board, top):
     """The board design ``top`` (``"array"`` or ``"soc"``) for ``board`` (a BoardConfig)."""
     if top == "array":
-        from .top_array import ArrayBoardTop
+        from platforms.top_array import ArrayBoardTop
         return ArrayBoardTop(board.array, clock_reset=board.clock_reset(),
                              reset_button=board.reset_button)
     if top == "soc":
-        from .top_soc import SocBoardTop
+        from platforms.top_soc import SocBoardTop
         return SocBoardTop(board)
     raise ValueError(f"Top must be 'array' or 'soc', not {top!r}")
 

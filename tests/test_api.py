@@ -25,7 +25,7 @@ MODULES = _modules()
 
 def test_modules_found():
     # the walk itself works: the packages and their sub-packages are there
-    assert {"rtl.cxxsim.verilator", "golden.fixedpoint", "firmware.bringup"} <= set(MODULES)
+    assert {"sim.compiled.verilator", "golden.fixedpoint", "firmware.bringup"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

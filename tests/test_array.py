@@ -11,7 +11,7 @@ from golden.array import (TileTiming, check_spacing, gemm_tile, join_tiles, outp
                           schedule, split_gemm, tile_spacing, tile_timing, utilization)
 from golden.fixedpoint import int_gemm
 from rtl.array import SystolicArray
-from rtl.array_sim import simulate_tiles
+from sim.array import simulate_tiles
 from spec.params import ArrayConfig
 
 

@@ -1,6 +1,6 @@
 """The board backend and the host link through the compiled SoC's UART pins.
 
-Everything here goes through :class:`rtl.cxxsim.serial.SimSerial`: bytes → 8N1 waveform on the
+Everything here goes through :class:`sim.compiled.serial.SimSerial`: bytes → 8N1 waveform on the
 SoC's ``rx`` pin (C++ bit-banger) → UART → bridge → main memory and CSRs → UART → ``tx`` pin →
 bytes. The protocol's golden model (:class:`firmware.protocol.BridgeModel`, with the SoC's CSRs
 modelled for a SoC that runs no program) is fed the same bytes; the RTL must answer it byte for
@@ -23,8 +23,8 @@ from firmware.bringup import SMALL_SOC, SIM_OPTIONS, SIM_DIVISOR
 from firmware.device import DeviceError
 from firmware.protocol import BridgeModel, encode_request, split_responses, words_to_bytes
 from firmware.transport import HostLinkStatusError
-from rtl.cxxsim import CxxSimError
-from rtl.cxxsim.serial import SimSerial, SerialSocSim, SerialTimeout
+from sim.compiled import CxxSimError
+from sim.compiled.serial import SimSerial, SerialSocSim, SerialTimeout
 from rtl.hostlink import TIMEOUT_BYTE_TIMES
 from tests.simutil import corrupt_frame
 

@@ -22,8 +22,8 @@ from golden.array import gemm_tile, output_latency
 from platforms import (BOARDS, BoardConfig, ClockReset, ICEBreakerPlatform, ULX3S85FPlatform,
                        ecp5_pll, ice40_pll, get_board)
 from rtl import build
-from rtl.top_array import ArrayBoardTop, ArrayExerciser, lfsr_seed, lfsr_step
-from rtl.top_soc import LED_STATUS, SocBoardTop
+from platforms.top_array import ArrayBoardTop, ArrayExerciser, lfsr_seed, lfsr_step
+from platforms.top_soc import LED_STATUS, SocBoardTop
 from spec.params import ArrayConfig
 from tests.simutil import run_sim
 

@@ -1,4 +1,4 @@
-"""The compiled simulator (rtl/cxxsim) against Amaranth's Python simulator on the same design.
+"""The compiled simulator (sim/compiled) against Amaranth's Python simulator on the same design.
 
 The test design has a bit of everything the SoC will have: a counter with enable and a limit flag
 (run-until), a signed multiply-accumulate in a submodule (signed values, an internal signal the
@@ -18,7 +18,7 @@ from amaranth.hdl import Cat, Elaboratable, Module, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.cxxsim import CxxSim, CxxSimBuildError, CxxSimError, default_cache_dir
+from sim.compiled import CxxSim, CxxSimBuildError, CxxSimError, default_cache_dir
 from tests.simutil import run_sim
 
 pytestmark = pytest.mark.xdist_group("cxxsim")   # one worker builds (or loads) the model once
@@ -308,8 +308,8 @@ def test_run_until(fresh):
 
 
 def test_long_runs_go_in_chunks(fresh, monkeypatch):
-    import rtl.cxxsim.sim
-    monkeypatch.setattr(rtl.cxxsim.sim, "_CHUNK", 7)
+    import sim.compiled.sim
+    monkeypatch.setattr(sim.compiled.sim, "_CHUNK", 7)
     sim = fresh
     sim.set("count_en", 1)
     sim.step(30)
@@ -538,8 +538,8 @@ def test_array_tiles_match_pysim_and_golden():
 
     from golden.array import gemm_tile
     from rtl.array import SystolicArray
-    from rtl.array_sim import simulate_tiles
-    from rtl.cxxsim.array import array_model, run_tiles
+    from sim.array import simulate_tiles
+    from sim.compiled.array import array_model, run_tiles
 
     rows, cols = 3, 4                       # not square: a transposed lane would show
     array = SystolicArray(rows, cols)

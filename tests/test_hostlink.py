@@ -15,7 +15,7 @@ from firmware.protocol import (BridgeModel, encode_request, words_to_bytes, spli
                                crc16)
 from firmware.transport import HostLink as Client, HostLinkStatusError
 from rtl.hostlink import HostLinkBridge, HostLink, crc16_next
-from rtl.hostlink_sim import LinkHarness, PysimLink
+from sim.hostlink import LinkHarness, PysimLink
 from tests.simutil import corrupt_frame
 
 MEM = 128           # words of main memory in these tests

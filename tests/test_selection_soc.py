@@ -20,7 +20,7 @@ from spec.soc import SocConfig
 from golden.machine import Machine, Timing
 from golden.selection import select_offline
 from rtl.soc import Soc
-from rtl.soc_sim import csr_write, csr_read
+from sim.soc import csr_write, csr_read
 from firmware.asm import Assembler
 from tests.progfuzz import valid_program, invalid_program, random_image, describe
 from benchmarks.selection import random_teacher, selection_of

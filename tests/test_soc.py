@@ -13,7 +13,7 @@ from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.selection import SelectorConfig
 from golden.machine import Machine
-from rtl.soc_sim import run_program
+from sim.soc import run_program
 from tests.progfuzz import valid_program, invalid_program, random_image, describe
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,

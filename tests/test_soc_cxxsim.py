@@ -1,4 +1,4 @@
-"""The SoC in the compiled simulator (rtl/cxxsim/soc.py) against the golden machine and pysim.
+"""The SoC in the compiled simulator (sim/compiled/soc.py) against the golden machine and pysim.
 
 Every test on the ``model``/``stalled`` fixtures runs on both engines of the compiled simulator,
 CXXRTL and Verilator (``SocSim(simulator=...)``); the three-way tests run all four
@@ -33,8 +33,8 @@ from spec.soc import SocConfig
 from spec.selection import SelectorConfig
 from golden.machine import Machine, Timing
 from firmware.asm import Assembler
-from rtl.cxxsim import CxxSimBuildError
-from rtl.cxxsim.soc import SocSim, run_program, _pack, _unpack
+from sim.compiled import CxxSimBuildError
+from sim.compiled.soc import SocSim, run_program, _pack, _unpack
 from tests.progfuzz import (valid_program, invalid_program, invalid_case, instruction_program,
                             random_image, with_program, shrink, describe, _without)
 
@@ -303,7 +303,7 @@ def test_programs_back_to_back(model):
 @pytest.mark.parametrize("seed, kind", [(0, "valid"), (1, "valid"), (3, "invalid"),
                                         (4, "stalls")])
 def test_three_ways(seed, kind):
-    from rtl.soc_sim import run_program as pysim_run_program
+    from sim.soc import run_program as pysim_run_program
     rng = random.Random(seed)
     words = invalid_program(rng, SOC) if kind == "invalid" else \
         valid_program(rng, SOC, n=5).words()
@@ -325,7 +325,7 @@ def test_three_ways(seed, kind):
 
 
 def test_run_program_several_entries():
-    # as rtl.soc_sim.run_program(programs=...): a faulting program, then a good one, no reset
+    # as sim.soc.run_program(programs=...): a faulting program, then a good one, no reset
     rng = random.Random(7)
     bad = invalid_program(rng, SOC)
     good = valid_program(rng, SOC, n=4)

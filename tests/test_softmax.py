@@ -13,7 +13,7 @@ from golden.softmax import (
     temperature_to_inv_temp,
 )
 from rtl.softmax import SoftmaxMode, SoftmaxUnit
-from rtl.softmax_sim import SoftmaxSample, simulate_samples
+from sim.softmax import SoftmaxSample, simulate_samples
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
     INV_TEMP_WIDTH, K_WIDTH, LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH,

@@ -9,7 +9,7 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from rtl.uart import UartTx, UartRx, uart_divisor, MIN_DIVISOR
-from rtl.hostlink_sim import uart_levels
+from sim.hostlink import uart_levels
 
 
 # -- parameters ------------------------------------------------------------------------------

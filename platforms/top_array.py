@@ -13,7 +13,7 @@ from amaranth.lib.wiring import Out
 
 from golden.array import tile_spacing
 from spec.params import ArrayConfig, check_positive_int
-from .array import SystolicArray
+from rtl.array import SystolicArray
 from .board_io import connect_reset_button, drive_leds, heartbeat
 
 __all__ = ["LFSR_WIDTH", "LFSR_TAPS", "lfsr_seed", "lfsr_step", "ArrayExerciser", "ArrayBoardTop"]

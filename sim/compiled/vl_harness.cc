@@ -1,9 +1,9 @@
-// The C harness of Apprentice's compiled simulator, Verilator flavour (rtl/cxxsim).
+// The C harness of Apprentice's compiled simulator, Verilator flavour (sim/compiled).
 //
-// The same C ABI as harness.cc (the CXXRTL flavour), so rtl/cxxsim/sim.py drives either model
+// The same C ABI as harness.cc (the CXXRTL flavour), so sim/compiled/sim.py drives either model
 // unchanged; see the conventions there. What differs is underneath:
 // - The model is Verilator's C++ of the design's Verilog (Yosys `write_verilog` of the RTLIL).
-// - The items are the members of Verilator's root class that rtl/cxxsim/verilator.py found in its
+// - The items are the members of Verilator's root class that sim/compiled/verilator.py found in its
 //   header: top-level ports, state Verilator kept (registers, memories) and the signals the
 //   caller asked to expose (made `public_flat_rw`). Combinational signals Verilator optimised
 //   away are not items at all (CXXRTL computes them on demand; Verilator cannot).

@@ -7,7 +7,7 @@ reference the compiled simulator is compared with.
 from amaranth.sim import Simulator
 
 from spec.csr import Csr
-from .soc import Soc
+from rtl.soc import Soc
 
 __all__ = ["SocRun", "run_program"]
 

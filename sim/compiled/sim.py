@@ -272,7 +272,7 @@ class CxxSim:
     """A compiled (CXXRTL + g++) simulation of an Amaranth design, driven from Python.
 
     Construction elaborates the design, generates C++ with Yosys's CXXRTL back end, compiles it
-    with the harness (``rtl/cxxsim/harness.cc``) into a shared library — or takes the library
+    with the harness (``sim/compiled/harness.cc``) into a shared library — or takes the library
     from the build cache — and loads it. The model starts in its power-on state (every signal
     at its ``init``) with the clock low; cycles run only when asked (:meth:`step`,
     :meth:`reset`, :meth:`run_until`, :meth:`run`), inside C++.
@@ -320,7 +320,7 @@ class CxxSim:
         Options of Yosys's ``write_cxxrtl`` (default ``("-O6", "-g4")``; add ``"-noflatten"``
         to keep the hierarchy: much faster to compile for a large design).
     simulator : str
-        ``"cxxrtl"`` (default) or ``"verilator"`` (:mod:`rtl.cxxsim.verilator`: builds faster
+        ``"cxxrtl"`` (default) or ``"verilator"`` (:mod:`sim.compiled.verilator`: builds faster
         and runs a large design several times faster; its items are the top-level ports, the
         state Verilator keeps — registers, memories — and the signals in ``expose``; signals it
         optimised away are not readable). Both run the same cycles bit for bit.

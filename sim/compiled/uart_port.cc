@@ -1,4 +1,4 @@
-// A simulated serial port for Apprentice's compiled simulator (rtl/cxxsim/serial.py).
+// A simulated serial port for Apprentice's compiled simulator (sim/compiled/serial.py).
 //
 // A UART bit-banger in C++: it drives a design's 1-bit receive pin from a queue of bytes, as an
 // 8N1 waveform with `divisor` clock cycles per bit, runs the model cycle by cycle, and decodes
@@ -7,7 +7,7 @@
 // cs_step), whose addresses Python passes to su_create. So the per-bit work runs in C++ without
 // the harness or the design's C++ knowing about it.
 //
-// Timing (as rtl.hostlink_sim.PysimLink's pin pump): in each cycle the receive pin takes its
+// Timing (as sim.hostlink.PysimLink's pin pump): in each cycle the receive pin takes its
 // level, one clock cycle runs, then the transmit pin is sampled. The decoder samples mid-bit:
 // `divisor / 2` cycles after the start bit's first low sample, then every `divisor` cycles; a
 // byte whose stop bit is low is dropped and counted as a framing error.

@@ -18,8 +18,8 @@ from amaranth.sim import Simulator
 
 from spec.csr import CSR_COUNT
 from spec.hostlink import MAX_BURST
-from .hostlink import HostLinkBridge, HostLink, DEFAULT_TIMEOUT
-from .mainmem import MainMemory
+from rtl.hostlink import HostLinkBridge, HostLink, DEFAULT_TIMEOUT
+from rtl.mainmem import MainMemory
 
 __all__ = ["uart_levels", "UartDecoder", "LinkHarness", "PysimLink"]
 

@@ -1,10 +1,10 @@
 """A simulated serial port: the compiled SoC's UART pins driven from byte queues, as pyserial.
 
 :class:`SimSerial` is a pyserial-like port (``write``, ``read(n)``, ``timeout``, ``in_waiting``,
-``reset_input_buffer``...) on the receive and transmit pins of a :class:`~rtl.cxxsim.CxxSim`
+``reset_input_buffer``...) on the receive and transmit pins of a :class:`~sim.compiled.CxxSim`
 model. The bytes written are sent to the ``rx`` pin as 8N1 frames, ``divisor`` clock cycles per
 bit, and the ``tx`` pin is decoded back into bytes, by a UART bit-banger in C++
-(``rtl/cxxsim/uart_port.cc``, its own small shared library, built once and cached) that steps the
+(``sim/compiled/uart_port.cc``, its own small shared library, built once and cached) that steps the
 model through the harness's C functions: Python pays one foreign call per ``read``, not one per
 cycle. Time is simulated time: ``timeout`` and :meth:`SimSerial.now` are in seconds of the
 model's clock (``clk_freq``).
@@ -60,7 +60,7 @@ _LIB = {}
 
 def port_library(*, cache_dir=None, cxx=None):
     """The bit-banger's shared library (``uart_port.cc``), compiled once per source and
-    compiler and cached next to the compiled models (:func:`rtl.cxxsim.default_cache_dir`).
+    compiler and cached next to the compiled models (:func:`sim.compiled.default_cache_dir`).
 
     Raises
     ------
@@ -391,10 +391,10 @@ class SerialSocSim:
     stall_rate, seed : float, int
         Main memory's random stalls (0: the deterministic memory model).
     cache_dir, progress, cxxflags, cxxrtl_options
-        As for :class:`~rtl.cxxsim.CxxSim` (``cxxflags=("-O0",)`` compiles several times faster
+        As for :class:`~sim.compiled.CxxSim` (``cxxflags=("-O0",)`` compiles several times faster
         and runs slower: the default test suite's choice).
     simulator : str
-        ``"cxxrtl"`` (default) or ``"verilator"`` (:class:`~rtl.cxxsim.CxxSim`): the same pins
+        ``"cxxrtl"`` (default) or ``"verilator"`` (:class:`~sim.compiled.CxxSim`): the same pins
         cycle for cycle; Verilator runs the default SoC several times faster.
 
     Attributes

@@ -1,6 +1,6 @@
 """Build a compiled model with Verilator instead of CXXRTL: the same harness ABI, another engine.
 
-:class:`rtl.cxxsim.CxxSim` (``simulator="verilator"``) and :class:`rtl.cxxsim.soc.SocSim` use it.
+:class:`sim.compiled.CxxSim` (``simulator="verilator"``) and :class:`sim.compiled.soc.SocSim` use it.
 Steps (each reported through the ``progress`` callback):
 
 1. **Verilog.** Yosys's ``write_verilog`` of the design's RTLIL after :data:`VERILOG_SCRIPT`
@@ -8,8 +8,8 @@ Steps (each reported through the ``progress`` callback):
    configuration file that makes every signal the caller exposes ``public_flat_rw`` (kept as
    state, readable and writable).
 2. **Cache lookup.** An entry's key is a SHA-256 of the Verilog, the configuration, the harness
-   (``rtl/cxxsim/vl_harness.cc``), Verilator's version, the compiler and the flags; entries live
-   in the same cache as CXXRTL's (:func:`rtl.cxxsim.build.default_cache_dir`), named
+   (``sim/compiled/vl_harness.cc``), Verilator's version, the compiler and the flags; entries live
+   in the same cache as CXXRTL's (:func:`sim.compiled.build.default_cache_dir`), named
    ``<name>-vl-<key>``.
 3. **Verilate and compile** (on a miss only): ``verilator --cc`` with ``-O3``, deterministic X
    handling (``--x-assign 0 --x-initial 0``), no tracing (the harness writes VCD windows itself

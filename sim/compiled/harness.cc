@@ -1,4 +1,4 @@
-// The C harness of Apprentice's compiled simulator (rtl/cxxsim).
+// The C harness of Apprentice's compiled simulator (sim/compiled).
 //
 // Compiled together with the C++ that Yosys's `write_cxxrtl` generated for a design (`design.cc`,
 // top module `top`) into one shared library, loaded from Python with ctypes. Everything that runs

@@ -1,6 +1,6 @@
 """Run tiles through a :class:`~rtl.array.SystolicArray` in the compiled simulator.
 
-The compiled counterpart of :func:`rtl.array_sim.simulate_tiles`: the same input plan (tiles as
+The compiled counterpart of :func:`sim.array.simulate_tiles`: the same input plan (tiles as
 early as the spacing rule allows, optional random bubbles), the same :class:`ArrayRun` result
 with the same cycle numbering, but every cycle runs in C++ (one foreign call for the whole run).
 """
@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from golden.array import tile_spacing
-from rtl.array_sim import ArrayRun, OutputRow, _input_plan
+from sim.array import ArrayRun, OutputRow, _input_plan
 
 from .sim import CxxSim
 
@@ -26,7 +26,7 @@ def array_model(array, **kwargs):
 def run_tiles(sim, array, tiles, *, bubble_rate=0.0, seed=0, spacing=None):
     """Reset ``sim`` (a model of ``array``), feed it ``tiles`` and record what comes out.
 
-    Parameters and result as :func:`rtl.array_sim.simulate_tiles` (cycle 0 is the first cycle
+    Parameters and result as :func:`sim.array.simulate_tiles` (cycle 0 is the first cycle
     after the reset; ``OutputRow.cycle`` is the cycle in which the row was presented).
     """
     if not 0 <= bubble_rate < 1:

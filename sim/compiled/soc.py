@@ -4,7 +4,7 @@
 a host would: main memory and the scratchpads through the backdoor (numpy, no cycles), the CSRs
 through the CSR port, programs started by writing ``ENTRY`` and ``CTRL`` and run in C++ until
 ``done``. One model runs any number of programs without a reset, as the firmware does.
-:func:`run_program` is the compiled twin of :func:`rtl.soc_sim.run_program` (same arguments,
+:func:`run_program` is the compiled twin of :func:`sim.soc.run_program` (same arguments,
 same result), so a test can run one program on either backend. See ``docs/simulation.md``.
 
 >>> sim = SocSim(DEFAULT_SOC)                          # doctest: +SKIP
@@ -26,7 +26,7 @@ from spec.memory import Fault, word_width
 from spec.params import check_int
 from spec.soc import SocConfig
 from rtl.soc import Soc
-from rtl.soc_sim import SocRun
+from sim.soc import SocRun
 
 from .sim import CxxSim
 
@@ -54,7 +54,7 @@ class SocResult:
     dma_fault : spec.memory.Fault
         The DMA fault code of a ``DMA_FAULT`` error (else ``Fault.NONE``).
     csr : dict of Csr to int
-        Every CSR, as :func:`rtl.soc_sim.run_program` reads them.
+        Every CSR, as :func:`sim.soc.run_program` reads them.
     counters : dict of str to int
         The counters under the golden model's names (``golden.machine.Machine.counters``):
         ``cycles``, ``stall``, ``busy_dma``, ``busy_gemm``, ``busy_vec``, ``busy_sel``,
@@ -177,13 +177,13 @@ class SocSim:
         The simulated design (for its signals: ``sim.get(socsim.dut.seq.pc)``).
     sim : CxxSim
         The compiled model itself (signals, VCD, cycles).
-    build_info : rtl.cxxsim.BuildInfo
+    build_info : sim.compiled.BuildInfo
 
     Raises
     ------
     TypeError, ValueError
         On a bad argument.
-    rtl.cxxsim.CxxSimBuildError
+    sim.compiled.CxxSimBuildError
         If the model cannot be built (no C++ compiler, ...).
     """
 
@@ -540,9 +540,9 @@ def run_program(soc, image, entry=0, *, stall_rate=0, seed=1, max_cycles=200_000
                 simulator="cxxrtl"):
     """Run the program at ``entry`` on a power-on SoC whose main memory holds ``image``.
 
-    The compiled twin of :func:`rtl.soc_sim.run_program`: the same arguments, the same clock
+    The compiled twin of :func:`sim.soc.run_program`: the same arguments, the same clock
     cycles (two CSR writes, the run, a read of every CSR, for each program), the same result —
-    a :class:`rtl.soc_sim.SocRun` with ``mem``, ``sp``, ``acc`` (lists), ``csr`` ({Csr: value})
+    a :class:`sim.soc.SocRun` with ``mem``, ``sp``, ``acc`` (lists), ``csr`` ({Csr: value})
     of the last program and ``runs`` (each program's CSRs). The model is built once per process
     and configuration (:func:`shared_model`) and put back into its power-on state for each call.
 

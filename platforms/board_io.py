@@ -1,4 +1,4 @@
-"""Board plumbing shared by the board tops (:mod:`rtl.top_soc`, :mod:`rtl.top_array`): the reset
+"""Board plumbing shared by the board tops (:mod:`platforms.top_soc`, :mod:`platforms.top_array`): the reset
 button, a heartbeat, and signals on the board's LEDs."""
 
 from amaranth.hdl import Signal

@@ -10,8 +10,8 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
 from .board_io import connect_reset_button, drive_leds, heartbeat
-from .soc import Soc
-from .uart import uart_divisor
+from rtl.soc import Soc
+from rtl.uart import uart_divisor
 
 __all__ = ["LED_STATUS", "SocBoardTop"]
 
@@ -51,7 +51,7 @@ class SocBoardTop(Elaboratable):
     """
 
     def __init__(self, board):
-        from platforms.boards import BoardConfig
+        from .boards import BoardConfig
         if not isinstance(board, BoardConfig):
             raise TypeError(f"Board must be a BoardConfig, not {board!r}")
         self._board = board
