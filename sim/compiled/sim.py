@@ -20,7 +20,7 @@ __all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory", "SIMULATORS"]
 #: Verilator (faster; only ports, kept state and exposed signals are items).
 SIMULATORS = ("cxxrtl", "verilator")
 
-_ABI_VERSION = 2     # CS_ABI_VERSION of harness.cc
+_ABI_VERSION = 2     # CS_ABI_VERSION of harness_abi.h
 
 _CHUNK = 1 << 20      # cycles per foreign call in long runs (about a second)
 

