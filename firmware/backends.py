@@ -17,7 +17,7 @@ the same firmware gives the same memory and the same cycles on every backend.
 
 import numpy as np
 
-from spec.csr import Csr
+from spec.csr import Csr, decode_status
 from spec.isa import Error
 from spec.memory import Fault
 from spec.soc import SocConfig, DEFAULT_SOC
@@ -52,7 +52,7 @@ def _counters_from_csrs(csr, busy_sel):
 
 
 def _result_from_csrs(csr):
-    error = Error(csr[Csr.STATUS] >> 8 & 0xFF)
+    error = Error(decode_status(csr[Csr.STATUS]).error)
     fault = Fault(csr[Csr.DMA_FAULT]) if error == Error.DMA_FAULT else Fault.NONE
     return RunResult(error, csr[Csr.PC], csr[Csr.CYCLES_LO] | csr[Csr.CYCLES_HI] << 32,
                      csr[Csr.INSNS], fault)

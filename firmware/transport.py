@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from spec.csr import STATUS_RUNNING, STATUS_DONE, STATUS_ERROR_SHIFT
+from spec.csr import decode_status
 from spec.hostlink import (SYNC_RESPONSE, RESPONSE_HEADER, CRC_BYTES, WORD_BYTES, CSR_BYTES,
                            PING_WORDS, STATUS_WORDS, Cmd, Status)
 from spec.params import check_int
@@ -174,16 +174,16 @@ class LinkStatus:
 
     @property
     def running(self):
-        return bool(self.status & STATUS_RUNNING)
+        return decode_status(self.status).running
 
     @property
     def done(self):
-        return bool(self.status & STATUS_DONE)
+        return decode_status(self.status).done
 
     @property
     def error(self):
         """The :class:`spec.isa.Error` code of the last program."""
-        return (self.status >> STATUS_ERROR_SHIFT) & 0xFF
+        return decode_status(self.status).error
 
 
 class HostLink:

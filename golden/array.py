@@ -13,7 +13,8 @@ A tile of depth ``K`` is fed as ``K`` valid input cycles (``k = 0 .. K-1``; idle
 may be interleaved anywhere). Its latencies depend only on the cycle ``L`` of its **last** input:
 
 * output row ``r`` (``0 <= r < rows``) is presented on the output ports in cycle
-  ``L + cols + 3 + r`` (see :func:`output_latency`): rows come out in order, one per cycle.
+  ``L + cols + 3 + r`` (see :func:`spec.timing.output_latency`): rows come out in order, one per
+  cycle.
 
   Where the ``cols + 3`` comes from: operand lane ``r`` is skewed by ``r`` cycles, and operands take
   one cycle per PE they cross, so the ``k``-th operands meet in PE ``(r, c)``'s operand registers
@@ -24,7 +25,7 @@ may be interleaved anywhere). Its latencies depend only on the cycle ``L`` of it
 
 **Spacing rule.** The result registers of a tile are overwritten when the next tile's last input
 reaches them, and read-out takes one cycle per row, so the last inputs of consecutive tiles must be
-at least :func:`tile_spacing` ``= max(rows, cols)`` cycles apart::
+at least :func:`spec.timing.tile_spacing` ``= max(rows, cols)`` cycles apart::
 
     L[j+1] - L[j] >= max(rows, cols)
 
@@ -49,6 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from spec.params import ACC_WIDTH, check_int, check_positive_int
+from spec.timing import output_latency, tile_spacing
 from golden.fixedpoint import int_gemm
 
 __all__ = [
@@ -114,18 +116,6 @@ def join_tiles(tiles, m, n, rows, cols):
 def _check_shape(rows, cols):
     check_positive_int(rows, "Array rows")
     check_positive_int(cols, "Array columns")
-
-
-def output_latency(cols):
-    """Cycles from a tile's last input to its output row 0: ``cols + 3``."""
-    check_positive_int(cols, "Array columns")
-    return cols + 3
-
-
-def tile_spacing(rows, cols):
-    """Minimum distance, in cycles, between the last inputs of consecutive tiles: ``max(rows, cols)``."""
-    _check_shape(rows, cols)
-    return max(rows, cols)
 
 
 @dataclass(frozen=True)

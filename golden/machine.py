@@ -13,27 +13,30 @@ import torch
 
 from spec import isa
 from spec.isa import Op, Unit, Error, Cond
-from spec.soc import SocConfig
+from spec.soc import DEFAULT_SOC, SocConfig
+from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, REQ_LATENCY, SGD_LATENCY,
+                         memop_cycles)
 from . import fixedpoint as fx
 
 __all__ = ["Machine", "Timing", "ExecResult", "selout_last_write"]
 
 
 class Timing:
-    """The sequencer's timing rules and each unit's operation duration (deterministic memory).
+    """The sequencer's timing rules and each unit's operation duration (deterministic memory),
+    from the constants of :mod:`spec.timing`.
 
-    ``FETCH``: cycles from the start of an instruction's fetch to the first cycle it may issue.
-    :meth:`memop`: extra cycles an LDW/STW holds the sequencer after it issues
+    An instruction whose fetch starts in cycle ``t`` may issue from cycle ``t + FETCH_CYCLES``;
+    an LDW/STW holds the sequencer :func:`~spec.timing.memop_cycles` more cycles after it issues
     (``2 + latency`` for main-memory latency ``latency``).
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
     uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
     operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
 
-    Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD``; GEMM the array schedule's total + 2 (a
-    read stage before the array, a write stage after); REQ/RELUB ``rows + 1 + REQ_LATENCY``, SGD
-    ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per cycle after a read stage); SMX
-    ``samples · softmax_cycles(classes) + 1`` (the samples go through the softmax unit one after
-    the other, the first one's read stage adds one cycle).
+    Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD``; GEMM the array schedule's total
+    + ``GEMM_OVERHEAD`` (a read stage before the array, a write stage after); REQ/RELUB
+    ``rows + 1 + REQ_LATENCY``, SGD ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per
+    cycle after a read stage); SMX ``samples · softmax_cycles(classes) + 1`` (the samples go
+    through the softmax unit one after the other, the first one's read stage adds one cycle).
 
     Selection (``SocConfig.selector``: ``C`` classes, ``P``): SELCLR ``C + 1`` (a strobe, then
     :func:`golden.selection.clear_cycles`); SELFEED ``stream_cycles(samples, C, P, K) + 1`` (a
@@ -42,50 +45,36 @@ class Timing:
     engine's writes modelled cycle by cycle, then the last write's acknowledgement: main-memory
     latency), which is ``sel_out_words + 4 + latency`` when no class is empty.
     """
-    #: FETCH, DECODE, OPERANDS, CHECK (``rtl.sequencer``): the range arithmetic and the checks
-    #: are two stages for the clock.
-    FETCH = 4
-    DMA_OVERHEAD = -1
-    GEMM_OVERHEAD = 2
-    #: Pipeline latencies of the requantizer and SGD units (``rtl.requant.Requantizer.LATENCY``,
-    #: ``rtl.sgd.SgdUpdate.LATENCY``; a test checks they agree).
-    REQ_LATENCY = 4
-    SGD_LATENCY = 4
-
-    @staticmethod
-    def memop(latency):
-        """Extra cycles an LDW/STW holds the sequencer after it issues, on a main memory of
-        latency ``latency``."""
-        return 2 + latency
 
     def duration(self, m, op, f):
-        c = m.mcfg.config.array
+        """Cycles the unit of instruction ``op`` (fields ``f``) is busy on machine ``m``."""
+        c = m.soc.config.array
         if op is Op.DMA:
             from . import dma as gdma
-            return gdma.cycles(m._dma_desc(f), m.mcfg) + self.DMA_OVERHEAD
+            return gdma.cycles(m.dma_descriptor(f), m.soc) + DMA_OVERHEAD
         if op is Op.GEMM:
             from . import array as garr
             tiles = [f["k"]] * (f["mt"] * f["nt"])
-            return garr.schedule(tiles, c.rows, c.cols).total_cycles + self.GEMM_OVERHEAD
+            return garr.schedule(tiles, c.rows, c.cols).total_cycles + GEMM_OVERHEAD
         if op is Op.SMX:
             from . import softmax as gsm
             return f["samples"] * gsm.softmax_cycles(f["classes"]) + 1
         if op in (Op.REQ, Op.RELUB):
-            return f["rows"] + 1 + self.REQ_LATENCY
+            return f["rows"] + 1 + REQ_LATENCY
         if op is Op.SGD:
-            return f["rows"] + 1 + self.SGD_LATENCY
+            return f["rows"] + 1 + SGD_LATENCY
         if op is Op.FILL:
             return f["rows"] + 1
         if op in (Op.SELCLR, Op.SELFEED, Op.SELOUT):
             from . import selection as gsel
-            sel = m.mcfg.selector
+            sel = m.soc.selector
             if op is Op.SELCLR:
                 return gsel.clear_cycles(sel.classes) + 1
             if op is Op.SELFEED:
                 return gsel.stream_cycles(f["samples"], sel.classes, sel.p, sel.k) + 1
             counts = m.selector.result().counts
-            words = isa.sel_record_words(sel, m.mcfg.config.array.operand_width)
-            return selout_last_write(counts, words) + m.mcfg.mem_latency
+            words = isa.sel_record_words(sel, m.soc.config.array.operand_width)
+            return selout_last_write(counts, words) + m.soc.mem_latency
         raise AssertionError(op)
 
 
@@ -169,7 +158,8 @@ class Machine:
 
     Parameters
     ----------
-    mcfg : SocConfig
+    soc : SocConfig
+        Default :data:`spec.soc.DEFAULT_SOC`.
 
     Attributes
     ----------
@@ -187,9 +177,13 @@ class Machine:
         the hardware's does, until SELCLR.
     """
 
-    def __init__(self, mcfg=None):
-        self.mcfg = mcfg if mcfg is not None else SocConfig()
-        c = self.mcfg
+    def __init__(self, soc=None):
+        if soc is None:
+            soc = DEFAULT_SOC
+        if not isinstance(soc, SocConfig):
+            raise TypeError(f"Machine configuration must be a SocConfig, not {soc!r}")
+        self.soc = soc
+        c = soc
         self.mem = torch.zeros(c.mem_words, dtype=torch.int64)
         self.sp = torch.zeros(c.sp_rows, c.lanes, dtype=torch.int64)
         self.acc = torch.zeros(c.acc_rows, c.lanes, dtype=torch.int64)
@@ -211,12 +205,12 @@ class Machine:
     # --- host-side access ------------------------------------------------------------------
     def write_words(self, addr, words):
         words = torch.as_tensor(words, dtype=torch.int64).flatten() & 0xFFFF
-        if addr < 0 or addr + words.numel() > self.mcfg.mem_words:
+        if addr < 0 or addr + words.numel() > self.soc.mem_words:
             raise ValueError(f"Write of {words.numel()} words at {addr} is outside main memory")
         self.mem[addr:addr + words.numel()] = words
 
     def read_words(self, addr, n):
-        if addr < 0 or addr + n > self.mcfg.mem_words:
+        if addr < 0 or addr + n > self.soc.mem_words:
             raise ValueError(f"Read of {n} words at {addr} is outside main memory")
         return self.mem[addr:addr + n].clone()
 
@@ -230,17 +224,17 @@ class Machine:
         return n >= 1 and 0 <= start and start + n <= space_rows
 
     def _sp_banks(self, start, n):
-        d = self.mcfg.sp_depth
+        d = self.soc.sp_depth
         return {("sp", b) for b in range(start // d, (start + n - 1) // d + 1)}
 
     def _acc_banks(self, start, n):
-        d = self.mcfg.acc_depth
+        d = self.soc.acc_depth
         return {("acc", b) for b in range(start // d, (start + n - 1) // d + 1)}
 
     # --- decode-time checks: unit, banks used, or an Error ----------------------------------
     def _check(self, op, f):
         """Return ``(unit, banks)`` for a legal instruction, or raise ``_Fault(error)``."""
-        c = self.mcfg
+        c = self.soc
         R, C, L = c.config.array.rows, c.config.array.cols, c.lanes
         sp_rows, acc_rows = c.sp_rows, c.acc_rows
 
@@ -284,7 +278,7 @@ class Machine:
             return None, set()
         if op is Op.DMA:
             from . import dma as gdma
-            desc = self._dma_desc(f)
+            desc = self.dma_descriptor(f)
             fault = gdma.check(desc, c)
             if fault:
                 self.dma_fault = fault
@@ -346,7 +340,9 @@ class Machine:
     def _mem32_addr(self, f):
         return (self._reg(f["rs"]) + f["imm"]) & _MASK32
 
-    def _dma_desc(self, f):
+    def dma_descriptor(self, f):
+        """The :class:`golden.dma.Descriptor` of a DMA instruction's fields ``f`` (its address
+        from the registers as they are now)."""
         from . import dma as gdma
         return gdma.Descriptor(
             direction=f["direction"], space=f["space"], transpose=f["transpose"],
@@ -356,7 +352,7 @@ class Machine:
 
     def _execute(self, op, f):
         """Apply one legal instruction's effect; return the new pc or None (next)."""
-        c = self.mcfg
+        c = self.soc
         R, C, L = c.config.array.rows, c.config.array.cols, c.lanes
         W, AW = c.config.array.operand_width, c.config.array.acc_width
         rounding = lambda bit: "stochastic" if bit else "nearest-even"
@@ -387,7 +383,7 @@ class Machine:
                 return f["target"]
         elif op is Op.DMA:
             from . import dma as gdma
-            gdma.execute(self._dma_desc(f), self.mem, self.acc if f["space"] else self.sp, c)
+            gdma.execute(self.dma_descriptor(f), self.mem, self.acc if f["space"] else self.sp, c)
         elif op is Op.GEMM:
             k = f["k"]
             for j in range(f["nt"]):
@@ -478,7 +474,6 @@ class Machine:
             faulting one on error), the cycle count (start to done, as the RTL's cycle counter
             reads it) and the number of instructions issued.
         """
-        T = self.timing
         # counters restart with every program, as the CSRs do
         self._busy = {u: 0 for u in Unit}
         self.counters.update(sat_req=0, sat_sgd=0, stall=0)
@@ -497,11 +492,11 @@ class Machine:
             return ExecResult(error, pc, t_end + 1, count, self.dma_fault)
 
         while count < max_instructions:
-            if pc % isa.INSN_WORDS or pc + isa.INSN_WORDS > self.mcfg.mem_words:
-                return stop(Error.FETCH_RANGE, t + T.FETCH, pc)
+            if pc % isa.INSN_WORDS or pc + isa.INSN_WORDS > self.soc.mem_words:
+                return stop(Error.FETCH_RANGE, t + FETCH_CYCLES, pc)
             word = isa.from_words(self.mem[pc:pc + isa.INSN_WORDS].tolist())
-            t_ready = t + T.FETCH
-            if self.mcfg.selector is None and (word & 0xFF) in _SEL_OPS:
+            t_ready = t + FETCH_CYCLES
+            if self.soc.selector is None and (word & 0xFF) in _SEL_OPS:
                 return stop(Error.ILLEGAL_OPCODE, t_ready, pc)   # no selection unit
             try:
                 op, f = isa.decode(word)
@@ -544,7 +539,7 @@ class Machine:
             pc = new_pc if new_pc is not None else pc + isa.INSN_WORDS
             t = t_issue + 1
             if op in (Op.LDW, Op.STW):
-                t += T.memop(self.mcfg.mem_latency)
+                t += memop_cycles(self.soc.mem_latency)
         raise RuntimeError(f"Program did not halt within {max_instructions} instructions")
 
     def _account(self, cycles, free, used):

@@ -11,8 +11,8 @@ from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Mux, Sig
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from golden.array import tile_spacing
 from spec.params import ArrayConfig, check_positive_int
+from spec.timing import tile_spacing
 from rtl.array import SystolicArray
 from .board_io import connect_reset_button, drive_leds, heartbeat
 
@@ -54,7 +54,7 @@ class ArrayExerciser(wiring.Component):
     config : ArrayConfig
         The array's shape and widths.
     depth : int, optional
-        Steps per tile; at least :func:`golden.array.tile_spacing` (the default).
+        Steps per tile; at least :func:`spec.timing.tile_spacing` (the default).
 
     Members
     -------

@@ -40,11 +40,12 @@ class SystolicArray(wiring.Component):
 
     Output. The result registers of row ``r`` are read out through one ``rows``:1 multiplexer per
     column into registered output ports, one row per cycle, rows ``0 .. rows-1`` in order, row ``r``
-    of a tile whose last step was presented in cycle ``L`` in cycle ``L + cols + 3 + r``. There is
-    no output back-pressure: the consumer must take one row in every cycle ``o_valid`` is high.
+    of a tile whose last step was presented in cycle ``L`` in cycle ``L + cols + 3 + r``
+    (:func:`spec.timing.output_latency`). There is no output back-pressure: the consumer must
+    take one row in every cycle ``o_valid`` is high.
 
     Spacing rule. The last steps of consecutive tiles must be at least ``max(rows, cols)`` cycles
-    apart (:func:`golden.array.tile_spacing`): otherwise a tile's results would be overwritten
+    apart (:func:`spec.timing.tile_spacing`): otherwise a tile's results would be overwritten
     before they are read out, or two tiles' rows would collide. The producer keeps to it by inserting
     bubbles before a short tile's last step; tiles with ``K >= max(rows, cols)`` run back to back.
     Violating it gives undefined results.

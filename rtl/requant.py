@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
+from spec.timing import REQ_LATENCY
 from .rng import RngSignature
 from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, narrow_quotient, rounding_addend,
                        rounding_masks, tie)
@@ -85,6 +86,12 @@ class Pipeline:
     @property
     def busy(self):
         return Cat(*self._valids, self.o.valid).any()
+
+    @property
+    def latency(self):
+        """Cycles from a beat's acceptance to its presentation on ``o``: one per :meth:`stage`,
+        one for the output register."""
+        return len(self._valids) + 1
 
 
 class Requantizer(wiring.Component):
@@ -176,8 +183,9 @@ class Requantizer(wiring.Component):
         If ``lanes`` is not positive, ``width < 2`` or ``acc_width < 2 * width``.
     """
 
-    #: Cycles from a beat's acceptance to its presentation on the output.
-    LATENCY = 4
+    #: Cycles from a beat's acceptance to its presentation on the output
+    #: (:data:`spec.timing.REQ_LATENCY`).
+    LATENCY = REQ_LATENCY
 
     def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH, bias=True):
         check_lanes(lanes)
@@ -299,6 +307,7 @@ class Requantizer(wiring.Component):
         # mode's q is the gradient: shift 0, addend 0, never out of range).
         s3_valid, s3_n, s3_last = s3
         pipe.output(s3_valid, s3_n, s3_last)
+        assert pipe.latency == self.LATENCY
         o_sat = Signal(L, name="o_sat")
         for i in range(L):
             lane_valid = s3_n > i

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH
+from spec.timing import SGD_LATENCY
 from .requant import (SAT_COUNT_WIDTH, Pipeline, check_lanes, check_widths, count_saturations,
                       draws_taken)
 from .rng import RngSignature
@@ -92,8 +93,9 @@ class SgdUpdate(wiring.Component):
         If ``lanes`` is not positive, ``width < 2`` or ``grad_width < 2 * width``.
     """
 
-    #: Cycles from a beat's acceptance to its presentation on the output.
-    LATENCY = 4
+    #: Cycles from a beat's acceptance to its presentation on the output
+    #: (:data:`spec.timing.SGD_LATENCY`).
+    LATENCY = SGD_LATENCY
 
     def __init__(self, lanes, *, grad_width=ACC_WIDTH, width=OPERAND_WIDTH, multipliers=True):
         check_lanes(lanes)
@@ -207,6 +209,7 @@ class SgdUpdate(wiring.Component):
         # Stage 4 (output register): w − step, saturated; padding lanes pass w through.
         s3_valid, s3_n, s3_last = s3
         pipe.output(s3_valid, s3_n, s3_last)
+        assert pipe.latency == self.LATENCY
         o_sat = Signal(L, name="o_sat")
         for i in range(L):
             lane_valid = s3_n > i

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec import isa
 from spec.isa import Op, Error
-from spec.csr import Csr, CSR_COUNT, CHIP_ID, config_value
+from spec.csr import Csr, CSR_COUNT, CHIP_ID, STATUS_FIELDS, config_value
 from spec.soc import SocConfig
 from .sequencer import Sequencer, field
 from .gemm_engine import GemmEngine
@@ -223,13 +223,16 @@ class Soc(wiring.Component):
         with m.Elif(seq.running):
             m.d.sync += dma_fault.eq(Mux(seq.ir[:isa.OPCODE_BITS] == Op.DMA, check.fault, 0))
 
+        status = Signal(32)
+        for name, (lsb, width) in STATUS_FIELDS.items():
+            m.d.comb += status[lsb:lsb + width].eq(getattr(seq, name))
         a = soc.config.array
         values = {
             Csr.ID: Const(CHIP_ID, 32),
             Csr.CONFIG: Const(config_value(a.rows, a.cols, soc.lanes), 32),
             Csr.MEM_WORDS: Const(soc.mem_words, 32),
             Csr.ENTRY: entry,
-            Csr.STATUS: Cat(seq.running, seq.done, Const(0, 6), seq.error),
+            Csr.STATUS: status,
             Csr.PC: seq.pc,
             Csr.DMA_FAULT: dma_fault,
             Csr.CYCLES_LO: seq.cycles[:32], Csr.CYCLES_HI: seq.cycles[32:],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from amaranth.sim import Simulator
 
-from golden.array import tile_spacing
+from spec.timing import tile_spacing
 
 __all__ = ["OutputRow", "ArrayRun", "simulate_tiles"]
 
@@ -122,7 +122,7 @@ def simulate_tiles(array, tiles, *, bubble_rate=0.0, seed=0, spacing=None, vcd=N
     seed : int
     spacing : int, optional
         Minimum distance between consecutive last steps; default (and the only correct value)
-        :func:`golden.array.tile_spacing`. Tests pass less to show the rule is tight.
+        :func:`spec.timing.tile_spacing`. Tests pass less to show the rule is tight.
     vcd : str, optional
         Write a waveform to this path.
 

@@ -4,15 +4,16 @@ import pytest
 
 from spec import isa
 from spec.isa import Op, Cond, Error
-from golden.machine import Machine, Timing
+from golden.machine import Machine
 from spec.soc import SocConfig
+from spec.timing import FETCH_CYCLES
 from firmware.asm import Assembler
 
-MCFG = SocConfig(mem_words=4096)
+SOC = SocConfig(mem_words=4096)
 
 
-def run(asm, mcfg=MCFG, **kw):
-    m = Machine(mcfg)
+def run(asm, soc=SOC, **kw):
+    m = Machine(soc)
     m.load_program(asm.base, asm.assemble())
     return m, m.run(entry=asm.base, **kw)
 
@@ -32,7 +33,7 @@ def test_counting_loop_and_cycles():
     n = 2 + 5 * 3 + 1
     assert r.instructions == n
     # scalar instructions never wait: each takes FETCH cycles plus the issue cycle
-    assert r.cycles == n * (Timing.FETCH + 1)
+    assert r.cycles == n * (FETCH_CYCLES + 1)
 
 
 def test_r0_reads_zero():
@@ -76,7 +77,7 @@ def test_ldw_stw_round_trip():
 def test_illegal_opcode_halts_with_error_and_leaves_memory():
     p = Assembler()
     p.seti(rd=1, imm=1)
-    m = Machine(MCFG)
+    m = Machine(SOC)
     m.load_program(0, p.assemble())        # followed by zeroed memory: opcode 0
     before = m.mem.clone()
     r = m.run()
@@ -85,7 +86,7 @@ def test_illegal_opcode_halts_with_error_and_leaves_memory():
 
 
 def test_unused_bits_are_illegal():
-    m = Machine(MCFG)
+    m = Machine(SOC)
     m.load_program(0, [isa.encode(Op.HALT) | (1 << 100)])
     assert m.run().error == Error.BAD_FIELD
 
@@ -105,7 +106,7 @@ def test_ldw_outside_memory():
 
 
 def test_restart_after_error_without_reset():
-    m = Machine(MCFG)
+    m = Machine(SOC)
     m.load_program(0, [isa.encode(Op.SETI, rd=1, imm=1)])
     assert m.run().error == Error.ILLEGAL_OPCODE
     m.load_program(64, [isa.encode(Op.SETI, rd=1, imm=9), isa.encode(Op.HALT)])

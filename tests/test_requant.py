@@ -10,6 +10,7 @@ from amaranth.hdl import Shape, signed, unsigned
 import golden.fixedpoint as fx
 from rtl.requant import Requantizer
 from rtl.rng import RngSignature
+from spec.timing import REQ_LATENCY
 from tests.vector_units_sim import Op, from_beats, run_ops, to_beats
 
 LANES = 4
@@ -150,7 +151,7 @@ def test_constructor_validation(args, kwargs, exc, msg):
 
 def test_ports():
     dut = Requantizer(5, acc_width=24, width=12)
-    assert (dut.lanes, dut.acc_width, dut.width, Requantizer.LATENCY) == (5, 24, 12, 4)
+    assert (dut.lanes, dut.acc_width, dut.width, Requantizer.LATENCY) == (5, 24, 12, REQ_LATENCY)
     p = dut.in_layout
     assert p["acc"].shape.elem_shape == signed(24) and p["acc"].shape.length == 5
     assert p["bias"].shape.elem_shape == signed(12) and p["grad"].shape.elem_shape == signed(12)

@@ -12,7 +12,8 @@ from amaranth.sim import Simulator
 from spec import isa
 from spec.isa import Op, Cond, Error
 from spec.soc import SocConfig
-from golden.machine import Machine, Timing
+from spec.timing import memop_cycles
+from golden.machine import Machine
 from rtl.sequencer import Sequencer
 from firmware.asm import Assembler
 
@@ -58,7 +59,7 @@ def run_rtl(words, data, entry=0, max_cycles=5000):
                 break
             if ctx.get(seq.m_req):
                 mem_wait += 1
-                if mem_wait == Timing.memop(SOC.mem_latency):
+                if mem_wait == memop_cycles(SOC.mem_latency):
                     a = ctx.get(seq.m_addr)
                     if ctx.get(seq.m_we):
                         v = ctx.get(seq.m_wdata)

@@ -10,6 +10,7 @@ from amaranth.hdl import Shape, signed, unsigned
 import golden.fixedpoint as fx
 from rtl.rng import RngSignature
 from rtl.sgd import SgdUpdate
+from spec.timing import SGD_LATENCY
 from tests.simutil import run_sim
 from tests.vector_units_sim import Op, Packer, UnitWithRng, from_beats, run_ops, to_beats
 
@@ -119,7 +120,7 @@ def test_ports():
     small = SgdUpdate(3, multipliers=False)
     assert small.multipliers is False
     assert "lr_mul" not in small.signature.members and "wd_mul" not in small.signature.members
-    assert SgdUpdate.LATENCY == 4
+    assert SgdUpdate.LATENCY == SGD_LATENCY
 
 
 # --- random operations ------------------------------------------------------------------------

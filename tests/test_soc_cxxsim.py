@@ -31,7 +31,8 @@ from spec.memory import Fault
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.selection import SelectorConfig
-from golden.machine import Machine, Timing
+from spec.timing import FETCH_CYCLES
+from golden.machine import Machine
 from firmware.asm import Assembler
 from sim.compiled import CxxSimBuildError
 from sim.compiled.soc import SocSim, run_program, _pack, _unpack
@@ -192,7 +193,7 @@ def test_random_invalid_programs(model, seed):
         f"seed {seed}: memory differs from the valid prefix's\n{describe(words)}"
     res = model.csr_read_all()
     cycles = res[Csr.CYCLES_LO] | res[Csr.CYCLES_HI] << 32
-    bound = pr.cycles + (2 * (Timing.FETCH + 1) if error == Error.FETCH_RANGE else 0)
+    bound = pr.cycles + (2 * (FETCH_CYCLES + 1) if error == Error.FETCH_RANGE else 0)
     assert cycles <= bound, f"seed {seed}: {cycles} cycles, more than the prefix's {pr.cycles}"
 
 

@@ -14,7 +14,8 @@ from spec.isa import Op
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.softmax_tables import INV_TEMP_ONE
-from golden.machine import Machine, Timing
+from spec.timing import REQ_LATENCY, SGD_LATENCY
+from golden.machine import Machine
 from rtl.vec_engine import VecEngine
 from rtl.scratchpad import Scratchpad
 
@@ -149,8 +150,8 @@ def test_random_vector_ops(seed):
     run_ops([random_op(rng) for _ in range(6)], seed)
 
 
-def test_golden_timing_knows_the_unit_latencies():
+def test_units_take_their_latencies_from_spec():
     from rtl.requant import Requantizer
     from rtl.sgd import SgdUpdate
-    assert Timing.REQ_LATENCY == Requantizer.LATENCY
-    assert Timing.SGD_LATENCY == SgdUpdate.LATENCY
+    assert Requantizer.LATENCY == REQ_LATENCY
+    assert SgdUpdate.LATENCY == SGD_LATENCY

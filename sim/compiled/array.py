@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from golden.array import tile_spacing
+from spec.timing import tile_spacing
 from sim.array import ArrayRun, OutputRow, _input_plan
 
 from .sim import CxxSim

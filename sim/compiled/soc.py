@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from spec import isa
-from spec.csr import Csr
+from spec.csr import Csr, decode_status
 from spec.isa import Error
 from spec.memory import Fault, word_width
 from spec.params import check_int
@@ -28,7 +28,7 @@ from spec.soc import SocConfig
 from rtl.soc import Soc
 from sim.soc import SocRun
 
-from .sim import CxxSim
+from .sim import DEFAULT_SIMULATOR, CxxSim
 
 __all__ = ["SocSim", "SocResult", "run_program", "shared_model"]
 
@@ -70,7 +70,7 @@ class SocResult:
     def __init__(self, entry, csr, busy_sel, sim_cycles):
         self.entry = entry
         self.csr = csr
-        self.error = Error(csr[Csr.STATUS] >> 8 & 0xFF)
+        self.error = Error(decode_status(csr[Csr.STATUS]).error)
         self.pc = csr[Csr.PC]
         self.cycles = csr[Csr.CYCLES_LO] | csr[Csr.CYCLES_HI] << 32
         self.instructions = csr[Csr.INSNS]
@@ -167,8 +167,9 @@ class SocSim:
     cxxrtl_options : tuple of str, optional
         Yosys ``write_cxxrtl`` options (default: :class:`CxxSim`'s).
     simulator : str
-        ``"cxxrtl"`` or ``"verilator"`` (:class:`CxxSim`): the same cycles bit for bit;
-        Verilator builds the default SoC in about a minute and runs it several times faster.
+        ``"verilator"`` or ``"cxxrtl"`` (default :data:`~sim.compiled.DEFAULT_SIMULATOR`, as for
+        :class:`CxxSim`): the same cycles bit for bit; Verilator builds the default SoC in about
+        a minute and runs it several times faster.
 
     Attributes
     ----------
@@ -188,7 +189,7 @@ class SocSim:
     """
 
     def __init__(self, soc=None, *, stall_rate=0, seed=1, cache_dir=None, progress=True,
-                 cxxflags=None, cxxrtl_options=None, simulator="cxxrtl"):
+                 cxxflags=None, cxxrtl_options=None, simulator=DEFAULT_SIMULATOR):
         if soc is None:
             from spec.soc import DEFAULT_SOC
             soc = DEFAULT_SOC
@@ -523,7 +524,7 @@ _MODELS = {}
 
 
 def shared_model(soc, *, stall_rate=0, cache_dir=None, progress=False, cxxflags=None,
-                 simulator="cxxrtl"):
+                 simulator=DEFAULT_SIMULATOR):
     """This process's :class:`SocSim` of ``soc`` at ``stall_rate`` (built once, then reused:
     :func:`run_program` returns it to the power-on state before each program)."""
     key = (soc, stall_rate, None if cache_dir is None else str(cache_dir),
@@ -537,7 +538,7 @@ def shared_model(soc, *, stall_rate=0, cache_dir=None, progress=False, cxxflags=
 
 def run_program(soc, image, entry=0, *, stall_rate=0, seed=1, max_cycles=200_000,
                 read_back=True, programs=None, cache_dir=None, progress=False, cxxflags=None,
-                simulator="cxxrtl"):
+                simulator=DEFAULT_SIMULATOR):
     """Run the program at ``entry`` on a power-on SoC whose main memory holds ``image``.
 
     The compiled twin of :func:`sim.soc.run_program`: the same arguments, the same clock

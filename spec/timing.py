@@ -1,0 +1,75 @@
+"""Timing: the latencies and timing rules that the RTL, the golden cycle model and the simulators
+share, each stated once.
+
+An RTL unit exposes its latency as one of these constants (``rtl.requant.Requantizer.LATENCY is
+REQ_LATENCY``); the golden cycle model (``golden.machine.Timing``, ``golden.array``) computes with
+them; tests measure the RTL against them. Main memory's latency is a size of the SoC
+(:attr:`spec.soc.SocConfig.mem_latency`); the softmax unit's latencies live with its tables
+(:mod:`spec.softmax_tables`); the DMA's own cycle model is :func:`golden.dma.cycles`.
+
+Pure Python, so that every layer may import it.
+"""
+
+from .params import check_positive_int
+
+__all__ = [
+    "REQ_LATENCY", "SGD_LATENCY",
+    "FETCH_CYCLES", "MEMOP_CYCLES", "DMA_OVERHEAD", "GEMM_OVERHEAD",
+    "memop_cycles", "output_latency", "tile_spacing",
+]
+
+
+# --- vector units ---------------------------------------------------------------------------------
+
+#: Pipeline latency of the requantizer (:class:`rtl.requant.Requantizer`): a beat taken in cycle
+#: ``t`` is presented on its output in cycle ``t + REQ_LATENCY`` (four stages: bias, rounding
+#: addend, shift, saturate).
+REQ_LATENCY = 4
+
+#: Pipeline latency of the SGD unit (:class:`rtl.sgd.SgdUpdate`), as :data:`REQ_LATENCY` (four
+#: stages: products, sum and rounding addend, shift, subtract and saturate).
+SGD_LATENCY = 4
+
+
+# --- the sequencer ----------------------------------------------------------------------------------
+
+#: Cycles from the start of an instruction's fetch to the first cycle it may issue: the
+#: sequencer's states FETCH, DECODE, OPERANDS and CHECK (:class:`rtl.sequencer.Sequencer`).
+FETCH_CYCLES = 4
+
+#: Cycles an LDW/STW holds the sequencer after it issues, besides main memory's latency: see
+#: :func:`memop_cycles`.
+MEMOP_CYCLES = 2
+
+#: A DMA instruction keeps the DMA unit busy for ``golden.dma.cycles(desc) + DMA_OVERHEAD``
+#: cycles (the DMA takes the descriptor in the cycle it is issued).
+DMA_OVERHEAD = -1
+
+#: A GEMM keeps the GEMM engine busy for the array schedule's total cycles + ``GEMM_OVERHEAD``: a
+#: read stage before the array, a write stage after.
+GEMM_OVERHEAD = 2
+
+
+def memop_cycles(mem_latency):
+    """Cycles an LDW/STW holds the sequencer after it issues, on a main memory of latency
+    ``mem_latency``: ``MEMOP_CYCLES + mem_latency`` (two bus transfers, low word first)."""
+    check_positive_int(mem_latency, "Memory latency")
+    return MEMOP_CYCLES + mem_latency
+
+
+# --- the systolic array -----------------------------------------------------------------------------
+
+def output_latency(cols):
+    """Cycles from a tile's last input to its output row 0 in :class:`rtl.array.SystolicArray`:
+    ``cols + 3`` (``golden/array.py`` derives it)."""
+    check_positive_int(cols, "Array columns")
+    return cols + 3
+
+
+def tile_spacing(rows, cols):
+    """Minimum distance, in cycles, between the last inputs of consecutive tiles of a
+    ``rows`` × ``cols`` systolic array: ``max(rows, cols)`` (``golden/array.py`` explains the
+    rule)."""
+    check_positive_int(rows, "Array rows")
+    check_positive_int(cols, "Array columns")
+    return max(rows, cols)
