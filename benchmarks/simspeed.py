@@ -1,5 +1,5 @@
-"""Simulation speed: the compiled model (CXXRTL + g++) of the whole SoC, and of the bare
-systolic array, against Amaranth's Python simulator (pysim).
+"""Simulation speed: the compiled model of the whole SoC (Verilator by default, ``--simulator``)
+and of the bare systolic array (CXXRTL), against Amaranth's Python simulator (pysim).
 
 ``python -m benchmarks.simspeed [--only soc|array] [--steps N] [--pysim-cycles P] [--json]``
 
@@ -37,6 +37,7 @@ import torch
 from golden.array import gemm_tile, schedule
 from rtl.array import SystolicArray
 from sim.array import simulate_tiles
+from sim.compiled import DEFAULT_SIMULATOR
 from sim.compiled.array import array_model, run_tiles
 from firmware import Accelerator
 from firmware.backends import RtlSimDevice
@@ -58,7 +59,7 @@ def measure(rows=8, cols=8, k=256, tiles=64, cycles=1_000_000, pysim_tiles=1, se
     """Run the benchmark; return its figures as a JSON-ready dict."""
     array = SystolicArray.from_config(DEFAULT_CONFIG.with_array(rows=rows, cols=cols).array)
     w = array.operand_width
-    sim = array_model(array)
+    sim = array_model(array, simulator="cxxrtl")
     info = sim.build_info
     result = {
         "benchmark": "simspeed",
@@ -186,7 +187,7 @@ def _pysim_window(soc, image, seed_entry, entry, cycles):
 
 
 def measure_soc(steps=20, pysim_cycles=1000, soc=None, seed=0, progress=True, cxxflags=None,
-                cxxrtl_options=None, simulator="verilator"):
+                cxxrtl_options=None, simulator=DEFAULT_SIMULATOR):
     """Train ``steps`` steps on the compiled SoC and on golden; return the figures as a
     JSON-ready dict. ``cxxflags``, ``cxxrtl_options``: the model's build options
     (:class:`sim.compiled.soc.SocSim`'s defaults if ``None``); ``simulator``: its engine."""
@@ -331,8 +332,8 @@ def main(argv=None):
                         help="SoC: cycles of the training program on pysim (0: skip)")
     parser.add_argument("--cxxflags", help="SoC: C++ optimisation flags of the model, e.g. "
                         "'-O3' (default: the simulator's)")
-    parser.add_argument("--simulator", choices=("verilator", "cxxrtl"), default="verilator",
-                        help="SoC: the compiled model's engine (default verilator)")
+    parser.add_argument("--simulator", choices=("verilator", "cxxrtl"), default=DEFAULT_SIMULATOR,
+                        help=f"SoC: the compiled model's engine (default {DEFAULT_SIMULATOR})")
     parser.add_argument("--cxxrtl-options", help="SoC: Yosys write_cxxrtl options, e.g. "
                         "'-O6 -g4' (default: the simulator's)")
     parser.add_argument("--rows", type=int, default=8)

@@ -73,7 +73,7 @@ class RtlSimDevice(Device):
     **socsim_kwargs
         Passed to :class:`~sim.compiled.soc.SocSim` (``simulator``, ``stall_rate``, ``seed``,
         ``cache_dir``, ``progress``, ``cxxflags``, ...). ``progress`` defaults to False (the
-        build is silent), ``simulator`` to ``"verilator"``.
+        build is silent), ``simulator`` to :data:`sim.compiled.DEFAULT_SIMULATOR` (Verilator).
 
     Members
     -------
@@ -87,7 +87,6 @@ class RtlSimDevice(Device):
         from sim.compiled.soc import SocSim           # Yosys and a C++ compiler: only when used
         self._soc = _check_soc(soc)
         socsim_kwargs.setdefault("progress", False)
-        socsim_kwargs.setdefault("simulator", "verilator")
         self.sim = SocSim(self._soc, **socsim_kwargs)
         self.last_result = None
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)

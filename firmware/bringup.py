@@ -57,7 +57,8 @@ SMALL_SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_word
 #: module (``-noflatten``) compile in a fraction of the time of the default ``-O2`` flattened
 #: build and still run tens of thousands of cycles per second (``-O0`` runs about a thousand: too
 #: slow for UART traffic).
-SIM_OPTIONS = {"cxxflags": ("-O1",), "cxxrtl_options": ("-O6", "-g4", "-noflatten")}
+SIM_OPTIONS = {"simulator": "cxxrtl", "cxxflags": ("-O1",),
+               "cxxrtl_options": ("-O6", "-g4", "-noflatten")}
 #: How ``--sim`` builds it by default: Verilator's model, several times faster than CXXRTL's on
 #: the default SoC (the whole bring-up at the default configuration in minutes, not hours).
 VERILATOR_SIM_OPTIONS = {"simulator": "verilator"}
@@ -437,6 +438,7 @@ _HINTS = {
 
 def parser():
     from platforms import BOARDS
+    from sim.compiled import DEFAULT_SIMULATOR
     ap = argparse.ArgumentParser(prog="python -m firmware.bringup",
                                  description="Program a board and test it step by step over "
                                              "the host link (or test the simulated SoC).")
@@ -453,8 +455,8 @@ def parser():
     ap.add_argument("--no-program", action="store_true",
                     help="do not program the board (it is already configured)")
     ap.add_argument("--baud", type=int, help="baud rate (default: the board's)")
-    ap.add_argument("--simulator", choices=("verilator", "cxxrtl"), default="verilator",
-                    help="with --sim: the compiled simulator (default verilator)")
+    ap.add_argument("--simulator", choices=("verilator", "cxxrtl"), default=DEFAULT_SIMULATOR,
+                    help=f"with --sim: the compiled simulator (default {DEFAULT_SIMULATOR})")
     ap.add_argument("--divisor", type=int, default=SIM_DIVISOR,
                     help=f"with --sim: UART clock cycles per bit (default {SIM_DIVISOR})")
     ap.add_argument("--train", action="store_true", help="also run a short training step")
@@ -468,6 +470,7 @@ def parser():
 def main(argv=None, *, sim_options=None):
     """The command line; returns the exit status. ``sim_options``: extra
     :class:`~sim.compiled.serial.SerialSocSim` arguments (tests)."""
+    from sim.compiled import DEFAULT_SIMULATOR
     args = parser().parse_args(argv)
     board = None
     if args.board is not None:
@@ -477,7 +480,7 @@ def main(argv=None, *, sim_options=None):
         parser().error("--port needs --board")
     if args.small and not args.sim:
         parser().error("--small is for --sim")
-    if args.simulator != "verilator" and not args.sim:
+    if args.simulator != DEFAULT_SIMULATOR and not args.sim:
         parser().error("--simulator is for --sim")
     base = VERILATOR_SIM_OPTIONS if args.simulator == "verilator" else SIM_OPTIONS
     options = {**base, **(sim_options or {})}

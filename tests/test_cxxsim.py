@@ -5,7 +5,8 @@ The test design has a bit of everything the SoC will have: a counter with enable
 optimiser removes), a memory with a write port, a synchronous and an asynchronous read port
 (backdoor access), a combinational output and a 100-bit register (the wide-value path).
 Compiled models are cached (``~/.cache/apprentice/cxxsim`` or ``$APPRENTICE_CXXSIM_CACHE``), so
-only the first run pays the compile (≈ 10 s of CPU).
+only the first run pays the compile (≈ 10 s of CPU). The models here are CXXRTL's (every named
+signal readable); ``tests/test_soc_cxxsim.py`` runs both engines on the SoC.
 """
 
 import random
@@ -151,7 +152,8 @@ def design():
 @pytest.fixture(scope="module")
 def sim(design):
     """The compiled model, from the cache after the first run ever."""
-    with CxxSim(design, name="cxxsim_test", expose=["mac.prod"], progress=False) as sim:
+    with CxxSim(design, name="cxxsim_test", expose=["mac.prod"], progress=False,
+                simulator="cxxrtl") as sim:
         yield sim
 
 
@@ -445,9 +447,11 @@ def test_constructor_checks(design, tmp_path):
     with pytest.raises(CxxSimBuildError, match=r"Cannot expose 'nope': the design has no signal"):
         CxxSim(design, expose=["nope"], cache_dir=tmp_path)
     with pytest.raises(CxxSimError, match=r"Clock 'nope' is not in the compiled model"):
-        CxxSim(design, name="cxxsim_test", expose=["mac.prod"], clock="nope", progress=False)
+        CxxSim(design, name="cxxsim_test", expose=["mac.prod"], clock="nope", progress=False,
+               simulator="cxxrtl")
     with pytest.raises(CxxSimError, match=r"the clock must be a 1-bit top-level input"):
-        CxxSim(design, name="cxxsim_test", expose=["mac.prod"], clock="count", progress=False)
+        CxxSim(design, name="cxxsim_test", expose=["mac.prod"], clock="count", progress=False,
+               simulator="cxxrtl")
 
 
 class Multiplier(Elaboratable):
@@ -467,7 +471,7 @@ class Multiplier(Elaboratable):
 def test_combinational_design_with_ports():
     dut = Multiplier()
     with CxxSim(dut, ports=[dut.a, dut.b, dut.y, dut.c], clock=None, reset=None,
-                progress=False) as sim:
+                progress=False, simulator="cxxrtl") as sim:
         rng = random.Random(5)
         for _ in range(50):
             a, b = rng.randint(-2048, 2047), rng.randint(-2048, 2047)
@@ -486,7 +490,8 @@ def test_combinational_design_with_ports():
 def test_cache_hit_does_not_recompile(sim, design):
     messages = []
     start = time.perf_counter()
-    with CxxSim(design, name="cxxsim_test", expose=["mac.prod"], progress=messages.append) as again:
+    with CxxSim(design, name="cxxsim_test", expose=["mac.prod"], progress=messages.append,
+                simulator="cxxrtl") as again:
         seconds = time.perf_counter() - start
         assert again.build_info.cached and again.build_info.compile_seconds == 0
         assert again.build_info.key == sim.build_info.key
@@ -504,7 +509,7 @@ def test_missing_compiler_is_a_clear_error(design, tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", "/nonexistent")
     with pytest.raises(CxxSimBuildError, match=r"C\+\+ compiler '/nonexistent' not found.*"
                                                r"--backend pysim"):
-        CxxSim(design, cache_dir=tmp_path, progress=False)
+        CxxSim(design, cache_dir=tmp_path, progress=False, simulator="cxxrtl")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -512,14 +517,15 @@ def test_failed_compile_is_a_clear_error_and_caches_nothing(design, tmp_path):
     with pytest.raises(CxxSimBuildError, match=r"(?s)Compiling the C\+\+ model of sampledesign "
                                                r"failed.*no_such_header\.h.*--backend pysim"):
         CxxSim(design, cache_dir=tmp_path, cxx=["g++", "-include", "no_such_header.h"],
-               progress=False)
+               progress=False, simulator="cxxrtl")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_broken_flag_is_a_clear_error_and_caches_nothing(design, tmp_path):
     with pytest.raises(CxxSimBuildError, match=r"(?s)Compiling the C\+\+ model of sampledesign "
                                                r"failed.*--no-such-flag.*--backend pysim"):
-        CxxSim(design, cache_dir=tmp_path, cxxflags=("-O0", "--no-such-flag"), progress=False)
+        CxxSim(design, cache_dir=tmp_path, cxxflags=("-O0", "--no-such-flag"), progress=False,
+               simulator="cxxrtl")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -527,7 +533,7 @@ def test_bad_cxxrtl_option_is_a_clear_error(design, tmp_path):
     with pytest.raises(CxxSimBuildError, match=r"(?s)Yosys failed to generate C\+\+.*"
                                                r"--backend pysim"):
         CxxSim(design, cache_dir=tmp_path, cxxrtl_options=("-O6", "-nosuchoption"),
-               progress=False)
+               progress=False, simulator="cxxrtl")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -545,7 +551,7 @@ def test_array_tiles_match_pysim_and_golden():
     array = SystolicArray(rows, cols)
     w = array.operand_width
     lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
-    with array_model(array, progress=False) as sim:
+    with array_model(array, progress=False, simulator="cxxrtl") as sim:
         for seed, bubble_rate in ((1, 0.0), (2, 0.3)):
             g = torch.Generator().manual_seed(seed)
             tiles = []
@@ -560,3 +566,28 @@ def test_array_tiles_match_pysim_and_golden():
             assert len(got.results) == len(tiles), f"seed {seed}"
             for j, ((a, b), tile) in enumerate(zip(tiles, got.results)):
                 assert torch.equal(tile, gemm_tile(a, b, array.acc_width)), f"seed {seed} tile {j}"
+
+
+# One default engine; the harness's C functions for C code that drives a model ------------------
+
+def test_one_default_simulator():
+    import inspect
+
+    from sim.compiled import DEFAULT_SIMULATOR, SIMULATORS
+    from sim.compiled.serial import SerialSocSim
+    from sim.compiled.soc import SocSim, run_program, shared_model
+    assert DEFAULT_SIMULATOR == "verilator" and DEFAULT_SIMULATOR in SIMULATORS
+    for driver in (CxxSim, SocSim, SerialSocSim, shared_model, run_program):
+        assert inspect.signature(driver).parameters["simulator"].default == DEFAULT_SIMULATOR, \
+            driver
+
+
+def test_library_and_handle(fresh):
+    # what the simulated serial port (uart_port.cc) calls: the harness's cs_* on the model
+    import ctypes
+    fresh.set("count_en", 1)
+    cycle = fresh.cycle
+    assert fresh.library.cs_step(fresh.handle, 3) == 0
+    value = ctypes.c_uint64()
+    assert fresh.library.cs_get64(fresh.handle, fresh.item("count").id, ctypes.byref(value)) == 0
+    assert value.value == fresh.get("count") == 3 and fresh.cycle == cycle + 3

@@ -34,7 +34,7 @@ from spec.selection import SelectorConfig
 from spec.timing import FETCH_CYCLES
 from golden.machine import Machine
 from firmware.asm import Assembler
-from sim.compiled import CxxSimBuildError
+from sim.compiled import SIMULATORS, CxxSimBuildError
 from sim.compiled.soc import SocSim, run_program, _pack, _unpack
 from tests.progfuzz import (valid_program, invalid_program, invalid_case, instruction_program,
                             random_image, with_program, shrink, describe, _without)
@@ -50,7 +50,6 @@ SOC_3x4 = SocConfig(config=Config(array=ArrayConfig(rows=3, cols=4)), mem_words=
                     selector=SelectorConfig(classes=4, k=3, p=1))
 FAST = ("-O0",)          # compile flags of the default suite's CXXRTL models
 STALL_RATE = 0.3
-SIMULATORS = ("cxxrtl", "verilator")
 
 
 def _flags(simulator):
@@ -312,7 +311,7 @@ def test_three_ways(seed, kind):
     stall_rate = STALL_RATE if kind == "stalls" else 0
     kw = dict(stall_rate=stall_rate, seed=seed + 11)
     ctx = f"seed {seed}\n{describe(words)}"
-    cx = run_program(SOC, image, cxxflags=FAST, **kw)
+    cx = run_program(SOC, image, cxxflags=FAST, simulator="cxxrtl", **kw)
     vl = run_program(SOC, image, simulator="verilator", **kw)
     py = pysim_run_program(SOC, image, **kw)
     for key in ("csr", "runs", "mem", "sp", "acc"):
@@ -337,7 +336,7 @@ def test_run_program_several_entries():
     p2._labels = {k: v - good.base + base for k, v in good._labels.items()}
     image = random_image(rng, SOC, bad)
     image[base:base + len(p2.words())] = p2.words()
-    out = run_program(SOC, image, entry=0, programs=[base], cxxflags=FAST)
+    out = run_program(SOC, image, entry=0, programs=[base], cxxflags=FAST, simulator="cxxrtl")
     first, second = out["runs"]
     m = Machine(SOC)
     m.write_words(0, image)
@@ -496,7 +495,7 @@ def test_missing_compiler_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-cxx-compiler")
     with pytest.raises(CxxSimBuildError, match=r"C\+\+ compiler 'no-such-cxx-compiler' not "
                                                r"found .*Python simulator"):
-        SocSim(SOC, cache_dir=tmp_path, progress=False)
+        SocSim(SOC, cache_dir=tmp_path, progress=False, simulator="cxxrtl")
 
 
 @pytest.mark.parametrize("width", [2, 12, 16, 20, 32])
@@ -521,7 +520,7 @@ def test_pack_unpack(width):
 @pytest.mark.slow
 @pytest.mark.parametrize("soc", [SOC, SOC_3x4], ids=["2x2", "3x4"])
 def test_many_random_programs(soc):
-    with SocSim(soc, progress=False) as sim:
+    with SocSim(soc, progress=False, simulator="cxxrtl") as sim:
         for seed in range(1000):
             rng = random.Random(seed)
             if seed % 5 == 4:

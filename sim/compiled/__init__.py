@@ -1,4 +1,5 @@
-"""A compiled RTL simulator: Yosys's CXXRTL back end + g++, driven from Python.
+"""A compiled RTL simulator: Verilator or Yosys's CXXRTL back end, compiled with g++, driven from
+Python. Models are Verilator's unless the caller names CXXRTL (:data:`DEFAULT_SIMULATOR`).
 
 Amaranth's Python simulator runs about a thousand cycles per second on the array; whole programs
 need a few hundred thousand. :class:`CxxSim` compiles a design to C++ once (cached by content),
@@ -12,7 +13,7 @@ recording — in C++. See ``docs/simulation.md``.
 
 from .build import (CACHE_ENV, BuildInfo, CxxSimBuildError, default_cache_dir,  # noqa: F401
                     signal_name)
-from .sim import CxxSim, CxxSimError, SimItem, SimMemory
+from .sim import DEFAULT_SIMULATOR, SIMULATORS, CxxSim, CxxSimError, SimItem, SimMemory
 
 __all__ = ["CxxSim", "CxxSimError", "CxxSimBuildError", "BuildInfo", "SimItem", "SimMemory",
-           "CACHE_ENV", "default_cache_dir", "signal_name"]
+           "SIMULATORS", "DEFAULT_SIMULATOR", "CACHE_ENV", "default_cache_dir", "signal_name"]

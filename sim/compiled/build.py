@@ -86,12 +86,12 @@ class BuildInfo:
         Wall time of the C++ compile (0 on a cache hit).
     cxx_lines : int
         Lines of generated C++.
+    simulator : str
+        ``"cxxrtl"`` or ``"verilator"``: which engine the model is.
     cxxflags : tuple of str
         The compiler's optimisation flags.
     cxxrtl_options : tuple of str
         Yosys ``write_cxxrtl``'s options (CXXRTL models).
-    simulator : str
-        ``"cxxrtl"`` or ``"verilator"``: which engine the model is.
     """
     name: str
     key: str
@@ -100,9 +100,9 @@ class BuildInfo:
     build_seconds: float
     compile_seconds: float
     cxx_lines: int
+    simulator: str
     cxxflags: tuple = ()
     cxxrtl_options: tuple = ()
-    simulator: str = "cxxrtl"
 
 
 def default_cache_dir():

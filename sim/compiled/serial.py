@@ -36,7 +36,7 @@ from spec.hostlink import MAX_BURST
 from spec.params import check_int
 from spec.soc import SocConfig, DEFAULT_SOC
 from .build import CxxSimBuildError, default_cache_dir
-from .sim import CxxSim, CxxSimError
+from .sim import DEFAULT_SIMULATOR, CxxSim, CxxSimError
 
 __all__ = ["SimSerial", "SerialSocSim", "SerialTimeout", "port_library", "DEFAULT_BAUD"]
 
@@ -190,9 +190,8 @@ class SimSerial:
             raise CxxSimError(f"Transmit pin {tx!r} must be a 1-bit signal")
         self._lib = port_library(cache_dir=cache_dir)
         self._sim = sim
-        # The harness's own C functions drive the model (CxxSim's ctypes handles; see
-        # uart_port.cc).
-        lib, handle = sim._lib, sim._h
+        # The harness's own C functions drive the model (see uart_port.cc).
+        lib, handle = sim.library, sim.handle
         self._h = self._lib.su_create(handle, _fn_address(lib.cs_step), _fn_address(lib.cs_set64),
                                       _fn_address(lib.cs_get64), rx_item.id, tx_item.id, divisor)
         if not self._h:
@@ -394,8 +393,9 @@ class SerialSocSim:
         As for :class:`~sim.compiled.CxxSim` (``cxxflags=("-O0",)`` compiles several times faster
         and runs slower: the default test suite's choice).
     simulator : str
-        ``"cxxrtl"`` (default) or ``"verilator"`` (:class:`~sim.compiled.CxxSim`): the same pins
-        cycle for cycle; Verilator runs the default SoC several times faster.
+        ``"verilator"`` or ``"cxxrtl"`` (default :data:`~sim.compiled.DEFAULT_SIMULATOR`, as for
+        :class:`~sim.compiled.CxxSim`): the same pins cycle for cycle; Verilator runs the default
+        SoC several times faster.
 
     Attributes
     ----------
@@ -407,7 +407,7 @@ class SerialSocSim:
 
     def __init__(self, soc=None, *, divisor=4, clk_freq=None, timeout=None,
                  max_burst=MAX_BURST, stall_rate=0, seed=1, cache_dir=None, progress=False,
-                 cxxflags=None, cxxrtl_options=None, simulator="cxxrtl"):
+                 cxxflags=None, cxxrtl_options=None, simulator=DEFAULT_SIMULATOR):
         from rtl.soc import Soc
         if soc is None:
             soc = DEFAULT_SOC

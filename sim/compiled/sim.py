@@ -14,11 +14,14 @@ from .build import (DEFAULT_CXXFLAGS, DEFAULT_CXXRTL_OPTIONS, HARNESS_VERSION, B
                     CxxSimBuildError, build_library, elaborate, signal_name)
 from .verilator import build_verilator
 
-__all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory", "SIMULATORS"]
+__all__ = ["CxxSim", "CxxSimError", "SimItem", "SimMemory", "SIMULATORS", "DEFAULT_SIMULATOR"]
 
 #: The engines a model can be built with: Yosys's CXXRTL (every named signal readable) or
 #: Verilator (faster; only ports, kept state and exposed signals are items).
 SIMULATORS = ("cxxrtl", "verilator")
+#: The engine every compiled model is built with unless its caller names one: Verilator, which
+#: builds the default SoC in about a minute and runs it several times faster than CXXRTL.
+DEFAULT_SIMULATOR = "verilator"
 
 _ABI_VERSION = 2     # CS_ABI_VERSION of harness_abi.h
 
@@ -269,13 +272,14 @@ def _stderr_progress(message):
 
 
 class CxxSim:
-    """A compiled (CXXRTL + g++) simulation of an Amaranth design, driven from Python.
+    """A compiled (Verilator or CXXRTL, + g++) simulation of an Amaranth design, driven from Python.
 
-    Construction elaborates the design, generates C++ with Yosys's CXXRTL back end, compiles it
-    with the harness (``sim/compiled/harness.cc``) into a shared library — or takes the library
-    from the build cache — and loads it. The model starts in its power-on state (every signal
-    at its ``init``) with the clock low; cycles run only when asked (:meth:`step`,
-    :meth:`reset`, :meth:`run_until`, :meth:`run`), inside C++.
+    Construction elaborates the design, generates C++ with the engine (:data:`DEFAULT_SIMULATOR`
+    unless ``simulator`` names the other), compiles it with the engine's harness
+    (``sim/compiled/vl_harness.cc`` or ``harness.cc``, both over ``harness_abi.h``) into a shared
+    library — or takes the library from the build cache — and loads it. The model starts in its
+    power-on state (every signal at its ``init``) with the clock low; cycles run only when asked
+    (:meth:`step`, :meth:`reset`, :meth:`run_until`, :meth:`run`), inside C++.
 
     Timing matches Amaranth's simulator: after ``step(1)`` every signal reads as it would after
     ``await ctx.tick()`` with the same inputs; an input set with :meth:`set` holds until set
@@ -320,10 +324,12 @@ class CxxSim:
         Options of Yosys's ``write_cxxrtl`` (default ``("-O6", "-g4")``; add ``"-noflatten"``
         to keep the hierarchy: much faster to compile for a large design).
     simulator : str
-        ``"cxxrtl"`` (default) or ``"verilator"`` (:mod:`sim.compiled.verilator`: builds faster
-        and runs a large design several times faster; its items are the top-level ports, the
-        state Verilator keeps — registers, memories — and the signals in ``expose``; signals it
-        optimised away are not readable). Both run the same cycles bit for bit.
+        One of :data:`SIMULATORS`, default :data:`DEFAULT_SIMULATOR` (``"verilator"``).
+        ``"verilator"`` (:mod:`sim.compiled.verilator`) builds faster and runs a large design
+        several times faster; its items are the top-level ports, the state Verilator keeps —
+        registers, memories — and the signals in ``expose``; signals it optimised away are not
+        readable. ``"cxxrtl"`` (Yosys's CXXRTL) reads every named signal of the design. Both run
+        the same cycles bit for bit.
     progress : bool or callable
         Report what the build is doing: ``True`` prints to standard error, a callable receives
         each message, ``False`` is silent.
@@ -347,7 +353,7 @@ class CxxSim:
 
     def __init__(self, design, *, ports=None, expose=(), clock="clk", reset="rst", name=None,
                  cache_dir=None, cxx=None, cxxflags=DEFAULT_CXXFLAGS, progress=True,
-                 cxxrtl_options=DEFAULT_CXXRTL_OPTIONS, simulator="cxxrtl"):
+                 cxxrtl_options=DEFAULT_CXXRTL_OPTIONS, simulator=DEFAULT_SIMULATOR):
         if simulator not in SIMULATORS:
             raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not "
                              f"{simulator!r}")
@@ -438,6 +444,19 @@ class CxxSim:
     def __del__(self):
         if getattr(self, "_h", None) is not None:
             self.close()
+
+    @property
+    def library(self):
+        """The loaded harness (a :class:`ctypes.CDLL`): its ``cs_*`` functions, for C code that
+        drives the model itself, as the simulated serial port (:mod:`sim.compiled.serial`)
+        does with :attr:`handle`."""
+        return self._lib
+
+    @property
+    def handle(self):
+        """The model's handle (the harness's ``cs_sim *``), the first argument of every ``cs_*``
+        function of :attr:`library`; None once the model is closed."""
+        return self._h
 
     # Names -----------------------------------------------------------------------------------
 
