@@ -2,7 +2,7 @@
 
 A *transport* moves bytes to and from the device: :class:`SerialTransport` over a serial port
 (pyserial), :class:`ModelTransport` in memory against the protocol's golden model
-(:class:`firmware.protocol.BridgeModel`), and, for the RTL in simulation,
+(:class:`golden.hostlink.BridgeModel`), and, for the RTL in simulation,
 :class:`sim.hostlink.PysimLink`. Any object with ``write(data)`` and
 ``read(n, timeout) -> bytes`` (at most ``n`` bytes; fewer only when ``timeout`` seconds of the
 link's time passed) is a transport.

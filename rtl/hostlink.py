@@ -2,7 +2,7 @@
 
 :class:`HostLinkBridge` speaks the protocol of :mod:`spec.hostlink` (``docs/hostlink.md``) on two
 byte streams; :class:`HostLink` puts it behind an 8N1 UART (:mod:`rtl.uart`) for the SoC top.
-Its golden model is :class:`firmware.protocol.BridgeModel`.
+Its golden model is :class:`golden.hostlink.BridgeModel`.
 """
 
 from amaranth.hdl import Module, Signal, Cat, Mux
@@ -48,7 +48,7 @@ def crc16_next(crc, byte):
     """The CRC-16/CCITT-FALSE register after ``byte``: a table-free expression of ``crc``, ``byte``.
 
     One byte's eight shift-and-XOR steps (most significant bit first, as
-    :func:`firmware.protocol.crc16` computes them) are linear over GF(2) in ``crc`` and ``byte``
+    :func:`golden.hostlink.crc16` computes them) are linear over GF(2) in ``crc`` and ``byte``
     together, so each bit of the result is the XOR of a fixed set of their bits; the sets are
     found by running the steps on each input bit alone. (Unrolling the steps as nested
     expressions instead repeats subexpressions 2**8-fold, which the Python simulator evaluates

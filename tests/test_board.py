@@ -2,7 +2,7 @@
 
 Everything here goes through :class:`sim.compiled.serial.SimSerial`: bytes → 8N1 waveform on the
 SoC's ``rx`` pin (C++ bit-banger) → UART → bridge → main memory and CSRs → UART → ``tx`` pin →
-bytes. The protocol's golden model (:class:`firmware.protocol.BridgeModel`, with the SoC's CSRs
+bytes. The protocol's golden model (:class:`golden.hostlink.BridgeModel`, with the SoC's CSRs
 modelled for a SoC that runs no program) is fed the same bytes; the RTL must answer it byte for
 byte, and the full main-memory image (read through the backdoor) must equal what the valid
 frames alone make of it. The slow suite sends 1000+ corrupted frames.
@@ -21,7 +21,8 @@ from firmware.asm import Assembler
 from firmware.board import BoardDevice, BoardMismatch, config_word, open_link
 from firmware.bringup import SMALL_SOC, SIM_OPTIONS, SIM_DIVISOR
 from firmware.device import DeviceError
-from firmware.protocol import BridgeModel, encode_request, split_responses, words_to_bytes
+from golden.hostlink import BridgeModel
+from firmware.protocol import encode_request, split_responses, words_to_bytes
 from firmware.transport import HostLinkStatusError
 from sim.compiled import CxxSimError
 from sim.compiled.serial import SimSerial, SerialSocSim, SerialTimeout

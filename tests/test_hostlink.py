@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The RTL host-link bridge against its golden model (firmware.protocol.BridgeModel): every
+"""The RTL host-link bridge against its golden model (golden.hostlink.BridgeModel): every
 command, every fault, the timeout's exact boundary, random corrupted traffic, and the HostLink
 client driving the RTL — on the byte streams (fast) and through the UARTs."""
 
@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from spec.csr import CSR_COUNT, Csr
 from spec.hostlink import Cmd, Status
-from firmware.protocol import (BridgeModel, encode_request, words_to_bytes, split_responses,
-                               crc16)
+from golden.hostlink import BridgeModel
+from firmware.protocol import encode_request, words_to_bytes, split_responses, crc16
 from firmware.transport import HostLink as Client, HostLinkStatusError
 from rtl.hostlink import HostLinkBridge, HostLink, crc16_next
 from sim.hostlink import LinkHarness, PysimLink

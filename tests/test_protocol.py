@@ -8,9 +8,10 @@ import pytest
 from spec.csr import Csr, CSR_COUNT, STATUS_DONE
 from spec.hostlink import (SYNC_REQUEST, SYNC_RESPONSE, MAX_BURST_LIMIT, Cmd, Status,
                            check_max_burst)
+from golden.hostlink import BridgeModel
 from firmware.protocol import (crc16, words_to_bytes, bytes_to_words, encode_request,
                                encode_response, decode_request, decode_response, split_responses,
-                               ProtocolError, BridgeModel, Request, Response)
+                               ProtocolError, Request, Response)
 from firmware.transport import (HostLink, ModelTransport, SerialTransport, HostLinkTimeout,
                                 HostLinkStatusError, HostLinkProtocolError)
 
