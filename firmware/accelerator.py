@@ -134,6 +134,12 @@ class Accelerator:
         self._owner = owner
         return changed
 
+    def release_memory(self):
+        """No network owns main memory any more: the next one to run writes its programs,
+        constants and weights again. For code that wrote main memory behind the networks'
+        backs (a standalone image, ``firmware/standalone.py``)."""
+        self._claim(None)
+
     def _run(self, entry):
         r = self.device.run(entry)
         self._cycles += r.cycles
@@ -179,7 +185,7 @@ class Accelerator:
         (m, k), n = a.shape, b.shape[1]
         cm = compile_matmul(m, k, n, shift, rounding, self.soc,
                             seed=seed if rounding == "stochastic" else None)
-        self._claim(None)
+        self.release_memory()
         self._begin()
         self.device.load_program(0, cm.program)
         self.device.write_words(cm.a_addr, a)

@@ -11,6 +11,8 @@ Example::
     words = p.words()          # 16-bit words to store at `base`
 """
 
+from types import MappingProxyType
+
 from spec import isa
 from spec.isa import Op
 
@@ -33,6 +35,11 @@ class Assembler:
         self.base = base
         self._insns = []          # (op, fields)
         self._labels = {}
+
+    @property
+    def labels(self):
+        """The labels defined so far: name → word address (read-only)."""
+        return MappingProxyType(self._labels)
 
     def __len__(self):
         return len(self._insns)

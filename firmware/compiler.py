@@ -309,7 +309,7 @@ class CompiledMLP:
         lay.add("seed", 2 * W, align=W)
         for kind in kinds:
             base = -(-lay.here // W) * W
-            emit = self._emit_train if kind == "train" else self._emit_forward(kind)
+            emit = self._emit_train(desc) if kind == "train" else self._emit_forward(kind)
             sp_alloc, acc_alloc = self._allocators(kind)
             p, self.sp_plan[kind], self.acc_plan[kind] = _two_pass(emit, sp_alloc, acc_alloc,
                                                                    base)
@@ -415,29 +415,30 @@ class CompiledMLP:
         out[:, C, 1] = np.where(labels < 0, 0xFFFF, 0)
         return out.ravel()
 
-    def train_program(self, lr):
-        """The training program for learning rate ``lr`` (same size and place as
-        ``programs["train"]``)."""
-        if lr == self.desc.lr:
-            return self.programs["train"]
-        other = CompiledMLP.__new__(CompiledMLP)
-        other.__dict__.update(self.__dict__)
-        other.desc = self.desc.with_lr(lr)
-        return _two_pass(other._emit_train, *self._allocators("train"),
-                         self.programs["train"].base)[0]
+    def train_program(self, lr, *, base=None):
+        """The training program for learning rate ``lr``, the same size as
+        ``programs["train"]`` and at its place, or at ``base`` (a word address, a multiple of
+        8: another copy resident at once, as in the standalone image)."""
+        if base is None:
+            if lr == self.desc.lr:
+                return self.programs["train"]
+            base = self.programs["train"].base
+        return _two_pass(self._emit_train(self.desc.with_lr(lr)), *self._allocators("train"),
+                         base)[0]
 
-    def select_program(self, valid):
+    def select_program(self, valid, *, base=None):
         """The ``select`` program feeding only the first ``valid`` samples of each block to the
-        selector (same size and place as ``programs["select"]``, which feeds all ``batch``):
-        for a last, partly filled block."""
+        selector (at most the size of ``programs["select"]``, which feeds all ``batch``): for
+        a last, partly filled block. At ``programs["select"]``'s place, or at ``base``."""
         check_positive_int(valid, "Valid samples per block")
         if valid > self.desc.batch:
             raise ValueError(f"Valid samples per block must be at most the batch "
                              f"({self.desc.batch}), not {valid!r}")
-        if valid == self.desc.batch:
-            return self.programs["select"]
-        p = _two_pass(self._emit_forward("select", valid), *self._allocators("select"),
-                      self.programs["select"].base)[0]
+        if base is None:
+            if valid == self.desc.batch:
+                return self.programs["select"]
+            base = self.programs["select"].base
+        p = _two_pass(self._emit_forward("select", valid), *self._allocators("select"), base)[0]
         assert len(p) <= len(self.programs["select"])
         return p
 
@@ -598,8 +599,15 @@ class CompiledMLP:
             p.fill(space=Space.SP, dst=sp[f"Sin{l + 1}"] + npo * B, rows=B,
                    value=self.desc.formats.act.scale)
 
-    def _emit_train(self, p, sp, acc):
-        d, s, L, Lw, B = self.desc, self.desc.sizes, self.desc.layers, self.lanes, self.desc.batch
+    def _emit_train(self, desc):
+        """The training program for ``desc`` (this network's description, or a copy at another
+        learning rate: only the ``SGD`` fields differ)."""
+        def emit(p, sp, acc):
+            self._emit_train_steps(p, sp, acc, desc)
+        return emit
+
+    def _emit_train_steps(self, p, sp, acc, d):
+        s, L, Lw, B = d.sizes, d.layers, self.lanes, d.batch
         nbp, C, D1 = self.sample_panels, s[-1], s[0] + 1
         reg = self.regions
         st = d.step

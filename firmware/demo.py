@@ -7,12 +7,6 @@ compared with :func:`golden.fixedpoint.int_gemm`; the measured cycles are compar
 cycle model (:func:`golden.array.schedule`). Exit status 0 only if both match.
 """
 
-import torch
-
-from golden.array import join_tiles, schedule, split_gemm
-from golden.fixedpoint import int_gemm
-from rtl.array import SystolicArray
-from sim.array import simulate_tiles
 from spec.params import DEFAULT_CONFIG
 
 __all__ = ["add_arguments", "run", "run_demo"]
@@ -32,6 +26,11 @@ def add_arguments(parser):
 
 def run_demo(rows, cols, m, k, n, seed=0):
     """Run the GEMM on the simulated array; return a dict of what was measured and checked."""
+    import torch                                # the simulator: only when the demo runs
+    from golden.array import join_tiles, schedule, split_gemm
+    from golden.fixedpoint import int_gemm
+    from rtl.array import SystolicArray
+    from sim.array import simulate_tiles
     dut = SystolicArray.from_config(DEFAULT_CONFIG.with_array(rows=rows, cols=cols).array)
     w = dut.operand_width
     g = torch.Generator().manual_seed(seed)

@@ -8,6 +8,8 @@ business), so the firmware above it runs unchanged on every backend.
 
 * :class:`Device` — the abstract interface (``write_words``, ``read_words``, ``run``,
   ``counters``, ``config``).
+* :class:`DeviceWrapper` — a device that passes everything through to another: the base of
+  devices that watch, count or check what the firmware does.
 * :class:`RunResult` — what a run ended with.
 * :class:`DeviceError` — a run halted with an error code; names the error, pc and instruction.
 * :class:`DeviceTimeout` — a run did not halt within its cycle budget.
@@ -24,8 +26,8 @@ from spec.isa import Error
 from spec.memory import Fault
 from spec.soc import SocConfig, DEFAULT_SOC
 
-__all__ = ["Device", "RunResult", "DeviceError", "DeviceTimeout", "GoldenDevice",
-           "describe_instruction"]
+__all__ = ["Device", "DeviceWrapper", "RunResult", "DeviceError", "DeviceTimeout",
+           "GoldenDevice", "describe_instruction"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,19 @@ class Device(abc.ABC):
                 words = program
         self.write_words(addr, words)
 
+    def execute(self, entry=0, max_cycles=None):
+        """Run the program at word address ``entry`` until it halts; return its
+        :class:`RunResult` as it ended, error code and all (:meth:`run` raises on one).
+
+        Raises
+        ------
+        DeviceTimeout
+            If the backend stopped the program at ``max_cycles``.
+        """
+        if max_cycles is not None and (not isinstance(max_cycles, int) or max_cycles < 1):
+            raise ValueError(f"Cycle budget must be a positive integer, not {max_cycles!r}")
+        return self._run(entry, max_cycles)
+
     def run(self, entry=0, max_cycles=None):
         """Run the program at word address ``entry`` until it halts.
 
@@ -187,9 +202,7 @@ class Device(abc.ABC):
         DeviceTimeout
             If ``max_cycles`` is given and the program did not halt within it.
         """
-        if max_cycles is not None and (not isinstance(max_cycles, int) or max_cycles < 1):
-            raise ValueError(f"Cycle budget must be a positive integer, not {max_cycles!r}")
-        result = self._run(entry, max_cycles)
+        result = self.execute(entry, max_cycles)
         if result.error != Error.NONE:
             insn = "<outside main memory>"
             if 0 <= result.pc and result.pc + isa.INSN_WORDS <= self.config.mem_words:
@@ -199,6 +212,44 @@ class Device(abc.ABC):
             raise DeviceTimeout(f"Program at {entry:#x} did not halt within {max_cycles} cycles "
                                 f"({result.cycles})")
         return result
+
+
+class DeviceWrapper(Device):
+    """A device that passes every access through to ``device`` (its public methods: the
+    wrapped device checks them again): subclasses override the accesses they watch and call
+    ``super()`` for the access itself.
+
+    Members
+    -------
+    device : Device
+        The wrapped device.
+
+    Raises
+    ------
+    TypeError
+        If ``device`` is not a :class:`Device`.
+    """
+
+    def __init__(self, device):
+        if not isinstance(device, Device):
+            raise TypeError(f"Device must be a Device, not {device!r}")
+        self.device = device
+
+    @property
+    def config(self):
+        return self.device.config
+
+    def _write(self, addr, words):
+        self.device.write_words(addr, words)
+
+    def _read(self, addr, n):
+        return self.device.read_words(addr, n)
+
+    def _run(self, entry, max_cycles):
+        return self.device.execute(entry, max_cycles)
+
+    def counters(self):
+        return self.device.counters()
 
 
 class GoldenDevice(Device):

@@ -41,16 +41,33 @@ from spec.memory import Dir, Space
 from spec.params import check_positive_int
 from .asm import Assembler
 from .compiler import (CompiledMLP, MLPDescription, PARAM_DATA, PARAM_ID, PARAM_OUT,
-                       PARAM_STEPS, _two_pass)
-from .device import Device, RunResult
+                       PARAM_STEPS)
+from .device import DeviceWrapper
 from .plan import MemoryLayout
 
 __all__ = ["slot_examples", "StandaloneImage", "run_standalone", "run_host_driven",
            "AccessCounter"]
 
 _ALL_UNITS = (1 << len(Unit)) - 1
-# registers of the control code (the called programs clobber all of them)
-_R1, _R2, _R3, _R4, _R5, _R6, _R7 = 1, 2, 3, 4, 5, 6, 7
+
+# Registers of the control code, named by what they hold in each routine. The called programs
+# clobber all of them: nothing lives in a register across a call, only in the image's variables.
+_TMP = 1                                   # a value on its way to or from memory
+# the dispatcher
+_CODE, _CASE = 1, 2                        # the caller's return code; the code tried
+# the slot table (slot_table)
+_POS = 1                                   # position in SELOUT's words
+_N = 2                                     # samples class c kept (or |L|): the modulus
+_FIRST = 3                                 # position of class c's first record
+_RANK = 4                                  # slot rank r within class c
+_OFF = 5                                   # a word offset (into the wide tables)
+_MOD = 6                                   # r mod n, then an offset from it
+_VAL = 7                                   # a value read from a table
+# gathering a chunk of steps (_chunk)
+_ORDER, _STREAM, _LEFT = 1, 2, 3           # order pointer, stream pointer, steps left
+_SLOT, _INPUT, _TARGET = 5, 6, 7           # a sample's slot offset, input and target address
+# the guard's check
+_AFTER, _DROP, _LIMIT = 1, 2, 3            # correct after; checkpoint − after; the margin
 
 
 def _slot_source(per_class, k, n_labeled):
@@ -94,16 +111,100 @@ def _inputs_aug(X, fmt):
 
 
 def _pad_blocks(xa, B):
-    blocks = -(-xa.shape[0] // B)
-    pad = np.zeros((blocks * B, xa.shape[1]), dtype=np.int64)
+    """``xa`` padded with zero rows to whole blocks of ``B``."""
+    pad = np.zeros((-(-xa.shape[0] // B) * B, xa.shape[1]), dtype=np.int64)
     pad[:xa.shape[0]] = xa
-    return pad, blocks
+    return pad
+
+
+def _words32(vals):
+    """32-bit values as (low, high) 16-bit word pairs."""
+    vals = np.asarray(vals, dtype=np.int64)
+    return np.stack([vals & 0xFFFF, vals >> 16], axis=1).ravel()
 
 
 @dataclass(frozen=True)
 class _Guard:
     margin: float
     samples: int
+
+
+class _Control:
+    """The image's control program while it is emitted: calls of the resident programs (each
+    with its return code), DMA copies, and the dispatcher the patched ``HALT``\\ s branch to.
+
+    Members
+    -------
+    asm : Assembler
+    ret : int
+        Address of the return-code variable.
+    """
+
+    def __init__(self, base, soc, lanes, ret):
+        self.asm = Assembler(base)
+        self.soc, self.lanes, self.ret = soc, lanes, ret
+        self._returns = []                      # labels of the return points, by code − 1
+        self._loops = 0
+
+    def loop_label(self, prefix, advance=True):
+        """A fresh label ``prefix{n}`` (``advance=False``: the number the next
+        ``loop_label`` call will take)."""
+        if advance:
+            self._loops += 1
+            return f"{prefix}{self._loops}"
+        return f"{prefix}{self._loops + 1}"
+
+    def call(self, prog, steps=0, data=0, out=0, first_id=0):
+        """Set the program's parameters and its return code, branch to it; it comes back here
+        through the dispatcher."""
+        p, code = self.asm, len(self._returns) + 1
+        for addr, v in ((PARAM_STEPS, steps), (PARAM_DATA, data), (PARAM_OUT, out),
+                        (PARAM_ID, first_id), (self.ret, code)):
+            p.seti(rd=_TMP, imm=v)
+            p.stw(rt=_TMP, rs=0, imm=addr)
+        p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=prog.base)
+        self._returns.append(f"ret{code}")
+        p.label(f"ret{code}")
+
+    def widen(self, src, dst, words):
+        """32-bit copies (sign-extended) of ``words`` 16-bit words: DMA through the scratchpad,
+        ``lanes`` words per row. ``src``, ``dst``: ``(register, offset)``."""
+        p, Lw = self.asm, self.lanes
+        row0, depth = 2 * self.soc.sp_depth, self.soc.sp_depth
+        for w0 in range(0, words, depth * Lw):
+            rows = min(depth, -(-(words - w0) // Lw))
+            p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=src[0],
+                  mem_off=src[1] + w0, sp_row=row0, rows=rows, cols=Lw, stride=Lw)
+            p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=2, rm=dst[0],
+                  mem_off=dst[1] + 2 * w0, sp_row=row0, rows=rows, cols=Lw, stride=2 * Lw)
+
+    def copy(self, src, dst, words):
+        """``words`` words from ``src`` to ``dst`` (constant addresses) by DMA."""
+        p, Lw, depth = self.asm, self.lanes, self.soc.sp_depth
+        row0 = 0
+        for w0 in range(0, words, depth * Lw):
+            n = min(depth * Lw, words - w0)
+            rows, rest = divmod(n, Lw)
+            for off, cnt, cols in ((0, rows, Lw), (rows * Lw, 1, rest)):
+                if cnt and cols:
+                    p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=0,
+                          mem_off=src + w0 + off, sp_row=row0, rows=cnt, cols=cols, stride=Lw)
+                    p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1,
+                          rm=0, mem_off=dst + w0 + off, sp_row=row0, rows=cnt, cols=cols,
+                          stride=Lw)
+
+    def dispatcher(self):
+        """The dispatcher: wait for the units, branch back to the caller of the return code
+        stored. Returns its address."""
+        p = self.asm
+        addr = p.label("dispatch")
+        p.fence(mask=_ALL_UNITS)
+        p.ldw(rd=_CODE, rs=0, imm=self.ret)
+        for code, name in enumerate(self._returns, 1):
+            p.seti(rd=_CASE, imm=code)
+            p.br(cond=Cond.EQ, rs1=_CODE, rs2=_CASE, target=name)
+        p.halt()
+        return addr
 
 
 class StandaloneImage:
@@ -134,6 +235,8 @@ class StandaloneImage:
     entry : int
         The image's entry address.
     regions : dict of str to Region
+    tcm, scm : CompiledMLP
+        The teacher and the student, compiled to be resident together.
 
     Raises
     ------
@@ -145,25 +248,15 @@ class StandaloneImage:
                  L_X, L_y, student_schedule, finetune_schedule, *, guard=None,
                  chunk_steps=8):
         from golden.data import batch_order
-        from golden.mlp import rng_seed
         for d, what in ((teacher, "Teacher"), (student, "Student")):
             if not isinstance(d, MLPDescription):
                 raise TypeError(f"{what} must be an MLPDescription, not {d!r}")
         check_positive_int(chunk_steps, "Chunk steps")
-        sel = soc.selector
-        C, K, B = student.sizes[-1], sel.k, student.batch
-        D1 = student.sizes[0] + 1
+        C, K, B = student.sizes[-1], soc.selector.k, student.batch
         if teacher.batch != B or teacher.sizes[0] != student.sizes[0]:
             raise ValueError("Teacher and student must share the batch and the input size")
-        tcm = CompiledMLP(teacher, soc, ("select",))
-        t_end = max(r.end for n, r in tcm.regions.items() if n != "data")
-        kinds = ("train",) + (("valacc",) if guard is not None else ())
-        scm = CompiledMLP(student, soc, kinds, origin=-(-t_end // 8) * 8)
-        Lw = scm.lanes
-        if B % Lw:
-            raise ValueError(f"The standalone image needs a batch that is a multiple of the "
-                             f"{Lw} lanes, not {B}")
-        self.soc, self.tcm, self.scm = soc, tcm, scm
+        self.guard = guard
+        self._compile(soc, teacher, student)
         fmt = student.formats
         xu, xl = _inputs_aug(U_X, fmt), _inputs_aug(L_X, fmt)
         yl = np.asarray(L_y, dtype=np.int64)
@@ -177,307 +270,295 @@ class StandaloneImage:
         order = [batch_order(S, B, n_s, seed).numpy().ravel(),
                  batch_order(nL, B, n_f, seed).numpy().ravel() + C * K]
         self.n_labeled, self.k, self.C = nL, K, C
+        schedules = (student_schedule, finetune_schedule)
+        lay = self._plan(nU, nL, sum(o.size for o in order), schedules, chunk_steps)
+        ctl = self._emit_control(lay, seed, nU, nL, schedules, chunk_steps)
+        lay.add("control", isa.INSN_WORDS * len(ctl.asm), align=isa.INSN_WORDS)
+        self.regions = dict(lay.regions)
+        self.entry = ctl.asm.labels["entry"]
+        dispatch = ctl.asm.labels["dispatch"]
+        progs = [self.tcm.programs[k] for k in ("select", "selclr", "selout")]
+        progs += [self._seed_prog, *self._extra.values()]
+        progs += [self.scm.programs[k] for k in self.scm.kinds]
+        self.writes = [(prog.base, _patch_halts(prog, dispatch)) for prog in progs]
+        self.writes.append((ctl.asm.base, np.asarray(ctl.asm.words(), dtype=np.int64)))
+        self.writes += self._data_writes(teacher_weights, student_weights, xu, xl, yl, order)
 
-        W = isa.INSN_WORDS
+    # --- the pass's steps -------------------------------------------------------------------------
+    def _compile(self, soc, teacher, student):
+        """Both networks, the student's regions after the teacher's (both resident)."""
+        self.soc = soc
+        self.tcm = tcm = CompiledMLP(teacher, soc, ("select",))
+        t_end = max(r.end for n, r in tcm.regions.items() if n != "data")
+        kinds = ("train",) + (("valacc",) if self.guard is not None else ())
+        self.scm = scm = CompiledMLP(student, soc, kinds, origin=-(-t_end // 8) * 8)
+        if student.batch % scm.lanes:
+            raise ValueError(f"The standalone image needs a batch that is a multiple of the "
+                             f"{scm.lanes} lanes, not {student.batch}")
+
+    def _plan(self, nU, nL, order_words, schedules, chunk_steps):
+        """Main memory after the student: the extra programs (the stream's last partial
+        block, a ``train`` program per further learning rate), the data, the tables, the
+        variables, the guard's checkpoint. Returns the layout (``control`` still to add)."""
+        tcm, scm, soc = self.tcm, self.scm, self.soc
+        W, B, C, K = isa.INSN_WORDS, scm.desc.batch, self.C, self.k
         s_end = max(r.end for n, r in scm.regions.items() if n != "data")
         lay = MemoryLayout(soc.mem_words, -(-s_end // W) * W)
-        # extra programs: the stream's last partial block, a train program per learning rate
-        extra = {}
-        full, tail = divmod(nU, B)
+        self._extra = {}
+        tail = nU % B
         if tail:
-            base = -(-lay.here // W) * W
-            p = _two_pass(tcm._emit_forward("select", tail), *tcm._allocators("select"), base)[0]
+            p = tcm.select_program(tail, base=-(-lay.here // W) * W)
             lay.add("select_tail", W * len(p), align=W)
-            extra["select_tail"] = p
-        train_progs = {}
-        for lr in sorted({lr for _, lr in (*student_schedule, *finetune_schedule)}):
-            if lr == student.lr:
-                train_progs[lr] = scm.programs["train"]
+            self._extra["select_tail"] = p
+        self._train_progs = {}
+        for lr in sorted({lr for _, lr in (*schedules[0], *schedules[1])}):
+            if lr == scm.desc.lr:
+                self._train_progs[lr] = scm.programs["train"]
                 continue
-            other = CompiledMLP.__new__(CompiledMLP)
-            other.__dict__.update(scm.__dict__)
-            other.desc = student.with_lr(lr)
-            base = -(-lay.here // W) * W
-            p = _two_pass(other._emit_train, *scm._allocators("train"), base)[0]
+            p = scm.train_program(lr, base=-(-lay.here // W) * W)
             lay.add(f"train_{lr}", W * len(p), align=W)
-            train_progs[lr] = extra[f"train_{lr}"] = p
-        pu, bu = _pad_blocks(xu, B)
-        pl, bl = _pad_blocks(xl, B)
-        bw = scm.block_words
-        R = lay.regions
-        lay.add("U", bu * bw)
-        lay.add("L", bl * bw)
+            self._train_progs[lr] = self._extra[f"train_{lr}"] = p
+        Lw, fmt = scm.lanes, scm.desc.formats
+        lay.add("U", -(-nU // B) * scm.block_words)
+        lay.add("L", -(-nL // B) * scm.block_words)
         lay.add("xaddr", 2 * nU)
-        lay.add("slots", 4 * S)
+        lay.add("slots", 4 * (C * K + nL))
         lay.add("onehot", C * C)
-        sel_words = isa.sel_out_max_words(sel, fmt.width)
+        sel_words = isa.sel_out_max_words(soc.selector, fmt.width)
         lay.add("sel", -(-sel_words // Lw) * Lw)
-        lay.add("wsel", 2 * R["sel"].words)
-        lay.add("order", sum(o.size for o in order))
+        lay.add("wsel", 2 * lay.regions["sel"].words)
+        lay.add("order", order_words)
         lay.add("worder", 2 * chunk_steps * B)
         lay.add("stream", (chunk_steps + 1) * scm.step_words)
         lay.add("vars", 16)
-        if guard is not None:
-            g = _Guard(*guard)
-            vb = -(-g.samples // B)
+        if self.guard is not None:
+            g = _Guard(*self.guard)
             if g.samples > nL:
                 raise ValueError(f"The guard's {g.samples} validation samples exceed the "
                                  f"{nL} labeled ones")
-            w_words = sum(scm.regions[f"W{l}"].words for l in range(1, student.layers + 1))
-            lay.add("ckpt", w_words)
-            lay.add("valout", scm.validation_words(vb))
-        self.guard = guard
-        control_base = -(-lay.here // W) * W
-        V = R["vars"].addr
+            lay.add("ckpt", sum(r.words for r in self._weight_regions()))
+            lay.add("valout", scm.validation_words(-(-g.samples // B)))
+        V = lay.regions["vars"].addr
         self._var = dict(ret=V, ordptr=V + 2, count=V + 4, ck=V + 6, rolled=V + 8)
+        return lay
 
-        # --- the control program --------------------------------------------------------------
-        p = Assembler(control_base)
-        rets = []
+    def _weight_regions(self):
+        return [self.scm.regions[f"W{l}"] for l in range(1, self.scm.desc.layers + 1)]
 
-        def call(prog, steps=0, data=0, out=0, first_id=0):
-            code = len(rets) + 1
-            for addr, v in ((PARAM_STEPS, steps), (PARAM_DATA, data), (PARAM_OUT, out),
-                            (PARAM_ID, first_id), (self._var["ret"], code)):
-                p.seti(rd=_R1, imm=v)
-                p.stw(rt=_R1, rs=0, imm=addr)
-            p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=prog.base)
-            rets.append(f"ret{code}")
-            p.label(f"ret{code}")
-
-        def widen(src, dst, words):
-            """32-bit copies (sign-extended) of ``words`` 16-bit words: DMA through the
-            scratchpad, ``Lw`` words per row."""
-            row0, depth = 2 * soc.sp_depth, soc.sp_depth
-            for w0 in range(0, words, depth * Lw):
-                rows = min(depth, -(-(words - w0) // Lw))
-                p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=src[0],
-                      mem_off=src[1] + w0, sp_row=row0, rows=rows, cols=Lw, stride=Lw)
-                p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=2,
-                      rm=dst[0], mem_off=dst[1] + 2 * w0, sp_row=row0, rows=rows, cols=Lw,
-                      stride=2 * Lw)
-
-        def copy(src, dst, words):
-            """``words`` words from ``src`` to ``dst`` (constant addresses) by DMA."""
-            row0 = 0
-            for w0 in range(0, words, soc.sp_depth * Lw):
-                n = min(soc.sp_depth * Lw, words - w0)
-                rows, rest = divmod(n, Lw)
-                for r, (off, cnt, cols) in enumerate(((0, rows, Lw), (rows * Lw, 1, rest))):
-                    if cnt and cols:
-                        p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1,
-                              rm=0, mem_off=src + w0 + off, sp_row=row0, rows=cnt, cols=cols,
-                              stride=Lw)
-                        p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1,
-                              rm=0, mem_off=dst + w0 + off, sp_row=row0, rows=cnt, cols=cols,
-                              stride=Lw)
-
-        def w_regions():
-            return [scm.regions[f"W{l}"] for l in range(1, student.layers + 1)]
-
-        def checkpoint():
-            off = R["ckpt"].addr
-            for r in w_regions():
-                copy(r.addr, off, r.words)
-                off += r.words
-            call(scm_progs["valacc"], steps=vb, data=R["L"].addr, out=R["valout"].addr)
-            p.ldw(rd=_R1, rs=0, imm=PARAM_ID)
-            p.stw(rt=_R1, rs=0, imm=self._var["ck"])
-
-        def check(n_phase):
-            call(scm_progs["valacc"], steps=vb, data=R["L"].addr, out=R["valout"].addr)
-            # roll back if checkpoint − after > floor(margin · samples)
-            p.ldw(rd=_R1, rs=0, imm=PARAM_ID)
-            p.ldw(rd=_R2, rs=0, imm=self._var["ck"])
-            p.sub(rd=_R2, rs1=_R2, rs2=_R1)
-            p.seti(rd=_R3, imm=math.floor(g.margin * g.samples))
-            p.br(cond=Cond.GE, rs1=_R3, rs2=_R2, target=f"kept{n_phase}")
-            off = R["ckpt"].addr
-            for r in w_regions():
-                copy(off, r.addr, r.words)
-                off += r.words
-            p.ldw(rd=_R1, rs=0, imm=self._var["rolled"])
-            p.addi(rd=_R1, rs=_R1, imm=1 << n_phase)
-            p.stw(rt=_R1, rs=0, imm=self._var["rolled"])
-            p.label(f"kept{n_phase}")
-
-        scm_progs = dict(scm.programs)
+    def _emit_control(self, lay, seed, nU, nL, schedules, chunk_steps):
+        """The control program: label and select, the slot table, the training chunks (with
+        the guard around each phase), the dispatcher."""
+        from golden.mlp import rng_seed
+        W, R, tcm, scm = isa.INSN_WORDS, lay.regions, self.tcm, self.scm
+        B = scm.desc.batch
+        ctl = _Control(-(-lay.here // W) * W, self.soc, scm.lanes, self._var["ret"])
+        p = ctl.asm
         p.label("entry")
-        p.seti(rd=_R1, imm=0)
-        p.stw(rt=_R1, rs=0, imm=self._var["rolled"])
+        p.seti(rd=_TMP, imm=0)
+        p.stw(rt=_TMP, rs=0, imm=self._var["rolled"])
         # label + select
-        call(tcm.programs["selclr"])
+        full, tail = divmod(nU, B)
+        ctl.call(tcm.programs["selclr"])
         if full:
-            call(tcm.programs["select"], steps=full, data=R["U"].addr, first_id=0)
+            ctl.call(tcm.programs["select"], steps=full, data=R["U"].addr, first_id=0)
         if tail:
-            call(extra["select_tail"], steps=1, data=R["U"].addr + full * bw, first_id=full * B)
-        call(tcm.programs["selout"], out=R["sel"].addr)
-        # the slot table from the selection
-        widen((0, R["sel"].addr), (0, R["wsel"].addr), R["sel"].words)
-        slots, wsel, xaddr = R["slots"].addr, R["wsel"].addr, R["xaddr"].addr
-        p.seti(rd=_R1, imm=0)                                   # position in SELOUT's words
-        for c in range(C):
-            p.add(rd=_R5, rs1=_R1, rs2=_R1)
-            p.ldw(rd=_R2, rs=_R5, imm=wsel)                     # n_c
-            p.addi(rd=_R3, rs=_R1, imm=1)                       # its first record
-            p.seti(rd=_R4, imm=0)                               # rank r
-            p.br(cond=Cond.EQ, rs1=_R2, rs2=0, target=f"empty{c}")
-            p.label(f"slot{c}")
-            p.add(rd=_R6, rs1=_R4, rs2=0)
-            p.label(f"mod{c}")                                  # r mod n_c
-            p.br(cond=Cond.LT, rs1=_R6, rs2=_R2, target=f"modok{c}")
-            p.sub(rd=_R6, rs1=_R6, rs2=_R2)
-            p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=f"mod{c}")
-            p.label(f"modok{c}")
-            p.add(rd=_R6, rs1=_R6, rs2=_R6)
-            p.add(rd=_R6, rs1=_R6, rs2=_R3)
-            p.add(rd=_R6, rs1=_R6, rs2=_R6)                     # 2·(first + 2·r')
-            p.ldw(rd=_R7, rs=_R6, imm=wsel)                     # the sample id
-            p.add(rd=_R7, rs1=_R7, rs2=_R7)
-            p.ldw(rd=_R7, rs=_R7, imm=xaddr)                    # its input's address
-            p.add(rd=_R5, rs1=_R4, rs2=_R4)
-            p.add(rd=_R5, rs1=_R5, rs2=_R5)
-            p.stw(rt=_R7, rs=_R5, imm=slots + 4 * c * K)
-            p.addi(rd=_R4, rs=_R4, imm=1)
-            p.seti(rd=_R6, imm=K)
-            p.br(cond=Cond.LT, rs1=_R4, rs2=_R6, target=f"slot{c}")
-            p.add(rd=_R1, rs1=_R1, rs2=_R2)
-            p.add(rd=_R1, rs1=_R1, rs2=_R2)
-            p.addi(rd=_R1, rs=_R1, imm=1)
-            p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=f"next{c}")
-            p.label(f"empty{c}")                                # labeled sample r mod |L|
-            p.seti(rd=_R2, imm=nL)
-            p.label(f"eslot{c}")
-            p.add(rd=_R6, rs1=_R4, rs2=0)
-            p.label(f"emod{c}")
-            p.br(cond=Cond.LT, rs1=_R6, rs2=_R2, target=f"emodok{c}")
-            p.sub(rd=_R6, rs1=_R6, rs2=_R2)
-            p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=f"emod{c}")
-            p.label(f"emodok{c}")
-            p.add(rd=_R6, rs1=_R6, rs2=_R6)
-            p.add(rd=_R6, rs1=_R6, rs2=_R6)
-            p.add(rd=_R5, rs1=_R4, rs2=_R4)
-            p.add(rd=_R5, rs1=_R5, rs2=_R5)
-            for w in (0, 2):
-                p.ldw(rd=_R7, rs=_R6, imm=slots + 4 * C * K + w)
-                p.stw(rt=_R7, rs=_R5, imm=slots + 4 * c * K + w)
-            p.addi(rd=_R4, rs=_R4, imm=1)
-            p.seti(rd=_R6, imm=K)
-            p.br(cond=Cond.LT, rs1=_R4, rs2=_R6, target=f"eslot{c}")
-            p.addi(rd=_R1, rs=_R1, imm=1)
-            p.label(f"next{c}")
-
+            ctl.call(self._extra["select_tail"], steps=1, data=R["U"].addr + full * scm.block_words,
+                     first_id=full * B)
+        ctl.call(tcm.programs["selout"], out=R["sel"].addr)
+        self._emit_slot_table(ctl, R, nL)
         # training: chunks of steps gathered from the slots, then a train call
-        seed_prog = scm.seed_program(rng_seed(seed))
-        call(seed_prog)
-        g_row, t_row = 0, soc.sp_depth                          # gather rows (banks 0 and 1)
-        label_n = [0]
-
-        def chunk(m, lr):
-            n = label_n[0] = label_n[0] + 1
-            p.ldw(rd=_R1, rs=0, imm=self._var["ordptr"])
-            widen((_R1, 0), (0, R["worder"].addr), m * B)
-            p.seti(rd=_R1, imm=R["worder"].addr)
-            p.seti(rd=_R2, imm=R["stream"].addr)
-            p.seti(rd=_R3, imm=m)
-            p.label(f"gather{n}")
-            for s in range(B):
-                j, lane = divmod(s, Lw)
-                p.ldw(rd=_R5, rs=_R1, imm=2 * s)                # the slot
-                p.add(rd=_R5, rs1=_R5, rs2=_R5)
-                p.add(rd=_R5, rs1=_R5, rs2=_R5)
-                p.ldw(rd=_R6, rs=_R5, imm=slots)                # its input
-                p.ldw(rd=_R7, rs=_R5, imm=slots + 2)            # its target
-                # the input: a lane of the packed blocks (stride lanes); the target: a row of
-                # the one-hot table
-                for rm, row, rows, stride, off in ((_R6, g_row, D1, Lw, j * D1 * Lw + lane),
-                                                   (_R7, t_row, C, 1, bw + j * C * Lw + lane)):
-                    p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1,
-                          rm=rm, mem_off=0, sp_row=row, rows=rows, cols=1, stride=stride)
-                    p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1,
-                          rm=_R2, mem_off=off, sp_row=row, rows=rows, cols=1, stride=Lw)
-            p.addi(rd=_R1, rs=_R1, imm=2 * B)
-            p.addi(rd=_R2, rs=_R2, imm=scm.step_words)
-            p.addi(rd=_R3, rs=_R3, imm=-1)
-            p.br(cond=Cond.NE, rs1=_R3, rs2=0, target=f"gather{n}")
-            call(train_progs[lr], steps=m, data=R["stream"].addr)
-            p.ldw(rd=_R1, rs=0, imm=self._var["ordptr"])
-            p.addi(rd=_R1, rs=_R1, imm=m * B)
-            p.stw(rt=_R1, rs=0, imm=self._var["ordptr"])
-
-        p.seti(rd=_R1, imm=R["order"].addr)
-        p.stw(rt=_R1, rs=0, imm=self._var["ordptr"])
-        for n_phase, schedule in enumerate((student_schedule, finetune_schedule)):
-            if guard is not None:
-                checkpoint()
+        self._seed_prog = scm.seed_program(rng_seed(seed))
+        ctl.call(self._seed_prog)
+        p.seti(rd=_TMP, imm=R["order"].addr)
+        p.stw(rt=_TMP, rs=0, imm=self._var["ordptr"])
+        for n_phase, schedule in enumerate(schedules):
+            if self.guard is not None:
+                self._emit_checkpoint(ctl, R)
             for steps, lr in schedule:
                 full_chunks, rest = divmod(steps, chunk_steps)
                 if full_chunks:
-                    n = label_n[0] + 1
-                    p.seti(rd=_R1, imm=full_chunks)
-                    p.stw(rt=_R1, rs=0, imm=self._var["count"])
-                    p.label(f"chunks{n}")
-                    chunk(chunk_steps, lr)
-                    p.ldw(rd=_R1, rs=0, imm=self._var["count"])
-                    p.addi(rd=_R1, rs=_R1, imm=-1)
-                    p.stw(rt=_R1, rs=0, imm=self._var["count"])
-                    p.br(cond=Cond.NE, rs1=_R1, rs2=0, target=f"chunks{n}")
+                    loop = ctl.loop_label("chunks", advance=False)
+                    p.seti(rd=_TMP, imm=full_chunks)
+                    p.stw(rt=_TMP, rs=0, imm=self._var["count"])
+                    p.label(loop)
+                    self._emit_chunk(ctl, R, chunk_steps, lr)
+                    p.ldw(rd=_TMP, rs=0, imm=self._var["count"])
+                    p.addi(rd=_TMP, rs=_TMP, imm=-1)
+                    p.stw(rt=_TMP, rs=0, imm=self._var["count"])
+                    p.br(cond=Cond.NE, rs1=_TMP, rs2=0, target=loop)
                 if rest:
-                    chunk(rest, lr)
-            if guard is not None:
-                check(n_phase)
+                    self._emit_chunk(ctl, R, rest, lr)
+            if self.guard is not None:
+                self._emit_check(ctl, R, n_phase)
         p.halt()
-        # the dispatcher: wait for the units, branch back to the caller
-        p.label("dispatch")
-        p.fence(mask=_ALL_UNITS)
-        p.ldw(rd=_R1, rs=0, imm=self._var["ret"])
-        for code, name in enumerate(rets, 1):
-            p.seti(rd=_R2, imm=code)
-            p.br(cond=Cond.EQ, rs1=_R1, rs2=_R2, target=name)
-        p.halt()
-        lay.add("control", W * len(p), align=W)
-        self.regions = dict(lay.regions)
-        self.entry = p._labels["entry"]
-        dispatch = p._labels["dispatch"]
+        ctl.dispatcher()
+        return ctl
 
-        # --- what the host writes -----------------------------------------------------------------
+    def _emit_slot_table(self, ctl, R, nL):
+        """After ``SELOUT``: each slot's input and target address (module docstring)."""
+        p, C, K = ctl.asm, self.C, self.k
+        ctl.widen((0, R["sel"].addr), (0, R["wsel"].addr), R["sel"].words)
+        slots, wsel, xaddr = R["slots"].addr, R["wsel"].addr, R["xaddr"].addr
+        p.seti(rd=_POS, imm=0)
+        for c in range(C):
+            p.add(rd=_OFF, rs1=_POS, rs2=_POS)
+            p.ldw(rd=_N, rs=_OFF, imm=wsel)                     # n_c
+            p.addi(rd=_FIRST, rs=_POS, imm=1)                   # its first record
+            p.seti(rd=_RANK, imm=0)
+            p.br(cond=Cond.EQ, rs1=_N, rs2=0, target=f"empty{c}")
+            p.label(f"slot{c}")
+            p.add(rd=_MOD, rs1=_RANK, rs2=0)
+            p.label(f"mod{c}")                                  # r mod n_c
+            p.br(cond=Cond.LT, rs1=_MOD, rs2=_N, target=f"modok{c}")
+            p.sub(rd=_MOD, rs1=_MOD, rs2=_N)
+            p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=f"mod{c}")
+            p.label(f"modok{c}")
+            p.add(rd=_MOD, rs1=_MOD, rs2=_MOD)
+            p.add(rd=_MOD, rs1=_MOD, rs2=_FIRST)
+            p.add(rd=_MOD, rs1=_MOD, rs2=_MOD)                  # 2·(first + 2·r')
+            p.ldw(rd=_VAL, rs=_MOD, imm=wsel)                   # the sample id
+            p.add(rd=_VAL, rs1=_VAL, rs2=_VAL)
+            p.ldw(rd=_VAL, rs=_VAL, imm=xaddr)                  # its input's address
+            p.add(rd=_OFF, rs1=_RANK, rs2=_RANK)
+            p.add(rd=_OFF, rs1=_OFF, rs2=_OFF)
+            p.stw(rt=_VAL, rs=_OFF, imm=slots + 4 * c * K)
+            p.addi(rd=_RANK, rs=_RANK, imm=1)
+            p.seti(rd=_MOD, imm=K)
+            p.br(cond=Cond.LT, rs1=_RANK, rs2=_MOD, target=f"slot{c}")
+            p.add(rd=_POS, rs1=_POS, rs2=_N)
+            p.add(rd=_POS, rs1=_POS, rs2=_N)
+            p.addi(rd=_POS, rs=_POS, imm=1)
+            p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=f"next{c}")
+            p.label(f"empty{c}")                                # labeled sample r mod |L|
+            p.seti(rd=_N, imm=nL)
+            p.label(f"eslot{c}")
+            p.add(rd=_MOD, rs1=_RANK, rs2=0)
+            p.label(f"emod{c}")
+            p.br(cond=Cond.LT, rs1=_MOD, rs2=_N, target=f"emodok{c}")
+            p.sub(rd=_MOD, rs1=_MOD, rs2=_N)
+            p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target=f"emod{c}")
+            p.label(f"emodok{c}")
+            p.add(rd=_MOD, rs1=_MOD, rs2=_MOD)
+            p.add(rd=_MOD, rs1=_MOD, rs2=_MOD)
+            p.add(rd=_OFF, rs1=_RANK, rs2=_RANK)
+            p.add(rd=_OFF, rs1=_OFF, rs2=_OFF)
+            for w in (0, 2):
+                p.ldw(rd=_VAL, rs=_MOD, imm=slots + 4 * C * K + w)
+                p.stw(rt=_VAL, rs=_OFF, imm=slots + 4 * c * K + w)
+            p.addi(rd=_RANK, rs=_RANK, imm=1)
+            p.seti(rd=_MOD, imm=K)
+            p.br(cond=Cond.LT, rs1=_RANK, rs2=_MOD, target=f"eslot{c}")
+            p.addi(rd=_POS, rs=_POS, imm=1)
+            p.label(f"next{c}")
+
+    def _emit_chunk(self, ctl, R, m, lr):
+        """Gather ``m`` steps' batches from the slots into the training stream (DMA), then
+        call the ``train`` program of rate ``lr``."""
+        p, scm, soc = ctl.asm, self.scm, self.soc
+        B, Lw, bw, C = scm.desc.batch, scm.lanes, scm.block_words, self.C
+        D1 = scm.desc.sizes[0] + 1
+        slots = R["slots"].addr
+        g_row, t_row = 0, soc.sp_depth                          # gather rows (banks 0 and 1)
+        loop = ctl.loop_label("gather")
+        p.ldw(rd=_ORDER, rs=0, imm=self._var["ordptr"])
+        ctl.widen((_ORDER, 0), (0, R["worder"].addr), m * B)
+        p.seti(rd=_ORDER, imm=R["worder"].addr)
+        p.seti(rd=_STREAM, imm=R["stream"].addr)
+        p.seti(rd=_LEFT, imm=m)
+        p.label(loop)
+        for s in range(B):
+            j, lane = divmod(s, Lw)
+            p.ldw(rd=_SLOT, rs=_ORDER, imm=2 * s)               # the slot
+            p.add(rd=_SLOT, rs1=_SLOT, rs2=_SLOT)
+            p.add(rd=_SLOT, rs1=_SLOT, rs2=_SLOT)
+            p.ldw(rd=_INPUT, rs=_SLOT, imm=slots)               # its input
+            p.ldw(rd=_TARGET, rs=_SLOT, imm=slots + 2)          # its target
+            # the input: a lane of the packed blocks (stride lanes); the target: a row of the
+            # one-hot table
+            for rm, row, rows, stride, off in ((_INPUT, g_row, D1, Lw, j * D1 * Lw + lane),
+                                               (_TARGET, t_row, C, 1, bw + j * C * Lw + lane)):
+                p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=rm,
+                      mem_off=0, sp_row=row, rows=rows, cols=1, stride=stride)
+                p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1,
+                      rm=_STREAM, mem_off=off, sp_row=row, rows=rows, cols=1, stride=Lw)
+        p.addi(rd=_ORDER, rs=_ORDER, imm=2 * B)
+        p.addi(rd=_STREAM, rs=_STREAM, imm=scm.step_words)
+        p.addi(rd=_LEFT, rs=_LEFT, imm=-1)
+        p.br(cond=Cond.NE, rs1=_LEFT, rs2=0, target=loop)
+        ctl.call(self._train_progs[lr], steps=m, data=R["stream"].addr)
+        p.ldw(rd=_TMP, rs=0, imm=self._var["ordptr"])
+        p.addi(rd=_TMP, rs=_TMP, imm=m * B)
+        p.stw(rt=_TMP, rs=0, imm=self._var["ordptr"])
+
+    def _call_valacc(self, ctl, R):
+        blocks = -(-self.guard[1] // self.scm.desc.batch)
+        ctl.call(self.scm.programs["valacc"], steps=blocks, data=R["L"].addr,
+                 out=R["valout"].addr)
+
+    def _emit_checkpoint(self, ctl, R):
+        """Before a phase: copy the student's weights, count its correct validation samples."""
+        p, off = ctl.asm, R["ckpt"].addr
+        for r in self._weight_regions():
+            ctl.copy(r.addr, off, r.words)
+            off += r.words
+        self._call_valacc(ctl, R)
+        p.ldw(rd=_TMP, rs=0, imm=PARAM_ID)
+        p.stw(rt=_TMP, rs=0, imm=self._var["ck"])
+
+    def _emit_check(self, ctl, R, n_phase):
+        """After phase ``n_phase``: count again; roll back if checkpoint − after >
+        floor(margin · samples), and set the phase's bit of ``rolled``."""
+        p, g = ctl.asm, _Guard(*self.guard)
+        self._call_valacc(ctl, R)
+        p.ldw(rd=_AFTER, rs=0, imm=PARAM_ID)
+        p.ldw(rd=_DROP, rs=0, imm=self._var["ck"])
+        p.sub(rd=_DROP, rs1=_DROP, rs2=_AFTER)
+        p.seti(rd=_LIMIT, imm=math.floor(g.margin * g.samples))
+        p.br(cond=Cond.GE, rs1=_LIMIT, rs2=_DROP, target=f"kept{n_phase}")
+        off = R["ckpt"].addr
+        for r in self._weight_regions():
+            ctl.copy(off, r.addr, r.words)
+            off += r.words
+        p.ldw(rd=_TMP, rs=0, imm=self._var["rolled"])
+        p.addi(rd=_TMP, rs=_TMP, imm=1 << n_phase)
+        p.stw(rt=_TMP, rs=0, imm=self._var["rolled"])
+        p.label(f"kept{n_phase}")
+
+    def _data_writes(self, teacher_weights, student_weights, xu, xl, yl, order):
+        """The host's writes besides the programs: constants and weights of both networks,
+        the packed sets, the tables, the batch order, the guard's labels."""
+        tcm, scm, R = self.tcm, self.scm, self.regions
+        B, Lw, bw, C, K = scm.desc.batch, scm.lanes, scm.block_words, self.C, self.k
+        D1, nU, nL = scm.desc.sizes[0] + 1, xu.shape[0], xl.shape[0]
         w = []
-        progs = [tcm.programs[k] for k in ("select", "selclr", "selout")] + [seed_prog]
-        progs += list(extra.values()) + [scm.programs[k] for k in kinds]
-        for prog in progs:
-            w.append((prog.base, _patch_halts(prog, dispatch)))
-        w.append((p.base, np.asarray(p.words(), dtype=np.int64)))
         for cm, weights in ((tcm, teacher_weights), (scm, student_weights)):
             w += [(a, np.asarray(v)) for a, v in cm.constants()]
             for l, m in enumerate(weights, 1):
                 w.append((cm.regions[f"W{l}"].addr, np.asarray(m, dtype=np.int64).ravel()))
-        w.append((R["U"].addr, scm.pack_inputs(pu)))
-        w.append((R["L"].addr, scm.pack_inputs(pl)))
+        w.append((R["U"].addr, scm.pack_inputs(_pad_blocks(xu, B))))
+        w.append((R["L"].addr, scm.pack_inputs(_pad_blocks(xl, B))))
 
         def addr_of(base, i):
             b, s = divmod(i, B)
             j, lane = divmod(s, Lw)
             return base + b * bw + j * D1 * Lw + lane
 
-        def words32(vals):
-            vals = np.asarray(vals, dtype=np.int64)
-            return np.stack([vals & 0xFFFF, vals >> 16], axis=1).ravel()
-
-        w.append((xaddr, words32([addr_of(R["U"].addr, i) for i in range(nU)])))
+        w.append((R["xaddr"].addr, _words32([addr_of(R["U"].addr, i) for i in range(nU)])))
         onehot = R["onehot"].addr
-        tab = np.zeros((S, 2), dtype=np.int64)
+        tab = np.zeros((C * K + nL, 2), dtype=np.int64)
         for c in range(C):
             tab[c * K:(c + 1) * K, 1] = onehot + c * C
         for i in range(nL):
             tab[C * K + i] = (addr_of(R["L"].addr, i), onehot + yl[i] * C)
-        w.append((slots, words32(tab.ravel())))
-        w.append((onehot, np.eye(C, dtype=np.int64).ravel() * fmt.prob.scale))
+        w.append((R["slots"].addr, _words32(tab.ravel())))
+        w.append((onehot, np.eye(C, dtype=np.int64).ravel() * scm.desc.formats.prob.scale))
         w.append((R["order"].addr, np.concatenate(order)))
-        if guard is not None:
-            labels = np.full(vb * B, -1, dtype=np.int64)
+        if self.guard is not None:
+            g = _Guard(*self.guard)
+            labels = np.full(-(-g.samples // B) * B, -1, dtype=np.int64)
             labels[:g.samples] = yl[:g.samples]
             w.append((R["valout"].addr, scm.pack_validation(labels)))
-        self.writes = w
+        return w
 
     def load(self, device):
         """Write the image into ``device``."""
@@ -501,33 +582,26 @@ class StandaloneImage:
         return per_class, weights, rolled
 
 
-class AccessCounter(Device):
+class AccessCounter(DeviceWrapper):
     """Passes through to a device and logs every host access: ``("write"|"read"|"run", ...)``
     in :attr:`log`; :meth:`between_runs` counts the accesses between the first run's start
     and the last run's end (0 for a standalone run: one run, nothing in between)."""
 
     def __init__(self, device):
-        self.device = device
+        super().__init__(device)
         self.log = []
-
-    @property
-    def config(self):
-        return self.device.config
 
     def _write(self, addr, words):
         self.log.append(("write", addr, len(words)))
-        self.device._write(addr, words)
+        super()._write(addr, words)
 
     def _read(self, addr, n):
         self.log.append(("read", addr, n))
-        return self.device._read(addr, n)
+        return super()._read(addr, n)
 
     def _run(self, entry, max_cycles):
         self.log.append(("run", entry))
-        return self.device._run(entry, max_cycles)
-
-    def counters(self):
-        return self.device.counters()
+        return super()._run(entry, max_cycles)
 
     @property
     def runs(self):
