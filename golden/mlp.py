@@ -12,7 +12,7 @@ Tensors and formats (``spec.params.Formats``; all ``width``-bit words)
 * weights and biases: the **weight** format. Layer ``l`` keeps them as one *augmented* matrix
   ``W_l`` of shape ``(n_in + 1, n_out)`` whose last row is the bias; activations are augmented
   with a constant feature 1.0 (``2**act_frac`` in the act format), so ``A_aug · W_l`` includes the
-  bias (the layout of ``docs/dataflow.md``), and the bias gradient is the last row of the weight
+  bias (the layout of ``docs/firmware.md``), and the bias gradient is the last row of the weight
   gradient GEMM ``A_augᵀ · dY`` (a GEMM with the ones vector);
 * logit gradients and propagated gradients: the **grad** format;
 * targets and probabilities: the **prob** format (one-hot = ``2**prob_frac``);
