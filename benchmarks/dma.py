@@ -23,18 +23,19 @@ from amaranth.sim import Simulator
 
 from golden import dma as gd
 from rtl.memsys import MemorySystem
-from spec.memory import Dir, MemoryConfig, Space
+from spec.memory import Dir, Space
 from spec.params import ArrayConfig, Config
+from spec.soc import SocConfig
 
 __all__ = ["measure", "main"]
 
 
-def _transfers(rows, lanes, memory):
+def _transfers(rows, lanes, soc):
     """Load then store of a dense block, 1-word elements (SP) and 2-word elements (ACC)."""
     out = []
     for space, ew in ((Space.SP, 1), (Space.ACC, 2)):
         words = rows * lanes * ew
-        src, dst = 0, memory.mem_words - words
+        src, dst = 0, soc.mem_words - words
         common = dict(space=space, elem_words=ew, sp_row=0, rows=rows, cols=lanes,
                       stride=lanes * ew)
         out.append(gd.Descriptor(direction=Dir.LOAD, mem_addr=src, **common))
@@ -42,10 +43,9 @@ def _transfers(rows, lanes, memory):
     return out
 
 
-def _run(config, memory, descs, mem_image, stall_rate, seed):
+def _run(soc, descs, mem_image, stall_rate, seed):
     """Simulate ``descs`` back to back; return (cycles per descriptor, final mem, final sps)."""
-    dut = MemorySystem(config, memory, stall_rate=stall_rate, seed=seed,
-                       mem_init=mem_image.tolist())
+    dut = MemorySystem(soc, stall_rate=stall_rate, seed=seed, mem_init=mem_image.tolist())
     result = {}
 
     async def tb(ctx):
@@ -61,7 +61,7 @@ def _run(config, memory, descs, mem_image, stall_rate, seed):
             spans.append(n)
         result["spans"] = spans
         result["mem"] = torch.tensor([ctx.get(dut.mainmem.data[i])
-                                      for i in range(memory.mem_words)], dtype=torch.int64)
+                                      for i in range(soc.mem_words)], dtype=torch.int64)
         result["sps"] = [torch.tensor([list(ctx.get(pad.cell(r))) for r in range(pad.rows)],
                                       dtype=torch.int64) for pad in (dut.sp, dut.acc)]
 
@@ -77,25 +77,25 @@ def _run(config, memory, descs, mem_image, stall_rate, seed):
 def measure(lanes=8, rows=256, latency=4, stall_rate=0.25, seed=1):
     """Run the benchmark; return its figures as a JSON-ready dict."""
     config = Config(array=ArrayConfig(rows=lanes, cols=lanes))
-    memory = MemoryConfig(mem_words=max(1 << 12, 4 * rows * lanes), sp_banks=4,
-                          sp_depth=max(16, 1 << (rows - 1).bit_length()), acc_banks=1,
-                          acc_depth=max(16, 1 << (rows - 1).bit_length()), mem_latency=latency)
-    descs = _transfers(rows, lanes, memory)
+    soc = SocConfig(config=config, mem_words=max(1 << 12, 4 * rows * lanes), sp_banks=4,
+                    sp_depth=max(16, 1 << (rows - 1).bit_length()), acc_banks=1,
+                    acc_depth=max(16, 1 << (rows - 1).bit_length()), mem_latency=latency)
+    descs = _transfers(rows, lanes, soc)
     rng = random.Random(seed)
-    mem = torch.tensor([rng.randrange(1 << 16) for _ in range(memory.mem_words)],
+    mem = torch.tensor([rng.randrange(1 << soc.word_width) for _ in range(soc.mem_words)],
                        dtype=torch.int64)
-    g_mem, g_sps = mem.clone(), list(gd.new_images(config, memory)[1])
+    g_mem, g_sps = mem.clone(), list(gd.new_images(soc)[1])
     for d in descs:
-        gd.execute(d, g_mem, g_sps, config, memory)
+        gd.execute(d, g_mem, g_sps, soc)
     runs = []
     for rate in (0, stall_rate) if stall_rate else (0,):
-        spans, r_mem, r_sps, cpu, wall = _run(config, memory, descs, mem, rate, seed)
+        spans, r_mem, r_sps, cpu, wall = _run(soc, descs, mem, rate, seed)
         bit_exact = torch.equal(r_mem, g_mem) and all(map(torch.equal, r_sps, g_sps))
         for d, n in zip(descs, spans):
             runs.append({
                 "direction": Dir(d.direction).name.lower(), "space": Space(d.space).name,
                 "elem_words": d.elem_words, "stall_rate": rate, "words": d.words, "cycles": n,
-                "predicted_cycles": gd.cycles(d, config, memory) if not rate else None,
+                "predicted_cycles": gd.cycles(d, soc) if not rate else None,
                 "words_per_cycle": d.words / n,
             })
         runs[-1].update(bit_exact=bit_exact, cpu_seconds=cpu, wall_seconds=wall)

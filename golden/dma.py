@@ -20,12 +20,12 @@ word ``mem_addr + i * stride + j * elem_words`` (an element of ``elem_words = 2`
   zero. An element is converted to the scratchpad's element width as a two's-complement value:
   sign-extended if narrower, its low bits kept (wrapped) if wider.
 * A **store** writes exactly the block's words to main memory and nothing else; a scratchpad
-  element is converted to ``16 * elem_words`` bits the same way. Words are written in the
+  element is converted to ``word_width * elem_words`` bits the same way. Words are written in the
   hardware's order (scratchpad row, then lane, then word), so where block rows overlap
   (``stride < cols * elem_words``) the last write wins.
 
-Cycle model (deterministic memory: fixed latency ``L = memory.mem_latency``, no stalls)
----------------------------------------------------------------------------------------
+Cycle model (deterministic memory: fixed latency ``L = soc.mem_latency``, no stalls)
+------------------------------------------------------------------------------------
 A descriptor accepted in cycle ``c`` raises ``done`` in cycle ``c + cycles(desc)``, the first cycle
 in which the DMA accepts the next descriptor: ``CHECK_CYCLES`` for a faulting descriptor,
 ``CHECK_CYCLES + rows * cols * elem_words + L`` otherwise (one bus request per cycle).
@@ -35,9 +35,9 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from spec.memory import (DESC_FIELDS, MAX_ELEM_WORDS, Dir, Space, Fault, resolve,
-                         lanes as lanes_of, elem_width, word_width)
-from spec.params import DEFAULT_CONFIG, check_int
+from spec.memory import DESC_FIELDS, MAX_ELEM_WORDS, Dir, Space, Fault
+from spec.params import check_int
+from spec.soc import check_soc
 
 __all__ = ["CHECK_CYCLES", "Descriptor", "check", "execute", "cycles", "word_addresses",
            "new_images"]
@@ -101,36 +101,34 @@ class Descriptor:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
 
 
-def _resolve(desc, config, memory):
+def _check_args(desc, soc):
     if not isinstance(desc, Descriptor):
         raise TypeError(f"Descriptor must be a Descriptor, not {desc!r}")
-    return resolve(config, memory)
+    return check_soc(soc, "DMA")
 
 
-def check(desc, config=DEFAULT_CONFIG, memory=None):
-    """The descriptor's :class:`~spec.memory.Fault` (``Fault.NONE`` if the DMA does it).
+def check(desc, soc=None):
+    """The descriptor's :class:`~spec.memory.Fault` (``Fault.NONE`` if the DMA does it) in the
+    SoC :class:`~spec.soc.SocConfig` ``soc`` (default :data:`spec.soc.DEFAULT_SOC`).
 
     Checks are made in the order of the fault codes; the first failing one is returned.
-    ``config``, ``memory``: a :class:`~spec.params.Config` and a
-    :class:`~spec.memory.MemoryConfig`, or a :class:`~spec.soc.SocConfig` (see
-    :func:`spec.memory.resolve`).
     """
-    config, memory = _resolve(desc, config, memory)
+    soc = _check_args(desc, soc)
     if desc.rows == 0 or desc.cols == 0:
         return Fault.ZERO_SIZE
     if not 1 <= desc.elem_words <= MAX_ELEM_WORDS:
         return Fault.ELEM_WORDS
-    if desc.sp_lanes > lanes_of(config):
+    if desc.sp_lanes > soc.lanes:
         return Fault.TOO_WIDE
-    space_rows = memory.space_rows(desc.space)
+    space_rows = soc.space_rows(desc.space)
     if desc.sp_row >= space_rows:
         return Fault.SP_RANGE
     if desc.sp_row + desc.sp_rows > space_rows:
         return Fault.SP_END
-    if desc.mem_addr >= memory.mem_words:
+    if desc.mem_addr >= soc.mem_words:
         return Fault.MEM_RANGE
     end = desc.mem_addr + (desc.rows - 1) * desc.stride + desc.cols * desc.elem_words
-    if end > memory.mem_words:
+    if end > soc.mem_words:
         return Fault.MEM_END
     return Fault.NONE
 
@@ -154,26 +152,26 @@ def _resize(values, width):
     return ((values + half) & ((1 << width) - 1)) - half
 
 
-def new_images(config=DEFAULT_CONFIG, memory=None):
+def new_images(soc=None):
     """Zeroed images: ``(mem, [sp, acc])`` with the shapes :func:`execute` expects."""
-    config, memory = resolve(config, memory)
-    mem = torch.zeros(memory.mem_words, dtype=torch.int64)
-    sps = [torch.zeros(memory.space_rows(s), lanes_of(config), dtype=torch.int64) for s in Space]
+    soc = check_soc(soc, "DMA")
+    mem = torch.zeros(soc.mem_words, dtype=torch.int64)
+    sps = [torch.zeros(soc.space_rows(s), soc.lanes, dtype=torch.int64) for s in Space]
     return mem, sps
 
 
-def execute(desc, mem, sps, config=DEFAULT_CONFIG, memory=None):
+def execute(desc, mem, sps, soc=None):
     """Perform ``desc`` on the images ``mem`` and ``sps`` in place and return its fault code.
 
     Parameters
     ----------
     desc : Descriptor
     mem : torch.Tensor
-        Main memory, 1-D ``int64``, ``memory.mem_words`` words.
+        Main memory, 1-D ``int64``, ``soc.mem_words`` words.
     sps : torch.Tensor or sequence of torch.Tensor
         The scratchpads indexed by :class:`~spec.memory.Space`, or only the one ``desc.space``
         names; each ``(rows, lanes)`` ``int64``.
-    config, memory
+    soc : SocConfig
         As :func:`check`.
 
     Returns
@@ -181,21 +179,21 @@ def execute(desc, mem, sps, config=DEFAULT_CONFIG, memory=None):
     Fault
         ``Fault.NONE`` if the transfer was done; otherwise nothing was changed.
     """
-    config, memory = _resolve(desc, config, memory)
-    if mem.shape != (memory.mem_words,) or mem.dtype != torch.int64:
-        raise ValueError(f"Main memory must be an int64 tensor of shape ({memory.mem_words},)")
+    soc = _check_args(desc, soc)
+    if mem.shape != (soc.mem_words,) or mem.dtype != torch.int64:
+        raise ValueError(f"Main memory must be an int64 tensor of shape ({soc.mem_words},)")
     sp = sps if isinstance(sps, torch.Tensor) else sps[desc.space]
-    shape = (memory.space_rows(desc.space), lanes_of(config))
+    shape = (soc.space_rows(desc.space), soc.lanes)
     if tuple(sp.shape) != shape or sp.dtype != torch.int64:
         raise ValueError(f"Scratchpad {Space(desc.space).name} must be an int64 tensor of shape "
                          f"{shape}")
-    fault = check(desc, config, memory)
+    fault = check(desc, soc)
     if fault:
         return fault
-    ww = word_width(config)
+    ww = soc.word_width
     word_mask = (1 << ww) - 1
     ew_bits = ww * desc.elem_words
-    sp_width = elem_width(config, desc.space)
+    sp_width = soc.elem_width(desc.space)
     addrs = word_addresses(desc)
     shifts = ww * torch.arange(desc.elem_words, dtype=torch.int64)
     rows = slice(desc.sp_row, desc.sp_row + desc.sp_rows)
@@ -224,10 +222,10 @@ def _first_occurrence(x):
     return uniq, first
 
 
-def cycles(desc, config=DEFAULT_CONFIG, memory=None):
+def cycles(desc, soc=None):
     """Cycles from the descriptor's acceptance to ``done`` under the deterministic memory model
-    (``config``, ``memory`` as :func:`check`)."""
-    config, memory = _resolve(desc, config, memory)
-    if check(desc, config, memory):
+    of ``soc`` (as :func:`check`): main-memory latency ``soc.mem_latency``."""
+    soc = _check_args(desc, soc)
+    if check(desc, soc):
         return CHECK_CYCLES
-    return CHECK_CYCLES + desc.words + memory.mem_latency
+    return CHECK_CYCLES + desc.words + soc.mem_latency

@@ -13,7 +13,7 @@ import torch
 
 from spec import isa
 from spec.isa import Op, Unit, Error, Cond
-from spec.soc import DEFAULT_SOC, SocConfig
+from spec.soc import check_soc
 from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, REQ_LATENCY, SGD_LATENCY,
                          memop_cycles)
 from . import fixedpoint as fx
@@ -164,7 +164,8 @@ class Machine:
     Attributes
     ----------
     mem : torch.Tensor
-        Main memory, ``int64`` values ``0 .. 2**16-1`` (16-bit words).
+        Main memory, ``int64`` values ``0 .. 2**word_width - 1`` (``SocConfig.word_width``:
+        16-bit words).
     sp, acc : torch.Tensor
         Scratchpads, ``(rows, lanes)`` ``int64``, signed 16-bit and signed 32-bit values.
     regs : list of int
@@ -178,12 +179,8 @@ class Machine:
     """
 
     def __init__(self, soc=None):
-        if soc is None:
-            soc = DEFAULT_SOC
-        if not isinstance(soc, SocConfig):
-            raise TypeError(f"Machine configuration must be a SocConfig, not {soc!r}")
-        self.soc = soc
-        c = soc
+        self.soc = c = check_soc(soc, "Machine")
+        self._word_mask = (1 << c.word_width) - 1
         self.mem = torch.zeros(c.mem_words, dtype=torch.int64)
         self.sp = torch.zeros(c.sp_rows, c.lanes, dtype=torch.int64)
         self.acc = torch.zeros(c.acc_rows, c.lanes, dtype=torch.int64)
@@ -204,7 +201,7 @@ class Machine:
 
     # --- host-side access ------------------------------------------------------------------
     def write_words(self, addr, words):
-        words = torch.as_tensor(words, dtype=torch.int64).flatten() & 0xFFFF
+        words = torch.as_tensor(words, dtype=torch.int64).flatten() & self._word_mask
         if addr < 0 or addr + words.numel() > self.soc.mem_words:
             raise ValueError(f"Write of {words.numel()} words at {addr} is outside main memory")
         self.mem[addr:addr + words.numel()] = words
@@ -366,12 +363,12 @@ class Machine:
             self._set_reg(f["rd"], self._reg(f["rs1"]) - self._reg(f["rs2"]))
         elif op is Op.LDW:
             a = self._mem32_addr(f)
-            self._set_reg(f["rd"], int(self.mem[a]) | (int(self.mem[a + 1]) << 16))
+            self._set_reg(f["rd"], int(self.mem[a]) | (int(self.mem[a + 1]) << c.word_width))
         elif op is Op.STW:
             a = self._mem32_addr(f)
             v = self._reg(f["rt"])
-            self.mem[a] = v & 0xFFFF
-            self.mem[a + 1] = v >> 16
+            self.mem[a] = v & self._word_mask
+            self.mem[a + 1] = v >> c.word_width
         elif op is Op.SEED:
             self.rng = fx.Xorshift32(f["seed"])
         elif op is Op.BR:

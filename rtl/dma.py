@@ -5,9 +5,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from spec.memory import (DESC_FIELDS, FAULT_BITS, MAX_ELEM_WORDS, Dir, Fault, Space,
-                         resolve, lanes as lanes_of, elem_width, word_width)
-from spec.params import DEFAULT_CONFIG
+from spec.memory import DESC_FIELDS, FAULT_BITS, MAX_ELEM_WORDS, Dir, Fault, Space
+from spec.soc import check_soc
 from .bus import BusSignature
 from .spport import ReadPortSignature, WritePortSignature
 
@@ -24,14 +23,14 @@ def _block_words(d):
     return Mux(d.elem_words == 2, d.cols << 1, d.cols)
 
 
-def _fault_code(m, d, mem_end_over, config, memory):
+def _fault_code(m, d, mem_end_over, soc):
     """The fault code of descriptor ``d`` (a view of :func:`descriptor_layout`) given
     ``mem_end_over``, whether ``mem_addr + (rows - 1) * stride + block words > mem_words``: the
     checks of :func:`golden.dma.check`, in its order."""
-    lanes = lanes_of(config)
+    lanes = soc.lanes
     n_out = Mux(d.transpose, d.cols, d.rows)
     n_in = Mux(d.transpose, d.rows, d.cols)
-    space_rows = Mux(d.space == Space.ACC, memory.acc_rows, memory.sp_rows)
+    space_rows = Mux(d.space == Space.ACC, soc.acc_rows, soc.sp_rows)
     code = Signal(FAULT_BITS, name="fault_code")
     checks = (
         (Fault.ZERO_SIZE, (d.rows == 0) | (d.cols == 0)),
@@ -39,7 +38,7 @@ def _fault_code(m, d, mem_end_over, config, memory):
         (Fault.TOO_WIDE, n_in > lanes),
         (Fault.SP_RANGE, d.sp_row >= space_rows),
         (Fault.SP_END, d.sp_row + n_out > space_rows),
-        (Fault.MEM_RANGE, d.mem_addr >= memory.mem_words),
+        (Fault.MEM_RANGE, d.mem_addr >= soc.mem_words),
         (Fault.MEM_END, mem_end_over),
     )
     for i, (value, failed) in enumerate(checks):
@@ -54,8 +53,7 @@ class DmaChecker(wiring.Component):
 
     Parameters
     ----------
-    config : Config or SocConfig
-    memory : MemoryConfig or None
+    soc : SocConfig
         As :class:`DmaController`.
     latency : 0 or 1
         0: combinational, ``fault`` in the cycle ``desc`` is given. 1: the product
@@ -74,19 +72,23 @@ class DmaChecker(wiring.Component):
     Raises
     ------
     TypeError
-        For a wrong configuration type or a non-integer ``latency``.
+        If ``soc`` is not a ``SocConfig`` or ``latency`` not an integer.
     ValueError
         If ``latency`` is not 0 or 1.
     """
 
-    def __init__(self, config=DEFAULT_CONFIG, memory=None, *, latency=0):
-        self._config, self._memory = resolve(config, memory)
+    def __init__(self, soc=None, *, latency=0):
+        self._soc = check_soc(soc, "DMA checker")
         if not isinstance(latency, int) or isinstance(latency, bool):
             raise TypeError(f"DMA checker latency must be an integer, not {latency!r}")
         if latency not in (0, 1):
             raise ValueError(f"DMA checker latency must be 0 or 1, not {latency!r}")
         self._latency = latency
         super().__init__({"desc": In(descriptor_layout()), "fault": Out(FAULT_BITS)})
+
+    @property
+    def soc(self):
+        return self._soc
 
     @property
     def latency(self):
@@ -100,8 +102,8 @@ class DmaChecker(wiring.Component):
             m.d.sync += span.eq(product)
         else:
             span = product
-        over = self.desc.mem_addr + span + _block_words(self.desc) > self._memory.mem_words
-        m.d.comb += self.fault.eq(_fault_code(m, self.desc, over, self._config, self._memory))
+        over = self.desc.mem_addr + span + _block_words(self.desc) > self._soc.mem_words
+        m.d.comb += self.fault.eq(_fault_code(m, self.desc, over, self._soc))
         return m
 
 
@@ -141,12 +143,9 @@ class DmaController(wiring.Component):
 
     Parameters
     ----------
-    config : Config or SocConfig
-        The accelerator configuration (lanes, word and element widths); a ``SocConfig`` also
-        gives the memory sizes.
-    memory : MemoryConfig or None
-        Memory sizes (main memory, both scratchpads); default: those of a ``SocConfig``
-        ``config``, else :data:`spec.memory.DEFAULT_MEMORY`.
+    soc : SocConfig
+        Lanes, word and element widths, and the memory sizes (main memory, both scratchpads);
+        default :data:`spec.soc.DEFAULT_SOC`.
 
     Members
     -------
@@ -168,22 +167,19 @@ class DmaController(wiring.Component):
     Raises
     ------
     TypeError
-        If ``config`` is not a ``Config`` or ``SocConfig``, or ``memory`` not a ``MemoryConfig``.
+        If ``soc`` is not a ``SocConfig``.
     """
 
-    def __init__(self, config=DEFAULT_CONFIG, memory=None):
-        config, memory = resolve(config, memory)
-        self._config = config
-        self._memory = memory
-        lanes = lanes_of(config)
+    def __init__(self, soc=None):
+        self._soc = soc = check_soc(soc, "DMA")
         ports = {}
         for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc")):
-            geometry = (memory.space_rows(space), elem_width(config, space), lanes)
+            geometry = (soc.space_rows(space), soc.elem_width(space), soc.lanes)
             ports[f"{prefix}_read"] = Out(ReadPortSignature(*geometry))
             ports[f"{prefix}_write"] = Out(WritePortSignature(*geometry))
         super().__init__({
             "i_desc": In(stream.Signature(descriptor_layout())),
-            "bus": Out(BusSignature(max(1, ceil_log2(memory.mem_words)), word_width(config))),
+            "bus": Out(BusSignature(max(1, ceil_log2(soc.mem_words)), soc.word_width)),
             **ports,
             "busy": Out(1),
             "done": Out(1),
@@ -191,18 +187,14 @@ class DmaController(wiring.Component):
         })
 
     @property
-    def config(self):
-        return self._config
-
-    @property
-    def memory(self):
-        return self._memory
+    def soc(self):
+        return self._soc
 
     def elaborate(self, platform):
         m = Module()
-        cfg, mcfg = self._config, self._memory
-        lanes = lanes_of(cfg)
-        ww = word_width(cfg)
+        soc = self._soc
+        lanes = soc.lanes
+        ww = soc.word_width
         addr_width = self.bus.signature.addr_width
         req, rsp = self.bus.req, self.bus.rsp
         reads = (self.sp_read, self.acc_read)
@@ -234,7 +226,7 @@ class DmaController(wiring.Component):
         n_out = Mux(d.transpose, d.cols, d.rows)
         n_in = Mux(d.transpose, d.rows, d.cols)
         span = Signal(len(d.rows) + len(d.stride))        # (rows - 1) * stride
-        code = _fault_code(m, d, d.mem_addr + span + _block_words(d) > mcfg.mem_words, cfg, mcfg)
+        code = _fault_code(m, d, d.mem_addr + span + _block_words(d) > soc.mem_words, soc)
 
         # --- issue side: one request per cycle, order (row t, lane l, word w) -------------------
         iss_on = Signal()

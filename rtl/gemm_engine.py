@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec import isa
 from spec.isa import Op
-from spec.soc import SocConfig
+from spec.soc import check_soc
 from .array import SystolicArray
 from .sequencer import field
 from .spport import ReadPortSignature, WritePortSignature
@@ -48,10 +48,7 @@ class GemmEngine(wiring.Component):
     """
 
     def __init__(self, soc=None):
-        if soc is None:
-            soc = SocConfig()
-        if not isinstance(soc, SocConfig):
-            raise TypeError(f"GEMM engine configuration must be a SocConfig, not {soc!r}")
+        soc = check_soc(soc, "GEMM engine")
         self._soc = soc
         a = soc.config.array
         L = soc.lanes

@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from spec.isa import WORD_BITS
 from spec.params import check_int, check_positive_int
 from .bus import BusSignature
 
@@ -69,7 +70,7 @@ class MainMemory(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, words, *, data_width=16, latency=1, stall_rate=0, seed=1, init=(),
+    def __init__(self, words, *, data_width=WORD_BITS, latency=1, stall_rate=0, seed=1, init=(),
                  fetch_words=0):
         check_positive_int(words, "Main memory size")
         check_int(fetch_words, "Fetch line words")

@@ -4,8 +4,9 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spec.memory import FAULT_BITS, Space, resolve, lanes as lanes_of, elem_width, word_width
-from spec.params import DEFAULT_CONFIG, check_int
+from spec.memory import FAULT_BITS, Space
+from spec.params import check_int
+from spec.soc import check_soc
 from .dma import DmaController, descriptor_layout
 from .bus import BusArbiter
 from .mainmem import MainMemory
@@ -25,9 +26,9 @@ class MemorySystem(wiring.Component):
 
     Parameters
     ----------
-    config, memory : Config or SocConfig, MemoryConfig or None
-        Configuration and memory sizes (see :func:`spec.memory.resolve`); main memory has latency
-        ``memory.mem_latency``.
+    soc : SocConfig
+        Lanes, widths and memory sizes; main memory has latency ``soc.mem_latency``. Default
+        :data:`spec.soc.DEFAULT_SOC`.
     stall_rate, seed : float, int
         Main memory's random stalls (see :class:`~rtl.mainmem.MainMemory`).
     mem_init : iterable of int
@@ -59,7 +60,7 @@ class MemorySystem(wiring.Component):
     arbiter : BusArbiter or None
     """
 
-    def __init__(self, config=DEFAULT_CONFIG, memory=None, *, stall_rate=0, seed=1,
+    def __init__(self, soc=None, *, stall_rate=0, seed=1,
                  mem_init=(), sp_read_ports=0, sp_write_ports=0, acc_read_ports=0,
                  acc_write_ports=0, bus_masters=0, fetch_words=0):
         counts = dict(sp_read=sp_read_ports, sp_write=sp_write_ports,
@@ -69,20 +70,19 @@ class MemorySystem(wiring.Component):
             check_int(n, what)
             if n < 0:
                 raise ValueError(f"{what} must be a non-negative integer, not {n!r}")
-        config, memory = resolve(config, memory)
-        self.dma = DmaController(config, memory)
-        self.mainmem = MainMemory(memory.mem_words, data_width=word_width(config),
-                                  latency=memory.mem_latency, stall_rate=stall_rate, seed=seed,
+        soc = check_soc(soc, "Memory system")
+        self.dma = DmaController(soc)
+        self.mainmem = MainMemory(soc.mem_words, data_width=soc.word_width,
+                                  latency=soc.mem_latency, stall_rate=stall_rate, seed=seed,
                                   init=mem_init, fetch_words=fetch_words)
-        lanes = lanes_of(config)
         pads, ports = {}, {}
-        for space, name, banks, depth in ((Space.SP, "sp", memory.sp_banks, memory.sp_depth),
-                                          (Space.ACC, "acc", memory.acc_banks, memory.acc_depth)):
-            width = elem_width(config, space)
-            pads[name] = Scratchpad(lanes=lanes, elem_width=width, banks=banks, depth=depth,
+        for space, name, banks, depth in ((Space.SP, "sp", soc.sp_banks, soc.sp_depth),
+                                          (Space.ACC, "acc", soc.acc_banks, soc.acc_depth)):
+            width = soc.elem_width(space)
+            pads[name] = Scratchpad(lanes=soc.lanes, elem_width=width, banks=banks, depth=depth,
                                     read_ports=1 + counts[f"{name}_read"],
                                     write_ports=1 + counts[f"{name}_write"])
-            geometry = (banks * depth, width, lanes)
+            geometry = (banks * depth, width, soc.lanes)
             ports[f"{name}_read"] = In(ReadPortSignature(*geometry)).array(
                 counts[f"{name}_read"])
             ports[f"{name}_write"] = In(WritePortSignature(*geometry)).array(
@@ -92,7 +92,7 @@ class MemorySystem(wiring.Component):
         self.arbiter = None
         if bus_masters:
             self.arbiter = BusArbiter(1 + bus_masters, bus_sig.addr_width, bus_sig.data_width,
-                                      max_inflight=max(8, memory.mem_latency + 2))
+                                      max_inflight=max(8, soc.mem_latency + 2))
         ports["bus"] = In(bus_sig).array(bus_masters)
         if fetch_words:
             ports["fetch_addr"] = In(len(self.mainmem.fetch_addr))

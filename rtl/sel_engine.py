@@ -15,8 +15,7 @@ from amaranth.utils import ceil_log2
 
 from spec import isa
 from spec.isa import Op
-from spec.soc import SocConfig
-from spec.memory import word_width
+from spec.soc import check_soc
 from .sequencer import field
 from .spport import ReadPortSignature
 from .bus import BusSignature
@@ -71,10 +70,7 @@ class SelEngine(wiring.Component):
     """
 
     def __init__(self, soc=None):
-        if soc is None:
-            soc = SocConfig()
-        if not isinstance(soc, SocConfig):
-            raise TypeError(f"Selection engine configuration must be a SocConfig, not {soc!r}")
+        soc = check_soc(soc, "Selection engine")
         if soc.selector is None:
             raise ValueError("Selection engine needs a SoC configuration with a selector, "
                              "not selector=None")
@@ -87,7 +83,7 @@ class SelEngine(wiring.Component):
             "arg": In(32),
             "busy": Out(1),
             "sp_rd": Out(ReadPortSignature(soc.sp_rows, a.operand_width, soc.lanes)),
-            "bus": Out(BusSignature(max(1, ceil_log2(soc.mem_words)), word_width(soc.config))),
+            "bus": Out(BusSignature(max(1, ceil_log2(soc.mem_words)), soc.word_width)),
             "total": Out(range(sel.k * sel.classes + 1)),
         })
 
@@ -100,7 +96,7 @@ class SelEngine(wiring.Component):
         soc = self._soc
         cfg = soc.selector
         C, L = cfg.classes, soc.lanes
-        W = word_width(soc.config)
+        W = soc.word_width
         id_words = isa.sel_record_words(cfg, W) - 1
         last_part = id_words + 1              # parts of a record: 0 count, 1.. id, last score
 

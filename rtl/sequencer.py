@@ -21,7 +21,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from spec import isa
 from spec.isa import Op, Cond, Unit, Error
-from spec.soc import SocConfig
+from spec.soc import check_soc
 
 __all__ = ["Sequencer", "field"]
 
@@ -66,7 +66,8 @@ class Sequencer(wiring.Component):
     insns : Out(32)
         Instructions issued.
     f_addr : Out(32)
-        Fetch port: line address (``pc >> 3``); ``f_data`` is the 128-bit line one cycle later.
+        Fetch port: line address (``pc // INSN_WORDS``); ``f_data`` is the 128-bit line one
+        cycle later.
     f_data : In(128)
     m_req, m_we : Out(1)
         LDW/STW port: ``m_req`` is held until ``m_ack``; 32-bit ``m_addr`` (word address),
@@ -92,10 +93,7 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, soc=None):
-        if soc is None:
-            soc = SocConfig()
-        if not isinstance(soc, SocConfig):
-            raise TypeError(f"Sequencer configuration must be a SocConfig, not {soc!r}")
+        soc = check_soc(soc, "Sequencer")
         self._soc = soc
         super().__init__({
             "start": In(1), "entry": In(32),
@@ -123,6 +121,7 @@ class Sequencer(wiring.Component):
         W, AW = soc.config.array.operand_width, soc.config.array.acc_width
         nsp, nacc = soc.sp_banks, soc.acc_banks
         sp_shift, acc_shift = exact_log2(soc.sp_depth), exact_log2(soc.acc_depth)
+        insn_shift = exact_log2(isa.INSN_WORDS)      # an instruction's word address: 8-aligned
 
         regs = [Signal(32, name=f"r{i}") for i in range(isa.NUM_REGS)]
         ir = Signal(isa.INSN_BITS)
@@ -232,7 +231,7 @@ class Sequencer(wiring.Component):
                         bad.append(f(op, "seed") == 0)
                     elif op is Op.BR:
                         bad.append(f(op, "cond") > max(Cond))
-                        bad.append(f(op, "target")[:3] != 0)
+                        bad.append(f(op, "target")[:insn_shift] != 0)
                     elif op in (Op.LDW, Op.STW):
                         checks.append(mem_addr + 1 < soc.mem_words)
                         parts.append(mem_bit)
@@ -408,8 +407,9 @@ class Sequencer(wiring.Component):
                                  self.insns.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += self.f_addr.eq(pc >> 3)
-                m.d.sync += fetch_err.eq((pc[:3] != 0) | (pc >= soc.mem_words - 7))
+                m.d.comb += self.f_addr.eq(pc >> insn_shift)
+                m.d.sync += fetch_err.eq((pc[:insn_shift] != 0)
+                                         | (pc >= soc.mem_words - (isa.INSN_WORDS - 1)))
                 m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += ir.eq(self.f_data)

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from spec import isa
 from spec.isa import Op, Error
 from spec.csr import Csr, CSR_COUNT, CHIP_ID, STATUS_FIELDS, config_value
-from spec.soc import SocConfig
+from spec.soc import check_soc
 from .sequencer import Sequencer, field
 from .gemm_engine import GemmEngine
 from .vec_engine import VecEngine
@@ -24,7 +24,8 @@ __all__ = ["Soc"]
 
 
 class _MemOp(wiring.Component):
-    """LDW/STW: one 32-bit access of the sequencer as two 16-bit bus transfers (low word first)."""
+    """LDW/STW: one 32-bit access of the sequencer as two bus transfers of a 16-bit word each
+    (low word first; ``SocConfig`` holds the word width at 16)."""
 
     def __init__(self, bus_signature):
         super().__init__({
@@ -36,7 +37,9 @@ class _MemOp(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         sent, got = Signal(2), Signal(2)
-        lo = Signal(16)
+        ww = self.bus.signature.data_width
+        assert 2 * ww == len(self.wdata)
+        lo = Signal(ww)
         # the high word's address, registered with the low word's transfer: no adder between
         # the sequencer's address register and main memory
         addr_hi = Signal(32)
@@ -45,7 +48,7 @@ class _MemOp(wiring.Component):
             req.valid.eq(self.req & (sent < 2)),
             req.payload.addr.eq(Mux(sent[0], addr_hi, self.addr)),
             req.payload.we.eq(self.we),
-            req.payload.wdata.eq(Mux(sent[0], self.wdata[16:], self.wdata[:16])),
+            req.payload.wdata.eq(Mux(sent[0], self.wdata[ww:], self.wdata[:ww])),
             rsp.ready.eq(1),
         ]
         with m.If(req.valid & req.ready):
@@ -91,10 +94,7 @@ class Soc(wiring.Component):
     """
 
     def __init__(self, soc=None, *, stall_rate=0, seed=1, mem_init=(), host_link=None):
-        if soc is None:
-            soc = SocConfig()
-        if not isinstance(soc, SocConfig):
-            raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
+        soc = check_soc(soc, "SoC")
         self._soc = soc
         self._host_link = host_link
         # bus masters: the DMA, then bus[0] LDW/STW, bus[1] host link, bus[2] selection engine

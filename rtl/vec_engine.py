@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec import isa
 from spec.isa import Op
-from spec.soc import SocConfig
+from spec.soc import check_soc
 from .sequencer import field
 from .spport import ReadPortSignature, WritePortSignature
 from .requant import Requantizer
@@ -61,10 +61,7 @@ class VecEngine(wiring.Component):
     """
 
     def __init__(self, soc=None):
-        if soc is None:
-            soc = SocConfig()
-        if not isinstance(soc, SocConfig):
-            raise TypeError(f"Vector engine configuration must be a SocConfig, not {soc!r}")
+        soc = check_soc(soc, "Vector engine")
         self._soc = soc
         a = soc.config.array
         L = soc.lanes

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from .memory import DESC_FIELDS
+from .params import OPERAND_WIDTH
 from .softmax_tables import INV_TEMP_WIDTH, GRAD_SHIFT_MAX
 
 __all__ = [
-    "INSN_BITS", "INSN_WORDS", "OPCODE_BITS", "NUM_REGS",
+    "INSN_BITS", "WORD_BITS", "INSN_WORDS", "OPCODE_BITS", "NUM_REGS",
     "Op", "Cond", "Unit", "Error", "Field", "LAYOUTS",
     "field_slices", "encode", "decode", "to_words", "from_words",
     "sel_record_words", "sel_out_words", "sel_out_max_words", "sel_out_pack", "sel_out_unpack",
@@ -30,8 +31,11 @@ __all__ = [
 
 #: Width of one instruction in bits.
 INSN_BITS = 128
-#: One instruction occupies this many 16-bit main-memory words.
-INSN_WORDS = 8
+#: Width of a main-memory word in bits: the default operand width, the only one the SoC supports
+#: (:class:`spec.soc.SocConfig` checks it).
+WORD_BITS = OPERAND_WIDTH
+#: One instruction occupies this many main-memory words.
+INSN_WORDS = INSN_BITS // WORD_BITS
 #: Width of the opcode field, bits ``[0, OPCODE_BITS)``.
 OPCODE_BITS = 8
 #: General-purpose 32-bit registers ``r0``..``r7``; ``r0`` reads as zero, writes are ignored.
@@ -250,7 +254,8 @@ def decode(word):
 
 def to_words(word):
     """The 8 little-endian 16-bit memory words of a 128-bit instruction."""
-    return [(word >> (16 * i)) & 0xFFFF for i in range(INSN_WORDS)]
+    mask = (1 << WORD_BITS) - 1
+    return [(word >> (WORD_BITS * i)) & mask for i in range(INSN_WORDS)]
 
 
 def from_words(words):
@@ -258,7 +263,8 @@ def from_words(words):
     words = list(words)
     if len(words) != INSN_WORDS:
         raise ValueError(f"An instruction is {INSN_WORDS} words, not {len(words)}")
-    return sum((int(w) & 0xFFFF) << (16 * i) for i, w in enumerate(words))
+    mask = (1 << WORD_BITS) - 1
+    return sum((int(w) & mask) << (WORD_BITS * i) for i, w in enumerate(words))
 
 
 # --- The selected set in main memory (SELOUT) -----------------------------------------------------
@@ -273,22 +279,22 @@ def _id_words(selector, word_bits):
     return -(-selector.id_width // word_bits)
 
 
-def sel_record_words(selector, word_bits=16):
+def sel_record_words(selector, word_bits=WORD_BITS):
     """Main-memory words of one selected record (sample id and score) in SELOUT's layout."""
     return _id_words(selector, word_bits) + 1
 
 
-def sel_out_words(selector, counts, word_bits=16):
+def sel_out_words(selector, counts, word_bits=WORD_BITS):
     """Words SELOUT writes for a selection with per-class ``counts``."""
     return len(counts) + sel_record_words(selector, word_bits) * sum(counts)
 
 
-def sel_out_max_words(selector, word_bits=16):
+def sel_out_max_words(selector, word_bits=WORD_BITS):
     """Words SELOUT writes at most (every class full): the range its address is checked for."""
     return selector.classes * (1 + selector.k * sel_record_words(selector, word_bits))
 
 
-def sel_out_pack(per_class, selector, word_bits=16):
+def sel_out_pack(per_class, selector, word_bits=WORD_BITS):
     """SELOUT's words for ``per_class[c]`` = ``[(sample_id, score), ...]`` in rank order."""
     mask, nid = (1 << word_bits) - 1, _id_words(selector, word_bits)
     out = []
@@ -300,7 +306,7 @@ def sel_out_pack(per_class, selector, word_bits=16):
     return out
 
 
-def sel_out_unpack(words, selector, word_bits=16):
+def sel_out_unpack(words, selector, word_bits=WORD_BITS):
     """The selection stored by SELOUT: ``per_class`` as a tuple of tuples of ``(sample_id,
     score)`` (scores signed), read from ``words`` (at least :func:`sel_out_words` of them)."""
     words = [int(w) for w in words]

@@ -22,7 +22,7 @@ import numpy as np
 from spec import isa
 from spec.csr import Csr, decode_status
 from spec.isa import Error
-from spec.memory import Fault, word_width
+from spec.memory import Fault
 from spec.params import check_int
 from spec.soc import SocConfig
 from rtl.soc import Soc
@@ -217,7 +217,7 @@ class SocSim:
         self.build_info = self.sim.build_info
         sim = self.sim
         self._fetch_words = mm.fetch_words or 1
-        self._word_width = word_width(soc.config)
+        self._word_width = soc.word_width
         self._mem = sim.memory("memsys.mainmem.storage")
         self._sp = [sim.memory(f"memsys.sp.bank_{b}") for b in range(soc.sp_banks)]
         self._acc = [sim.memory(f"memsys.acc.bank_{b}") for b in range(soc.acc_banks)]
