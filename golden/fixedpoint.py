@@ -231,8 +231,8 @@ def requantize_act(acc, shift, width, bias=None, bias_shift=0, relu=False,
         y    = max(y, 0)        if relu  else  y
 
     The mask is the derivative of the unit (saturation has zero derivative, so gradients through a
-    saturated element are masked too; see ``shared/NUMERICS.md``). Stochastic rounding takes one
-    draw per element in row-major order.
+    saturated element are masked too: without it, a reference study's Q4.12 student collapsed to
+    12 % on digits). Stochastic rounding takes one draw per element in row-major order.
 
     Parameters
     ----------

@@ -37,8 +37,9 @@ class SelectorConfig:
     """Shape of a balanced selection: for each of ``classes`` classes keep the top ``k`` samples
     by that class's score, each sample considered only for its top ``p`` classes.
 
-    The defaults are the recipe measured in ``shared/NUMERICS.md`` on digits (10 classes,
-    K = 100, P = 1), with 16-bit scores (softmax probabilities) and 16-bit sample ids.
+    The defaults are the recipe of a reference float study on digits (10 classes, K = 100, P = 1:
+    93.1 % at 10 % labels against 91.3 % supervised), with 16-bit scores (softmax probabilities)
+    and 16-bit sample ids.
 
     Parameters
     ----------
