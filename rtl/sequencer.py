@@ -1,11 +1,13 @@
 """The sequencer: fetches 128-bit instructions, checks them, and issues them to the units.
 
-Its timing is the golden model's (``golden.machine.Timing``): an instruction's fetch starts in
-state FETCH (cycle ``t``), its line arrives in DECODE (``t+1``), OPERANDS (``t+2``) reads its
-register operands and computes its ranges (the sums and products of its fields), CHECK (``t+3``)
-validates it against them and computes the scratchpad banks it uses, and ISSUE (from ``t+4``)
-waits until its unit is idle and no busy unit holds one of its banks, then issues; the next fetch
-starts the cycle after. A failing check halts cleanly once the units already running are idle.
+Its timing is the golden model's (``golden.machine.Timing``, from ``spec.timing``): an
+instruction's fetch starts in state FETCH (cycle ``t``), its line arrives in DECODE (``t+1``),
+OPERANDS (``t+2``) reads its register operands and computes its ranges (the sums and products of
+its fields), CHECK (``t+3``) validates it against them and computes the scratchpad banks it uses,
+and ISSUE (from ``t + FETCH_CYCLES``) waits until its unit is idle and no busy unit holds one of
+its banks, then issues; the next fetch starts the cycle after. A failing check halts cleanly once
+the units already running are idle. An LDW/STW holds the sequencer in MEM until its second word
+is acknowledged: ``spec.timing.memop_cycles(mem_latency)`` cycles after it issues.
 
 OPERANDS and CHECK are two stages for the clock: in one cycle the path from ``ir`` through
 GEMM's range products, the bank comparisons and the error priority took 23 ns on the ECP5
@@ -21,6 +23,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from spec import isa
 from spec.isa import Op, Cond, Unit, Error
+from spec.timing import FETCH_CYCLES
 from spec.soc import check_soc
 
 __all__ = ["Sequencer", "field"]
@@ -91,6 +94,10 @@ class Sequencer(wiring.Component):
         SEED: load ``seed`` into the stochastic-rounding generator.
     seed : Out(32)
     """
+
+    #: Cycles from the start of an instruction's fetch to the first cycle it may issue: the states
+    #: FETCH, DECODE, OPERANDS and CHECK (:data:`spec.timing.FETCH_CYCLES`).
+    FETCH_CYCLES = FETCH_CYCLES
 
     def __init__(self, soc=None):
         soc = check_soc(soc, "Sequencer")

@@ -8,7 +8,7 @@ import torch
 
 from spec import isa
 from spec.isa import Op, Error
-from spec.csr import Csr
+from spec.csr import Csr, decode_status, encode_status
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.selection import SelectorConfig
@@ -32,7 +32,8 @@ def compare(soc, image, seed, *, stall_rate=0, timing=True, words=None):
     rt = run_program(soc, image, stall_rate=stall_rate, seed=seed + 1)
     csr = rt["csr"]
     ctx = f"seed {seed}\n{describe(words) if words else ''}"
-    assert csr[Csr.STATUS] >> 8 == r.error, f"error {csr[Csr.STATUS] >> 8} != {r.error!r}; {ctx}"
+    status = decode_status(csr[Csr.STATUS])
+    assert csr[Csr.STATUS] == encode_status(False, True, r.error), f"{status} != {r.error!r}; {ctx}"
     assert csr[Csr.PC] == r.pc, ctx
     assert rt["mem"] == m.mem.tolist(), f"main memory differs; {ctx}"
     assert rt["sp"] == m.sp.tolist(), f"operand scratchpad differs; {ctx}"
@@ -99,10 +100,10 @@ def test_new_program_after_an_error_without_reset():
     image[good_base:good_base + len(w2)] = w2
     rt = run_program(SOC, image, entry=0, programs=[good_base])
     first, second = rt["runs"]
-    assert first[Csr.STATUS] >> 8 != Error.NONE
+    assert decode_status(first[Csr.STATUS]).error != Error.NONE
     m = Machine(SOC)
     m.write_words(0, image)
     m.run(entry=0)
     r = m.run(entry=good_base)
-    assert second[Csr.STATUS] >> 8 == r.error == Error.NONE
+    assert second[Csr.STATUS] == encode_status(False, True, r.error) and r.error == Error.NONE
     assert rt["mem"] == m.mem.tolist()
