@@ -38,8 +38,8 @@ class Recipe:
         SGD on L afterwards. The supervised-only student runs the study's schedule on L
         (:attr:`supervised_schedule`).
     supervised_schedule : tuple of (steps, lr)
-        The supervised-only student's SGD on L: 3000 steps at 2⁻³, 1000 at 2⁻⁵ (the study's
-        recipe, ``/work/shared/NUMERICS.md``).
+        The supervised-only student's SGD on L: 3000 steps at 2⁻³, 1000 at 2⁻⁵ (the schedule of
+        the reference study of the recipe on digits).
     eval_every : int
         Evaluate the students on the test set about every this many steps (accuracy per epoch).
     """
