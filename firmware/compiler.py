@@ -1,7 +1,7 @@
 """The compiler: an MLP description or a matrix product → memory plan and accelerator programs.
 
-``docs/firmware.md`` explains the plan; ``docs/dataflow.md`` the mapping of a training step onto
-the instruction set, which this module follows.
+``docs/firmware.md`` explains the plan and the mapping of a training step onto the instruction
+set, which this module follows.
 
 * :class:`MLPDescription` — the network (layer sizes, formats, batch, learning rate, rounding).
 * :func:`compile_mlp` → :class:`CompiledMLP` — main-memory plan, scratchpad plans and the
