@@ -24,6 +24,8 @@ from golden.float_ref import FloatMLP
 from golden.mlp import FixedMLP, init_float_params, rng_seed
 from spec.params import DEFAULT_FORMATS
 
+__all__ = ["SCHEDULE", "run_seed", "main"]
+
 SIZES = (64, 32, 10)
 BATCH = 32
 SCHEDULE = ((3000, 2**-3), (1000, 2**-5))

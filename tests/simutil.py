@@ -12,16 +12,22 @@ __all__ = ["run_sim", "stream_put", "stream_get", "random_ready", "bus_read", "b
            "corrupt_frame"]
 
 
-def run_sim(dut, *testbenches, processes=(), vcd=None, deadline=None):
-    """Simulate ``dut`` (clock domain ``sync``, 1 MHz) with async testbenches and processes.
+def run_sim(dut, *testbenches, background=(), processes=(), clock=1e-6, vcd=None, deadline=None):
+    """Simulate ``dut`` with async testbenches and processes.
 
+    ``testbenches`` run to their end; ``background`` testbenches run beside them and stop when
+    they have (``add_testbench(..., background=True)``). ``clock``: the period of the ``sync``
+    domain's clock in seconds (1 MHz by default), ``None`` for a combinational design (no clock).
     ``vcd``: a path to write a waveform to. ``deadline``: stop after this many seconds of
     simulated time (a hang fails the run instead of looping for ever).
     """
     sim = Simulator(dut)
-    sim.add_clock(1e-6)
+    if clock is not None:
+        sim.add_clock(clock)
     for tb in testbenches:
         sim.add_testbench(tb)
+    for tb in background:
+        sim.add_testbench(tb, background=True)
     for p in processes:
         sim.add_process(p)
     if vcd:

@@ -1,12 +1,14 @@
-"""Every public module's ``__all__`` names only what the module defines (so ``from M import *``
-works): a stale entry is an ``AttributeError`` for a user, found here instead."""
+"""Every public module has an ``__all__`` that names only what the module defines (so
+``from M import *`` works): a stale entry is an ``AttributeError`` for a user, found here
+instead. A package whose ``__init__`` defines nothing (only a docstring) needs none."""
 
 import importlib
 import pkgutil
+from types import ModuleType
 
 import pytest
 
-PACKAGES = ("spec", "golden", "rtl", "firmware", "platforms", "benchmarks")
+PACKAGES = ("spec", "golden", "rtl", "sim", "firmware", "platforms", "benchmarks")
 
 
 def _modules():
@@ -33,7 +35,11 @@ def test_all_names_exist(name):
     module = importlib.import_module(name)
     exported = getattr(module, "__all__", None)
     if exported is None:
-        return
+        defined = [n for n, v in vars(module).items()
+                   if not n.startswith("_") and not isinstance(v, ModuleType)]
+        assert hasattr(module, "__path__") and not defined, \
+            f"{name} has no __all__ (it defines {defined})"
+        exported = []
     assert len(set(exported)) == len(exported), f"{name}.__all__ repeats a name"
     missing = [n for n in exported if not hasattr(module, n)]
     assert not missing, f"{name}.__all__ names what the module does not define: {missing}"

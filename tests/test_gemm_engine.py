@@ -7,7 +7,6 @@ import torch
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from spec import isa
 from spec.isa import Op
@@ -17,6 +16,7 @@ from golden import array as garr
 from golden.machine import Machine
 from rtl.gemm_engine import GemmEngine
 from rtl.spport import row_layout
+from tests.simutil import run_sim
 
 
 def soc_for(rows, cols):
@@ -101,10 +101,7 @@ def run_case(soc, fields, seed):
         out["acc"] = [[ctx.get(dut.acc_mem.data[r][l]) for l in range(L)]
                       for r in range(soc.acc_rows)]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     assert out["busy"] == expect_busy, f"busy cycles (seed {seed}): {out['busy']} != {expect_busy}"
     assert out["acc"] == m.acc.tolist(), f"accumulator scratchpad differs (seed {seed}, {fields})"
 

@@ -10,25 +10,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from firmware import Accelerator
 from firmware.__main__ import main
 from firmware.guard import DivergenceGuard
-from firmware.ssl import DEFAULT_RECIPE, prepare_data, run_pipeline
+from firmware.ssl import DEFAULT_RECIPE, run_pipeline
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return prepare_data()
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 @pytest.mark.parametrize("n", [1, 45, 100])

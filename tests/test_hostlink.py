@@ -7,7 +7,6 @@ import random
 
 import pytest
 from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
 from spec.csr import CSR_COUNT, Csr
 from spec.hostlink import Cmd, Status
@@ -16,7 +15,7 @@ from firmware.protocol import encode_request, words_to_bytes, split_responses, c
 from firmware.transport import HostLink as Client, HostLinkStatusError
 from rtl.hostlink import HostLinkBridge, HostLink, crc16_next
 from sim.hostlink import LinkHarness, PysimLink
-from tests.simutil import corrupt_frame
+from tests.simutil import run_sim, corrupt_frame
 
 MEM = 128           # words of main memory in these tests
 BURST = 8           # max_burst
@@ -103,9 +102,7 @@ def test_crc16_next_matches_golden():
             ctx.set(byte, b)
             assert ctx.get(out) == crc16(bytes([b]), c), f"seed {seed}: {c:#x} {b:#x}"
 
-    sim = Simulator(m)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(m, tb, clock=None)
 
 
 # -- every command ---------------------------------------------------------------------------

@@ -18,19 +18,14 @@ from firmware import Accelerator
 from firmware.__main__ import main
 from firmware.backends import PysimDevice, RtlSimDevice
 from firmware.device import GoldenDevice
-from firmware.ssl import DEFAULT_RECIPE, prepare_data, run_pipeline
+from firmware.ssl import DEFAULT_RECIPE, run_pipeline
 from golden.selection import soft_labels, soft_targets
 from spec.params import ArrayConfig, Config, DEFAULT_FORMATS
 from spec.selection import SelectorConfig
 from spec.soc import SocConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 def test_soft_labels_and_targets():
@@ -52,7 +47,7 @@ def test_soft_labels_and_targets():
         soft_labels(probs, 5)
 
 
-def test_kd_pipeline_device_equals_trainer(tmp_path):
+def test_kd_pipeline_device_equals_trainer(tmp_path, data):
     out = tmp_path / "r.json"
     assert main(["ssl", "--backend", "golden", "--steps-scale", "0.01", "--quiet", "--no-float",
                  "--kd", "--temperature", "2", "--kd-top", "3", "--json", str(out)]) == 0
@@ -62,7 +57,6 @@ def test_kd_pipeline_device_equals_trainer(tmp_path):
     assert kd["soft_label_bytes"] < kd["dense_target_bytes"]
     assert kd["top1_agreement"] == 1.0           # top class at T = the selected pseudo-label
     assert "kd-labels" in [p["phase"] for p in res["phases"]]
-    data = prepare_data()
     trainer = run_pipeline(data, recipe=DEFAULT_RECIPE.scaled(0.01), progress=False,
                            float_pipeline=False, students="trainer", kd=True, temperature=2.0)
     assert trainer["ssl_student_accuracy"] == res["ssl_student_accuracy"]

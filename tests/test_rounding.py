@@ -7,9 +7,9 @@ import random
 
 import pytest
 from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.sim import Simulator
 
 from rtl.rounding import _one_hot, _ones_from, shift_right_bits
+from tests.simutil import run_sim
 
 
 def _comb_values(build, inputs, cases):
@@ -24,9 +24,7 @@ def _comb_values(build, inputs, cases):
                 ctx.set(sig, v)
             results.append(tuple(ctx.get(o) for o in outs))
 
-    sim = Simulator(m)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(m, tb, clock=None)
     return results
 
 

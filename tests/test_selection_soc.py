@@ -9,7 +9,6 @@ import random
 
 import pytest
 import torch
-from amaranth.sim import Simulator
 
 from spec import isa
 from spec.isa import Op, Error, Unit
@@ -24,6 +23,7 @@ from rtl.soc import Soc
 from sim.soc import csr_write, csr_read
 from firmware.asm import Assembler
 from tests.progfuzz import valid_program, invalid_program, random_image, describe
+from tests.simutil import run_sim
 from benchmarks.selection import random_teacher, selection_of
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
@@ -53,10 +53,7 @@ def run_soc(soc, image, entries=(0,), *, stall_rate=0, seed=1, max_cycles=100_00
         out["sp"] = [list(ctx.get(ms.sp.cell(r))) for r in range(soc.sp_rows)]
         out["acc"] = [list(ctx.get(ms.acc.cell(r))) for r in range(soc.acc_rows)]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     return out
 
 

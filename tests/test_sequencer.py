@@ -7,7 +7,6 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from spec import isa
 from spec.isa import Op, Cond, Error
@@ -16,6 +15,7 @@ from spec.timing import memop_cycles
 from golden.machine import Machine
 from rtl.sequencer import Sequencer
 from firmware.asm import Assembler
+from tests.simutil import run_sim
 
 SOC = SocConfig(mem_words=1024)
 
@@ -76,10 +76,7 @@ def run_rtl(words, data, entry=0, max_cycles=5000):
                    insns=ctx.get(seq.insns), stall=ctx.get(seq.stall),
                    regs=[ctx.get(getattr(seq, "ir")) and 0] and None)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     out["mem"] = mem
     return out
 

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from firmware.__main__ import main
 from firmware.device import GoldenDevice
@@ -21,12 +20,7 @@ from firmware.ssl import (CheckFailed, CheckedDevice, DEFAULT_RECIPE, prepare_da
 QUICK = "0.01"            # --steps-scale of the default suite
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 def wine_npz(path):
@@ -116,8 +110,7 @@ class _Faulty(GoldenDevice):
         return r
 
 
-def test_check_stops_at_first_difference():
-    data = prepare_data(seed=0)
+def test_check_stops_at_first_difference(data):
     soc = soc_for(10)
     recipe = DEFAULT_RECIPE.scaled(0.005)
     with pytest.raises(CheckFailed, match=r"first difference from golden in phase "
@@ -129,10 +122,9 @@ def test_check_stops_at_first_difference():
 
 
 @pytest.mark.slow
-def test_check_rtl_sim_default_config():
+def test_check_rtl_sim_default_config(data):
     """``--check`` on rtl-sim, default SoC and full recipe: every program of the pipeline
     leaves main memory, cycles and results equal to golden."""
-    data = prepare_data(seed=0)
     res = run_pipeline(data, backend="rtl-sim", check=True, progress=False)
     assert res["checked_runs"] > 50
     assert res["ssl_student_accuracy"] > 0.85

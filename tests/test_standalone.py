@@ -16,7 +16,7 @@ import torch
 from firmware import Accelerator
 from firmware.__main__ import main
 from firmware.device import GoldenDevice
-from firmware.ssl import DEFAULT_RECIPE, Recipe, prepare_data, soc_for
+from firmware.ssl import DEFAULT_RECIPE, Recipe, soc_for
 from firmware.standalone import (AccessCounter, StandaloneImage, run_host_driven,
                                  run_standalone, slot_examples)
 from golden.mlp import FixedMLP, init_float_params
@@ -27,17 +27,7 @@ from spec.soc import SocConfig
 T_SIZES, S_SIZES = (64, 56, 10), (64, 32, 10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return prepare_data()
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,12 @@ import torch
 
 from firmware import Accelerator
 from firmware.__main__ import main
-from firmware.ssl import DEFAULT_RECIPE, prepare_data, run_pipeline, soc_for
+from firmware.ssl import DEFAULT_RECIPE, run_pipeline, soc_for
 from golden.selection import select_offline
 from spec import isa
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return prepare_data()
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 def test_chunks_equal_one_shot_and_memory_is_bounded(data):

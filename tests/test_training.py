@@ -31,14 +31,7 @@ def digits():
     return digits_split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The trainers run thousands of tiny ops: intra-op threads only add overhead (measured:
-    3.5x the CPU time for the slow test with 2 threads)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 # --- plain-Python references -------------------------------------------------------------------

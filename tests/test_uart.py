@@ -6,10 +6,10 @@ import random
 
 import pytest
 from amaranth.hdl import Module
-from amaranth.sim import Simulator
 
 from rtl.uart import UartTx, UartRx, uart_divisor, MIN_DIVISOR
 from sim.hostlink import uart_levels
+from tests.simutil import run_sim
 
 
 # -- parameters ------------------------------------------------------------------------------
@@ -65,10 +65,7 @@ def receive(divisor, levels, *, p_ready=1.0, seed=0, ready_from=0):
         out["framing"] = ctx.get(dut.framing_errors)
         out["overruns"] = ctx.get(dut.overruns)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     return got, out["framing"], out["overruns"]
 
 
@@ -106,10 +103,7 @@ def test_tx_waveform(divisor):
             _, _, tx = await ctx.tick().sample(dut.tx)
             trace.append(tx)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     expected = [1] * len(trace)
     for a, byte in zip(accepted, data):
         frame = uart_levels(byte, divisor)
@@ -215,9 +209,5 @@ def test_loopback(tx_div, rx_div):
                 got.append(payload)
         assert ctx.get(rx.framing_errors) == 0 and ctx.get(rx.overruns) == 0
 
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(send)
-    sim.add_testbench(collect)
-    sim.run_until(1e-6 * 12 * max(tx_div, rx_div) * 3 * len(data))
+    run_sim(m, send, collect, deadline=1e-6 * 12 * max(tx_div, rx_div) * 3 * len(data))
     assert got == data, f"seed {seed}"

@@ -7,7 +7,6 @@ import pytest
 import torch
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.sim import Simulator
 
 from spec import isa
 from spec.isa import Op
@@ -18,6 +17,7 @@ from spec.timing import REQ_LATENCY, SGD_LATENCY
 from golden.machine import Machine
 from rtl.vec_engine import VecEngine
 from rtl.scratchpad import Scratchpad
+from tests.simutil import run_sim
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=1024,
                 sp_banks=4, sp_depth=32, acc_banks=2, acc_depth=32)
@@ -132,10 +132,7 @@ def run_ops(ops, seed):
         got["acc"] = [list(ctx.get(dut.acc.cell(r))) for r in range(SOC.acc_rows)]
         got["sat"] = (ctx.get(e.sat_req), ctx.get(e.sat_sgd))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     for i, (op, fields) in enumerate(ops):
         assert got["busy"][i] == expect_busy[i], \
             f"seed {seed}: op {i} {op.name} busy {got['busy'][i]} != golden {expect_busy[i]}"
