@@ -3,7 +3,7 @@ student vs the float32 pipeline (digits, 10 % labels unless told otherwise).
 
 ``python -m benchmarks.ssl [--seeds 5] [--backend trainer|golden|rtl-sim] [--labeled-fraction F]
 [--dataset PATH.npz] [--stream-chunks N] [--kd [--temperature T] [--kd-top P]] [--guard [M]]
-[--json]`` runs :func:`firmware.ssl.run_pipeline` once per seed (0 ..
+[--json]`` runs :func:`firmware.pipeline.run_pipeline` once per seed (0 ..
 seeds−1) and prints a table of the per-seed figures with their mean ± sample std and the paired
 gains. The default backend ``trainer`` runs the teacher's labeling and selection on the golden
 device and trains the students with the golden trainer (:class:`golden.mlp.FixedMLP` with the
@@ -34,8 +34,8 @@ _KEYS = ("teacher_accuracy", "pseudo_label_precision", "ssl_student_before_finet
 def measure(seeds=range(5), backend="trainer", labeled_fraction=0.1, dataset=None,
             progress=False, **options):
     """One pipeline run per seed; returns the list of result dicts (``run_pipeline``'s);
-    ``options`` go to :func:`firmware.ssl.run_pipeline` (``stream_chunks``, ``kd``, ...)."""
-    from firmware.ssl import prepare_data, run_pipeline, soc_for
+    ``options`` go to :func:`firmware.pipeline.run_pipeline` (``stream_chunks``, ``kd``, ...)."""
+    from firmware.pipeline import prepare_data, run_pipeline, soc_for
     torch.set_num_threads(1)
     rows = []
     for seed in seeds:

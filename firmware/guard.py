@@ -9,7 +9,7 @@ trained by the host's golden trainer (``run_pipeline(students="trainer")``) is s
 golden trainer's own prediction, the same rule bit for bit.
 
 The validation slice is the first ``val_size`` samples of the labeled set (which is in random
-order, ``firmware.ssl.prepare_data``); the labeled set is small, so the slice is **not** held
+order, ``firmware.pipeline.prepare_data``); the labeled set is small, so the slice is **not** held
 out of training: it detects a collapse (a phase destroying what the labels taught), not
 overfitting. ``docs/pipeline.md`` has the measured figures.
 """
