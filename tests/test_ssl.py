@@ -8,6 +8,7 @@ acceptance on the golden trainer.
 """
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from firmware.__main__ import main
 from firmware.device import GoldenDevice
 from firmware.ssl import (CheckFailed, CheckedDevice, DEFAULT_RECIPE, prepare_data,
                           run_pipeline, soc_for)
+from golden.data import load_digits
 
 QUICK = "0.01"            # --steps-scale of the default suite
 
@@ -37,12 +39,18 @@ def test_command_on_digits(tmp_path, capsys):
                str(out), "--report", str(tmp_path / "rep")])
     assert rc == 0
     res = json.loads(out.read_text())
-    for key in ("teacher_accuracy", "ssl_student_accuracy", "supervised_student_accuracy",
+    # at 1 % of the steps the students are far above chance already (measured: 0.49 to 0.52)
+    for key in ("ssl_student_accuracy", "supervised_student_accuracy",
                 "float_ssl_student_accuracy"):
-        assert 0 <= res[key] <= 1, key
+        assert res[key] > 4 / res["classes"], key
     assert res["total_cycles"] == sum(p["cycles"] for p in res["phases"]) > 0
     assert res["wall_seconds"] > 0
-    assert (res["labeled"], res["unlabeled"], res["test"]) == (126, 1131, 540)
+    # golden.data.stratified_indices picks ceil(fraction · N): 30 % of the digits for the test
+    # set, --labeled-fraction (10 %) of the rest labeled, the remainder the unlabeled stream
+    n = len(load_digits().y)
+    test = math.ceil(0.3 * n)
+    labeled = math.ceil(0.1 * (n - test))
+    assert (res["labeled"], res["unlabeled"], res["test"]) == (labeled, n - test - labeled, test)
     assert [p["phase"] for p in res["phases"]] == ["teacher", "label+select", "student-train",
                                                    "finetune", "supervised", "float32"]
     # a class-balanced selection of at most K per class, pseudo-labels mostly right
@@ -65,7 +73,8 @@ def test_command_on_another_dataset(tmp_path):
     assert res["teacher_sizes"][0] == 13 and res["student_sizes"][-1] == 3
     assert res["selector"] == dict(classes=3, k=20, p=1)
     assert max(res["class_counts"]) <= 20
-    assert 0 <= res["ssl_student_accuracy"] <= 1
+    # three classes: far above chance (measured: 0.85, the supervised student 0.69)
+    assert res["ssl_student_accuracy"] > 2 / res["classes"]
 
 
 @pytest.mark.parametrize("arrays, message", [

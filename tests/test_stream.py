@@ -67,9 +67,11 @@ def test_pipeline_reports_every_chunk(data, tmp_path):
     res = json.loads(out.read_text())
     chunks = res["stream"]
     assert [c["chunk"] for c in chunks] == [1, 2, 3]
-    assert [c["seen"] for c in chunks] == [377, 754, 1131]
+    n = len(data.unlabeled.y)                          # three even chunks of the stream
+    assert [c["seen"] for c in chunks] == [round(i * n / 3) for i in (1, 2, 3)]
     assert chunks[0]["selected"] <= chunks[1]["selected"] <= chunks[2]["selected"] <= 1000
-    assert all(0 <= c["accuracy"] <= 1 for c in chunks)
+    # a student after every chunk, each far above chance (measured: 0.45 to 0.49)
+    assert all(c["accuracy"] > 4 / res["classes"] for c in chunks)
     assert [p["phase"] for p in res["phases"]][:4] == ["teacher", "label+select 1/3",
                                                       "student-train 1/3", "finetune 1/3"]
     one_shot = run_pipeline(data, recipe=DEFAULT_RECIPE.scaled(0.01), progress=False,
@@ -82,10 +84,10 @@ def test_pipeline_reports_every_chunk(data, tmp_path):
 
 
 @pytest.mark.parametrize("n, message", [("0", "Stream chunks must be a positive integer"),
-                                        ("2000", "at most the stream's 1131 samples")])
-def test_bad_chunks(n, message, capsys):
+                                        ("2000", "at most the stream's {} samples")])
+def test_bad_chunks(data, n, message, capsys):
     assert main(["ssl", "--backend", "golden", "--quiet", "--stream-chunks", n]) == 2
-    assert message in capsys.readouterr().err
+    assert message.format(len(data.unlabeled.y)) in capsys.readouterr().err
 
 
 @pytest.mark.slow
