@@ -7,7 +7,7 @@ Every block that touches main memory or the instruction set takes one :class:`So
 
 from dataclasses import dataclass, field
 
-from .isa import WORD_BITS
+from .isa import INSN_WORDS, WORD_BITS
 from .memory import DESC_FIELDS, Space
 from .params import Config, DEFAULT_CONFIG, check_int, check_positive_int
 from .selection import SelectorConfig, DEFAULT_SELECTOR
@@ -90,8 +90,9 @@ class SocConfig:
         if self.mem_words > 1 << addr_bits:
             raise ValueError(f"Main memory words must be at most 2**{addr_bits}, "
                              f"not {self.mem_words!r}")
-        if self.mem_words % 8:
-            raise ValueError(f"Main memory words must be a multiple of 8, not {self.mem_words!r}")
+        if self.mem_words % INSN_WORDS:
+            raise ValueError(f"Main memory words must be a multiple of {INSN_WORDS}, "
+                             f"not {self.mem_words!r}")
         row_bits = _DESC_WIDTHS["sp_row"]
         for what, banks, depth in (("Scratchpad", self.sp_banks, self.sp_depth),
                                    ("Accumulator scratchpad", self.acc_banks, self.acc_depth)):
