@@ -190,4 +190,5 @@ def test_importing_a_layer_loads_nothing_above_it(folder, not_loaded):
 
 def test_firmware_entry_point_loads_no_simulator():
     # `python -m firmware ssl --backend board` runs this module: it must not pull in Amaranth
-    assert not _loaded_by(["firmware.__main__"]) & {"amaranth", "rtl", "sim", "platforms"}
+    loaded = _loaded_by(["firmware.__main__"]) & {"amaranth", "rtl", "sim", "platforms"}
+    assert not loaded, f"importing firmware.__main__ loads {sorted(loaded)}"
