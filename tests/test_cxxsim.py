@@ -454,6 +454,21 @@ def test_constructor_checks(design, tmp_path):
                simulator="cxxrtl")
 
 
+class Undriven(wiring.Component):
+    """An output that nothing drives: without a direction, Amaranth would make it an input."""
+    o: Out(4)
+    i: In(1)
+
+    def elaborate(self, platform):
+        return Module()
+
+
+def test_undriven_output_is_a_clear_error(tmp_path):
+    with pytest.raises(CxxSimBuildError, match=r"Port 'o' of the design is an output in its "
+                                               r"signature but an input of the design"):
+        CxxSim(Undriven(), cache_dir=tmp_path, progress=False)
+
+
 class Multiplier(Elaboratable):
     """Not a component (ports passed by hand), no clock: ``y = a * b``, ``c = y[8:]``."""
     def __init__(self):

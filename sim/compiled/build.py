@@ -37,7 +37,6 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 from amaranth.hdl import Fragment, Signal
-from amaranth.hdl._ir import PortDirection   # what amaranth.back.rtlil.convert uses for ports
 from amaranth.lib import wiring
 
 __all__ = [
@@ -142,13 +141,43 @@ def _yosys_command():
 
 
 def _component_ports(component):
-    """Top-level ports of a :class:`wiring.Component`, named as :func:`rtlil.convert` names them."""
-    ports = {}
+    """Top-level ports of a :class:`wiring.Component`, named as :func:`rtlil.convert` names them:
+    ``{name: (value, None)}`` with their flows, ``{name: wiring.In or wiring.Out}``.
+
+    Amaranth 0.5 has no public name for a port's direction, so the direction is left for Amaranth
+    to infer (an output if the design drives it); :func:`_check_port_directions` then checks that
+    the inferred directions are the signature's.
+    """
+    ports, flows = {}, {}
     for path, member, value in component.signature.flatten(component):
         value = value.as_value() if hasattr(value, "as_value") else value
-        direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
-        ports["__".join(map(str, path))] = (value, direction)
-    return ports
+        name = "__".join(map(str, path))
+        ports[name] = (value, None)
+        flows[name] = member.flow
+    return ports, flows
+
+
+_PORT_RE = re.compile(r"^\s*wire\b.*\s(input|output|inout)\s+\d+\s+\\(\S+)\s*$")
+
+
+def _check_port_directions(rtlil_text, flows, top="top"):
+    """Raise :class:`CxxSimBuildError` if a port of module ``top`` in ``rtlil_text`` has not the
+    direction of its signature's flow (an ``Out`` member that nothing drives would be an input)."""
+    module, found = None, {}
+    for line in rtlil_text.splitlines():
+        m = _MODULE_RE.match(line)
+        if m:
+            module = m.group(1)
+            continue
+        p = _PORT_RE.match(line) if module == top else None
+        if p:
+            found[p.group(2)] = p.group(1)
+    for name, flow in flows.items():
+        want = "input" if flow == wiring.In else "output"
+        if found.get(name, want) != want:
+            raise CxxSimBuildError(f"Port {name!r} of the design is an {want} in its signature "
+                                   f"but an {found[name]} of the design (an output that nothing "
+                                   f"drives?)")
 
 
 _WIRE_RE = re.compile(r"^\s*wire\b.*\s\\(\S+)\s*$")
@@ -218,10 +247,12 @@ def elaborate(design, ports, *, expose=()):
     CxxSimBuildError
         If a signal to expose is not in the design.
     """
+    flows = {}
     if ports is None:
-        ports = _component_ports(design)
+        ports, flows = _component_ports(design)
     fragment = Fragment.get(design, None)
     rtlil_text, name_map = rtlil.convert_fragment(fragment, ports, "top", emit_src=False)
+    _check_port_directions(rtlil_text, flows)
     signals = {" ".join(path[1:]): signal for signal, path in name_map.items()}
     keep = set()
     for item in expose:
