@@ -3,8 +3,8 @@
 ``python -m benchmarks.fixed_training [--seeds N] [--json]``
 
 A 64-32-10 MLP trained on the full train split of digits (1257 samples; test on the 540 held out)
-with plain SGD, batch 32, 3000 steps at lr 2⁻³ then 1000 at 2⁻⁵ (the schedule of
-``shared/NUMERICS.md``), three ways from the same init and batch order: float32
+with plain SGD, batch 32, 3000 steps at lr 2⁻³ then 1000 at 2⁻⁵ (the schedule of the reference
+study of the recipe on digits, ``docs/training.md``), three ways from the same init and batch order: float32
 (:class:`golden.float_ref.FloatMLP`), and the golden fixed-point trainer
 (:class:`golden.mlp.FixedMLP`, default formats) with round-to-nearest-even or stochastic rounding
 on the weight update. Prints one row per seed and the mean ± sample std; ``--json`` prints one JSON
