@@ -1,40 +1,23 @@
-"""The project's boards: amaranth-boards platforms and the configuration each board gets, as data.
+"""The project's boards and the configuration each board gets, as data.
 
-A :class:`BoardConfig` says everything the build needs to know about a board: its platform class,
+A :class:`BoardConfig` says everything the build needs to know about a board: its platform class
+(by name: the classes live in :mod:`platforms.vendor`, which imports amaranth-boards),
 the FPGA family, the SoC's sizes and units (:class:`spec.soc.SocConfig`: array shape, main
 memory, scratchpads, the selection engine or none), the target clock, the host link's baud rate,
 the reset button and the synthesis and place-and-route options. :func:`get_board` looks a
 board up by name.
+
+This module is pure Python (it imports only ``spec``): the host side reads a board's clock, baud
+rate and SoC configuration without importing Amaranth. What needs Amaranth — the platform, the PLL —
+is imported by the methods that make them.
 """
 
 from dataclasses import dataclass, field, replace
 
-from amaranth_boards.icebreaker import ICEBreakerPlatform as _ICEBreakerPlatform
-from amaranth_boards.ulx3s import ULX3S_85F_Platform as _ULX3S_85F_Platform
-
 from spec.params import ArrayConfig, Config, check_positive_int
 from spec.soc import SocConfig
-from .pll import ClockReset
 
-__all__ = ["ULX3S85FPlatform", "ICEBreakerPlatform", "BoardConfig", "BOARDS", "get_board"]
-
-
-class ULX3S85FPlatform(_ULX3S_85F_Platform):
-    """The ULX3S with an ECP5-85F, as amaranth-boards defines it, buildable without a programmer.
-
-    amaranth-boards lists ``openFPGALoader`` among the ULX3S's required tools, so a build stops
-    with ``ToolNotFound`` on a machine without it even when nothing is programmed. Building needs
-    only Yosys, nextpnr-ecp5 and ecppack; programming still runs ``$OPENFPGALOADER`` (default
-    ``openFPGALoader``).
-    """
-
-    @property
-    def required_tools(self):
-        return [tool for tool in super().required_tools if tool != "openFPGALoader"]
-
-
-class ICEBreakerPlatform(_ICEBreakerPlatform):
-    """The iCEBreaker (iCE40UP5K-SG48), as amaranth-boards defines it."""
+__all__ = ["BoardConfig", "BOARDS", "get_board"]
 
 
 def _check_options(value, what):
@@ -53,12 +36,16 @@ class BoardConfig:
         The board's name in :data:`BOARDS` (``"ulx3s-85f"``).
     description : str
         One line for reports.
-    platform : type
-        The Amaranth platform class; instantiated by :meth:`make_platform`.
+    platform : str
+        The name of the board's Amaranth platform class in :mod:`platforms.vendor`;
+        :meth:`make_platform` imports and instantiates it.
     family : ``"ecp5"`` or ``"ice40"``
         The FPGA family (selects the PLL primitive and the report's resource names).
     clock : str
         The board oscillator's resource name.
+    clock_hz : float
+        The board oscillator's frequency in Hz (the platform's ``clock`` resource says the same;
+        a test checks it).
     soc : SocConfig
         Array shape, widths, main memory and scratchpad sizes, the selection engine's
         configuration (``None``: the SoC has none).
@@ -82,9 +69,10 @@ class BoardConfig:
     """
     name: str
     description: str
-    platform: type
+    platform: str
     family: str
     clock: str
+    clock_hz: float
     soc: SocConfig
     freq_mhz: float
     baud: int = 115200
@@ -96,12 +84,17 @@ class BoardConfig:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Board name must be a non-empty string, not {self.name!r}")
-        if not isinstance(self.platform, type):
-            raise TypeError(f"Board platform must be a platform class, not {self.platform!r}")
+        if not isinstance(self.platform, str) or not self.platform.isidentifier():
+            raise TypeError(f"Board platform must be the name of a class in platforms.vendor, "
+                            f"not {self.platform!r}")
         if self.family not in ("ecp5", "ice40"):
             raise ValueError(f"FPGA family must be 'ecp5' or 'ice40', not {self.family!r}")
         if not isinstance(self.soc, SocConfig):
             raise TypeError(f"Board SoC configuration must be a SocConfig, not {self.soc!r}")
+        if not isinstance(self.clock_hz, (int, float)) or isinstance(self.clock_hz, bool) \
+                or not self.clock_hz > 0:
+            raise ValueError(f"Board oscillator must be a positive number of Hz, "
+                             f"not {self.clock_hz!r}")
         if not isinstance(self.freq_mhz, (int, float)) or isinstance(self.freq_mhz, bool):
             raise TypeError(f"Target clock must be a number of MHz, not {self.freq_mhz!r}")
         if not self.freq_mhz > 0:
@@ -131,23 +124,30 @@ class BoardConfig:
         """A copy with another target clock."""
         return replace(self, freq_mhz=freq_mhz)
 
+    @property
+    def platform_class(self):
+        """The board's Amaranth platform class (imports :mod:`platforms.vendor`)."""
+        from . import vendor
+        try:
+            return getattr(vendor, self.platform)
+        except AttributeError:
+            raise ValueError(f"platforms.vendor has no platform class {self.platform!r}") \
+                from None
+
     def make_platform(self):
         """A new instance of the board's platform."""
-        return self.platform()
+        return self.platform_class()
 
     def clock_reset(self):
         """The board's :class:`~platforms.pll.ClockReset` for the target clock."""
-        return ClockReset(self.family, clock=self.clock, f_in=self.clock_frequency,
+        from .pll import ClockReset
+        return ClockReset(self.family, clock=self.clock, f_in=self.clock_hz,
                           freq=self.freq_mhz * 1e6)
 
     @property
     def clock_frequency(self):
-        """The board oscillator's frequency in Hz (from the platform's clock resource)."""
-        for resource in self.platform.resources:
-            if resource.name == self.clock and resource.number == 0:
-                return resource.clock.frequency
-        raise ValueError(f"Platform {self.platform.__name__} has no clock resource "
-                         f"{self.clock!r}")
+        """The board oscillator's frequency in Hz (:attr:`clock_hz`)."""
+        return self.clock_hz
 
 
 def _soc(rows, cols, **kwargs):
@@ -163,9 +163,10 @@ BOARDS = {
     "ulx3s-85f": BoardConfig(
         name="ulx3s-85f",
         description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381C",
-        platform=ULX3S85FPlatform,
+        platform="ULX3S85FPlatform",
         family="ecp5",
         clock="clk25",
+        clock_hz=25e6,
         soc=_soc(8, 8, mem_words=1 << 16, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
         # The clock the whole 8x8 SoC meets with these tools: 32.7 MHz routed at a 30 MHz
         # target (docs/build.md). 100 MHz is the goal (`python -m rtl.build --board ulx3s-85f
@@ -187,9 +188,10 @@ BOARDS = {
     "icebreaker": BoardConfig(
         name="icebreaker",
         description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
-        platform=ICEBreakerPlatform,
+        platform="ICEBreakerPlatform",
         family="ice40",
         clock="clk12",
+        clock_hz=12e6,
         soc=_soc(2, 4, mem_words=1 << 11, sp_banks=2, sp_depth=256, acc_banks=2, acc_depth=256,
                  selector=None),
         freq_mhz=30.0,

@@ -91,7 +91,7 @@ def test_board_registry():
     ulx3s, ice = get_board("ulx3s-85f"), get_board("icebreaker")
     assert (ulx3s.array.rows, ulx3s.array.cols) == (8, 8)
     assert (ice.array.rows, ice.array.cols) == (2, 4)
-    assert ulx3s.platform is ULX3S85FPlatform and ice.platform is ICEBreakerPlatform
+    assert ulx3s.platform_class is ULX3S85FPlatform and ice.platform_class is ICEBreakerPlatform
     assert ulx3s.clock_frequency == 25e6 and ice.clock_frequency == 12e6
     assert "-dsp" in ice.synth_opts            # SB_MAC16 only with -dsp
     assert ulx3s.soc.selector is not None and ice.soc.selector is None
@@ -110,9 +110,17 @@ def test_board_config_copies_and_errors():
     assert (b.array.rows, b.freq_mhz) == (8, 30.0)        # the registry's entry is unchanged
     with pytest.raises(ValueError, match=r"^Array rows must be a positive integer, not 0$"):
         b.with_array(0, 1)
-    fields = dict(name="x", description="", platform=ICEBreakerPlatform, family="ice40",
-                  clock="clk12", soc=b.soc, freq_mhz=12)
+    fields = dict(name="x", description="", platform="ICEBreakerPlatform", family="ice40",
+                  clock="clk12", clock_hz=12e6, soc=b.soc, freq_mhz=12)
     BoardConfig(**fields)
+    with pytest.raises(TypeError, match=r"^Board platform must be the name of a class in "
+                                        r"platforms.vendor, not <class "):
+        BoardConfig(**{**fields, "platform": ICEBreakerPlatform})
+    with pytest.raises(ValueError, match=r"^platforms.vendor has no platform class 'DE10'$"):
+        BoardConfig(**{**fields, "platform": "DE10"}).make_platform()
+    with pytest.raises(ValueError, match=r"^Board oscillator must be a positive number of Hz, "
+                                         r"not 0$"):
+        BoardConfig(**{**fields, "clock_hz": 0})
     with pytest.raises(ValueError, match=r"^FPGA family must be 'ecp5' or 'ice40', not 'gw1n'$"):
         BoardConfig(**{**fields, "family": "gw1n"})
     with pytest.raises(ValueError, match=r"^Target clock must be positive, not 0$"):
@@ -125,6 +133,17 @@ def test_board_config_copies_and_errors():
         BoardConfig(**{**fields, "soc_nextpnr_opts": ["--no-tmdriv"]})
     with pytest.raises(TypeError, match=r"^Board SoC configuration must be a SocConfig, not "):
         BoardConfig(**{**fields, "soc": b.array})
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_board_oscillator_is_the_platforms(name):
+    """A board's ``clock_hz`` (data, read without Amaranth) is its platform's clock resource."""
+    from platforms.vendor import oscillator_hz
+    board = get_board(name)
+    assert board.clock_hz == oscillator_hz(board.platform_class, board.clock)
+    with pytest.raises(ValueError, match=r"^Platform ICEBreakerPlatform has no clock resource "
+                                         r"'clk25'$"):
+        oscillator_hz(ICEBreakerPlatform, "clk25")
 
 
 def test_ulx3s_needs_no_programmer_to_build():

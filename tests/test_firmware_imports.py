@@ -64,3 +64,14 @@ except Exception:
     pass
 """
     assert _heavy_modules(code) == "[]"
+
+
+def test_golden_pipeline_is_light():
+    # a whole (short) pipeline on the golden backend, board clock and report included
+    code = """
+from firmware.pipeline import DEFAULT_RECIPE, prepare_data, run_pipeline, format_table
+res = run_pipeline(prepare_data(), recipe=DEFAULT_RECIPE.scaled(0.005), progress=False,
+                   float_pipeline=False)
+format_table(res)
+"""
+    assert _heavy_modules(code) == "[]"
