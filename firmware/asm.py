@@ -72,6 +72,26 @@ class Assembler:
             raise AttributeError(name) from None
         return lambda **fields: self.emit(op, **fields)
 
+    @property
+    def instructions(self):
+        """The instructions so far, ``(op, fields)`` in program order (a copy)."""
+        return [(op, dict(fields)) for op, fields in self._insns]
+
+    def rebased(self, base):
+        """A copy of this program to be stored at word address ``base``: the same instructions,
+        its labels moved with it (a branch to a label follows; a numeric target stays).
+
+        Raises
+        ------
+        ValueError
+            If ``base`` is not a non-negative multiple of ``INSN_WORDS``.
+        """
+        other = Assembler(base)
+        for op, fields in self._insns:
+            other.emit(op, **fields)
+        other._labels = {name: addr - self.base + base for name, addr in self._labels.items()}
+        return other
+
     def assemble(self):
         """The program as a list of 128-bit instruction words."""
         out = []

@@ -125,3 +125,26 @@ def test_assembler_errors():
         p.assemble()
     with pytest.raises(ValueError, match="Program base must be a non-negative multiple of 8"):
         Assembler(base=3)
+
+
+def test_rebased_program_runs_the_same():
+    """A program moved by ``Assembler.rebased`` keeps its instructions and its labels move with
+    it: run at its new base it computes the same registers in the same cycles."""
+    p = Assembler(base=0)
+    p.seti(rd=1, imm=4)
+    p.label("loop")
+    p.addi(rd=2, rs=2, imm=7)
+    p.addi(rd=1, rs=1, imm=-1)
+    p.br(cond=Cond.NE, rs1=1, rs2=0, target="loop")
+    p.halt()
+    q = p.rebased(256)
+    assert q.base == 256 and dict(q.labels) == {"loop": 256 + isa.INSN_WORDS}
+    assert q.instructions == p.instructions and len(q) == len(p)
+    m1, r1 = run(p)
+    m2 = Machine(SocConfig(mem_words=1024))
+    m2.write_words(256, q.words())
+    r2 = m2.run(256)
+    assert (r2.error, r2.cycles, m2.regs[2]) == (r1.error, r1.cycles, m1.regs[2]) == \
+        (Error.NONE, r1.cycles, 28)
+    with pytest.raises(ValueError, match="Program base must be a non-negative multiple of 8"):
+        p.rebased(4)

@@ -90,11 +90,7 @@ def test_new_program_after_an_error_without_reset():
     bad = invalid_program(rng, SOC)
     good = valid_program(rng, SOC, n=4)
     good_base = 1024 - 8 * 32
-    from firmware.asm import Assembler
-    p2 = Assembler(base=good_base)
-    for op, f in good._insns:
-        p2.emit(op, **f)
-    p2._labels = {k: v - good.base + good_base for k, v in good._labels.items()}
+    p2 = good.rebased(good_base)
     image = random_image(rng, SOC, bad)
     w2 = p2.words()
     image[good_base:good_base + len(w2)] = w2

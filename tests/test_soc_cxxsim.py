@@ -222,7 +222,7 @@ def test_failure_names_seed_and_minimal_program(model, monkeypatch):
     rng = random.Random(11)
     while True:
         p = valid_program(rng, SOC, n=8)
-        if sum(op is Op.GEMM for op, _ in p._insns) >= 2:
+        if sum(op is Op.GEMM for op, _ in p.instructions) >= 2:
             break
     words = p.words()
     image = random_image(rng, SOC, words)
@@ -330,10 +330,7 @@ def test_run_program_several_entries():
     bad = invalid_program(rng, SOC)
     good = valid_program(rng, SOC, n=4)
     base = 1024 - 8 * 32
-    p2 = Assembler(base=base)
-    for op, f in good._insns:
-        p2.emit(op, **f)
-    p2._labels = {k: v - good.base + base for k, v in good._labels.items()}
+    p2 = good.rebased(base)
     image = random_image(rng, SOC, bad)
     image[base:base + len(p2.words())] = p2.words()
     out = run_program(SOC, image, entry=0, programs=[base], cxxflags=FAST, simulator="cxxrtl")
