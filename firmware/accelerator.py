@@ -14,12 +14,12 @@ main memory, runs, and reads the results back.
 """
 
 import numpy as np
-import torch
 
 from spec.params import DEFAULT_FORMATS, check_int
 from spec.soc import SocConfig, DEFAULT_SOC
 from .compiler import (MLPDescription, compile_matmul, compile_mlp, PARAM_DATA, PARAM_ID,
                        PARAM_OUT, PARAM_STEPS)
+from .checks import check_features, check_int16_matrix, check_labels, check_targets
 from .device import Device, GoldenDevice
 
 __all__ = ["Accelerator", "MLP", "BACKENDS"]
@@ -51,23 +51,6 @@ def _board(soc, port=None, **kwargs):
 
 #: Backends :class:`Accelerator` can make by name: name → factory ``(soc, **options)``.
 BACKENDS = {"golden": _golden, "pysim": _pysim, "rtl-sim": _rtl_sim, "board": _board}
-
-
-def _int_matrix(x, what):
-    if not isinstance(x, np.ndarray):
-        if isinstance(x, torch.Tensor):
-            x = x.numpy()
-        else:
-            raise TypeError(f"{what} must be a NumPy array, not {type(x).__name__}")
-    if not np.issubdtype(x.dtype, np.integer):
-        raise TypeError(f"{what} must be an integer array, not an array of {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D array, not of shape {x.shape}")
-    if x.size and (x.min() < -(1 << 15) or x.max() >= (1 << 15)):
-        raise ValueError(f"{what} must hold 16-bit signed values")
-    if 0 in x.shape:
-        raise ValueError(f"{what} must not be empty, not of shape {x.shape}")
-    return x.astype(np.int64)
 
 
 class Accelerator:
@@ -176,7 +159,7 @@ class Accelerator:
         numpy.ndarray
             ``int16`` (M, N).
         """
-        a, b = _int_matrix(a, "A"), _int_matrix(b, "B")
+        a, b = check_int16_matrix(a, "A"), check_int16_matrix(b, "B")
         if a.shape[1] != b.shape[0]:
             raise ValueError(f"Inner dimensions do not match: A {a.shape}, B {b.shape}")
         check_int(seed, "Seed")
@@ -337,8 +320,8 @@ class MLP:
 
     # --- data ------------------------------------------------------------------------------------
     def _inputs(self, X):
-        """Act-format inputs with the ones column, ``int64`` (N, D + 1)."""
-        xq = self._ref.quantize_inputs(X).numpy()
+        """Act-format inputs with the ones column, ``int64`` (N, D + 1) (``X`` checked)."""
+        xq = self._ref.quantize_inputs(check_features(X, self.desc.sizes[0])).numpy()
         ones = np.full((xq.shape[0], 1), self.desc.formats.act.scale, dtype=np.int64)
         return np.concatenate([xq, ones], axis=1)
 
@@ -382,10 +365,8 @@ class MLP:
         schedule = check_schedule(schedule)
         for _, phase_lr in schedule:
             self.desc.with_lr(phase_lr)             # validates the rate for these formats
-        xa = self._inputs(torch.as_tensor(X))
-        t = self._ref.targets(torch.as_tensor(y)).numpy()
-        if xa.shape[0] != t.shape[0]:
-            raise ValueError(f"{xa.shape[0]} inputs but {t.shape[0]} targets")
+        xa = self._inputs(X)
+        t = self._ref.targets(check_targets(y, xa.shape[0], self.desc.sizes[-1])).numpy()
         total = sum(s for s, _ in schedule)
         self.acc._begin()
         if total == 0:
@@ -424,7 +405,7 @@ class MLP:
     # --- inference -------------------------------------------------------------------------------
     def _forward(self, X, kind):
         cm, dev, B = self.compiled, self.acc.device, self.desc.batch
-        xa = self._inputs(torch.as_tensor(X))
+        xa = self._inputs(X)
         n, C = xa.shape[0], self.desc.sizes[-1]
         self.acc._begin()
         out = np.zeros((n, C), dtype=np.int64)
@@ -482,7 +463,7 @@ class MLP:
             raise ValueError("This network was built without teacher-labeling programs "
                              "(select=False)")
         sel = self.acc.soc.selector
-        xa = self._inputs(torch.as_tensor(X))
+        xa = self._inputs(X)
         n = xa.shape[0]
         check_int(first_id, "First sample id")
         if first_id < 0:
@@ -543,11 +524,9 @@ class MLP:
         if "valacc" not in cm.kinds:
             raise ValueError("This network was built without the valacc program "
                              "(validate=False)")
-        xa = self._inputs(torch.as_tensor(X))
-        y = np.asarray(y, dtype=np.int64)
+        xa = self._inputs(X)
         n = xa.shape[0]
-        if y.shape != (n,):
-            raise ValueError(f"Expected {n} labels, not an array of shape {y.shape}")
+        y = check_labels(y, n, self.desc.sizes[-1])
         blocks = -(-n // B)
         x_addr, o_addr = cm.eval_layout(blocks)
         if n == 0 or o_addr + cm.validation_words(blocks) > cm.regions["data"].end:
@@ -580,8 +559,18 @@ class MLP:
         return z.argmax(axis=1) if z.size else np.zeros(0, dtype=np.int64)
 
     def evaluate(self, X, y):
-        """Accuracy (fraction in [0, 1]) of :meth:`predict` against labels ``y``."""
-        y = np.asarray(y)
+        """Accuracy (fraction in [0, 1]) of :meth:`predict` against labels ``y`` (``NaN`` for
+        no samples).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``X`` is not (N, D) numbers or ``y`` not N integer labels in ``0 .. C − 1``
+            (:mod:`firmware.checks`; a column of labels, (N, 1), is refused: it would
+            broadcast).
+        """
+        X = check_features(X, self.desc.sizes[0])
+        y = check_labels(y, X.shape[0], self.desc.sizes[-1])
         if y.size == 0:
             return float("nan")
         return float((self.predict(X) == y).mean())

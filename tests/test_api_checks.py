@@ -1,0 +1,123 @@
+"""Bad data entering the host API is refused up front, in one short line (issue 30: items 3, 5,
+4, 9, 15): shapes, dtypes and labels (firmware/checks.py), run budgets, networks and products
+that do not fit the SoC."""
+
+import numpy as np
+import pytest
+import torch
+
+from firmware import Accelerator
+from firmware.checks import check_features, check_labels, check_targets
+from spec.params import DEFAULT_CONFIG
+from spec.soc import SocConfig
+
+SOC4 = SocConfig(config=DEFAULT_CONFIG.with_array(rows=4, cols=4), mem_words=1 << 15,
+                 sp_depth=128)
+
+
+@pytest.fixture(scope="module")
+def net():
+    acc = Accelerator(soc=SOC4)
+    return acc.mlp((6, 5, 3), batch=4, seed=1, validate=True)
+
+
+def _data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 6)), rng.integers(0, 3, n)
+
+
+# --- item 3: shapes are checked where data enters the API -------------------------------------
+
+def test_evaluate_refuses_a_column_of_labels(net):
+    """A (N, 1) column broadcast against the (N,) predictions: 0.1 for a 0.9 network."""
+    X, y = _data()
+    acc = net.evaluate(X, y)
+    assert 0 <= acc <= 1
+    with pytest.raises(ValueError, match=r"^Expected 12 labels in y, of shape \(12,\), not an "
+                                         r"array of shape \(12, 1\)$"):
+        net.evaluate(X, y[:, None])
+    assert net.evaluate(X, torch.from_numpy(y)) == acc         # tensors and arrays alike
+    assert np.isnan(net.evaluate(X[:0], y[:0]))
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "count_correct"])
+@pytest.mark.parametrize("X, y, exc, msg", [
+    (np.zeros((12, 5)), np.zeros(12, int), ValueError,
+     r"^X must have shape \(samples, 6\), not \(12, 5\)$"),
+    (np.zeros(6), np.zeros(1, int), ValueError, r"^X must have shape \(samples, 6\), not \(6,\)$"),
+    (np.full((12, 6), "a"), np.zeros(12, int), TypeError,
+     r"^X must be an array of numbers, not an array of <U1$"),
+    (np.zeros((12, 6), bool), np.zeros(12, int), TypeError,
+     r"^X must be an array of numbers, not an array of bool$"),
+    (np.zeros((12, 6)), np.zeros(11, int), ValueError,
+     r"^Expected 12 labels in y, of shape \(12,\), not an array of shape \(11,\)$"),
+    (np.zeros((12, 6)), np.zeros(12), TypeError,
+     r"^y must hold integer class labels, not float64$"),
+    (np.zeros((12, 6)), np.r_[np.zeros(7, int), 3, np.zeros(4, int)], ValueError,
+     r"^y must hold class labels in 0..2, not 3 \(y\[7\]\)$"),
+    (np.zeros((12, 6)), np.r_[np.zeros(2, int), -1, np.zeros(9, int)], ValueError,
+     r"^y must hold class labels in 0..2, not -1 \(y\[2\]\)$"),
+])
+def test_bad_data_is_refused(net, method, X, y, exc, msg):
+    call = {"fit": lambda: net.fit(X, y, steps=1), "evaluate": lambda: net.evaluate(X, y),
+            "count_correct": lambda: net.count_correct(X, y)}[method]
+    with pytest.raises(exc, match=msg):
+        call()
+
+
+@pytest.mark.parametrize("method", ["predict", "logits", "probs"])
+def test_inference_refuses_bad_inputs(net, method):
+    with pytest.raises(ValueError, match=r"^X must have shape \(samples, 6\), not \(3, 7\)$"):
+        getattr(net, method)(np.zeros((3, 7)))
+    X = np.zeros((3, 6))
+    X[1, 4] = np.nan
+    with pytest.raises(ValueError, match=r"^X must hold finite numbers, not nan \(X\[1, 4\]\)$"):
+        getattr(net, method)(X)
+    X[1, 4] = np.inf
+    with pytest.raises(ValueError, match=r"^X must hold finite numbers, not inf \(X\[1, 4\]\)$"):
+        getattr(net, method)(X)
+
+
+def test_label_select_refuses_bad_inputs():
+    from dataclasses import replace
+    from spec.selection import SelectorConfig
+    soc = replace(SOC4, selector=SelectorConfig(classes=3, k=5, p=1))
+    teacher = Accelerator(soc=soc).mlp((6, 5, 3), batch=4, train=False, select=True)
+    with pytest.raises(ValueError, match=r"^X must have shape \(samples, 6\), not \(5, 1, 6\)$"):
+        teacher.label_select(np.zeros((5, 1, 6)))
+
+
+def test_fit_soft_targets_and_their_shapes(net):
+    X, y = _data()
+    soft = np.eye(3)[y]
+    assert check_targets(soft, 12, 3).shape == (12, 3)
+    with pytest.raises(ValueError, match=r"^y must be 12 labels \(12,\) or soft targets "
+                                         r"\(12, 3\), not of shape \(12, 4\)$"):
+        net.fit(X, np.zeros((12, 4)), steps=1)
+    with pytest.raises(ValueError, match=r"^y must be 12 labels \(12,\) or soft targets "
+                                         r"\(12, 3\), not of shape \(12, 1\)$"):
+        net.fit(X, y[:, None], steps=1)
+    soft[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^y must hold finite numbers, not nan \(y\[3, 1\]\)$"):
+        net.fit(X, soft, steps=1)
+
+
+# --- item 5: a huge label is named, never allocated for, never printed ------------------------
+
+@pytest.mark.parametrize("label", [10**6, 10**9, 2**62])
+def test_huge_label_is_refused_in_one_short_line(net, label):
+    X, y = _data()
+    y[5] = label
+    for call in (lambda: net.fit(X, y, steps=1), lambda: net.evaluate(X, y),
+                 lambda: net.count_correct(X, y)):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert str(e.value) == f"y must hold class labels in 0..2, not {label} (y[5])"
+
+
+def test_checks_directly():
+    assert check_features([[0.5, 1]], 2).dtype == torch.float64
+    assert check_features(torch.zeros(2, 2, dtype=torch.float32), 2).dtype == torch.float32
+    assert check_labels(torch.tensor([0, 2]), 2, 3).tolist() == [0, 2]
+    with pytest.raises(TypeError, match=r"^X must be an array of numbers, not an array of object$"):
+        check_features([[1, None]], 2)
