@@ -10,6 +10,8 @@ trainer see exactly the same samples in the same order.
   labeled part of the train pool), the rest being the unlabeled part.
 * :func:`load_npz` — a user data set (``X`` N×D floats in [0, 1] or ``uint8``, ``y`` labels),
   checked strictly.
+* :func:`check_labels` — labels in ``0 .. C − 1`` with ``C`` at most :data:`MAX_CLASSES`,
+  checked before anything is allocated per class.
 * :func:`batch_order` — the sample indices of every SGD step.
 """
 
@@ -23,7 +25,7 @@ import torch
 from spec.params import check_int, check_positive_int
 
 __all__ = [
-    "Dataset", "SPLIT_SEED", "TEST_FRACTION",
+    "Dataset", "SPLIT_SEED", "TEST_FRACTION", "MAX_CLASSES", "check_labels",
     "load_digits", "digits_split", "stratified_indices", "labeled_split", "load_npz",
     "batch_order",
 ]
@@ -32,6 +34,54 @@ __all__ = [
 SPLIT_SEED = 0
 #: Fraction of digits held out for test.
 TEST_FRACTION = 0.3
+#: The most classes a data set may have: labels are ``0 .. C − 1`` with ``C`` at most this
+#: (per-class counts are allocated for every class; the device's networks take at most 63).
+MAX_CLASSES = 1000
+
+
+def _check_num_classes(num_classes):
+    check_positive_int(num_classes, "Number of classes")
+    if num_classes > MAX_CLASSES:
+        raise ValueError(f"Number of classes must be at most {MAX_CLASSES}, not {num_classes!r}")
+
+
+def check_labels(y, num_classes=None, what="labels"):
+    """Check class labels (a 1-D integer array or tensor) before anything is allocated per
+    class; return the number of classes (``num_classes``, or ``max(y) + 1``).
+
+    Labels must be in ``0 .. num_classes − 1`` and ``num_classes`` at most
+    :data:`MAX_CLASSES`. The first bad label is named with its index (the array never is).
+
+    Raises
+    ------
+    TypeError
+        If the labels are not integers, or ``num_classes`` is not an integer.
+    ValueError
+        If a label is negative or too large, or ``num_classes`` is out of range.
+    """
+    if num_classes is not None:
+        _check_num_classes(num_classes)
+    a = y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if a.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D array, not of shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{what} must be integers, not {a.dtype}")
+    if not a.size:
+        return 0 if num_classes is None else num_classes
+    neg = a < 0
+    if neg.any():
+        i = int(np.argmax(neg))
+        raise ValueError(f"{what} must be non-negative, found {int(a[i])} at index {i}")
+    limit = MAX_CLASSES if num_classes is None else num_classes
+    big = a >= limit
+    if big.any():
+        i = int(np.argmax(big))
+        if num_classes is None:
+            raise ValueError(f"{what} must be less than {MAX_CLASSES} (the most classes a data "
+                             f"set may have), found {int(a[i])} at index {i}")
+        raise ValueError(f"{what} must be less than {num_classes}, found {int(a[i])} at "
+                         f"index {i}")
+    return int(a.max()) + 1 if num_classes is None else num_classes
 
 
 @dataclass(frozen=True)
@@ -51,7 +101,7 @@ class Dataset:
     num_classes: int
 
     def __post_init__(self):
-        check_positive_int(self.num_classes, "Number of classes")
+        _check_num_classes(self.num_classes)
         if self.X.dim() != 2 or self.y.dim() != 1 or self.X.shape[0] != self.y.shape[0]:
             raise ValueError(f"Samples {tuple(self.X.shape)} and labels {tuple(self.y.shape)} "
                              f"do not match")
@@ -116,12 +166,12 @@ def stratified_indices(y, fraction, seed, num_classes=None):
     (picked, rest) : (torch.Tensor, torch.Tensor)
         Sorted ``int64`` index tensors; disjoint; together all of ``0 .. N-1``.
     """
-    y = torch.as_tensor(y).to(torch.int64)
+    y = torch.as_tensor(y)
+    num_classes = check_labels(y, num_classes)
+    y = y.to(torch.int64)
     _check_fraction(fraction, "Fraction", allow_one=True)
     check_int(seed, "Seed")
     n = y.shape[0]
-    if num_classes is None:
-        num_classes = int(y.max()) + 1 if n else 0
     counts = torch.bincount(y, minlength=num_classes).tolist()
     total = math.ceil(round(fraction * n, 6))
     exact = [fraction * c for c in counts]
@@ -178,7 +228,8 @@ def load_npz(path, num_classes=None):
 
     ``X`` is (N, D) with N, D ≥ 1: floating point in [0, 1] (no NaN), or ``uint8`` (divided by
     255). ``y`` is (N,) of integers in ``0 .. num_classes - 1`` (default ``num_classes``:
-    ``max(y) + 1``).
+    ``max(y) + 1``), ``num_classes`` at most :data:`MAX_CLASSES` (:func:`check_labels`: the
+    first bad label is named with its index).
 
     Returns
     -------
@@ -191,7 +242,7 @@ def load_npz(path, num_classes=None):
         ``X`` has NaN or values outside [0, 1], or a label is out of range.
     """
     if num_classes is not None:
-        check_positive_int(num_classes, "Number of classes")
+        _check_num_classes(num_classes)
     try:
         f = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError) as e:
@@ -225,12 +276,10 @@ def load_npz(path, num_classes=None):
         raise ValueError(f"{path}: X must be floating point in [0, 1] or uint8, not {X.dtype}")
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{path}: y must hold integer labels, not {y.dtype}")
-    if y.min() < 0:
-        raise ValueError(f"{path}: labels must be non-negative, found {int(y.min())}")
-    if num_classes is None:
-        num_classes = int(y.max()) + 1
-    elif y.max() >= num_classes:
-        raise ValueError(f"{path}: labels must be less than {num_classes}, found {int(y.max())}")
+    try:
+        num_classes = check_labels(y, num_classes)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     return Dataset(torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.int64),
                    num_classes)
 

@@ -121,3 +121,43 @@ def test_checks_directly():
     assert check_labels(torch.tensor([0, 2]), 2, 3).tolist() == [0, 2]
     with pytest.raises(TypeError, match=r"^X must be an array of numbers, not an array of object$"):
         check_features([[1, None]], 2)
+
+
+@pytest.mark.parametrize("label, msg", [
+    (10**9, r"labels must be less than 1000 \(the most classes a data set may have\), found "
+            r"1000000000 at index 3$"),
+    (10**6, r"labels must be less than 1000 \(the most classes a data set may have\), found "
+            r"1000000 at index 3$"),
+    (-5, r"labels must be non-negative, found -5 at index 3$"),
+])
+def test_npz_with_a_huge_label_is_refused_before_any_allocation(tmp_path, label, msg):
+    """A label of 10**9 made num_classes 10**9: torch.bincount then allocated 8 GB."""
+    import time
+    from golden.data import load_npz
+    y = np.zeros(50, dtype=np.int64)
+    y[3], y[7] = label, label
+    path = tmp_path / "big.npz"
+    np.savez(path, X=np.zeros((50, 4)), y=y)
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=msg) as e:
+        load_npz(path)
+    assert time.monotonic() - t0 < 1 and len(str(e.value)) < 200 + len(str(path))
+    assert str(e.value).startswith(f"{path}: ")
+    with pytest.raises(ValueError, match=r"labels must be less than 4, found 9 at index 3$"):
+        y[3], y[7] = 9, 9
+        np.savez(path, X=np.zeros((50, 4)), y=y)
+        load_npz(path, num_classes=4)
+
+
+def test_data_sets_refuse_too_many_classes():
+    from golden.data import Dataset, MAX_CLASSES, check_labels, load_npz, stratified_indices
+    with pytest.raises(ValueError, match=r"^Number of classes must be at most 1000, not 1001$"):
+        Dataset(torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64), MAX_CLASSES + 1)
+    with pytest.raises(ValueError, match=r"^Number of classes must be at most 1000, "
+                                         r"not 1000000000$"):
+        load_npz("unused.npz", num_classes=10**9)
+    with pytest.raises(ValueError, match=r"^labels must be less than 1000 \(the most classes a "
+                                         r"data set may have\), found 1000000000 at index 1$"):
+        stratified_indices(torch.tensor([0, 10**9]), 0.5, 0)
+    assert check_labels(torch.tensor([0, 2, 1])) == 3
+    assert check_labels(np.zeros(0, dtype=int)) == 0
