@@ -15,7 +15,7 @@ main memory, runs, and reads the results back.
 
 import numpy as np
 
-from spec.params import DEFAULT_FORMATS, check_int
+from spec.params import DEFAULT_FORMATS, check_int, check_positive_int
 from spec.soc import SocConfig, DEFAULT_SOC
 from .compiler import (MLPDescription, compile_matmul, compile_mlp, PARAM_DATA, PARAM_ID,
                        PARAM_OUT, PARAM_STEPS)
@@ -66,6 +66,10 @@ class Accelerator:
         ``port=`` required) — or a :class:`~firmware.device.Device`.
     soc : SocConfig, optional
         Configuration of a backend made by name (default :data:`spec.soc.DEFAULT_SOC`).
+    max_cycles : int, optional
+        The cycle budget of every run (``None``: the device's default,
+        :data:`firmware.device.DEFAULT_MAX_CYCLES` on the golden model and the simulators). A
+        run that exceeds it ends in :class:`~firmware.device.DeviceTimeout` naming it.
     **options
         Passed to the backend's device (e.g. ``cache_dir`` for ``"rtl-sim"``, ``port`` for
         ``"board"``).
@@ -73,6 +77,8 @@ class Accelerator:
     Members
     -------
     device : Device
+    max_cycles : int or None
+        The budget passed to every run (assign to change it).
     last_cycles : int or None
         Device cycles of the last :meth:`matmul` call or :class:`MLP` method (all its runs).
     last_instructions : int or None
@@ -86,9 +92,11 @@ class Accelerator:
         If ``backend`` names a backend that is not available.
     """
 
-    def __init__(self, backend="golden", soc=None, **options):
+    def __init__(self, backend="golden", soc=None, *, max_cycles=None, **options):
         if soc is not None and not isinstance(soc, SocConfig):
             raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
+        if max_cycles is not None:
+            check_positive_int(max_cycles, "Cycle budget")
         if isinstance(backend, Device):
             if soc is not None and soc != backend.config:
                 raise ValueError("SoC configuration does not match the device's")
@@ -102,6 +110,7 @@ class Accelerator:
             self.device = BACKENDS[backend](soc if soc is not None else DEFAULT_SOC, **options)
         else:
             raise TypeError(f"Backend must be a backend name or a Device, not {backend!r}")
+        self.max_cycles = max_cycles
         self.last_cycles = None
         self.last_instructions = None
         self._owner = None
@@ -124,7 +133,7 @@ class Accelerator:
         self._claim(None)
 
     def _run(self, entry):
-        r = self.device.run(entry)
+        r = self.device.run(entry, self.max_cycles)
         self._cycles += r.cycles
         self._instructions += r.instructions
         self.last_cycles, self.last_instructions = self._cycles, self._instructions

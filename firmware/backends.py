@@ -11,6 +11,8 @@ everything the hardware keeps between programs — main memory, scratchpads, the
 generator's state, the selector's state — persists exactly as on a board. The board backend
 (``"board"``, the SoC over the host link) lives in :mod:`firmware.board`.
 
+A run given no cycle budget gets :data:`firmware.device.DEFAULT_MAX_CYCLES`.
+
 Both count cycles as the golden model does (the sequencer's ``CYCLES`` CSR, start to done), so
 the same firmware gives the same memory and the same cycles on every backend.
 """
@@ -21,7 +23,7 @@ from spec.csr import Csr, decode_status
 from spec.isa import Error
 from spec.memory import Fault
 from spec.soc import SocConfig, DEFAULT_SOC
-from .device import Device, DeviceTimeout, RunResult
+from .device import DEFAULT_MAX_CYCLES, Device, DeviceTimeout, RunResult
 
 __all__ = ["RtlSimDevice", "PysimDevice", "COUNTER_NAMES"]
 
@@ -29,9 +31,6 @@ __all__ = ["RtlSimDevice", "PysimDevice", "COUNTER_NAMES"]
 COUNTER_NAMES = ("cycles", "busy_dma", "busy_gemm", "busy_vec", "busy_sel", "stall", "sat_req",
                  "sat_sgd")
 
-# Without a cycle budget a run may take this long (a ~20-minute program at 100 MHz): far beyond
-# any program the firmware emits, short enough that a hung SoC stops.
-_NO_BUDGET = 1 << 37
 
 
 def _check_soc(soc):
@@ -112,7 +111,7 @@ class RtlSimDevice(Device):
         return self.sim.read_words(addr, n).astype(np.uint16)
 
     def _run(self, entry, max_cycles):
-        budget = _NO_BUDGET if max_cycles is None else max_cycles
+        budget = DEFAULT_MAX_CYCLES if max_cycles is None else max_cycles
         try:
             r = self.sim.run(entry, budget)
         except TimeoutError as e:
@@ -221,7 +220,7 @@ class PysimDevice(Device):
     def _run(self, entry, max_cycles):
         from sim.soc import csr_read, csr_write
         dut = self.dut
-        budget = _NO_BUDGET if max_cycles is None else max_cycles
+        budget = DEFAULT_MAX_CYCLES if max_cycles is None else max_cycles
 
         async def run(ctx):
             await csr_write(ctx, dut, Csr.ENTRY, entry)

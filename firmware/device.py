@@ -12,7 +12,8 @@ business), so the firmware above it runs unchanged on every backend.
   devices that watch, count or check what the firmware does.
 * :class:`RunResult` — what a run ended with.
 * :class:`DeviceError` — a run halted with an error code; names the error, pc and instruction.
-* :class:`DeviceTimeout` — a run did not halt within its cycle budget.
+* :class:`DeviceTimeout` — a run did not halt within its cycle budget
+  (:data:`DEFAULT_MAX_CYCLES` when none is given).
 * :class:`GoldenDevice` — the golden model (:class:`golden.machine.Machine`).
 """
 
@@ -27,7 +28,17 @@ from spec.memory import Fault
 from spec.soc import SocConfig, DEFAULT_SOC
 
 __all__ = ["Device", "DeviceWrapper", "RunResult", "DeviceError", "DeviceTimeout",
-           "GoldenDevice", "describe_instruction"]
+           "GoldenDevice", "describe_instruction", "DEFAULT_MAX_CYCLES"]
+
+#: The cycle budget of a run given none (:meth:`Device.run`), on the golden model and the
+#: simulators: 2**30 cycles (10.7 s of a 100 MHz SoC), 22 times the largest program the
+#: firmware runs (the standalone image, ``firmware/standalone.py``: 48.4 M cycles on the
+#: default SoC, ``docs/results.md``). A program that loops forever ends in
+#: :class:`DeviceTimeout` naming the budget: after about 80 minutes of a tight loop on the
+#: golden model (≈ 220 k cycles/s) or 35 on the compiled simulator; give a smaller budget
+#: (``max_cycles``, ``Accelerator(max_cycles=...)``) where a runaway is likely. A board bounds
+#: a run by link time instead (``firmware/board.py``).
+DEFAULT_MAX_CYCLES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -177,13 +188,16 @@ class Device(abc.ABC):
     def execute(self, entry=0, max_cycles=None):
         """Run the program at word address ``entry`` until it halts; return its
         :class:`RunResult` as it ended, error code and all (:meth:`run` raises on one).
+        ``max_cycles``: the run's cycle budget (``None``: the backend's default,
+        :data:`DEFAULT_MAX_CYCLES` on the golden model and the simulators).
 
         Raises
         ------
         DeviceTimeout
-            If the backend stopped the program at ``max_cycles``.
+            If the backend stopped the program at its budget.
         """
-        if max_cycles is not None and (not isinstance(max_cycles, int) or max_cycles < 1):
+        if max_cycles is not None and (not isinstance(max_cycles, int) or
+                                       isinstance(max_cycles, bool) or max_cycles < 1):
             raise ValueError(f"Cycle budget must be a positive integer, not {max_cycles!r}")
         return self._run(entry, max_cycles)
 
@@ -200,7 +214,9 @@ class Device(abc.ABC):
             If the program halted with an error code (the message names the error, the pc and
             the faulting instruction).
         DeviceTimeout
-            If ``max_cycles`` is given and the program did not halt within it.
+            If the program did not halt within ``max_cycles`` (``None``: the backend's
+            default budget, :data:`DEFAULT_MAX_CYCLES` on the golden model and the
+            simulators); the message names the budget.
         """
         result = self.execute(entry, max_cycles)
         if result.error != Error.NONE:
@@ -288,15 +304,16 @@ class GoldenDevice(Device):
 
     def _run(self, entry, max_cycles):
         import torch
-        limit = 10_000_000_000 if max_cycles is None else max_cycles
+        budget = DEFAULT_MAX_CYCLES if max_cycles is None else max_cycles
         # The model works on tiny tensors: PyTorch's thread pool only adds overhead (up to ms
         # per reduction on a busy machine), so it runs single-threaded.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            r = self.machine.run(entry, max_instructions=limit)
-        except RuntimeError as e:     # the instruction budget ran out
-            raise DeviceTimeout(f"Program at {entry:#x} did not halt within {max_cycles} "
+            # a run issues at most one instruction per cycle: the cycle budget bounds both
+            r = self.machine.run(entry, max_instructions=budget, max_cycles=budget)
+        except RuntimeError as e:     # the budget ran out
+            raise DeviceTimeout(f"Program at {entry:#x} did not halt within {budget} "
                                 f"cycles") from e
         finally:
             torch.set_num_threads(threads)

@@ -461,8 +461,12 @@ class Machine:
         return self.timing.duration(self, op, f)
 
     # --- the run loop ------------------------------------------------------------------------
-    def run(self, entry=0, max_instructions=10_000_000):
+    def run(self, entry=0, max_instructions=10_000_000, max_cycles=None):
         """Execute the program at word address ``entry`` until HALT or an error.
+
+        The run is stopped (``RuntimeError``) when it has issued ``max_instructions``
+        instructions or, with ``max_cycles``, when the next instruction would issue after
+        cycle ``max_cycles``: a program that loops forever ends.
 
         Returns
         -------
@@ -489,6 +493,8 @@ class Machine:
             return ExecResult(error, pc, t_end + 1, count, self.dma_fault)
 
         while count < max_instructions:
+            if max_cycles is not None and t > max_cycles:
+                raise RuntimeError(f"Program did not halt within {max_cycles} cycles")
             if pc % isa.INSN_WORDS or pc + isa.INSN_WORDS > self.soc.mem_words:
                 return stop(Error.FETCH_RANGE, t + FETCH_CYCLES, pc)
             word = isa.from_words(self.mem[pc:pc + isa.INSN_WORDS].tolist())

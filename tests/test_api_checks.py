@@ -161,3 +161,69 @@ def test_data_sets_refuse_too_many_classes():
         stratified_indices(torch.tensor([0, 10**9]), 0.5, 0)
     assert check_labels(torch.tensor([0, 2, 1])) == 3
     assert check_labels(np.zeros(0, dtype=int)) == 0
+
+
+# --- item 4: every run has a finite budget; a runaway ends in DeviceTimeout naming it ----------
+
+def _forever(dev, base=64):
+    from firmware.asm import Assembler
+    from spec.isa import Cond
+    p = Assembler(base)
+    p.label("top")
+    p.br(cond=Cond.EQ, rs1=0, rs2=0, target="top")
+    dev.load_program(base, p)
+    return base
+
+
+def test_default_budget_is_finite_and_documented():
+    import firmware.device as device
+    from firmware import backends
+    assert device.DEFAULT_MAX_CYCLES == 1 << 30
+    from pathlib import Path
+    assert "DEFAULT_MAX_CYCLES" in device.__all__
+    assert "#: The cycle budget of a run given none" in Path(device.__file__).read_text()
+    assert "DEFAULT_MAX_CYCLES" in device.Device.run.__doc__
+    assert backends.DEFAULT_MAX_CYCLES is device.DEFAULT_MAX_CYCLES
+
+
+def test_infinite_loop_ends_with_the_default_budget(monkeypatch):
+    """A run given no budget gets DEFAULT_MAX_CYCLES (made small here so that the loop ends in
+    a moment; at 2**30 it ends too, after about 80 minutes)."""
+    import time
+    import firmware.device as device
+    from firmware.device import DeviceTimeout, GoldenDevice
+    monkeypatch.setattr(device, "DEFAULT_MAX_CYCLES", 20_000)
+    dev = GoldenDevice(SOC4)
+    entry = _forever(dev)
+    t0 = time.monotonic()
+    with pytest.raises(DeviceTimeout, match=r"^Program at 0x40 did not halt within 20000 "
+                                            r"cycles$"):
+        dev.run(entry)
+    with pytest.raises(DeviceTimeout, match=r"did not halt within 20000 cycles"):
+        dev.execute(entry)
+    assert time.monotonic() - t0 < 10
+
+
+def test_infinite_loop_ends_with_a_given_budget():
+    from firmware.device import DeviceTimeout, GoldenDevice
+    dev = GoldenDevice(SOC4)
+    entry = _forever(dev)
+    with pytest.raises(DeviceTimeout, match=r"^Program at 0x40 did not halt within 3000 cycles$"):
+        dev.run(entry, max_cycles=3000)
+    from firmware.asm import Assembler                      # the device stays usable
+    halt = Assembler(64)
+    halt.halt()
+    dev.load_program(64, halt)
+    assert dev.run(64, max_cycles=3000).instructions == 1
+
+
+def test_accelerator_passes_its_budget_to_every_run():
+    from firmware.device import DeviceTimeout
+    acc = Accelerator(soc=SOC4, max_cycles=50)
+    a = np.ones((20, 20), dtype=int)
+    with pytest.raises(DeviceTimeout, match=r"did not halt within 50 cycles"):
+        acc.matmul(a, a)
+    acc.max_cycles = None                                   # the device's default
+    assert np.array_equal(acc.matmul(a, a), a @ a)
+    with pytest.raises(ValueError, match=r"^Cycle budget must be a positive integer, not 0$"):
+        Accelerator(max_cycles=0)
