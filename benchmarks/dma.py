@@ -12,7 +12,6 @@ scratchpads are compared with :mod:`golden.dma`, and the fixed-latency cycle cou
 benchmark prints one JSON object. Exit status 1 if a result or a cycle count differs from golden.
 """
 
-import argparse
 import json
 import random
 import sys
@@ -23,6 +22,7 @@ from amaranth.sim import Simulator
 
 from golden import dma as gd
 from rtl.memsys import MemorySystem
+from spec.cli import ArgumentParser, int_range, non_negative_float, positive_int, seed_int
 from spec.memory import Dir, Space
 from spec.params import ArrayConfig, Config
 from spec.soc import SocConfig
@@ -145,24 +145,21 @@ def _table(r):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.dma",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--lanes", type=int, default=8, help="scratchpad lanes (array 8×8)")
-    parser.add_argument("--rows", type=int, default=256, help="rows of each block")
-    parser.add_argument("--latency", type=int, default=4, help="main-memory latency (cycles)")
-    parser.add_argument("--stall-rate", type=float, default=0.25,
-                        help="random stall probability of the second run (0: no second run)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser = ArgumentParser(prog="python -m benchmarks.dma", description=__doc__.split("\n")[0])
+    parser.add_argument("--lanes", type=positive_int, default=8,
+                        help="scratchpad lanes (array 8×8)")
+    parser.add_argument("--rows", type=int_range(1, 8191), default=256,
+                        help="rows of each block (1..8191)")
+    parser.add_argument("--latency", type=positive_int, default=4,
+                        help="main-memory latency (cycles)")
+    parser.add_argument("--stall-rate", type=non_negative_float, default=0.25,
+                        help="random stall probability of the second run, below 1 (0: no "
+                             "second run)")
+    parser.add_argument("--seed", type=seed_int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    for what, v in (("--lanes", args.lanes), ("--rows", args.rows),
-                    ("--latency", args.latency)):
-        if v < 1:
-            parser.error(f"{what} must be a positive integer, not {v}")
-    if not 0 <= args.stall_rate < 1:
-        parser.error(f"--stall-rate must be in [0, 1), not {args.stall_rate}")
-    if args.rows > 8191:
-        parser.error(f"--rows must be at most 8191, not {args.rows}")
+    if not args.stall_rate < 1:
+        parser.error(f"argument --stall-rate: must be below 1, not {args.stall_rate}")
     r = measure(args.lanes, args.rows, args.latency, args.stall_rate, args.seed)
     print(json.dumps(r) if args.json else _table(r))
     return 0 if r["bit_exact"] and r["cycle_exact"] else 1

@@ -14,7 +14,6 @@
   utilization (``M·K·N / (R·C·cycles)``).
 """
 
-import argparse
 import json
 import time
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from firmware import Accelerator
 from golden.data import digits_split
+from spec.cli import ArgumentParser, positive_int
 
 __all__ = ["measure_training", "measure_matmul", "main"]
 
@@ -98,9 +98,9 @@ def _table(t, mm):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.firmware",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
+    parser = ArgumentParser(prog="python -m benchmarks.firmware",
+                            description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=positive_int, default=200, help="training steps (default 200)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     t = measure_training(args.steps)

@@ -22,6 +22,7 @@ import torch
 from golden.data import digits_split
 from golden.float_ref import FloatMLP
 from golden.mlp import FixedMLP, init_float_params, rng_seed
+from spec.cli import ArgumentParser, positive_int
 from spec.params import DEFAULT_FORMATS
 
 __all__ = ["SCHEDULE", "run_seed", "main"]
@@ -62,13 +63,12 @@ def _mean_std(values):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.fixed_training", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=5, help="number of seeds (0 .. N-1); default 5")
+    ap = ArgumentParser(prog="python -m benchmarks.fixed_training", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=positive_int, default=5,
+                    help="number of seeds (0 .. N-1); default 5")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
-    if args.seeds < 1:
-        ap.error(f"--seeds must be a positive integer, not {args.seeds}")
     torch.set_num_threads(1)
     train, test = digits_split()
     rows = []

@@ -8,7 +8,6 @@ the first input to the last output row) and the simulator's speed. With ``--json
 JSON object instead of the table. Exit status 1 if results or cycles differ from golden.
 """
 
-import argparse
 import json
 import sys
 
@@ -17,6 +16,7 @@ import torch
 from golden.array import gemm_tile, schedule
 from rtl.array import SystolicArray
 from sim.array import simulate_tiles
+from spec.cli import ArgumentParser, positive_int, seed_int
 from spec.params import DEFAULT_CONFIG
 
 __all__ = ["measure", "main"]
@@ -74,18 +74,14 @@ def _table(r):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gemm", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--cols", type=int, default=8)
-    parser.add_argument("--k", type=int, default=256, help="depth of each tile")
-    parser.add_argument("--tiles", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = ArgumentParser(prog="python -m benchmarks.gemm", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=positive_int, default=8)
+    parser.add_argument("--cols", type=positive_int, default=8)
+    parser.add_argument("--k", type=positive_int, default=256, help="depth of each tile")
+    parser.add_argument("--tiles", type=positive_int, default=4)
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    for what, v in (("--rows", args.rows), ("--cols", args.cols), ("--k", args.k),
-                    ("--tiles", args.tiles)):
-        if v < 1:
-            parser.error(f"{what} must be a positive integer, not {v}")
     r = measure(args.rows, args.cols, args.k, args.tiles, args.seed)
     print(json.dumps(r) if args.json else _table(r))
     return 0 if r["bit_exact"] and r["cycle_exact"] else 1

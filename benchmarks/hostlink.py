@@ -15,12 +15,13 @@ memory written and read back with the HostLink client, the words per second that
 ``B`` baud, and how fast the simulation ran (simulated cycles per wall-clock second).
 """
 
-import argparse
 import json
 import random
 import sys
 
-from spec.hostlink import Cmd, WORD_BYTES
+from rtl.uart import MIN_DIVISOR
+from spec.cli import ArgumentParser, int_range, positive_int, positive_int_list
+from spec.hostlink import Cmd, MAX_BURST_LIMIT, WORD_BYTES
 from firmware.protocol import encode_request, encode_response, words_to_bytes
 from sim.hostlink import LinkHarness, PysimLink
 
@@ -96,14 +97,23 @@ def measure_soc(divisor=4, seed=1):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--divisor", type=int, default=4)
-    p.add_argument("--baud", type=int, default=115200)
-    p.add_argument("--bursts", default="1,16,256")
+    p = ArgumentParser(prog="python -m benchmarks.hostlink", description=__doc__.split("\n")[0])
+    p.add_argument("--divisor", type=int_range(MIN_DIVISOR), default=4,
+                   help=f"UART clock cycles per bit (at least {MIN_DIVISOR})")
+    p.add_argument("--baud", type=positive_int, default=115200)
+    p.add_argument("--bursts", type=positive_int_list,
+                   help=f"comma-separated burst lengths, each at most {MAX_BURST_LIMIT} "
+                        f"(default 1,16,256)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--soc", action="store_true",
                    help="through the whole SoC in the compiled simulator (its UART pins)")
     args = p.parse_args(argv)
+    if args.bursts is not None and args.soc:
+        p.error("--bursts is not for --soc (it moves all of main memory)")
+    bursts = args.bursts or (1, 16, 256)
+    if max(bursts) > MAX_BURST_LIMIT:
+        p.error(f"argument --bursts: each burst must be at most {MAX_BURST_LIMIT}, "
+                f"not {max(bursts)}")
     if args.soc:
         r = measure_soc(args.divisor)
         for what in ("write", "read"):
@@ -117,7 +127,7 @@ def main(argv=None):
                   f"{r[what + '_words_per_s']:>9,.0f} words/s at {args.baud} baud  "
                   f"(simulated {r[what + '_sim_cycles_per_s']:,.0f} cycles/s)")
         return 0
-    rows = measure(tuple(int(x) for x in args.bursts.split(",")), args.divisor)
+    rows = measure(bursts, args.divisor)
     for r in rows:
         r["words_per_s"] = args.baud / r["uart_bit_times_per_word"]
     if args.json:

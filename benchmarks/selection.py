@@ -11,16 +11,16 @@ small configuration on the SoC in Amaranth's simulator and checks its memory and
 against golden. Exit status 1 on any mismatch.
 """
 
-import argparse
 import json
 import sys
 import time
 
 from spec import isa
 from spec.isa import Unit
+from spec.cli import ArgumentParser, positive_int, seed_int
 from spec.soc import SocConfig, DEFAULT_SOC
 from golden.machine import Machine
-from firmware.teacher_program import random_teacher, selection_of
+from firmware.teacher_program import random_teacher, selection_of, teacher_label_program
 
 __all__ = ["measure", "main"]
 
@@ -105,15 +105,18 @@ def _table(g, rt):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.selection",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=512)
-    ap.add_argument("--features", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = ArgumentParser(prog="python -m benchmarks.selection", description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=positive_int, default=512)
+    ap.add_argument("--features", type=positive_int, default=64)
+    ap.add_argument("--hidden", type=positive_int, default=32)
+    ap.add_argument("--seed", type=seed_int, default=1)
     ap.add_argument("--rtl", action="store_true", help="also run a small SoC in pysim")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
+    try:                                    # the program's memory plan, before it runs
+        teacher_label_program(DEFAULT_SOC, a.samples, a.features, a.hidden)
+    except ValueError as e:
+        ap.error(f"{e} (--samples {a.samples}, --features {a.features}, --hidden {a.hidden})")
     g = measure(samples=a.samples, features=a.features, hidden=a.hidden, seed=a.seed)
     rt = measure_rtl(a.seed) if a.rtl else None
     print(json.dumps(dict(golden=g, rtl=rt)) if a.json else _table(g, rt))

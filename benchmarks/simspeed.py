@@ -26,7 +26,6 @@ shared machine). With ``--json`` it prints one JSON object (the SoC's figures at
 the array's under ``"array"``). Exit status 1 if anything is not bit- and cycle-exact.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -38,6 +37,7 @@ from golden.array import gemm_tile, schedule
 from rtl.array import SystolicArray
 from sim.array import simulate_tiles
 from sim.compiled import DEFAULT_SIMULATOR
+from spec.cli import ArgumentParser, non_negative_int, positive_int, seed_int
 from sim.compiled.array import array_model, run_tiles
 from firmware import Accelerator
 from firmware.backends import RtlSimDevice
@@ -323,39 +323,43 @@ def _table(r):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.simspeed",
-                                     description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m benchmarks.simspeed",
+                            description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("soc", "array"), help="measure one design only")
-    parser.add_argument("--steps", type=int, default=20,
+    parser.add_argument("--steps", type=positive_int, default=20,
                         help="SoC: training steps on the compiled model and golden")
-    parser.add_argument("--pysim-cycles", type=int, default=1000,
+    parser.add_argument("--pysim-cycles", type=non_negative_int, default=1000,
                         help="SoC: cycles of the training program on pysim (0: skip)")
     parser.add_argument("--cxxflags", help="SoC: C++ optimisation flags of the model, e.g. "
-                        "'-O3' (default: the simulator's)")
+                        "--cxxflags=-O3 (default: the simulator's)")
     parser.add_argument("--simulator", choices=("verilator", "cxxrtl"), default=DEFAULT_SIMULATOR,
                         help=f"SoC: the compiled model's engine (default {DEFAULT_SIMULATOR})")
     parser.add_argument("--cxxrtl-options", help="SoC: Yosys write_cxxrtl options, e.g. "
-                        "'-O6 -g4' (default: the simulator's)")
-    parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--cols", type=int, default=8)
-    parser.add_argument("--k", type=int, default=256, help="array: depth of each GEMM tile")
-    parser.add_argument("--tiles", type=int, default=64,
+                        "--cxxrtl-options='-O6 -g4' (default: the simulator's)")
+    parser.add_argument("--rows", type=positive_int, default=8)
+    parser.add_argument("--cols", type=positive_int, default=8)
+    parser.add_argument("--k", type=positive_int, default=256,
+                        help="array: depth of each GEMM tile")
+    parser.add_argument("--tiles", type=positive_int, default=64,
                         help="array: GEMM tiles in the compiled model")
-    parser.add_argument("--cycles", type=int, default=1_000_000,
+    parser.add_argument("--cycles", type=positive_int, default=1_000_000,
                         help="array: free-running cycles of the C++ run loop")
-    parser.add_argument("--pysim-tiles", type=int, default=1,
-                        help="array: tiles to run in Amaranth's simulator (0: skip)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pysim-tiles", type=non_negative_int, default=1,
+                        help="array: tiles to run in Amaranth's simulator (0: skip; at most "
+                             "--tiles)")
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    for what, v in (("--rows", args.rows), ("--cols", args.cols), ("--k", args.k),
-                    ("--tiles", args.tiles), ("--cycles", args.cycles), ("--steps", args.steps)):
-        if v < 1:
-            parser.error(f"{what} must be a positive integer, not {v}")
-    if args.pysim_tiles < 0 or args.pysim_tiles > args.tiles:
-        parser.error(f"--pysim-tiles must be between 0 and --tiles, not {args.pysim_tiles}")
-    if args.pysim_cycles < 0:
-        parser.error(f"--pysim-cycles must be a non-negative integer, not {args.pysim_cycles}")
+    if args.pysim_tiles > args.tiles:
+        parser.error(f"argument --pysim-tiles: must be at most --tiles ({args.tiles}), "
+                     f"not {args.pysim_tiles}")
+    if args.only == "array":
+        given = [flag for flag, value in (("--cxxflags", args.cxxflags),
+                                          ("--cxxrtl-options", args.cxxrtl_options)) if value]
+        if given:
+            parser.error(f"{given[0]} is for the SoC's model (not with --only array)")
+    if args.cxxrtl_options and args.simulator != "cxxrtl":
+        parser.error("--cxxrtl-options is for --simulator cxxrtl")
     out, ok, tables = {}, True, []
     if args.only != "array":
         r = measure_soc(args.steps, args.pysim_cycles, seed=args.seed, progress=not args.json,

@@ -16,7 +16,6 @@
 Exit status 1 if a result or a cycle count differs from golden.
 """
 
-import argparse
 import json
 import os
 import random
@@ -32,6 +31,7 @@ from golden.softmax import (
     softmax_cycles, softmax_probs, softmax_xent_grad, temperature_to_inv_temp,
 )
 from rtl.softmax import SoftmaxMode, SoftmaxUnit
+from spec.cli import ArgumentParser, positive_int, positive_int_list, seed_int
 from sim.softmax import SoftmaxSample, simulate_samples
 
 __all__ = ["measure_cycles", "measure_accuracy", "measure_synth", "main"]
@@ -148,24 +148,17 @@ def _table(r):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.softmax",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--classes", default="1,2,4,10,16",
+    parser = ArgumentParser(prog="python -m benchmarks.softmax",
+                            description=__doc__.split("\n")[0])
+    parser.add_argument("--classes", type=positive_int_list, default=(1, 2, 4, 10, 16),
                         help="comma-separated class counts (default 1,2,4,10,16)")
-    parser.add_argument("--samples", type=int, default=10, help="samples per class count")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=positive_int, default=10,
+                        help="samples per class count")
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--synth", action="store_true", help="also build for the ECP5-85F")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    try:
-        classes = [int(c) for c in args.classes.split(",")]
-    except ValueError:
-        parser.error(f"--classes must be comma-separated integers, not {args.classes!r}")
-    if any(c < 1 for c in classes):
-        parser.error(f"--classes must be positive integers, not {args.classes!r}")
-    if args.samples < 1:
-        parser.error(f"--samples must be a positive integer, not {args.samples}")
-    r = {"cycles": measure_cycles(classes, args.samples, args.seed),
+    r = {"cycles": measure_cycles(list(args.classes), args.samples, args.seed),
          "accuracy": measure_accuracy(args.seed)}
     if args.synth:
         r["synth"] = measure_synth()

@@ -17,13 +17,14 @@ one-image run (the image always runs on the golden device; its slot-order recipe
 :mod:`firmware.standalone`).
 """
 
-import argparse
 import json
 import sys
 import time
 
 import numpy as np
 import torch
+
+from spec.cli import ArgumentParser, existing_file, positive_float, positive_int
 
 __all__ = ["measure", "summary", "main"]
 
@@ -121,31 +122,51 @@ def _table(rows, s, backend, wall):
     return "\n".join(lines)
 
 
+def _check(ap, a, options):
+    """Refuse, before the first run, what the runs would refuse: the data set and the labeled
+    fraction (the first seed's split), the options against the data's sizes, the temperature,
+    the guard's margin."""
+    from firmware.guard import DivergenceGuard
+    from firmware.pipeline import Options, prepare_data
+    from golden.softmax import temperature_to_inv_temp
+    for flag, value in (("--temperature", a.temperature), ("--kd-top", a.kd_top)):
+        if value is not None and not a.kd:
+            ap.error(f"{flag} is for --kd")
+    try:
+        data = prepare_data(a.dataset, seed=0, labeled_fraction=a.labeled_fraction)
+        Options.from_keywords(**options).check_for(data)
+        if a.kd:
+            temperature_to_inv_temp(options["temperature"])
+        if a.guard is not None:
+            DivergenceGuard(data.labeled.X, data.labeled.y, a.guard)
+    except (TypeError, ValueError) as e:
+        ap.error(str(e))
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.ssl",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = ArgumentParser(prog="python -m benchmarks.ssl", description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=positive_int, default=5)
     ap.add_argument("--backend", default="trainer", choices=("trainer", "golden", "rtl-sim"))
     ap.add_argument("--labeled-fraction", type=float, default=0.1)
-    ap.add_argument("--dataset", metavar="PATH.npz")
-    ap.add_argument("--stream-chunks", type=int, metavar="N")
+    ap.add_argument("--dataset", type=existing_file, metavar="PATH.npz")
+    ap.add_argument("--stream-chunks", type=positive_int, metavar="N")
     ap.add_argument("--kd", action="store_true")
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--kd-top", type=int, default=3)
+    ap.add_argument("--temperature", type=positive_float, help="with --kd (default 1)")
+    ap.add_argument("--kd-top", type=positive_int, help="with --kd (default 3)")
     ap.add_argument("--guard", type=float, nargs="?", const=0.05, metavar="MARGIN")
     ap.add_argument("--standalone", action="store_true",
                     help="the SSL student from the one-image run (golden device)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--progress", action="store_true", help="per-seed lines on stderr")
     a = ap.parse_args(argv)
-    if a.seeds < 1:
-        raise SystemExit(f"--seeds must be positive, not {a.seeds}")
-    t0 = time.perf_counter()
     options = dict(stream_chunks=a.stream_chunks, kd=a.kd, guard_margin=a.guard)
     if a.standalone:
         options.update(standalone=True, compare_host_driven=False)
     if a.kd:
-        options.update(temperature=a.temperature, kd_top=a.kd_top)
+        options.update(temperature=1.0 if a.temperature is None else a.temperature,
+                       kd_top=3 if a.kd_top is None else a.kd_top)
+    _check(ap, a, options)
+    t0 = time.perf_counter()
     rows = measure(range(a.seeds), a.backend, a.labeled_fraction, a.dataset, a.progress,
                    **options)
     wall = time.perf_counter() - t0

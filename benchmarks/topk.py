@@ -11,7 +11,6 @@ counts (LUT4, flip-flops, distributed-RAM and block-RAM cells; needs ``YOSYS`` o
 Exit status 1 if a result or a cycle count differs from golden.
 """
 
-import argparse
 import json
 import os
 import random
@@ -27,6 +26,7 @@ from amaranth.sim import Simulator
 
 from golden import selection as gs
 from rtl.topk import BalancedSelector
+from spec.cli import ArgumentParser, positive_int, seed_int
 from spec.selection import SelectorConfig
 
 __all__ = ["measure", "synth_ecp5", "main"]
@@ -130,15 +130,23 @@ def synth_ecp5(classes, k, p):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--p", type=int, default=2)
-    ap.add_argument("--samples", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = ArgumentParser(prog="python -m benchmarks.topk", description=__doc__.splitlines()[0])
+    ap.add_argument("--classes", type=positive_int, default=10)
+    ap.add_argument("--k", type=positive_int, default=16)
+    ap.add_argument("--p", type=positive_int, default=2, help="at most --classes")
+    ap.add_argument("--samples", type=positive_int, default=200,
+                    help="at most the number of sample ids")
+    ap.add_argument("--seed", type=seed_int, default=1)
     ap.add_argument("--synth", action="store_true", help="also count ECP5 cells with Yosys")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    try:
+        cfg = SelectorConfig(classes=a.classes, k=a.k, p=a.p)
+    except ValueError as e:
+        ap.error(str(e))
+    if a.samples > 1 << cfg.id_width:
+        ap.error(f"argument --samples: at most {1 << cfg.id_width} (the {cfg.id_width}-bit "
+                 f"sample ids), not {a.samples}")
     r = measure(a.classes, a.k, a.p, a.samples, a.seed)
     if a.synth:
         r["ecp5_cells"] = synth_ecp5(a.classes, a.k, a.p)

@@ -20,7 +20,6 @@ shrunk to 4096 words so the build stays fast — its ports and read-out are the 
 ``sel`` (the selection engine), ``hostlink`` (the UART host link).
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -29,6 +28,9 @@ import tempfile
 import time
 
 from amaranth.back import rtlil
+
+from platforms.boards import BOARDS
+from spec.cli import ArgumentParser, name_list, non_negative_int, positive_float, seed_int
 
 __all__ = ["UNITS", "make_unit", "measure", "main"]
 
@@ -146,27 +148,23 @@ def _table(r):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.unit_fmax",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--board", default="ulx3s-85f")
-    parser.add_argument("--units", default=",".join(UNITS),
+    parser = ArgumentParser(prog="python -m benchmarks.unit_fmax",
+                            description=__doc__.split("\n")[0])
+    parser.add_argument("--board", default="ulx3s-85f",
+                        choices=sorted(name for name, b in BOARDS.items() if b.family == "ecp5"),
+                        help="an ECP5 board (default %(default)s)")
+    parser.add_argument("--units", type=name_list(UNITS, "unit"), default=UNITS,
                         help=f"comma-separated, from {', '.join(UNITS)}")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    parser.add_argument("--freq", type=float, default=100.0, help="target clock, MHz")
+    parser.add_argument("--seed", type=seed_int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--freq", type=positive_float, default=100.0, help="target clock, MHz")
     parser.add_argument("--no-route", action="store_true",
                         help="stop after placement (nextpnr's estimate)")
-    parser.add_argument("--paths", type=int, default=0,
+    parser.add_argument("--paths", type=non_negative_int, default=0,
                         help="print this many lines of each unit's critical-path report")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    units = [u for u in args.units.split(",") if u]
-    for u in units:
-        if u not in UNITS:
-            parser.error(f"unknown unit {u!r}; choose from {', '.join(UNITS)}")
-    if args.paths < 0:
-        parser.error(f"--paths must be a non-negative integer, not {args.paths}")
-    r = measure(args.board, units, seed=args.seed, freq=args.freq, route=not args.no_route,
-                paths=args.paths)
+    r = measure(args.board, list(args.units), seed=args.seed, freq=args.freq,
+                route=not args.no_route, paths=args.paths)
     print(json.dumps(r) if args.json else _table(r))
     return 0
 

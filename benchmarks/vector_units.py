@@ -11,7 +11,6 @@ Units: ``requant`` (with bias), ``requant-nobias``, ``sgd`` (with multipliers), 
 ``rng``. With ``--json`` it prints one JSON object instead of the table.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from amaranth.back import rtlil
 from rtl.requant import Requantizer
 from rtl.rng import Xorshift32Lanes
 from rtl.sgd import SgdUpdate
+from spec.cli import ArgumentParser, name_list, positive_int, seed_int
 
 __all__ = ["UNITS", "measure", "main", "tool_path", "run_tool", "synth_counts"]
 
@@ -131,25 +131,19 @@ def _table(r):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.vector_units",
-                                     description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m benchmarks.vector_units",
+                            description=__doc__.split("\n")[0])
     parser.add_argument("--target", choices=["ecp5", "ice40"], default="ecp5")
-    parser.add_argument("--lanes", type=int, default=None,
+    parser.add_argument("--lanes", type=positive_int, default=None,
                         help="lanes per unit (default 8 on ECP5, 4 on iCE40)")
-    parser.add_argument("--units", default=",".join(UNITS),
+    parser.add_argument("--units", type=name_list(UNITS, "unit"), default=tuple(UNITS),
                         help=f"comma-separated, from {', '.join(UNITS)}")
     parser.add_argument("--no-pnr", action="store_true", help="synthesis only")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--seed", type=seed_int, default=1, help="nextpnr placement seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     lanes = args.lanes if args.lanes is not None else (8 if args.target == "ecp5" else 4)
-    if lanes < 1:
-        parser.error(f"--lanes must be a positive integer, not {lanes}")
-    units = [u for u in args.units.split(",") if u]
-    for u in units:
-        if u not in UNITS:
-            parser.error(f"unknown unit {u!r}; choose from {', '.join(UNITS)}")
-    r = measure(args.target, lanes, units, pnr=not args.no_pnr, seed=args.seed)
+    r = measure(args.target, lanes, list(args.units), pnr=not args.no_pnr, seed=args.seed)
     print(json.dumps(r) if args.json else _table(r))
     return 0
 

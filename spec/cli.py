@@ -18,7 +18,7 @@ import argparse
 import math
 from pathlib import Path
 
-__all__ = ["ArgumentParser", "positive_int", "non_negative_int", "int_range", "seed",
+__all__ = ["ArgumentParser", "positive_int", "non_negative_int", "int_range", "seed_int",
            "positive_float", "non_negative_float", "positive_int_list", "name_list",
            "existing_file", "SEED_MAX"]
 
@@ -68,19 +68,21 @@ def non_negative_int(text):
     return value
 
 
-def int_range(low, high):
-    """A ``type=`` for an integer in ``low..high`` (both included)."""
+def int_range(low, high=None):
+    """A ``type=`` for an integer in ``low..high`` (both included; ``high=None``: no limit)."""
     def parse(text):
         value = _int(text)
-        if not low <= value <= high:
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer of at least {low}, "
+                                             f"not {text!r}")
+        if high is not None and not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be an integer in {low}..{high}, not {text!r}")
         return value
-    parse.__name__ = f"integer in {low}..{high}"
     return parse
 
 
 #: A seed: an integer in ``0..SEED_MAX``.
-seed = int_range(0, SEED_MAX)
+seed_int = int_range(0, SEED_MAX)
 
 
 def positive_float(text):
@@ -111,21 +113,21 @@ def positive_int_list(text):
     return values
 
 
-def name_list(choices):
+def name_list(choices, what="name"):
     """A ``type=`` for comma-separated names, each one of ``choices``, as a tuple (empty names
-    are dropped; at least one is needed)."""
+    are dropped; at least one is needed); ``what`` a name is, for the message."""
     choices = tuple(choices)
 
     def parse(text):
         names = tuple(name for name in text.split(",") if name)
         for name in names:
             if name not in choices:
-                raise argparse.ArgumentTypeError(f"unknown name {name!r} (choose from "
-                                                 f"{', '.join(choices)})")
+                raise argparse.ArgumentTypeError(f"unknown {what} {name!r}; choose from "
+                                                 f"{', '.join(choices)}")
         if not names:
-            raise argparse.ArgumentTypeError(f"must name at least one of {', '.join(choices)}")
+            raise argparse.ArgumentTypeError(f"must name at least one {what} of "
+                                             f"{', '.join(choices)}")
         return names
-    parse.__name__ = "comma-separated names"
     return parse
 
 
