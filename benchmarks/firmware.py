@@ -100,7 +100,8 @@ def _table(t, mm):
 def main(argv=None):
     parser = ArgumentParser(prog="python -m benchmarks.firmware",
                             description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=positive_int, default=200, help="training steps (default 200)")
+    parser.add_argument("--steps", type=positive_int, default=200,
+                        help="training steps (default 200)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     t = measure_training(args.steps)
