@@ -32,6 +32,7 @@ from .plan import BankAllocator, MemoryLayout, Recorder, overlap_pairs
 
 __all__ = [
     "MLPDescription", "CompiledMLP", "compile_mlp", "CompiledMatmul", "compile_matmul",
+    "matmul_max_square",
     "PARAM_STEPS", "PARAM_DATA", "PARAM_OUT", "PARAM_ID", "PARAM_WORDS", "PROGRAM_KINDS",
 ]
 
@@ -806,6 +807,59 @@ class CompiledMatmul:
     c_addr: int
 
 
+def _matmul_tiles(m, k, n, soc):
+    """``(kc, mb, nb)``: rows of ``K`` per chunk, row and column tiles per output block."""
+    Lw, depth = soc.lanes, soc.sp_depth
+    mt_all, nt_all = _ceil_div(m, Lw), _ceil_div(n, Lw)
+    gemm_tiles = isa.field_slices(Op.GEMM)["mt"][1].max
+    kc = min(k, _MAX_DMA_COLS, depth // 2)
+    # A and its REQ output share a bank: mb·kc + mb·R rows; B: nb·kc rows
+    mb = max(1, min(mt_all, gemm_tiles, depth // (kc + Lw)))
+    nb = max(1, min(nt_all, gemm_tiles, depth // kc, soc.acc_rows // (mb * Lw)))
+    return kc, mb, nb
+
+
+def _matmul_instructions(m, k, n, soc, seed=None):
+    """Instructions of :func:`compile_matmul`'s program, counted without emitting it (the
+    loops of its ``emit``, in closed form per block)."""
+    Lw = soc.lanes
+    mt_all, nt_all = _ceil_div(m, Lw), _ceil_div(n, Lw)
+    kc, mb, nb = _matmul_tiles(m, k, n, soc)
+    chunks = [min(kc, k - k0) for k0 in range(0, k, kc)]
+    a_dmas = sum(_ceil_div(kk, _MAX_DMA_COLS) for kk in chunks)     # per row tile
+    b_dmas = sum(_ceil_div(kk, _MAX_DMA_ROWS) for kk in chunks)     # per column tile
+    row_blocks = range(0, mt_all, mb)
+    col_blocks = _ceil_div(nt_all, nb)
+    n_insns = (seed is not None) + 1                                 # SEED, HALT
+    n_insns += col_blocks * mt_all * a_dmas + len(row_blocks) * nt_all * b_dmas
+    n_insns += len(row_blocks) * col_blocks * len(chunks)            # GEMMs
+    for i0 in row_blocks:                                            # REQ and stores
+        rows = min(min(mb, mt_all - i0) * Lw, m - i0 * Lw)
+        n_insns += nt_all * (1 + _ceil_div(rows, _MAX_DMA_ROWS))
+    return n_insns
+
+
+def _matmul_layout(soc, program, m, k, n):
+    """Main-memory regions ``A``, ``B``, ``C`` after a program of ``program`` words."""
+    lay = MemoryLayout(soc.mem_words)
+    lay.add("program", program)
+    return lay.add("A", m * k), lay.add("B", k * n), lay.add("C", m * n)
+
+
+def matmul_max_square(soc=DEFAULT_SOC):
+    """The largest ``s`` for which an ``s×s`` by ``s×s`` product fits ``soc``'s main memory
+    (its program and the three matrices: :func:`compile_matmul`)."""
+    def fits(s):
+        return 8 * _matmul_instructions(s, s, s, soc, 1) + 3 * s * s <= soc.mem_words
+    lo, hi = 0, 1
+    while fits(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
 def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, seed=None):
     """Compile ``C = sat(round(A·B / 2**shift))`` for ``A`` (m×k) and ``B`` (k×n).
 
@@ -819,7 +873,9 @@ def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, s
     Raises
     ------
     TypeError, ValueError
-        On a bad size, shift or rounding, or if the operands do not fit main memory.
+        On a bad size, shift or rounding, or if the program and the operands do not fit main
+        memory (checked before the program is built; the message names the largest square
+        product that fits, :func:`matmul_max_square`).
     """
     for v, what in ((m, "Rows of A"), (k, "Inner dimension"), (n, "Columns of B")):
         check_positive_int(v, what)
@@ -832,12 +888,17 @@ def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, s
     Lw = _check_square(soc)
     depth = soc.sp_depth
     mt_all, nt_all = _ceil_div(m, Lw), _ceil_div(n, Lw)
-    kc = min(k, _MAX_DMA_COLS, depth // 2)
-    # A and its REQ output share a bank: mb·kc + mb·R rows; B: nb·kc rows
-    mb = max(1, min(mt_all, 63, depth // (kc + Lw)))
-    nb = max(1, min(nt_all, 63, depth // kc, soc.acc_rows // (mb * Lw)))
+    kc, mb, nb = _matmul_tiles(m, k, n, soc)
     if mb * Lw * nb > soc.acc_rows:
         raise ValueError("Accumulator scratchpad is too small for one output tile")
+    program = 8 * _matmul_instructions(m, k, n, soc, seed)
+    try:                                      # refused before compiling, with what fits
+        _matmul_layout(soc, program, m, k, n)
+    except ValueError as e:
+        s = matmul_max_square(soc)
+        raise ValueError(f"{e}: a {m}×{k} by {k}×{n} product needs "
+                         f"{program + m * k + k * n + m * n} words (program, A, B and C); the "
+                         f"largest square product that fits is {s}×{s}") from None
     pairs = [(0, 1), (2, 3)] if soc.sp_banks >= 4 else [(0, 1)]
 
     def emit(p, a_addr, b_addr, c_addr):
@@ -876,11 +937,8 @@ def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, s
 
     probe = Assembler(0)
     emit(probe, 0, 0, 0)
-    lay = MemoryLayout(soc.mem_words)
-    lay.add("program", 8 * len(probe))
-    a = lay.add("A", m * k)
-    b = lay.add("B", k * n)
-    c = lay.add("C", m * n)
+    assert 8 * len(probe) == program
+    a, b, c = _matmul_layout(soc, program, m, k, n)
     p = Assembler(0)
     emit(p, a.addr, b.addr, c.addr)
     return CompiledMatmul(p, a.addr, b.addr, c.addr)

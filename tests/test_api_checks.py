@@ -227,3 +227,37 @@ def test_accelerator_passes_its_budget_to_every_run():
     assert np.array_equal(acc.matmul(a, a), a @ a)
     with pytest.raises(ValueError, match=r"^Cycle budget must be a positive integer, not 0$"):
         Accelerator(max_cycles=0)
+
+
+# --- item 15: matmul's limit is checked before compiling, naming what fits ---------------------
+
+@pytest.mark.parametrize("size", [265, 512, 2000])
+def test_matmul_too_big_is_refused_at_once(size):
+    import time
+    acc = Accelerator()
+    a = np.ones((size, size), dtype=np.int16)
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=r"^Main memory is too small: region '.*' \(\d+ words\) "
+                                         rf"does not fit .*: a {size}×{size} by {size}×{size} "
+                                         r"product needs \d+ words \(program, A, B and C\); the "
+                                         r"largest square product that fits is 264×264$"):
+        acc.matmul(a, a)
+    assert time.monotonic() - t0 < 1
+
+
+def test_matmul_largest_square_fits_and_the_count_is_exact():
+    from firmware.compiler import _matmul_instructions, compile_matmul, matmul_max_square
+    from spec.soc import DEFAULT_SOC
+    assert matmul_max_square() == 264 and matmul_max_square(SOC4) == 72
+    for soc in (DEFAULT_SOC, SOC4):
+        s = matmul_max_square(soc)
+        compile_matmul(s, s, s, soc=soc, seed=1)                  # fits
+    rng = np.random.default_rng(3)
+    for _ in range(30):                     # the closed-form count is the emitted program's
+        m, k, n = (int(v) for v in rng.integers(1, 600, 3))
+        seed = None if rng.random() < 0.5 else 7
+        try:
+            cm = compile_matmul(m, k, n, soc=DEFAULT_SOC, seed=seed)
+        except ValueError:
+            continue
+        assert len(cm.program) == _matmul_instructions(m, k, n, DEFAULT_SOC, seed)
