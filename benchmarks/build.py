@@ -19,18 +19,21 @@ estimate of a build that did not finish), and for each prints:
   cycles and GOPS at fmax.
 
 A configuration the compiler cannot target (it needs a square array) gets the reason instead of
-the projection. Exit status 1 if there is no report.
+the projection. Exit status 1 if there is no report; 2 with one line ``error: …`` for a bad
+argument or a report that is not a build report (checked before any projection runs).
 """
 
-import argparse
 import glob
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["useful_macs", "project", "main"]
+from spec.cli import ArgumentParser, existing_file, positive_float, positive_int
+
+__all__ = ["useful_macs", "project", "load_report", "main"]
 
 SIZES = (64, 32, 10)
 MATMUL = (128, 128, 128)
@@ -126,28 +129,71 @@ def _table(rows):
     return "\n".join(lines)
 
 
+def load_report(path):
+    """The build report in file ``path`` (``python -m rtl.build``'s JSON), checked.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read, is not JSON, or lacks what :func:`project` reads (board,
+        top, rows, cols, target clock, timing verdict, each clock's fmax), naming the file.
+    """
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"Build report {str(path)!r} cannot be read: {e}") from None
+    problem = _report_problem(report)
+    if problem:
+        raise ValueError(f"Build report {str(path)!r} is not a build report of python -m "
+                         f"rtl.build: {problem}")
+    return report
+
+
+def _report_problem(report):
+    from platforms import BOARDS, get_board
+    if not isinstance(report, dict):
+        return "not a JSON object"
+    for key, kind in (("board", str), ("top", str), ("rows", int), ("cols", int),
+                      ("target_mhz", (int, float)), ("timing_pass", bool), ("clocks", dict)):
+        if not isinstance(report.get(key), kind) or \
+                (kind is int and isinstance(report[key], bool)):
+            return f"{key!r} is missing or not a {getattr(kind, '__name__', 'number')}"
+    if report["board"] not in BOARDS:
+        return f"unknown board {report['board']!r}"
+    try:
+        get_board(report["board"]).with_array(report["rows"], report["cols"])
+    except (TypeError, ValueError) as e:
+        return str(e)
+    if not report["clocks"]:
+        return "no clocks"
+    for net, clock in report["clocks"].items():
+        fmax = clock.get("fmax_mhz") if isinstance(clock, dict) else None
+        if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or \
+                not (math.isfinite(fmax) and fmax > 0):
+            return f"clock {net!r} has no positive fmax_mhz"
+    return None
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.build",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--report", action="append", metavar="FILE",
+    from platforms import BOARDS, get_board
+    parser = ArgumentParser(prog="python -m benchmarks.build",
+                            description=__doc__.split("\n")[0])
+    parser.add_argument("--report", action="append", metavar="FILE", type=existing_file,
                         help="a build report (JSON of python -m rtl.build); default: "
                              "build/*/report.json")
-    parser.add_argument("--board", help="project for this board's SoC configuration ...")
-    parser.add_argument("--fmax", type=float, metavar="MHZ", help="... at this clock")
-    parser.add_argument("--steps", type=int, default=50,
+    parser.add_argument("--board", choices=sorted(BOARDS),
+                        help="project for this board's SoC configuration ...")
+    parser.add_argument("--fmax", type=positive_float, metavar="MHZ", help="... at this clock")
+    parser.add_argument("--steps", type=positive_int, default=50,
                         help="training steps on the golden machine (default 50)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if (args.board is None) != (args.fmax is None):
         parser.error("--board and --fmax go together")
+    if args.board is not None and args.report:
+        parser.error("--report and --board/--fmax do not go together")
     if args.board is not None:
-        from platforms import get_board
-        try:
-            board = get_board(args.board)
-        except ValueError as e:
-            parser.error(str(e))
-        if not args.fmax > 0:
-            parser.error(f"--fmax must be positive, not {args.fmax!r}")
+        board = get_board(args.board)
         reports = [{"board": board.name, "top": "soc (given fmax)", "rows": board.array.rows,
                     "cols": board.array.cols, "target_mhz": board.freq_mhz,
                     "clocks": {"given": {"fmax_mhz": args.fmax}},
@@ -158,7 +204,10 @@ def main(argv=None):
             print("No build report: run `python -m rtl.build --board ulx3s-85f` (or pass "
                   "--report FILE, or --board and --fmax) first.", file=sys.stderr)
             return 1
-        reports = [json.loads(Path(f).read_text()) for f in files]
+        try:
+            reports = [load_report(f) for f in files]
+        except ValueError as e:
+            parser.error(str(e))
     rows = [project(r, steps=args.steps) for r in reports]
     print(json.dumps({"builds": rows}) if args.json else _table(rows))
     return 0

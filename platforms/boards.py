@@ -17,13 +17,68 @@ from dataclasses import dataclass, field, replace
 from spec.params import ArrayConfig, Config, check_positive_int
 from spec.soc import SocConfig
 
-__all__ = ["BoardConfig", "BOARDS", "get_board"]
+__all__ = ["PartResources", "PARTS", "BoardConfig", "BOARDS", "get_board"]
 
 
 def _check_options(value, what):
     if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
         raise TypeError(f"{what} must be a tuple of strings, not {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class PartResources:
+    """The hard blocks of an FPGA part that a design can run out of before placement.
+
+    ``python -m rtl.build`` compares a lower bound of what a configuration needs with these
+    counts before it elaborates (:func:`rtl.build.estimate_resources`).
+
+    Parameters
+    ----------
+    part : str
+        The part's name in reports (``"LFE5U-85F"``).
+    dsp_cell : str
+        The multiplier block Yosys maps a multiplication to (``"MULT18X18D"``).
+    dsp : int
+        How many the part has.
+    bram_cell : str
+        The block RAM (``"DP16KD"``).
+    bram : int
+        How many the part has.
+    bram_bits : int
+        Bits one block RAM holds at its widest configuration (18432 for an 18 kbit block).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a name is not a non-empty string or a count is not a positive integer.
+    """
+    part: str
+    dsp_cell: str
+    dsp: int
+    bram_cell: str
+    bram: int
+    bram_bits: int
+
+    def __post_init__(self):
+        for what, name in (("Part name", self.part), ("DSP cell name", self.dsp_cell),
+                           ("Block RAM cell name", self.bram_cell)):
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{what} must be a non-empty string, not {name!r}")
+        check_positive_int(self.dsp, "Part DSP count")
+        check_positive_int(self.bram, "Part block RAM count")
+        check_positive_int(self.bram_bits, "Block RAM bits")
+
+
+#: The parts of the boards, by name (counts from the vendors' data sheets; nextpnr's
+#: utilization tables say the same: 156 MULT18X18D and 208 DP16KD, 8 ICESTORM_DSP and 30
+#: ICESTORM_RAM).
+PARTS = {
+    "LFE5U-85F": PartResources(part="LFE5U-85F", dsp_cell="MULT18X18D", dsp=156,
+                               bram_cell="DP16KD", bram=208, bram_bits=18 * 1024),
+    "iCE40UP5K": PartResources(part="iCE40UP5K", dsp_cell="SB_MAC16", dsp=8,
+                               bram_cell="SB_RAM40_4K", bram=30, bram_bits=4 * 1024),
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +114,9 @@ class BoardConfig:
         Extra options of Yosys's ``synth_<family>`` and of nextpnr.
     soc_nextpnr_opts : tuple of str
         Further nextpnr options for the whole SoC (``--top soc``) only.
+    resources : PartResources or None
+        The FPGA part's DSP and block RAM counts (``None``: not known, nothing is checked
+        before the build).
 
     Raises
     ------
@@ -80,6 +138,7 @@ class BoardConfig:
     synth_opts: tuple = ()
     nextpnr_opts: tuple = ()
     soc_nextpnr_opts: tuple = ()
+    resources: PartResources = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -108,6 +167,9 @@ class BoardConfig:
         _check_options(self.synth_opts, "Synthesis options")
         _check_options(self.nextpnr_opts, "nextpnr options")
         _check_options(self.soc_nextpnr_opts, "SoC nextpnr options")
+        if self.resources is not None and not isinstance(self.resources, PartResources):
+            raise TypeError(f"Board resources must be a PartResources or None, "
+                            f"not {self.resources!r}")
 
     @property
     def array(self):
@@ -178,6 +240,7 @@ BOARDS = {
         # its router does not finish (45 k arcs left after an hour at 30 MHz); without it the
         # 8x8 SoC routes (docs/build.md). The array alone keeps it.
         soc_nextpnr_opts=("--no-tmdriv",),
+        resources=PARTS["LFE5U-85F"],
     ),
     # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). The whole SoC does
     # not fit (docs/build.md): this configuration, with a 2048-word main memory, needs 19500 LC
@@ -198,6 +261,7 @@ BOARDS = {
         # The FT2232H's channel B: 1 Mbaud is divisor 30 at 30 MHz, exact.
         baud=1_000_000,
         synth_opts=("-dsp", "-spram"),
+        resources=PARTS["iCE40UP5K"],
     ),
 }
 

@@ -12,21 +12,36 @@ against the part's totals, the bitstream, the wall time and the array's peak thr
 achieved clock (``2·rows·cols·fmax`` operations per second). ``docs/build.md`` has the details
 and the measured results.
 
-Exit status: 0 built and timing met, 2 built but timing failed, 1 no bitstream (an error).
+Before anything is built or removed, the arguments are checked (``check_build``): the top, the
+seed, the time limit, the build directory, and whether the configuration can fit the part's DSPs
+and block RAM at all (:func:`estimate_resources`); the board's clock and baud rate are checked
+when the design is made, before the build directory is touched. The build directory is the
+tool's own: it is made with a marker file (:data:`BUILD_MARKER`), and an existing directory is
+used only if it is empty or has the marker; only then are a previous build's outputs removed.
+``time_limit`` covers every stage: elaboration runs in a child process, stopped at the deadline
+like the tools.
+
+Exit status: 0 built and timing met, 2 built but timing failed, or a bad argument (one line
+``error: …``, nothing built), 1 no bitstream (an error).
 """
 
-import argparse
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
-__all__ = ["BuildError", "TOOL_PACKAGES", "UTILIZATION_CELLS", "check_tools", "make_top",
-           "make_plan", "run_build", "parse_report", "parse_log_utilization",
+from spec.cli import ArgumentParser, non_negative_float, positive_float, positive_int, seed_int
+
+__all__ = ["BuildError", "TOOL_PACKAGES", "UTILIZATION_CELLS", "BUILD_MARKER", "check_tools",
+           "make_top", "make_plan", "estimate_resources", "check_fits_part", "check_build_dir",
+           "check_build", "run_build", "parse_report", "parse_log_utilization",
            "parse_yosys_cells", "format_report", "main"]
 
 #: The PyPI package that provides each tool (ecppack and icepack come with nextpnr).
@@ -47,6 +62,13 @@ UTILIZATION_CELLS = {
               ("BRAM", "ICESTORM_RAM"), ("SPRAM", "ICESTORM_SPRAM"), ("IO", "SB_IO"),
               ("PLL", "ICESTORM_PLL")],
 }
+
+#: The file that marks a directory as a build directory of this tool (written when it makes the
+#: directory); only in such a directory, or an empty one, does a build write and remove files.
+BUILD_MARKER = ".apprentice-build"
+
+#: The tops a board can be built with.
+TOPS = ("soc", "array")
 
 _STAGES = {"yosys": "synth", "nextpnr-ecp5": "pnr", "nextpnr-ice40": "pnr",
            "ecppack": "pack", "icepack": "pack"}
@@ -104,6 +126,185 @@ def make_top(board, top):
     raise ValueError(f"Top must be 'array' or 'soc', not {top!r}")
 
 
+# --- checks before the build -------------------------------------------------------------------
+
+def _multipliers_in_dsp(board):
+    # synth_ice40 maps multiplications to SB_MAC16 only with -dsp; synth_ecp5 to MULT18X18D
+    # unless -nodsp.
+    if board.family == "ice40":
+        return "-dsp" in board.synth_opts
+    return "-nodsp" not in board.synth_opts
+
+
+def estimate_resources(board, top):
+    """A lower bound of the DSP blocks and block RAMs that ``top`` needs on ``board``'s part.
+
+    Returns ``{cell: (needed, available, what)}`` for the part's DSP and block RAM cells
+    (:class:`platforms.boards.PartResources`; ``{}`` if the board does not say its part). It
+    counts only what cannot go elsewhere:
+
+    * DSP: one multiplier block per processing element of the array (``rows · cols``), if
+      Yosys maps multiplications to DSP blocks (iCE40: ``-dsp`` in the board's ``synth_opts``;
+      ECP5: unless ``-nodsp``). The SoC's other multipliers (vector engine, DMA) are not counted.
+    * block RAM, SoC top only: main memory twice (Yosys builds a copy of a memory per read port,
+      and main memory has two: the bus and the instruction fetch) and each bank of the two
+      scratchpads once (one read port each), each memory at least ``ceil(bits / bram_bits)``
+      blocks. The host link's buffer and the softmax unit's tables are not counted.
+
+    The default builds are under these: the 8×8 ULX3S SoC needs at least 64 MULT18X18D and 146
+    DP16KD (it uses 100 and 163), the iCEBreaker's 2×4 array 8 SB_MAC16 (it uses 8).
+    """
+    part = board.resources
+    if part is None:
+        return {}
+    array = board.array
+    need = {}
+    if _multipliers_in_dsp(board):
+        pes = array.rows * array.cols
+        need[part.dsp_cell] = (pes, part.dsp, f"the {array.rows}×{array.cols} array's {pes} "
+                                              f"multipliers")
+    if top == "soc":
+        soc = board.soc
+
+        def blocks(depth, width):
+            return -(-depth * width // part.bram_bits)
+
+        main = 2 * blocks(soc.mem_words, soc.word_width)
+        pads = soc.sp_banks * blocks(soc.sp_depth, soc.lanes * soc.word_width) + \
+            soc.acc_banks * blocks(soc.acc_depth, soc.lanes * array.acc_width)
+        need[part.bram_cell] = (main + pads, part.bram,
+                                f"main memory ({soc.mem_words} words, a copy per read port: "
+                                f"{main}) and the scratchpads ({pads})")
+    return need
+
+
+def check_fits_part(board, top):
+    """Refuse a configuration that cannot fit ``board``'s part (:func:`estimate_resources`).
+
+    Raises
+    ------
+    ValueError
+        Naming each resource that a lower bound of the design's needs exceeds, with the numbers.
+    """
+    over = [f"{what} need at least {needed} {cell}, the part has {available}"
+            for cell, (needed, available, what) in estimate_resources(board, top).items()
+            if needed > available]
+    if over:
+        raise ValueError(f"The {top} top does not fit the {board.resources.part} of "
+                         f"{board.name}: {'; '.join(over)}")
+
+
+def check_build_dir(out):
+    """Check that a build may write to ``out`` (nothing is written); returns it as a Path.
+
+    A build directory is the tool's own: one that does not exist yet (the build makes it and
+    its :data:`BUILD_MARKER`), an empty one, or one with the marker.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is a file, is not empty and has no marker, or cannot be made or written.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"Build directory {str(out)!r} is a file")
+        if not (out / BUILD_MARKER).is_file() and any(out.iterdir()):
+            raise ValueError(f"Build directory {str(out)!r} is not empty and was not made by "
+                             f"rtl.build (it has no {BUILD_MARKER} file); build in a new or "
+                             f"empty directory")
+        existing = out
+    else:
+        existing = next(p for p in out.absolute().parents if p.exists())
+        if not existing.is_dir():
+            raise ValueError(f"Build directory {str(out)!r} cannot be made: {str(existing)!r} "
+                             f"is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"Build directory {str(out)!r} cannot be written: {str(existing)!r} "
+                         f"is not writable")
+    return out
+
+
+def _check_time_limit(time_limit):
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
+            raise TypeError(f"Build time limit must be a number of seconds, not {time_limit!r}")
+        if not time_limit > 0:
+            raise ValueError(f"Build time limit must be a positive number of seconds, "
+                             f"not {time_limit!r}")
+
+
+def check_build(board, top, *, seed=1, out="build", time_limit=None):
+    """Check :func:`run_build`'s arguments before anything is built or removed; returns ``out``
+    as a Path.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``board`` is not a BoardConfig, ``top`` is not one of :data:`TOPS`, ``seed`` is not
+        an integer in ``0..2**32 - 1``, ``time_limit`` is not a positive number, the
+        configuration cannot fit the part (:func:`check_fits_part`) or ``out`` is not a build
+        directory this tool may use (:func:`check_build_dir`).
+    """
+    from platforms.boards import BoardConfig
+    if not isinstance(board, BoardConfig):
+        raise TypeError(f"Board must be a BoardConfig, not {board!r}")
+    if top not in TOPS:
+        raise ValueError(f"Top must be 'array' or 'soc', not {top!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"nextpnr seed must be an integer, not {seed!r}")
+    if not 0 <= seed < 1 << 32:
+        raise ValueError(f"nextpnr seed must be an integer in 0..{(1 << 32) - 1}, not {seed!r}")
+    _check_time_limit(time_limit)
+    check_fits_part(board, top)
+    return check_build_dir(out)
+
+
+def _prepare_build_dir(out, name):
+    """Make ``out`` with its marker, or mark an empty ``out``, or remove a previous build's
+    outputs from a marked one (never report on a previous build's files)."""
+    out = check_build_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / BUILD_MARKER
+    if not marker.is_file():
+        marker.write_text("A build directory of `python -m rtl.build`: each build removes the "
+                          "previous build's files here.\n")
+        return
+    for stale in out.iterdir():
+        if stale.is_file() and (stale.name == "report.json" or stale.name.startswith(
+                (f"{name}.", f"build_{name}.", "synth.", "pnr.", "pack."))):
+            stale.unlink()
+
+
+def _write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file in its directory, then a rename:
+    ``path`` is either as before or complete."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _check_output_file(path, what):
+    """Refuse an output file that cannot be written (before the build starts)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a directory")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {str(path)!r} cannot be written: its directory "
+                         f"{str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(path)!r} cannot be written: its directory "
+                         f"{str(parent)!r} is not writable")
+    return path
+
+
 # --- running ----------------------------------------------------------------------------------
 
 def _last_line(path):
@@ -117,31 +318,105 @@ def _last_line(path):
     return lines[-1][:100] if lines else ""
 
 
+def _wait(stage, running, log, say, every, deadline):
+    """Wait while ``running()``; every ``every`` seconds (0: never) say the elapsed time and
+    ``log``'s last line. Returns ``(finished, seconds)``: not finished if ``deadline`` (a
+    :func:`time.monotonic` time, or None) came first."""
+    start = time.monotonic()
+    next_report = start + every
+    while running():
+        time.sleep(0.2)
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return False, now - start
+        if every and now >= next_report:
+            next_report += every
+            say(f"  [{stage}] {now - start:5.0f} s  {_last_line(log) if log else ''}")
+    return True, time.monotonic() - start
+
+
 def _run_stage(stage, argv, cwd, log, say, every, deadline=None):
     """Run one tool; every ``every`` seconds say the elapsed time and its log's last line.
 
     At ``deadline`` (a :func:`time.monotonic` time) the tool is stopped and ``rc`` is None."""
-    start = time.monotonic()
     with open(cwd / f"{stage}.out", "w") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PATH": _tool_path()})
         try:
-            next_report = start + every
-            while proc.poll() is None:
-                time.sleep(0.2)
-                if deadline is not None and time.monotonic() >= deadline:
-                    proc.kill()
-                    proc.wait()
-                    return None, time.monotonic() - start
-                if every and time.monotonic() >= next_report:
-                    next_report += every
-                    say(f"  [{stage}] {time.monotonic() - start:5.0f} s  "
-                        f"{_last_line(log) if log else ''}")
-        except BaseException:
+            finished, seconds = _wait(stage, lambda: proc.poll() is None, log, say, every,
+                                      deadline)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return (proc.returncode if finished else None), seconds
+
+
+def _elaborate(board, top, seed, name, out):
+    """Make the design and its build plan; then make the build directory (or remove a previous
+    build's outputs from it) and write the plan's files there. Returns the plan's commands and
+    the clock (``f_out``, ``pll``). Runs in a child process (:func:`_elaborate_until`)."""
+    design, plan = make_plan(board, top, seed=seed, name=name)
+    _prepare_build_dir(out, name)
+    plan.extract(out)
+    crg = getattr(design, "clock_reset", None)
+    return {"commands": json.loads(plan.files[f"build_{name}.json"])["commands"],
+            "f_out": None if crg is None else crg.f_out,
+            "pll": None if crg is None or crg.pll is None else dict(vars(crg.pll))}
+
+
+def _elaboration_child(conn, args):
+    try:
+        result = ("ok", _elaborate(*args))
+    except BaseException as e:
+        result = ("error", e, "".join(traceback.format_exception(e)))
+    try:
+        conn.send(result)
+    except Exception:                           # an exception that does not pickle
+        conn.send(("error", None, result[2]))
+    conn.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No garbage collection: the parts of a design that was not elaborated would each warn
+    # that they were never used.
+    os._exit(0)
+
+
+def _elaborate_until(deadline, say, every, *args):
+    """:func:`_elaborate` in a child process, stopped at ``deadline``: ``(result, seconds)``,
+    ``result`` None if stopped. The child's TypeError, ValueError or BuildError is raised
+    here; another error becomes a BuildError with the child's traceback."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_elaboration_child, args=(sender, args), daemon=True)
+    proc.start()
+    sender.close()
+    finished = False
+    try:
+        finished, seconds = _wait("elaborate", lambda: proc.is_alive() and not receiver.poll(),
+                                  None, say, every, deadline)
+        if not finished:
+            return None, seconds
+        try:
+            result = receiver.recv()
+        except EOFError:
+            proc.join()
+            raise BuildError(f"Elaboration ended without a result (exit status "
+                             f"{proc.exitcode}; out of memory?)") from None
+    finally:
+        if finished:
+            proc.join(10)
+        if proc.is_alive():
             proc.kill()
-            proc.wait()
-            raise
-    return proc.returncode, time.monotonic() - start
+        proc.join()
+        receiver.close()
+    if result[0] == "ok":
+        return result[1], seconds
+    error = result[1]
+    if isinstance(error, (TypeError, ValueError, BuildError)) or \
+            (error is not None and not isinstance(error, Exception)):
+        raise error
+    raise BuildError(f"Elaboration failed:\n{result[2]}")
 
 
 def _tail(path, n=25):
@@ -149,6 +424,18 @@ def _tail(path, n=25):
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return "(no output)"
+
+
+def _error_output(out, stage, log):
+    """The file that holds a failed tool's error: its log if the log says ``ERROR``, else its
+    own output (``{stage}.out``: stdout and stderr) if that does, else whichever is not empty
+    (the log first); a log that was never written is never named."""
+    files = [f for f in ([log] if log is not None else []) + [out / f"{stage}.out"]
+             if f.is_file() and f.stat().st_size]
+    for f in files:
+        if "ERROR" in f.read_text(errors="replace"):
+            return f
+    return files[0] if files else out / f"{stage}.out"
 
 
 def make_plan(board, top="soc", *, seed=1, name="top", platform=None):
@@ -169,8 +456,10 @@ def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, t
     """Build ``top`` for ``board`` in directory ``out``; return the report (a dict).
 
     The report's keys are described in ``docs/build.md``; ``say`` receives progress lines.
-    ``time_limit`` (seconds, or None for none) bounds the whole build: a tool still running then
-    is stopped.
+    ``time_limit`` (seconds, or None for none) bounds the whole build, elaboration included: a
+    stage still running then is stopped. The arguments are checked first (:func:`check_build`);
+    ``out`` is made with a :data:`BUILD_MARKER`, and a previous build's files are removed from it
+    only once the design has been made (its clock and baud rate are then checked too).
 
     Raises
     ------
@@ -178,35 +467,25 @@ def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, t
         If a tool is missing or fails, the design does not fit the part, or the build reaches
         ``time_limit``.
     TypeError, ValueError
-        If ``time_limit`` is not a positive number.
+        If an argument is bad (:func:`check_build`), or the board's clock or baud rate cannot
+        be made.
     """
-    if time_limit is not None:
-        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
-            raise TypeError(f"Build time limit must be a number of seconds, not {time_limit!r}")
-        if not time_limit > 0:
-            raise ValueError(f"Build time limit must be a positive number of seconds, "
-                             f"not {time_limit!r}")
+    out = check_build(board, top, seed=seed, out=out, time_limit=time_limit)
     wall_start = time.monotonic()
     deadline = None if time_limit is None else wall_start + time_limit
     name = "top"
     platform = board.make_platform()
     tools = check_tools(platform.required_tools)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.iterdir():                 # never report on a previous build's files
-        if stale.is_file() and stale.name.startswith((f"{name}.", "synth.", "pnr.", "pack.")):
-            stale.unlink()
 
     say(f"Building {top} for {board.name} ({board.description}) in {out}/")
-    t0 = time.monotonic()
-    design, plan = make_plan(board, top, seed=seed, name=name, platform=platform)
-    crg = getattr(design, "clock_reset", None)
-    plan.extract(out)
-    stages = {"elaborate": time.monotonic() - t0}
+    design, seconds = _elaborate_until(deadline, say, every, board, top, seed, name, out)
+    if design is None:
+        raise BuildError(f"The build reached its time limit of {time_limit:g} s: elaboration "
+                         f"was stopped after {seconds:.0f} s")
+    stages = {"elaborate": seconds}
     say(f"  [elaborate] {stages['elaborate']:.1f} s")
 
-    commands = json.loads(plan.files[f"build_{name}.json"])["commands"]
-    for argv in commands:
+    for argv in design["commands"]:
         stage = _STAGES.get(argv[0], argv[0])
         log = out / _TOOL_LOGS[stage].format(name=name) if stage in _TOOL_LOGS else None
         say(f"  [{stage}] {os.path.basename(tools[argv[0]])} ...")
@@ -214,15 +493,16 @@ def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, t
                                  deadline)
         stages[stage] = seconds
         if rc is None:
+            seen = log if log is not None and log.is_file() else out / f"{stage}.out"
             raise BuildError(f"The build reached its time limit of {time_limit:g} s: {argv[0]} "
                              f"was stopped after {seconds:.0f} s; its log's last line: "
-                             f"{_last_line(log or out / f'{stage}.out')!r} "
-                             f"(see {log or out / f'{stage}.out'})")
+                             f"{_last_line(seen)!r} (see {seen})")
         if stage == "pnr" and log is not None:
             _check_fits(log, board.family)
         if rc != 0:
+            failed = _error_output(out, stage, log)
             raise BuildError(f"{argv[0]} failed (exit status {rc}) after {seconds:.0f} s; "
-                             f"see {log or out / f'{stage}.out'}:\n{_tail(log or out / f'{stage}.out')}")
+                             f"see {failed}:\n{_tail(failed)}")
         if stage == "synth":
             _check_synth(out, name)
         say(f"  [{stage}] done in {seconds:.0f} s")
@@ -242,14 +522,14 @@ def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, t
         "rows": array.rows,
         "cols": array.cols,
         "seed": seed,
-        "target_mhz": crg.f_out / 1e6 if crg is not None else board.freq_mhz,
+        "target_mhz": design["f_out"] / 1e6 if design["f_out"] is not None else board.freq_mhz,
         "bitstream": {"path": str(bitstream), "bytes": bitstream.stat().st_size},
         "stages": {k: round(v, 1) for k, v in stages.items()},
         "wall_seconds": round(time.monotonic() - wall_start, 1),
         "log": str(out / f"{name}.tim"),
     })
-    if crg is not None and crg.pll is not None:
-        report["pll"] = {k: v for k, v in vars(crg.pll).items()}
+    if design["pll"] is not None:
+        report["pll"] = design["pll"]
     fmax = min((c["fmax_mhz"] for c in report["clocks"].values()), default=None)
     report["peak_gops"] = None if fmax is None else round(2 * array.rows * array.cols * fmax / 1e3, 3)
     report["peak_gops_at_target"] = round(2 * array.rows * array.cols * report["target_mhz"] / 1e3, 3)
@@ -264,8 +544,9 @@ def _check_synth(out, name):
     rpt = out / f"{name}.rpt"
     text = rpt.read_text(errors="replace") if rpt.exists() else ""
     if "End of script" not in text or not (out / f"{name}.json").exists():
+        seen = rpt if text else out / "synth.out"
         raise BuildError(f"Yosys exited without finishing its script (no 'End of script' in "
-                         f"{rpt} or no {name}.json); last lines:\n{_tail(rpt)}")
+                         f"{rpt} or no {name}.json); last lines of {seen}:\n{_tail(seen)}")
 
 
 def _check_fits(log, family):
@@ -422,77 +703,54 @@ def format_report(r):
 
 # --- command line -----------------------------------------------------------------------------
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return v
-
-
-def _non_negative_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return v
-
-
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
-    return v
-
-
 def parser():
     from platforms import BOARDS
-    ap = argparse.ArgumentParser(prog="python -m rtl.build",
-                                 description="Build a bitstream with YoWASP Yosys/nextpnr and "
-                                             "report timing and utilization.")
+    ap = ArgumentParser(prog="python -m rtl.build",
+                        description="Build a bitstream with YoWASP Yosys/nextpnr and report "
+                                    "timing and utilization.")
     ap.add_argument("--board", required=True, choices=sorted(BOARDS))
-    ap.add_argument("--top", default="soc", choices=("soc", "array"),
+    ap.add_argument("--top", default="soc", choices=TOPS,
                     help="design: the whole SoC (default), or the systolic array alone")
-    ap.add_argument("--rows", type=_positive_int, help="array rows (default: the board's)")
-    ap.add_argument("--cols", type=_positive_int, help="array columns (default: the board's)")
-    ap.add_argument("--freq", type=_positive_float, metavar="MHZ",
+    ap.add_argument("--rows", type=positive_int, help="array rows (default: the board's)")
+    ap.add_argument("--cols", type=positive_int, help="array columns (default: the board's)")
+    ap.add_argument("--freq", type=positive_float, metavar="MHZ",
                     help="target clock in MHz (default: the board's)")
-    ap.add_argument("--seed", type=_non_negative_int, default=1, help="nextpnr seed (default 1)")
+    ap.add_argument("--seed", type=seed_int, default=1, help="nextpnr seed (default 1)")
     ap.add_argument("--out", default=None,
-                    help="build directory (default build/<board>-<top>)")
+                    help="build directory (default build/<board>-<top>): made by the build, "
+                         "or an empty directory, or one an earlier build made")
     ap.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
-    ap.add_argument("--progress", type=float, default=30.0, metavar="S",
+    ap.add_argument("--progress", type=non_negative_float, default=30.0, metavar="S",
                     help="seconds between progress lines (default 30; 0: none)")
-    ap.add_argument("--time-limit", type=_positive_float, metavar="S",
-                    help="stop the build after S seconds and fail (default: no limit)")
+    ap.add_argument("--time-limit", type=positive_float, metavar="S",
+                    help="stop the build after S seconds, elaboration included, and fail "
+                         "(default: no limit)")
     return ap
 
 
 def main(argv=None):
     from platforms import get_board
     args = parser().parse_args(argv)
-    board = get_board(args.board).with_array(args.rows, args.cols)
-    if args.freq is not None:
-        board = board.with_freq(args.freq)
-    out = args.out or os.path.join("build", f"{board.name}-{args.top}")
     try:
+        board = get_board(args.board).with_array(args.rows, args.cols)
+        if args.freq is not None:
+            board = board.with_freq(args.freq)
+        out = args.out or os.path.join("build", f"{board.name}-{args.top}")
+        if args.json:
+            _check_output_file(args.json, "Report file")
         report = run_build(board, args.top, seed=args.seed, out=out, every=args.progress,
                            time_limit=args.time_limit)
-    except (BuildError, ValueError) as e:
+    except (TypeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BuildError as e:
         print(f"BUILD FAILED: {e}", file=sys.stderr)
         return 1
     print(format_report(report))
     text = json.dumps(report, indent=2) + "\n"
-    Path(out, "report.json").write_text(text)
+    _write_atomic(Path(out, "report.json"), text)
     if args.json:
-        Path(args.json).write_text(text)
+        _write_atomic(args.json, text)
     return 0 if report["timing_pass"] else 2
 
 

