@@ -297,6 +297,7 @@ class CompiledMLP:
             raise ValueError(f"Weight fraction bits must be at most width − 2 "
                              f"({f.width - 2}) for the ones column of hidden layers whose width "
                              f"is not a multiple of {self.lanes}, not {f.weight_frac!r}")
+        self._check_fits(kinds)
         lay = MemoryLayout(soc.mem_words)
         lay.add("params", PARAM_WORDS)
         if origin:                             # another network's regions come first
@@ -336,6 +337,49 @@ class CompiledMLP:
         if "train" in kinds and self.train_capacity < 1:
             raise ValueError(f"Main memory is too small: training needs "
                              f"{2 * self.step_words} words of data, {data.words} are left")
+
+    def _check_fits(self, kinds):
+        """Refuse, before any program is emitted, a network whose layers cannot be placed:
+        a buffer every program needs larger than a scratchpad bank, or a ``GEMM`` over more
+        tiles than its ``mt``/``nt`` fields count. The message names the layer, the buffer,
+        by how much it is too big and what would fit."""
+        s, Lw, B, soc = self.desc.sizes, self.lanes, self.desc.batch, self.soc
+        depth, tiles = soc.sp_depth, isa.field_slices(Op.GEMM)["mt"][1].max
+        nbp = self.sample_panels
+        if nbp > tiles:
+            raise ValueError(f"Batch {B} is {nbp} sample panels of {Lw}, more than a GEMM "
+                             f"takes ({tiles}, its mt field): at most {tiles * Lw} samples")
+        train = "train" in kinds
+        for l in range(1, self.desc.layers + 1):
+            n_in, n_out = s[l - 1], s[l]
+            npo, ma = _ceil_div(n_out, Lw), _ceil_div(n_in + 1, Lw)
+            layer = f"layer {l} ({n_in} inputs, {n_out} outputs)"
+            rows = npo * (n_in + 1)
+            if rows > depth:
+                fit = []
+                if depth // npo > 1:
+                    fit.append(f"at most {depth // npo - 1} inputs with {n_out} outputs")
+                if depth // (n_in + 1):
+                    fit.append(f"at most {depth // (n_in + 1) * Lw} outputs with {n_in} inputs")
+                fit = " or ".join(fit) or f"no layer with {n_in} inputs"
+                raise ValueError(
+                    f"Operand scratchpad is too small for this network: {layer}'s weights "
+                    f"need {rows} rows in one bank ({npo} panels of {Lw} outputs × {n_in + 1} "
+                    f"rows: the inputs and the bias), a bank holds {depth}, {rows - depth} too "
+                    f"many; {fit} fit")
+            rows = nbp * (n_in + 1)
+            if rows > depth:
+                raise ValueError(
+                    f"Operand scratchpad is too small for this network: {layer}'s input "
+                    f"activations need {rows} rows in one bank ({nbp} sample panels × "
+                    f"{n_in + 1} rows), a bank holds {depth}, {rows - depth} too many; at most "
+                    f"{depth // nbp - 1} inputs fit with batch {B}")
+            if npo > tiles or (train and ma > tiles):
+                big, what, most = (npo, f"its {n_out} outputs", tiles * Lw) if npo > tiles \
+                    else (ma, f"its {n_in} inputs and the bias", tiles * Lw - 1)
+                raise ValueError(f"The network's {layer} is too wide for one GEMM: {what} make "
+                                 f"{big} tiles of {Lw}, a GEMM takes at most {tiles} (its mt "
+                                 f"field); at most {most} fit")
 
     def constants(self):
         """``[(address, words)]`` the host writes once before running the programs: the

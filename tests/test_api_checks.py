@@ -261,3 +261,37 @@ def test_matmul_largest_square_fits_and_the_count_is_exact():
         except ValueError:
             continue
         assert len(cm.program) == _matmul_instructions(m, k, n, DEFAULT_SOC, seed)
+
+
+# --- item 9: a network that does not fit is refused before encoding, naming what fits ----------
+
+@pytest.mark.parametrize("sizes, msg", [
+    ((784, 256, 10), r"^Operand scratchpad is too small for this network: layer 1 \(784 inputs, "
+                     r"256 outputs\)'s weights need 25120 rows in one bank \(32 panels of 8 "
+                     r"outputs × 785 rows: the inputs and the bias\), a bank holds 512, 24608 "
+                     r"too many; at most 15 inputs with 256 outputs fit$"),
+    ((784, 32, 10), r"^Operand scratchpad is too small for this network: layer 1 \(784 inputs, "
+                    r"32 outputs\)'s weights need 3140 rows .* at most 127 inputs with 32 "
+                    r"outputs fit$"),
+    ((100, 8, 10), r"^Operand scratchpad is too small for this network: layer 1 \(100 inputs, 8 "
+                   r"outputs\)'s weights need 101 rows .* a bank holds 64, 37 too many; at most "
+                   r"63 inputs with 8 outputs fit$"),
+])
+def test_network_that_does_not_fit_names_the_buffer_and_what_fits(sizes, msg):
+    """They failed while encoding: DMA.sp_row must be in 0..8191, not 8635; GEMM.mt must be in
+    0..63, not 99."""
+    soc = SocConfig() if sizes[0] == 784 else SocConfig(sp_depth=64)
+    with pytest.raises(ValueError, match=msg):
+        Accelerator(soc=soc).mlp(sizes)
+
+
+def test_network_too_wide_for_one_gemm():
+    soc = SocConfig(sp_depth=4096, sp_banks=2, acc_depth=4096)
+    with pytest.raises(ValueError, match=r"^The network's layer 1 \(600 inputs, 8 outputs\) is "
+                                         r"too wide for one GEMM: its 600 inputs and the bias "
+                                         r"make 76 tiles of 8, a GEMM takes at most 63 \(its mt "
+                                         r"field\); at most 503 fit$"):
+        Accelerator(soc=soc).mlp((600, 8, 10), batch=8)
+    with pytest.raises(ValueError, match=r"^Batch 1024 is 128 sample panels of 8, more than a "
+                                         r"GEMM takes \(63, its mt field\): at most 504 samples$"):
+        Accelerator().mlp((4, 8, 2), batch=1024)
