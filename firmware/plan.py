@@ -7,11 +7,13 @@
 * :class:`Recorder` — the mapping the recording pass hands the emitter: every buffer starts at
   row 0, and each lookup notes the instruction index.
 * :class:`MemoryLayout` — consecutive regions of main memory.
+* :func:`check_selection_fits` — whether the selected set ``SELOUT`` stores fits a region.
 """
 
 from dataclasses import dataclass
 
-__all__ = ["BankAllocator", "Recorder", "overlap_pairs", "MemoryLayout", "Region"]
+__all__ = ["BankAllocator", "Recorder", "overlap_pairs", "MemoryLayout", "Region",
+           "selection_limit", "check_selection_fits"]
 
 
 class Recorder:
@@ -217,3 +219,31 @@ class MemoryLayout:
         """All the memory left, as region ``name``."""
         addr = -(-self.here // align) * align
         return self.add(name, max(self.mem_words - addr, 0), align)
+
+
+def selection_limit(selector, words, word_bits):
+    """The largest K whose selected set (``SELOUT``'s largest output,
+    :func:`spec.isa.sel_out_max_words`: per class a count and K records) fits ``words`` words
+    for ``selector``'s classes and id width (0 if not even K = 1 fits)."""
+    from spec.isa import sel_record_words
+    per_class = words // selector.classes - 1
+    return max(per_class // sel_record_words(selector, word_bits), 0)
+
+
+def check_selection_fits(selector, region, word_bits, where="main memory"):
+    """Raise unless the largest selected set of ``selector`` fits ``region`` (the
+    :class:`Region` ``SELOUT`` writes to).
+
+    Raises
+    ------
+    ValueError
+        Naming K, the words it needs, the words there are and the largest K that fits.
+    """
+    from spec.isa import sel_out_max_words, sel_record_words
+    need = sel_out_max_words(selector, word_bits)
+    if need > region.words:
+        rec = sel_record_words(selector, word_bits)
+        raise ValueError(f"Selector K = {selector.k} needs {need} words for the selected set "
+                         f"({selector.classes} classes × (1 + K × {rec})); {where} holds "
+                         f"{region.words} and at most K = "
+                         f"{selection_limit(selector, region.words, word_bits)} here")

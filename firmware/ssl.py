@@ -2,21 +2,47 @@
 (:mod:`firmware.pipeline`: the recipe, its phases, ``docs/pipeline.md``).
 
 Every option maps to a field of :class:`firmware.pipeline.Options`; the table goes to stdout,
-progress and errors to stderr; exit status 0, 1 if ``--check`` found a difference, 2 on a bad
-option or data set. The pipeline's public names are re-exported here for the scripts and tests
-that drive it from Python.
+progress and errors to stderr; exit status 0, 1 if ``--check`` found a difference or an output
+could not be written, 2 on a bad option or data set. Every argument, the data set, every
+network the run compiles and the output paths are checked before the run starts
+(:func:`check_arguments`, :meth:`firmware.pipeline.Options.check_for`; ``docs/pipeline.md``,
+"Errors"); the outputs are written atomically, each whether or not another failed. The
+pipeline's public names are re-exported here for the scripts and tests that drive it from
+Python; the pipeline (and PyTorch) is imported once the arguments are checked, so that a bad
+argument is answered at once.
 """
 
-import json
+import argparse
+import importlib.util
+import os
 import sys
 
+from spec.cli import positive_float, positive_int, seed_int
 from spec.soc import DEFAULT_SOC
-from .pipeline import (CheckFailed, CheckedDevice, DEFAULT_RECIPE, Data, Options, Recipe,
-                       board_clock_mhz, format_table, prepare_data, run_pipeline, soc_for,
-                       write_report)
 
-__all__ = ["add_arguments", "run", "Recipe", "DEFAULT_RECIPE", "Data", "prepare_data",
-           "soc_for", "run_pipeline", "CheckedDevice", "CheckFailed", "board_clock_mhz"]
+#: The pipeline's names re-exported here (imported on first use).
+_PIPELINE = ("Recipe", "DEFAULT_RECIPE", "Data", "prepare_data", "soc_for", "run_pipeline",
+             "CheckedDevice", "CheckFailed", "board_clock_mhz")
+
+__all__ = ["add_arguments", "check_arguments", "run", "write_outputs", *_PIPELINE]
+
+
+def __getattr__(name):
+    if name in _PIPELINE:
+        from . import pipeline
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def steps_scale(text):
+    """``--steps-scale``: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not 0 < value <= 1:                                          # also NaN
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text!r}")
+    return value
 
 
 def add_arguments(parser):
@@ -24,41 +50,45 @@ def add_arguments(parser):
                         choices=("golden", "pysim", "rtl-sim", "board"),
                         help="where the device phases run (default %(default)s)")
     parser.add_argument("--port", help="serial port of the board backend")
-    parser.add_argument("--cxxflags", help="C++ flags of the rtl-sim model, e.g. \"-O0\" "
-                                           "(default: the compiled simulator's, -O2)")
+    parser.add_argument("--cxxflags", metavar="FLAGS",
+                        help="C++ flags of the rtl-sim model, given with '=' since they start "
+                             "with '-': --cxxflags=-O0, --cxxflags='-O1 -g' (default: the "
+                             "compiled simulator's, -O2)")
     parser.add_argument("--dataset", metavar="PATH.npz",
                         help="an .npz with X (N×D floats in [0, 1] or uint8) and y (N labels "
                              "0..C-1); default scikit-learn's digits")
     parser.add_argument("--labeled-fraction", type=float, default=0.1,
                         help="labeled fraction of the train pool (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help="seed, 0..2**32-1 (default %(default)s)")
     parser.add_argument("--teacher-on-device", action="store_true",
                         help="train the teacher on the accelerator (default: offline in float)")
-    parser.add_argument("--k", type=int, help="selected samples per class (default: the SoC's, "
+    parser.add_argument("--k", type=positive_int, help="selected samples per class (default: the SoC's, "
                                                f"{DEFAULT_SOC.selector.k})")
-    parser.add_argument("--p", type=int, help="classes each sample competes for (default: the "
+    parser.add_argument("--p", type=positive_int, help="classes each sample competes for (default: the "
                                                f"SoC's, {DEFAULT_SOC.selector.p})")
-    parser.add_argument("--steps-scale", type=float, default=1.0,
-                        help="scale every step count (a quick run; default %(default)s)")
+    parser.add_argument("--steps-scale", type=steps_scale, default=1.0,
+                        help="scale every step count, in (0, 1] (a quick run; default "
+                             "%(default)s)")
     parser.add_argument("--check", action="store_true",
                         help="co-run the golden model; stop at the first memory difference")
     parser.add_argument("--no-float", action="store_true", help="skip the float32 pipeline")
-    parser.add_argument("--stream-chunks", type=int, metavar="N",
+    parser.add_argument("--stream-chunks", type=positive_int, metavar="N",
                         help="online selection: the unlabeled stream arrives in N chunks, the "
                              "selector keeps its state, a student after every chunk")
     parser.add_argument("--kd", action="store_true",
                         help="distillation: the student trains on the teacher's soft labels")
-    parser.add_argument("--temperature", type=float,
+    parser.add_argument("--temperature", type=positive_float,
                         help="--kd's softmax temperature (default 1: the best of 1, 2, 4 "
                              "measured, docs/pipeline.md)")
-    parser.add_argument("--kd-top", type=int,
+    parser.add_argument("--kd-top", type=positive_int,
                         help="--kd: classes kept per soft label (default 3)")
     parser.add_argument("--guard", type=float, metavar="MARGIN", nargs="?", const=0.05,
                         help="divergence guard: roll a phase back if the validation accuracy "
                              "drops by more than MARGIN (default 0.05 when given)")
-    parser.add_argument("--guard-samples", type=int, default=64,
-                        help="the guard's validation slice: the first N labeled samples "
-                             "(default %(default)s)")
+    parser.add_argument("--guard-samples", type=positive_int, metavar="N",
+                        help="--guard's validation slice: the first N labeled samples "
+                             "(default 64, or all of them if fewer)")
     parser.add_argument("--standalone", action="store_true",
                         help="label, select, train and finetune as one program image run once "
                              "(then the same recipe host-driven, compared bit for bit)")
@@ -67,43 +97,106 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+#: Options that act only with another: ``(option, attribute, enabled(args), enabling option)``.
+_NEEDS = (("--temperature", "temperature", lambda a: a.kd, "--kd"),
+          ("--kd-top", "kd_top", lambda a: a.kd, "--kd"),
+          ("--guard-samples", "guard_samples", lambda a: a.guard is not None, "--guard"),
+          ("--port", "port", lambda a: a.backend == "board", "--backend board"),
+          ("--cxxflags", "cxxflags", lambda a: a.backend == "rtl-sim", "--backend rtl-sim"))
+
+
+def check_arguments(args):
+    """The command line's own checks, before the data is loaded (argparse has checked each
+    value's type and range): no option without the one it acts with (:data:`_NEEDS`), output
+    paths the run can write. The data set and every option against it are checked next
+    (:func:`~firmware.pipeline.prepare_data`, :meth:`~firmware.pipeline.Options.check_for`).
+
+    Raises
+    ------
+    ValueError
+        Naming the option.
+    """
+    for flag, name, enabled, needs in _NEEDS:
+        if getattr(args, name) not in (None, "") and not enabled(args):
+            raise ValueError(f"{flag} is for {needs}")
+    if args.json is not None:
+        _check_output(args.json, "--json", directory=False)
+    if args.report is not None:
+        _check_output(args.report, "--report", directory=True)
+        if importlib.util.find_spec("matplotlib") is None:
+            raise ValueError("--report needs matplotlib (pip install matplotlib)")
+
+
+def _check_output(path, flag, directory):
+    """Refuse an output path the run could not write: a directory (a file for ``--report``),
+    something else than a regular file, a parent directory that does not exist or is not
+    writable."""
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            raise ValueError(f"{flag} {path}: not a directory")
+        if not directory and os.path.isdir(path):
+            raise ValueError(f"{flag} {path}: is a directory")
+        if not directory and not os.path.isfile(path):
+            raise ValueError(f"{flag} {path}: not a regular file")
+    where = path if directory and os.path.isdir(path) else os.path.dirname(path) or "."
+    if not os.path.isdir(where):
+        raise ValueError(f"{flag} {path}: directory {where} does not exist")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: directory {where} is not writable")
+
+
+def write_outputs(res, json_path=None, report_dir=None):
+    """Write ``--json`` and ``--report`` (each atomically, each whether or not the other
+    failed); a line on stderr per file written or failed. Returns the exit status: 0, or 1 if
+    something could not be written."""
+    from .pipeline import ReportError, write_json, write_report
+    failed = []
+    if json_path is not None:
+        try:
+            write_json(res, json_path)
+        except OSError as e:
+            failed.append((json_path, e))
+    if report_dir is not None:
+        try:
+            written = write_report(res, report_dir)
+        except ReportError as e:
+            written = e.written
+            failed += e.failed
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    for path, e in failed:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        print(f"error: cannot write {path}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def run(args):
-    if not 0 < args.steps_scale <= 1:
-        raise SystemExit(f"--steps-scale must be in (0, 1], not {args.steps_scale}")
-    for flag, value in (("--temperature", args.temperature), ("--kd-top", args.kd_top)):
-        if value is not None and not args.kd:
-            print(f"error: {flag} is for --kd", file=sys.stderr)
-            return 2
     try:
+        check_arguments(args)
+        from .pipeline import DEFAULT_RECIPE, Options, prepare_data, soc_for
         data = prepare_data(args.dataset, seed=args.seed, labeled_fraction=args.labeled_fraction)
         soc = soc_for(data.num_classes, args.k, args.p)
+        recipe = (DEFAULT_RECIPE if args.steps_scale == 1
+                  else DEFAULT_RECIPE.scaled(args.steps_scale))
+        backend_options = {}
+        if args.backend == "board":
+            backend_options["port"] = args.port
+        if args.backend == "rtl-sim" and args.cxxflags:
+            backend_options["cxxflags"] = tuple(args.cxxflags.split())
+        options = Options(
+            backend=args.backend, soc=soc, recipe=recipe, seed=args.seed,
+            teacher_on_device=args.teacher_on_device, check=args.check,
+            progress=not args.quiet, float_pipeline=not args.no_float,
+            stream_chunks=args.stream_chunks, kd=args.kd, temperature=args.temperature,
+            kd_top=args.kd_top, guard_margin=args.guard, guard_samples=args.guard_samples,
+            standalone=args.standalone, backend_options=backend_options).check_for(data)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    recipe = DEFAULT_RECIPE if args.steps_scale == 1 else DEFAULT_RECIPE.scaled(args.steps_scale)
-    backend_options = {}
-    if args.backend == "board":
-        backend_options["port"] = args.port
-    elif args.port:
-        print("error: --port is for --backend board", file=sys.stderr)
-        return 2
-    if args.backend == "rtl-sim":
-        if args.cxxflags:
-            backend_options["cxxflags"] = tuple(args.cxxflags.split())
-    elif args.cxxflags:
-        print("error: --cxxflags is for --backend rtl-sim", file=sys.stderr)
         return 2
     print(f"Semi-supervised pipeline on {args.backend}: {data.name}, {len(data.labeled)} "
           f"labeled / {len(data.unlabeled)} unlabeled / {len(data.test)} test, "
           f"{data.num_classes} classes, seed {args.seed}", file=sys.stderr, flush=True)
-    options = Options(
-        backend=args.backend, soc=soc, recipe=recipe, seed=args.seed,
-        teacher_on_device=args.teacher_on_device, check=args.check, progress=not args.quiet,
-        float_pipeline=not args.no_float, stream_chunks=args.stream_chunks, kd=args.kd,
-        temperature=1.0 if args.temperature is None else args.temperature,
-        kd_top=3 if args.kd_top is None else args.kd_top, guard_margin=args.guard,
-        guard_samples=args.guard_samples, standalone=args.standalone,
-        backend_options=backend_options)
+    from .pipeline import CheckFailed, format_table, run_pipeline
     try:
         res = run_pipeline(data, options)
     except CheckFailed as e:
@@ -113,10 +206,4 @@ def run(args):
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
-    if args.report:
-        for path in write_report(res, args.report):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return write_outputs(res, args.json, args.report)

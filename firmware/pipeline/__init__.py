@@ -33,9 +33,9 @@ is :mod:`firmware.ssl`.
 from .data import Data, prepare_data, soc_for
 from .devices import CheckFailed, CheckedDevice
 from .recipe import DEFAULT_RECIPE, Options, Recipe
-from .report import board_clock_mhz, format_table, write_report
+from .report import ReportError, board_clock_mhz, format_table, write_json, write_report
 from .run import run_pipeline
 
 __all__ = ["Data", "prepare_data", "soc_for", "Recipe", "DEFAULT_RECIPE", "Options",
            "run_pipeline", "CheckedDevice", "CheckFailed", "board_clock_mhz", "format_table",
-           "write_report"]
+           "write_json", "write_report", "ReportError"]

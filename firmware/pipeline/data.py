@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from spec.soc import DEFAULT_SOC
+from .recipe import check_seed
 
 __all__ = ["Data", "prepare_data", "soc_for"]
 
@@ -37,11 +38,14 @@ def prepare_data(dataset=None, *, seed=0, labeled_fraction=0.1, test_fraction=0.
 
     Raises
     ------
-    ValueError
-        On a malformed file (:func:`golden.data.load_npz`), a bad fraction, or too few samples
-        for every class to appear in the labeled set and the unlabeled stream.
+    TypeError, ValueError
+        On a malformed file (:func:`golden.data.load_npz`), a bad fraction or seed
+        (:func:`~firmware.pipeline.recipe.check_seed`), or too few samples for every class to
+        appear in the labeled set and the unlabeled stream.
     """
     from golden.data import load_digits, load_npz, stratified_indices
+    check_seed(seed)
+    check_seed(split_seed)
     for v, what in ((labeled_fraction, "Labeled fraction"), (test_fraction, "Test fraction")):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
             raise ValueError(f"{what} must be in (0, 1), not {v!r}")
@@ -66,13 +70,21 @@ def prepare_data(dataset=None, *, seed=0, labeled_fraction=0.1, test_fraction=0.
 
 
 def soc_for(num_classes, k=None, p=None, soc=DEFAULT_SOC):
-    """``soc`` with a selector for ``num_classes`` classes (K, P default: the SoC's, K capped at
-    what the unlabeled stream can offer is the caller's business)."""
+    """``soc`` with a selector for ``num_classes`` classes (K, P default: the SoC's, the
+    default P capped at the classes; K capped at what the unlabeled stream can offer is the
+    caller's business).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If K or P is out of range (:class:`spec.selection.SelectorConfig`: P at most the
+        classes) or the selector does not fit the SoC (:class:`spec.soc.SocConfig`).
+    """
     from spec.selection import SelectorConfig
     sel = soc.selector
     k = sel.k if k is None else k
-    p = sel.p if p is None else p
+    p = min(sel.p, num_classes) if p is None else p
     if (sel.classes, sel.k, sel.p) == (num_classes, k, p):
         return soc
-    return replace(soc, selector=SelectorConfig(classes=num_classes, k=k, p=min(p, num_classes),
+    return replace(soc, selector=SelectorConfig(classes=num_classes, k=k, p=p,
                                                 id_width=sel.id_width))

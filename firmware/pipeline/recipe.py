@@ -2,10 +2,30 @@
 (:class:`Options`: backend, checks, variants of the recipe)."""
 
 from dataclasses import dataclass, field, fields, replace
+from numbers import Real
 
-from spec.params import check_positive_int
+from spec import isa
+from spec.params import check_int, check_positive_int
 
-__all__ = ["Recipe", "DEFAULT_RECIPE", "Options"]
+__all__ = ["Recipe", "DEFAULT_RECIPE", "Options", "SEED_MAX", "check_seed"]
+
+#: The largest seed: the ``SEED`` instruction's field (32 bits) seeds the device's stochastic
+#: rounding; the host's generators (initialisation, splits, batch order) take the same seed.
+SEED_MAX = isa.LAYOUTS[isa.Op.SEED][0].max
+
+
+#: Defaults of :class:`Options`' ``temperature``, ``kd_top`` (with ``kd``) and ``guard_samples``
+#: (with ``guard_margin``; all of L if it has fewer samples).
+TEMPERATURE, KD_TOP, GUARD_SAMPLES = 1.0, 3, 64
+
+
+def check_seed(seed):
+    """Raise unless ``seed`` is an integer in ``0 .. SEED_MAX`` (``2**32 − 1``)."""
+    check_int(seed, "Seed")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"Seed must be in 0..{SEED_MAX} (the SEED instruction's "
+                         f"{SEED_MAX.bit_length()} bits), not {seed!r}")
+    return seed
 
 
 @dataclass(frozen=True)
@@ -60,9 +80,14 @@ class Recipe:
     eval_every: int = 500
 
     def scaled(self, fraction):
-        """A copy with every device step count scaled by ``fraction`` (at least 1 step each): a
-        quick run of the same pipeline (the offline teacher, cheap on the host, keeps its
-        steps)."""
+        """A copy with every device step count scaled by ``fraction`` (a positive finite
+        number; at least 1 step each): a quick run of the same pipeline (the offline teacher,
+        cheap on the host, keeps its steps)."""
+        if isinstance(fraction, bool) or not isinstance(fraction, Real):
+            raise TypeError(f"Step scale must be a real number, not {fraction!r}")
+        if not 0 < fraction < float("inf"):                         # also NaN
+            raise ValueError(f"Step scale must be positive and finite, not {fraction!r}")
+
         def sc(schedule):
             return tuple((max(1, round(s * fraction)), lr) for s, lr in schedule)
         return replace(self, device_teacher_schedule=sc(self.device_teacher_schedule),
@@ -87,7 +112,8 @@ class Options:
         Default: :data:`spec.soc.DEFAULT_SOC` with a selector for the data's classes.
     recipe : Recipe
     seed : int
-        Initialisation, batch order and stochastic rounding of every network.
+        Initialisation, batch order and stochastic rounding of every network: ``0 ..
+        SEED_MAX`` (:func:`check_seed`).
     teacher_on_device : bool
     check : bool
         Co-run the golden model (:class:`firmware.pipeline.devices.CheckedDevice`).
@@ -111,13 +137,16 @@ class Options:
         instead of the pseudo-labels (the top ``kd_top`` classes of each selected sample with
         their probabilities, :func:`golden.selection.soft_labels`), with the tempered softmax
         gradient (``SMX`` ``inv_temp``); ``result["kd"]``.
-    temperature : float
-    kd_top : int
+    temperature : float, optional
+        Only with ``kd`` (default 1).
+    kd_top : int, optional
+        Only with ``kd`` (default 3), at most the classes.
     guard_margin : float, optional
         The divergence guard (:class:`firmware.guard.DivergenceGuard`) around the SSL
         student's phases with this margin; ``None``: no guard. ``result["guard"]``.
-    guard_samples : int
-        Size of the guard's validation slice (the first samples of L).
+    guard_samples : int, optional
+        Only with ``guard_margin``: size of the guard's validation slice (the first samples
+        of L; default 64, or all of L if it is smaller), at most L's size.
     standalone : bool
         Label, select, student-train and finetune (and the guard) as **one** program image
         run once (:mod:`firmware.standalone`; its batches come from fixed slots, so its
@@ -141,10 +170,10 @@ class Options:
     students: str = "device"
     stream_chunks: int = None
     kd: bool = False
-    temperature: float = 1.0
-    kd_top: int = 3
+    temperature: float = None
+    kd_top: int = None
     guard_margin: float = None
-    guard_samples: int = 64
+    guard_samples: int = None
     standalone: bool = False
     compare_host_driven: bool = True
     backend_options: dict = field(default_factory=dict)
@@ -157,29 +186,122 @@ class Options:
                    backend_options={k: v for k, v in kwargs.items() if k not in names})
 
     def check_for(self, data):
-        """Check the options against ``data``'s sizes.
+        """Check the options against ``data`` and the SoC, before anything runs: every
+        option's type and range, the options that only act with another (``temperature`` and
+        ``kd_top`` with ``kd``, ``guard_samples`` with ``guard_margin``), and that every network
+        the run compiles (:meth:`networks`) and the largest selected set fit the SoC's
+        scratchpads and main memory.
+
+        Returns
+        -------
+        Options
+            These options with their defaults resolved for ``data`` (``soc``, ``temperature``,
+            ``kd_top``, ``guard_samples``).
 
         Raises
         ------
         TypeError, ValueError
-            On a bad option (messages name it).
+            On a bad option (messages name it and its limit).
         """
-        C, n_stream = data.num_classes, len(data.unlabeled)
+        from ..accelerator import BACKENDS
+        from .data import soc_for
+        C, n_stream, n_labeled = data.num_classes, len(data.unlabeled), len(data.labeled)
+        if self.device is None and self.backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {self.backend!r} (available: "
+                             f"{', '.join(map(repr, BACKENDS))})")
+        check_seed(self.seed)
+        if not isinstance(self.recipe, Recipe):
+            raise TypeError(f"Recipe must be a Recipe, not {self.recipe!r}")
+        soc = self.soc if self.soc is not None else soc_for(C)
+        sel = soc.selector
+        if sel is None or sel.classes != C:
+            raise ValueError(f"The SoC's selector must have {C} classes")
+        if n_stream > 1 << sel.id_width:
+            raise ValueError(f"The unlabeled stream's {n_stream} samples exceed the selector's "
+                             f"{sel.id_width}-bit sample ids (at most {1 << sel.id_width})")
         if self.stream_chunks is not None:
             check_positive_int(self.stream_chunks, "Stream chunks")
             if self.stream_chunks > n_stream:
                 raise ValueError(f"Stream chunks must be at most the stream's {n_stream} "
                                  f"samples, not {self.stream_chunks!r}")
+        resolved = {"soc": soc}
+        for name, what, default in (("temperature", "Distillation temperature", TEMPERATURE),
+                                    ("kd_top", "Distillation top classes", KD_TOP)):
+            value = getattr(self, name)
+            if not self.kd and value is not None:
+                raise ValueError(f"{what} is for distillation (kd), not {value!r} without it")
+            resolved[name] = default if self.kd and value is None else value
         if self.kd:
-            check_positive_int(self.kd_top, "Distillation top classes")
-            if self.kd_top > C:
+            check_positive_int(resolved["kd_top"], "Distillation top classes")
+            if resolved["kd_top"] > C:
                 raise ValueError(f"Distillation top classes must be at most {C}, "
-                                 f"not {self.kd_top!r}")
+                                 f"not {resolved['kd_top']!r}")
         if self.standalone and (self.kd or self.stream_chunks is not None):
             raise ValueError("--standalone runs the hard-label one-shot recipe: not with --kd "
                              "or --stream-chunks")
-        if self.guard_margin is not None:
-            check_positive_int(self.guard_samples, "Guard validation samples")
+        if self.guard_margin is None:
+            if self.guard_samples is not None:
+                raise ValueError(f"Guard validation samples are for the guard (guard_margin), "
+                                 f"not {self.guard_samples!r} without it")
+        else:
+            from ..guard import DivergenceGuard
+            n = (min(GUARD_SAMPLES, n_labeled) if self.guard_samples is None
+                 else self.guard_samples)
+            check_positive_int(n, "Guard validation samples")
+            if n > n_labeled:
+                raise ValueError(f"Guard validation samples must be at most the {n_labeled} "
+                                 f"labeled samples, not {n!r}")
+            DivergenceGuard(data.labeled.X[:n], data.labeled.y[:n], self.guard_margin)
+            resolved["guard_samples"] = n
         if self.students not in ("device", "trainer"):
             raise ValueError(f"Students must train on 'device' or 'trainer', "
                              f"not {self.students!r}")
+        options = replace(self, **resolved)
+        options._check_networks(data)
+        return options
+
+    def networks(self, data):
+        """The networks the run compiles for ``data``: ``[(name, MLPDescription, program
+        kinds)]`` (the teacher with the selection programs, the distillation teacher, the
+        students; as :meth:`firmware.Accelerator.mlp` makes them)."""
+        from ..compiler import MLPDescription
+        r, D, C = self.recipe, data.features, data.num_classes
+        if self.teacher_on_device:
+            t_sizes, t_batch = (D, *r.device_teacher_hidden, C), r.device_teacher_batch
+        else:
+            t_sizes, t_batch = (D, *r.teacher_hidden, C), r.batch
+        out = [("teacher", MLPDescription(t_sizes, batch=t_batch),
+                ("train",) * self.teacher_on_device + ("logits", "probs", "select"))]
+        if self.kd:
+            out.append(("distillation teacher",
+                        MLPDescription(t_sizes, batch=r.batch, temperature=self.temperature),
+                        ("logits", "probs")))
+        if self.students == "device" or self.standalone:
+            s_sizes = (D, *r.student_hidden, C)
+            out.append(("student",
+                        MLPDescription(s_sizes, batch=r.batch,
+                                       temperature=self.temperature if self.kd else None),
+                        ("train", "logits", "probs")
+                        + ("valacc",) * (self.guard_margin is not None)))
+        return out
+
+    def _check_networks(self, data):
+        """Compile every network of :meth:`networks` for the SoC: each must fit the
+        scratchpads and main memory, hold at least one inference block, and the teacher's
+        data region the largest selected set."""
+        from ..compiler import compile_mlp
+        from ..plan import check_selection_fits
+        for name, desc, kinds in self.networks(data):
+            what = f"The {name} ({'-'.join(map(str, desc.sizes))}, batch {desc.batch})"
+            try:
+                cm = compile_mlp(desc, self.soc, kinds)
+            except ValueError as e:
+                raise ValueError(f"{what}: {e}") from None
+            if cm.eval_capacity < 1:
+                raise ValueError(f"{what}: main memory is too small for one inference block "
+                                 f"({cm.block_words + desc.batch * desc.sizes[-1]} words; "
+                                 f"{cm.regions['data'].words} are left)")
+            if "select" in kinds:
+                check_selection_fits(self.soc.selector, cm.regions["data"], desc.formats.width,
+                                     where=f"main memory after the {name}'s weights and "
+                                           f"programs")

@@ -1,12 +1,15 @@
 """The pipeline's report: the final table (:func:`format_table`), the plots and
-``results.json`` (:func:`write_report`); cycles projected to time at the board's clock
-(:func:`board_clock_mhz`)."""
+``results.json`` (:func:`write_report`), every file written atomically (:func:`write_atomic`,
+:func:`write_json`); cycles projected to time at the board's clock (:func:`board_clock_mhz`)."""
 
 import json
+import os
+import tempfile
 
 import numpy as np
 
-__all__ = ["BOARD", "board_clock_mhz", "format_table", "write_report"]
+__all__ = ["BOARD", "board_clock_mhz", "format_table", "write_atomic", "write_json",
+           "ReportError", "write_report"]
 
 #: The board whose clock projects cycles to time.
 BOARD = "ulx3s-85f"
@@ -57,15 +60,93 @@ def format_table(res):
     return "\n".join(lines)
 
 
+def write_atomic(path, write, binary=False):
+    """Write ``path`` atomically: ``write(file)`` fills a temporary file in the same directory,
+    which then replaces ``path`` (:func:`os.replace`): ``path`` is either the whole new file or,
+    if anything fails, left as it was. The new file gets the old one's permissions (a new one:
+    the umask's).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written (the temporary file is removed).
+    """
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                               prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(res, path):
+    """``res`` as JSON at ``path``, atomically (:func:`write_atomic`)."""
+    text = json.dumps(res, indent=1)
+    write_atomic(path, lambda f: f.write(text))
+
+
+class ReportError(OSError):
+    """Some of the report's files could not be written: :attr:`failed` (``[(path, error)]``),
+    :attr:`written` (the paths that were)."""
+
+    def __init__(self, failed, written):
+        self.failed, self.written = failed, written
+        super().__init__("; ".join(f"cannot write {p}: {_reason(e)}" for p, e in failed))
+
+
+def _reason(e):
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
 def write_report(res, directory):
     """Plots (matplotlib, Agg): accuracy per phase and per epoch, the selected set's class
-    balance, the array's utilization per phase. Returns the files written."""
-    import os
+    balance, the array's utilization per phase; and ``results.json``. Every file is written
+    atomically (:func:`write_atomic`), and one that fails does not stop the others.
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Raises
+    ------
+    ReportError
+        After writing what it could, if some file could not be written (or ``directory``
+        made).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    os.makedirs(directory, exist_ok=True)
-    files = []
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise ReportError([(directory, e)], []) from None
+    files, failed = [], []
+
+    def save(fig, name):
+        path = os.path.join(directory, name)
+        try:
+            write_atomic(path, lambda f: fig.savefig(f, dpi=100, format="png"), binary=True)
+            files.append(path)
+        except OSError as e:
+            failed.append((path, e))
+        plt.close(fig)
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     for name, pts in res["curves"].items():
@@ -90,9 +171,7 @@ def write_report(res, directory):
     a2.set_title("Accuracy per phase")
     a2.tick_params(axis="x", rotation=30)
     fig.tight_layout()
-    files.append(os.path.join(directory, "accuracy.png"))
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    save(fig, "accuracy.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(range(res["classes"]), res["class_counts"])
@@ -103,9 +182,7 @@ def write_report(res, directory):
                  f"{res['pseudo_label_precision']:.1%}")
     ax.legend()
     fig.tight_layout()
-    files.append(os.path.join(directory, "class_balance.png"))
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    save(fig, "class_balance.png")
 
     fig, ax = plt.subplots(figsize=(8, 4))
     dev = [r for r in res["phases"] if r["cycles"]]
@@ -119,10 +196,13 @@ def write_report(res, directory):
     ax.set_title("Array (GEMM) and unit utilization per phase")
     ax.legend()
     fig.tight_layout()
-    files.append(os.path.join(directory, "utilization.png"))
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
-    with open(os.path.join(directory, "results.json"), "w") as f:
-        json.dump(res, f, indent=1)
-    files.append(os.path.join(directory, "results.json"))
+    save(fig, "utilization.png")
+    path = os.path.join(directory, "results.json")
+    try:
+        write_json(res, path)
+        files.append(path)
+    except OSError as e:
+        failed.append((path, e))
+    if failed:
+        raise ReportError(failed, files)
     return files

@@ -6,7 +6,6 @@ import time
 import numpy as np
 
 from . import phases
-from .data import soc_for
 from .devices import CheckedDevice, CountingDevice
 from .progress import Phases
 from .recipe import Options
@@ -55,14 +54,13 @@ def run_pipeline(data, options=None, /, **keywords):
 
 
 def _setup(data, o):
-    """Check the options; make the device (unless given), the checked and counting devices,
-    the accelerator, the guard. Returns the state and the made device's ``close`` (or
-    ``None``)."""
+    """Check the options (:meth:`~firmware.pipeline.recipe.Options.check_for`: every option
+    and every network the run compiles, before anything runs); make the device (unless
+    given), the checked and counting devices, the accelerator, the guard. Returns the state
+    and the made device's ``close`` (or ``None``)."""
     from ..accelerator import Accelerator, BACKENDS
-    soc = o.soc if o.soc is not None else soc_for(data.num_classes)
-    if soc.selector is None or soc.selector.classes != data.num_classes:
-        raise ValueError(f"The SoC's selector must have {data.num_classes} classes")
-    o.check_for(data)
+    o = o.check_for(data)
+    soc = o.soc
     guard = None                    # (standalone: the image's own guard, from guard_margin)
     if o.guard_margin is not None:
         from ..guard import DivergenceGuard
@@ -70,9 +68,6 @@ def _setup(data, o):
         guard = DivergenceGuard(L.X[:o.guard_samples], L.y[:o.guard_samples], o.guard_margin)
     device, close = o.device, None
     if device is None:
-        if o.backend not in BACKENDS:
-            raise ValueError(f"Unknown backend {o.backend!r} (available: "
-                             f"{', '.join(map(repr, BACKENDS))})")
         backend_options = dict(o.backend_options)
         if o.backend == "rtl-sim":
             # the compiled model's build reports what it does when the run shows progress
