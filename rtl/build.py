@@ -37,7 +37,8 @@ import time
 import traceback
 from pathlib import Path
 
-from spec.cli import ArgumentParser, non_negative_float, positive_float, positive_int, seed_int
+from spec.cli import (SEED_MAX, ArgumentParser, non_negative_float, positive_float, positive_int,
+                      seed_int)
 
 __all__ = ["BuildError", "TOOL_PACKAGES", "UTILIZATION_CELLS", "BUILD_MARKER", "check_tools",
            "make_top", "make_plan", "estimate_resources", "check_fits_part", "check_build_dir",
@@ -242,7 +243,7 @@ def check_build(board, top, *, seed=1, out="build", time_limit=None):
     ------
     TypeError, ValueError
         If ``board`` is not a BoardConfig, ``top`` is not one of :data:`TOPS`, ``seed`` is not
-        an integer in ``0..2**32 - 1``, ``time_limit`` is not a positive number, the
+        an integer in ``0..spec.cli.SEED_MAX``, ``time_limit`` is not a positive number, the
         configuration cannot fit the part (:func:`check_fits_part`) or ``out`` is not a build
         directory this tool may use (:func:`check_build_dir`).
     """
@@ -253,8 +254,8 @@ def check_build(board, top, *, seed=1, out="build", time_limit=None):
         raise ValueError(f"Top must be 'array' or 'soc', not {top!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"nextpnr seed must be an integer, not {seed!r}")
-    if not 0 <= seed < 1 << 32:
-        raise ValueError(f"nextpnr seed must be an integer in 0..{(1 << 32) - 1}, not {seed!r}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"nextpnr seed must be an integer in 0..{SEED_MAX}, not {seed!r}")
     _check_time_limit(time_limit)
     check_fits_part(board, top)
     return check_build_dir(out)
