@@ -107,8 +107,8 @@ _NEEDS = (("--temperature", "temperature", lambda a: a.kd, "--kd"),
 
 def check_arguments(args):
     """The command line's own checks, before the data is loaded (argparse has checked each
-    value's type and range): no option without the one it acts with (:data:`_NEEDS`), output
-    paths the run can write. The data set and every option against it are checked next
+    value's type and range): no option without the one it acts with (:data:`_NEEDS`), the
+    board's port, output paths the run can write. The data set and every option against it are checked next
     (:func:`~firmware.pipeline.prepare_data`, :meth:`~firmware.pipeline.Options.check_for`).
 
     Raises
@@ -119,6 +119,8 @@ def check_arguments(args):
     for flag, name, enabled, needs in _NEEDS:
         if getattr(args, name) not in (None, "") and not enabled(args):
             raise ValueError(f"{flag} is for {needs}")
+    if args.backend == "board" and not args.port:
+        raise ValueError("--backend board needs --port")
     if args.json is not None:
         _check_output(args.json, "--json", directory=False)
     if args.report is not None:

@@ -109,7 +109,11 @@ class Options:
     backend : str
         A name of :data:`firmware.accelerator.BACKENDS`.
     soc : SocConfig, optional
-        Default: :data:`spec.soc.DEFAULT_SOC` with a selector for the data's classes.
+        Default: :data:`spec.soc.DEFAULT_SOC` with a selector for the data's classes (and
+        ``k``, ``p``); its selector must have the data's classes.
+    k, p : int, optional
+        Without ``soc``: the selector's K (samples kept per class) and P (classes each
+        sample competes for, at most the classes); default the default SoC's.
     recipe : Recipe
     seed : int
         Initialisation, batch order and stochastic rounding of every network: ``0 ..
@@ -160,6 +164,8 @@ class Options:
     """
     backend: str = "golden"
     soc: object = None
+    k: int = None
+    p: int = None
     recipe: Recipe = DEFAULT_RECIPE
     seed: int = 0
     teacher_on_device: bool = False
@@ -212,7 +218,12 @@ class Options:
         check_seed(self.seed)
         if not isinstance(self.recipe, Recipe):
             raise TypeError(f"Recipe must be a Recipe, not {self.recipe!r}")
-        soc = self.soc if self.soc is not None else soc_for(C)
+        if self.soc is None:
+            soc = soc_for(C, self.k, self.p)
+        elif self.k is not None or self.p is not None:
+            raise ValueError("Give the selector's K and P in soc or as k and p, not both")
+        else:
+            soc = self.soc
         sel = soc.selector
         if sel is None or sel.classes != C:
             raise ValueError(f"The SoC's selector must have {C} classes")
@@ -224,7 +235,7 @@ class Options:
             if self.stream_chunks > n_stream:
                 raise ValueError(f"Stream chunks must be at most the stream's {n_stream} "
                                  f"samples, not {self.stream_chunks!r}")
-        resolved = {"soc": soc}
+        resolved = {"soc": soc, "k": None, "p": None}
         for name, what, default in (("temperature", "Distillation temperature", TEMPERATURE),
                                     ("kd_top", "Distillation top classes", KD_TOP)):
             value = getattr(self, name)
