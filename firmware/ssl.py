@@ -17,7 +17,7 @@ import importlib.util
 import os
 import sys
 
-from spec.cli import positive_float, positive_int, seed_int
+from spec.cli import positive_int, seed_int
 from spec.soc import DEFAULT_SOC
 
 #: The pipeline's names re-exported here (imported on first use).
@@ -73,12 +73,12 @@ def add_arguments(parser):
     parser.add_argument("--check", action="store_true",
                         help="co-run the golden model; stop at the first memory difference")
     parser.add_argument("--no-float", action="store_true", help="skip the float32 pipeline")
-    parser.add_argument("--stream-chunks", type=positive_int, metavar="N",
+    parser.add_argument("--stream-chunks", type=int, metavar="N",
                         help="online selection: the unlabeled stream arrives in N chunks, the "
                              "selector keeps its state, a student after every chunk")
     parser.add_argument("--kd", action="store_true",
                         help="distillation: the student trains on the teacher's soft labels")
-    parser.add_argument("--temperature", type=positive_float,
+    parser.add_argument("--temperature", type=float,
                         help="--kd's softmax temperature (default 1: the best of 1, 2, 4 "
                              "measured, docs/pipeline.md)")
     parser.add_argument("--kd-top", type=positive_int,

@@ -57,8 +57,6 @@ BAD_ARGUMENTS = [
     (["--steps-scale", "nan"], r"--steps-scale: must be in \(0, 1\], not 'nan'"),
     (["--steps-scale", "2"], r"--steps-scale: must be in \(0, 1\], not '2'"),
     (["--k", "0"], r"--k: must be a positive integer, not '0'"),
-    (["--stream-chunks", "-3"], r"--stream-chunks: must be a positive integer"),
-    (["--kd", "--temperature", "0"], r"--temperature: must be a positive number"),
     # item 13: the seed's range, options without the option they act with
     (["--seed", "4294967296"], r"--seed: must be an integer in 0\.\.4294967295, "
                                r"not '4294967296'"),
@@ -84,6 +82,11 @@ BAD_ARGUMENTS = [
      r"Guard validation samples must be at most the \d+ labeled samples, not 500"),
     (["--dataset", "{data}", "--guard", "2"], r"Guard margin must be in \[0, 1\), not 2\.0"),
     (["--dataset", "{data}", "--stream-chunks", "100000"], r"Stream chunks must be at most"),
+    (["--dataset", "{data}", "--stream-chunks", "-3"], r"Stream chunks must be a positive "
+                                                       r"integer, not -3"),
+    (["--dataset", "{data}", "--kd", "--temperature", "0"], r"Temperature must be positive, "
+                                                            r"not 0\.0"),
+    (["--dataset", "{data}", "--kd", "--temperature", "inf"], r"Temperature must be finite"),
     # item 7: K against what main memory can hold
     (["--dataset", "{data}", "--k", "50000"],
      r"Selector K = 50000 needs 300003 words for the selected set \(3 classes × \(1 \+ K × 2\)\)"
