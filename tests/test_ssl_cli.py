@@ -178,6 +178,9 @@ class _Untouchable:
      r"^Guard validation samples must be at most the 126 labeled samples, not 1000$"),
     (dict(kd=True, temperature=1e9), r"[Tt]emperature"),
     (dict(backend="nonesuch", device=None), r"^Unknown backend 'nonesuch'"),
+    (dict(standalone=True, k=4000), r"^The standalone image: The standalone image's tables hold "
+                                    r"at most 32767 slots and samples, not 40126$"),
+    (dict(standalone=True, k=1000), r"^The standalone image: Main memory is too small"),
 ])
 def test_api_refuses_before_the_run(data, options, message):
     with pytest.raises(ValueError, match=message):

@@ -269,6 +269,8 @@ class Options:
                              f"not {self.students!r}")
         options = replace(self, **resolved)
         options._check_networks(data)
+        if self.standalone:
+            options._check_standalone(data)
         return options
 
     def networks(self, data):
@@ -295,6 +297,29 @@ class Options:
                         ("train", "logits", "probs")
                         + ("valacc",) * (self.guard_margin is not None)))
         return out
+
+    def _check_standalone(self, data):
+        """Lay the standalone image out as :func:`firmware.standalone.run_standalone` will
+        (weights 0: the layout depends only on the sizes, the sets, the schedules and the
+        guard): it must fit main memory and its tables."""
+        import numpy as np
+        from ..compiler import MLPDescription
+        from ..standalone import StandaloneImage
+        r, L = self.recipe, data.labeled
+        t_sizes = self.networks(data)[0][1].sizes
+        s_sizes = (data.features, *r.student_hidden, data.num_classes)
+        td = MLPDescription(t_sizes, batch=r.batch)
+        sd = MLPDescription(s_sizes, batch=r.batch, lr=r.student_schedule[0][1])
+
+        def zeros(sizes):
+            return [np.zeros((a + 1, b), dtype=np.int64) for a, b in zip(sizes, sizes[1:])]
+        guard = None if self.guard_margin is None else (self.guard_margin, self.guard_samples)
+        try:
+            StandaloneImage(self.soc, td, zeros(t_sizes), sd, zeros(s_sizes), self.seed,
+                            data.unlabeled.X, L.X, L.y, r.student_schedule,
+                            r.finetune_schedule, guard=guard)
+        except ValueError as e:
+            raise ValueError(f"The standalone image: {e}") from None
 
     def _check_networks(self, data):
         """Compile every network of :meth:`networks` for the SoC: each must fit the
