@@ -60,6 +60,8 @@ def open_link(port_or_transport, *, baud=115200, timeout=1.0, retries=2):
     ------
     TypeError
         If ``port_or_transport`` is none of these.
+    firmware.transport.SerialPortError
+        If the serial port named cannot be opened.
     """
     x = port_or_transport
     if isinstance(x, HostLink):
@@ -109,6 +111,8 @@ class BoardDevice(Device):
         If an argument has the wrong type.
     BoardMismatch
         If the device is not the expected SoC (the message names the field and both values).
+    firmware.transport.SerialPortError
+        If the serial port named cannot be opened (a :exc:`OSError`; the message names it).
     firmware.transport.HostLinkError
         If the device does not answer.
     """

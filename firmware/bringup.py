@@ -12,7 +12,8 @@ needs an earlier one which failed is SKIPped.
 
 1. ``bitstream`` — the ``--bitstream`` file, or ``build/<board>-soc/top.bit|.bin`` from
    ``python -m rtl.build --board B --top soc``; with ``--build`` it is built if missing.
-   ``--sim``: build or load the compiled model of the SoC with its host link.
+   ``--no-program``: not needed. ``--sim``: build or load the compiled model of the SoC with
+   its host link.
 2. ``program`` — ``openFPGALoader -b ulx3s -m`` (ULX3S; ``$OPENFPGALOADER`` overrides the program,
    as amaranth-boards does) or ``iceprog`` (iCEBreaker; ``$ICEPROG``). ``--no-program`` skips it
    (the board is already configured). ``--sim``: the model's power-on state.
@@ -26,11 +27,11 @@ needs an earlier one which failed is SKIPped.
 7. ``train`` (``--train``) — a few SGD steps of a small MLP on the device: weights equal the
    golden model's run bit for bit.
 
-Exit status 0 when every step passed, 1 otherwise. ``--json``: one JSON object on stdout.
-See ``docs/bringup.md``.
+Exit status 0 when every step passed, 1 otherwise; a bad argument is one line ``error: …`` and
+exit status 2 before any step (``docs/bringup.md``, "Errors"). ``--json``: one JSON object on
+stdout. See ``docs/bringup.md``.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -42,9 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
+from spec.cli import ArgumentParser, existing_file, int_range, positive_int, seed_int
 from spec.csr import Csr, CHIP_ID
 from spec.hostlink import PROTOCOL_VERSION
-from spec.params import Config, ArrayConfig
+from spec.params import Config, ArrayConfig, check_positive_int
 from spec.soc import SocConfig, DEFAULT_SOC
 
 __all__ = ["SMALL_SOC", "SIM_OPTIONS", "VERILATOR_SIM_OPTIONS", "SIM_DIVISOR", "StepResult",
@@ -149,7 +151,7 @@ class Bringup:
     baud : int, optional
         A board's baud rate (default the board's).
     divisor : int
-        The simulated UART's divisor.
+        The simulated UART's divisor (at least :data:`rtl.uart.MIN_DIVISOR`).
     train : bool
         Also run the training step.
     sim_options : dict
@@ -164,6 +166,13 @@ class Bringup:
         How many of the memory test's patterns to run (1: the address pattern only; each one
         moves all of main memory over the link twice — seconds on a board, minutes for the
         default SoC in simulation).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument: a board bring-up without a board or port, a baud rate that is not a
+        positive integer, a simulated UART divisor below the UART's minimum, a pattern count
+        out of range.
     """
 
     def __init__(self, soc, *, board=None, port=None, sim=False, bitstream=None, build=False,
@@ -173,6 +182,11 @@ class Bringup:
             raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
         if not sim and (board is None or port is None):
             raise ValueError("A board bring-up needs a board and a port (or use sim=True)")
+        if baud is not None:
+            check_positive_int(baud, "Baud rate")
+        if sim:
+            from rtl.uart import check_divisor
+            check_divisor(divisor)
         self.soc, self.board, self.port, self.sim = soc, board, port, sim
         self.bitstream, self.build, self.program = bitstream, build, program
         self.baud = baud if baud is not None else (board.baud if board is not None else None)
@@ -244,6 +258,8 @@ class Bringup:
             how = "from the cache" if info.cached else f"compiled in {info.compile_seconds:.0f} s"
             return (f"compiled model {info.name} ({how}), UART divisor {self.divisor}",
                     {"model": info.name, "cached": info.cached})
+        if not self.program:
+            return "not needed (--no-program: the board is already configured)", {}
         path = find_bitstream(self.board, self.bitstream)
         if not path.is_file() and self.build and self.bitstream is None:
             from rtl.build import run_build, BuildError
@@ -438,10 +454,11 @@ _HINTS = {
 
 def parser():
     from platforms import BOARDS
+    from rtl.uart import MIN_DIVISOR
     from sim.compiled import DEFAULT_SIMULATOR
-    ap = argparse.ArgumentParser(prog="python -m firmware.bringup",
-                                 description="Program a board and test it step by step over "
-                                             "the host link (or test the simulated SoC).")
+    ap = ArgumentParser(prog="python -m firmware.bringup",
+                        description="Program a board and test it step by step over the host "
+                                    "link (or test the simulated SoC).")
     where = ap.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port of the board (e.g. /dev/ttyUSB0)")
     where.add_argument("--sim", action="store_true",
@@ -450,39 +467,64 @@ def parser():
                     help="the board (required with --port; with --sim: its SoC configuration)")
     ap.add_argument("--small", action="store_true",
                     help="with --sim: a small SoC (2x2 array, 2048 words; quick)")
-    ap.add_argument("--bitstream", help="bitstream file (default build/<board>-soc/top.bit|bin)")
+    ap.add_argument("--bitstream", type=existing_file,
+                    help="bitstream file (default build/<board>-soc/top.bit|bin)")
     ap.add_argument("--build", action="store_true", help="build the bitstream if it is missing")
     ap.add_argument("--no-program", action="store_true",
-                    help="do not program the board (it is already configured)")
-    ap.add_argument("--baud", type=int, help="baud rate (default: the board's)")
-    ap.add_argument("--simulator", choices=("verilator", "cxxrtl"), default=DEFAULT_SIMULATOR,
+                    help="do not program the board (it is already configured; no bitstream "
+                         "needed)")
+    ap.add_argument("--baud", type=positive_int, help="baud rate (default: the board's)")
+    ap.add_argument("--simulator", choices=("verilator", "cxxrtl"),
                     help=f"with --sim: the compiled simulator (default {DEFAULT_SIMULATOR})")
-    ap.add_argument("--divisor", type=int, default=SIM_DIVISOR,
-                    help=f"with --sim: UART clock cycles per bit (default {SIM_DIVISOR})")
+    ap.add_argument("--divisor", type=int_range(MIN_DIVISOR),
+                    help=f"with --sim: UART clock cycles per bit, at least {MIN_DIVISOR} "
+                         f"(default {SIM_DIVISOR})")
     ap.add_argument("--train", action="store_true", help="also run a short training step")
     ap.add_argument("--patterns", type=int, default=3, choices=(1, 2, 3),
                     help="memory-test patterns: address, complement, random (default all 3)")
-    ap.add_argument("--seed", type=int, default=1, help="seed of the random patterns")
+    ap.add_argument("--seed", type=seed_int, default=1, help="seed of the random patterns")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     return ap
+
+
+def _check_arguments(ap, args):
+    """Refuse, before any step, options that contradict each other or have no effect."""
+    if args.sim:
+        given = [flag for flag, value in (("--baud", args.baud), ("--bitstream", args.bitstream),
+                                          ("--build", args.build),
+                                          ("--no-program", args.no_program)) if value]
+        if given:
+            ap.error(f"{given[0]} is for a board (--port), not --sim")
+        if args.small and args.board is not None:
+            ap.error("--small and --board each choose the simulated SoC: give one")
+    else:
+        if args.board is None:
+            ap.error("--port needs --board")
+        given = [flag for flag, value in (("--small", args.small),
+                                          ("--simulator", args.simulator),
+                                          ("--divisor", args.divisor)) if value]
+        if given:
+            ap.error(f"{given[0]} is for --sim")
+        if args.no_program:
+            given = [flag for flag, value in (("--bitstream", args.bitstream),
+                                              ("--build", args.build)) if value]
+            if given:
+                ap.error(f"{given[0]} has no effect with --no-program (no bitstream is loaded)")
 
 
 def main(argv=None, *, sim_options=None):
     """The command line; returns the exit status. ``sim_options``: extra
     :class:`~sim.compiled.serial.SerialSocSim` arguments (tests)."""
     from sim.compiled import DEFAULT_SIMULATOR
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
+    _check_arguments(ap, args)
     board = None
     if args.board is not None:
         from platforms import get_board
         board = get_board(args.board)
-    if args.port is not None and board is None:
-        parser().error("--port needs --board")
-    if args.small and not args.sim:
-        parser().error("--small is for --sim")
-    if args.simulator != DEFAULT_SIMULATOR and not args.sim:
-        parser().error("--simulator is for --sim")
-    base = VERILATOR_SIM_OPTIONS if args.simulator == "verilator" else SIM_OPTIONS
+    simulator = args.simulator or DEFAULT_SIMULATOR
+    base = VERILATOR_SIM_OPTIONS if simulator == "verilator" else SIM_OPTIONS
     options = {**base, **(sim_options or {})}
     if args.sim and args.small:
         soc = SMALL_SOC
@@ -491,8 +533,8 @@ def main(argv=None, *, sim_options=None):
     say = None if args.json else print
     b = Bringup(soc, board=board, port=args.port, sim=args.sim, bitstream=args.bitstream,
                 build=args.build, program=not args.no_program, baud=args.baud,
-                divisor=args.divisor, train=args.train, sim_options=options, say=say,
-                seed=args.seed, patterns=args.patterns)
+                divisor=SIM_DIVISOR if args.divisor is None else args.divisor, train=args.train,
+                sim_options=options, say=say, seed=args.seed, patterns=args.patterns)
     try:
         results = b.run()
     finally:

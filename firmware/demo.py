@@ -7,6 +7,7 @@ compared with :func:`golden.fixedpoint.int_gemm`; the measured cycles are compar
 cycle model (:func:`golden.array.schedule`). Exit status 0 only if both match.
 """
 
+from spec.cli import positive_int, seed_int
 from spec.params import DEFAULT_CONFIG
 
 __all__ = ["add_arguments", "run", "run_demo"]
@@ -14,14 +15,17 @@ __all__ = ["add_arguments", "run", "run_demo"]
 
 def add_arguments(parser):
     cfg = DEFAULT_CONFIG.array
-    parser.add_argument("--rows", type=int, default=cfg.rows, help="array rows (default %(default)s)")
-    parser.add_argument("--cols", type=int, default=cfg.cols,
+    parser.add_argument("--rows", type=positive_int, default=cfg.rows,
+                        help="array rows (default %(default)s)")
+    parser.add_argument("--cols", type=positive_int, default=cfg.cols,
                         help="array columns (default %(default)s)")
-    parser.add_argument("-m", type=int, default=32, help="rows of A (default %(default)s)")
-    parser.add_argument("-k", type=int, default=1024, help="columns of A, rows of B "
-                                                          "(default %(default)s)")
-    parser.add_argument("-n", type=int, default=32, help="columns of B (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    parser.add_argument("-m", type=positive_int, default=32, help="rows of A (default %(default)s)")
+    parser.add_argument("-k", type=positive_int, default=1024, help="columns of A, rows of B "
+                                                                   "(default %(default)s)")
+    parser.add_argument("-n", type=positive_int, default=32,
+                        help="columns of B (default %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help="random seed (default %(default)s)")
 
 
 def run_demo(rows, cols, m, k, n, seed=0):
@@ -52,10 +56,6 @@ def run_demo(rows, cols, m, k, n, seed=0):
 
 
 def run(args):
-    for what, v in (("--rows", args.rows), ("--cols", args.cols), ("-m", args.m), ("-k", args.k),
-                    ("-n", args.n)):
-        if v < 1:
-            raise SystemExit(f"{what} must be a positive integer, not {v}")
     print(f"Simulating C = A·B with A {args.m}×{args.k}, B {args.k}×{args.n} on the "
           f"{args.rows}×{args.cols} systolic array (Amaranth Python simulator)...", flush=True)
     r = run_demo(args.rows, args.cols, args.m, args.k, args.n, args.seed)

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from spec.csr import decode_status
 from spec.hostlink import (SYNC_RESPONSE, RESPONSE_HEADER, CRC_BYTES, WORD_BYTES, CSR_BYTES,
                            PING_WORDS, STATUS_WORDS, Cmd, Status)
-from spec.params import check_int
+from spec.params import check_int, check_positive_int
 from .protocol import (encode_request, decode_response, words_to_bytes, bytes_to_words,
                        ProtocolError)
 
 __all__ = [
     "Transport", "SerialTransport", "ModelTransport",
     "HostLinkError", "HostLinkTimeout", "HostLinkProtocolError", "HostLinkStatusError",
-    "DeviceInfo", "LinkStatus", "HostLink",
+    "SerialPortError", "DeviceInfo", "LinkStatus", "HostLink",
 ]
 
 _RSP_HDR = sum(n for _, n in RESPONSE_HEADER)
@@ -75,13 +75,17 @@ class SerialTransport(Transport):
     ------
     TypeError
         If ``port`` is neither a string nor a port object, or ``baud`` is not an integer.
+    ValueError
+        If ``baud`` is not positive.
+    SerialPortError
+        If the port named cannot be opened (it does not exist, is busy, is not a serial port,
+        or the URL is not one pyserial knows).
     """
 
     def __init__(self, port, baud=115200):
-        check_int(baud, "Baud rate")
+        check_positive_int(baud, "Baud rate")
         if isinstance(port, str):
-            import serial
-            self._serial = serial.serial_for_url(port, baudrate=baud, timeout=1.0)
+            self._serial = _open_port(port, baud)
             self._owned = True
         elif all(hasattr(port, a) for a in ("write", "read", "timeout")):
             self._serial = port
@@ -115,6 +119,18 @@ class SerialTransport(Transport):
             self._serial.close()
 
 
+def _open_port(port, baud):
+    """pyserial's port ``port`` opened at ``baud``, or :exc:`SerialPortError` naming it."""
+    import serial
+    try:
+        return serial.serial_for_url(port, baudrate=baud, timeout=1.0)
+    except (serial.SerialException, ValueError) as e:
+        # pyserial's message repeats the port and its cause's; the cause alone says why
+        cause = e.__context__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(e)
+        raise SerialPortError(f"Cannot open serial port {port!r}: {reason}") from e
+
+
 class ModelTransport(Transport):
     """An in-memory link to a device model with ``feed(bytes) -> bytes`` (a ``BridgeModel``).
 
@@ -135,6 +151,10 @@ class ModelTransport(Transport):
 
 class HostLinkError(Exception):
     """A host-link request failed."""
+
+
+class SerialPortError(HostLinkError, OSError):
+    """A serial port cannot be opened; the message names the port and why."""
 
 
 class HostLinkTimeout(HostLinkError):

@@ -23,7 +23,7 @@ from firmware.bringup import SMALL_SOC, SIM_OPTIONS, SIM_DIVISOR
 from firmware.device import DeviceError
 from golden.hostlink import BridgeModel
 from firmware.protocol import encode_request, split_responses, words_to_bytes
-from firmware.transport import HostLinkStatusError
+from firmware.transport import HostLinkError, HostLinkStatusError, SerialPortError
 from sim.compiled import CxxSimError
 from sim.compiled.serial import SimSerial, SerialSocSim, SerialTimeout
 from rtl.hostlink import TIMEOUT_BYTE_TIMES
@@ -204,6 +204,25 @@ def test_board_device_errors(dut):
     link = open_link(dut.port, timeout=0.05)
     with pytest.raises(HostLinkStatusError, match=r"BURST_READ at 0x7ff: BAD_ADDR"):
         link.request(Cmd.BURST_READ, MEM - 1, (2).to_bytes(2, "little"), expect=4)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "file", "url"])
+def test_port_that_cannot_be_opened(kind, tmp_path):
+    """A port that cannot be opened is one clear error naming it (was: pyserial's
+    ``SerialException`` traceback through ``python -m firmware ssl --backend board``)."""
+    port, reason = {
+        "missing": (tmp_path / "ttyUSB9", "No such file or directory"),
+        "directory": (tmp_path, "Is a directory"),
+        "file": (tmp_path / "not-a-tty", "Could not configure port"),
+        "url": ("nosuch://port", "invalid URL, protocol 'nosuch' not known"),
+    }[kind]
+    if kind == "file":
+        port.write_text("")
+    with pytest.raises(SerialPortError) as e:
+        BoardDevice(str(port), SOC)
+    assert str(e.value).startswith(f"Cannot open serial port {str(port)!r}: {reason}")
+    assert "\n" not in str(e.value)
+    assert isinstance(e.value, OSError) and isinstance(e.value, HostLinkError)
 
 
 # -- faults through the pins ---------------------------------------------------------------------

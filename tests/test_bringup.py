@@ -158,3 +158,45 @@ def test_cli_errors(capsys):
         main(["--board", "icebreaker"])                 # neither --port nor --sim
     with pytest.raises(SystemExit):
         main(["--port", "/dev/null", "--board", "icebreaker", "--small"])
+
+
+def test_no_program_needs_no_bitstream(tmp_path, monkeypatch):
+    """``--no-program``: the board is already configured, so no bitstream is looked for (there is
+    none under ``build/`` here: the step used to fail on it and skip every other step)."""
+    monkeypatch.chdir(tmp_path)
+    board = get_board("icebreaker")
+    b = Bringup(board.soc, board=board, port="loop://", program=False, say=None,
+                link_timeout=0.05)
+    b.steps = lambda: Bringup.steps(b)[:2]             # bitstream and program only
+    results = b.run()
+    assert [(r.name, r.status) for r in results] == [("bitstream", "PASS"), ("program", "PASS")]
+    assert results[0].detail == "not needed (--no-program: the board is already configured)"
+    assert not (tmp_path / "build").exists()
+
+
+def test_bad_baud_and_divisor_are_refused_before_any_step():
+    board = get_board("icebreaker")
+    with pytest.raises(ValueError, match=r"^Baud rate must be a positive integer, not 0$"):
+        Bringup(board.soc, board=board, port="loop://", baud=0)
+    with pytest.raises(ValueError, match=r"^UART divisor must be at least 4, not 0$"):
+        Bringup(bringup.SMALL_SOC, sim=True, divisor=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sim", "--divisor", "0"], "argument --divisor: must be an integer of at least 4, not '0'"),
+    (["--port", "loop://", "--board", "icebreaker", "--baud", "0"],
+     "argument --baud: must be a positive integer, not '0'"),
+    (["--port", "loop://", "--board", "icebreaker", "--no-program", "--bitstream", "{bit}"],
+     "--bitstream has no effect with --no-program (no bitstream is loaded)"),
+    (["--sim", "--bitstream", "{bit}"], "--bitstream is for a board (--port), not --sim"),
+    (["--port", "loop://", "--board", "icebreaker", "--simulator", "cxxrtl"],
+     "--simulator is for --sim"),
+])
+def test_cli_refuses_in_one_line(argv, message, tmp_path, capsys):
+    bit = tmp_path / "top.bin"
+    bit.write_bytes(b"\0")
+    with pytest.raises(SystemExit) as e:
+        main([a.format(bit=bit) for a in argv])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: {message}\n")
