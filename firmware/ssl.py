@@ -63,10 +63,12 @@ def add_arguments(parser):
                         help="seed, 0..2**32-1 (default %(default)s)")
     parser.add_argument("--teacher-on-device", action="store_true",
                         help="train the teacher on the accelerator (default: offline in float)")
-    parser.add_argument("--k", type=positive_int, help="selected samples per class (default: the SoC's, "
-                                               f"{DEFAULT_SOC.selector.k})")
-    parser.add_argument("--p", type=positive_int, help="classes each sample competes for (default: the "
-                                               f"SoC's, {DEFAULT_SOC.selector.p})")
+    parser.add_argument("--k", type=positive_int,
+                        help="selected samples per class (default: the SoC's, "
+                             f"{DEFAULT_SOC.selector.k}; at most what main memory holds)")
+    parser.add_argument("--p", type=positive_int,
+                        help="classes each sample competes for, at most the classes (default: "
+                             f"the SoC's, {DEFAULT_SOC.selector.p})")
     parser.add_argument("--steps-scale", type=steps_scale, default=1.0,
                         help="scale every step count, in (0, 1] (a quick run; default "
                              "%(default)s)")
@@ -108,8 +110,9 @@ _NEEDS = (("--temperature", "temperature", lambda a: a.kd, "--kd"),
 def check_arguments(args):
     """The command line's own checks, before the data is loaded (argparse has checked each
     value's type and range): no option without the one it acts with (:data:`_NEEDS`), the
-    board's port, output paths the run can write. The data set and every option against it are checked next
-    (:func:`~firmware.pipeline.prepare_data`, :meth:`~firmware.pipeline.Options.check_for`).
+    board's port, output paths the run can write. The data set and every option against it
+    are checked next (:func:`~firmware.pipeline.prepare_data`,
+    :meth:`~firmware.pipeline.Options.check_for`).
 
     Raises
     ------

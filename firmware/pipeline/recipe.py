@@ -210,14 +210,30 @@ class Options:
             On a bad option (messages name it and its limit).
         """
         from ..accelerator import BACKENDS
-        from .data import soc_for
-        C, n_stream, n_labeled = data.num_classes, len(data.unlabeled), len(data.labeled)
         if self.device is None and self.backend not in BACKENDS:
             raise ValueError(f"Unknown backend {self.backend!r} (available: "
                              f"{', '.join(map(repr, BACKENDS))})")
         check_seed(self.seed)
         if not isinstance(self.recipe, Recipe):
             raise TypeError(f"Recipe must be a Recipe, not {self.recipe!r}")
+        if self.students not in ("device", "trainer"):
+            raise ValueError(f"Students must train on 'device' or 'trainer', "
+                             f"not {self.students!r}")
+        if self.standalone and (self.kd or self.stream_chunks is not None):
+            raise ValueError("--standalone runs the hard-label one-shot recipe: not with --kd "
+                             "or --stream-chunks")
+        options = replace(self, soc=self._soc_for(data), k=None, p=None, **self._kd_for(data),
+                          **self._guard_for(data))
+        options._check_networks(data)
+        if self.standalone:
+            options._check_standalone(data)
+        return options
+
+    def _soc_for(self, data):
+        """The SoC (``soc``, or the default one with ``k`` and ``p``), its selector checked
+        against the data's classes and the stream's size."""
+        from .data import soc_for
+        C, n_stream = data.num_classes, len(data.unlabeled)
         if self.soc is None:
             soc = soc_for(C, self.k, self.p)
         elif self.k is not None or self.p is not None:
@@ -235,43 +251,42 @@ class Options:
             if self.stream_chunks > n_stream:
                 raise ValueError(f"Stream chunks must be at most the stream's {n_stream} "
                                  f"samples, not {self.stream_chunks!r}")
-        resolved = {"soc": soc, "k": None, "p": None}
-        for name, what, default in (("temperature", "Distillation temperature", TEMPERATURE),
-                                    ("kd_top", "Distillation top classes", KD_TOP)):
-            value = getattr(self, name)
-            if not self.kd and value is not None:
-                raise ValueError(f"{what} is for distillation (kd), not {value!r} without it")
-            resolved[name] = default if self.kd and value is None else value
-        if self.kd:
-            check_positive_int(resolved["kd_top"], "Distillation top classes")
-            if resolved["kd_top"] > C:
-                raise ValueError(f"Distillation top classes must be at most {C}, "
-                                 f"not {resolved['kd_top']!r}")
-        if self.standalone and (self.kd or self.stream_chunks is not None):
-            raise ValueError("--standalone runs the hard-label one-shot recipe: not with --kd "
-                             "or --stream-chunks")
+        return soc
+
+    def _kd_for(self, data):
+        """``temperature`` and ``kd_top``: ``None`` without ``kd`` (refused if given), else
+        with their defaults."""
+        values = dict(temperature=self.temperature, kd_top=self.kd_top)
+        if not self.kd:
+            for name, value in values.items():
+                if value is not None:
+                    raise ValueError(f"{name}={value!r} has no effect without kd=True")
+            return values
+        values = dict(temperature=TEMPERATURE if self.temperature is None else self.temperature,
+                      kd_top=KD_TOP if self.kd_top is None else self.kd_top)
+        check_positive_int(values["kd_top"], "Distillation top classes")
+        if values["kd_top"] > data.num_classes:
+            raise ValueError(f"Distillation top classes must be at most {data.num_classes}, "
+                             f"not {values['kd_top']!r}")
+        return values      # the temperature: checked by the networks (the SMX field)
+
+    def _guard_for(self, data):
+        """``guard_samples``: ``None`` without ``guard_margin`` (refused if given), else with
+        its default, at most L's size; the margin checked."""
+        L = data.labeled
         if self.guard_margin is None:
             if self.guard_samples is not None:
-                raise ValueError(f"Guard validation samples are for the guard (guard_margin), "
-                                 f"not {self.guard_samples!r} without it")
-        else:
-            from ..guard import DivergenceGuard
-            n = (min(GUARD_SAMPLES, n_labeled) if self.guard_samples is None
-                 else self.guard_samples)
-            check_positive_int(n, "Guard validation samples")
-            if n > n_labeled:
-                raise ValueError(f"Guard validation samples must be at most the {n_labeled} "
-                                 f"labeled samples, not {n!r}")
-            DivergenceGuard(data.labeled.X[:n], data.labeled.y[:n], self.guard_margin)
-            resolved["guard_samples"] = n
-        if self.students not in ("device", "trainer"):
-            raise ValueError(f"Students must train on 'device' or 'trainer', "
-                             f"not {self.students!r}")
-        options = replace(self, **resolved)
-        options._check_networks(data)
-        if self.standalone:
-            options._check_standalone(data)
-        return options
+                raise ValueError(f"guard_samples={self.guard_samples!r} has no effect without "
+                                 f"guard_margin")
+            return {}
+        from ..guard import DivergenceGuard
+        n = min(GUARD_SAMPLES, len(L)) if self.guard_samples is None else self.guard_samples
+        check_positive_int(n, "Guard validation samples")
+        if n > len(L):
+            raise ValueError(f"Guard validation samples must be at most the {len(L)} labeled "
+                             f"samples, not {n!r}")
+        DivergenceGuard(L.X[:n], L.y[:n], self.guard_margin)          # checks the margin
+        return dict(guard_samples=n)
 
     def networks(self, data):
         """The networks the run compiles for ``data``: ``[(name, MLPDescription, program
