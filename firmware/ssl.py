@@ -198,6 +198,19 @@ def run(args):
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    device = None
+    if args.backend == "board":
+        # open the board's port before announcing the run: a port that cannot be opened is the
+        # one line the command prints
+        from dataclasses import replace
+        from .accelerator import BACKENDS
+        from .transport import SerialPortError
+        try:
+            device = BACKENDS["board"](options.soc, **backend_options)
+        except SerialPortError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        options = replace(options, device=device)
     print(f"Semi-supervised pipeline on {args.backend}: {data.name}, {len(data.labeled)} "
           f"labeled / {len(data.unlabeled)} unlabeled / {len(data.test)} test, "
           f"{data.num_classes} classes, seed {args.seed}", file=sys.stderr, flush=True)
@@ -210,5 +223,8 @@ def run(args):
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if device is not None:
+            device.close()
     print(format_table(res))
     return write_outputs(res, args.json, args.report)

@@ -31,6 +31,10 @@ Modules
     The fixed-point softmax's constants, latencies and tables.
 :mod:`spec.hostlink`
     The UART host link's protocol: frames, commands, statuses.
+:mod:`spec.cli`
+    The command lines' convention, shared by ``python -m firmware``, ``rtl.build`` and every
+    benchmark: a bad argument is one line ``error: …`` and exit status 2; argument types that
+    check values while parsing (positive counts, 32-bit seeds, existing files).
 
 Convention for configuration
 ----------------------------

@@ -18,13 +18,15 @@ import argparse
 import math
 from pathlib import Path
 
+from . import isa
+
 __all__ = ["ArgumentParser", "positive_int", "non_negative_int", "int_range", "seed_int",
            "positive_float", "non_negative_float", "positive_int_list", "name_list",
            "existing_file", "SEED_MAX"]
 
-#: The largest seed the command lines accept: seeds are 32-bit (numpy's and PyTorch's
-#: generators and nextpnr all take them).
-SEED_MAX = (1 << 32) - 1
+#: The largest seed the command lines accept: the ``SEED`` instruction's field, 32 bits, seeds the
+#: device's stochastic rounding (numpy's and PyTorch's generators and nextpnr take 32-bit seeds).
+SEED_MAX = isa.LAYOUTS[isa.Op.SEED][0].max
 
 
 class ArgumentParser(argparse.ArgumentParser):

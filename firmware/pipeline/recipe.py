@@ -4,15 +4,10 @@
 from dataclasses import dataclass, field, fields, replace
 from numbers import Real
 
-from spec import isa
+from spec.cli import SEED_MAX
 from spec.params import check_int, check_positive_int
 
 __all__ = ["Recipe", "DEFAULT_RECIPE", "Options", "SEED_MAX", "check_seed"]
-
-#: The largest seed: the ``SEED`` instruction's field (32 bits) seeds the device's stochastic
-#: rounding; the host's generators (initialisation, splits, batch order) take the same seed.
-SEED_MAX = isa.LAYOUTS[isa.Op.SEED][0].max
-
 
 #: Defaults of :class:`Options`' ``temperature``, ``kd_top`` (with ``kd``) and ``guard_samples``
 #: (with ``guard_margin``; all of L if it has fewer samples).
