@@ -1,7 +1,7 @@
 """Build a bitstream for a board with the open toolchain from PyPI (YoWASP), and report on it.
 
 ``python -m rtl.build --board ulx3s-85f|icebreaker [--top array|soc] [--rows R --cols C]
-[--freq MHZ] [--seed N] [--out DIR] [--json FILE]``
+[--freq MHZ] [--seed N | --seeds LIST [--jobs N]] [--out DIR] [--json FILE]``
 
 The design's files and tool commands come from Amaranth's build plan
 (``platform.build(top, do_build=False, do_program=False, ...)``); this module runs the plan's
@@ -21,10 +21,17 @@ used only if it is empty or has the marker; only then are a previous build's out
 ``time_limit`` covers every stage: elaboration runs in a child process, stopped at the deadline
 like the tools.
 
-Exit status: 0 built and timing met, 2 built but timing failed, or a bad argument (one line
-``error: …``, nothing built), 1 no bitstream (an error).
+A seed sweep (``--seeds 1,2,3``, :func:`run_sweep`) synthesizes once and places and routes
+once per seed, each in its own directory ``DIR/seed-N/`` (``--jobs N`` at a time); it prints
+the best seed's report and a table of every seed's fmax, and its JSON is the best seed's report
+with the list of seeds.
+
+Exit status: 0 built and timing met (a sweep: its best seed), 2 built but timing failed (a
+sweep: every seed that built), or a bad argument (one line ``error: …``, nothing built), 1 no
+bitstream (an error; a sweep: no seed made one).
 """
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from spec.cli import (SEED_MAX, ArgumentParser, non_negative_float, positive_float, positive_int,
@@ -42,7 +50,8 @@ from spec.cli import (SEED_MAX, ArgumentParser, non_negative_float, positive_flo
 
 __all__ = ["BuildError", "TOOL_PACKAGES", "UTILIZATION_CELLS", "BUILD_MARKER", "check_tools",
            "make_top", "make_plan", "estimate_resources", "check_fits_part", "check_build_dir",
-           "check_build", "run_build", "parse_report", "parse_log_utilization",
+           "check_build", "run_build", "SEED_DIR", "check_sweep", "run_sweep", "format_sweep",
+           "parse_report", "parse_log_utilization",
            "parse_yosys_cells", "format_report", "main"]
 
 #: The PyPI package that provides each tool (ecppack and icepack come with nextpnr).
@@ -252,10 +261,7 @@ def check_build(board, top, *, seed=1, out="build", time_limit=None):
         raise TypeError(f"Board must be a BoardConfig, not {board!r}")
     if top not in TOPS:
         raise ValueError(f"Top must be 'array' or 'soc', not {top!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"nextpnr seed must be an integer, not {seed!r}")
-    if not 0 <= seed <= SEED_MAX:
-        raise ValueError(f"nextpnr seed must be an integer in 0..{SEED_MAX}, not {seed!r}")
+    _check_seed(seed)
     _check_time_limit(time_limit)
     check_fits_part(board, top)
     return check_build_dir(out)
@@ -275,6 +281,9 @@ def _prepare_build_dir(out, name):
         if stale.is_file() and (stale.name == "report.json" or stale.name.startswith(
                 (f"{name}.", f"build_{name}.", "synth.", "pnr.", "pack."))):
             stale.unlink()
+        elif stale.is_dir() and not stale.is_symlink() and \
+                re.fullmatch(SEED_DIR.format(seed=r"\d+"), stale.name):
+            shutil.rmtree(stale)                # a previous sweep's seed (run_sweep)
 
 
 def _write_atomic(path, text):
@@ -453,6 +462,110 @@ def make_plan(board, top="soc", *, seed=1, name="top", platform=None):
     return design, plan
 
 
+class _Flow:
+    """The phases of one build of ``top`` for ``board`` in ``out``, shared by :func:`run_build`
+    (one seed, everything in ``out``) and :func:`run_sweep` (synthesis in ``out``, each seed's
+    place and route and packing in its own directory).
+
+    ``stages`` collects the seconds of the shared phases (elaboration, synthesis); ``deadline``
+    (a :func:`time.monotonic` time, or None) bounds them.
+    """
+
+    name = "top"
+
+    def __init__(self, board, top, out, *, say, every, time_limit):
+        self.board, self.top, self.out = board, top, out
+        self.say, self.every, self.time_limit = say, every, time_limit
+        self.start = time.monotonic()
+        self.deadline = None if time_limit is None else self.start + time_limit
+        self.tools = check_tools(board.make_platform().required_tools)
+        self.stages = {}
+        self.design = None
+
+    def elaborate(self, seed):
+        """Make the design and its plan (in a child process), then the build directory."""
+        design, seconds = _elaborate_until(self.deadline, self.say, self.every, self.board,
+                                           self.top, seed, self.name, self.out)
+        if design is None:
+            raise BuildError(f"The build reached its time limit of {self.time_limit:g} s: "
+                             f"elaboration was stopped after {seconds:.0f} s")
+        self.design = design
+        self.stages["elaborate"] = seconds
+        self.say(f"  [elaborate] {seconds:.1f} s")
+
+    @property
+    def commands(self):
+        return self.design["commands"]
+
+    def run(self, argv, cwd, deadline, say):
+        """Run one of the plan's commands in ``cwd``: ``(stage, seconds)``.
+
+        Raises :exc:`BuildError` if it fails, reaches ``deadline``, or (place and route) the
+        design does not fit the part, or (synthesis) Yosys stops before the end of its script.
+        """
+        stage = _STAGES.get(argv[0], argv[0])
+        log = cwd / _TOOL_LOGS[stage].format(name=self.name) if stage in _TOOL_LOGS else None
+        say(f"  [{stage}] {os.path.basename(self.tools[argv[0]])} ...")
+        rc, seconds = _run_stage(stage, [self.tools[argv[0]], *argv[1:]], cwd, log, say,
+                                 self.every, deadline)
+        if rc is None:
+            seen = log if log is not None and log.is_file() else cwd / f"{stage}.out"
+            raise BuildError(f"The build reached its time limit of {self.time_limit:g} s: "
+                             f"{argv[0]} was stopped after {seconds:.0f} s; its log's last "
+                             f"line: {_last_line(seen)!r} (see {seen})")
+        if stage == "pnr" and log is not None:
+            _check_fits(log, self.board.family)
+        if rc != 0:
+            failed = _error_output(cwd, stage, log)
+            raise BuildError(f"{argv[0]} failed (exit status {rc}) after {seconds:.0f} s; "
+                             f"see {failed}:\n{_tail(failed)}")
+        if stage == "synth":
+            _check_synth(cwd, self.name)
+        say(f"  [{stage}] done in {seconds:.0f} s")
+        return stage, seconds
+
+    def report(self, cwd, seed, stages, wall_seconds):
+        """The report of the place and route in ``cwd`` (synthesis's netlist log in ``out``)."""
+        board, name, design = self.board, self.name, self.design
+        report = parse_report(cwd / f"{name}.report.json", board.family)
+        cells = parse_yosys_cells(self.out / f"{name}.rpt")
+        if board.family == "ice40":
+            lc = report["utilization"].get("LC", {})
+            report["utilization"]["FF"] = {
+                "used": sum(n for cell, n in cells.items() if cell.startswith("SB_DFF")),
+                "available": lc.get("available")}
+        bitstream = cwd / _BITSTREAM[board.family].format(name=name)
+        array = board.array
+        report.update({
+            "board": board.name,
+            "top": self.top,
+            "rows": array.rows,
+            "cols": array.cols,
+            "seed": seed,
+            "target_mhz": design["f_out"] / 1e6 if design["f_out"] is not None
+            else board.freq_mhz,
+            "bitstream": {"path": str(bitstream), "bytes": bitstream.stat().st_size},
+            "stages": {k: round(v, 1) for k, v in stages.items()},
+            "wall_seconds": round(wall_seconds, 1),
+            "log": str(cwd / f"{name}.tim"),
+        })
+        if design["pll"] is not None:
+            report["pll"] = design["pll"]
+        fmax = _fmax(report)
+        report["peak_gops"] = None if fmax is None else \
+            round(2 * array.rows * array.cols * fmax / 1e3, 3)
+        report["peak_gops_at_target"] = round(2 * array.rows * array.cols *
+                                              report["target_mhz"] / 1e3, 3)
+        if not report["timing_pass"]:
+            report["critical_path_log"] = extract_critical_path_log(cwd / f"{name}.tim")
+        return report
+
+
+def _fmax(report):
+    """The lowest fmax of a report's clocks (None without clocks)."""
+    return min((c["fmax_mhz"] for c in report["clocks"].values()), default=None)
+
+
 def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, time_limit=None):
     """Build ``top`` for ``board`` in directory ``out``; return the report (a dict).
 
@@ -472,71 +585,162 @@ def run_build(board, top="soc", *, seed=1, out="build", say=print, every=30.0, t
         be made.
     """
     out = check_build(board, top, seed=seed, out=out, time_limit=time_limit)
-    wall_start = time.monotonic()
-    deadline = None if time_limit is None else wall_start + time_limit
-    name = "top"
-    platform = board.make_platform()
-    tools = check_tools(platform.required_tools)
-
+    flow = _Flow(board, top, out, say=say, every=every, time_limit=time_limit)
     say(f"Building {top} for {board.name} ({board.description}) in {out}/")
-    design, seconds = _elaborate_until(deadline, say, every, board, top, seed, name, out)
-    if design is None:
-        raise BuildError(f"The build reached its time limit of {time_limit:g} s: elaboration "
-                         f"was stopped after {seconds:.0f} s")
-    stages = {"elaborate": seconds}
-    say(f"  [elaborate] {stages['elaborate']:.1f} s")
+    flow.elaborate(seed)
+    stages = dict(flow.stages)
+    for argv in flow.commands:
+        stage, stages[stage] = flow.run(argv, out, flow.deadline, say)
+    return flow.report(out, seed, stages, time.monotonic() - flow.start)
 
-    for argv in design["commands"]:
-        stage = _STAGES.get(argv[0], argv[0])
-        log = out / _TOOL_LOGS[stage].format(name=name) if stage in _TOOL_LOGS else None
-        say(f"  [{stage}] {os.path.basename(tools[argv[0]])} ...")
-        rc, seconds = _run_stage(stage, [tools[argv[0]], *argv[1:]], out, log, say, every,
-                                 deadline)
-        stages[stage] = seconds
-        if rc is None:
-            seen = log if log is not None and log.is_file() else out / f"{stage}.out"
-            raise BuildError(f"The build reached its time limit of {time_limit:g} s: {argv[0]} "
-                             f"was stopped after {seconds:.0f} s; its log's last line: "
-                             f"{_last_line(seen)!r} (see {seen})")
-        if stage == "pnr" and log is not None:
-            _check_fits(log, board.family)
-        if rc != 0:
-            failed = _error_output(out, stage, log)
-            raise BuildError(f"{argv[0]} failed (exit status {rc}) after {seconds:.0f} s; "
-                             f"see {failed}:\n{_tail(failed)}")
-        if stage == "synth":
-            _check_synth(out, name)
-        say(f"  [{stage}] done in {seconds:.0f} s")
 
-    report = parse_report(out / f"{name}.report.json", board.family)
-    cells = parse_yosys_cells(out / f"{name}.rpt")
-    if board.family == "ice40":
-        lc = report["utilization"].get("LC", {})
-        report["utilization"]["FF"] = {
-            "used": sum(n for cell, n in cells.items() if cell.startswith("SB_DFF")),
-            "available": lc.get("available")}
-    bitstream = out / _BITSTREAM[board.family].format(name=name)
-    array = board.array
-    report.update({
-        "board": board.name,
-        "top": top,
-        "rows": array.rows,
-        "cols": array.cols,
-        "seed": seed,
-        "target_mhz": design["f_out"] / 1e6 if design["f_out"] is not None else board.freq_mhz,
-        "bitstream": {"path": str(bitstream), "bytes": bitstream.stat().st_size},
-        "stages": {k: round(v, 1) for k, v in stages.items()},
-        "wall_seconds": round(time.monotonic() - wall_start, 1),
-        "log": str(out / f"{name}.tim"),
-    })
-    if design["pll"] is not None:
-        report["pll"] = design["pll"]
-    fmax = min((c["fmax_mhz"] for c in report["clocks"].values()), default=None)
-    report["peak_gops"] = None if fmax is None else round(2 * array.rows * array.cols * fmax / 1e3, 3)
-    report["peak_gops_at_target"] = round(2 * array.rows * array.cols * report["target_mhz"] / 1e3, 3)
-    if not report["timing_pass"]:
-        report["critical_path_log"] = extract_critical_path_log(out / f"{name}.tim")
-    return report
+# --- seed sweeps ---------------------------------------------------------------------------------
+
+#: A seed's directory inside a sweep's build directory.
+SEED_DIR = "seed-{seed}"
+
+# The options of nextpnr's command that name a file synthesis (or the plan) wrote into the build
+# directory: a seed's place and route runs one directory down and reads them from there.
+_PNR_INPUTS = ("--json", "--pcf", "--lpf")
+
+
+def _seed_command(argv, seed):
+    """One of the plan's place-and-route or packing commands, for ``seed``, run in a seed's
+    directory (inside the build directory)."""
+    argv = list(argv)
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--seed":
+            argv[i + 1] = str(seed)
+        elif arg in _PNR_INPUTS:
+            argv[i + 1] = os.path.join(os.pardir, argv[i + 1])
+    return argv
+
+
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"nextpnr seed must be an integer, not {seed!r}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"nextpnr seed must be an integer in 0..{SEED_MAX}, not {seed!r}")
+
+
+def check_sweep(board, top, *, seeds, jobs=1, out="build", time_limit=None):
+    """Check :func:`run_sweep`'s arguments before anything is built or removed; returns
+    ``(seeds, out)``: the seeds as a tuple, ``out`` as a Path.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_build` does, for each seed; and if ``seeds`` is not a non-empty list
+        of distinct seeds or ``jobs`` is not a positive integer.
+    """
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"Seeds must be a list of nextpnr seeds, not {seeds!r}")
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("Seeds must list at least one nextpnr seed, not ()")
+    for seed in seeds:
+        _check_seed(seed)
+    twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if twice:
+        raise ValueError(f"Seeds must be distinct, not {seeds!r} ({twice[0]} twice)")
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise TypeError(f"Jobs must be a positive integer, not {jobs!r}")
+    if jobs < 1:
+        raise ValueError(f"Jobs must be a positive integer, not {jobs!r}")
+    return seeds, check_build(board, top, seed=seeds[0], out=out, time_limit=time_limit)
+
+
+def run_sweep(board, top="soc", *, seeds, jobs=1, out="build", say=print, every=30.0,
+              time_limit=None):
+    """Build ``top`` for ``board`` once per nextpnr seed; return the sweep's report (a dict).
+
+    Synthesis does not depend on the seed: the design is elaborated and synthesized once in
+    ``out``, then place and route and packing run once per seed in ``out/seed-N/``, up to
+    ``jobs`` seeds at a time. ``time_limit`` bounds each seed's build as it bounds
+    :func:`run_build`'s: the shared elaboration and synthesis plus that seed's place and route
+    and packing (a seed waiting for a free job does not spend its time). A seed that fails or
+    reaches the limit is reported with its error; the others go on.
+
+    Returns the best seed's report (:func:`run_build`'s keys; the best: the highest fmax, the
+    first listed on a tie) with ``seeds``, one entry per seed in the order given (``seed``,
+    ``fmax_mhz``, ``timing_pass``, ``seconds`` of its own place and route and packing,
+    ``report``: the path of its report, or ``error``), ``best`` (the best seed), ``jobs`` and
+    ``sweep_seconds`` (the whole sweep's wall time). Each seed's report is in its directory's
+    ``report.json``.
+
+    Raises
+    ------
+    BuildError
+        If a tool is missing, elaboration or synthesis fails or reaches ``time_limit``, or no
+        seed makes a bitstream (the message lists each seed's error).
+    TypeError, ValueError
+        If an argument is bad (:func:`check_sweep`), or the board's clock or baud rate cannot
+        be made.
+    """
+    seeds, out = check_sweep(board, top, seeds=seeds, jobs=jobs, out=out, time_limit=time_limit)
+    jobs = min(jobs, len(seeds))
+    flow = _Flow(board, top, out, say=say, every=every, time_limit=time_limit)
+    say(f"Building {top} for {board.name} ({board.description}) in {out}/, nextpnr seeds "
+        f"{', '.join(map(str, seeds))}, {jobs} at a time")
+    flow.elaborate(seeds[0])
+    synth, *per_seed = flow.commands
+    stage, flow.stages[stage] = flow.run(synth, out, flow.deadline, say)
+    shared = dict(flow.stages)
+    budget = None if time_limit is None else time_limit - sum(shared.values())
+
+    def build_seed(seed):
+        where = out / SEED_DIR.format(seed=seed)
+        where.mkdir()
+        seed_say = (lambda line: say(f"  seed {seed}{line}")) if jobs > 1 else say
+        say(f"  seed {seed}: place and route in {where}/")
+        start = time.monotonic()
+        stages = dict(shared)
+        try:
+            for argv in per_seed:
+                stage, stages[stage] = flow.run(_seed_command(argv, seed), where,
+                                                None if budget is None else start + budget,
+                                                seed_say)
+        except BuildError as e:
+            return {"seed": seed, "seconds": round(time.monotonic() - start, 1),
+                    "error": str(e)}, None
+        report = flow.report(where, seed, stages, sum(stages.values()))
+        _write_atomic(where / "report.json", json.dumps(report, indent=2) + "\n")
+        return {"seed": seed, "fmax_mhz": _fmax(report), "timing_pass": report["timing_pass"],
+                "seconds": round(time.monotonic() - start, 1),
+                "report": str(where / "report.json")}, report
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(build_seed, seeds))
+    entries = [entry for entry, _ in results]
+    reports = {entry["seed"]: report for entry, report in results if report is not None}
+    if not reports:
+        raise BuildError("No seed made a bitstream:\n" + "\n".join(
+            f"seed {e['seed']}: {e['error']}" for e in entries))
+    best = max(reports, key=lambda seed: _fmax(reports[seed]) or 0)
+    return {**reports[best], "seeds": entries, "best": best, "jobs": jobs,
+            "sweep_seconds": round(time.monotonic() - flow.start, 1)}
+
+
+def format_sweep(r):
+    """A sweep's report (:func:`run_sweep`) as a table of its seeds and the best one."""
+    lines = [f"== {r['top']} top, {r['rows']}x{r['cols']} array, {r['board']}: "
+             f"{len(r['seeds'])} nextpnr seeds, {r['jobs']} at a time, target "
+             f"{r['target_mhz']:.2f} MHz ==",
+             "Shared: " + ", ".join(f"{k} {r['stages'][k]:.0f} s" for k in ("elaborate", "synth")),
+             f"  {'seed':>10}  {'fmax MHz':>9}  {'timing':6}  {'pnr+pack s':>10}"]
+    for e in r["seeds"]:
+        if "error" in e:
+            lines.append(f"  {e['seed']:>10}  {'-':>9}  {'ERROR':6}  {e['seconds']:10.0f}  "
+                         f"{e['error'].splitlines()[0][:100]}")
+        else:
+            verdict = "PASS" if e["timing_pass"] else "FAIL"
+            lines.append(f"  {e['seed']:>10}  {e['fmax_mhz']:9.2f}  {verdict:6}  "
+                         f"{e['seconds']:10.0f}")
+    best = next(e for e in r["seeds"] if e["seed"] == r["best"])
+    lines.append(f"Best: seed {r['best']}, {best['fmax_mhz']:.2f} MHz, *** TIMING "
+                 f"{'PASS' if r['timing_pass'] else 'FAIL'} *** ({best['report']})")
+    lines.append(f"Sweep wall time: {r['sweep_seconds']:.0f} s")
+    return "\n".join(lines)
 
 
 def _check_synth(out, name):
@@ -716,7 +920,14 @@ def parser():
     ap.add_argument("--cols", type=positive_int, help="array columns (default: the board's)")
     ap.add_argument("--freq", type=positive_float, metavar="MHZ",
                     help="target clock in MHz (default: the board's)")
-    ap.add_argument("--seed", type=seed_int, default=1, help="nextpnr seed (default 1)")
+    seeds = ap.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=seed_int, default=1, help="nextpnr seed (default 1)")
+    seeds.add_argument("--seeds", type=_seed_list, metavar="LIST",
+                       help="a seed sweep: synthesize once, then place and route for each of "
+                            "these nextpnr seeds (e.g. 1,2,3) in DIR/seed-N/; report each "
+                            "seed's fmax and the best")
+    ap.add_argument("--jobs", type=positive_int, metavar="N",
+                    help="with --seeds: place and route up to N seeds at a time (default 1)")
     ap.add_argument("--out", default=None,
                     help="build directory (default build/<board>-<top>): made by the build, "
                          "or an empty directory, or one an earlier build made")
@@ -724,14 +935,30 @@ def parser():
     ap.add_argument("--progress", type=non_negative_float, default=30.0, metavar="S",
                     help="seconds between progress lines (default 30; 0: none)")
     ap.add_argument("--time-limit", type=positive_float, metavar="S",
-                    help="stop the build after S seconds, elaboration included, and fail "
-                         "(default: no limit)")
+                    help="stop the build after S seconds, elaboration included, and fail; "
+                         "with --seeds, each seed's build (the shared elaboration and "
+                         "synthesis, its place and route and packing) (default: no limit)")
     return ap
+
+
+def _seed_list(text):
+    """``--seeds``: comma-separated distinct seeds, each in ``0..SEED_MAX``, as a tuple."""
+    try:
+        seeds = tuple(seed_int(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers in 0..{SEED_MAX}, "
+                                         f"not {text!r}") from None
+    if len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"must list distinct seeds, not {text!r}")
+    return seeds
 
 
 def main(argv=None):
     from platforms import get_board
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.jobs is not None and args.seeds is None:
+        ap.error("argument --jobs: has no effect without --seeds")
     try:
         board = get_board(args.board).with_array(args.rows, args.cols)
         if args.freq is not None:
@@ -739,8 +966,12 @@ def main(argv=None):
         out = args.out or os.path.join("build", f"{board.name}-{args.top}")
         if args.json:
             _check_output_file(args.json, "Report file")
-        report = run_build(board, args.top, seed=args.seed, out=out, every=args.progress,
-                           time_limit=args.time_limit)
+        if args.seeds is None:
+            report = run_build(board, args.top, seed=args.seed, out=out, every=args.progress,
+                               time_limit=args.time_limit)
+        else:
+            report = run_sweep(board, args.top, seeds=args.seeds, jobs=args.jobs or 1, out=out,
+                               every=args.progress, time_limit=args.time_limit)
     except (TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -748,6 +979,8 @@ def main(argv=None):
         print(f"BUILD FAILED: {e}", file=sys.stderr)
         return 1
     print(format_report(report))
+    if args.seeds is not None:
+        print(format_sweep(report))
     text = json.dumps(report, indent=2) + "\n"
     _write_atomic(Path(out, "report.json"), text)
     if args.json:
