@@ -53,7 +53,8 @@ class FormalResult:
     Attributes
     ----------
     passed : bool
-        The job's status was ``PASS`` (every assertion proven for all reachable states).
+        The job's status was ``PASS`` (every assertion holds: in every reachable state for
+        ``mode="prove"``, within the depth for ``mode="bmc"``).
     status : str
         SymbiYosys's status line (``PASS``, ``FAIL``, ``ERROR``, ...).
     log_tail : str
@@ -108,10 +109,10 @@ def _warm_up():
     _warmed_up = True
 
 
-def _sby_job(name, depth):
+def _sby_job(name, depth, mode):
     return textwrap.dedent(f"""\
         [options]
-        mode prove
+        mode {mode}
         depth {depth}
 
         [engines]
@@ -146,8 +147,8 @@ def _status(log):
     return status, seconds, tuple(failed)
 
 
-def prove(design, *, depth, name="top", ports=None, timeout=600):
-    """Prove ``design``'s assertions by k-induction with SymbiYosys.
+def prove(design, *, depth, mode="prove", name="top", ports=None, timeout=600):
+    """Prove ``design``'s assertions by k-induction with SymbiYosys (or check them to a depth).
 
     Parameters
     ----------
@@ -157,6 +158,9 @@ def prove(design, *, depth, name="top", ports=None, timeout=600):
         ports other than the ``sync`` domain's clock and reset.
     depth : int
         The induction length *k* (and the base case's depth), at least 1.
+    mode : str
+        ``"prove"``: k-induction, a proof for every reachable state; ``"bmc"``: a bounded model
+        check, every state reachable within ``depth`` cycles of reset.
     name : str
         The top module's name in the job.
     ports : sequence of Signal, optional
@@ -175,7 +179,7 @@ def prove(design, *, depth, name="top", ports=None, timeout=600):
     TypeError
         If ``depth`` is not an integer.
     ValueError
-        If ``depth`` is less than 1.
+        If ``depth`` is less than 1 or ``mode`` is neither ``"prove"`` nor ``"bmc"``.
     FormalToolError
         If a tool is missing or cannot start.
     """
@@ -183,6 +187,8 @@ def prove(design, *, depth, name="top", ports=None, timeout=600):
         raise TypeError(f"Proof depth must be a positive integer, not {depth!r}")
     if depth < 1:
         raise ValueError(f"Proof depth must be a positive integer, not {depth!r}")
+    if mode not in ("prove", "bmc"):
+        raise ValueError(f"Proof mode must be 'prove' or 'bmc', not {mode!r}")
     sby = _find_tool(SBY)
     _warm_up()
     if ports is None and not isinstance(design, wiring.Component):
@@ -192,7 +198,7 @@ def prove(design, *, depth, name="top", ports=None, timeout=600):
         tmp = Path(tmp)
         _write_wrappers(tmp / "bin")
         (tmp / f"{name}.il").write_text(il)
-        (tmp / f"{name}.sby").write_text(_sby_job(name, depth))
+        (tmp / f"{name}.sby").write_text(_sby_job(name, depth, mode))
         env = dict(os.environ, PATH=os.pathsep.join([str(tmp / "bin"), os.environ.get("PATH", "")]))
         env.pop("PYTHONWARNINGS", None)     # the tools' own warnings are not the caller's errors
         done = subprocess.run([sby, "-f", f"{name}.sby"], cwd=tmp, env=env, capture_output=True,

@@ -10,7 +10,7 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Module, Signal, Value, un
 from amaranth.lib import data
 
 from rtl.skid import SkidBuffer
-from sim.formal import FormalResult, FormalToolError, prove
+from sim.formal import FormalToolError, prove
 
 #: Width of the harness's beat counters. They wrap; the proof holds for every index modulo
 #: 2 ** COUNT_WIDTH, and more than two beats are never in flight.
@@ -23,21 +23,32 @@ SKID_DEPTH = 4
 class SkidBufferHarness(Elaboratable):
     """Proof obligations around a :class:`rtl.skid.SkidBuffer` (``dut``).
 
-    The producer and the consumer are free (``AnySeq``) except that the producer obeys the
-    stream protocol (``Assume``: it keeps ``valid`` and ``payload`` until ``ready``). Proven:
+    The producer and the consumer are free (``AnySeq``): nothing is assumed of them, not even
+    that the producer keeps ``valid`` and ``payload`` until ``ready`` (the buffer needs no such
+    promise, so the proof is stronger without it). The claims, on the ports only:
 
-    - *occupancy*: beats in − beats out = ``o.valid`` + (skid entry full) ≤ 2, so no beat leaves
-      that did not enter and at most two are inside;
-    - *no loss, no duplication, order, integrity*: for any index *n* and any value *v*
-      (``AnyConst``), if the *n*-th beat in carries *v* then the *n*-th beat out carries *v*;
-    - *output protocol*: ``o`` keeps ``valid`` and ``payload`` until ``o.ready``.
+    - ``occupancy``: beats in − beats out = ``o.valid`` + ``~i.ready`` — never more than two
+      inside, nothing leaves that did not enter, a beat inside is always offered, a free entry
+      always takes one (so no beat is stuck and the buffer never stalls without cause);
+    - ``delivery``: for any index *n* and value *v* (``AnyConst``), if the *n*-th beat in
+      carries *v* then so does the *n*-th beat out — no loss, duplication, reordering or change;
+    - ``protocol``: ``o`` keeps ``valid`` and ``payload`` until ``o.ready``.
 
-    The inductive invariant names where a beat in flight sits: the oldest in ``o.payload``, the
-    next in ``dut.skid_payload``.
+    With ``invariants`` (for k-induction) it also asserts where the tracked beat sits while
+    inside: ``head`` (in ``o.payload`` when it is the oldest) and ``skid`` (in
+    ``dut.skid_payload`` when it is the second). After elaboration ``checks`` maps each name
+    above to its assertion's source location ``(file, line)``.
     """
 
-    def __init__(self, dut):
+    def __init__(self, dut, *, invariants=True):
         self.dut = dut
+        self.invariants = invariants
+        self.checks = {}
+
+    def _check(self, m, name, test):
+        check = Assert(test)
+        self.checks[name] = check.src_loc
+        m.d.comb += check
 
     def elaborate(self, platform):
         m = Module()
@@ -49,42 +60,48 @@ class SkidBufferHarness(Elaboratable):
         in_fire = i.valid & i.ready
         out_fire = o.valid & o.ready
 
-        # The producer keeps its beat until it is taken (assumed), the buffer likewise (proven).
-        i_held, i_last = Signal(), Signal(shape)
+        # The buffer keeps its beat until it is taken.
         o_held, o_last = Signal(), Signal(shape)
-        m.d.sync += [i_held.eq(i.valid & ~i.ready), i_last.eq(i.payload),
-                     o_held.eq(o.valid & ~o.ready), o_last.eq(o.payload)]
-        with m.If(i_held):
-            m.d.comb += Assume(i.valid & (Value.cast(i.payload) == Value.cast(i_last)))
+        m.d.sync += [o_held.eq(o.valid & ~o.ready), o_last.eq(o.payload)]
         with m.If(o_held):
-            m.d.comb += Assert(o.valid & (Value.cast(o.payload) == Value.cast(o_last)))
+            self._check(m, "protocol", o.valid & (Value.cast(o.payload) == Value.cast(o_last)))
 
-        # Occupancy: beats in minus beats out is what the two entries hold.
+        # Beats in minus beats out is what the two entries hold.
         n_in, n_out = Signal(COUNT_WIDTH), Signal(COUNT_WIDTH)
         with m.If(in_fire):
             m.d.sync += n_in.eq(n_in + 1)
         with m.If(out_fire):
             m.d.sync += n_out.eq(n_out + 1)
         level = Signal(COUNT_WIDTH)
-        m.d.comb += [level.eq(n_in - n_out),
-                     Assert(level == o.valid + ~dut.skid_empty),
-                     Assert(level <= 2)]
+        m.d.comb += level.eq(n_in - n_out)
+        self._check(m, "occupancy", level == o.valid + ~i.ready)
 
-        # A tracked beat: the n-th in carries `value`, so must the n-th out.
+        # The tracked beat: the n-th in carries `value`, so must the n-th out.
         index, value = AnyConst(COUNT_WIDTH), AnyConst(shape)
         with m.If(in_fire & (n_in == index)):
             m.d.comb += Assume(Value.cast(i.payload) == Value.cast(value))
-        position = Signal(COUNT_WIDTH)      # the tracked beat's place in the queue, if inside
-        m.d.comb += position.eq(index - n_out)
-        with m.If((position == 0) & (level >= 1)):
-            m.d.comb += Assert(Value.cast(o.payload) == Value.cast(value))
-        with m.If((position == 1) & (level >= 2)):
-            m.d.comb += Assert(Value.cast(dut.skid_payload) == Value.cast(value))
+        with m.If(out_fire & (n_out == index)):
+            self._check(m, "delivery", Value.cast(o.payload) == Value.cast(value))
+
+        if self.invariants:
+            position = Signal(COUNT_WIDTH)      # the tracked beat's place in the queue
+            m.d.comb += position.eq(index - n_out)
+            with m.If((position == 0) & (level >= 1)):
+                self._check(m, "head", Value.cast(o.payload) == Value.cast(value))
+            with m.If((position == 1) & (level >= 2)):
+                self._check(m, "skid", Value.cast(dut.skid_payload) == Value.cast(value))
         return m
 
+    def failed_checks(self, result):
+        """The names of the checks a :class:`sim.formal.FormalResult` reports as failed."""
+        names = {f"{file}:{line}": name for name, (file, line) in self.checks.items()}
+        return {names.get(where, where) for where in result.failed_assertions}
 
-def prove_skid(dut, depth=SKID_DEPTH):
-    return prove(SkidBufferHarness(dut), depth=depth, name="skid")
+
+def prove_skid(dut, *, mode="prove", invariants=True):
+    """Run the skid buffer harness on ``dut``; returns the harness and the result."""
+    harness = SkidBufferHarness(dut, invariants=invariants)
+    return harness, prove(harness, depth=SKID_DEPTH, mode=mode, name="skid")
 
 
 class DropsWhenFull(SkidBuffer):
@@ -125,33 +142,42 @@ SHAPES = {
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_skid_buffer_loses_and_duplicates_nothing(shape):
-    result = prove_skid(SkidBuffer(shape))
+    _, result = prove_skid(SkidBuffer(shape))
     assert result.passed, str(result)
+    assert "successful proof by k-induction" in result.log_tail
 
 
-@pytest.mark.parametrize("broken", [DropsWhenFull, RepeatsLastBeat, CorruptsSkidEntry])
+#: What each injected bug breaks, seen at the ports (bounded model check, no invariants).
+BUGS = {
+    DropsWhenFull: {"occupancy", "delivery"},
+    RepeatsLastBeat: {"occupancy", "delivery"},
+    CorruptsSkidEntry: {"delivery"},
+}
+
+
+@pytest.mark.parametrize("broken", BUGS.keys(), ids=[bug.__name__ for bug in BUGS])
 def test_skid_buffer_proof_fails_on_injected_bug(broken):
-    result = prove_skid(broken(unsigned(8)))
+    # The k-induction proof fails ...
+    harness, result = prove_skid(broken(unsigned(8)))
     assert result.status == "FAIL", str(result)    # a counterexample, not a tool error
-    assert not result.passed
-    assert result.failed_assertions, str(result)
-    assert all("test_formal.py:" in where for where in result.failed_assertions), str(result)
+    assert not result.passed and harness.failed_checks(result), str(result)
+    # ... and so do the claims on the ports alone, within SKID_DEPTH cycles.
+    harness, result = prove_skid(broken(unsigned(8)), mode="bmc", invariants=False)
+    assert result.status == "FAIL", str(result)
+    assert harness.failed_checks(result) <= BUGS[broken], str(result)
+    assert harness.failed_checks(result), str(result)
 
 
-def test_prove_checks_depth():
+def test_prove_checks_arguments():
     with pytest.raises(TypeError, match=r"^Proof depth must be a positive integer, not 2\.0$"):
         prove(SkidBufferHarness(SkidBuffer(1)), depth=2.0)
     with pytest.raises(ValueError, match=r"^Proof depth must be a positive integer, not 0$"):
         prove(SkidBufferHarness(SkidBuffer(1)), depth=0)
+    with pytest.raises(ValueError, match=r"^Proof mode must be 'prove' or 'bmc', not 'cover'$"):
+        prove(SkidBufferHarness(SkidBuffer(1)), depth=2, mode="cover")
 
 
 def test_prove_names_a_missing_tool(monkeypatch):
     monkeypatch.setattr("sim.formal.SBY", "no-such-sby")
     with pytest.raises(FormalToolError, match=r"^no-such-sby not found .*pip install"):
         prove(SkidBufferHarness(SkidBuffer(1)), depth=2)
-
-
-def test_result_reads_sby_log():
-    result = prove_skid(SkidBuffer(4))
-    assert isinstance(result, FormalResult)
-    assert result.status == "PASS" and "successful proof by k-induction" in result.log_tail
