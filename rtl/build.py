@@ -661,8 +661,8 @@ def run_sweep(board, top="soc", *, seeds, jobs=1, out="build", say=print, every=
     and packing (a seed waiting for a free job does not spend its time). A seed that fails or
     reaches the limit is reported with its error; the others go on.
 
-    Returns the best seed's report (:func:`run_build`'s keys; the best: the highest fmax, the
-    first listed on a tie) with ``seeds``, one entry per seed in the order given (``seed``,
+    Returns the best seed's report (:func:`run_build`'s keys; the best: timing met first, then
+    the highest fmax, then the first listed) with ``seeds``, one entry per seed in the order given (``seed``,
     ``fmax_mhz``, ``timing_pass``, ``seconds`` of its own place and route and packing,
     ``report``: the path of its report, or ``error``), ``best`` (the best seed), ``jobs`` and
     ``sweep_seconds`` (the whole sweep's wall time). Each seed's report is in its directory's
@@ -716,9 +716,16 @@ def run_sweep(board, top="soc", *, seeds, jobs=1, out="build", say=print, every=
     if not reports:
         raise BuildError("No seed made a bitstream:\n" + "\n".join(
             f"seed {e['seed']}: {e['error']}" for e in entries))
-    best = max(reports, key=lambda seed: _fmax(reports[seed]) or 0)
+    best = _best_seed(reports)
     return {**reports[best], "seeds": entries, "best": best, "jobs": jobs,
             "sweep_seconds": round(time.monotonic() - flow.start, 1)}
+
+
+def _best_seed(reports):
+    """The best of ``{seed: report}``: timing met first, then the highest fmax, then the first
+    listed."""
+    return max(reports, key=lambda seed: (reports[seed]["timing_pass"],
+                                          _fmax(reports[seed]) or 0))
 
 
 def format_sweep(r):

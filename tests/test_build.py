@@ -850,3 +850,160 @@ def test_unit_fmax_hostlink_build(capsys):
     assert p["delay_ns"] == pytest.approx(p["logic_ns"] + p["routing_ns"], abs=0.01)
     assert 1000 / u["fmax_mhz"] == pytest.approx(p["delay_ns"], rel=0.05)
     assert "rtl/hostlink.py:" in u["critical_path_log"]
+
+
+# --- seed sweeps (issue 27, item 8) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,message", [
+    (["--seed", "2", "--seeds", "1,2"], r"^error: argument --seeds: not allowed with argument "
+                                        r"--seed$"),
+    (["--jobs", "2"], r"^error: argument --jobs: has no effect without --seeds$"),
+    (["--seeds", "1,x"], r"^error: argument --seeds: must be comma-separated integers in "
+                         r"0\.\.4294967295, not '1,x'$"),
+    (["--seeds", "1,,2"], r"^error: argument --seeds: must be comma-separated integers"),
+    (["--seeds", "4294967296"], r"^error: argument --seeds: must be comma-separated integers"),
+    (["--seeds", "1,2,1"], r"^error: argument --seeds: must list distinct seeds, not '1,2,1'$"),
+    (["--seeds", "1,2", "--jobs", "0"], r"^error: argument --jobs: must be a positive integer, "
+                                        r"not '0'$"),
+    (["--seeds", "1,2", "--freq", "5"], r"^error: iCE40 PLL output frequency must be between 16 "
+                                        r"and 275 MHz, not 5 MHz$"),
+])
+def test_sweep_cli_bad_argument_is_one_line(tmp_path, argv, message):
+    """A bad ``--seeds``/``--jobs``: exit status 2, one line ``error: …``, nothing made."""
+    rc, _, err, seconds = _command("rtl.build", "--board", "icebreaker", "--top", "array",
+                                   "--out", "new", *argv, cwd=tmp_path)
+    _check_one_line_error(rc, err, seconds, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_checks_its_arguments(tmp_path):
+    board = get_board("icebreaker")
+    assert build.check_sweep(board, "array", seeds=[3, 1], jobs=2, out=tmp_path / "s") == \
+        ((3, 1), tmp_path / "s")
+    for seeds, jobs, error, message in [
+            ("1,2", 1, TypeError, r"^Seeds must be a list of nextpnr seeds, not '1,2'$"),
+            (3, 1, TypeError, r"^Seeds must be a list of nextpnr seeds, not 3$"),
+            ((), 1, ValueError, r"^Seeds must list at least one nextpnr seed, not \(\)$"),
+            ((1, True), 1, TypeError, r"^nextpnr seed must be an integer, not True$"),
+            ((1, -1), 1, ValueError, r"^nextpnr seed must be an integer in 0\.\.4294967295, "
+                                     r"not -1$"),
+            ((2, 1, 2), 1, ValueError, r"^Seeds must be distinct, not \(2, 1, 2\) \(2 twice\)$"),
+            ((1, 2), 0, ValueError, r"^Jobs must be a positive integer, not 0$"),
+            ((1, 2), "2", TypeError, r"^Jobs must be a positive integer, not '2'$")]:
+        with pytest.raises(error, match=message):
+            build.run_sweep(board, "array", seeds=seeds, jobs=jobs, out=tmp_path / "s")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_seed_command_reads_synthesis_from_the_build_directory(name):
+    """A seed's place and route runs in ``DIR/seed-N/``: the plan's nextpnr command gets the
+    seed and reads the netlist and constraints one directory up; its outputs and the packer's
+    stay in the seed's directory."""
+    board = get_board(name)
+    _, plan = build.make_plan(board, "array", seed=1)
+    synth, pnr, pack = json.loads(plan.files["build_top.json"])["commands"]
+    seeded = build._seed_command(pnr, 42)
+    constraints = "--lpf" if board.family == "ecp5" else "--pcf"
+    changed = {i for i, (a, b) in enumerate(zip(pnr, seeded)) if a != b}
+    assert len(seeded) == len(pnr) and changed == {
+        pnr.index("--seed") + 1, pnr.index("--json") + 1, pnr.index(constraints) + 1}
+    assert seeded[seeded.index("--seed") + 1] == "42"
+    assert seeded[seeded.index("--json") + 1] == os.path.join("..", "top.json")
+    assert seeded[seeded.index(constraints) + 1] == os.path.join("..", f"top.{constraints[2:]}")
+    assert build._seed_command(pack, 42) == pack
+    assert synth[0] == "yosys"
+
+
+def test_format_sweep_on_captured_reports():
+    """The sweep's table and its choice of the best seed, on the captured iCEBreaker report: a
+    seed that meets timing beats a faster one that does not; an error is one row."""
+    def report(seed, fmax, target=30.02):
+        r = build.parse_report(DATA / "icebreaker_array_2x4.report.json", "ice40")
+        r["clocks"]["clk"].update(fmax_mhz=fmax, target_mhz=target, **{"pass": fmax >= target})
+        r["timing_pass"] = fmax >= target
+        return {**r, "seed": seed, "target_mhz": 30.0}
+
+    reports = {1: report(1, 51.03), 2: report(2, 49.5), 7: report(7, 60.0, target=70.0)}
+    assert build._best_seed(reports) == 1
+    assert build._best_seed({2: reports[2], 7: reports[7]}) == 2
+    assert build._best_seed({7: reports[7]}) == 7
+    assert build._best_seed({2: report(2, 49.5), 5: report(5, 49.5)}) == 2    # the first listed
+    seeds = [{"seed": 2, "fmax_mhz": 49.5, "timing_pass": True, "seconds": 9.6,
+              "report": "b/seed-2/report.json"},
+             {"seed": 9, "seconds": 0.4, "error": "nextpnr-ice40 failed (exit status 1) after "
+                                                   "0 s; see b/seed-9/pnr.out:\nERROR: ..."},
+             {"seed": 1, "fmax_mhz": 51.03, "timing_pass": True, "seconds": 10.2,
+              "report": "b/seed-1/report.json"}]
+    r = {**reports[1], "board": "icebreaker", "top": "array", "rows": 2, "cols": 4,
+         "stages": {"elaborate": 0.8, "synth": 3.1, "pnr": 9.4, "pack": 0.3},
+         "seeds": seeds, "best": 1, "jobs": 1, "sweep_seconds": 24.2}
+    assert build.format_sweep(r).splitlines() == [
+        "== array top, 2x4 array, icebreaker: 3 nextpnr seeds, 1 at a time, target 30.00 MHz ==",
+        "Shared: elaborate 1 s, synth 3 s",
+        "        seed   fmax MHz  timing  pnr+pack s",
+        "           2      49.50  PASS            10",
+        "           9          -  ERROR            0  nextpnr-ice40 failed (exit status 1) after 0 "
+        "s; see b/seed-9/pnr.out:",
+        "           1      51.03  PASS            10",
+        "Best: seed 1, 51.03 MHz, *** TIMING PASS *** (b/seed-1/report.json)",
+        "Sweep wall time: 24 s"]
+    json.dumps(r)
+
+
+def test_icebreaker_array_seed_sweep(tmp_path, capsys, monkeypatch):
+    """``--seeds 2,1,3 --jobs 2`` on the iCEBreaker's 2x4 array top: synthesis once, each seed
+    placed and routed in its own directory, each seed's fmax in a table and the JSON, the best
+    chosen; a seed whose nextpnr fails (seed 3, given a bad option here) is a row with its error
+    and the others go on; each seed's bitstream is the one a single build with that seed makes
+    (about a minute)."""
+    seed_command = build._seed_command
+
+    def seed_3_fails(argv, seed):
+        argv = seed_command(argv, seed)
+        return argv + ["--no-such-option"] if seed == 3 and "--seed" in argv else argv
+
+    monkeypatch.setattr(build, "_seed_command", seed_3_fails)
+    out = tmp_path / "sweep"
+    rc = build.main(["--board", "icebreaker", "--top", "array", "--out", str(out), "--json",
+                     str(tmp_path / "r.json"), "--progress", "0", "--seeds", "2,1,3", "--jobs",
+                     "2"])
+    monkeypatch.undo()
+    text = capsys.readouterr().out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert rc == 0, text
+    assert r == json.loads((out / "report.json").read_text())
+    assert [e["seed"] for e in r["seeds"]] == [2, 1, 3] and r["jobs"] == 2
+    built = {e["seed"]: e for e in r["seeds"] if "error" not in e}
+    assert sorted(built) == [1, 2]
+    assert re.match(r"nextpnr-ice40 failed \(exit status \d+\) after \d+ s; see .*seed-3/",
+                    r["seeds"][2]["error"])
+    # The sweep's JSON is the best seed's report, with the seeds.
+    board = get_board("icebreaker")
+    _check_real_report(r, board)
+    assert r["best"] == r["seed"] == max(built, key=lambda s: built[s]["fmax_mhz"])
+    assert r["bitstream"]["path"] == str(out / "seed-{}".format(r["best"]) / "top.bin")
+    for seed, e in built.items():
+        seed_report = json.loads(Path(e["report"]).read_text())
+        _check_real_report(seed_report, board)
+        assert seed_report["seed"] == seed and e["timing_pass"]
+        assert e["fmax_mhz"] == min(c["fmax_mhz"] for c in seed_report["clocks"].values())
+        assert seed_report["stages"]["synth"] == r["stages"]["synth"]
+    # Synthesis once, in the build directory; place and route and packing in each seed's.
+    assert (out / "top.json").is_file() and not (out / "top.asc").exists()
+    assert sorted(p.name for p in out.glob("seed-*")) == ["seed-1", "seed-2", "seed-3"]
+    assert not (out / "seed-3" / "top.bin").exists()
+    lines = text.splitlines()
+    table = lines.index("        seed   fmax MHz  timing  pnr+pack s")
+    assert [ln.split()[0] for ln in lines[table + 1:table + 4]] == ["2", "1", "3"]
+    assert lines[table + 3].split()[1:3] == ["-", "ERROR"]
+    assert lines[table + 4].startswith(f"Best: seed {r['best']}, ")
+    # The same bitstream as a single build with the same seed.
+    single = build.run_build(board, "array", seed=2, out=tmp_path / "single", say=lambda s: None)
+    assert (tmp_path / "single" / "top.bin").read_bytes() == \
+        (out / "seed-2" / "top.bin").read_bytes()
+    assert single["clocks"] == json.loads((out / "seed-2" / "report.json").read_text())["clocks"]
+    # The next build in the sweep's directory removes the seeds' directories (only those).
+    (out / "seed-notes").mkdir()
+    build._prepare_build_dir(out, "top")
+    assert sorted(p.name for p in out.iterdir()) == [build.BUILD_MARKER, "seed-notes"]
