@@ -81,7 +81,7 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        take_in = self.i.valid & self.skid_empty           # a beat enters this cycle
+        take_in = self.i.valid & self.i.ready              # a beat enters this cycle
         out_free = ~self.o.valid | self.o.ready            # the output entry is free next cycle
         m.d.comb += self.i.ready.eq(self.skid_empty)
         with m.If(out_free):
