@@ -1,7 +1,7 @@
 # Apprentice — the two commands a user needs: `make demo` (the main job) and `make test`.
 # Each sets up .venv on first use (idempotent: a stamp file records the installed pyproject).
 # The main job installs the runtime dependencies only; `make test` adds the `test` extra
-# (pytest, pytest-xdist) once, with its own stamp file.
+# (pytest, pytest-xdist, the SMT solver of the formal proofs) once, with its own stamp file.
 
 PYTHON ?= python3
 VENV   := .venv
