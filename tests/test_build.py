@@ -1007,3 +1007,24 @@ def test_icebreaker_array_seed_sweep(tmp_path, capsys, monkeypatch):
     (out / "seed-notes").mkdir()
     build._prepare_build_dir(out, "top")
     assert sorted(p.name for p in out.iterdir()) == [build.BUILD_MARKER, "seed-notes"]
+
+
+def test_sweep_without_a_bitstream_fails(tmp_path, capsys, monkeypatch):
+    """Each seed that reaches its time limit is stopped and named; no seed with a bitstream is
+    exit status 1 with every seed's error (place and route gets 1 s here; synthesis runs)."""
+    run_stage = build._run_stage
+
+    def pnr_stopped_soon(stage, argv, cwd, log, say, every, deadline=None):
+        return run_stage(stage, argv, cwd, log, say, every,
+                         time.monotonic() + 1 if stage == "pnr" else deadline)
+
+    monkeypatch.setattr(build, "_run_stage", pnr_stopped_soon)
+    out = tmp_path / "sweep"
+    assert build.main(["--board", "icebreaker", "--top", "array", "--out", str(out),
+                       "--progress", "0", "--seeds", "5,6", "--time-limit", "600"]) == 1
+    err = capsys.readouterr().err
+    assert re.match(r"BUILD FAILED: No seed made a bitstream:\nseed 5: The build reached its "
+                    r"time limit of 600 s: nextpnr-ice40 was stopped after \d+ s; .*seed-5/.*\n"
+                    r"seed 6: The build reached its time limit of 600 s: nextpnr-ice40 was "
+                    r"stopped after \d+ s; .*seed-6/", err), err
+    assert (out / "top.json").is_file() and not (out / "report.json").exists()
