@@ -35,9 +35,9 @@ OUTSTANDING_WIDTH = 8
 #: cycle 5) and the check of the next descriptor; every shorter prefix of a longer one.
 DMA_DEPTH = 7
 
-#: Depth of the slow suite's bounded check: a whole two-row (or two-lane) transfer of one-word
-#: elements and the check of the next descriptor.
-DMA_DEPTH_SLOW = 10
+#: Depth of the slow suite's bounded check (about a minute): a whole two-word transfer (two rows,
+#: two lanes, or one two-word element; ``done`` in cycle 6) and the next descriptor taken.
+DMA_DEPTH_SLOW = 8
 
 
 class DmaHarness(Elaboratable):
