@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from spec.timing import tile_spacing
 
-__all__ = ["OutputRow", "ArrayRun", "simulate_tiles"]
+__all__ = ["OutputRow", "ArrayRun", "simulate_tiles", "input_plan"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,23 @@ class ArrayRun:
         return self.sim_cycles / self.cpu_seconds if self.cpu_seconds > 0 else float("inf")
 
 
-def _input_plan(tiles, rows, cols, bubble_rate, seed, spacing):
-    """Per cycle, ``None`` (bubble) or ``(a_col, b_row, first, last)``; plus first/last cycles."""
+def input_plan(tiles, rows, cols, bubble_rate, seed, spacing=None):
+    """The array's input schedule for ``tiles``, shared by this driver and the compiled one
+    (:mod:`sim.compiled.array`): per cycle, ``None`` (bubble) or ``(a_col, b_row, first, last)``;
+    plus each tile's first and last cycles.
+
+    ``spacing`` defaults to :func:`spec.timing.tile_spacing`; ``bubble_rate`` is the probability
+    of an input bubble per cycle, drawn from ``random.Random(seed)``.
+
+    Raises
+    ------
+    ValueError
+        If ``bubble_rate`` is not in ``[0, 1)`` or a tile's shapes do not fit the array.
+    """
+    if not 0 <= bubble_rate < 1:
+        raise ValueError(f"Bubble rate must be in [0, 1), not {bubble_rate!r}")
+    if spacing is None:
+        spacing = tile_spacing(rows, cols)
     rng = random.Random(seed)
     plan, firsts, lasts = [], [], []
     for j, (a, b) in enumerate(tiles):
@@ -130,12 +145,8 @@ def simulate_tiles(array, tiles, *, bubble_rate=0.0, seed=0, spacing=None, vcd=N
     -------
     ArrayRun
     """
-    if not 0 <= bubble_rate < 1:
-        raise ValueError(f"Bubble rate must be in [0, 1), not {bubble_rate!r}")
     rows, cols = array.rows, array.cols
-    if spacing is None:
-        spacing = tile_spacing(rows, cols)
-    plan, firsts, lasts = _input_plan(tiles, rows, cols, bubble_rate, seed, spacing)
+    plan, firsts, lasts = input_plan(tiles, rows, cols, bubble_rate, seed, spacing)
     n_cycles = len(plan) + 2 * (rows + cols) + 8
     outputs = []
 

@@ -9,8 +9,7 @@ import time
 
 import numpy as np
 
-from spec.timing import tile_spacing
-from sim.array import ArrayRun, OutputRow, _input_plan
+from sim.array import ArrayRun, OutputRow, input_plan
 
 from .sim import CxxSim
 
@@ -29,12 +28,8 @@ def run_tiles(sim, array, tiles, *, bubble_rate=0.0, seed=0, spacing=None):
     Parameters and result as :func:`sim.array.simulate_tiles` (cycle 0 is the first cycle
     after the reset; ``OutputRow.cycle`` is the cycle in which the row was presented).
     """
-    if not 0 <= bubble_rate < 1:
-        raise ValueError(f"Bubble rate must be in [0, 1), not {bubble_rate!r}")
     rows, cols = array.rows, array.cols
-    if spacing is None:
-        spacing = tile_spacing(rows, cols)
-    plan, firsts, lasts = _input_plan(tiles, rows, cols, bubble_rate, seed, spacing)
+    plan, firsts, lasts = input_plan(tiles, rows, cols, bubble_rate, seed, spacing)
     n = len(plan) + 2 * (rows + cols) + 8
 
     # Per-cycle input columns: valid, first, last, A lanes, B lanes. During a bubble the operands
