@@ -4,6 +4,9 @@ Everything here is deterministic given its seed, so the float reference and the 
 trainer see exactly the same samples in the same order.
 
 * :func:`load_digits` — the 1797 8×8 digits of scikit-learn (offline), pixels / 16 in [0, 1].
+* :func:`load_wine`, :func:`load_breast_cancer` — scikit-learn's wine (178 × 13, 3 classes) and
+  breast-cancer (569 × 30, 2 classes) tables (bundled, offline), each feature min-max scaled
+  to [0, 1]; :data:`BUNDLED` names every bundled set, :func:`load_bundled` loads one by name.
 * :func:`digits_split` — the project's fixed stratified 70 / 30 train / test split
   (seed :data:`SPLIT_SEED`): 1257 train, 540 test.
 * :func:`stratified_indices` / :func:`labeled_split` — a stratified fraction of a set (e.g. the
@@ -26,7 +29,7 @@ from spec.params import check_int, check_positive_int
 
 __all__ = [
     "Dataset", "SPLIT_SEED", "TEST_FRACTION", "MAX_CLASSES", "check_labels",
-    "load_digits", "digits_split", "stratified_indices", "labeled_split", "load_npz",
+    "load_digits", "load_wine", "load_breast_cancer", "BUNDLED", "load_bundled", "digits_split", "stratified_indices", "labeled_split", "load_npz",
     "batch_order",
 ]
 
@@ -131,6 +134,51 @@ def load_digits():
     """scikit-learn's digits (1797 samples, 64 features, 10 classes), pixels / 16 in [0, 1]."""
     X, y = _digits_arrays()
     return Dataset(torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.int64), 10)
+
+
+@functools.cache
+def _table_arrays(name):
+    import sklearn.datasets as sk                           # heavy import: only when needed
+    d = getattr(sk, f"load_{name}")()
+    lo, hi = d.data.min(axis=0), d.data.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.clip((d.data - lo) / span, 0.0, 1.0), d.target
+
+
+def _table(name):
+    X, y = _table_arrays(name)
+    return Dataset(torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.int64),
+                   int(y.max()) + 1)
+
+
+def load_wine():
+    """scikit-learn's wine table (178 samples, 13 features, 3 classes), every feature min-max
+    scaled to [0, 1] over the whole table."""
+    return _table("wine")
+
+
+def load_breast_cancer():
+    """scikit-learn's breast-cancer table (569 samples, 30 features, 2 classes), every feature
+    min-max scaled to [0, 1] over the whole table."""
+    return _table("breast_cancer")
+
+
+#: The data sets bundled with scikit-learn, by name (no download).
+BUNDLED = {"digits": load_digits, "wine": load_wine, "breast-cancer": load_breast_cancer}
+
+
+def load_bundled(name):
+    """The bundled data set ``name`` (a key of :data:`BUNDLED`).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one.
+    """
+    if name not in BUNDLED:
+        raise ValueError(f"Unknown data set {name!r} (bundled: {', '.join(BUNDLED)}; or a path "
+                         f"to an .npz file)")
+    return BUNDLED[name]()
 
 
 def _check_fraction(fraction, what, allow_one=False):
