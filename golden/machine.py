@@ -39,11 +39,12 @@ class Timing:
     through the softmax unit one after the other, the first one's read stage adds one cycle).
 
     Selection (``SocConfig.selector``: ``C`` classes, ``P``): SELCLR ``C + 1`` (a strobe, then
-    :func:`golden.selection.clear_cycles`); SELFEED ``stream_cycles(samples, C, P, K) + 1`` (a
-    read stage, then one probability per cycle into the selector until the last top-P entry has
-    left its insertion chain); SELOUT :func:`selout_last_write` ``+ latency`` (the read-out and the
-    engine's writes modelled cycle by cycle, then the last write's acknowledgement: main-memory
-    latency), which is ``sel_out_words + 4 + latency`` when no class is empty.
+    :func:`golden.selection.clear_cycles`); SELFEED :func:`golden.selection.selfeed_cycles`
+    (data-dependent: one probability per cycle through the top-P lists, then each entry's
+    inserter cycles, :meth:`golden.selection.StreamingSelector.entry_cycles`, from the selection
+    as it stands; the run computes it when it executes the SELFEED: ``Machine.sel_feed_cycles``);
+    SELOUT :func:`selout_last_write` ``+ latency`` (the read-out and the engine's writes modelled
+    cycle by cycle, then the last write's acknowledgement: main-memory latency).
     """
 
     def duration(self, m, op, f):
@@ -71,7 +72,7 @@ class Timing:
             if op is Op.SELCLR:
                 return gsel.clear_cycles(sel.classes) + 1
             if op is Op.SELFEED:
-                return gsel.stream_cycles(f["samples"], sel.classes, sel.p, sel.k) + 1
+                return m.sel_feed_cycles
             counts = m.selector.result().counts
             words = isa.sel_record_words(sel, m.soc.config.array.operand_width)
             return selout_last_write(counts, words) + m.soc.mem_latency
@@ -84,49 +85,30 @@ def selout_last_write(counts, record_words):
     ``record_words`` words per record.
 
     A cycle-level model of the two machines involved. The selector's read-out
-    (:class:`rtl.topk.TopKSelector`), strobed at issue + 1, loads class 0's rows in the next cycle
-    and picks its first rank in the cycle after; then, in a cycle after a pick, it either writes
-    the picked record into its 2-entry output FIFO (if the FIFO had room at the start of the
-    cycle), or skips an empty class; after a class's last record (or its skip) it loads the next
-    class's rows. The selection engine's writer (:class:`rtl.sel_engine.SelEngine`), from
-    issue + 2, writes one word per cycle while it has one: a class's count word, then each
-    record's words (the record leaves the FIFO with its last); an empty class's count word when
-    the FIFO's head is of a later class, or once the selector has finished (its FIFO empty).
+    (:class:`rtl.topk.TopKSelector`, modelled by :class:`golden.selection.Readout`) is strobed
+    at issue + 1 and reads from issue + 2. The selection engine's writer
+    (:class:`rtl.sel_engine.SelEngine`), from issue + 2, writes one word per cycle while it has
+    one: a class's count word, then each record's words (the record leaves the read-out's FIFO
+    with its last); an empty class's count word when the FIFO's head is of a later class, or
+    once the selector has finished.
     """
+    from .selection import Readout
     classes = len(counts)
-    fifo = []                   # (class, last) of the records in the FIFO
-    reading, ro_mode, row_ok, pick_ok, ro_class, ro_rank = True, True, False, False, 0, 0
+    ro = Readout(counts)
     wcls, part, t, last_write = 0, 0, 2, None
     while wcls != classes:
-        level = len(fifo)
-        sel_busy = reading or level > 0
-        write = advance = False
-        if reading and pick_ok:
-            n = counts[ro_class]
-            if n == 0:
-                advance = True
-            elif level < 2:
-                write, advance = True, ro_rank + 1 == n
-        record = fifo[0] if level else None
-        if record is not None or not sel_busy:
+        record, pop = ro.head, False
+        if record is not None or not ro.busy:
             last_write = t
             if record is None or record[0] != wcls:      # an empty class's count word
                 wcls += 1
             elif part == record_words:                   # the record's last word: it leaves
-                fifo.pop(0)
+                pop = True
                 part = 0 if record[1] else 1
                 wcls += record[1]
             else:
                 part += 1
-        if write:
-            fifo.append((ro_class, advance))
-        last_class = ro_class == classes - 1
-        pick_ok = row_ok and not advance and not write
-        row_ok, ro_mode = ro_mode and not advance, not (advance and last_class)
-        ro_rank = 0 if advance else ro_rank + write
-        if advance:
-            ro_class += 1
-            reading = not last_class
+        ro.step(pop)
         t += 1
     return last_write
 
@@ -176,6 +158,8 @@ class Machine:
     selector : golden.selection.StreamingSelector or None
         The selection unit's state (``SocConfig.selector``); it persists across programs, as
         the hardware's does, until SELCLR.
+    sel_feed_cycles : int
+        The duration of the last SELFEED executed (it depends on the selection it met).
     """
 
     def __init__(self, soc=None):
@@ -194,6 +178,7 @@ class Machine:
         self.timing = Timing()
         self._busy = {u: 0 for u in Unit}
         self.selector = None
+        self.sel_feed_cycles = 0
         if c.selector is not None:
             from .selection import StreamingSelector
             s = c.selector
@@ -445,8 +430,11 @@ class Machine:
             sel = c.selector
             rows = self.sp[f["prob_row"]:f["prob_row"] + sel.classes, :f["samples"]].T.tolist()
             base, id_mask = self._reg(f["rid"]), (1 << sel.id_width) - 1
+            costs = []
             for s, row in enumerate(rows):
-                self.selector.push((base + s) & id_mask, row)
+                costs += self.selector.push_costs((base + s) & id_mask, row)
+            from .selection import selfeed_cycles
+            self.sel_feed_cycles = selfeed_cycles(costs, f["samples"], sel.classes, sel.p)
         elif op is Op.SELOUT:
             sel = c.selector
             words = isa.sel_out_pack(self.selector.result().per_class, sel, W)

@@ -19,9 +19,10 @@ on a class's entries (sample ids are unique), the top ``k`` of a class is a prop
 *set* of entries it received, not of their order: the streaming selection equals the global sort
 for every permutation of the stream (argument in ``docs/selection.md``).
 
-The module also gives the selector's cycle formulas (:func:`insert_cycles`, :func:`drain_cycles`,
-:func:`stream_cycles`, :func:`clear_cycles`, :func:`readout_cycles`: the RTL in :mod:`rtl.topk` is
-tested against them) and the storage accounting (:func:`storage`). Scores may be integers (the
+The module also gives the selector's cycle models (:meth:`StreamingSelector.entry_cycles`,
+:func:`queue_cycles`, :func:`balanced_cycles`, :func:`selfeed_cycles`, :func:`clear_cycles`,
+:class:`Readout`, :func:`readout_cycles`: the RTL in :mod:`rtl.topk` and :mod:`rtl.sel_engine`
+is tested against them) and the storage accounting (:func:`storage`). Scores may be integers (the
 hardware's fixed-point probabilities) or floats; sample ids are non-negative integers.
 """
 
@@ -30,13 +31,14 @@ from dataclasses import dataclass
 
 import torch
 
-from spec.selection import SelectorConfig, chain_stages, check_top_p
+from spec.selection import INSERT_SETUP, READOUT_FIFO_DEPTH, SelectorConfig, check_top_p
 from spec.params import check_int, check_positive_int
 
 __all__ = [
     "Selection", "Beat", "top_p", "entries", "select_offline", "select_entries_offline",
     "StreamingSelector",
-    "insert_cycles", "drain_cycles", "stream_cycles", "clear_cycles", "readout_cycles",
+    "queue_cycles", "balanced_cycles", "selfeed_cycles", "clear_cycles", "Readout",
+    "readout_cycles",
     "Storage", "storage", "soft_labels", "soft_targets",
 ]
 
@@ -256,6 +258,31 @@ class StreamingSelector:
         assert len(lst) <= self._config.k
         return True
 
+    def entry_cycles(self, sample_id, cls, score):
+        """Cycles :class:`rtl.topk.TopKSelector`'s inserter spends on the entry ``(sample_id, cls,
+        score)`` offered now (before :meth:`push_entry`): :data:`spec.selection.INSERT_SETUP`
+        if it does not beat its class's last entry (rejected from a full class, appended to
+        another) or starts its class; otherwise it shifts the list from rank
+        ``s = min(n, k − 1) − 1`` down (``n`` the class's count) to its own rank ``r``,
+        moving ``s − r + 1`` entries down: ``s − r + 1 + INSERT_SETUP + 2`` (and
+        ``INSERT_SETUP`` when ``k = 1``: it replaces the only entry)."""
+        lst = self._lists[cls]
+        key, n, k = (-score, sample_id), len(lst), self._config.k
+        if n == 0 or not key < lst[-1] or k == 1:
+            return INSERT_SETUP
+        start = min(n, k - 1) - 1
+        rank = bisect.bisect_right(lst, key)
+        return start - rank + 1 + INSERT_SETUP + 2
+
+    def push_costs(self, sample_id, probs_row):
+        """:meth:`push` one sample; return the inserter cycles of its entries, in order
+        (:meth:`entry_cycles`). Soft labels are not kept."""
+        costs = []
+        for c, score in top_p(probs_row, self._config.p):
+            costs.append(self.entry_cycles(sample_id, c, score))
+            self.push_entry(sample_id, c, score)
+        return costs
+
     def _release(self, sample_id):
         self._refs[sample_id] -= 1
         if not self._refs[sample_id]:
@@ -291,35 +318,84 @@ class StreamingSelector:
         return Selection(per, soft)
 
 
-# --- Cycle formulas of rtl.topk (full throughput: inputs always valid, outputs always ready) ---
+# --- Cycle models of rtl.topk --------------------------------------------------------------------
 
-def insert_cycles(n_entries):
-    """Cycles for :class:`rtl.topk.TopKSelector` to accept ``n_entries`` back-to-back entries: one
-    per cycle, whatever their classes and scores (a systolic insertion chain of
-    :func:`spec.selection.chain_stages` stages)."""
-    check_int(n_entries, "Entry count")
-    return n_entries
+def queue_cycles(costs, depth):
+    """:class:`rtl.topk.TopKSelector` offered entries back to back from cycle 0 (nothing
+    strobed), their inserter cycles ``costs`` in order (:meth:`StreamingSelector.entry_cycles`),
+    behind a ``depth``-entry queue. An entry offered in cycle ``t`` is taken if the queue held
+    fewer than ``depth`` entries at the start of ``t``; it can leave the queue from ``t + 1``;
+    the inserter takes the queue's head in a cycle it is idle and is busy ``cost`` cycles.
+
+    Returns
+    -------
+    (int, int)
+        The cycle after the last entry was taken (0 if none), and the first cycle from which
+        the queue is empty and the inserter idle (``draining`` low).
+    """
+    check_positive_int(depth, "Queue depth")
+    n = len(costs)
+    level = free = offered = taken = t = accepted = 0
+    while taken < n:
+        pop = t >= free and level > 0
+        if pop:
+            free, taken = t + costs[taken], taken + 1
+        push = offered < n and level < depth
+        if push:
+            offered += 1
+            accepted = t + 1
+        level += push - pop
+        t += 1
+    return accepted, free
 
 
-def drain_cycles(k, since):
-    """Cycles a read-out strobed ``since`` cycles after the last accepted entry (``since = 1``: the
-    next cycle) waits for it: an entry makes its last possible write in the last of the insertion
-    chain's ``S = spec.selection.chain_stages(k)`` stages, ``S`` cycles after it was accepted, so
-    ``max(0, S + 1 - since)``."""
-    stages = chain_stages(k)
-    check_positive_int(since, "Cycles since the last entry")
-    return max(0, stages + 1 - since)
+def balanced_cycles(costs, samples, classes, p, depth):
+    """:class:`rtl.topk.BalancedSelector` fed ``samples`` probability vectors back to back from
+    cycle 0: the first cycle from which ``pending`` is low (0 for no sample). ``costs`` are the
+    inserter cycles of the ``samples × p`` entries in stream order; ``depth`` the selector's queue.
+
+    A cycle model of :class:`rtl.topk.TopPFilter` (a beat per cycle; a sample's final beat only
+    when its output buffer is empty or hands over its last entry this cycle; the buffer hands
+    an entry to the queue whenever the queue has room) in front of :func:`queue_cycles`'s queue
+    and inserter."""
+    check_positive_int(depth, "Queue depth")
+    beats, n = samples * classes, samples * p
+    beat = buf = level = free = taken = queued = t = 0
+    while True:
+        out = buf > 0 and level < depth
+        final = beat < beats and beat % classes == classes - 1
+        take = beat < beats and (not final or buf == 0 or (buf == 1 and out))
+        pop = t >= free and level > 0
+        pending = (beat % classes != 0 or buf > 0 or level > 0 or t < free)
+        if beat == beats and not pending:
+            return t
+        if pop:
+            free, taken = t + costs[taken], taken + 1
+        if out:
+            buf, queued = buf - 1, queued + 1
+        if take:
+            beat += 1
+            if final:
+                buf = p
+        level += out - pop
+        t += 1
 
 
-def stream_cycles(samples, classes, p, k):
-    """Cycles from the first beat of ``samples`` back-to-back probability vectors entering
-    :class:`rtl.topk.BalancedSelector` until ``pending`` falls, inclusive: ``samples × classes``
-    input cycles (the filter never stalls the input), ``p`` cycles to emit the last sample's
-    entries, and one cycle per stage of the selector's insertion chain
-    (:func:`spec.selection.chain_stages`) for the last entry to leave it. 0 for no sample."""
-    check_int(samples, "Sample count")
-    stages = chain_stages(k)
-    return samples * classes + p + stages if samples else 0
+def selfeed_cycles(costs, samples, classes, p):
+    """Cycles the selection engine (:class:`rtl.sel_engine.SelEngine`) is busy with a SELFEED of
+    ``samples ≥ 1`` samples whose ``samples × p`` entries have inserter cycles ``costs`` in
+    stream order. Counted from the engine's first busy cycle (0): row ``j`` is read in cycle
+    ``j·N`` and its lanes leave the row register one per cycle from ``j·N + 2``; a sample's
+    top-``p`` entries are ready at its beat of the last row, the ``p`` entries of sample ``s``
+    enter the selector's queue one per cycle from ``(C − 1)·N + s·p + 3``, entry ``e`` (in
+    stream order) can leave it from cycle ``(C − 1)·N + e + 4``; the inserter takes them in order
+    (its queue never fills: it holds ``lanes × p``); the engine is busy until the last one is
+    inserted."""
+    check_positive_int(samples, "Sample count")
+    free = 0
+    for e, cost in enumerate(costs):
+        free = max(free, (classes - 1) * samples + e + 4) + cost
+    return free
 
 
 def clear_cycles(classes):
@@ -327,16 +403,66 @@ def clear_cycles(classes):
     return classes
 
 
+class Readout:
+    """Cycle model of :class:`rtl.topk.TopKSelector`'s read-out from its first cycle in the read-out
+    state: each cycle it skips an empty class, or reads its class's next rank if the reads in
+    flight (two cycles: the block RAM and its output register) and the records in the output FIFO
+    are fewer than :data:`spec.selection.READOUT_FIFO_DEPTH`; a read's record enters the FIFO
+    at the end of its second cycle after the read. Step it a cycle at a time with
+    :meth:`step`."""
+
+    def __init__(self, counts):
+        self.counts = list(counts)
+        self.fifo = []          # (class, last) of the records in the output FIFO
+        self.flight = [None, None]   # the read issued last cycle, the record in the register
+        self.reading = True
+        self._cls = self._rank = 0
+
+    @property
+    def busy(self):
+        """The selector's ``busy`` this cycle."""
+        return self.reading or any(r is not None for r in self.flight) or bool(self.fifo)
+
+    @property
+    def head(self):
+        """``(class, last)`` of the record ``o_record`` offers this cycle, or None."""
+        return self.fifo[0] if self.fifo else None
+
+    def step(self, pop):
+        """Advance one cycle; ``pop``: the consumer takes the head record in it."""
+        issue = None
+        if self.reading:
+            n, advance = self.counts[self._cls], False
+            inflight = sum(r is not None for r in self.flight)
+            if n == 0:
+                advance = True
+            elif len(self.fifo) + inflight < READOUT_FIFO_DEPTH:
+                last = self._rank + 1 == n
+                issue, advance, self._rank = (self._cls, last), last, self._rank + 1
+            if advance:
+                self._rank = 0
+                if self._cls == len(self.counts) - 1:
+                    self.reading = False
+                else:
+                    self._cls += 1
+        if pop:
+            self.fifo.pop(0)
+        if self.flight[1] is not None:
+            self.fifo.append(self.flight[1])
+        self.flight = [issue, self.flight[0]]
+
+
 def readout_cycles(counts, wait=0):
     """Cycles ``busy`` is high after a ``readout_stb`` with the read-out always ready: ``wait``
-    cycles for the insertion chain to drain (:func:`drain_cycles`); then for each class a cycle to
-    load its rows and one to pick its first rank, then a cycle per record with a cycle between two
-    records to pick the next (``2·count + 1`` in all), or a third cycle to skip it if it is empty;
-    if the last class has records, its last one leaves the output FIFO a cycle later:
-    ``wait + Σ (2·count + 1 if count else 3) + (1 if count[C-1] else 0)``."""
+    cycles until the queue is empty and the inserter idle, then the :class:`Readout` until its
+    FIFO is empty (a cycle per record and per empty class, and 3 for the last record to pass the
+    block RAM, its output register and the FIFO)."""
     check_int(wait, "Read-out wait")
-    counts = list(counts)
-    return (wait + sum(2 * n + 1 if n else 3 for n in counts) + (1 if counts[-1] else 0))
+    r, cycles = Readout(counts), wait
+    while r.busy:
+        r.step(r.head is not None)
+        cycles += 1
+    return cycles
 
 
 # --- Storage accounting ---

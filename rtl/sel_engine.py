@@ -8,7 +8,9 @@ each class its count word, then its records (id words, score word). SELCLR clear
 The selector's state persists between instructions and programs until SELCLR.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -19,7 +21,7 @@ from spec.soc import check_soc
 from .sequencer import field
 from .spport import ReadPortSignature
 from .bus import BusSignature
-from .topk import BalancedSelector
+from .topk import TopKSelector
 
 __all__ = ["SelEngine"]
 
@@ -100,9 +102,9 @@ class SelEngine(wiring.Component):
         id_words = isa.sel_record_words(cfg, W) - 1
         last_part = id_words + 1              # parts of a record: 0 count, 1.. id, last score
 
-        m.submodules.selector = sel = BalancedSelector(C, cfg.k, cfg.p,
-                                                       score_width=cfg.score_width,
-                                                       id_width=cfg.id_width)
+        m.submodules.selector = sel = TopKSelector(C, cfg.k, score_width=cfg.score_width,
+                                                   id_width=cfg.id_width,
+                                                   queue_depth=L * cfg.p)
         m.d.comb += self.total.eq(sel.total)
 
         ir, arg = Signal(isa.INSN_BITS), Signal(32)
@@ -110,37 +112,8 @@ class SelEngine(wiring.Component):
             m.d.sync += [ir.eq(self.ir), arg.eq(self.arg)]
         f = lambda op, name: field(ir, op, name)
 
-        # ---------------- SELFEED: one probability per cycle, sample (lane) by sample ----------
-        s_rd, j_rd = Signal(range(L + 1)), Signal(range(C))     # next element to read
-        have = Signal()                                          # an element is on the port
-        have_s, have_last = Signal(range(L)), Signal()
         feeding = Signal()
-        samples = f(Op.SELFEED, "samples")
-        more = Signal()
-        m.d.comb += more.eq(feeding & (s_rd != samples))
-        take = Signal()
-        m.d.comb += take.eq(sel.i_prob.valid & sel.i_prob.ready)
-        rd = Signal()
-        m.d.comb += rd.eq(more & (~have | take))
-        with m.If(self.start):
-            m.d.sync += [s_rd.eq(0), j_rd.eq(0), have.eq(0)]
-        with m.If(rd):
-            m.d.sync += [have.eq(1), have_s.eq(s_rd), have_last.eq(j_rd == C - 1)]
-            with m.If(j_rd == C - 1):
-                m.d.sync += [j_rd.eq(0), s_rd.eq(s_rd + 1)]
-            with m.Else():
-                m.d.sync += j_rd.eq(j_rd + 1)
-        with m.Elif(take):
-            m.d.sync += have.eq(0)
-        m.d.comb += [
-            self.sp_rd.addr.eq(f(Op.SELFEED, "prob_row") + j_rd),
-            self.sp_rd.en.eq(rd),
-            sel.i_prob.valid.eq(have),
-            sel.i_prob.payload.id.eq(arg + have_s),
-            sel.i_prob.payload.score.eq(self.sp_rd.data.as_value().word_select(have_s,
-                                                                               cfg.score_width)),
-            sel.i_prob.payload.last.eq(have_last),
-        ]
+        feed_busy = self._feed(m, sel, f, arg, feeding)
 
         # ---------------- SELOUT: the read-out as main-memory writes ---------------------------
         rec = sel.o_record
@@ -212,7 +185,7 @@ class SelEngine(wiring.Component):
                 with m.If(~sel.busy):
                     next_or_idle()
             with m.State("FEED"):
-                m.d.comb += [feeding.eq(1), self.busy.eq(more | have | sel.pending)]
+                m.d.comb += [feeding.eq(1), self.busy.eq(feed_busy)]
                 with m.If(~self.busy):
                     next_or_idle()
             with m.State("READOUT"):
@@ -225,3 +198,85 @@ class SelEngine(wiring.Component):
                 with m.If(done):
                     next_or_idle()
         return m
+
+    def _feed(self, m, sel, f, arg, feeding):
+        """SELFEED: rows into a shift register, lanes through per-sample top-P lists into the
+        selector. Returns the busy signal of the instruction (valid while ``feeding``)."""
+        soc, cfg = self._soc, self._soc.selector
+        C, P, L, sw = cfg.classes, cfg.p, soc.lanes, cfg.score_width
+        samples, prob_row = f(Op.SELFEED, "samples"), f(Op.SELFEED, "prob_row")
+
+        # Row j (class j of every sample) is read in cycle j·N of the instruction, so that it
+        # reaches the shift register as the previous row's last lane leaves it.
+        rd_row, rd_wait = Signal(range(C + 1)), Signal(len(samples))
+        ld, ld_cls = Signal(), Signal(range(C))
+        read = Signal()
+        m.d.comb += [
+            read.eq(feeding & (rd_row != C) & (rd_wait == 0)),
+            self.sp_rd.addr.eq(prob_row + rd_row),
+            self.sp_rd.en.eq(read),
+        ]
+        m.d.sync += ld.eq(read)
+        with m.If(read):
+            m.d.sync += [rd_row.eq(rd_row + 1), rd_wait.eq(samples - 1), ld_cls.eq(rd_row)]
+        with m.Elif(rd_wait != 0):
+            m.d.sync += rd_wait.eq(rd_wait - 1)
+
+        # The shift register: the row's lanes leave it one per cycle, lane 0 first.
+        row = Signal(L * sw)
+        r_left, r_lane, r_cls = Signal(range(L + 1)), Signal(range(L)), Signal(range(C))
+        last_row = r_cls == C - 1
+        score = row[:sw].as_signed()
+
+        # Each sample's top-P (class, score) list so far, higher score first (lower class on a
+        # tie), in distributed RAM addressed by lane; the last row's insertion goes to `buf`.
+        pair = data.StructLayout({"cls": unsigned(cfg.class_width), "score": signed(sw)})
+        m.submodules.tops = tops = Memory(shape=data.ArrayLayout(pair, P),
+                                          depth=1 << (L - 1).bit_length(), init=[])
+        t_rd, t_wr = tops.read_port(domain="comb"), tops.write_port()
+        m.d.comb += [t_rd.addr.eq(r_lane), t_wr.addr.eq(r_lane)]
+        cur = t_rd.data
+        new = Signal(pair)
+        m.d.comb += [new.cls.eq(r_cls), new.score.eq(score)]
+        beats = []
+        for i in range(P):   # slot i is empty in row j <= i, or the new score is higher
+            b = Signal(name=f"beats_{i}")
+            m.d.comb += b.eq((r_cls <= i) | (score > cur[i].score))
+            beats.append(b)
+        inserted = Signal(data.ArrayLayout(pair, P))
+        for i in range(P):
+            kept = Mux(beats[i], new.as_value(), cur[i].as_value())
+            m.d.comb += inserted[i].eq(kept if i == 0 else
+                                       Mux(beats[i - 1], cur[i - 1].as_value(), kept))
+
+        buf = Signal(data.ArrayLayout(pair, P))
+        buf_id, buf_count = Signal(cfg.id_width), Signal(range(P + 1))
+        take = Signal()
+        m.d.comb += [
+            sel.i_entry.valid.eq(buf_count != 0),
+            sel.i_entry.payload.id.eq(buf_id),
+            sel.i_entry.payload.cls.eq(buf[0].cls),
+            sel.i_entry.payload.score.eq(buf[0].score),
+            take.eq(sel.i_entry.valid & sel.i_entry.ready),
+        ]
+        beat = Signal()
+        m.d.comb += beat.eq((r_left != 0) &
+                            (~last_row | (buf_count == 0) | ((buf_count == 1) & take)))
+        with m.If(ld):
+            m.d.sync += [row.eq(self.sp_rd.data.as_value()), r_left.eq(samples), r_lane.eq(0),
+                         r_cls.eq(ld_cls)]
+        with m.Elif(beat):
+            m.d.sync += [row.eq(row >> sw), r_left.eq(r_left - 1), r_lane.eq(r_lane + 1)]
+        m.d.comb += [t_wr.data.eq(inserted), t_wr.en.eq(beat & ~last_row)]
+        with m.If(take):
+            m.d.sync += buf_count.eq(buf_count - 1)
+            m.d.sync += [buf[i].eq(buf[i + 1]) for i in range(P - 1)]
+        with m.If(beat & last_row):
+            m.d.sync += [buf.eq(inserted), buf_id.eq(arg + r_lane), buf_count.eq(P)]
+        with m.If(self.start):
+            m.d.sync += [rd_row.eq(0), rd_wait.eq(0), r_left.eq(0)]
+
+        busy = Signal()
+        m.d.comb += busy.eq((rd_row != C) | ld | (r_left != 0) | (buf_count != 0) |
+                            sel.draining)
+        return busy

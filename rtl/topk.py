@@ -5,14 +5,15 @@ The rule and its golden models are in :mod:`golden.selection`; the design is exp
 ``docs/selection.md``.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-from spec.params import OPERAND_WIDTH
-from spec.selection import ID_WIDTH, READOUT_GROUP, STAGE_RANKS, SelectorConfig, chain_stages
+from spec.params import OPERAND_WIDTH, check_positive_int
+from spec.selection import ID_WIDTH, READOUT_FIFO_DEPTH, SelectorConfig
 
 __all__ = ["entry_layout", "record_layout", "prob_layout",
            "TopKSelector", "TopPFilter", "BalancedSelector"]
@@ -55,52 +56,46 @@ class TopKSelector(wiring.Component):
     clear, in rank order (higher score first, then lower sample id), bit-exact with
     :class:`golden.selection.StreamingSelector`.
 
-    Storage. ``k`` memories (*rank banks*) of ``classes`` words each: bank ``r`` holds the entry of
-    rank ``r`` of every class, addressed by the class; a ``classes``-word memory holds each class's
-    entry count. That is exactly ``k × classes`` (id, score) entries, independent of the stream's
-    length. A slot holds its entry as a sort key (the score with its sign bit flipped, above the
-    inverted id), so that the ranking rule is one unsigned comparison of two keys; the read-out
-    decodes it. The memories are read asynchronously (distributed RAM: ``classes`` is small).
+    Storage. One block RAM of ``classes × k`` words holds each class's sorted list at addresses
+    ``cls·k .. cls·k + k − 1`` (rank 0 first). A slot holds its entry as a sort key (the score
+    with its sign bit flipped, above the inverted id), so that the ranking rule is one unsigned
+    comparison of two keys; the read-out decodes it. Its reads are registered twice (address
+    register, block RAM, output register). Two small ``classes``-word memories (distributed RAM,
+    read asynchronously) hold each class's entry count and its *last* key (the key at rank
+    ``count − 1``: the class's minimum once it is full).
 
-    Insertion (state idle): a systolic chain of ``S = ceil(k / STAGE_RANKS)`` stages
-    (:data:`spec.selection.STAGE_RANKS` rank banks each) that accepts one entry every cycle. An
-    entry accepted in cycle ``t`` is in stage ``s`` in cycle ``t + 1 + s`` with its class and its
-    class's count at acceptance (stage 0 reads the count and writes it back incremented, unless
-    the class is full). Stage ``s`` reads its slots of the class and compares the entry with each
-    at once: it *beats* slot ``r`` if the slot is empty (``count <= r``) or ranks lower (lower
-    score, or equal score and higher id). The beaten slots are a suffix of the stage's slots: the
-    first takes the entry, each later one its predecessor's entry (a shift). If the stage's last
-    slot was occupied, its old entry (if beaten) or else the entry moves on to stage ``s + 1``;
-    otherwise the list grew into an empty slot here and the entry stops. What leaves the last
-    stage (the last rank of a full list) is dropped. Entries of one class pass each stage in
-    stream order, one cycle apart, so each sees its predecessors' writes; the result is the sorted
-    insertion of :class:`golden.selection.StreamingSelector`. Every path is local to a stage and
-    its neighbour: no address or entry fans out to all banks. Cycles: one per entry
-    (:func:`golden.selection.insert_cycles`); ``draining`` is high until the last entry's last
-    possible write, ``S`` cycles after its acceptance. Sample ids must be unique within a class.
+    Insertion. Accepted entries wait in a ``queue_depth``-entry FIFO; the inserter takes one at a
+    time. The cycle it takes an entry it looks up its class's count ``n`` and last key; the next
+    cycle it decides: an entry that does not beat the last key is rejected if the class is full
+    and appended at rank ``n`` otherwise, as is the first entry of a class (two cycles in all,
+    :data:`spec.selection.INSERT_SETUP`). Otherwise it shifts: it reads the list from rank
+    ``s = min(n, k − 1) − 1`` down, one rank per cycle, and two cycles after a rank's read it
+    compares the entry with that slot: a beaten slot moves down a rank (the rank ``k − 1`` of a
+    full class is overwritten: dropped), and the first slot not beaten ends the shift with the
+    entry written just below it (or the entry is written at rank 0 a cycle after rank 0 moved).
+    An entry that moves ``m`` slots takes ``m + 4`` cycles
+    (:meth:`golden.selection.StreamingSelector.entry_cycles`). The first write of a shift is at
+    the class's new last rank, so it also updates the last key. ``draining`` is high while the
+    queue holds an entry or the inserter works on one. Sample ids must be unique within a class.
 
-    Clear. ``clear_stb`` resets every count: ``busy`` for ``classes`` cycles
-    (:func:`golden.selection.clear_cycles`). It need not wait for the chain: an entry still in it
-    may write a slot at or above its class's new count, which is empty whatever it holds. After
-    reset the selector is empty.
+    Clear. ``clear_stb`` drops the queue and any insertion in progress and resets every count:
+    ``busy`` for ``classes`` cycles (:func:`golden.selection.clear_cycles`). After reset the
+    selector is empty.
 
-    Read-out. ``readout_stb`` emits every held entry on ``o_record``: class by class in increasing
-    class, each class's entries in rank order, each beat with its ``rank``, its class's ``count``
-    and ``last`` on the class's final entry; empty classes emit nothing. It first waits for the
-    chain to drain, then makes every stage's class register hold the class being read (a cycle to
-    load each class's rows). The ``k:1`` multiplexer that picks a rank is cut by a register: each
-    group of :data:`spec.selection.READOUT_GROUP` neighbouring banks picks its slot of the rank
-    into a register, and the next cycle the rank's group is selected and the record written into
-    a 2-entry FIFO (a record every two cycles), from which ``o_record`` is served: its ``ready``
-    reaches only the FIFO.
-    ``busy`` is high until the FIFO is empty, for
-    :func:`golden.selection.readout_cycles` cycles when ``o_record`` is always ready;
-    ``o_record`` may be stalled at will. The read-out leaves the selection unchanged. ``total``
-    tells beforehand how many beats it will emit.
+    Read-out. ``readout_stb`` waits until the queue is empty and the inserter idle, then emits
+    every held entry on ``o_record``: class by class in increasing class, each class's entries in
+    rank order, each beat with its ``rank``, its class's ``count`` and ``last`` on the class's
+    final entry; empty classes emit nothing. It reads one slot per cycle (a cycle per empty
+    class) while the reads in flight and the records waiting fit its
+    :data:`spec.selection.READOUT_FIFO_DEPTH`-entry output FIFO, from which ``o_record`` is
+    served: its ``ready`` reaches only the FIFO. ``busy`` is high from the strobe until the FIFO
+    is empty, for :func:`golden.selection.readout_cycles` cycles when ``o_record`` is always
+    ready; ``o_record`` may be stalled at will. The read-out leaves the selection unchanged.
+    ``total`` tells beforehand how many beats it will emit.
 
-    Strobes are taken only while idle (``busy`` low); ``clear_stb`` wins over ``readout_stb``.
-    ``i_entry.ready`` is low while busy and in a cycle with either strobe high, so every entry
-    accepted before a strobe is part of the selection it acts on.
+    Strobes are taken only while ``busy`` is low; ``clear_stb`` wins over ``readout_stb``.
+    ``i_entry.ready`` is low while the queue is full, while busy and in a cycle with either strobe
+    high, so every entry accepted before a strobe is part of the selection it acts on.
 
     Parameters
     ----------
@@ -112,6 +107,8 @@ class TopKSelector(wiring.Component):
         Width of a signed score; default :data:`spec.params.OPERAND_WIDTH`.
     id_width : int
         Width of an unsigned sample id; default :data:`spec.selection.ID_WIDTH`.
+    queue_depth : int
+        Entries the input FIFO holds, ≥ 1; default 4.
 
     Members
     -------
@@ -124,11 +121,11 @@ class TopKSelector(wiring.Component):
     readout_stb : In(1)
         Emit the selection on ``o_record``.
     busy : Out(1)
-        Clearing or reading out.
+        Clearing or reading out (from the strobe, also while waiting for the queue).
     total : Out(range(k * classes + 1))
         Number of entries held.
     draining : Out(1)
-        Entries are still moving through the insertion chain.
+        Entries wait in the queue or are being inserted.
 
     Raises
     ------
@@ -138,9 +135,11 @@ class TopKSelector(wiring.Component):
         If a parameter is not positive.
     """
 
-    def __init__(self, classes, k, *, score_width=OPERAND_WIDTH, id_width=ID_WIDTH):
+    def __init__(self, classes, k, *, score_width=OPERAND_WIDTH, id_width=ID_WIDTH,
+                 queue_depth=4):
         self._config = SelectorConfig(classes=classes, k=k, p=1, id_width=id_width,
                                       score_width=score_width)
+        self._queue_depth = check_positive_int(queue_depth, "Selector queue depth")
         super().__init__({
             "i_entry": In(stream.Signature(entry_layout(self._config))),
             "o_record": Out(stream.Signature(record_layout(self._config))),
@@ -167,175 +166,203 @@ class TopKSelector(wiring.Component):
     def id_width(self):
         return self._config.id_width
 
+    @property
+    def queue_depth(self):
+        return self._queue_depth
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
         classes, k = cfg.classes, cfg.k
         iw, sw = cfg.id_width, cfg.score_width
+        kw = iw + sw
+        aw = max(1, ceil_log2(classes * k))
 
-        # A slot holds its entry as a sort key: the score with its sign bit flipped above the
-        # inverted id, so that "ranks higher" (higher score, then lower id) is one unsigned
-        # comparison of two keys.
-        def key(id_, score):
-            return Cat(~id_, score.as_unsigned() ^ (1 << (sw - 1)))
-
-        # Stage s of the insertion chain handles ranks s·G .. s·G + G - 1 (G = STAGE_RANKS): the
-        # entry travelling through it this cycle, its class (the address of the stage's banks,
-        # read asynchronously), and the class's count when the entry was accepted (slot r is empty
-        # if count <= r). Stage 0's count is read from the count memory.
-        stages = chain_stages(k)
-        valid = [Signal(name=f"s{i}_valid") for i in range(stages)]
-        cls = [Signal(range(classes), name=f"s{i}_cls") for i in range(stages)]
-        carried = [Signal(iw + sw, name=f"s{i}_key") for i in range(stages)]
-        counts_in = [None] + [Signal(range(k + 1), name=f"s{i}_count") for i in range(1, stages)]
-
-        # Memories are 2^class_width deep: in distributed RAM that costs nothing, and a compiled
-        # simulation needs no bounds checks.
+        # The slots: one block RAM, written by the inserter, read (registered twice) by the
+        # inserter and the read-out; `slot_q` is the output register.
+        m.submodules.slots = slots = Memory(shape=unsigned(kw), depth=classes * k, init=[])
+        s_wr = slots.write_port()
+        s_rd = slots.read_port(transparent_for=())
+        slot_q = Signal(kw)
+        m.d.sync += slot_q.eq(s_rd.data)
+        m.d.comb += s_rd.en.eq(1)
+        # Per class: its count and its last key (distributed RAM, 2^class_width words).
         depth = 1 << cfg.class_width
         m.submodules.counts = counts = Memory(shape=unsigned(cfg.count_width), depth=depth,
                                               init=[])
-        count_wr = counts.write_port()
-        count_rd = counts.read_port(domain="comb")
-        m.d.comb += count_rd.addr.eq(cls[0])
-        count = count_rd.data
+        cnt_wr, cnt_in, cnt_ro = (counts.write_port(), counts.read_port(domain="comb"),
+                                  counts.read_port(domain="comb"))
+        m.submodules.lasts = lasts = Memory(shape=unsigned(kw), depth=depth, init=[])
+        last_wr, last_rd = lasts.write_port(), lasts.read_port(domain="comb")
 
-        # Read-out: `ro_mode` (a register) makes every stage's class register load `ro_class`,
-        # so the rows of `ro_class` are on the banks' read ports one cycle after it changes.
-        ro_mode = Signal()
-        ro_class = Signal(range(classes))
-        accept = Signal()
-        m.d.comb += accept.eq(self.i_entry.valid & self.i_entry.ready)
-
-        slots = []
-        for i in range(stages):
-            ranks = range(i * STAGE_RANKS, min((i + 1) * STAGE_RANKS, k))
-            stage_count = count if i == 0 else counts_in[i]
-            beats = {}
-            for r in ranks:
-                m.submodules[f"rank_{r}"] = bank = Memory(shape=unsigned(iw + sw), depth=depth,
-                                                          init=[])
-                wr, rd = bank.write_port(), bank.read_port(domain="comb")
-                slots.append(rd.data)
-                # the entry beats slot r if it is empty or ranks lower; the beaten slots of a
-                # sorted list are a suffix: the first takes the entry, each later one its
-                # predecessor
-                beats[r] = Signal(name=f"beats_{r}")
-                m.d.comb += [
-                    rd.addr.eq(cls[i]),
-                    beats[r].eq((stage_count <= r) | (carried[i] > rd.data)),
-                    wr.addr.eq(cls[i]),
-                    wr.en.eq(valid[i] & beats[r]),
-                    wr.data.eq(carried[i] if r == ranks[0]
-                               else Mux(beats[r - 1], slots[r - 1], carried[i])),
-                ]
-            if i + 1 < stages:
-                # if the stage's last slot was occupied, its entry or (if beaten) that slot moves
-                # on; otherwise the list grew into an empty slot here and the entry ends. Off the
-                # end of the chain, the last rank of a full list is dropped.
-                last = ranks[-1]
-                m.d.sync += [
-                    valid[i + 1].eq(valid[i] & (stage_count > last)),
-                    cls[i + 1].eq(Mux(ro_mode, ro_class, cls[i])),
-                    carried[i + 1].eq(Mux(beats[last], slots[last], carried[i])),
-                    counts_in[i + 1].eq(stage_count),
-                ]
-        m.d.sync += [
-            valid[0].eq(accept),
-            cls[0].eq(Mux(ro_mode, ro_class, self.i_entry.payload.cls)),
-            carried[0].eq(key(self.i_entry.payload.id, self.i_entry.payload.score)),
+        # The input queue: an entry's key, class and the address of its class's rank 0.
+        qlayout = data.StructLayout({"key": unsigned(kw), "cls": unsigned(cfg.class_width),
+                                     "base": unsigned(aw)})
+        flush = Signal()
+        queue = SyncFIFO(width=qlayout.size, depth=self._queue_depth)
+        m.submodules.queue = ResetInserter(flush)(queue)
+        head = qlayout(queue.r_data)
+        q_in = Signal(qlayout)
+        ent = self.i_entry.payload
+        m.d.comb += [
+            q_in.key.eq(Cat(~ent.id, ent.score.as_unsigned() ^ (1 << (sw - 1)))),
+            q_in.cls.eq(ent.cls),
+            q_in.base.eq(ent.cls * k),
+            queue.w_data.eq(q_in),
+            queue.w_en.eq(self.i_entry.valid & self.i_entry.ready),
+            cnt_in.addr.eq(head.cls),
+            last_rd.addr.eq(head.cls),
         ]
-        grows = valid[0] & (count != k)
-        m.d.comb += [count_wr.addr.eq(cls[0]), count_wr.en.eq(grows), count_wr.data.eq(count + 1)]
-        with m.If(grows):
-            m.d.sync += self.total.eq(self.total + 1)
 
-        # Cycles until the last accepted entry has made its last write (in the last stage, as many
-        # cycles after its acceptance as there are stages): a read-out waits for 0.
-        drain = Signal(range(stages + 1))
-        with m.If(accept):
-            m.d.sync += drain.eq(stages)
-        with m.Elif(drain != 0):
-            m.d.sync += drain.eq(drain - 1)
-        m.d.comb += self.draining.eq(drain != 0)
-
-        # Read-out records go through a 2-entry FIFO, so that o_record's ready reaches only the
-        # FIFO and never the banks' addresses.
+        # The read-out pipeline: a read issued (v1), its data in slot_q (v2, written to the FIFO).
         layout = record_layout(cfg)
-        m.submodules.out_fifo = fifo = SyncFIFO(width=layout.size, depth=2)
-        ro_rank = Signal(range(k))
-        row_ok = Signal()          # the rows of ro_class are on the read ports
-        pick_ok = Signal()         # and the picks hold rank ro_rank of each group
-        # The k:1 multiplexer in two halves with a register between them: each group of
-        # READOUT_GROUP banks (neighbours in the chain) picks its rank ro_rank mod READOUT_GROUP
-        # into a register; then the group of ro_rank is selected. A record is written the cycle
-        # after its rank was set (two cycles per record: the engine's writer spends two or more).
-        sub = min(READOUT_GROUP.bit_length() - 1, len(ro_rank))
-        picks = []
-        for g in range(0, k, READOUT_GROUP):
-            pick = Signal(iw + sw, name=f"pick_{g // READOUT_GROUP}")
-            group = slots[g:g + READOUT_GROUP]
-            m.d.sync += pick.eq(Array(group)[ro_rank[:sub]] if len(group) > 1 else group[0])
-            picks.append(pick)
-        ro_key = Array(picks)[ro_rank[sub:]] if len(picks) > 1 else picks[0]
-        ro_last = Signal()
+        meta = data.StructLayout({"cls": unsigned(cfg.class_width),
+                                  "rank": unsigned((k - 1).bit_length()),
+                                  "count": unsigned(cfg.count_width), "last": unsigned(1)})
+        m.submodules.out_fifo = out = SyncFIFO(width=layout.size, depth=READOUT_FIFO_DEPTH)
+        v1, v2 = Signal(), Signal()
+        m1, m2 = Signal(meta), Signal(meta)
+        ro_issue = Signal()
+        m.d.sync += [v1.eq(ro_issue), v2.eq(v1), m2.eq(m1)]
         record = Signal(layout)
         m.d.comb += [
-            ro_last.eq(ro_rank + 1 == count),
-            record.id.eq(~ro_key[:iw]),
-            record.score.eq((ro_key[iw:] ^ (1 << (sw - 1))).as_signed()),
-            record.cls.eq(ro_class),
-            record.rank.eq(ro_rank),
-            record.count.eq(count),
-            record.last.eq(ro_last),
-            fifo.w_data.eq(record),
-            self.o_record.valid.eq(fifo.r_rdy),
-            self.o_record.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.o_record.ready),
+            record.id.eq(~slot_q[:iw]),
+            record.score.eq((slot_q[iw:] ^ (1 << (sw - 1))).as_signed()),
+            record.cls.eq(m2.cls),
+            record.rank.eq(m2.rank),
+            record.count.eq(m2.count),
+            record.last.eq(m2.last),
+            out.w_data.eq(record),
+            out.w_en.eq(v2),
+            self.o_record.valid.eq(out.r_rdy),
+            self.o_record.payload.eq(out.r_data),
+            out.r_en.eq(self.o_record.ready),
         ]
 
+        clearing, reading, inserting = Signal(), Signal(), Signal()
+        ro_req = Signal()
+        m.d.comb += [
+            self.busy.eq(clearing | reading | ro_req | v1 | v2 | out.r_rdy),
+            self.draining.eq(queue.r_rdy | inserting),
+            self.i_entry.ready.eq(queue.w_rdy & ~self.busy & ~self.clear_stb &
+                                  ~self.readout_stb),
+        ]
+        clear = Signal()
+        m.d.comb += clear.eq(self.clear_stb & ~self.busy)
+        ro_stb = Signal()
+        m.d.comb += ro_stb.eq(self.readout_stb & ~self.busy & ~self.clear_stb)
+        with m.If(ro_stb):
+            m.d.sync += ro_req.eq(1)
+
+        # Inserter registers: the entry, its class's rank-0 address, count and last key.
+        e_key, e_cls = Signal(kw), Signal(range(classes))
+        base, n, last = Signal(aw), Signal(range(k + 1)), Signal(kw)
+        app_addr = Signal(aw)                 # base + n
+        rd_addr, rd_left = Signal(aw), Signal(range(k + 1))
+        cmp_addr, wr_addr = Signal(aw), Signal(aw)   # slot in slot_q, and one rank below it
+        primed, first = Signal(), Signal()
+        # Read-out registers.
+        ro_class, ro_rank = Signal(range(classes)), Signal(range(k))
+        ro_base, ro_addr = Signal(aw), Signal(aw)
         clr_addr = Signal(range(classes))
-        m.d.sync += [ro_mode.eq(0), row_ok.eq(0), pick_ok.eq(0)]
+
+        def write_slot(addr, value, is_last):
+            m.d.comb += [s_wr.addr.eq(addr), s_wr.data.eq(value), s_wr.en.eq(1)]
+            with m.If(is_last):
+                m.d.comb += [last_wr.addr.eq(e_cls), last_wr.data.eq(value), last_wr.en.eq(1)]
+
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [
-                    self.i_entry.ready.eq(~self.clear_stb & ~self.readout_stb),
-                    self.busy.eq(fifo.r_rdy),
-                ]
-                with m.If(self.clear_stb):
+                with m.If(clear):
+                    m.d.comb += flush.eq(1)
                     m.d.sync += clr_addr.eq(0)
                     m.next = "CLEAR"
-                with m.Elif(self.readout_stb):
-                    m.d.sync += [ro_class.eq(0), ro_rank.eq(0), ro_mode.eq(drain == 0)]
+                with m.Elif((ro_stb | ro_req) & ~queue.r_rdy):
+                    m.d.sync += [ro_req.eq(0), ro_class.eq(0), ro_rank.eq(0), ro_base.eq(0),
+                                 ro_addr.eq(0)]
                     m.next = "READOUT"
+                with m.Elif(queue.r_rdy):
+                    m.d.comb += queue.r_en.eq(1)
+                    m.d.sync += [e_key.eq(head.key), e_cls.eq(head.cls), base.eq(head.base),
+                                 n.eq(cnt_in.data), last.eq(last_rd.data),
+                                 app_addr.eq(head.base + cnt_in.data)]
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.comb += inserting.eq(1)
+                full = n == k
+                beats_last = e_key > last
+                with m.If(~full):
+                    m.d.comb += [cnt_wr.addr.eq(e_cls), cnt_wr.data.eq(n + 1), cnt_wr.en.eq(1)]
+                    m.d.sync += self.total.eq(self.total + 1)
+                m.next = "IDLE"
+                with m.If(full & ~beats_last):
+                    pass                                         # rejected
+                with m.Elif(~full & ((n == 0) | ~beats_last)):
+                    write_slot(app_addr, e_key, 1)               # appended
+                with m.Elif(full & int(k == 1)):
+                    write_slot(base, e_key, 1)                   # replaces the only entry
+                with m.Else():
+                    # shift from rank s = min(n, k - 1) - 1: read it now
+                    first_addr = Signal(aw)
+                    m.d.comb += [first_addr.eq(app_addr - 1 - full), s_rd.addr.eq(first_addr)]
+                    m.d.sync += [rd_addr.eq(first_addr - 1), rd_left.eq(first_addr - base),
+                                 cmp_addr.eq(first_addr), wr_addr.eq(first_addr + 1),
+                                 primed.eq(0), first.eq(1)]
+                    m.next = "SHIFT"
+                with m.If(clear):
+                    m.d.comb += flush.eq(1)
+                    m.d.sync += clr_addr.eq(0)
+                    m.next = "CLEAR"
+            with m.State("SHIFT"):
+                m.d.comb += inserting.eq(1)
+                with m.If(rd_left != 0):
+                    m.d.comb += s_rd.addr.eq(rd_addr)
+                    m.d.sync += [rd_addr.eq(rd_addr - 1), rd_left.eq(rd_left - 1)]
+                m.d.sync += primed.eq(1)
+                with m.If(primed):
+                    beaten = e_key > slot_q
+                    write_slot(wr_addr, Mux(beaten, slot_q, e_key), first)
+                    m.d.sync += [first.eq(0), cmp_addr.eq(cmp_addr - 1), wr_addr.eq(wr_addr - 1)]
+                    with m.If(~beaten):
+                        m.next = "IDLE"
+                    with m.Elif(cmp_addr == base):
+                        m.next = "PUT0"
+                with m.If(clear):
+                    m.d.comb += flush.eq(1)
+                    m.d.sync += clr_addr.eq(0)
+                    m.next = "CLEAR"
+            with m.State("PUT0"):
+                m.d.comb += inserting.eq(1)
+                write_slot(base, e_key, 0)
+                m.next = "IDLE"
+                with m.If(clear):
+                    m.d.comb += flush.eq(1)
+                    m.d.sync += clr_addr.eq(0)
+                    m.next = "CLEAR"
             with m.State("CLEAR"):
-                # entries still in the chain may write their banks: a slot at or above its class's
-                # count is empty whatever it holds, and the chain keeps the stream's order
-                m.d.comb += [
-                    self.busy.eq(1),
-                    count_wr.addr.eq(clr_addr),
-                    count_wr.en.eq(1),
-                    count_wr.data.eq(0),
-                ]
+                m.d.comb += [clearing.eq(1), cnt_wr.addr.eq(clr_addr), cnt_wr.en.eq(1),
+                             cnt_wr.data.eq(0)]
                 m.d.sync += clr_addr.eq(clr_addr + 1)
                 with m.If(clr_addr == classes - 1):
                     m.d.sync += self.total.eq(0)
                     m.next = "IDLE"
             with m.State("READOUT"):
+                m.d.comb += [reading.eq(1), cnt_ro.addr.eq(ro_class)]
+                count = cnt_ro.data
+                room = out.level + v1 + v2 < READOUT_FIFO_DEPTH
                 advance = Signal()
-                last_class = ro_class == classes - 1
-                m.d.comb += self.busy.eq(1)
-                with m.If(pick_ok):
-                    with m.If(count == 0):
-                        m.d.comb += advance.eq(1)
-                    with m.Elif(fifo.w_rdy):
-                        m.d.comb += [fifo.w_en.eq(1), advance.eq(ro_last)]
-                        m.d.sync += ro_rank.eq(ro_rank + 1)
-                m.d.sync += [ro_mode.eq((drain == 0) & ~(advance & last_class)),
-                             row_ok.eq(ro_mode & ~advance),
-                             pick_ok.eq(row_ok & ~advance & ~fifo.w_en)]
+                with m.If(count == 0):
+                    m.d.comb += advance.eq(1)
+                with m.Elif(room):
+                    is_last = ro_rank + 1 == count
+                    m.d.comb += [ro_issue.eq(1), s_rd.addr.eq(ro_addr), advance.eq(is_last)]
+                    m.d.sync += [m1.cls.eq(ro_class), m1.rank.eq(ro_rank), m1.count.eq(count),
+                                 m1.last.eq(is_last), ro_rank.eq(ro_rank + 1),
+                                 ro_addr.eq(ro_addr + 1)]
                 with m.If(advance):
-                    m.d.sync += [ro_class.eq(ro_class + 1), ro_rank.eq(0)]
-                    with m.If(last_class):
+                    m.d.sync += [ro_class.eq(ro_class + 1), ro_rank.eq(0),
+                                 ro_base.eq(ro_base + k), ro_addr.eq(ro_base + k)]
+                    with m.If(ro_class == classes - 1):
                         m.next = "IDLE"
         return m
 
@@ -352,7 +379,8 @@ class TopPFilter(wiring.Component):
     entries ``(id, cls, score)`` in that order, ``id`` being the final beat's id, while the next
     sample streams in. The input never stalls while ``o_entry`` is ready: ``classes`` beats per
     sample, one per cycle; the last entry of a sample leaves ``p`` cycles after its final beat was
-    accepted (:func:`golden.selection.stream_cycles`).
+    accepted (with an always-ready output; :func:`golden.selection.balanced_cycles` models it
+    in front of the selector).
 
     Parameters
     ----------
@@ -473,7 +501,7 @@ class BalancedSelector(wiring.Component):
     ----------
     classes, k, p : int
         Classes; entries kept per class; classes considered per sample (``1 <= p <= classes``).
-    score_width, id_width : int
+    score_width, id_width, queue_depth : int
         As for :class:`TopKSelector`.
 
     Members
@@ -487,8 +515,8 @@ class BalancedSelector(wiring.Component):
     busy : Out(1)
         The selector is clearing or reading out.
     pending : Out(1)
-        The filter holds a partial sample or entries not yet in the selector, or entries are still
-        moving through the selector's insertion chain.
+        The filter holds a partial sample or entries not yet in the selector, or the selector's
+        queue holds entries or it is inserting one.
     total : Out(range(k * classes + 1))
         Entries held by the selector.
     error : Out(1)
@@ -502,9 +530,11 @@ class BalancedSelector(wiring.Component):
         If a parameter is not positive, or ``p > classes``.
     """
 
-    def __init__(self, classes, k, p, *, score_width=OPERAND_WIDTH, id_width=ID_WIDTH):
+    def __init__(self, classes, k, p, *, score_width=OPERAND_WIDTH, id_width=ID_WIDTH,
+                 queue_depth=4):
         self._config = SelectorConfig(classes=classes, k=k, p=p, id_width=id_width,
                                       score_width=score_width)
+        self._queue_depth = check_positive_int(queue_depth, "Selector queue depth")
         super().__init__({
             "i_prob": In(stream.Signature(prob_layout(self._config))),
             "o_record": Out(stream.Signature(record_layout(self._config))),
@@ -521,12 +551,17 @@ class BalancedSelector(wiring.Component):
         """The :class:`~spec.selection.SelectorConfig` of this selector."""
         return self._config
 
+    @property
+    def queue_depth(self):
+        return self._queue_depth
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
         kw = dict(score_width=cfg.score_width, id_width=cfg.id_width)
         m.submodules.filter = filt = TopPFilter(cfg.classes, cfg.p, **kw)
-        m.submodules.selector = sel = TopKSelector(cfg.classes, cfg.k, **kw)
+        m.submodules.selector = sel = TopKSelector(cfg.classes, cfg.k, **kw,
+                                                   queue_depth=self._queue_depth)
         wiring.connect(m, wiring.flipped(self.i_prob), filt.i_prob)
         wiring.connect(m, filt.o_entry, sel.i_entry)
         wiring.connect(m, sel.o_record, wiring.flipped(self.o_record))

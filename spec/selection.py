@@ -10,26 +10,24 @@ from dataclasses import dataclass
 
 from .params import OPERAND_WIDTH, check_positive_int
 
-__all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "STAGE_RANKS", "READOUT_GROUP",
-           "chain_stages", "check_top_p"]
+__all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "READOUT_FIFO_DEPTH",
+           "INSERT_SETUP", "check_top_p"]
 
 
 #: Default width of a sample id in bits: one 16-bit memory word, 65 536 samples per selection.
 ID_WIDTH = 16
 
-#: Ranks handled by one stage of the top-K selector's insertion chain (``rtl.topk``): an entry
-#: passes ``ceil(K / STAGE_RANKS)`` stages, one per cycle.
-STAGE_RANKS = 8
+#: Records the top-K selector's read-out holds (``rtl.topk``): its output FIFO's depth, which
+#: bounds the block-RAM reads in flight plus the records waiting (so ``o_record.ready`` reaches
+#: only the FIFO).
+READOUT_FIFO_DEPTH = 4
 
-#: Rank banks whose read-out is picked into one register before the final multiplexer
-#: (``rtl.topk``): a power of two.
-READOUT_GROUP = 8
-
-
-def chain_stages(k):
-    """Stages of the top-K selector's insertion chain for ``k`` entries per class."""
-    check_positive_int(k, "Selector K")
-    return -(-k // STAGE_RANKS)
+#: Cycles the top-K selector's inserter spends on an entry it rejects or appends without a shift
+#: (``rtl.topk``: a cycle to take it from the queue and look up its class, a cycle to decide); an
+#: entry that moves ``m`` held entries down a rank takes ``m + INSERT_SETUP + 2`` (a read of
+#: the block RAM and its output register, then a compare and a write per rank;
+#: ``golden.selection.StreamingSelector.entry_cycles``).
+INSERT_SETUP = 2
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from amaranth.lib import wiring
 from spec import isa
 from spec.isa import Op
 from spec.params import Config, ArrayConfig
-from spec.selection import SelectorConfig, chain_stages
+from spec.selection import SelectorConfig
 from spec.soc import SocConfig
 from golden.machine import Machine, selout_last_write
 from golden.selection import select_offline
@@ -180,13 +180,15 @@ def test_empty_and_persistent_selection():
     busy, mem, total = run_engine(soc, sp, steps)
     durations, gmem, held = run_golden(soc, sp, steps)
     assert mem == gmem and busy == durations and total == held == 0
-    # every class empty: the read-out loads, picks and skips each class (3 cycles), then the
+    # every class empty: the read-out skips each class (a cycle each, from issue + 2), then the
     # engine writes the C count words, the last acknowledged after the memory's latency
     assert mem[:sel.classes] == [0] * sel.classes
-    assert busy[0] == 4 * sel.classes + 1 + soc.mem_latency and busy[-1] == busy[0]
+    assert busy[0] == 2 * sel.classes + 1 + soc.mem_latency and busy[-1] == busy[0]
     assert busy[5] == sel.classes + 1                          # SELCLR
-    # SELFEED: N·C + P + S + 1
-    assert busy[1] == 4 * sel.classes + sel.p + chain_stages(sel.k) + 1
+    # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 4; the
+    # inserter then takes 2 cycles for each of the 6 entries that start a class, are appended or
+    # rejected, and 5 for each of the last sample's 2 (a shift that moves one entry)
+    assert busy[1] == (sel.classes - 1) * 4 + 4 + 6 * 2 + 2 * 5
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class
     # first); each keeps its K = 2 best; then id 39 ties id 40 and wins by the lower id
     best = ((43, 32767), (40, 7))
@@ -197,18 +199,17 @@ def test_empty_and_persistent_selection():
 
 def test_selout_last_write():
     """SELOUT's cycle model by hand: with no empty class the writer never waits after its first
-    word, which comes 3 cycles later than the engine could write (the read-out's row load, its
-    pick register and its output FIFO), so the last of the ``W`` words is written at
-    issue + W + 4; an empty class is written only once a later class's record (or the read-out's
-    end) shows it was skipped."""
+    word, which comes 3 cycles later than the engine could write (the block-RAM read, its output
+    register and the output FIFO), so the last of the ``W`` words is written at issue + W + 4;
+    an empty class is written only once a later class's record (or the read-out's end) shows it
+    was skipped."""
     assert selout_last_write((3, 3, 3, 3), 2) == isa.sel_out_words(BASE.selector, [3] * 4) + 4
     assert selout_last_write((100,) * 10, 2) == 10 + 2000 + 4
     assert selout_last_write((5, 5), 3) == 2 + 30 + 4
-    assert selout_last_write((0, 0, 0), 2) == 3 * 3 + 1 + 3   # 3 per skipped class, then 3 words
-    assert selout_last_write((0, 1), 2) == 11
-    # class 0 empty: the read-out skips it at issue + 4 (after load and pick), writes class 1's
-    # record at + 7 (load, pick, write); the FIFO shows it at + 8 (class 0's word), then class 1's
-    # 3 words at + 9, 10, 11
+    assert selout_last_write((0, 0, 0), 2) == 2 + 3 + 2   # a skip per class, then 3 words
+    assert selout_last_write((0, 1), 2) == 9
+    # class 0 empty: the read-out skips it at issue + 2, reads class 1's record at + 3; the FIFO
+    # shows it at + 6 (class 0's word), then class 1's 3 words at + 7, 8, 9
 
 
 def test_storage_per_selected_sample():

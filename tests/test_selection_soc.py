@@ -14,11 +14,11 @@ from spec import isa
 from spec.isa import Op, Error, Unit
 from spec.csr import Csr
 from spec.params import Config, ArrayConfig
-from spec.selection import SelectorConfig, chain_stages
+from spec.selection import SelectorConfig
 from spec.soc import SocConfig
 from spec.timing import FETCH_CYCLES
 from golden.machine import Machine
-from golden.selection import select_offline
+from golden.selection import StreamingSelector, select_offline, selfeed_cycles
 from rtl.soc import Soc
 from sim.soc import csr_write, csr_read
 from firmware.asm import Assembler
@@ -114,14 +114,21 @@ def check_teacher_labeling(soc, n_samples, seed, *, stall_rate=0):
 
 def test_teacher_labeling_on_device():
     m, r, want = check_teacher_labeling(TEACH, 16, seed=1)
-    sel = TEACH.selector
+    sel, C = TEACH.selector, TEACH.selector.classes
     # the balanced top-K did evict (more candidates than places), and the cycle model adds up
     assert 16 * sel.p > sum(want.counts) >= sel.k
-    # SELCLR, 4 SELFEEDs of 4 samples, a SELOUT of no empty class (golden.machine.Timing)
+    # SELCLR, 4 SELFEEDs of 4 samples (each as long as its entries' insertions into the
+    # selection as it stood), a SELOUT of no empty class (golden.machine.Timing)
     assert 0 not in want.counts
-    assert m.counters["busy_sel"] == (sel.classes + 1
-                                      + 4 * (4 * sel.classes + sel.p + chain_stages(sel.k) + 1)
-                                      + isa.sel_out_words(sel, want.counts) + 4
+    _, layout, _ = random_teacher(TEACH, 16, 8, 8, 1, id_base=1001)
+    probs = m.mem[layout.probs:layout.probs + 16 * C].reshape(16, C)
+    probs = (probs - ((probs >> 15) << 16)).tolist()
+    replay, feeds = StreamingSelector(C, sel.k, sel.p), 0
+    for chunk in range(4):
+        costs = [c for s in range(4 * chunk, 4 * chunk + 4)
+                 for c in replay.push_costs(1001 + s, probs[s])]
+        feeds += selfeed_cycles(costs, 4, C, sel.p)
+    assert m.counters["busy_sel"] == (C + 1 + feeds + isa.sel_out_words(sel, want.counts) + 4
                                       + TEACH.mem_latency)
 
 

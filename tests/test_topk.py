@@ -16,7 +16,7 @@ from amaranth.hdl import Fragment
 
 from golden import selection as gs
 from rtl.topk import BalancedSelector, TopKSelector, TopPFilter
-from spec.selection import STAGE_RANKS, SelectorConfig, chain_stages
+from spec.selection import SelectorConfig
 from tests.simutil import random_ready, run_sim
 
 
@@ -207,18 +207,31 @@ def test_golden_argument_checks():
         gs.select_entries_offline([(1, 0, 3), (1, 0, 4)], 1, 2)
 
 
-def test_cycle_formulas():
-    assert gs.insert_cycles(17) == 17
-    assert gs.stream_cycles(0, 10, 3, 100) == 0
-    assert STAGE_RANKS == 8 and chain_stages(100) == 13 and chain_stages(8) == 1
-    assert gs.stream_cycles(5, 10, 3, 100) == 50 + 3 + 13
+def test_cycle_models():
+    sel = gs.StreamingSelector(1, 3)
+    costs = []
+    for sid, score in [(1, 5), (2, 7), (3, 6), (4, 1), (5, 9), (6, 5), (0, 6)]:
+        costs.append(sel.entry_cycles(sid, 0, score))
+        sel.push_entry(sid, 0, score)
+    # first entry, shift 1, shift 1, rejected, shift 2, rejected (ties 6 but id 6 > 3),
+    # beats only the dropped rank (moves nothing)
+    assert costs == [2, 5, 5, 2, 6, 2, 4]
+    assert sel.result().per_class == (((5, 9), (2, 7), (0, 6)),)
+    one = gs.StreamingSelector(1, 1)
+    assert [one.entry_cycles(1, 0, 3), one.push_entry(1, 0, 3), one.entry_cycles(2, 0, 4)] \
+        == [2, True, 2]
+    assert gs.queue_cycles([2, 5, 5], 1) == (5, 13)
+    assert gs.queue_cycles([2, 5, 5], 4) == (3, 13)
+    assert gs.queue_cycles([], 4) == (0, 0)
+    assert gs.selfeed_cycles([2, 2], 2, 3, 1) == 12
+    assert gs.balanced_cycles([2], 1, 2, 1, 4) == 5
+    assert gs.balanced_cycles([], 0, 2, 1, 4) == 0
     assert gs.clear_cycles(10) == 10
-    assert gs.readout_cycles([0, 3, 1, 0]) == 3 + 7 + 3 + 3
-    assert gs.readout_cycles([0, 3, 1, 2], wait=7) == 7 + 3 + 7 + 3 + 5 + 1
-    assert [gs.drain_cycles(17, c) for c in (1, 2, 3, 4, 5, 9)] == [3, 2, 1, 0, 0, 0]
-    with pytest.raises(ValueError, match=r"^Cycles since the last entry must be a positive "
-                                         r"integer, not 0$"):
-        gs.drain_cycles(3, 0)
+    assert gs.readout_cycles([0, 3, 1, 0]) == 8
+    assert gs.readout_cycles([0, 3, 1, 2], wait=7) == 7 + 10
+    assert gs.readout_cycles([0, 0, 0]) == 3
+    with pytest.raises(ValueError, match=r"^Queue depth must be a positive integer, not 0$"):
+        gs.queue_cycles([1], 0)
 
 
 # --- Storage accounting ------------------------------------------------------------------------
@@ -249,6 +262,8 @@ def test_storage_figures():
      r"Score width must be a positive integer, not 0"),
     (lambda: TopKSelector(2, 1, id_width=True), TypeError,
      r"Sample id width must be a positive integer, not True"),
+    (lambda: TopKSelector(2, 1, queue_depth=0), ValueError,
+     r"Selector queue depth must be a positive integer, not 0"),
     (lambda: TopPFilter(3, 0), ValueError, r"Selector P must be a positive integer, not 0"),
     (lambda: TopPFilter(3, 4), ValueError,
      r"Selector P must not exceed the number of classes \(3\), not 4"),
@@ -265,7 +280,8 @@ def test_constructor_checks(make, exc, msg):
 
 
 def test_properties():
-    sel = TopKSelector(4, 3, score_width=8, id_width=5)
+    sel = TopKSelector(4, 3, score_width=8, id_width=5, queue_depth=6)
+    assert sel.queue_depth == 6
     assert (sel.classes, sel.k, sel.score_width, sel.id_width) == (4, 3, 8, 5)
     f = TopPFilter(4, 2)
     assert (f.classes, f.p) == (4, 2)
@@ -347,8 +363,18 @@ def never():
 
 # --- RTL: TopKSelector on raw entry streams ----------------------------------------------------
 
-def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_entries=12):
-    dut = TopKSelector(classes, k, score_width=score_width, id_width=id_width)
+async def wait_drained(ctx, dut):
+    """Tick until ``draining`` is low; return the number of cycles waited."""
+    for n in bounded():
+        if not ctx.get(dut.draining):
+            return n
+        await ctx.tick()
+
+
+def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_entries=12,
+                         queue_depth=4):
+    dut = TopKSelector(classes, k, score_width=score_width, id_width=id_width,
+                       queue_depth=queue_depth)
     rng = random.Random(seed)
     checked = []
 
@@ -359,22 +385,36 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_e
             pool = score_pool(rng, score_width)
             ents = [(sid, rng.randrange(classes), rng.choice(pool))
                     for sid in random_ids(rng, n, id_width)]
+            streaming = gs.StreamingSelector(classes, k)
+            costs = []
+            for sid, c, v in ents:
+                costs.append(streaming.entry_cycles(sid, c, v))
+                streaming.push_entry(sid, c, v)
+            accepted, idle = gs.queue_cycles(costs, queue_depth)
+            golden = gs.select_entries_offline(ents, classes, k)
+            assert streaming.result().per_class == golden.per_class, where
             full = rng.random() < 0.5
             gaps = never() if full else random_ready(rng.random(), 0.3)
             cycles = await send(ctx, dut.i_entry,
                                 [{"id": i, "cls": c, "score": v} for i, c, v in ents], gaps)
-            if full:
-                assert cycles == gs.insert_cycles(n), where
-            golden = gs.select_entries_offline(ents, classes, k)
-            await ctx.tick()   # the last entry leaves stage 0
-            assert ctx.get(dut.total) == sum(golden.counts), where
-            assert ctx.get(dut.draining) == (n > 0 and gs.drain_cycles(k, 2) > 0), where
             ready = itertools.repeat(1) if full else random_ready(rng.random(), 0.5)
-            beats, busy = await read_out(ctx, dut, ready)   # strobed 2 cycles after the last entry
+            if rng.random() < 0.5:
+                # read-out strobed at once: it waits for the queue and the inserter
+                beats, busy = await read_out(ctx, dut, ready)
+                if full:
+                    assert cycles == accepted, where
+                    wait = max(0, idle - cycles)
+                    assert busy == gs.readout_cycles(golden.counts, wait), where
+            else:
+                drained = await wait_drained(ctx, dut)
+                if full:
+                    assert (cycles, cycles + drained) == (accepted, idle), where
+                assert ctx.get(dut.total) == sum(golden.counts), where
+                beats, busy = await read_out(ctx, dut, ready)
+                if full:
+                    assert busy == gs.readout_cycles(golden.counts), where
             assert beats == beat_tuples(golden.beats()), where
-            if full:
-                wait = gs.drain_cycles(k, 2) if n else 0
-                assert busy == gs.readout_cycles(golden.counts, wait), where
+            assert ctx.get(dut.total) == sum(golden.counts), where
             await strobe(ctx, dut.clear_stb)
             assert await wait_idle(ctx, dut.busy) == gs.clear_cycles(classes), where
             assert ctx.get(dut.total) == 0, where
@@ -384,18 +424,18 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_e
     assert len(checked) == streams, f"seed {seed}: testbench stopped early"
 
 
-@pytest.mark.parametrize("classes, k, score_width, id_width, seed", [
-    (1, 1, 16, 4, 11),
-    (3, 2, 3, 6, 12),
-    (5, 4, 16, 16, 13),
-    # several stages of the insertion chain (STAGE_RANKS = 8): full ones, and a partial last one
-    (2, 16, 16, 16, 14),
-    (3, 9, 4, 7, 15),
-    (1, 21, 16, 8, 16),
+@pytest.mark.parametrize("classes, k, score_width, id_width, seed, depth", [
+    (1, 1, 16, 4, 11, 4),
+    (3, 2, 3, 6, 12, 1),
+    (5, 4, 16, 16, 13, 4),
+    # long shifts, a queue that fills, a class count that is not a power of two
+    (2, 16, 16, 16, 14, 3),
+    (3, 9, 4, 7, 15, 8),
+    (1, 21, 16, 8, 16, 2),
 ])
-def test_rtl_selector_entries(classes, k, score_width, id_width, seed):
+def test_rtl_selector_entries(classes, k, score_width, id_width, seed, depth):
     run_selector_streams(classes, k, score_width, id_width, seed, streams=20,
-                         max_entries=12 if k <= STAGE_RANKS else 4 * k)
+                         max_entries=12 if k <= 8 else 4 * k, queue_depth=depth)
 
 
 # --- RTL: BalancedSelector on probability streams ----------------------------------------------
@@ -414,8 +454,6 @@ def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, ma
         """Stream samples in; return cycles until ``pending`` is low (first beat = cycle 0)."""
         gaps = never() if full else random_ready(rng.random(), 0.3)
         cycles = await send(ctx, dut.i_prob, beats_of(probs, ids), gaps)
-        if full:
-            assert cycles == len(probs) * classes   # the input never stalls
         for _ in bounded():
             if not ctx.get(dut.pending):
                 break
@@ -438,7 +476,11 @@ def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, ma
             split = rng.randint(0, n) if rng.random() < 0.3 else n
             cycles = await feed(ctx, probs[:split], ids[:split], full)
             if full:
-                assert cycles == gs.stream_cycles(split, classes, p, k), where
+                streaming = gs.StreamingSelector(classes, k, p)
+                costs = [c for sid, row in zip(ids[:split], probs[:split])
+                         for c in streaming.push_costs(sid, row)]
+                assert cycles == gs.balanced_cycles(costs, split, classes, p,
+                                                    dut.queue_depth), where
             if split < n:   # a read-out mid-stream: a snapshot of the prefix, then go on
                 prefix = gs.select_offline(torch.tensor(probs[:split], dtype=torch.int64)
                                            .reshape(split, classes), k, p, ids[:split])
@@ -482,16 +524,15 @@ BALANCED_CONFIGS = [   # classes, k, p, score_width, id_width
 def test_rtl_balanced(config):
     k = config[1]
     run_balanced_streams(*config, seed=100 + BALANCED_CONFIGS.index(config), streams=40,
-                         max_samples=8 if k <= STAGE_RANKS else 3 * k)
+                         max_samples=8 if k <= 8 else 3 * k)
 
 
 def test_rtl_clear_while_draining():
-    """A clear strobed while entries are still in the insertion chain: their late writes land in
-    slots that are empty by the new counts, and entries after the clear follow them through the
-    chain, so the next selection holds only what came after the clear (several rounds, the next
-    stream starting as soon as the clear ends, while the old entries still move)."""
-    classes, k = 2, 5 * STAGE_RANKS          # a 5-stage chain against a 2-cycle clear
-    dut = TopKSelector(classes, k, score_width=8, id_width=10)
+    """A clear strobed while entries wait in the queue and one is being inserted (a long shift):
+    the clear drops them, so the next selection holds only what came after the clear (several
+    rounds, the next stream starting as soon as the clear ends)."""
+    classes, k = 2, 40
+    dut = TopKSelector(classes, k, score_width=8, id_width=10, queue_depth=4)
     rng = random.Random(17)
     checked = []
 
@@ -505,7 +546,7 @@ def test_rtl_clear_while_draining():
             assert ctx.get(dut.draining)
             await strobe(ctx, dut.clear_stb)            # the cycle after the last old entry
             assert await wait_idle(ctx, dut.busy) == gs.clear_cycles(classes)
-            assert ctx.get(dut.draining), "the old entries must still be in the chain"
+            assert not ctx.get(dut.draining), "the clear drops the queue and the insertion"
             await send(ctx, dut.i_entry, [{"id": i, "cls": c, "score": v} for i, c, v in new],
                        never())
             beats, _ = await read_out(ctx, dut, random_ready(rng.random(), 0.5))
