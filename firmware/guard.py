@@ -8,10 +8,11 @@ forward, argmax and compare with the labels in one run; the host reads one word)
 trained by the host's golden trainer (``run_pipeline(students="trainer")``) is scored by the
 golden trainer's own prediction, the same rule bit for bit.
 
-The validation slice is the first ``val_size`` samples of the labeled set (which is in random
-order, ``firmware.pipeline.prepare_data``); the labeled set is small, so the slice is **not** held
-out of training: it detects a collapse (a phase destroying what the labels taught), not
-overfitting. ``docs/pipeline.md`` has the measured figures.
+The pipeline gives it the first samples of the validation set, which
+:func:`firmware.pipeline.prepare_data` carves out of the labeled set up front: no phase trains on
+it, so the guard measures held-out accuracy. :func:`count_correct` is the same count for any
+student (the gate and the delivered student's choice use it too). ``docs/pipeline.md`` has the
+measured figures.
 """
 
 from dataclasses import dataclass
@@ -19,7 +20,16 @@ from numbers import Real
 
 import numpy as np
 
-__all__ = ["Checkpoint", "DivergenceGuard"]
+__all__ = ["Checkpoint", "DivergenceGuard", "count_correct"]
+
+
+def count_correct(net, X, y):
+    """Correctly classified samples of ``(X, y)``: counted on the device by the ``valacc``
+    program for a device network (:meth:`firmware.accelerator.MLP.count_correct`), by the
+    golden trainer's prediction (the same rule bit for bit) for a host-trained student."""
+    if hasattr(net, "count_correct"):
+        return int(net.count_correct(X, y))
+    return int((net.net.predict(X).numpy() == np.asarray(y, dtype=np.int64)).sum())
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,7 @@ class DivergenceGuard:
     def correct(self, net):
         """Correctly classified validation samples of ``net`` (on the device for a device
         network)."""
-        if hasattr(net, "count_correct"):
-            return int(net.count_correct(self.X, self.y))
-        return int((net.net.predict(self.X).numpy() == self.y).sum())
+        return count_correct(net, self.X, self.y)
 
     def checkpoint(self, net, phase):
         """The checkpoint of ``net`` before ``phase``."""

@@ -1,6 +1,7 @@
-"""The pipeline's phases, each a function of the run's :class:`State`: the teacher, label +
-select, the distillation labels, student-train and finetune (one stream chunk), the standalone
-image, the supervised-only student and the float32 pipeline."""
+"""The pipeline's phases, each a function of the run's :class:`State`: the teacher, the
+supervised-only student, the gate, label + select, the distillation labels, student-train and
+finetune (one stream chunk), the delivered student's choice, the standalone image and the
+float32 pipeline."""
 
 from dataclasses import dataclass, field
 
@@ -10,7 +11,12 @@ import torch
 from spec.params import DEFAULT_FORMATS
 from .trainer import TrainerNet
 
-__all__ = ["State", "teacher", "stream_chunk", "standalone", "supervised", "float32"]
+__all__ = ["State", "teacher", "supervised", "gate", "stream_chunk", "choose", "standalone",
+           "float32", "TIE_DELIVERS"]
+
+#: The delivered student when the SSL and the supervised student count the same validation
+#: samples correct (the gate having let the teacher's labels through): ``"ssl"``.
+TIE_DELIVERS = "ssl"
 
 
 @dataclass
@@ -39,6 +45,12 @@ class State:
         Per stream chunk: its selection and its student's accuracies.
     selection : tuple
         The SSL student's selection: ``(ids, pseudo-labels, precision, class counts)``.
+    teacher_fit : dict
+        The offline teacher's cross-validated choice (:func:`~.teacher.fit_teacher`).
+    sup_net, ssl_net
+        The supervised-only and the SSL student.
+    gate, choice : dict
+        The gate's counts and decision; the delivered student's choice.
     """
     data: object
     options: object
@@ -54,6 +66,11 @@ class State:
     t_acc: float = None
     float_teacher: object = None
     kd_teacher: object = None
+    teacher_fit: dict = None
+    sup_net: object = None
+    ssl_net: object = None
+    gate: dict = None
+    choice: dict = None
     curves: dict = field(default_factory=lambda: {"ssl": [], "supervised": []})
     chunks: list = field(default_factory=list)
     selection: tuple = None
@@ -78,7 +95,7 @@ class State:
             return TrainerNet(self.student_sizes, r.batch, o.seed, self.soc.lanes,
                               temperature=temperature)
         return self.acc.mlp(self.student_sizes, batch=r.batch, seed=o.seed,
-                            temperature=temperature, validate=self.guard is not None)
+                            temperature=temperature, validate=True)
 
 
 def _selected(per_class):
@@ -102,20 +119,26 @@ def teacher(st):
     if o.teacher_on_device:
         st.t_sizes = (D,) + tuple(r.device_teacher_hidden) + (C,)
         ph.start("teacher", sum(s for s, _ in r.device_teacher_schedule), "step")
-        net = st.acc.mlp(st.t_sizes, batch=r.device_teacher_batch, seed=o.seed, select=True)
+        net = st.acc.mlp(st.t_sizes, batch=r.device_teacher_batch, seed=o.seed, select=True,
+                         validate=True)
         st.name_programs(net, "teacher")
         ph.measure(lambda: net.fit(L.X, L.y, schedule=r.device_teacher_schedule,
                                    callback=lambda n: ph.bar.update(n)))
         where = "device (SGD)"
     else:
         st.t_sizes = (D,) + tuple(r.teacher_hidden) + (C,)
-        ph.start("teacher", r.teacher_steps, "step")
+        ph.start("teacher", 1, "fit")
         st.float_teacher = _train_float_teacher(st)
-        ph.bar.update(r.teacher_steps)
-        net = st.acc.mlp(st.t_sizes, batch=r.batch, seed=o.seed, train=False, select=True)
+        ph.bar.update(1)
+        net = st.acc.mlp(st.t_sizes, batch=r.batch, seed=o.seed, train=False, select=True,
+                         validate=True)
         net.load_float([p.double() for p in st.float_teacher.params()])
         st.name_programs(net, "teacher")
-        where = "host (float32 Adam), quantized"
+        f = st.teacher_fit
+        where = (f"host (float32 Adam, {f['steps']} steps, dropout {f['dropout']:g}, weight "
+                 f"decay {f['weight_decay']:g}"
+                 + (f"; {f['folds']}-fold CV {f['cv_accuracy']:.1%}" if f["folds"] else "")
+                 + "), quantized")
     st.teacher = net
     st.t_acc = ph.evaluate(net, T.X, T.y)
     ph.finish(samples=len(L), accuracy=st.t_acc,
@@ -128,11 +151,13 @@ def teacher(st):
 
 
 def _train_float_teacher(st):
-    from golden.float_ref import train_teacher
-    r, L = st.recipe, st.data.labeled
-    return train_teacher(st.t_sizes, L.X, L.y, steps=r.teacher_steps, lr=r.teacher_lr,
-                         weight_decay=r.teacher_weight_decay, dropout=r.teacher_dropout,
-                         seed=st.options.seed)
+    """The offline teacher (:func:`~.teacher.fit_teacher`: cross-validated on L); sets
+    :attr:`State.teacher_fit`."""
+    from .teacher import fit_teacher
+    L = st.data.labeled
+    sizes = (st.data.features, *st.recipe.teacher_hidden, st.data.num_classes)
+    net, st.teacher_fit = fit_teacher(sizes, L.X, L.y, st.recipe, st.options.seed)
+    return net
 
 
 def train(st, name, net, X, y, schedule, curve, offset, guarded=True):
@@ -232,6 +257,7 @@ def stream_chunk(st, i, bounds):
     r_s.update(precision=precision, class_counts=counts)
     r_f = train(st, "finetune" + tag, student, L.X, L.y, r.finetune_schedule, curve,
                 sum(s for s, _ in r.student_schedule))
+    st.ssl_net = student
     st.chunks.append(dict(chunk=i + 1, seen=hi, selected=int(ids.size), precision=precision,
                           before_finetune_accuracy=r_s["accuracy"], accuracy=r_f["accuracy"]))
     st.ssl_acc, st.pre_acc = r_f["accuracy"], r_s["accuracy"]
@@ -279,11 +305,62 @@ def standalone(st):
 
 
 def supervised(st):
-    """The supervised-only student: the same schedule on L alone, no guard."""
+    """The supervised-only student: the study's schedule on L alone, no guard (trained first:
+    the gate compares the teacher with it)."""
     L = st.data.labeled
-    row = train(st, "supervised", st.new_student(), L.X, L.y, st.recipe.supervised_schedule,
+    st.sup_net = st.new_student()
+    row = train(st, "supervised", st.sup_net, L.X, L.y, st.recipe.supervised_schedule,
                 st.curves["supervised"], 0, guarded=False)
     st.sup_acc = row["accuracy"]
+
+
+def gate(st):
+    """Before labeling: the teacher and the supervised-only student counted on the validation
+    set (on the device); the teacher's labels are used only if it classifies more validation
+    samples correctly (``Options.gate``: else the run goes on, reporting the decision). Sets
+    :attr:`State.gate`."""
+    from ..guard import count_correct
+    ph, V = st.phases, st.data.validation
+    ph.start("gate", len(V), "sample")
+    t = ph.measure(lambda: count_correct(st.teacher, V.X, V.y))
+    s = ph.measure(lambda: count_correct(st.sup_net, V.X, V.y))
+    passed = t > s
+    enforced = st.options.gate
+    if passed:
+        decision = "pass: the teacher beats the supervised student, its labels are used"
+    elif enforced:
+        decision = "refused: the teacher does not beat the supervised student, no pseudo-labels"
+    else:
+        decision = "would refuse (gate off): the teacher does not beat the supervised student"
+    st.gate = dict(validation_samples=len(V), teacher_correct=t, supervised_correct=s,
+                   teacher_validation_accuracy=t / len(V),
+                   supervised_validation_accuracy=s / len(V), passed=passed,
+                   enforced=enforced, decision=decision)
+    ph.finish(samples=len(V), note=f"validation: teacher {t}/{len(V)}, supervised {s}/{len(V)}: "
+                                   f"{decision}")
+
+
+def choose(st):
+    """After finetune: the SSL and the supervised-only student counted on the validation set
+    (on the device); the one with more correct is delivered (a tie: :data:`TIE_DELIVERS`);
+    without an SSL student (the gate refused the labels) the supervised one. Sets
+    :attr:`State.choice`."""
+    from ..guard import count_correct
+    ph, V, g = st.phases, st.data.validation, st.gate
+    ph.start("choice", len(V), "sample")
+    sup = g["supervised_correct"]
+    if st.ssl_net is None:
+        ssl, delivered = None, "supervised"
+        why = "the gate refused the teacher's labels: no SSL student"
+    else:
+        ssl = ph.measure(lambda: count_correct(st.ssl_net, V.X, V.y))
+        delivered = "ssl" if ssl > sup or (ssl == sup and TIE_DELIVERS == "ssl") else "supervised"
+        why = (f"validation: SSL {ssl}/{len(V)}, supervised {sup}/{len(V)}"
+               + (f" (a tie delivers the {TIE_DELIVERS} student)" if ssl == sup else ""))
+    acc = st.ssl_acc if delivered == "ssl" else st.sup_acc
+    st.choice = dict(ssl_correct=ssl, supervised_correct=sup, validation_samples=len(V),
+                     delivered=delivered, reason=why)
+    ph.finish(samples=len(V), accuracy=acc, note=f"delivered: {delivered} student ({why})")
 
 
 def float32(st):
@@ -296,9 +373,9 @@ def float32(st):
     L, U, T = st.data.labeled, st.data.unlabeled, st.data.test
     n_s = sum(s for s, _ in r.student_schedule)
     n_f = sum(s for s, _ in r.finetune_schedule)
-    ph.start("float32", n_s + n_f + r.teacher_steps, "step")
+    ph.start("float32", n_s + n_f + 1, "step")
     tf = st.float_teacher if st.float_teacher is not None else _train_float_teacher(st)
-    ph.bar.update(r.teacher_steps)
+    ph.bar.update(1)
     with torch.no_grad():
         fp = torch.softmax(tf(U.X), dim=1)
     fids, flab = _selected(select_offline(fp, sel.k, sel.p).per_class)

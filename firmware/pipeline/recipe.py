@@ -34,8 +34,21 @@ class Recipe:
         64-56-10 at dropout 0.3: the best of the teachers that fit the default SoC's
         scratchpads tried (93.2 % mean on digits' 10 % L, seeds 0–4, in float; 64-56-56-10
         at dropout 0.2: 92.0 %; the study's 64-256-128-10 does not fit, ``docs/pipeline.md``).
-    teacher_steps, teacher_lr, teacher_weight_decay, teacher_dropout
-        Its offline training: full-batch Adam steps, rate, weight decay, dropout.
+    teacher_lr : float
+        Its offline training's full-batch Adam rate.
+    teacher_folds : int
+        Cross-validation folds that choose its regularisation and training length on the
+        labeled training set (:func:`firmware.pipeline.teacher.fit_teacher`); 0: the fixed
+        ``teacher_steps``, ``teacher_dropout``, ``teacher_weight_decay`` (digits' tuning).
+    teacher_grid : tuple of (dropout, weight decay)
+    teacher_step_grid : tuple of int
+        The settings and the step counts tried (in order of preference on ties: digits'
+        tuning first).
+    teacher_cv_margin : float
+        Another candidate replaces the first only if its cross-validated accuracy is higher
+        by more than this.
+    teacher_steps, teacher_weight_decay, teacher_dropout
+        The fixed recipe without cross-validation.
     device_teacher_hidden : tuple of int
         Hidden widths of the ``--teacher-on-device`` teacher (it must fit the training
         program's scratchpad plan).
@@ -63,6 +76,10 @@ class Recipe:
     teacher_lr: float = 1e-3
     teacher_weight_decay: float = 1e-4
     teacher_dropout: float = 0.3
+    teacher_folds: int = 5
+    teacher_grid: tuple = ((0.3, 1e-4), (0.5, 1e-4), (0.1, 1e-4), (0.3, 1e-2))
+    teacher_step_grid: tuple = (500, 250, 1000)
+    teacher_cv_margin: float = 0.02
     device_teacher_hidden: tuple = (48, 32)
     device_teacher_batch: int = 16
     device_teacher_schedule: tuple = ((3000, 2**-3), (1000, 2**-5))
@@ -145,7 +162,11 @@ class Options:
         student's phases with this margin; ``None``: no guard. ``result["guard"]``.
     guard_samples : int, optional
         Only with ``guard_margin``: size of the guard's validation slice (the first samples
-        of L; default 64, or all of L if it is smaller), at most L's size.
+        of the validation set; default 64, or all of it if it is smaller), at most its size.
+    gate : bool
+        Refuse the teacher's labels unless it classifies more validation samples correctly
+        than the supervised-only student (default); ``False``: the SSL student is trained
+        whatever the gate says (its decision is still reported; for measuring the gate).
     standalone : bool
         Label, select, student-train and finetune (and the guard) as **one** program image
         run once (:mod:`firmware.standalone`; its batches come from fixed slots, so its
@@ -175,6 +196,7 @@ class Options:
     kd_top: int = None
     guard_margin: float = None
     guard_samples: int = None
+    gate: bool = True
     standalone: bool = False
     compare_host_driven: bool = True
     backend_options: dict = field(default_factory=dict)
@@ -267,20 +289,20 @@ class Options:
 
     def _guard_for(self, data):
         """``guard_samples``: ``None`` without ``guard_margin`` (refused if given), else with
-        its default, at most L's size; the margin checked."""
-        L = data.labeled
+        its default, at most the validation set's size; the margin checked."""
+        V = data.validation
         if self.guard_margin is None:
             if self.guard_samples is not None:
                 raise ValueError(f"guard_samples={self.guard_samples!r} has no effect without "
                                  f"guard_margin")
             return {}
         from ..guard import DivergenceGuard
-        n = min(GUARD_SAMPLES, len(L)) if self.guard_samples is None else self.guard_samples
+        n = min(GUARD_SAMPLES, len(V)) if self.guard_samples is None else self.guard_samples
         check_positive_int(n, "Guard validation samples")
-        if n > len(L):
-            raise ValueError(f"Guard validation samples must be at most the {len(L)} labeled "
-                             f"samples, not {n!r}")
-        DivergenceGuard(L.X[:n], L.y[:n], self.guard_margin)          # checks the margin
+        if n > len(V):
+            raise ValueError(f"Guard validation samples must be at most the {len(V)} "
+                             f"validation samples, not {n!r}")
+        DivergenceGuard(V.X[:n], V.y[:n], self.guard_margin)          # checks the margin
         return dict(guard_samples=n)
 
     def networks(self, data):
@@ -294,7 +316,7 @@ class Options:
         else:
             t_sizes, t_batch = (D, *r.teacher_hidden, C), r.batch
         out = [("teacher", MLPDescription(t_sizes, batch=t_batch),
-                ("train",) * self.teacher_on_device + ("logits", "probs", "select"))]
+                ("train",) * self.teacher_on_device + ("logits", "probs", "select", "valacc"))]
         if self.kd:
             out.append(("distillation teacher",
                         MLPDescription(t_sizes, batch=r.batch, temperature=self.temperature),
@@ -304,8 +326,7 @@ class Options:
             out.append(("student",
                         MLPDescription(s_sizes, batch=r.batch,
                                        temperature=self.temperature if self.kd else None),
-                        ("train", "logits", "probs")
-                        + ("valacc",) * (self.guard_margin is not None)))
+                        ("train", "logits", "probs", "valacc")))
         return out
 
     def _check_standalone(self, data):

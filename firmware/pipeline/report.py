@@ -37,27 +37,46 @@ def format_table(res):
                      f"{t * 1e3:.1f} ms" if r["cycles"] else "host", accs, prec, balance))
     rows.append(("total (device)", "", f"{res['total_cycles']:,}",
                  f"{res['projected_seconds'] * 1e3:.1f} ms", "", "", ""))
-    gain = 100 * (res["ssl_student_accuracy"] - res["supervised_student_accuracy"])
-    vs_float = (100 * (res["ssl_student_accuracy"] - res["float_ssl_student_accuracy"])
-                if "float_ssl_student_accuracy" in res else None)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
     lines += [
         "",
-        f"teacher {res['teacher_accuracy']:.1%}   SSL student {res['ssl_student_accuracy']:.1%}   "
-        f"supervised student {res['supervised_student_accuracy']:.1%}"
-        + (f"   float32 SSL student {res['float_ssl_student_accuracy']:.1%}"
-           if "float_ssl_student_accuracy" in res else ""),
-        f"SSL gain over supervised: {gain:+.1f} points"
-        + (f"; vs float32: {vs_float:+.1f} points" if vs_float is not None else ""),
-        f"{res['dataset']}: {res['labeled']} labeled, {res['unlabeled']} unlabeled, "
+        *summary_lines(res),
+        f"{res['dataset']}: {res['labeled']} labeled + {res['validation']} validation, "
+        f"{res['unlabeled']} unlabeled, "
         f"{res['test']} test; {res['array']} array on {res['backend']}; "
         f"wall {res['wall_seconds']:.1f} s"
         + (f"; --check: {res['checked_runs']} programs equal to golden" if res["check"] else ""),
     ]
     return "\n".join(lines)
+
+
+def _pct(v):
+    return "—" if v is None else f"{v:.1%}"
+
+
+def summary_lines(res):
+    """The lines under the table: the students, the gate, the delivered student and why."""
+    g, ch, f = res["gate"], res["choice"], res.get("teacher_fit") or {}
+    ssl, sup = res["ssl_student_accuracy"], res["supervised_student_accuracy"]
+    cv = (f"   (teacher {f['folds']}-fold CV on L: {f['cv_accuracy']:.1%})"
+          if f.get("folds") else "")
+    lines = [f"test accuracy: teacher {_pct(res['teacher_accuracy'])}   SSL student {_pct(ssl)}"
+             f"   supervised student {_pct(sup)}"
+             + (f"   float32 SSL student {_pct(res['float_ssl_student_accuracy'])}"
+                if "float_ssl_student_accuracy" in res else "") + cv,
+             f"gate ({g['validation_samples']} validation samples, on the device): teacher "
+             f"{g['teacher_correct']}, supervised {g['supervised_correct']} correct: "
+             f"{g['decision']}",
+             f"DELIVERED: the {ch['delivered']} student, test "
+             f"{_pct(res['delivered_student_accuracy'])} ({ch['reason']})"]
+    gain = 100 * (res["delivered_student_accuracy"] - sup)
+    line = f"delivered gain over supervised: {gain:+.1f} points"
+    if ssl is not None and "float_ssl_student_accuracy" in res:
+        line += f"; SSL vs float32: {100 * (ssl - res['float_ssl_student_accuracy']):+.1f} points"
+    return lines + [line]
 
 
 def write_atomic(path, write, binary=False):
@@ -174,12 +193,13 @@ def write_report(res, directory):
     save(fig, "accuracy.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(range(res["classes"]), res["class_counts"])
+    ax.bar(range(res["classes"]), res["class_counts"] or [0] * res["classes"])
     ax.axhline(res["selector"]["k"], color="k", ls="--", lw=1, label=f"K = {res['selector']['k']}")
     ax.set_xlabel("class")
     ax.set_ylabel("selected samples")
     ax.set_title(f"Selected set: {res['selected']} samples, precision "
-                 f"{res['pseudo_label_precision']:.1%}")
+                 f"{_pct(res['pseudo_label_precision'])}" if res["selected"] is not None else
+                 "No selection: the gate refused the teacher's labels")
     ax.legend()
     fig.tight_layout()
     save(fig, "class_balance.png")

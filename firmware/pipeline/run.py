@@ -39,11 +39,14 @@ def run_pipeline(data, options=None, /, **keywords):
     if o.standalone:
         phases.standalone(st)
     else:
-        n_chunks = 1 if o.stream_chunks is None else o.stream_chunks
-        bounds = np.linspace(0, len(data.unlabeled), n_chunks + 1).round().astype(int)
-        for i in range(n_chunks):
-            phases.stream_chunk(st, i, bounds)
-    phases.supervised(st)
+        phases.supervised(st)
+        phases.gate(st)
+        if st.gate["passed"] or not o.gate:
+            n_chunks = 1 if o.stream_chunks is None else o.stream_chunks
+            bounds = np.linspace(0, len(data.unlabeled), n_chunks + 1).round().astype(int)
+            for i in range(n_chunks):
+                phases.stream_chunk(st, i, bounds)
+        phases.choose(st)
     if o.float_pipeline:
         phases.float32(st)
     result = _result(st)
@@ -64,8 +67,8 @@ def _setup(data, o):
     guard = None                    # (standalone: the image's own guard, from guard_margin)
     if o.guard_margin is not None:
         from ..guard import DivergenceGuard
-        L = data.labeled
-        guard = DivergenceGuard(L.X[:o.guard_samples], L.y[:o.guard_samples], o.guard_margin)
+        V = data.validation
+        guard = DivergenceGuard(V.X[:o.guard_samples], V.y[:o.guard_samples], o.guard_margin)
     device, close = o.device, None
     if device is None:
         backend_options = dict(o.backend_options)
@@ -87,14 +90,16 @@ def _result(st):
     """Every figure of the run, as :func:`run_pipeline` returns them."""
     from .report import board_clock_mhz
     o, data, sel = st.options, st.data, st.soc.selector
-    ids, _, precision, counts = st.selection
+    ids, _, precision, counts = st.selection if st.selection is not None else (None,) * 4
     clock = board_clock_mhz()
+    delivered = st.choice["delivered"]
     total_cycles = st.counting.cycles
     result = dict(
         dataset=data.name,
         backend=o.backend if isinstance(o.backend, str) else type(o.backend).__name__,
         seed=o.seed, classes=data.num_classes, features=data.features,
-        labeled=len(data.labeled), unlabeled=len(data.unlabeled), test=len(data.test),
+        labeled=len(data.labeled), validation=len(data.validation),
+        unlabeled=len(data.unlabeled), test=len(data.test),
         array=f"{st.soc.config.array.rows}x{st.soc.config.array.cols}",
         selector=dict(classes=sel.classes, k=sel.k, p=sel.p),
         teacher_sizes=list(st.t_sizes), student_sizes=list(st.student_sizes),
@@ -102,7 +107,11 @@ def _result(st):
         teacher_accuracy=st.t_acc, ssl_student_accuracy=st.ssl_acc,
         ssl_student_before_finetune_accuracy=st.pre_acc,
         supervised_student_accuracy=st.sup_acc,
-        pseudo_label_precision=precision, selected=int(ids.size), class_counts=counts,
+        delivered=delivered,
+        delivered_student_accuracy=st.ssl_acc if delivered == "ssl" else st.sup_acc,
+        gate=st.gate, choice=st.choice, teacher_fit=st.teacher_fit,
+        pseudo_label_precision=precision, selected=None if ids is None else int(ids.size),
+        class_counts=counts,
         total_cycles=total_cycles, clock_mhz=clock,
         projected_seconds=total_cycles / (clock * 1e6),
         busy=dict(st.counting.busy),
