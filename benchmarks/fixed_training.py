@@ -7,7 +7,8 @@ with plain SGD, batch 32, 3000 steps at lr 2⁻³ then 1000 at 2⁻⁵ (the sche
 study of the recipe on digits, ``docs/training.md``), three ways from the same init and batch order: float32
 (:class:`golden.float_ref.FloatMLP`), and the golden fixed-point trainer
 (:class:`golden.mlp.FixedMLP`, default formats) with round-to-nearest-even or stochastic rounding
-on the weight update. Prints one row per seed and the mean ± sample std; ``--json`` prints one JSON
+on the weight update (the default SoC's draws: a generator per lane, ``update_lanes`` = its lane
+count). Prints one row per seed and the mean ± sample std; ``--json`` prints one JSON
 object instead (accuracies as fractions in [0, 1]).
 """
 
@@ -24,6 +25,7 @@ from golden.float_ref import FloatMLP
 from golden.mlp import FixedMLP, init_float_params, rng_seed
 from spec.cli import ArgumentParser, positive_int
 from spec.params import DEFAULT_FORMATS
+from spec.soc import DEFAULT_SOC
 
 __all__ = ["SCHEDULE", "run_seed", "main"]
 
@@ -45,7 +47,8 @@ def run_seed(seed, train, test, schedule=SCHEDULE, sizes=SIZES, batch=BATCH):
     for rounding in ("nearest-even", "stochastic"):
         t0, c0 = time.perf_counter(), time.process_time()
         m = FixedMLP(sizes, rng_seed=rng_seed(seed)).load_float(p0)
-        m.train(train.X, train.y, schedule, batch=batch, seed=seed, rounding=rounding)
+        m.train(train.X, train.y, schedule, batch=batch, seed=seed, rounding=rounding,
+                update_lanes=DEFAULT_SOC.lanes)
         out[rounding] = m.accuracy(test.X, test.y)
         out[rounding + "_s"] = time.perf_counter() - t0
         out[rounding + "_cpu"] = time.process_time() - c0

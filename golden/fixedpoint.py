@@ -11,16 +11,19 @@ Conventions
   its carry out is dropped). *Saturation* clamps to the range and counts the clamped elements.
 * Rounding modes are the strings in :data:`ROUNDING_MODES`:
   ``"nearest-even"`` (round half to even) and ``"stochastic"`` (add a uniform random integer in
-  ``[0, 2**shift)`` drawn from :class:`Xorshift32`, then floor).
+  ``[0, 2**shift)`` drawn from :class:`Xorshift32`, then floor). The accelerator's vector
+  engine has one generator per lane (:class:`LaneGenerators`): the element in lane ``l`` takes
+  generator ``l``'s next draw.
 """
 
 import numpy as np
 import torch
 
 from spec.params import QFormat, check_int, check_positive_int
+from spec.rng import lane_seed
 
 __all__ = [
-    "ROUNDING_MODES", "Xorshift32",
+    "ROUNDING_MODES", "Xorshift32", "LaneGenerators",
     "wrap", "saturate", "quantize", "dequantize",
     "round_shift", "requantize", "requantize_act", "int_gemm",
     "relu", "relu_mask", "relu_backward", "sgd_update",
@@ -120,28 +123,107 @@ class Xorshift32:
         check_int(n, "Number of draws")
         if n < 0:
             raise ValueError(f"Number of draws must be non-negative, not {n!r}")
+        out, self.state = self.draws_from(self.state, n)
+        return out
+
+    @classmethod
+    def draws_from(cls, state, n):
+        """The ``n`` draws after ``state`` and the state after them: ``(int64 tensor, int)``."""
         if n == 0:
-            return torch.zeros(0, dtype=torch.int64)
+            return torch.zeros(0, dtype=torch.int64), state
         if n <= 64:
             out = []
-            x = self.state
+            x = state
             for _ in range(n):
-                x = self.step(x)
+                x = cls.step(x)
                 out.append(x)
-            self.state = x
-            return torch.tensor(out, dtype=torch.int64)
+            return torch.tensor(out, dtype=torch.int64), x
         block = 4096 if n >= 4096 else 1 << (n - 1).bit_length()
-        table = self._jump_table(block)
+        table = cls._jump_table(block)
         chunks, left = [], n
         while left > 0:
-            s = self.state
             acc = torch.from_numpy(np.bitwise_xor.reduce(
-                table[[b for b in range(32) if (s >> b) & 1]], axis=0))
+                table[[b for b in range(32) if (state >> b) & 1]], axis=0))
             take = min(left, block)
             chunks.append(acc[:take])
-            self.state = int(acc[take - 1])
+            state = int(acc[take - 1])
             left -= take
-        return torch.cat(chunks)
+        return torch.cat(chunks), state
+
+
+class LaneGenerators:
+    """The vector engine's stochastic-rounding generators: one :class:`Xorshift32` per lane.
+
+    Lane ``l`` starts at :func:`spec.rng.lane_seed` ``(seed, l)`` (``seed ^ l·0x6A09E667``, 1 if
+    that is zero; ``spec/rng.py`` argues why lanes so seeded are not near copies of each other).
+    Consumers of a ``(rows, n)`` block of elements, ``n <= lanes``, give the element in row ``r``
+    and lane ``l`` the next draw of generator ``l``, rows in order; the generators of lanes
+    ``>= n`` do not step. So each lane's generator is consumed by exactly the elements that
+    pass through that lane, in program order.
+
+    Parameters
+    ----------
+    seed : int
+        The SEED value, ``1 <= seed < 2**32``.
+    lanes : int
+        Number of generators.
+
+    Attributes
+    ----------
+    states : list of int
+        The generators' states (the last draw each has given, or its seed).
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` or ``lanes`` is not an integer.
+    ValueError
+        If ``seed`` is zero or does not fit in 32 bits, or ``lanes`` is not positive.
+    """
+
+    def __init__(self, seed=1, lanes=1):
+        check_int(seed, "Xorshift32 seed")
+        if not 0 < seed <= _MASK32:
+            raise ValueError(f"Xorshift32 seed must be in 1..2**32-1, not {seed!r}")
+        check_positive_int(lanes, "Generator lanes")
+        self.states = [lane_seed(seed, l) for l in range(lanes)]
+
+    @property
+    def lanes(self):
+        return len(self.states)
+
+    def draw(self, rows, n=None):
+        """The next ``rows`` draws of generators ``0 .. n-1`` (default: all), as an ``int64``
+        tensor of shape ``(rows, n)``: column ``l`` is generator ``l``'s."""
+        check_int(rows, "Number of draws")
+        if rows < 0:
+            raise ValueError(f"Number of draws must be non-negative, not {rows!r}")
+        n = self.lanes if n is None else n
+        check_int(n, "Lanes drawn")
+        if not 0 <= n <= self.lanes:
+            raise ValueError(f"Lanes drawn must be in 0..{self.lanes}, not {n!r}")
+        cols = []
+        for l in range(n):
+            col, self.states[l] = Xorshift32.draws_from(self.states[l], rows)
+            cols.append(col)
+        if not cols:
+            return torch.zeros(rows, 0, dtype=torch.int64)
+        return torch.stack(cols, dim=1)
+
+
+def _draws(rng, x):
+    """One draw per element of ``x`` (shape of ``x``): row-major from an :class:`Xorshift32`,
+    or per lane (last dimension) from :class:`LaneGenerators`."""
+    if isinstance(rng, Xorshift32):
+        return rng.draw(x.numel()).reshape(x.shape)
+    if isinstance(rng, LaneGenerators):
+        if x.numel() == 0:
+            return torch.zeros_like(x)
+        rows = x.reshape(-1, x.shape[-1] if x.dim() else 1)
+        if rows.shape[1] > rng.lanes:
+            raise ValueError(f"{rows.shape[1]} lanes of elements but {rng.lanes} generators")
+        return rng.draw(rows.shape[0], rows.shape[1]).reshape(x.shape)
+    raise TypeError(f"Stochastic rounding needs an Xorshift32 or LaneGenerators, not {rng!r}")
 
 
 def wrap(x, width):
@@ -174,8 +256,10 @@ def round_shift(x, shift, rounding="nearest-even", rng=None):
 
     * ``"nearest-even"``: ``x / 2**shift`` rounded to the nearest integer, ties to the even one.
     * ``"stochastic"``: ``floor((x + r) / 2**shift)`` with ``r = d & (2**shift - 1)``, where
-      ``d`` is the next draw of ``rng``; elements take draws in row-major order, one each (also
-      when ``shift == 0``). ``E[result] = x / 2**shift`` up to the generator's 2**-32 bias.
+      ``d`` is the element's draw, one per element (also when ``shift == 0``): from an
+      :class:`Xorshift32`, the next draws in row-major order; from :class:`LaneGenerators`, the
+      element in lane ``l`` (last index) takes generator ``l``'s next draw, rows in order.
+      ``E[result] = x / 2**shift`` up to the generator's 2**-32 bias.
 
     ``shift = 0`` returns ``x`` unchanged (stochastic mode still consumes the draws).
 
@@ -186,8 +270,8 @@ def round_shift(x, shift, rounding="nearest-even", rng=None):
         ``0 <= shift <= 32``.
     rounding : str
         One of :data:`ROUNDING_MODES`.
-    rng : Xorshift32
-        Required for ``"stochastic"``; advanced by ``x.numel()`` draws.
+    rng : Xorshift32 or LaneGenerators
+        Required for ``"stochastic"``; advanced by one draw per element.
     """
     x = _as_int64(x)
     check_int(shift, "Shift")
@@ -195,9 +279,7 @@ def round_shift(x, shift, rounding="nearest-even", rng=None):
         raise ValueError(f"Shift must be between 0 and 32, not {shift!r}")
     _check_rounding(rounding)
     if rounding == "stochastic":
-        if not isinstance(rng, Xorshift32):
-            raise TypeError(f"Stochastic rounding needs an Xorshift32 generator, not {rng!r}")
-        r = rng.draw(x.numel()).reshape(x.shape) & ((1 << shift) - 1)
+        r = _draws(rng, x) & ((1 << shift) - 1)
         return torch.div(x + r, 1 << shift, rounding_mode="floor")
     if shift == 0:
         return x.clone()
@@ -232,7 +314,7 @@ def requantize_act(acc, shift, width, bias=None, bias_shift=0, relu=False,
 
     The mask is the derivative of the unit (saturation has zero derivative, so gradients through a
     saturated element are masked too: without it, a reference study's Q4.12 student collapsed to
-    12 % on digits). Stochastic rounding takes one draw per element in row-major order.
+    12 % on digits). Stochastic rounding takes one draw per element (:func:`round_shift`).
 
     Parameters
     ----------
@@ -244,7 +326,7 @@ def requantize_act(acc, shift, width, bias=None, bias_shift=0, relu=False,
         ``0 <= bias_shift <= 32``.
     relu : bool
     rounding : str
-    rng : Xorshift32
+    rng : Xorshift32 or LaneGenerators
 
     Returns
     -------
@@ -375,7 +457,7 @@ def sgd_update(w, g, width, lr_shift, lr_mul=1, wd_mul=0, rounding="stochastic",
     ``lr_shift`` together give the learning rate in stored units (``lr_mul / 2**lr_shift``, batch
     mean and format alignment folded in), and ``wd_mul / 2**lr_shift`` is the decoupled weight
     decay. The products and the sum are exact; rounding is :func:`round_shift` (stochastic: one
-    draw per weight, row-major order); the subtraction is exact and then saturated to ``width``.
+    draw per weight, as there); the subtraction is exact and then saturated to ``width``.
 
     Parameters
     ----------
@@ -390,7 +472,7 @@ def sgd_update(w, g, width, lr_shift, lr_mul=1, wd_mul=0, rounding="stochastic",
     lr_mul, wd_mul : int
         Unsigned multipliers, ``0 <= · < 2**width``.
     rounding : str
-    rng : Xorshift32
+    rng : Xorshift32 or LaneGenerators
 
     Returns
     -------

@@ -152,6 +152,9 @@ class Machine:
         Scratchpads, ``(rows, lanes)`` ``int64``, signed 16-bit and signed 32-bit values.
     regs : list of int
         ``r0..r7`` as unsigned 32-bit values.
+    rng : golden.fixedpoint.LaneGenerators
+        The stochastic-rounding generators of REQ and SGD, one per lane (after reset as after
+        ``SEED 1``; ``SEED s`` reloads them from ``s``).
     counters : dict
         ``cycles``, ``busy_dma``, ``busy_gemm``, ``busy_vec``, ``busy_sel``, ``stall``,
         ``sat_req``, ``sat_sgd``.
@@ -169,7 +172,7 @@ class Machine:
         self.sp = torch.zeros(c.sp_rows, c.lanes, dtype=torch.int64)
         self.acc = torch.zeros(c.acc_rows, c.lanes, dtype=torch.int64)
         self.regs = [0] * isa.NUM_REGS
-        self.rng = fx.Xorshift32(1)
+        self.rng = fx.LaneGenerators(1, c.lanes)
         self.counters = dict(cycles=0, busy_dma=0, busy_gemm=0, busy_vec=0, busy_sel=0, stall=0,
                              sat_req=0, sat_sgd=0)
         self.pc = 0
@@ -355,7 +358,7 @@ class Machine:
             self.mem[a] = v & self._word_mask
             self.mem[a + 1] = v >> c.word_width
         elif op is Op.SEED:
-            self.rng = fx.Xorshift32(f["seed"])
+            self.rng = fx.LaneGenerators(f["seed"], c.lanes)
         elif op is Op.BR:
             a, b = self._reg(f["rs1"]), self._reg(f["rs2"])
             sa, sb = _s32(a), _s32(b)

@@ -21,12 +21,16 @@ Tensors and formats (``spec.params.Formats``; all ``width``-bit words)
 Rounding and random draws
 -------------------------
 Format conversions (REQ) round half to even. The weight update rounds ``"stochastic"`` (default)
-or ``"nearest-even"``. The stochastic-rounding generator is the model's :class:`Xorshift32`
-``rng``; only SGD updates draw from it, one draw per weight element, in this order: layers
-``L, L-1, ..., 1`` (the order the backward pass produces their gradients); within a layer, column
-panels of ``update_lanes`` columns left to right (``None``: one panel, the whole matrix); within a
-panel, row-major (input rows ``0 .. n_in - 1``, then the bias row). This is exactly the order of
-the machine's ``SGD`` instructions on ``update_lanes``-lane weight panels.
+or ``"nearest-even"``. The stochastic-rounding generators are the model's
+:class:`~golden.fixedpoint.LaneGenerators` ``rng``, one xorshift32 per lane (as many as the widest
+layer, all seeded from ``rng_seed``); only SGD updates draw from them, one draw per weight
+element. A layer's matrix is updated in column panels of ``update_lanes`` columns (``None``: one
+panel, the whole matrix); column ``j`` of a panel is lane ``j``, and the weight in row ``r``
+(input rows ``0 .. n_in - 1``, then the bias row) and lane ``j`` takes generator ``j``'s next
+draw. Generator ``j`` therefore draws, in this order: layers ``L, L-1, ..., 1`` (the order the
+backward pass produces their gradients); within a layer, the panels left to right that have a
+column ``j``; within a panel, rows top to bottom. This is exactly the order of the machine's
+``SGD`` instructions on ``update_lanes``-lane weight panels.
 """
 
 import math
@@ -200,15 +204,15 @@ class FixedMLP:
     acc_width : int
         Accumulator width; at least ``2 · width``; at most 62.
     rng_seed : int
-        Seed of the stochastic-rounding generator (``1 .. 2**32 − 1``).
+        Seed of the stochastic-rounding generators (``1 .. 2**32 − 1``; the SEED value).
 
     Attributes
     ----------
     params : list of torch.Tensor
         Augmented weights: ``params[l-1]`` is ``int64`` ``(n_in + 1, n_out)`` in the weight
         format, last row the bias. Initialised to zero; see :meth:`load_float`.
-    rng : Xorshift32
-        The stochastic-rounding generator.
+    rng : LaneGenerators
+        The stochastic-rounding generators, one per lane, as many as the widest layer.
     counters : dict
         ``sat_req`` (REQ saturations), ``sat_sgd`` (SGD saturations), ``steps``.
 
@@ -236,7 +240,7 @@ class FixedMLP:
                              f"not {acc_width!r}")
         self._formats = formats
         self._acc_width = acc_width
-        self.rng = fx.Xorshift32(rng_seed)
+        self.rng = fx.LaneGenerators(rng_seed, max(self._sizes[1:]))
         self.params = [torch.zeros(n_in + 1, n_out, dtype=torch.int64)
                        for n_in, n_out in zip(self._sizes[:-1], self._sizes[1:])]
         self.counters = {"sat_req": 0, "sat_sgd": 0, "steps": 0}
@@ -447,7 +451,7 @@ class FixedMLP:
         temperature : float, optional
             Softmax temperature of the loss (``None``: 1).
         update_lanes : int, optional
-            Column-panel width of the updates (order of the random draws).
+            Column-panel width of the updates (which lane's generator each weight draws from).
 
         Returns
         -------

@@ -10,7 +10,7 @@ from .rng import RngSignature
 from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, narrow_quotient, rounding_addend,
                        rounding_masks, tie)
 
-__all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "draws_taken", "count_saturations",
+__all__ = ["SAT_COUNT_WIDTH", "check_lanes", "check_widths", "lane_mask", "count_saturations",
            "Pipeline", "Requantizer"]
 
 #: Width of the units' saturation counters.
@@ -45,9 +45,10 @@ def count_saturations(m, counter, clear, add_en, flags):
     m.d.sync += counter.eq(Mux(new > top, top, new))
 
 
-def draws_taken(n_valid, lanes):
-    """Draws a stochastic beat takes: ``n_valid``, clamped to ``lanes``."""
-    return Mux(n_valid > lanes, lanes, n_valid)
+def lane_mask(n_valid, lanes):
+    """The lanes a beat of ``n_valid`` elements fills: bit ``l`` is ``n_valid > l`` (a stochastic
+    beat takes a draw from each of these lanes' generators)."""
+    return Cat(*[n_valid > l for l in range(lanes)])
 
 
 class Pipeline:
@@ -112,8 +113,8 @@ class Requantizer(wiring.Component):
     Beats. A beat is one row chunk: lanes ``0 .. n_valid-1`` carry elements, the others are
     padding (a tensor whose width is not a multiple of ``lanes`` ends each row with a short beat).
     Padding lanes take no draw, never count as saturated and come out as ``y = 0``, ``mask = 0``.
-    In stochastic forward mode the valid lanes take consecutive draws, lane 0 first, so a stream
-    of beats consumes golden's sequence in row-major order. ``last`` is carried through unchanged
+    In stochastic forward mode valid lane ``l`` takes the next draw of lane ``l``'s generator
+    (:class:`golden.fixedpoint.LaneGenerators`). ``last`` is carried through unchanged
     (it marks an operation's final beat for the consumer; the unit does not act on it).
 
     Static inputs. ``shift`` (0..32), ``bias_shift`` (0..32), ``bias_en``, ``relu_en``,
@@ -160,8 +161,9 @@ class Requantizer(wiring.Component):
         Output beats: ``y`` (signed ``width``, per lane), ``mask`` (1 bit per lane), ``n_valid``,
         ``last``.
     rng : Out(RngSignature(lanes))
-        Draws from the shared :class:`~rtl.rng.Xorshift32Lanes`; ``advance`` is ``n_valid`` for
-        each accepted stochastic forward beat, else 0.
+        Draws from the shared :class:`~rtl.rng.Xorshift32Lanes`: lane ``l`` takes generator
+        ``l``'s draw; ``advance`` steps lanes ``0 .. n_valid-1`` for each accepted
+        stochastic forward beat, else 0.
     shift, bias_shift : In(6)
         Static: output shift and bias alignment shift, 0..32 (``bias_shift`` only with
         ``bias``).
@@ -268,7 +270,7 @@ class Requantizer(wiring.Component):
                      shift.eq(Mux(self.backward, 0, self.shift))]
         masks = rounding_masks(m, shift, x_shape, W, "shift")
         m.d.comb += self.rng.advance.eq(Mux(pipe.take & fwd_stochastic,
-                                            draws_taken(self.i.payload.n_valid, L), 0))
+                                            lane_mask(self.i.payload.n_valid, L), 0))
 
         # Stage 1: x (bias added, or grad), the lane's rounding addend.
         p = self.i.payload

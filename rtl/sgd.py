@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from spec.params import ACC_WIDTH, OPERAND_WIDTH
 from spec.timing import SGD_LATENCY
 from .requant import (SAT_COUNT_WIDTH, Pipeline, check_lanes, check_widths, count_saturations,
-                      draws_taken)
+                      lane_mask)
 from .rng import RngSignature
 from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, narrow_quotient, rounding_addend,
                        rounding_masks, tie)
@@ -27,8 +27,8 @@ class SgdUpdate(wiring.Component):
 
     Beats. As for :class:`~rtl.requant.Requantizer`: lanes ``0 .. n_valid-1`` are weights, the
     others padding; padding lanes take no draw, never count as saturated, and pass ``w`` through
-    unchanged (so writing a whole row back keeps them). In stochastic mode the valid lanes take
-    consecutive draws, lane 0 first. ``last`` is carried through.
+    unchanged (so writing a whole row back keeps them). In stochastic mode valid lane ``l`` takes
+    the next draw of lane ``l``'s generator. ``last`` is carried through.
 
     Static inputs. ``lr_shift`` (0..32), ``lr_mul`` and ``wd_mul`` (unsigned, 0..2**width-1) and
     ``rounding`` (0 nearest-even, 1 stochastic) apply to every beat in flight: change them only
@@ -70,8 +70,9 @@ class SgdUpdate(wiring.Component):
         Output beats: ``w`` (the updated weights, signed ``width``, per lane), ``n_valid``,
         ``last``.
     rng : Out(RngSignature(lanes))
-        Draws from the shared :class:`~rtl.rng.Xorshift32Lanes`; ``advance`` is ``n_valid`` for
-        each accepted stochastic beat, else 0.
+        Draws from the shared :class:`~rtl.rng.Xorshift32Lanes`: lane ``l`` takes generator
+        ``l``'s draw; ``advance`` steps lanes ``0 .. n_valid-1`` for each accepted
+        stochastic beat, else 0.
     lr_shift : In(6)
         Static: 0..32.
     lr_mul, wd_mul : In(width)
@@ -163,7 +164,7 @@ class SgdUpdate(wiring.Component):
         pipe = Pipeline(m, self.i, self.o)
         p = self.i.payload
         m.d.comb += self.rng.advance.eq(Mux(pipe.take & self.rounding,
-                                            draws_taken(p.n_valid, L), 0))
+                                            lane_mask(p.n_valid, L), 0))
 
         # |lr_mul·g + wd_mul·w| < 2**(grad_width-1)·2**width + 2**(width-1)·2**width
         #                       ≤ 2**(grad_width+width), since grad_width ≥ 2·width.

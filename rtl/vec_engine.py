@@ -4,8 +4,9 @@ Row operations (REQ, RELUB, SGD, FILL) stream one scratchpad row per cycle throu
 pipelined unit (:class:`~rtl.requant.Requantizer`, :class:`~rtl.sgd.SgdUpdate`) and write each
 result row as it comes out. SMX walks the samples (lanes) one at a time through the
 :class:`~rtl.softmax.SoftmaxUnit`, reading one logit row per element and writing the result into
-its lane. The stochastic-rounding generator (:class:`~rtl.rng.Xorshift32Lanes`) is shared by REQ
-and SGD and consumed in program order.
+its lane. The stochastic-rounding generators (:class:`~rtl.rng.Xorshift32Lanes`, one per lane)
+are shared by REQ and SGD: an element in lane ``l`` takes generator ``l``'s next draw, in program
+order.
 """
 
 from amaranth.hdl import Module, Signal, Mux, Const
@@ -17,7 +18,7 @@ from spec.isa import Op
 from spec.soc import check_soc
 from .sequencer import field
 from .spport import ReadPortSignature, WritePortSignature
-from .requant import Requantizer
+from .requant import Requantizer, lane_mask as lane_mask_of
 from .sgd import SgdUpdate
 from .softmax import SoftmaxUnit, SoftmaxMode
 from .rng import Xorshift32Lanes
@@ -282,7 +283,7 @@ class VecEngine(wiring.Component):
             fill_sp = is_fill & (f(Op.FILL, "space") == 0)
             fill_acc = is_fill & (f(Op.FILL, "space") == 1)
             lane_mask = Signal(L)
-            m.d.comb += lane_mask.eq(Cat_lanes(lanes, L))
+            m.d.comb += lane_mask.eq(lane_mask_of(lanes, L))
             m.d.comb += [
                 self.sp_w.addr.eq(dst + t_wr),
                 self.sp_w.en.eq(Mux(wr_row & ~fill_acc,
@@ -302,8 +303,3 @@ class VecEngine(wiring.Component):
                 ]
         return m
 
-
-def Cat_lanes(n, lanes):
-    """A mask of the lowest ``n`` of ``lanes`` bits (``n`` a Value, 0..lanes)."""
-    from amaranth.hdl import Cat
-    return Cat(*[n > c for c in range(lanes)])

@@ -29,6 +29,9 @@ Modules
     The balanced top-K selector's parameters (``SelectorConfig``).
 :mod:`spec.softmax_tables`
     The fixed-point softmax's constants, latencies and tables.
+:mod:`spec.rng`
+    The stochastic-rounding generators: one xorshift32 per lane and how each lane's state
+    derives from the SEED value (``lane_seed``).
 :mod:`spec.hostlink`
     The UART host link's protocol: frames, commands, statuses.
 :mod:`spec.cli`

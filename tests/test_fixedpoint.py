@@ -7,9 +7,9 @@ from fractions import Fraction
 import pytest
 import torch
 
-from golden.fixedpoint import (Xorshift32, dequantize, int_gemm, quantize, relu, relu_backward,
-                               relu_mask, requantize, requantize_act, round_shift, saturate,
-                               sgd_update, wrap)
+from golden.fixedpoint import (LaneGenerators, Xorshift32, dequantize, int_gemm, quantize, relu,
+                               relu_backward, relu_mask, requantize, requantize_act, round_shift,
+                               saturate, sgd_update, wrap)
 from spec.params import QFormat
 
 MASK32 = 0xFFFF_FFFF
@@ -101,6 +101,61 @@ def test_xorshift_validation():
         Xorshift32().draw(2.0)
 
 
+# --- LaneGenerators ---------------------------------------------------------------------------
+
+def ref_lane_seed(seed, lane):
+    """spec/rng.py's derivation, written out: seed ^ lane·0x6A09E667 (mod 2**32), 1 if zero."""
+    return (seed ^ ((lane * 0x6A09E667) & MASK32)) or 1
+
+
+def test_lane_generators_seeds():
+    assert LaneGenerators(1, 3).states == [1, 0x6A09E666, 0xD413CCCF]
+    assert LaneGenerators(0xDEADBEEF, 8).states == [ref_lane_seed(0xDEADBEEF, l) for l in range(8)]
+    # the seed that would make lane 2's state zero gives it state 1
+    assert LaneGenerators(0xD413CCCE, 3).states == [0xD413CCCE, 0xBE1A2AA9, 1]
+
+
+@pytest.mark.parametrize("rows", [0, 1, 64, 65, 785, 5000])
+def test_lane_generators_draw_per_lane(rows):
+    gen = LaneGenerators(0xC0FFEE, 5)
+    got = gen.draw(rows, 3)
+    assert got.shape == (rows, 3)
+    for l in range(3):
+        want = ref_draws(ref_lane_seed(0xC0FFEE, l), rows)
+        assert got[:, l].tolist() == want, f"lane {l}"
+        assert gen.states[l] == (want[-1] if rows else ref_lane_seed(0xC0FFEE, l))
+    # lanes without an element do not step
+    assert gen.states[3:] == [ref_lane_seed(0xC0FFEE, l) for l in (3, 4)]
+
+
+def test_round_shift_lane_generators_assignment():
+    """The element in row r and lane l takes draw r of generator l; rows of fewer lanes leave
+    the other generators where they are."""
+    rnd = random.Random(3)
+    xs = [[rnd.randint(-(1 << 34), 1 << 34) for _ in range(3)] for _ in range(4)]
+    gen = LaneGenerators(77, 4)
+    got = round_shift(t(xs), 9, "stochastic", gen)
+    draws = [ref_draws(ref_lane_seed(77, l), 4) for l in range(3)]
+    want = [[ref_round_stochastic(x, 9, draws[l][r]) for l, x in enumerate(row)]
+            for r, row in enumerate(xs)]
+    assert got.tolist() == want
+    assert gen.states == [draws[0][-1], draws[1][-1], draws[2][-1], ref_lane_seed(77, 3)]
+    with pytest.raises(ValueError, match=r"^5 lanes of elements but 4 generators$"):
+        round_shift(torch.zeros(2, 5, dtype=torch.int64), 1, "stochastic", gen)
+    assert round_shift(torch.zeros(0, 3, dtype=torch.int64), 1, "stochastic", gen).shape == (0, 3)
+
+
+def test_lane_generators_validation():
+    with pytest.raises(ValueError, match=r"^Xorshift32 seed must be in 1..2\*\*32-1, not 0$"):
+        LaneGenerators(0, 4)
+    with pytest.raises(ValueError, match=r"^Generator lanes must be a positive integer, not 0$"):
+        LaneGenerators(1, 0)
+    with pytest.raises(ValueError, match=r"^Lanes drawn must be in 0..4, not 5$"):
+        LaneGenerators(1, 4).draw(1, 5)
+    with pytest.raises(ValueError, match=r"^Number of draws must be non-negative, not -1$"):
+        LaneGenerators(1, 4).draw(-1)
+
+
 # --- wrap, saturate ----------------------------------------------------------------------------
 
 def test_wrap_and_saturate():
@@ -179,7 +234,8 @@ def test_round_shift_validation():
         round_shift(t([1]), 1.5)
     with pytest.raises(ValueError, match=r"^Rounding must be one of 'nearest-even', 'stochastic', not 'up'$"):
         round_shift(t([1]), 1, "up")
-    with pytest.raises(TypeError, match=r"^Stochastic rounding needs an Xorshift32 generator, not None$"):
+    with pytest.raises(TypeError, match=r"^Stochastic rounding needs an Xorshift32 or LaneGenerators, "
+                       r"not None$"):
         round_shift(t([1]), 1, "stochastic")
     with pytest.raises(TypeError, match=r"^Value must be an integer tensor, not a tensor of torch.bool$"):
         round_shift(torch.tensor([True]), 1)
@@ -402,7 +458,8 @@ def test_sgd_update_validation():
         sgd_update(t([1]), t([1]), 16, 4, lr_mul=1.0, rounding="nearest-even")
     with pytest.raises(ValueError, match=r"^Weights shape \(2,\) does not match gradient \(3,\)$"):
         sgd_update(t([1, 2]), t([1, 2, 3]), 16, 4, rounding="nearest-even")
-    with pytest.raises(TypeError, match=r"^Stochastic rounding needs an Xorshift32 generator, not None$"):
+    with pytest.raises(TypeError, match=r"^Stochastic rounding needs an Xorshift32 or LaneGenerators, "
+                       r"not None$"):
         sgd_update(t([1]), t([1]), 16, 4)
 
 

@@ -11,7 +11,7 @@ import golden.fixedpoint as fx
 from rtl.requant import Requantizer
 from rtl.rng import RngSignature
 from spec.timing import REQ_LATENCY
-from tests.vector_units_sim import Op, from_beats, run_ops, to_beats
+from tests.vector_units_sim import Op, from_beats, next_draws, per_beat, run_ops, to_beats
 
 LANES = 4
 W, AW = 16, 32
@@ -62,10 +62,11 @@ class Case:
         if s["backward"]:
             y = fx.relu_backward(self.grad, self.mask)
             return y, (self.mask != 0).to(torch.int64), 0
-        return fx.requantize_act(self.acc, s["shift"], W,
-                                 bias=self.bias if s["bias_en"] else None,
-                                 bias_shift=s["bias_shift"], relu=bool(s["relu_en"]),
-                                 rounding=ROUNDING[s["rounding"]], rng=rng)
+        return per_beat(lambda r, c0, c1: fx.requantize_act(
+            self.acc[r:r + 1, c0:c1], s["shift"], W,
+            bias=self.bias[c0:c1] if s["bias_en"] else None, bias_shift=s["bias_shift"],
+            relu=bool(s["relu_en"]), rounding=ROUNDING[s["rounding"]], rng=rng),
+            self.shape, LANES, 2)
 
 
 def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, bias=True,
@@ -75,7 +76,7 @@ def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, bias=True,
     dut = Requantizer(LANES, acc_width=AW, width=W, bias=bias)
     results = run_ops(dut, [c.op(junk, bias) for c in cases], seed=seed, rng_seed=rng_seed,
                       p_valid=p_valid, p_ready=p_ready, latency_log=latency_log)
-    rng, n_sat = fx.Xorshift32(rng_seed), 0
+    rng, n_sat = fx.LaneGenerators(rng_seed, LANES), 0
     for k, (case, res) in enumerate(zip(cases, results)):
         what = f"seed {seed}, operation {k} ({case.statics}, shape {case.shape})"
         y, mask, sat = case.golden(rng)
@@ -92,7 +93,7 @@ def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, bias=True,
             assert o["y"][o["n_valid"]:] == [0] * (LANES - o["n_valid"]), what
             assert o["mask"][o["n_valid"]:] == [0] * (LANES - o["n_valid"]), what
         assert res.sat_count == n_sat, f"{what}: sat_count {res.sat_count} != {n_sat}"
-        assert res.rng_state == rng.state, f"{what}: generator state"
+        assert res.rng_draws == next_draws(rng), f"{what}: generator state"
     return results
 
 
@@ -245,15 +246,19 @@ def test_edge_cases():
 
 
 def test_stochastic_known_seed():
-    """Golden's own draws, spelled out: with seed 1 and shift 32, y = (x + d) >> 32."""
-    d = [int(v) for v in fx.Xorshift32(1).draw(6)]
+    """Golden's own draws, spelled out: with seed 1 and shift 32, y = (x + d) >> 32, the element
+    in row r and lane l taking draw r of lane l's generator, which starts at 1 ^ l·0x6A09E667."""
+    d = [[int(v) for v in fx.Xorshift32((1 ^ (l * 0x6A09E667)) & 0xFFFF_FFFF).draw(2)]
+         for l in range(3)]
     acc = torch.tensor([[0, 0, 0], [(1 << 31) - 1, -(1 << 31), 0]], dtype=torch.int64)
-    want = [(a + r) >> 32 for a, r in zip(acc.flatten().tolist(), d)]
+    want = [[(a + d[l][r]) >> 32 for l, a in enumerate(row)] for r, row in enumerate(acc.tolist())]
     res = run_cases([Case(dict(shift=32, rounding=1), acc=acc)], seed=3, rng_seed=1)
     got = from_beats([o["y"] for o in res[0].outputs], [o["n_valid"] for o in res[0].outputs],
                      (2, 3))
-    assert got.flatten().tolist() == want
-    assert res[0].rng_state == d[-1]
+    assert got.tolist() == want
+    # lanes 0..2 stepped twice, lane 3 (no element) not at all
+    assert res[0].rng_draws[:3] == [fx.Xorshift32.step(d[l][-1]) for l in range(3)]
+    assert res[0].rng_draws[3] == fx.Xorshift32.step((1 ^ (3 * 0x6A09E667)) & 0xFFFF_FFFF)
 
 
 # --- timing -----------------------------------------------------------------------------------

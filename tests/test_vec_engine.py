@@ -14,6 +14,7 @@ from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.softmax_tables import INV_TEMP_ONE
 from spec.timing import REQ_LATENCY, SGD_LATENCY
+from golden.fixedpoint import LaneGenerators
 from golden.machine import Machine
 from rtl.vec_engine import VecEngine
 from rtl.scratchpad import Scratchpad
@@ -95,7 +96,7 @@ def run_ops(ops, seed):
     m = Machine(SOC)
     m.sp[:] = sp
     m.acc[:] = acc
-    m.rng.state = seed + 1
+    m.rng = LaneGenerators(seed + 1, SOC.lanes)       # as after SEED seed + 1
     expect_busy = []
     for op, fields in ops:
         m._check(op, fields)

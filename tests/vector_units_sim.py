@@ -2,8 +2,8 @@
 
 A test describes *operations*: static inputs plus a list of input beats. :func:`run_ops` streams
 them through a unit wired to a :class:`~rtl.rng.Xorshift32Lanes` (random input gaps, random
-output back-pressure), and returns what came out, per operation, with the counter and generator
-state after it.
+output back-pressure), and returns what came out, per operation, with the counter and the
+generators' next draws after it.
 """
 
 import random
@@ -13,10 +13,12 @@ import torch
 from amaranth.hdl import Elaboratable, Module, Shape
 from amaranth.lib import data, wiring
 
+from golden import fixedpoint as fx
 from rtl.rng import Xorshift32Lanes
 from tests.simutil import random_ready, run_sim
 
-__all__ = ["UnitWithRng", "to_beats", "from_beats", "Packer", "Op", "OpResult", "run_ops"]
+__all__ = ["UnitWithRng", "to_beats", "from_beats", "per_beat", "next_draws", "Packer", "Op",
+           "OpResult", "run_ops"]
 
 
 class UnitWithRng(Elaboratable):
@@ -48,6 +50,30 @@ def to_beats(t, lanes, pad=0):
             chunk += [pad() if callable(pad) else pad for _ in range(lanes - n)]
             beats.append((chunk, n))
     return beats
+
+
+def per_beat(fn, shape, lanes, outputs):
+    """Golden applied beat by beat, so that each lane's generator is drawn in beat order.
+
+    ``fn(r, c0, c1)`` computes the elements ``[r:r+1, c0:c1]`` of one beat of an operation of
+    ``shape = (M, N)`` split as :func:`to_beats` splits it, returning ``outputs`` tensors and a
+    count. Returns the tensors joined into (M, N) tensors and the sum of the counts."""
+    M, N = shape
+    parts, count = [torch.zeros(M, N, dtype=torch.int64) for _ in range(outputs)], 0
+    for r in range(M):
+        for c0 in range(0, N, lanes):
+            c1 = min(c0 + lanes, N)
+            *tensors, n = fn(r, c0, c1)
+            count += n
+            for whole, t in zip(parts, tensors):
+                whole[r:r + 1, c0:c1] = t
+    return (*parts, count)
+
+
+def next_draws(gen):
+    """Each lane's next draw of golden :class:`~golden.fixedpoint.LaneGenerators` ``gen`` (what
+    the hardware's generators present)."""
+    return [fx.Xorshift32.step(s) for s in gen.states]
 
 
 def from_beats(lanes_values, n_valids, shape):
@@ -108,7 +134,7 @@ class Op:
 class OpResult:
     outputs: list = field(default_factory=list)     # output payloads (dicts)
     sat_count: int = 0                              # after the operation
-    rng_state: int = 0                              # after the operation
+    rng_draws: list = None                          # each lane's next draw, after the operation
     first_in: int = None                            # cycle the first beat was accepted
     last_out: int = None                            # cycle the last beat was delivered
 
@@ -182,7 +208,7 @@ def run_ops(unit, ops, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_lo
                         latency_log.append((accepted[len(latency_log)], cycle - 1))
             ctx.set(unit.o.ready, 0)
             res.sat_count = ctx.get(unit.sat_count)
-            res.rng_state = ctx.get(top.rng.state)
+            res.rng_draws = [ctx.get(d) for d in top.rng.port.draws]
             done[0] = k + 1
 
     run_sim(top, producer, consumer)
