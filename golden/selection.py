@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from spec.selection import INSERT_SETUP, READOUT_FIFO_DEPTH, SelectorConfig, check_top_p
+from spec.selection import (INSERT_SETUP, READOUT_FIFO_DEPTH, WORD_SLOTS, SelectorConfig,
+                            check_top_p, check_word_slots)
 from spec.params import check_int, check_positive_int
 
 __all__ = [
@@ -258,28 +259,31 @@ class StreamingSelector:
         assert len(lst) <= self._config.k
         return True
 
-    def entry_cycles(self, sample_id, cls, score):
-        """Cycles :class:`rtl.topk.TopKSelector`'s inserter spends on the entry ``(sample_id, cls,
-        score)`` offered now (before :meth:`push_entry`): :data:`spec.selection.INSERT_SETUP`
-        if it does not beat its class's last entry (rejected from a full class, appended to
-        another) or starts its class; otherwise it shifts the list from rank
-        ``s = min(n, k − 1) − 1`` down (``n`` the class's count) to its own rank ``r``,
-        moving ``s − r + 1`` entries down: ``s − r + 1 + INSERT_SETUP + 2`` (and
-        ``INSERT_SETUP`` when ``k = 1``: it replaces the only entry)."""
+    def entry_cycles(self, sample_id, cls, score, word_slots=WORD_SLOTS):
+        """Cycles :class:`rtl.topk.TopKSelector`'s inserter (``word_slots`` entries per block-RAM
+        word, ``W``) spends on the entry ``(sample_id, cls, score)`` offered now (before
+        :meth:`push_entry`): :data:`spec.selection.INSERT_SETUP` if it does not beat its class's
+        last entry (rejected from a full class, appended to another), starts its class, or
+        replaces the only entry of ``k = 1``. Otherwise it shifts the list over the words from
+        the one of its new last rank ``min(n, k − 1)`` (``n`` the class's count) down to the
+        word of rank ``r − 1`` (``r`` its own rank; word 0 if ``r = 0``), ``w`` words:
+        ``w + INSERT_SETUP + 2``."""
         lst = self._lists[cls]
         key, n, k = (-score, sample_id), len(lst), self._config.k
+        slots = check_word_slots(word_slots)
         if n == 0 or not key < lst[-1] or k == 1:
             return INSERT_SETUP
-        start = min(n, k - 1) - 1
+        top = min(n, k - 1) // slots
         rank = bisect.bisect_right(lst, key)
-        return start - rank + 1 + INSERT_SETUP + 2
+        stop = (rank - 1) // slots if rank else 0
+        return top - stop + 1 + INSERT_SETUP + 2
 
-    def push_costs(self, sample_id, probs_row):
+    def push_costs(self, sample_id, probs_row, word_slots=WORD_SLOTS):
         """:meth:`push` one sample; return the inserter cycles of its entries, in order
         (:meth:`entry_cycles`). Soft labels are not kept."""
         costs = []
         for c, score in top_p(probs_row, self._config.p):
-            costs.append(self.entry_cycles(sample_id, c, score))
+            costs.append(self.entry_cycles(sample_id, c, score, word_slots))
             self.push_entry(sample_id, c, score)
         return costs
 
@@ -320,12 +324,37 @@ class StreamingSelector:
 
 # --- Cycle models of rtl.topk --------------------------------------------------------------------
 
+class _Queue:
+    """The selector's input FIFO (``amaranth.lib.fifo.SyncFIFOBuffered`` of ``depth ≥ 2``): an
+    inner FIFO of ``depth − 1`` entries and an output register, which takes the inner FIFO's
+    next entry in a cycle it is empty or read. An entry written in cycle ``t`` is readable from
+    ``t + 2`` at the earliest."""
+
+    def __init__(self, depth):
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
+            raise ValueError(f"Queue depth must be an integer of at least 2, not {depth!r}")
+        self.depth, self.inner, self.out = depth, 0, False
+
+    @property
+    def w_rdy(self):
+        return self.inner != self.depth - 1
+
+    @property
+    def level(self):
+        return self.inner + self.out
+
+    def step(self, push, pop):
+        inner_read = self.inner > 0 and (not self.out or pop)
+        self.inner += push - inner_read
+        self.out = inner_read or (self.out and not pop)
+
+
 def queue_cycles(costs, depth):
     """:class:`rtl.topk.TopKSelector` offered entries back to back from cycle 0 (nothing
     strobed), their inserter cycles ``costs`` in order (:meth:`StreamingSelector.entry_cycles`),
-    behind a ``depth``-entry queue. An entry offered in cycle ``t`` is taken if the queue held
-    fewer than ``depth`` entries at the start of ``t``; it can leave the queue from ``t + 1``;
-    the inserter takes the queue's head in a cycle it is idle and is busy ``cost`` cycles.
+    behind a ``depth``-entry queue (:class:`_Queue`). An entry offered in cycle ``t`` is taken if
+    the queue has room at the start of ``t``; the inserter takes the queue's head in a cycle it
+    is idle and is busy ``cost`` cycles.
 
     Returns
     -------
@@ -333,18 +362,17 @@ def queue_cycles(costs, depth):
         The cycle after the last entry was taken (0 if none), and the first cycle from which
         the queue is empty and the inserter idle (``draining`` low).
     """
-    check_positive_int(depth, "Queue depth")
-    n = len(costs)
-    level = free = offered = taken = t = accepted = 0
+    q, n = _Queue(depth), len(costs)
+    free = offered = taken = t = accepted = 0
     while taken < n:
-        pop = t >= free and level > 0
+        pop = t >= free and q.out
         if pop:
             free, taken = t + costs[taken], taken + 1
-        push = offered < n and level < depth
+        push = offered < n and q.w_rdy
         if push:
             offered += 1
             accepted = t + 1
-        level += push - pop
+        q.step(push, pop)
         t += 1
     return accepted, free
 
@@ -358,26 +386,25 @@ def balanced_cycles(costs, samples, classes, p, depth):
     when its output buffer is empty or hands over its last entry this cycle; the buffer hands
     an entry to the queue whenever the queue has room) in front of :func:`queue_cycles`'s queue
     and inserter."""
-    check_positive_int(depth, "Queue depth")
-    beats, n = samples * classes, samples * p
-    beat = buf = level = free = taken = queued = t = 0
+    q, beats = _Queue(depth), samples * classes
+    beat = buf = free = taken = t = 0
     while True:
-        out = buf > 0 and level < depth
+        out = buf > 0 and q.w_rdy
         final = beat < beats and beat % classes == classes - 1
         take = beat < beats and (not final or buf == 0 or (buf == 1 and out))
-        pop = t >= free and level > 0
-        pending = (beat % classes != 0 or buf > 0 or level > 0 or t < free)
+        pop = t >= free and q.out
+        pending = beat % classes != 0 or buf > 0 or q.level > 0 or t < free
         if beat == beats and not pending:
             return t
         if pop:
             free, taken = t + costs[taken], taken + 1
         if out:
-            buf, queued = buf - 1, queued + 1
+            buf -= 1
         if take:
             beat += 1
             if final:
                 buf = p
-        level += out - pop
+        q.step(out, pop)
         t += 1
 
 
@@ -388,13 +415,13 @@ def selfeed_cycles(costs, samples, classes, p):
     ``j·N`` and its lanes leave the row register one per cycle from ``j·N + 2``; a sample's
     top-``p`` entries are ready at its beat of the last row, the ``p`` entries of sample ``s``
     enter the selector's queue one per cycle from ``(C − 1)·N + s·p + 3``, entry ``e`` (in
-    stream order) can leave it from cycle ``(C − 1)·N + e + 4``; the inserter takes them in order
+    stream order) can leave it from cycle ``(C − 1)·N + e + 5``; the inserter takes them in order
     (its queue never fills: it holds ``lanes × p``); the engine is busy until the last one is
     inserted."""
     check_positive_int(samples, "Sample count")
     free = 0
     for e, cost in enumerate(costs):
-        free = max(free, (classes - 1) * samples + e + 4) + cost
+        free = max(free, (classes - 1) * samples + e + 5) + cost
     return free
 
 

@@ -104,7 +104,7 @@ class SelEngine(wiring.Component):
 
         m.submodules.selector = sel = TopKSelector(C, cfg.k, score_width=cfg.score_width,
                                                    id_width=cfg.id_width,
-                                                   queue_depth=L * cfg.p)
+                                                   queue_depth=max(2, L * cfg.p))
         m.d.comb += self.total.eq(sel.total)
 
         ir, arg = Signal(isa.INSN_BITS), Signal(32)
@@ -234,8 +234,8 @@ class SelEngine(wiring.Component):
         m.submodules.tops = tops = Memory(shape=data.ArrayLayout(pair, P),
                                           depth=1 << (L - 1).bit_length(), init=[])
         t_rd, t_wr = tops.read_port(domain="comb"), tops.write_port()
-        m.d.comb += [t_rd.addr.eq(r_lane), t_wr.addr.eq(r_lane)]
-        cur = t_rd.data
+        m.d.comb += t_wr.addr.eq(r_lane)
+        cur = Signal(data.ArrayLayout(pair, P))     # the list of the lane at the row's head
         new = Signal(pair)
         m.d.comb += [new.cls.eq(r_cls), new.score.eq(score)]
         beats = []
@@ -268,6 +268,20 @@ class SelEngine(wiring.Component):
         with m.Elif(beat):
             m.d.sync += [row.eq(row >> sw), r_left.eq(r_left - 1), r_lane.eq(r_lane + 1)]
         m.d.comb += [t_wr.data.eq(inserted), t_wr.en.eq(beat & ~last_row)]
+        # `cur` is read a cycle ahead (a register after the distributed RAM): the lane of the
+        # next beat, or the list being written now if that is the same lane (one sample).
+        nxt = Signal(range(L))
+        with m.If(ld | (beat & (r_left == 1))):
+            m.d.comb += nxt.eq(0)
+        with m.Elif(beat):
+            m.d.comb += nxt.eq(r_lane + 1)
+        with m.Else():
+            m.d.comb += nxt.eq(r_lane)
+        m.d.comb += t_rd.addr.eq(nxt)
+        with m.If(beat & ~last_row & (nxt == r_lane)):
+            m.d.sync += cur.eq(inserted)
+        with m.Else():
+            m.d.sync += cur.eq(t_rd.data)
         with m.If(take):
             m.d.sync += buf_count.eq(buf_count - 1)
             m.d.sync += [buf[i].eq(buf[i + 1]) for i in range(P - 1)]

@@ -5,15 +5,16 @@ The rule and its golden models are in :mod:`golden.selection`; the design is exp
 ``docs/selection.md``.
 """
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from spec.params import OPERAND_WIDTH, check_positive_int
-from spec.selection import ID_WIDTH, READOUT_FIFO_DEPTH, SelectorConfig
+from spec.selection import (ID_WIDTH, READOUT_FIFO_DEPTH, WORD_SLOTS, SelectorConfig,
+                            check_word_slots)
 
 __all__ = ["entry_layout", "record_layout", "prob_layout",
            "TopKSelector", "TopPFilter", "BalancedSelector"]
@@ -56,27 +57,29 @@ class TopKSelector(wiring.Component):
     clear, in rank order (higher score first, then lower sample id), bit-exact with
     :class:`golden.selection.StreamingSelector`.
 
-    Storage. One block RAM of ``classes × k`` words holds each class's sorted list at addresses
-    ``cls·k .. cls·k + k − 1`` (rank 0 first). A slot holds its entry as a sort key (the score
-    with its sign bit flipped, above the inverted id), so that the ranking rule is one unsigned
-    comparison of two keys; the read-out decodes it. Its reads are registered twice (address
-    register, block RAM, output register). Two small ``classes``-word memories (distributed RAM,
-    read asynchronously) hold each class's entry count and its *last* key (the key at rank
-    ``count − 1``: the class's minimum once it is full).
+    Storage. One block RAM holds each class's sorted list, ``word_slots`` entries per word
+    (``W``; rank ``r`` of class ``c`` in word ``c·⌈k/W⌉ + ⌊r/W⌋``, slot ``r mod W``), read with
+    two registers (address, output) and written a slot or a word at a time. A slot holds its
+    entry as a sort key (the score with its sign bit flipped, above the inverted id), so that
+    the ranking rule is one unsigned comparison of two keys; the read-out decodes it. Two small
+    ``classes``-word memories (distributed RAM) hold each class's entry count and its *last* key
+    (the key at rank ``count − 1``: the class's minimum once it is full).
 
-    Insertion. Accepted entries wait in a ``queue_depth``-entry FIFO; the inserter takes one at a
-    time. The cycle it takes an entry it looks up its class's count ``n`` and last key; the next
-    cycle it decides: an entry that does not beat the last key is rejected if the class is full
-    and appended at rank ``n`` otherwise, as is the first entry of a class (two cycles in all,
-    :data:`spec.selection.INSERT_SETUP`). Otherwise it shifts: it reads the list from rank
-    ``s = min(n, k − 1) − 1`` down, one rank per cycle, and two cycles after a rank's read it
-    compares the entry with that slot: a beaten slot moves down a rank (the rank ``k − 1`` of a
-    full class is overwritten: dropped), and the first slot not beaten ends the shift with the
-    entry written just below it (or the entry is written at rank 0 a cycle after rank 0 moved).
-    An entry that moves ``m`` slots takes ``m + 4`` cycles
-    (:meth:`golden.selection.StreamingSelector.entry_cycles`). The first write of a shift is at
-    the class's new last rank, so it also updates the last key. ``draining`` is high while the
-    queue holds an entry or the inserter works on one. Sample ids must be unique within a class.
+    Insertion. Accepted entries wait in a ``queue_depth``-entry FIFO (:class:`SyncFIFOBuffered`:
+    an entry can leave it two cycles after it was accepted); the inserter takes one at a time.
+    The cycle it takes an entry it looks up its class's count ``n`` and last key and compares
+    the entry with that key; the next cycle it decides: an entry that does not beat the last key
+    is rejected if the class is full and appended at rank ``n`` otherwise, as is the first entry
+    of a class (two cycles in all, :data:`spec.selection.INSERT_SETUP`). Otherwise it shifts
+    the list by one rank from its new last rank ``min(n, k − 1)`` down to the entry's rank, a
+    word per cycle: it reads the words from the top one down, one per cycle; two cycles after a
+    word's read it compares the entry with the word's ``W`` slots at once, and writes the word
+    above (whose lowest slot takes this word's highest if the entry beats it, else the entry);
+    the first word whose lowest slot the entry does not beat (or word 0) is the last, written a
+    cycle later. A shift over ``w`` words takes ``w + 4`` cycles
+    (:meth:`golden.selection.StreamingSelector.entry_cycles`); the last key changes only when a
+    full class drops its last entry. ``draining`` is high while the queue holds an entry or the
+    inserter works on one. Sample ids must be unique within a class.
 
     Clear. ``clear_stb`` drops the queue and any insertion in progress and resets every count:
     ``busy`` for ``classes`` cycles (:func:`golden.selection.clear_cycles`). After reset the
@@ -108,7 +111,9 @@ class TopKSelector(wiring.Component):
     id_width : int
         Width of an unsigned sample id; default :data:`spec.selection.ID_WIDTH`.
     queue_depth : int
-        Entries the input FIFO holds, ≥ 1; default 4.
+        Entries the input FIFO holds, ≥ 2; default 4.
+    word_slots : int
+        Entries per block-RAM word, a power of two; default :data:`spec.selection.WORD_SLOTS`.
 
     Members
     -------
@@ -132,14 +137,15 @@ class TopKSelector(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If a parameter is not positive.
+        If a parameter is out of range.
     """
 
     def __init__(self, classes, k, *, score_width=OPERAND_WIDTH, id_width=ID_WIDTH,
-                 queue_depth=4):
+                 queue_depth=4, word_slots=WORD_SLOTS):
         self._config = SelectorConfig(classes=classes, k=k, p=1, id_width=id_width,
                                       score_width=score_width)
-        self._queue_depth = check_positive_int(queue_depth, "Selector queue depth")
+        self._queue_depth = check_queue_depth(queue_depth)
+        self._word_slots = check_word_slots(word_slots)
         super().__init__({
             "i_entry": In(stream.Signature(entry_layout(self._config))),
             "o_record": Out(stream.Signature(record_layout(self._config))),
@@ -170,21 +176,31 @@ class TopKSelector(wiring.Component):
     def queue_depth(self):
         return self._queue_depth
 
+    @property
+    def word_slots(self):
+        return self._word_slots
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        classes, k = cfg.classes, cfg.k
+        classes, k, W = cfg.classes, cfg.k, self._word_slots
+        lw = W.bit_length() - 1
         iw, sw = cfg.id_width, cfg.score_width
         kw = iw + sw
-        aw = max(1, ceil_log2(classes * k))
+        kwords = -(-k // W)                       # words per class
+        aw = max(1, ceil_log2(classes * kwords))
+
+        def slot(word, j):
+            return word[j * kw:(j + 1) * kw]
 
         # The slots: one block RAM, written by the inserter, read (registered twice) by the
-        # inserter and the read-out; `slot_q` is the output register.
-        m.submodules.slots = slots = Memory(shape=unsigned(kw), depth=classes * k, init=[])
-        s_wr = slots.write_port()
+        # inserter and the read-out; `q` is the output register.
+        m.submodules.slots = slots = Memory(shape=unsigned(W * kw), depth=classes * kwords,
+                                            init=[])
+        s_wr = slots.write_port(granularity=kw)
         s_rd = slots.read_port(transparent_for=())
-        slot_q = Signal(kw)
-        m.d.sync += slot_q.eq(s_rd.data)
+        q = Signal(W * kw)
+        m.d.sync += q.eq(s_rd.data)
         m.d.comb += s_rd.en.eq(1)
         # Per class: its count and its last key (distributed RAM, 2^class_width words).
         depth = 1 << cfg.class_width
@@ -195,11 +211,11 @@ class TopKSelector(wiring.Component):
         m.submodules.lasts = lasts = Memory(shape=unsigned(kw), depth=depth, init=[])
         last_wr, last_rd = lasts.write_port(), lasts.read_port(domain="comb")
 
-        # The input queue: an entry's key, class and the address of its class's rank 0.
+        # The input queue (registered output): an entry's key, class, and its class's word 0.
         qlayout = data.StructLayout({"key": unsigned(kw), "cls": unsigned(cfg.class_width),
                                      "base": unsigned(aw)})
         flush = Signal()
-        queue = SyncFIFO(width=qlayout.size, depth=self._queue_depth)
+        queue = SyncFIFOBuffered(width=qlayout.size, depth=self._queue_depth)
         m.submodules.queue = ResetInserter(flush)(queue)
         head = qlayout(queue.r_data)
         q_in = Signal(qlayout)
@@ -207,14 +223,14 @@ class TopKSelector(wiring.Component):
         m.d.comb += [
             q_in.key.eq(Cat(~ent.id, ent.score.as_unsigned() ^ (1 << (sw - 1)))),
             q_in.cls.eq(ent.cls),
-            q_in.base.eq(ent.cls * k),
+            q_in.base.eq(_times(ent.cls, kwords)),
             queue.w_data.eq(q_in),
             queue.w_en.eq(self.i_entry.valid & self.i_entry.ready),
             cnt_in.addr.eq(head.cls),
             last_rd.addr.eq(head.cls),
         ]
 
-        # The read-out pipeline: a read issued (v1), its data in slot_q (v2, written to the FIFO).
+        # The read-out pipeline: a read issued (v1), its word in q (v2, a slot to the FIFO).
         layout = record_layout(cfg)
         meta = data.StructLayout({"cls": unsigned(cfg.class_width),
                                   "rank": unsigned((k - 1).bit_length()),
@@ -224,10 +240,12 @@ class TopKSelector(wiring.Component):
         m1, m2 = Signal(meta), Signal(meta)
         ro_issue = Signal()
         m.d.sync += [v1.eq(ro_issue), v2.eq(v1), m2.eq(m1)]
+        ro_key = Signal(kw)
+        m.d.comb += ro_key.eq(q.word_select(m2.rank[:lw], kw) if lw else q)
         record = Signal(layout)
         m.d.comb += [
-            record.id.eq(~slot_q[:iw]),
-            record.score.eq((slot_q[iw:] ^ (1 << (sw - 1))).as_signed()),
+            record.id.eq(~ro_key[:iw]),
+            record.score.eq((ro_key[iw:] ^ (1 << (sw - 1))).as_signed()),
             record.cls.eq(m2.cls),
             record.rank.eq(m2.rank),
             record.count.eq(m2.count),
@@ -240,79 +258,95 @@ class TopKSelector(wiring.Component):
         ]
 
         clearing, reading, inserting = Signal(), Signal(), Signal()
-        ro_req = Signal()
+        ro_req, ro_stb, clear = Signal(), Signal(), Signal()
         m.d.comb += [
             self.busy.eq(clearing | reading | ro_req | v1 | v2 | out.r_rdy),
-            self.draining.eq(queue.r_rdy | inserting),
+            self.draining.eq((queue.level != 0) | inserting),
             self.i_entry.ready.eq(queue.w_rdy & ~self.busy & ~self.clear_stb &
                                   ~self.readout_stb),
+            clear.eq(self.clear_stb & ~self.busy),
+            ro_stb.eq(self.readout_stb & ~self.busy & ~self.clear_stb),
         ]
-        clear = Signal()
-        m.d.comb += clear.eq(self.clear_stb & ~self.busy)
-        ro_stb = Signal()
-        m.d.comb += ro_stb.eq(self.readout_stb & ~self.busy & ~self.clear_stb)
         with m.If(ro_stb):
             m.d.sync += ro_req.eq(1)
 
-        # Inserter registers: the entry, its class's rank-0 address, count and last key.
-        e_key, e_cls = Signal(kw), Signal(range(classes))
-        base, n, last = Signal(aw), Signal(range(k + 1)), Signal(kw)
-        app_addr = Signal(aw)                 # base + n
-        rd_addr, rd_left = Signal(aw), Signal(range(k + 1))
-        cmp_addr, wr_addr = Signal(aw), Signal(aw)   # slot in slot_q, and one rank below it
-        primed, first = Signal(), Signal()
+        # Inserter registers: the entry and what the look-up found.
+        e_key, e_cls, base = Signal(kw), Signal(range(classes)), Signal(aw)
+        n, full, beats_last = Signal(range(k + 1)), Signal(), Signal()
+        app_word, app_slot = Signal(aw), Signal(max(1, lw))     # rank n
+        top_word, top_slot = Signal(aw), Signal(max(1, lw))     # rank min(n, k - 1)
+        top_index = Signal(range(kwords))                        # its word within the class
+        # Shift registers: reads still to issue, the word in q, the word waiting to be written.
+        rd_addr, rd_left = Signal(aw), Signal(range(kwords))
+        cmp_addr, primed, at_top = Signal(aw), Signal(), Signal()
+        pend, pend_addr = Signal(W * kw), Signal(aw)
+        pend_carry, pend_top, have_pend = Signal(), Signal(), Signal()
         # Read-out registers.
         ro_class, ro_rank = Signal(range(classes)), Signal(range(k))
         ro_base, ro_addr = Signal(aw), Signal(aw)
         clr_addr = Signal(range(classes))
 
-        def write_slot(addr, value, is_last):
-            m.d.comb += [s_wr.addr.eq(addr), s_wr.data.eq(value), s_wr.en.eq(1)]
-            with m.If(is_last):
-                m.d.comb += [last_wr.addr.eq(e_cls), last_wr.data.eq(value), last_wr.en.eq(1)]
+        def write_last(value):
+            m.d.comb += [last_wr.addr.eq(e_cls), last_wr.data.eq(value), last_wr.en.eq(1)]
+
+        def write_pending(carry):
+            # the pending word, its lowest slot replaced by `carry` if it was beaten
+            word = Signal(W * kw)
+            m.d.comb += [word.eq(pend), s_wr.addr.eq(pend_addr), s_wr.en.eq(-1), s_wr.data.eq(word)]
+            with m.If(pend_carry):
+                m.d.comb += slot(word, 0).eq(carry)
+            with m.If(pend_top & full):          # a full class's new last rank is in its top word
+                write_last(slot(word, (k - 1) % W))
+
+        def to_clear():
+            with m.If(clear):
+                m.d.comb += flush.eq(1)
+                m.d.sync += clr_addr.eq(0)
+                m.next = "CLEAR"
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(clear):
-                    m.d.comb += flush.eq(1)
-                    m.d.sync += clr_addr.eq(0)
-                    m.next = "CLEAR"
-                with m.Elif((ro_stb | ro_req) & ~queue.r_rdy):
+                    to_clear()
+                with m.Elif((ro_stb | ro_req) & (queue.level == 0)):
                     m.d.sync += [ro_req.eq(0), ro_class.eq(0), ro_rank.eq(0), ro_base.eq(0),
                                  ro_addr.eq(0)]
                     m.next = "READOUT"
                 with m.Elif(queue.r_rdy):
+                    count = cnt_in.data
+                    is_full = count == k
                     m.d.comb += queue.r_en.eq(1)
-                    m.d.sync += [e_key.eq(head.key), e_cls.eq(head.cls), base.eq(head.base),
-                                 n.eq(cnt_in.data), last.eq(last_rd.data),
-                                 app_addr.eq(head.base + cnt_in.data)]
+                    m.d.sync += [
+                        e_key.eq(head.key), e_cls.eq(head.cls), base.eq(head.base),
+                        n.eq(count), full.eq(is_full), beats_last.eq(head.key > last_rd.data),
+                        app_word.eq(head.base + (count >> lw)), app_slot.eq(count[:lw]),
+                        top_word.eq(Mux(is_full, head.base + ((k - 1) >> lw),
+                                        head.base + (count >> lw))),
+                        top_slot.eq(Mux(is_full, (k - 1) % W, count[:lw])),
+                        top_index.eq(Mux(is_full, (k - 1) >> lw, count >> lw)),
+                    ]
                     m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.comb += inserting.eq(1)
-                full = n == k
-                beats_last = e_key > last
                 with m.If(~full):
                     m.d.comb += [cnt_wr.addr.eq(e_cls), cnt_wr.data.eq(n + 1), cnt_wr.en.eq(1)]
                     m.d.sync += self.total.eq(self.total + 1)
                 m.next = "IDLE"
                 with m.If(full & ~beats_last):
-                    pass                                         # rejected
-                with m.Elif(~full & ((n == 0) | ~beats_last)):
-                    write_slot(app_addr, e_key, 1)               # appended
-                with m.Elif(full & int(k == 1)):
-                    write_slot(base, e_key, 1)                   # replaces the only entry
+                    pass                                              # rejected
+                with m.Elif(~full & ((n == 0) | ~beats_last) | full & int(k == 1)):
+                    # appended at rank n (or the only entry of k = 1 replaced)
+                    m.d.comb += [s_wr.addr.eq(Mux(full, base, app_word)),
+                                 s_wr.data.eq(Cat([e_key] * W)),
+                                 s_wr.en.eq(Mux(full, 1, Const(1, W) << app_slot[:lw]))]
+                    write_last(e_key)
                 with m.Else():
-                    # shift from rank s = min(n, k - 1) - 1: read it now
-                    first_addr = Signal(aw)
-                    m.d.comb += [first_addr.eq(app_addr - 1 - full), s_rd.addr.eq(first_addr)]
-                    m.d.sync += [rd_addr.eq(first_addr - 1), rd_left.eq(first_addr - base),
-                                 cmp_addr.eq(first_addr), wr_addr.eq(first_addr + 1),
-                                 primed.eq(0), first.eq(1)]
+                    m.d.comb += s_rd.addr.eq(top_word)
+                    m.d.sync += [rd_addr.eq(top_word - 1), rd_left.eq(top_index),
+                                 cmp_addr.eq(top_word), primed.eq(0), at_top.eq(1),
+                                 have_pend.eq(0)]
                     m.next = "SHIFT"
-                with m.If(clear):
-                    m.d.comb += flush.eq(1)
-                    m.d.sync += clr_addr.eq(0)
-                    m.next = "CLEAR"
+                to_clear()
             with m.State("SHIFT"):
                 m.d.comb += inserting.eq(1)
                 with m.If(rd_left != 0):
@@ -320,25 +354,35 @@ class TopKSelector(wiring.Component):
                     m.d.sync += [rd_addr.eq(rd_addr - 1), rd_left.eq(rd_left - 1)]
                 m.d.sync += primed.eq(1)
                 with m.If(primed):
-                    beaten = e_key > slot_q
-                    write_slot(wr_addr, Mux(beaten, slot_q, e_key), first)
-                    m.d.sync += [first.eq(0), cmp_addr.eq(cmp_addr - 1), wr_addr.eq(wr_addr - 1)]
-                    with m.If(~beaten):
-                        m.next = "IDLE"
-                    with m.Elif(cmp_addr == base):
-                        m.next = "PUT0"
-                with m.If(clear):
-                    m.d.comb += flush.eq(1)
-                    m.d.sync += clr_addr.eq(0)
-                    m.next = "CLEAR"
-            with m.State("PUT0"):
+                    # beaten[j]: the entry ranks before slot j (or slot j is empty: the top
+                    # word's slots from rank n up, when the class is not full)
+                    beaten = Signal(W)
+                    above = Signal(W)      # the top word's slots above the new last rank
+                    for j in range(W):
+                        m.d.comb += [
+                            above[j].eq(at_top & (j > top_slot)),
+                            beaten[j].eq(above[j] | (at_top & ~full & (j == top_slot)) |
+                                         (e_key > slot(q, j))),
+                        ]
+                    new = Signal(W * kw)
+                    m.d.comb += slot(new, 0).eq(slot(q, 0))
+                    for j in range(1, W):
+                        m.d.comb += slot(new, j).eq(
+                            Mux(above[j] | ~beaten[j], slot(q, j),
+                                Mux(beaten[j - 1], slot(q, j - 1), e_key)))
+                    with m.If(have_pend):
+                        write_pending(Mux(beaten[W - 1], slot(q, W - 1), e_key))
+                    m.d.sync += [pend.eq(new), pend_addr.eq(cmp_addr), pend_carry.eq(beaten[0]),
+                                 pend_top.eq(at_top), have_pend.eq(1), at_top.eq(0),
+                                 cmp_addr.eq(cmp_addr - 1)]
+                    with m.If(~beaten[0] | (cmp_addr == base)):
+                        m.next = "FINAL"
+                to_clear()
+            with m.State("FINAL"):
                 m.d.comb += inserting.eq(1)
-                write_slot(base, e_key, 0)
+                write_pending(e_key)
                 m.next = "IDLE"
-                with m.If(clear):
-                    m.d.comb += flush.eq(1)
-                    m.d.sync += clr_addr.eq(0)
-                    m.next = "CLEAR"
+                to_clear()
             with m.State("CLEAR"):
                 m.d.comb += [clearing.eq(1), cnt_wr.addr.eq(clr_addr), cnt_wr.en.eq(1),
                              cnt_wr.data.eq(0)]
@@ -357,14 +401,32 @@ class TopKSelector(wiring.Component):
                     is_last = ro_rank + 1 == count
                     m.d.comb += [ro_issue.eq(1), s_rd.addr.eq(ro_addr), advance.eq(is_last)]
                     m.d.sync += [m1.cls.eq(ro_class), m1.rank.eq(ro_rank), m1.count.eq(count),
-                                 m1.last.eq(is_last), ro_rank.eq(ro_rank + 1),
-                                 ro_addr.eq(ro_addr + 1)]
+                                 m1.last.eq(is_last), ro_rank.eq(ro_rank + 1)]
+                    if lw:
+                        with m.If(ro_rank[:lw] == W - 1):
+                            m.d.sync += ro_addr.eq(ro_addr + 1)
+                    else:
+                        m.d.sync += ro_addr.eq(ro_addr + 1)
                 with m.If(advance):
                     m.d.sync += [ro_class.eq(ro_class + 1), ro_rank.eq(0),
-                                 ro_base.eq(ro_base + k), ro_addr.eq(ro_base + k)]
+                                 ro_base.eq(ro_base + kwords), ro_addr.eq(ro_base + kwords)]
                     with m.If(ro_class == classes - 1):
                         m.next = "IDLE"
         return m
+
+
+def _times(value, const):
+    """``value × const`` (a constant) as a sum of shifted copies: no multiplier."""
+    terms = [value << b for b in range(const.bit_length()) if const >> b & 1]
+    return sum(terms[1:], terms[0]) if terms else 0
+
+
+def check_queue_depth(depth):
+    """Raise unless ``depth`` (entries of the selector's input FIFO) is an integer ≥ 2."""
+    check_positive_int(depth, "Selector queue depth")
+    if depth < 2:
+        raise ValueError(f"Selector queue depth must be at least 2, not {depth!r}")
+    return depth
 
 
 class TopPFilter(wiring.Component):
@@ -534,7 +596,7 @@ class BalancedSelector(wiring.Component):
                  queue_depth=4):
         self._config = SelectorConfig(classes=classes, k=k, p=p, id_width=id_width,
                                       score_width=score_width)
-        self._queue_depth = check_positive_int(queue_depth, "Selector queue depth")
+        self._queue_depth = check_queue_depth(queue_depth)
         super().__init__({
             "i_prob": In(stream.Signature(prob_layout(self._config))),
             "o_record": Out(stream.Signature(record_layout(self._config))),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .params import OPERAND_WIDTH, check_positive_int
 
 __all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "READOUT_FIFO_DEPTH",
-           "INSERT_SETUP", "check_top_p"]
+           "INSERT_SETUP", "WORD_SLOTS", "check_word_slots", "check_top_p"]
 
 
 #: Default width of a sample id in bits: one 16-bit memory word, 65 536 samples per selection.
@@ -24,10 +24,22 @@ READOUT_FIFO_DEPTH = 4
 
 #: Cycles the top-K selector's inserter spends on an entry it rejects or appends without a shift
 #: (``rtl.topk``: a cycle to take it from the queue and look up its class, a cycle to decide); an
-#: entry that moves ``m`` held entries down a rank takes ``m + INSERT_SETUP + 2`` (a read of
-#: the block RAM and its output register, then a compare and a write per rank;
-#: ``golden.selection.StreamingSelector.entry_cycles``).
+#: entry that shifts its class's list over ``w`` block-RAM words takes ``w + INSERT_SETUP + 2``
+#: (a read of the block RAM and its output register, a compare and write per word, a last
+#: write; ``golden.selection.StreamingSelector.entry_cycles``).
 INSERT_SETUP = 2
+
+#: Entries per block-RAM word of the top-K selector (``rtl.topk``): an insertion compares and
+#: shifts this many ranks per cycle. A power of two.
+WORD_SLOTS = 4
+
+
+def check_word_slots(slots):
+    """Raise unless ``slots`` (entries per block-RAM word) is a power of two ≥ 1."""
+    check_positive_int(slots, "Selector word slots")
+    if slots & (slots - 1):
+        raise ValueError(f"Selector word slots must be a power of two, not {slots!r}")
+    return slots
 
 
 @dataclass(frozen=True)

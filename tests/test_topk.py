@@ -208,30 +208,43 @@ def test_golden_argument_checks():
 
 
 def test_cycle_models():
-    sel = gs.StreamingSelector(1, 3)
-    costs = []
-    for sid, score in [(1, 5), (2, 7), (3, 6), (4, 1), (5, 9), (6, 5), (0, 6)]:
-        costs.append(sel.entry_cycles(sid, 0, score))
-        sel.push_entry(sid, 0, score)
-    # first entry, shift 1, shift 1, rejected, shift 2, rejected (ties 6 but id 6 > 3),
-    # beats only the dropped rank (moves nothing)
-    assert costs == [2, 5, 5, 2, 6, 2, 4]
-    assert sel.result().per_class == (((5, 9), (2, 7), (0, 6)),)
+    def costs(k, slots, entries):
+        sel, out = gs.StreamingSelector(1, k), []
+        for sid, score in entries:
+            out.append(sel.entry_cycles(sid, 0, score, slots))
+            sel.push_entry(sid, 0, score)
+        return out, sel.result().per_class[0]
+
+    # one entry per word: first entry, shifts over 2 and 3 words (the top one holding the empty
+    # slot), rejected, a shift over 3 words of a full class, rejected (ties 6 but id 6 > 3),
+    # beats only the dropped rank (words 2 and 1)
+    got, kept = costs(3, 1, [(1, 5), (2, 7), (3, 6), (4, 1), (5, 9), (6, 5), (0, 6)])
+    assert got == [2, 6, 7, 2, 7, 2, 6] and kept == ((5, 9), (2, 7), (0, 6))
+    # two per word, K = 5: each new best shifts from the word of rank n (1, 2, 2, 3 words);
+    # full: 25 lands at rank 3 (words 2 and 1), 45 at rank 1 (words 2 down to 0)
+    got, kept = costs(5, 2, [(1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 25), (7, 45)])
+    assert got == [2, 5, 6, 6, 7, 6, 7] and kept == ((5, 50), (7, 45), (4, 40), (3, 30), (6, 25))
+    # four per word (the default): every shift here stays within word 0
+    got, _ = costs(3, 4, [(1, 5), (2, 7), (3, 6), (4, 1), (5, 9)])
+    assert got == [2, 5, 5, 2, 5]
     one = gs.StreamingSelector(1, 1)
     assert [one.entry_cycles(1, 0, 3), one.push_entry(1, 0, 3), one.entry_cycles(2, 0, 4)] \
         == [2, True, 2]
-    assert gs.queue_cycles([2, 5, 5], 1) == (5, 13)
-    assert gs.queue_cycles([2, 5, 5], 4) == (3, 13)
+    assert gs.queue_cycles([2, 5, 5], 2) == (5, 14)
+    assert gs.queue_cycles([2, 5, 5], 4) == (3, 14)
     assert gs.queue_cycles([], 4) == (0, 0)
-    assert gs.selfeed_cycles([2, 2], 2, 3, 1) == 12
-    assert gs.balanced_cycles([2], 1, 2, 1, 4) == 5
+    assert gs.selfeed_cycles([2, 2], 2, 3, 1) == 13
+    assert gs.balanced_cycles([2], 1, 2, 1, 4) == 6
     assert gs.balanced_cycles([], 0, 2, 1, 4) == 0
     assert gs.clear_cycles(10) == 10
     assert gs.readout_cycles([0, 3, 1, 0]) == 8
     assert gs.readout_cycles([0, 3, 1, 2], wait=7) == 7 + 10
     assert gs.readout_cycles([0, 0, 0]) == 3
-    with pytest.raises(ValueError, match=r"^Queue depth must be a positive integer, not 0$"):
-        gs.queue_cycles([1], 0)
+    with pytest.raises(ValueError, match=r"^Queue depth must be an integer of at least 2, "
+                                         r"not 1$"):
+        gs.queue_cycles([1], 1)
+    with pytest.raises(ValueError, match=r"^Selector word slots must be a power of two, not 3$"):
+        one.entry_cycles(2, 0, 4, 3)
 
 
 # --- Storage accounting ------------------------------------------------------------------------
@@ -264,6 +277,10 @@ def test_storage_figures():
      r"Sample id width must be a positive integer, not True"),
     (lambda: TopKSelector(2, 1, queue_depth=0), ValueError,
      r"Selector queue depth must be a positive integer, not 0"),
+    (lambda: TopKSelector(2, 1, queue_depth=1), ValueError,
+     r"Selector queue depth must be at least 2, not 1"),
+    (lambda: TopKSelector(2, 1, word_slots=6), ValueError,
+     r"Selector word slots must be a power of two, not 6"),
     (lambda: TopPFilter(3, 0), ValueError, r"Selector P must be a positive integer, not 0"),
     (lambda: TopPFilter(3, 4), ValueError,
      r"Selector P must not exceed the number of classes \(3\), not 4"),
@@ -280,8 +297,8 @@ def test_constructor_checks(make, exc, msg):
 
 
 def test_properties():
-    sel = TopKSelector(4, 3, score_width=8, id_width=5, queue_depth=6)
-    assert sel.queue_depth == 6
+    sel = TopKSelector(4, 3, score_width=8, id_width=5, queue_depth=6, word_slots=2)
+    assert (sel.queue_depth, sel.word_slots) == (6, 2)
     assert (sel.classes, sel.k, sel.score_width, sel.id_width) == (4, 3, 8, 5)
     f = TopPFilter(4, 2)
     assert (f.classes, f.p) == (4, 2)
@@ -372,9 +389,9 @@ async def wait_drained(ctx, dut):
 
 
 def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_entries=12,
-                         queue_depth=4):
+                         queue_depth=4, word_slots=4):
     dut = TopKSelector(classes, k, score_width=score_width, id_width=id_width,
-                       queue_depth=queue_depth)
+                       queue_depth=queue_depth, word_slots=word_slots)
     rng = random.Random(seed)
     checked = []
 
@@ -388,7 +405,7 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_e
             streaming = gs.StreamingSelector(classes, k)
             costs = []
             for sid, c, v in ents:
-                costs.append(streaming.entry_cycles(sid, c, v))
+                costs.append(streaming.entry_cycles(sid, c, v, word_slots))
                 streaming.push_entry(sid, c, v)
             accepted, idle = gs.queue_cycles(costs, queue_depth)
             golden = gs.select_entries_offline(ents, classes, k)
@@ -424,18 +441,22 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_e
     assert len(checked) == streams, f"seed {seed}: testbench stopped early"
 
 
-@pytest.mark.parametrize("classes, k, score_width, id_width, seed, depth", [
-    (1, 1, 16, 4, 11, 4),
-    (3, 2, 3, 6, 12, 1),
-    (5, 4, 16, 16, 13, 4),
-    # long shifts, a queue that fills, a class count that is not a power of two
-    (2, 16, 16, 16, 14, 3),
-    (3, 9, 4, 7, 15, 8),
-    (1, 21, 16, 8, 16, 2),
+@pytest.mark.parametrize("classes, k, score_width, id_width, seed, depth, slots", [
+    (1, 1, 16, 4, 11, 4, 4),
+    (3, 2, 3, 6, 12, 2, 1),
+    (5, 4, 16, 16, 13, 4, 2),
+    (5, 4, 16, 16, 13, 4, 4),
+    # long shifts, a queue that fills, K not a multiple of the word, classes not a power of two
+    (2, 16, 16, 16, 14, 3, 4),
+    (3, 9, 4, 7, 15, 8, 2),
+    (3, 9, 4, 7, 15, 8, 4),
+    (1, 21, 16, 8, 16, 2, 1),
+    (1, 21, 16, 8, 16, 2, 8),
 ])
-def test_rtl_selector_entries(classes, k, score_width, id_width, seed, depth):
+def test_rtl_selector_entries(classes, k, score_width, id_width, seed, depth, slots):
     run_selector_streams(classes, k, score_width, id_width, seed, streams=20,
-                         max_entries=12 if k <= 8 else 4 * k, queue_depth=depth)
+                         max_entries=12 if k <= 8 else 4 * k, queue_depth=depth,
+                         word_slots=slots)
 
 
 # --- RTL: BalancedSelector on probability streams ----------------------------------------------
