@@ -66,8 +66,20 @@ _VAL = 7                                   # a value read from a table
 # gathering a chunk of steps (_chunk)
 _ORDER, _STREAM, _LEFT = 1, 2, 3           # order pointer, stream pointer, steps left
 _SLOT, _INPUT, _TARGET = 5, 6, 7           # a sample's slot offset, input and target address
-# the guard's check
+# the guard's check (and the gate's and the choice's: a count, the count it is compared with)
 _AFTER, _DROP, _LIMIT = 1, 2, 3            # correct after; checkpoint − after; the margin
+# bits of the ``flags`` variable
+_FLAG_GATE, _FLAG_SSL = 1, 2               # the gate let the labels through; SSL delivered
+
+#: The delivered student when the SSL and the supervised student count the same validation
+#: samples correct (the gate having let the teacher's labels through): the SSL one. The host-
+#: driven pipeline's rule too (``firmware.pipeline.phases.choose``).
+TIE_DELIVERS = "ssl"
+
+#: The supervised-only student's schedule runs as fits of at most this many steps, each from
+#: the start of the same batch order (:func:`supervised_fits`): the image holds one period's
+#: order (16 000 words at batch 32) instead of the whole schedule's.
+SUPERVISED_PERIOD = 500
 
 
 def _slot_source(per_class, k, n_labeled):
@@ -219,12 +231,18 @@ class StandaloneImage:
         The student; ``student_weights`` its initial weights, ``seed`` its run seed (batch
         order and stochastic rounding, as ``MLP(seed=)``).
     U_X, L_X : tensor (N, D)
-        The unlabeled stream and the labeled set; ``L_y`` the labels.
+        The unlabeled stream and the labeled training set; ``L_y`` the labels.
     student_schedule, finetune_schedule : sequence of (steps, lr)
+    validation : (V_X, V_y)
+        The validation set (nothing trains on it): the gate and the choice count on all of it,
+        the guard on its first samples.
+    supervised_schedule : sequence of (steps, lr)
+        The supervised-only student's SGD on L, run first as the fits of
+        :func:`supervised_fits` (each from the start of one batch order).
     guard : (margin, samples), optional
-        The divergence guard around both phases: validation on the first ``samples`` of L,
-        counted by ``valacc``; a phase that loses more than ``margin`` is undone from the
-        checkpoint copied (by DMA) before it.
+        The divergence guard around both phases of the SSL student: validation on the first
+        ``samples`` of the validation set, counted by ``valacc``; a phase that loses more than
+        ``margin`` is undone from the checkpoint copied (by DMA) before it.
     chunk_steps : int
         Training steps gathered per ``train`` call.
 
@@ -245,8 +263,8 @@ class StandaloneImage:
     """
 
     def __init__(self, soc, teacher, teacher_weights, student, student_weights, seed, U_X,
-                 L_X, L_y, student_schedule, finetune_schedule, *, guard=None,
-                 chunk_steps=8):
+                 L_X, L_y, student_schedule, finetune_schedule, *, validation,
+                 supervised_schedule, guard=None, chunk_steps=8):
         from golden.data import batch_order
         for d, what in ((teacher, "Teacher"), (student, "Student")):
             if not isinstance(d, MLPDescription):
@@ -259,7 +277,11 @@ class StandaloneImage:
         self._compile(soc, teacher, student)
         fmt = student.formats
         xu, xl = _inputs_aug(U_X, fmt), _inputs_aug(L_X, fmt)
+        xv = _inputs_aug(validation[0], fmt)
         yl = np.asarray(L_y, dtype=np.int64)
+        yv = np.asarray(validation[1], dtype=np.int64)
+        if yv.size == 0:
+            raise ValueError("The standalone image needs a validation set")
         nU, nL = xu.shape[0], xl.shape[0]
         S = C * K + nL
         if max(S, nU) >= 1 << 15:
@@ -267,31 +289,35 @@ class StandaloneImage:
                              f"slots and samples, not {max(S, nU)}")
         n_s = sum(s for s, _ in student_schedule)
         n_f = sum(s for s, _ in finetune_schedule)
+        self.sup_fits = supervised_fits(supervised_schedule)
+        n_p = max((sum(s for s, _ in f) for f in self.sup_fits), default=0)
         order = [batch_order(S, B, n_s, seed).numpy().ravel(),
-                 batch_order(nL, B, n_f, seed).numpy().ravel() + C * K]
-        self.n_labeled, self.k, self.C = nL, K, C
+                 batch_order(nL, B, n_f, seed).numpy().ravel() + C * K,
+                 batch_order(nL, B, n_p, seed).numpy().ravel() + C * K]
+        self.n_labeled, self.n_validation, self.k, self.C = nL, yv.size, K, C
         schedules = (student_schedule, finetune_schedule)
-        lay = self._plan(nU, nL, sum(o.size for o in order), schedules, chunk_steps)
+        lay = self._plan(nU, nL, [o.size for o in order], schedules, chunk_steps)
         ctl = self._emit_control(lay, seed, nU, nL, schedules, chunk_steps)
         lay.add("control", isa.INSN_WORDS * len(ctl.asm), align=isa.INSN_WORDS)
         self.regions = dict(lay.regions)
         self.entry = ctl.asm.labels["entry"]
         dispatch = ctl.asm.labels["dispatch"]
-        progs = [self.tcm.programs[k] for k in ("select", "selclr", "selout")]
+        progs = [self.tcm.programs[k] for k in ("select", "selclr", "selout", "valacc")]
         progs += [self._seed_prog, *self._extra.values()]
         progs += [self.scm.programs[k] for k in self.scm.kinds]
         self.writes = [(prog.base, _patch_halts(prog, dispatch)) for prog in progs]
         self.writes.append((ctl.asm.base, np.asarray(ctl.asm.words(), dtype=np.int64)))
-        self.writes += self._data_writes(teacher_weights, student_weights, xu, xl, yl, order)
+        self.writes += self._data_writes(teacher_weights, student_weights, xu, xl, yl, xv, yv,
+                                         order)
 
     # --- the pass's steps -------------------------------------------------------------------------
     def _compile(self, soc, teacher, student):
         """Both networks, the student's regions after the teacher's (both resident)."""
         self.soc = soc
-        self.tcm = tcm = CompiledMLP(teacher, soc, ("select",))
+        self.tcm = tcm = CompiledMLP(teacher, soc, ("select", "valacc"))
         t_end = max(r.end for n, r in tcm.regions.items() if n != "data")
-        kinds = ("train",) + (("valacc",) if self.guard is not None else ())
-        self.scm = scm = CompiledMLP(student, soc, kinds, origin=-(-t_end // 8) * 8)
+        self.scm = scm = CompiledMLP(student, soc, ("train", "valacc"),
+                                     origin=-(-t_end // 8) * 8)
         if student.batch % scm.lanes:
             raise ValueError(f"The standalone image needs a batch that is a multiple of the "
                              f"{scm.lanes} lanes, not {student.batch}")
@@ -299,7 +325,9 @@ class StandaloneImage:
     def _plan(self, nU, nL, order_words, schedules, chunk_steps):
         """Main memory after the student: the extra programs (the stream's last partial
         block, a ``train`` program per further learning rate), the data, the tables, the
-        variables, the guard's checkpoint. Returns the layout (``control`` still to add)."""
+        weight copies (initial, supervised, SSL), the validation set and ``valacc``'s output
+        areas, the variables, the guard's checkpoint. Returns the layout (``control`` still to
+        add)."""
         tcm, scm, soc = self.tcm, self.scm, self.soc
         W, B, C, K = isa.INSN_WORDS, scm.desc.batch, self.C, self.k
         s_end = max(r.end for n, r in scm.regions.items() if n != "data")
@@ -311,7 +339,9 @@ class StandaloneImage:
             lay.add("select_tail", W * len(p), align=W)
             self._extra["select_tail"] = p
         self._train_progs = {}
-        for lr in sorted({lr for _, lr in (*schedules[0], *schedules[1])}):
+        rates = {lr for _, lr in (*schedules[0], *schedules[1])}
+        rates |= {lr for fit in self.sup_fits for _, lr in fit}
+        for lr in sorted(rates):
             if lr == scm.desc.lr:
                 self._train_progs[lr] = scm.programs["train"]
                 continue
@@ -327,72 +357,145 @@ class StandaloneImage:
         sel_words = isa.sel_out_max_words(soc.selector, fmt.width)
         lay.add("sel", -(-sel_words // Lw) * Lw)
         lay.add("wsel", 2 * lay.regions["sel"].words)
-        lay.add("order", order_words)
+        lay.add("order", order_words[0] + order_words[1])
+        lay.add("sorder", max(1, order_words[2]))
+        wwords = sum(r.words for r in self._weight_regions())
+        for name in ("init", "sup", "ssl"):
+            lay.add(name, wwords)
+        vb = -(-self.n_validation // B)
+        lay.add("V", vb * scm.block_words)
+        lay.add("tval", tcm.validation_words(vb))
+        lay.add("sval", scm.validation_words(vb))
         lay.add("worder", 2 * chunk_steps * B)
         lay.add("stream", (chunk_steps + 1) * scm.step_words)
-        lay.add("vars", 16)
+        lay.add("vars", 24)
         if self.guard is not None:
             g = _Guard(*self.guard)
-            if g.samples > nL:
+            if g.samples > self.n_validation:
                 raise ValueError(f"The guard's {g.samples} validation samples exceed the "
-                                 f"{nL} labeled ones")
+                                 f"{self.n_validation} of the validation set")
             lay.add("ckpt", sum(r.words for r in self._weight_regions()))
             lay.add("valout", scm.validation_words(-(-g.samples // B)))
         V = lay.regions["vars"].addr
-        self._var = dict(ret=V, ordptr=V + 2, count=V + 4, ck=V + 6, rolled=V + 8)
+        self._var = dict(ret=V, ordptr=V + 2, count=V + 4, ck=V + 6, rolled=V + 8,
+                         flags=V + 10, supck=V + 12, tck=V + 14, sslck=V + 16)
         return lay
 
     def _weight_regions(self):
         return [self.scm.regions[f"W{l}"] for l in range(1, self.scm.desc.layers + 1)]
 
     def _emit_control(self, lay, seed, nU, nL, schedules, chunk_steps):
-        """The control program: label and select, the slot table, the training chunks (with
-        the guard around each phase), the dispatcher."""
+        """The control program: the supervised student, the gate, label and select, the slot
+        table, the SSL student's training chunks (with the guard around each phase), the
+        choice, the dispatcher."""
         from golden.mlp import rng_seed
-        W, R, tcm, scm = isa.INSN_WORDS, lay.regions, self.tcm, self.scm
-        B = scm.desc.batch
-        ctl = _Control(-(-lay.here // W) * W, self.soc, scm.lanes, self._var["ret"])
+        R, tcm, scm = lay.regions, self.tcm, self.scm
+        B, var = scm.desc.batch, self._var
+        ctl = _Control(-(-lay.here // isa.INSN_WORDS) * isa.INSN_WORDS, self.soc, scm.lanes,
+                       var["ret"])
         p = ctl.asm
+        self._seed_prog = scm.seed_program(rng_seed(seed))
         p.label("entry")
         p.seti(rd=_TMP, imm=0)
-        p.stw(rt=_TMP, rs=0, imm=self._var["rolled"])
-        # label + select
+        for name in ("rolled", "flags"):
+            p.stw(rt=_TMP, rs=0, imm=var[name])
+        # the supervised-only student, from the initial weights
+        ctl.call(self._seed_prog)
+        for fit in self.sup_fits:
+            self._emit_fit(ctl, R, fit, R["sorder"].addr, chunk_steps)
+        self._save(ctl, R["sup"].addr)
+        self._count(ctl, R, scm, "sval", "supck")
+        # the gate: the teacher's labels only if it counts more correct than the student
+        self._count(ctl, R, tcm, "tval", "tck")
+        p.ldw(rd=_AFTER, rs=0, imm=var["tck"])
+        p.ldw(rd=_DROP, rs=0, imm=var["supck"])
+        p.br(cond=Cond.GE, rs1=_DROP, rs2=_AFTER, target="done")
+        self._set_flag(p, _FLAG_GATE)
+        # the SSL student, from the initial weights: label + select
+        self._restore(ctl, R["init"].addr)
         full, tail = divmod(nU, B)
         ctl.call(tcm.programs["selclr"])
         if full:
             ctl.call(tcm.programs["select"], steps=full, data=R["U"].addr, first_id=0)
         if tail:
-            ctl.call(self._extra["select_tail"], steps=1, data=R["U"].addr + full * scm.block_words,
-                     first_id=full * B)
+            ctl.call(self._extra["select_tail"], steps=1,
+                     data=R["U"].addr + full * scm.block_words, first_id=full * B)
         ctl.call(tcm.programs["selout"], out=R["sel"].addr)
         self._emit_slot_table(ctl, R, nL)
         # training: chunks of steps gathered from the slots, then a train call
-        self._seed_prog = scm.seed_program(rng_seed(seed))
         ctl.call(self._seed_prog)
         p.seti(rd=_TMP, imm=R["order"].addr)
-        p.stw(rt=_TMP, rs=0, imm=self._var["ordptr"])
+        p.stw(rt=_TMP, rs=0, imm=var["ordptr"])
         for n_phase, schedule in enumerate(schedules):
             if self.guard is not None:
                 self._emit_checkpoint(ctl, R)
-            for steps, lr in schedule:
-                full_chunks, rest = divmod(steps, chunk_steps)
-                if full_chunks:
-                    loop = ctl.loop_label("chunks", advance=False)
-                    p.seti(rd=_TMP, imm=full_chunks)
-                    p.stw(rt=_TMP, rs=0, imm=self._var["count"])
-                    p.label(loop)
-                    self._emit_chunk(ctl, R, chunk_steps, lr)
-                    p.ldw(rd=_TMP, rs=0, imm=self._var["count"])
-                    p.addi(rd=_TMP, rs=_TMP, imm=-1)
-                    p.stw(rt=_TMP, rs=0, imm=self._var["count"])
-                    p.br(cond=Cond.NE, rs1=_TMP, rs2=0, target=loop)
-                if rest:
-                    self._emit_chunk(ctl, R, rest, lr)
+            self._emit_fit(ctl, R, schedule, None, chunk_steps)
             if self.guard is not None:
                 self._emit_check(ctl, R, n_phase)
+        self._save(ctl, R["ssl"].addr)
+        # the choice: the SSL student unless the supervised one counts more correct (a tie:
+        # TIE_DELIVERS)
+        self._count(ctl, R, scm, "sval", "sslck")
+        p.ldw(rd=_AFTER, rs=0, imm=var["sslck"])
+        p.ldw(rd=_DROP, rs=0, imm=var["supck"])
+        p.br(cond=Cond.LT, rs1=_DROP, rs2=_AFTER, target="deliver_ssl")
+        if TIE_DELIVERS == "ssl":
+            p.br(cond=Cond.EQ, rs1=_DROP, rs2=_AFTER, target="deliver_ssl")
+        self._restore(ctl, R["sup"].addr)
+        p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target="done")
+        p.label("deliver_ssl")
+        self._set_flag(p, _FLAG_SSL)
+        p.label("done")
         p.halt()
         ctl.dispatcher()
         return ctl
+
+    def _save(self, ctl, addr):
+        """Copy the student's weights (every layer's region, one after the other) to
+        ``addr``."""
+        for r in self._weight_regions():
+            ctl.copy(r.addr, addr, r.words)
+            addr += r.words
+
+    def _restore(self, ctl, addr):
+        """Copy the weights saved at ``addr`` back into the student's regions."""
+        for r in self._weight_regions():
+            ctl.copy(addr, r.addr, r.words)
+            addr += r.words
+
+    def _set_flag(self, p, bit):
+        p.ldw(rd=_TMP, rs=0, imm=self._var["flags"])
+        p.addi(rd=_TMP, rs=_TMP, imm=bit)
+        p.stw(rt=_TMP, rs=0, imm=self._var["flags"])
+
+    def _count(self, ctl, R, cm, out, var):
+        """``cm``'s ``valacc`` on the whole validation set into variable ``var``."""
+        blocks = -(-self.n_validation // self.scm.desc.batch)
+        ctl.call(cm.programs["valacc"], steps=blocks, data=R["V"].addr, out=R[out].addr)
+        ctl.asm.ldw(rd=_TMP, rs=0, imm=PARAM_ID)
+        ctl.asm.stw(rt=_TMP, rs=0, imm=self._var[var])
+
+    def _emit_fit(self, ctl, R, schedule, order, chunk_steps):
+        """One fit: its chunks of steps; the batch order from ``order`` (an address), or from
+        where the previous fit's ended (``None``)."""
+        p = ctl.asm
+        if order is not None:
+            p.seti(rd=_TMP, imm=order)
+            p.stw(rt=_TMP, rs=0, imm=self._var["ordptr"])
+        for steps, lr in schedule:
+            full_chunks, rest = divmod(steps, chunk_steps)
+            if full_chunks:
+                loop = ctl.loop_label("chunks", advance=False)
+                p.seti(rd=_TMP, imm=full_chunks)
+                p.stw(rt=_TMP, rs=0, imm=self._var["count"])
+                p.label(loop)
+                self._emit_chunk(ctl, R, chunk_steps, lr)
+                p.ldw(rd=_TMP, rs=0, imm=self._var["count"])
+                p.addi(rd=_TMP, rs=_TMP, imm=-1)
+                p.stw(rt=_TMP, rs=0, imm=self._var["count"])
+                p.br(cond=Cond.NE, rs1=_TMP, rs2=0, target=loop)
+            if rest:
+                self._emit_chunk(ctl, R, rest, lr)
 
     def _emit_slot_table(self, ctl, R, nL):
         """After ``SELOUT``: each slot's input and target address (module docstring)."""
@@ -492,16 +595,14 @@ class StandaloneImage:
 
     def _call_valacc(self, ctl, R):
         blocks = -(-self.guard[1] // self.scm.desc.batch)
-        ctl.call(self.scm.programs["valacc"], steps=blocks, data=R["L"].addr,
+        ctl.call(self.scm.programs["valacc"], steps=blocks, data=R["V"].addr,
                  out=R["valout"].addr)
 
     def _emit_checkpoint(self, ctl, R):
         """Before a phase: copy the student's weights, count its correct validation samples."""
-        p, off = ctl.asm, R["ckpt"].addr
-        for r in self._weight_regions():
-            ctl.copy(r.addr, off, r.words)
-            off += r.words
+        self._save(ctl, R["ckpt"].addr)
         self._call_valacc(ctl, R)
+        p = ctl.asm
         p.ldw(rd=_TMP, rs=0, imm=PARAM_ID)
         p.stw(rt=_TMP, rs=0, imm=self._var["ck"])
 
@@ -515,18 +616,16 @@ class StandaloneImage:
         p.sub(rd=_DROP, rs1=_DROP, rs2=_AFTER)
         p.seti(rd=_LIMIT, imm=math.floor(g.margin * g.samples))
         p.br(cond=Cond.GE, rs1=_LIMIT, rs2=_DROP, target=f"kept{n_phase}")
-        off = R["ckpt"].addr
-        for r in self._weight_regions():
-            ctl.copy(off, r.addr, r.words)
-            off += r.words
+        self._restore(ctl, R["ckpt"].addr)
         p.ldw(rd=_TMP, rs=0, imm=self._var["rolled"])
         p.addi(rd=_TMP, rs=_TMP, imm=1 << n_phase)
         p.stw(rt=_TMP, rs=0, imm=self._var["rolled"])
         p.label(f"kept{n_phase}")
 
-    def _data_writes(self, teacher_weights, student_weights, xu, xl, yl, order):
-        """The host's writes besides the programs: constants and weights of both networks,
-        the packed sets, the tables, the batch order, the guard's labels."""
+    def _data_writes(self, teacher_weights, student_weights, xu, xl, yl, xv, yv, order):
+        """The host's writes besides the programs: constants and weights of both networks
+        (the student's initial weights also into ``init``), the packed sets, the tables, the
+        batch orders, the validation labels of ``valacc``'s output areas."""
         tcm, scm, R = self.tcm, self.scm, self.regions
         B, Lw, bw, C, K = scm.desc.batch, scm.lanes, scm.block_words, self.C, self.k
         D1, nU, nL = scm.desc.sizes[0] + 1, xu.shape[0], xl.shape[0]
@@ -535,8 +634,23 @@ class StandaloneImage:
             w += [(a, np.asarray(v)) for a, v in cm.constants()]
             for l, m in enumerate(weights, 1):
                 w.append((cm.regions[f"W{l}"].addr, np.asarray(m, dtype=np.int64).ravel()))
+        init = np.zeros(R["init"].words, dtype=np.int64)       # laid out as _save copies
+        off = 0
+        for r, m in zip(self._weight_regions(), student_weights):
+            m = np.asarray(m, dtype=np.int64).ravel()
+            init[off:off + m.size] = m
+            off += r.words
+        w.append((R["init"].addr, init))
         w.append((R["U"].addr, scm.pack_inputs(_pad_blocks(xu, B))))
         w.append((R["L"].addr, scm.pack_inputs(_pad_blocks(xl, B))))
+        w.append((R["V"].addr, scm.pack_inputs(_pad_blocks(xv, B))))
+
+        def labels(n):
+            out = np.full(-(-n // B) * B, -1, dtype=np.int64)
+            out[:n] = yv[:n]
+            return out
+        w.append((R["tval"].addr, tcm.pack_validation(labels(yv.size))))
+        w.append((R["sval"].addr, scm.pack_validation(labels(yv.size))))
 
         def addr_of(base, i):
             b, s = divmod(i, B)
@@ -552,12 +666,11 @@ class StandaloneImage:
             tab[C * K + i] = (addr_of(R["L"].addr, i), onehot + yl[i] * C)
         w.append((R["slots"].addr, _words32(tab.ravel())))
         w.append((onehot, np.eye(C, dtype=np.int64).ravel() * scm.desc.formats.prob.scale))
-        w.append((R["order"].addr, np.concatenate(order)))
+        w.append((R["order"].addr, np.concatenate(order[:2])))
+        if order[2].size:
+            w.append((R["sorder"].addr, order[2]))
         if self.guard is not None:
-            g = _Guard(*self.guard)
-            labels = np.full(-(-g.samples // B) * B, -1, dtype=np.int64)
-            labels[:g.samples] = yl[:g.samples]
-            w.append((R["valout"].addr, scm.pack_validation(labels)))
+            w.append((R["valout"].addr, scm.pack_validation(labels(self.guard[1]))))
         return w
 
     def load(self, device):
@@ -566,20 +679,45 @@ class StandaloneImage:
             device.write_words(addr, words)
 
     def results(self, device):
-        """After the run: ``(per_class, student weights, rolled_back phases)``."""
+        """After the run: a dict of ``per_class`` (the selection; ``None`` if the gate refused
+        the teacher's labels), ``weights`` (the delivered student's), ``supervised_weights``,
+        ``ssl_weights`` (``None`` if refused), ``rolled_back`` (phases), ``teacher_correct``,
+        ``supervised_correct``, ``ssl_correct`` (validation counts; ``None`` if refused),
+        ``gate_passed`` and ``delivered`` (``"ssl"`` or ``"supervised"``)."""
         sel = self.soc.selector
         fmt = self.scm.desc.formats
-        per_class = isa.sel_out_unpack(
-            device.read_words(self.regions["sel"].addr, isa.sel_out_max_words(sel, fmt.width)),
-            sel, fmt.width)
         s = self.scm.desc.sizes
-        weights = [device.read_int16(self.scm.regions[f"W{l}"].addr, (s[l - 1] + 1) * s[l])
-                   .reshape(s[l - 1] + 1, s[l]).astype(np.int64)
-                   for l in range(1, len(s))]
-        lo, hi = (int(v) for v in device.read_words(self._var["rolled"], 2))
-        flags = lo | hi << 16
-        rolled = [name for n, name in enumerate(("student-train", "finetune")) if flags >> n & 1]
-        return per_class, weights, rolled
+        shapes = [(s[l - 1] + 1, s[l]) for l in range(1, len(s))]
+
+        def word32(name):
+            lo, hi = (int(v) for v in device.read_words(self._var[name], 2))
+            return lo | hi << 16
+
+        def saved(addr):                               # as _save laid them out
+            out = []
+            for r, shape in zip(self._weight_regions(), shapes):
+                out.append(device.read_int16(addr, shape[0] * shape[1]).reshape(shape)
+                           .astype(np.int64))
+                addr += r.words
+            return out
+        flags = word32("flags")
+        passed = bool(flags & _FLAG_GATE)
+        per_class = None
+        if passed:
+            per_class = isa.sel_out_unpack(
+                device.read_words(self.regions["sel"].addr,
+                                  isa.sel_out_max_words(sel, fmt.width)), sel, fmt.width)
+        weights = [device.read_int16(self.scm.regions[f"W{l}"].addr, a * b)
+                   .reshape(a, b).astype(np.int64) for l, (a, b) in enumerate(shapes, 1)]
+        rolled = word32("rolled")
+        return dict(per_class=per_class, weights=weights,
+                    supervised_weights=saved(self.regions["sup"].addr),
+                    ssl_weights=saved(self.regions["ssl"].addr) if passed else None,
+                    rolled_back=[name for n, name in enumerate(("student-train", "finetune"))
+                                 if rolled >> n & 1],
+                    teacher_correct=word32("tck"), supervised_correct=word32("supck"),
+                    ssl_correct=word32("sslck") if passed else None, gate_passed=passed,
+                    delivered="ssl" if flags & _FLAG_SSL else "supervised")
 
 
 class AccessCounter(DeviceWrapper):
@@ -615,44 +753,75 @@ class AccessCounter(DeviceWrapper):
         return sum(1 for e in self.log[idx[0]:idx[-1] + 1] if e[0] != "run")
 
 
+def supervised_fits(schedule, period=SUPERVISED_PERIOD):
+    """The supervised-only student's schedule as fits of at most ``period`` steps (each a
+    schedule of one ``(steps, lr)``): each fit draws its batch order afresh from the seed, as
+    :meth:`firmware.MLP.fit` does, so the image stores one period's order."""
+    fits = []
+    for steps, lr in schedule:
+        while steps > 0:
+            fits.append(((min(steps, period), lr),))
+            steps -= period
+    return fits
+
+
 def _descs(t_sizes, s_sizes, batch, schedule):
     return (MLPDescription(tuple(t_sizes), batch=batch),
             MLPDescription(tuple(s_sizes), batch=batch, lr=schedule[0][1]))
 
 
 def run_standalone(device, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y, recipe,
-                   *, guard=None, max_cycles=None):
+                   *, validation, guard=None, max_cycles=None):
     """Load the image on ``device`` (wrapped in an :class:`AccessCounter`), run it once, read
-    the results. Returns ``dict(per_class, weights, rolled_back, cycles, counter, image)``."""
+    the results. Returns :meth:`StandaloneImage.results`' dict with ``cycles``,
+    ``instructions``, ``counter`` and ``image``."""
     from golden.mlp import FixedMLP, init_float_params
     td, sd = _descs(t_sizes, s_sizes, recipe.batch, recipe.student_schedule)
     init = FixedMLP(sd.sizes, formats=sd.formats).load_float(
         init_float_params(sd.sizes, seed)).params
     img = StandaloneImage(device.config, td, teacher_weights, sd, [w.numpy() for w in init],
                           seed, U_X, L_X, L_y, recipe.student_schedule,
-                          recipe.finetune_schedule, guard=guard)
+                          recipe.finetune_schedule, validation=validation,
+                          supervised_schedule=recipe.supervised_schedule, guard=guard)
     counter = AccessCounter(device)
     img.load(counter)
     r = counter.run(img.entry, max_cycles=max_cycles)
-    per_class, weights, rolled = img.results(counter)
-    return dict(per_class=per_class, weights=weights, rolled_back=rolled, cycles=r.cycles,
-                instructions=r.instructions, counter=counter, image=img)
+    out = img.results(counter)
+    out.update(cycles=r.cycles, instructions=r.instructions, counter=counter, image=img)
+    return out
 
 
 def run_host_driven(acc, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y, recipe,
-                    *, guard=None):
-    """The same recipe with the host scheduling every program (``firmware.MLP``): label and
-    select, the slot set (:func:`slot_examples`), student-train, finetune, and the guard
-    (:class:`firmware.guard.DivergenceGuard`). Returns ``dict(per_class, weights,
-    rolled_back, student, guard_events)``."""
+                    *, validation, guard=None):
+    """The same recipe with the host scheduling every program (``firmware.MLP``): the
+    supervised-only student (:func:`supervised_fits`), the gate (the teacher's and its
+    validation counts, ``valacc``), then only if the teacher counts more: label and select,
+    the slot set (:func:`slot_examples`), student-train, finetune, with the guard
+    (:class:`firmware.guard.DivergenceGuard`) on the first validation samples; the choice
+    (:data:`TIE_DELIVERS` on a tie). Returns the keys of :meth:`StandaloneImage.results` with
+    ``student`` (the delivered network), ``supervised`` and ``ssl`` (the networks; ``ssl``
+    ``None`` if refused) and ``guard_events``."""
     from .guard import DivergenceGuard
-    teacher = acc.mlp(t_sizes, batch=recipe.batch, seed=seed, train=False, select=True)
+    V_X, V_y = validation
+    sup = acc.mlp(s_sizes, batch=recipe.batch, seed=seed, validate=True)
+    for fit in supervised_fits(recipe.supervised_schedule):
+        sup.fit(L_X, L_y, schedule=fit)
+    sup_ck = sup.count_correct(V_X, V_y)
+    teacher = acc.mlp(t_sizes, batch=recipe.batch, seed=seed, train=False, select=True,
+                      validate=True)
     teacher.weights = teacher_weights
+    t_ck = teacher.count_correct(V_X, V_y)
+    out = dict(per_class=None, supervised_weights=sup.weights, ssl_weights=None,
+               rolled_back=[], teacher_correct=t_ck, supervised_correct=sup_ck,
+               ssl_correct=None, gate_passed=t_ck > sup_ck, delivered="supervised",
+               weights=sup.weights, student=sup, supervised=sup, ssl=None, guard_events=[])
+    if not out["gate_passed"]:
+        return out
     per_class = teacher.label_select(U_X)
     k = acc.soc.selector.k
     Xs, ys = slot_examples(per_class, k, U_X, L_X, L_y)
-    student = acc.mlp(s_sizes, batch=recipe.batch, seed=seed, validate=guard is not None)
-    g = None if guard is None else DivergenceGuard(L_X[:guard[1]], L_y[:guard[1]], guard[0])
+    student = acc.mlp(s_sizes, batch=recipe.batch, seed=seed, validate=True)
+    g = None if guard is None else DivergenceGuard(V_X[:guard[1]], V_y[:guard[1]], guard[0])
     rolled = []
     for name, X, y, sched in (("student-train", Xs, ys, recipe.student_schedule),
                               ("finetune", L_X, L_y, recipe.finetune_schedule)):
@@ -660,5 +829,11 @@ def run_host_driven(acc, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y,
         student.fit(X, y, schedule=sched)
         if g is not None and g.check(student, ck)["rolled_back"]:
             rolled.append(name)
-    return dict(per_class=per_class, weights=student.weights, rolled_back=rolled,
-                student=student, guard_events=g.events if g is not None else [])
+    ssl_ck = student.count_correct(V_X, V_y)
+    ssl_wins = ssl_ck > sup_ck or (ssl_ck == sup_ck and TIE_DELIVERS == "ssl")
+    out.update(per_class=per_class, ssl_weights=student.weights, rolled_back=rolled,
+               ssl_correct=ssl_ck, ssl=student,
+               guard_events=g.events if g is not None else [])
+    if ssl_wins:
+        out.update(delivered="ssl", weights=student.weights, student=student)
+    return out

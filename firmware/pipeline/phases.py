@@ -9,14 +9,12 @@ import numpy as np
 import torch
 
 from spec.params import DEFAULT_FORMATS
+from ..standalone import TIE_DELIVERS                  # one tie rule for both runs
 from .trainer import TrainerNet
 
 __all__ = ["State", "teacher", "supervised", "gate", "stream_chunk", "choose", "standalone",
            "float32", "TIE_DELIVERS"]
 
-#: The delivered student when the SSL and the supervised student count the same validation
-#: samples correct (the gate having let the teacher's labels through): ``"ssl"``.
-TIE_DELIVERS = "ssl"
 
 
 @dataclass
@@ -264,44 +262,86 @@ def stream_chunk(st, i, bounds):
 
 
 def standalone(st):
-    """The standalone image (label, select, train, finetune in one run), then (with
-    ``compare_host_driven``) the same recipe host-driven; the final student evaluated on the
-    test set. Sets :attr:`State.standalone` and the selection."""
+    """The standalone image (the supervised student, the gate, label, select, train,
+    finetune, the choice in one run), then (with ``compare_host_driven``) the same recipe
+    host-driven; the delivered, supervised and SSL students evaluated on the test set. Sets
+    :attr:`State.standalone`, the gate, the choice and the selection."""
     from ..standalone import run_host_driven, run_standalone
     o, r, ph, acc = st.options, st.recipe, st.phases, st.acc
-    L, U, T = st.data.labeled, st.data.unlabeled, st.data.test
+    L, U, T, V = st.data.labeled, st.data.unlabeled, st.data.test, st.data.validation
     guard = None if o.guard_margin is None else (o.guard_margin, o.guard_samples)
     args = (st.teacher.weights, st.t_sizes, st.student_sizes, o.seed, U.X, L.X, L.y, r)
     ph.start("standalone", 1, "image")
-    res = ph.measure(lambda: run_standalone(acc.device, *args, guard=guard))
+    res = ph.measure(lambda: run_standalone(acc.device, *args, validation=(V.X, V.y),
+                                            guard=guard))
     ph.bar.update(1)
     acc.release_memory()                       # the image overwrote every network's memory
     student = acc.mlp(st.student_sizes, batch=r.batch, seed=o.seed)
-    student.weights = res["weights"]
-    a = ph.evaluate(student, T.X, T.y)
-    counts = [len(lst) for lst in res["per_class"]]
+
+    def test_accuracy(weights):
+        if weights is None:
+            return None
+        student.weights = weights
+        return ph.evaluate(student, T.X, T.y)
+    sup_acc = test_accuracy(res["supervised_weights"])
+    ssl_acc = test_accuracy(res["ssl_weights"])
+    a = ssl_acc if res["delivered"] == "ssl" else sup_acc
+    counts = None if res["per_class"] is None else [len(lst) for lst in res["per_class"]]
     out = dict(cycles=res["cycles"], instructions=res["instructions"],
                runs=res["counter"].runs,
                host_accesses_between_start_and_halt=res["counter"].between_runs(),
-               rolled_back=res["rolled_back"], accuracy=a, class_counts=counts,
+               rolled_back=res["rolled_back"], accuracy=a, delivered=res["delivered"],
+               gate_passed=res["gate_passed"], class_counts=counts,
                image_words=int(sum(len(w) for _, w in res["image"].writes)))
-    ph.finish(samples=len(U), accuracy=a, cycles=res["cycles"], selected=int(sum(counts)),
+    ph.finish(samples=len(U), accuracy=a, cycles=res["cycles"],
+              selected=None if counts is None else int(sum(counts)),
               note=f"one image, one run, {out['host_accesses_between_start_and_halt']} host "
-                   f"accesses between start and halt"
+                   f"accesses between start and halt; delivered {res['delivered']}"
                    + (f"; rolled back: {', '.join(res['rolled_back'])}" if res["rolled_back"]
                       else ""))
     if o.compare_host_driven:
         ph.start("host-driven", 1, "recipe")
-        h = ph.measure(lambda: run_host_driven(acc, *args, guard=guard))
-        same = (h["per_class"] == res["per_class"] and h["rolled_back"] == res["rolled_back"]
-                and all(np.array_equal(x, y) for x, y in zip(h["weights"], res["weights"])))
-        out["equals_host_driven"] = bool(same)
+        h = ph.measure(lambda: run_host_driven(acc, *args, validation=(V.X, V.y), guard=guard))
+        out["equals_host_driven"] = _same_results(h, res)
         ph.finish(samples=len(U), accuracy=ph.evaluate(h["student"], T.X, T.y),
-                  note=f"the same recipe host-scheduled: {'bit-identical' if same else 'DIFFERS'}")
+                  note=f"the same recipe host-scheduled: "
+                       f"{'bit-identical' if out['equals_host_driven'] else 'DIFFERS'}")
     st.standalone = out
-    st.ssl_acc, st.pre_acc = a, None
-    ids, pseudo = _selected(res["per_class"])
-    st.selection = ids, pseudo, float((U.y.numpy()[ids] == pseudo).mean()), counts
+    st.sup_acc, st.ssl_acc, st.pre_acc = sup_acc, ssl_acc, None
+    n = len(V)
+    passed = res["gate_passed"]
+    st.gate = dict(validation_samples=n, teacher_correct=res["teacher_correct"],
+                   supervised_correct=res["supervised_correct"],
+                   teacher_validation_accuracy=res["teacher_correct"] / n,
+                   supervised_validation_accuracy=res["supervised_correct"] / n,
+                   passed=passed, enforced=True,
+                   decision="pass: the teacher beats the supervised student, its labels are used"
+                   if passed else "refused: the teacher does not beat the supervised student, "
+                                  "no pseudo-labels")
+    ssl = res["ssl_correct"]
+    why = ("the gate refused the teacher's labels: no SSL student" if ssl is None else
+           f"validation: SSL {ssl}/{n}, supervised {res['supervised_correct']}/{n}")
+    st.choice = dict(ssl_correct=ssl, supervised_correct=res["supervised_correct"],
+                     validation_samples=n, delivered=res["delivered"], reason=why + " (on the "
+                     "device, in the image)")
+    if counts is not None:
+        ids, pseudo = _selected(res["per_class"])
+        st.selection = ids, pseudo, float((U.y.numpy()[ids] == pseudo).mean()), counts
+
+
+def _same_results(h, s):
+    """The host-driven and the standalone run agree bit for bit: selection, decisions,
+    counts and every student's weights."""
+    keys = ("per_class", "rolled_back", "teacher_correct", "supervised_correct", "ssl_correct",
+            "gate_passed", "delivered")
+    if any(h[k] != s[k] for k in keys):
+        return False
+    for k in ("weights", "supervised_weights", "ssl_weights"):
+        if (h[k] is None) != (s[k] is None):
+            return False
+        if h[k] is not None and not all(np.array_equal(a, b) for a, b in zip(h[k], s[k])):
+            return False
+    return True
 
 
 def supervised(st):

@@ -239,6 +239,10 @@ class Options:
         if self.standalone and (self.kd or self.stream_chunks is not None):
             raise ValueError("--standalone runs the hard-label one-shot recipe: not with --kd "
                              "or --stream-chunks")
+        if not isinstance(self.gate, bool):
+            raise TypeError(f"Gate must be a bool, not {self.gate!r}")
+        if self.standalone and not self.gate:
+            raise ValueError("--standalone always runs the gate: not with --no-gate")
         options = replace(self, soc=self._soc_for(data), k=None, p=None, **self._kd_for(data),
                           **self._guard_for(data))
         options._check_networks(data)
@@ -336,7 +340,7 @@ class Options:
         import numpy as np
         from ..compiler import MLPDescription
         from ..standalone import StandaloneImage
-        r, L = self.recipe, data.labeled
+        r, L, V = self.recipe, data.labeled, data.validation
         t_sizes = self.networks(data)[0][1].sizes
         s_sizes = (data.features, *r.student_hidden, data.num_classes)
         td = MLPDescription(t_sizes, batch=r.batch)
@@ -348,7 +352,8 @@ class Options:
         try:
             StandaloneImage(self.soc, td, zeros(t_sizes), sd, zeros(s_sizes), self.seed,
                             data.unlabeled.X, L.X, L.y, r.student_schedule,
-                            r.finetune_schedule, guard=guard)
+                            r.finetune_schedule, validation=(V.X, V.y),
+                            supervised_schedule=r.supervised_schedule, guard=guard)
         except ValueError as e:
             raise ValueError(f"The standalone image: {e}") from None
 
