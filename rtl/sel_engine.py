@@ -1,8 +1,9 @@
 """The selection engine: runs SELCLR, SELFEED and SELOUT on a balanced top-K selector.
 
-SELFEED walks probability rows of the operand scratchpad sample by sample (lane ``s``, rows
-``prob_row .. prob_row + C - 1``) into a :class:`~rtl.topk.BalancedSelector` at one probability
-per cycle, with sample id ``r[rid] + s``. SELOUT reads the selection out and writes it to main
+SELFEED reads the probability rows ``prob_row .. prob_row + C - 1`` of the operand scratchpad
+whole, shifts their lanes (samples ``s``, ids ``r[rid] + s``) out at one probability per cycle
+through per-sample top-P lists, and queues each sample's top-P entries into a
+:class:`~rtl.topk.TopKSelector`. SELOUT reads the selection out and writes it to main
 memory through the engine's own bus master, in the layout of :func:`spec.isa.sel_out_pack`: for
 each class its count word, then its records (id words, score word). SELCLR clears the selector.
 The selector's state persists between instructions and programs until SELCLR.
@@ -17,6 +18,7 @@ from amaranth.utils import ceil_log2
 
 from spec import isa
 from spec.isa import Op
+from spec.selection import WORD_SLOTS, check_word_slots
 from spec.soc import check_soc
 from .sequencer import field
 from .spport import ReadPortSignature
@@ -31,21 +33,29 @@ class SelEngine(wiring.Component):
 
     Timing (deterministic memory, :class:`golden.machine.Timing`): the engine takes the
     instruction in the cycle ``start`` is high (``t``) and is busy from ``t+1``. SELCLR strobes the
-    selector's clear at ``t+1``: busy ``C + 1`` cycles. SELFEED reads one scratchpad row per cycle
-    from ``t+1`` and offers each element to the selector the cycle after its read; it is busy until
-    the last top-P entry of the last sample has left the selector's insertion chain:
-    ``N·C + P + S + 1`` cycles, ``S`` the chain's stages (:func:`spec.selection.chain_stages`;
-    so a read-out never waits for the chain). SELOUT strobes the
-    read-out at ``t+1`` and from ``t+2`` writes one word per cycle while it has one: a class's
-    count word and its records' words as they leave the selector's output FIFO, an empty class's
-    count word once a later class's record (or the read-out's end) shows it empty. It is busy until
-    the last write is acknowledged: :func:`golden.machine.selout_last_write` ``+ latency`` cycles
-    (``words + 4 + latency`` with no empty class).
+    selector's clear at ``t+1``: busy ``C + 1`` cycles. SELFEED reads the probability rows whole:
+    row ``j`` (class ``j`` of every sample) at ``t+1 + j·N`` into a shift register whose lanes
+    (samples) leave it one per cycle, so the beats run back to back from ``t+3``, one
+    probability per cycle, with no lane multiplexer. Each beat inserts its probability into its
+    sample's top-P list (distributed RAM, one list per lane; a beat of the last row waits until
+    the output buffer has handed over the previous sample's entries); at the last row the list
+    goes to the output buffer, which hands the entries to the selector's queue one per cycle
+    (the queue holds ``max(2, lanes·P)``: it never fills). The engine is busy until the last
+    entry is inserted: :func:`golden.selection.selfeed_cycles` of the entries' inserter cycles
+    (data-dependent). SELOUT strobes the read-out at ``t+1`` and from ``t+2`` writes one word per
+    cycle while it has one: a class's count word and its records' words as they leave the
+    selector's output FIFO, an empty class's count word once a later class's record (or the
+    read-out's end) shows it empty. It is busy until the last write is acknowledged:
+    :func:`golden.machine.selout_last_write` ``+ latency`` cycles (``words + 4 + latency`` with
+    no empty class).
 
     Parameters
     ----------
     soc : SocConfig
         Its ``selector`` (not ``None``) sets the classes ``C``, ``K``, ``P`` and the id width.
+    word_slots : int
+        Entries per block-RAM word of the selector (:class:`~rtl.topk.TopKSelector`); the cycle
+        model assumes the default, :data:`spec.selection.WORD_SLOTS`.
 
     Members
     -------
@@ -71,8 +81,9 @@ class SelEngine(wiring.Component):
         If ``soc`` has no selector.
     """
 
-    def __init__(self, soc=None):
+    def __init__(self, soc=None, *, word_slots=WORD_SLOTS):
         soc = check_soc(soc, "Selection engine")
+        self._word_slots = check_word_slots(word_slots)
         if soc.selector is None:
             raise ValueError("Selection engine needs a SoC configuration with a selector, "
                              "not selector=None")
@@ -104,7 +115,8 @@ class SelEngine(wiring.Component):
 
         m.submodules.selector = sel = TopKSelector(C, cfg.k, score_width=cfg.score_width,
                                                    id_width=cfg.id_width,
-                                                   queue_depth=max(2, L * cfg.p))
+                                                   queue_depth=max(2, L * cfg.p),
+                                                   word_slots=self._word_slots)
         m.d.comb += self.total.eq(sel.total)
 
         ir, arg = Signal(isa.INSN_BITS), Signal(32)
@@ -234,7 +246,6 @@ class SelEngine(wiring.Component):
         m.submodules.tops = tops = Memory(shape=data.ArrayLayout(pair, P),
                                           depth=1 << (L - 1).bit_length(), init=[])
         t_rd, t_wr = tops.read_port(domain="comb"), tops.write_port()
-        m.d.comb += t_wr.addr.eq(r_lane)
         cur = Signal(data.ArrayLayout(pair, P))     # the list of the lane at the row's head
         new = Signal(pair)
         m.d.comb += [new.cls.eq(r_cls), new.score.eq(score)]
@@ -267,9 +278,13 @@ class SelEngine(wiring.Component):
                          r_cls.eq(ld_cls)]
         with m.Elif(beat):
             m.d.sync += [row.eq(row >> sw), r_left.eq(r_left - 1), r_lane.eq(r_lane + 1)]
-        m.d.comb += [t_wr.data.eq(inserted), t_wr.en.eq(beat & ~last_row)]
+        # A beat's list is written back a cycle later, from registers.
+        ins_q, ins_lane, ins_wr = Signal(data.ArrayLayout(pair, P)), Signal(range(L)), Signal()
+        m.d.sync += [ins_q.eq(inserted), ins_lane.eq(r_lane), ins_wr.eq(beat & ~last_row)]
+        m.d.comb += [t_wr.addr.eq(ins_lane), t_wr.data.eq(ins_q), t_wr.en.eq(ins_wr)]
         # `cur` is read a cycle ahead (a register after the distributed RAM): the lane of the
-        # next beat, or the list being written now if that is the same lane (one sample).
+        # next beat, or the list of that lane being inserted now (one sample) or written back
+        # now (two samples).
         nxt = Signal(range(L))
         with m.If(ld | (beat & (r_left == 1))):
             m.d.comb += nxt.eq(0)
@@ -280,6 +295,8 @@ class SelEngine(wiring.Component):
         m.d.comb += t_rd.addr.eq(nxt)
         with m.If(beat & ~last_row & (nxt == r_lane)):
             m.d.sync += cur.eq(inserted)
+        with m.Elif(ins_wr & (nxt == ins_lane)):
+            m.d.sync += cur.eq(ins_q)
         with m.Else():
             m.d.sync += cur.eq(t_rd.data)
         with m.If(take):

@@ -200,8 +200,14 @@ class TopKSelector(wiring.Component):
         s_wr = slots.write_port(granularity=kw)
         s_rd = slots.read_port(transparent_for=())
         q = Signal(W * kw)
-        m.d.sync += q.eq(s_rd.data)
-        m.d.comb += s_rd.en.eq(1)
+        # Its ports are driven by registers only: `rd_addr` is read every cycle (the inserter
+        # and the read-out use the word only when they asked for it), `wq_*` is written the
+        # cycle after the inserter forms it.
+        rd_addr = Signal(aw)
+        wq_addr, wq_data, wq_en = Signal(aw), Signal(W * kw), Signal(W)
+        m.d.sync += [q.eq(s_rd.data), wq_en.eq(0)]
+        m.d.comb += [s_rd.en.eq(1), s_rd.addr.eq(rd_addr),
+                     s_wr.addr.eq(wq_addr), s_wr.data.eq(wq_data), s_wr.en.eq(wq_en)]
         # Per class: its count and its last key (distributed RAM, 2^class_width words).
         depth = 1 << cfg.class_width
         m.submodules.counts = counts = Memory(shape=unsigned(cfg.count_width), depth=depth,
@@ -277,26 +283,49 @@ class TopKSelector(wiring.Component):
         top_word, top_slot = Signal(aw), Signal(max(1, lw))     # rank min(n, k - 1)
         top_index = Signal(range(kwords))                        # its word within the class
         # Shift registers: reads still to issue, the word in q, the word waiting to be written.
-        rd_addr, rd_left = Signal(aw), Signal(range(kwords))
+        rd_left = Signal(range(kwords))
         cmp_addr, primed, at_top = Signal(aw), Signal(), Signal()
         pend, pend_addr = Signal(W * kw), Signal(aw)
         pend_carry, pend_top, have_pend = Signal(), Signal(), Signal()
-        # Read-out registers.
+        # Read-out registers: the class, its count and the ranks left to read; the class whose
+        # count is looked up for the next.
         ro_class, ro_rank = Signal(range(classes)), Signal(range(k))
-        ro_base, ro_addr = Signal(aw), Signal(aw)
+        ro_count, ro_left, ro_look = (Signal(range(k + 1)), Signal(range(k + 1)),
+                                      Signal(range(classes)))
+        ro_base = Signal(aw)
+        m.d.comb += cnt_ro.addr.eq(ro_look)
         clr_addr = Signal(range(classes))
 
-        def write_last(value):
-            m.d.comb += [last_wr.addr.eq(e_cls), last_wr.data.eq(value), last_wr.en.eq(1)]
-
-        def write_pending(carry):
-            # the pending word, its lowest slot replaced by `carry` if it was beaten
-            word = Signal(W * kw)
-            m.d.comb += [word.eq(pend), s_wr.addr.eq(pend_addr), s_wr.en.eq(-1), s_wr.data.eq(word)]
-            with m.If(pend_carry):
-                m.d.comb += slot(word, 0).eq(carry)
-            with m.If(pend_top & full):          # a full class's new last rank is in its top word
-                write_last(slot(word, (k - 1) % W))
+        # The compare of a shift step (used in state SHIFT): beaten[j], the entry ranks before
+        # slot j of the word in q, or slot j is empty (in the top word, the slots from rank n up
+        # when the class is not full, and those past rank k - 1); `new`, the word shifted (its
+        # lowest slot still unknown). Empty slots may be written with anything.
+        beaten = Signal(W)
+        for j in range(W):
+            m.d.comb += beaten[j].eq((at_top & ((j > top_slot) | (~full & (j == top_slot)))) |
+                                     (e_key > slot(q, j)))
+        new = Signal(W * kw)
+        m.d.comb += slot(new, 0).eq(slot(q, 0))
+        for j in range(1, W):
+            m.d.comb += slot(new, j).eq(Mux(beaten[j - 1], slot(q, j - 1),
+                                            Mux(beaten[j], e_key, slot(q, j))))
+        # Writes: an appended entry, or the pending word, its lowest slot (if beaten) taking the
+        # highest of the word below if the entry beats it, else the entry (always in FINAL).
+        do_append, do_pend, final = Signal(), Signal(), Signal()
+        carry, pword = Signal(kw), Signal(W * kw)
+        m.d.comb += [
+            carry.eq(Mux(final | ~beaten[W - 1], e_key, slot(q, W - 1))),
+            pword.eq(Cat(Mux(pend_carry, carry, slot(pend, 0)), pend[kw:])),
+            last_wr.addr.eq(e_cls),
+            last_wr.data.eq(Mux(do_append, e_key, slot(pword, (k - 1) % W))),
+            # a full class's new last rank is in its top word
+            last_wr.en.eq(do_append | (do_pend & pend_top & full)),
+        ]
+        with m.If(do_append):
+            m.d.sync += [wq_addr.eq(Mux(full, base, app_word)), wq_data.eq(Cat([e_key] * W)),
+                         wq_en.eq(Mux(full, 1, Const(1, W) << app_slot[:lw]))]
+        with m.Elif(do_pend):
+            m.d.sync += [wq_addr.eq(pend_addr), wq_data.eq(pword), wq_en.eq(-1)]
 
         def to_clear():
             with m.If(clear):
@@ -309,19 +338,23 @@ class TopKSelector(wiring.Component):
                 with m.If(clear):
                     to_clear()
                 with m.Elif((ro_stb | ro_req) & (queue.level == 0)):
+                    # ro_look is 0 here: class 0's count
                     m.d.sync += [ro_req.eq(0), ro_class.eq(0), ro_rank.eq(0), ro_base.eq(0),
-                                 ro_addr.eq(0)]
+                                 rd_addr.eq(0), ro_count.eq(cnt_ro.data),
+                                 ro_left.eq(cnt_ro.data), ro_look.eq(1 % classes)]
                     m.next = "READOUT"
                 with m.Elif(queue.r_rdy):
                     count = cnt_in.data
                     is_full = count == k
                     m.d.comb += queue.r_en.eq(1)
+                    top = Signal(aw)
+                    m.d.comb += top.eq(Mux(is_full, head.base + ((k - 1) >> lw),
+                                           head.base + (count >> lw)))
                     m.d.sync += [
                         e_key.eq(head.key), e_cls.eq(head.cls), base.eq(head.base),
                         n.eq(count), full.eq(is_full), beats_last.eq(head.key > last_rd.data),
                         app_word.eq(head.base + (count >> lw)), app_slot.eq(count[:lw]),
-                        top_word.eq(Mux(is_full, head.base + ((k - 1) >> lw),
-                                        head.base + (count >> lw))),
+                        top_word.eq(top), rd_addr.eq(top),
                         top_slot.eq(Mux(is_full, (k - 1) % W, count[:lw])),
                         top_index.eq(Mux(is_full, (k - 1) >> lw, count >> lw)),
                     ]
@@ -336,12 +369,9 @@ class TopKSelector(wiring.Component):
                     pass                                              # rejected
                 with m.Elif(~full & ((n == 0) | ~beats_last) | full & int(k == 1)):
                     # appended at rank n (or the only entry of k = 1 replaced)
-                    m.d.comb += [s_wr.addr.eq(Mux(full, base, app_word)),
-                                 s_wr.data.eq(Cat([e_key] * W)),
-                                 s_wr.en.eq(Mux(full, 1, Const(1, W) << app_slot[:lw]))]
-                    write_last(e_key)
+                    m.d.comb += do_append.eq(1)
                 with m.Else():
-                    m.d.comb += s_rd.addr.eq(top_word)
+                    # the top word is read now (rd_addr)
                     m.d.sync += [rd_addr.eq(top_word - 1), rd_left.eq(top_index),
                                  cmp_addr.eq(top_word), primed.eq(0), at_top.eq(1),
                                  have_pend.eq(0)]
@@ -350,28 +380,10 @@ class TopKSelector(wiring.Component):
             with m.State("SHIFT"):
                 m.d.comb += inserting.eq(1)
                 with m.If(rd_left != 0):
-                    m.d.comb += s_rd.addr.eq(rd_addr)
                     m.d.sync += [rd_addr.eq(rd_addr - 1), rd_left.eq(rd_left - 1)]
                 m.d.sync += primed.eq(1)
                 with m.If(primed):
-                    # beaten[j]: the entry ranks before slot j (or slot j is empty: the top
-                    # word's slots from rank n up, when the class is not full)
-                    beaten = Signal(W)
-                    above = Signal(W)      # the top word's slots above the new last rank
-                    for j in range(W):
-                        m.d.comb += [
-                            above[j].eq(at_top & (j > top_slot)),
-                            beaten[j].eq(above[j] | (at_top & ~full & (j == top_slot)) |
-                                         (e_key > slot(q, j))),
-                        ]
-                    new = Signal(W * kw)
-                    m.d.comb += slot(new, 0).eq(slot(q, 0))
-                    for j in range(1, W):
-                        m.d.comb += slot(new, j).eq(
-                            Mux(above[j] | ~beaten[j], slot(q, j),
-                                Mux(beaten[j - 1], slot(q, j - 1), e_key)))
-                    with m.If(have_pend):
-                        write_pending(Mux(beaten[W - 1], slot(q, W - 1), e_key))
+                    m.d.comb += do_pend.eq(have_pend)
                     m.d.sync += [pend.eq(new), pend_addr.eq(cmp_addr), pend_carry.eq(beaten[0]),
                                  pend_top.eq(at_top), have_pend.eq(1), at_top.eq(0),
                                  cmp_addr.eq(cmp_addr - 1)]
@@ -379,8 +391,7 @@ class TopKSelector(wiring.Component):
                         m.next = "FINAL"
                 to_clear()
             with m.State("FINAL"):
-                m.d.comb += inserting.eq(1)
-                write_pending(e_key)
+                m.d.comb += [inserting.eq(1), final.eq(1), do_pend.eq(1)]
                 m.next = "IDLE"
                 to_clear()
             with m.State("CLEAR"):
@@ -391,26 +402,29 @@ class TopKSelector(wiring.Component):
                     m.d.sync += self.total.eq(0)
                     m.next = "IDLE"
             with m.State("READOUT"):
-                m.d.comb += [reading.eq(1), cnt_ro.addr.eq(ro_class)]
-                count = cnt_ro.data
+                m.d.comb += reading.eq(1)
                 room = out.level + v1 + v2 < READOUT_FIFO_DEPTH
                 advance = Signal()
-                with m.If(count == 0):
+                with m.If(ro_left == 0):
                     m.d.comb += advance.eq(1)
                 with m.Elif(room):
-                    is_last = ro_rank + 1 == count
-                    m.d.comb += [ro_issue.eq(1), s_rd.addr.eq(ro_addr), advance.eq(is_last)]
-                    m.d.sync += [m1.cls.eq(ro_class), m1.rank.eq(ro_rank), m1.count.eq(count),
-                                 m1.last.eq(is_last), ro_rank.eq(ro_rank + 1)]
+                    is_last = ro_left == 1
+                    m.d.comb += [ro_issue.eq(1), advance.eq(is_last)]
+                    m.d.sync += [m1.cls.eq(ro_class), m1.rank.eq(ro_rank), m1.count.eq(ro_count),
+                                 m1.last.eq(is_last), ro_rank.eq(ro_rank + 1),
+                                 ro_left.eq(ro_left - 1)]
                     if lw:
                         with m.If(ro_rank[:lw] == W - 1):
-                            m.d.sync += ro_addr.eq(ro_addr + 1)
+                            m.d.sync += rd_addr.eq(rd_addr + 1)
                     else:
-                        m.d.sync += ro_addr.eq(ro_addr + 1)
+                        m.d.sync += rd_addr.eq(rd_addr + 1)
                 with m.If(advance):
                     m.d.sync += [ro_class.eq(ro_class + 1), ro_rank.eq(0),
-                                 ro_base.eq(ro_base + kwords), ro_addr.eq(ro_base + kwords)]
+                                 ro_base.eq(ro_base + kwords), rd_addr.eq(ro_base + kwords),
+                                 ro_count.eq(cnt_ro.data), ro_left.eq(cnt_ro.data),
+                                 ro_look.eq(ro_look + 1)]
                     with m.If(ro_class == classes - 1):
+                        m.d.sync += ro_look.eq(0)
                         m.next = "IDLE"
         return m
 
@@ -563,7 +577,7 @@ class BalancedSelector(wiring.Component):
     ----------
     classes, k, p : int
         Classes; entries kept per class; classes considered per sample (``1 <= p <= classes``).
-    score_width, id_width, queue_depth : int
+    score_width, id_width, queue_depth, word_slots : int
         As for :class:`TopKSelector`.
 
     Members
@@ -593,10 +607,11 @@ class BalancedSelector(wiring.Component):
     """
 
     def __init__(self, classes, k, p, *, score_width=OPERAND_WIDTH, id_width=ID_WIDTH,
-                 queue_depth=4):
+                 queue_depth=4, word_slots=WORD_SLOTS):
         self._config = SelectorConfig(classes=classes, k=k, p=p, id_width=id_width,
                                       score_width=score_width)
         self._queue_depth = check_queue_depth(queue_depth)
+        self._word_slots = check_word_slots(word_slots)
         super().__init__({
             "i_prob": In(stream.Signature(prob_layout(self._config))),
             "o_record": Out(stream.Signature(record_layout(self._config))),
@@ -623,7 +638,8 @@ class BalancedSelector(wiring.Component):
         kw = dict(score_width=cfg.score_width, id_width=cfg.id_width)
         m.submodules.filter = filt = TopPFilter(cfg.classes, cfg.p, **kw)
         m.submodules.selector = sel = TopKSelector(cfg.classes, cfg.k, **kw,
-                                                   queue_depth=self._queue_depth)
+                                                   queue_depth=self._queue_depth,
+                                                   word_slots=self._word_slots)
         wiring.connect(m, wiring.flipped(self.i_prob), filt.i_prob)
         wiring.connect(m, filt.o_entry, sel.i_entry)
         wiring.connect(m, sel.o_record, wiring.flipped(self.o_record))
