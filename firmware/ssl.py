@@ -54,11 +54,18 @@ def add_arguments(parser):
                         help="C++ flags of the rtl-sim model, given with '=' since they start "
                              "with '-': --cxxflags=-O0, --cxxflags='-O1 -g' (default: the "
                              "compiled simulator's, -O2)")
-    parser.add_argument("--dataset", metavar="PATH.npz",
-                        help="an .npz with X (N×D floats in [0, 1] or uint8) and y (N labels "
-                             "0..C-1); default scikit-learn's digits")
+    parser.add_argument("--dataset", metavar="NAME|PATH.npz",
+                        help="digits (default), wine or breast-cancer (scikit-learn's bundled "
+                             "sets), or an .npz with X (N×D floats in [0, 1] or uint8) and y "
+                             "(N labels 0..C-1)")
     parser.add_argument("--labeled-fraction", type=float, default=0.1,
                         help="labeled fraction of the train pool (default %(default)s)")
+    parser.add_argument("--validation-fraction", type=float, default=None,
+                        help="fraction of the labeled samples carved out as the validation set "
+                             "of the gate, the choice and the guard (default 0.25)")
+    parser.add_argument("--no-gate", action="store_true",
+                        help="train the SSL student even if the teacher does not beat the "
+                             "supervised student on validation (the decision is still reported)")
     parser.add_argument("--seed", type=seed_int, default=0,
                         help="seed, 0..2**32-1 (default %(default)s)")
     parser.add_argument("--teacher-on-device", action="store_true",
@@ -179,7 +186,10 @@ def run(args):
     try:
         check_arguments(args)
         from .pipeline import DEFAULT_RECIPE, Options, prepare_data, soc_for
-        data = prepare_data(args.dataset, seed=args.seed, labeled_fraction=args.labeled_fraction)
+        split = ({} if args.validation_fraction is None
+                 else dict(validation_fraction=args.validation_fraction))
+        data = prepare_data(args.dataset, seed=args.seed, labeled_fraction=args.labeled_fraction,
+                            **split)
         soc = soc_for(data.num_classes, args.k, args.p)
         recipe = (DEFAULT_RECIPE if args.steps_scale == 1
                   else DEFAULT_RECIPE.scaled(args.steps_scale))
@@ -194,7 +204,8 @@ def run(args):
             progress=not args.quiet, float_pipeline=not args.no_float,
             stream_chunks=args.stream_chunks, kd=args.kd, temperature=args.temperature,
             kd_top=args.kd_top, guard_margin=args.guard, guard_samples=args.guard_samples,
-            standalone=args.standalone, backend_options=backend_options).check_for(data)
+            standalone=args.standalone, gate=not args.no_gate,
+            backend_options=backend_options).check_for(data)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -212,7 +223,8 @@ def run(args):
             return 2
         options = replace(options, device=device)
     print(f"Semi-supervised pipeline on {args.backend}: {data.name}, {len(data.labeled)} "
-          f"labeled / {len(data.unlabeled)} unlabeled / {len(data.test)} test, "
+          f"labeled + {len(data.validation)} validation / {len(data.unlabeled)} unlabeled / "
+          f"{len(data.test)} test, "
           f"{data.num_classes} classes, seed {args.seed}", file=sys.stderr, flush=True)
     from .pipeline import CheckFailed, format_table, run_pipeline
     try:

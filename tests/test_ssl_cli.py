@@ -79,7 +79,16 @@ BAD_ARGUMENTS = [
     (["--dataset", "{data}", "--kd", "--kd-top", "4"], r"Distillation top classes must be at "
                                                        r"most 3, not 4"),
     (["--dataset", "{data}", "--guard", "--guard-samples", "500"],
-     r"Guard validation samples must be at most the \d+ labeled samples, not 500"),
+     r"Guard validation samples must be at most the \d+ validation samples, not 500"),
+    # issue 31: the validation set's fraction, too few labels to carve it, the gate
+    (["--validation-fraction", "1.5"], r"^error: Validation fraction must be in \(0, 1\), "
+                                       r"not 1\.5$"),
+    (["--validation-fraction", "0"], r"^error: Validation fraction must be in \(0, 1\), not 0"),
+    (["--dataset", "{data}", "--labeled-fraction", "0.02"],
+     r"the 3 labeled samples are too few to carve a validation set out of them and keep a "
+     r"sample of each of the 3 classes to train on \(raise --labeled-fraction\)$"),
+    (["--standalone", "--no-gate"], r"^error: --standalone always runs the gate: not with "
+                                    r"--no-gate$"),
     (["--dataset", "{data}", "--guard", "2"], r"Guard margin must be in \[0, 1\), not 2\.0"),
     (["--dataset", "{data}", "--stream-chunks", "100000"], r"Stream chunks must be at most"),
     (["--dataset", "{data}", "--stream-chunks", "-3"], r"Stream chunks must be a positive "
@@ -172,11 +181,11 @@ class _Untouchable:
     (dict(kd_top=2), r"^kd_top=2 has no effect without kd=True$"),
     (dict(guard_samples=10), r"^guard_samples=10 has no effect without guard_margin$"),
     (dict(guard_margin=0.05, guard_samples=1000),
-     r"^Guard validation samples must be at most the 126 labeled samples, not 1000$"),
+     r"^Guard validation samples must be at most the 32 validation samples, not 1000$"),
     (dict(kd=True, temperature=1e9), r"[Tt]emperature"),
     (dict(backend="nonesuch", device=None), r"^Unknown backend 'nonesuch'"),
     (dict(standalone=True, k=4000), r"^The standalone image: The standalone image's tables hold "
-                                    r"at most 32767 slots and samples, not 40126$"),
+                                    r"at most 32767 slots and samples, not 40094$"),
     (dict(standalone=True, k=1000), r"^The standalone image: Main memory is too small"),
 ])
 def test_api_refuses_before_the_run(data, options, message):
@@ -208,7 +217,8 @@ def test_api_p_and_seed_of_the_helpers():
 def test_options_resolved_defaults(data):
     """Valid options behave as before: the defaults resolve to the values they had."""
     o = Options(kd=True, guard_margin=0.05).check_for(data)
-    assert (o.temperature, o.kd_top, o.guard_samples) == (1.0, 3, 64)
+    # the guard's slice: all of the validation set (32 samples) when it has fewer than 64
+    assert (o.temperature, o.kd_top, o.guard_samples) == (1.0, 3, 32)
     assert o.soc == soc_for(10)
     o = Options().check_for(data)
     assert (o.temperature, o.kd_top, o.guard_samples) == (None, None, None)
