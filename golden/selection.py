@@ -411,17 +411,19 @@ def balanced_cycles(costs, samples, classes, p, depth):
 def selfeed_cycles(costs, samples, classes, p):
     """Cycles the selection engine (:class:`rtl.sel_engine.SelEngine`) is busy with a SELFEED of
     ``samples ≥ 1`` samples whose ``samples × p`` entries have inserter cycles ``costs`` in
-    stream order. Counted from the engine's first busy cycle (0): row ``j`` is read in cycle
-    ``j·N`` and its lanes leave the row register one per cycle from ``j·N + 2``; a sample's
-    top-``p`` entries are ready at its beat of the last row, the ``p`` entries of sample ``s``
-    enter the selector's queue one per cycle from ``(C − 1)·N + s·p + 3``, entry ``e`` (in
-    stream order) can leave it from cycle ``(C − 1)·N + e + 5``; the inserter takes them in order
-    (its queue never fills: it holds ``lanes × p``); the engine is busy until the last one is
-    inserted."""
+    stream order. Counted from the engine's first busy cycle (0), with ``T = max(N, 2)``: row
+    ``j`` is read in cycle ``j·T`` and its lanes leave the row register one per cycle from
+    ``j·T + 2`` (the last row's a sample every ``p`` cycles); a lane's top-P insertion takes two
+    cycles, the last row's goes to an output buffer that hands the ``p`` entries to the
+    selector's queue one per cycle, so entry ``e`` (in stream order) enters the queue at
+    ``(C − 1)·T + e + 4`` and can leave it from ``(C − 1)·T + e + 6``; the inserter takes them
+    in order (its queue never fills: it holds ``max(2, lanes × p)``); the engine is busy until
+    the last one is inserted."""
     check_positive_int(samples, "Sample count")
+    first = (classes - 1) * max(samples, 2) + 6
     free = 0
     for e, cost in enumerate(costs):
-        free = max(free, (classes - 1) * samples + e + 5) + cost
+        free = max(free, first + e) + cost
     return free
 
 

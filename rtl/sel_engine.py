@@ -218,8 +218,9 @@ class SelEngine(wiring.Component):
         C, P, L, sw = cfg.classes, cfg.p, soc.lanes, cfg.score_width
         samples, prob_row = f(Op.SELFEED, "samples"), f(Op.SELFEED, "prob_row")
 
-        # Row j (class j of every sample) is read in cycle j·N of the instruction, so that it
-        # reaches the shift register as the previous row's last lane leaves it.
+        # Row j (class j of every sample) is read in cycle j·T of the instruction, T = max(N, 2),
+        # so that it reaches the shift register as the previous row's last lane leaves it (and a
+        # lane's list is back from its two-cycle insertion before the lane's next beat).
         rd_row, rd_wait = Signal(range(C + 1)), Signal(len(samples))
         ld, ld_cls = Signal(), Signal(range(C))
         read = Signal()
@@ -230,7 +231,8 @@ class SelEngine(wiring.Component):
         ]
         m.d.sync += ld.eq(read)
         with m.If(read):
-            m.d.sync += [rd_row.eq(rd_row + 1), rd_wait.eq(samples - 1), ld_cls.eq(rd_row)]
+            m.d.sync += [rd_row.eq(rd_row + 1), ld_cls.eq(rd_row),
+                         rd_wait.eq(Mux(samples < 2, 1, samples - 1))]
         with m.Elif(rd_wait != 0):
             m.d.sync += rd_wait.eq(rd_wait - 1)
 
@@ -238,29 +240,28 @@ class SelEngine(wiring.Component):
         row = Signal(L * sw)
         r_left, r_lane, r_cls = Signal(range(L + 1)), Signal(range(L)), Signal(range(C))
         last_row = r_cls == C - 1
-        score = row[:sw].as_signed()
 
         # Each sample's top-P (class, score) list so far, higher score first (lower class on a
-        # tie), in distributed RAM addressed by lane; the last row's insertion goes to `buf`.
+        # tie), in distributed RAM addressed by lane. A beat is inserted in two stages: compare
+        # (the new score against the list, `cur`, read a cycle ahead), then insert: into the
+        # list, written back a cycle later, or at the last row into the output buffer `buf`.
         pair = data.StructLayout({"cls": unsigned(cfg.class_width), "score": signed(sw)})
-        m.submodules.tops = tops = Memory(shape=data.ArrayLayout(pair, P),
-                                          depth=1 << (L - 1).bit_length(), init=[])
+        plist = data.ArrayLayout(pair, P)
+        m.submodules.tops = tops = Memory(shape=plist, depth=1 << (L - 1).bit_length(),
+                                          init=[])
         t_rd, t_wr = tops.read_port(domain="comb"), tops.write_port()
-        cur = Signal(data.ArrayLayout(pair, P))     # the list of the lane at the row's head
-        new = Signal(pair)
-        m.d.comb += [new.cls.eq(r_cls), new.score.eq(score)]
-        beats = []
-        for i in range(P):   # slot i is empty in row j <= i, or the new score is higher
-            b = Signal(name=f"beats_{i}")
-            m.d.comb += b.eq((r_cls <= i) | (score > cur[i].score))
-            beats.append(b)
-        inserted = Signal(data.ArrayLayout(pair, P))
+        cur = Signal(plist)
+        # stage 1 → 2 registers
+        s1_v, s1_last, s1_lane = Signal(), Signal(), Signal(range(L))
+        s1_new, s1_cur, s1_beats = Signal(pair), Signal(plist), Signal(P)
+        # stage 2: the list with the new pair inserted
+        inserted = Signal(plist)
         for i in range(P):
-            kept = Mux(beats[i], new.as_value(), cur[i].as_value())
+            kept = Mux(s1_beats[i], s1_new.as_value(), s1_cur[i].as_value())
             m.d.comb += inserted[i].eq(kept if i == 0 else
-                                       Mux(beats[i - 1], cur[i - 1].as_value(), kept))
+                                       Mux(s1_beats[i - 1], s1_cur[i - 1].as_value(), kept))
 
-        buf = Signal(data.ArrayLayout(pair, P))
+        buf = Signal(plist)
         buf_id, buf_count = Signal(cfg.id_width), Signal(range(P + 1))
         take = Signal()
         m.d.comb += [
@@ -270,21 +271,46 @@ class SelEngine(wiring.Component):
             sel.i_entry.payload.score.eq(buf[0].score),
             take.eq(sel.i_entry.valid & sel.i_entry.ready),
         ]
+        with m.If(take):
+            m.d.sync += buf_count.eq(buf_count - 1)
+            m.d.sync += [buf[i].eq(buf[i + 1]) for i in range(P - 1)]
+        # stage 2 moves on unless it holds a last-row list and the buffer is not free
+        advance2 = Signal()
+        m.d.comb += advance2.eq(~s1_v | ~s1_last | (buf_count == 0) |
+                                ((buf_count == 1) & take))
+        with m.If(s1_v & s1_last & advance2):
+            m.d.sync += [buf.eq(inserted), buf_id.eq(arg + s1_lane), buf_count.eq(P)]
+        ins_q, ins_lane, ins_wr = Signal(plist), Signal(range(L)), Signal()
+        m.d.sync += [ins_q.eq(inserted), ins_lane.eq(s1_lane), ins_wr.eq(s1_v & ~s1_last)]
+        m.d.comb += [t_wr.addr.eq(ins_lane), t_wr.data.eq(ins_q), t_wr.en.eq(ins_wr)]
+
+        # stage 1: a beat takes the lane at the head of the row register; last-row beats are
+        # P cycles apart (the buffer hands over P entries one per cycle)
+        gap = Signal(range(P))
         beat = Signal()
-        m.d.comb += beat.eq((r_left != 0) &
-                            (~last_row | (buf_count == 0) | ((buf_count == 1) & take)))
+        m.d.comb += beat.eq((r_left != 0) & (~last_row | ((gap == 0) & advance2)))
+        score = row[:sw].as_signed()
+        with m.If(beat):
+            m.d.sync += [s1_v.eq(1), s1_last.eq(last_row), s1_lane.eq(r_lane), s1_cur.eq(cur),
+                         s1_new.cls.eq(r_cls), s1_new.score.eq(score)]
+            for i in range(P):   # slot i is empty in row j <= i, or the new score is higher
+                m.d.sync += s1_beats[i].eq((r_cls <= i) | (score > cur[i].score))
+            if P > 1:
+                with m.If(last_row):
+                    m.d.sync += gap.eq(P - 1)
+        with m.Elif(advance2):
+            m.d.sync += s1_v.eq(0)
+        with m.If(~beat & (gap != 0)):
+            m.d.sync += gap.eq(gap - 1)
         with m.If(ld):
             m.d.sync += [row.eq(self.sp_rd.data.as_value()), r_left.eq(samples), r_lane.eq(0),
                          r_cls.eq(ld_cls)]
         with m.Elif(beat):
             m.d.sync += [row.eq(row >> sw), r_left.eq(r_left - 1), r_lane.eq(r_lane + 1)]
-        # A beat's list is written back a cycle later, from registers.
-        ins_q, ins_lane, ins_wr = Signal(data.ArrayLayout(pair, P)), Signal(range(L)), Signal()
-        m.d.sync += [ins_q.eq(inserted), ins_lane.eq(r_lane), ins_wr.eq(beat & ~last_row)]
-        m.d.comb += [t_wr.addr.eq(ins_lane), t_wr.data.eq(ins_q), t_wr.en.eq(ins_wr)]
-        # `cur` is read a cycle ahead (a register after the distributed RAM): the lane of the
-        # next beat, or the list of that lane being inserted now (one sample) or written back
-        # now (two samples).
+
+        # `cur` is read a cycle ahead (a register after the distributed RAM): the list of the
+        # lane of the next beat, or that lane's list in stage 2 now (two samples, or one) or
+        # being written back now (three).
         nxt = Signal(range(L))
         with m.If(ld | (beat & (r_left == 1))):
             m.d.comb += nxt.eq(0)
@@ -293,21 +319,17 @@ class SelEngine(wiring.Component):
         with m.Else():
             m.d.comb += nxt.eq(r_lane)
         m.d.comb += t_rd.addr.eq(nxt)
-        with m.If(beat & ~last_row & (nxt == r_lane)):
+        with m.If(s1_v & ~s1_last & (s1_lane == nxt)):
             m.d.sync += cur.eq(inserted)
-        with m.Elif(ins_wr & (nxt == ins_lane)):
+        with m.Elif(ins_wr & (ins_lane == nxt)):
             m.d.sync += cur.eq(ins_q)
         with m.Else():
             m.d.sync += cur.eq(t_rd.data)
-        with m.If(take):
-            m.d.sync += buf_count.eq(buf_count - 1)
-            m.d.sync += [buf[i].eq(buf[i + 1]) for i in range(P - 1)]
-        with m.If(beat & last_row):
-            m.d.sync += [buf.eq(inserted), buf_id.eq(arg + r_lane), buf_count.eq(P)]
+
         with m.If(self.start):
-            m.d.sync += [rd_row.eq(0), rd_wait.eq(0), r_left.eq(0)]
+            m.d.sync += [rd_row.eq(0), rd_wait.eq(0), r_left.eq(0), s1_v.eq(0), gap.eq(0)]
 
         busy = Signal()
-        m.d.comb += busy.eq((rd_row != C) | ld | (r_left != 0) | (buf_count != 0) |
+        m.d.comb += busy.eq((rd_row != C) | ld | (r_left != 0) | s1_v | (buf_count != 0) |
                             sel.draining)
         return busy

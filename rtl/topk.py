@@ -97,8 +97,9 @@ class TopKSelector(wiring.Component):
     ``total`` tells beforehand how many beats it will emit.
 
     Strobes are taken only while ``busy`` is low; ``clear_stb`` wins over ``readout_stb``.
-    ``i_entry.ready`` is low while the queue is full, while busy and in a cycle with either strobe
-    high, so every entry accepted before a strobe is part of the selection it acts on.
+    ``i_entry.ready`` is low while the queue is full, while clearing, from a read-out's strobe
+    until its last read, and in a cycle with either strobe high, so every entry accepted before a
+    strobe is part of the selection it acts on (it depends on registers and the strobes only).
 
     Parameters
     ----------
@@ -268,8 +269,8 @@ class TopKSelector(wiring.Component):
         m.d.comb += [
             self.busy.eq(clearing | reading | ro_req | v1 | v2 | out.r_rdy),
             self.draining.eq((queue.level != 0) | inserting),
-            self.i_entry.ready.eq(queue.w_rdy & ~self.busy & ~self.clear_stb &
-                                  ~self.readout_stb),
+            self.i_entry.ready.eq(queue.w_rdy & ~clearing & ~reading & ~ro_req &
+                                  ~self.clear_stb & ~self.readout_stb),
             clear.eq(self.clear_stb & ~self.busy),
             ro_stb.eq(self.readout_stb & ~self.busy & ~self.clear_stb),
         ]

@@ -185,10 +185,10 @@ def test_empty_and_persistent_selection():
     assert mem[:sel.classes] == [0] * sel.classes
     assert busy[0] == 2 * sel.classes + 1 + soc.mem_latency and busy[-1] == busy[0]
     assert busy[5] == sel.classes + 1                          # SELCLR
-    # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 5; the
+    # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 6; the
     # inserter then takes 2 cycles for each of the 6 entries that start a class, are appended or
     # rejected, and 5 for each of the last sample's 2 (a shift within one word)
-    assert busy[1] == (sel.classes - 1) * 4 + 5 + 6 * 2 + 2 * 5
+    assert busy[1] == (sel.classes - 1) * 4 + 6 + 6 * 2 + 2 * 5
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class
     # first); each keeps its K = 2 best; then id 39 ties id 40 and wins by the lower id
     best = ((43, 32767), (40, 7))
