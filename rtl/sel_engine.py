@@ -244,12 +244,12 @@ class SelEngine(wiring.Component):
         # Each sample's top-P (class, score) list so far, higher score first (lower class on a
         # tie), in distributed RAM addressed by lane. A beat is inserted in two stages: compare
         # (the new score against the list, `cur`, read a cycle ahead), then insert: into the
-        # list, written back a cycle later, or at the last row into the output buffer `buf`.
+        # list, or at the last row into the output buffer `buf`.
         pair = data.StructLayout({"cls": unsigned(cfg.class_width), "score": signed(sw)})
         plist = data.ArrayLayout(pair, P)
         m.submodules.tops = tops = Memory(shape=plist, depth=1 << (L - 1).bit_length(),
                                           init=[])
-        t_rd, t_wr = tops.read_port(domain="comb"), tops.write_port()
+        t_wr = tops.write_port()
         cur = Signal(plist)
         # stage 1 → 2 registers
         s1_v, s1_last, s1_lane = Signal(), Signal(), Signal(range(L))
@@ -280,9 +280,7 @@ class SelEngine(wiring.Component):
                                 ((buf_count == 1) & take))
         with m.If(s1_v & s1_last & advance2):
             m.d.sync += [buf.eq(inserted), buf_id.eq(arg + s1_lane), buf_count.eq(P)]
-        ins_q, ins_lane, ins_wr = Signal(plist), Signal(range(L)), Signal()
-        m.d.sync += [ins_q.eq(inserted), ins_lane.eq(s1_lane), ins_wr.eq(s1_v & ~s1_last)]
-        m.d.comb += [t_wr.addr.eq(ins_lane), t_wr.data.eq(ins_q), t_wr.en.eq(ins_wr)]
+        m.d.comb += [t_wr.addr.eq(s1_lane), t_wr.data.eq(inserted), t_wr.en.eq(s1_v & ~s1_last)]
 
         # stage 1: a beat takes the lane at the head of the row register; last-row beats are
         # P cycles apart (the buffer hands over P entries one per cycle)
@@ -309,22 +307,22 @@ class SelEngine(wiring.Component):
             m.d.sync += [row.eq(row >> sw), r_left.eq(r_left - 1), r_lane.eq(r_lane + 1)]
 
         # `cur` is read a cycle ahead (a register after the distributed RAM): the list of the
-        # lane of the next beat, or that lane's list in stage 2 now (two samples, or one) or
-        # being written back now (three).
-        nxt = Signal(range(L))
-        with m.If(ld | (beat & (r_left == 1))):
-            m.d.comb += nxt.eq(0)
-        with m.Elif(beat):
-            m.d.comb += nxt.eq(r_lane + 1)
-        with m.Else():
-            m.d.comb += nxt.eq(r_lane)
-        m.d.comb += t_rd.addr.eq(nxt)
-        with m.If(s1_v & ~s1_last & (s1_lane == nxt)):
-            m.d.sync += cur.eq(inserted)
-        with m.Elif(ins_wr & (ins_lane == nxt)):
-            m.d.sync += cur.eq(ins_q)
-        with m.Else():
-            m.d.sync += cur.eq(t_rd.data)
+        # lane of the next beat, or that lane's list in stage 2 now (two samples, or one: written
+        # at the end of the cycle). Both candidates for the next lane (after a beat or not) are
+        # read, so that `beat` only selects between them.
+        def lookahead(lane, name):
+            port = tops.read_port(domain="comb")
+            value = Signal(plist, name=name)
+            m.d.comb += port.addr.eq(lane)
+            with m.If(s1_v & ~s1_last & (s1_lane == lane)):
+                m.d.comb += value.eq(inserted)
+            with m.Else():
+                m.d.comb += value.eq(port.data)
+            return value
+
+        after_beat = lookahead(Mux(r_left == 1, 0, r_lane + 1), "cur_after_beat")
+        no_beat = lookahead(Mux(ld, 0, r_lane), "cur_no_beat")
+        m.d.sync += cur.eq(Mux(beat, after_beat, no_beat))
 
         with m.If(self.start):
             m.d.sync += [rd_row.eq(0), rd_wait.eq(0), r_left.eq(0), s1_v.eq(0), gap.eq(0)]

@@ -286,8 +286,9 @@ class TopKSelector(wiring.Component):
         # Shift registers: reads still to issue, the word in q, the word waiting to be written.
         rd_left = Signal(range(kwords))
         cmp_addr, primed, at_top = Signal(aw), Signal(), Signal()
-        pend, pend_addr = Signal(W * kw), Signal(aw)
-        pend_carry, pend_top, have_pend = Signal(), Signal(), Signal()
+        # the previous step's word and compare (the word written in this step), its address
+        q_prev, b_prev, pend_addr = Signal(W * kw), Signal(W), Signal(aw)
+        pend_top, have_pend = Signal(), Signal()
         # Read-out registers: the class, its count and the ranks left to read; the class whose
         # count is looked up for the next.
         ro_class, ro_rank = Signal(range(classes)), Signal(range(k))
@@ -299,24 +300,24 @@ class TopKSelector(wiring.Component):
 
         # The compare of a shift step (used in state SHIFT): beaten[j], the entry ranks before
         # slot j of the word in q, or slot j is empty (in the top word, the slots from rank n up
-        # when the class is not full, and those past rank k - 1); `new`, the word shifted (its
-        # lowest slot still unknown). Empty slots may be written with anything.
+        # when the class is not full, and those past rank k - 1). Empty slots may be written
+        # with anything.
         beaten = Signal(W)
         for j in range(W):
             m.d.comb += beaten[j].eq((at_top & ((j > top_slot) | (~full & (j == top_slot)))) |
                                      (e_key > slot(q, j)))
-        new = Signal(W * kw)
-        m.d.comb += slot(new, 0).eq(slot(q, 0))
-        for j in range(1, W):
-            m.d.comb += slot(new, j).eq(Mux(beaten[j - 1], slot(q, j - 1),
-                                            Mux(beaten[j], e_key, slot(q, j))))
-        # Writes: an appended entry, or the pending word, its lowest slot (if beaten) taking the
-        # highest of the word below if the entry beats it, else the entry (always in FINAL).
+        # Writes: an appended entry, or the previous step's word shifted: a beaten slot takes
+        # its lower neighbour, the first beaten one the entry; its lowest slot (if beaten) takes
+        # the highest of the word now in q if the entry beats it, else the entry (always in
+        # FINAL, after word 0 or the last word).
         do_append, do_pend, final = Signal(), Signal(), Signal()
         carry, pword = Signal(kw), Signal(W * kw)
+        for j in range(1, W):
+            m.d.comb += slot(pword, j).eq(Mux(b_prev[j - 1], slot(q_prev, j - 1),
+                                              Mux(b_prev[j], e_key, slot(q_prev, j))))
         m.d.comb += [
             carry.eq(Mux(final | ~beaten[W - 1], e_key, slot(q, W - 1))),
-            pword.eq(Cat(Mux(pend_carry, carry, slot(pend, 0)), pend[kw:])),
+            slot(pword, 0).eq(Mux(b_prev[0], carry, slot(q_prev, 0))),
             last_wr.addr.eq(e_cls),
             last_wr.data.eq(Mux(do_append, e_key, slot(pword, (k - 1) % W))),
             # a full class's new last rank is in its top word
@@ -385,7 +386,7 @@ class TopKSelector(wiring.Component):
                 m.d.sync += primed.eq(1)
                 with m.If(primed):
                     m.d.comb += do_pend.eq(have_pend)
-                    m.d.sync += [pend.eq(new), pend_addr.eq(cmp_addr), pend_carry.eq(beaten[0]),
+                    m.d.sync += [q_prev.eq(q), b_prev.eq(beaten), pend_addr.eq(cmp_addr),
                                  pend_top.eq(at_top), have_pend.eq(1), at_top.eq(0),
                                  cmp_addr.eq(cmp_addr - 1)]
                     with m.If(~beaten[0] | (cmp_addr == base)):
