@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from spec.selection import (INSERT_SETUP, READOUT_FIFO_DEPTH, WORD_SLOTS, SelectorConfig,
-                            check_top_p, check_word_slots)
+from spec.selection import (INSERT_SETUP, READ_CYCLES, READOUT_FIFO_DEPTH, WORD_SLOTS,
+                            SelectorConfig, check_top_p, check_word_slots)
 from spec.params import check_int, check_positive_int
 
 __all__ = [
@@ -267,7 +267,7 @@ class StreamingSelector:
         replaces the only entry of ``k = 1``. Otherwise it shifts the list over the words from
         the one of its new last rank ``min(n, k − 1)`` (``n`` the class's count) down to the
         word of rank ``r − 1`` (``r`` its own rank; word 0 if ``r = 0``), ``w`` words:
-        ``w + INSERT_SETUP + 2``."""
+        ``w + INSERT_SETUP + READ_CYCLES``."""
         lst = self._lists[cls]
         key, n, k = (-score, sample_id), len(lst), self._config.k
         slots = check_word_slots(word_slots)
@@ -276,7 +276,7 @@ class StreamingSelector:
         top = min(n, k - 1) // slots
         rank = bisect.bisect_right(lst, key)
         stop = (rank - 1) // slots if rank else 0
-        return top - stop + 1 + INSERT_SETUP + 2
+        return top - stop + 1 + INSERT_SETUP + READ_CYCLES
 
     def push_costs(self, sample_id, probs_row, word_slots=WORD_SLOTS):
         """:meth:`push` one sample; return the inserter cycles of its entries, in order
@@ -435,15 +435,14 @@ def clear_cycles(classes):
 class Readout:
     """Cycle model of :class:`rtl.topk.TopKSelector`'s read-out from its first cycle in the read-out
     state: each cycle it skips an empty class, or reads its class's next rank if the reads in
-    flight (two cycles: the block RAM and its output register) and the records in the output FIFO
-    are fewer than :data:`spec.selection.READOUT_FIFO_DEPTH`; a read's record enters the FIFO
-    at the end of its second cycle after the read. Step it a cycle at a time with
-    :meth:`step`."""
+    flight (:data:`spec.selection.READ_CYCLES`) and the records in the output FIFO are fewer
+    than :data:`spec.selection.READOUT_FIFO_DEPTH`; a read's record enters the FIFO at the end of
+    the ``READ_CYCLES``-th cycle after the read. Step it a cycle at a time with :meth:`step`."""
 
     def __init__(self, counts):
         self.counts = list(counts)
         self.fifo = []          # (class, last) of the records in the output FIFO
-        self.flight = [None, None]   # the read issued last cycle, the record in the register
+        self.flight = [None] * READ_CYCLES   # reads in flight, the latest first
         self.reading = True
         self._cls = self._rank = 0
 
@@ -476,16 +475,16 @@ class Readout:
                     self._cls += 1
         if pop:
             self.fifo.pop(0)
-        if self.flight[1] is not None:
-            self.fifo.append(self.flight[1])
-        self.flight = [issue, self.flight[0]]
+        if self.flight[-1] is not None:
+            self.fifo.append(self.flight[-1])
+        self.flight = [issue] + self.flight[:-1]
 
 
 def readout_cycles(counts, wait=0):
     """Cycles ``busy`` is high after a ``readout_stb`` with the read-out always ready: ``wait``
     cycles until the queue is empty and the inserter idle, then the :class:`Readout` until its
-    FIFO is empty (a cycle per record and per empty class, and 3 for the last record to pass the
-    block RAM, its output register and the FIFO)."""
+    FIFO is empty (a cycle per record and per empty class, and ``READ_CYCLES + 1`` for the last
+    record to pass the block RAM, its registers and the FIFO)."""
     check_int(wait, "Read-out wait")
     r, cycles = Readout(counts), wait
     while r.busy:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .params import OPERAND_WIDTH, check_positive_int
 
 __all__ = ["SelectorConfig", "DEFAULT_SELECTOR", "ID_WIDTH", "READOUT_FIFO_DEPTH",
-           "INSERT_SETUP", "WORD_SLOTS", "check_word_slots", "check_top_p"]
+           "READ_CYCLES", "INSERT_SETUP", "WORD_SLOTS", "check_word_slots", "check_top_p"]
 
 
 #: Default width of a sample id in bits: one 16-bit memory word, 65 536 samples per selection.
@@ -20,12 +20,16 @@ ID_WIDTH = 16
 #: Records the top-K selector's read-out holds (``rtl.topk``): its output FIFO's depth, which
 #: bounds the block-RAM reads in flight plus the records waiting (so ``o_record.ready`` reaches
 #: only the FIFO).
-READOUT_FIFO_DEPTH = 4
+READOUT_FIFO_DEPTH = 6
+
+#: Cycles from a block-RAM read of the top-K selector (``rtl.topk``) to its word in the register
+#: its logic reads: the address register, the block RAM's output register, one more register.
+READ_CYCLES = 3
 
 #: Cycles the top-K selector's inserter spends on an entry it rejects or appends without a shift
 #: (``rtl.topk``: a cycle to take it from the queue and look up its class, a cycle to decide); an
-#: entry that shifts its class's list over ``w`` block-RAM words takes ``w + INSERT_SETUP + 2``
-#: (a read of the block RAM and its output register, a compare and write per word, a last
+#: entry that shifts its class's list over ``w`` block-RAM words takes
+#: ``w + INSERT_SETUP + READ_CYCLES`` (the top word's read, a compare and write per word, a last
 #: write; ``golden.selection.StreamingSelector.entry_cycles``).
 INSERT_SETUP = 2
 
