@@ -219,6 +219,9 @@ def main(argv=None):
                     help="digits (default), wine, breast-cancer, or an .npz")
     ap.add_argument("--no-gate", action="store_true",
                     help="train the SSL student whatever the gate says (measuring the gate)")
+    ap.add_argument("--refit", action="store_true",
+                    help="after the choice, finetune both students on all of L (validation "
+                         "included)")
     ap.add_argument("--write-synthetic", metavar="PATH.npz",
                     help="write the generated data set (docs/pipeline.md) and exit")
     ap.add_argument("--stream-chunks", type=positive_int, metavar="N")
@@ -237,6 +240,8 @@ def main(argv=None):
     options = dict(stream_chunks=a.stream_chunks, kd=a.kd, guard_margin=a.guard)
     if a.no_gate:
         options["gate"] = False
+    if a.refit:
+        options["refit"] = True
     if a.standalone:
         options.update(standalone=True, compare_host_driven=False)
     if a.kd:
@@ -254,7 +259,7 @@ def main(argv=None):
                               options={k: v for k, v in options.items() if v},
                               runs=[{k: r[k] for k in ("seed", "total_cycles", "selected",
                                                        "class_counts", "delivered", "gate",
-                                                       "choice", "teacher_fit") + _KEYS + extra
+                                                       "choice", "teacher_fit", "refit") + _KEYS + extra
                                      if k in r}
                                     for r in rows])))
     else:

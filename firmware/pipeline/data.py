@@ -2,6 +2,7 @@
 it), the unlabeled stream and the test set (:func:`prepare_data`), and the SoC whose selector fits
 them (:func:`soc_for`)."""
 
+import os
 from dataclasses import dataclass, replace
 
 import torch
@@ -73,7 +74,10 @@ def prepare_data(dataset=None, *, seed=0, labeled_fraction=0.1, test_fraction=0.
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
             raise ValueError(f"{what} must be in (0, 1), not {v!r}")
     name = "digits" if dataset is None else str(dataset)
-    data = load_bundled(name) if name in BUNDLED else load_npz(dataset)
+    if name in BUNDLED or not (name.endswith(".npz") or os.path.exists(name)):
+        data = load_bundled(name)            # a bundled set, or the error naming them
+    else:
+        data = load_npz(dataset)
     counts = torch.bincount(data.y, minlength=data.num_classes)
     empty = [c for c in range(data.num_classes) if counts[c] == 0]
     if empty:

@@ -12,8 +12,8 @@ from spec.params import DEFAULT_FORMATS
 from ..standalone import TIE_DELIVERS                  # one tie rule for both runs
 from .trainer import TrainerNet
 
-__all__ = ["State", "teacher", "supervised", "gate", "stream_chunk", "choose", "standalone",
-           "float32", "TIE_DELIVERS"]
+__all__ = ["State", "teacher", "supervised", "gate", "stream_chunk", "choose", "refit",
+           "standalone", "float32", "TIE_DELIVERS"]
 
 
 
@@ -69,6 +69,7 @@ class State:
     ssl_net: object = None
     gate: dict = None
     choice: dict = None
+    refit: dict = None
     curves: dict = field(default_factory=lambda: {"ssl": [], "supervised": []})
     chunks: list = field(default_factory=list)
     selection: tuple = None
@@ -259,6 +260,22 @@ def stream_chunk(st, i, bounds):
     st.chunks.append(dict(chunk=i + 1, seen=hi, selected=int(ids.size), precision=precision,
                           before_finetune_accuracy=r_s["accuracy"], accuracy=r_f["accuracy"]))
     st.ssl_acc, st.pre_acc = r_f["accuracy"], r_s["accuracy"]
+
+
+def refit(st):
+    """``Options.refit``: after the choice, both students (the supervised and the SSL one) run
+    the finetune schedule once more on all of L — its training part and the validation set —
+    so that the delivered student has seen every label; the decisions stand. Sets
+    :attr:`State.refit` (the test accuracies before)."""
+    V, L = st.data.validation, st.data.labeled
+    X, y = torch.cat([L.X, V.X]), torch.cat([L.y, V.y])
+    st.refit = dict(samples=len(y), supervised_before=st.sup_acc, ssl_before=st.ssl_acc)
+    sched = st.recipe.finetune_schedule
+    st.sup_acc = train(st, "refit supervised", st.sup_net, X, y, sched, [], 0,
+                       guarded=False)["accuracy"]
+    if st.ssl_net is not None:
+        st.ssl_acc = train(st, "refit ssl", st.ssl_net, X, y, sched, [], 0,
+                           guarded=False)["accuracy"]
 
 
 def standalone(st):

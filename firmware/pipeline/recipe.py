@@ -167,6 +167,9 @@ class Options:
         Refuse the teacher's labels unless it classifies more validation samples correctly
         than the supervised-only student (default); ``False``: the SSL student is trained
         whatever the gate says (its decision is still reported; for measuring the gate).
+    refit : bool
+        After the choice, both students finetune once more on all of L, the validation set
+        included (:func:`firmware.pipeline.phases.refit`; not with ``kd`` or ``standalone``).
     standalone : bool
         Label, select, student-train and finetune (and the guard) as **one** program image
         run once (:mod:`firmware.standalone`; its batches come from fixed slots, so its
@@ -197,6 +200,7 @@ class Options:
     guard_margin: float = None
     guard_samples: int = None
     gate: bool = True
+    refit: bool = False
     standalone: bool = False
     compare_host_driven: bool = True
     backend_options: dict = field(default_factory=dict)
@@ -241,6 +245,11 @@ class Options:
                              "or --stream-chunks")
         if not isinstance(self.gate, bool):
             raise TypeError(f"Gate must be a bool, not {self.gate!r}")
+        if not isinstance(self.refit, bool):
+            raise TypeError(f"Refit must be a bool, not {self.refit!r}")
+        if self.refit and (self.kd or self.standalone):
+            raise ValueError("refit finetunes on hard labels, host-driven: not with kd or "
+                             "standalone")
         if self.standalone and not self.gate:
             raise ValueError("--standalone always runs the gate: not with --no-gate")
         options = replace(self, soc=self._soc_for(data), k=None, p=None, **self._kd_for(data),

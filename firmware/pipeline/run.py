@@ -47,6 +47,8 @@ def run_pipeline(data, options=None, /, **keywords):
             for i in range(n_chunks):
                 phases.stream_chunk(st, i, bounds)
         phases.choose(st)
+        if o.refit:
+            phases.refit(st)
     if o.float_pipeline:
         phases.float32(st)
     result = _result(st)
@@ -109,7 +111,7 @@ def _result(st):
         supervised_student_accuracy=st.sup_acc,
         delivered=delivered,
         delivered_student_accuracy=st.ssl_acc if delivered == "ssl" else st.sup_acc,
-        gate=st.gate, choice=st.choice, teacher_fit=st.teacher_fit,
+        gate=st.gate, choice=st.choice, teacher_fit=st.teacher_fit, refit=st.refit,
         pseudo_label_precision=precision, selected=None if ids is None else int(ids.size),
         class_counts=counts,
         total_cycles=total_cycles, clock_mhz=clock,
