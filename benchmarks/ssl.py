@@ -214,7 +214,7 @@ def main(argv=None):
     ap.add_argument("--backend", default="trainer", choices=("trainer", "golden", "rtl-sim"))
     ap.add_argument("--labeled-fraction", type=float, default=0.1)
     ap.add_argument("--validation-fraction", type=float,
-                    help="of the labeled set, carved out as validation (default 0.25)")
+                    help="of the labeled set, carved out as validation (default 0.15)")
     ap.add_argument("--dataset", type=_dataset, metavar="NAME|PATH.npz",
                     help="digits (default), wine, breast-cancer, or an .npz")
     ap.add_argument("--no-gate", action="store_true",

@@ -62,7 +62,7 @@ def add_arguments(parser):
                         help="labeled fraction of the train pool (default %(default)s)")
     parser.add_argument("--validation-fraction", type=float, default=None,
                         help="fraction of the labeled samples carved out as the validation set "
-                             "of the gate, the choice and the guard (default 0.25)")
+                             "of the gate, the choice and the guard (default 0.15)")
     parser.add_argument("--no-gate", action="store_true",
                         help="train the SSL student even if the teacher does not beat the "
                              "supervised student on validation (the decision is still reported)")

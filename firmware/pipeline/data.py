@@ -13,7 +13,7 @@ from .recipe import check_seed
 __all__ = ["Data", "prepare_data", "soc_for", "VALIDATION_FRACTION"]
 
 #: Default fraction of the labeled samples carved out as the validation set.
-VALIDATION_FRACTION = 0.25
+VALIDATION_FRACTION = 0.15
 
 
 @dataclass

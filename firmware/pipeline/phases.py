@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from spec.params import DEFAULT_FORMATS
-from ..standalone import TIE_DELIVERS                  # one tie rule for both runs
+from ..standalone import GATE_SLACK, TIE_DELIVERS, delivers_ssl, gate_passes  # one rule each
 from .trainer import TrainerNet
 
 __all__ = ["State", "teacher", "supervised", "gate", "stream_chunk", "choose", "refit",
-           "standalone", "float32", "TIE_DELIVERS"]
+           "standalone", "float32", "TIE_DELIVERS", "GATE_SLACK"]
 
 
 
@@ -331,10 +331,8 @@ def standalone(st):
                    supervised_correct=res["supervised_correct"],
                    teacher_validation_accuracy=res["teacher_correct"] / n,
                    supervised_validation_accuracy=res["supervised_correct"] / n,
-                   passed=passed, enforced=True,
-                   decision="pass: the teacher beats the supervised student, its labels are used"
-                   if passed else "refused: the teacher does not beat the supervised student, "
-                                  "no pseudo-labels")
+                   passed=passed, enforced=True, slack=GATE_SLACK,
+                   decision=gate_decision(res["teacher_correct"], res["supervised_correct"]))
     ssl = res["ssl_correct"]
     why = ("the gate refused the teacher's labels: no SSL student" if ssl is None else
            f"validation: SSL {ssl}/{n}, supervised {res['supervised_correct']}/{n}")
@@ -373,28 +371,37 @@ def supervised(st):
 
 def gate(st):
     """Before labeling: the teacher and the supervised-only student counted on the validation
-    set (on the device); the teacher's labels are used only if it classifies more validation
-    samples correctly (``Options.gate``: else the run goes on, reporting the decision). Sets
-    :attr:`State.gate`."""
+    set (on the device); the teacher's labels are used unless it classifies more than
+    :data:`GATE_SLACK` validation samples fewer correctly (``Options.gate`` False: they are
+    used anyway, the decision reported). Sets :attr:`State.gate`."""
     from ..guard import count_correct
     ph, V = st.phases, st.data.validation
     ph.start("gate", len(V), "sample")
     t = ph.measure(lambda: count_correct(st.teacher, V.X, V.y))
     s = ph.measure(lambda: count_correct(st.sup_net, V.X, V.y))
-    passed = t > s
-    enforced = st.options.gate
-    if passed:
-        decision = "pass: the teacher beats the supervised student, its labels are used"
-    elif enforced:
-        decision = "refused: the teacher does not beat the supervised student, no pseudo-labels"
-    else:
-        decision = "would refuse (gate off): the teacher does not beat the supervised student"
+    passed = gate_passes(t, s)
+    decision = gate_decision(t, s, st.options.gate)
     st.gate = dict(validation_samples=len(V), teacher_correct=t, supervised_correct=s,
                    teacher_validation_accuracy=t / len(V),
                    supervised_validation_accuracy=s / len(V), passed=passed,
-                   enforced=enforced, decision=decision)
+                   enforced=st.options.gate, slack=GATE_SLACK, decision=decision)
     ph.finish(samples=len(V), note=f"validation: teacher {t}/{len(V)}, supervised {s}/{len(V)}: "
                                    f"{decision}")
+
+
+def gate_decision(t, s, enforced=True):
+    """The gate's decision in words, for teacher and supervised validation counts ``t``,
+    ``s``."""
+    if t > s:
+        return "pass: the teacher beats the supervised student, its labels are used"
+    if gate_passes(t, s):
+        return (f"pass: the teacher does not beat the supervised student but is within the "
+                f"gate's slack ({GATE_SLACK} validation sample); its labels are used, the "
+                f"choice decides")
+    if enforced:
+        return ("refused: the teacher does not beat the supervised student (it trails by more "
+                "than the slack), no pseudo-labels")
+    return "would refuse (gate off): the teacher trails the supervised student"
 
 
 def choose(st):
@@ -411,7 +418,7 @@ def choose(st):
         why = "the gate refused the teacher's labels: no SSL student"
     else:
         ssl = ph.measure(lambda: count_correct(st.ssl_net, V.X, V.y))
-        delivered = "ssl" if ssl > sup or (ssl == sup and TIE_DELIVERS == "ssl") else "supervised"
+        delivered = "ssl" if delivers_ssl(ssl, sup) else "supervised"
         why = (f"validation: SSL {ssl}/{len(V)}, supervised {sup}/{len(V)}"
                + (f" (a tie delivers the {TIE_DELIVERS} student)" if ssl == sup else ""))
     acc = st.ssl_acc if delivered == "ssl" else st.sup_acc
