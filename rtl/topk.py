@@ -196,12 +196,9 @@ class TopKSelector(wiring.Component):
             return word[j * kw:(j + 1) * kw]
 
         # The slots: one block RAM, written by the inserter, read (registered three times) by the
-        # inserter and the read-out; `q` is the output register.
-        # `no_rw_check`: a read of the word being written in the same cycle is never used
-        # (the inserter reads a word only after its last write, the read-out only when idle),
-        # so synthesis adds no collision bypass between the block RAM and `q`.
+        # inserter and the read-out through two registers, `q0` and `q`.
         m.submodules.slots = slots = Memory(shape=unsigned(W * kw), depth=classes * kwords,
-                                            init=[], attrs={"no_rw_check": 1})
+                                            init=[])
         s_wr = slots.write_port(granularity=kw)
         s_rd = slots.read_port(transparent_for=())
         q = Signal(W * kw)
