@@ -1,4 +1,4 @@
-"""Logic, DSP blocks and fmax of the vector units (requantizer, SGD update, generator).
+"""Logic, DSP blocks and fmax of the vector units (post-processing datapath, generators).
 
 ``python -m benchmarks.vector_units [--target ecp5|ice40] [--lanes L] [--units U,...] [--no-pnr]
 [--json]`` synthesizes each unit alone with Yosys (``synth_ecp5``; ``synth_ice40 -dsp``) and, on
@@ -7,8 +7,10 @@ unplaced nets, so only register-to-register paths are timed) to report the achie
 nextpnr-ice40 has no out-of-context mode and the units have more ports than the UP5K has pins:
 iCE40 figures are post-synthesis only. Tools are found as the build finds them (``YOSYS``,
 ``NEXTPNR_ECP5`` environment variables, default the YoWASP ones next to this Python).
-Units: ``requant`` (with bias), ``requant-nobias``, ``sgd`` (with multipliers), ``sgd-nomul``,
-``rng``. With ``--json`` it prints one JSON object instead of the table.
+Units: ``post`` (the post-processing datapath of REQ, RELUB and SGD, with multipliers),
+``post-nomul``, ``rng`` (the generators). The whole vector engine in the SoC's configuration is
+``python -m benchmarks.unit_fmax --units vec``. With ``--json`` it prints one JSON object instead
+of the table.
 """
 
 import json
@@ -20,18 +22,15 @@ import time
 
 from amaranth.back import rtlil
 
-from rtl.requant import Requantizer
+from rtl.postproc import PostProcessor
 from rtl.rng import Xorshift32Lanes
-from rtl.sgd import SgdUpdate
 from spec.cli import ArgumentParser, name_list, positive_int, seed_int
 
 __all__ = ["UNITS", "measure", "main", "tool_path", "run_tool", "synth_counts"]
 
 UNITS = {
-    "requant": lambda lanes: Requantizer(lanes),
-    "requant-nobias": lambda lanes: Requantizer(lanes, bias=False),
-    "sgd": lambda lanes: SgdUpdate(lanes),
-    "sgd-nomul": lambda lanes: SgdUpdate(lanes, multipliers=False),
+    "post": lambda lanes: PostProcessor(lanes),
+    "post-nomul": lambda lanes: PostProcessor(lanes, multipliers=False),
     "rng": lambda lanes: Xorshift32Lanes(lanes),
 }
 

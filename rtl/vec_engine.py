@@ -1,12 +1,13 @@
 """The vector engine: runs REQ, RELUB, SGD, FILL and SMX instructions on the vector units.
 
-Row operations (REQ, RELUB, SGD, FILL) stream one scratchpad row per cycle through a fully
-pipelined unit (:class:`~rtl.requant.Requantizer`, :class:`~rtl.sgd.SgdUpdate`) and write each
-result row as it comes out. SMX walks the samples (lanes) one at a time through the
-:class:`~rtl.softmax.SoftmaxUnit`, reading one logit row per element and writing the result into
-its lane. The stochastic-rounding generators (:class:`~rtl.rng.Xorshift32Lanes`, one per lane)
-are shared by REQ and SGD: an element in lane ``l`` takes generator ``l``'s next draw, in program
-order.
+Row operations (REQ, RELUB, SGD, FILL) stream one scratchpad row per cycle through the fully
+pipelined post-processing datapath (:class:`~rtl.postproc.PostProcessor`, which the three
+instructions configure: its operation, shift, rounding mode and multipliers are registered the
+cycle after the instruction starts) and write each result row as it comes out. SMX walks the
+samples (lanes) one at a time through the :class:`~rtl.softmax.SoftmaxUnit`, reading one logit
+row per element and writing the result into its lane. The stochastic-rounding generators
+(:class:`~rtl.rng.Xorshift32Lanes`, one per lane) serve REQ and SGD: an element in lane ``l``
+takes generator ``l``'s next draw, in program order.
 """
 
 from amaranth.hdl import Module, Signal, Mux, Const
@@ -18,8 +19,7 @@ from spec.isa import Op
 from spec.soc import check_soc
 from .sequencer import field
 from .spport import ReadPortSignature, WritePortSignature
-from .requant import Requantizer, lane_mask as lane_mask_of
-from .sgd import SgdUpdate
+from .postproc import PostOp, PostProcessor, lane_mask as lane_mask_of
 from .softmax import SoftmaxUnit, SoftmaxMode
 from .rng import Xorshift32Lanes
 
@@ -92,46 +92,23 @@ class VecEngine(wiring.Component):
         fm = soc.config.formats
         all_lanes = (1 << L) - 1
 
-        m.submodules.req = req = Requantizer(L, acc_width=AW, width=W, bias=False)
-        m.submodules.sgd = sgd = SgdUpdate(L, grad_width=AW, width=W)
+        m.submodules.post = post = PostProcessor(L, acc_width=AW, width=W)
         m.submodules.smx = smx = SoftmaxUnit(SMX_CLASSES_MAX, width=W)
         m.submodules.rng = rng = Xorshift32Lanes(L)
         m.d.comb += [rng.seed.eq(self.seed), rng.seed_stb.eq(self.seed_stb)]
-        for c in range(L):
-            m.d.comb += [req.rng.draws[c].eq(rng.port.draws[c]),
-                         sgd.rng.draws[c].eq(rng.port.draws[c])]
-        m.d.comb += rng.port.advance.eq(req.rng.advance | sgd.rng.advance)
-        m.d.comb += [self.sat_req.eq(req.sat_count), self.sat_sgd.eq(sgd.sat_count),
-                     req.sat_clr.eq(self.sat_clr), sgd.sat_clr.eq(self.sat_clr)]
+        wiring.connect(m, post.rng, rng.port)
+        m.d.comb += [self.sat_req.eq(post.sat_req), self.sat_sgd.eq(post.sat_sgd),
+                     post.sat_clr.eq(self.sat_clr)]
 
         # ---------------- the instruction, latched at start -------------------------------------
         ir = Signal(isa.INSN_BITS)
         with m.If(self.start):
             m.d.sync += ir.eq(self.ir)
-        opcode = ir[:isa.OPCODE_BITS]
         f = lambda op, name: field(ir, op, name)
-        is_req, is_relub = opcode == Op.REQ, opcode == Op.RELUB
-        is_sgd, is_fill, is_smx = opcode == Op.SGD, opcode == Op.FILL, opcode == Op.SMX
-
-        rows = Signal(isa.ROW_BITS)
-        lanes = Signal(range(L + 1))
-        with m.Switch(opcode):
-            for op in (Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
-                with m.Case(op):
-                    m.d.comb += rows.eq(f(op, "rows"))
-                    if op is not Op.FILL:
-                        m.d.comb += lanes.eq(f(op, "lanes"))
+        self._configure_post(m, post, ir, m.d.sync)
 
         # static unit inputs (stable while the engine is busy)
         m.d.comb += [
-            req.shift.eq(f(Op.REQ, "shift")),
-            req.relu_en.eq(is_req & f(Op.REQ, "relu")),
-            req.rounding.eq(is_req & f(Op.REQ, "rounding")),
-            req.backward.eq(is_relub),
-            sgd.lr_shift.eq(f(Op.SGD, "lr_shift")),
-            sgd.lr_mul.eq(f(Op.SGD, "lr_mul")),
-            sgd.wd_mul.eq(f(Op.SGD, "wd_mul")),
-            sgd.rounding.eq(f(Op.SGD, "rounding")),
             smx.mode.eq(Mux(f(Op.SMX, "mode"), SoftmaxMode.GRAD, SoftmaxMode.PROBS)),
             smx.z_frac.eq(f(Op.SMX, "z_frac")),
             smx.prob_frac.eq(fm.prob_frac),
@@ -149,60 +126,49 @@ class VecEngine(wiring.Component):
             m.d.sync += active.eq(0)
 
         # ---------------- row operations ----------------------------------------------------------
+        # Decoded when the instruction starts, into registers: the kind, the row count, the lanes
+        # and the first row of every port (address counters: no adder before a port).
+        rc = _RowControl(m, self.start, self.ir, L)
         rowop = Signal()
         t_rd = Signal(isa.ROW_BITS)
         t_wr = Signal(isa.ROW_BITS)
         reading = Signal()
         with m.If(self.start):
-            m.d.sync += [t_rd.eq(0), t_wr.eq(0), rowop.eq(0)]
-            with m.Switch(self.ir[:isa.OPCODE_BITS]):
-                with m.Case(Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
-                    m.d.sync += [rowop.eq(1), reading.eq(1)]
-
-        x_addr, y_addr, a_addr = Signal(isa.ROW_BITS), Signal(isa.ROW_BITS), Signal(isa.ROW_BITS)
-        with m.Switch(opcode):
-            with m.Case(Op.REQ):
-                m.d.comb += a_addr.eq(f(Op.REQ, "src"))
-            with m.Case(Op.RELUB):
-                m.d.comb += [x_addr.eq(f(Op.RELUB, "g_row")), y_addr.eq(f(Op.RELUB, "mask_row"))]
-            with m.Case(Op.SGD):
-                m.d.comb += [x_addr.eq(f(Op.SGD, "w_row")), a_addr.eq(f(Op.SGD, "g_row"))]
+            m.d.sync += [t_rd.eq(0), t_wr.eq(0), rowop.eq(rc.starts), reading.eq(rc.starts)]
 
         rd_now = Signal()
         m.d.comb += rd_now.eq(rowop & reading)
+        rd_last = Signal()
+        m.d.comb += rd_last.eq(t_rd == rc.rows_last)
         with m.If(rd_now):
-            with m.If(t_rd == rows - 1):
+            with m.If(rd_last):
                 m.d.sync += reading.eq(0)
-            m.d.sync += t_rd.eq(t_rd + 1)
+            m.d.sync += [t_rd.eq(t_rd + 1), rc.x_row.eq(rc.x_row + 1), rc.y_row.eq(rc.y_row + 1),
+                         rc.a_row.eq(rc.a_row + 1)]
         beat = Signal()          # rows read last cycle arrive now
         beat_last = Signal()
-        m.d.sync += [beat.eq(rd_now), beat_last.eq(t_rd == rows - 1)]
+        m.d.sync += [beat.eq(rd_now), beat_last.eq(rd_last)]
 
         # operands feed the units (they are always ready: their outputs are never stalled)
         m.d.comb += [
-            req.i.valid.eq(beat & (is_req | is_relub)),
-            req.i.payload.n_valid.eq(lanes),
-            req.i.payload.last.eq(beat_last),
-            req.o.ready.eq(1),
-            sgd.i.valid.eq(beat & is_sgd),
-            sgd.i.payload.n_valid.eq(lanes),
-            sgd.i.payload.last.eq(beat_last),
-            sgd.o.ready.eq(1),
+            post.i.valid.eq(beat & ~rc.fill),
+            post.i.payload.n_valid.eq(rc.lanes),
+            post.i.payload.last.eq(beat_last),
+            post.o.ready.eq(1),
         ]
         for c in range(L):
             m.d.comb += [
-                req.i.payload.acc[c].eq(self.acc_rd.data[c]),
-                req.i.payload.grad[c].eq(self.sp_x.data[c]),
-                req.i.payload.mask[c].eq(self.sp_y.data[c] != 0),
-                sgd.i.payload.w[c].eq(self.sp_x.data[c]),
-                sgd.i.payload.g[c].eq(self.acc_rd.data[c]),
+                post.i.payload.a[c].eq(self.acc_rd.data[c]),          # REQ's acc, SGD's g
+                post.i.payload.w[c].eq(self.sp_x.data[c]),            # SGD's w, RELUB's g
+                post.i.payload.mask[c].eq(self.sp_y.data[c] != 0),
             ]
 
         wr_row = Signal()
-        with m.If(rowop & (req.o.valid | sgd.o.valid | (is_fill & beat))):
+        with m.If(rowop & Mux(rc.fill, beat, post.o.valid)):
             m.d.comb += wr_row.eq(1)
-            m.d.sync += t_wr.eq(t_wr + 1)
-            with m.If(t_wr == rows - 1):
+            m.d.sync += [t_wr.eq(t_wr + 1), rc.d_row.eq(rc.d_row + 1),
+                         rc.m_row.eq(rc.m_row + 1)]
+            with m.If(t_wr == rc.rows_last):
                 m.d.comb += finish.eq(1)
                 m.d.sync += rowop.eq(0)
 
@@ -258,48 +224,106 @@ class VecEngine(wiring.Component):
                 self.sp_w.addr.eq(f(Op.SMX, "dst") + j_wr),
                 self.sp_w.en.eq(Mux(smx_wr, Const(1, L) << s_wr, 0)),
             ]
-            for c in range(L):
-                m.d.comb += self.sp_w.data[c].eq(smx.o_result.payload.value)
         with m.Else():
             m.d.comb += [
-                self.sp_x.addr.eq(x_addr + t_rd),
-                self.sp_x.en.eq(rd_now & (is_relub | is_sgd)),
-                self.sp_y.addr.eq(y_addr + t_rd),
-                self.sp_y.en.eq(rd_now & is_relub),
-                self.acc_rd.addr.eq(a_addr + t_rd),
-                self.acc_rd.en.eq(rd_now & (is_req | is_sgd)),
+                self.sp_x.addr.eq(rc.x_row),
+                self.sp_x.en.eq(rd_now & (rc.relub | rc.sgd)),
+                self.sp_y.addr.eq(rc.y_row),
+                self.sp_y.en.eq(rd_now & rc.relub),
+                self.acc_rd.addr.eq(rc.a_row),
+                self.acc_rd.en.eq(rd_now & (rc.req | rc.sgd)),
+                self.sp_w.addr.eq(rc.d_row),
+                self.sp_w.en.eq(Mux(wr_row & ~rc.fill_acc, rc.write_lanes, 0)),
+                self.sp_m.addr.eq(rc.m_row),
+                self.sp_m.en.eq(Mux(wr_row & rc.mask_en, all_lanes, 0)),
+                self.acc_wr.addr.eq(rc.d_row),
+                self.acc_wr.en.eq(Mux(wr_row & rc.fill_acc, all_lanes, 0)),
             ]
-            # result rows
-            dst = Signal(isa.ROW_BITS)
-            with m.Switch(opcode):
-                with m.Case(Op.REQ):
-                    m.d.comb += dst.eq(f(Op.REQ, "dst"))
-                with m.Case(Op.RELUB):
-                    m.d.comb += dst.eq(f(Op.RELUB, "dst"))
-                with m.Case(Op.SGD):
-                    m.d.comb += dst.eq(f(Op.SGD, "w_row"))
-                with m.Case(Op.FILL):
-                    m.d.comb += dst.eq(f(Op.FILL, "dst"))
-            fill_sp = is_fill & (f(Op.FILL, "space") == 0)
-            fill_acc = is_fill & (f(Op.FILL, "space") == 1)
-            lane_mask = Signal(L)
-            m.d.comb += lane_mask.eq(lane_mask_of(lanes, L))
+        # result data: the datapath's lanes, or one word in every lane (SMX's result, FILL's value)
+        value = rc.fill_value
+        word = Signal(W, name="word")
+        m.d.comb += word.eq(Mux(smx_on, smx.o_result.payload.value, value))
+        from_post = ~smx_on & ~rc.fill
+        acc_word = Signal(AW, name="acc_word")         # FILL's value in the accumulator space
+        m.d.comb += acc_word.eq(Mux(rc.fill_acc, value, 0))
+        for c in range(L):
             m.d.comb += [
-                self.sp_w.addr.eq(dst + t_wr),
-                self.sp_w.en.eq(Mux(wr_row & ~fill_acc,
-                                    Mux(is_sgd, lane_mask, all_lanes), 0)),
-                self.sp_m.addr.eq(f(Op.REQ, "mask_row") + t_wr),
-                self.sp_m.en.eq(Mux(wr_row & is_req & f(Op.REQ, "mask_en"), all_lanes, 0)),
-                self.acc_wr.addr.eq(dst + t_wr),
-                self.acc_wr.en.eq(Mux(wr_row & fill_acc, all_lanes, 0)),
+                self.sp_w.data[c].eq(Mux(from_post, post.o.payload.y[c], word)),
+                self.sp_m.data[c].eq(post.o.payload.mask[c]),
+                self.acc_wr.data[c].eq(acc_word),
             ]
-            value = f(Op.FILL, "value")
-            for c in range(L):
-                m.d.comb += [
-                    self.sp_w.data[c].eq(Mux(fill_sp, value, Mux(is_sgd, sgd.o.payload.w[c],
-                                                                  req.o.payload.y[c]))),
-                    self.sp_m.data[c].eq(req.o.payload.mask[c]),
-                    self.acc_wr.data[c].eq(value),
-                ]
         return m
 
+    @staticmethod
+    def _configure_post(m, post, ir, domain):
+        """Load the post-processing datapath's static inputs from the latched instruction ``ir``
+        (registers, so that its shift and rounding masks come from flip-flops; loaded every cycle,
+        they settle the cycle after the instruction starts, before its first row arrives)."""
+        f = lambda op, name: field(ir, op, name)
+        op, shift, rounding = Signal(PostOp), Signal(len(post.shift)), Signal()
+        relu_en, lr_mul, wd_mul = Signal(), Signal(len(post.lr_mul)), Signal(len(post.wd_mul))
+        with m.Switch(ir[:isa.OPCODE_BITS]):
+            with m.Case(Op.REQ):
+                domain += [op.eq(PostOp.REQ), shift.eq(f(Op.REQ, "shift")),
+                           rounding.eq(f(Op.REQ, "rounding")), relu_en.eq(f(Op.REQ, "relu"))]
+            with m.Case(Op.RELUB):
+                domain += [op.eq(PostOp.RELUB), shift.eq(0), rounding.eq(0), relu_en.eq(0)]
+            with m.Case(Op.SGD):
+                domain += [op.eq(PostOp.SGD), shift.eq(f(Op.SGD, "lr_shift")),
+                           rounding.eq(f(Op.SGD, "rounding")), relu_en.eq(0)]
+        domain += [lr_mul.eq(f(Op.SGD, "lr_mul")), wd_mul.eq(f(Op.SGD, "wd_mul"))]
+        m.d.comb += [post.op.eq(op), post.shift.eq(shift), post.rounding.eq(rounding),
+                     post.relu_en.eq(relu_en), post.lr_mul.eq(lr_mul), post.wd_mul.eq(wd_mul)]
+
+
+class _RowControl:
+    """A row operation's decoded fields, registered when the instruction starts (``start``, from
+    the incoming ``ir``): the kind (``req``, ``relub``, ``sgd``, ``fill``, ``fill_acc``;
+    ``starts``, combinational, tells that ``ir`` is a row operation), ``rows_last`` (rows − 1),
+    ``fill_value``, ``lanes``, ``write_lanes`` (the lanes a result row
+    writes), ``mask_en``, and the next row of each port (``x_row``, ``y_row``, ``a_row`` read;
+    ``d_row``, ``m_row`` written), which the engine steps."""
+
+    def __init__(self, m, start, ir, lanes):
+        f = lambda op, name: field(ir, op, name)
+        rb = isa.ROW_BITS
+        self.req, self.relub, self.sgd, self.fill = (Signal(name=f"rc_{n}") for n in
+                                                     ("req", "relub", "sgd", "fill"))
+        self.fill_acc, self.mask_en = Signal(name="rc_fill_acc"), Signal(name="rc_mask_en")
+        self.starts = Signal(name="rc_starts")
+        self.rows_last = Signal(rb, name="rc_rows_last")
+        self.fill_value = Signal(len(f(Op.FILL, "value")), name="rc_fill_value")
+        self.lanes = Signal(range(lanes + 1), name="rc_lanes")
+        self.write_lanes = Signal(lanes, name="rc_write_lanes")
+        self.x_row, self.y_row, self.a_row, self.d_row, self.m_row = (
+            Signal(rb, name=f"rc_{n}_row") for n in ("x", "y", "a", "d", "m"))
+        all_lanes = (1 << lanes) - 1
+        with m.If(start):
+            m.d.sync += [self.fill_value.eq(f(Op.FILL, "value")),
+                         self.req.eq(0), self.relub.eq(0), self.sgd.eq(0), self.fill.eq(0),
+                         self.fill_acc.eq(0), self.mask_en.eq(0),
+                         self.write_lanes.eq(all_lanes)]
+            with m.Switch(ir[:isa.OPCODE_BITS]):
+                with m.Case(Op.REQ):
+                    m.d.sync += [self.req.eq(1), self.a_row.eq(f(Op.REQ, "src")),
+                                 self.d_row.eq(f(Op.REQ, "dst")),
+                                 self.m_row.eq(f(Op.REQ, "mask_row")),
+                                 self.mask_en.eq(f(Op.REQ, "mask_en"))]
+                with m.Case(Op.RELUB):
+                    m.d.sync += [self.relub.eq(1), self.x_row.eq(f(Op.RELUB, "g_row")),
+                                 self.y_row.eq(f(Op.RELUB, "mask_row")),
+                                 self.d_row.eq(f(Op.RELUB, "dst"))]
+                with m.Case(Op.SGD):
+                    m.d.sync += [self.sgd.eq(1), self.x_row.eq(f(Op.SGD, "w_row")),
+                                 self.a_row.eq(f(Op.SGD, "g_row")),
+                                 self.d_row.eq(f(Op.SGD, "w_row")),
+                                 self.write_lanes.eq(lane_mask_of(f(Op.SGD, "lanes"), lanes))]
+                with m.Case(Op.FILL):
+                    m.d.sync += [self.fill.eq(1), self.d_row.eq(f(Op.FILL, "dst")),
+                                 self.fill_acc.eq(f(Op.FILL, "space") == 1)]
+            for op in (Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
+                with m.If(ir[:isa.OPCODE_BITS] == op):
+                    m.d.comb += self.starts.eq(1)
+                    m.d.sync += self.rows_last.eq(f(op, "rows") - 1)
+                    if op is not Op.FILL:
+                        m.d.sync += self.lanes.eq(f(op, "lanes"))

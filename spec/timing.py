@@ -1,9 +1,9 @@
 """Timing: the latencies and timing rules that the RTL, the golden cycle model and the simulators
 share, each stated once.
 
-An RTL unit exposes its latency as one of these constants (``rtl.requant.Requantizer.LATENCY is
-REQ_LATENCY``); the golden cycle model (``golden.machine.Timing``, ``golden.array``) computes with
-them; tests measure the RTL against them. Main memory's latency is a size of the SoC
+An RTL unit exposes its latency as one of these constants
+(``rtl.postproc.PostProcessor.LATENCY is REQ_LATENCY``); the golden cycle model
+(``golden.machine.Timing``, ``golden.array``) computes with them; tests measure the RTL against them. Main memory's latency is a size of the SoC
 (:attr:`spec.soc.SocConfig.mem_latency`); the softmax unit's latencies live with its tables
 (:mod:`spec.softmax_tables`); the DMA's own cycle model is :func:`golden.dma.cycles`.
 
@@ -21,14 +21,16 @@ __all__ = [
 
 # --- vector units ---------------------------------------------------------------------------------
 
-#: Pipeline latency of the requantizer (:class:`rtl.requant.Requantizer`): a beat taken in cycle
-#: ``t`` is presented on its output in cycle ``t + REQ_LATENCY`` (four stages: bias, rounding
-#: addend, shift, saturate).
-REQ_LATENCY = 4
+#: Pipeline latency of REQ and RELUB in the post-processing datapath
+#: (:class:`rtl.postproc.PostProcessor`): a beat taken in cycle ``t`` is presented on its output in
+#: cycle ``t + REQ_LATENCY``. Seven stages, each short enough for 125 MHz on the ECP5: operands
+#: and rounding addend; products (DSP blocks); two partial sums; the sum; coarse shift with the
+#: range and tie flags; fine shift, tie correction and clamp; saturate (and ``w − step``). (Four
+#: until issue 28: 69 MHz, the products' DSP blocks and adders in one stage.)
+REQ_LATENCY = 7
 
-#: Pipeline latency of the SGD unit (:class:`rtl.sgd.SgdUpdate`), as :data:`REQ_LATENCY` (four
-#: stages: products, sum and rounding addend, shift, subtract and saturate).
-SGD_LATENCY = 4
+#: Pipeline latency of SGD in the same datapath: the same seven stages as :data:`REQ_LATENCY`.
+SGD_LATENCY = 7
 
 
 # --- the sequencer ----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Requantizer (rtl/requant.py) against golden requantize_act / relu_backward, bit for bit."""
+"""The post-processing datapath (rtl/postproc.py) configured for REQ and RELUB against golden
+requantize_act / relu_backward, bit for bit (tests/test_sgd.py: the same datapath for SGD)."""
 
 import random
 
@@ -8,7 +9,7 @@ import torch
 from amaranth.hdl import Shape, signed, unsigned
 
 import golden.fixedpoint as fx
-from rtl.requant import Requantizer
+from rtl.postproc import PostOp, PostProcessor
 from rtl.rng import RngSignature
 from spec.timing import REQ_LATENCY
 from tests.vector_units_sim import Op, from_beats, next_draws, per_beat, run_ops, to_beats
@@ -23,37 +24,35 @@ ROUNDING = {0: "nearest-even", 1: "stochastic"}
 class Case:
     """One operation: tensors, static inputs, and golden's expected results."""
 
-    def __init__(self, statics, acc=None, bias=None, grad=None, mask=None, clear=False):
-        self.statics = dict(shift=0, bias_shift=0, bias_en=0, relu_en=0, rounding=0, backward=0)
+    def __init__(self, statics, acc=None, grad=None, mask=None, clear=False):
+        self.statics = dict(shift=0, relu_en=0, rounding=0, backward=0)
         self.statics.update(statics)
-        self.acc, self.bias, self.grad, self.mask, self.clear = acc, bias, grad, mask, clear
+        self.acc, self.grad, self.mask, self.clear = acc, grad, mask, clear
 
     @property
     def shape(self):
         return tuple((self.grad if self.statics["backward"] else self.acc).shape)
 
-    def op(self, junk, with_bias=True):
-        """The beats; padding lanes and the fields the mode ignores hold junk."""
+    def op(self, junk):
+        """The beats and the datapath's statics; padding lanes, the fields the mode ignores and
+        SGD's multipliers hold junk."""
         M, N = self.shape
         rnd = lambda lo, hi: (lambda: junk.randrange(lo, hi))
         a_lo, w_lo = -(1 << (AW - 1)), -(1 << (W - 1))
         fill = lambda t, lo: t if t is not None else torch.tensor(
             [[junk.randrange(lo, -lo) for _ in range(N)] for _ in range(M)], dtype=torch.int64)
         acc = fill(self.acc, a_lo)
-        bias = self.bias.expand(M, N) if self.bias is not None else fill(None, w_lo)
         grad = fill(self.grad, w_lo)
         mask = self.mask if self.mask is not None else fill(None, -1).abs()
-        cols = [to_beats(acc, LANES, rnd(a_lo, -a_lo)), to_beats(bias, LANES, rnd(w_lo, -w_lo)),
-                to_beats(grad, LANES, rnd(w_lo, -w_lo)), to_beats(mask, LANES, rnd(0, 2))]
+        cols = [to_beats(acc, LANES, rnd(a_lo, -a_lo)), to_beats(grad, LANES, rnd(w_lo, -w_lo)),
+                to_beats(mask, LANES, rnd(0, 2))]
         beats = []
-        for k, ((a, n), (b, _), (g, _), (mk, _)) in enumerate(zip(*cols)):
-            beats.append(dict(acc=a, bias=b, grad=g, mask=mk, n_valid=n,
-                              last=int(k == len(cols[0]) - 1)))
-        statics = dict(self.statics)
-        if not with_bias:
-            assert (statics.pop("bias_en"), statics.pop("bias_shift")) == (0, 0)
-            for b in beats:
-                del b["bias"]
+        for k, ((a, n), (g, _), (mk, _)) in enumerate(zip(*cols)):
+            beats.append(dict(a=a, w=g, mask=mk, n_valid=n, last=int(k == len(cols[0]) - 1)))
+        s = self.statics
+        statics = dict(op=PostOp.RELUB if s["backward"] else PostOp.REQ, shift=s["shift"],
+                       relu_en=s["relu_en"], rounding=s["rounding"],
+                       lr_mul=junk.randrange(1 << W), wd_mul=junk.randrange(1 << W))
         return Op(statics, beats, clear=self.clear)
 
     def golden(self, rng):
@@ -63,19 +62,17 @@ class Case:
             y = fx.relu_backward(self.grad, self.mask)
             return y, (self.mask != 0).to(torch.int64), 0
         return per_beat(lambda r, c0, c1: fx.requantize_act(
-            self.acc[r:r + 1, c0:c1], s["shift"], W,
-            bias=self.bias[c0:c1] if s["bias_en"] else None, bias_shift=s["bias_shift"],
-            relu=bool(s["relu_en"]), rounding=ROUNDING[s["rounding"]], rng=rng),
-            self.shape, LANES, 2)
+            self.acc[r:r + 1, c0:c1], s["shift"], W, relu=bool(s["relu_en"]),
+            rounding=ROUNDING[s["rounding"]], rng=rng), self.shape, LANES, 2)
 
 
-def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, bias=True,
-              latency_log=None):
-    """Stream ``cases`` through one Requantizer; check every output against golden."""
+def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_log=None):
+    """Stream ``cases`` through one PostProcessor; check every output against golden."""
     junk = random.Random(seed)
-    dut = Requantizer(LANES, acc_width=AW, width=W, bias=bias)
-    results = run_ops(dut, [c.op(junk, bias) for c in cases], seed=seed, rng_seed=rng_seed,
-                      p_valid=p_valid, p_ready=p_ready, latency_log=latency_log)
+    dut = PostProcessor(LANES, acc_width=AW, width=W)
+    results = run_ops(dut, [c.op(junk) for c in cases], seed=seed, rng_seed=rng_seed,
+                      p_valid=p_valid, p_ready=p_ready, latency_log=latency_log,
+                      counter="sat_req")
     rng, n_sat = fx.LaneGenerators(rng_seed, LANES), 0
     for k, (case, res) in enumerate(zip(cases, results)):
         what = f"seed {seed}, operation {k} ({case.statics}, shape {case.shape})"
@@ -92,7 +89,8 @@ def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, bias=True,
         for o in outs:                                  # padding lanes come out as 0
             assert o["y"][o["n_valid"]:] == [0] * (LANES - o["n_valid"]), what
             assert o["mask"][o["n_valid"]:] == [0] * (LANES - o["n_valid"]), what
-        assert res.sat_count == n_sat, f"{what}: sat_count {res.sat_count} != {n_sat}"
+        assert res.sat_count == n_sat, f"{what}: sat_req {res.sat_count} != {n_sat}"
+        assert res.counts["sat_sgd"] == 0, what
         assert res.rng_draws == next_draws(rng), f"{what}: generator state"
     return results
 
@@ -112,22 +110,16 @@ def random_acc(g, shape, shift, kind):
     return t.clamp(lo, hi - 1)
 
 
-def random_case(g, rnd, bias=True):
+def random_case(g, rnd):
     M, N = rnd.randint(1, 9), rnd.randint(1, 2 * LANES + 1)
     if rnd.random() < 0.2:
         return Case(dict(backward=1),
                     grad=torch.randint(-(1 << (W - 1)), 1 << (W - 1), (M, N), generator=g),
                     mask=torch.randint(0, 2, (M, N), generator=g), clear=rnd.random() < 0.2)
     shift = rnd.choice([0, 1, 2, 8, 12, 16, 20, 31, 32, rnd.randint(0, 32)])
-    s = dict(shift=shift, bias_shift=rnd.choice([0, 4, 12, 32, rnd.randint(0, 32)]),
-             bias_en=rnd.randint(0, 1), relu_en=rnd.randint(0, 1), rounding=rnd.randint(0, 1))
-    if not bias:
-        s.update(bias_shift=0, bias_en=0)
+    s = dict(shift=shift, relu_en=rnd.randint(0, 1), rounding=rnd.randint(0, 1))
     acc = random_acc(g, (M, N), shift, rnd.choice(["full", "fits", "ties"]))
-    bias = torch.randint(-(1 << (W - 1)), 1 << (W - 1), (N,), generator=g)
-    if s["bias_shift"] > 8 and rnd.random() < 0.7:      # keep most biased cases unsaturated
-        bias = bias >> min(s["bias_shift"], 15)
-    return Case(s, acc=acc, bias=bias, clear=rnd.random() < 0.2)
+    return Case(s, acc=acc, clear=rnd.random() < 0.2)
 
 
 # --- constructor and ports --------------------------------------------------------------------
@@ -143,29 +135,30 @@ def random_case(g, rnd, bias=True):
     ((4,), dict(width=8, acc_width=15), ValueError,
      r"^Accumulator width must be at least twice the operand width \(16\), not 15$"),
     ((4,), dict(acc_width=32.0), TypeError, r"^Accumulator width must be an integer, not 32.0$"),
-    ((4,), dict(bias=1), TypeError, r"^Bias must be a bool, not 1$"),
+    ((4,), dict(multipliers=1), TypeError, r"^Multipliers must be a bool, not 1$"),
 ])
 def test_constructor_validation(args, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        Requantizer(*args, **kwargs)
+        PostProcessor(*args, **kwargs)
 
 
 def test_ports():
-    dut = Requantizer(5, acc_width=24, width=12)
-    assert (dut.lanes, dut.acc_width, dut.width, Requantizer.LATENCY) == (5, 24, 12, REQ_LATENCY)
+    dut = PostProcessor(5, acc_width=24, width=12)
+    assert (dut.lanes, dut.acc_width, dut.width, dut.multipliers) == (5, 24, 12, True)
+    assert PostProcessor.LATENCY == REQ_LATENCY
     p = dut.in_layout
-    assert p["acc"].shape.elem_shape == signed(24) and p["acc"].shape.length == 5
-    assert p["bias"].shape.elem_shape == signed(12) and p["grad"].shape.elem_shape == signed(12)
+    assert p["a"].shape.elem_shape == signed(24) and p["a"].shape.length == 5
+    assert p["w"].shape.elem_shape == signed(12)
     assert p["mask"].shape.length == 5 and Shape.cast(p["n_valid"].shape) == unsigned(3)
     q = dut.out_layout
     assert q["y"].shape.elem_shape == signed(12) and q["y"].shape.length == 5
     assert set(dict(q.members)) == {"y", "mask", "n_valid", "last"}
     assert dut.signature.members["rng"].signature == RngSignature(5)
-    assert len(dut.shift) == len(dut.bias_shift) == 6 and len(dut.sat_count) == 32
-    assert dut.bias is True
-    small = Requantizer(5, bias=False)
-    assert small.bias is False and "bias" not in dict(small.in_layout.members)
-    assert "bias_shift" not in small.signature.members and "bias_en" not in small.signature.members
+    assert len(dut.shift) == 6 and len(dut.sat_req) == len(dut.sat_sgd) == 32
+    assert len(dut.lr_mul) == len(dut.wd_mul) == 12
+    small = PostProcessor(5, multipliers=False)
+    assert small.multipliers is False
+    assert "lr_mul" not in small.signature.members and "wd_mul" not in small.signature.members
 
 
 # --- random operations ------------------------------------------------------------------------
@@ -181,22 +174,21 @@ def test_random_operations():
     assert any(c.statics["rounding"] and not c.statics["backward"] for c in cases)
 
 
-def test_random_operations_without_bias():
+def test_random_operations_extremes():
     seed = 9
     g, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
-    cases = [random_case(g, rnd, bias=False) for _ in range(30)]
+    cases = [random_case(g, rnd) for _ in range(30)]
     amin, amax = -(1 << 31), (1 << 31) - 1
     cases += [Case(dict(shift=s, rounding=r, relu_en=1), acc=torch.tensor([[amin, amax, -1, 1, 0]]))
               for s in (0, 32) for r in (0, 1)]
-    run_cases(cases, seed=seed, rng_seed=77, p_valid=0.7, p_ready=0.7, bias=False)
+    run_cases(cases, seed=seed, rng_seed=77, p_valid=0.7, p_ready=0.7)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2, 8))
 def test_random_operations_more_seeds(seed):
     g, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
-    bias = seed % 3 != 0
-    run_cases([random_case(g, rnd, bias) for _ in range(120)], seed=seed, rng_seed=seed,
+    run_cases([random_case(g, rnd) for _ in range(120)], seed=seed, rng_seed=seed,
               p_valid=rnd.choice([0.3, 0.8, 1.0]), p_ready=rnd.choice([0.3, 0.7, 1.0]),
               bias=bias)
 
@@ -218,18 +210,13 @@ def test_edge_cases():
     for s in (1, 2, 5, 16, 31):
         cases.append(Case(dict(shift=s), acc=ties(s)))
         cases.append(Case(dict(shift=s, relu_en=1), acc=ties(s)))
-    # Ties at shift 32 need the bias: x = acc + (b << 32) = ±2**31 (±0.5) and 1.5 · 2**32.
-    cases.append(Case(dict(shift=32, bias_en=1, bias_shift=32),
-                      acc=t([[amin, amin, 0, amax, amin]]), bias=t([1, 2, 0, 0, 0])))
-    # Most negative bias at the largest bias shift, with the most negative accumulator.
-    cases.append(Case(dict(shift=20, bias_en=1, bias_shift=32),
-                      acc=t([[amin, amax], [0, 0]]), bias=t([wmin, wmax])))
-    cases.append(Case(dict(shift=32, bias_en=1, bias_shift=32, rounding=1),
-                      acc=t([[amin, amax], [amin, 5]]), bias=t([wmin, wmax])))
-    # Bias enabled with a zero shift; bias given but disabled (must be ignored).
-    cases.append(Case(dict(shift=4, bias_en=1), acc=extremes, bias=t([wmin, wmax, 1, -1, 0])))
-    cases.append(Case(dict(shift=4, bias_en=0, bias_shift=7), acc=extremes,
-                      bias=t([wmin, wmax, 1, -1, 0])))
+    # The tie at shift 32: acc = -2**31 is -0.5 (rounds to 0), both rounding modes, relu.
+    for rounding in (0, 1):
+        cases.append(Case(dict(shift=32, rounding=rounding), acc=t([[amin, amin + 1, amax]])))
+        cases.append(Case(dict(shift=32, rounding=rounding, relu_en=1), acc=t([[amin, amax]])))
+    # The largest shift on small values; shift 0 with ReLU on the extremes.
+    cases.append(Case(dict(shift=31), acc=t([[amin, amax, 1 << 30, -(1 << 30), 0]])))
+    cases.append(Case(dict(shift=0, relu_en=1), acc=extremes))
     # Stochastic rounding at shift 0 still takes one draw per element.
     cases.append(Case(dict(shift=0, rounding=1), acc=t([[1, -2, 3]] * 3)))
     # One element; zero rows (no beats: nothing moves).
@@ -269,8 +256,8 @@ def test_latency_and_throughput():
     acc = torch.randint(-(1 << 31), 1 << 31, (40, LANES), generator=g)
     log = []
     res = run_cases([Case(dict(shift=12, rounding=1), acc=acc)], seed=5, latency_log=log)
-    assert all(out - took == Requantizer.LATENCY for took, out in log), log
-    assert res[0].last_out - res[0].first_in == 40 - 1 + Requantizer.LATENCY
+    assert all(out - took == PostProcessor.LATENCY for took, out in log), log
+    assert res[0].last_out - res[0].first_in == 40 - 1 + PostProcessor.LATENCY
 
 
 def test_backpressure_latency_bound():
@@ -279,39 +266,41 @@ def test_backpressure_latency_bound():
     log = []
     run_cases([Case(dict(shift=8), acc=torch.randint(-(1 << 20), 1 << 20, (30, 3), generator=g))],
               seed=6, p_valid=0.5, p_ready=0.3, latency_log=log)
-    assert len(log) == 30 and all(out - took >= Requantizer.LATENCY for took, out in log)
+    assert len(log) == 30 and all(out - took >= PostProcessor.LATENCY for took, out in log)
 
 
 def test_sat_counter_sticks_and_clears():
     """The counter stops at 2**32 - 1; a beat leaving in a clear cycle is counted from zero."""
     from tests.vector_units_sim import Packer, UnitWithRng
     from tests.simutil import run_sim
-    dut = Requantizer(LANES)
+    dut = PostProcessor(LANES)
     top = UnitWithRng(dut)
     pack = Packer(dut.in_layout)
     amax = (1 << 31) - 1
-    beat = lambda n: pack.pack(dict(acc=[amax] * LANES, bias=[0] * LANES, grad=[0] * LANES,
+    beat = lambda n: pack.pack(dict(a=[amax] * LANES, w=[0] * LANES,
                                     mask=[0] * LANES, n_valid=n, last=1))
 
     async def tb(ctx):
         ctx.set(dut.o.ready, 1)
-        ctx.set(dut.sat_count, (1 << 32) - 3)
+        ctx.set(dut.op, PostOp.REQ)
+        ctx.set(dut.sat_req, (1 << 32) - 3)
         ctx.set(dut.i.payload.as_value(), beat(LANES))
         ctx.set(dut.i.valid, 1)
         await ctx.tick()
         ctx.set(dut.i.payload.as_value(), beat(2))          # 2 saturating lanes
         await ctx.tick()
         ctx.set(dut.i.valid, 0)
-        await ctx.tick().repeat(Requantizer.LATENCY - 2)
-        assert ctx.get(dut.o.valid) and ctx.get(dut.sat_count) == (1 << 32) - 3
+        await ctx.tick().repeat(PostProcessor.LATENCY - 2)
+        assert ctx.get(dut.o.valid) and ctx.get(dut.sat_req) == (1 << 32) - 3
         await ctx.tick()                                     # first beat leaves: +4, sticks
-        assert ctx.get(dut.sat_count) == (1 << 32) - 1
+        assert ctx.get(dut.sat_req) == (1 << 32) - 1
         ctx.set(dut.sat_clr, 1)                              # second beat leaves while clearing
         await ctx.tick()
         ctx.set(dut.sat_clr, 0)
-        assert ctx.get(dut.sat_count) == 2 and not ctx.get(dut.busy)
+        assert ctx.get(dut.sat_req) == 2 and not ctx.get(dut.busy)
+        assert ctx.get(dut.sat_sgd) == 0                     # REQ counts only in sat_req
         ctx.set(dut.sat_clr, 1)
         await ctx.tick()
-        assert ctx.get(dut.sat_count) == 0
+        assert ctx.get(dut.sat_req) == 0
 
     run_sim(top, tb)

@@ -1,16 +1,14 @@
 # amaranth: UnusedElaboratable=no
-"""SgdUpdate (rtl/sgd.py) against golden sgd_update, bit for bit."""
+"""The post-processing datapath (rtl/postproc.py) configured for SGD against golden sgd_update,
+bit for bit (tests/test_requant.py: the same datapath for REQ and RELUB)."""
 
 import random
 
 import pytest
 import torch
-from amaranth.hdl import Shape, signed, unsigned
 
 import golden.fixedpoint as fx
-from rtl.rng import RngSignature
-from rtl.sgd import SgdUpdate
-from spec.timing import SGD_LATENCY
+from rtl.postproc import PostOp, PostProcessor
 from tests.simutil import run_sim
 from tests.vector_units_sim import (Op, Packer, UnitWithRng, from_beats, next_draws, per_beat,
                                     run_ops, to_beats)
@@ -31,12 +29,16 @@ class Case:
         self.w, self.g, self.clear = w, g, clear
 
     def op(self, junk, multipliers=True):
-        """The beats; padding lanes hold junk."""
+        """The beats and the datapath's statics; padding lanes, the RELUB mask and the ReLU
+        switch hold junk."""
         pw = to_beats(self.w, LANES, lambda: junk.randint(WMIN, WMAX))
         pg = to_beats(self.g, LANES, lambda: junk.randint(GMIN, GMAX))
-        beats = [dict(w=w, g=g, n_valid=n, last=int(k == len(pw) - 1))
+        beats = [dict(a=g, w=w, mask=[junk.randint(0, 1) for _ in range(LANES)], n_valid=n,
+                      last=int(k == len(pw) - 1))
                  for k, ((w, n), (g, _)) in enumerate(zip(pw, pg))]
-        statics = dict(self.statics)
+        s = self.statics
+        statics = dict(op=PostOp.SGD, shift=s["lr_shift"], rounding=s["rounding"],
+                       relu_en=junk.randint(0, 1), lr_mul=s["lr_mul"], wd_mul=s["wd_mul"])
         if not multipliers:
             assert (statics.pop("lr_mul"), statics.pop("wd_mul")) == (1, 0)
         return Op(statics, beats, clear=self.clear)
@@ -50,12 +52,12 @@ class Case:
 
 def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, multipliers=True,
               latency_log=None):
-    """Stream ``cases`` through one SgdUpdate; check every output against golden."""
+    """Stream ``cases`` through one PostProcessor; check every output against golden."""
     junk = random.Random(seed)
-    dut = SgdUpdate(LANES, grad_width=GW, width=W, multipliers=multipliers)
+    dut = PostProcessor(LANES, acc_width=GW, width=W, multipliers=multipliers)
     ops = [c.op(junk, multipliers) for c in cases]
     results = run_ops(dut, ops, seed=seed, rng_seed=rng_seed, p_valid=p_valid, p_ready=p_ready,
-                      latency_log=latency_log)
+                      latency_log=latency_log, counter="sat_sgd")
     rng, n_sat = fx.LaneGenerators(rng_seed, LANES), 0
     for k, (case, op, res) in enumerate(zip(cases, ops, results)):
         what = f"seed {seed}, operation {k} ({case.statics}, shape {tuple(case.w.shape)})"
@@ -65,11 +67,12 @@ def run_cases(cases, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, multipliers=
         n = [o["n_valid"] for o in outs]
         assert n == [b["n_valid"] for b in op.beats], what
         assert [o["last"] for o in outs] == [b["last"] for b in op.beats], what
-        got = from_beats([o["w"] for o in outs], n, tuple(case.w.shape))
+        got = from_beats([o["y"] for o in outs], n, tuple(case.w.shape))
         assert torch.equal(got, want), f"{what}\n{got}\n!=\n{want}"
         for o, b in zip(outs, op.beats):                # padding lanes pass w through
-            assert o["w"][o["n_valid"]:] == b["w"][b["n_valid"]:], what
-        assert res.sat_count == n_sat, f"{what}: sat_count {res.sat_count} != {n_sat}"
+            assert o["y"][o["n_valid"]:] == b["w"][b["n_valid"]:], what
+        assert res.sat_count == n_sat, f"{what}: sat_sgd {res.sat_count} != {n_sat}"
+        assert res.counts["sat_req"] == 0, what
         assert res.rng_draws == next_draws(rng), f"{what}: generator state"
     return results
 
@@ -95,34 +98,14 @@ def random_case(gen, rnd, multipliers=True):
 # --- constructor and ports --------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, kwargs, exc, msg", [
-    ((0,), {}, ValueError, r"^Vector unit lanes must be a positive integer, not 0$"),
     ((None,), {}, TypeError, r"^Vector unit lanes must be a positive integer, not None$"),
-    ((4,), dict(width=1), ValueError, r"^Weight width must be at least 2, not 1$"),
-    ((4,), dict(width=16.0), TypeError, r"^Weight width must be an integer, not 16.0$"),
-    ((4,), dict(grad_width=31), ValueError,
-     r"^Gradient width must be at least twice the weight width \(32\), not 31$"),
-    ((4,), dict(grad_width="32"), TypeError, r"^Gradient width must be an integer, not '32'$"),
-    ((4,), dict(multipliers=1), TypeError, r"^Multipliers must be a bool, not 1$"),
+    ((4,), dict(width=16.0), TypeError, r"^Operand width must be an integer, not 16.0$"),
+    ((4,), dict(acc_width="32"), TypeError, r"^Accumulator width must be an integer, not '32'$"),
 ])
 def test_constructor_validation(args, kwargs, exc, msg):
+    """More than tests/test_requant.py checks (the same constructor)."""
     with pytest.raises(exc, match=msg):
-        SgdUpdate(*args, **kwargs)
-
-
-def test_ports():
-    dut = SgdUpdate(3, grad_width=20, width=10)
-    assert (dut.lanes, dut.grad_width, dut.width, dut.multipliers) == (3, 20, 10, True)
-    p, q = dut.in_layout, dut.out_layout
-    assert p["w"].shape.elem_shape == signed(10) and p["g"].shape.elem_shape == signed(20)
-    assert p["g"].shape.length == 3 and Shape.cast(p["n_valid"].shape) == unsigned(2)
-    assert q["w"].shape.elem_shape == signed(10) and set(dict(q.members)) == {"w", "n_valid",
-                                                                              "last"}
-    assert len(dut.lr_mul) == len(dut.wd_mul) == 10 and len(dut.lr_shift) == 6
-    assert dut.signature.members["rng"].signature == RngSignature(3)
-    small = SgdUpdate(3, multipliers=False)
-    assert small.multipliers is False
-    assert "lr_mul" not in small.signature.members and "wd_mul" not in small.signature.members
-    assert SgdUpdate.LATENCY == SGD_LATENCY
+        PostProcessor(*args, **kwargs)
 
 
 # --- random operations ------------------------------------------------------------------------
@@ -199,7 +182,7 @@ def test_stochastic_known_seed():
     g = torch.tensor([[GMAX, GMIN, 0, (1 << 31) - 5]])
     want = [wi - ((gi + di) >> 32) for wi, gi, di in zip(w[0].tolist(), g[0].tolist(), d)]
     res = run_cases([Case(dict(lr_shift=32), w, g)], seed=24, rng_seed=1)
-    assert res[0].outputs[0]["w"] == want
+    assert res[0].outputs[0]["y"] == want
     assert res[0].rng_draws == [fx.Xorshift32.step(v) for v in d]
 
 
@@ -213,34 +196,37 @@ def test_latency_and_throughput(multipliers):
     log = []
     res = run_cases([Case(dict(lr_shift=20), w, g)], seed=25, multipliers=multipliers,
                     latency_log=log)
-    assert all(out - took == SgdUpdate.LATENCY for took, out in log), log
-    assert res[0].last_out - res[0].first_in == 30 - 1 + SgdUpdate.LATENCY
+    assert all(out - took == PostProcessor.LATENCY for took, out in log), log
+    assert res[0].last_out - res[0].first_in == 30 - 1 + PostProcessor.LATENCY
 
 
 def test_sat_counter_sticks_and_clears():
     """The counter stops at 2**32 - 1; a beat leaving in a clear cycle is counted from zero."""
-    dut = SgdUpdate(LANES)
+    dut = PostProcessor(LANES)
     top = UnitWithRng(dut)
     pack = Packer(dut.in_layout)
-    beat = lambda n: pack.pack(dict(w=[WMIN] * LANES, g=[GMAX] * LANES, n_valid=n, last=1))
+    beat = lambda n: pack.pack(dict(a=[GMAX] * LANES, w=[WMIN] * LANES, mask=[0] * LANES,
+                                    n_valid=n, last=1))
 
     async def tb(ctx):
+        ctx.set(dut.op, PostOp.SGD)
         ctx.set(dut.lr_mul, 1)
         ctx.set(dut.o.ready, 1)
-        ctx.set(dut.sat_count, (1 << 32) - 3)
+        ctx.set(dut.sat_sgd, (1 << 32) - 3)
         ctx.set(dut.i.payload.as_value(), beat(LANES))
         ctx.set(dut.i.valid, 1)
         await ctx.tick()
         ctx.set(dut.i.payload.as_value(), beat(2))
         await ctx.tick()
         ctx.set(dut.i.valid, 0)
-        await ctx.tick().repeat(SgdUpdate.LATENCY - 2)
-        assert ctx.get(dut.o.valid) and ctx.get(dut.sat_count) == (1 << 32) - 3
+        await ctx.tick().repeat(PostProcessor.LATENCY - 2)
+        assert ctx.get(dut.o.valid) and ctx.get(dut.sat_sgd) == (1 << 32) - 3
         await ctx.tick()
-        assert ctx.get(dut.sat_count) == (1 << 32) - 1
+        assert ctx.get(dut.sat_sgd) == (1 << 32) - 1
         ctx.set(dut.sat_clr, 1)
         await ctx.tick()
         ctx.set(dut.sat_clr, 0)
-        assert ctx.get(dut.sat_count) == 2 and not ctx.get(dut.busy)
+        assert ctx.get(dut.sat_sgd) == 2 and not ctx.get(dut.busy)
+        assert ctx.get(dut.sat_req) == 0                     # SGD counts only in sat_sgd
 
     run_sim(top, tb)

@@ -149,7 +149,5 @@ def test_random_vector_ops(seed):
 
 
 def test_units_take_their_latencies_from_spec():
-    from rtl.requant import Requantizer
-    from rtl.sgd import SgdUpdate
-    assert Requantizer.LATENCY == REQ_LATENCY
-    assert SgdUpdate.LATENCY == SGD_LATENCY
+    from rtl.postproc import PostProcessor
+    assert PostProcessor.LATENCY == REQ_LATENCY == SGD_LATENCY

@@ -1,4 +1,4 @@
-"""Simulation helpers for the vector units (rtl/requant.py, rtl/sgd.py) and their generator.
+"""Simulation helpers for the vector units (rtl/postproc.py) and their generators (rtl/rng.py).
 
 A test describes *operations*: static inputs plus a list of input beats. :func:`run_ops` streams
 them through a unit wired to a :class:`~rtl.rng.Xorshift32Lanes` (random input gaps, random
@@ -133,24 +133,29 @@ class Op:
 @dataclass
 class OpResult:
     outputs: list = field(default_factory=list)     # output payloads (dicts)
-    sat_count: int = 0                              # after the operation
+    sat_count: int = 0                              # the unit's `counter`, after the operation
+    counts: dict = None                             # every saturation counter, after it
     rng_draws: list = None                          # each lane's next draw, after the operation
     first_in: int = None                            # cycle the first beat was accepted
     last_out: int = None                            # cycle the last beat was delivered
 
 
-def run_ops(unit, ops, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_log=None):
+def run_ops(unit, ops, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_log=None,
+            counter="sat_count"):
     """Run ``ops`` through ``unit`` (wired to a fresh generator seeded with ``rng_seed``).
 
     ``p_valid``/``p_ready``: probability that the producer offers a beat / the consumer is ready
     in a cycle (seeded by ``seed``). Statics change only between operations, after the unit has
     drained (``busy`` low). ``latency_log``: a list that receives ``(accept cycle, output cycle)``
-    per beat. Returns one :class:`OpResult` per operation.
+    per beat. ``counter``: the saturation counter reported as ``sat_count`` (``counts`` has every
+    ``sat_*`` output). Returns one :class:`OpResult` per operation.
     """
     top = UnitWithRng(unit)
     i_pack, o_pack = Packer(unit.in_layout), Packer(unit.out_layout)
     i_bits, o_bits = unit.i.payload.as_value(), unit.o.payload.as_value()
     results = [OpResult() for _ in ops]
+    counters = [name for name, member in unit.signature.members.items()
+                if name.startswith("sat_") and member.flow == wiring.Out]
     done = [0]                      # operations fully delivered
     accepted = []                   # accept cycle of every beat, in order
     gaps = random.Random(seed)
@@ -207,7 +212,8 @@ def run_ops(unit, ops, *, seed, rng_seed=1, p_valid=1.0, p_ready=1.0, latency_lo
                     if latency_log is not None:
                         latency_log.append((accepted[len(latency_log)], cycle - 1))
             ctx.set(unit.o.ready, 0)
-            res.sat_count = ctx.get(unit.sat_count)
+            res.counts = {name: ctx.get(getattr(unit, name)) for name in counters}
+            res.sat_count = res.counts[counter]
             res.rng_draws = [ctx.get(d) for d in top.rng.port.draws]
             done[0] = k + 1
 

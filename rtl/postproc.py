@@ -1,0 +1,431 @@
+"""The vector engine's one post-processing datapath: REQ, RELUB and SGD configure the same lanes."""
+
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
+from spec.timing import REQ_LATENCY, SGD_LATENCY
+from .rng import RngSignature
+from .rounding import (SHIFT_BITS, clear_lsb, rounding_addend, rounding_masks, shift_right_bits,
+                       tie)
+
+__all__ = ["SAT_COUNT_WIDTH", "PostOp", "PostProcessor", "Pipeline", "check_lanes",
+           "check_widths", "count_saturations", "lane_mask", "popcount"]
+
+#: Width of the saturation counters.
+SAT_COUNT_WIDTH = 32
+
+
+def check_lanes(lanes):
+    """Validate a vector unit's lane count (positive integer)."""
+    return check_positive_int(lanes, "Vector unit lanes")
+
+
+def check_widths(narrow, narrow_what, wide, wide_what):
+    """Validate an operand width (≥ 2) and a wide width (≥ 2 × the operand width)."""
+    for v, what in ((narrow, narrow_what), (wide, wide_what)):
+        check_int(v, what)
+    if narrow < 2:
+        raise ValueError(f"{narrow_what} must be at least 2, not {narrow!r}")
+    if wide < 2 * narrow:
+        raise ValueError(f"{wide_what} must be at least twice the {narrow_what.lower()} "
+                         f"({2 * narrow}), not {wide!r}")
+
+
+def popcount(m, flags, name):
+    """The number of set bits of ``flags`` in two LUT levels: a table per group of four bits
+    (one LUT4 per result bit), then a small sum of the groups' counts (no adder per bit)."""
+    parts = []
+    for k in range(0, len(flags), 4):
+        group = flags[k:k + 4]
+        count = Signal(range(len(group) + 1), name=f"{name}_{k // 4}")
+        with m.Switch(group):
+            for v in range(1 << len(group)):
+                with m.Case(v):
+                    m.d.comb += count.eq(bin(v).count("1"))
+        parts.append(count)
+    total = Signal(range(len(flags) + 1), name=name)
+    m.d.comb += total.eq(sum(parts))
+    return total
+
+
+def count_saturations(m, counter, clear, add_en, total):
+    """Saturating ``counter += total`` when ``add_en``; ``clear`` zeroes it first.
+
+    A beat counted in the cycle of a clear is kept (the counter restarts from 0 + its count).
+    The sum has one bit more than the counter: that bit is the overflow (no comparator).
+    """
+    new = Signal(len(counter) + 1, name=f"{counter.name}_next")
+    m.d.comb += new.eq(Mux(clear, 0, counter) + Mux(add_en, total, 0))
+    m.d.sync += counter.eq(Mux(new[-1], (1 << len(counter)) - 1, new[:-1]))
+
+
+def lane_mask(n_valid, lanes):
+    """The lanes a beat of ``n_valid`` elements fills: bit ``l`` is ``n_valid > l`` (a stochastic
+    beat takes a draw from each of these lanes' generators)."""
+    return Cat(*[n_valid > l for l in range(lanes)])
+
+
+class Pipeline:
+    """A stall-as-one pipeline between stream ``i`` and stream ``o`` (the vector units' scheme).
+
+    All registers load when ``en = ~o.valid | o.ready`` (``i.ready = en``): back-pressure stops
+    every stage at once, nothing is lost or repeated. :meth:`stage` carries a beat's flags one
+    stage on, :meth:`reg` a datapath value, :meth:`output` loads ``o``'s flags; ``busy`` is high
+    while any stage holds a beat.
+    """
+
+    def __init__(self, m, i, o):
+        self.m, self.o = m, o
+        self.en = Signal(name="pipe_en")
+        m.d.comb += [self.en.eq(~o.valid | o.ready), i.ready.eq(self.en)]
+        self.take = i.valid & self.en           # a beat is accepted this cycle
+        self._valids = []
+
+    def reg(self, name, shape, value):
+        r = Signal(shape, name=name)
+        with self.m.If(self.en):
+            self.m.d.sync += r.eq(value)
+        return r
+
+    def stage(self, name, valid, n_valid, last):
+        sv = self.reg(f"{name}_valid", 1, valid)
+        self._valids.append(sv)
+        return sv, self.reg(f"{name}_n_valid", n_valid.shape(), n_valid), \
+            self.reg(f"{name}_last", 1, last)
+
+    def output(self, valid, n_valid, last):
+        with self.m.If(self.en):
+            self.m.d.sync += [self.o.valid.eq(valid), self.o.payload.n_valid.eq(n_valid),
+                              self.o.payload.last.eq(last)]
+
+    @property
+    def busy(self):
+        return Cat(*self._valids, self.o.valid).any()
+
+    @property
+    def latency(self):
+        """Cycles from a beat's acceptance to its presentation on ``o``: one per :meth:`stage`,
+        one for the output register."""
+        return len(self._valids) + 1
+
+
+class PostOp(enum.IntEnum, shape=2):
+    """What the :class:`PostProcessor` computes (its ``op`` input)."""
+    REQ = 0         #: requantize: round-shift, saturate, optional ReLU, derivative mask
+    RELUB = 1       #: ReLU backward: ``w`` gated by ``mask``
+    SGD = 2         #: weight update: ``w − round_shift(lr_mul·a + wd_mul·w)``, saturated
+
+
+class PostProcessor(wiring.Component):
+    """The post-processing datapath of REQ, RELUB and SGD: ``lanes`` elements per beat, fully
+    pipelined, one lane pipeline that the three operations configure (multiply/add → rounding
+    shift → saturate → optional ``w − q``).
+
+    Per element of a beat, by ``op``:
+
+    * ``REQ`` — :func:`golden.fixedpoint.requantize_act` without bias::
+
+          r    = round_shift(a, shift, rounding, rng)        # one draw if stochastic
+          sat  = r outside the width-bit range;  y = clamp(r);  mask = ~sat
+          if relu_en:  mask &= y > 0;  y = max(y, 0)
+
+    * ``RELUB`` — :func:`golden.fixedpoint.relu_backward`: ``y = w if mask_in else 0``,
+      ``mask = mask_in``; no draws, no saturations.
+    * ``SGD`` — :func:`golden.fixedpoint.sgd_update`::
+
+          step = round_shift(lr_mul·a + wd_mul·w, shift, rounding, rng)   # one draw if stochastic
+          y    = saturate(w − step, width)                               # counted when it clamps
+
+    One lane: stage 1 the products ``a·m_a`` and ``w·m_w`` (``m_a, m_w = lr_mul, wd_mul`` for
+    SGD, ``1, 0`` otherwise; registered on both sides of the multipliers) and the rounding addend
+    from the lane's draw; stage 2 their sum and the nearest-even tie flag; stage 3 the quotient,
+    narrowed and clamped to ``width + 2`` bits (a step beyond that range saturates ``w − step``
+    exactly as the true one does; for REQ the clamp keeps it out of the ``width``-bit range);
+    stage 4 (the output register) ``w − step`` (SGD) or ``step`` (REQ), saturated to ``width``
+    bits with ReLU and mask, or the RELUB gate. ``rtl/rounding.py`` explains the rounding.
+
+    Beats. A beat is one row chunk: lanes ``0 .. n_valid-1`` carry elements, the others are
+    padding. Padding lanes take no draw and never count as saturated; they come out as ``y = 0``,
+    ``mask = 0`` (REQ, RELUB) or ``y = w`` (SGD, so that writing a whole row back keeps them).
+    In stochastic mode valid lane ``l`` takes the next draw of lane ``l``'s generator
+    (:class:`golden.fixedpoint.LaneGenerators`). ``last`` is carried through unchanged.
+
+    Static inputs. ``op``, ``shift`` (0..32), ``rounding`` (0 nearest-even, 1 stochastic),
+    ``relu_en``, ``lr_mul`` and ``wd_mul`` (unsigned) apply to every beat in flight: change them
+    only while ``busy`` is low. They should come from registers (the vector engine loads them when
+    an instruction starts): the shift drives the narrow shifter's selects and the rounding masks
+    directly. Values outside the ranges are illegal and give unspecified results.
+
+    Without multipliers (``multipliers=False``, for FPGAs short of DSP blocks) ``lr_mul = 1`` and
+    ``wd_mul = 0`` are fixed and the unit has no ``lr_mul``/``wd_mul`` ports.
+
+    Timing. A beat accepted in cycle ``t`` (``i.valid & i.ready``) is presented on ``o`` in cycle
+    ``t + LATENCY`` if the output was not stalled; with ``o.ready`` high the unit takes and
+    delivers one beat per cycle. Back-pressure stalls the whole pipeline (:class:`Pipeline`):
+    nothing is lost or repeated, and the generators advance only for accepted beats.
+
+    Saturation counters. ``sat_req`` (REQ) and ``sat_sgd`` (SGD) add the saturated valid lanes of
+    each beat when it leaves (``o.valid & o.ready``), sticking at ``2**32 - 1``. ``sat_clr``
+    zeroes both at the clock edge; a beat leaving in that same cycle is counted from zero.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per beat.
+    acc_width : int
+        Width of the signed ``a`` inputs (accumulators, gradients; ≥ ``2 * width``); default
+        :data:`spec.params.ACC_WIDTH`.
+    width : int
+        Width of the signed ``w`` inputs and ``y`` outputs (≥ 2); default
+        :data:`spec.params.OPERAND_WIDTH`.
+    multipliers : bool
+        Build the ``lr_mul``/``wd_mul`` multipliers (default ``True``).
+
+    Members
+    -------
+    i : In(stream.Signature(PostProcessor.in_layout))
+        Input beats: ``a`` (signed ``acc_width``), ``w`` (signed ``width``: SGD's weights,
+        RELUB's gradients) and ``mask`` (1 bit: RELUB) per lane, ``n_valid`` (1..lanes), ``last``.
+    o : Out(stream.Signature(PostProcessor.out_layout))
+        Output beats: ``y`` (signed ``width``) and ``mask`` (1 bit) per lane, ``n_valid``,
+        ``last``.
+    rng : Out(RngSignature(lanes))
+        Draws from the :class:`~rtl.rng.Xorshift32Lanes`: lane ``l`` takes generator ``l``'s
+        draw; ``advance`` steps lanes ``0 .. n_valid-1`` for each accepted stochastic REQ or SGD
+        beat, else 0.
+    op : In(PostOp)
+    shift : In(6)
+    rounding, relu_en : In(1)
+    lr_mul, wd_mul : In(width)
+        Only with ``multipliers``.
+    busy : Out(1)
+        A beat is in the pipeline.
+    sat_req, sat_sgd : Out(32)
+        Saturated elements since the last clear (saturating counts).
+    sat_clr : In(1)
+        Zero ``sat_req`` and ``sat_sgd``.
+
+    Raises
+    ------
+    TypeError
+        If ``lanes`` or a width is not an integer, or ``multipliers`` is not a bool.
+    ValueError
+        If ``lanes`` is not positive, ``width < 2`` or ``acc_width < 2 * width``.
+    """
+
+    #: Cycles from a beat's acceptance to its presentation on the output
+    #: (:data:`spec.timing.REQ_LATENCY`, equal to :data:`spec.timing.SGD_LATENCY`).
+    LATENCY = REQ_LATENCY
+    assert SGD_LATENCY == REQ_LATENCY
+
+    def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH, multipliers=True):
+        check_lanes(lanes)
+        check_widths(width, "Operand width", acc_width, "Accumulator width")
+        if not isinstance(multipliers, bool):
+            raise TypeError(f"Multipliers must be a bool, not {multipliers!r}")
+        self._lanes, self._acc_width, self._width = lanes, acc_width, width
+        self._multipliers = multipliers
+        self._in_layout = data.StructLayout({
+            "a": data.ArrayLayout(signed(acc_width), lanes),
+            "w": data.ArrayLayout(signed(width), lanes),
+            "mask": data.ArrayLayout(1, lanes),
+            "n_valid": range(lanes + 1),
+            "last": 1,
+        })
+        self._out_layout = data.StructLayout({
+            "y": data.ArrayLayout(signed(width), lanes),
+            "mask": data.ArrayLayout(1, lanes),
+            "n_valid": range(lanes + 1),
+            "last": 1,
+        })
+        members = {
+            "i": In(stream.Signature(self._in_layout)),
+            "o": Out(stream.Signature(self._out_layout)),
+            "rng": Out(RngSignature(lanes)),
+            "op": In(PostOp),
+            "shift": In(SHIFT_BITS),
+            "rounding": In(1),
+            "relu_en": In(1),
+            "busy": Out(1),
+            "sat_req": Out(SAT_COUNT_WIDTH),
+            "sat_sgd": Out(SAT_COUNT_WIDTH),
+            "sat_clr": In(1),
+        }
+        if multipliers:
+            members["lr_mul"] = In(width)
+            members["wd_mul"] = In(width)
+        super().__init__(members)
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def acc_width(self):
+        return self._acc_width
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def multipliers(self):
+        return self._multipliers
+
+    @property
+    def in_layout(self):
+        """The input payload's :class:`~amaranth.lib.data.StructLayout`."""
+        return self._in_layout
+
+    @property
+    def out_layout(self):
+        """The output payload's :class:`~amaranth.lib.data.StructLayout`."""
+        return self._out_layout
+
+    def elaborate(self, platform):
+        m = Module()
+        L, W, AW = self._lanes, self._width, self._acc_width
+        lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
+        pipe = Pipeline(m, self.i, self.o)
+        p = self.i.payload
+
+        is_req, is_relub, is_sgd = (self.op == PostOp.REQ), (self.op == PostOp.RELUB), \
+            (self.op == PostOp.SGD)
+        stochastic = Signal(name="stochastic")
+        m.d.comb += stochastic.eq(self.rounding & (is_req | is_sgd))
+        m.d.comb += self.rng.advance.eq(Mux(pipe.take & stochastic, lane_mask(p.n_valid, L), 0))
+
+        # |lr_mul·a + wd_mul·w| < 2**(AW-1)·2**W + 2**(W-1)·2**W ≤ 2**(AW+W) (AW ≥ 2·W).
+        p_shape = signed(AW + W + 1) if self._multipliers else signed(AW)
+        step_w = W + 2
+        masks = rounding_masks(m, self.shift, p_shape, step_w, "shift")
+        smin, smax = -(1 << (step_w - 1)), (1 << (step_w - 1)) - 1
+        split = min(W + 1, AW - 1)          # a's low part: an unsigned multiplier operand
+
+        # The multipliers' static operands, registered (they feed the DSP blocks directly).
+        mul_a = Signal(W + 1, name="mul_a")
+        mul_w = Signal(W, name="mul_w")
+        if self._multipliers:
+            m.d.sync += [mul_a.eq(Mux(is_sgd, self.lr_mul, 1)),
+                         mul_w.eq(Mux(is_sgd, self.wd_mul, 0))]
+
+        # Stage 1: the operands, registered, and the rounding addend from the lane's draw.
+        s1 = pipe.stage("s1", self.i.valid, p.n_valid, p.last)
+        s1_a = [pipe.reg(f"s1_a_{i}", signed(AW), p.a[i]) for i in range(L)]
+        s1_w = [pipe.reg(f"s1_w_{i}", signed(W), p.w[i]) for i in range(L)]
+        s1_add = [pipe.reg(f"s1_add_{i}", len(masks.low),
+                           rounding_addend(stochastic, self.rng.draws[i], masks))
+                  for i in range(L)]
+        s1_mask = pipe.reg("s1_mask", L, p.mask.as_value())
+
+        # Stage 2: the products, a DSP block each: a's low and high parts times m_a, w times m_w
+        # (m_a, m_w = lr_mul, wd_mul for SGD; 1, 0 otherwise).
+        s2 = pipe.stage("s2", *s1)
+        s2_lo, s2_hi, s2_pw = [], [], []
+        for i in range(L):
+            a_lo, a_hi = s1_a[i][:split], s1_a[i][split:].as_signed()
+            if self._multipliers:
+                s2_lo.append(pipe.reg(f"s2_plo_{i}", unsigned(split + W + 1), a_lo * mul_a))
+                s2_hi.append(pipe.reg(f"s2_phi_{i}", signed(AW - split + W + 2), a_hi * mul_a))
+                s2_pw.append(pipe.reg(f"s2_pw_{i}", signed(2 * W + 1), s1_w[i] * mul_w))
+            else:
+                s2_lo.append(pipe.reg(f"s2_plo_{i}", unsigned(split), a_lo))
+                s2_hi.append(pipe.reg(f"s2_phi_{i}", signed(AW - split), a_hi))
+                s2_pw.append(0)
+        s2_w = [pipe.reg(f"s2_w_{i}", signed(W), s1_w[i]) for i in range(L)]
+        s2_add = [pipe.reg(f"s2_add_{i}", len(masks.low), s1_add[i]) for i in range(L)]
+        s2_mask = pipe.reg("s2_mask", L, s1_mask)
+
+        # Stage 3: two partial sums, side by side: low product + addend, high product + w's.
+        s3 = pipe.stage("s3", *s2)
+        s3_u = [pipe.reg(f"s3_u_{i}", signed(masks.sum_width), s2_lo[i] + s2_add[i])
+                for i in range(L)]
+        s3_v = [pipe.reg(f"s3_v_{i}", signed(masks.sum_width),
+                         (s2_hi[i] << split) + s2_pw[i]) for i in range(L)]
+        s3_w = [pipe.reg(f"s3_w_{i}", signed(W), s2_w[i]) for i in range(L)]
+        s3_mask = pipe.reg("s3_mask", L, s2_mask)
+
+        # Stage 4: the sum lr_mul·a + wd_mul·w + addend.
+        s4 = pipe.stage("s4", *s3)
+        s4_sum = [pipe.reg(f"s4_sum_{i}", signed(masks.sum_width), s3_u[i] + s3_v[i])
+                  for i in range(L)]
+        s4_w = [pipe.reg(f"s4_w_{i}", signed(W), s3_w[i]) for i in range(L)]
+        s4_mask = pipe.reg("s4_mask", L, s3_mask)
+
+        # Stage 5: the coarse shift (by 8·(shift // 8), 25 bits kept), whether the sum's bits above
+        # the kept ones all equal its sign, and whether it is a nearest-even tie.
+        s5 = pipe.stage("s5", *s4)
+        coarse_amount = Cat(Const(0, 3), masks.shift[3:])
+        keep = step_w + 7
+        above = Signal(masks.sum_width, name="coarse_above")    # bits >= 8·(shift // 8) + keep
+        with m.Switch(masks.shift[3:]):
+            for h in range(1 << (SHIFT_BITS - 3)):
+                with m.Case(h):
+                    first = min(8 * h + keep, masks.sum_width)
+                    m.d.sync += above.eq(((1 << masks.sum_width) - 1) >> first << first)
+        s5_q, s5_above, s5_sign = [], [], []
+        for i in range(L):
+            total = s4_sum[i]
+            sign = total[-1]
+            coarse = shift_right_bits(m, total, coarse_amount, keep, f"coarse_{i}")
+            s5_q.append(pipe.reg(f"s5_q_{i}", signed(keep), coarse.as_signed()))
+            s5_above.append(pipe.reg(f"s5_above_{i}", 1,
+                                     ((total ^ sign.replicate(len(total))) & above).any()))
+            s5_sign.append(pipe.reg(f"s5_sign_{i}", 1, sign))
+        s5_tie = pipe.reg("s5_tie", L, Cat(*[tie(s4_sum[i], stochastic, masks) for i in range(L)]))
+        s5_w = [pipe.reg(f"s5_w_{i}", signed(W), s4_w[i]) for i in range(L)]
+        s5_mask = pipe.reg("s5_mask", L, s4_mask)
+
+        # Stage 6: the fine shift (by shift % 8), the tie correction, clamped to width + 2 bits:
+        # the quotient fits when the kept bits from (shift % 8) + width + 1 up and the bits above
+        # them all equal the sign.
+        s6 = pipe.stage("s6", *s5)
+        top = Signal(keep, name="fine_top")             # kept bits >= shift % 8 + step_w - 1
+        with m.Switch(masks.shift[:3]):
+            for f in range(8):
+                with m.Case(f):
+                    m.d.sync += top.eq(((1 << keep) - 1) >> (f + step_w - 1) << (f + step_w - 1))
+        s6_step = []
+        for i in range(L):
+            q = shift_right_bits(m, s5_q[i], masks.shift[:3], step_w, f"fine_{i}").as_signed()
+            sign = s5_sign[i]
+            fits = ~s5_above[i] & ~((s5_q[i] ^ sign.replicate(keep)) & top).any()
+            s6_step.append(pipe.reg(f"s6_step_{i}", signed(step_w),
+                                    Mux(fits, clear_lsb(q, s5_tie[i]), Mux(sign, smin, smax))))
+        s6_w = [pipe.reg(f"s6_w_{i}", signed(W), s5_w[i]) for i in range(L)]
+        s6_mask = pipe.reg("s6_mask", L, s5_mask)
+
+        # Stage 7 (output register): w − step (SGD) or step (REQ), saturated; ReLU and mask; or
+        # the RELUB gate.
+        s6_valid, s6_n, s6_last = s6
+        pipe.output(s6_valid, s6_n, s6_last)
+        assert pipe.latency == self.LATENCY
+        o_sat = Signal(L, name="o_sat")
+        for i in range(L):
+            lane_valid = s6_n > i
+            d = Signal(signed(step_w + 1), name=f"s7_d_{i}")
+            m.d.comb += d.eq(Mux(is_sgd, s6_w[i] - s6_step[i], s6_step[i]))
+            high = d[W - 1:]                             # fits in W bits iff these bits agree
+            fits = (high == 0) | (high == (1 << len(high)) - 1)
+            y = Mux(fits, d[:W].as_signed(), Mux(d[-1], lo, hi))
+            # the lane's result: y, or w (SGD's padding, RELUB's kept gradient), or 0
+            pass_w = Mux(is_sgd, ~lane_valid, is_relub & s6_mask[i])
+            zero = Mux(is_sgd, 0, ~lane_valid | (is_relub & ~s6_mask[i]) |
+                       (self.relu_en & d[-1]))
+            with m.If(pipe.en):
+                m.d.sync += [
+                    self.o.payload.y[i].eq(Mux(zero, 0, Mux(pass_w, s6_w[i], y))),
+                    self.o.payload.mask[i].eq(lane_valid & Mux(is_relub, s6_mask[i],
+                                                                fits & ~(self.relu_en & (y <= 0)))),
+                    o_sat[i].eq(lane_valid & ~is_relub & ~fits),
+                ]
+
+        m.d.comb += self.busy.eq(pipe.busy)
+        leave = self.o.valid & self.o.ready
+        n_sat = popcount(m, o_sat, "o_sat_count")
+        count_saturations(m, self.sat_req, self.sat_clr, leave & is_req, n_sat)
+        count_saturations(m, self.sat_sgd, self.sat_clr, leave & is_sgd, n_sat)
+        return m
