@@ -40,9 +40,9 @@ def test_carve_out_stratified_disjoint(tmp_path):
            for name in ("labeled", "validation", "unlabeled", "test")}
     assert sum(len(v) for v in ids.values()) == 300
     assert set().union(*ids.values()) == set(range(300))
-    # ceil(0.3 · 300) = 90 test, ceil(0.2 · 210) = 42 labeled, ceil(0.25 · 42) = 11 of them
+    # ceil(0.3 · 300) = 90 test, ceil(0.2 · 210) = 42 labeled, ceil(0.15 · 42) = 7 of them
     # the validation set, every class in it (stratified)
-    assert (len(d.test), len(d.labeled), len(d.validation)) == (90, 31, 11)
+    assert (len(d.test), len(d.labeled), len(d.validation)) == (90, 35, 7)
     assert set(d.validation.y.tolist()) == {0, 1, 2}
     # seeded: the same seed carves the same samples, another seed others
     again = prepare_data(path, seed=3, labeled_fraction=0.2)
@@ -119,7 +119,7 @@ def test_weak_teacher_refused_supervised_delivered(data, monkeypatch, tmp_path, 
 def test_strong_teacher_ssl_delivered(data):
     """The default teacher on digits beats a supervised student of 1 % of its schedule; the
     SSL student (its labels, the same 1 %) beats it on validation and is delivered (measured:
-    teacher 27, supervised 12, SSL 18 of 32; test 61.9 % against 43.1 % — golden trainer,
+    teacher 17, supervised 8, SSL 12 of 19; test 68.9 % against 48.1 % — golden trainer,
     seed 1)."""
     d = prepare_data(seed=1)
     res = run_pipeline(d, recipe=DEFAULT_RECIPE.scaled(0.01), students="trainer",
@@ -165,9 +165,11 @@ def test_too_few_labels_to_carve(tmp_path):
                                          r"validation set out of them and keep a sample of each "
                                          r"of the 3 classes to train on"):
         prepare_data(path, labeled_fraction=0.05)
-    # a class with two labeled samples gives one to the validation set, keeps one
+    # 5 labeled samples (2, 2 and 1 per class), 90 % asked: the classes with two give one each
+    # to the validation set and keep one, the class with one keeps it
     d = prepare_data(path, labeled_fraction=0.1, validation_fraction=0.9)
-    assert sorted(d.labeled.y.tolist()) == [0, 1, 2] and len(d.validation) == 3
+    assert sorted(d.labeled.y.tolist()) == [0, 1, 2]
+    assert sorted(d.validation.y.tolist()) == [0, 1]
 
 
 def test_gate_option_type(data):

@@ -46,13 +46,20 @@ def test_command_on_digits(tmp_path, capsys):
     assert res["total_cycles"] == sum(p["cycles"] for p in res["phases"]) > 0
     assert res["wall_seconds"] > 0
     # golden.data.stratified_indices picks ceil(fraction · N): 30 % of the digits for the test
-    # set, --labeled-fraction (10 %) of the rest labeled, the remainder the unlabeled stream
+    # set, --labeled-fraction (10 %) of the rest labeled, the remainder the unlabeled stream;
+    # 15 % of the labeled samples carved out as the validation set (issue 31)
     n = len(load_digits().y)
     test = math.ceil(0.3 * n)
     labeled = math.ceil(0.1 * (n - test))
-    assert (res["labeled"], res["unlabeled"], res["test"]) == (labeled, n - test - labeled, test)
-    assert [p["phase"] for p in res["phases"]] == ["teacher", "label+select", "student-train",
-                                                   "finetune", "supervised", "float32"]
+    val = math.ceil(0.15 * labeled)
+    assert (res["labeled"], res["validation"], res["unlabeled"], res["test"]) == (
+        labeled - val, val, n - test - labeled, test)
+    # the supervised student first, then the gate, the SSL student and the choice (issue 31)
+    assert [p["phase"] for p in res["phases"]] == ["teacher", "supervised", "gate",
+                                                   "label+select", "student-train", "finetune",
+                                                   "choice", "float32"]
+    assert res["gate"]["passed"] and res["delivered"] in ("ssl", "supervised")
+    assert res["delivered_student_accuracy"] == res[f"{res['delivered']}_student_accuracy"]
     # a class-balanced selection of at most K per class, pseudo-labels mostly right
     assert max(res["class_counts"]) <= 100 and res["selected"] == sum(res["class_counts"])
     assert res["teacher_accuracy"] > 0.8 and res["pseudo_label_precision"] > 0.8

@@ -171,7 +171,7 @@ class _Untouchable:
 
 @pytest.mark.parametrize("options, message", [
     (dict(k=20000), r"^Selector K = 20000 needs 400010 words .*; main memory after the "
-                    r"teacher's weights and programs holds \d+ and at most K = 12841 here$"),
+                    r"teacher's weights and programs holds \d+ and at most K = 12791 here$"),
     (dict(k=20000, teacher_on_device=True), r"Selector K = 20000 needs 400010 words"),
     (dict(p=11), r"^Selector P must not exceed the number of classes \(10\), not 11$"),
     (dict(seed=2**32), r"^Seed must be in 0\.\.4294967295 \(the SEED instruction's 32 bits\), "
@@ -181,11 +181,11 @@ class _Untouchable:
     (dict(kd_top=2), r"^kd_top=2 has no effect without kd=True$"),
     (dict(guard_samples=10), r"^guard_samples=10 has no effect without guard_margin$"),
     (dict(guard_margin=0.05, guard_samples=1000),
-     r"^Guard validation samples must be at most the 32 validation samples, not 1000$"),
+     r"^Guard validation samples must be at most the 19 validation samples, not 1000$"),
     (dict(kd=True, temperature=1e9), r"[Tt]emperature"),
     (dict(backend="nonesuch", device=None), r"^Unknown backend 'nonesuch'"),
     (dict(standalone=True, k=4000), r"^The standalone image: The standalone image's tables hold "
-                                    r"at most 32767 slots and samples, not 40094$"),
+                                    r"at most 32767 slots and samples, not 40107$"),
     (dict(standalone=True, k=1000), r"^The standalone image: Main memory is too small"),
 ])
 def test_api_refuses_before_the_run(data, options, message):
@@ -217,8 +217,8 @@ def test_api_p_and_seed_of_the_helpers():
 def test_options_resolved_defaults(data):
     """Valid options behave as before: the defaults resolve to the values they had."""
     o = Options(kd=True, guard_margin=0.05).check_for(data)
-    # the guard's slice: all of the validation set (32 samples) when it has fewer than 64
-    assert (o.temperature, o.kd_top, o.guard_samples) == (1.0, 3, 32)
+    # the guard's slice: all of the validation set (19 samples) when it has fewer than 64
+    assert (o.temperature, o.kd_top, o.guard_samples) == (1.0, 3, 19)
     assert o.soc == soc_for(10)
     o = Options().check_for(data)
     assert (o.temperature, o.kd_top, o.guard_samples) == (None, None, None)

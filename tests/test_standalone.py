@@ -67,7 +67,7 @@ def both(device, soc, teacher, data, recipe, guard=None, t_sizes=T_SIZES, s_size
     return s, h
 
 
-@pytest.mark.parametrize("guard", [None, (0.05, 32)])
+@pytest.mark.parametrize("guard", [None, (0.05, 19)])
 def test_standalone_equals_host_driven(data, teacher, guard):
     soc = soc_for(10)
     s, h = both(GoldenDevice(soc), soc, teacher, data, DEFAULT_RECIPE.scaled(0.01), guard)
@@ -96,7 +96,7 @@ def test_standalone_gate_refuses_weak_teacher(data):
 def test_standalone_guard_rolls_back(data, teacher):
     soc = soc_for(10)
     recipe = replace(DEFAULT_RECIPE.scaled(0.02), finetune_schedule=((20, 2.0**2),))
-    s, h = both(GoldenDevice(soc), soc, teacher, data, recipe, (0.05, 32))
+    s, h = both(GoldenDevice(soc), soc, teacher, data, recipe, (0.05, 19))
     assert s["rolled_back"] == ["finetune"]
     train, fine = h["guard_events"]
     assert not train["rolled_back"] and fine["after"] < fine["before"] - 0.05
@@ -199,7 +199,7 @@ def test_small_soc_every_backend():
 @pytest.mark.slow
 def test_full_recipe_golden(data, teacher):
     soc = soc_for(10)
-    s, _ = both(GoldenDevice(soc), soc, teacher, data, DEFAULT_RECIPE, (0.05, 32))
+    s, _ = both(GoldenDevice(soc), soc, teacher, data, DEFAULT_RECIPE, (0.05, 19))
     assert s["rolled_back"] == []
 
 
@@ -216,10 +216,10 @@ def test_rtl_sim_default_soc(data, teacher, scale):
     dev = RtlSimDevice(soc)
     try:
         V = data.validation
-        s, _ = both(dev, soc, teacher, data, recipe, (0.05, 32))
+        s, _ = both(dev, soc, teacher, data, recipe, (0.05, 19))
         g = run_standalone(GoldenDevice(soc), teacher, T_SIZES, S_SIZES, 0, data.unlabeled.X,
                            data.labeled.X, data.labeled.y, recipe, validation=(V.X, V.y),
-                           guard=(0.05, 32))
+                           guard=(0.05, 19))
         assert s["cycles"] == g["cycles"]
         if scale == 1.0:
             assert s["rolled_back"] == []      # as on golden (test_full_recipe_golden)
