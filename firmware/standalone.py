@@ -96,10 +96,15 @@ def delivers_ssl(ssl_correct, supervised_correct):
                                                 and TIE_DELIVERS == "ssl")
 
 
-#: The supervised-only student's schedule runs as fits of at most this many steps, each from
-#: the start of the same batch order (:func:`supervised_fits`): the image holds one period's
-#: order (16 000 words at batch 32) instead of the whole schedule's.
-SUPERVISED_PERIOD = 500
+def _runs(items):
+    """``[(item, count)]``: consecutive equal items of ``items`` counted."""
+    out = []
+    for x in items:
+        if out and out[-1][0] == x:
+            out[-1] = (x, out[-1][1] + 1)
+        else:
+            out.append((x, 1))
+    return out
 
 
 def _slot_source(per_class, k, n_labeled):
@@ -258,7 +263,8 @@ class StandaloneImage:
         the guard on its first samples.
     supervised_schedule : sequence of (steps, lr)
         The supervised-only student's SGD on L, run first as the fits of
-        :func:`supervised_fits` (each from the start of one batch order).
+        :func:`supervised_fits` of at most the finetune's step count, each drawing the
+        finetune's batch order from its start (the image stores no other).
     guard : (margin, samples), optional
         The divergence guard around both phases of the SSL student: validation on the first
         ``samples`` of the validation set, counted by ``valacc``; a phase that loses more than
@@ -309,11 +315,13 @@ class StandaloneImage:
                              f"slots and samples, not {max(S, nU)}")
         n_s = sum(s for s, _ in student_schedule)
         n_f = sum(s for s, _ in finetune_schedule)
-        self.sup_fits = supervised_fits(supervised_schedule)
-        n_p = max((sum(s for s, _ in f) for f in self.sup_fits), default=0)
+        if n_f < 1:
+            raise ValueError("The standalone image needs a finetune of at least one step (the "
+                             "supervised student's batch order is the finetune's)")
+        self.sup_fits = supervised_fits(supervised_schedule, n_f)
         order = [batch_order(S, B, n_s, seed).numpy().ravel(),
-                 batch_order(nL, B, n_f, seed).numpy().ravel() + C * K,
-                 batch_order(nL, B, n_p, seed).numpy().ravel() + C * K]
+                 batch_order(nL, B, n_f, seed).numpy().ravel() + C * K]
+        self._sup_order = n_s * B                 # words into the order: the finetune's
         self.n_labeled, self.n_validation, self.k, self.C = nL, yv.size, K, C
         schedules = (student_schedule, finetune_schedule)
         lay = self._plan(nU, nL, [o.size for o in order], schedules, chunk_steps)
@@ -378,7 +386,6 @@ class StandaloneImage:
         lay.add("sel", -(-sel_words // Lw) * Lw)
         lay.add("wsel", 2 * lay.regions["sel"].words)
         lay.add("order", order_words[0] + order_words[1])
-        lay.add("sorder", max(1, order_words[2]))
         wwords = sum(r.words for r in self._weight_regions())
         for name in ("init", "sup", "ssl"):
             lay.add(name, wwords)
@@ -398,7 +405,7 @@ class StandaloneImage:
             lay.add("valout", scm.validation_words(-(-g.samples // B)))
         V = lay.regions["vars"].addr
         self._var = dict(ret=V, ordptr=V + 2, count=V + 4, ck=V + 6, rolled=V + 8,
-                         flags=V + 10, supck=V + 12, tck=V + 14, sslck=V + 16)
+                         flags=V + 10, supck=V + 12, tck=V + 14, sslck=V + 16, fits=V + 18)
         return lay
 
     def _weight_regions(self):
@@ -421,8 +428,16 @@ class StandaloneImage:
             p.stw(rt=_TMP, rs=0, imm=var[name])
         # the supervised-only student, from the initial weights
         ctl.call(self._seed_prog)
-        for fit in self.sup_fits:
-            self._emit_fit(ctl, R, fit, R["sorder"].addr, chunk_steps)
+        for fit, repeat in _runs(self.sup_fits):              # a loop per run of equal fits
+            loop = ctl.loop_label("fits", advance=False) + "_"
+            p.seti(rd=_TMP, imm=repeat)
+            p.stw(rt=_TMP, rs=0, imm=var["fits"])
+            p.label(loop)
+            self._emit_fit(ctl, R, fit, R["order"].addr + self._sup_order, chunk_steps)
+            p.ldw(rd=_TMP, rs=0, imm=var["fits"])
+            p.addi(rd=_TMP, rs=_TMP, imm=-1)
+            p.stw(rt=_TMP, rs=0, imm=var["fits"])
+            p.br(cond=Cond.NE, rs1=_TMP, rs2=0, target=loop)
         self._save(ctl, R["sup"].addr)
         self._count(ctl, R, scm, "sval", "supck")
         # the gate: the teacher's labels unless it counts more than GATE_SLACK fewer correct
@@ -687,9 +702,7 @@ class StandaloneImage:
             tab[C * K + i] = (addr_of(R["L"].addr, i), onehot + yl[i] * C)
         w.append((R["slots"].addr, _words32(tab.ravel())))
         w.append((onehot, np.eye(C, dtype=np.int64).ravel() * scm.desc.formats.prob.scale))
-        w.append((R["order"].addr, np.concatenate(order[:2])))
-        if order[2].size:
-            w.append((R["sorder"].addr, order[2]))
+        w.append((R["order"].addr, np.concatenate(order)))
         if self.guard is not None:
             w.append((R["valout"].addr, scm.pack_validation(labels(self.guard[1]))))
         return w
@@ -774,10 +787,12 @@ class AccessCounter(DeviceWrapper):
         return sum(1 for e in self.log[idx[0]:idx[-1] + 1] if e[0] != "run")
 
 
-def supervised_fits(schedule, period=SUPERVISED_PERIOD):
+def supervised_fits(schedule, period):
     """The supervised-only student's schedule as fits of at most ``period`` steps (each a
-    schedule of one ``(steps, lr)``): each fit draws its batch order afresh from the seed, as
-    :meth:`firmware.MLP.fit` does, so the image stores one period's order."""
+    schedule of one ``(steps, lr)``): each fit draws its batch order afresh from the seed over
+    L, as :meth:`firmware.MLP.fit` does, which is a prefix of the finetune's order when
+    ``period`` is the finetune's step count: the image stores no order for the supervised
+    student (the whole schedule's would be 128 000 words, main memory has 262 144)."""
     fits = []
     for steps, lr in schedule:
         while steps > 0:
@@ -825,7 +840,8 @@ def run_host_driven(acc, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y,
     from .guard import DivergenceGuard
     V_X, V_y = validation
     sup = acc.mlp(s_sizes, batch=recipe.batch, seed=seed, validate=True)
-    for fit in supervised_fits(recipe.supervised_schedule):
+    for fit in supervised_fits(recipe.supervised_schedule,
+                               sum(s for s, _ in recipe.finetune_schedule)):
         sup.fit(L_X, L_y, schedule=fit)
     sup_ck = sup.count_correct(V_X, V_y)
     teacher = acc.mlp(t_sizes, batch=recipe.batch, seed=seed, train=False, select=True,
