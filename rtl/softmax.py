@@ -66,6 +66,20 @@ def _saturate(value, width):
     return Mux(fits, value[:width], Mux(value[-1], lo, hi))
 
 
+def _saturate_inc(q, up, width):
+    """``q + up`` (``up`` one bit) clamped to the ``width``-bit signed range, without the wide
+    sum: when ``q`` fits, ``q + up`` is its low bits plus ``up`` (a ``width``-bit increment),
+    clamped at the top when ``q`` is already the largest value; when it does not, ``q + up``
+    cannot fit either (below the range ``q + 1`` is at most the smallest value), so the clamp
+    follows ``q``'s sign."""
+    top = q[width - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    low = q[:width].as_signed()
+    inc = Mux(up & (low == hi), hi, low + up)
+    return Mux(fits, inc, Mux(q[-1], lo, hi))
+
+
 class SoftmaxUnit(wiring.Component):
     """Softmax with temperature, or the softmax cross-entropy gradient, of a stream of samples.
 
@@ -329,7 +343,7 @@ class SoftmaxUnit(wiring.Component):
                 diff.eq(o_prod - o_tsh),                                          # stage 2
                 out_q.eq(floor_q),                                                # stage 3
                 out_up.eq(round_up),
-                self.o_result.payload.value.eq(_saturate(out_q + out_up, width)),  # stage 4
+                self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 4
                 self.o_result.valid.eq(o_valid[-1]),
                 self.o_result.payload.last.eq(o_last[-1]),
             ]
