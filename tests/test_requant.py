@@ -189,8 +189,7 @@ def test_random_operations_extremes():
 def test_random_operations_more_seeds(seed):
     g, rnd = torch.Generator().manual_seed(seed), random.Random(seed)
     run_cases([random_case(g, rnd) for _ in range(120)], seed=seed, rng_seed=seed,
-              p_valid=rnd.choice([0.3, 0.8, 1.0]), p_ready=rnd.choice([0.3, 0.7, 1.0]),
-              bias=bias)
+              p_valid=rnd.choice([0.3, 0.8, 1.0]), p_ready=rnd.choice([0.3, 0.7, 1.0]))
 
 
 # --- edge cases -------------------------------------------------------------------------------
