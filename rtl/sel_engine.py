@@ -46,7 +46,7 @@ class SelEngine(wiring.Component):
     cycle while it has one: a class's count word and its records' words as they leave the
     selector's output FIFO, an empty class's count word once a later class's record (or the
     read-out's end) shows it empty. It is busy until the last write is acknowledged:
-    :func:`golden.machine.selout_last_write` ``+ latency`` cycles (``words + 5 + latency`` with
+    :func:`golden.machine.selout_last_write` ``+ latency`` cycles (``words + 4 + latency`` with
     no empty class).
 
     Parameters

@@ -59,8 +59,8 @@ class TopKSelector(wiring.Component):
 
     Storage. One block RAM holds each class's sorted list, ``word_slots`` entries per word
     (``W``; rank ``r`` of class ``c`` in word ``c·⌈k/W⌉ + ⌊r/W⌋``, slot ``r mod W``), read with
-    three registers (address, output, and one more: :data:`spec.selection.READ_CYCLES`) and
-    written a slot or a word at a time from registers. A slot holds its
+    two registers (address, output: :data:`spec.selection.READ_CYCLES`) and written a slot or
+    a word at a time from registers. A slot holds its
     entry as a sort key (the score with its sign bit flipped, above the inverted id), so that
     the ranking rule is one unsigned comparison of two keys; the read-out decodes it. Two small
     ``classes``-word memories (distributed RAM) hold each class's entry count and its *last* key
@@ -73,11 +73,11 @@ class TopKSelector(wiring.Component):
     is rejected if the class is full and appended at rank ``n`` otherwise, as is the first entry
     of a class (two cycles in all, :data:`spec.selection.INSERT_SETUP`). Otherwise it shifts
     the list by one rank from its new last rank ``min(n, k − 1)`` down to the entry's rank, a
-    word per cycle: it reads the words from the top one down, one per cycle; three cycles after a
+    word per cycle: it reads the words from the top one down, one per cycle; two cycles after a
     word's read it compares the entry with the word's ``W`` slots at once, and writes the word
     above (whose lowest slot takes this word's highest if the entry beats it, else the entry);
     the first word whose lowest slot the entry does not beat (or word 0) is the last, written a
-    cycle later. A shift over ``w`` words takes ``w + 5`` cycles
+    cycle later. A shift over ``w`` words takes ``w + 4`` cycles
     (:meth:`golden.selection.StreamingSelector.entry_cycles`); the last key changes only when a
     full class drops its last entry. ``draining`` is high while the queue holds an entry or the
     inserter works on one. Sample ids must be unique within a class.
@@ -195,8 +195,8 @@ class TopKSelector(wiring.Component):
         def slot(word, j):
             return word[j * kw:(j + 1) * kw]
 
-        # The slots: one block RAM, written by the inserter, read (registered three times) by the
-        # inserter and the read-out through two registers, `q0` and `q`.
+        # The slots: one block RAM, written by the inserter, read (registered twice) by the
+        # inserter and the read-out; `q` is the output register.
         m.submodules.slots = slots = Memory(shape=unsigned(W * kw), depth=classes * kwords,
                                             init=[])
         s_wr = slots.write_port(granularity=kw)
@@ -207,8 +207,7 @@ class TopKSelector(wiring.Component):
         # cycle after the inserter forms it.
         rd_addr = Signal(aw)
         wq_addr, wq_data, wq_en = Signal(aw), Signal(W * kw), Signal(W)
-        q0 = Signal(W * kw)        # the block RAM's output, registered
-        m.d.sync += [q0.eq(s_rd.data), q.eq(q0), wq_en.eq(0)]
+        m.d.sync += [q.eq(s_rd.data), wq_en.eq(0)]
         m.d.comb += [s_rd.en.eq(1), s_rd.addr.eq(rd_addr),
                      s_wr.addr.eq(wq_addr), s_wr.data.eq(wq_data), s_wr.en.eq(wq_en)]
         # Per class: its count and its last key (distributed RAM, 2^class_width words).
@@ -239,29 +238,28 @@ class TopKSelector(wiring.Component):
             last_rd.addr.eq(head.cls),
         ]
 
-        # The read-out pipeline: a read issued (v1), its word in q0 (v2), in q (v3: a slot to the
-        # FIFO).
+        # The read-out pipeline: a read issued (v1), its word in q (v2: a slot to the FIFO).
         layout = record_layout(cfg)
         meta = data.StructLayout({"cls": unsigned(cfg.class_width),
                                   "rank": unsigned((k - 1).bit_length()),
                                   "count": unsigned(cfg.count_width), "last": unsigned(1)})
         m.submodules.out_fifo = out = SyncFIFO(width=layout.size, depth=READOUT_FIFO_DEPTH)
-        v1, v2, v3 = Signal(), Signal(), Signal()
-        m1, m2, m3 = Signal(meta), Signal(meta), Signal(meta)
+        v1, v2 = Signal(), Signal()
+        m1, m2 = Signal(meta), Signal(meta)
         ro_issue = Signal()
-        m.d.sync += [v1.eq(ro_issue), v2.eq(v1), v3.eq(v2), m2.eq(m1), m3.eq(m2)]
+        m.d.sync += [v1.eq(ro_issue), v2.eq(v1), m2.eq(m1)]
         ro_key = Signal(kw)
-        m.d.comb += ro_key.eq(q.word_select(m3.rank[:lw], kw) if lw else q)
+        m.d.comb += ro_key.eq(q.word_select(m2.rank[:lw], kw) if lw else q)
         record = Signal(layout)
         m.d.comb += [
             record.id.eq(~ro_key[:iw]),
             record.score.eq((ro_key[iw:] ^ (1 << (sw - 1))).as_signed()),
-            record.cls.eq(m3.cls),
-            record.rank.eq(m3.rank),
-            record.count.eq(m3.count),
-            record.last.eq(m3.last),
+            record.cls.eq(m2.cls),
+            record.rank.eq(m2.rank),
+            record.count.eq(m2.count),
+            record.last.eq(m2.last),
             out.w_data.eq(record),
-            out.w_en.eq(v3),
+            out.w_en.eq(v2),
             self.o_record.valid.eq(out.r_rdy),
             self.o_record.payload.eq(out.r_data),
             out.r_en.eq(self.o_record.ready),
@@ -270,7 +268,7 @@ class TopKSelector(wiring.Component):
         clearing, reading, inserting = Signal(), Signal(), Signal()
         ro_req, ro_stb, clear = Signal(), Signal(), Signal()
         m.d.comb += [
-            self.busy.eq(clearing | reading | ro_req | v1 | v2 | v3 | out.r_rdy),
+            self.busy.eq(clearing | reading | ro_req | v1 | v2 | out.r_rdy),
             self.draining.eq((queue.level != 0) | inserting),
             self.i_entry.ready.eq(queue.w_rdy & ~clearing & ~reading & ~ro_req &
                                   ~self.clear_stb & ~self.readout_stb),
@@ -288,7 +286,7 @@ class TopKSelector(wiring.Component):
         top_index = Signal(range(kwords))                        # its word within the class
         # Shift registers: reads still to issue, the word in q, the word waiting to be written.
         rd_left = Signal(range(kwords))
-        cmp_addr, warm, at_top = Signal(aw), Signal(2), Signal()
+        cmp_addr, primed, at_top = Signal(aw), Signal(), Signal()
         # the previous step's word and compare (the word written in this step), its address
         q_prev, b_prev, pend_addr = Signal(W * kw), Signal(W), Signal(aw)
         pend_top, have_pend = Signal(), Signal()
@@ -378,7 +376,7 @@ class TopKSelector(wiring.Component):
                 with m.Else():
                     # the top word is read now (rd_addr)
                     m.d.sync += [rd_addr.eq(top_word - 1), rd_left.eq(top_index),
-                                 cmp_addr.eq(top_word), warm.eq(0), at_top.eq(1),
+                                 cmp_addr.eq(top_word), primed.eq(0), at_top.eq(1),
                                  have_pend.eq(0)]
                     m.next = "SHIFT"
                 to_clear()
@@ -386,9 +384,9 @@ class TopKSelector(wiring.Component):
                 m.d.comb += inserting.eq(1)
                 with m.If(rd_left != 0):
                     m.d.sync += [rd_addr.eq(rd_addr - 1), rd_left.eq(rd_left - 1)]
-                # the top word reaches q two cycles after SHIFT starts
-                m.d.sync += warm.eq(Cat(1, warm[0]))
-                with m.If(warm[1]):
+                # the top word reaches q a cycle after SHIFT starts
+                m.d.sync += primed.eq(1)
+                with m.If(primed):
                     m.d.comb += do_pend.eq(have_pend)
                     m.d.sync += [q_prev.eq(q), b_prev.eq(beaten), pend_addr.eq(cmp_addr),
                                  pend_top.eq(at_top), have_pend.eq(1), at_top.eq(0),
@@ -409,7 +407,7 @@ class TopKSelector(wiring.Component):
                     m.next = "IDLE"
             with m.State("READOUT"):
                 m.d.comb += reading.eq(1)
-                room = out.level + v1 + v2 + v3 < READOUT_FIFO_DEPTH
+                room = out.level + v1 + v2 < READOUT_FIFO_DEPTH
                 advance = Signal()
                 with m.If(ro_left == 0):
                     m.d.comb += advance.eq(1)

@@ -20,11 +20,11 @@ ID_WIDTH = 16
 #: Records the top-K selector's read-out holds (``rtl.topk``): its output FIFO's depth, which
 #: bounds the block-RAM reads in flight plus the records waiting (so ``o_record.ready`` reaches
 #: only the FIFO).
-READOUT_FIFO_DEPTH = 6
+READOUT_FIFO_DEPTH = 4
 
 #: Cycles from a block-RAM read of the top-K selector (``rtl.topk``) to its word in the register
-#: its logic reads: the address register, the block RAM's output register, one more register.
-READ_CYCLES = 3
+#: its logic reads: the address register, then the block RAM's output register.
+READ_CYCLES = 2
 
 #: Cycles the top-K selector's inserter spends on an entry it rejects or appends without a shift
 #: (``rtl.topk``: a cycle to take it from the queue and look up its class, a cycle to decide); an

@@ -187,8 +187,8 @@ def test_empty_and_persistent_selection():
     assert busy[5] == sel.classes + 1                          # SELCLR
     # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 6; the
     # inserter then takes 2 cycles for each of the 6 entries that start a class, are appended or
-    # rejected, and 6 for each of the last sample's 2 (a shift within one word)
-    assert busy[1] == (sel.classes - 1) * 4 + 6 + 6 * 2 + 2 * 6
+    # rejected, and 5 for each of the last sample's 2 (a shift within one word)
+    assert busy[1] == (sel.classes - 1) * 4 + 6 + 6 * 2 + 2 * 5
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class
     # first); each keeps its K = 2 best; then id 39 ties id 40 and wins by the lower id
     best = ((43, 32767), (40, 7))
@@ -199,17 +199,17 @@ def test_empty_and_persistent_selection():
 
 def test_selout_last_write():
     """SELOUT's cycle model by hand: with no empty class the writer never waits after its first
-    word, which comes 4 cycles later than the engine could write (the block-RAM read, its two
-    registers and the output FIFO), so the last of the ``W`` words is written at issue + W + 5;
+    word, which comes 3 cycles later than the engine could write (the block-RAM read, its output
+    register and the output FIFO), so the last of the ``W`` words is written at issue + W + 4;
     an empty class is written only once a later class's record (or the read-out's end) shows it
     was skipped."""
-    assert selout_last_write((3, 3, 3, 3), 2) == isa.sel_out_words(BASE.selector, [3] * 4) + 5
-    assert selout_last_write((100,) * 10, 2) == 10 + 2000 + 5
-    assert selout_last_write((5, 5), 3) == 2 + 30 + 5
+    assert selout_last_write((3, 3, 3, 3), 2) == isa.sel_out_words(BASE.selector, [3] * 4) + 4
+    assert selout_last_write((100,) * 10, 2) == 10 + 2000 + 4
+    assert selout_last_write((5, 5), 3) == 2 + 30 + 4
     assert selout_last_write((0, 0, 0), 2) == 2 + 3 + 2   # a skip per class, then 3 words
-    assert selout_last_write((0, 1), 2) == 10
+    assert selout_last_write((0, 1), 2) == 9
     # class 0 empty: the read-out skips it at issue + 2, reads class 1's record at + 3; the FIFO
-    # shows it at + 7 (class 0's word), then class 1's 3 words at + 8, 9, 10
+    # shows it at + 6 (class 0's word), then class 1's 3 words at + 7, 8, 9
 
 
 def test_storage_per_selected_sample():

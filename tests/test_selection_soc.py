@@ -128,7 +128,7 @@ def test_teacher_labeling_on_device():
         costs = [c for s in range(4 * chunk, 4 * chunk + 4)
                  for c in replay.push_costs(1001 + s, probs[s])]
         feeds += selfeed_cycles(costs, 4, C, sel.p)
-    assert m.counters["busy_sel"] == (C + 1 + feeds + isa.sel_out_words(sel, want.counts) + 5
+    assert m.counters["busy_sel"] == (C + 1 + feeds + isa.sel_out_words(sel, want.counts) + 4
                                       + TEACH.mem_latency)
 
 
