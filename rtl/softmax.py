@@ -93,13 +93,13 @@ class SoftmaxUnit(wiring.Component):
     the class's target. The unit processes one sample at a time in four phases:
 
     * *load*: one beat per cycle into a buffer, tracking the maximum; ``C`` cycles;
-    * *exp*: an 8-stage pipeline (read, ``u = max - z``, ``u·k``, round, table read, table data
-      register, shift, write and sum) computes one exponential per cycle into a second buffer
+    * *exp*: a 9-stage pipeline (read, read data register, ``u = max - z``, ``u·k``, round, table
+      read, table data register, shift, write and sum) computes one exponential per cycle into a second buffer
       and sums them; ``C + SOFTMAX_EXP_LATENCY`` cycles;
     * *div*: the reciprocal of the sum by restoring division, ``RECIP_STEP_BITS`` quotient bits per
       cycle; ``RECIP_CYCLES`` cycles;
-    * *out*: a 6-stage pipeline (read, ``e·R`` and target shift, difference, shift and rounding
-      bit, rounding increment and saturation, output register) produces one result per beat on
+    * *out*: a 7-stage pipeline (read, read data register, ``e·R`` and target shift, difference,
+      shift and rounding bit, rounding increment and saturation, output register) produces one result per beat on
       ``o_result``, ``last`` on the sample's final one; ``C + SOFTMAX_OUT_LATENCY`` cycles while
       ``o_result.ready`` stays high.
       The pipeline stalls whole while the output register is not taken, so back-pressure loses or
@@ -257,8 +257,9 @@ class SoftmaxUnit(wiring.Component):
                     state.eq(_State.EXP),
                 ]
 
-        # ---- exp: a pipeline, one element entering per cycle: 0 read z_j | 1 u = max - z | 2 u*k
-        # | 3 round to a | 4 table read | 5 table data register | 6 e | 7 write, sum
+        # ---- exp: a pipeline, one element entering per cycle: 0 read z_j | 1 z_j registered
+        # | 2 u = max - z | 3 u*k | 4 round to a | 5 table read | 6 table data register | 7 e
+        # | 8 write, sum
         step = Signal(range(max(cmax + SOFTMAX_EXP_LATENCY, RECIP_CYCLES)), name="step")
         in_exp = state == _State.EXP
         e_valid = [Signal(name=f"exp_valid_{i}") for i in range(1, SOFTMAX_EXP_LATENCY + 1)]
@@ -271,6 +272,7 @@ class SoftmaxUnit(wiring.Component):
         for i in range(1, SOFTMAX_EXP_LATENCY):
             m.d.sync += [e_valid[i].eq(e_valid[i - 1]), e_addr[i].eq(e_addr[i - 1])]
 
+        z_q = Signal(signed(width), name="exp_z")
         u = Signal(width, name="exp_u")
         prod = Signal(width + K_WIDTH, name="exp_prod")
         a = Signal(len(prod) + 1, name="exp_a")
@@ -281,17 +283,18 @@ class SoftmaxUnit(wiring.Component):
         total = Signal(sum_shape, name="exp_sum")
         a_int = a[EXP_INDEX_BITS:]
         m.d.sync += [
-            u.eq(z_max - zt_rd.data.logit),                                      # stage 1
-            prod.eq(u * k),                                                     # stage 2
-            a.eq(_rounded(m, prod, a_shift, "a_round")),                       # stage 3
-            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 4
-            rom_q.eq(rom_rd.data),                                              # stage 5
+            z_q.eq(zt_rd.data.logit),                                           # stage 1
+            u.eq(z_max - z_q),                                                  # stage 2
+            prod.eq(u * k),                                                     # stage 3
+            a.eq(_rounded(m, prod, a_shift, "a_round")),                       # stage 4
+            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 5
+            rom_q.eq(rom_rd.data),                                              # stage 6
             n_q.eq(n),
-            e_val.eq((rom_q + (Const(1, EXP_FRAC + 3) << n_q >> 1)) >> n_q),    # stage 6
+            e_val.eq((rom_q + (Const(1, EXP_FRAC + 3) << n_q >> 1)) >> n_q),    # stage 7
         ]
         m.d.comb += [
-            rom_rd.addr.eq(a[:EXP_INDEX_BITS]),                                 # stage 4
-            e_wr.addr.eq(e_addr[-1]),                                           # stage 7
+            rom_rd.addr.eq(a[:EXP_INDEX_BITS]),                                 # stage 5
+            e_wr.addr.eq(e_addr[-1]),                                           # stage 8
             e_wr.data.eq(e_val),
             e_wr.en.eq(e_valid[-1]),
         ]
@@ -315,13 +318,16 @@ class SoftmaxUnit(wiring.Component):
             quo_bits.insert(0, bit)
 
         # ---- out: a pipeline that stalls whole while the output register is not taken:
-        # 0 read e_j, t_j | 1 e*R, t << | 2 difference | 3 shift, round bit | 4 saturate -> output
+        # 0 read e_j, t_j | 1 e_j, t_j registered | 2 e*R, t << | 3 difference | 4 shift, round bit
+        # | 5 saturate -> output
         advance = Signal(name="out_advance")
         m.d.comb += advance.eq(~self.o_result.valid | self.o_result.ready)
         in_out = state == _State.OUT
         o_idx = Signal(range(cmax + 1), name="out_idx")
         o_valid = [Signal(name=f"out_valid_{i}") for i in range(1, SOFTMAX_OUT_LATENCY)]
         o_last = [Signal(name=f"out_last_{i}") for i in range(1, SOFTMAX_OUT_LATENCY)]
+        o_e = Signal(e_shape, name="out_e")
+        o_t = Signal(signed(width), name="out_t")
         o_prod = Signal(EXP_FRAC + 1 + RECIP_BITS, name="out_prod")
         o_tsh = Signal(signed(width + RECIP_SHIFT), name="out_target")
         diff = Signal(signed(len(o_tsh) + 1), name="out_diff")
@@ -338,12 +344,14 @@ class SoftmaxUnit(wiring.Component):
             m.d.sync += [
                 o_valid[0].eq(in_out & (o_idx < classes)),
                 o_last[0].eq(o_idx == classes - 1),
-                o_prod.eq(e_rd.data * quo[:RECIP_BITS]),                          # stage 1
-                o_tsh.eq(Mux(grad_mode, zt_rd.data.target << t_shift, 0)),
-                diff.eq(o_prod - o_tsh),                                          # stage 2
-                out_q.eq(floor_q),                                                # stage 3
+                o_e.eq(e_rd.data),                                                # stage 1
+                o_t.eq(zt_rd.data.target),
+                o_prod.eq(o_e * quo[:RECIP_BITS]),                                # stage 2
+                o_tsh.eq(Mux(grad_mode, o_t << t_shift, 0)),
+                diff.eq(o_prod - o_tsh),                                          # stage 3
+                out_q.eq(floor_q),                                                # stage 4
                 out_up.eq(round_up),
-                self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 4
+                self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 5
                 self.o_result.valid.eq(o_valid[-1]),
                 self.o_result.payload.last.eq(o_last[-1]),
             ]

@@ -57,9 +57,11 @@ RECIP_CYCLES = -(-RECIP_BITS // RECIP_STEP_BITS)
 
 #: Pipeline depths of :class:`rtl.softmax.SoftmaxUnit` beyond one element per cycle: its exp
 #: phase takes ``C + SOFTMAX_EXP_LATENCY`` cycles and its output phase ``C + SOFTMAX_OUT_LATENCY``
-#: (output always ready); see :func:`golden.softmax.softmax_cycles`.
-SOFTMAX_EXP_LATENCY = 7
-SOFTMAX_OUT_LATENCY = 5
+#: (output always ready); see :func:`golden.softmax.softmax_cycles`. Each has a register right
+#: after the logit/target block RAM's read (its clock-to-output alone is 5.6 ns on the ECP5; issue
+#: 28: 6 and 4 before).
+SOFTMAX_EXP_LATENCY = 8
+SOFTMAX_OUT_LATENCY = 6
 
 #: Largest extra right shift of the gradient (``grad_shift``), e.g. for a batch mean.
 GRAD_SHIFT_MAX = 15

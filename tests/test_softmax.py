@@ -321,7 +321,7 @@ def test_rtl_cycles_match_formula():
         assert run.last_out[i] - run.first_in[i] == softmax_cycles(c) - 1, (i, c)
         if i + 1 < len(classes):
             assert run.first_in[i + 1] - run.first_in[i] == softmax_cycles(c), (i, c)
-    assert softmax_cycles(10) == 3 * 10 + 26
+    assert softmax_cycles(10) == 3 * 10 + 28          # 26 before issue 28's read registers
 
 
 def _edge_samples(c, width=16):
