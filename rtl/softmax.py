@@ -301,21 +301,29 @@ class SoftmaxUnit(wiring.Component):
         with m.If(e_valid[-1]):
             m.d.sync += total.eq(total + e_val)
 
-        # ---- div: R = 2**RECIP_SHIFT // S, RECIP_STEP_BITS quotient bits per cycle ----------
+        # ---- div: R = 2**RECIP_SHIFT // S, RECIP_STEP_BITS = 2 quotient bits per cycle ----------
+        # Radix 4 with the three trial subtractions side by side (4·rem − S, − 2S, − 3S; one carry
+        # chain deep, not two in a row): 3S is a register that follows the sum, a cycle late, so
+        # the first cycle compares with S alone. That is exact: R < 2**RECIP_BITS, so the first
+        # cycle's upper quotient bit (bit RECIP_CYCLES·2 − 1 ≥ RECIP_BITS) is 0, i.e. 4·rem < 2S.
+        assert RECIP_STEP_BITS == 2 and RECIP_CYCLES * RECIP_STEP_BITS > RECIP_BITS
         rem = Signal(sum_shape.width, name="div_rem")            # always < S
         quo = Signal(RECIP_CYCLES * RECIP_STEP_BITS, name="div_quo")
-        rem_next, quo_bits = rem, []
-        for i in range(RECIP_STEP_BITS):
-            trial = Signal(sum_shape.width + 1, name=f"div_trial_{i}")
-            bit = Signal(name=f"div_bit_{i}")
-            nxt = Signal(sum_shape.width, name=f"div_rem_{i}")
-            m.d.comb += [
-                trial.eq(Cat(Const(0, 1), rem_next)),
-                bit.eq(trial >= total),
-                nxt.eq(Mux(bit, trial - total, trial)),
-            ]
-            rem_next = nxt
-            quo_bits.insert(0, bit)
+        first = Signal(name="div_first")
+        total3 = Signal(sum_shape.width + 2, name="div_total3")
+        m.d.sync += total3.eq(total + (total << 1))
+        t = Signal(sum_shape.width + 2, name="div_trial")
+        m.d.comb += t.eq(rem << 2)
+        diffs = []
+        for k, sub in ((1, total), (2, total << 1), (3, total3)):
+            d = Signal(signed(sum_shape.width + 4), name=f"div_trial_{k}")
+            m.d.comb += d.eq(t - sub)
+            diffs.append(d)
+        ge1, ge2, ge3 = (~d[-1] for d in diffs)
+        ge2, ge3 = ge2 & ~first, ge3 & ~first
+        rem_next = Signal(sum_shape.width, name="div_rem_next")
+        m.d.comb += rem_next.eq(Mux(ge3, diffs[2], Mux(ge2, diffs[1], Mux(ge1, diffs[0], t))))
+        quo_bits = [ge3 | (ge1 & ~ge2), ge2]                     # low bit first
 
         # ---- out: a pipeline that stalls whole while the output register is not taken:
         # 0 read e_j, t_j | 1 e_j, t_j registered | 2 e*R, t << | 3 difference | 4 shift, round bit
@@ -372,12 +380,14 @@ class SoftmaxUnit(wiring.Component):
                         step.eq(0),
                         rem.eq(1 << (RECIP_SHIFT - len(quo))),  # top of the dividend
                         quo.eq(0),
+                        first.eq(1),
                     ]
             with m.Case(_State.DIV):
                 m.d.sync += [
                     step.eq(step + 1),
                     rem.eq(rem_next),
                     quo.eq(Cat(*quo_bits, quo)),
+                    first.eq(0),
                 ]
                 with m.If(step == RECIP_CYCLES - 1):
                     m.d.sync += [state.eq(_State.OUT), o_idx.eq(0)]
