@@ -486,17 +486,24 @@ class StandaloneImage:
         ctl.dispatcher()
         return ctl
 
+    def _matrix_words(self):
+        """Words of each layer's matrix, ``(n_in + 1) · n_out`` (its region may be longer: the
+        words after the matrix are the programs', not the weights, and are not copied)."""
+        s = self.scm.desc.sizes
+        return [(a + 1) * b for a, b in zip(s, s[1:])]
+
     def _save(self, ctl, addr):
-        """Copy the student's weights (every layer's region, one after the other) to
-        ``addr``."""
-        for r in self._weight_regions():
-            ctl.copy(r.addr, addr, r.words)
+        """Copy the student's weight matrices (one after the other, each at its region's
+        offset) to ``addr``."""
+        for r, n in zip(self._weight_regions(), self._matrix_words()):
+            ctl.copy(r.addr, addr, n)
             addr += r.words
 
     def _restore(self, ctl, addr):
-        """Copy the weights saved at ``addr`` back into the student's regions."""
-        for r in self._weight_regions():
-            ctl.copy(addr, r.addr, r.words)
+        """Copy the weight matrices saved at ``addr`` back into the student's regions, as the
+        host writes them (``MLP.weights``)."""
+        for r, n in zip(self._weight_regions(), self._matrix_words()):
+            ctl.copy(addr, r.addr, n)
             addr += r.words
 
     def _set_flag(self, p, bit):
