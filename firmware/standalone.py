@@ -72,9 +72,16 @@ _AFTER, _DROP, _LIMIT = 1, 2, 3            # correct after; checkpoint − after
 _FLAG_GATE, _FLAG_SSL = 1, 2               # the gate let the labels through; SSL delivered
 
 #: The delivered student when the SSL and the supervised student count the same validation
-#: samples correct (the gate having let the teacher's labels through): the SSL one. The host-
-#: driven pipeline's rule too (``firmware.pipeline.phases.choose``).
-TIE_DELIVERS = "ssl"
+#: samples correct (the gate having let the teacher's labels through): the SSL one if the
+#: validation set has at least :data:`TIE_MIN_SAMPLES` samples, else the supervised one (on a
+#: handful of samples a tie says nothing, and the pipeline falls back to the student that needs
+#: no teacher). The host-driven pipeline's rule too (:func:`tie_delivers`).
+TIE_MIN_SAMPLES = 10
+
+
+def tie_delivers(validation_samples):
+    """``"ssl"`` or ``"supervised"``: who a tie delivers (:data:`TIE_MIN_SAMPLES`)."""
+    return "ssl" if validation_samples >= TIE_MIN_SAMPLES else "supervised"
 
 #: The gate's slack: the teacher's labels are used unless it classifies more than this many
 #: validation samples fewer correctly than the supervised-only student (about one standard error
@@ -89,11 +96,11 @@ def gate_passes(teacher_correct, supervised_correct):
     return teacher_correct + GATE_SLACK >= supervised_correct
 
 
-def delivers_ssl(ssl_correct, supervised_correct):
-    """The choice's rule on the validation counts: the SSL student unless the supervised one
-    counts more (a tie: :data:`TIE_DELIVERS`)."""
-    return ssl_correct > supervised_correct or (ssl_correct == supervised_correct
-                                                and TIE_DELIVERS == "ssl")
+def delivers_ssl(ssl_correct, supervised_correct, validation_samples):
+    """The choice's rule on the validation counts: the SSL student if it counts more, the
+    supervised one if it counts more, a tie as :func:`tie_delivers`."""
+    return ssl_correct > supervised_correct or (ssl_correct == supervised_correct and
+                                                tie_delivers(validation_samples) == "ssl")
 
 
 def _runs(items):
@@ -469,13 +476,12 @@ class StandaloneImage:
             if self.guard is not None:
                 self._emit_check(ctl, R, n_phase)
         self._save(ctl, R["ssl"].addr)
-        # the choice: the SSL student unless the supervised one counts more correct (a tie:
-        # TIE_DELIVERS)
+        # the choice: the SSL student if it counts more correct; a tie as tie_delivers
         self._count(ctl, R, scm, "sval", "sslck")
         p.ldw(rd=_AFTER, rs=0, imm=var["sslck"])
         p.ldw(rd=_DROP, rs=0, imm=var["supck"])
         p.br(cond=Cond.LT, rs1=_DROP, rs2=_AFTER, target="deliver_ssl")
-        if TIE_DELIVERS == "ssl":
+        if tie_delivers(self.n_validation) == "ssl":
             p.br(cond=Cond.EQ, rs1=_DROP, rs2=_AFTER, target="deliver_ssl")
         self._restore(ctl, R["sup"].addr)
         p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target="done")
@@ -841,7 +847,7 @@ def run_host_driven(acc, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y,
     validation counts, ``valacc``; :func:`gate_passes`), then only if it passes: label and select,
     the slot set (:func:`slot_examples`), student-train, finetune, with the guard
     (:class:`firmware.guard.DivergenceGuard`) on the first validation samples; the choice
-    (:data:`TIE_DELIVERS` on a tie). Returns the keys of :meth:`StandaloneImage.results` with
+    (:func:`delivers_ssl`). Returns the keys of :meth:`StandaloneImage.results` with
     ``student`` (the delivered network), ``supervised`` and ``ssl`` (the networks; ``ssl``
     ``None`` if refused) and ``guard_events``."""
     from .guard import DivergenceGuard
@@ -874,7 +880,7 @@ def run_host_driven(acc, teacher_weights, t_sizes, s_sizes, seed, U_X, L_X, L_y,
         if g is not None and g.check(student, ck)["rolled_back"]:
             rolled.append(name)
     ssl_ck = student.count_correct(V_X, V_y)
-    ssl_wins = delivers_ssl(ssl_ck, sup_ck)
+    ssl_wins = delivers_ssl(ssl_ck, sup_ck, len(V_y))
     out.update(per_class=per_class, ssl_weights=student.weights, rolled_back=rolled,
                ssl_correct=ssl_ck, ssl=student,
                guard_events=g.events if g is not None else [])

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from spec.params import DEFAULT_FORMATS
-from ..standalone import GATE_SLACK, TIE_DELIVERS, delivers_ssl, gate_passes  # one rule each
+from ..standalone import GATE_SLACK, delivers_ssl, gate_passes, tie_delivers  # one rule each
 from .trainer import TrainerNet
 
 __all__ = ["State", "teacher", "supervised", "gate", "stream_chunk", "choose", "refit",
-           "standalone", "float32", "TIE_DELIVERS", "GATE_SLACK"]
+           "standalone", "float32", "GATE_SLACK"]
 
 
 
@@ -406,7 +406,7 @@ def gate_decision(t, s, enforced=True):
 
 def choose(st):
     """After finetune: the SSL and the supervised-only student counted on the validation set
-    (on the device); the one with more correct is delivered (a tie: :data:`TIE_DELIVERS`);
+    (on the device); the one with more correct is delivered (a tie: :func:`tie_delivers`);
     without an SSL student (the gate refused the labels) the supervised one. Sets
     :attr:`State.choice`."""
     from ..guard import count_correct
@@ -418,9 +418,10 @@ def choose(st):
         why = "the gate refused the teacher's labels: no SSL student"
     else:
         ssl = ph.measure(lambda: count_correct(st.ssl_net, V.X, V.y))
-        delivered = "ssl" if delivers_ssl(ssl, sup) else "supervised"
+        delivered = "ssl" if delivers_ssl(ssl, sup, len(V)) else "supervised"
         why = (f"validation: SSL {ssl}/{len(V)}, supervised {sup}/{len(V)}"
-               + (f" (a tie delivers the {TIE_DELIVERS} student)" if ssl == sup else ""))
+               + (f" (a tie on {len(V)} samples delivers the {tie_delivers(len(V))} student)"
+                  if ssl == sup else ""))
     acc = st.ssl_acc if delivered == "ssl" else st.sup_acc
     st.choice = dict(ssl_correct=ssl, supervised_correct=sup, validation_samples=len(V),
                      delivered=delivered, reason=why)
