@@ -52,7 +52,8 @@ __all__ = ["BuildError", "TOOL_PACKAGES", "UTILIZATION_CELLS", "BUILD_MARKER", "
            "make_top", "make_plan", "estimate_resources", "check_fits_part", "check_build_dir",
            "check_build", "run_build", "SEED_DIR", "check_sweep", "run_sweep", "format_sweep",
            "parse_report", "parse_log_utilization",
-           "parse_yosys_cells", "format_report", "main"]
+           "parse_yosys_cells", "format_report", "mark_collision_free",
+           "mark_collision_free_file", "main"]
 
 #: The PyPI package that provides each tool (ecppack and icepack come with nextpnr).
 TOOL_PACKAGES = {
@@ -448,6 +449,76 @@ def _error_output(out, stage, log):
     return files[0] if files else out / f"{stage}.out"
 
 
+_MASK = re.compile(r"(\s*parameter \\COLLISION_X_MASK )(\d+)'([01xz]+)\s*$")
+
+
+def mark_collision_free(text):
+    """RTLIL ``text`` with every read port of a memory marked
+    :data:`rtl.memattrs.COLLISION_FREE` given an all-ones ``COLLISION_X_MASK`` of its width (the
+    word read on a same-address write is undefined, so Yosys emulates nothing); other memories
+    untouched. Every synthesis path (the board build's plan, the benchmarks' Yosys runs) applies
+    it to the RTLIL it hands Yosys."""
+    from rtl.memattrs import COLLISION_FREE
+
+    lines = text.split("\n")
+    marked, module, attrs = set(), None, []
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["module"]:
+            module, attrs = words[1], []
+        elif words[:1] == ["attribute"]:
+            attrs.append(words[1])
+        else:
+            if words[:1] == ["memory"] and "\\" + COLLISION_FREE in attrs:
+                marked.add((module, words[-1]))
+            attrs = []
+    if not marked:
+        return text
+    out, module, cell = [], None, None
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["module"]:
+            module = words[1]
+        if cell is not None:
+            cell.append(line)
+            if words == ["end"]:
+                out.extend(_collision_free_cell(cell, module, marked))
+                cell = None
+            continue
+        if words[:2] == ["cell", "$memrd_v2"]:
+            cell = [line]
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _collision_free_cell(cell, module, marked):
+    memid = next((w.split(None, 2)[2] for w in cell if w.split()[:2] == ["parameter", "\\MEMID"]),
+                 None)
+    if memid is None or (module, memid[1:-1].replace("\\\\", "\\")) not in marked:
+        return cell
+    done = []
+    for line in cell:
+        match = _MASK.match(line)
+        if line.split()[:2] == ["parameter", "\\COLLISION_X_MASK"]:
+            if match is None:
+                raise ValueError(f"Unexpected collision mask {line.strip()!r} in RTLIL")
+            width = int(match.group(2))
+            line = f"{match.group(1)}{width}'{'1' * width}"
+        done.append(line)
+    return done
+
+
+def mark_collision_free_file(path):
+    """Apply :func:`mark_collision_free` to the RTLIL file ``path`` in place."""
+    with open(path) as f:
+        text = f.read()
+    new = mark_collision_free(text)
+    if new != text:
+        with open(path, "w") as f:
+            f.write(new)
+
+
 def make_plan(board, top="soc", *, seed=1, name="top", platform=None):
     """``(design, plan)``: the top and Amaranth's build plan (``do_build=False``) with the
     board's Yosys and nextpnr options (``soc_nextpnr_opts`` for the SoC top only), a JSON
@@ -459,6 +530,7 @@ def make_plan(board, top="soc", *, seed=1, name="top", platform=None):
     plan = platform.build(design, name=name, do_build=False, do_program=False,
                           synth_opts=" ".join(board.synth_opts),
                           nextpnr_opts=" ".join(nextpnr_opts))
+    plan.files[f"{name}.il"] = mark_collision_free(plan.files[f"{name}.il"])
     return design, plan
 
 
