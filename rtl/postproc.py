@@ -403,24 +403,34 @@ class PostProcessor(wiring.Component):
         s6_valid, s6_n, s6_last = s6
         pipe.output(s6_valid, s6_n, s6_last)
         assert pipe.latency == self.LATENCY
+        def saturated(v, name):
+            """``v`` clamped to ``width`` bits (by its top bits), and whether it fits."""
+            high = v[W - 1:]
+            fits = Signal(name=f"{name}_fits")
+            m.d.comb += fits.eq((high == 0) | (high == (1 << len(high)) - 1))
+            return Mux(fits, v[:W].as_signed(), Mux(v[-1], lo, hi)), fits
+
         o_sat = Signal(L, name="o_sat")
         for i in range(L):
             lane_valid = s6_n > i
-            d = Signal(signed(step_w + 1), name=f"s7_d_{i}")
-            m.d.comb += d.eq(Mux(is_sgd, s6_w[i] - s6_step[i], s6_step[i]))
-            high = d[W - 1:]                             # fits in W bits iff these bits agree
-            fits = (high == 0) | (high == (1 << len(high)) - 1)
-            y = Mux(fits, d[:W].as_signed(), Mux(d[-1], lo, hi))
-            # the lane's result: y, or w (SGD's padding, RELUB's kept gradient), or 0
-            pass_w = Mux(is_sgd, ~lane_valid, is_relub & s6_mask[i])
-            zero = Mux(is_sgd, 0, ~lane_valid | (is_relub & ~s6_mask[i]) |
-                       (self.relu_en & d[-1]))
+            step = s6_step[i]
+            # SGD: w − step, saturated (the subtraction's carry chain, then a clamp)
+            diff = Signal(signed(step_w + 1), name=f"s7_diff_{i}")
+            m.d.comb += diff.eq(s6_w[i] - step)
+            y_sgd, fits_sgd = saturated(diff, f"s7_sgd_{i}")
+            # REQ: step, saturated, ReLU (straight from the stage register: no subtraction)
+            y_req, fits_req = saturated(step, f"s7_req_{i}")
+            relu_zero = self.relu_en & (step[-1] | (step == 0))       # ReLU and y <= 0
+            y_out = Mux(is_sgd, Mux(lane_valid, y_sgd, s6_w[i]),
+                        Mux(~lane_valid | (is_relub & ~s6_mask[i]) |
+                            (~is_relub & self.relu_en & step[-1]), 0,
+                            Mux(is_relub, s6_w[i], y_req)))
             with m.If(pipe.en):
                 m.d.sync += [
-                    self.o.payload.y[i].eq(Mux(zero, 0, Mux(pass_w, s6_w[i], y))),
+                    self.o.payload.y[i].eq(y_out),
                     self.o.payload.mask[i].eq(lane_valid & Mux(is_relub, s6_mask[i],
-                                                                fits & ~(self.relu_en & (y <= 0)))),
-                    o_sat[i].eq(lane_valid & ~is_relub & ~fits),
+                                                                fits_req & ~relu_zero)),
+                    o_sat[i].eq(lane_valid & ~is_relub & ~Mux(is_sgd, fits_sgd, fits_req)),
                 ]
 
         m.d.comb += self.busy.eq(pipe.busy)

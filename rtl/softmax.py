@@ -94,14 +94,14 @@ class SoftmaxUnit(wiring.Component):
 
     * *load*: one beat per cycle into a buffer, tracking the maximum; ``C`` cycles;
     * *exp*: a 9-stage pipeline (read, read data register, ``u = max - z``, ``u·k``, round, table
-      read, table data register, shift, write and sum) computes one exponential per cycle into a second buffer
-      and sums them; ``C + SOFTMAX_EXP_LATENCY`` cycles;
-    * *div*: the reciprocal of the sum by restoring division, ``RECIP_STEP_BITS`` quotient bits per
+      read, table data register, shift, write and sum) computes one exponential per cycle into a
+      second buffer and sums them; ``C + SOFTMAX_EXP_LATENCY`` cycles;
+    * *div*: the reciprocal of the sum by radix-4 division, ``RECIP_STEP_BITS`` quotient bits per
       cycle; ``RECIP_CYCLES`` cycles;
     * *out*: a 7-stage pipeline (read, read data register, ``e·R`` and target shift, difference,
-      shift and rounding bit, rounding increment and saturation, output register) produces one result per beat on
-      ``o_result``, ``last`` on the sample's final one; ``C + SOFTMAX_OUT_LATENCY`` cycles while
-      ``o_result.ready`` stays high.
+      shift and rounding bit, rounding increment and saturation, output register) produces one
+      result per beat on ``o_result``, ``last`` on the sample's final one;
+      ``C + SOFTMAX_OUT_LATENCY`` cycles while ``o_result.ready`` stays high.
       The pipeline stalls whole while the output register is not taken, so back-pressure loses or
       duplicates nothing.
 
