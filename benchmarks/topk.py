@@ -29,6 +29,7 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from golden import selection as gs
+from rtl.build import mark_collision_free
 from rtl.topk import BalancedSelector
 from spec.cli import ArgumentParser, positive_int, seed_int
 from spec.selection import WORD_SLOTS, SelectorConfig, check_word_slots
@@ -126,7 +127,7 @@ def synth_ecp5(classes, k, p, slots=WORD_SLOTS, engine=False):
         unit = SelEngine(soc, word_slots=slots)
     else:
         unit = BalancedSelector(classes, k, p, word_slots=slots)
-    text = rtlil.convert(unit, name="top")
+    text = mark_collision_free(rtlil.convert(unit, name="top"))
     with tempfile.TemporaryDirectory() as d:
         il = os.path.join(d, "top.il")
         with open(il, "w") as f:

@@ -12,6 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from rtl.memattrs import COLLISION_FREE
 from spec.params import OPERAND_WIDTH, check_positive_int
 from spec.selection import (ID_WIDTH, READOUT_FIFO_DEPTH, WORD_SLOTS, SelectorConfig,
                             check_word_slots)
@@ -97,6 +98,14 @@ class TopKSelector(wiring.Component):
     ready; ``o_record`` may be stalled at will. The read-out leaves the selection unchanged.
     ``total`` tells beforehand how many beats it will emit.
 
+    Collisions. The block RAM is marked :data:`rtl.memattrs.COLLISION_FREE`: its word read in a
+    cycle that writes the same address is never used (the read port reads every cycle; its word
+    is used only by a shift step's compare and a read-out slot, and neither ever reads a word
+    being written: an appended or shifted word is written the cycle after it is formed, and the
+    next read of its address comes later), so synthesis emulates no read-during-write behaviour.
+    The attribute :attr:`collision` (not a port; nothing in the design reads it) is 1 in a
+    cycle that uses a word whose read collided: the tests watch it.
+
     Strobes are taken only while ``busy`` is low; ``clear_stb`` wins over ``readout_stb``.
     ``i_entry.ready`` is low while the queue is full, while clearing, from a read-out's strobe
     until its last read, and in a cycle with either strobe high, so every entry accepted before a
@@ -157,6 +166,12 @@ class TopKSelector(wiring.Component):
             "total": Out(range(k * classes + 1)),
             "draining": Out(1),
         })
+        #: Simulation probe: the word used this cycle was read while its address was written.
+        self.collision = Signal()
+
+    #: Cycles from forming a word to writing it; a test's variant lengthens it to make the
+    #: block RAM's reads collide with its writes.
+    _WRITE_STAGES = 1
 
     @property
     def classes(self):
@@ -198,7 +213,7 @@ class TopKSelector(wiring.Component):
         # The slots: one block RAM, written by the inserter, read (registered twice) by the
         # inserter and the read-out; `q` is the output register.
         m.submodules.slots = slots = Memory(shape=unsigned(W * kw), depth=classes * kwords,
-                                            init=[])
+                                            init=[], attrs={COLLISION_FREE: 1})
         s_wr = slots.write_port(granularity=kw)
         s_rd = slots.read_port(transparent_for=())
         q = Signal(W * kw)
@@ -208,8 +223,18 @@ class TopKSelector(wiring.Component):
         rd_addr = Signal(aw)
         wq_addr, wq_data, wq_en = Signal(aw), Signal(W * kw), Signal(W)
         m.d.sync += [q.eq(s_rd.data), wq_en.eq(0)]
+        w_addr, w_data, w_en = wq_addr, wq_data, wq_en
+        for _ in range(self._WRITE_STAGES - 1):
+            late = Signal(aw), Signal(W * kw), Signal(W)
+            m.d.sync += [late[0].eq(w_addr), late[1].eq(w_data), late[2].eq(w_en)]
+            w_addr, w_data, w_en = late
         m.d.comb += [s_rd.en.eq(1), s_rd.addr.eq(rd_addr),
-                     s_wr.addr.eq(wq_addr), s_wr.data.eq(wq_data), s_wr.en.eq(wq_en)]
+                     s_wr.addr.eq(w_addr), s_wr.data.eq(w_data), s_wr.en.eq(w_en)]
+        # The probe: q holds the word read two cycles ago; `q_used` (set below) is high when
+        # a shift step or the read-out uses it.
+        q_used, hit = Signal(), Signal(2)
+        m.d.sync += hit.eq(Cat(w_en.any() & (w_addr == rd_addr), hit[0]))
+        m.d.comb += self.collision.eq(hit[1] & q_used)
         # Per class: its count and its last key (distributed RAM, 2^class_width words).
         depth = 1 << cfg.class_width
         m.submodules.counts = counts = Memory(shape=unsigned(cfg.count_width), depth=depth,
@@ -248,6 +273,7 @@ class TopKSelector(wiring.Component):
         m1, m2 = Signal(meta), Signal(meta)
         ro_issue = Signal()
         m.d.sync += [v1.eq(ro_issue), v2.eq(v1), m2.eq(m1)]
+        m.d.comb += q_used.eq(v2)
         ro_key = Signal(kw)
         m.d.comb += ro_key.eq(q.word_select(m2.rank[:lw], kw) if lw else q)
         record = Signal(layout)
@@ -387,7 +413,7 @@ class TopKSelector(wiring.Component):
                 # the top word reaches q a cycle after SHIFT starts
                 m.d.sync += primed.eq(1)
                 with m.If(primed):
-                    m.d.comb += do_pend.eq(have_pend)
+                    m.d.comb += [do_pend.eq(have_pend), q_used.eq(1)]
                     m.d.sync += [q_prev.eq(q), b_prev.eq(beaten), pend_addr.eq(cmp_addr),
                                  pend_top.eq(at_top), have_pend.eq(1), at_top.eq(0),
                                  cmp_addr.eq(cmp_addr - 1)]
@@ -601,6 +627,8 @@ class BalancedSelector(wiring.Component):
         Entries held by the selector.
     error : Out(1)
         A probability vector was mis-framed (see :class:`TopPFilter`).
+    selector : TopKSelector
+        Its selector (not a port: the tests watch its ``collision`` probe).
 
     Raises
     ------
@@ -626,6 +654,8 @@ class BalancedSelector(wiring.Component):
             "total": Out(range(k * classes + 1)),
             "error": Out(1),
         })
+        self.selector = TopKSelector(classes, k, score_width=score_width, id_width=id_width,
+                                     queue_depth=queue_depth, word_slots=word_slots)
 
     @property
     def config(self):
@@ -641,9 +671,7 @@ class BalancedSelector(wiring.Component):
         cfg = self._config
         kw = dict(score_width=cfg.score_width, id_width=cfg.id_width)
         m.submodules.filter = filt = TopPFilter(cfg.classes, cfg.p, **kw)
-        m.submodules.selector = sel = TopKSelector(cfg.classes, cfg.k, **kw,
-                                                   queue_depth=self._queue_depth,
-                                                   word_slots=self._word_slots)
+        m.submodules.selector = sel = self.selector
         wiring.connect(m, wiring.flipped(self.i_prob), filt.i_prob)
         wiring.connect(m, filt.o_entry, sel.i_entry)
         wiring.connect(m, sel.o_record, wiring.flipped(self.o_record))

@@ -391,10 +391,22 @@ async def wait_drained(ctx, dut):
         await ctx.tick()
 
 
+def collision_monitor(selector):
+    """A process that fails the simulation in the first cycle in which ``selector`` uses a word
+    of its block RAM whose read collided with a write to its address (the claim behind
+    ``rtl.memattrs.COLLISION_FREE``: never)."""
+    async def watch(ctx):
+        cycle = 0
+        async for _, _, hit in ctx.tick().sample(selector.collision):
+            assert not hit, f"cycle {cycle}: a word read during a write of its address was used"
+            cycle += 1
+    return watch
+
+
 def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_entries=12,
-                         queue_depth=4, word_slots=4):
-    dut = TopKSelector(classes, k, score_width=score_width, id_width=id_width,
-                       queue_depth=queue_depth, word_slots=word_slots)
+                         queue_depth=4, word_slots=4, selector=TopKSelector):
+    dut = selector(classes, k, score_width=score_width, id_width=id_width,
+                   queue_depth=queue_depth, word_slots=word_slots)
     rng = random.Random(seed)
     checked = []
 
@@ -440,7 +452,7 @@ def run_selector_streams(classes, k, score_width, id_width, seed, streams, max_e
             assert ctx.get(dut.total) == 0, where
             checked.append(s)
 
-    run_sim(dut, tb)
+    run_sim(dut, tb, processes=[collision_monitor(dut)])
     assert len(checked) == streams, f"seed {seed}: testbench stopped early"
 
 
@@ -460,6 +472,19 @@ def test_rtl_selector_entries(classes, k, score_width, id_width, seed, depth, sl
     run_selector_streams(classes, k, score_width, id_width, seed, streams=20,
                          max_entries=12 if k <= 8 else 4 * k, queue_depth=depth,
                          word_slots=slots)
+
+
+class _LateWriteSelector(TopKSelector):
+    """A deliberately broken variant: each word is written a cycle later, so that a shift of
+    the next entry of the same class reads the word just appended while it is written."""
+    _WRITE_STAGES = 2
+
+
+def test_collision_monitor_catches_a_colliding_variant():
+    """The monitor is not vacuous: the late-write variant uses a word read during its write."""
+    with pytest.raises(AssertionError, match="a word read during a write of its address"):
+        run_selector_streams(2, 16, 16, 16, 14, streams=20, max_entries=64, queue_depth=3,
+                             selector=_LateWriteSelector)
 
 
 # --- RTL: BalancedSelector on probability streams ----------------------------------------------
@@ -530,7 +555,7 @@ def run_balanced_streams(classes, k, p, score_width, id_width, seed, streams, ma
             assert await wait_idle(ctx, dut.busy) == gs.clear_cycles(classes), where
             checked.append(s)
 
-    run_sim(dut, tb)
+    run_sim(dut, tb, processes=[collision_monitor(dut.selector)])
     assert len(checked) == streams, f"seed {seed}: testbench stopped early"
 
 
@@ -581,7 +606,7 @@ def test_rtl_clear_while_draining():
             await wait_idle(ctx, dut.busy)
             checked.append(rnd)
 
-    run_sim(dut, tb)
+    run_sim(dut, tb, processes=[collision_monitor(dut)])
     assert len(checked) == 6
 
 
