@@ -244,12 +244,21 @@ class SelEngine(wiring.Component):
         # Each sample's top-P (class, score) list so far, higher score first (lower class on a
         # tie), in distributed RAM addressed by lane. A beat is inserted in two stages: compare
         # (the new score against the list, `cur`, read a cycle ahead), then insert: into the
-        # list, or at the last row into the output buffer `buf`.
+        # list, or at the last row into the output buffer `buf`. Two copies, written alike,
+        # one per look-ahead read (below): two reads of one memory whose words are then selected
+        # are merged by Yosys into one read with a selected address, which puts the selection's
+        # late signal (`beat`, from the selector's ready) in front of the distributed RAM.
         pair = data.StructLayout({"cls": unsigned(cfg.class_width), "score": signed(sw)})
         plist = data.ArrayLayout(pair, P)
-        m.submodules.tops = tops = Memory(shape=plist, depth=1 << (L - 1).bit_length(),
-                                          init=[])
-        t_wr = tops.write_port()
+        t_wr = Signal(data.StructLayout({"addr": unsigned((L - 1).bit_length() or 1),
+                                         "data": plist, "en": unsigned(1)}))
+        copies = []
+        for name in ("tops_after_beat", "tops_no_beat"):
+            m.submodules[name] = copy = Memory(shape=plist, depth=1 << (L - 1).bit_length(),
+                                               init=[])
+            port = copy.write_port()
+            m.d.comb += [port.addr.eq(t_wr.addr), port.data.eq(t_wr.data), port.en.eq(t_wr.en)]
+            copies.append(copy)
         cur = Signal(plist)
         # stage 1 → 2 registers
         s1_v, s1_last, s1_lane = Signal(), Signal(), Signal(range(L))
@@ -310,7 +319,7 @@ class SelEngine(wiring.Component):
         # lane of the next beat, or that lane's list in stage 2 now (two samples, or one: written
         # at the end of the cycle). Both candidates for the next lane (after a beat or not) are
         # read, so that `beat` only selects between them.
-        def lookahead(lane, name):
+        def lookahead(tops, lane, name):
             port = tops.read_port(domain="comb")
             value = Signal(plist, name=name)
             m.d.comb += port.addr.eq(lane)
@@ -320,8 +329,8 @@ class SelEngine(wiring.Component):
                 m.d.comb += value.eq(port.data)
             return value
 
-        after_beat = lookahead(Mux(r_left == 1, 0, r_lane + 1), "cur_after_beat")
-        no_beat = lookahead(Mux(ld, 0, r_lane), "cur_no_beat")
+        after_beat = lookahead(copies[0], Mux(r_left == 1, 0, r_lane + 1), "cur_after_beat")
+        no_beat = lookahead(copies[1], Mux(ld, 0, r_lane), "cur_no_beat")
         m.d.sync += cur.eq(Mux(beat, after_beat, no_beat))
 
         with m.If(self.start):

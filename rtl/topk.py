@@ -63,9 +63,10 @@ class TopKSelector(wiring.Component):
     two registers (address, output: :data:`spec.selection.READ_CYCLES`) and written a slot or
     a word at a time from registers. A slot holds its
     entry as a sort key (the score with its sign bit flipped, above the inverted id), so that
-    the ranking rule is one unsigned comparison of two keys; the read-out decodes it. Two small
-    ``classes``-word memories (distributed RAM) hold each class's entry count and its *last* key
-    (the key at rank ``count − 1``: the class's minimum once it is full).
+    the ranking rule is one unsigned comparison of two keys; the read-out decodes it. Three small
+    ``classes``-word memories (distributed RAM) hold each class's entry count, its *last* key
+    (the key at rank ``count − 1``: the class's minimum once it is full) and the address of the
+    word holding rank ``count`` (so that the look-up adds nothing after reading the count).
 
     Insertion. Accepted entries wait in a ``queue_depth``-entry FIFO (:class:`SyncFIFOBuffered`:
     an entry can leave it two cycles after it was accepted); the inserter takes one at a time.
@@ -243,6 +244,12 @@ class TopKSelector(wiring.Component):
                                   counts.read_port(domain="comb"))
         m.submodules.lasts = lasts = Memory(shape=unsigned(kw), depth=depth, init=[])
         last_wr, last_rd = lasts.write_port(), lasts.read_port(domain="comb")
+        # and the word that holds its rank `count` (base + count / W): the look-up reads it
+        # instead of adding after the count's read
+        m.submodules.words = words = Memory(
+            shape=unsigned(aw), depth=depth,
+            init=[c * kwords if c < classes else 0 for c in range(depth)])
+        word_wr, word_in = words.write_port(), words.read_port(domain="comb")
 
         # The input queue (registered output): an entry's key, class, and its class's word 0.
         qlayout = data.StructLayout({"key": unsigned(kw), "cls": unsigned(cfg.class_width),
@@ -260,6 +267,7 @@ class TopKSelector(wiring.Component):
             queue.w_data.eq(q_in),
             queue.w_en.eq(self.i_entry.valid & self.i_entry.ready),
             cnt_in.addr.eq(head.cls),
+            word_in.addr.eq(head.cls),
             last_rd.addr.eq(head.cls),
         ]
 
@@ -323,7 +331,7 @@ class TopKSelector(wiring.Component):
                                       Signal(range(classes)))
         ro_base = Signal(aw)
         m.d.comb += cnt_ro.addr.eq(ro_look)
-        clr_addr = Signal(range(classes))
+        clr_addr, clr_base = Signal(range(classes)), Signal(aw)
 
         # The compare of a shift step (used in state SHIFT): beaten[j], the entry ranks before
         # slot j of the word in q, or slot j is empty (in the top word, the slots from rank n up
@@ -359,7 +367,7 @@ class TopKSelector(wiring.Component):
         def to_clear():
             with m.If(clear):
                 m.d.comb += flush.eq(1)
-                m.d.sync += clr_addr.eq(0)
+                m.d.sync += [clr_addr.eq(0), clr_base.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():
@@ -377,12 +385,11 @@ class TopKSelector(wiring.Component):
                     is_full = count == k
                     m.d.comb += queue.r_en.eq(1)
                     top = Signal(aw)
-                    m.d.comb += top.eq(Mux(is_full, head.base + ((k - 1) >> lw),
-                                           head.base + (count >> lw)))
+                    m.d.comb += top.eq(Mux(is_full, head.base + ((k - 1) >> lw), word_in.data))
                     m.d.sync += [
                         e_key.eq(head.key), e_cls.eq(head.cls), base.eq(head.base),
                         n.eq(count), full.eq(is_full), beats_last.eq(head.key > last_rd.data),
-                        app_word.eq(head.base + (count >> lw)), app_slot.eq(count[:lw]),
+                        app_word.eq(word_in.data), app_slot.eq(count[:lw]),
                         top_word.eq(top), rd_addr.eq(top),
                         top_slot.eq(Mux(is_full, (k - 1) % W, count[:lw])),
                         top_index.eq(Mux(is_full, (k - 1) >> lw, count >> lw)),
@@ -391,7 +398,10 @@ class TopKSelector(wiring.Component):
             with m.State("DECIDE"):
                 m.d.comb += inserting.eq(1)
                 with m.If(~full):
-                    m.d.comb += [cnt_wr.addr.eq(e_cls), cnt_wr.data.eq(n + 1), cnt_wr.en.eq(1)]
+                    m.d.comb += [cnt_wr.addr.eq(e_cls), cnt_wr.data.eq(n + 1), cnt_wr.en.eq(1),
+                                 word_wr.addr.eq(e_cls), word_wr.en.eq(1),
+                                 word_wr.data.eq(app_word + (app_slot == W - 1) if lw else
+                                                 app_word + 1)]
                     m.d.sync += self.total.eq(self.total + 1)
                 m.next = "IDLE"
                 with m.If(full & ~beats_last):
@@ -426,8 +436,9 @@ class TopKSelector(wiring.Component):
                 to_clear()
             with m.State("CLEAR"):
                 m.d.comb += [clearing.eq(1), cnt_wr.addr.eq(clr_addr), cnt_wr.en.eq(1),
-                             cnt_wr.data.eq(0)]
-                m.d.sync += clr_addr.eq(clr_addr + 1)
+                             cnt_wr.data.eq(0), word_wr.addr.eq(clr_addr), word_wr.en.eq(1),
+                             word_wr.data.eq(clr_base)]
+                m.d.sync += [clr_addr.eq(clr_addr + 1), clr_base.eq(clr_base + kwords)]
                 with m.If(clr_addr == classes - 1):
                     m.d.sync += self.total.eq(0)
                     m.next = "IDLE"
