@@ -72,6 +72,8 @@ class SelEngine(wiring.Component):
         Main-memory bus master (SELOUT's writes; it never reads).
     total : Out(range(K·C + 1))
         Entries the selector holds.
+    selector : TopKSelector
+        Its selector (not a port: the tests watch its ``collision`` probe).
 
     Raises
     ------
@@ -99,6 +101,11 @@ class SelEngine(wiring.Component):
             "bus": Out(BusSignature(max(1, ceil_log2(soc.mem_words)), soc.word_width)),
             "total": Out(range(sel.k * sel.classes + 1)),
         })
+        #: The selector (not a port: the tests watch its ``collision`` probe).
+        self.selector = TopKSelector(sel.classes, sel.k, score_width=sel.score_width,
+                                     id_width=sel.id_width,
+                                     queue_depth=max(2, soc.lanes * sel.p),
+                                     word_slots=self._word_slots)
 
     @property
     def soc(self):
@@ -113,10 +120,7 @@ class SelEngine(wiring.Component):
         id_words = isa.sel_record_words(cfg, W) - 1
         last_part = id_words + 1              # parts of a record: 0 count, 1.. id, last score
 
-        m.submodules.selector = sel = TopKSelector(C, cfg.k, score_width=cfg.score_width,
-                                                   id_width=cfg.id_width,
-                                                   queue_depth=max(2, L * cfg.p),
-                                                   word_slots=self._word_slots)
+        m.submodules.selector = sel = self.selector
         m.d.comb += self.total.eq(sel.total)
 
         ir, arg = Signal(isa.INSN_BITS), Signal(32)

@@ -22,6 +22,7 @@ from rtl.mainmem import MainMemory
 from rtl.scratchpad import Scratchpad
 from rtl.sel_engine import SelEngine
 from tests.simutil import run_sim
+from tests.test_topk import collision_monitor
 
 BASE = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=512,
                  sp_banks=2, sp_depth=16, acc_banks=1, acc_depth=16,
@@ -77,7 +78,7 @@ def run_engine(soc, sp, steps, *, stall_rate=0, seed=1):
         out["mem"] = [ctx.get(dut.mem.data[i]) for i in range(soc.mem_words)]
         out["total"] = ctx.get(eng.total)
 
-    run_sim(dut, tb)
+    run_sim(dut, tb, processes=[collision_monitor(eng.selector)])
     return out["busy"], out["mem"], out["total"]
 
 

@@ -24,6 +24,7 @@ from sim.soc import csr_write, csr_read
 from firmware.asm import Assembler
 from tests.progfuzz import valid_program, invalid_program, random_image, describe
 from tests.simutil import run_sim
+from tests.test_topk import collision_monitor
 from firmware.teacher_program import random_teacher, selection_of
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
@@ -53,7 +54,7 @@ def run_soc(soc, image, entries=(0,), *, stall_rate=0, seed=1, max_cycles=100_00
         out["sp"] = [list(ctx.get(ms.sp.cell(r))) for r in range(soc.sp_rows)]
         out["acc"] = [list(ctx.get(ms.acc.cell(r))) for r in range(soc.acc_rows)]
 
-    run_sim(dut, tb)
+    run_sim(dut, tb, processes=[collision_monitor(dut.sel.selector)] if dut.sel else [])
     return out
 
 
