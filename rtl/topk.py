@@ -70,8 +70,8 @@ class TopKSelector(wiring.Component):
 
     Insertion. Accepted entries wait in a ``queue_depth``-entry FIFO (:class:`SyncFIFOBuffered`:
     an entry can leave it two cycles after it was accepted); the inserter takes one at a time.
-    The cycle it takes an entry it looks up its class's count ``n`` and last key; the next cycle
-    it compares the entry with that key and decides: an entry that does not beat the last key
+    The cycle it takes an entry it looks up its class's count ``n`` and last key and compares
+    the entry with that key; the next cycle it decides: an entry that does not beat the last key
     is rejected if the class is full and appended at rank ``n`` otherwise, as is the first entry
     of a class (two cycles in all, :data:`spec.selection.INSERT_SETUP`). Otherwise it shifts
     the list by one rank from its new last rank ``min(n, k − 1)`` down to the entry's rank, a
@@ -314,9 +314,7 @@ class TopKSelector(wiring.Component):
 
         # Inserter registers: the entry and what the look-up found.
         e_key, e_cls, base = Signal(kw), Signal(range(classes)), Signal(aw)
-        n, full, e_last, beats_last = Signal(range(k + 1)), Signal(), Signal(kw), Signal()
-        # compared in DECIDE, from registers (not after the last key's distributed RAM)
-        m.d.comb += beats_last.eq(e_key > e_last)
+        n, full, beats_last = Signal(range(k + 1)), Signal(), Signal()
         app_word, app_slot = Signal(aw), Signal(max(1, lw))     # rank n
         top_word, top_slot = Signal(aw), Signal(max(1, lw))     # rank min(n, k - 1)
         top_index = Signal(range(kwords))                        # its word within the class
@@ -390,7 +388,7 @@ class TopKSelector(wiring.Component):
                     m.d.comb += top.eq(Mux(is_full, head.base + ((k - 1) >> lw), word_in.data))
                     m.d.sync += [
                         e_key.eq(head.key), e_cls.eq(head.cls), base.eq(head.base),
-                        n.eq(count), full.eq(is_full), e_last.eq(last_rd.data),
+                        n.eq(count), full.eq(is_full), beats_last.eq(head.key > last_rd.data),
                         app_word.eq(word_in.data), app_slot.eq(count[:lw]),
                         top_word.eq(top), rd_addr.eq(top),
                         top_slot.eq(Mux(is_full, (k - 1) % W, count[:lw])),
