@@ -2,7 +2,7 @@
 student vs the delivered one vs the float32 pipeline (digits, 10 % labels unless told otherwise).
 
 ``python -m benchmarks.ssl [--seeds 5] [--backend trainer|golden|rtl-sim] [--labeled-fraction F]
-[--validation-fraction F] [--dataset NAME|PATH.npz] [--no-gate] [--stream-chunks N]
+[--validation-fraction F] [--dataset NAME|PATH.npz] [--no-gate] [--refit] [--stream-chunks N]
 [--kd [--temperature T] [--kd-top P]] [--guard [M]] [--json]`` runs
 :func:`firmware.pipeline.run_pipeline` once per seed (0 .. seeds−1) and prints a table of the
 per-seed figures with their mean ± sample std and the paired gains, the gate's decision and the
