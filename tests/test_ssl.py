@@ -152,11 +152,28 @@ def test_check_rtl_sim_default_config(data):
 @pytest.mark.slow
 def test_accuracy_acceptance_five_seeds():
     """Digits, 10 % labels, mean of seeds 0–4 (golden trainer, bit-identical to the device):
-    SSL student ≥ supervised + 1.5 points, within 1 point of the float32 pipeline."""
+    the delivered student ≥ supervised + 1.5 points, within 1 point of the float32 pipeline
+    (issue 31: the delivered student, chosen on the validation set; measured +1.56 and 0.00)."""
     from benchmarks.ssl import measure
     rows = measure(seeds=range(5))
-    ssl = np.mean([r["ssl_student_accuracy"] for r in rows])
+    dlv = np.mean([r["delivered_student_accuracy"] for r in rows])
     sup = np.mean([r["supervised_student_accuracy"] for r in rows])
     flt = np.mean([r["float_ssl_student_accuracy"] for r in rows])
-    assert ssl - sup >= 0.015, (ssl, sup)
-    assert abs(ssl - flt) <= 0.01, (ssl, flt)
+    assert dlv - sup >= 0.015, (dlv, sup)
+    assert abs(dlv - flt) <= 0.01, (dlv, flt)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, fraction", [
+    ("wine", 0.1), ("breast-cancer", 0.1), ("tests/data/synthetic.npz", 0.05), (None, 0.02)])
+def test_never_worse_five_seeds(dataset, fraction):
+    """Issue 31's acceptance on the other data sets: the delivered student's mean test accuracy
+    over seeds 0–4 is at least the supervised student's − 0.5 point (docs/pipeline.md)."""
+    from pathlib import Path
+    from benchmarks.ssl import measure
+    if dataset and dataset.endswith(".npz"):
+        dataset = str(Path(__file__).resolve().parent.parent / dataset)
+    rows = measure(seeds=range(5), dataset=dataset, labeled_fraction=fraction)
+    dlv = np.mean([r["delivered_student_accuracy"] for r in rows])
+    sup = np.mean([r["supervised_student_accuracy"] for r in rows])
+    assert dlv >= sup - 0.005, (dlv, sup)
