@@ -126,3 +126,18 @@ def test_yosys_maps_the_marked_memory_without_emulation():
     assert "emulate_transparency" in plain_log and "emulate_transparency" not in marked_log
     assert plain.get("LUT4", 0) > 0 and marked.get("LUT4", 0) == 0
     assert marked["TRELLIS_FF"] < plain["TRELLIS_FF"]
+
+
+def test_board_build_plan_applies_the_mark():
+    """``python -m rtl.build``'s plan hands Yosys the rewritten RTLIL: the ULX3S SoC's one marked
+    memory (the selector's slots) has its read port's mask all ones, every other read port 0."""
+    from platforms import get_board
+    from rtl.build import make_plan
+
+    _, plan = make_plan(get_board("ulx3s-85f"), "soc")
+    text = plan.files["top.il"]
+    assert text.count(f"attribute \\{COLLISION_FREE} 1") == 1
+    masks = [m for ms in _masks(text).values() for m in ms]
+    ones = [m for m in masks if set(m.split("'")[1]) == {"1"}]
+    assert len(ones) == 1 and len(masks) > 1
+    assert all(set(m.split("'")[1]) == {"0"} for m in masks if m not in ones)
