@@ -126,7 +126,8 @@ class FloatMLP(nn.Module):
         return float(-(t * torch.log_softmax(z, dim=1)).sum(dim=1).mean())
 
 
-def train_teacher(sizes, X, y, *, steps=500, lr=1e-3, weight_decay=1e-4, dropout=0.2, seed=0):
+def train_teacher(sizes, X, y, *, steps=500, lr=1e-3, weight_decay=1e-4, dropout=0.2, seed=0,
+                  callback=None):
     """The teacher of the recipe, trained offline in float32: an MLP of ``sizes`` with dropout
     after every hidden ReLU, Adam, full-batch steps on ``(X, y)``.
 
@@ -144,6 +145,9 @@ def train_teacher(sizes, X, y, *, steps=500, lr=1e-3, weight_decay=1e-4, dropout
     lr, weight_decay, dropout : float
         Adam's rate and weight decay; the dropout probability (``0 <= dropout < 1``).
     seed : int
+    callback : callable, optional
+        Called as ``callback(step, net)`` after every step (``step`` from 1), e.g. to score
+        the network on held-out data for early stopping (it must not change ``net``).
 
     Returns
     -------
@@ -162,7 +166,7 @@ def train_teacher(sizes, X, y, *, steps=500, lr=1e-3, weight_decay=1e-4, dropout
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     layers = list(net.linears)
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         h = X
         for i, layer in enumerate(layers):
             h = layer(h)
@@ -175,4 +179,6 @@ def train_teacher(sizes, X, y, *, steps=500, lr=1e-3, weight_decay=1e-4, dropout
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if callback is not None:
+            callback(step, net)
     return net.eval()

@@ -3,7 +3,6 @@ length chosen by stratified k-fold cross-validation on the labeled training set,
 all of it (float32 on the host, as :func:`golden.float_ref.train_teacher`)."""
 
 import torch
-from torch import nn
 
 __all__ = ["fit_teacher", "cv_folds"]
 
@@ -25,32 +24,17 @@ def cv_folds(y, k, seed):
 
 
 def _train_marks(sizes, X, y, Xv, yv, *, marks, lr, weight_decay, dropout, seed):
-    """:func:`golden.float_ref.train_teacher`'s loop (the same arithmetic, the same draws) for
-    ``max(marks)`` steps, returning the correct count on ``(Xv, yv)`` after each step count of
-    ``marks`` (a dict)."""
-    from golden.float_ref import FloatMLP
-    from golden.mlp import init_float_params
-    net = FloatMLP(sizes, init_float_params(sizes, seed))
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    layers = list(net.linears)
+    """:func:`golden.float_ref.train_teacher` for ``max(marks)`` steps, returning the correct
+    count on ``(Xv, yv)`` after each step count of ``marks`` (a dict)."""
+    from golden.float_ref import train_teacher
     out = {}
-    for step in range(1, max(marks) + 1):
-        h = X
-        for i, layer in enumerate(layers):
-            h = layer(h)
-            if i < len(layers) - 1:
-                h = torch.relu(h)
-                if dropout:
-                    keep = (torch.rand(h.shape, generator=gen) >= dropout).to(h.dtype)
-                    h = h * keep / (1 - dropout)
-        loss = nn.functional.cross_entropy(h, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+
+    def score(step, net):
         if step in marks:
             with torch.no_grad():
                 out[step] = int((net(Xv).argmax(dim=1) == yv).sum())
+    train_teacher(sizes, X, y, steps=max(marks), lr=lr, weight_decay=weight_decay,
+                  dropout=dropout, seed=seed, callback=score)
     return out
 
 
