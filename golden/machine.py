@@ -13,6 +13,7 @@ import torch
 
 from spec import isa
 from spec.isa import Op, Unit, Error, Cond
+from spec.params import check_int
 from spec.soc import check_soc
 from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, REQ_LATENCY, SGD_LATENCY,
                          memop_cycles)
@@ -452,8 +453,16 @@ class Machine:
         return self.timing.duration(self, op, f)
 
     # --- the run loop ------------------------------------------------------------------------
-    def run(self, entry=0, max_instructions=10_000_000, max_cycles=None):
+    def run(self, entry=0, max_instructions=10_000_000, max_cycles=None, budget=0):
         """Execute the program at word address ``entry`` until HALT or an error.
+
+        ``budget`` is the watchdog's cycle budget (:attr:`spec.csr.Csr.BUDGET`; 0: none): an
+        instruction that passed its checks but would issue in a cycle ``≥ budget`` (cycles
+        counted from the program's first fetch, as ``CYCLES`` counts them) is not issued; the
+        program halts with ``Error.WATCHDOG`` at that instruction, detected in cycle
+        ``max(t_ready, budget)`` and ending, as every error does, once the running units are
+        idle. So a program halts normally if and only if it takes at most ``budget`` cycles.
+        A fetch or check error of an instruction is reported before the watchdog's.
 
         The run is stopped (``RuntimeError``) when it has issued ``max_instructions``
         instructions or, with ``max_cycles``, when the next instruction would issue after
@@ -466,6 +475,9 @@ class Machine:
             faulting one on error), the cycle count (start to done, as the RTL's cycle counter
             reads it) and the number of instructions issued.
         """
+        check_int(budget, "Cycle budget")
+        if not 0 <= budget < 1 << 32:
+            raise ValueError(f"Cycle budget must be in 0..2**32-1, not {budget!r}")
         # counters restart with every program, as the CSRs do
         self._busy = {u: 0 for u in Unit}
         self.counters.update(sat_req=0, sat_sgd=0, stall=0)
@@ -514,6 +526,11 @@ class Machine:
                 t_issue = max(t_issue, free[Unit.VEC])
             elif op is Op.HALT:
                 t_issue = max([t_issue] + list(free.values()))
+            if budget and t_issue >= budget:          # the watchdog: waits count as stall
+                t_detect = max(t_ready, budget)
+                stall += t_detect - t_ready
+                return stop(Error.WATCHDOG, t_detect, pc)
+            if op is Op.HALT:
                 count += 1
                 self.pc = pc
                 self.counters["stall"] = stall + t_issue - t_ready

@@ -56,6 +56,10 @@ class Sequencer(wiring.Component):
         Strobe: start the program at ``entry`` (ignored while running). Clears ``done``/``error``.
     entry : In(32)
         Word address of the first instruction.
+    budget : In(32)
+        The watchdog's cycle budget, sampled at ``start`` (0: no watchdog). An instruction that
+        is still in ISSUE in a cycle ``≥ budget`` of its program is not issued: the program halts
+        with ``Error.WATCHDOG`` once the units are idle (``golden.machine.Machine.run``).
     running, done : Out(1)
         ``done`` stays high from the end of a program until the next ``start``.
     error : Out(8)
@@ -103,7 +107,7 @@ class Sequencer(wiring.Component):
         soc = check_soc(soc, "Sequencer")
         self._soc = soc
         super().__init__({
-            "start": In(1), "entry": In(32),
+            "start": In(1), "entry": In(32), "budget": In(32),
             "running": Out(1), "done": Out(1), "error": Out(8), "pc": Out(32),
             "cycles": Out(64), "stall": Out(64), "insns": Out(32),
             "f_addr": Out(32), "f_data": In(isa.INSN_BITS),
@@ -402,6 +406,17 @@ class Sequencer(wiring.Component):
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
+        # The watchdog: ``left`` counts the budget down from ``start``; ``expired`` is registered,
+        # high from the cycle ``cycles == budget`` on (a down-counter and a zero test of its
+        # upper bits, no comparison with the 64-bit cycle counter).
+        wd_on = Signal()
+        left = Signal(32)
+        expired = Signal()
+        with m.If(running):                 # wraps after 0: ``expired`` is already set then
+            m.d.sync += left.eq(left - 1)
+        with m.If(running & wd_on & (left[1:] == 0)):
+            m.d.sync += expired.eq(1)
+
         def finish(code):
             m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(code)]
             m.next = "IDLE"
@@ -411,7 +426,9 @@ class Sequencer(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(self.entry), running.eq(1), self.done.eq(0),
                                  self.error.eq(0), self.cycles.eq(0), self.stall.eq(0),
-                                 self.insns.eq(0)]
+                                 self.insns.eq(0),
+                                 wd_on.eq(self.budget != 0), left.eq(self.budget),
+                                 expired.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.f_addr.eq(pc >> insn_shift)
@@ -435,9 +452,9 @@ class Sequencer(wiring.Component):
                 conflicts = Cat(*[((x_banks & busy_masks[u]) != 0) & unit_busy[u] for u in Unit])
                 m.d.comb += wait.eq(((x_unit & unit_busy) != 0) | (conflicts != 0))
                 nxt = pc + isa.INSN_WORDS
-                with m.If(x_err != 0):
+                with m.If((x_err != 0) | expired):
                     with m.If(all_idle):
-                        finish(x_err)
+                        finish(Mux(x_err != 0, x_err, Error.WATCHDOG))
                     with m.Else():
                         m.d.sync += self.stall.eq(self.stall + 1)
                 with m.Else():

@@ -198,14 +198,18 @@ class Soc(wiring.Component):
                          csr_we.eq(self.csr_we), csr_wdata.eq(self.csr_wdata)]
 
         entry = Signal(32)
+        budget = Signal(32)
         start = Signal()
         with m.If(csr_we):
             with m.Switch(csr_addr):
                 with m.Case(Csr.ENTRY):
                     m.d.sync += entry.eq(csr_wdata)
+                with m.Case(Csr.BUDGET):
+                    m.d.sync += budget.eq(csr_wdata)
                 with m.Case(Csr.CTRL):
                     m.d.comb += start.eq(csr_wdata[0] & ~seq.running)
-        m.d.comb += [seq.start.eq(start), seq.entry.eq(entry), vec.sat_clr.eq(start),
+        m.d.comb += [seq.start.eq(start), seq.entry.eq(entry), seq.budget.eq(budget),
+                     vec.sat_clr.eq(start),
                      self.running.eq(seq.running), self.done.eq(seq.done),
                      self.error.eq(seq.error)]
 
@@ -232,6 +236,7 @@ class Soc(wiring.Component):
             Csr.CONFIG: Const(config_value(a.rows, a.cols, soc.lanes), 32),
             Csr.MEM_WORDS: Const(soc.mem_words, 32),
             Csr.ENTRY: entry,
+            Csr.BUDGET: budget,
             Csr.STATUS: status,
             Csr.PC: seq.pc,
             Csr.DMA_FAULT: dma_fault,

@@ -34,11 +34,12 @@ async def csr_read(ctx, dut, addr):
 
 
 def run_program(soc, image, entry=0, *, stall_rate=0, seed=1, max_cycles=200_000,
-                read_back=True, programs=None):
+                read_back=True, programs=None, budget=None):
     """Run the program at ``entry`` on a fresh SoC whose main memory holds ``image``.
 
     ``programs``: optional list of further entries run one after the other without reset
-    (results are of the last one; each run's CSRs are in ``runs``).
+    (results are of the last one; each run's CSRs are in ``runs``). ``budget``: the watchdog's
+    cycle budget, written to ``Csr.BUDGET`` before the first start (``None``: not written).
     """
     dut = Soc(soc, stall_rate=stall_rate, seed=seed, mem_init=list(image))
     out = SocRun()
@@ -46,6 +47,8 @@ def run_program(soc, image, entry=0, *, stall_rate=0, seed=1, max_cycles=200_000
 
     async def tb(ctx):
         runs = []
+        if budget is not None:
+            await csr_write(ctx, dut, Csr.BUDGET, budget)
         for e in entries:
             await csr_write(ctx, dut, Csr.ENTRY, e)
             await csr_write(ctx, dut, Csr.CTRL, 1)

@@ -84,6 +84,7 @@ class Csr(IntEnum):
     BUSY_VEC = 15
     SAT_REQ = 16       # saturated elements in REQ
     SAT_SGD = 17       # saturated weights in SGD
+    BUDGET = 18        # RW: the watchdog's cycle budget of the next program (0 = none)
 
 
 CSR_COUNT = 32         # the CSR address space; indices ≥ len(Csr) read 0

@@ -99,6 +99,7 @@ class Error(IntEnum):
     BANK_CONFLICT = 5      # one instruction reads two operands from the same bank
     FETCH_RANGE = 6        # the program counter left main memory
     MEM_RANGE = 7          # LDW/STW/SELOUT address range outside main memory
+    WATCHDOG = 8           # an instruction would issue at or after the cycle budget (Csr.BUDGET)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@
   bank conflict, branch out of main memory, to an unaligned address or with no such
   condition, LDW/STW/SELOUT out of range),
   with the error code and pc it must halt with.
+* :func:`runaway_program` — a random legal loop that never halts (for the watchdog).
 * :func:`random_image` — the program at 0, zeros up to half of main memory, random data above.
 * :func:`shrink` — a minimal failing program (instruction deletion, loop counts cut to 1), and
   :func:`describe` its disassembly, for failure messages.
@@ -20,7 +21,7 @@ from spec.isa import Op, Cond, Unit, Error
 from spec.softmax_tables import INV_TEMP_ONE
 from firmware.asm import Assembler
 
-__all__ = ["valid_program", "instruction_program", "SCALAR_OPS", "invalid_case", "invalid_program", "random_image", "with_program",
+__all__ = ["valid_program", "runaway_program", "instruction_program", "SCALAR_OPS", "invalid_case", "invalid_program", "random_image", "with_program",
            "shrink", "describe"]
 
 
@@ -136,6 +137,29 @@ def valid_program(rng, soc, n=8, data_lo=None, data_hi=None):
     p.addi(rd=1, rs=1, imm=-1)
     p.br(cond=Cond.NE, rs1=1, rs2=0, target="loop")
     p.halt()
+    return p
+
+
+def runaway_program(rng, soc, n=6, data_lo=None, data_hi=None):
+    """A random legal program that never halts: :func:`valid_program`'s start and loop body,
+    with the loop's branch always taken (for the watchdog, ``Csr.BUDGET``)."""
+    data_lo = data_lo if data_lo is not None else soc.mem_words // 2
+    data_hi = data_hi if data_hi is not None else soc.mem_words
+    p = Assembler(base=0)
+    p.seed(seed=rng.randrange(1, 1 << 32))
+    p.seti(rd=1, imm=rng.randint(1, 2))
+    p.label("loop")
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.1:
+            p.fence(mask=rng.randrange(1 << len(Unit)))
+        elif r < 0.2:
+            p.stw(rt=1, rs=0, imm=data_lo + 2 * rng.randrange(4))
+        else:
+            op, fields = random_instruction(rng, soc, data_lo + 8, data_hi)
+            p.emit(op, **fields)
+    p.addi(rd=1, rs=1, imm=1)
+    p.br(cond=Cond.ALWAYS, rs1=0, rs2=0, target="loop")
     return p
 
 

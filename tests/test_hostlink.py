@@ -78,7 +78,7 @@ def test_parameter_validation():
         HostLinkBridge(64, max_burst=32768)
     with pytest.raises(ValueError, match=r"^Timeout must be a positive integer, not 0$"):
         HostLinkBridge(64, timeout=0)
-    with pytest.raises(ValueError, match=r"^CSR count must be at least 18, not 4$"):
+    with pytest.raises(ValueError, match=rf"^CSR count must be at least {len(Csr)}, not 4$"):
         HostLinkBridge(64, csr_count=4)
     with pytest.raises(ValueError, match=r"^UART divisor must be at least 4, not 2$"):
         HostLink(64, divisor=2)

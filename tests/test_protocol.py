@@ -87,7 +87,7 @@ def test_parameter_validation():
         BridgeModel(16, max_burst=2.0)
     with pytest.raises(ValueError, match=rf"^Maximum burst must be at most {MAX_BURST_LIMIT}"):
         check_max_burst(MAX_BURST_LIMIT + 1)
-    with pytest.raises(ValueError, match=r"^CSR count must be at least 18, not 8$"):
+    with pytest.raises(ValueError, match=rf"^CSR count must be at least {len(Csr)}, not 8$"):
         BridgeModel(16, csr_count=8)
     with pytest.raises(ValueError, match=r"^Memory image must have at most 4 words, not 5$"):
         BridgeModel(4, memory=[0] * 5)

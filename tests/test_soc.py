@@ -14,22 +14,23 @@ from spec.soc import SocConfig
 from spec.selection import SelectorConfig
 from golden.machine import Machine
 from sim.soc import run_program
-from tests.progfuzz import valid_program, invalid_program, random_image, describe
+from tests.progfuzz import (valid_program, invalid_program, runaway_program, random_image,
+                            describe)
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=2048,
                 sp_banks=4, sp_depth=16, acc_banks=2, acc_depth=16,
                 selector=SelectorConfig(classes=3, k=2, p=2))
 
 
-def golden_run(soc, image, entry=0):
+def golden_run(soc, image, entry=0, budget=0):
     m = Machine(soc)
     m.write_words(0, image)
-    return m, m.run(entry=entry)
+    return m, m.run(entry=entry, budget=budget)
 
 
-def compare(soc, image, seed, *, stall_rate=0, timing=True, words=None):
-    m, r = golden_run(soc, image)
-    rt = run_program(soc, image, stall_rate=stall_rate, seed=seed + 1)
+def compare(soc, image, seed, *, stall_rate=0, timing=True, words=None, budget=None):
+    m, r = golden_run(soc, image, budget=budget or 0)
+    rt = run_program(soc, image, stall_rate=stall_rate, seed=seed + 1, budget=budget)
     csr = rt["csr"]
     ctx = f"seed {seed}\n{describe(words) if words else ''}"
     status = decode_status(csr[Csr.STATUS])
@@ -83,6 +84,26 @@ def test_random_programs_under_stalls(seed):
     p = valid_program(rng, SOC, n=6)
     words = p.words()
     compare(SOC, random_image(rng, SOC, words), seed, stall_rate=0.3, timing=False, words=words)
+
+
+@pytest.mark.parametrize("seed", range(300, 303))
+def test_watchdog_halts_a_runaway_program(seed):
+    # a loop that never halts ends with WATCHDOG at the budget, == golden (cycles, pc, memory)
+    rng = random.Random(seed)
+    words = runaway_program(rng, SOC, n=4).words()
+    budget = rng.randint(50, 400)
+    m, r = compare(SOC, random_image(rng, SOC, words), seed, words=words, budget=budget)
+    assert r.error == Error.WATCHDOG and budget <= r.cycles
+
+
+def test_watchdog_budget_of_exactly_the_program():
+    # a budget of the program's own cycle count lets it halt; one cycle less stops it
+    rng = random.Random(310)
+    words = valid_program(rng, SOC, n=3).words()
+    image = random_image(rng, SOC, words)
+    cycles = golden_run(SOC, image)[1].cycles
+    assert compare(SOC, image, 310, words=words, budget=cycles)[1].error == Error.NONE
+    assert compare(SOC, image, 310, words=words, budget=cycles - 1)[1].error == Error.WATCHDOG
 
 
 def test_new_program_after_an_error_without_reset():

@@ -37,6 +37,7 @@ from firmware.asm import Assembler
 from sim.compiled import SIMULATORS, CxxSimBuildError
 from sim.compiled.soc import SocSim, run_program, _pack, _unpack
 from tests.progfuzz import (valid_program, invalid_program, invalid_case, instruction_program,
+                            runaway_program,
                             random_image, with_program, shrink, describe, _without)
 
 pytestmark = pytest.mark.xdist_group("cxxsim")   # one worker builds (or loads) each model once
@@ -194,6 +195,38 @@ def test_random_invalid_programs(model, seed):
     cycles = res[Csr.CYCLES_LO] | res[Csr.CYCLES_HI] << 32
     bound = pr.cycles + (2 * (FETCH_CYCLES + 1) if error == Error.FETCH_RANGE else 0)
     assert cycles <= bound, f"seed {seed}: {cycles} cycles, more than the prefix's {pr.cycles}"
+
+
+def check_budget(sim, soc, words, image, budget, ctx):
+    """Golden == compiled on ``image`` run with the watchdog's ``budget`` (cycle-exact)."""
+    m = Machine(soc)
+    m.write_words(0, image)
+    r = m.run(0, budget=budget)
+    sim.power_on()
+    sim.write_words(0, image)
+    res = sim.run(0, max_cycles=1_000_000, budget=budget)
+    check(sim, m, r, res, f"{ctx}, budget {budget}\n{describe(words)}")
+    return r
+
+
+@pytest.mark.parametrize("seed", range(3000, 3030))
+def test_watchdog_random_budgets(model, seed):
+    # valid programs stopped at a random cycle, and loops that never halt: the error, pc,
+    # memories, cycles and counters == golden; a budget ≥ the program's cycles changes nothing
+    rng = random.Random(seed)
+    if seed % 3:
+        words = valid_program(rng, SOC, n=rng.randint(4, 10)).words()
+        image = random_image(rng, SOC, words)
+        cycles = golden(SOC, image)[1].cycles
+        budget = rng.choice([rng.randint(1, cycles), cycles, cycles - 1, cycles + 1])
+        r = check_budget(model, SOC, words, image, budget, f"seed {seed}")
+        assert r.error == (Error.NONE if budget >= cycles else Error.WATCHDOG), f"seed {seed}"
+    else:
+        words = runaway_program(rng, SOC, n=rng.randint(2, 8)).words()
+        image = random_image(rng, SOC, words)
+        budget = rng.randint(1, 5000)
+        r = check_budget(model, SOC, words, image, budget, f"seed {seed}")
+        assert r.error == Error.WATCHDOG and r.cycles >= budget, f"seed {seed}"
 
 
 @pytest.mark.parametrize("seed", range(2000, 2030))

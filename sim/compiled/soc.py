@@ -424,16 +424,25 @@ class SocSim:
         """The sequencer's program counter (no cycles pass)."""
         return self.sim.get(self.dut.seq.pc)
 
-    def start(self, entry):
+    def start(self, entry, budget=None):
         """Start the program at word address ``entry`` (writes ``ENTRY``, then ``CTRL``: two
-        cycles) and return; :meth:`wait` runs it to the end."""
+        cycles; with ``budget``, ``BUDGET`` first: three) and return; :meth:`wait` runs it to
+        the end. ``budget``: the watchdog's cycle budget (``0 .. 2**32 − 1``, 0 = none;
+        ``None`` keeps the CSR's value)."""
         check_int(entry, "Entry address")
         if not 0 <= entry <= _MASK32:
             raise ValueError(f"Entry address must be a 32-bit unsigned integer, not {entry!r}")
+        idx, values = [Csr.ENTRY, Csr.CTRL], [entry, 1]
+        if budget is not None:
+            check_int(budget, "Cycle budget")
+            if not 0 <= budget <= _MASK32:
+                raise ValueError(f"Cycle budget must be a 32-bit unsigned integer, not "
+                                 f"{budget!r}")
+            idx, values = [Csr.BUDGET] + idx, [budget] + values
         if self.running:
             raise RuntimeError(f"The SoC is still running a program (pc {self.pc:#x}); "
                                f"wait for it, or reset()")
-        self._csr_cycles([Csr.ENTRY, Csr.CTRL], we=True, wdata=[entry, 1])
+        self._csr_cycles(idx, we=True, wdata=values)
 
     def wait(self, max_cycles=100_000_000, *, entry=None):
         """Run until the program halts (``done``), in C++; then read the CSRs.
@@ -471,14 +480,17 @@ class SocSim:
             return f"<{e.args[0]}>"
         return " ".join([op.name] + [f"{k}={v}" for k, v in f.items()])
 
-    def run(self, entry=0, max_cycles=100_000_000, *, vcd=None, vcd_window=None):
+    def run(self, entry=0, max_cycles=100_000_000, *, budget=None, vcd=None, vcd_window=None):
         """Run the program at word address ``entry`` until it halts; return its result.
 
         Parameters
         ----------
         entry : int
         max_cycles : int
-            Cycle budget (:class:`TimeoutError` past it).
+            Cycle budget of the simulation (:class:`TimeoutError` past it).
+        budget : int, optional
+            The SoC's watchdog budget (:meth:`start`): past it the program halts itself with
+            ``Error.WATCHDOG``.
         vcd : path, optional
             Record a VCD waveform of the cycles ``vcd_window`` (``(first, last)``: cycles
             counted from the program's start, default the first 1000) into this file.
@@ -495,7 +507,7 @@ class SocSim:
             If a program is already running.
         """
         cycle0 = self.sim.cycle
-        self.start(entry)
+        self.start(entry, budget)
         check_int(max_cycles, "Cycle budget")
         budget = max_cycles
         if vcd is not None:
