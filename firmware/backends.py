@@ -23,7 +23,8 @@ from spec.csr import Csr, decode_status
 from spec.isa import Error
 from spec.memory import Fault
 from spec.soc import SocConfig, DEFAULT_SOC
-from .device import DEFAULT_MAX_CYCLES, Device, DeviceTimeout, RunResult
+from .device import (DEFAULT_MAX_CYCLES, WATCHDOG_DRAIN, Device, DeviceTimeout, RunResult,
+                     check_watchdog)
 
 __all__ = ["RtlSimDevice", "PysimDevice", "COUNTER_NAMES"]
 
@@ -113,7 +114,7 @@ class RtlSimDevice(Device):
     def _run(self, entry, max_cycles):
         budget = DEFAULT_MAX_CYCLES if max_cycles is None else max_cycles
         try:
-            r = self.sim.run(entry, budget)
+            r = self.sim.run(entry, budget + WATCHDOG_DRAIN, budget=budget)
         except TimeoutError as e:
             # the SoC is left running: stop it so that the device stays usable
             self.sim.reset()
@@ -121,7 +122,8 @@ class RtlSimDevice(Device):
                                 f"({e})") from e
         self.last_result = r
         self._counters = dict(r.counters)
-        return RunResult(r.error, r.pc, r.cycles, r.instructions, r.dma_fault)
+        return check_watchdog(entry, budget,
+                              RunResult(r.error, r.pc, r.cycles, r.instructions, r.dma_fault))
 
     def counters(self):
         return dict(self._counters)
@@ -223,11 +225,12 @@ class PysimDevice(Device):
         budget = DEFAULT_MAX_CYCLES if max_cycles is None else max_cycles
 
         async def run(ctx):
+            await csr_write(ctx, dut, Csr.BUDGET, budget)
             await csr_write(ctx, dut, Csr.ENTRY, entry)
             await csr_write(ctx, dut, Csr.CTRL, 1)
             n = 0
             while not ctx.get(dut.done):
-                if n >= budget + 2:
+                if n >= budget + WATCHDOG_DRAIN:
                     return None
                 await ctx.tick()
                 n += 1
@@ -240,7 +243,7 @@ class PysimDevice(Device):
                                 f"(the SoC is left running)")
         csr, busy_sel = out
         self._counters = _counters_from_csrs(csr, busy_sel)
-        return _result_from_csrs(csr)
+        return check_watchdog(entry, budget, _result_from_csrs(csr))
 
     def counters(self):
         return dict(self._counters)

@@ -20,7 +20,7 @@ from spec.isa import Error
 from spec.memory import Fault
 from spec.params import check_int
 from spec.soc import SocConfig, DEFAULT_SOC
-from .device import Device, DeviceTimeout, RunResult
+from .device import Device, DeviceTimeout, RunResult, check_watchdog
 from .transport import HostLink, SerialTransport, Transport
 
 __all__ = ["BoardDevice", "BoardMismatch", "config_word", "open_link"]
@@ -31,6 +31,9 @@ _COUNTER_CSRS = {
     "busy_dma": (Csr.BUSY_DMA,), "busy_gemm": (Csr.BUSY_GEMM,), "busy_vec": (Csr.BUSY_VEC,),
     "sat_req": (Csr.SAT_REQ,), "sat_sgd": (Csr.SAT_SGD,),
 }
+
+
+_MASK32 = 0xFFFF_FFFF
 
 
 class BoardMismatch(ValueError):
@@ -177,13 +180,17 @@ class BoardDevice(Device):
         if status.running:
             raise RuntimeError(f"The device is still running a program (pc "
                                f"{self.link.csr_read(Csr.PC):#x})")
+        # the SoC's watchdog stops a program at max_cycles by itself (Error.WATCHDOG); a budget
+        # beyond its 32-bit CSR is watched from here instead
+        hw_budget = max_cycles if max_cycles is not None and max_cycles <= _MASK32 else 0
+        self.link.csr_write(Csr.BUDGET, hw_budget)
         self.link.start(entry)
         deadline = self.link.now() + self._run_timeout
         while True:
             status = self.link.status()
             if status.done and not status.running:
                 break
-            if max_cycles is not None:
+            if max_cycles is not None and not hw_budget:
                 cycles = self._csr64(Csr.CYCLES_LO, Csr.CYCLES_HI)
                 if cycles > max_cycles:
                     raise DeviceTimeout(f"Program at {entry:#x} did not halt within {max_cycles}"
@@ -199,7 +206,8 @@ class BoardDevice(Device):
             else Fault.NONE
         self._counters = {name: (self.link.csr_read(c[0]) if len(c) == 1 else self._csr64(*c))
                           for name, c in _COUNTER_CSRS.items()}
-        return RunResult(error, pc, self._counters["cycles"], insns, fault)
+        return check_watchdog(entry, max_cycles,
+                              RunResult(error, pc, self._counters["cycles"], insns, fault))
 
     def counters(self):
         """The last run's counters read from the CSRs: ``cycles``, ``stall``, ``busy_dma``,

@@ -28,7 +28,8 @@ from spec.memory import Fault
 from spec.soc import SocConfig, DEFAULT_SOC
 
 __all__ = ["Device", "DeviceWrapper", "RunResult", "DeviceError", "DeviceTimeout",
-           "GoldenDevice", "describe_instruction", "DEFAULT_MAX_CYCLES"]
+           "GoldenDevice", "describe_instruction", "DEFAULT_MAX_CYCLES", "WATCHDOG_DRAIN",
+           "check_watchdog"]
 
 #: The cycle budget of a run given none (:meth:`Device.run`), on the golden model and the
 #: simulators: 2**30 cycles (10.7 s of a 100 MHz SoC), 22 times the largest program the
@@ -39,6 +40,19 @@ __all__ = ["Device", "DeviceWrapper", "RunResult", "DeviceError", "DeviceTimeout
 #: (``max_cycles``, ``Accelerator(max_cycles=...)``) where a runaway is likely. A board bounds
 #: a run by link time instead (``firmware/board.py``).
 DEFAULT_MAX_CYCLES = 1 << 30
+
+#: Cycles a simulator runs past a run's budget before it gives up on the SoC: the SoC's own
+#: watchdog (``Csr.BUDGET``, set to the budget) stops issuing at the budget and halts once the
+#: running units are idle, well within this; past it the simulated SoC is broken.
+WATCHDOG_DRAIN = 1 << 22
+
+
+def check_watchdog(entry, budget, result):
+    """``result`` (a :class:`RunResult`), or :class:`DeviceTimeout` if the SoC's watchdog
+    stopped the program at ``budget`` cycles (``Error.WATCHDOG``)."""
+    if result.error == Error.WATCHDOG:
+        raise DeviceTimeout(f"Program at {entry:#x} did not halt within {budget} cycles")
+    return result
 
 
 @dataclass(frozen=True)
@@ -311,14 +325,15 @@ class GoldenDevice(Device):
         torch.set_num_threads(1)
         try:
             # a run issues at most one instruction per cycle: the cycle budget bounds both
-            r = self.machine.run(entry, max_instructions=budget, max_cycles=budget)
+            r = self.machine.run(entry, max_instructions=budget, max_cycles=budget,
+                                 budget=budget)
         except RuntimeError as e:     # the budget ran out
             raise DeviceTimeout(f"Program at {entry:#x} did not halt within {budget} "
                                 f"cycles") from e
         finally:
             torch.set_num_threads(threads)
-        return RunResult(Error(r.error), r.pc, r.cycles, r.instructions,
-                         Fault(r.dma_fault))
+        return check_watchdog(entry, budget, RunResult(Error(r.error), r.pc, r.cycles,
+                                                       r.instructions, Fault(r.dma_fault)))
 
     def counters(self):
         return dict(self.machine.counters)

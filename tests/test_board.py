@@ -13,14 +13,14 @@ import random
 import numpy as np
 import pytest
 
-from spec.csr import Csr, CHIP_ID, CSR_COUNT
+from spec.csr import Csr, CHIP_ID, CSR_COUNT, decode_status
 from spec.hostlink import Cmd, Status, MAX_BURST
-from spec.isa import Error
+from spec.isa import Cond, Error
 from firmware import Accelerator
 from firmware.asm import Assembler
 from firmware.board import BoardDevice, BoardMismatch, config_word, open_link
 from firmware.bringup import SMALL_SOC, SIM_OPTIONS, SIM_DIVISOR
-from firmware.device import DeviceError
+from firmware.device import DeviceError, DeviceTimeout
 from golden.hostlink import BridgeModel
 from firmware.protocol import encode_request, split_responses, words_to_bytes
 from firmware.transport import HostLinkError, HostLinkStatusError, SerialPortError
@@ -204,6 +204,27 @@ def test_board_device_errors(dut):
     link = open_link(dut.port, timeout=0.05)
     with pytest.raises(HostLinkStatusError, match=r"BURST_READ at 0x7ff: BAD_ADDR"):
         link.request(Cmd.BURST_READ, MEM - 1, (2).to_bytes(2, "little"), expect=4)
+
+
+def test_board_watchdog_stops_a_runaway_program(dut):
+    # the SoC halts a loop at the run's budget by itself (Csr.BUDGET): the device is idle
+    # afterwards, not left running, and takes the next program at once
+    dut.power_on()
+    dev = BoardDevice(dut.port, SOC, timeout=0.05)
+    loop = Assembler(64)
+    loop.label("top")
+    loop.br(cond=Cond.EQ, rs1=0, rs2=0, target="top")
+    dev.load_program(64, loop)
+    with pytest.raises(DeviceTimeout, match=r"^Program at 0x40 did not halt within 700 cycles$"):
+        dev.run(64, max_cycles=700)
+    link = open_link(dut.port, timeout=0.05)
+    status = link.status()
+    assert not status.running and Error(decode_status(status.status).error) == Error.WATCHDOG
+    assert link.csr_read(Csr.BUDGET) == 700
+    halt = Assembler(64)
+    halt.halt()
+    dev.load_program(64, halt)
+    assert dev.run(64).instructions == 1 and link.csr_read(Csr.BUDGET) == 0
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "file", "url"])
