@@ -180,10 +180,10 @@ class Accelerator:
         self.release_memory()
         self._begin()
         self.device.load_program(0, cm.program)
-        self.device.write_words(cm.a_addr, a)
-        self.device.write_words(cm.b_addr, b)
+        self.device.write_words(cm.a_addr, cm.pack_a(a))
+        self.device.write_words(cm.b_addr, cm.pack_b(b))
         self._run(0)
-        return self.device.read_int16(cm.c_addr, m * n).reshape(m, n).astype(np.int16)
+        return cm.unpack_c(self.device.read_int16(cm.c_addr, cm.c_words)).astype(np.int16)
 
     # --- networks --------------------------------------------------------------------------------
     def mlp(self, sizes, **kwargs):

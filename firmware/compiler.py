@@ -834,67 +834,295 @@ def compile_mlp(desc, soc=DEFAULT_SOC, kinds=("train", "logits", "probs")):
 # ------------------------------------------------------------------------------------------------
 # Matrix product
 
+def _matmul_row_block(m, k, soc):
+    """Row tiles per *row block*: the unit of the order in which :func:`compile_matmul`
+    requantizes (row blocks top to bottom; in each, the column panels left to right, one
+    ``REQ`` over the block's rows per panel). With stochastic rounding that order is the draw
+    order of each lane's generator, so the block is the first tiled program's (``A`` loaded
+    transposed in chunks of at most 255 rows of ``K`` and half a bank, sharing its bank with
+    the ``REQ`` output): the draws are the same as they have always been."""
+    Lw, depth = soc.lanes, soc.sp_depth
+    kc = min(k, _MAX_DMA_COLS, depth // 2)
+    gemm_tiles = isa.field_slices(Op.GEMM)["mt"][1].max
+    return max(1, min(_ceil_div(m, Lw), gemm_tiles, depth // (kc + Lw)))
+
+
+@dataclass(frozen=True)
+class _MatmulStep:
+    """One ``GEMM`` of a matrix product: row tiles ``i0 .. i0 + mbi`` (row block ``rb``),
+    column panels ``j0 .. j0 + nbj`` (group ``g``), rows ``k0 .. k0 + kk`` of ``K`` (chunk
+    ``c``); ``last``: the output block's last chunk."""
+    rb: int
+    g: int
+    c: int
+    i0: int
+    mbi: int
+    j0: int
+    nbj: int
+    k0: int
+    kk: int
+    last: bool
+
+
+@dataclass(frozen=True)
+class _MatmulPlan:
+    """The tiling of :func:`compile_matmul` for ``A`` (m×k) · ``B`` (k×n) on ``soc``.
+
+    Output blocks are a row block (``mb`` row tiles, :func:`_matmul_row_block`) by a group of
+    ``nb`` column panels; each is accumulated over ``chunks`` chunks of ``kc`` rows of ``K``,
+    one ``GEMM`` per chunk. ``A`` buffers (a row block's panels of one chunk, then the block's
+    ``REQ`` output) alternate between the banks ``a_banks``, ``B`` buffers (a group's panels of
+    one chunk) between ``b_banks``, output blocks between the accumulator ``slots``.
+    """
+    m: int
+    k: int
+    n: int
+    lanes: int
+    depth: int
+    mb: int
+    kc: int
+    chunks: int
+    nb: int
+    a_banks: tuple
+    b_banks: tuple
+    slots: tuple
+
+    @classmethod
+    def make(cls, m, k, n, soc):
+        Lw, depth, banks = soc.lanes, soc.sp_depth, soc.sp_banks
+        mt, nt = _ceil_div(m, Lw), _ceil_div(n, Lw)
+        gemm_tiles = isa.field_slices(Op.GEMM)["nt"][1].max
+        mb = _matmul_row_block(m, k, soc)
+        kc_max = depth // mb - Lw                 # the A chunk and its REQ output: one bank
+        if kc_max < 1:
+            raise ValueError(f"Scratchpad banks of {depth} rows are too small for a row block "
+                             f"of {mb} tiles of {Lw} rows")
+        chunks = _ceil_div(k, kc_max)
+        kc = _ceil_div(k, chunks)
+        if soc.acc_banks >= 2 and mb * Lw <= soc.acc_depth:
+            slot_rows, slots = soc.acc_depth, (0, soc.acc_depth)
+        else:
+            slot_rows, slots = soc.acc_rows, (0,)
+        nb = max(1, min(nt, gemm_tiles, depth // kc, slot_rows // (mb * Lw)))
+        if mb * Lw * nb > slot_rows:
+            raise ValueError("Accumulator scratchpad is too small for one output tile")
+        a_banks = (0, 1) if banks >= 4 else (0,)
+        b_banks = (banks - 2, banks - 1) if banks >= 3 else (banks - 1,)
+        return cls(m, k, n, Lw, depth, mb, kc, chunks, nb, a_banks, b_banks[:2], slots)
+
+    @property
+    def mt(self):
+        return _ceil_div(self.m, self.lanes)
+
+    @property
+    def nt(self):
+        return _ceil_div(self.n, self.lanes)
+
+    @property
+    def row_blocks(self):
+        return _ceil_div(self.mt, self.mb)
+
+    @property
+    def groups(self):
+        return _ceil_div(self.nt, self.nb)
+
+    def steps(self):
+        """The :class:`_MatmulStep` of every ``GEMM``, in program order."""
+        for rb in range(self.row_blocks):
+            i0 = rb * self.mb
+            for g in range(self.groups):
+                j0 = g * self.nb
+                for c in range(self.chunks):
+                    k0 = c * self.kc
+                    yield _MatmulStep(rb, g, c, i0, min(self.mb, self.mt - i0), j0,
+                                      min(self.nb, self.nt - j0), k0, min(self.kc, self.k - k0),
+                                      c == self.chunks - 1)
+
+    def instructions(self, seed=None):
+        """Instructions of the program (:func:`_emit_matmul`'s loops in closed form)."""
+        r, g, ch, mt, nt = self.row_blocks, self.groups, self.chunks, self.mt, self.nt
+        n = (seed is not None) + 1 + r * g * ch             # SEED, HALT, GEMMs
+        # A: loaded once per row block (one descriptor: its panels are consecutive in main
+        # memory) with one chunk; else every step, one descriptor per panel
+        n += r if ch == 1 else mt * g * ch
+        # B: once (one group), every step (one descriptor), or every step per panel
+        n += (1 if g == 1 else r * g) if ch == 1 else r * ch * nt
+        return n + 2 * r * nt                               # a REQ and a store per panel
+
+    def region_words(self):
+        """Main-memory words of ``A``, ``B`` and ``C`` in the panel layouts
+        (:class:`CompiledMatmul`)."""
+        L = self.lanes
+        return self.mt * self.k * L, self.nt * self.k * L, self.nt * self.m * L
+
+
+def _load_lines(p, *, off, sp_row, rows, lanes):
+    """A non-transposed load of ``rows`` consecutive scratchpad rows of ``lanes`` words each
+    (whole lines: the panel layouts keep them consecutive in main memory)."""
+    p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=0, mem_off=off,
+          sp_row=sp_row, rows=rows, cols=lanes, stride=lanes)
+
+
+def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
+    """The program of :func:`compile_matmul` (addresses of the panel layouts).
+
+    Step ``s``: ``GEMM`` ``s``; the loads of step ``s + 1`` into the other ``A``/``B`` bank
+    (only what changes: ``A`` stays for a row block when ``K`` is one chunk, ``B`` for the
+    whole product when it is one group); then ``REQ`` and store of each panel of the output
+    block finished at step ``s − 1`` (its accumulator slot is not the one ``GEMM`` ``s``
+    writes) into the ``A`` bank ``GEMM`` ``s`` does not read. So the DMA and the vector unit
+    work while the array does. With one accumulator slot the block is requantized right after
+    its last ``GEMM``."""
+    L, depth, K, m, n = plan.lanes, plan.depth, plan.k, plan.m, plan.n
+    if seed is not None:
+        p.seed(seed=seed)
+    steps = list(plan.steps())
+    groups = plan.groups
+
+    def load_a(st, bank):
+        if plan.chunks == 1:                       # the row block's panels, consecutive
+            _load_lines(p, off=a_addr + st.i0 * K * L, sp_row=bank * depth, rows=st.mbi * K,
+                        lanes=L)
+            return
+        for i in range(st.mbi):
+            _load_lines(p, off=a_addr + ((st.i0 + i) * K + st.k0) * L,
+                        sp_row=bank * depth + i * st.kk, rows=st.kk, lanes=L)
+
+    def load_b(st, bank):
+        if plan.chunks == 1:
+            _load_lines(p, off=b_addr + st.j0 * K * L, sp_row=bank * depth, rows=st.nbj * K,
+                        lanes=L)
+            return
+        for j in range(st.nbj):
+            _load_lines(p, off=b_addr + ((st.j0 + j) * K + st.k0) * L,
+                        sp_row=bank * depth + j * st.kk, rows=st.kk, lanes=L)
+
+    def slot(st):
+        return plan.slots[(st.rb * groups + st.g) % len(plan.slots)]
+
+    def requantize(st, bank):
+        rows = min(st.mbi * L, m - st.i0 * L)
+        out = bank * depth + plan.mb * plan.kc
+        for j in range(st.nbj):
+            c0 = (st.j0 + j) * L
+            p.req(src=slot(st) + j * st.mbi * L, dst=out, rows=rows, lanes=min(L, n - c0),
+                  shift=shift, relu=0, rounding=_ROUNDING[rounding], mask_en=0, mask_row=0)
+            p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1, rm=0,
+                  mem_off=c_addr + (c0 * m + st.i0 * L * L), sp_row=out, rows=rows, cols=L,
+                  stride=L)
+
+    xa = xb = 0
+    load_a(steps[0], plan.a_banks[0])
+    load_b(steps[0], plan.b_banks[0])
+    lag = len(plan.slots) - 1
+    ready = []
+    for s, st in enumerate(steps):
+        p.gemm(a_row=plan.a_banks[xa] * depth, b_row=plan.b_banks[xb] * depth, c_row=slot(st),
+               k=st.kk, mt=st.mbi, nt=st.nbj, a_ps=st.kk, b_ps=st.kk, c_ps=st.mbi * L,
+               accumulate=int(st.c > 0))
+        out_bank = plan.a_banks[(xa + 1) % len(plan.a_banks)]
+        if s + 1 < len(steps):
+            nx = steps[s + 1]
+            if (nx.rb, nx.c) != (st.rb, st.c):
+                xa = (xa + 1) % len(plan.a_banks)
+                load_a(nx, plan.a_banks[xa])
+            if (nx.g, nx.c) != (st.g, st.c):
+                xb = (xb + 1) % len(plan.b_banks)
+                load_b(nx, plan.b_banks[xb])
+        if st.last and not lag:
+            ready.append(st)
+        for done in ready:
+            requantize(done, out_bank)
+        ready = [st] if st.last and lag else []
+    for done in ready:
+        requantize(done, plan.a_banks[(xa + 1) % len(plan.a_banks)])
+    p.halt()
+
+
 @dataclass(frozen=True)
 class CompiledMatmul:
     """A tiled matrix product ``C = sat(round(A·B / 2**shift))``.
+
+    Main memory holds the operands and the result as **panels** of ``lanes`` columns, each
+    panel's rows consecutive (so that every scratchpad row moves as one line, non-transposed):
+
+    * ``A`` (m×k) at ``a_addr``: row panel ``i`` (rows ``i·lanes ..``) transposed, ``k`` rows of
+      ``lanes`` words, word ``(i·k + κ)·lanes + r`` = ``A[i·lanes + r, κ]``;
+    * ``B`` (k×n) at ``b_addr``: column panel ``j``, word ``(j·k + κ)·lanes + c`` =
+      ``B[κ, j·lanes + c]``;
+    * ``C`` (m×n) at ``c_addr``: column panel ``j``, word ``(j·m + row)·lanes + c`` =
+      ``C[row, j·lanes + c]``.
+
+    Lanes past the matrices' edges are zero. :meth:`pack_a`, :meth:`pack_b` and
+    :meth:`unpack_c` convert.
 
     Attributes
     ----------
     program : Assembler
         At word address 0.
     a_addr, b_addr, c_addr : int
-        Where ``A`` (M×K), ``B`` (K×N) and ``C`` (M×N), row-major int16, live in main memory.
+    m, k, n, lanes : int
+    c_words : int
+        Words of the ``C`` region.
     """
     program: Assembler
     a_addr: int
     b_addr: int
     c_addr: int
+    m: int
+    k: int
+    n: int
+    lanes: int
 
+    @property
+    def c_words(self):
+        return _ceil_div(self.n, self.lanes) * self.m * self.lanes
 
-def _matmul_tiles(m, k, n, soc):
-    """``(kc, mb, nb)``: rows of ``K`` per chunk, row and column tiles per output block."""
-    Lw, depth = soc.lanes, soc.sp_depth
-    mt_all, nt_all = _ceil_div(m, Lw), _ceil_div(n, Lw)
-    gemm_tiles = isa.field_slices(Op.GEMM)["mt"][1].max
-    kc = min(k, _MAX_DMA_COLS, depth // 2)
-    # A and its REQ output share a bank: mb·kc + mb·R rows; B: nb·kc rows
-    mb = max(1, min(mt_all, gemm_tiles, depth // (kc + Lw)))
-    nb = max(1, min(nt_all, gemm_tiles, depth // kc, soc.acc_rows // (mb * Lw)))
-    return kc, mb, nb
+    def pack_a(self, a):
+        """``A`` (m×k integers) as the words of its region."""
+        L, mt = self.lanes, _ceil_div(self.m, self.lanes)
+        pad = np.zeros((mt * L, self.k), dtype=np.int64)
+        pad[:self.m] = a
+        return pad.reshape(mt, L, self.k).transpose(0, 2, 1).ravel()
+
+    def pack_b(self, b):
+        """``B`` (k×n integers) as the words of its region."""
+        L, nt = self.lanes, _ceil_div(self.n, self.lanes)
+        pad = np.zeros((self.k, nt * L), dtype=np.int64)
+        pad[:, :self.n] = b
+        return pad.reshape(self.k, nt, L).transpose(1, 0, 2).ravel()
+
+    def unpack_c(self, words):
+        """``C`` (m×n) from the :attr:`c_words` words of its region."""
+        L, nt = self.lanes, _ceil_div(self.n, self.lanes)
+        c = np.asarray(words).reshape(nt, self.m, L).transpose(1, 0, 2)
+        return c.reshape(self.m, nt * L)[:, :self.n]
 
 
 def _matmul_instructions(m, k, n, soc, seed=None):
-    """Instructions of :func:`compile_matmul`'s program, counted without emitting it (the
-    loops of its ``emit``, in closed form per block)."""
-    Lw = soc.lanes
-    mt_all, nt_all = _ceil_div(m, Lw), _ceil_div(n, Lw)
-    kc, mb, nb = _matmul_tiles(m, k, n, soc)
-    chunks = [min(kc, k - k0) for k0 in range(0, k, kc)]
-    a_dmas = sum(_ceil_div(kk, _MAX_DMA_COLS) for kk in chunks)     # per row tile
-    b_dmas = sum(_ceil_div(kk, _MAX_DMA_ROWS) for kk in chunks)     # per column tile
-    row_blocks = range(0, mt_all, mb)
-    col_blocks = _ceil_div(nt_all, nb)
-    n_insns = (seed is not None) + 1                                 # SEED, HALT
-    n_insns += col_blocks * mt_all * a_dmas + len(row_blocks) * nt_all * b_dmas
-    n_insns += len(row_blocks) * col_blocks * len(chunks)            # GEMMs
-    for i0 in row_blocks:                                            # REQ and stores
-        rows = min(min(mb, mt_all - i0) * Lw, m - i0 * Lw)
-        n_insns += nt_all * (1 + _ceil_div(rows, _MAX_DMA_ROWS))
-    return n_insns
+    """Instructions of :func:`compile_matmul`'s program, counted without emitting it."""
+    return _MatmulPlan.make(m, k, n, soc).instructions(seed)
 
 
-def _matmul_layout(soc, program, m, k, n):
+def _matmul_layout(soc, program, plan):
     """Main-memory regions ``A``, ``B``, ``C`` after a program of ``program`` words."""
     lay = MemoryLayout(soc.mem_words)
     lay.add("program", program)
-    return lay.add("A", m * k), lay.add("B", k * n), lay.add("C", m * n)
+    line = max(soc.lanes, isa.INSN_WORDS)          # every panel row within one line
+    return tuple(lay.add(name, words, align=line)
+                 for name, words in zip("ABC", plan.region_words()))
 
 
 def matmul_max_square(soc=DEFAULT_SOC):
     """The largest ``s`` for which an ``s×s`` by ``s×s`` product fits ``soc``'s main memory
     (its program and the three matrices: :func:`compile_matmul`)."""
     def fits(s):
-        return 8 * _matmul_instructions(s, s, s, soc, 1) + 3 * s * s <= soc.mem_words
+        try:
+            plan = _MatmulPlan.make(s, s, s, soc)
+            _matmul_layout(soc, 8 * plan.instructions(1), plan)
+        except ValueError:
+            return False
+        return True
     lo, hi = 0, 1
     while fits(hi):
         lo, hi = hi, 2 * hi
@@ -907,12 +1135,16 @@ def matmul_max_square(soc=DEFAULT_SOC):
 def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, seed=None):
     """Compile ``C = sat(round(A·B / 2**shift))`` for ``A`` (m×k) and ``B`` (k×n).
 
-    Output blocks of up to ``mb`` × ``nb`` tiles are accumulated over chunks of ``kc`` rows of
-    ``K`` (``GEMM`` with ``accumulate`` after the first chunk), requantized by one ``REQ`` per
-    column panel and stored. ``A`` panels are loaded transposed, ``B`` panels as they are;
-    consecutive chunks alternate between two pairs of banks when there are four, so the next
-    chunk's loads overlap the current ``GEMM``. With ``seed`` the program starts with
-    ``SEED seed`` (for stochastic rounding).
+    The operands and the result live in main memory as panels (:class:`CompiledMatmul`), so
+    every load and store is non-transposed, whole rows of ``lanes`` consecutive words. Output
+    blocks of a row block (:func:`_matmul_row_block`) by up to ``nb`` column panels are
+    accumulated over chunks of ``K`` (one ``GEMM`` each, ``accumulate`` after the first),
+    requantized by one ``REQ`` per column panel and stored; a row block's ``A`` panels stay in
+    the scratchpad for all its column panels when ``K`` is one chunk, and ``B`` for the whole
+    product when it is one group. Loads of the next ``GEMM``'s operands and the previous
+    block's ``REQ`` and stores run while the array computes (:func:`_emit_matmul`). With
+    ``seed`` the program starts with ``SEED seed`` (for stochastic rounding); the draws go in
+    the order of the ``REQ``\\s.
 
     Raises
     ------
@@ -929,60 +1161,17 @@ def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, s
     if rounding not in _ROUNDING:
         raise ValueError(f"Rounding must be one of {', '.join(map(repr, _ROUNDING))}, "
                          f"not {rounding!r}")
-    Lw = _check_square(soc)
-    depth = soc.sp_depth
-    mt_all, nt_all = _ceil_div(m, Lw), _ceil_div(n, Lw)
-    kc, mb, nb = _matmul_tiles(m, k, n, soc)
-    if mb * Lw * nb > soc.acc_rows:
-        raise ValueError("Accumulator scratchpad is too small for one output tile")
-    program = 8 * _matmul_instructions(m, k, n, soc, seed)
+    _check_square(soc)
+    plan = _MatmulPlan.make(m, k, n, soc)
+    program = 8 * plan.instructions(seed)
     try:                                      # refused before compiling, with what fits
-        _matmul_layout(soc, program, m, k, n)
+        a, b, c = _matmul_layout(soc, program, plan)
     except ValueError as e:
         s = matmul_max_square(soc)
         raise ValueError(f"{e}: a {m}×{k} by {k}×{n} product needs "
-                         f"{program + m * k + k * n + m * n} words (program, A, B and C); the "
-                         f"largest square product that fits is {s}×{s}") from None
-    pairs = [(0, 1), (2, 3)] if soc.sp_banks >= 4 else [(0, 1)]
-
-    def emit(p, a_addr, b_addr, c_addr):
-        if seed is not None:
-            p.seed(seed=seed)
-        t = 0
-        for i0 in range(0, mt_all, mb):
-            mbi = min(mb, mt_all - i0)
-            for j0 in range(0, nt_all, nb):
-                nbj = min(nb, nt_all - j0)
-                for k0 in range(0, k, kc):
-                    kk = min(kc, k - k0)
-                    ba, bb = pairs[t % len(pairs)]
-                    t += 1
-                    a_row, b_row = ba * depth, bb * depth
-                    for i in range(mbi):
-                        r0 = (i0 + i) * Lw
-                        _dma(p, store=False, transpose=True, rm=0, off=a_addr + r0 * k + k0,
-                             sp_row=a_row + i * kk, rows=min(Lw, m - r0), cols=kk, stride=k)
-                    for j in range(nbj):
-                        c0 = (j0 + j) * Lw
-                        _dma(p, store=False, transpose=False, rm=0, off=b_addr + k0 * n + c0,
-                             sp_row=b_row + j * kk, rows=kk, cols=min(Lw, n - c0), stride=n)
-                    p.gemm(a_row=a_row, b_row=b_row, c_row=0, k=kk, mt=mbi, nt=nbj, a_ps=kk,
-                           b_ps=kk, c_ps=mbi * Lw, accumulate=int(k0 > 0))
-                out = pairs[0][0] * depth + mb * kc
-                rows = min(mbi * Lw, m - i0 * Lw)
-                for j in range(nbj):
-                    c0 = (j0 + j) * Lw
-                    lanes = min(Lw, n - c0)
-                    p.req(src=j * mbi * Lw, dst=out, rows=rows, lanes=lanes, shift=shift,
-                          relu=0, rounding=_ROUNDING[rounding], mask_en=0, mask_row=0)
-                    _dma(p, store=True, transpose=False, rm=0, off=c_addr + i0 * Lw * n + c0,
-                         sp_row=out, rows=rows, cols=lanes, stride=n)
-        p.halt()
-
-    probe = Assembler(0)
-    emit(probe, 0, 0, 0)
-    assert 8 * len(probe) == program
-    a, b, c = _matmul_layout(soc, program, m, k, n)
+                         f"{program + sum(plan.region_words())} words (program, A, B and C); "
+                         f"the largest square product that fits is {s}×{s}") from None
     p = Assembler(0)
-    emit(p, a.addr, b.addr, c.addr)
-    return CompiledMatmul(p, a.addr, b.addr, c.addr)
+    _emit_matmul(p, plan, shift, rounding, seed, a.addr, b.addr, c.addr)
+    assert 8 * len(p) == program
+    return CompiledMatmul(p, a.addr, b.addr, c.addr, m, k, n, plan.lanes)
