@@ -100,7 +100,9 @@ def measure(board="ulx3s-85f", units=UNITS, seed=1, freq=100.0, route=True, path
         with tempfile.TemporaryDirectory(prefix="unit_fmax_") as work:
             t0 = time.monotonic()
             with open(os.path.join(work, "top.il"), "w") as f:
-                f.write(rtlil.convert(unit, name="top"))
+                # the board's platform: units that build vendor cells (the DSP blocks' own
+                # registers, rtl/dsp.py) build them as the board build does
+                f.write(rtlil.convert(unit, name="top", platform=cfg.make_platform()))
             try:
                 counts = synth_counts("ecp5", work)
                 t1 = time.monotonic()

@@ -1,14 +1,15 @@
 """The vector engine's one post-processing datapath: REQ, RELUB and SGD configure the same lanes."""
 
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, check_int, check_positive_int
 from spec.timing import REQ_LATENCY, SGD_LATENCY
+from .dsp import PRODUCT_LATENCY, registered_product
 from .rng import RngSignature
-from .rounding import (SHIFT_BITS, clear_lsb, rounding_addend, rounding_masks, shift_right_bits,
+from .rounding import (MAX_SHIFT, SHIFT_BITS, clear_lsb, rounding_addend, rounding_masks, shift_right_bits,
                        tie)
 
 __all__ = ["SAT_COUNT_WIDTH", "PostOp", "PostProcessor", "Pipeline", "check_lanes",
@@ -90,6 +91,12 @@ class Pipeline:
             self.m.d.sync += r.eq(value)
         return r
 
+    def delay(self, name, value, n):
+        """``value`` through ``n`` datapath registers (``{name}_d{k}``)."""
+        for k in range(n):
+            value = self.reg(f"{name}_d{k + 1}", Value.cast(value).shape(), value)
+        return value
+
     def stage(self, name, valid, n_valid, last):
         sv = self.reg(f"{name}_valid", 1, valid)
         self._valids.append(sv)
@@ -139,13 +146,15 @@ class PostProcessor(wiring.Component):
           step = round_shift(lr_mul·a + wd_mul·w, shift, rounding, rng)   # one draw if stochastic
           y    = saturate(w − step, width)                               # counted when it clamps
 
-    One lane: stage 1 the products ``a·m_a`` and ``w·m_w`` (``m_a, m_w = lr_mul, wd_mul`` for
-    SGD, ``1, 0`` otherwise; registered on both sides of the multipliers) and the rounding addend
-    from the lane's draw; stage 2 their sum and the nearest-even tie flag; stage 3 the quotient,
-    narrowed and clamped to ``width + 2`` bits (a step beyond that range saturates ``w − step``
-    exactly as the true one does; for REQ the clamp keeps it out of the ``width``-bit range);
-    stage 4 (the output register) ``w − step`` (SGD) or ``step`` (REQ), saturated to ``width``
-    bits with ReLU and mask, or the RELUB gate. ``rtl/rounding.py`` explains the rounding.
+    One lane, eight stages (:data:`LATENCY`): the products ``a·m_a`` and ``w·m_w`` (``m_a, m_w =
+    lr_mul, wd_mul`` for SGD, ``1, 0`` otherwise) in DSP blocks with their own operand, pipeline
+    and product registers (:func:`rtl.dsp.registered_product`, three stages), the rounding addend
+    from the lane's draw beside them; two partial sums; the sum; the coarse shift with the range
+    and tie flags; the fine shift, the tie correction and the clamp to ``width + 2`` bits (a step
+    beyond that range saturates ``w − step`` exactly as the true one does; for REQ the clamp keeps
+    it out of the ``width``-bit range); the output register: ``w − step`` (SGD) or ``step`` (REQ),
+    saturated to ``width`` bits with ReLU and mask, or the RELUB gate. ``rtl/rounding.py``
+    explains the rounding.
 
     Beats. A beat is one row chunk: lanes ``0 .. n_valid-1`` carry elements, the others are
     padding. Padding lanes take no draw and never count as saturated; they come out as ``y = 0``,
@@ -305,103 +314,121 @@ class PostProcessor(wiring.Component):
         smin, smax = -(1 << (step_w - 1)), (1 << (step_w - 1)) - 1
         split = min(W + 1, AW - 1)          # a's low part: an unsigned multiplier operand
 
-        # The multipliers' static operands, registered (they feed the DSP blocks directly).
+        # The multipliers' static operands (m_a, m_w = lr_mul, wd_mul for SGD; 1, 0 otherwise):
+        # the DSP blocks' operand registers load them with each beat.
         mul_a = Signal(W + 1, name="mul_a")
         mul_w = Signal(W, name="mul_w")
         if self._multipliers:
-            m.d.sync += [mul_a.eq(Mux(is_sgd, self.lr_mul, 1)),
+            m.d.comb += [mul_a.eq(Mux(is_sgd, self.lr_mul, 1)),
                          mul_w.eq(Mux(is_sgd, self.wd_mul, 0))]
 
-        # Stage 1: the operands, registered, and the rounding addend from the lane's draw.
+        # Stages 1-3: the products, a DSP block each with its own operand, pipeline and product
+        # registers (rtl/dsp.py): a's low 17 bits (unsigned) and high bits (signed) times m_a, and
+        # w times m_w. Beside them, in the fabric: w, the mask and the rounding addend from the
+        # lane's draw (taken as the beat is accepted).
         s1 = pipe.stage("s1", self.i.valid, p.n_valid, p.last)
-        s1_a = [pipe.reg(f"s1_a_{i}", signed(AW), p.a[i]) for i in range(L)]
-        s1_w = [pipe.reg(f"s1_w_{i}", signed(W), p.w[i]) for i in range(L)]
-        s1_add = [pipe.reg(f"s1_add_{i}", len(masks.low),
-                           rounding_addend(stochastic, self.rng.draws[i], masks))
-                  for i in range(L)]
-        s1_mask = pipe.reg("s1_mask", L, p.mask.as_value())
-
-        # Stage 2: the products, a DSP block each: a's low and high parts times m_a, w times m_w
-        # (m_a, m_w = lr_mul, wd_mul for SGD; 1, 0 otherwise).
         s2 = pipe.stage("s2", *s1)
-        s2_lo, s2_hi, s2_pw = [], [], []
-        for i in range(L):
-            a_lo, a_hi = s1_a[i][:split], s1_a[i][split:].as_signed()
-            if self._multipliers:
-                s2_lo.append(pipe.reg(f"s2_plo_{i}", unsigned(split + W + 1), a_lo * mul_a))
-                s2_hi.append(pipe.reg(f"s2_phi_{i}", signed(AW - split + W + 2), a_hi * mul_a))
-                s2_pw.append(pipe.reg(f"s2_pw_{i}", signed(2 * W + 1), s1_w[i] * mul_w))
-            else:
-                s2_lo.append(pipe.reg(f"s2_plo_{i}", unsigned(split), a_lo))
-                s2_hi.append(pipe.reg(f"s2_phi_{i}", signed(AW - split), a_hi))
-                s2_pw.append(0)
-        s2_w = [pipe.reg(f"s2_w_{i}", signed(W), s1_w[i]) for i in range(L)]
-        s2_add = [pipe.reg(f"s2_add_{i}", len(masks.low), s1_add[i]) for i in range(L)]
-        s2_mask = pipe.reg("s2_mask", L, s1_mask)
-
-        # Stage 3: two partial sums, side by side: low product + addend, high product + w's.
         s3 = pipe.stage("s3", *s2)
-        s3_u = [pipe.reg(f"s3_u_{i}", signed(masks.sum_width), s2_lo[i] + s2_add[i])
-                for i in range(L)]
-        s3_v = [pipe.reg(f"s3_v_{i}", signed(masks.sum_width),
-                         (s2_hi[i] << split) + s2_pw[i]) for i in range(L)]
-        s3_w = [pipe.reg(f"s3_w_{i}", signed(W), s2_w[i]) for i in range(L)]
-        s3_mask = pipe.reg("s3_mask", L, s2_mask)
+        s3_lo, s3_hi, s3_pw = [], [], []
+        for i in range(L):
+            a_lo, a_hi = p.a[i][:split], p.a[i][split:].as_signed()
+            if self._multipliers:
+                s3_lo.append(registered_product(m, f"plo_{i}", a_lo, mul_a, en=pipe.en,
+                                                platform=platform))
+                s3_hi.append(registered_product(m, f"phi_{i}", a_hi, mul_a, en=pipe.en,
+                                                platform=platform))
+                s3_pw.append(registered_product(m, f"pw_{i}", p.w[i], mul_w, en=pipe.en,
+                                                platform=platform))
+            else:
+                s3_lo.append(pipe.delay(f"plo_{i}", a_lo, PRODUCT_LATENCY))
+                s3_hi.append(pipe.delay(f"phi_{i}", a_hi, PRODUCT_LATENCY))
+                s3_pw.append(0)
+        s3_w = [pipe.delay(f"w_{i}", p.w[i], PRODUCT_LATENCY) for i in range(L)]
+        s3_add = [pipe.delay(f"add_{i}", rounding_addend(stochastic, self.rng.draws[i], masks),
+                             PRODUCT_LATENCY) for i in range(L)]
+        s3_mask = pipe.delay("mask", p.mask.as_value(), PRODUCT_LATENCY)
 
-        # Stage 4: the sum lr_mul·a + wd_mul·w + addend.
+        # Stage 4: two partial sums, side by side: low product + addend, high product + w's.
         s4 = pipe.stage("s4", *s3)
-        s4_sum = [pipe.reg(f"s4_sum_{i}", signed(masks.sum_width), s3_u[i] + s3_v[i])
-                  for i in range(L)]
+        s4_u = [pipe.reg(f"s4_u_{i}", signed(masks.sum_width), s3_lo[i] + s3_add[i])
+                for i in range(L)]
+        s4_v = [pipe.reg(f"s4_v_{i}", signed(masks.sum_width),
+                         (s3_hi[i] << split) + s3_pw[i]) for i in range(L)]
         s4_w = [pipe.reg(f"s4_w_{i}", signed(W), s3_w[i]) for i in range(L)]
         s4_mask = pipe.reg("s4_mask", L, s3_mask)
 
-        # Stage 5: the coarse shift (by 8·(shift // 8), 25 bits kept), whether the sum's bits above
-        # the kept ones all equal its sign, and whether it is a nearest-even tie.
+        # Stage 5: the sum lr_mul·a + wd_mul·w + addend.
         s5 = pipe.stage("s5", *s4)
-        coarse_amount = Cat(Const(0, 3), masks.shift[3:])
-        keep = step_w + 7
-        above = Signal(masks.sum_width, name="coarse_above")    # bits >= 8·(shift // 8) + keep
-        with m.Switch(masks.shift[3:]):
-            for h in range(1 << (SHIFT_BITS - 3)):
-                with m.Case(h):
-                    first = min(8 * h + keep, masks.sum_width)
-                    m.d.sync += above.eq(((1 << masks.sum_width) - 1) >> first << first)
-        s5_q, s5_above, s5_sign = [], [], []
-        for i in range(L):
-            total = s4_sum[i]
-            sign = total[-1]
-            coarse = shift_right_bits(m, total, coarse_amount, keep, f"coarse_{i}")
-            s5_q.append(pipe.reg(f"s5_q_{i}", signed(keep), coarse.as_signed()))
-            s5_above.append(pipe.reg(f"s5_above_{i}", 1,
-                                     ((total ^ sign.replicate(len(total))) & above).any()))
-            s5_sign.append(pipe.reg(f"s5_sign_{i}", 1, sign))
-        s5_tie = pipe.reg("s5_tie", L, Cat(*[tie(s4_sum[i], stochastic, masks) for i in range(L)]))
+        s5_sum = [pipe.reg(f"s5_sum_{i}", signed(masks.sum_width), s4_u[i] + s4_v[i])
+                  for i in range(L)]
         s5_w = [pipe.reg(f"s5_w_{i}", signed(W), s4_w[i]) for i in range(L)]
         s5_mask = pipe.reg("s5_mask", L, s4_mask)
 
-        # Stage 6: the fine shift (by shift % 8), the tie correction, clamped to width + 2 bits:
-        # the quotient fits when the kept bits from (shift % 8) + width + 1 up and the bits above
-        # them all equal the sign.
+        # Stage 6: the coarse shift, by 8·h (h = shift // 8, 0..4): `keep` bits of the sum from
+        # bit 8·h (one multiplexer of five slices); whether the sum's bits above those all equal
+        # its sign (from 8-bit groups: the part of the range test that does not depend on
+        # shift % 8); and whether it is a nearest-even tie.
         s6 = pipe.stage("s6", *s5)
+        keep = step_w + 7
+        h = masks.shift[3:]
+        coarse_n = MAX_SHIFT // 8 + 1
+        sw = masks.sum_width
+        s6_q, s6_above_ok, s6_sign = [], [], []
+        for i in range(L):
+            total = s5_sum[i]
+            sign = total[-1]
+            ext = Cat(total, sign.replicate(8 * (coarse_n - 1) + keep))
+            coarse = Signal(keep, name=f"coarse_{i}")
+            with m.Switch(h):
+                for k in range(coarse_n - 1):
+                    with m.Case(k):
+                        m.d.comb += coarse.eq(ext[8 * k:8 * k + keep])
+                with m.Default():                   # shift 32 (larger shifts are illegal)
+                    m.d.comb += coarse.eq(ext[8 * (coarse_n - 1):8 * (coarse_n - 1) + keep])
+            # group g: the sum's bits 8·g + keep .. 8·g + keep + 7 all equal its sign
+            groups = []
+            for g in range(coarse_n):
+                end = sw if g == coarse_n - 1 else min(8 * g + keep + 8, sw)
+                bits = total[min(8 * g + keep, sw):end]
+                groups.append(~(bits ^ sign.replicate(len(bits))).any() if len(bits) else
+                              Const(1, 1))
+            above_ok = Signal(name=f"above_ok_{i}")  # all groups from h up equal the sign
+            with m.Switch(h):
+                for k in range(coarse_n - 1):
+                    with m.Case(k):
+                        m.d.comb += above_ok.eq(Cat(*groups[k:]).all())
+                with m.Default():
+                    m.d.comb += above_ok.eq(groups[-1])
+            s6_q.append(pipe.reg(f"s6_q_{i}", signed(keep), coarse.as_signed()))
+            s6_above_ok.append(pipe.reg(f"s6_above_ok_{i}", 1, above_ok))
+            s6_sign.append(pipe.reg(f"s6_sign_{i}", 1, sign))
+        s6_tie = pipe.reg("s6_tie", L, Cat(*[tie(s5_sum[i], stochastic, masks) for i in range(L)]))
+        s6_w = [pipe.reg(f"s6_w_{i}", signed(W), s5_w[i]) for i in range(L)]
+        s6_mask = pipe.reg("s6_mask", L, s5_mask)
+
+        # Stage 7: the fine shift (by shift % 8), the tie correction, clamped to width + 2 bits:
+        # the quotient fits when the kept bits from (shift % 8) + width + 1 up and the groups
+        # above them all equal the sign.
+        s7 = pipe.stage("s7", *s6)
         top = Signal(keep, name="fine_top")             # kept bits >= shift % 8 + step_w - 1
         with m.Switch(masks.shift[:3]):
             for f in range(8):
                 with m.Case(f):
                     m.d.sync += top.eq(((1 << keep) - 1) >> (f + step_w - 1) << (f + step_w - 1))
-        s6_step = []
+        s7_step = []
         for i in range(L):
-            q = shift_right_bits(m, s5_q[i], masks.shift[:3], step_w, f"fine_{i}").as_signed()
-            sign = s5_sign[i]
-            fits = ~s5_above[i] & ~((s5_q[i] ^ sign.replicate(keep)) & top).any()
-            s6_step.append(pipe.reg(f"s6_step_{i}", signed(step_w),
-                                    Mux(fits, clear_lsb(q, s5_tie[i]), Mux(sign, smin, smax))))
-        s6_w = [pipe.reg(f"s6_w_{i}", signed(W), s5_w[i]) for i in range(L)]
-        s6_mask = pipe.reg("s6_mask", L, s5_mask)
+            q = shift_right_bits(m, s6_q[i], masks.shift[:3], step_w, f"fine_{i}").as_signed()
+            sign = s6_sign[i]
+            fits = s6_above_ok[i] & ~((s6_q[i] ^ sign.replicate(keep)) & top).any()
+            s7_step.append(pipe.reg(f"s7_step_{i}", signed(step_w),
+                                    Mux(fits, clear_lsb(q, s6_tie[i]), Mux(sign, smin, smax))))
+        s7_w = [pipe.reg(f"s7_w_{i}", signed(W), s6_w[i]) for i in range(L)]
+        s7_mask = pipe.reg("s7_mask", L, s6_mask)
 
-        # Stage 7 (output register): w − step (SGD) or step (REQ), saturated; ReLU and mask; or
+        # Stage 8 (output register): w − step (SGD) or step (REQ), saturated; ReLU and mask; or
         # the RELUB gate.
-        s6_valid, s6_n, s6_last = s6
-        pipe.output(s6_valid, s6_n, s6_last)
+        s7_valid, s7_n, s7_last = s7
+        pipe.output(s7_valid, s7_n, s7_last)
         assert pipe.latency == self.LATENCY
         def saturated(v, name):
             """``v`` clamped to ``width`` bits (by its top bits), and whether it fits."""
@@ -412,23 +439,23 @@ class PostProcessor(wiring.Component):
 
         o_sat = Signal(L, name="o_sat")
         for i in range(L):
-            lane_valid = s6_n > i
-            step = s6_step[i]
+            lane_valid = s7_n > i
+            step = s7_step[i]
             # SGD: w − step, saturated (the subtraction's carry chain, then a clamp)
-            diff = Signal(signed(step_w + 1), name=f"s7_diff_{i}")
-            m.d.comb += diff.eq(s6_w[i] - step)
-            y_sgd, fits_sgd = saturated(diff, f"s7_sgd_{i}")
+            diff = Signal(signed(step_w + 1), name=f"s8_diff_{i}")
+            m.d.comb += diff.eq(s7_w[i] - step)
+            y_sgd, fits_sgd = saturated(diff, f"s8_sgd_{i}")
             # REQ: step, saturated, ReLU (straight from the stage register: no subtraction)
-            y_req, fits_req = saturated(step, f"s7_req_{i}")
+            y_req, fits_req = saturated(step, f"s8_req_{i}")
             relu_zero = self.relu_en & (step[-1] | (step == 0))       # ReLU and y <= 0
-            y_out = Mux(is_sgd, Mux(lane_valid, y_sgd, s6_w[i]),
-                        Mux(~lane_valid | (is_relub & ~s6_mask[i]) |
+            y_out = Mux(is_sgd, Mux(lane_valid, y_sgd, s7_w[i]),
+                        Mux(~lane_valid | (is_relub & ~s7_mask[i]) |
                             (~is_relub & self.relu_en & step[-1]), 0,
-                            Mux(is_relub, s6_w[i], y_req)))
+                            Mux(is_relub, s7_w[i], y_req)))
             with m.If(pipe.en):
                 m.d.sync += [
                     self.o.payload.y[i].eq(y_out),
-                    self.o.payload.mask[i].eq(lane_valid & Mux(is_relub, s6_mask[i],
+                    self.o.payload.mask[i].eq(lane_valid & Mux(is_relub, s7_mask[i],
                                                                 fits_req & ~relu_zero)),
                     o_sat[i].eq(lane_valid & ~is_relub & ~Mux(is_sgd, fits_sgd, fits_req)),
                 ]

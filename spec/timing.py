@@ -23,14 +23,16 @@ __all__ = [
 
 #: Pipeline latency of REQ and RELUB in the post-processing datapath
 #: (:class:`rtl.postproc.PostProcessor`): a beat taken in cycle ``t`` is presented on its output in
-#: cycle ``t + REQ_LATENCY``. Seven stages, each short enough for 125 MHz on the ECP5: operands
-#: and rounding addend; products (DSP blocks); two partial sums; the sum; coarse shift with the
-#: range and tie flags; fine shift, tie correction and clamp; saturate (and ``w − step``). (Four
-#: until issue 28: 69 MHz, the products' DSP blocks and adders in one stage.)
-REQ_LATENCY = 7
+#: cycle ``t + REQ_LATENCY``. Eight stages: the products in DSP blocks with their own operand,
+#: pipeline and product registers (three stages, issue 27 item 5; the rounding addend and the
+#: other operands beside them); two partial sums; the sum; coarse shift with the range and tie
+#: flags; fine shift, tie correction and clamp; saturate (and ``w − step``). (Four until issue
+#: 28: 69 MHz, the products' DSP blocks and adders in one stage; seven with the DSP blocks
+#: between fabric registers: 101.7 MHz.)
+REQ_LATENCY = 8
 
-#: Pipeline latency of SGD in the same datapath: the same seven stages as :data:`REQ_LATENCY`.
-SGD_LATENCY = 7
+#: Pipeline latency of SGD in the same datapath: the same eight stages as :data:`REQ_LATENCY`.
+SGD_LATENCY = 8
 
 
 # --- the sequencer ----------------------------------------------------------------------------------
