@@ -36,8 +36,9 @@ class Timing:
     Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD``; GEMM the array schedule's total
     + ``GEMM_OVERHEAD`` (a read stage before the array, a write stage after); REQ/RELUB
     ``rows + 1 + REQ_LATENCY``, SGD ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per
-    cycle after a read stage); SMX ``samples · softmax_cycles(classes) + 1`` (the samples go
-    through the softmax unit one after the other, the first one's read stage adds one cycle).
+    cycle after a read stage); SMX ``softmax_cycles(classes, samples) + 1`` (the softmax unit
+    takes the group of samples with overlapping phases; the first row's read stage adds one
+    cycle).
 
     Selection (``SocConfig.selector``: ``C`` classes, ``P``): SELCLR ``C + 1`` (a strobe, then
     :func:`golden.selection.clear_cycles`); SELFEED :func:`golden.selection.selfeed_cycles`
@@ -60,7 +61,7 @@ class Timing:
             return garr.schedule(tiles, c.rows, c.cols).total_cycles + GEMM_OVERHEAD
         if op is Op.SMX:
             from . import softmax as gsm
-            return f["samples"] * gsm.softmax_cycles(f["classes"]) + 1
+            return gsm.softmax_cycles(f["classes"], f["samples"]) + 1
         if op in (Op.REQ, Op.RELUB):
             return f["rows"] + 1 + REQ_LATENCY
         if op is Op.SGD:

@@ -47,8 +47,8 @@ import torch
 from spec.params import OPERAND_WIDTH, check_int
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
-    INV_TEMP_WIDTH, K_FRAC, K_SHIFT, LOG2E_Q, RECIP_CYCLES, RECIP_SHIFT, SOFTMAX_EXP_LATENCY,
-    SOFTMAX_MAX_WIDTH, SOFTMAX_OUT_LATENCY,
+    INV_TEMP_WIDTH, K_FRAC, K_SHIFT, LOG2E_Q, RECIP_CYCLES, RECIP_SHIFT, SOFTMAX_DIV_HANDOFF,
+    SOFTMAX_EXP_LATENCY, SOFTMAX_MAX_WIDTH, SOFTMAX_OUT_LATENCY,
 )
 
 __all__ = [
@@ -260,18 +260,24 @@ def softmax_xent_grad(z, target, *, z_frac, prob_frac, grad_frac, width=OPERAND_
     return _saturate(_round_ne(d, RECIP_SHIFT + grad_shift - grad_frac), width)
 
 
-def softmax_cycles(classes):
-    """Cycles :class:`rtl.softmax.SoftmaxUnit` spends on one sample of ``classes`` elements.
+def softmax_cycles(classes, samples=1):
+    """Cycles :class:`rtl.softmax.SoftmaxUnit` spends on a group of ``samples`` samples of
+    ``classes`` elements each (one SMX instruction).
 
-    With the input always valid and the output always ready, consecutive samples' first input
-    beats are accepted exactly ``softmax_cycles(C)`` cycles apart, and a sample's last output
-    beat is accepted ``softmax_cycles(C) - 1`` cycles after its first input beat::
+    With the rows always valid and the output always ready, a group's last result is accepted
+    ``softmax_cycles(C, S) - 1`` cycles after its first row, and the next group's first row one
+    cycle later. The unit reads the group's ``C`` rows ``S + 1`` times: pass ``p`` finds sample
+    ``p``'s maximum while it computes sample ``p - 1``'s exponentials and their sum. The divider
+    then takes the sums one after the other, and the output phase the reciprocals, so that
+    samples overlap; sample ``s``'s output phase starts ``s · max(C, RECIP_CYCLES)`` cycles after
+    the first one's::
 
-        softmax_cycles(C) = C                               # load logits, track the max
-                          + (C + SOFTMAX_EXP_LATENCY)       # exponentials and their sum
-                          + RECIP_CYCLES                    # restoring division, 2 bits/cycle
-                          + (C + SOFTMAX_OUT_LATENCY)       # multiply, round, output
-                          = 3 * C + 26
+        softmax_cycles(C, S) = C                                 # pass 0: sample 0's maximum
+                             + C + SOFTMAX_EXP_LATENCY           # pass 1: sample 0's sum
+                             + SOFTMAX_DIV_HANDOFF + RECIP_CYCLES    # its reciprocal
+                             + (S - 1) · max(C, RECIP_CYCLES)    # the other samples, overlapped
+                             + C + SOFTMAX_OUT_LATENCY           # the last sample's results
+                             = 3·C + 30 + (S - 1) · max(C, 14)
 
     (constants from :mod:`spec.softmax_tables`). The count does not depend on the mode, formats,
     temperature or data.
@@ -279,11 +285,15 @@ def softmax_cycles(classes):
     Raises
     ------
     TypeError
-        If ``classes`` is not an integer.
+        If ``classes`` or ``samples`` is not an integer.
     ValueError
-        If ``classes < 1``.
+        If ``classes < 1`` or ``samples < 1``.
     """
     check_int(classes, "Classes")
     if classes < 1:
         raise ValueError(f"Classes must be a positive integer, not {classes!r}")
-    return 3 * classes + SOFTMAX_EXP_LATENCY + RECIP_CYCLES + SOFTMAX_OUT_LATENCY
+    check_int(samples, "Samples")
+    if samples < 1:
+        raise ValueError(f"Samples must be a positive integer, not {samples!r}")
+    return (3 * classes + SOFTMAX_EXP_LATENCY + SOFTMAX_DIV_HANDOFF + RECIP_CYCLES
+            + SOFTMAX_OUT_LATENCY + (samples - 1) * max(classes, RECIP_CYCLES))

@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 from spec.params import OPERAND_WIDTH, check_int, check_positive_int
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_WIDTH, K_FRAC, K_SHIFT, K_WIDTH,
-    LOG2E_Q, RECIP_BITS, RECIP_CYCLES, RECIP_SHIFT, RECIP_STEP_BITS, SOFTMAX_EXP_LATENCY,
-    SOFTMAX_MAX_WIDTH, SOFTMAX_OUT_LATENCY,
+    LOG2E_Q, RECIP_BITS, RECIP_CYCLES, RECIP_SHIFT, RECIP_STEP_BITS, SOFTMAX_DIV_HANDOFF,
+    SOFTMAX_EXP_LATENCY, SOFTMAX_MAX_WIDTH, SOFTMAX_OUT_LATENCY,
 )
 
 __all__ = ["SoftmaxMode", "SoftmaxUnit"]
@@ -19,13 +19,6 @@ class SoftmaxMode(enum.Enum, shape=1):
     """What :class:`SoftmaxUnit` outputs."""
     PROBS = 0   #: probabilities ``softmax(z/T)`` (prob format)
     GRAD = 1    #: cross-entropy gradient ``softmax(z/T) - target`` (gradient format)
-
-
-class _State(enum.Enum, shape=2):
-    LOAD = 0
-    EXP = 1
-    DIV = 2
-    OUT = 3
 
 
 def _round_ne(m, x, shift, name):
@@ -81,58 +74,73 @@ def _saturate_inc(q, up, width):
 
 
 class SoftmaxUnit(wiring.Component):
-    """Softmax with temperature, or the softmax cross-entropy gradient, of a stream of samples.
+    """Softmax with temperature, or the softmax cross-entropy gradient, of groups of samples that
+    arrive as whole scratchpad rows.
 
     Bit-exact with :func:`golden.softmax.softmax_probs` (``mode = PROBS``) and
-    :func:`golden.softmax.softmax_xent_grad` (``mode = GRAD``); the cycle count per sample is
-    exactly :func:`golden.softmax.softmax_cycles`. The algorithm and its constants
+    :func:`golden.softmax.softmax_xent_grad` (``mode = GRAD``); a group takes exactly
+    :func:`golden.softmax.softmax_cycles` cycles. The algorithm and its constants
     (:mod:`spec.softmax_tables`) are described in ``docs/softmax.md``.
 
-    A *sample* is ``C`` logits (``1 <= C <= classes_max``, may vary from sample to sample), one
-    per beat on ``i_logit``, the last flagged by ``last``; in gradient mode each beat also carries
-    the class's target. The unit processes one sample at a time in four phases:
+    A *group* is ``S = samples`` samples of ``C`` classes (``1 <= S <= lanes``,
+    ``1 <= C <= classes_max``), laid out as the scratchpad holds them: row ``j`` carries class
+    ``j`` of every sample, sample ``s`` in lane ``s`` (lanes ``S`` and up are ignored). The unit
+    takes the group's ``C`` rows ``S + 1`` times in a row (*passes*), one row per beat on
+    ``i_row``, ``last`` on each pass's final row; in gradient mode each row also carries the
+    targets, in the same layout. Pass ``p`` finds sample ``p``'s maximum and, in the same beats,
+    sends sample ``p - 1``'s logits through the exponential pipeline: the re-read rows take the
+    place of a buffer of the whole group, and each row's two lanes are picked from a row
+    register (no block RAM or bank multiplexer in front of the lane selection). The samples then
+    overlap:
 
-    * *load*: one beat per cycle into a buffer, tracking the maximum; ``C`` cycles;
-    * *exp*: a 9-stage pipeline (read, read data register, ``u = max - z``, ``u·k``, round, table
-      read, table data register, shift, write and sum) computes one exponential per cycle into a
-      second buffer and sums them; ``C + SOFTMAX_EXP_LATENCY`` cycles;
-    * *div*: the reciprocal of the sum by radix-4 division, ``RECIP_STEP_BITS`` quotient bits per
-      cycle; ``RECIP_CYCLES`` cycles;
-    * *out*: a 7-stage pipeline (read, read data register, ``e·R`` and target shift, difference,
-      shift and rounding bit, rounding increment and saturation, output register) produces one
-      result per beat on ``o_result``, ``last`` on the sample's final one;
-      ``C + SOFTMAX_OUT_LATENCY`` cycles while ``o_result.ready`` stays high.
-      The pipeline stalls whole while the output register is not taken, so back-pressure loses or
-      duplicates nothing.
+    * *exp* (9 stages: row register, lane register, ``u = max - z``, ``u·k``, round, table read,
+      table data register, shift, write and sum): one exponential per cycle into an ``e``/target
+      buffer indexed by sample and class; a sample's sum goes into a per-sample memory
+      ``SOFTMAX_EXP_LATENCY`` cycles after its last row;
+    * *div*: the reciprocal of each sum in turn by radix-4 division, ``RECIP_STEP_BITS`` quotient
+      bits per cycle, ``RECIP_CYCLES`` cycles per sample back to back, plus
+      ``SOFTMAX_DIV_HANDOFF`` cycles (load the divisor, store the reciprocal per sample);
+    * *out* (7 stages: read ``e_j``, ``t_j`` and ``R``, their registers, ``e·R`` and target shift,
+      difference, shift and rounding bit, rounding increment and saturation, output register):
+      each sample's ``C`` results in class order on ``o_result``, samples in order, as soon as
+      its reciprocal is stored. The pipeline stalls whole while the output register is not taken,
+      so back-pressure loses or duplicates nothing; exp and div never wait for it (their results
+      are kept per sample).
 
-    ``i_logit.ready`` is high only in the load phase, so the next sample's first beat is accepted
-    at the earliest in the cycle after the previous sample's last result.
+    ``i_row.ready`` is high from a group's first row to its final pass's last row, then low until
+    the group's last result is accepted: the next group's first row is accepted at the earliest
+    in the cycle after.
 
-    A sample of more than ``classes_max`` beats keeps its first ``classes_max`` elements; the
-    extra beats are accepted and dropped and ``overflow`` is set.
+    A pass of more than ``classes_max`` rows keeps its first ``classes_max``; the extra rows are
+    accepted and dropped and ``overflow`` is set. Every pass must have pass 0's number of rows.
 
-    The per-operation inputs (``mode``, the fraction bits, ``inv_temp``, ``grad_shift``) must be
-    held stable from a sample's first input beat until its last output beat is accepted (while
-    ``busy``, and in the cycle the first beat is accepted); values of ``z_frac``, ``prob_frac`` or
-    ``grad_frac`` of ``width`` or more give undefined results.
+    The per-operation inputs (``samples``, ``mode``, the fraction bits, ``inv_temp``,
+    ``grad_shift``) must be held stable from a group's first row until its last result is
+    accepted (while ``busy``, and in the cycle the first row is accepted); values of ``z_frac``,
+    ``prob_frac`` or ``grad_frac`` of ``width`` or more give undefined results.
 
     Parameters
     ----------
     classes_max : int
-        Largest number of classes per sample (the depth of the buffers).
+        Largest number of classes per sample.
+    lanes : int
+        Elements per row: the largest number of samples per group.
     width : int
         Operand width, ``2 .. SOFTMAX_MAX_WIDTH``; default :data:`spec.params.OPERAND_WIDTH`.
 
     Members
     -------
-    i_logit : In(stream.Signature(StructLayout({"logit", "target", "last"})))
-        ``logit`` and ``target`` are ``signed(width)``, ``last`` one bit. The samples: a logit
-        (``z_frac`` fraction bits), its target (prob format; ignored in ``PROBS`` mode) and
-        whether it is the sample's last element.
-    o_result : Out(stream.Signature(StructLayout({"value": signed(width), "last": 1})))
-        The results, in input order: probabilities (``prob_frac`` fraction bits) or gradients
-        (``grad_frac`` fraction bits, scaled by ``2**-grad_shift``); ``last`` on a sample's
-        final one.
+    i_row : In(stream.Signature(StructLayout({"logits", "targets", "last"})))
+        ``logits`` and ``targets`` are ``ArrayLayout(signed(width), lanes)``, ``last`` one bit.
+        A row of the group: class ``j`` of every sample's logits (``z_frac`` fraction bits) and
+        targets (prob format; ignored in ``PROBS`` mode), and whether it is the pass's last row.
+    o_result : Out(stream.Signature(StructLayout({"value": signed(width), "sample": range(lanes),
+    "last": 1})))
+        The results, sample by sample, each in class order: probabilities (``prob_frac``
+        fraction bits) or gradients (``grad_frac`` fraction bits, scaled by
+        ``2**-grad_shift``), the sample (lane) they belong to, ``last`` on a sample's final one.
+    samples : In(range(lanes + 1))
+        ``S``, the samples of the group (``1 .. lanes``).
     mode : In(SoftmaxMode)
         Probabilities or gradient.
     z_frac, prob_frac, grad_frac : In(range(width))
@@ -142,9 +150,9 @@ class SoftmaxUnit(wiring.Component):
     grad_shift : In(range(GRAD_SHIFT_MAX + 1))
         Extra right shift of the gradient.
     busy : Out(1)
-        A sample is in progress (from its first accepted beat to its last result's acceptance).
+        A group is in progress (from its first accepted row to its last result's acceptance).
     overflow : Out(1)
-        Sticky: a sample had more than ``classes_max`` elements. Cleared by ``overflow_clr``.
+        Sticky: a pass had more than ``classes_max`` rows. Cleared by ``overflow_clr``.
     overflow_clr : In(1)
         Clear ``overflow``.
 
@@ -153,21 +161,25 @@ class SoftmaxUnit(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If ``classes_max < 1`` or ``width`` is not in ``2 .. SOFTMAX_MAX_WIDTH``.
+        If ``classes_max < 1``, ``lanes < 1`` or ``width`` is not in ``2 .. SOFTMAX_MAX_WIDTH``.
     """
 
-    def __init__(self, classes_max, *, width=OPERAND_WIDTH):
+    def __init__(self, classes_max, lanes, *, width=OPERAND_WIDTH):
         check_positive_int(classes_max, "Maximum number of classes")
+        check_positive_int(lanes, "Lanes")
         check_int(width, "Width")
         if not 2 <= width <= SOFTMAX_MAX_WIDTH:
             raise ValueError(f"Width must be between 2 and {SOFTMAX_MAX_WIDTH}, not {width!r}")
         self._classes_max = classes_max
+        self._lanes = lanes
         self._width = width
+        row = data.ArrayLayout(signed(width), lanes)
         super().__init__({
-            "i_logit": In(stream.Signature(data.StructLayout({
-                "logit": signed(width), "target": signed(width), "last": 1}))),
+            "i_row": In(stream.Signature(data.StructLayout({
+                "logits": row, "targets": row, "last": 1}))),
             "o_result": Out(stream.Signature(data.StructLayout({
-                "value": signed(width), "last": 1}))),
+                "value": signed(width), "sample": range(lanes), "last": 1}))),
+            "samples": In(range(lanes + 1)),
             "mode": In(SoftmaxMode),
             "z_frac": In(range(width)),
             "prob_frac": In(range(width)),
@@ -184,95 +196,172 @@ class SoftmaxUnit(wiring.Component):
         return self._classes_max
 
     @property
+    def lanes(self):
+        return self._lanes
+
+    @property
     def width(self):
         return self._width
 
     def elaborate(self, platform):
         m = Module()
-        width, cmax = self._width, self._classes_max
+        width, cmax, lanes = self._width, self._classes_max, self._lanes
         e_shape = unsigned(EXP_FRAC + 1)                         # e <= 2**EXP_FRAC
         sum_shape = unsigned(EXP_FRAC + 1 + (cmax - 1).bit_length())
+        j_bits, s_bits = (cmax - 1).bit_length(), (lanes - 1).bit_length()
 
-        m.submodules.zt_mem = zt_mem = Memory(
-            shape=data.StructLayout({"logit": signed(width), "target": signed(width)}),
-            depth=cmax, init=[])
-        m.submodules.e_mem = e_mem = Memory(shape=e_shape, depth=cmax, init=[])
+        # the e/target buffer, addressed {sample, class}; the per-sample sums and reciprocals
+        m.submodules.et_mem = et_mem = Memory(
+            shape=data.StructLayout({"e": e_shape, "target": signed(width)}),
+            depth=lanes << j_bits, init=[])
+        m.submodules.sum_mem = sum_mem = Memory(shape=sum_shape, depth=lanes, init=[])
+        m.submodules.r_mem = r_mem = Memory(shape=RECIP_BITS, depth=lanes, init=[])
         m.submodules.exp_rom = exp_rom = Memory(shape=e_shape, depth=len(EXP_TABLE),
                                                 init=EXP_TABLE)
-        zt_wr = zt_mem.write_port()
-        zt_rd = zt_mem.read_port()
-        e_wr = e_mem.write_port()
-        e_rd = e_mem.read_port()
-        rom_rd = exp_rom.read_port()
 
-        state = Signal(_State, name="state")
-        count = Signal(range(cmax + 1), name="count")       # elements loaded so far
-        classes = Signal(range(cmax + 1), name="classes")   # C of the sample in progress
-        z_max = Signal(signed(width), name="z_max")
+        def et_addr(sample, cls):
+            return Cat(cls[:j_bits], sample[:s_bits])
 
-        # Static per-operation values, registered (the inputs are stable from a sample's first
-        # beat on; the first use of each comes at least two cycles later).
-        k_full = Signal(INV_TEMP_WIDTH + LOG2E_Q.bit_length(), name="k_full")
-        k = Signal(K_WIDTH, name="k")                       # log2(e)/T, K_FRAC fraction bits
-        m.d.sync += [
-            k_full.eq(self.inv_temp * LOG2E_Q),
-            k.eq(_rounded(m, k_full, K_SHIFT, "k_round")),
-        ]
-        a_shift = Signal(range(width + K_FRAC), name="a_shift")
-        m.d.sync += a_shift.eq(self.z_frac + (K_FRAC - EXP_INDEX_BITS))
-        t_shift = Signal(range(RECIP_SHIFT + 1), name="t_shift")
-        m.d.sync += t_shift.eq(RECIP_SHIFT - self.prob_frac)
-        out_shift = Signal(range(RECIP_SHIFT + GRAD_SHIFT_MAX + 1), name="out_shift")
-        grad_mode = Signal(name="grad_mode")
-        m.d.sync += grad_mode.eq(self.mode == SoftmaxMode.GRAD)
-        with m.If(self.mode == SoftmaxMode.GRAD):
-            m.d.sync += out_shift.eq(RECIP_SHIFT + self.grad_shift - self.grad_frac)
-        with m.Else():
-            m.d.sync += out_shift.eq(RECIP_SHIFT - self.prob_frac)
-
-        m.d.comb += self.busy.eq((state != _State.LOAD) | (count != 0))
+        cfg = self._operation_registers(m)
         with m.If(self.overflow_clr):
             m.d.sync += self.overflow.eq(0)
 
-        # ---- load ------------------------------------------------------------------------------
-        beat = self.i_logit.payload
-        m.d.comb += [
-            self.i_logit.ready.eq(state == _State.LOAD),
-            zt_wr.addr.eq(count),
-            zt_wr.data.logit.eq(beat.logit),
-            zt_wr.data.target.eq(beat.target),
+        group_end = Signal(name="group_end")
+        inp = self._input(m, group_end)
+        sums = self._exp(m, inp, cfg, et_mem, et_addr, sum_mem, exp_rom, sum_shape, e_shape,
+                         group_end)
+        recips = self._div(m, sums, sum_mem, r_mem, sum_shape, group_end)
+        self._out(m, recips, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end)
+        return m
+
+    def _operation_registers(self, m):
+        """The per-operation values, registered (the inputs are stable from a group's first row
+        on; the first use of each comes at least two cycles later)."""
+        cfg = _Config()
+        k_full = Signal(INV_TEMP_WIDTH + LOG2E_Q.bit_length(), name="k_full")
+        cfg.k = Signal(K_WIDTH, name="k")                   # log2(e)/T, K_FRAC fraction bits
+        m.d.sync += [
+            k_full.eq(self.inv_temp * LOG2E_Q),
+            cfg.k.eq(_rounded(m, k_full, K_SHIFT, "k_round")),
         ]
-        with m.If((state == _State.LOAD) & self.i_logit.valid):
-            with m.If(count < cmax):
-                m.d.comb += zt_wr.en.eq(1)
-                m.d.sync += count.eq(count + 1)
-                with m.If((count == 0) | (beat.logit > z_max)):
-                    m.d.sync += z_max.eq(beat.logit)
+        cfg.a_shift = Signal(range(self._width + K_FRAC), name="a_shift")
+        m.d.sync += cfg.a_shift.eq(self.z_frac + (K_FRAC - EXP_INDEX_BITS))
+        cfg.t_shift = Signal(range(RECIP_SHIFT + 1), name="t_shift")
+        m.d.sync += cfg.t_shift.eq(RECIP_SHIFT - self.prob_frac)
+        cfg.out_shift = Signal(range(RECIP_SHIFT + GRAD_SHIFT_MAX + 1), name="out_shift")
+        cfg.grad_mode = Signal(name="grad_mode")
+        m.d.sync += cfg.grad_mode.eq(self.mode == SoftmaxMode.GRAD)
+        with m.If(self.mode == SoftmaxMode.GRAD):
+            m.d.sync += cfg.out_shift.eq(RECIP_SHIFT + self.grad_shift - self.grad_frac)
+        with m.Else():
+            m.d.sync += cfg.out_shift.eq(RECIP_SHIFT - self.prob_frac)
+        return cfg
+
+    def _input(self, m, group_end):
+        """Passes over the rows: counters, the row register (stage 1), the lane registers (stage
+        2). Returns the stage-2 element: the exp lane's logit and target with its flags and
+        address, and the max lane's logit."""
+        width, cmax, lanes = self._width, self._classes_max, self._lanes
+        j_bits, s_bits = (cmax - 1).bit_length(), (lanes - 1).bit_length()
+        inp = _Input()
+        pass_ = Signal(range(lanes + 1), name="in_pass")     # p: max of lane p, exp of p - 1
+        j = Signal(range(cmax + 1), name="in_class")         # rows kept so far in this pass
+        x_lane = Signal(range(lanes), name="in_exp_lane")    # p - 1
+        draining = Signal(name="in_draining")                # all passes in, results pending
+        inp.cls_last = Signal(range(cmax), name="cls_last")  # C - 1, from pass 0
+        beat = self.i_row.payload
+        accept = Signal(name="in_accept")
+        kept = Signal(name="in_kept")
+        m.d.comb += [
+            self.i_row.ready.eq(~draining),
+            accept.eq(self.i_row.valid & ~draining),
+            kept.eq(j != cmax),
+            self.busy.eq(draining | (pass_ != 0) | (j != 0)),
+        ]
+        with m.If(accept):
+            with m.If(kept):
+                m.d.sync += j.eq(j + 1)
             with m.Else():
                 m.d.sync += self.overflow.eq(1)
             with m.If(beat.last):
-                m.d.sync += [
-                    classes.eq(Mux(count < cmax, count + 1, count)),
-                    count.eq(0),
-                    state.eq(_State.EXP),
-                ]
+                m.d.sync += [j.eq(0), x_lane.eq(pass_)]
+                with m.If(pass_ == 0):
+                    m.d.sync += inp.cls_last.eq(Mux(kept, j, cmax - 1))
+                with m.If(pass_ == self.samples):
+                    m.d.sync += [draining.eq(1), pass_.eq(0)]
+                with m.Else():
+                    m.d.sync += pass_.eq(pass_ + 1)
+        with m.If(group_end):
+            m.d.sync += draining.eq(0)
 
-        # ---- exp: a pipeline, one element entering per cycle: 0 read z_j | 1 z_j registered
-        # | 2 u = max - z | 3 u*k | 4 round to a | 5 table read | 6 table data register | 7 e
-        # | 8 write, sum
-        step = Signal(range(max(cmax + SOFTMAX_EXP_LATENCY, RECIP_CYCLES)), name="step")
-        in_exp = state == _State.EXP
-        e_valid = [Signal(name=f"exp_valid_{i}") for i in range(1, SOFTMAX_EXP_LATENCY + 1)]
-        e_addr = [Signal(range(cmax), name=f"exp_addr_{i}")
-                  for i in range(1, SOFTMAX_EXP_LATENCY + 1)]
+        # stage 1: the row register and the element's flags
+        row = Signal.like(beat, name="row")
+        r_exp, r_max = Signal(name="row_exp_valid"), Signal(name="row_max_valid")
+        r_first, r_end = Signal(name="row_first"), Signal(name="row_end")
+        r_cls = Signal(range(cmax), name="row_class")
+        r_xl, r_ml = Signal(range(lanes), name="row_exp_lane"), Signal(range(lanes),
+                                                                      name="row_max_lane")
         m.d.sync += [
-            e_valid[0].eq(in_exp & (step < classes)),
-            e_addr[0].eq(step),
+            row.eq(beat),
+            r_exp.eq(accept & kept & (pass_ != 0)),
+            r_max.eq(accept & kept & (pass_ != self.samples)),
+            r_first.eq(j == 0),
+            r_end.eq(beat.last | (j == cmax - 1)),
+            r_cls.eq(j[:j_bits] if j_bits else 0),
+            r_xl.eq(x_lane),
+            r_ml.eq(pass_[:s_bits] if s_bits else 0),
         ]
-        for i in range(1, SOFTMAX_EXP_LATENCY):
-            m.d.sync += [e_valid[i].eq(e_valid[i - 1]), e_addr[i].eq(e_addr[i - 1])]
+        # stage 2: the two lanes, picked from the row register
+        inp.exp_valid = Signal(name="lane_exp_valid")
+        inp.max_valid = Signal(name="lane_max_valid")
+        inp.first, inp.end = Signal(name="lane_first"), Signal(name="lane_end")
+        inp.sample = Signal(range(lanes), name="lane_sample")
+        inp.cls = Signal(range(cmax), name="lane_class")
+        inp.z = Signal(signed(width), name="lane_z")
+        inp.target = Signal(signed(width), name="lane_target")
+        inp.z_max_lane = Signal(signed(width), name="lane_z_max_lane")
+        m.d.sync += [
+            inp.exp_valid.eq(r_exp), inp.max_valid.eq(r_max),
+            inp.first.eq(r_first), inp.end.eq(r_end),
+            inp.sample.eq(r_xl), inp.cls.eq(r_cls),
+            inp.z.eq(row.logits[r_xl]),
+            inp.target.eq(row.targets[r_xl]),
+            inp.z_max_lane.eq(row.logits[r_ml]),
+        ]
+        return inp
 
-        z_q = Signal(signed(width), name="exp_z")
+    def _exp(self, m, inp, cfg, et_mem, et_addr, sum_mem, exp_rom, sum_shape, e_shape,
+             group_end):
+        """The maximum tracker and the exponential pipeline (stages 2 to 8). Returns the count of
+        samples whose sum is in ``sum_mem``."""
+        width, cmax, lanes = self._width, self._classes_max, self._lanes
+        # stage 2: the max lane's running maximum; the exp lane's sample's maximum is complete
+        # (its pass ended at least a cycle before)
+        run_max = Signal(signed(width), name="max_run")
+        z_max = Signal(signed(width), name="max_sample")
+        new_max = Signal(signed(width), name="max_new")
+        m.d.comb += new_max.eq(Mux(inp.first | (inp.z_max_lane > run_max), inp.z_max_lane,
+                                   run_max))
+        with m.If(inp.max_valid):
+            m.d.sync += run_max.eq(new_max)
+            with m.If(inp.end):
+                m.d.sync += z_max.eq(new_max)
+
+        # the element's tag, stages 3 .. 8
+        tag_layout = data.StructLayout({
+            "valid": 1, "first": 1, "end": 1, "sample": range(lanes), "cls": range(cmax),
+            "target": signed(width)})
+        tags = [Signal(tag_layout, name=f"exp_tag_{i}") for i in range(3, SOFTMAX_EXP_LATENCY + 1)]
+        m.d.sync += [
+            tags[0].valid.eq(inp.exp_valid), tags[0].first.eq(inp.first),
+            tags[0].end.eq(inp.end), tags[0].sample.eq(inp.sample), tags[0].cls.eq(inp.cls),
+            tags[0].target.eq(inp.target),
+        ]
+        for prev, nxt in zip(tags, tags[1:]):
+            m.d.sync += nxt.eq(prev)
+        last = tags[-1]
+
+        rom_rd = exp_rom.read_port()
         u = Signal(width, name="exp_u")
         prod = Signal(width + K_WIDTH, name="exp_prod")
         a = Signal(len(prod) + 1, name="exp_a")
@@ -280,42 +369,67 @@ class SoftmaxUnit(wiring.Component):
         n_q = Signal(range(EXP_FRAC + 3), name="exp_n_q")
         rom_q = Signal(e_shape, name="exp_table_q")
         e_val = Signal(e_shape, name="exp_e")
-        total = Signal(sum_shape, name="exp_sum")
         a_int = a[EXP_INDEX_BITS:]
         m.d.sync += [
-            z_q.eq(zt_rd.data.logit),                                           # stage 1
-            u.eq(z_max - z_q),                                                  # stage 2
-            prod.eq(u * k),                                                     # stage 3
-            a.eq(_rounded(m, prod, a_shift, "a_round")),                       # stage 4
+            u.eq(z_max - inp.z),                                                # stage 2
+            prod.eq(u * cfg.k),                                                 # stage 3
+            a.eq(_rounded(m, prod, cfg.a_shift, "a_round")),                    # stage 4
             n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 5
             rom_q.eq(rom_rd.data),                                              # stage 6
             n_q.eq(n),
             e_val.eq((rom_q + (Const(1, EXP_FRAC + 3) << n_q >> 1)) >> n_q),    # stage 7
         ]
-        m.d.comb += [
-            rom_rd.addr.eq(a[:EXP_INDEX_BITS]),                                 # stage 5
-            e_wr.addr.eq(e_addr[-1]),                                           # stage 8
-            e_wr.data.eq(e_val),
-            e_wr.en.eq(e_valid[-1]),
-        ]
-        with m.If(e_valid[-1]):
-            m.d.sync += total.eq(total + e_val)
+        m.d.comb += rom_rd.addr.eq(a[:EXP_INDEX_BITS])                          # stage 5
 
-        # ---- div: R = 2**RECIP_SHIFT // S, RECIP_STEP_BITS = 2 quotient bits per cycle ----------
+        # stage 8: write e and the target, add e to the sample's sum; the complete sum goes to
+        # the sample's entry of sum_mem
+        et_wr = et_mem.write_port()
+        total = Signal(sum_shape, name="exp_sum")
+        total_next = Signal(sum_shape, name="exp_sum_next")
+        m.d.comb += [
+            total_next.eq(Mux(last.first, 0, total) + e_val),
+            et_wr.addr.eq(et_addr(last.sample, last.cls)),
+            et_wr.data.e.eq(e_val),
+            et_wr.data.target.eq(last.target),
+            et_wr.en.eq(last.valid),
+        ]
+        sum_wr = sum_mem.write_port()
+        sums_done = Signal(range(lanes + 1), name="sums_done")
+        m.d.comb += [sum_wr.addr.eq(last.sample), sum_wr.data.eq(total_next),
+                     sum_wr.en.eq(last.valid & last.end)]
+        with m.If(last.valid):
+            m.d.sync += total.eq(total_next)
+            with m.If(last.end):
+                m.d.sync += sums_done.eq(sums_done + 1)
+        with m.If(group_end):
+            m.d.sync += sums_done.eq(0)
+        return sums_done
+
+    def _div(self, m, sums_done, sum_mem, r_mem, sum_shape, group_end):
+        """The divider: ``R = 2**RECIP_SHIFT // S`` for each sample's sum in turn,
+        ``RECIP_STEP_BITS = 2`` quotient bits per cycle, into ``r_mem``. Returns the count of
+        samples whose reciprocal is there."""
+        lanes = self._lanes
         # Radix 4 with the three trial subtractions side by side (4·rem − S, − 2S, − 3S; one carry
-        # chain deep, not two in a row): 3S is a register that follows the sum, a cycle late, so
-        # the first cycle compares with S alone. That is exact: R < 2**RECIP_BITS, so the first
+        # chain deep, not two in a row): 3S is a register that follows the divisor, a cycle late,
+        # so the first cycle compares with S alone. That is exact: R < 2**RECIP_BITS, so the first
         # cycle's upper quotient bit (bit RECIP_CYCLES·2 − 1 ≥ RECIP_BITS) is 0, i.e. 4·rem < 2S.
         assert RECIP_STEP_BITS == 2 and RECIP_CYCLES * RECIP_STEP_BITS > RECIP_BITS
+        assert SOFTMAX_DIV_HANDOFF == 2     # the load cycle and the write cycle below
+        ds = Signal(range(lanes + 1), name="div_next")          # next sample to divide
+        d_sample = Signal(range(lanes), name="div_sample")      # the one being divided
+        running = Signal(name="div_running")
+        step = Signal(range(RECIP_CYCLES), name="div_step")
+        dvs = Signal(sum_shape, name="div_divisor")
+        dvs3 = Signal(sum_shape.width + 2, name="div_divisor3")
         rem = Signal(sum_shape.width, name="div_rem")            # always < S
         quo = Signal(RECIP_CYCLES * RECIP_STEP_BITS, name="div_quo")
         first = Signal(name="div_first")
-        total3 = Signal(sum_shape.width + 2, name="div_total3")
-        m.d.sync += total3.eq(total + (total << 1))
+        m.d.sync += dvs3.eq(dvs + (dvs << 1))
         t = Signal(sum_shape.width + 2, name="div_trial")
         m.d.comb += t.eq(rem << 2)
         diffs = []
-        for k, sub in ((1, total), (2, total << 1), (3, total3)):
+        for k, sub in ((1, dvs), (2, dvs << 1), (3, dvs3)):
             d = Signal(signed(sum_shape.width + 4), name=f"div_trial_{k}")
             m.d.comb += d.eq(t - sub)
             diffs.append(d)
@@ -325,74 +439,102 @@ class SoftmaxUnit(wiring.Component):
         m.d.comb += rem_next.eq(Mux(ge3, diffs[2], Mux(ge2, diffs[1], Mux(ge1, diffs[0], t))))
         quo_bits = [ge3 | (ge1 & ~ge2), ge2]                     # low bit first
 
-        # ---- out: a pipeline that stalls whole while the output register is not taken:
-        # 0 read e_j, t_j | 1 e_j, t_j registered | 2 e*R, t << | 3 difference | 4 shift, round bit
-        # | 5 saturate -> output
+        done_now = Signal(name="div_done_now")
+        m.d.comb += done_now.eq(running & (step == RECIP_CYCLES - 1))
+        with m.If(running):
+            m.d.sync += [step.eq(step + 1), rem.eq(rem_next), quo.eq(Cat(*quo_bits, quo)),
+                         first.eq(0)]
+            with m.If(done_now):
+                m.d.sync += running.eq(0)
+        # load the next sum (the cycle the previous division's last step runs, or any idle one)
+        sum_rd = sum_mem.read_port(domain="comb")
+        m.d.comb += sum_rd.addr.eq(ds)
+        with m.If((~running | done_now) & (ds != sums_done)):
+            m.d.sync += [
+                dvs.eq(sum_rd.data), rem.eq(1 << (RECIP_SHIFT - len(quo))),  # top of the dividend
+                first.eq(1), step.eq(0), running.eq(1), d_sample.eq(ds), ds.eq(ds + 1),
+            ]
+        # the quotient is complete the cycle after the last step: store it (quo shifts only from
+        # the end of that cycle on)
+        r_wr = r_mem.write_port()
+        recips_done = Signal(range(lanes + 1), name="recips_done")
+        m.d.sync += [r_wr.en.eq(done_now), r_wr.addr.eq(d_sample)]
+        m.d.comb += r_wr.data.eq(quo[:RECIP_BITS])
+        with m.If(r_wr.en):
+            m.d.sync += recips_done.eq(recips_done + 1)
+        with m.If(group_end):
+            m.d.sync += [ds.eq(0), recips_done.eq(0)]
+        return recips_done
+
+    def _out(self, m, recips_done, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end):
+        """The output pipeline (stalls whole while the output register is not taken):
+        0 read e_j, t_j, R | 1 registered | 2 e*R, t << | 3 difference | 4 shift, round bit
+        | 5 saturate -> output."""
+        width, cmax, lanes = self._width, self._classes_max, self._lanes
+        s_bits = (lanes - 1).bit_length()
         advance = Signal(name="out_advance")
         m.d.comb += advance.eq(~self.o_result.valid | self.o_result.ready)
-        in_out = state == _State.OUT
-        o_idx = Signal(range(cmax + 1), name="out_idx")
+        o_s = Signal(range(lanes + 1), name="out_sample")
+        o_j = Signal(range(cmax), name="out_class")
+        issue = Signal(name="out_issue")
+        m.d.comb += issue.eq(o_s != recips_done)
         o_valid = [Signal(name=f"out_valid_{i}") for i in range(1, SOFTMAX_OUT_LATENCY)]
         o_last = [Signal(name=f"out_last_{i}") for i in range(1, SOFTMAX_OUT_LATENCY)]
+        o_smp = [Signal(range(lanes), name=f"out_sample_{i}")
+                 for i in range(1, SOFTMAX_OUT_LATENCY)]
+        et_rd = et_mem.read_port()
+        r_rd = r_mem.read_port()
         o_e = Signal(e_shape, name="out_e")
         o_t = Signal(signed(width), name="out_t")
+        o_r = Signal(RECIP_BITS, name="out_r")
         o_prod = Signal(EXP_FRAC + 1 + RECIP_BITS, name="out_prod")
         o_tsh = Signal(signed(width + RECIP_SHIFT), name="out_target")
         diff = Signal(signed(len(o_tsh) + 1), name="out_diff")
-        floor_q, round_up = _round_ne(m, diff, out_shift, "out_round")
+        floor_q, round_up = _round_ne(m, diff, cfg.out_shift, "out_round")
         out_q = Signal.like(floor_q, name="out_floor")
         out_up = Signal(name="out_up")
         m.d.comb += [
-            zt_rd.addr.eq(Mux(in_out, o_idx, step)),
-            zt_rd.en.eq(~in_out | advance),
-            e_rd.addr.eq(o_idx),
-            e_rd.en.eq(advance),
+            et_rd.addr.eq(et_addr(o_s, o_j)), et_rd.en.eq(advance),
+            r_rd.addr.eq(o_s[:s_bits] if s_bits else 0), r_rd.en.eq(advance),
         ]
         with m.If(advance):
             m.d.sync += [
-                o_valid[0].eq(in_out & (o_idx < classes)),
-                o_last[0].eq(o_idx == classes - 1),
-                o_e.eq(e_rd.data),                                                # stage 1
-                o_t.eq(zt_rd.data.target),
-                o_prod.eq(o_e * quo[:RECIP_BITS]),                                # stage 2
-                o_tsh.eq(Mux(grad_mode, o_t << t_shift, 0)),
+                o_valid[0].eq(issue),
+                o_last[0].eq(o_j == inp.cls_last),
+                o_smp[0].eq(o_s[:s_bits] if s_bits else 0),
+                o_e.eq(et_rd.data.e),                                             # stage 1
+                o_t.eq(et_rd.data.target),
+                o_r.eq(r_rd.data),
+                o_prod.eq(o_e * o_r),                                             # stage 2
+                o_tsh.eq(Mux(cfg.grad_mode, o_t << cfg.t_shift, 0)),
                 diff.eq(o_prod - o_tsh),                                          # stage 3
                 out_q.eq(floor_q),                                                # stage 4
                 out_up.eq(round_up),
                 self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 5
                 self.o_result.valid.eq(o_valid[-1]),
                 self.o_result.payload.last.eq(o_last[-1]),
+                self.o_result.payload.sample.eq(o_smp[-1]),
             ]
             for i in range(1, SOFTMAX_OUT_LATENCY - 1):
-                m.d.sync += [o_valid[i].eq(o_valid[i - 1]), o_last[i].eq(o_last[i - 1])]
-            with m.If(in_out & (o_idx < classes)):
-                m.d.sync += o_idx.eq(o_idx + 1)
+                m.d.sync += [o_valid[i].eq(o_valid[i - 1]), o_last[i].eq(o_last[i - 1]),
+                             o_smp[i].eq(o_smp[i - 1])]
+            with m.If(issue):
+                with m.If(o_j == inp.cls_last):
+                    m.d.sync += [o_j.eq(0), o_s.eq(o_s + 1)]
+                with m.Else():
+                    m.d.sync += o_j.eq(o_j + 1)
+        # the group's last result is taken: back to the first pass
+        res = self.o_result
+        m.d.comb += group_end.eq(res.valid & res.ready & res.payload.last
+                                 & (res.payload.sample == self.samples - 1))
+        with m.If(group_end):
+            m.d.sync += o_s.eq(0)
 
-        # ---- sequencing -------------------------------------------------------------------------
-        with m.Switch(state):
-            with m.Case(_State.LOAD):
-                m.d.sync += [step.eq(0), total.eq(0)]
-            with m.Case(_State.EXP):
-                m.d.sync += step.eq(step + 1)
-                with m.If(step == classes + SOFTMAX_EXP_LATENCY - 1):
-                    m.d.sync += [
-                        state.eq(_State.DIV),
-                        step.eq(0),
-                        rem.eq(1 << (RECIP_SHIFT - len(quo))),  # top of the dividend
-                        quo.eq(0),
-                        first.eq(1),
-                    ]
-            with m.Case(_State.DIV):
-                m.d.sync += [
-                    step.eq(step + 1),
-                    rem.eq(rem_next),
-                    quo.eq(Cat(*quo_bits, quo)),
-                    first.eq(0),
-                ]
-                with m.If(step == RECIP_CYCLES - 1):
-                    m.d.sync += [state.eq(_State.OUT), o_idx.eq(0)]
-            with m.Case(_State.OUT):
-                with m.If(self.o_result.valid & self.o_result.ready
-                          & self.o_result.payload.last):
-                    m.d.sync += state.eq(_State.LOAD)
-        return m
+
+class _Config:
+    """The per-operation registers (``k``, ``a_shift``, ``t_shift``, ``out_shift``,
+    ``grad_mode``)."""
+
+
+class _Input:
+    """The stage-2 element of :meth:`SoftmaxUnit._input` and the class count ``cls_last``."""

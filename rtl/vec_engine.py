@@ -4,8 +4,9 @@ Row operations (REQ, RELUB, SGD, FILL) stream one scratchpad row per cycle throu
 pipelined post-processing datapath (:class:`~rtl.postproc.PostProcessor`, which the three
 instructions configure: its operation, shift, rounding mode and multipliers are registered the
 cycle after the instruction starts) and write each result row as it comes out. SMX walks the
-samples (lanes) one at a time through the :class:`~rtl.softmax.SoftmaxUnit`, reading one logit
-row per element and writing the result into its lane. The stochastic-rounding generators
+group's logit rows (and target rows), whole, through the :class:`~rtl.softmax.SoftmaxUnit`,
+``samples + 1`` times (the unit's passes, which overlap the samples), and writes each result into
+its class's row, in its sample's lane. The stochastic-rounding generators
 (:class:`~rtl.rng.Xorshift32Lanes`, one per lane) serve REQ and SGD: an element in lane ``l``
 takes generator ``l``'s next draw, in program order.
 """
@@ -93,7 +94,7 @@ class VecEngine(wiring.Component):
         all_lanes = (1 << L) - 1
 
         m.submodules.post = post = PostProcessor(L, acc_width=AW, width=W)
-        m.submodules.smx = smx = SoftmaxUnit(SMX_CLASSES_MAX, width=W)
+        m.submodules.smx = smx = SoftmaxUnit(SMX_CLASSES_MAX, L, width=W)
         m.submodules.rng = rng = Xorshift32Lanes(L)
         m.d.comb += [rng.seed.eq(self.seed), rng.seed_stb.eq(self.seed_stb)]
         wiring.connect(m, post.rng, rng.port)
@@ -172,57 +173,62 @@ class VecEngine(wiring.Component):
                 m.d.comb += finish.eq(1)
                 m.d.sync += rowop.eq(0)
 
-        # ---------------- SMX: one sample (lane) at a time ------------------------------------
+        # ---------------- SMX: whole rows into the softmax unit ----------------------------------
+        # The group's rows are read samples + 1 times (the unit's passes), one row per cycle;
+        # each result goes to its class's row, in its sample's lane. Row addresses are running
+        # registers, loaded from the instruction when it starts.
         smx_on = Signal()
-        s_rd, j_rd = Signal(range(L + 1)), Signal(6)        # next element to read
-        s_wr, j_wr = Signal(range(L + 1)), Signal(6)        # next result to write
-        have = Signal()                                     # an element's rows are on the ports
-        have_s, have_last = Signal(range(L)), Signal()
-        classes, samples = f(Op.SMX, "classes"), f(Op.SMX, "samples")
+        sx = _SmxControl(m, self.start, self.ir, L)
         more = Signal()
-        with m.If(self.start):
-            m.d.sync += [s_rd.eq(0), j_rd.eq(0), s_wr.eq(0), j_wr.eq(0), have.eq(0),
-                         smx_on.eq(self.ir[:isa.OPCODE_BITS] == Op.SMX)]
-        m.d.comb += more.eq(smx_on & (s_rd != samples))
+        m.d.comb += more.eq(smx_on & sx.reading)
         take = Signal()
-        m.d.comb += take.eq(smx.i_logit.valid & smx.i_logit.ready)
+        m.d.comb += take.eq(smx.i_row.valid & smx.i_row.ready)
+        have = Signal()                                     # a row is on the ports
+        have_last = Signal()
         smx_rd = Signal()
-        # read the next element when nothing is held, or when the held one is taken now
+        # read the next row when nothing is held, or when the held one is taken now
         m.d.comb += smx_rd.eq(more & (~have | take))
+        with m.If(self.start):
+            m.d.sync += [have.eq(0), smx_on.eq(self.ir[:isa.OPCODE_BITS] == Op.SMX)]
         with m.If(smx_rd):
-            m.d.sync += [have.eq(1), have_s.eq(s_rd), have_last.eq(j_rd == classes - 1)]
-            with m.If(j_rd == classes - 1):
-                m.d.sync += [j_rd.eq(0), s_rd.eq(s_rd + 1)]
+            m.d.sync += [have.eq(1), have_last.eq(sx.j_rd == sx.cls_last)]
+            with m.If(sx.j_rd == sx.cls_last):
+                m.d.sync += [sx.j_rd.eq(0), sx.z_rd.eq(sx.z_base), sx.t_rd.eq(sx.t_base),
+                             sx.pass_.eq(sx.pass_ + 1)]
+                with m.If(sx.pass_ == sx.samples):
+                    m.d.sync += sx.reading.eq(0)
             with m.Else():
-                m.d.sync += j_rd.eq(j_rd + 1)
+                m.d.sync += [sx.j_rd.eq(sx.j_rd + 1), sx.z_rd.eq(sx.z_rd + 1),
+                             sx.t_rd.eq(sx.t_rd + 1)]
         with m.Elif(take):
             m.d.sync += have.eq(0)
         m.d.comb += [
-            smx.i_logit.valid.eq(have),
-            smx.i_logit.payload.logit.eq(self.sp_x.data.as_value().word_select(have_s, W)),
-            smx.i_logit.payload.target.eq(self.sp_y.data.as_value().word_select(have_s, W)),
-            smx.i_logit.payload.last.eq(have_last),
+            smx.samples.eq(sx.samples),
+            smx.i_row.valid.eq(have),
+            smx.i_row.payload.logits.eq(self.sp_x.data),
+            smx.i_row.payload.targets.eq(self.sp_y.data),
+            smx.i_row.payload.last.eq(have_last),
             smx.o_result.ready.eq(1),
         ]
         smx_wr = Signal()
+        res = smx.o_result.payload
         with m.If(smx_on & smx.o_result.valid):
             m.d.comb += smx_wr.eq(1)
-            with m.If(j_wr == classes - 1):
-                m.d.sync += [j_wr.eq(0), s_wr.eq(s_wr + 1)]
-                with m.If(s_wr == samples - 1):
+            with m.If(res.last):
+                m.d.sync += sx.d_wr.eq(sx.d_base)
+                with m.If(res.sample == sx.samples_last):
                     m.d.comb += finish.eq(1)
                     m.d.sync += smx_on.eq(0)
             with m.Else():
-                m.d.sync += j_wr.eq(j_wr + 1)
+                m.d.sync += sx.d_wr.eq(sx.d_wr + 1)
 
         # ---------------- scratchpad ports ------------------------------------------------------
         with m.If(smx_on):
             m.d.comb += [
-                self.sp_x.addr.eq(f(Op.SMX, "z_row") + j_rd), self.sp_x.en.eq(smx_rd),
-                self.sp_y.addr.eq(f(Op.SMX, "t_row") + j_rd),
-                self.sp_y.en.eq(smx_rd & f(Op.SMX, "mode")),
-                self.sp_w.addr.eq(f(Op.SMX, "dst") + j_wr),
-                self.sp_w.en.eq(Mux(smx_wr, Const(1, L) << s_wr, 0)),
+                self.sp_x.addr.eq(sx.z_rd), self.sp_x.en.eq(smx_rd),
+                self.sp_y.addr.eq(sx.t_rd), self.sp_y.en.eq(smx_rd & sx.grad),
+                self.sp_w.addr.eq(sx.d_wr),
+                self.sp_w.en.eq(Mux(smx_wr, Const(1, L) << res.sample, 0)),
             ]
         with m.Else():
             m.d.comb += [
@@ -327,3 +333,37 @@ class _RowControl:
                     m.d.sync += self.rows_last.eq(f(op, "rows") - 1)
                     if op is not Op.FILL:
                         m.d.sync += self.lanes.eq(f(op, "lanes"))
+
+
+class _SmxControl:
+    """SMX's decoded fields, registered when the instruction starts (``start``, from the incoming
+    ``ir``): ``samples``, ``samples_last`` (samples − 1), ``cls_last`` (classes − 1), ``grad``
+    (gradient mode: targets are read), the first row of each port (``z_base``, ``t_base``,
+    ``d_base``), and the read state the engine steps: ``reading``, ``pass_`` (0 .. samples),
+    ``j_rd`` (the class read next) and the next rows (``z_rd``, ``t_rd``; ``d_wr`` written)."""
+
+    def __init__(self, m, start, ir, lanes):
+        f = lambda name: field(ir, Op.SMX, name)
+        rb = isa.ROW_BITS
+        cls_width = len(f("classes"))
+        self.samples = Signal(range(lanes + 1), name="sx_samples")
+        self.samples_last = Signal(range(lanes), name="sx_samples_last")
+        self.cls_last = Signal(cls_width, name="sx_cls_last")
+        self.grad = Signal(name="sx_grad")
+        self.z_base, self.t_base, self.d_base = (Signal(rb, name=f"sx_{n}_base")
+                                                 for n in ("z", "t", "d"))
+        self.z_rd, self.t_rd, self.d_wr = (Signal(rb, name=f"sx_{n}") for n in
+                                           ("z_rd", "t_rd", "d_wr"))
+        self.reading = Signal(name="sx_reading")
+        self.pass_ = Signal(range(lanes + 1), name="sx_pass")
+        self.j_rd = Signal(cls_width, name="sx_j_rd")
+        with m.If(start):
+            m.d.sync += [
+                self.samples.eq(f("samples")), self.samples_last.eq(f("samples") - 1),
+                self.cls_last.eq(f("classes") - 1), self.grad.eq(f("mode")),
+                self.z_base.eq(f("z_row")), self.t_base.eq(f("t_row")),
+                self.d_base.eq(f("dst")),
+                self.z_rd.eq(f("z_row")), self.t_rd.eq(f("t_row")), self.d_wr.eq(f("dst")),
+                self.reading.eq(ir[:isa.OPCODE_BITS] == Op.SMX),
+                self.pass_.eq(0), self.j_rd.eq(0),
+            ]

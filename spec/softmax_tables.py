@@ -13,7 +13,7 @@ __all__ = [
     "INV_TEMP_WIDTH", "INV_TEMP_FRAC", "INV_TEMP_ONE",
     "LOG2E_FRAC", "LOG2E_Q", "K_FRAC", "K_SHIFT", "K_WIDTH",
     "EXP_INDEX_BITS", "EXP_FRAC", "RECIP_SHIFT", "RECIP_BITS", "RECIP_STEP_BITS", "RECIP_CYCLES",
-    "SOFTMAX_EXP_LATENCY", "SOFTMAX_OUT_LATENCY", "GRAD_SHIFT_MAX",
+    "SOFTMAX_EXP_LATENCY", "SOFTMAX_DIV_HANDOFF", "SOFTMAX_OUT_LATENCY", "GRAD_SHIFT_MAX",
     "exp2_table", "EXP_TABLE",
 ]
 
@@ -55,13 +55,18 @@ RECIP_BITS = RECIP_SHIFT - EXP_FRAC + 1
 RECIP_STEP_BITS = 2
 RECIP_CYCLES = -(-RECIP_BITS // RECIP_STEP_BITS)
 
-#: Pipeline depths of :class:`rtl.softmax.SoftmaxUnit` beyond one element per cycle: its exp
-#: phase takes ``C + SOFTMAX_EXP_LATENCY`` cycles and its output phase ``C + SOFTMAX_OUT_LATENCY``
-#: (output always ready); see :func:`golden.softmax.softmax_cycles`. Each has a register right
-#: after the logit/target block RAM's read (its clock-to-output alone is 5.6 ns on the ECP5; issue
-#: 28: 6 and 4 before).
+#: Pipeline depths of :class:`rtl.softmax.SoftmaxUnit` (see :func:`golden.softmax.softmax_cycles`):
+#: a sample's last exponential enters its sum ``SOFTMAX_EXP_LATENCY`` cycles after its row is
+#: accepted (a row register, a lane register, ``u = max - z``, ``u·k``, round, table read, table
+#: data register, shift; the register after the row keeps the scratchpad's block RAM and bank
+#: multiplexer off the lane selection), and a sample's output phase takes
+#: ``C + SOFTMAX_OUT_LATENCY`` cycles (output always ready).
 SOFTMAX_EXP_LATENCY = 8
 SOFTMAX_OUT_LATENCY = 6
+#: Cycles between a sample's sum and its output phase beyond the divider's ``RECIP_CYCLES``: one
+#: to load the divisor from the per-sample sums, one to write the reciprocal into the per-sample
+#: reciprocals (the unit overlaps samples, so both are small memories indexed by sample).
+SOFTMAX_DIV_HANDOFF = 2
 
 #: Largest extra right shift of the gradient (``grad_shift``), e.g. for a batch mean.
 GRAD_SHIFT_MAX = 15

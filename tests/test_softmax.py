@@ -13,10 +13,11 @@ from golden.softmax import (
     temperature_to_inv_temp,
 )
 from rtl.softmax import SoftmaxMode, SoftmaxUnit
-from sim.softmax import SoftmaxSample, simulate_samples
+from sim.softmax import SoftmaxGroup, simulate_groups
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_FRAC, INV_TEMP_ONE,
-    INV_TEMP_WIDTH, K_WIDTH, LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_SHIFT, SOFTMAX_MAX_WIDTH,
+    INV_TEMP_WIDTH, K_WIDTH, LOG2E_FRAC, LOG2E_Q, RECIP_BITS, RECIP_CYCLES, RECIP_SHIFT,
+    SOFTMAX_MAX_WIDTH,
     exp2_table,
 )
 from tests.simutil import run_sim
@@ -233,61 +234,84 @@ def test_golden_bad_arguments():
 
 def test_cycles_formula_arguments():
     assert softmax_cycles(2) - softmax_cycles(1) == 3
+    assert softmax_cycles(4, 1) == softmax_cycles(4)
     with pytest.raises(ValueError, match=r"^Classes must be a positive integer, not 0$"):
         softmax_cycles(0)
     with pytest.raises(TypeError, match=r"^Classes must be an integer, not 1.0$"):
         softmax_cycles(1.0)
+    with pytest.raises(ValueError, match=r"^Samples must be a positive integer, not 0$"):
+        softmax_cycles(3, 0)
+    with pytest.raises(TypeError, match=r"^Samples must be an integer, not 2.0$"):
+        softmax_cycles(3, 2.0)
+
+
+def test_cycles_formula_values():
+    """The group formula (issues 27/28): samples overlap, one every max(C, RECIP_CYCLES) cycles
+    after the first; pinned for the 10-class training step's group of 8."""
+    assert RECIP_CYCLES == 14
+    for c in (1, 10, 14, 15, 16):
+        for s in range(1, 9):
+            assert softmax_cycles(c, s) == 3 * c + 30 + (s - 1) * max(c, 14), (c, s)
+    assert softmax_cycles(10, 8) == 158             # 8 · (3·10 + 28) = 464 one after the other
 
 
 # --- RTL ----------------------------------------------------------------------------------------
 
-def _golden_rows(s, width):
-    """Golden output of one :class:`SoftmaxSample`."""
-    z = torch.tensor([s.logits], dtype=torch.int64)
-    if s.mode == SoftmaxMode.PROBS:
-        y = softmax_probs(z, z_frac=s.z_frac, prob_frac=s.prob_frac, width=width,
-                          inv_temp=s.inv_temp)
+def _golden_group(g, width):
+    """Golden output of one :class:`SoftmaxGroup`: ``(sample, value, last)`` in output order."""
+    z = torch.tensor(g.logits, dtype=torch.int64)
+    if g.mode == SoftmaxMode.PROBS:
+        y = softmax_probs(z, z_frac=g.z_frac, prob_frac=g.prob_frac, width=width,
+                          inv_temp=g.inv_temp)
     else:
-        y = softmax_xent_grad(z, torch.tensor([s.targets], dtype=torch.int64), z_frac=s.z_frac,
-                              prob_frac=s.prob_frac, grad_frac=s.grad_frac, width=width,
-                              inv_temp=s.inv_temp, grad_shift=s.grad_shift)
-    return y[0].tolist()
+        y = softmax_xent_grad(z, torch.tensor(g.targets, dtype=torch.int64), z_frac=g.z_frac,
+                              prob_frac=g.prob_frac, grad_frac=g.grad_frac, width=width,
+                              inv_temp=g.inv_temp, grad_shift=g.grad_shift)
+    c = g.classes
+    return [(s, y[s][j].item(), int(j == c - 1)) for s in range(g.samples) for j in range(c)]
 
 
-def _check(run, samples, width, seed):
-    assert len(run.results) == len(samples), \
-        f"seed {seed}: {len(run.results)} of {len(samples)} samples"
-    for i, (got, s) in enumerate(zip(run.results, samples)):
-        want = _golden_rows(s, width)
-        values = [v for v, _ in got]
-        lasts = [last for _, last in got]
-        assert values == want, f"seed {seed}, sample {i} ({s}): RTL {values} != golden {want}"
-        assert lasts == [0] * (len(want) - 1) + [1], f"seed {seed}, sample {i}: last flags {lasts}"
+def _check(run, groups, width, seed):
+    assert len(run.results) == len(groups), \
+        f"seed {seed}: {len(run.results)} of {len(groups)} groups"
+    for i, (got, g) in enumerate(zip(run.results, groups)):
+        want = _golden_group(g, width)
+        assert got == want, f"seed {seed}, group {i} ({g}): RTL {got} != golden {want}"
 
 
-def _random_sample(rng, c, width=16):
-    """A random sample: logits of a random spread, one of several target kinds, random formats."""
+def _random_logits(rng, c, width):
+    """A random sample's logits: all equal, extremes, or a random spread about a random centre."""
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     kind = rng.randrange(8)
     if kind == 0:                               # all equal
-        z = [rng.randint(lo, hi)] * c
-    elif kind == 1:                             # extremes
-        z = [rng.choice((lo, hi, lo + 1, hi - 1, 0)) for _ in range(c)]
-    else:
-        spread = 1 << rng.randrange(1, width + 1)
-        centre = rng.randint(lo, hi)
-        z = [min(hi, max(lo, centre + rng.randint(-spread, spread))) for _ in range(c)]
-    prob_frac = rng.choice((width - 2, width - 2, width - 1, rng.randrange(width)))
-    tkind = rng.randrange(4)
-    if tkind == 0 and prob_frac < width - 1:    # one-hot
+        return [rng.randint(lo, hi)] * c
+    if kind == 1:                               # extremes
+        return [rng.choice((lo, hi, lo + 1, hi - 1, 0)) for _ in range(c)]
+    spread = 1 << rng.randrange(1, width + 1)
+    centre = rng.randint(lo, hi)
+    return [min(hi, max(lo, centre + rng.randint(-spread, spread))) for _ in range(c)]
+
+
+def _random_targets(rng, c, prob_frac, width):
+    """One-hot, anything (saturation included), or soft targets about one in total."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    kind = rng.randrange(4)
+    if kind == 0 and prob_frac < width - 1:
         t = [0] * c
         t[rng.randrange(c)] = 1 << prob_frac
-    elif tkind == 1:                            # anything, saturation included
-        t = [rng.choice((lo, hi, rng.randint(lo, hi))) for _ in range(c)]
-    else:                                       # soft, about one in total
-        t = [rng.randint(0, min(hi, (1 << prob_frac) // c)) for _ in range(c)]
-    return SoftmaxSample(
-        z, t, mode=rng.choice((SoftmaxMode.PROBS, SoftmaxMode.GRAD)),
+        return t
+    if kind == 1:
+        return [rng.choice((lo, hi, rng.randint(lo, hi))) for _ in range(c)]
+    return [rng.randint(0, min(hi, (1 << prob_frac) // c)) for _ in range(c)]
+
+
+def _random_group(rng, samples, c, width=16):
+    """A random group: random logits and targets per sample, random formats per group."""
+    prob_frac = rng.choice((width - 2, width - 2, width - 1, rng.randrange(width)))
+    return SoftmaxGroup(
+        [_random_logits(rng, c, width) for _ in range(samples)],
+        [_random_targets(rng, c, prob_frac, width) for _ in range(samples)],
+        mode=rng.choice((SoftmaxMode.PROBS, SoftmaxMode.GRAD)),
         z_frac=rng.randrange(width), prob_frac=prob_frac,
         grad_frac=rng.choice((width - 4 if width > 4 else 0, rng.randrange(width))),
         inv_temp=rng.choice((None, None, 0, rng.randrange(1 << INV_TEMP_WIDTH),
@@ -297,34 +321,37 @@ def _random_sample(rng, c, width=16):
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_rtl_matches_golden_random(seed):
-    """≥ 1000 random samples (500 per seed) of 1..4 classes, parameters changing per sample,
-    random input gaps and random output back-pressure."""
+    """≥ 1000 random samples (over 500 per seed) of 1..4 classes in groups of 1..8 samples,
+    parameters changing per group, random input gaps and random output back-pressure."""
     rng = random.Random(seed)
-    dut = SoftmaxUnit(4)
-    samples = [_random_sample(rng, rng.randint(1, 4)) for _ in range(500)]
-    run = simulate_samples(dut, samples, seed=seed, p_valid=0.8, p_ready=0.6)
-    _check(run, samples, 16, seed)
+    dut = SoftmaxUnit(4, 8)
+    groups = [_random_group(rng, rng.randint(1, 8), rng.randint(1, 4)) for _ in range(120)]
+    assert sum(g.samples for g in groups) >= 500
+    run = simulate_groups(dut, groups, seed=seed, p_valid=0.8, p_ready=0.6)
+    _check(run, groups, 16, seed)
 
 
 def test_rtl_cycles_match_formula():
-    """Under always-valid input and always-ready output, samples start softmax_cycles(C) apart
-    and finish softmax_cycles(C) - 1 cycles after their first beat; mode and data do not matter."""
+    """Under always-valid input and always-ready output, a group's last result comes
+    softmax_cycles(C, S) - 1 cycles after its first row and the next group starts one cycle
+    later; mode and data do not matter. Class counts below, at and above RECIP_CYCLES (the
+    divider or the passes set the pace), groups of 1 to all lanes."""
     rng = random.Random(3)
-    dut = SoftmaxUnit(6)
-    classes = [1, 6, 3, 2, 5, 4, 1, 1, 6]
-    samples = [replace(_random_sample(rng, c), z_frac=8, prob_frac=14, grad_frac=12,
-                       inv_temp=None, grad_shift=0) for c in classes]
-    run = simulate_samples(dut, samples, seed=3)
-    _check(run, samples, 16, 3)
+    dut = SoftmaxUnit(16, 8)
+    shapes = [(1, 1), (8, 10), (3, 2), (8, 16), (1, 10), (2, 14), (5, 15), (8, 1), (4, 13),
+              (7, 6), (8, 14)]
+    groups = [replace(_random_group(rng, s, c), z_frac=8, prob_frac=14, grad_frac=12,
+                      inv_temp=None, grad_shift=0) for s, c in shapes]
+    run = simulate_groups(dut, groups, seed=3)
+    _check(run, groups, 16, 3)
     assert run.first_in[0] == 0
-    for i, c in enumerate(classes):
-        assert run.last_out[i] - run.first_in[i] == softmax_cycles(c) - 1, (i, c)
-        if i + 1 < len(classes):
-            assert run.first_in[i + 1] - run.first_in[i] == softmax_cycles(c), (i, c)
-    assert softmax_cycles(10) == 3 * 10 + 28          # 26 before issue 28's read registers
+    for i, (s, c) in enumerate(shapes):
+        assert run.last_out[i] - run.first_in[i] == softmax_cycles(c, s) - 1, (i, s, c)
+        if i + 1 < len(shapes):
+            assert run.first_in[i + 1] - run.first_in[i] == softmax_cycles(c, s), (i, s, c)
 
 
-def _edge_samples(c, width=16):
+def _edge_groups(c, lanes, width=16):
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     one = 1 << (width - 2)                                  # 1.0 with prob_frac = width - 2
     zs = [[0] * c, [lo] * c, [hi] * c, [lo] + [hi] * (c - 1), [hi] + [lo] * (c - 1),
@@ -333,68 +360,74 @@ def _edge_samples(c, width=16):
     probs = SoftmaxMode.PROBS
     grad = SoftmaxMode.GRAD
     base = dict(z_frac=8 if width > 8 else width - 1, prob_frac=width - 2, grad_frac=width - 4)
+    cases = [
+        (None, dict(mode=probs, **base)),
+        (None, dict(mode=probs, **dict(base, prob_frac=width - 1))),       # 1.0 saturates
+        ([one] + [0] * (c - 1), dict(mode=grad, **base)),
+        ([lo] * c, dict(mode=grad, **base)),                               # saturates +
+        ([hi] * c, dict(mode=grad, **dict(base, grad_frac=width - 1))),
+        (([lo, hi] * c)[:c], dict(mode=grad, grad_shift=GRAD_SHIFT_MAX,
+                                  **dict(base, prob_frac=0, grad_frac=width - 1))),
+        (None, dict(mode=probs, inv_temp=0, **base)),                      # T = infinity
+        (None, dict(mode=probs, inv_temp=(1 << INV_TEMP_WIDTH) - 1, **dict(base, z_frac=0))),
+    ]
     out = []
-    for z in zs:
-        out += [
-            SoftmaxSample(z, mode=probs, **base),
-            SoftmaxSample(z, mode=probs, **dict(base, prob_frac=width - 1)),   # 1.0 saturates
-            SoftmaxSample(z, [one] + [0] * (c - 1), mode=grad, **base),
-            SoftmaxSample(z, [lo] * c, mode=grad, **base),                     # saturates +
-            SoftmaxSample(z, [hi] * c, mode=grad, **dict(base, grad_frac=width - 1)),
-            SoftmaxSample(z, ([lo, hi] * c)[:c], mode=grad, grad_shift=GRAD_SHIFT_MAX,
-                          **dict(base, prob_frac=0, grad_frac=width - 1)),
-            SoftmaxSample(z, mode=probs, inv_temp=0, **base),                  # T = infinity
-            SoftmaxSample(z, mode=probs, inv_temp=(1 << INV_TEMP_WIDTH) - 1,
-                          **dict(base, z_frac=0)),
-        ]
+    for t, kw in cases:
+        for i in range(0, len(zs), lanes):
+            part = zs[i:i + lanes]
+            out.append(SoftmaxGroup(part, None if t is None else [t] * len(part), **kw))
     return out
 
 
-@pytest.mark.parametrize("classes_max, width", [(4, 16), (1, 16), (3, 8), (2, 2)])
-def test_rtl_edge_cases(classes_max, width):
-    """Extreme logits and targets, saturation both ways, one class, T = infinity, the smallest
-    width; random output back-pressure; plus random samples at this instance's width."""
+@pytest.mark.parametrize("classes_max, lanes, width", [(4, 8, 16), (1, 8, 16), (3, 3, 8),
+                                                       (2, 1, 2), (16, 2, 16)])
+def test_rtl_edge_cases(classes_max, lanes, width):
+    """Extreme logits and targets, saturation both ways, one class, one lane, T = infinity, the
+    smallest width; random output back-pressure; plus random groups at this instance's size."""
     rng = random.Random(classes_max * 100 + width)
-    dut = SoftmaxUnit(classes_max, width=width)
-    samples = []
+    dut = SoftmaxUnit(classes_max, lanes, width=width)
+    groups = []
     if width > 4:
         for c in sorted({1, classes_max}):
-            samples += _edge_samples(c, width)
-    samples += [_random_sample(rng, rng.randint(1, classes_max), width) for _ in range(60)]
-    run = simulate_samples(dut, samples, seed=classes_max, p_valid=0.7, p_ready=0.5)
-    _check(run, samples, width, classes_max)
+            groups += _edge_groups(c, lanes, width)
+    groups += [_random_group(rng, rng.randint(1, lanes), rng.randint(1, classes_max), width)
+               for _ in range(25)]
+    run = simulate_groups(dut, groups, seed=classes_max, p_valid=0.7, p_ready=0.5)
+    _check(run, groups, width, classes_max)
 
 
-def test_rtl_overflow_drops_extra_elements():
-    """A sample longer than classes_max keeps its first classes_max elements, sets the sticky
-    overflow flag (cleared by overflow_clr), and the next sample is unaffected."""
-    dut = SoftmaxUnit(2)
-    long = SoftmaxSample([100, -50, 3000, 7])
-    short = SoftmaxSample([0, 256])
+def test_rtl_overflow_drops_extra_rows():
+    """A group whose passes are longer than classes_max keeps each pass's first classes_max rows,
+    sets the sticky overflow flag (cleared by overflow_clr), and the next group is unaffected."""
+    dut = SoftmaxUnit(2, 2)
+    long = SoftmaxGroup([[100, -50, 3000, 7], [5, 900, -20, 1]])
+    short = SoftmaxGroup([[0, 256], [7, 7]])
     results, flags = [], []
 
     async def tb(ctx):
+        ctx.set(dut.samples, 2)
         ctx.set(dut.z_frac, 8)
         ctx.set(dut.prob_frac, 14)
         ctx.set(dut.inv_temp, INV_TEMP_ONE)
         ctx.set(dut.o_result.ready, 1)
-        for s in (long, short):
-            for i, z in enumerate(s.logits):
-                ctx.set(dut.i_logit.payload, {"logit": z, "target": 0,
-                                              "last": i == len(s.logits) - 1})
-                ctx.set(dut.i_logit.valid, 1)
-                while True:
-                    _, _, ready = await ctx.tick().sample(dut.i_logit.ready)
-                    if ready:
-                        break
-            ctx.set(dut.i_logit.valid, 0)
-            row = []
-            while len(row) < 2:
+        for g in (long, short):
+            for _ in range(g.samples + 1):
+                for j in range(g.classes):
+                    ctx.set(dut.i_row.payload, {"logits": [z[j] for z in g.logits],
+                                                "targets": [0, 0], "last": j == g.classes - 1})
+                    ctx.set(dut.i_row.valid, 1)
+                    while True:
+                        _, _, ready = await ctx.tick().sample(dut.i_row.ready)
+                        if ready:
+                            break
+            ctx.set(dut.i_row.valid, 0)
+            got = []
+            while len(got) < 4:
                 _, _, valid, payload = await ctx.tick().sample(dut.o_result.valid,
                                                                dut.o_result.payload)
                 if valid:
-                    row.append((payload.value, payload.last))
-            results.append(row)
+                    got.append((payload.sample, payload.value, payload.last))
+            results.append(got)
             flags.append(ctx.get(dut.overflow))
             ctx.set(dut.overflow_clr, 1)
             await ctx.tick()
@@ -402,26 +435,29 @@ def test_rtl_overflow_drops_extra_elements():
             flags.append(ctx.get(dut.overflow))
 
     run_sim(dut, tb)
-    want_long = _golden_rows(SoftmaxSample(long.logits[:2]), 16)
-    assert results[0] == [(want_long[0], 0), (want_long[1], 1)]
-    want_short = _golden_rows(short, 16)
-    assert results[1] == [(want_short[0], 0), (want_short[1], 1)]
+    assert results[0] == _golden_group(SoftmaxGroup([z[:2] for z in long.logits]), 16)
+    assert results[1] == _golden_group(short, 16)
     assert flags == [1, 0, 0, 0]
 
 
-def test_simulate_samples_timeout():
+def test_simulate_groups_timeout():
     """The driver fails instead of hanging when results do not come (here: too few cycles)."""
-    with pytest.raises(TimeoutError, match=r"^softmax unit: 0 of 2 results after 10 cycles"):
-        simulate_samples(SoftmaxUnit(2), [SoftmaxSample([1, 2])], max_cycles=10)
-    with pytest.raises(ValueError, match=r"^Sample has 2 logits but 1 targets$"):
-        SoftmaxSample([1, 2], [0])
+    with pytest.raises(TimeoutError,
+                       match=r"^softmax unit: group 0: 0 of 2 results after 10 cycles"):
+        simulate_groups(SoftmaxUnit(2, 1), [SoftmaxGroup([[1, 2]])], max_cycles=10)
+    with pytest.raises(ValueError, match=r"^Group has logits of shape 1×2 but targets of "
+                                         r"lengths \[1\]$"):
+        SoftmaxGroup([[1, 2]], [[0]])
+    with pytest.raises(ValueError, match=r"^Group logits must be one or more samples"):
+        SoftmaxGroup([[1, 2], [3]])
 
 
 def test_rtl_ports():
-    dut = SoftmaxUnit(10, width=12)
-    assert dut.classes_max == 10 and dut.width == 12
-    assert dut.i_logit.payload.shape().size == 2 * 12 + 1
-    assert dut.o_result.payload.shape().size == 12 + 1
+    dut = SoftmaxUnit(10, 8, width=12)
+    assert dut.classes_max == 10 and dut.lanes == 8 and dut.width == 12
+    assert dut.i_row.payload.shape().size == 2 * 8 * 12 + 1
+    assert dut.o_result.payload.shape().size == 12 + 3 + 1
+    assert len(dut.samples) == 4
     assert len(dut.inv_temp) == INV_TEMP_WIDTH
     assert len(dut.grad_shift) == GRAD_SHIFT_MAX.bit_length()
 
@@ -429,22 +465,26 @@ def test_rtl_ports():
 def test_rtl_bad_parameters():
     with pytest.raises(ValueError, match=r"^Maximum number of classes must be a positive integer, "
                                          r"not 0$"):
-        SoftmaxUnit(0)
+        SoftmaxUnit(0, 8)
     with pytest.raises(ValueError, match=r"^Maximum number of classes must be a positive integer, "
                                          r"not -3$"):
-        SoftmaxUnit(-3)
+        SoftmaxUnit(-3, 8)
     with pytest.raises(TypeError, match=r"^Maximum number of classes must be a positive integer, "
                                         r"not 2.0$"):
-        SoftmaxUnit(2.0)
+        SoftmaxUnit(2.0, 8)
     with pytest.raises(ValueError, match=rf"^Width must be between 2 and {SOFTMAX_MAX_WIDTH}, "
                                          r"not 0$"):
-        SoftmaxUnit(4, width=0)
+        SoftmaxUnit(4, 8, width=0)
     with pytest.raises(ValueError, match=r"^Width must be between 2 and \d+, not -16$"):
-        SoftmaxUnit(4, width=-16)
+        SoftmaxUnit(4, 8, width=-16)
     with pytest.raises(ValueError, match=r"^Width must be between 2 and \d+, not 1$"):
-        SoftmaxUnit(4, width=1)
+        SoftmaxUnit(4, 8, width=1)
     with pytest.raises(ValueError, match=rf"^Width must be between 2 and {SOFTMAX_MAX_WIDTH}, "
                                          rf"not {SOFTMAX_MAX_WIDTH + 1}$"):
-        SoftmaxUnit(4, width=SOFTMAX_MAX_WIDTH + 1)
+        SoftmaxUnit(4, 8, width=SOFTMAX_MAX_WIDTH + 1)
     with pytest.raises(TypeError, match=r"^Width must be an integer, not '16'$"):
-        SoftmaxUnit(4, width="16")
+        SoftmaxUnit(4, 8, width="16")
+    with pytest.raises(ValueError, match=r"^Lanes must be a positive integer, not 0$"):
+        SoftmaxUnit(4, 0)
+    with pytest.raises(TypeError, match=r"^Lanes must be a positive integer, not 8.0$"):
+        SoftmaxUnit(4, 8.0)
