@@ -60,7 +60,7 @@ def _run(soc, descs, mem_image, stall_rate, seed):
                 n += 1
             spans.append(n)
         result["spans"] = spans
-        result["mem"] = torch.tensor([ctx.get(dut.mainmem.data[i])
+        result["mem"] = torch.tensor([ctx.get(dut.mainmem.word(i))
                                       for i in range(soc.mem_words)], dtype=torch.int64)
         result["sps"] = [torch.tensor([list(ctx.get(pad.cell(r))) for r in range(pad.rows)],
                                       dtype=torch.int64) for pad in (dut.sp, dut.acc)]

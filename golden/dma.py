@@ -26,20 +26,34 @@ word ``mem_addr + i * stride + j * elem_words`` (an element of ``elem_words = 2`
 
 Cycle model (deterministic memory: fixed latency ``L = soc.mem_latency``, no stalls)
 ------------------------------------------------------------------------------------
-A descriptor accepted in cycle ``c`` raises ``done`` in cycle ``c + cycles(desc)``, the first cycle
-in which the DMA accepts the next descriptor: ``CHECK_CYCLES`` for a faulting descriptor,
-``CHECK_CYCLES + rows * cols * elem_words + L`` otherwise (one bus request per cycle).
+Main memory is a line memory (:data:`~spec.memory.LINE_WORDS` words per line, line ``a // 8``
+holds words ``8a .. 8a + 7``), and the bus moves one line per request: a read returns the line, a
+write writes the words its mask selects. The DMA issues one request per cycle, in order:
+
+* **without transpose**, one request per line that block row ``i`` touches, row after row: row
+  ``i``'s ``cols * elem_words`` words from ``a = mem_addr + i * stride`` take
+  ``((a % 8) + cols * elem_words - 1) // 8 + 1`` lines (a load reads them, a store writes its
+  words in them); rows never share a request;
+* **with transpose**, one request per word, in order scratchpad row, lane, word (a load reads the
+  word's line and keeps the word, a store writes the one word).
+
+:func:`requests` counts them. A descriptor accepted in cycle ``c`` raises ``done`` in cycle
+``c + cycles(desc)``, the first cycle in which the DMA accepts the next descriptor:
+``CHECK_CYCLES`` for a faulting descriptor; otherwise ``CHECK_CYCLES + requests(desc) + L`` for a
+store (``done`` the cycle after the last write's acknowledgement) and one more for a load (its
+last scratchpad row is written from a register the cycle after the last response).
 """
 
 from dataclasses import dataclass, fields
 
 import torch
 
-from spec.memory import DESC_FIELDS, MAX_ELEM_WORDS, Dir, Space, Fault
+from spec.memory import DESC_FIELDS, LINE_WORDS, MAX_ELEM_WORDS, Dir, Space, Fault
 from spec.params import check_int
 from spec.soc import check_soc
 
-__all__ = ["CHECK_CYCLES", "Descriptor", "check", "execute", "cycles", "word_addresses",
+__all__ = ["CHECK_CYCLES", "Descriptor", "check", "execute", "requests", "cycles",
+           "word_addresses",
            "new_images"]
 
 
@@ -222,10 +236,25 @@ def _first_occurrence(x):
     return uniq, first
 
 
+def requests(desc, soc=None):
+    """Bus requests the DMA makes for ``desc`` (0 if it faults in the SoC ``soc``, as
+    :func:`check`): a line per line each block row touches without transpose, a word per request
+    with transpose."""
+    soc = _check_args(desc, soc)
+    if check(desc, soc):
+        return 0
+    if desc.transpose:
+        return desc.words
+    n = desc.cols * desc.elem_words
+    starts = desc.mem_addr + desc.stride * torch.arange(desc.rows, dtype=torch.int64)
+    return int(((starts % LINE_WORDS + n - 1) // LINE_WORDS + 1).sum())
+
+
 def cycles(desc, soc=None):
     """Cycles from the descriptor's acceptance to ``done`` under the deterministic memory model
     of ``soc`` (as :func:`check`): main-memory latency ``soc.mem_latency``."""
     soc = _check_args(desc, soc)
     if check(desc, soc):
         return CHECK_CYCLES
-    return CHECK_CYCLES + desc.words + soc.mem_latency
+    return (CHECK_CYCLES + requests(desc, soc) + soc.mem_latency
+            + (desc.direction == Dir.LOAD))

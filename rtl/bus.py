@@ -17,17 +17,24 @@ The protocol (``docs/memory.md`` gives the rationale):
 * Any number of requests may be in flight: the slave limits them by withholding ``req.ready``.
 * Addresses are word addresses. A slave ignores writes outside its map and answers reads outside
   it with unspecified data (masters check their addresses; the DMA does before any access).
+
+The **line bus** (:class:`LineBusSignature`) is the same protocol with a line of ``line_words``
+words in place of a word: a request carries a line address, ``we``, a per-word write mask
+``mask`` and a line of write data (a write writes the words whose mask bit is set, only those);
+a read's response carries the whole line. Main memory and the DMA speak it; a word master reaches
+it through a :class:`WordLineBridge`, which selects the word of the line for it.
 """
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from spec.params import check_positive_int
+from spec.params import check_int, check_positive_int
 
-__all__ = ["request_layout", "BusSignature", "BusArbiter"]
+__all__ = ["request_layout", "BusSignature", "line_request_layout", "LineBusSignature",
+           "BusArbiter", "WordLineBridge"]
 
 
 def request_layout(addr_width, data_width):
@@ -94,6 +101,90 @@ class BusSignature(wiring.Signature):
         return f"BusSignature(addr_width={self._addr_width}, data_width={self._data_width})"
 
 
+def line_request_layout(addr_width, data_width, line_words):
+    """The line request payload: ``addr`` (line address), ``we`` (1 = write), ``mask`` (bit
+    ``k``: write word ``k`` of the line), ``wdata`` (the line's words, word 0 first)."""
+    return data.StructLayout({
+        "addr": unsigned(addr_width),
+        "we": unsigned(1),
+        "mask": unsigned(line_words),
+        "wdata": data.ArrayLayout(unsigned(data_width), line_words),
+    })
+
+
+class LineBusSignature(wiring.Signature):
+    """Signature of the line-wide main-memory bus, from the master's side (the protocol of
+    :class:`BusSignature`, a line per transfer).
+
+    Parameters
+    ----------
+    addr_width : int
+        Width of line addresses (≥ 1).
+    data_width : int
+        Width of a word (≥ 1).
+    line_words : int
+        Words per line (≥ 1).
+
+    Members
+    -------
+    req : ``Out(stream.Signature(line_request_layout(addr_width, data_width, line_words)))``
+        Requests, master to slave.
+    rsp : ``In(stream.Signature(data.ArrayLayout(unsigned(data_width), line_words)))``
+        Responses in request order: the line read, or a write acknowledgement.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is not positive.
+    """
+
+    def __init__(self, addr_width, data_width, line_words):
+        check_positive_int(addr_width, "Bus address width")
+        check_positive_int(data_width, "Bus data width")
+        check_positive_int(line_words, "Bus line words")
+        self._addr_width = addr_width
+        self._data_width = data_width
+        self._line_words = line_words
+        super().__init__({
+            "req": Out(stream.Signature(line_request_layout(addr_width, data_width, line_words))),
+            "rsp": In(stream.Signature(data.ArrayLayout(unsigned(data_width), line_words))),
+        })
+
+    @property
+    def addr_width(self):
+        return self._addr_width
+
+    @property
+    def data_width(self):
+        return self._data_width
+
+    @property
+    def line_words(self):
+        return self._line_words
+
+    def _key(self):
+        return (LineBusSignature, self._addr_width, self._data_width, self._line_words)
+
+    def __eq__(self, other):
+        other = other.flip() if isinstance(other, wiring.FlippedSignature) else other
+        return type(other) is LineBusSignature and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return (f"LineBusSignature(addr_width={self._addr_width}, "
+                f"data_width={self._data_width}, line_words={self._line_words})")
+
+
+def _bus_signature(addr_width, data_width, line_words):
+    if line_words:
+        return LineBusSignature(addr_width, data_width, line_words)
+    return BusSignature(addr_width, data_width)
+
+
 class BusArbiter(wiring.Component):
     """Shares one bus slave among ``masters`` masters, round robin, responses kept in order.
 
@@ -113,12 +204,15 @@ class BusArbiter(wiring.Component):
         The bus's widths.
     max_inflight : int
         Requests in flight at most (the depth of the master-index queue).
+    line_words : int
+        0: a word bus (:class:`BusSignature`); otherwise a line bus of ``line_words`` words per
+        line (:class:`LineBusSignature`, ``addr_width`` of line addresses).
 
     Members
     -------
-    bus : ``In(BusSignature(addr_width, data_width)).array(masters)``
-        Master ports (connect each master's bus here).
-    slave : ``Out(BusSignature(addr_width, data_width))``
+    bus : ``In(sig).array(masters)``
+        Master ports (connect each master's bus here); ``sig`` is the bus signature above.
+    slave : ``Out(sig)``
         To the slave.
 
     Raises
@@ -127,12 +221,13 @@ class BusArbiter(wiring.Component):
         If a parameter is not a positive integer.
     """
 
-    def __init__(self, masters, addr_width, data_width, *, max_inflight=8):
+    def __init__(self, masters, addr_width, data_width, *, max_inflight=8, line_words=0):
         check_positive_int(masters, "Bus masters")
         check_positive_int(max_inflight, "Requests in flight")
+        check_int(line_words, "Bus line words")
         self._masters = masters
         self._max_inflight = max_inflight
-        sig = BusSignature(addr_width, data_width)
+        sig = _bus_signature(addr_width, data_width, line_words)
         super().__init__({"bus": In(sig).array(masters), "slave": Out(sig)})
 
     @property
@@ -188,4 +283,83 @@ class BusArbiter(wiring.Component):
                 with m.Case(i):
                     m.d.comb += rsp.ready.eq(self.bus[i].rsp.ready & owners.r_rdy)
         m.d.comb += owners.r_en.eq(rsp.valid & rsp.ready)
+        return m
+
+
+class WordLineBridge(wiring.Component):
+    """A word master on a line bus: the word's line is requested, and its word selected.
+
+    A request for word address ``a`` becomes a request for line ``a >> log2(line_words)``: a
+    write has the word replicated across the line and only word ``a % line_words`` in its mask; a
+    read returns the line, whose word ``a % line_words`` is the response (that index is queued
+    for each accepted request, ``max_inflight`` deep, so responses stay in order). No added
+    latency: the request and the response pass combinationally.
+
+    Parameters
+    ----------
+    addr_width : int
+        Width of the word master's word addresses (more than ``log2(line_words)``).
+    data_width : int
+        Width of a word.
+    line_words : int
+        Words per line, a power of two.
+    max_inflight : int
+        Requests in flight at most (beyond it the bridge withholds ``req.ready``).
+
+    Members
+    -------
+    word : ``In(BusSignature(addr_width, data_width))``
+        The word master's port.
+    line : ``Out(LineBusSignature(addr_width - log2(line_words), data_width, line_words))``
+        To the line bus.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a parameter is not a positive integer, ``line_words`` not a power of two, or
+        ``addr_width`` not above ``log2(line_words)``.
+    """
+
+    def __init__(self, addr_width, data_width, line_words, *, max_inflight=8):
+        check_positive_int(line_words, "Bus line words")
+        if line_words & (line_words - 1):
+            raise ValueError(f"Bus line words must be a power of two, not {line_words!r}")
+        check_positive_int(addr_width, "Bus address width")
+        check_positive_int(max_inflight, "Requests in flight")
+        lane_bits = line_words.bit_length() - 1
+        if addr_width <= lane_bits:
+            raise ValueError(f"Bus address width must be above {lane_bits} for lines of "
+                             f"{line_words} words, not {addr_width!r}")
+        self._lane_bits = lane_bits
+        self._max_inflight = max_inflight
+        super().__init__({
+            "word": In(BusSignature(addr_width, data_width)),
+            "line": Out(LineBusSignature(addr_width - lane_bits, data_width, line_words)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lb = self._lane_bits
+        n = self.line.signature.line_words
+        m.submodules.lanes = lanes = SyncFIFO(width=max(1, lb), depth=self._max_inflight)
+        wreq, lreq = self.word.req, self.line.req
+        lane = wreq.payload.addr[:lb]
+        m.d.comb += [
+            lreq.valid.eq(wreq.valid & lanes.w_rdy),
+            wreq.ready.eq(lreq.ready & lanes.w_rdy),
+            lreq.payload.addr.eq(wreq.payload.addr[lb:]),
+            lreq.payload.we.eq(wreq.payload.we),
+            lreq.payload.mask.eq(Mux(wreq.payload.we, 1 << lane, 0)),
+            lanes.w_data.eq(lane),
+            lanes.w_en.eq(lreq.valid & lreq.ready),
+        ]
+        for k in range(n):
+            m.d.comb += lreq.payload.wdata[k].eq(wreq.payload.wdata)
+        wrsp, lrsp = self.word.rsp, self.line.rsp
+        m.d.comb += [
+            wrsp.valid.eq(lrsp.valid),
+            lrsp.ready.eq(wrsp.ready),
+            wrsp.payload.eq(lrsp.payload[lanes.r_data[:lb]] if lb else lrsp.payload[0]),
+            lanes.r_en.eq(lrsp.valid & lrsp.ready),
+        ]
         return m

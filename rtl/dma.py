@@ -1,13 +1,14 @@
 """The DMA controller: 2-D strided block moves between main memory and the scratchpads."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from spec.memory import DESC_FIELDS, FAULT_BITS, MAX_ELEM_WORDS, Dir, Fault, Space
+from spec.memory import DESC_FIELDS, FAULT_BITS, LINE_WORDS, MAX_ELEM_WORDS, Dir, Fault, Space
 from spec.soc import check_soc
-from .bus import BusSignature
+from .bus import LineBusSignature
 from .spport import ReadPortSignature, WritePortSignature
 
 __all__ = ["descriptor_layout", "DmaChecker", "DmaController"]
@@ -107,33 +108,41 @@ class DmaChecker(wiring.Component):
         return m
 
 
-class _State(enum.Enum, shape=2):
+class _State(enum.Enum, shape=3):
     IDLE = 0
     CHECK = 1
     DECIDE = 2
     RUN = 3
+    FLUSH = 4
 
 
 class DmaController(wiring.Component):
-    """Moves 2-D strided blocks between main memory and the two scratchpads.
+    """Moves 2-D strided blocks between main memory and the two scratchpads, a line per cycle.
 
     Takes one descriptor at a time from ``i_desc`` (see :data:`spec.memory.DESC_FIELDS` and
     ``golden/dma.py`` for the exact semantics: block geometry, transpose, zero padding of loaded
-    rows, element width conversion). For each descriptor it
+    rows, element width conversion). Main memory is a line memory on a line bus
+    (:class:`~rtl.bus.LineBusSignature`, :data:`~spec.memory.LINE_WORDS` words per line). For
+    each descriptor it
 
     1. checks every address before any access (two cycles); a faulting descriptor makes no bus
        request and no scratchpad write (a store reads its first two scratchpad rows while the
        check runs, whatever its outcome: a read changes nothing, and so the fault code stays off
        the scratchpad's bank arbitration);
-    2. issues one bus request per cycle (as back-pressure allows) for the block's words, in order
-       scratchpad row, lane, word, while it takes the responses as they come (``rsp.ready`` is
-       always high): a load writes a scratchpad row in the cycle its last word arrives; a store
-       sends a row from a register it loads from the read port, and reads the row after next in
-       the cycle the register takes the next row (when the current row's last request is
-       accepted), so that the scratchpad's block-RAM output reaches only that register;
-    3. raises ``done`` for one cycle after the last response (so every write of a store has
-       been performed), with the fault code on ``fault``, and is ready for the next descriptor in
-       that same cycle.
+    2. issues one bus request per cycle (as back-pressure allows): without transpose, one per
+       line each block row touches (a store writes the row's words in it, its mask selecting
+       them), row after row; with transpose, one per word, in order scratchpad row, lane, word.
+       Each request's tag (how to place its line in the row being assembled, whether it ends a
+       row, whether it is the last) is queued, ``mem_latency + 1`` deep, and the responses are
+       taken as they come (``rsp.ready`` is always high). A load rotates each line read into a
+       row buffer and writes the scratchpad row from that buffer (a register) the cycle after its
+       last line arrives. A store sends a row from a shift register of its words, loaded from the
+       read port when the row starts, and reads the row after next then, so that the
+       scratchpad's block-RAM output reaches only that register: the line's words are a window
+       of the register's first line and the line before it;
+    3. raises ``done`` for one cycle after the last response (a store: every write has been
+       performed) or, for a load, after the last row's write, with the fault code on ``fault``,
+       and is ready for the next descriptor in that same cycle.
 
     The check is the one :class:`DmaChecker` makes (the product ``(rows - 1) * stride`` is
     registered here, to keep the multiplier out of the comparison's path).
@@ -144,14 +153,14 @@ class DmaController(wiring.Component):
     Parameters
     ----------
     soc : SocConfig
-        Lanes, word and element widths, and the memory sizes (main memory, both scratchpads);
-        default :data:`spec.soc.DEFAULT_SOC`.
+        Lanes, word and element widths, the memory sizes (main memory, both scratchpads) and
+        main memory's latency; default :data:`spec.soc.DEFAULT_SOC`.
 
     Members
     -------
     i_desc : ``In(stream.Signature(descriptor_layout()))``
         Descriptors; ``ready`` is high when the DMA is idle.
-    bus : ``Out(BusSignature(ceil_log2(mem_words), word_width))``
+    bus : ``Out(LineBusSignature(ceil_log2(mem_words // LINE_WORDS), word_width, LINE_WORDS))``
         Master port to main memory.
     sp_read, sp_write : ``Out(ReadPortSignature(...))``, ``Out(WritePortSignature(...))``
         Ports to the operand scratchpad (``space`` 0), see :mod:`rtl.spport`.
@@ -177,9 +186,10 @@ class DmaController(wiring.Component):
             geometry = (soc.space_rows(space), soc.elem_width(space), soc.lanes)
             ports[f"{prefix}_read"] = Out(ReadPortSignature(*geometry))
             ports[f"{prefix}_write"] = Out(WritePortSignature(*geometry))
+        lines = soc.mem_words // LINE_WORDS
         super().__init__({
             "i_desc": In(stream.Signature(descriptor_layout())),
-            "bus": Out(BusSignature(max(1, ceil_log2(soc.mem_words)), soc.word_width)),
+            "bus": Out(LineBusSignature(max(1, ceil_log2(lines)), soc.word_width, LINE_WORDS)),
             **ports,
             "busy": Out(1),
             "done": Out(1),
@@ -195,7 +205,10 @@ class DmaController(wiring.Component):
         soc = self._soc
         lanes = soc.lanes
         ww = soc.word_width
-        addr_width = self.bus.signature.addr_width
+        F = LINE_WORDS
+        fb = F.bit_length() - 1                           # bits of a word's index in its line
+        NW = MAX_ELEM_WORDS * lanes                       # words of a row, at most
+        addr_width = max(1, ceil_log2(soc.mem_words))     # word addresses
         req, rsp = self.bus.req, self.bus.rsp
         reads = (self.sp_read, self.acc_read)
         writes = (self.sp_write, self.acc_write)
@@ -204,6 +217,7 @@ class DmaController(wiring.Component):
 
         state = Signal(_State)
         d = Signal(descriptor_layout())
+        wide = d.elem_words[1]                            # 2-word elements (if it is legal)
         m.d.comb += [
             self.i_desc.ready.eq(state == _State.IDLE),
             self.busy.eq(state != _State.IDLE),
@@ -215,12 +229,12 @@ class DmaController(wiring.Component):
         m.d.sync += done.eq(0)
 
         # Per-descriptor constants, set when the check passes.
-        wide = Signal()                                   # elem_words == 2
         n_in_m1 = Signal(range(lanes))                    # lanes covered - 1
         n_out_m1 = Signal(t_width)                        # scratchpad rows - 1
-        inner = Signal(len(d.stride))                     # word step between lanes
+        inner = Signal(len(d.stride))                     # word step between lanes (transpose)
         outer = Signal(len(d.stride))                     # word step between scratchpad rows
         lane_on = Signal(lanes)                           # lanes the block covers
+        row_ones = Signal(NW)                             # bit p: word p is in a block row
 
         # --- check: span registered in CHECK, the fault code decided in DECIDE -----------------
         n_out = Mux(d.transpose, d.cols, d.rows)
@@ -228,36 +242,74 @@ class DmaController(wiring.Component):
         span = Signal(len(d.rows) + len(d.stride))        # (rows - 1) * stride
         code = _fault_code(m, d, d.mem_addr + span + _block_words(d) > soc.mem_words, soc)
 
-        # --- issue side: one request per cycle, order (row t, lane l, word w) -------------------
+        # --- issue side: one request per cycle ---------------------------------------------------
+        # Without transpose a request is a line of the block row t, whose words start at word
+        # `off` of its first line; `window` has bit 8k + q set if word q of the row's line k is
+        # one of its words (so the request's mask is its low byte, and the row's last line is
+        # the one after which nothing is left). With transpose a request is word `i_w` of lane
+        # `i_l`, at word `off` of line `a_line`; `window` is its one-hot mask.
         iss_on = Signal()
         i_t = Signal(t_width)
         i_l = Signal(range(lanes))
         i_w = Signal()
-        a_row = Signal(addr_width)                         # address of element (t, 0)
-        a_elem = Signal(addr_width)                        # address of element (t, l)
-        a_word = Signal(addr_width)                        # address of the request
+        a_row = Signal(addr_width)                         # word address of row t's start
+        a_elem = Signal(addr_width)                        # transpose: element (t, l)
+        a_word = Signal(addr_width)                        # transpose: the request's word
+        a_line = Signal(addr_width - fb if addr_width > fb else 1)   # the request's line
+        off = Signal(fb)
+        window = Signal(NW + F)
+        pos = Signal(range(NW))                            # transpose: the word's place in the row
+        place = Signal(NW + F)                             # bit F + p: the request fills word p
         i_last_w = i_w == wide
         i_last_l = i_l == n_in_m1
         i_last_t = i_t == n_out_m1
+        row_last = Mux(d.transpose, i_last_w & i_last_l, window[F:] == 0)
         more_rows = Signal()                               # a row after row i_t + 1
         accept = Signal()
+
+        # Tags of the requests in flight, for the response side.
+        tag_layout = data.StructLayout({"rot": fb, "place": NW, "row_last": 1, "last": 1})
+        m.submodules.tags = tags = SyncFIFO(width=tag_layout.size, depth=soc.mem_latency + 1)
+        tag_in = Signal(tag_layout)
+        tag = Signal(tag_layout)
         m.d.comb += [
-            req.valid.eq(iss_on),
-            req.payload.addr.eq(a_word),
-            req.payload.we.eq(d.direction == Dir.STORE),
-            accept.eq(req.valid & req.ready),
+            tag_in.rot.eq(off - pos),
+            tag_in.place.eq(place[F:]),
+            tag_in.row_last.eq(row_last),
+            tag_in.last.eq(row_last & i_last_t),
+            tags.w_data.eq(tag_in),
+            tags.w_en.eq(accept),
+            tag.eq(tags.r_data),
+            tags.r_en.eq(rsp.valid),
         ]
 
-        # Store data: element i_l, word i_w of the row being sent, held in `sent` (a register, so
-        # that the scratchpad's block-RAM output does not reach the bus in the same cycle).
-        sent = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"sent_{k}") for k in range(lanes)]
+        # Store data: the row's words in `sent` (a shift register loaded from the scratchpad's
+        # read port, so that its block-RAM output does not reach the bus in the same cycle) and
+        # the line before its first line in `prev`: word q of the request is the window's word
+        # F + q - off of Cat(prev, sent[:F]).
+        NS = max(NW, F)                                    # at least a line (narrow rows)
+        sent = [Signal(ww, name=f"sent_{p}") for p in range(NS)]
+        prev = [Signal(ww, name=f"prev_{q}") for q in range(F)]
+        both = Cat(*prev, *sent[:F])
+        m.d.comb += [
+            req.valid.eq(iss_on & tags.w_rdy),
+            req.payload.addr.eq(a_line),
+            req.payload.we.eq(d.direction == Dir.STORE),
+            req.payload.mask.eq(window[:F]),
+            accept.eq(req.valid & req.ready),
+        ]
+        for q in range(F):
+            m.d.comb += req.payload.wdata[q].eq(
+                both.word_select((F + q - off)[:fb + 1], ww))
         port_row = [Mux(d.space == Space.ACC, reads[1].data[k], reads[0].data[k])
                     for k in range(lanes)]
-        elem = Signal(signed(MAX_ELEM_WORDS * ww))
-        m.d.comb += [
-            elem.eq(Array(sent)[i_l]),
-            req.payload.wdata.eq(Mux(i_w, elem[ww:], elem[:ww])),
-        ]
+        elem32 = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"elem32_{k}") for k in range(lanes)]
+        m.d.comb += [elem32[k].eq(port_row[k]) for k in range(lanes)]
+        load_row = []                                      # `sent` takes the read port's row
+        for p in range(NW):
+            narrow = elem32[p][:ww] if p < lanes else 0
+            load_row.append(sent[p].eq(Mux(wide, elem32[p // 2].word_select(p % 2, ww), narrow)))
+        # (words NW.. of a narrow row's `sent` are never selected: their mask bits are off)
 
         # Scratchpad reads of a store run a row ahead: the first row is read while checking, and
         # whenever a row moves into `sent` (in DECIDE, and when a row's last request is accepted)
@@ -268,22 +320,38 @@ class DmaController(wiring.Component):
         for space, port in enumerate(reads):
             m.d.comb += [port.addr.eq(rd_addr), port.en.eq(rd_en & (d.space == space))]
 
-        # --- response side: walks the same order, fills and writes rows of a load ---------------
-        r_t = Signal(t_width)
-        r_l = Signal(range(lanes))
-        r_w = Signal()
-        r_last_w = r_w == wide
-        r_last_l = r_l == n_in_m1
-        r_last_t = r_t == n_out_m1
-        buf = [Signal(MAX_ELEM_WORDS * ww, name=f"buf_{k}") for k in range(lanes)]
+        def start_row(addr, ones):
+            """Without transpose: the first line of the row whose words start at ``addr`` and
+            cover the bits set in ``ones``."""
+            low = addr[:fb]
+            return [a_line.eq(addr[fb:]), off.eq(low),
+                    window.eq(Cat(ones, C(0, F)) << low),
+                    place.eq(C(((1 << F) - 1) << F, 2 * F) >> low)]
+
+        def start_word(addr):
+            """With transpose: the request of the word at ``addr``."""
+            low = addr[:fb]
+            return [a_word.eq(addr), a_line.eq(addr[fb:]), off.eq(low),
+                    window.eq(C(1, NW + F) << low)]
+
+        # --- response side: rotates lines into the row buffer of a load -------------------------
+        buf = [Signal(ww, name=f"buf_{p}") for p in range(NW)]
+        line = rsp.payload
+        rotated = [Signal(ww, name=f"rotated_{j}") for j in range(F)]
+        for j in range(F):
+            m.d.comb += rotated[j].eq(line.as_value().word_select((j + tag.rot)[:fb], ww))
+        with m.If(rsp.valid & (d.direction == Dir.LOAD)):
+            for p in range(NW):
+                with m.If(tag.place[p]):
+                    m.d.sync += buf[p].eq(rotated[p % F])
         wr_row = Signal(row_width)
-        wr_en = Signal()
+        wr_en = Signal()                                   # write the row in `buf` this cycle
+        m.d.sync += wr_en.eq(rsp.valid & tag.row_last & (d.direction == Dir.LOAD))
+        with m.If(wr_en):
+            m.d.sync += wr_row.eq(wr_row + 1)
         row = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"row_{k}") for k in range(lanes)]
         for k in range(lanes):
-            here = r_l == k
-            lo = Mux(here & ~r_w, rsp.payload, buf[k][:ww])
-            hi = Mux(here & r_w, rsp.payload, buf[k][ww:])
-            value = Mux(wide, Cat(lo, hi), lo.as_signed())
+            value = Mux(wide, Cat(buf[2 * k], buf[2 * k + 1]).as_signed(), buf[k].as_signed())
             m.d.comb += row[k].eq(Mux(lane_on[k], value, 0))
         for space, port in enumerate(writes):
             m.d.comb += [
@@ -309,59 +377,69 @@ class DmaController(wiring.Component):
                 # instruction's (the sequencer checked their range)
                 m.d.comb += [rd_addr.eq(next_row),
                              rd_en.eq((d.direction == Dir.STORE) & (n_out != 1))]
-                m.d.sync += [sent[k].eq(port_row[k]) for k in range(lanes)]
+                ones = Cat((_block_words(d) > p) for p in range(NW))
+                m.d.sync += load_row
                 with m.If(code != Fault.NONE):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code)]
                 with m.Else():
                     m.d.sync += [
                         state.eq(_State.RUN),
-                        wide.eq(d.elem_words == 2),
+                        row_ones.eq(ones),
                         n_in_m1.eq(n_in - 1),
                         n_out_m1.eq(n_out - 1),
                         inner.eq(Mux(d.transpose, d.stride, d.elem_words)),
                         outer.eq(Mux(d.transpose, d.elem_words, d.stride)),
                         lane_on.eq(Cat((n_in > k) for k in range(lanes))),
                         iss_on.eq(1),
-                        i_t.eq(0), i_l.eq(0), i_w.eq(0),
-                        a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr), a_word.eq(d.mem_addr),
+                        i_t.eq(0), i_l.eq(0), i_w.eq(0), pos.eq(0),
+                        a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr),
                         next_row.eq(next_row + 1), more_rows.eq(n_out > 2),
-                        r_t.eq(0), r_l.eq(0), r_w.eq(0),
                         wr_row.eq(d.sp_row),
                     ]
+                    with m.If(d.transpose):
+                        m.d.sync += start_word(d.mem_addr[:addr_width])
+                        m.d.sync += place.eq(1 << F)
+                    with m.Else():
+                        m.d.sync += start_row(d.mem_addr[:addr_width], ones)
 
             with m.Case(_State.RUN):
                 with m.If(accept):
-                    with m.If(~i_last_w):
-                        m.d.sync += [i_w.eq(1), a_word.eq(a_word + 1)]
-                    with m.Elif(~i_last_l):
-                        m.d.sync += [i_w.eq(0), i_l.eq(i_l + 1),
-                                     a_elem.eq(a_elem + inner), a_word.eq(a_elem + inner)]
+                    with m.If(~row_last):
+                        with m.If(d.transpose):
+                            with m.If(~i_last_w):
+                                m.d.sync += [i_w.eq(1), *start_word(a_word + 1)]
+                            with m.Else():
+                                m.d.sync += [i_w.eq(0), i_l.eq(i_l + 1),
+                                             a_elem.eq(a_elem + inner),
+                                             *start_word(a_elem + inner)]
+                            m.d.sync += [pos.eq(pos + 1), place.eq(place << 1)]
+                            m.d.sync += [sent[p].eq(sent[p + 1]) for p in range(NS - 1)]
+                        with m.Else():
+                            m.d.sync += [a_line.eq(a_line + 1), window.eq(window >> F),
+                                         place.eq(place << F)]
+                            m.d.sync += [prev[q].eq(sent[q]) for q in range(F)]
+                            m.d.sync += [sent[p].eq(sent[p + F]) for p in range(NS - F)]
                     with m.Elif(~i_last_t):
-                        m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1),
-                                     a_row.eq(a_row + outer), a_elem.eq(a_row + outer),
-                                     a_word.eq(a_row + outer), next_row.eq(next_row + 1)]
-                        m.d.sync += [sent[k].eq(port_row[k]) for k in range(lanes)]
+                        nxt = a_row + outer
+                        m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1), pos.eq(0),
+                                     a_row.eq(nxt), a_elem.eq(nxt), next_row.eq(next_row + 1)]
+                        with m.If(d.transpose):
+                            m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F)]
+                        with m.Else():
+                            m.d.sync += start_row(nxt[:addr_width], row_ones)
+                        m.d.sync += load_row
                         m.d.sync += more_rows.eq(i_t + 3 <= n_out_m1)
                         m.d.comb += [rd_addr.eq(next_row),
                                      rd_en.eq((d.direction == Dir.STORE) & more_rows)]
                     with m.Else():
                         m.d.sync += iss_on.eq(0)
-                with m.If(rsp.valid):
+                with m.If(rsp.valid & tag.last):
                     with m.If(d.direction == Dir.LOAD):
-                        for k in range(lanes):
-                            with m.If(r_l == k):
-                                with m.If(r_w):
-                                    m.d.sync += buf[k][ww:].eq(rsp.payload)
-                                with m.Else():
-                                    m.d.sync += buf[k][:ww].eq(rsp.payload)
-                        m.d.comb += wr_en.eq(r_last_w & r_last_l)
-                    with m.If(~r_last_w):
-                        m.d.sync += r_w.eq(1)
-                    with m.Elif(~r_last_l):
-                        m.d.sync += [r_w.eq(0), r_l.eq(r_l + 1)]
-                    with m.Elif(~r_last_t):
-                        m.d.sync += [r_w.eq(0), r_l.eq(0), r_t.eq(r_t + 1),
-                                     wr_row.eq(wr_row + 1)]
+                        m.d.sync += state.eq(_State.FLUSH)
                     with m.Else():
                         m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(Fault.NONE)]
+
+            with m.Case(_State.FLUSH):
+                # the last row is written from `buf` in this cycle
+                m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(Fault.NONE)]
         return m

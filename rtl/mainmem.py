@@ -1,6 +1,6 @@
 """Main memory: block RAM behind the bus, with a fixed latency and optional random stalls."""
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.hdl import MemoryData
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 
 from spec.isa import WORD_BITS
 from spec.params import check_int, check_positive_int
-from .bus import BusSignature
+from .bus import BusSignature, LineBusSignature
 
 __all__ = ["MainMemory", "STALL_RATE_STEPS"]
 
@@ -21,7 +21,10 @@ _MASK32 = 0xFFFF_FFFF
 
 
 class MainMemory(wiring.Component):
-    """Main memory: ``words`` words in block RAM, served over a :class:`~rtl.bus.BusSignature` bus.
+    """Main memory: ``words`` words in block RAM, served over a word bus
+    (:class:`~rtl.bus.BusSignature`) or, with ``line_words``, a line bus
+    (:class:`~rtl.bus.LineBusSignature`: the array holds lines of ``line_words`` words, a read
+    returns a line, a write writes the words of one line its mask selects).
 
     One request is accepted per cycle. The memory is also the simulation model of a slower
     memory: a request accepted in cycle ``c`` has its response valid in cycle ``c + latency`` at
@@ -37,10 +40,10 @@ class MainMemory(wiring.Component):
     Requests are performed in order when accepted (a write updates the array then; a read
     samples it then), so a read sees every earlier write. The pipeline moves as a whole: while
     the oldest response is waiting to be taken, nothing advances and no request is accepted.
-    Writes to addresses ``>= words`` are ignored; reads there return unspecified data.
+    Writes to addresses outside the memory are ignored; reads there return unspecified data.
 
-    Testbenches read and write the image through :attr:`data` (``ctx.get(mem.data[i])``,
-    ``ctx.set(mem.data[i], v)``).
+    Testbenches read and write the image through :meth:`word` (``ctx.get(mem.word(i))``,
+    ``ctx.set(mem.word(i), v)``).
 
     Parameters
     ----------
@@ -56,11 +59,19 @@ class MainMemory(wiring.Component):
         Initial state of the stall generator, ``1 <= seed < 2**32``.
     init : iterable of int
         Initial contents (words from address 0), default all zero.
+    line_words : int
+        0: a word memory on a word bus; otherwise words per line, a power of two dividing
+        ``words`` (line addresses are ``ceil_log2(words // line_words)`` bits, at least 1).
+    fetch : bool
+        With lines: add a read port of whole lines for the sequencer's instruction fetch.
 
     Members
     -------
-    bus : ``In(BusSignature(addr_width, data_width))``
+    bus : ``In(BusSignature(addr_width, data_width))`` or ``In(LineBusSignature(...))``
         The memory's bus port (the memory is the slave).
+    fetch_addr : ``In(line address width)``, with ``fetch``
+        Line to fetch; its words are on ``fetch_data`` the next cycle.
+    fetch_data : ``Out(data_width * line_words)``, with ``fetch``
 
     Raises
     ------
@@ -71,15 +82,19 @@ class MainMemory(wiring.Component):
     """
 
     def __init__(self, words, *, data_width=WORD_BITS, latency=1, stall_rate=0, seed=1, init=(),
-                 fetch_words=0):
+                 line_words=0, fetch=False):
         check_positive_int(words, "Main memory size")
-        check_int(fetch_words, "Fetch line words")
-        if fetch_words:
-            if fetch_words < 1 or fetch_words & (fetch_words - 1):
-                raise ValueError(f"Fetch line words must be a power of two, not {fetch_words!r}")
-            if words % fetch_words:
-                raise ValueError(f"Main memory size must be a multiple of the fetch line "
-                                 f"({fetch_words} words), not {words!r}")
+        check_int(line_words, "Line words")
+        if line_words:
+            if line_words < 1 or line_words & (line_words - 1):
+                raise ValueError(f"Line words must be a power of two, not {line_words!r}")
+            if words % line_words:
+                raise ValueError(f"Main memory size must be a multiple of the line "
+                                 f"({line_words} words), not {words!r}")
+        if not isinstance(fetch, bool):
+            raise TypeError(f"Fetch port must be a bool, not {fetch!r}")
+        if fetch and not line_words:
+            raise ValueError("A fetch port needs lines (line_words > 0)")
         check_positive_int(data_width, "Main memory word width")
         check_positive_int(latency, "Memory latency")
         if not isinstance(stall_rate, (int, float)) or isinstance(stall_rate, bool):
@@ -94,18 +109,23 @@ class MainMemory(wiring.Component):
         self._stall_rate = stall_rate
         self._stall_threshold = min(STALL_RATE_STEPS - 1, round(stall_rate * STALL_RATE_STEPS))
         self._seed = seed
-        self._fetch_words = fetch_words
-        ports = {"bus": In(BusSignature(max(1, ceil_log2(words)), data_width))}
-        if fetch_words:
+        self._line_words = line_words
+        self._fetch = fetch
+        if line_words:
+            lines = words // line_words
             init = list(init)
-            init += [0] * (-len(init) % fetch_words)
-            lines = [init[i:i + fetch_words] for i in range(0, len(init), fetch_words)]
-            self._data = MemoryData(shape=data.ArrayLayout(unsigned(data_width), fetch_words),
-                                    depth=words // fetch_words, init=lines)
-            ports["fetch_addr"] = In(max(1, ceil_log2(words // fetch_words)))
-            ports["fetch_data"] = Out(data_width * fetch_words)
+            init += [0] * (-len(init) % line_words)
+            rows = [init[i:i + line_words] for i in range(0, len(init), line_words)]
+            self._data = MemoryData(shape=data.ArrayLayout(unsigned(data_width), line_words),
+                                    depth=lines, init=rows)
+            ports = {"bus": In(LineBusSignature(max(1, ceil_log2(lines)), data_width,
+                                                line_words))}
+            if fetch:
+                ports["fetch_addr"] = In(max(1, ceil_log2(lines)))
+                ports["fetch_data"] = Out(data_width * line_words)
         else:
             self._data = MemoryData(shape=unsigned(data_width), depth=words, init=init)
+            ports = {"bus": In(BusSignature(max(1, ceil_log2(words)), data_width))}
         super().__init__(ports)
 
     @property
@@ -133,19 +153,24 @@ class MainMemory(wiring.Component):
     def data(self):
         """The memory array (:class:`~amaranth.hdl.MemoryData`), for testbench backdoor access.
 
-        With a fetch port the array's rows are lines of ``fetch_words`` words: use :meth:`word`.
+        With lines its rows are lines of ``line_words`` words: use :meth:`word`.
         """
         return self._data
 
     @property
+    def line_words(self):
+        """Words per line (0: a word memory on a word bus)."""
+        return self._line_words
+
+    @property
     def fetch_words(self):
         """Words per fetch line (0: no fetch port)."""
-        return self._fetch_words
+        return self._line_words if self._fetch else 0
 
     def word(self, i):
-        """The storage cell of word ``i``, for ``ctx.get``/``ctx.set``, with or without fetch port."""
-        if self._fetch_words:
-            return self._data[i // self._fetch_words][i % self._fetch_words]
+        """The storage cell of word ``i``, for ``ctx.get``/``ctx.set``, with or without lines."""
+        if self._line_words:
+            return self._data[i // self._line_words][i % self._line_words]
         return self._data[i]
 
     def elaborate(self, platform):
@@ -153,19 +178,15 @@ class MainMemory(wiring.Component):
         m.submodules.storage = storage = Memory(data=self._data)
         req, rsp = self.bus.req, self.bus.rsp
         L = self._latency
-        F = self._fetch_words
+        F = self._line_words
+        rd = storage.read_port()
         if F:
-            # Lines of F words: the bus reads a line and selects its word one cycle later (the
-            # block RAM's read register), writes one word of a line; the fetch port reads lines.
-            line_rd = storage.read_port()
-            line_wr = storage.write_port(granularity=1)
-            fetch_rd = storage.read_port()
-            m.d.comb += [fetch_rd.addr.eq(self.fetch_addr), self.fetch_data.eq(fetch_rd.data)]
-            lane_bits = F.bit_length() - 1
-            rd = _WordView(m, line_rd, lane_bits, req.payload.addr)
-            wr = _WordWrite(m, line_wr, lane_bits)
+            wr = storage.write_port(granularity=1)
+            if self._fetch:
+                fetch_rd = storage.read_port()
+                m.d.comb += [fetch_rd.addr.eq(self.fetch_addr),
+                             self.fetch_data.eq(fetch_rd.data)]
         else:
-            rd = storage.read_port()
             wr = storage.write_port()
 
         # Stall decisions.
@@ -185,19 +206,19 @@ class MainMemory(wiring.Component):
                 rsp_stall.eq(state[8:16] < self._stall_threshold),
             ]
 
-        # The response pipeline: stage 1 is the block RAM's read register, then L-1 registers.
-        # With lines, the stages hold the whole line and its word's index, and the word is
-        # selected after the last one: the block RAM's output reaches only a register (which
+        # The response pipeline: stage 1 is the block RAM's read register, then L-1 registers
+        # (of the whole line, with lines: the block RAM's output reaches only a register, which
         # synthesis may place in the block RAM's own output register).
         valid = [Signal(name=f"stage_{k}_valid") for k in range(1, L + 1)]
-        first = Cat(rd.line, rd.lane) if F else rd.data
+        first = rd.data.as_value() if F else rd.data
         word = [first] + [Signal(len(first), name=f"stage_{k}_data") for k in range(2, L + 1)]
         shown = Signal()          # the response was valid last cycle and was not taken
         advance = Signal()
         accept = Signal()
+        inside = req.payload.addr < (self._words // F if F else self._words)
         m.d.comb += [
             rsp.valid.eq(valid[-1] & (~rsp_stall | shown)),
-            rsp.payload.eq(rd.select(word[-1]) if F else word[-1]),
+            rsp.payload.eq(word[-1]),
             advance.eq(~valid[-1] | rsp.ready & rsp.valid),
             req.ready.eq(advance & ~req_stall),
             accept.eq(req.valid & req.ready),
@@ -205,56 +226,15 @@ class MainMemory(wiring.Component):
             rd.en.eq(advance),
             wr.addr.eq(req.payload.addr),
             wr.data.eq(req.payload.wdata),
-            wr.en.eq(accept & req.payload.we & (req.payload.addr < self._words)),
         ]
+        write = accept & req.payload.we & inside
         if F:
-            rd.connect(advance)
-            wr.connect()
+            m.d.comb += wr.en.eq(Mux(write, req.payload.mask, 0))
+        else:
+            m.d.comb += wr.en.eq(write)
         m.d.sync += shown.eq(rsp.valid & ~rsp.ready)
         with m.If(advance):
             m.d.sync += valid[0].eq(accept)
             for k in range(1, L):
                 m.d.sync += [valid[k].eq(valid[k - 1]), word[k].eq(word[k - 1])]
         return m
-
-
-class _WordView:
-    """A word-wide read port over a line memory: ``addr``/``en`` in; out, the ``line`` read and
-    the ``lane`` of its word (``Cat(line, lane)`` gives the word through :meth:`select`)."""
-
-    def __init__(self, m, port, lane_bits, addr):
-        self._m, self._port, self._lane_bits = m, port, lane_bits
-        self.addr = Signal.like(addr, name="word_rd_addr")
-        self.en = Signal(name="word_rd_en")
-        self.line = port.data.as_value()
-        self.lane = Signal(lane_bits, name="word_rd_lane")
-        self._width = len(self.line) // len(port.data)
-
-    def connect(self, advance):
-        m, port, lb = self._m, self._port, self._lane_bits
-        m.d.comb += [port.addr.eq(self.addr >> lb), port.en.eq(self.en)]
-        with m.If(self.en):
-            m.d.sync += self.lane.eq(self.addr[:lb])
-
-    def select(self, line_lane):
-        """The word of ``Cat(line, lane)``."""
-        n = len(self.line)
-        return line_lane[:n].word_select(line_lane[n:], self._width)
-
-
-class _WordWrite:
-    """A word-wide write port over a line memory."""
-
-    def __init__(self, m, port, lane_bits):
-        self._m, self._port, self._lane_bits = m, port, lane_bits
-        self.addr = Signal(32, name="word_wr_addr")
-        self.en = Signal(name="word_wr_en")
-        width = len(port.data.as_value()) // len(port.en)
-        self.data = Signal(width, name="word_wr_data")
-
-    def connect(self):
-        m, port, lb = self._m, self._port, self._lane_bits
-        n = len(port.en)
-        m.d.comb += [port.addr.eq(self.addr >> lb),
-                     port.data.eq(self.data.replicate(n)),
-                     port.en.eq(self.en << self.addr[:lb])]

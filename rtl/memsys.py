@@ -3,12 +3,13 @@
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-from spec.memory import FAULT_BITS, Space
+from spec.memory import FAULT_BITS, LINE_WORDS, Space
 from spec.params import check_int
 from spec.soc import check_soc
 from .dma import DmaController, descriptor_layout
-from .bus import BusArbiter
+from .bus import BusArbiter, BusSignature, WordLineBridge
 from .mainmem import MainMemory
 from .scratchpad import Scratchpad
 from .spport import ReadPortSignature, WritePortSignature
@@ -20,9 +21,12 @@ class MemorySystem(wiring.Component):
     """Main memory, operand and accumulator scratchpads, and the DMA between them.
 
     The DMA owns read/write port 0 of each scratchpad; the scratchpads' other ports are exported
-    for the units that compute (GEMM engine, vector unit). The DMA is main memory's only master,
-    or, with ``bus_masters > 0``, master 0 of a :class:`~rtl.bus.BusArbiter` whose other ports
-    are exported (sequencer loads/stores, host link); alone on the bus, its timing is unchanged.
+    for the units that compute (GEMM engine, vector unit). Main memory stores lines of
+    :data:`spec.memory.LINE_WORDS` words on a line bus (:class:`~rtl.bus.LineBusSignature`).
+    The DMA is its only master, or, with ``bus_masters > 0``, master 0 of a line-bus
+    :class:`~rtl.bus.BusArbiter` whose other ports are exported as word buses (sequencer
+    loads/stores, host link, selection engine), each through a :class:`~rtl.bus.WordLineBridge`;
+    alone on the bus, the DMA's timing is unchanged.
 
     Parameters
     ----------
@@ -38,8 +42,9 @@ class MemorySystem(wiring.Component):
     bus_masters : int
         Exported main-memory bus master ports besides the DMA's (≥ 0).
     fetch_words : int
-        Words per line of main memory's instruction-fetch port (0: none; see
-        :class:`~rtl.mainmem.MainMemory`), exported as ``fetch_addr``/``fetch_data``.
+        Words per line of main memory's instruction-fetch port: 0 (none) or
+        :data:`~spec.memory.LINE_WORDS` (see :class:`~rtl.mainmem.MainMemory`), exported as
+        ``fetch_addr``/``fetch_data``.
 
     Members
     -------
@@ -49,8 +54,8 @@ class MemorySystem(wiring.Component):
         DMA status (see :class:`~rtl.dma.DmaController`).
     sp_read, sp_write, acc_read, acc_write : ``In(...).array(n)``
         The exported scratchpad ports (scratchpad ports ``1 .. n``).
-    bus : ``In(BusSignature(...)).array(bus_masters)``
-        The exported bus master ports (arbiter ports ``1 .. bus_masters``).
+    bus : ``In(BusSignature(ceil_log2(mem_words), word_width)).array(bus_masters)``
+        The exported word-bus master ports (through bridges, arbiter ports ``1 .. bus_masters``).
 
     Attributes
     ----------
@@ -58,6 +63,7 @@ class MemorySystem(wiring.Component):
     sp, acc : Scratchpad
     dma : DmaController
     arbiter : BusArbiter or None
+    bridges : list of WordLineBridge
     """
 
     def __init__(self, soc=None, *, stall_rate=0, seed=1,
@@ -71,10 +77,13 @@ class MemorySystem(wiring.Component):
             if n < 0:
                 raise ValueError(f"{what} must be a non-negative integer, not {n!r}")
         soc = check_soc(soc, "Memory system")
+        check_int(fetch_words, "Fetch line words")
+        if fetch_words not in (0, LINE_WORDS):
+            raise ValueError(f"Fetch line words must be 0 or {LINE_WORDS}, not {fetch_words!r}")
         self.dma = DmaController(soc)
         self.mainmem = MainMemory(soc.mem_words, data_width=soc.word_width,
                                   latency=soc.mem_latency, stall_rate=stall_rate, seed=seed,
-                                  init=mem_init, fetch_words=fetch_words)
+                                  init=mem_init, line_words=LINE_WORDS, fetch=bool(fetch_words))
         pads, ports = {}, {}
         for space, name, banks, depth in ((Space.SP, "sp", soc.sp_banks, soc.sp_depth),
                                           (Space.ACC, "acc", soc.acc_banks, soc.acc_depth)):
@@ -88,12 +97,16 @@ class MemorySystem(wiring.Component):
             ports[f"{name}_write"] = In(WritePortSignature(*geometry)).array(
                 counts[f"{name}_write"])
         self.sp, self.acc = pads["sp"], pads["acc"]
-        bus_sig = self.mainmem.bus.signature.flip()
+        line_sig = self.mainmem.bus.signature.flip()
+        inflight = max(8, soc.mem_latency + 2)
+        word_width = max(1, ceil_log2(soc.mem_words))
         self.arbiter = None
+        self.bridges = [WordLineBridge(word_width, soc.word_width, LINE_WORDS,
+                                       max_inflight=inflight) for _ in range(bus_masters)]
         if bus_masters:
-            self.arbiter = BusArbiter(1 + bus_masters, bus_sig.addr_width, bus_sig.data_width,
-                                      max_inflight=max(8, soc.mem_latency + 2))
-        ports["bus"] = In(bus_sig).array(bus_masters)
+            self.arbiter = BusArbiter(1 + bus_masters, line_sig.addr_width, line_sig.data_width,
+                                      max_inflight=inflight, line_words=LINE_WORDS)
+        ports["bus"] = In(BusSignature(word_width, soc.word_width)).array(bus_masters)
         if fetch_words:
             ports["fetch_addr"] = In(len(self.mainmem.fetch_addr))
             ports["fetch_data"] = Out(len(self.mainmem.fetch_data))
@@ -122,8 +135,10 @@ class MemorySystem(wiring.Component):
             m.submodules.arbiter = arb = self.arbiter
             wiring.connect(m, dma.bus, arb.bus[0])
             wiring.connect(m, arb.slave, self.mainmem.bus)
-            for i, port in enumerate(self.bus):
-                wiring.connect(m, wiring.flipped(port), arb.bus[i + 1])
+            for i, (port, bridge) in enumerate(zip(self.bus, self.bridges)):
+                m.submodules[f"bridge_{i}"] = bridge
+                wiring.connect(m, wiring.flipped(port), bridge.word)
+                wiring.connect(m, bridge.line, arb.bus[i + 1])
         for name, pad in (("sp", self.sp), ("acc", self.acc)):
             wiring.connect(m, getattr(dma, f"{name}_read"), pad.read[0])
             wiring.connect(m, getattr(dma, f"{name}_write"), pad.write[0])

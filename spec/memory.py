@@ -11,11 +11,18 @@ This module is pure Python (no Amaranth, no PyTorch) so that every layer may imp
 
 from enum import IntEnum
 
-__all__ = ["MAX_ELEM_WORDS", "DESC_FIELDS", "FAULT_BITS", "Dir", "Space", "Fault"]
+__all__ = ["MAX_ELEM_WORDS", "LINE_WORDS", "DESC_FIELDS", "FAULT_BITS", "Dir", "Space", "Fault"]
 
 
 #: Largest DMA element, in main-memory words (2: 32-bit values, low word first).
 MAX_ELEM_WORDS = 2
+
+
+#: Words in a main-memory line: main memory stores lines, the bus moves one line per request
+#: (``rtl/bus.py``), and a non-transposed DMA row costs one request per line it touches
+#: (:func:`golden.dma.requests`). Equal to an instruction's words (``spec.isa.INSN_WORDS``: the
+#: sequencer fetches an instruction as one line), and main memory's size is a multiple of it.
+LINE_WORDS = 8
 
 
 #: The DMA descriptor's fields, in order: ``(name, width in bits)``; all unsigned.

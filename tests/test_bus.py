@@ -7,24 +7,38 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from rtl.bus import BusArbiter
+from rtl.bus import BusArbiter, BusSignature, LineBusSignature, WordLineBridge
 from rtl.mainmem import MainMemory
 from tests.simutil import run_sim
 
 
 class _Top(wiring.Component):
-    def __init__(self, masters, words, latency, stall_rate, seed, max_inflight, init):
-        self.arb = BusArbiter(masters, max(1, (words - 1).bit_length()), 16,
-                              max_inflight=max_inflight)
-        self.mem = MainMemory(words, latency=latency, stall_rate=stall_rate, seed=seed, init=init)
-        super().__init__({"bus": wiring.In(self.arb.bus[0].signature.flip()).array(masters)})
+    """``masters`` word masters on one main memory through a :class:`BusArbiter`; with ``lines``
+    the memory stores lines of ``lines`` words on a line bus, and each master reaches the line
+    arbiter through a :class:`WordLineBridge`."""
+
+    def __init__(self, masters, words, latency, stall_rate, seed, max_inflight, init, lines=0):
+        addr_width = max(1, (words - 1).bit_length())
+        self.mem = MainMemory(words, latency=latency, stall_rate=stall_rate, seed=seed, init=init,
+                              line_words=lines)
+        slave = self.mem.bus.signature
+        self.arb = BusArbiter(masters, slave.addr_width, 16, max_inflight=max_inflight,
+                              line_words=lines)
+        self.bridges = [WordLineBridge(addr_width, 16, lines, max_inflight=max_inflight)
+                        for _ in range(masters)] if lines else []
+        super().__init__({"bus": wiring.In(BusSignature(addr_width, 16)).array(masters)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.arb, m.submodules.mem = self.arb, self.mem
         wiring.connect(m, self.arb.slave, self.mem.bus)
-        for port, inner in zip(self.bus, self.arb.bus):
-            wiring.connect(m, wiring.flipped(port), inner)
+        for i, (port, inner) in enumerate(zip(self.bus, self.arb.bus)):
+            if self.bridges:
+                m.submodules[f"bridge_{i}"] = bridge = self.bridges[i]
+                wiring.connect(m, wiring.flipped(port), bridge.word)
+                wiring.connect(m, bridge.line, inner)
+            else:
+                wiring.connect(m, wiring.flipped(port), inner)
         return m
 
 
@@ -34,18 +48,31 @@ def test_validation():
     with pytest.raises(TypeError, match=r"^Requests in flight must be a positive integer, "
                                         r"not 'x'$"):
         BusArbiter(2, 8, 16, max_inflight="x")
+    with pytest.raises(TypeError, match=r"^Bus line words must be an integer, not 'x'$"):
+        BusArbiter(2, 8, 16, line_words="x")
+    assert BusArbiter(2, 5, 16, line_words=8).slave.signature == LineBusSignature(5, 16, 8)
+    with pytest.raises(ValueError, match=r"^Bus line words must be a power of two, not 6$"):
+        WordLineBridge(8, 16, 6)
+    with pytest.raises(ValueError, match=r"^Bus address width must be above 3 for lines of 8 "
+                                         r"words, not 3$"):
+        WordLineBridge(3, 16, 8)
+    bridge = WordLineBridge(8, 16, 8)
+    assert bridge.word.signature == BusSignature(8, 16).flip()
+    assert bridge.line.signature == LineBusSignature(5, 16, 8)
 
 
-@pytest.mark.parametrize("masters, latency, stall_rate, max_inflight, seed", [
-    (3, 1, 0, 2, 1), (2, 3, 0.3, 4, 2), (4, 2, 0.5, 8, 3), (1, 2, 0, 1, 4),
+@pytest.mark.parametrize("masters, latency, stall_rate, max_inflight, seed, lines", [
+    (3, 1, 0, 2, 1, 0), (2, 3, 0.3, 4, 2, 0), (4, 2, 0.5, 8, 3, 0), (1, 2, 0, 1, 4, 0),
+    (3, 1, 0, 2, 5, 8), (2, 3, 0.3, 4, 6, 8), (4, 2, 0.5, 8, 7, 8), (1, 2, 0, 1, 8, 8),
 ])
-def test_random_masters(masters, latency, stall_rate, max_inflight, seed):
+def test_random_masters(masters, latency, stall_rate, max_inflight, seed, lines):
     """Each master: random reads and writes, random response back-pressure. Every response goes
-    to its master in order with the data of the memory at the request's acceptance."""
+    to its master in order with the data of the memory at the request's acceptance. With
+    ``lines``, word masters share a line memory through bridges (issue 27: the bus moves lines)."""
     rng = random.Random(seed)
     words = 48
     init = [rng.randrange(1 << 16) for _ in range(words)]
-    dut = _Top(masters, words, latency, stall_rate, seed, max_inflight, init)
+    dut = _Top(masters, words, latency, stall_rate, seed, max_inflight, init, lines)
     model = list(init)
     n = 120
     arb = dut.arb
@@ -96,14 +123,16 @@ def test_random_masters(masters, latency, stall_rate, max_inflight, seed):
             assert accepted == (sv and sr)
             cycle += 1
             assert cycle < 100 * n, f"seed {seed}: no progress"
-        assert [ctx.get(dut.mem.data[i]) for i in range(words)] == model
+        assert [ctx.get(dut.mem.word(i)) for i in range(words)] == model
 
     run_sim(dut, tb)
 
 
-def test_round_robin_and_latency():
-    """All masters always requesting: grants rotate; a lone master keeps the memory's latency."""
-    dut = _Top(3, 16, 2, 0, 1, 4, ())
+@pytest.mark.parametrize("lines", [0, 8])
+def test_round_robin_and_latency(lines):
+    """All masters always requesting: grants rotate; a lone master keeps the memory's latency
+    (through a bridge too)."""
+    dut = _Top(3, 16, 2, 0, 1, 4, (), lines)
 
     async def tb(ctx):
         for bus in dut.bus:

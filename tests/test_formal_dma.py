@@ -15,7 +15,7 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, Valu
 
 from rtl.dma import DmaController, descriptor_layout
 from sim.formal import prove
-from spec.memory import Dir, Space
+from spec.memory import LINE_WORDS, Dir, Space
 from spec.params import DEFAULT_CONFIG
 from spec.soc import SocConfig
 
@@ -30,13 +30,15 @@ SOC = SocConfig(config=DEFAULT_CONFIG.with_array(rows=2, cols=2), mem_words=48,
 #: ``rows × lanes × 2`` words, 48 here).
 OUTSTANDING_WIDTH = 8
 
-#: Depth of the bounded check in the default suite: from reset, a one-word transfer (descriptor
-#: taken in cycle 0, checked in cycles 1-2, request in cycle 3, response in cycle 4, ``done`` in
-#: cycle 5) and the check of the next descriptor; every shorter prefix of a longer one.
+#: Depth of the bounded check in the default suite: from reset, a one-line transfer (descriptor
+#: taken in cycle 0, checked in cycles 1-2, request in cycle 3, response in cycle 4, a load's row
+#: written in cycle 5, ``done`` in cycle 5 for a store, 6 for a load) and the check of the next
+#: descriptor after a store; every shorter prefix of a longer one.
 DMA_DEPTH = 7
 
-#: Depth of the slow suite's bounded check (about a minute): a whole two-word transfer (two rows,
-#: two lanes, or one two-word element; ``done`` in cycle 6) and the next descriptor taken.
+#: Depth of the slow suite's bounded check (about a minute): a whole two-request transfer (two
+#: rows, or a transposed two-word element; ``done`` in cycle 6 for a store, 7 for a load) and the
+#: next descriptor taken.
 DMA_DEPTH_SLOW = 8
 
 
@@ -55,9 +57,9 @@ class DmaHarness(Elaboratable):
     ``[sp_row, sp_row + n_out)`` inside its scratchpad, main-memory words ``[mem_addr, mem_addr +
     (rows - 1) * stride + cols * elem_words)`` inside main memory). The claims, in every cycle:
 
-    - ``bus``: a bus request's address is below ``mem_words``;
-    - ``bus_block``: it lies in the legal descriptor's main-memory span (so a faulting
-      descriptor makes no bus request);
+    - ``bus``: a bus request's line (``LINE_WORDS`` words) is inside main memory;
+    - ``bus_block``: it meets the legal descriptor's main-memory span, a write's masked words
+      lie in that span, and only a store writes (so a faulting descriptor makes no bus request);
     - ``sp_write``: a scratchpad write (any lane enabled) goes to a row below that scratchpad's
       rows, of the descriptor's scratchpad, of a legal load, inside its rows ``[sp_row, sp_row +
       n_out)`` (so a faulting descriptor makes no scratchpad write);
@@ -124,10 +126,21 @@ class DmaHarness(Elaboratable):
         legal, sp_legal, mem_end = self._legal(m, d)
 
         # --- the claims ----------------------------------------------------------------------
+        # The bus moves lines of F words: a request's line must be inside main memory and meet
+        # the block's span, and a write's masked words must all be in the span (a load's reads
+        # of a line's other words change nothing).
+        F = LINE_WORDS
+        first = Signal(64)                                 # the request line's first word
+        m.d.comb += first.eq(req.payload.addr * F)
         with m.If(req.valid):
-            self._check(m, "bus", req.payload.addr < soc.mem_words)
-            self._check(m, "bus_block", legal & (req.payload.addr >= d.mem_addr)
-                        & (req.payload.addr < mem_end))
+            self._check(m, "bus", first < soc.mem_words)
+            self._check(m, "bus_block", legal & (first + F > d.mem_addr) & (first < mem_end)
+                        & ((d.direction == Dir.STORE) | ~req.payload.we))
+            with m.If(req.payload.we):
+                for k in range(F):
+                    with m.If(req.payload.mask[k]):
+                        self._check(m, "bus_block", (first + k >= d.mem_addr)
+                                    & (first + k < mem_end))
         n_out = Mux(d.transpose, d.cols, d.rows)
         for space, write, read in ((Space.SP, dut.sp_write, dut.sp_read),
                                    (Space.ACC, dut.acc_write, dut.acc_read)):

@@ -8,7 +8,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 
 from golden.fixedpoint import Xorshift32
-from rtl.bus import BusSignature
+from rtl.bus import BusSignature, LineBusSignature
 from rtl.mainmem import MainMemory
 from tests.simutil import run_sim, bus_read, bus_write
 
@@ -191,36 +191,78 @@ def test_connects_to_master():
         wiring.connect(Module(), master, MainMemory(64).bus)
 
 
-@pytest.mark.parametrize("latency,stall_rate", [(1, 0), (2, 0.3)])
-def test_fetch_port_lines_and_bus_words_agree(latency, stall_rate):
-    """With a fetch port the memory is stored in lines; bus words and fetched lines agree."""
-    rng = random.Random(latency)
-    words = 64
+@pytest.mark.parametrize("latency, stall_rate, seed", [(1, 0, 1), (2, 0.3, 2), (3, 0.6, 3)])
+def test_line_bus_random_traffic(latency, stall_rate, seed):
+    """Lines: random line reads and masked line writes, random back-pressure and stalls, against
+    a word model; writes beyond the memory's lines are ignored; the fetch port reads the same
+    lines (issue 27: the bus moves a line per request)."""
+    rng = random.Random(seed)
+    F = 8
+    words = 40                      # 5 lines; line addresses 5..7 are outside
     init = [rng.randrange(1 << 16) for _ in range(words)]
-    dut = MainMemory(words, latency=latency, stall_rate=stall_rate, seed=7, init=init,
-                     fetch_words=8)
+    dut = MainMemory(words, latency=latency, stall_rate=stall_rate, seed=seed, init=init,
+                     line_words=F, fetch=True)
+    assert dut.bus.signature == LineBusSignature(3, 16, F).flip()
+    assert dut.fetch_words == F and dut.line_words == F
     model = list(init)
-    ops = [(rng.randrange(words), rng.random() < 0.5, rng.randrange(1 << 16)) for _ in range(80)]
+    n = 200
 
     async def tb(ctx):
-        for addr, we, wdata in ops:
-            if we:
-                await bus_write(ctx, dut.bus, addr, wdata)
-                model[addr] = wdata
-            else:
-                assert await bus_read(ctx, dut.bus, addr) == model[addr], f"word {addr}"
-        assert [ctx.get(dut.word(i)) for i in range(words)] == model
-        for line in range(words // 8):
+        bus = dut.bus
+        expect = []                 # line address (None: a write or outside) per request
+        sent = got = 0
+        offer = None
+        shown = False
+        cycle = 0
+        while got < n:
+            if offer is None and sent < n and rng.random() < 0.7:
+                offer = (rng.randrange(8), rng.randrange(2), rng.randrange(1 << F),
+                         [rng.randrange(1 << 16) for _ in range(F)])
+                a, we, mask, wd = offer
+                ctx.set(bus.req.payload, {"addr": a, "we": we, "mask": mask, "wdata": wd})
+            ctx.set(bus.req.valid, offer is not None)
+            ctx.set(bus.rsp.ready, rng.random() < 0.6)
+            _, _, rv, rr, sv, sr, sd = await ctx.tick().sample(
+                bus.req.valid, bus.req.ready, bus.rsp.valid, bus.rsp.ready, bus.rsp.payload)
+            assert not shown or sv, f"seed {seed}: response valid dropped in cycle {cycle}"
+            shown = sv and not sr
+            if sv and sr:
+                assert expect, f"seed {seed}: response without a request in cycle {cycle}"
+                line = expect.pop(0)
+                if line is not None:
+                    assert list(sd) == line, f"seed {seed}: read in cycle {cycle}"
+                got += 1
+            if rv and rr:
+                a, we, mask, wd = offer
+                inside = a < words // F
+                if we:
+                    for k in range(F):
+                        if inside and mask >> k & 1:
+                            model[a * F + k] = wd[k]
+                    expect.append(None)
+                else:
+                    expect.append(model[a * F:a * F + F] if inside else None)
+                offer = None
+                sent += 1
+            cycle += 1
+            assert cycle < 50 * n, f"seed {seed}: no progress"
+        assert [ctx.get(dut.word(i)) for i in range(words)] == model, f"seed {seed}"
+        for line in range(words // F):
             ctx.set(dut.fetch_addr, line)
             await ctx.tick()
-            got = ctx.get(dut.fetch_data)
-            assert got == sum(model[line * 8 + j] << (16 * j) for j in range(8))
+            got_line = ctx.get(dut.fetch_data)
+            assert got_line == sum(model[line * F + j] << (16 * j) for j in range(F))
 
     run_sim(dut, tb)
 
 
-def test_fetch_words_validated():
-    with pytest.raises(ValueError, match="Fetch line words must be a power of two, not 3"):
-        MainMemory(48, fetch_words=3)
-    with pytest.raises(ValueError, match="multiple of the fetch line"):
-        MainMemory(12, fetch_words=8)
+def test_line_words_validated():
+    with pytest.raises(ValueError, match="^Line words must be a power of two, not 3$"):
+        MainMemory(48, line_words=3)
+    with pytest.raises(ValueError, match="multiple of the line"):
+        MainMemory(12, line_words=8)
+    with pytest.raises(TypeError, match="^Fetch port must be a bool, not 1$"):
+        MainMemory(16, line_words=8, fetch=1)
+    with pytest.raises(ValueError, match=r"^A fetch port needs lines \(line_words > 0\)$"):
+        MainMemory(16, fetch=True)
+    assert MainMemory(16).fetch_words == MainMemory(16, line_words=8).fetch_words == 0
