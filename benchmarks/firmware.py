@@ -11,7 +11,8 @@
   second, wall and CPU). Then the test accuracy.
 * **inference**: cycles per sample of the logits program (540 test images, blocks of 32).
 * **matmul**: :meth:`firmware.Accelerator.matmul` cycles for a few shapes, with the array's MAC
-  utilization (``M·K·N / (R·C·cycles)``).
+  utilization (``M·K·N / (R·C·cycles)``) and each unit's busy cycles (DMA, GEMM, vector: the
+  run's counters; the rest of a unit's cycles it is idle).
 """
 
 import json
@@ -65,10 +66,12 @@ def measure_matmul(shapes=((8, 8, 8), (32, 64, 32), (64, 64, 64), (128, 128, 128
         b = rng.integers(-2**15, 2**15, (k, n))
         t0 = time.perf_counter()
         acc.matmul(a, b, shift=16)
+        c = acc.device.counters()
         rows.append(dict(m=m, k=k, n=n, cycles=acc.last_cycles,
                          instructions=acc.last_instructions,
                          utilization=m * k * n / (R * R * acc.last_cycles),
-                         host_s=time.perf_counter() - t0))
+                         busy_dma=c["busy_dma"], busy_gemm=c["busy_gemm"],
+                         busy_vec=c["busy_vec"], host_s=time.perf_counter() - t0))
     return rows
 
 
@@ -88,12 +91,14 @@ def _table(t, mm):
         f"  inference                   {t['infer_cycles_per_sample']:10.1f} cycles per sample",
         "",
         "matmul (shift 16, nearest-even)",
-        "      M     K     N    cycles  instructions  MAC utilization  host s",
+        "      M     K     N    cycles  instructions  MAC utilization   busy DMA / GEMM / VEC"
+        "  host s",
     ]
     for r in mm:
+        busy = f"{r['busy_dma']} / {r['busy_gemm']} / {r['busy_vec']}"
         lines.append(f"  {r['m']:5d} {r['k']:5d} {r['n']:5d} {r['cycles']:9d} "
                      f"{r['instructions']:13d} {100 * r['utilization']:15.1f} % "
-                     f"{r['host_s']:7.2f}")
+                     f"{busy:>23s} {r['host_s']:7.2f}")
     return "\n".join(lines)
 
 

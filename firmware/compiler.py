@@ -942,25 +942,49 @@ class _MatmulPlan:
         """Instructions of the program (:func:`_emit_matmul`'s loops in closed form)."""
         r, g, ch, mt, nt = self.row_blocks, self.groups, self.chunks, self.mt, self.nt
         n = (seed is not None) + 1 + r * g * ch             # SEED, HALT, GEMMs
-        # A: loaded once per row block (one descriptor: its panels are consecutive in main
-        # memory) with one chunk; else every step, one descriptor per panel
-        n += r if ch == 1 else mt * g * ch
-        # B: once (one group), every step (one descriptor), or every step per panel
-        n += (1 if g == 1 else r * g) if ch == 1 else r * ch * nt
+        # with one chunk, a row block's A panels are loaded once, the full-width ones by one
+        # descriptor (consecutive in main memory), a narrower last one by its own; else every
+        # step, one descriptor per panel. B likewise: once (one group) or every step.
+        if ch == 1:
+            n += r + self._split(self.m, self.mt - (r - 1) * self.mb)
+            n += 1 + self._split(self.n, nt) if g == 1 else \
+                r * (g + self._split(self.n, nt - (g - 1) * self.nb))
+        else:
+            n += mt * g * ch + r * ch * nt
         return n + 2 * r * nt                               # a REQ and a store per panel
+
+    def _split(self, size, last_panels):
+        """1 if the last block of panels (``last_panels`` of them) of a dimension of ``size``
+        needs two descriptors: full-width panels and a narrower last one."""
+        return int(size % self.lanes != 0 and last_panels > 1)
+
+    def width(self, size, panel):
+        """Columns of panel ``panel`` of a dimension of ``size``: ``lanes``, fewer in the last."""
+        return min(self.lanes, size - panel * self.lanes)
 
     def region_words(self):
         """Main-memory words of ``A``, ``B`` and ``C`` in the panel layouts
-        (:class:`CompiledMatmul`)."""
-        L = self.lanes
-        return self.mt * self.k * L, self.nt * self.k * L, self.nt * self.m * L
+        (:class:`CompiledMatmul`): as many as the matrices have elements."""
+        return self.m * self.k, self.k * self.n, self.m * self.n
 
 
-def _load_lines(p, *, off, sp_row, rows, lanes):
-    """A non-transposed load of ``rows`` consecutive scratchpad rows of ``lanes`` words each
-    (whole lines: the panel layouts keep them consecutive in main memory)."""
-    p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=0, mem_off=off,
-          sp_row=sp_row, rows=rows, cols=lanes, stride=lanes)
+def _load_panels(p, plan, *, addr, size, panels, k0, kk, sp_row):
+    """Load rows ``k0 .. k0 + kk`` of ``K`` of the consecutive panels ``panels`` (a range) of
+    ``A`` (``size = m``) or ``B`` (``size = n``) at ``addr``, non-transposed, to ``kk``
+    scratchpad rows per panel from ``sp_row``. A panel's row is its ``width`` consecutive words;
+    with the whole of ``K`` (one chunk) the full-width panels are consecutive in main memory and
+    move as one block (a narrower last panel by its own descriptor), else one per panel."""
+    L, K = plan.lanes, plan.k
+    if kk == K:
+        full = [j for j in panels if plan.width(size, j) == L]
+        runs = [full] + [[j] for j in panels if plan.width(size, j) < L]
+    else:
+        runs = [[j] for j in panels]
+    for run in filter(None, runs):
+        w = plan.width(size, run[0])
+        p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=0,
+              mem_off=addr + run[0] * L * K + k0 * w, sp_row=sp_row + (run[0] - panels[0]) * kk,
+              rows=len(run) * kk, cols=w, stride=w)
 
 
 def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
@@ -973,29 +997,19 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
     writes) into the ``A`` bank ``GEMM`` ``s`` does not read. So the DMA and the vector unit
     work while the array does. With one accumulator slot the block is requantized right after
     its last ``GEMM``."""
-    L, depth, K, m, n = plan.lanes, plan.depth, plan.k, plan.m, plan.n
+    L, depth, m, n = plan.lanes, plan.depth, plan.m, plan.n
     if seed is not None:
         p.seed(seed=seed)
     steps = list(plan.steps())
     groups = plan.groups
 
     def load_a(st, bank):
-        if plan.chunks == 1:                       # the row block's panels, consecutive
-            _load_lines(p, off=a_addr + st.i0 * K * L, sp_row=bank * depth, rows=st.mbi * K,
-                        lanes=L)
-            return
-        for i in range(st.mbi):
-            _load_lines(p, off=a_addr + ((st.i0 + i) * K + st.k0) * L,
-                        sp_row=bank * depth + i * st.kk, rows=st.kk, lanes=L)
+        _load_panels(p, plan, addr=a_addr, size=m, panels=range(st.i0, st.i0 + st.mbi),
+                     k0=st.k0, kk=st.kk, sp_row=bank * depth)
 
     def load_b(st, bank):
-        if plan.chunks == 1:
-            _load_lines(p, off=b_addr + st.j0 * K * L, sp_row=bank * depth, rows=st.nbj * K,
-                        lanes=L)
-            return
-        for j in range(st.nbj):
-            _load_lines(p, off=b_addr + ((st.j0 + j) * K + st.k0) * L,
-                        sp_row=bank * depth + j * st.kk, rows=st.kk, lanes=L)
+        _load_panels(p, plan, addr=b_addr, size=n, panels=range(st.j0, st.j0 + st.nbj),
+                     k0=st.k0, kk=st.kk, sp_row=bank * depth)
 
     def slot(st):
         return plan.slots[(st.rb * groups + st.g) % len(plan.slots)]
@@ -1004,12 +1018,12 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
         rows = min(st.mbi * L, m - st.i0 * L)
         out = bank * depth + plan.mb * plan.kc
         for j in range(st.nbj):
-            c0 = (st.j0 + j) * L
-            p.req(src=slot(st) + j * st.mbi * L, dst=out, rows=rows, lanes=min(L, n - c0),
-                  shift=shift, relu=0, rounding=_ROUNDING[rounding], mask_en=0, mask_row=0)
+            c0, w = (st.j0 + j) * L, plan.width(n, st.j0 + j)
+            p.req(src=slot(st) + j * st.mbi * L, dst=out, rows=rows, lanes=w, shift=shift,
+                  relu=0, rounding=_ROUNDING[rounding], mask_en=0, mask_row=0)
             p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1, rm=0,
-                  mem_off=c_addr + (c0 * m + st.i0 * L * L), sp_row=out, rows=rows, cols=L,
-                  stride=L)
+                  mem_off=c_addr + c0 * m + st.i0 * L * w, sp_row=out, rows=rows, cols=w,
+                  stride=w)
 
     xa = xb = 0
     load_a(steps[0], plan.a_banks[0])
@@ -1043,18 +1057,20 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
 class CompiledMatmul:
     """A tiled matrix product ``C = sat(round(A·B / 2**shift))``.
 
-    Main memory holds the operands and the result as **panels** of ``lanes`` columns, each
-    panel's rows consecutive (so that every scratchpad row moves as one line, non-transposed):
+    Main memory holds the operands and the result as **panels** of ``lanes`` columns (the last
+    one narrower if the dimension is not a multiple of ``lanes``), one after the other, each
+    panel's rows consecutive, so that every scratchpad row moves as one block row of consecutive
+    words, non-transposed; each region has as many words as its matrix has elements:
 
-    * ``A`` (m×k) at ``a_addr``: row panel ``i`` (rows ``i·lanes ..``) transposed, ``k`` rows of
-      ``lanes`` words, word ``(i·k + κ)·lanes + r`` = ``A[i·lanes + r, κ]``;
-    * ``B`` (k×n) at ``b_addr``: column panel ``j``, word ``(j·k + κ)·lanes + c`` =
-      ``B[κ, j·lanes + c]``;
-    * ``C`` (m×n) at ``c_addr``: column panel ``j``, word ``(j·m + row)·lanes + c`` =
-      ``C[row, j·lanes + c]``.
+    * ``A`` (m×k) at ``a_addr``: row panel ``i`` (rows ``i·lanes ..``, ``w`` of them)
+      transposed, at word ``i·lanes·k``: ``k`` rows of ``w`` words, ``A[i·lanes + r, κ]`` at
+      ``i·lanes·k + κ·w + r``;
+    * ``B`` (k×n) at ``b_addr``: column panel ``j`` (``w`` columns) at word ``j·lanes·k``,
+      ``B[κ, j·lanes + c]`` at ``j·lanes·k + κ·w + c``;
+    * ``C`` (m×n) at ``c_addr``: column panel ``j`` at word ``j·lanes·m``, ``C[r, j·lanes + c]``
+      at ``j·lanes·m + r·w + c``.
 
-    Lanes past the matrices' edges are zero. :meth:`pack_a`, :meth:`pack_b` and
-    :meth:`unpack_c` convert.
+    :meth:`pack_a`, :meth:`pack_b` and :meth:`unpack_c` convert.
 
     Attributes
     ----------
@@ -1063,7 +1079,7 @@ class CompiledMatmul:
     a_addr, b_addr, c_addr : int
     m, k, n, lanes : int
     c_words : int
-        Words of the ``C`` region.
+        Words of the ``C`` region, ``m·n``.
     """
     program: Assembler
     a_addr: int
@@ -1076,27 +1092,26 @@ class CompiledMatmul:
 
     @property
     def c_words(self):
-        return _ceil_div(self.n, self.lanes) * self.m * self.lanes
+        return self.m * self.n
+
+    def _panels(self, size):
+        return range(0, size, self.lanes)
 
     def pack_a(self, a):
         """``A`` (m×k integers) as the words of its region."""
-        L, mt = self.lanes, _ceil_div(self.m, self.lanes)
-        pad = np.zeros((mt * L, self.k), dtype=np.int64)
-        pad[:self.m] = a
-        return pad.reshape(mt, L, self.k).transpose(0, 2, 1).ravel()
+        a = np.asarray(a, dtype=np.int64)
+        return np.concatenate([a[r0:r0 + self.lanes].T.ravel() for r0 in self._panels(self.m)])
 
     def pack_b(self, b):
         """``B`` (k×n integers) as the words of its region."""
-        L, nt = self.lanes, _ceil_div(self.n, self.lanes)
-        pad = np.zeros((self.k, nt * L), dtype=np.int64)
-        pad[:, :self.n] = b
-        return pad.reshape(self.k, nt, L).transpose(1, 0, 2).ravel()
+        b = np.asarray(b, dtype=np.int64)
+        return np.concatenate([b[:, c0:c0 + self.lanes].ravel() for c0 in self._panels(self.n)])
 
     def unpack_c(self, words):
         """``C`` (m×n) from the :attr:`c_words` words of its region."""
-        L, nt = self.lanes, _ceil_div(self.n, self.lanes)
-        c = np.asarray(words).reshape(nt, self.m, L).transpose(1, 0, 2)
-        return c.reshape(self.m, nt * L)[:, :self.n]
+        words, m = np.asarray(words), self.m
+        return np.hstack([words[c0 * m:(c0 + min(self.lanes, self.n - c0)) * m].reshape(m, -1)
+                          for c0 in self._panels(self.n)])
 
 
 def _matmul_instructions(m, k, n, soc, seed=None):
@@ -1108,8 +1123,9 @@ def _matmul_layout(soc, program, plan):
     """Main-memory regions ``A``, ``B``, ``C`` after a program of ``program`` words."""
     lay = MemoryLayout(soc.mem_words)
     lay.add("program", program)
-    line = max(soc.lanes, isa.INSN_WORDS)          # every panel row within one line
-    return tuple(lay.add(name, words, align=line)
+    # each region starts a main-memory line (the sequencer fetches an instruction as one line):
+    # a full-width panel's rows then touch as few lines as they can
+    return tuple(lay.add(name, words, align=isa.INSN_WORDS)
                  for name, words in zip("ABC", plan.region_words()))
 
 

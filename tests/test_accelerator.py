@@ -7,7 +7,7 @@ import torch
 from firmware import Accelerator
 from firmware.asm import Assembler
 from firmware.device import DeviceError, DeviceTimeout, GoldenDevice
-from golden.fixedpoint import requantize
+from golden.fixedpoint import LaneGenerators, requantize, requantize_act
 from spec.isa import Cond, Error
 from spec.memory import Fault
 from spec.params import DEFAULT_CONFIG
@@ -17,12 +17,16 @@ SOC4 = SocConfig(config=DEFAULT_CONFIG.with_array(rows=4, cols=4), mem_words=1 <
                  sp_depth=128)
 
 
+def _wrapped(a, b):
+    """a @ b, exact, wrapped to 32 bits (the accumulator's width)."""
+    s = a.astype(object) @ b.astype(object)                     # exact
+    return np.array([[((int(v) + (1 << 31)) % (1 << 32)) - (1 << 31) for v in row] for row in s],
+                    dtype=np.int64).reshape(s.shape)
+
+
 def _reference(a, b, shift):
     """round-half-even(a @ b / 2**shift) of the 32-bit wrapped sums, saturated to int16."""
-    s = a.astype(object) @ b.astype(object)                     # exact
-    s = np.array([[((int(v) + (1 << 31)) % (1 << 32)) - (1 << 31) for v in row] for row in s],
-                 dtype=np.int64).reshape(s.shape)
-    return requantize(torch.from_numpy(s), shift, 16)[0].numpy()
+    return requantize(torch.from_numpy(_wrapped(a, b)), shift, 16)[0].numpy()
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +92,101 @@ def test_matmul_stochastic_rounding(acc):
     assert np.array_equal(c1, c2)
     assert not np.array_equal(c1, c3)
     assert np.all((c1 == np.floor(exact)) | (c1 == np.ceil(exact)))
+
+
+def _stochastic_reference(a, b, shift, seed, soc):
+    """The stochastic product with the draws the matmul has always taken: after ``SEED seed``,
+    one requantization per row block and column panel, row blocks top to bottom and, in each,
+    panels left to right, each lane's generator drawing for its column's elements, rows in
+    order. A row block is the first tiled program's: ``mb`` row tiles, as many as fit a bank
+    with chunks of ``kc = min(K, 255, depth // 2)`` rows of ``K`` and an output tile each."""
+    L, depth = soc.lanes, soc.sp_depth
+    (m, k), n = a.shape, b.shape[1]
+    kc = min(k, 255, depth // 2)
+    mb = max(1, min(-(-m // L), 63, depth // (kc + L)))
+    s = torch.from_numpy(_wrapped(a, b))
+    gen = LaneGenerators(seed, L)
+    c = np.zeros((m, n), dtype=np.int16)
+    for r0 in range(0, m, mb * L):
+        for c0 in range(0, n, L):
+            y = requantize_act(s[r0:r0 + mb * L, c0:c0 + L], shift, 16, rounding="stochastic",
+                               rng=gen)[0]
+            c[r0:r0 + mb * L, c0:c0 + L] = y.numpy()
+    return c
+
+
+@pytest.mark.parametrize("soc,m,k,n", [
+    (None, 130, 70, 75),       # 3 row blocks of 6 tiles, 2 column groups, ragged edges
+    (None, 21, 600, 30),       # K in 2 chunks, a column panel per GEMM
+    (None, 128, 128, 128),     # the benchmark's product: 6 row blocks, 4 groups
+    (SOC4, 30, 300, 22),       # 4×4 array, 128-row banks: chunks, groups, one-tile blocks
+    (SOC4, 45, 40, 19),
+])
+def test_matmul_stochastic_draw_order(soc, m, k, n):
+    """Stochastic rounding takes the same draws in the same order as it always has, whatever
+    the tiling (row blocks, column groups, chunks of K, the accumulator slots): bit for bit
+    the reference built from golden's lane generators; nearest-even equals NumPy's."""
+    soc = soc or SocConfig()
+    acc = Accelerator(soc=soc)
+    rng = np.random.default_rng(m + k + n)
+    a = rng.integers(-2**15, 2**15, (m, k))
+    b = rng.integers(-2**15, 2**15, (k, n))
+    for shift, seed in ((14, 3), (0, 0xDEADBEEF), (29, 77)):
+        c = acc.matmul(a, b, shift=shift, rounding="stochastic", seed=seed)
+        assert np.array_equal(c, _stochastic_reference(a, b, shift, seed, soc)), (shift, seed)
+    assert np.array_equal(acc.matmul(a, b, shift=17), _reference(a, b, 17))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_matmul_random_tiled_shapes(seed):
+    """Random shapes up to several row blocks, column groups and chunks of K, on the default
+    SoC and on the 4×4 one, against NumPy (nearest-even) and the draw-order reference."""
+    rng = np.random.default_rng(1000 + seed)
+    soc = SOC4 if seed % 2 else SocConfig()
+    hi = (40, 200) if seed % 2 else (150, 700)
+    m, n = (int(v) for v in rng.integers(1, hi[0], 2))
+    k = int(rng.integers(1, hi[1]))
+    acc = Accelerator(soc=soc)
+    a = rng.integers(-2**15, 2**15, (m, k))
+    b = rng.integers(-2**15, 2**15, (k, n))
+    shift = int(rng.integers(0, 33))
+    assert np.array_equal(acc.matmul(a, b, shift=shift), _reference(a, b, shift)), (m, k, n)
+    c = acc.matmul(a, b, shift=shift, rounding="stochastic", seed=seed + 1)
+    assert np.array_equal(c, _stochastic_reference(a, b, shift, seed + 1, soc)), (m, k, n)
+
+
+def test_matmul_panel_layout_round_trip():
+    """The host's packing: A's row panels transposed, B's and C's column panels, the last
+    panel narrower; as many words as elements."""
+    from firmware.compiler import compile_matmul
+    cm = compile_matmul(11, 3, 10, soc=SOC4)
+    a = np.arange(33).reshape(11, 3)
+    b = np.arange(30).reshape(3, 10)
+    assert cm.pack_a(a).tolist() == (a[:4].T.ravel().tolist() + a[4:8].T.ravel().tolist()
+                                     + a[8:].T.ravel().tolist())
+    assert cm.pack_b(b).tolist() == (b[:, :4].ravel().tolist() + b[:, 4:8].ravel().tolist()
+                                     + b[:, 8:].ravel().tolist())
+    c = np.arange(110).reshape(11, 10)
+    words = np.concatenate([c[:, :4].ravel(), c[:, 4:8].ravel(), c[:, 8:].ravel()])
+    assert cm.c_words == 110 and np.array_equal(cm.unpack_c(words), c)
+
+
+@pytest.mark.slow
+def test_rtl_sim_matmul_tiled_equals_golden():
+    """The tiled program on the compiled RTL (default SoC): row blocks, column groups, both
+    accumulator slots, chunks of K and ragged edges, stochastic rounding; results and cycles
+    equal golden's."""
+    rtl, gold = Accelerator("rtl-sim"), Accelerator("golden")
+    rng = np.random.default_rng(5)
+    for (m, k, n), rounding in (((20, 300, 19), "stochastic"), ((13, 520, 10), "nearest-even"),
+                                ((50, 40, 70), "stochastic")):
+        a = rng.integers(-2**15, 2**15, (m, k))
+        b = rng.integers(-2**15, 2**15, (k, n))
+        c = rtl.matmul(a, b, shift=18, rounding=rounding, seed=9)
+        assert np.array_equal(c, gold.matmul(a, b, shift=18, rounding=rounding, seed=9))
+        assert rtl.last_cycles == gold.last_cycles
+        if rounding == "nearest-even":
+            assert np.array_equal(c, _reference(a, b, 18))
 
 
 @pytest.mark.parametrize("a,b,kw,exc,msg", [
