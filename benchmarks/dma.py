@@ -1,16 +1,18 @@
-"""DMA throughput: sustained main-memory words per cycle on long aligned transfers (Amaranth pysim).
+"""DMA throughput: sustained main-memory words per cycle on long transfers (Amaranth pysim).
 
 ``python -m benchmarks.dma [--lanes N --rows R --latency L --stall-rate P --seed S] [--json]``
 builds :class:`rtl.memsys.MemorySystem` (main memory, scratchpads, DMA), then moves a dense
 ``R × N`` block of 16-bit elements from main memory into the operand scratchpad (load) and back
 to another place in main memory (store), and the same block of 32-bit elements (2 words each)
-into and out of the accumulator scratchpad: first with the deterministic memory model (fixed
-latency ``L``, no stalls), then with random stalls at rate ``P``. Every run's main memory and
-scratchpads are compared with :mod:`golden.dma`, and the fixed-latency cycle counts with
-:func:`golden.dma.cycles`. ``words_per_cycle`` is the fixed-latency figure over all four transfers
-(words moved / cycles from each descriptor's acceptance to its ``done``). With ``--json`` the
-benchmark prints one JSON object. Exit status 1 if a result or a cycle count differs from golden.
-"""
+into and out of the accumulator scratchpad; then the same four transfers strided (rows
+:data:`STRIDE_GAP` words apart, the first at word 5, so rows start anywhere in a main-memory
+line): first with the deterministic memory model (fixed latency ``L``, no stalls), then with
+random stalls at rate ``P``. Every run's main memory and scratchpads are compared with
+:mod:`golden.dma`, and the fixed-latency cycle counts with :func:`golden.dma.cycles`.
+``words_per_cycle`` is the fixed-latency figure over the four dense transfers (words moved /
+cycles from each descriptor's acceptance to its ``done``), ``words_per_cycle_strided`` over the
+four strided ones, ``words_per_cycle_by_kind`` per kind and direction. With ``--json`` the
+benchmark prints one JSON object. Exit status 1 if a result or a cycle count differs from golden."""
 
 import json
 import random
@@ -27,19 +29,26 @@ from spec.memory import Dir, Space
 from spec.params import ArrayConfig, Config
 from spec.soc import SocConfig
 
-__all__ = ["measure", "main"]
+__all__ = ["STRIDE_GAP", "measure", "main"]
+
+#: Words between the end of a block row and the start of the next in the strided transfers.
+STRIDE_GAP = 3
 
 
 def _transfers(rows, lanes, soc):
-    """Load then store of a dense block, 1-word elements (SP) and 2-word elements (ACC)."""
+    """Load then store of a block, 1-word elements (SP) and 2-word elements (ACC): dense (rows
+    back to back from word 0), then strided (``STRIDE_GAP`` words between rows, from word 5: rows
+    that start anywhere in a line)."""
     out = []
-    for space, ew in ((Space.SP, 1), (Space.ACC, 2)):
-        words = rows * lanes * ew
-        src, dst = 0, soc.mem_words - words
-        common = dict(space=space, elem_words=ew, sp_row=0, rows=rows, cols=lanes,
-                      stride=lanes * ew)
-        out.append(gd.Descriptor(direction=Dir.LOAD, mem_addr=src, **common))
-        out.append(gd.Descriptor(direction=Dir.STORE, mem_addr=dst, **common))
+    for gap, src in ((0, 0), (STRIDE_GAP, 5)):
+        for space, ew in ((Space.SP, 1), (Space.ACC, 2)):
+            stride = lanes * ew + gap
+            extent = (rows - 1) * stride + lanes * ew
+            common = dict(space=space, elem_words=ew, sp_row=0, rows=rows, cols=lanes,
+                          stride=stride)
+            out.append(gd.Descriptor(direction=Dir.LOAD, mem_addr=src, **common))
+            out.append(gd.Descriptor(direction=Dir.STORE, mem_addr=soc.mem_words - extent,
+                                     **common))
     return out
 
 
@@ -77,7 +86,9 @@ def _run(soc, descs, mem_image, stall_rate, seed):
 def measure(lanes=8, rows=256, latency=4, stall_rate=0.25, seed=1):
     """Run the benchmark; return its figures as a JSON-ready dict."""
     config = Config(array=ArrayConfig(rows=lanes, cols=lanes))
-    soc = SocConfig(config=config, mem_words=max(1 << 12, 4 * rows * lanes), sp_banks=4,
+    need = 2 * rows * (2 * lanes + STRIDE_GAP) + 8
+    soc = SocConfig(config=config, mem_words=max(1 << 12, 1 << (need - 1).bit_length()),
+                    sp_banks=4,
                     sp_depth=max(16, 1 << (rows - 1).bit_length()), acc_banks=1,
                     acc_depth=max(16, 1 << (rows - 1).bit_length()), mem_latency=latency)
     descs = _transfers(rows, lanes, soc)
@@ -94,13 +105,19 @@ def measure(lanes=8, rows=256, latency=4, stall_rate=0.25, seed=1):
         for d, n in zip(descs, spans):
             runs.append({
                 "direction": Dir(d.direction).name.lower(), "space": Space(d.space).name,
-                "elem_words": d.elem_words, "stall_rate": rate, "words": d.words, "cycles": n,
+                "elem_words": d.elem_words, "stride": d.stride,
+                "dense": d.stride == d.cols * d.elem_words,
+                "stall_rate": rate, "words": d.words, "cycles": n,
                 "predicted_cycles": gd.cycles(d, soc) if not rate else None,
                 "words_per_cycle": d.words / n,
             })
         runs[-1].update(bit_exact=bit_exact, cpu_seconds=cpu, wall_seconds=wall)
-    fixed = [r for r in runs if not r["stall_rate"]]
+    fixed = [r for r in runs if not r["stall_rate"] and r["dense"]]
+    strided = [r for r in runs if not r["stall_rate"] and not r["dense"]]
     stalled = [r for r in runs if r["stall_rate"]]
+
+    def rate_of(rs):
+        return sum(r["words"] for r in rs) / sum(r["cycles"] for r in rs)
     sim_cycles = sum(r["cycles"] for r in runs)
     cpu = sum(r.get("cpu_seconds", 0) for r in runs)
     return {
@@ -108,22 +125,27 @@ def measure(lanes=8, rows=256, latency=4, stall_rate=0.25, seed=1):
         "simulator": "amaranth-pysim",
         "lanes": lanes, "block_rows": rows, "latency": latency, "stall_rate": stall_rate,
         "seed": seed,
-        "words_per_cycle": sum(r["words"] for r in fixed) / sum(r["cycles"] for r in fixed),
-        "words_per_cycle_stalled": (sum(r["words"] for r in stalled) /
-                                    sum(r["cycles"] for r in stalled)) if stalled else None,
+        "words_per_cycle": rate_of(fixed),
+        "words_per_cycle_strided": rate_of(strided),
+        "words_per_cycle_by_kind": {
+            f"{kind} {direction}": rate_of([r for r in rs if r["direction"] == direction])
+            for kind, rs in (("dense", fixed), ("strided", strided))
+            for direction in ("load", "store")},
+        "words_per_cycle_stalled": rate_of(stalled) if stalled else None,
         "transfers": runs,
         "sim_cycles": sim_cycles,
         "cycles_per_cpu_second": sim_cycles / cpu if cpu else 0.0,
         "bit_exact": all(r.get("bit_exact", True) for r in runs),
-        "cycle_exact": all(r["cycles"] == r["predicted_cycles"] for r in fixed),
+        "cycle_exact": all(r["cycles"] == r["predicted_cycles"] for r in fixed + strided),
     }
 
 
 def _table(r):
-    head = ("transfer", "stall rate", "words", "cycles", "golden", "words/cycle")
+    head = ("transfer", "stride", "stall rate", "words", "cycles", "golden", "words/cycle")
     lines = []
     for t in r["transfers"]:
         lines.append((f"{t['direction']} {t['space']} ({t['elem_words']}-word elements)",
+                      str(t["stride"]) + ("" if t["dense"] else " (gap)"),
                       f"{t['stall_rate']:g}", str(t["words"]), str(t["cycles"]),
                       "-" if t["predicted_cycles"] is None else str(t["predicted_cycles"]),
                       f"{t['words_per_cycle']:.3f}"))
@@ -134,7 +156,9 @@ def _table(r):
            f"main-memory latency {r['latency']}", "", fmt(head), fmt(["-" * w for w in widths])]
     out += [fmt(row) for row in lines]
     out += ["",
-            f"sustained words/cycle, fixed latency: {r['words_per_cycle']:.3f}"]
+            f"sustained words/cycle, fixed latency, dense: {r['words_per_cycle']:.3f}, "
+            f"strided ({STRIDE_GAP}-word gaps): {r['words_per_cycle_strided']:.3f}",
+            "  " + ", ".join(f"{k} {v:.3f}" for k, v in r["words_per_cycle_by_kind"].items())]
     if r["words_per_cycle_stalled"] is not None:
         out.append(f"sustained words/cycle, stall rate {r['stall_rate']:g}: "
                    f"{r['words_per_cycle_stalled']:.3f}")
