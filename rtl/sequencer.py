@@ -97,11 +97,19 @@ class Sequencer(wiring.Component):
     seed_stb : Out(1)
         SEED: load ``seed`` into the stochastic-rounding generator.
     seed : Out(32)
+
+    Not ports: internal signals that proofs name (``tests/test_formal_seq.py``). ``in_state``
+    maps each name of :attr:`STATES` to a signal high while the sequencer is in that state;
+    ``wd_on``, ``wd_left`` and ``wd_expired`` are the watchdog's registers (armed, cycles left,
+    expired).
     """
 
     #: Cycles from the start of an instruction's fetch to the first cycle it may issue: the states
     #: FETCH, DECODE, OPERANDS and CHECK (:data:`spec.timing.FETCH_CYCLES`).
     FETCH_CYCLES = FETCH_CYCLES
+
+    #: The control states, in their encoding's order (IDLE is 0, the reset state).
+    STATES = ("IDLE", "FETCH", "DECODE", "OPERANDS", "CHECK", "ISSUE", "MEM")
 
     def __init__(self, soc=None):
         soc = check_soc(soc, "Sequencer")
@@ -119,6 +127,8 @@ class Sequencer(wiring.Component):
             "sel_arg": Out(32),
             "seed_stb": Out(1), "seed": Out(32),
         })
+        self.in_state = {name: Signal(name=f"in_{name.lower()}") for name in self.STATES}
+        self.wd_on, self.wd_left, self.wd_expired = Signal(), Signal(32), Signal()
 
     @property
     def soc(self):
@@ -409,19 +419,18 @@ class Sequencer(wiring.Component):
         # The watchdog: ``left`` counts the budget down from ``start``; ``expired`` is registered,
         # high from the cycle ``cycles == budget`` on (a down-counter and a zero test of its
         # upper bits, no comparison with the 64-bit cycle counter).
-        wd_on = Signal()
-        left = Signal(32)
-        expired = Signal()
+        wd_on, left, expired = self.wd_on, self.wd_left, self.wd_expired
         with m.If(running):                 # wraps after 0: ``expired`` is already set then
             m.d.sync += left.eq(left - 1)
-        with m.If(running & wd_on & (left[1:] == 0)):
+        with m.If(running & wd_on & self._expiring(left)):
             m.d.sync += expired.eq(1)
 
         def finish(code):
             m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(code)]
             m.next = "IDLE"
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            in_state = {name: fsm.ongoing(name) for name in self.STATES}   # fixes the encoding
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(self.entry), running.eq(1), self.done.eq(0),
@@ -449,8 +458,8 @@ class Sequencer(wiring.Component):
                 m.next = "ISSUE"
             with m.State("ISSUE"):
                 wait = Signal()
-                conflicts = Cat(*[((x_banks & busy_masks[u]) != 0) & unit_busy[u] for u in Unit])
-                m.d.comb += wait.eq(((x_unit & unit_busy) != 0) | (conflicts != 0))
+                unit_wait, conflicts = self._hazards(x_unit, x_banks, busy_masks, unit_busy)
+                m.d.comb += wait.eq(unit_wait | (conflicts != 0))
                 nxt = pc + isa.INSN_WORDS
                 with m.If((x_err != 0) | expired):
                     with m.If(all_idle):
@@ -518,7 +527,24 @@ class Sequencer(wiring.Component):
                         self._write_reg(m, regs, f(Op.LDW, "rd"), self.m_rdata)
                     m.d.sync += pc.eq(pc + isa.INSN_WORDS)
                     m.next = "FETCH"
+        m.d.comb += [self.in_state[name].eq(v) for name, v in in_state.items()]
         return m
+
+    @staticmethod
+    def _hazards(x_unit, x_banks, busy_masks, unit_busy):
+        """The scoreboard: ``(unit_wait, conflicts)`` of the instruction in ISSUE. ``unit_wait``:
+        its unit (one-hot ``x_unit``) is busy; ``conflicts``: a bit per unit that is busy and
+        holds one of its banks ``x_banks`` (``busy_masks[u]``: the banks of the instruction that
+        unit ``u`` runs)."""
+        unit_wait = (x_unit & unit_busy) != 0
+        conflicts = Cat(*[((x_banks & busy_masks[u]) != 0) & unit_busy[u] for u in Unit])
+        return unit_wait, conflicts
+
+    @staticmethod
+    def _expiring(left):
+        """The watchdog expires next cycle: ``left``, the budget less the cycles run, is 1 (or 0,
+        the cycle after, when the flag is already set)."""
+        return left[1:] == 0
 
     @staticmethod
     def _write_reg(m, regs, idx, value):
