@@ -88,6 +88,13 @@ def _pnr_ecp5(workdir, seed):
     return fmax, util
 
 
+def _platform(target):
+    if target != "ecp5":
+        return None
+    from platforms import get_board
+    return get_board("ulx3s-85f").make_platform()
+
+
 def measure(target="ecp5", lanes=8, units=tuple(UNITS), pnr=True, seed=1):
     """Synthesize (and on ECP5 place and route) each unit; return a JSON-ready dict."""
     rows = []
@@ -97,7 +104,9 @@ def measure(target="ecp5", lanes=8, units=tuple(UNITS), pnr=True, seed=1):
         with tempfile.TemporaryDirectory(prefix="vector_units_") as work:
             il = os.path.join(work, "top.il")
             with open(il, "w") as f:
-                f.write(rtlil.convert(unit, name="top"))
+                # an ECP5 build gets the ULX3S-85F's platform: the datapath's products become
+                # MULT18X18D blocks with their own registers (rtl/dsp.py), as in the board build
+                f.write(rtlil.convert(unit, name="top", platform=_platform(target)))
             t0 = time.monotonic()
             try:
                 counts = synth_counts(target, work)

@@ -35,9 +35,11 @@ def check_widths(narrow, narrow_what, wide, wide_what):
                          f"({2 * narrow}), not {wide!r}")
 
 
-def popcount(m, flags, name):
+def popcount(m, flags, name, *, en=None):
     """The number of set bits of ``flags`` in two LUT levels: a table per group of four bits
-    (one LUT4 per result bit), then a small sum of the groups' counts (no adder per bit)."""
+    (one LUT4 per result bit), then a small sum of the groups' counts (no adder per bit).
+    With ``en`` the groups' counts are registers loading when ``en`` is high: the
+    count is then that of the flags at the last such edge, one LUT level after the registers."""
     parts = []
     for k in range(0, len(flags), 4):
         group = flags[k:k + 4]
@@ -45,22 +47,39 @@ def popcount(m, flags, name):
         with m.Switch(group):
             for v in range(1 << len(group)):
                 with m.Case(v):
-                    m.d.comb += count.eq(bin(v).count("1"))
+                    if en is None:
+                        m.d.comb += count.eq(bin(v).count("1"))
+                    else:
+                        with m.If(en):
+                            m.d.sync += count.eq(bin(v).count("1"))
         parts.append(count)
     total = Signal(range(len(flags) + 1), name=name)
     m.d.comb += total.eq(sum(parts))
     return total
 
 
-def count_saturations(m, counter, clear, add_en, total):
-    """Saturating ``counter += total`` when ``add_en``; ``clear`` zeroes it first.
+def count_saturations(m, counters, clear, total):
+    """Saturating counters sharing one adder: ``counter += total`` for the pair
+    ``(counter, add_en)`` of ``counters`` whose ``add_en`` is high (at most one at a time);
+    ``clear`` zeroes them all first.
 
-    A beat counted in the cycle of a clear is kept (the counter restarts from 0 + its count).
-    The sum has one bit more than the counter: that bit is the overflow (no comparator).
+    A beat counted in the cycle of a clear is kept (its counter restarts from 0 + its count).
+    The sum has one bit more than the counters: that bit is the overflow (no comparator).
     """
-    new = Signal(len(counter) + 1, name=f"{counter.name}_next")
-    m.d.comb += new.eq(Mux(clear, 0, counter) + Mux(add_en, total, 0))
-    m.d.sync += counter.eq(Mux(new[-1], (1 << len(counter)) - 1, new[:-1]))
+    width = len(counters[0][0])
+    base = Signal(width, name=f"{counters[0][0].name}_base")
+    m.d.comb += base.eq(0)
+    with m.If(~clear):
+        for counter, add_en in counters:
+            with m.If(add_en):
+                m.d.comb += base.eq(counter)
+    new = Signal(width + 1, name=f"{counters[0][0].name}_next")
+    m.d.comb += new.eq(base + total)
+    for counter, add_en in counters:
+        with m.If(add_en):
+            m.d.sync += counter.eq(Mux(new[-1], (1 << width) - 1, new[:-1]))
+        with m.Elif(clear):
+            m.d.sync += counter.eq(0)
 
 
 def lane_mask(n_valid, lanes):
@@ -86,6 +105,9 @@ class Pipeline:
         self._valids = []
 
     def reg(self, name, shape, value):
+        """A register loading ``value`` with the pipeline. It has the domain's reset, on purpose:
+        with a free set/reset input Yosys turns a ``Mux(c, 0, v)`` into a synchronous reset
+        ``c & en``, which puts the stall enable's long path before the flip-flops' LSR."""
         r = Signal(shape, name=name)
         with self.m.If(self.en):
             self.m.d.sync += r.eq(value)
@@ -150,10 +172,11 @@ class PostProcessor(wiring.Component):
     lr_mul, wd_mul`` for SGD, ``1, 0`` otherwise) in DSP blocks with their own operand, pipeline
     and product registers (:func:`rtl.dsp.registered_product`, three stages), the rounding addend
     from the lane's draw beside them; two partial sums; the sum; the coarse shift with the range
-    and tie flags; the fine shift, the tie correction and the clamp to ``width + 2`` bits (a step
-    beyond that range saturates ``w − step`` exactly as the true one does; for REQ the clamp keeps
-    it out of the ``width``-bit range); the output register: ``w − step`` (SGD) or ``step`` (REQ),
-    saturated to ``width`` bits with ReLU and mask, or the RELUB gate. ``rtl/rounding.py``
+    and tie flags; the fine shift and the tie correction, ``width + 1`` bits kept and a flag when
+    the step is outside that range (such a step saturates ``w − step`` exactly as the true one
+    does, and REQ's step is outside the ``width``-bit range); the output register: ``w − step``
+    (SGD, and RELUB with step 0) or ``step`` (REQ), saturated to ``width`` bits with ReLU and
+    mask, or zero. ``rtl/rounding.py``
     explains the rounding.
 
     Beats. A beat is one row chunk: lanes ``0 .. n_valid-1`` carry elements, the others are
@@ -309,9 +332,8 @@ class PostProcessor(wiring.Component):
 
         # |lr_mul·a + wd_mul·w| < 2**(AW-1)·2**W + 2**(W-1)·2**W ≤ 2**(AW+W) (AW ≥ 2·W).
         p_shape = signed(AW + W + 1) if self._multipliers else signed(AW)
-        step_w = W + 2
+        step_w = W + 1                      # the step, clamped: enough for w − step (below)
         masks = rounding_masks(m, self.shift, p_shape, step_w, "shift")
-        smin, smax = -(1 << (step_w - 1)), (1 << (step_w - 1)) - 1
         split = min(W + 1, AW - 1)          # a's low part: an unsigned multiplier operand
 
         # The multipliers' static operands (m_a, m_w = lr_mul, wd_mul for SGD; 1, 0 otherwise):
@@ -406,63 +428,80 @@ class PostProcessor(wiring.Component):
         s6_w = [pipe.reg(f"s6_w_{i}", signed(W), s5_w[i]) for i in range(L)]
         s6_mask = pipe.reg("s6_mask", L, s5_mask)
 
-        # Stage 7: the fine shift (by shift % 8), the tie correction, clamped to width + 2 bits:
-        # the quotient fits when the kept bits from (shift % 8) + width + 1 up and the groups
-        # above them all equal the sign.
+        # Stage 7: the fine shift (by shift % 8) and the tie correction. The quotient fits in
+        # width + 1 bits when the kept bits from (shift % 8) + width up and the groups above them
+        # all equal the sign; when it does not (`oor`), its register holds wrapped bits and the
+        # output stage saturates by the sign (|step| >= 2**width saturates w − step exactly as
+        # the true step does, for any width-bit w, and REQ's step is out of the width-bit range).
+        # Lanes whose output is w (RELUB, SGD's padding lanes) get step 0 instead, so that the
+        # output stage's w − step passes w.
         s7 = pipe.stage("s7", *s6)
         top = Signal(keep, name="fine_top")             # kept bits >= shift % 8 + step_w - 1
         with m.Switch(masks.shift[:3]):
             for f in range(8):
                 with m.Case(f):
                     m.d.sync += top.eq(((1 << keep) - 1) >> (f + step_w - 1) << (f + step_w - 1))
-        s7_step = []
+        s7_q, s7_oor, s7_sign = [], [], []
         for i in range(L):
+            pass_w = Signal(name=f"s7_pass_w_{i}")
+            m.d.comb += pass_w.eq(is_relub | (is_sgd & ~(s6[1] > i)))
             q = shift_right_bits(m, s6_q[i], masks.shift[:3], step_w, f"fine_{i}").as_signed()
             sign = s6_sign[i]
             fits = s6_above_ok[i] & ~((s6_q[i] ^ sign.replicate(keep)) & top).any()
-            s7_step.append(pipe.reg(f"s7_step_{i}", signed(step_w),
-                                    Mux(fits, clear_lsb(q, s6_tie[i]), Mux(sign, smin, smax))))
+            s7_q.append(pipe.reg(f"s7_q_{i}", signed(step_w),
+                                 Mux(pass_w, 0, clear_lsb(q, s6_tie[i]))))
+            s7_oor.append(pipe.reg(f"s7_oor_{i}", 1, Mux(pass_w, 0, ~fits)))
+            s7_sign.append(pipe.reg(f"s7_sign_{i}", 1, sign))
         s7_w = [pipe.reg(f"s7_w_{i}", signed(W), s6_w[i]) for i in range(L)]
         s7_mask = pipe.reg("s7_mask", L, s6_mask)
 
-        # Stage 8 (output register): w − step (SGD) or step (REQ), saturated; ReLU and mask; or
-        # the RELUB gate.
+        # Stage 8 (output register): w − step (SGD; RELUB and SGD's padding lanes with step 0)
+        # or step (REQ), saturated, one of the two by the operation; zero for REQ/RELUB padding
+        # lanes, RELUB's masked lanes and ReLU's negative steps.
         s7_valid, s7_n, s7_last = s7
         pipe.output(s7_valid, s7_n, s7_last)
         assert pipe.latency == self.LATENCY
-        def saturated(v, name):
-            """``v`` clamped to ``width`` bits (by its top bits), and whether it fits."""
+        use_diff = Signal(name="use_diff")
+        m.d.comb += use_diff.eq(is_sgd | is_relub)
+
+        def in_range(v, name):
+            """``v``'s bits from width − 1 up all equal (it fits in ``width`` bits)."""
             high = v[W - 1:]
             fits = Signal(name=f"{name}_fits")
             m.d.comb += fits.eq((high == 0) | (high == (1 << len(high)) - 1))
-            return Mux(fits, v[:W].as_signed(), Mux(v[-1], lo, hi)), fits
+            return fits
 
-        o_sat = Signal(L, name="o_sat")
+        o_sat = Signal(L, name="o_sat")        # the beat's saturated lanes
         for i in range(L):
             lane_valid = s7_n > i
-            step = s7_step[i]
-            # SGD: w − step, saturated (the subtraction's carry chain, then a clamp)
+            q, oor, sign = s7_q[i], s7_oor[i], s7_sign[i]
+            # SGD (and RELUB): w − step, saturated by its sign, or by the step's when out of range
             diff = Signal(signed(step_w + 1), name=f"s8_diff_{i}")
-            m.d.comb += diff.eq(s7_w[i] - step)
-            y_sgd, fits_sgd = saturated(diff, f"s8_sgd_{i}")
-            # REQ: step, saturated, ReLU (straight from the stage register: no subtraction)
-            y_req, fits_req = saturated(step, f"s8_req_{i}")
-            relu_zero = self.relu_en & (step[-1] | (step == 0))       # ReLU and y <= 0
-            y_out = Mux(is_sgd, Mux(lane_valid, y_sgd, s7_w[i]),
-                        Mux(~lane_valid | (is_relub & ~s7_mask[i]) |
-                            (~is_relub & self.relu_en & step[-1]), 0,
-                            Mux(is_relub, s7_w[i], y_req)))
+            m.d.comb += diff.eq(s7_w[i] - q)
+            fits_sgd = in_range(diff, f"s8_sgd_{i}") & ~oor
+            y_sgd = Mux(fits_sgd, diff[:W], Mux(Mux(oor, ~sign, diff[-1]), lo, hi))
+            # REQ: step, saturated by its sign (straight from the stage register)
+            fits_req = in_range(q, f"s8_req_{i}") & ~oor
+            y_req = Mux(fits_req, q[:W], Mux(sign, lo, hi))
+            relu_zero = self.relu_en & (sign | ((q == 0) & ~oor))      # ReLU and y <= 0
+            kill = Signal(name=f"s8_kill_{i}")
+            m.d.comb += kill.eq((~lane_valid & ~is_sgd) | (is_relub & ~s7_mask[i]) |
+                                (is_req & self.relu_en & sign))
+            y_q = Signal(signed(W), name=f"o_y_{i}")
+            mask_q = Signal(name=f"o_mask_{i}")
             with m.If(pipe.en):
                 m.d.sync += [
-                    self.o.payload.y[i].eq(y_out),
-                    self.o.payload.mask[i].eq(lane_valid & Mux(is_relub, s7_mask[i],
-                                                                fits_req & ~relu_zero)),
-                    o_sat[i].eq(lane_valid & ~is_relub & ~Mux(is_sgd, fits_sgd, fits_req)),
+                    y_q.eq(Mux(kill, 0, Mux(use_diff, y_sgd, y_req))),
+                    mask_q.eq(Mux(lane_valid, Mux(is_relub, s7_mask[i], fits_req & ~relu_zero),
+                                  0)),
                 ]
+            m.d.comb += [self.o.payload.y[i].eq(y_q), self.o.payload.mask[i].eq(mask_q),
+                         o_sat[i].eq(lane_valid & ~is_relub & ~Mux(is_sgd, fits_sgd, fits_req))]
 
         m.d.comb += self.busy.eq(pipe.busy)
         leave = self.o.valid & self.o.ready
-        n_sat = popcount(m, o_sat, "o_sat_count")
-        count_saturations(m, self.sat_req, self.sat_clr, leave & is_req, n_sat)
-        count_saturations(m, self.sat_sgd, self.sat_clr, leave & is_sgd, n_sat)
+        # the output beat's saturated lanes, counted by groups of four in the output stage
+        n_sat = popcount(m, o_sat, "o_sat_count", en=pipe.en)
+        count_saturations(m, [(self.sat_req, leave & is_req), (self.sat_sgd, leave & is_sgd)],
+                          self.sat_clr, n_sat)
         return m
