@@ -239,8 +239,15 @@ class DmaController(wiring.Component):
         # --- check: span registered in CHECK, the fault code decided in DECIDE -----------------
         n_out = Mux(d.transpose, d.cols, d.rows)
         n_in = Mux(d.transpose, d.rows, d.cols)
+        # CHECK registers the product, the first six checks' code (they read only the
+        # descriptor) and the block row's end; DECIDE makes one comparison and picks the code.
         span = Signal(len(d.rows) + len(d.stride))        # (rows - 1) * stride
-        code = _fault_code(m, d, d.mem_addr + span + _block_words(d) > soc.mem_words, soc)
+        pre_code = Signal(FAULT_BITS)                     # the fault code but for MEM_END
+        row_end = Signal(len(d.mem_addr) + 1)             # mem_addr + block row words
+        code = Signal(FAULT_BITS)
+        over = row_end + span > soc.mem_words
+        m.d.comb += code.eq(Mux(pre_code != Fault.NONE, pre_code,
+                                Mux(over, Fault.MEM_END, Fault.NONE)))
 
         # --- issue side: one request per cycle ---------------------------------------------------
         # Without transpose a request is a line of the block row t, whose words start at word
@@ -370,6 +377,8 @@ class DmaController(wiring.Component):
             with m.Case(_State.CHECK):
                 m.d.comb += [rd_addr.eq(d.sp_row), rd_en.eq(d.direction == Dir.STORE)]
                 m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE),
+                             pre_code.eq(_fault_code(m, d, C(0, 1), soc)),
+                             row_end.eq(d.mem_addr + _block_words(d)),
                              next_row.eq(d.sp_row + 1)]
 
             with m.Case(_State.DECIDE):
@@ -379,28 +388,30 @@ class DmaController(wiring.Component):
                              rd_en.eq((d.direction == Dir.STORE) & (n_out != 1))]
                 ones = Cat((_block_words(d) > p) for p in range(NW))
                 m.d.sync += load_row
+                # The run registers are set whatever the fault code (with a fault nothing reads
+                # them: no request is issued, no row written); only the next state, `iss_on`
+                # and the status depend on it, to keep the comparison's fan-out small.
                 with m.If(code != Fault.NONE):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code)]
                 with m.Else():
-                    m.d.sync += [
-                        state.eq(_State.RUN),
-                        row_ones.eq(ones),
-                        n_in_m1.eq(n_in - 1),
-                        n_out_m1.eq(n_out - 1),
-                        inner.eq(Mux(d.transpose, d.stride, d.elem_words)),
-                        outer.eq(Mux(d.transpose, d.elem_words, d.stride)),
-                        lane_on.eq(Cat((n_in > k) for k in range(lanes))),
-                        iss_on.eq(1),
-                        i_t.eq(0), i_l.eq(0), i_w.eq(0), pos.eq(0),
-                        a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr),
-                        next_row.eq(next_row + 1), more_rows.eq(n_out > 2),
-                        wr_row.eq(d.sp_row),
-                    ]
-                    with m.If(d.transpose):
-                        m.d.sync += start_word(d.mem_addr[:addr_width])
-                        m.d.sync += place.eq(1 << F)
-                    with m.Else():
-                        m.d.sync += start_row(d.mem_addr[:addr_width], ones)
+                    m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
+                m.d.sync += [
+                    row_ones.eq(ones),
+                    n_in_m1.eq(n_in - 1),
+                    n_out_m1.eq(n_out - 1),
+                    inner.eq(Mux(d.transpose, d.stride, d.elem_words)),
+                    outer.eq(Mux(d.transpose, d.elem_words, d.stride)),
+                    lane_on.eq(Cat((n_in > k) for k in range(lanes))),
+                    i_t.eq(0), i_l.eq(0), i_w.eq(0), pos.eq(0),
+                    a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr),
+                    next_row.eq(next_row + 1), more_rows.eq(n_out > 2),
+                    wr_row.eq(d.sp_row),
+                ]
+                with m.If(d.transpose):
+                    m.d.sync += start_word(d.mem_addr[:addr_width])
+                    m.d.sync += place.eq(1 << F)
+                with m.Else():
+                    m.d.sync += start_row(d.mem_addr[:addr_width], ones)
 
             with m.Case(_State.RUN):
                 with m.If(accept):
