@@ -169,15 +169,23 @@ class HostLinkBridge(wiring.Component):
         addr = Signal(32)
         arg = Signal(32)                 # the first four payload bytes
         status = Signal(8)
-        cnt = Signal(16)                 # byte index within a field group
+        cnt = Signal(range(max(_REQ_HDR, _RSP_HDR + 1, CRC_BYTES)))  # byte within a header/CRC
+        pcnt = Signal(16)                # byte index within the payload
         low = Signal(8)                  # the low byte of a payload word
         tmo = Signal(range(self._timeout))
-        n = Signal(16)                   # words a memory command moves
         k = Signal(16)                   # words issued / sent
+        k1 = Signal(16, init=1)          # k + 1, kept beside it
+        pending = Signal()               # MEM_WRITE: words left to issue (k != n)
         acks = Signal(16)                # write acknowledgements received
         rsp_len = Signal(16)             # response payload bytes
         word = Signal(W)                 # the response word being sent
         csr_val = Signal(32)
+
+        # `length - 1`, registered: the header ends with the address, so `length` holds still
+        # from at least a cycle before PAY and `length_m1` is the frame's throughout PAY
+        assert [name for name, _ in REQUEST_HEADER][-1] != "length"
+        length_m1 = Signal(16)
+        m.d.sync += length_m1.eq(length - 1)
 
         crc_in = Signal(8)
         crc_out = Signal(16)
@@ -191,13 +199,20 @@ class HostLinkBridge(wiring.Component):
         m.submodules.buffer = buffer = Memory(shape=W, depth=self._max_burst, init=[])
         wr = buffer.write_port()
         rd = buffer.read_port()
-        buf_index = cnt[1:]
+        buf_index = pcnt[1:]
         m.d.comb += [
             wr.addr.eq(buf_index),
             wr.data.eq(Cat(low, i_byte.payload)),
         ]
 
-        # Checks of a complete frame (used in CHECK).
+        # Checks of a complete frame, precomputed while its CRC arrives. The header and payload
+        # fields (cmd, length, addr, arg) hold still from the first cycle of CRC to CHECK, and CRC
+        # takes at least two cycles (a byte per cycle at most): the decode stage registers the
+        # command's length rule, word count and bounds in every cycle, the verdict stage
+        # registers every check but the CRC's from them, so both hold the complete frame's
+        # results when CHECK reads them. CHECK itself only tests the CRC register (the measured
+        # critical path was the decode, the address adder and the verdict in one cycle into
+        # `frame_errors`'s enable).
         known = Signal()
         len_ok = Signal()
         n_words = Signal(16)
@@ -231,24 +246,43 @@ class HostLinkBridge(wiring.Component):
                 m.d.comb += [len_ok.eq(length == 0), is_start.eq(1)]
             with m.Default():
                 m.d.comb += known.eq(0)
+
+        # decode stage
+        known_q, len_ok_q = Signal(), Signal()
+        n_words_q = Signal(16)
+        ok_len_q = Signal(16)
+        is_mem_q, is_csr_q, is_start_q = Signal(), Signal(), Signal()
+        room = Signal(33)                # mem_words - addr, if addr <= mem_words
+        addr_in_mem, addr_le_mem, addr_in_csr = Signal(), Signal(), Signal()
+        m.d.sync += [
+            known_q.eq(known), len_ok_q.eq(len_ok), n_words_q.eq(n_words), ok_len_q.eq(ok_len),
+            is_mem_q.eq(is_mem), is_csr_q.eq(is_csr), is_start_q.eq(is_start),
+            room.eq(self._mem_words - addr),
+            addr_in_mem.eq(addr < self._mem_words), addr_le_mem.eq(addr <= self._mem_words),
+            addr_in_csr.eq(addr < self._csr_count),
+        ]
+        # verdict stage (all but the CRC)
         addr_ok = Signal()
         m.d.comb += addr_ok.eq(
-            (~is_mem | (addr + n_words <= self._mem_words)) &
-            (~is_csr | (addr < self._csr_count)) &
-            (~is_start | (addr < self._mem_words)))
-        verdict = Signal(8)
-        with m.If(crc != 0):
-            m.d.comb += verdict.eq(Status.BAD_CRC)
-        with m.Elif(~known):
-            m.d.comb += verdict.eq(Status.BAD_CMD)
-        with m.Elif(~len_ok):
-            m.d.comb += verdict.eq(Status.BAD_LENGTH)
-        with m.Elif(n_words > self._max_burst):
-            m.d.comb += verdict.eq(Status.TOO_LONG)
+            (~is_mem_q | (addr_le_mem & (n_words_q <= room[:32]))) &
+            (~is_csr_q | addr_in_csr) &
+            (~is_start_q | addr_in_mem))
+        pre_verdict = Signal(8)
+        n = Signal(16)                   # words a memory command moves
+        rsp_ok_len = Signal(16)
+        m.d.sync += [n.eq(n_words_q), rsp_ok_len.eq(ok_len_q)]
+        with m.If(~known_q):
+            m.d.sync += pre_verdict.eq(Status.BAD_CMD)
+        with m.Elif(~len_ok_q):
+            m.d.sync += pre_verdict.eq(Status.BAD_LENGTH)
+        with m.Elif(n_words_q > self._max_burst):
+            m.d.sync += pre_verdict.eq(Status.TOO_LONG)
         with m.Elif(~addr_ok):
-            m.d.comb += verdict.eq(Status.BAD_ADDR)
+            m.d.sync += pre_verdict.eq(Status.BAD_ADDR)
         with m.Else():
-            m.d.comb += verdict.eq(Status.OK)
+            m.d.sync += pre_verdict.eq(Status.OK)
+        verdict = Signal(8)
+        m.d.comb += verdict.eq(Mux(crc != 0, Status.BAD_CRC, pre_verdict))
 
         # Constant and CSR response words (PING, CSR_READ, STATUS), indexed by k.
         table = Signal(W)
@@ -256,10 +290,14 @@ class HostLinkBridge(wiring.Component):
                 self._mem_words >> W, self._csr_count]
         status_words = [csr_val[:W], csr_val[W:], self.frame_errors, self.rx_framing_errors,
                         self.rx_overruns]
-        with m.Switch(k):
-            for i in range(max(PING_WORDS, STATUS_WORDS)):
+        # k < max(PING_WORDS, STATUS_WORDS) while a table word is sent: only its low bits select
+        table_words = max(PING_WORDS, STATUS_WORDS)
+        is_ping = Signal()               # cmd == PING, registered (cmd holds still until HUNT)
+        m.d.sync += is_ping.eq(cmd == Cmd.PING)
+        with m.Switch(k[:max(1, ceil_log2(table_words))]):
+            for i in range(table_words):
                 with m.Case(i):
-                    m.d.comb += table.eq(Mux(cmd == Cmd.PING, ping[i], status_words[i]))
+                    m.d.comb += table.eq(Mux(is_ping, ping[i], status_words[i]))
 
         # The memory-write address follows `k` one cycle ahead, so that `rd.data` is word `k`.
         issue = Signal()
@@ -275,14 +313,18 @@ class HostLinkBridge(wiring.Component):
                 m.d.comb += i_byte.ready.eq(1)
                 with m.If(i_byte.valid & (i_byte.payload == SYNC_REQUEST)):
                     m.d.sync += [crc.eq(CRC_INIT), cmd.eq(0), seq.eq(0), length.eq(0),
-                                 addr.eq(0), arg.eq(0), cnt.eq(0), tmo.eq(0)]
+                                 addr.eq(0), arg.eq(0), cnt.eq(0), pcnt.eq(0), tmo.eq(0)]
                     m.next = "HDR"
 
             for state in rx_states:
                 with m.State(state):
                     m.d.comb += [i_byte.ready.eq(1), crc_in.eq(i_byte.payload)]
                     with m.If(i_byte.valid):
-                        m.d.sync += [crc.eq(crc_out), tmo.eq(0), cnt.eq(cnt + 1)]
+                        m.d.sync += [crc.eq(crc_out), tmo.eq(0)]
+                        if state == "PAY":
+                            m.d.sync += pcnt.eq(pcnt + 1)
+                        else:
+                            m.d.sync += cnt.eq(cnt + 1)
                         if state == "HDR":
                             with m.Switch(cnt):
                                 for pos, (sig, i) in enumerate(_header_bytes(
@@ -298,14 +340,13 @@ class HostLinkBridge(wiring.Component):
                                     m.next = "PAY"
                         elif state == "PAY":
                             for i in range(4):
-                                with m.If(cnt == i):
+                                with m.If(pcnt == i):
                                     m.d.sync += arg[8 * i:8 * i + 8].eq(i_byte.payload)
-                            with m.If(cnt[0] == 0):
+                            with m.If(pcnt[0] == 0):
                                 m.d.sync += low.eq(i_byte.payload)
                             with m.Elif(buf_index < self._max_burst):
                                 m.d.comb += wr.en.eq(1)
-                            with m.If(cnt == length - 1):
-                                m.d.sync += cnt.eq(0)
+                            with m.If(pcnt == length_m1):
                                 m.next = "CRC"
                         else:
                             with m.If(cnt == CRC_BYTES - 1):
@@ -318,8 +359,9 @@ class HostLinkBridge(wiring.Component):
                         m.d.sync += tmo.eq(tmo + 1)
 
             with m.State("CHECK"):
-                m.d.sync += [status.eq(verdict), n.eq(n_words), k.eq(0), acks.eq(0), cnt.eq(0),
-                             rsp_len.eq(Mux(verdict == Status.OK, ok_len, 0))]
+                m.d.sync += [status.eq(verdict), k.eq(0), k1.eq(1), pending.eq(1), acks.eq(0),
+                             cnt.eq(0),
+                             rsp_len.eq(Mux(verdict == Status.OK, rsp_ok_len, 0))]
                 with m.If(verdict != Status.OK):
                     count_error()
                     m.next = "RSP_HDR"
@@ -336,14 +378,14 @@ class HostLinkBridge(wiring.Component):
 
             with m.State("MEM_WRITE"):
                 m.d.comb += [
-                    req.valid.eq(k != n),
+                    req.valid.eq(pending),
                     req.payload.we.eq(1),
                     issue.eq(req.valid & req.ready),
-                    rd.addr.eq(k + issue),
+                    rd.addr.eq(Mux(issue, k1, k)),
                     rsp.ready.eq(1),
                 ]
                 with m.If(issue):
-                    m.d.sync += k.eq(k + 1)
+                    m.d.sync += [k.eq(k1), k1.eq(k1 + 1), pending.eq(k1 != n)]
                 with m.If(rsp.valid):
                     m.d.sync += acks.eq(acks + 1)
                 with m.If(acks == n):
@@ -384,7 +426,7 @@ class HostLinkBridge(wiring.Component):
                 with m.If(o_byte.ready):
                     m.d.sync += [cnt.eq(cnt + 1), crc.eq(Mux(cnt == 0, CRC_INIT, crc_out))]
                     with m.If(cnt == _RSP_HDR):
-                        m.d.sync += [cnt.eq(0), k.eq(0)]
+                        m.d.sync += [cnt.eq(0), k.eq(0), k1.eq(1)]
                         with m.If(rsp_len == 0):
                             m.next = "RSP_CRC"
                         with m.Else():
@@ -416,8 +458,8 @@ class HostLinkBridge(wiring.Component):
                 m.d.comb += [o_byte.valid.eq(1), o_byte.payload.eq(word[8:]),
                              crc_in.eq(o_byte.payload)]
                 with m.If(o_byte.ready):
-                    m.d.sync += [crc.eq(crc_out), k.eq(k + 1)]
-                    with m.If((k + 1) * WORD_BYTES == rsp_len):
+                    m.d.sync += [crc.eq(crc_out), k.eq(k1), k1.eq(k1 + 1)]
+                    with m.If(k1 * WORD_BYTES == rsp_len):
                         m.next = "RSP_CRC"
                     with m.Else():
                         m.next = "FETCH"
