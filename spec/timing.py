@@ -26,7 +26,7 @@ __all__ = [
 #: cycle ``t + REQ_LATENCY``. Eight stages: the products in DSP blocks with their own operand,
 #: pipeline and product registers (three stages, issue 27 item 5; the rounding addend and the
 #: other operands beside them); two partial sums; the sum; coarse shift with the range and tie
-#: flags; fine shift, tie correction and clamp; saturate (and ``w − step``). (Four until issue
+#: flags; fine shift, tie correction and range flag; saturate (and ``w − step``). (Four until issue
 #: 28: 69 MHz, the products' DSP blocks and adders in one stage; seven with the DSP blocks
 #: between fabric registers: 101.7 MHz.)
 REQ_LATENCY = 8
