@@ -13,15 +13,16 @@ A tile of depth ``K`` is fed as ``K`` valid input cycles (``k = 0 .. K-1``; idle
 may be interleaved anywhere). Its latencies depend only on the cycle ``L`` of its **last** input:
 
 * output row ``r`` (``0 <= r < rows``) is presented on the output ports in cycle
-  ``L + cols + 3 + r`` (see :func:`spec.timing.output_latency`): rows come out in order, one per
+  ``L + cols + 5 + r`` (see :func:`spec.timing.output_latency`): rows come out in order, one per
   cycle.
 
-  Where the ``cols + 3`` comes from: operand lane ``r`` is skewed by ``r`` cycles, and operands take
-  one cycle per PE they cross, so the ``k``-th operands meet in PE ``(r, c)``'s operand registers
-  ``r + c + 1`` cycles after they were presented; one more cycle to the product register, one more
-  to the accumulator/result register; the last column of row ``r`` is done after
-  ``L + r + cols + 2``, the result-row select is registered on the way, and the output register
-  adds one cycle.
+  Where the ``cols + 5`` comes from: operand lane ``r`` is skewed by ``r`` cycles, and operands take
+  one cycle per PE they cross, so the ``k``-th operands reach PE ``(r, c)``'s operand registers,
+  and its multiplier's, ``r + c + 1`` cycles after they were presented; the multiplier's pipeline
+  and product registers (a DSP block's own, on the ECP5) take two more, the PE's fabric product
+  register one more, and the accumulator/result register one more; the last column of row ``r``
+  is done after ``L + r + cols + 4``, the result-row select is registered on the way, and the
+  output register adds one cycle.
 
 **Spacing rule.** The result registers of a tile are overwritten when the next tile's last input
 reaches them, and read-out takes one cycle per row, so the last inputs of consecutive tiles must be

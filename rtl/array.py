@@ -5,12 +5,18 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.params import ACC_WIDTH, OPERAND_WIDTH, ArrayConfig
+from .dsp import MAX_OPERAND_WIDTH, PRODUCT_LATENCY, registered_product
 
 __all__ = ["SystolicArray"]
 
 
 #: The control bits that travel with each step through the PEs.
 _Step = data.StructLayout({"valid": 1, "first": 1, "last": 1})
+
+#: Registers in front of the control chain: the PE's fabric product register is
+#: ``PRODUCT_LATENCY + 1`` edges after its operands enter the multiplier, the control chain's
+#: register one edge after them.
+CTRL_DELAY = PRODUCT_LATENCY
 
 
 class SystolicArray(wiring.Component):
@@ -31,10 +37,14 @@ class SystolicArray(wiring.Component):
     (skew registers); operands then move one PE east (``A``) or south (``B``) per cycle through
     each PE's operand registers, so ``A[r][k]`` and ``B[k][c]`` meet in PE ``(r, c)``. ``valid``,
     ``first`` and ``last`` travel with the data (``pe_{r}_{c}_step``: south along column 0, then
-    east along each row), so bubbles cost nothing but their cycle. Each PE has three stages:
-    operand registers (``pe_{r}_{c}_a``/``_b``), a product register (``pe_{r}_{c}_prod``: the
-    multiplier is registered on both sides for DSP timing) and the accumulator
-    (``pe_{r}_{c}_acc``). On a tile's last step the final sum goes to the PE's result register
+    east along each row, starting :data:`CTRL_DELAY` cycles after the step so that they reach a
+    PE with its product), so bubbles cost nothing but their cycle. Each PE has: operand registers
+    (``pe_{r}_{c}_a``/``_b``, which pass the operands on), a multiplier with its own operand,
+    pipeline and product registers (:func:`rtl.dsp.registered_product`, ``pe_{r}_{c}_mul``: a
+    ``MULT18X18D`` with its registers on the ECP5, the same registers in the fabric for operands
+    wider than 18 bits), a fabric product register (``pe_{r}_{c}_prod``: the route from the DSP
+    block is a cycle of its own) and the accumulator (``pe_{r}_{c}_acc``). On a tile's last step
+    the final sum goes to the PE's result register
     (``pe_{r}_{c}_result``) in the same cycle the accumulator restarts, so consecutive tiles need
     no bubble between them.
 
@@ -135,6 +145,20 @@ class SystolicArray(wiring.Component):
     def acc_width(self):
         return self._config.acc_width
 
+    def _product(self, m, name, a, b, platform):
+        """``a · b`` after PRODUCT_LATENCY edges: a DSP block's registered multiplier
+        (:func:`rtl.dsp.registered_product`) for operands it takes, the same three registers in
+        the fabric for wider ones."""
+        if self.operand_width <= MAX_OPERAND_WIDTH:
+            return registered_product(m, name, a, b, en=1, platform=platform)
+        assert PRODUCT_LATENCY == 3         # operands, pipeline, product
+        a_q = Signal.like(a, name=f"{name}_a")
+        b_q = Signal.like(b, name=f"{name}_b")
+        pipe = Signal((a * b).shape(), name=f"{name}_pipe")
+        product = Signal((a * b).shape(), name=f"{name}_p")
+        m.d.sync += [a_q.eq(a), b_q.eq(b), pipe.eq(a_q * b_q), product.eq(pipe)]
+        return product
+
     def elaborate(self, platform):
         m = Module()
         rows, cols = self.rows, self.cols
@@ -151,7 +175,20 @@ class SystolicArray(wiring.Component):
         west = [skew(self.i_a[r], r, f"skew_a_{r}") for r in range(rows)]
         north = [skew(self.i_b[c], c, f"skew_b_{c}") for c in range(cols)]
 
-        # Per PE: operand stage (a, b, valid, first, last), product stage, accumulator, result.
+        # The step's control bits reach PE (r, c) when its product does: they move south along
+        # column 0, then east along each row, a PE per cycle as the operands do, but start
+        # CTRL_DELAY cycles later (the product is PRODUCT_LATENCY + 1 edges after the PE's
+        # operand registers' inputs, the control chain's first register one edge after them).
+        step_in = Cat(self.i_valid, self.i_first, self.i_last)
+        for d in range(CTRL_DELAY):
+            reg = Signal(_Step, name=f"ctrl_delay_{d}")
+            m.d.sync += reg.eq(step_in)
+            step_in = reg
+
+        # Per PE: operand registers (a, b: they carry the operands on to the next PEs), the
+        # multiplier with its own operand, pipeline and product registers (rtl/dsp.py: in the DSP
+        # block on the ECP5), a fabric product register (the route from the DSP block is a cycle
+        # of its own), the accumulator and the result register.
         a_reg, b_reg, ctrl, result = {}, {}, {}, {}
         done = []                       # per row: the last column finishes a tile this cycle
         for r in range(rows):
@@ -159,32 +196,27 @@ class SystolicArray(wiring.Component):
                 pe = f"pe_{r}_{c}"
                 a = a_reg[r, c] = Signal(opd, name=f"{pe}_a")
                 b = b_reg[r, c] = Signal(opd, name=f"{pe}_b")
-                step = ctrl[r, c] = Signal(_Step, name=f"{pe}_step")
-                if c > 0:
-                    step_in = ctrl[r, c - 1]
-                elif r > 0:
-                    step_in = ctrl[r - 1, c]
-                else:
-                    step_in = Cat(self.i_valid, self.i_first, self.i_last)
-                m.d.sync += [
-                    a.eq(a_reg[r, c - 1] if c > 0 else west[r]),
-                    b.eq(b_reg[r - 1, c] if r > 0 else north[c]),
-                    step.eq(step_in),
-                ]
+                a_in = a_reg[r, c - 1] if c > 0 else west[r]
+                b_in = b_reg[r - 1, c] if r > 0 else north[c]
+                m.d.sync += [a.eq(a_in), b.eq(b_in)]
 
+                step = ctrl[r, c] = Signal(_Step, name=f"{pe}_step")
+                m.d.sync += step.eq(ctrl[r, c - 1] if c > 0 else
+                                    ctrl[r - 1, c] if r > 0 else step_in)
+
+                product = self._product(m, f"{pe}_mul", a_in, b_in, platform)
                 p = Signal(prod, name=f"{pe}_prod")
-                p_step = Signal(_Step, name=f"{pe}_prod_step")
-                m.d.sync += [p.eq(a * b), p_step.eq(step)]
+                m.d.sync += p.eq(product)
 
                 s = Signal(acc, name=f"{pe}_acc")
                 res = result[r, c] = Signal(acc, name=f"{pe}_result")
-                total = Mux(p_step.first, p, s + p)     # truncated to acc_width: wrapping
-                with m.If(p_step.valid):
+                total = Mux(step.first, p, s + p)       # truncated to acc_width: wrapping
+                with m.If(step.valid):
                     m.d.sync += s.eq(total)
-                    with m.If(p_step.last):
+                    with m.If(step.last):
                         m.d.sync += res.eq(total)
                 if c == cols - 1:
-                    done.append(p_step.valid & p_step.last)
+                    done.append(step.valid & step.last)
 
         # Read-out. Row r's `done` strobe comes one cycle after row r-1's (the `last` step moves
         # south along column 0); with the spacing rule kept, at most one is high per cycle, so a

@@ -76,6 +76,10 @@ class GemmEngine(wiring.Component):
         a_ps, b_ps, c_ps = (Signal(rowbits, name=n) for n in ("a_ps", "b_ps", "c_ps"))
         k, mt, nt = Signal(isa.ROW_BITS), Signal(6), Signal(6)
         accumulate = Signal()
+        # the loop bounds' last indices and the bubbles after a tile, registered at start (the
+        # measured critical path was mt → `i != mt - 1` → the B panel's base register)
+        k_m1, mt_m1, nt_m1 = Signal(isa.ROW_BITS), Signal(6), Signal(6)
+        bubbles = Signal(range(S + 1))
 
         # ---------------- input side: operand reads, array steps ----------------------------
         feeding = Signal()
@@ -90,6 +94,8 @@ class GemmEngine(wiring.Component):
                 a_ps.eq(fld("a_ps")), b_ps.eq(fld("b_ps")), c_ps.eq(fld("c_ps")),
                 k.eq(fld("k")), mt.eq(fld("mt")), nt.eq(fld("nt")),
                 accumulate.eq(fld("accumulate")),
+                k_m1.eq(fld("k") - 1), mt_m1.eq(fld("mt") - 1), nt_m1.eq(fld("nt") - 1),
+                bubbles.eq(Mux(fld("k") < S, S - fld("k"), 0)),
                 a_base.eq(fld("a_row")), b_base.eq(fld("b_row")),
                 i.eq(0), j.eq(0), kk.eq(0), gap.eq(0), feeding.eq(1),
             ]
@@ -104,18 +110,18 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.comb += [self.a_rd.en.eq(1), self.b_rd.en.eq(1)]
                 m.d.comb += [step_valid.eq(1), step_first.eq(kk == 0),
-                             step_last.eq(kk == k - 1)]
-                with m.If(kk != k - 1):
+                             step_last.eq(kk == k_m1)]
+                with m.If(kk != k_m1):
                     m.d.sync += kk.eq(kk + 1)
                 with m.Else():
                     m.d.sync += kk.eq(0)
                     # bubbles so that the next tile's last step is S cycles after this one's
-                    m.d.sync += gap.eq(Mux(k < S, S - k, 0))
-                    with m.If(i != mt - 1):
+                    m.d.sync += gap.eq(bubbles)
+                    with m.If(i != mt_m1):
                         m.d.sync += [i.eq(i + 1), a_base.eq(a_base + a_ps)]
                     with m.Else():
                         m.d.sync += [i.eq(0), a_base.eq(a_row)]
-                        with m.If(j != nt - 1):
+                        with m.If(j != nt_m1):
                             m.d.sync += [j.eq(j + 1), b_base.eq(b_base + b_ps)]
                         with m.Else():
                             m.d.sync += feeding.eq(0)
@@ -133,24 +139,26 @@ class GemmEngine(wiring.Component):
         io, jo = Signal(6), Signal(6)
         out_base = Signal(rowbits)          # c_row + jo*c_ps + io*R
         col_base = Signal(rowbits)          # c_row + jo*c_ps
+        dest = Signal(rowbits)              # out_base + arr.o_row, running with the rows
         pending = Signal(13)                # tiles whose rows are not all written yet
         with m.If(self.start):
             m.d.sync += [io.eq(0), jo.eq(0), out_base.eq(fld("c_row")), col_base.eq(fld("c_row")),
-                         pending.eq(fld("mt") * fld("nt"))]
+                         dest.eq(fld("c_row")), pending.eq(fld("mt") * fld("nt"))]
 
         w_valid = Signal()
         w_addr = Signal(range(soc.acc_rows))
         w_row = [Signal(soc.config.array.acc_width, name=f"w_row_{c}") for c in range(C)]
-        dest = out_base + arr.o_row
         m.d.comb += [self.acc_rd.addr.eq(dest), self.acc_rd.en.eq(arr.o_valid & accumulate)]
         m.d.sync += [w_valid.eq(arr.o_valid), w_addr.eq(dest)]
         m.d.sync += [w_row[c].eq(arr.o_c[c]) for c in range(C)]
+        with m.If(arr.o_valid & ~arr.o_last):
+            m.d.sync += dest.eq(dest + 1)
         with m.If(arr.o_valid & arr.o_last):
-            with m.If(io != mt - 1):
-                m.d.sync += [io.eq(io + 1), out_base.eq(out_base + R)]
+            with m.If(io != mt_m1):
+                m.d.sync += [io.eq(io + 1), out_base.eq(out_base + R), dest.eq(out_base + R)]
             with m.Else():
                 m.d.sync += [io.eq(0), jo.eq(jo + 1), col_base.eq(col_base + c_ps),
-                             out_base.eq(col_base + c_ps)]
+                             out_base.eq(col_base + c_ps), dest.eq(col_base + c_ps)]
             m.d.sync += pending.eq(pending - 1)
         last_write = Signal()
         m.d.sync += last_write.eq(arr.o_valid & arr.o_last & (pending == 1))

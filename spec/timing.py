@@ -65,9 +65,10 @@ def memop_cycles(mem_latency):
 
 def output_latency(cols):
     """Cycles from a tile's last input to its output row 0 in :class:`rtl.array.SystolicArray`:
-    ``cols + 3`` (``golden/array.py`` derives it)."""
+    ``cols + 5`` (``golden/array.py`` derives it: each PE's multiplier has its operand, pipeline
+    and product registers, then a fabric product register, before the accumulator)."""
     check_positive_int(cols, "Array columns")
-    return cols + 3
+    return cols + 5
 
 
 def tile_spacing(rows, cols):

@@ -97,17 +97,17 @@ def test_signal_names():
 # --- golden cycle model ------------------------------------------------------------------------
 
 def test_model_formulas():
-    assert output_latency(5) == 8
+    assert output_latency(5) == 10
     assert tile_spacing(3, 5) == 5 and tile_spacing(8, 2) == 8
-    assert tile_timing(4, 10, 3, 5) == TileTiming(4, 10, 18, 20)
+    assert tile_timing(4, 10, 3, 5) == TileTiming(4, 10, 20, 22)
     # 4×2 array (S = 4): K = 6 back to back, then K = 1 and K = 2 padded up to the spacing.
     s = schedule([6, 1, 2, 6], 4, 2)
     assert [(t.first_input, t.last_input) for t in s.tiles] == [(0, 5), (9, 9), (12, 13), (14, 19)]
-    assert [(t.first_output, t.last_output) for t in s.tiles][-1] == (24, 27)
-    assert s.total_cycles == 28 and s.mac_cycles == 15
-    assert s.utilization == pytest.approx(15 / 28)
-    # 8×8, K = 256, 2 tiles: 512 MAC cycles in 511 + 8 + 3 + 8 cycles.
-    assert utilization([256, 256], 8, 8) == pytest.approx(512 / 530)
+    assert [(t.first_output, t.last_output) for t in s.tiles][-1] == (26, 29)
+    assert s.total_cycles == 30 and s.mac_cycles == 15
+    assert s.utilization == pytest.approx(15 / 30)
+    # 8×8, K = 256, 2 tiles: 512 MAC cycles in 511 + 8 + 5 + 8 cycles.
+    assert utilization([256, 256], 8, 8) == pytest.approx(512 / 532)
     assert schedule([], 2, 2).total_cycles == 0 and schedule([], 2, 2).utilization == 0.0
 
 
@@ -165,14 +165,14 @@ def test_tiles_back_to_back(rows, cols, depth):
 
 @pytest.mark.parametrize("rows, cols, depth", [(1, 1, 1), (2, 3, 1), (2, 3, 7), (4, 4, 5), (3, 1, 2)])
 def test_single_tile(rows, cols, depth):
-    """One tile: first input at cycle 0, row r out at K - 1 + cols + 3 + r; K + rows + cols + 2 in all."""
+    """One tile: first input at cycle 0, row r out at K - 1 + cols + 5 + r; K + rows + cols + 4 in all."""
     seed = 7 * rows + cols + depth
     tiles = random_tiles(rows, cols, [depth], seed)
     dut = SystolicArray(rows, cols)
     run = simulate_tiles(dut, tiles)
     check_run(dut, tiles, run, f"{rows}x{cols} K={depth} seed={seed}")
-    assert [o.cycle for o in run.outputs] == [depth - 1 + cols + 3 + r for r in range(rows)]
-    assert run.cycles == schedule([depth], rows, cols).total_cycles == depth + rows + cols + 2
+    assert [o.cycle for o in run.outputs] == [depth - 1 + cols + 5 + r for r in range(rows)]
+    assert run.cycles == schedule([depth], rows, cols).total_cycles == depth + rows + cols + 4
 
 
 @pytest.mark.parametrize("rows, cols, seed", [(2, 3, 1), (4, 4, 2), (5, 2, 3), (1, 4, 4), (3, 1, 5)])

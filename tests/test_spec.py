@@ -55,7 +55,7 @@ def test_config_value():
 
 def test_timing_rules():
     assert [memop_cycles(n) for n in (1, 2, 5)] == [3, 4, 7]
-    assert output_latency(5) == 8
+    assert output_latency(5) == 10
     assert tile_spacing(4, 2) == tile_spacing(2, 4) == 4
     with pytest.raises(ValueError, match=r"^Memory latency must be a positive integer, not 0$"):
         memop_cycles(0)
