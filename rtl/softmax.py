@@ -338,17 +338,18 @@ class SoftmaxUnit(wiring.Component):
         inp.cls = Signal(range(cmax), name="lane_class")
         inp.z = Signal(signed(width), name="lane_z")
         inp.target = Signal(signed(width), name="lane_target")
-        inp.z_max_lane = Signal(signed(width), name="lane_z_max_lane",
-                                init=-(1 << (width - 1)))
+        inp.z_max_lane = Signal(unsigned(width), name="lane_z_max_lane")
         m.d.sync += [
             inp.exp_valid.eq(r_exp), inp.max_end.eq(r_max & r_end),
             inp.first.eq(r_first), inp.end.eq(r_end),
             inp.sample.eq(r_xl), inp.cls.eq(r_cls),
             inp.z.eq(row.logits[r_xl]),
             inp.target.eq(row.targets[r_xl]),
-            # the max lane's logit, or the smallest value when there is none (the maximum then
-            # holds without an enable in its path)
-            inp.z_max_lane.eq(Mux(r_max, row.logits[r_ml], -(1 << (width - 1)))),
+            # the max lane's logit in offset binary (sign bit inverted: the unsigned order is the
+            # signed one), or 0, the smallest value, when there is none (the maximum then holds
+            # without an enable in its path)
+            inp.z_max_lane.eq(Mux(r_max, row.logits[r_ml].as_unsigned() ^ (1 << (width - 1)),
+                                  0)),
         ]
         return inp
 
@@ -357,17 +358,16 @@ class SoftmaxUnit(wiring.Component):
         """The maximum tracker and the exponential pipeline (stages 2 to 10). Returns the count of
         samples whose sum is in ``sum_mem``."""
         width, cmax, lanes = self._width, self._classes_max, self._lanes
-        # stage 2: the max lane's running maximum, back to the smallest value after a pass's last
-        # row; the exp lane's sample's maximum is complete (its pass ended at least a cycle
-        # before)
-        lowest = -(1 << (width - 1))
-        run_max = Signal(signed(width), name="max_run", init=lowest)
+        # stage 2: the max lane's running maximum (offset binary: an unsigned comparator, one
+        # carry chain), back to the smallest value after a pass's last row; the exp lane's
+        # sample's maximum is complete (its pass ended at least a cycle before)
+        run_max = Signal(unsigned(width), name="max_run")
         z_max = Signal(signed(width), name="max_sample")
-        new_max = Signal(signed(width), name="max_new")
+        new_max = Signal(unsigned(width), name="max_new")
         m.d.comb += new_max.eq(Mux(inp.z_max_lane > run_max, inp.z_max_lane, run_max))
-        m.d.sync += run_max.eq(Mux(inp.max_end, lowest, new_max))
+        m.d.sync += run_max.eq(Mux(inp.max_end, 0, new_max))
         with m.If(inp.max_end):
-            m.d.sync += z_max.eq(new_max)
+            m.d.sync += z_max.eq((new_max ^ (1 << (width - 1))).as_signed())
 
         # the element's tag, stages 3 .. 8
         tag_layout = data.StructLayout({
