@@ -38,9 +38,14 @@ class MainMemory(wiring.Component):
     ``(s >> 8) & 0xFF < t``, where ``t = round(stall_rate * 256)``.
 
     Requests are performed in order when accepted (a write updates the array then; a read
-    samples it then), so a read sees every earlier write. The pipeline moves as a whole: while
-    the oldest response is waiting to be taken, nothing advances and no request is accepted.
-    Writes to addresses outside the memory are ignored; reads there return unspecified data.
+    samples it then), so a read sees every earlier write. The response pipeline always moves; a
+    response the master does not take when it leaves the pipeline waits in a queue of
+    ``latency + 1`` entries, and the queue's head is the response shown. ``req.ready`` is a
+    register (issue 27 item 4: it does not depend on ``rsp.ready`` in the same cycle): high while
+    fewer than ``latency + 1`` requests are unanswered after the cycle's transfers, so a master
+    that takes every response as it comes is never held back (and ``req.ready`` is also withheld
+    by the stall generator). Writes to addresses outside the memory are ignored; reads there
+    return unspecified data.
 
     Testbenches read and write the image through :meth:`word` (``ctx.get(mem.word(i))``,
     ``ctx.set(mem.word(i), v)``).
@@ -208,22 +213,28 @@ class MainMemory(wiring.Component):
 
         # The response pipeline: stage 1 is the block RAM's read register, then L-1 registers
         # (of the whole line, with lines: the block RAM's output reaches only a register, which
-        # synthesis may place in the block RAM's own output register).
+        # synthesis may place in the block RAM's own output register). It moves every cycle; a
+        # response not taken as it leaves goes to the queue, whose head is shown first.
+        D = L + 1                 # requests unanswered at most (in the pipeline or the queue)
         valid = [Signal(name=f"stage_{k}_valid") for k in range(1, L + 1)]
         first = rd.data.as_value() if F else rd.data
         word = [first] + [Signal(len(first), name=f"stage_{k}_data") for k in range(2, L + 1)]
+        queue = [Signal(len(first), name=f"queue_{k}") for k in range(D)]
+        queued = Signal(range(D + 1))
+        unanswered = Signal(range(D + 1))
+        may_accept = Signal(init=1)                # registered: unanswered < D after this cycle
         shown = Signal()          # the response was valid last cycle and was not taken
-        advance = Signal()
         accept = Signal()
+        take = Signal()
         inside = req.payload.addr < (self._words // F if F else self._words)
         m.d.comb += [
-            rsp.valid.eq(valid[-1] & (~rsp_stall | shown)),
-            rsp.payload.eq(word[-1]),
-            advance.eq(~valid[-1] | rsp.ready & rsp.valid),
-            req.ready.eq(advance & ~req_stall),
+            rsp.valid.eq(((queued != 0) | valid[-1]) & (~rsp_stall | shown)),
+            rsp.payload.eq(Mux(queued != 0, queue[0], word[-1])),
+            take.eq(rsp.valid & rsp.ready),
+            req.ready.eq(may_accept & ~req_stall),
             accept.eq(req.valid & req.ready),
             rd.addr.eq(req.payload.addr),
-            rd.en.eq(advance),
+            rd.en.eq(1),
             wr.addr.eq(req.payload.addr),
             wr.data.eq(req.payload.wdata),
         ]
@@ -233,8 +244,20 @@ class MainMemory(wiring.Component):
         else:
             m.d.comb += wr.en.eq(write)
         m.d.sync += shown.eq(rsp.valid & ~rsp.ready)
-        with m.If(advance):
-            m.d.sync += valid[0].eq(accept)
-            for k in range(1, L):
-                m.d.sync += [valid[k].eq(valid[k - 1]), word[k].eq(word[k - 1])]
+        count = unanswered + accept - take
+        m.d.sync += [unanswered.eq(count), may_accept.eq(count < D)]
+        m.d.sync += valid[0].eq(accept)
+        for k in range(1, L):
+            m.d.sync += [valid[k].eq(valid[k - 1]), word[k].eq(word[k - 1])]
+        # The queue: a pop shifts it; the response leaving the pipeline is pushed behind the
+        # entries left unless it was taken as it left (only when the queue was empty).
+        pop = take & (queued != 0)
+        push = valid[-1] & ~(take & (queued == 0))
+        left = queued - pop
+        for k in range(D):
+            with m.If(push & (left == k)):
+                m.d.sync += queue[k].eq(word[-1])
+            with m.Elif(pop):
+                m.d.sync += queue[k].eq(queue[k + 1] if k + 1 < D else queue[k])
+        m.d.sync += queued.eq(left + push)
         return m

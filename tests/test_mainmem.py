@@ -98,7 +98,7 @@ def test_random_traffic(latency, stall_rate, seed):
 
     async def tb(ctx):
         bus = dut.bus
-        expect = []                 # ("r", addr-or-None) per request in flight, in order
+        expect = []                 # the word read (None: a write or outside), in order
         sent = got = 0
         offer = None
         shown = False
@@ -115,9 +115,9 @@ def test_random_traffic(latency, stall_rate, seed):
             shown = sv and not sr
             if sv and sr:
                 assert expect, f"seed {seed}: response without a request in cycle {cycle}"
-                addr = expect.pop(0)
-                if addr is not None:
-                    assert sd == model[addr], f"seed {seed}: read {addr} in cycle {cycle}"
+                want = expect.pop(0)
+                if want is not None:
+                    assert sd == want, f"seed {seed}: read in cycle {cycle}"
                 got += 1
             if rv and rr:
                 a, we, wd = offer
@@ -125,8 +125,8 @@ def test_random_traffic(latency, stall_rate, seed):
                     if a < words:
                         model[a] = wd
                     expect.append(None)
-                else:
-                    expect.append(a if a < words else None)
+                else:       # the word at the request's acceptance
+                    expect.append(model[a] if a < words else None)
                 offer = None
                 sent += 1
             cycle += 1
@@ -266,3 +266,59 @@ def test_line_words_validated():
     with pytest.raises(ValueError, match=r"^A fetch port needs lines \(line_words > 0\)$"):
         MainMemory(16, fetch=True)
     assert MainMemory(16).fetch_words == MainMemory(16, line_words=8).fetch_words == 0
+
+
+@pytest.mark.parametrize("latency, lines", [(1, 0), (2, 0), (2, 8), (3, 8)])
+def test_req_ready_independent_of_rsp_ready(latency, lines):
+    """Issue 27 item 4: ``req.ready`` is a register, not a function of ``rsp.ready`` in the same
+    cycle; a master that takes no response may still have ``latency + 1`` requests accepted, then
+    ``req.ready`` falls until a response is taken; the responses come in order with the data at
+    each request's acceptance."""
+    words = 64
+    init = list(range(1000, 1000 + words))
+    dut = MainMemory(words, latency=latency, init=init, line_words=lines)
+    F = lines or 1
+
+    def payload(a, we=0, wd=0):
+        if lines:
+            return {"addr": a, "we": we, "mask": 1 if we else 0, "wdata": [wd] * F}
+        return {"addr": a, "we": we, "wdata": wd}
+
+    def value(a):                    # the word (or line) at address a before any write
+        return init[a * F:a * F + F] if lines else init[a]
+
+    async def tb(ctx):
+        bus = dut.bus
+        ctx.set(bus.rsp.ready, 0)
+        accepted = []
+        cycle = 0
+        addrs = [3, 1, 4, 1, 5, 2, 6]
+        while cycle < 3 * latency + 10:
+            a = addrs[len(accepted) % len(addrs)]
+            ctx.set(bus.req.payload, payload(a))
+            ctx.set(bus.req.valid, 1)
+            # req.ready settles to the same value whatever rsp.ready is in this cycle
+            ctx.set(bus.rsp.ready, 1)
+            r1 = ctx.get(bus.req.ready)
+            ctx.set(bus.rsp.ready, 0)
+            r0 = ctx.get(bus.req.ready)
+            assert r0 == r1, f"cycle {cycle}: req.ready follows rsp.ready"
+            _, _, ready = await ctx.tick().sample(bus.req.ready)
+            if ready:
+                accepted.append(a)
+            cycle += 1
+        assert len(accepted) == latency + 1, accepted
+        # a write accepted after them (once a response is taken) must not change their data
+        ctx.set(bus.req.payload, payload(accepted[0], we=1, wd=0xABCD))
+        ctx.set(bus.rsp.ready, 1)
+        got = []
+        while len(got) < len(accepted):
+            _, _, rv, rd, qr = await ctx.tick().sample(bus.rsp.valid, bus.rsp.payload,
+                                                       bus.req.ready)
+            if rv:
+                got.append(list(rd) if lines else rd)
+            if qr:
+                ctx.set(bus.req.valid, 0)
+        assert got == [value(a) for a in accepted]
+
+    run_sim(dut, tb)
