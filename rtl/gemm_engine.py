@@ -141,9 +141,14 @@ class GemmEngine(wiring.Component):
         col_base = Signal(rowbits)          # c_row + jo*c_ps
         dest = Signal(rowbits)              # out_base + arr.o_row, running with the rows
         pending = Signal(13)                # tiles whose rows are not all written yet
+        # io == mt - 1 and pending == 1, kept as flags beside the counters (a tile's end then
+        # decides from registers alone what its ~90 counter and address flip-flops load)
+        io_last, pending_one = Signal(), Signal()
         with m.If(self.start):
             m.d.sync += [io.eq(0), jo.eq(0), out_base.eq(fld("c_row")), col_base.eq(fld("c_row")),
-                         dest.eq(fld("c_row")), pending.eq(fld("mt") * fld("nt"))]
+                         dest.eq(fld("c_row")), pending.eq(fld("mt") * fld("nt")),
+                         io_last.eq(fld("mt") == 1),
+                         pending_one.eq((fld("mt") == 1) & (fld("nt") == 1))]
 
         w_valid = Signal()
         w_addr = Signal(range(soc.acc_rows))
@@ -154,19 +159,23 @@ class GemmEngine(wiring.Component):
         with m.If(arr.o_valid & ~arr.o_last):
             m.d.sync += dest.eq(dest + 1)
         with m.If(arr.o_valid & arr.o_last):
-            with m.If(io != mt_m1):
-                m.d.sync += [io.eq(io + 1), out_base.eq(out_base + R), dest.eq(out_base + R)]
+            with m.If(~io_last):
+                m.d.sync += [io.eq(io + 1), out_base.eq(out_base + R), dest.eq(out_base + R),
+                             io_last.eq(io + 1 == mt_m1)]
             with m.Else():
                 m.d.sync += [io.eq(0), jo.eq(jo + 1), col_base.eq(col_base + c_ps),
-                             out_base.eq(col_base + c_ps), dest.eq(col_base + c_ps)]
-            m.d.sync += pending.eq(pending - 1)
+                             out_base.eq(col_base + c_ps), dest.eq(col_base + c_ps),
+                             io_last.eq(mt_m1 == 0)]
+            m.d.sync += [pending.eq(pending - 1), pending_one.eq(pending == 2)]
         last_write = Signal()
-        m.d.sync += last_write.eq(arr.o_valid & arr.o_last & (pending == 1))
+        m.d.sync += last_write.eq(arr.o_valid & arr.o_last & pending_one)
 
         m.d.comb += [self.acc_wr.addr.eq(w_addr),
                      self.acc_wr.en.eq(Mux(w_valid, (1 << L) - 1, 0))]
         # A row read in the cycle the same row is written returns the old contents (the
-        # scratchpad's read ports are not transparent): forward the written row instead.
+        # scratchpad's read ports are not transparent): forward the written row instead. Both
+        # sums are formed and the forwarding flag picks one after the adders (it fans out to
+        # every lane's bits: before the adders it was the unit's critical path).
         bypass = Signal()
         last_data = [Signal(soc.config.array.acc_width, name=f"last_wr_{l}") for l in range(L)]
         m.d.sync += bypass.eq(w_valid & (w_addr == dest))
@@ -174,8 +183,9 @@ class GemmEngine(wiring.Component):
         for lane in range(L):
             old = Mux(bypass, last_data[lane], self.acc_rd.data[lane])
             if lane < C:
-                m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, old + w_row[lane],
-                                                          w_row[lane]))
+                total = Mux(bypass, last_data[lane] + w_row[lane],
+                            self.acc_rd.data[lane] + w_row[lane])
+                m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, total, w_row[lane]))
             else:
                 m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, old, 0))
 
