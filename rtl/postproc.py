@@ -59,23 +59,26 @@ def popcount(m, flags, name, *, en=None):
 
 
 def count_saturations(m, counters, clear, total):
-    """Saturating counters sharing one adder: ``counter += total`` for the pair
-    ``(counter, add_en)`` of ``counters`` whose ``add_en`` is high (at most one at a time);
-    ``clear`` zeroes them all first.
+    """Saturating counters sharing one adder: ``counter += total`` for the triple
+    ``(counter, add_en, chosen)`` of ``counters`` whose ``add_en`` is high (at most one at a
+    time); ``clear`` zeroes them all first.
 
-    A beat counted in the cycle of a clear is kept (its counter restarts from 0 + its count).
-    The sum has one bit more than the counters: that bit is the overflow (no comparator).
+    ``chosen`` (at most one high, and high wherever that counter's ``add_en`` is) picks the
+    adder's other operand ahead of ``add_en``: with ``chosen`` from a register, the adder does
+    not wait for the enable. A beat counted in the cycle of a clear is kept (its counter restarts
+    from 0 + its count). The sum has one bit more than the counters: that bit is the overflow
+    (no comparator).
     """
     width = len(counters[0][0])
     base = Signal(width, name=f"{counters[0][0].name}_base")
     m.d.comb += base.eq(0)
     with m.If(~clear):
-        for counter, add_en in counters:
-            with m.If(add_en):
+        for counter, _, chosen in counters:
+            with m.If(chosen):
                 m.d.comb += base.eq(counter)
     new = Signal(width + 1, name=f"{counters[0][0].name}_next")
     m.d.comb += new.eq(base + total)
-    for counter, add_en in counters:
+    for counter, add_en, _ in counters:
         with m.If(add_en):
             m.d.sync += counter.eq(Mux(new[-1], (1 << width) - 1, new[:-1]))
         with m.Elif(clear):
@@ -502,6 +505,11 @@ class PostProcessor(wiring.Component):
         leave = self.o.valid & self.o.ready
         # the output beat's saturated lanes, counted by groups of four in the output stage
         n_sat = popcount(m, o_sat, "o_sat_count", en=pipe.en)
-        count_saturations(m, [(self.sat_req, leave & is_req), (self.sat_sgd, leave & is_sgd)],
+        # the counted operation, copied into registers of its own next to the counters (op is
+        # static while a beat is in the pipeline: a copy one cycle late is right when it leaves)
+        count_req, count_sgd = Signal(name="count_req"), Signal(name="count_sgd")
+        m.d.sync += [count_req.eq(is_req), count_sgd.eq(is_sgd)]
+        count_saturations(m, [(self.sat_req, leave & count_req, count_req),
+                              (self.sat_sgd, leave & count_sgd, count_sgd)],
                           self.sat_clr, n_sat)
         return m

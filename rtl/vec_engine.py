@@ -148,11 +148,13 @@ class VecEngine(wiring.Component):
                          rc.a_row.eq(rc.a_row + 1)]
         beat = Signal()          # rows read last cycle arrive now
         beat_last = Signal()
-        m.d.sync += [beat.eq(rd_now), beat_last.eq(rd_last)]
+        post_beat = Signal()     # ... and go into the datapath (not FILL's): a flip-flop, since
+        m.d.sync += [beat.eq(rd_now), beat_last.eq(rd_last),     # it enables the generators
+                     post_beat.eq(rd_now & ~rc.fill)]
 
         # operands feed the units (they are always ready: their outputs are never stalled)
         m.d.comb += [
-            post.i.valid.eq(beat & ~rc.fill),
+            post.i.valid.eq(post_beat),
             post.i.payload.n_valid.eq(rc.lanes),
             post.i.payload.last.eq(beat_last),
             post.o.ready.eq(1),
@@ -178,7 +180,7 @@ class VecEngine(wiring.Component):
         # each result goes to its class's row, in its sample's lane. Row addresses are running
         # registers, loaded from the instruction when it starts.
         smx_on = Signal()
-        sx = _SmxControl(m, self.start, self.ir, L)
+        sx = _SmxControl(m, self.start, self.ir, L, rc)
         more = Signal()
         m.d.comb += more.eq(smx_on & sx.reading)
         take = Signal()
@@ -223,26 +225,23 @@ class VecEngine(wiring.Component):
                 m.d.sync += sx.d_wr.eq(sx.d_wr + 1)
 
         # ---------------- scratchpad ports ------------------------------------------------------
+        # addresses: one register per port whatever the operation (a port without en ignores it)
+        m.d.comb += [self.sp_x.addr.eq(rc.x_row), self.sp_y.addr.eq(rc.y_row),
+                     self.sp_w.addr.eq(rc.d_row), self.acc_rd.addr.eq(rc.a_row),
+                     self.sp_m.addr.eq(rc.m_row), self.acc_wr.addr.eq(rc.d_row)]
         with m.If(smx_on):
             m.d.comb += [
-                self.sp_x.addr.eq(sx.z_rd), self.sp_x.en.eq(smx_rd),
-                self.sp_y.addr.eq(sx.t_rd), self.sp_y.en.eq(smx_rd & sx.grad),
-                self.sp_w.addr.eq(sx.d_wr),
+                self.sp_x.en.eq(smx_rd),
+                self.sp_y.en.eq(smx_rd & sx.grad),
                 self.sp_w.en.eq(Mux(smx_wr, Const(1, L) << res.sample, 0)),
             ]
         with m.Else():
             m.d.comb += [
-                self.sp_x.addr.eq(rc.x_row),
                 self.sp_x.en.eq(rd_now & (rc.relub | rc.sgd)),
-                self.sp_y.addr.eq(rc.y_row),
                 self.sp_y.en.eq(rd_now & rc.relub),
-                self.acc_rd.addr.eq(rc.a_row),
                 self.acc_rd.en.eq(rd_now & (rc.req | rc.sgd)),
-                self.sp_w.addr.eq(rc.d_row),
                 self.sp_w.en.eq(Mux(wr_row & ~rc.fill_acc, rc.write_lanes, 0)),
-                self.sp_m.addr.eq(rc.m_row),
                 self.sp_m.en.eq(Mux(wr_row & rc.mask_en, all_lanes, 0)),
-                self.acc_wr.addr.eq(rc.d_row),
                 self.acc_wr.en.eq(Mux(wr_row & rc.fill_acc, all_lanes, 0)),
             ]
         # result data: the datapath's lanes, or one word in every lane (SMX's result, FILL's value)
@@ -288,7 +287,7 @@ class _RowControl:
     ``starts``, combinational, tells that ``ir`` is a row operation), ``rows_last`` (rows − 1),
     ``fill_value``, ``lanes``, ``write_lanes`` (the lanes a result row
     writes), ``mask_en``, and the next row of each port (``x_row``, ``y_row``, ``a_row`` read;
-    ``d_row``, ``m_row`` written), which the engine steps."""
+    ``d_row``, ``m_row`` written), which the engine steps (SMX's too: :class:`_SmxControl`)."""
 
     def __init__(self, m, start, ir, lanes):
         f = lambda op, name: field(ir, op, name)
@@ -327,6 +326,10 @@ class _RowControl:
                 with m.Case(Op.FILL):
                     m.d.sync += [self.fill.eq(1), self.d_row.eq(f(Op.FILL, "dst")),
                                  self.fill_acc.eq(f(Op.FILL, "space") == 1)]
+                with m.Case(Op.SMX):            # SMX's rows (see _SmxControl)
+                    m.d.sync += [self.x_row.eq(f(Op.SMX, "z_row")),
+                                 self.y_row.eq(f(Op.SMX, "t_row")),
+                                 self.d_row.eq(f(Op.SMX, "dst"))]
             for op in (Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
                 with m.If(ir[:isa.OPCODE_BITS] == op):
                     m.d.comb += self.starts.eq(1)
@@ -340,9 +343,11 @@ class _SmxControl:
     ``ir``): ``samples``, ``samples_last`` (samples − 1), ``cls_last`` (classes − 1), ``grad``
     (gradient mode: targets are read), the first row of each port (``z_base``, ``t_base``,
     ``d_base``), and the read state the engine steps: ``reading``, ``pass_`` (0 .. samples),
-    ``j_rd`` (the class read next) and the next rows (``z_rd``, ``t_rd``; ``d_wr`` written)."""
+    ``j_rd`` (the class read next) and the next rows (``z_rd``, ``t_rd``; ``d_wr`` written):
+    these are the row operations' ``rc.x_row``, ``rc.y_row``, ``rc.d_row`` (one address register
+    per port, no multiplexer in front of it), which ``rc`` loads when SMX starts."""
 
-    def __init__(self, m, start, ir, lanes):
+    def __init__(self, m, start, ir, lanes, rc):
         f = lambda name: field(ir, Op.SMX, name)
         rb = isa.ROW_BITS
         cls_width = len(f("classes"))
@@ -352,8 +357,7 @@ class _SmxControl:
         self.grad = Signal(name="sx_grad")
         self.z_base, self.t_base, self.d_base = (Signal(rb, name=f"sx_{n}_base")
                                                  for n in ("z", "t", "d"))
-        self.z_rd, self.t_rd, self.d_wr = (Signal(rb, name=f"sx_{n}") for n in
-                                           ("z_rd", "t_rd", "d_wr"))
+        self.z_rd, self.t_rd, self.d_wr = rc.x_row, rc.y_row, rc.d_row
         self.reading = Signal(name="sx_reading")
         self.pass_ = Signal(range(lanes + 1), name="sx_pass")
         self.j_rd = Signal(cls_width, name="sx_j_rd")
@@ -363,7 +367,6 @@ class _SmxControl:
                 self.cls_last.eq(f("classes") - 1), self.grad.eq(f("mode")),
                 self.z_base.eq(f("z_row")), self.t_base.eq(f("t_row")),
                 self.d_base.eq(f("dst")),
-                self.z_rd.eq(f("z_row")), self.t_rd.eq(f("t_row")), self.d_wr.eq(f("dst")),
                 self.reading.eq(ir[:isa.OPCODE_BITS] == Op.SMX),
                 self.pass_.eq(0), self.j_rd.eq(0),
             ]
