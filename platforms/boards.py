@@ -230,16 +230,13 @@ BOARDS = {
         clock="clk25",
         clock_hz=25e6,
         soc=_soc(8, 8, mem_words=1 << 16, sp_banks=4, sp_depth=512, acc_banks=2, acc_depth=512),
-        # The clock the whole 8x8 SoC meets with these tools: 32.7 MHz routed at a 30 MHz
-        # target (docs/build.md). 100 MHz is the goal (`python -m rtl.build --board ulx3s-85f
-        # --freq 100`), not met yet (35.0 MHz), so the default bitstream runs at 30 MHz.
-        freq_mhz=30.0,
-        # The FT231X does 3 Mbaud: divisor 10 at 30 MHz (exact; 33 at 100 MHz, 1 % off).
+        # The goal of issue 27: the whole 8x8 SoC at 100 MHz (docs/build.md has what it meets).
+        # Until the SoC was re-pipelined it ran at 30 MHz (32.7 MHz routed).
+        freq_mhz=100.0,
+        # The FT231X does 3 Mbaud: divisor 33 at 100 MHz (1 % off, within a UART's margin).
         baud=3_000_000,
-        # nextpnr's timing-driven placement packs the SoC's 8-lane datapath so densely that
-        # its router does not finish (45 k arcs left after an hour at 30 MHz); without it the
-        # 8x8 SoC routes (docs/build.md). The array alone keeps it.
-        soc_nextpnr_opts=("--no-tmdriv",),
+        # Timing-driven placement on for the SoC too (issue 27): it was turned off while the
+        # unpipelined SoC did not route with it (45 k arcs left after an hour at 30 MHz).
         resources=PARTS["LFE5U-85F"],
     ),
     # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). The whole SoC does

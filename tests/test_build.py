@@ -109,7 +109,7 @@ def test_board_config_copies_and_errors():
     b = get_board("ulx3s-85f")
     small = b.with_array(2, None).with_freq(50)
     assert (small.array.rows, small.array.cols, small.freq_mhz) == (2, 8, 50)
-    assert (b.array.rows, b.freq_mhz) == (8, 30.0)        # the registry's entry is unchanged
+    assert (b.array.rows, b.freq_mhz) == (8, 100.0)       # the registry's entry is unchanged
     with pytest.raises(ValueError, match=r"^Array rows must be a positive integer, not 0$"):
         b.with_array(0, 1)
     fields = dict(name="x", description="", platform="ICEBreakerPlatform", family="ice40",
@@ -222,15 +222,17 @@ def test_soc_board_smoke(name, small):
         assert "synth_ice40 -dsp -spram" in plan.files["top.ys"]
     for n in leds[:len(LED_STATUS)]:
         assert f"led_{n}__io" in constraints
-    # The board's SoC-only nextpnr options reach the SoC's nextpnr command, not the array's.
+    # Both tops are placed timing-driven (issue 27: no board turns it off for the SoC), and
+    # SoC-only nextpnr options reach the SoC's nextpnr command, not the array's.
+    assert board.soc_nextpnr_opts == ()
+    with_opts = replace(board, soc_nextpnr_opts=("--no-tmdriv",))
     for which in ("soc", "array"):
-        _, plan = build.make_plan(board, which, seed=7)
-        (pnr,) = [c for c in json.loads(plan.files["build_top.json"])["commands"]
-                  if c[0].startswith("nextpnr")]
-        assert pnr[pnr.index("--seed") + 1] == "7" and "--timing-allow-fail" in pnr
-        for opt in board.soc_nextpnr_opts:
-            assert (opt in pnr) == (which == "soc"), (which, opt)
-    assert board.soc_nextpnr_opts == (("--no-tmdriv",) if board.family == "ecp5" else ())
+        for b, soc_opts in ((board, False), (with_opts, which == "soc")):
+            _, plan = build.make_plan(b, which, seed=7)
+            (pnr,) = [c for c in json.loads(plan.files["build_top.json"])["commands"]
+                      if c[0].startswith("nextpnr")]
+            assert pnr[pnr.index("--seed") + 1] == "7" and "--timing-allow-fail" in pnr
+            assert ("--no-tmdriv" in pnr) == soc_opts, (b.name, which)
 
 
 def test_soc_board_top_errors():
@@ -781,6 +783,11 @@ def test_ulx3s_array_build(tmp_path):
     assert r["utilization"]["DSP"]["used"] == 64
 
 
+#: Why the whole SoC does not meet the ULX3S's 100 MHz yet (docs/build.md).
+SOC_BUILD_XFAIL = ("issue 27: at 1adbc94 the 8x8 SoC placed timing-driven for 100 MHz has a "
+                   "post-placement estimate of 38.4 MHz (docs/build.md)")
+
+
 def _check_ulx3s_soc_build(board, tmp_path):
     """Build the whole 8x8 SoC for ``board`` (stopped after two hours) and check its report."""
     r = build.run_build(board, "soc", out=tmp_path, say=lambda s: None, time_limit=2 * 3600)
@@ -789,24 +796,14 @@ def _check_ulx3s_soc_build(board, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the 8x8 SoC routes (placed without timing, "
-                                       "--no-tmdriv) to 32.7 MHz at a 30 MHz target and 35.0 "
-                                       "at 100; 13-19 k endpoints have paths over 10 ns "
-                                       "(docs/build.md)")
+@pytest.mark.xfail(strict=True, reason=SOC_BUILD_XFAIL)
 def test_ulx3s_soc_build(tmp_path):
-    """The whole SoC with the 8x8 array on the ULX3S-85F meets 100 MHz, the goal (about an
-    hour; the build is stopped after two)."""
-    board = get_board("ulx3s-85f").with_freq(100)
-    _check_ulx3s_soc_build(board, tmp_path)
-
-
-@pytest.mark.slow
-def test_ulx3s_soc_build_at_board_clock(tmp_path):
-    """The default build (``python -m rtl.build --board ulx3s-85f``): the whole 8x8 SoC meets
-    the board's clock, 30 MHz, and makes a bitstream (about 40 minutes; stopped after two
-    hours)."""
+    """The default build (``python -m rtl.build --board ulx3s-85f``): the whole 8x8 SoC, placed
+    timing-driven, meets the board's clock, 100 MHz (issue 27), and makes a bitstream (stopped
+    after two hours)."""
     board = get_board("ulx3s-85f")
-    assert board.freq_mhz == 30.0 and board.clock_reset().f_out == pytest.approx(30e6)
+    assert board.freq_mhz == 100.0 and board.clock_reset().f_out == pytest.approx(100e6)
+    assert "--no-tmdriv" not in board.nextpnr_opts + board.soc_nextpnr_opts
     _check_ulx3s_soc_build(board, tmp_path)
 
 
