@@ -230,7 +230,7 @@ class PostProcessor(wiring.Component):
     rng : Out(RngSignature(lanes))
         Draws from the :class:`~rtl.rng.Xorshift32Lanes`: lane ``l`` takes generator ``l``'s
         draw; ``advance`` steps lanes ``0 .. n_valid-1`` for each accepted stochastic REQ or SGD
-        beat, else 0.
+        beat as it leaves the first stage (where it reads the draws), else 0.
     op : In(PostOp)
     shift : In(6)
     rounding, relu_en : In(1)
@@ -331,7 +331,11 @@ class PostProcessor(wiring.Component):
             (self.op == PostOp.SGD)
         stochastic = Signal(name="stochastic")
         m.d.comb += stochastic.eq(self.rounding & (is_req | is_sgd))
-        m.d.comb += self.rng.advance.eq(Mux(pipe.take & stochastic, lane_mask(p.n_valid, L), 0))
+        # A stochastic beat's draws are read in stage 1, and its generators step as it leaves
+        # stage 1 (the cycle after its acceptance, or later under a stall): the enable of the
+        # generators' flip-flops comes from a register, not from the input handshake.
+        adv = pipe.reg("rng_adv", L, Mux(self.i.valid & stochastic, lane_mask(p.n_valid, L), 0))
+        m.d.comb += self.rng.advance.eq(Mux(pipe.en, adv, 0))
 
         # |lr_mul·a + wd_mul·w| < 2**(AW-1)·2**W + 2**(W-1)·2**W ≤ 2**(AW+W) (AW ≥ 2·W).
         p_shape = signed(AW + W + 1) if self._multipliers else signed(AW)
@@ -350,7 +354,7 @@ class PostProcessor(wiring.Component):
         # Stages 1-3: the products, a DSP block each with its own operand, pipeline and product
         # registers (rtl/dsp.py): a's low 17 bits (unsigned) and high bits (signed) times m_a, and
         # w times m_w. Beside them, in the fabric: w, the mask and the rounding addend from the
-        # lane's draw (taken as the beat is accepted).
+        # lane's draw (read in stage 1, one register fewer).
         s1 = pipe.stage("s1", self.i.valid, p.n_valid, p.last)
         s2 = pipe.stage("s2", *s1)
         s3 = pipe.stage("s3", *s2)
@@ -370,7 +374,7 @@ class PostProcessor(wiring.Component):
                 s3_pw.append(0)
         s3_w = [pipe.delay(f"w_{i}", p.w[i], PRODUCT_LATENCY) for i in range(L)]
         s3_add = [pipe.delay(f"add_{i}", rounding_addend(stochastic, self.rng.draws[i], masks),
-                             PRODUCT_LATENCY) for i in range(L)]
+                             PRODUCT_LATENCY - 1) for i in range(L)]
         s3_mask = pipe.delay("mask", p.mask.as_value(), PRODUCT_LATENCY)
 
         # Stage 4: two partial sums, side by side: low product + addend, high product + w's.
