@@ -560,10 +560,13 @@ class SoftmaxUnit(wiring.Component):
                     m.d.sync += [o_j.eq(0), o_s.eq(o_s + 1)]
                 with m.Else():
                     m.d.sync += o_j.eq(o_j + 1)
-        # the group's last result is taken: back to the first pass
+        # the group's last result is taken: back to the first pass (S - 1 from a register of its
+        # own: samples holds from the first row, so its copy one cycle late is right long before)
+        samples_last = Signal(range(lanes), name="out_samples_last")
+        m.d.sync += samples_last.eq(self.samples - 1)
         res = self.o_result
         m.d.comb += group_end.eq(res.valid & res.ready & res.payload.last
-                                 & (res.payload.sample == self.samples - 1))
+                                 & (res.payload.sample == samples_last))
         with m.If(group_end):
             m.d.sync += o_s.eq(0)
 
