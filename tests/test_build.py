@@ -734,6 +734,20 @@ def test_design_too_big_is_reported(tmp_path, log, family, cell, used, avail):
         build._check_fits(path, family)
 
 
+def test_parse_captured_ecp5_soc_100mhz_placement(tmp_path):
+    """The default ULX3S build since issue 27, the 8x8 SoC at 100 MHz placed timing-driven, up to
+    the start of routing (captured log of ``python -m rtl.build --board ulx3s-85f`` at
+    ``1adbc94`` with ``e23bba1``'s board entry; it did not route within ``--time-limit 4000``):
+    it fits (51494 TRELLIS_COMB before issue 27's work)."""
+    path = tmp_path / "top.tim"
+    path.write_text((DATA / "ulx3s_soc_8x8_100mhz_placed.tim").read_text())
+    rows = build.parse_log_utilization(path)
+    assert rows["TRELLIS_COMB"] == (32209, 83640) and rows["TRELLIS_FF"] == (22215, 83640)
+    assert rows["MULT18X18D"] == (100, 156) and rows["DP16KD"] == (167, 208)
+    assert rows["TRELLIS_RAMW"] == (69, 10455)
+    build._check_fits(path, "ecp5")             # nothing over 100 %: no BuildError
+
+
 # --- a real build --------------------------------------------------------------------------------
 
 def _check_real_report(r, board):
