@@ -1,19 +1,24 @@
 """The sequencer: fetches 128-bit instructions, checks them, and issues them to the units.
 
 Its timing is the golden model's (``golden.machine.Timing``, from ``spec.timing``): an
-instruction's fetch starts in state FETCH (cycle ``t``), its line arrives in DECODE (``t+1``),
-OPERANDS (``t+2``) reads its register operands and computes its ranges (the sums and products of
-its fields), CHECK (``t+3``) validates it against them and computes the scratchpad banks it uses,
-and ISSUE (from ``t + FETCH_CYCLES``) waits until its unit is idle and no busy unit holds one of
-its banks, then issues; the next fetch starts the cycle after. A failing check halts cleanly once
-the units already running are idle. An LDW/STW holds the sequencer in MEM until its second word
-is acknowledged: ``spec.timing.memop_cycles(mem_latency)`` cycles after it issues.
+instruction's fetch starts in state FETCH (cycle ``t``), its line arrives in DECODE (``t+1``), READ
+(``t+2``) reads its register operands, OPERANDS (``t+3``) computes its addresses, ranges (the sums
+and products of its fields) and scalar result, COMPARE (``t+4``) compares them with the memories'
+sizes and each bank's rows, CHECK (``t+5``) combines the results into the error code and the
+scratchpad banks it uses, and ISSUE (from ``t + FETCH_CYCLES``) waits until its unit is idle and no
+busy unit holds one of its banks, then issues; the next fetch starts the cycle after. A failing
+check halts cleanly once the units already running are idle. An LDW/STW holds the sequencer in MEM
+until its second word is acknowledged: ``spec.timing.memop_cycles(mem_latency)`` cycles after it
+issues.
 
-OPERANDS and CHECK are two stages for the clock: in one cycle the path from ``ir`` through
-GEMM's range products, the bank comparisons and the error priority took 23 ns on the ECP5
-(``python -m benchmarks.unit_fmax --units seq``). Every value OPERANDS computes is a function of
-``ir`` and the registers alone, which hold still from DECODE to ISSUE, so the registered values
-are those of the instruction in CHECK.
+READ, OPERANDS, COMPARE and CHECK are four stages for the clock (``docs/build.md``): in one
+cycle the path from ``ir`` through GEMM's range products, the bank comparisons and the error
+priority took 23 ns on the ECP5 (``python -m benchmarks.unit_fmax --units seq``); in two (an
+adder, then a comparison and the error priority) 11.1–12.0 ns; a register read and an adder in
+one, 10.4 ns. Every value these stages register is a function of ``ir`` and the registers alone,
+which hold still from DECODE to ISSUE, so the registered values are those of the instruction in
+CHECK and ISSUE. The cycles cost little: an instruction that waits for a unit is fetched and
+checked while the unit runs.
 """
 
 from amaranth.hdl import Module, Signal, Const, Mux, Cat, Value, unsigned, signed
@@ -37,6 +42,11 @@ def field(ir, op, name):
 
 
 _SEL_OPS = (Op.SELCLR, Op.SELFEED, Op.SELOUT)
+
+#: The register-operand fields the sequencer reads (in READ).
+_READS = ((Op.ADDI, "rs"), (Op.ADD, "rs1"), (Op.ADD, "rs2"), (Op.SUB, "rs1"), (Op.SUB, "rs2"),
+          (Op.LDW, "rs"), (Op.STW, "rs"), (Op.STW, "rt"), (Op.BR, "rs1"), (Op.BR, "rs2"),
+          (Op.DMA, "rm"), (Op.SELFEED, "rid"), (Op.SELOUT, "rm"))
 
 
 def _used_bits(op):
@@ -85,11 +95,11 @@ class Sequencer(wiring.Component):
     ir : Out(128)
         The instruction being issued (units decode their own fields from it at ``*_start``).
     dma_addr : Out(32)
-        ``r[rm] + mem_off`` of a DMA instruction, registered: valid from CHECK on.
+        ``r[rm] + mem_off`` of a DMA instruction, registered: valid from COMPARE on.
     dma_fault : In(8)
         The DMA's fault code for the descriptor in ``ir``/``dma_addr`` (0 = legal), read in CHECK
-        (a checker may register what depends on ``ir`` alone: ``ir`` is loaded two cycles
-        before, ``dma_addr`` one).
+        (a checker may register what it computes: ``ir`` is loaded three cycles before,
+        ``dma_addr`` two).
     dma_start, gemm_start, vec_start, sel_start : Out(1)
     dma_busy, gemm_busy, vec_busy, sel_busy : In(1)
     sel_arg : Out(32)
@@ -105,11 +115,11 @@ class Sequencer(wiring.Component):
     """
 
     #: Cycles from the start of an instruction's fetch to the first cycle it may issue: the states
-    #: FETCH, DECODE, OPERANDS and CHECK (:data:`spec.timing.FETCH_CYCLES`).
+    #: FETCH, DECODE, READ, OPERANDS, COMPARE and CHECK (:data:`spec.timing.FETCH_CYCLES`).
     FETCH_CYCLES = FETCH_CYCLES
 
     #: The control states, in their encoding's order (IDLE is 0, the reset state).
-    STATES = ("IDLE", "FETCH", "DECODE", "OPERANDS", "CHECK", "ISSUE", "MEM")
+    STATES = ("IDLE", "FETCH", "DECODE", "READ", "OPERANDS", "COMPARE", "CHECK", "ISSUE", "MEM")
 
     def __init__(self, soc=None):
         soc = check_soc(soc, "Sequencer")
@@ -149,17 +159,38 @@ class Sequencer(wiring.Component):
         m.d.comb += self.ir.eq(ir)
         opcode = ir[:isa.OPCODE_BITS]
 
-        def reg(idx):
-            return Cat(*regs).word_select(idx, 32)
+        # READ: a register per position of a register-operand field, loaded every cycle with
+        # ``r[field]`` (so, like the staged values, a function of ``ir`` and the registers)
+        ports = {}
+        for op, name in _READS:
+            lsb, fld = isa.field_slices(op)[name]
+            if lsb not in ports:
+                ports[lsb] = Signal(32, name=f"rd_{lsb}")
+                m.d.sync += ports[lsb].eq(Cat(*regs).word_select(ir[lsb:lsb + fld.width], 32))
+
+        def reg(op, name):
+            """``r[...]`` of register-operand field ``name`` of ``op``, as READ registered it."""
+            assert (op, name) in _READS
+            return ports[isa.field_slices(op)[name][0]]
 
         def f(op, name):
             return field(ir, op, name)
 
         def staged(value, name):
-            """``value`` (of ``ir`` and the registers) registered: computed in OPERANDS, read
-            in CHECK (and ISSUE), where ``ir`` and the registers still hold the same values."""
+            """``value`` (of ``ir`` and the registers) registered: computed in OPERANDS (in READ
+            if it depends on ``ir`` alone), read in COMPARE, CHECK or ISSUE, where ``ir`` and the
+            registers still hold the same values. Inside an opcode's ``Case`` the register loads
+            while ``ir`` holds that opcode, which is when it is read."""
             value = Value.cast(value)
             reg_ = Signal(value.shape(), name=f"st_{name}")
+            m.d.sync += reg_.eq(value)
+            return reg_
+
+        def compared(value, name):
+            """``value`` (a comparison of staged values) registered: computed in COMPARE, read
+            in CHECK."""
+            value = Value.cast(value)
+            reg_ = Signal(value.shape(), name=f"cmp_{name}")
             m.d.sync += reg_.eq(value)
             return reg_
 
@@ -175,28 +206,31 @@ class Sequencer(wiring.Component):
 
         def span(start, n, banks, shift, rows):
             """``[start, start + n)`` within ``rows`` rows, and the banks of ``2**shift`` rows it
-            touches (a bank bit for each of ``banks``); all of it staged."""
+            touches (a bank bit for each of ``banks``). OPERANDS stages the one sum, ``end =
+            start + n``, and the tests of ``start`` and ``n`` alone; COMPARE compares ``end``
+            with constants: the range is good if ``n >= 1`` and ``end <= rows``, and bank ``b`` is
+            touched if ``start >> shift <= b`` and ``end > b << shift`` (the bank bits matter
+            only where the range is good)."""
             i = len(spans)
             spans.append(i)
-            # start + n - 1 as an unsigned number as wide as start + n: it wraps only for
-            # start = n = 0, to all ones, above every bank (as any wider form would)
-            hi = Signal(len(start + n), name=f"hi_{i}")
-            m.d.comb += hi.eq(start + n - 1)
-            lo_b, hi_b = start >> shift, hi >> shift
-            ok = (n >= 1) & ((start + n) <= rows)
-            bits = Cat(*[(lo_b <= b) & (b <= hi_b) for b in range(banks)])
-            return staged(ok, f"ok_{i}"), staged(bits, f"bits_{i}")
+            end = staged(start + n, f"end_{i}")
+            n_ok = staged(n >= 1, f"n_ok_{i}")
+            lo_b = start >> shift
+            bits = Cat(*[staged(lo_b <= b, f"first_{i}_{b}") & (end > (b << shift))
+                         for b in range(banks)])
+            return compared(n_ok & (end <= rows), f"ok_{i}"), compared(bits, f"bits_{i}")
 
         def pitched_span(start, count, pitch, add, banks, shift, rows):
             """:func:`span` of ``n = (count - 1) * pitch + add``. The product (a multiplier) is
-            staged, and so is everything it is compared with in CHECK: ``start + n <= rows`` is
+            staged, and so is everything it is compared with in COMPARE: ``start + n <= rows`` is
             ``prod <= rows - start - add``; bank ``b`` is touched if ``lo_b <= b`` and
             ``(b << shift) <= start + n - 1``, i.e. ``prod >= (b << shift) + 1 - start - add``
             (the bank bits matter only if the range is good, where ``start + n - 1`` is in
             ``[0, 2**24)`` and the two forms agree)."""
             i = len(spans)
             spans.append(i)
-            prod = staged((count - 1) * pitch, f"prod_{i}")
+            # ``count - 1`` depends on ``ir`` alone: registered in READ, the product in OPERANDS
+            prod = staged(staged(count - 1, f"count_m1_{i}") * pitch, f"prod_{i}")
             base = start + add
             room = staged(rows - base, f"room_{i}")
             # n >= 1 without the product: for count >= 1 it is >= 0, and >= 1 if count >= 2
@@ -209,7 +243,7 @@ class Sequencer(wiring.Component):
                 first = staged(lo_b <= b, f"first_{i}_{b}")
                 least = staged((b << shift) + 1 - base, f"least_{i}_{b}")
                 bits.append(first & (prod >= least))
-            return n_ok & (prod <= room), Cat(*bits)
+            return compared(n_ok & (prod <= room), f"ok_{i}"), compared(Cat(*bits), f"bits_{i}")
 
         def sp_range(start, n, into, pitched=None):
             """Range check [start, start+n) in the operand scratchpad; OR its banks into `into`.
@@ -230,13 +264,13 @@ class Sequencer(wiring.Component):
 
         # LDW/STW's word address (the two share the field layout), staged: the check compares
         # it and the MEM state sends it, so no adder lies between ``ir`` and main memory.
-        mem_addr = staged((reg(f(Op.LDW, "rs")) + f(Op.LDW, "imm"))[:32], "mem_addr")
+        mem_addr = staged((reg(Op.LDW, "rs") + f(Op.LDW, "imm"))[:32], "mem_addr")
 
         legal = Signal()
-        bad_field = Signal()
+        bad_terms = {}              # opcode: its fields' tests failed
         range_ok = Signal()
         conflict = Signal()
-        m.d.comb += [legal.eq(0), bad_field.eq(0), range_ok.eq(1), conflict.eq(0)]
+        m.d.comb += [legal.eq(0), range_ok.eq(1), conflict.eq(0)]
 
         with m.Switch(opcode):
             for op in Op:
@@ -254,7 +288,8 @@ class Sequencer(wiring.Component):
                         bad.append(f(op, "cond") > max(Cond))
                         bad.append(f(op, "target")[:insn_shift] != 0)
                     elif op in (Op.LDW, Op.STW):
-                        checks.append(mem_addr + 1 < soc.mem_words)
+                        # mem_addr + 1 < mem_words, against a constant
+                        checks.append(compared(mem_addr <= soc.mem_words - 2, "mem_ok"))
                         parts.append(mem_bit)
                     elif op is Op.SELCLR:
                         m.d.comb += unit_sel.eq(1)
@@ -264,8 +299,11 @@ class Sequencer(wiring.Component):
                         sp_range(f(op, "prob_row"), sel_cfg.classes, parts)
                         m.d.comb += unit_sel.eq(1)
                     elif op is Op.SELOUT:
-                        addr = staged((reg(f(op, "rm")) + f(op, "mem_off"))[:32], "selout_addr")
-                        checks.append(addr + isa.sel_out_max_words(sel_cfg, W) <= soc.mem_words)
+                        addr = staged((reg(op, "rm") + f(op, "mem_off"))[:32], "selout_addr")
+                        out_words = isa.sel_out_max_words(sel_cfg, W)
+                        # addr + out_words <= mem_words, against a constant
+                        checks.append(compared(addr <= soc.mem_words - out_words, "selout_ok")
+                                      if out_words <= soc.mem_words else Const(0))
                         parts.append(mem_bit)
                         m.d.comb += unit_sel.eq(1)
                     elif op is Op.DMA:
@@ -350,7 +388,7 @@ class Sequencer(wiring.Component):
                         checks.append(Mux(f(op, "space"), acc_ok, sp_ok))
                         parts.append(Mux(f(op, "space"), acc_parts[0], sp_parts[0]))
                         m.d.comb += unit_vec.eq(1)
-                    m.d.comb += bad_field.eq(Cat(*bad).any())
+                    bad_terms[op] = Cat(*bad).any()
                     if checks:
                         m.d.comb += range_ok.eq(Cat(*checks).all())
                     if parts:
@@ -361,9 +399,16 @@ class Sequencer(wiring.Component):
 
         dma_fault_seen = Signal()
         m.d.comb += dma_fault_seen.eq((opcode == Op.DMA) & (self.dma_fault != 0))
-        with m.If(~legal):
+        # the opcode's legality and the fields' tests depend on ``ir`` alone: staged too
+        # the fields' tests of each opcode, registered (in READ) with the opcode's match, then
+        # their OR (in OPERANDS): no selection by the opcode after the tests
+        bad_regs = [staged((opcode == op) & term, f"bad_{op.name.lower()}")
+                    for op, term in bad_terms.items()]
+        st_legal = staged(legal, "legal")
+        st_bad_field = staged(Cat(*bad_regs).any(), "bad_field")
+        with m.If(~st_legal):
             m.d.comb += err.eq(Error.ILLEGAL_OPCODE)
-        with m.Elif(bad_field):
+        with m.Elif(st_bad_field):
             m.d.comb += err.eq(Error.BAD_FIELD)
         with m.Elif(dma_fault_seen):
             m.d.comb += err.eq(Error.DMA_FAULT)
@@ -379,33 +424,56 @@ class Sequencer(wiring.Component):
         pc = Signal(32)
         m.d.comb += self.pc.eq(pc)
         # registered: the DMA checker (outside) reads it in CHECK, the DMA at issue
-        m.d.sync += self.dma_addr.eq(reg(f(Op.DMA, "rm")) + f(Op.DMA, "mem_off"))
-        m.d.comb += self.sel_arg.eq(Mux(opcode == Op.SELFEED, reg(f(Op.SELFEED, "rid")),
-                                        reg(f(Op.SELOUT, "rm")) + f(Op.SELOUT, "mem_off")))
+        m.d.sync += self.dma_addr.eq(reg(Op.DMA, "rm") + f(Op.DMA, "mem_off"))
+        m.d.comb += self.sel_arg.eq(staged(Mux(opcode == Op.SELFEED, reg(Op.SELFEED, "rid"),
+                                               reg(Op.SELOUT, "rm") + f(Op.SELOUT, "mem_off")),
+                                           "sel_arg"))
+        # the scalar instructions' result, written at issue
+        alu = Signal(32)
+        with m.Switch(opcode):
+            with m.Case(Op.SETI):
+                m.d.comb += alu.eq(f(Op.SETI, "imm"))
+            with m.Case(Op.ADDI):
+                m.d.comb += alu.eq(reg(Op.ADDI, "rs") + f(Op.ADDI, "imm"))
+            with m.Case(Op.ADD):
+                m.d.comb += alu.eq(reg(Op.ADD, "rs1") + reg(Op.ADD, "rs2"))
+            with m.Case(Op.SUB):
+                m.d.comb += alu.eq(reg(Op.SUB, "rs1") - reg(Op.SUB, "rs2"))
+        alu = staged(alu, "alu")
 
-        # BR's condition: staged (the registers hold still until the branch issues)
-        a, b = reg(f(Op.BR, "rs1")), reg(f(Op.BR, "rs2"))
+        # BR's condition: the difference of the operands in OPERANDS, the comparisons in
+        # COMPARE (from its borrow, sign and zero test): one carry chain per stage
+        a, b = reg(Op.BR, "rs1"), reg(Op.BR, "rs2")
+        diff = staged((a - b)[:33], "br_diff")      # bit 32: the borrow, a < b unsigned
+        a_neg, b_neg = staged(a[31], "br_a_neg"), staged(b[31], "br_b_neg")
+        eq, ltu = diff[:32] == 0, diff[32]
+        lt = Mux(a_neg != b_neg, a_neg, diff[31])   # same signs: no overflow
         take_now = Signal()
         with m.Switch(f(Op.BR, "cond")):
             with m.Case(Cond.ALWAYS):
                 m.d.comb += take_now.eq(1)
             with m.Case(Cond.EQ):
-                m.d.comb += take_now.eq(a == b)
+                m.d.comb += take_now.eq(eq)
             with m.Case(Cond.NE):
-                m.d.comb += take_now.eq(a != b)
+                m.d.comb += take_now.eq(~eq)
             with m.Case(Cond.LT):
-                m.d.comb += take_now.eq(a.as_signed() < b.as_signed())
+                m.d.comb += take_now.eq(lt)
             with m.Case(Cond.GE):
-                m.d.comb += take_now.eq(a.as_signed() >= b.as_signed())
+                m.d.comb += take_now.eq(~lt)
             with m.Case(Cond.LTU):
-                m.d.comb += take_now.eq(a < b)
+                m.d.comb += take_now.eq(ltu)
             with m.Case(Cond.GEU):
-                m.d.comb += take_now.eq(a >= b)
-        take = staged(take_now, "take")
+                m.d.comb += take_now.eq(~ltu)
+        take = compared(take_now, "take")
 
         x_err = Signal(8)          # error of the instruction in ISSUE
         x_banks = Signal(nsp + nacc + 1)
         x_unit = Signal(len(Unit))  # one-hot DMA, GEMM, VEC, SEL
+        x_need = Signal(len(Unit))  # the units that must be idle for it to issue
+        x_halt, x_mem, x_seed, x_scalar = Signal(), Signal(), Signal(), Signal()
+        x_fail = Signal()           # x_err != 0
+        x_hold = Signal(len(Unit))  # the units whose last instruction holds one of its banks
+        x_next = Signal(32)         # the pc after it (BR's target if taken)
         fetch_err = Signal()
         busy_masks = [Signal(nsp + nacc + 1, name=f"banks_{u.name.lower()}") for u in Unit]
         unit_busy = Cat(self.dma_busy, self.gemm_busy, self.vec_busy, self.sel_busy)
@@ -424,6 +492,25 @@ class Sequencer(wiring.Component):
             m.d.sync += left.eq(left - 1)
         with m.If(running & wd_on & self._expiring(left)):
             m.d.sync += expired.eq(1)
+
+        # Register writes, a cycle after the instruction issues (SETI/ADDI/ADD/SUB, their result
+        # staged in OPERANDS) or its load is acknowledged (LDW): the next instruction reads its
+        # operands in READ, two cycles after FETCH. r0 stays 0.
+        scalar = (Op.SETI, Op.ADDI, Op.ADD, Op.SUB, Op.LDW)
+        assert len({isa.field_slices(op)["rd"] for op in scalar}) == 1    # one ``rd`` field
+        is_scalar = Signal()
+        with m.Switch(opcode):
+            with m.Case(*scalar[:-1]):
+                m.d.comb += is_scalar.eq(1)
+        wb_en, wb_idx, wb_val = Signal(), Signal(3), Signal(32)
+        # loaded every cycle (no enable): what ``wb_en`` writes is the value of the cycle it set
+        m.d.sync += [wb_en.eq(0), wb_idx.eq(field(ir, Op.SETI, "rd")),
+                     wb_val.eq(Mux(self.in_state["MEM"], self.m_rdata, alu))]
+        with m.If(wb_en):
+            with m.Switch(wb_idx):
+                for i in range(1, isa.NUM_REGS):
+                    with m.Case(i):
+                        m.d.sync += regs[i].eq(wb_val)
 
         def finish(code):
             m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(code)]
@@ -446,99 +533,102 @@ class Sequencer(wiring.Component):
                 m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += ir.eq(self.f_data)
+                m.next = "READ"
+            with m.State("READ"):
                 m.next = "OPERANDS"
             with m.State("OPERANDS"):
+                m.next = "COMPARE"
+            with m.State("COMPARE"):
                 m.next = "CHECK"
             with m.State("CHECK"):
+                # what ISSUE needs, decoded from the opcode here so that ISSUE only combines
+                # registers with the units' busy signals
+                need = Signal(len(Unit))    # units that must be idle before it issues
+                with m.Switch(opcode):
+                    with m.Case(Op.HALT):
+                        m.d.comb += need.eq(-1)
+                    with m.Case(Op.FENCE):
+                        m.d.comb += need.eq(f(Op.FENCE, "mask"))
+                    with m.Case(Op.LDW, Op.STW):
+                        m.d.comb += need.eq(1 << Unit.DMA)
+                    with m.Case(Op.SEED):
+                        m.d.comb += need.eq(1 << Unit.VEC)
+                    with m.Default():
+                        m.d.comb += need.eq(Cat(unit_dma, unit_gemm, unit_vec, unit_sel))
+                code = Mux(fetch_err, Error.FETCH_RANGE, err)
                 m.d.sync += [
-                    x_err.eq(Mux(fetch_err, Error.FETCH_RANGE, err)),
+                    x_err.eq(code),
+                    x_fail.eq(fetch_err | (err != 0)),
                     x_banks.eq(banks),
+                    x_hold.eq(self._holds(banks, busy_masks)),
                     x_unit.eq(Cat(unit_dma, unit_gemm, unit_vec, unit_sel)),
+                    x_need.eq(need),
+                    x_halt.eq(opcode == Op.HALT),
+                    x_mem.eq((opcode == Op.LDW) | (opcode == Op.STW)),
+                    x_seed.eq(opcode == Op.SEED),
+                    x_scalar.eq(is_scalar),
+                    x_next.eq(Mux((opcode == Op.BR) & take, f(Op.BR, "target"),
+                                  pc + isa.INSN_WORDS)),
                 ]
                 m.next = "ISSUE"
             with m.State("ISSUE"):
-                wait = Signal()
-                unit_wait, conflicts = self._hazards(x_unit, x_banks, busy_masks, unit_busy)
-                m.d.comb += wait.eq(unit_wait | (conflicts != 0))
-                nxt = pc + isa.INSN_WORDS
-                with m.If((x_err != 0) | expired):
+                unit_wait, bank_wait = self._hazards(x_need, x_hold, unit_busy)
+                with m.If(x_fail | expired):
                     with m.If(all_idle):
-                        finish(Mux(x_err != 0, x_err, Error.WATCHDOG))
+                        finish(Mux(x_fail, x_err, Error.WATCHDOG))
                     with m.Else():
                         m.d.sync += self.stall.eq(self.stall + 1)
+                with m.Elif(unit_wait | bank_wait):
+                    m.d.sync += self.stall.eq(self.stall + 1)
+                with m.Elif(x_halt):
+                    m.d.sync += self.insns.eq(self.insns + 1)
+                    finish(Error.NONE)
+                with m.Elif(x_mem):
+                    m.d.sync += self.insns.eq(self.insns + 1)
+                    m.next = "MEM"
                 with m.Else():
-                    with m.Switch(opcode):
-                        with m.Case(Op.HALT):
-                            with m.If(all_idle):
-                                m.d.sync += self.insns.eq(self.insns + 1)
-                                finish(Error.NONE)
-                            with m.Else():
-                                m.d.sync += self.stall.eq(self.stall + 1)
-                        with m.Case(Op.FENCE):
-                            with m.If((f(Op.FENCE, "mask") & unit_busy) == 0):
-                                m.d.sync += [pc.eq(nxt), self.insns.eq(self.insns + 1)]
-                                m.next = "FETCH"
-                            with m.Else():
-                                m.d.sync += self.stall.eq(self.stall + 1)
-                        with m.Case(Op.LDW, Op.STW):
-                            # the DMA (and a running SELOUT) hold main memory: wait for them
-                            with m.If(~self.dma_busy & (conflicts == 0)):
-                                m.d.sync += self.insns.eq(self.insns + 1)
-                                m.next = "MEM"
-                            with m.Else():
-                                m.d.sync += self.stall.eq(self.stall + 1)
-                        with m.Case(Op.BR):
-                            m.d.sync += [pc.eq(Mux(take, f(Op.BR, "target"), nxt)),
-                                         self.insns.eq(self.insns + 1)]
-                            m.next = "FETCH"
-                        with m.Case(Op.SEED):
-                            with m.If(~self.vec_busy):
-                                m.d.comb += [self.seed_stb.eq(1),
-                                             self.seed.eq(f(Op.SEED, "seed"))]
-                                m.d.sync += [pc.eq(nxt), self.insns.eq(self.insns + 1)]
-                                m.next = "FETCH"
-                            with m.Else():
-                                m.d.sync += self.stall.eq(self.stall + 1)
-                        with m.Default():
-                            with m.If(wait):
-                                m.d.sync += self.stall.eq(self.stall + 1)
-                            with m.Else():
-                                m.d.sync += [pc.eq(nxt), self.insns.eq(self.insns + 1)]
-                                m.next = "FETCH"
-                                self._scalar(m, ir, regs, reg)
-                                m.d.comb += [
-                                    self.dma_start.eq(x_unit[Unit.DMA]),
-                                    self.gemm_start.eq(x_unit[Unit.GEMM]),
-                                    self.vec_start.eq(x_unit[Unit.VEC]),
-                                    self.sel_start.eq(x_unit[Unit.SEL]),
-                                ]
-                                for u in Unit:
-                                    with m.If(x_unit[u]):
-                                        m.d.sync += busy_masks[u].eq(x_banks)
+                    m.d.sync += [pc.eq(x_next), self.insns.eq(self.insns + 1)]
+                    m.next = "FETCH"
+                    m.d.comb += [self.seed_stb.eq(x_seed), self.seed.eq(f(Op.SEED, "seed"))]
+                    m.d.sync += wb_en.eq(x_scalar)
+                    m.d.comb += [
+                        self.dma_start.eq(x_unit[Unit.DMA]),
+                        self.gemm_start.eq(x_unit[Unit.GEMM]),
+                        self.vec_start.eq(x_unit[Unit.VEC]),
+                        self.sel_start.eq(x_unit[Unit.SEL]),
+                    ]
+                    for u in Unit:
+                        with m.If(x_unit[u]):
+                            m.d.sync += busy_masks[u].eq(x_banks)
             with m.State("MEM"):
                 is_st = opcode == Op.STW
                 m.d.comb += [
                     self.m_req.eq(1), self.m_we.eq(is_st),
                     self.m_addr.eq(mem_addr),
-                    self.m_wdata.eq(reg(f(Op.STW, "rt"))),
+                    self.m_wdata.eq(reg(Op.STW, "rt")),
                 ]
                 with m.If(self.m_ack):
                     with m.If(~is_st):
-                        self._write_reg(m, regs, f(Op.LDW, "rd"), self.m_rdata)
-                    m.d.sync += pc.eq(pc + isa.INSN_WORDS)
+                        m.d.sync += wb_en.eq(1)
+                    m.d.sync += pc.eq(x_next)
                     m.next = "FETCH"
         m.d.comb += [self.in_state[name].eq(v) for name, v in in_state.items()]
         return m
 
     @staticmethod
-    def _hazards(x_unit, x_banks, busy_masks, unit_busy):
-        """The scoreboard: ``(unit_wait, conflicts)`` of the instruction in ISSUE. ``unit_wait``:
-        its unit (one-hot ``x_unit``) is busy; ``conflicts``: a bit per unit that is busy and
-        holds one of its banks ``x_banks`` (``busy_masks[u]``: the banks of the instruction that
-        unit ``u`` runs)."""
-        unit_wait = (x_unit & unit_busy) != 0
-        conflicts = Cat(*[((x_banks & busy_masks[u]) != 0) & unit_busy[u] for u in Unit])
-        return unit_wait, conflicts
+    def _holds(banks, busy_masks):
+        """The scoreboard's bank sets, in CHECK: a bit per unit whose last instruction
+        (``busy_masks[u]``, its banks) uses one of ``banks`` (no instruction issues between
+        CHECK and ISSUE, so the sets hold still)."""
+        return Cat(*[(banks & busy_masks[u]) != 0 for u in Unit])
+
+    @staticmethod
+    def _hazards(x_need, x_hold, unit_busy):
+        """The scoreboard, in ISSUE: ``(unit_wait, bank_wait)``. ``unit_wait``: a unit the
+        instruction needs idle (``x_need``: its own unit; FENCE's mask; every unit for HALT; the
+        DMA for LDW/STW; the vector unit for SEED) is busy; ``bank_wait``: a busy unit holds one
+        of its banks (``x_hold``, from :meth:`_holds`)."""
+        return (x_need & unit_busy) != 0, (x_hold & unit_busy) != 0
 
     @staticmethod
     def _expiring(left):
@@ -546,25 +636,4 @@ class Sequencer(wiring.Component):
         the cycle after, when the flag is already set)."""
         return left[1:] == 0
 
-    @staticmethod
-    def _write_reg(m, regs, idx, value):
-        with m.Switch(idx):
-            for i in range(1, isa.NUM_REGS):
-                with m.Case(i):
-                    m.d.sync += regs[i].eq(value)
 
-    def _scalar(self, m, ir, regs, reg):
-        opcode = ir[:isa.OPCODE_BITS]
-        f = lambda op, name: field(ir, op, name)
-        with m.Switch(opcode):
-            with m.Case(Op.SETI):
-                self._write_reg(m, regs, f(Op.SETI, "rd"), f(Op.SETI, "imm"))
-            with m.Case(Op.ADDI):
-                self._write_reg(m, regs, f(Op.ADDI, "rd"),
-                                (reg(f(Op.ADDI, "rs")) + f(Op.ADDI, "imm"))[:32])
-            with m.Case(Op.ADD):
-                self._write_reg(m, regs, f(Op.ADD, "rd"),
-                                (reg(f(Op.ADD, "rs1")) + reg(f(Op.ADD, "rs2")))[:32])
-            with m.Case(Op.SUB):
-                self._write_reg(m, regs, f(Op.SUB, "rd"),
-                                (reg(f(Op.SUB, "rs1")) - reg(f(Op.SUB, "rs2")))[:32])

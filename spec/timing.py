@@ -38,8 +38,9 @@ SGD_LATENCY = 8
 # --- the sequencer ----------------------------------------------------------------------------------
 
 #: Cycles from the start of an instruction's fetch to the first cycle it may issue: the
-#: sequencer's states FETCH, DECODE, OPERANDS and CHECK (:class:`rtl.sequencer.Sequencer`).
-FETCH_CYCLES = 4
+#: sequencer's states FETCH, DECODE, READ, OPERANDS, COMPARE and CHECK
+#: (:class:`rtl.sequencer.Sequencer`; READ and COMPARE since issue 27, for the clock).
+FETCH_CYCLES = 6
 
 #: Cycles an LDW/STW holds the sequencer after it issues, besides main memory's latency: see
 #: :func:`memop_cycles`.

@@ -7,8 +7,8 @@ cycles, with a main memory that acknowledges within :data:`MEM_CYCLES`. It prove
 reachable state:
 
 - ``progress``: a running program never spends more than :func:`progress_bound` cycles in a
-  row without fetching its next instruction or halting (no deadlock between an instruction and the units
-  and banks it waits for);
+  row without fetching its next instruction or halting (no deadlock between an instruction and
+  the units and banks it waits for);
 - ``scoreboard``: a unit is never started while it is busy, and at most one unit per cycle;
 - ``watchdog``: a program with a budget halts by cycle ``budget +`` :func:`watchdog_bound`.
 
@@ -37,7 +37,7 @@ SOC = SocConfig(config=Config(array=ArrayConfig(rows=2, cols=2)), mem_words=64,
 
 #: The units' promise: a unit's ``busy`` is high for at most this many consecutive cycles. More
 #: than the fetch of the next instruction takes, so that instructions do wait for units.
-UNIT_CYCLES = 5
+UNIT_CYCLES = FETCH_CYCLES + 2
 
 #: Main memory's promise: an LDW/STW request is acknowledged within this many cycles.
 MEM_CYCLES = 2
@@ -179,7 +179,7 @@ def test_sequencer_always_halts_or_makes_progress():
 
 @pytest.mark.slow
 def test_sequencer_progress_with_slower_units_and_memory():
-    _, result = prove_sequencer(Sequencer(SOC), unit_cycles=8, mem_cycles=3)
+    _, result = prove_sequencer(Sequencer(SOC), unit_cycles=FETCH_CYCLES + 5, mem_cycles=3)
     assert result.passed, str(result)
 
 
@@ -202,18 +202,16 @@ class StaleBankHold(Sequencer):
     the bank conflicts): the next instruction on that bank waits for ever."""
 
     @staticmethod
-    def _hazards(x_unit, x_banks, busy_masks, unit_busy):
-        unit_wait = (x_unit & unit_busy) != 0
-        return unit_wait, Cat(*[(x_banks & busy_masks[u]) != 0 for u in Unit])
+    def _hazards(x_need, x_hold, unit_busy):
+        return (x_need & unit_busy) != 0, x_hold != 0
 
 
 class IssueToBusyUnit(Sequencer):
-    """Bug: an instruction does not wait for its own unit (only for bank conflicts)."""
+    """Bug: an instruction does not wait for the units it needs idle (only for its banks)."""
 
     @staticmethod
-    def _hazards(x_unit, x_banks, busy_masks, unit_busy):
-        _, conflicts = Sequencer._hazards(x_unit, x_banks, busy_masks, unit_busy)
-        return Const(0), conflicts
+    def _hazards(x_need, x_hold, unit_busy):
+        return Const(0), (x_hold & unit_busy) != 0
 
 
 class LateWatchdog(Sequencer):
