@@ -22,14 +22,15 @@ class SoftmaxMode(enum.Enum, shape=1):
     GRAD = 1    #: cross-entropy gradient ``softmax(z/T) - target`` (gradient format)
 
 
-def _round_ne(m, x, shift, name, mask=None):
+def _round_ne(m, x, shift, name, mask=None, *, parts=False):
     """Round ``x / 2**shift`` half to even, for ``shift >= 1`` (an int or an unsigned Value).
 
     Returns ``(q, up)``: the floor ``q = x >> shift`` and the rounding increment
     ``up = r & (sticky | q[0])``, where ``r`` is bit ``shift - 1`` of ``x`` (the half) and
     ``sticky`` is the OR of the bits below it; the rounded value is ``q + up``. No comparators:
     shifters and OR-reductions only. ``mask``, if given, is :func:`_sticky_mask` of ``shift``
-    (a register, which keeps the mask's decoder off the path).
+    (a register, which keeps the mask's decoder off the path). With ``parts`` it returns
+    ``(q, r, sticky)`` instead, for a pipeline that registers them and forms ``up`` a stage later.
     """
     max_shift = shift if isinstance(shift, int) else (1 << len(shift)) - 1
     width = max(len(x), max_shift) + 1
@@ -45,6 +46,8 @@ def _round_ne(m, x, shift, name, mask=None):
         mask = Signal(unsigned(width), name=f"{name}_sticky_mask")
         m.d.comb += mask.eq(~(Const((1 << width) - 1, width) << shift) >> 1)
     sticky = (xs.as_unsigned() & mask).any()
+    if parts:
+        return q, half_bit, sticky
     return q, half_bit & (sticky | q[0])
 
 
@@ -499,7 +502,8 @@ class SoftmaxUnit(wiring.Component):
     def _out(self, m, recips_done, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end):
         """The output pipeline (stalls whole while the output register is not taken):
         0 read e_j, t_j, R | 1 registered | 2 e*R's two partial products (a DSP block each),
-        t << | 3 e*R | 4 difference | 5 shift, round bit | 6 saturate -> output."""
+        t << | 3 e*R | 4 difference | 5 shift, round and sticky bits | 6 increment, saturate
+        -> output."""
         width, cmax, lanes = self._width, self._classes_max, self._lanes
         s_bits = (lanes - 1).bit_length()
         advance = Signal(name="out_advance")
@@ -524,9 +528,12 @@ class SoftmaxUnit(wiring.Component):
         o_tsh0 = Signal(signed(width + RECIP_SHIFT), name="out_target_0")
         o_tsh = Signal(signed(width + RECIP_SHIFT), name="out_target")
         diff = Signal(signed(len(o_tsh) + 1), name="out_diff")
-        floor_q, round_up = _round_ne(m, diff, cfg.out_shift, "out_round", cfg.out_mask)
+        floor_q, half_bit, sticky = _round_ne(m, diff, cfg.out_shift, "out_round", cfg.out_mask,
+                                              parts=True)
         out_q = Signal.like(floor_q, name="out_floor")
-        out_up = Signal(name="out_up")
+        out_half, out_sticky = Signal(name="out_half"), Signal(name="out_sticky")
+        out_up = Signal(name="out_up")          # the increment, formed in stage 6
+        m.d.comb += out_up.eq(out_half & (out_sticky | out_q[0]))
         m.d.comb += [
             et_rd.addr.eq(et_addr(o_s, o_j)), et_rd.en.eq(advance),
             r_rd.addr.eq(o_s[:s_bits] if s_bits else 0), r_rd.en.eq(advance),
@@ -546,7 +553,7 @@ class SoftmaxUnit(wiring.Component):
                 o_tsh.eq(o_tsh0),
                 diff.eq(o_prod - o_tsh),                                          # stage 4
                 out_q.eq(floor_q),                                                # stage 5
-                out_up.eq(round_up),
+                out_half.eq(half_bit), out_sticky.eq(sticky),
                 self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 6
                 self.o_result.valid.eq(o_valid[-1]),
                 self.o_result.payload.last.eq(o_last[-1]),
