@@ -129,15 +129,16 @@ def test_yosys_maps_the_marked_memory_without_emulation():
 
 
 def test_board_build_plan_applies_the_mark():
-    """``python -m rtl.build``'s plan hands Yosys the rewritten RTLIL: the ULX3S SoC's one marked
-    memory (the selector's slots) has its read port's mask all ones, every other read port 0."""
+    """``python -m rtl.build``'s plan hands Yosys the rewritten RTLIL: the ULX3S SoC's three
+    marked memories (the selector's slots; the softmax unit's e/target buffer and reciprocals,
+    since issue 28) have their read ports' masks all ones, every other read port 0."""
     from platforms import get_board
     from rtl.build import make_plan
 
     _, plan = make_plan(get_board("ulx3s-85f"), "soc")
     text = plan.files["top.il"]
-    assert text.count(f"attribute \\{COLLISION_FREE} 1") == 1
+    assert text.count(f"attribute \\{COLLISION_FREE} 1") == 3
     masks = [m for ms in _masks(text).values() for m in ms]
     ones = [m for m in masks if set(m.split("'")[1]) == {"1"}]
-    assert len(ones) == 1 and len(masks) > 1
+    assert len(ones) == 3 and len(masks) > 3
     assert all(set(m.split("'")[1]) == {"0"} for m in masks if m not in ones)
