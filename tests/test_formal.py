@@ -6,11 +6,11 @@ on a deliberately broken design and must fail there: a proof that cannot fail pr
 
 import pytest
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Signal, Value, unsigned
+from amaranth.hdl import Assume, Elaboratable, Module, Signal, Value, unsigned
 from amaranth.lib import data
 
 from rtl.skid import SkidBuffer
-from sim.formal import FormalToolError, prove
+from sim.formal import Claims, FormalToolError, prove
 
 #: Width of the harness's beat counters. They wrap; the proof holds for every index modulo
 #: 2 ** COUNT_WIDTH, and more than two beats are never in flight.
@@ -36,19 +36,17 @@ class SkidBufferHarness(Elaboratable):
 
     With ``invariants`` (for k-induction) it also asserts where the tracked beat sits while
     inside: ``head`` (in ``o.payload`` when it is the oldest) and ``skid`` (in
-    ``dut.skid_payload`` when it is the second). After elaboration ``checks`` maps each name
-    above to its assertion's source location ``(file, line)``.
+    ``dut.skid_payload`` when it is the second). After elaboration ``claims`` (a
+    :class:`sim.formal.Claims`) holds each name's source location.
     """
 
     def __init__(self, dut, *, invariants=True):
         self.dut = dut
         self.invariants = invariants
-        self.checks = {}
+        self.claims = Claims()
 
     def _check(self, m, name, test):
-        check = Assert(test, src_loc_at=1)    # located at the caller's line
-        self.checks[name] = check.src_loc
-        m.d.comb += check
+        self.claims.add(m, name, test, src_loc_at=1)
 
     def elaborate(self, platform):
         m = Module()
@@ -94,8 +92,7 @@ class SkidBufferHarness(Elaboratable):
 
     def failed_checks(self, result):
         """The names of the checks a :class:`sim.formal.FormalResult` reports as failed."""
-        names = {f"{file}:{line}": name for name, (file, line) in self.checks.items()}
-        return {names.get(where, where) for where in result.failed_assertions}
+        return self.claims.failed(result)
 
 
 def prove_skid(dut, *, mode="prove", invariants=True):

@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import pytest
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, Value
+from amaranth.hdl import Assume, Elaboratable, Module, Mux, Signal, Value
 
 from rtl.dma import DmaController, descriptor_layout
-from sim.formal import prove
+from sim.formal import Claims, prove
 from spec.memory import LINE_WORDS, Dir, Space
 from spec.params import DEFAULT_CONFIG
 from spec.soc import SocConfig
@@ -68,18 +68,17 @@ class DmaHarness(Elaboratable):
       its check runs, before it knows the outcome; ``docs/formal.md``);
     - ``fault``: ``done`` reports a fault exactly when the descriptor was illegal.
 
-    After elaboration ``checks`` maps each name to its assertion's source location.
+    After elaboration ``claims`` (a :class:`sim.formal.Claims`) holds each check's source
+    locations.
     """
 
     def __init__(self, dut, soc):
         self.dut = dut
         self.soc = soc
-        self.checks = {}
+        self.claims = Claims()
 
     def _check(self, m, name, test):
-        check = Assert(test, src_loc_at=1)
-        self.checks.setdefault(name, []).append(check.src_loc)
-        m.d.comb += check
+        self.claims.add(m, name, test, src_loc_at=1)
 
     def _legal(self, m, d):
         """Signals ``(legal, sp_legal, mem_end)`` of descriptor ``d``, computed at full width."""
@@ -157,9 +156,7 @@ class DmaHarness(Elaboratable):
 
     def failed_checks(self, result):
         """The names of the checks a :class:`sim.formal.FormalResult` reports as failed."""
-        names = {f"{file}:{line}": name
-                 for name, locations in self.checks.items() for file, line in locations}
-        return {names.get(where, where) for where in result.failed_assertions}
+        return self.claims.failed(result)
 
 
 def prove_dma(dut, *, soc=SOC, mode="bmc", depth=DMA_DEPTH):

@@ -18,10 +18,10 @@ invariants the induction needs and the timings.
 
 import pytest
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Assume, Cat, Const, Elaboratable, Module, Signal
+from amaranth.hdl import Assume, Cat, Const, Elaboratable, Module, Signal
 
 from rtl.sequencer import Sequencer
-from sim.formal import prove
+from sim.formal import Claims, prove
 from spec import isa
 from spec.isa import Unit
 from spec.params import Config, ArrayConfig
@@ -76,7 +76,8 @@ class SequencerHarness(Elaboratable):
     start. Besides the claims it asserts the invariants that make them inductive: the sequencer
     is in one of its states, and the watchdog's registers agree with the cycle count.
 
-    After elaboration ``checks`` maps each claim to its assertions' source locations.
+    After elaboration ``claims`` (a :class:`sim.formal.Claims`) holds each claim's source
+    locations.
     """
 
     def __init__(self, dut, *, unit_cycles=UNIT_CYCLES, mem_cycles=MEM_CYCLES, tighter=()):
@@ -86,12 +87,10 @@ class SequencerHarness(Elaboratable):
         # ``tighter``: claims whose bound is one cycle less than proven (to show it is tight)
         self.progress_bound = progress_bound(unit_cycles, mem_cycles) - ("progress" in tighter)
         self.watchdog_bound = watchdog_bound(unit_cycles, mem_cycles) - ("watchdog" in tighter)
-        self.checks = {}
+        self.claims = Claims()
 
     def _check(self, m, name, test):
-        check = Assert(test, src_loc_at=1)
-        self.checks.setdefault(name, []).append(check.src_loc)
-        m.d.comb += check
+        self.claims.add(m, name, test, src_loc_at=1)
 
     def elaborate(self, platform):
         m = Module()
@@ -154,9 +153,7 @@ class SequencerHarness(Elaboratable):
 
     def failed_checks(self, result):
         """The names of the checks a :class:`sim.formal.FormalResult` reports as failed."""
-        names = {f"{file}:{line}": name
-                 for name, locations in self.checks.items() for file, line in locations}
-        return {names.get(where, where) for where in result.failed_assertions}
+        return self.claims.failed(result)
 
 
 def Mux0(keep, value):
