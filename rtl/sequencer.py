@@ -21,10 +21,10 @@ CHECK and ISSUE. The cycles cost little: an instruction that waits for a unit is
 checked while the unit runs.
 """
 
-from amaranth.hdl import Module, Signal, Const, Mux, Cat, Value, unsigned, signed
+from amaranth.hdl import Module, Signal, Const, Mux, Cat, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import exact_log2
 
 from spec import isa
 from spec.isa import Op, Cond, Unit, Error
