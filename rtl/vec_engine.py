@@ -11,7 +11,7 @@ its class's row, in its sample's lane. The stochastic-rounding generators
 takes generator ``l``'s next draw, in program order.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Const
+from amaranth.hdl import Cat, Module, Signal, Mux, Const
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -181,27 +181,29 @@ class VecEngine(wiring.Component):
         # registers, loaded from the instruction when it starts.
         smx_on = Signal()
         sx = _SmxControl(m, self.start, self.ir, L, rc)
-        more = Signal()
-        m.d.comb += more.eq(smx_on & sx.reading)
         take = Signal()
         m.d.comb += take.eq(smx.i_row.valid & smx.i_row.ready)
         have = Signal()                                     # a row is on the ports
         have_last = Signal()
         smx_rd = Signal()
-        # read the next row when nothing is held, or when the held one is taken now
-        m.d.comb += smx_rd.eq(more & (~have | take))
+        # read the next row when nothing is held, or when the held one is taken now (reading
+        # implies smx_on: both are set when SMX starts, reading is cleared first)
+        m.d.comb += smx_rd.eq(sx.reading & (~have | take))
         with m.If(self.start):
             m.d.sync += [have.eq(0), smx_on.eq(self.ir[:isa.OPCODE_BITS] == Op.SMX)]
+        # the read control works from flags computed a read ahead: j_last (this read is the
+        # pass's last row) and p_last (this pass is the last), down-counters behind them
         with m.If(smx_rd):
-            m.d.sync += [have.eq(1), have_last.eq(sx.j_rd == sx.cls_last)]
-            with m.If(sx.j_rd == sx.cls_last):
-                m.d.sync += [sx.j_rd.eq(0), sx.z_rd.eq(sx.z_base), sx.t_rd.eq(sx.t_base),
-                             sx.pass_.eq(sx.pass_ + 1)]
-                with m.If(sx.pass_ == sx.samples):
+            m.d.sync += [have.eq(1), have_last.eq(sx.j_last)]
+            with m.If(sx.j_last):
+                m.d.sync += [sx.j_left.eq(sx.cls_last), sx.j_last.eq(sx.cls_one),
+                             sx.z_rd.eq(sx.z_base), sx.t_rd.eq(sx.t_base),
+                             sx.p_left.eq(sx.p_left - 1), sx.p_last.eq(sx.p_left == 1)]
+                with m.If(sx.p_last):
                     m.d.sync += sx.reading.eq(0)
             with m.Else():
-                m.d.sync += [sx.j_rd.eq(sx.j_rd + 1), sx.z_rd.eq(sx.z_rd + 1),
-                             sx.t_rd.eq(sx.t_rd + 1)]
+                m.d.sync += [sx.j_left.eq(sx.j_left - 1), sx.j_last.eq(sx.j_left == 1),
+                             sx.z_rd.eq(sx.z_rd + 1), sx.t_rd.eq(sx.t_rd + 1)]
         with m.Elif(take):
             m.d.sync += have.eq(0)
         m.d.comb += [
@@ -228,34 +230,34 @@ class VecEngine(wiring.Component):
         # addresses: one register per port whatever the operation (a port without en ignores it)
         m.d.comb += [self.sp_x.addr.eq(rc.x_row), self.sp_y.addr.eq(rc.y_row),
                      self.sp_w.addr.eq(rc.d_row), self.acc_rd.addr.eq(rc.a_row),
-                     self.sp_m.addr.eq(rc.m_row), self.acc_wr.addr.eq(rc.d_row)]
+                     self.sp_m.addr.eq(rc.m_row), self.acc_wr.addr.eq(rc.m_row)]
         with m.If(smx_on):
             m.d.comb += [
                 self.sp_x.en.eq(smx_rd),
                 self.sp_y.en.eq(smx_rd & sx.grad),
-                self.sp_w.en.eq(Mux(smx_wr, Const(1, L) << res.sample, 0)),
+                self.sp_m.en.eq(Mux(smx_wr, Const(1, L) << res.sample, 0)),
             ]
         with m.Else():
             m.d.comb += [
                 self.sp_x.en.eq(rd_now & (rc.relub | rc.sgd)),
                 self.sp_y.en.eq(rd_now & rc.relub),
                 self.acc_rd.en.eq(rd_now & (rc.req | rc.sgd)),
-                self.sp_w.en.eq(Mux(wr_row & ~rc.fill_acc, rc.write_lanes, 0)),
-                self.sp_m.en.eq(Mux(wr_row & rc.mask_en, all_lanes, 0)),
+                self.sp_w.en.eq(Mux(wr_row & ~rc.fill, rc.write_lanes, 0)),
+                self.sp_m.en.eq(Mux(wr_row & rc.m_write, all_lanes, 0)),
                 self.acc_wr.en.eq(Mux(wr_row & rc.fill_acc, all_lanes, 0)),
             ]
-        # result data: the datapath's lanes, or one word in every lane (SMX's result, FILL's value)
-        value = rc.fill_value
+        # result data: sp_w takes the datapath's lanes, no multiplexer; sp_m REQ's mask bits, or
+        # one word in every lane (SMX's result, FILL's value; fill_value is 0 unless FILL runs, so
+        # the word's upper bits are 0 under a REQ and only bit 0 chooses)
         word = Signal(W, name="word")
-        m.d.comb += word.eq(Mux(smx_on, smx.o_result.payload.value, value))
+        m.d.comb += word.eq(Mux(smx_on, smx.o_result.payload.value, rc.fill_value))
         from_post = ~smx_on & ~rc.fill
-        acc_word = Signal(AW, name="acc_word")         # FILL's value in the accumulator space
-        m.d.comb += acc_word.eq(Mux(rc.fill_acc, value, 0))
         for c in range(L):
             m.d.comb += [
-                self.sp_w.data[c].eq(Mux(from_post, post.o.payload.y[c], word)),
-                self.sp_m.data[c].eq(post.o.payload.mask[c]),
-                self.acc_wr.data[c].eq(acc_word),
+                self.sp_w.data[c].eq(post.o.payload.y[c]),
+                self.sp_m.data[c].eq(Cat(Mux(from_post, post.o.payload.mask[c], word[0]),
+                                         word[1:])),
+                self.acc_wr.data[c].eq(rc.fill_value),         # FILL's value, accumulator space
             ]
         return m
 
@@ -285,16 +287,18 @@ class _RowControl:
     """A row operation's decoded fields, registered when the instruction starts (``start``, from
     the incoming ``ir``): the kind (``req``, ``relub``, ``sgd``, ``fill``, ``fill_acc``;
     ``starts``, combinational, tells that ``ir`` is a row operation), ``rows_last`` (rows − 1),
-    ``fill_value``, ``lanes``, ``write_lanes`` (the lanes a result row
-    writes), ``mask_en``, and the next row of each port (``x_row``, ``y_row``, ``a_row`` read;
-    ``d_row``, ``m_row`` written), which the engine steps (SMX's too: :class:`_SmxControl`)."""
+    ``fill_value`` (0 unless the instruction is FILL), ``lanes``, ``write_lanes`` (the lanes a
+    result row writes on ``sp_w``), ``m_write`` (rows are written on ``sp_m``: REQ's mask, FILL
+    of the operand space), and the next row of each port (``x_row``, ``y_row``, ``a_row`` read;
+    ``d_row`` written by ``sp_w``, ``m_row`` by ``sp_m`` and ``acc_wr``: REQ's mask rows, FILL's
+    and SMX's destination rows), which the engine steps (SMX's too: :class:`_SmxControl`)."""
 
     def __init__(self, m, start, ir, lanes):
         f = lambda op, name: field(ir, op, name)
         rb = isa.ROW_BITS
         self.req, self.relub, self.sgd, self.fill = (Signal(name=f"rc_{n}") for n in
                                                      ("req", "relub", "sgd", "fill"))
-        self.fill_acc, self.mask_en = Signal(name="rc_fill_acc"), Signal(name="rc_mask_en")
+        self.fill_acc, self.m_write = Signal(name="rc_fill_acc"), Signal(name="rc_m_write")
         self.starts = Signal(name="rc_starts")
         self.rows_last = Signal(rb, name="rc_rows_last")
         self.fill_value = Signal(len(f(Op.FILL, "value")), name="rc_fill_value")
@@ -304,16 +308,16 @@ class _RowControl:
             Signal(rb, name=f"rc_{n}_row") for n in ("x", "y", "a", "d", "m"))
         all_lanes = (1 << lanes) - 1
         with m.If(start):
-            m.d.sync += [self.fill_value.eq(f(Op.FILL, "value")),
+            m.d.sync += [self.fill_value.eq(0),
                          self.req.eq(0), self.relub.eq(0), self.sgd.eq(0), self.fill.eq(0),
-                         self.fill_acc.eq(0), self.mask_en.eq(0),
+                         self.fill_acc.eq(0), self.m_write.eq(0),
                          self.write_lanes.eq(all_lanes)]
             with m.Switch(ir[:isa.OPCODE_BITS]):
                 with m.Case(Op.REQ):
                     m.d.sync += [self.req.eq(1), self.a_row.eq(f(Op.REQ, "src")),
                                  self.d_row.eq(f(Op.REQ, "dst")),
                                  self.m_row.eq(f(Op.REQ, "mask_row")),
-                                 self.mask_en.eq(f(Op.REQ, "mask_en"))]
+                                 self.m_write.eq(f(Op.REQ, "mask_en"))]
                 with m.Case(Op.RELUB):
                     m.d.sync += [self.relub.eq(1), self.x_row.eq(f(Op.RELUB, "g_row")),
                                  self.y_row.eq(f(Op.RELUB, "mask_row")),
@@ -324,12 +328,14 @@ class _RowControl:
                                  self.d_row.eq(f(Op.SGD, "w_row")),
                                  self.write_lanes.eq(lane_mask_of(f(Op.SGD, "lanes"), lanes))]
                 with m.Case(Op.FILL):
-                    m.d.sync += [self.fill.eq(1), self.d_row.eq(f(Op.FILL, "dst")),
-                                 self.fill_acc.eq(f(Op.FILL, "space") == 1)]
+                    m.d.sync += [self.fill.eq(1), self.m_row.eq(f(Op.FILL, "dst")),
+                                 self.fill_value.eq(f(Op.FILL, "value")),
+                                 self.fill_acc.eq(f(Op.FILL, "space") == 1),
+                                 self.m_write.eq(f(Op.FILL, "space") == 0)]
                 with m.Case(Op.SMX):            # SMX's rows (see _SmxControl)
                     m.d.sync += [self.x_row.eq(f(Op.SMX, "z_row")),
                                  self.y_row.eq(f(Op.SMX, "t_row")),
-                                 self.d_row.eq(f(Op.SMX, "dst"))]
+                                 self.m_row.eq(f(Op.SMX, "dst"))]
             for op in (Op.REQ, Op.RELUB, Op.SGD, Op.FILL):
                 with m.If(ir[:isa.OPCODE_BITS] == op):
                     m.d.comb += self.starts.eq(1)
@@ -342,10 +348,13 @@ class _SmxControl:
     """SMX's decoded fields, registered when the instruction starts (``start``, from the incoming
     ``ir``): ``samples``, ``samples_last`` (samples − 1), ``cls_last`` (classes − 1), ``grad``
     (gradient mode: targets are read), the first row of each port (``z_base``, ``t_base``,
-    ``d_base``), and the read state the engine steps: ``reading``, ``pass_`` (0 .. samples),
-    ``j_rd`` (the class read next) and the next rows (``z_rd``, ``t_rd``; ``d_wr`` written):
-    these are the row operations' ``rc.x_row``, ``rc.y_row``, ``rc.d_row`` (one address register
-    per port, no multiplexer in front of it), which ``rc`` loads when SMX starts."""
+    ``d_base``), ``cls_one`` (one class), and the read state the engine steps: ``reading``,
+    ``p_left`` (passes after this one: samples .. 0) and ``j_left`` (rows after the next read in
+    this pass: classes − 1 .. 0), each with its flag computed a read ahead (``p_last``: ``p_left``
+    is 0; ``j_last``: ``j_left`` is 0), so that the read control compares nothing, and the next
+    rows (``z_rd``, ``t_rd``; ``d_wr`` written): these are the row operations' ``rc.x_row``,
+    ``rc.y_row``, ``rc.m_row`` (one address register per port, no multiplexer in front of it),
+    which ``rc`` loads when SMX starts."""
 
     def __init__(self, m, start, ir, lanes, rc):
         f = lambda name: field(ir, Op.SMX, name)
@@ -357,16 +366,24 @@ class _SmxControl:
         self.grad = Signal(name="sx_grad")
         self.z_base, self.t_base, self.d_base = (Signal(rb, name=f"sx_{n}_base")
                                                  for n in ("z", "t", "d"))
-        self.z_rd, self.t_rd, self.d_wr = rc.x_row, rc.y_row, rc.d_row
+        self.z_rd, self.t_rd, self.d_wr = rc.x_row, rc.y_row, rc.m_row
+        self.cls_one = Signal(name="sx_cls_one")
         self.reading = Signal(name="sx_reading")
-        self.pass_ = Signal(range(lanes + 1), name="sx_pass")
-        self.j_rd = Signal(cls_width, name="sx_j_rd")
+        self.p_left = Signal(range(lanes + 1), name="sx_p_left")
+        self.p_last = Signal(name="sx_p_last")
+        self.j_left = Signal(cls_width, name="sx_j_left")
+        self.j_last = Signal(name="sx_j_last")
+        cls_last = Signal(cls_width, name="sx_cls_last_in")
+        samples = Signal(range(lanes + 1), name="sx_samples_in")
+        m.d.comb += [cls_last.eq(f("classes") - 1), samples.eq(f("samples"))]
         with m.If(start):
             m.d.sync += [
-                self.samples.eq(f("samples")), self.samples_last.eq(f("samples") - 1),
-                self.cls_last.eq(f("classes") - 1), self.grad.eq(f("mode")),
+                self.samples.eq(samples), self.samples_last.eq(samples - 1),
+                self.cls_last.eq(cls_last), self.cls_one.eq(cls_last == 0),
+                self.grad.eq(f("mode")),
                 self.z_base.eq(f("z_row")), self.t_base.eq(f("t_row")),
                 self.d_base.eq(f("dst")),
                 self.reading.eq(ir[:isa.OPCODE_BITS] == Op.SMX),
-                self.pass_.eq(0), self.j_rd.eq(0),
+                self.p_left.eq(samples), self.p_last.eq(samples == 0),
+                self.j_left.eq(cls_last), self.j_last.eq(cls_last == 0),
             ]
