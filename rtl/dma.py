@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 from spec.memory import DESC_FIELDS, FAULT_BITS, LINE_WORDS, MAX_ELEM_WORDS, Dir, Fault, Space
 from spec.soc import check_soc
 from .bus import LineBusSignature
-from .spport import ReadPortSignature, WritePortSignature
+from .spport import ReadPortSignature, WritePortSignature, row_layout
 
 __all__ = ["descriptor_layout", "DmaChecker", "DmaController"]
 
@@ -112,8 +112,9 @@ class _State(enum.Enum, shape=3):
     IDLE = 0
     CHECK = 1
     DECIDE = 2
-    RUN = 3
-    FLUSH = 4
+    PRIME = 3
+    RUN = 4
+    FLUSH = 5
 
 
 class DmaController(wiring.Component):
@@ -136,10 +137,12 @@ class DmaController(wiring.Component):
        row, whether it is the last) is queued, ``mem_latency + 1`` deep, and the responses are
        taken as they come (``rsp.ready`` is always high). A load rotates each line read into a
        row buffer and writes the scratchpad row from that buffer (a register) the cycle after its
-       last line arrives. A store sends a row from a shift register of its words, loaded from the
-       read port when the row starts, and reads the row after next then, so that the
-       scratchpad's block-RAM output reaches only that register: the line's words are a window
-       of the register's first line and the line before it;
+       last line arrives. A store sends a row from a shift register of its words (``sent``), loaded
+       when the row starts from a register of the next row (``ahead``), which takes the row
+       on the read port then, and the row two after is read then: the scratchpad's block-RAM
+       output and bank multiplexer reach only ``ahead`` (a store's first request comes a cycle
+       after DECIDE, in PRIME the first row moves into ``sent``). The line's words are a window
+       of ``sent``'s first line and the line before it;
     3. raises ``done`` for one cycle after the last response (a store: every write has been
        performed) or, for a load, after the last row's write, with the fault code on ``fault``,
        and is ready for the next descriptor in that same cycle.
@@ -271,7 +274,7 @@ class DmaController(wiring.Component):
         i_last_l = i_l == n_in_m1
         i_last_t = i_t == n_out_m1
         row_last = Mux(d.transpose, i_last_w & i_last_l, window[F:] == 0)
-        more_rows = Signal()                               # a row after row i_t + 1
+        more_rows = Signal()                               # a store: a row after row i_t + 2
         accept = Signal()
 
         # Tags of the requests in flight, for the response side.
@@ -308,19 +311,26 @@ class DmaController(wiring.Component):
         for q in range(F):
             m.d.comb += req.payload.wdata[q].eq(
                 both.word_select((F + q - off)[:fb + 1], ww))
-        port_row = [Mux(d.space == Space.ACC, reads[1].data[k], reads[0].data[k])
-                    for k in range(lanes)]
+        # The row after the one in `sent` waits in `ahead` (one register per scratchpad, loaded
+        # from its read port with no logic between: the block RAM's output and the bank
+        # multiplexer reach only them), so the space and element-width selects run from registers.
+        ahead = [Signal(row_layout(soc.elem_width(space), lanes), name=f"ahead_{prefix}")
+                 for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc"))]
         elem32 = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"elem32_{k}") for k in range(lanes)]
-        m.d.comb += [elem32[k].eq(port_row[k]) for k in range(lanes)]
-        load_row = []                                      # `sent` takes the read port's row
+        m.d.comb += [elem32[k].eq(Mux(d.space == Space.ACC, ahead[1][k], ahead[0][k]))
+                     for k in range(lanes)]
+        # `shift_rows`: `sent` takes the row in `ahead`, `ahead` the row on the read port
+        shift_rows = [a.eq(port.data) for a, port in zip(ahead, reads)]
         for p in range(NW):
             narrow = elem32[p][:ww] if p < lanes else 0
-            load_row.append(sent[p].eq(Mux(wide, elem32[p // 2].word_select(p % 2, ww), narrow)))
+            shift_rows.append(sent[p].eq(Mux(wide, elem32[p // 2].word_select(p % 2, ww),
+                                             narrow)))
         # (words NW.. of a narrow row's `sent` are never selected: their mask bits are off)
 
-        # Scratchpad reads of a store run a row ahead: the first row is read while checking, and
-        # whenever a row moves into `sent` (in DECIDE, and when a row's last request is accepted)
-        # the row after it, if any, is read; it stays on the read port until it moves.
+        # Scratchpad reads of a store run two rows ahead: the first row is read in CHECK, the
+        # second in DECIDE (whatever the fault code), and whenever the rows shift (in DECIDE, in
+        # PRIME, and when a row's last request is accepted) the row two after the one moving into
+        # `sent`, if any, is read; it stays on the read port until it moves into `ahead`.
         next_row = Signal(row_width)
         rd_addr = Signal(row_width)
         rd_en = Signal()
@@ -387,12 +397,14 @@ class DmaController(wiring.Component):
                 m.d.comb += [rd_addr.eq(next_row),
                              rd_en.eq((d.direction == Dir.STORE) & (n_out != 1))]
                 ones = Cat((_block_words(d) > p) for p in range(NW))
-                m.d.sync += load_row
+                m.d.sync += shift_rows                     # the first row into `ahead`
                 # The run registers are set whatever the fault code (with a fault nothing reads
                 # them: no request is issued, no row written); only the next state, `iss_on`
                 # and the status depend on it, to keep the comparison's fan-out small.
                 with m.If(code != Fault.NONE):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code)]
+                with m.Elif(d.direction == Dir.STORE):
+                    m.d.sync += state.eq(_State.PRIME)
                 with m.Else():
                     m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
                 m.d.sync += [
@@ -412,6 +424,14 @@ class DmaController(wiring.Component):
                     m.d.sync += place.eq(1 << F)
                 with m.Else():
                     m.d.sync += start_row(d.mem_addr[:addr_width], ones)
+
+            with m.Case(_State.PRIME):
+                # a store: the first row moves into `sent`, the second into `ahead`, the third is
+                # read; the first request goes out in the next cycle
+                m.d.comb += [rd_addr.eq(next_row), rd_en.eq(more_rows)]
+                m.d.sync += shift_rows
+                m.d.sync += [next_row.eq(next_row + 1), more_rows.eq(n_out_m1 >= 3),
+                             state.eq(_State.RUN), iss_on.eq(1)]
 
             with m.Case(_State.RUN):
                 with m.If(accept):
@@ -438,8 +458,8 @@ class DmaController(wiring.Component):
                             m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F)]
                         with m.Else():
                             m.d.sync += start_row(nxt[:addr_width], row_ones)
-                        m.d.sync += load_row
-                        m.d.sync += more_rows.eq(i_t + 3 <= n_out_m1)
+                        m.d.sync += shift_rows
+                        m.d.sync += more_rows.eq(i_t + 4 <= n_out_m1)
                         m.d.comb += [rd_addr.eq(next_row),
                                      rd_en.eq((d.direction == Dir.STORE) & more_rows)]
                     with m.Else():
