@@ -157,13 +157,15 @@ def estimate_resources(board, top):
     * DSP: one multiplier block per processing element of the array (``rows · cols``), if
       Yosys maps multiplications to DSP blocks (iCE40: ``-dsp`` in the board's ``synth_opts``;
       ECP5: unless ``-nodsp``). The SoC's other multipliers (vector engine, DMA) are not counted.
-    * block RAM, SoC top only: main memory twice (Yosys builds a copy of a memory per read port,
-      and main memory has two: the bus and the instruction fetch) and each bank of the two
-      scratchpads once (one read port each), each memory at least ``ceil(bits / bram_bits)``
-      blocks. The host link's buffer and the softmax unit's tables are not counted.
+    * block RAM, SoC top only: main memory and each bank of the two scratchpads, each memory at
+      least ``ceil(bits / bram_bits)`` blocks. Main memory has two read ports (the bus and the
+      instruction fetch): on the ECP5 it is built once (declared collision-free, the bus takes
+      one port of each true-dual-port DP16KD and the fetch the other: ``rtl/mainmem.py``), on
+      the iCE40, whose SB_RAM40_4K has one read port, twice. The host link's buffer and the
+      softmax unit's tables are not counted.
 
-    The default builds are under these: the 8×8 ULX3S SoC needs at least 64 MULT18X18D and 146
-    DP16KD (it uses 100 and 163), the iCEBreaker's 2×4 array 8 SB_MAC16 (it uses 8).
+    The default builds are under these: the 8×8 ULX3S SoC needs at least 64 MULT18X18D and 89
+    DP16KD (it uses 100 and 103), the iCEBreaker's 2×4 array 8 SB_MAC16 (it uses 8).
     """
     part = board.resources
     if part is None:
@@ -180,12 +182,14 @@ def estimate_resources(board, top):
         def blocks(depth, width):
             return -(-depth * width // part.bram_bits)
 
-        main = 2 * blocks(soc.mem_words, soc.word_width)
+        once = board.family == "ecp5"
+        main = (1 if once else 2) * blocks(soc.mem_words, soc.word_width)
         pads = soc.sp_banks * blocks(soc.sp_depth, soc.lanes * soc.word_width) + \
             soc.acc_banks * blocks(soc.acc_depth, soc.lanes * array.acc_width)
+        copies = "once" if once else "a copy per read port"
         need[part.bram_cell] = (main + pads, part.bram,
-                                f"main memory ({soc.mem_words} words, a copy per read port: "
-                                f"{main}) and the scratchpads ({pads})")
+                                f"main memory ({soc.mem_words} words, {copies}: {main}) and the "
+                                f"scratchpads ({pads})")
     return need
 
 

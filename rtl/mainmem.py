@@ -10,6 +10,7 @@ from amaranth.utils import ceil_log2
 from spec.isa import WORD_BITS
 from spec.params import check_int, check_positive_int
 from .bus import BusSignature, LineBusSignature
+from .memattrs import COLLISION_FREE
 
 __all__ = ["MainMemory", "STALL_RATE_STEPS"]
 
@@ -46,6 +47,17 @@ class MainMemory(wiring.Component):
     that takes every response as it comes is never held back (and ``req.ready`` is also withheld
     by the stall generator). Writes to addresses outside the memory are ignored; reads there
     return unspecified data.
+
+    Block RAM used once (issue 27 item 2). The array is marked
+    :data:`rtl.memattrs.COLLISION_FREE`: no read's word is specified when a write to its line
+    happens in the same cycle. The bus port reads the line it addresses in every cycle, and the
+    response of a write (the only request that reads and writes in one cycle) carries a line no
+    master uses; the fetch port's line is undefined if the bus writes it in the cycle it is
+    fetched (``Soc.fetch_collision``, which the simulation refuses). So Yosys merges the bus's
+    read and write into one read/write port of each DP16KD and gives the fetch port the block
+    RAM's other port, instead of emulating read-before-write with a second copy of the memory
+    (64 DP16KD for the ULX3S's 64 Ki words with the fetch port, as without it; 128 unmarked:
+    ``tests/test_mainmem.py``).
 
     Testbenches read and write the image through :meth:`word` (``ctx.get(mem.word(i))``,
     ``ctx.set(mem.word(i), v)``).
@@ -180,7 +192,7 @@ class MainMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.storage = storage = Memory(data=self._data)
+        m.submodules.storage = storage = Memory(data=self._data, attrs={COLLISION_FREE: 1})
         req, rsp = self.bus.req, self.bus.rsp
         L = self._latency
         F = self._line_words

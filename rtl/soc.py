@@ -91,6 +91,16 @@ class Soc(wiring.Component):
         one changes ``CSR_COUNT``'s lower bound that the host-link tests pin).
     rx : In(1), tx : Out(1)
         UART pins (with ``host_link`` only).
+
+    Attributes
+    ----------
+    fetch_collision : Signal
+        Not a port (nothing in the design reads it; the simulation tests watch it): 1 in a cycle
+        in which the sequencer fetches a line that the bus writes in the same cycle. Main memory
+        is declared collision-free (:class:`~rtl.mainmem.MainMemory`): on the board such a fetch
+        reads undefined words. A program that stores into its own instructions while they are
+        fetched is outside the cycle model anyway (golden fetches after the stores of the
+        instructions before); :func:`sim.soc.run_program` refuses it.
     """
 
     def __init__(self, soc=None, *, stall_rate=0, seed=1, mem_init=(), host_link=None):
@@ -107,6 +117,7 @@ class Soc(wiring.Component):
         self.gemm = GemmEngine(soc)
         self.vec = VecEngine(soc)
         self.sel = SelEngine(soc) if has_sel else None
+        self.fetch_collision = Signal()
         ports = {
             "csr_addr": In(range(CSR_COUNT)), "csr_re": In(1), "csr_we": In(1),
             "csr_wdata": In(32), "csr_rdata": Out(32),
@@ -138,6 +149,9 @@ class Soc(wiring.Component):
 
         # ---- fetch, LDW/STW ----
         m.d.comb += [mem.fetch_addr.eq(seq.f_addr), seq.f_data.eq(mem.fetch_data)]
+        line = mem.mainmem.bus.req
+        m.d.comb += self.fetch_collision.eq(seq.in_state["FETCH"] & line.valid & line.ready &
+                                            line.payload.we & (line.payload.addr == mem.fetch_addr))
         wiring.connect(m, memop.bus, mem.bus[0])
         m.d.comb += [memop.req.eq(seq.m_req), memop.we.eq(seq.m_we), memop.addr.eq(seq.m_addr),
                      memop.wdata.eq(seq.m_wdata), seq.m_ack.eq(memop.ack),

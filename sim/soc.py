@@ -68,8 +68,17 @@ def run_program(soc, image, entry=0, *, stall_rate=0, seed=1, max_cycles=200_000
             out["sp"] = [list(ctx.get(ms.sp.cell(r))) for r in range(soc.sp_rows)]
             out["acc"] = [list(ctx.get(ms.acc.cell(r))) for r in range(soc.acc_rows)]
 
+    async def watch_fetch(ctx):
+        # main memory is declared collision-free (rtl/mainmem.py): a fetch of a line the bus
+        # writes in the same cycle reads undefined words on the board
+        async for _, _, hit in ctx.tick().sample(dut.fetch_collision):
+            if hit:
+                raise RuntimeError("The program stores into the instruction line it is fetching "
+                                   "(outside the cycle model; the board reads undefined words)")
+
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
+    sim.add_process(watch_fetch)
     sim.run()
     return out

@@ -442,8 +442,7 @@ def _unchanged(directory, files):
     (["--board", "ulx3s-85f", "--rows", "100", "--cols", "100"],
      r"^error: The soc top does not fit the LFE5U-85F of ulx3s-85f: the 100×100 array's 10000 "
      r"multipliers need at least 10000 MULT18X18D, the part has 156; main memory \(65536 words, "
-     r"a copy per read port: 114\) and the scratchpads \(\d+\) need at least \d+ DP16KD, the "
-     r"part has 208$"),
+     r"once: 57\) and the scratchpads \(\d+\) need at least \d+ DP16KD, the part has 208$"),
     (["--board", "icebreaker", "--top", "array", "--rows", "3", "--cols", "3"],
      r"^error: The array top does not fit the iCE40UP5K of icebreaker: the 3×3 array's 9 "
      r"multipliers need at least 9 SB_MAC16, the part has 8$"),
@@ -536,25 +535,26 @@ def test_build_checks_its_arguments(tmp_path):
 
 def test_estimate_resources_refuses_only_what_cannot_fit():
     """Item 6: a lower bound of DSPs and block RAMs per board and top; today's builds pass (the
-    8×8 ULX3S SoC uses 100 MULT18X18D and 163 DP16KD, the iCEBreaker's array 8 of 8 SB_MAC16;
-    the 4×4 SoC 147 DP16KD); main memory of 2**17 words (291 of 208 DP16KD after packing) does
-    not, nor the iCEBreaker SoC (48 of 30 EBR)."""
+    8×8 ULX3S SoC uses 100 MULT18X18D and 103 DP16KD, the iCEBreaker's array 8 of 8 SB_MAC16);
+    main memory of 2**18 words does not, nor the iCEBreaker SoC (48 of 30 EBR). Main memory is
+    counted once on the ECP5 (issue 27 item 2: its fetch port takes the DP16KD's second port),
+    once per read port on the iCE40."""
     ulx3s, ice = get_board("ulx3s-85f"), get_board("icebreaker")
     assert build.estimate_resources(ulx3s, "soc") == {
         "MULT18X18D": (64, 156, "the 8×8 array's 64 multipliers"),
-        "DP16KD": (146, 208, "main memory (65536 words, a copy per read port: 114) and the "
-                             "scratchpads (32)")}
+        "DP16KD": (89, 208, "main memory (65536 words, once: 57) and the scratchpads (32)")}
     assert build.estimate_resources(ulx3s.with_array(4, 4), "soc")["DP16KD"][0] <= 147
     assert build.estimate_resources(ice, "array") == {
         "SB_MAC16": (8, 8, "the 2×4 array's 8 multipliers")}
     for board, top in ((ulx3s, "soc"), (ulx3s, "array"), (ulx3s.with_array(4, 4), "soc"),
                        (ice, "array")):
         build.check_fits_part(board, top)
-    big_memory = replace(ulx3s, soc=replace(ulx3s.soc, mem_words=1 << 17))
+    build.check_fits_part(replace(ulx3s, soc=replace(ulx3s.soc, mem_words=1 << 17)), "soc")
+    big_memory = replace(ulx3s, soc=replace(ulx3s.soc, mem_words=1 << 18))
     with pytest.raises(ValueError, match=r"^The soc top does not fit the LFE5U-85F of ulx3s-85f: "
-                                         r"main memory \(131072 words, a copy per read port: "
-                                         r"228\) and the scratchpads \(32\) need at least 260 "
-                                         r"DP16KD, the part has 208$"):
+                                         r"main memory \(262144 words, once: 228\) and the "
+                                         r"scratchpads \(32\) need at least 260 DP16KD, the part "
+                                         r"has 208$"):
         build.check_fits_part(big_memory, "soc")
     assert build.estimate_resources(ice, "soc")["SB_RAM40_4K"][0] <= 48
     # Without -dsp, synth_ice40 makes multipliers of logic: no DSP bound; no part, no bound.

@@ -129,16 +129,37 @@ def test_yosys_maps_the_marked_memory_without_emulation():
 
 
 def test_board_build_plan_applies_the_mark():
-    """``python -m rtl.build``'s plan hands Yosys the rewritten RTLIL: the ULX3S SoC's three
+    """``python -m rtl.build``'s plan hands Yosys the rewritten RTLIL: the ULX3S SoC's four
     marked memories (the selector's slots; the softmax unit's e/target buffer and reciprocals,
-    since issue 28) have their read ports' masks all ones, every other read port 0."""
+    since issue 28; main memory with its bus and fetch read ports, since issue 27 item 2) have
+    their read ports' masks all ones (five ports), every other read port 0."""
     from platforms import get_board
     from rtl.build import make_plan
 
     _, plan = make_plan(get_board("ulx3s-85f"), "soc")
     text = plan.files["top.il"]
-    assert text.count(f"attribute \\{COLLISION_FREE} 1") == 3
+    assert text.count(f"attribute \\{COLLISION_FREE} 1") == 4
     masks = [m for ms in _masks(text).values() for m in ms]
     ones = [m for m in masks if set(m.split("'")[1]) == {"1"}]
-    assert len(ones) == 3 and len(masks) > 3
+    assert len(ones) == 5 and len(masks) > 5
     assert all(set(m.split("'")[1]) == {"0"} for m in masks if m not in ones)
+
+
+def test_main_memory_with_its_fetch_port_uses_its_block_ram_once():
+    """Issue 27 item 2: marked, main memory's bus read and write share one port of each DP16KD
+    and the fetch port takes the other, so the fetch port costs no block RAM (the same count as
+    without it, from 1024 lines on: the ×18 true-dual-port mapping then fills the DP16KD as the
+    ×36 one does; the ULX3S has 8192); unmarked, Yosys emulates read-before-write for the fetch
+    port and builds the memory twice."""
+    from rtl.mainmem import MainMemory
+
+    def synth(fetch, mark):
+        text = rtlil.convert(MainMemory(8192, data_width=16, latency=2, line_words=8,
+                                        fetch=fetch), name="top")
+        return _synth(mark_collision_free(text) if mark else text)
+
+    (alone, _), (marked, log), (plain, _) = \
+        synth(False, True), synth(True, True), synth(True, False)
+    assert alone["DP16KD"] == marked["DP16KD"] == 8      # 1024 lines × 128 bits, as the ULX3S
+    assert plain["DP16KD"] == 16
+    assert "emulate_transparency" not in log

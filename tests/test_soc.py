@@ -124,3 +124,26 @@ def test_new_program_after_an_error_without_reset():
     r = m.run(entry=good_base)
     assert second[Csr.STATUS] == encode_status(False, True, r.error) and r.error == Error.NONE
     assert rt["mem"] == m.mem.tolist()
+
+
+def _rewrite_own_code_image(first, lines=16):
+    """A program that loads its own lines ``first ..`` into the operand scratchpad and stores
+    them back unchanged (one DMA each; 4 rows of 2 words per line), then runs SETIs to a HALT:
+    the store writes the lines of the SETIs while the sequencer fetches them."""
+    dma = dict(space=0, transpose=0, elem_words=1, rm=0, mem_off=first * isa.INSN_WORDS,
+               sp_row=0, rows=(lines - first) * 4, cols=2, stride=2)
+    prog = [isa.encode(Op.DMA, direction=0, **dma), isa.encode(Op.DMA, direction=1, **dma)]
+    prog += [isa.encode(Op.SETI, rd=1, imm=k) for k in range(lines - 3)] + [isa.encode(Op.HALT)]
+    words = [w for x in prog for w in isa.to_words(x)]
+    return words + [0] * (SOC.mem_words - len(words))
+
+
+def test_fetch_of_a_line_being_written_is_refused():
+    """Main memory is declared collision-free (rtl/mainmem.py): the simulation refuses a program
+    whose DMA store writes an instruction line in the cycle the sequencer fetches it (on the
+    board the fetch would read undefined words); the same store starting two lines later misses
+    every fetch and runs == golden."""
+    with pytest.raises(RuntimeError, match=r"^The program stores into the instruction line it "
+                                           r"is fetching \(outside the cycle model"):
+        run_program(SOC, _rewrite_own_code_image(2))
+    compare(SOC, _rewrite_own_code_image(4), seed=0)
