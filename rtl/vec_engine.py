@@ -51,7 +51,8 @@ class VecEngine(wiring.Component):
     acc_rd : Out(ReadPortSignature)
         Accumulator scratchpad read.
     sp_w, sp_m : Out(WritePortSignature)
-        Operand scratchpad writes (result rows; REQ's mask rows).
+        Operand scratchpad writes: the datapath's result rows (REQ, RELUB, SGD); the rows of one
+        word per lane (REQ's mask rows, FILL's rows, SMX's results).
     acc_wr : Out(WritePortSignature)
         Accumulator scratchpad write (FILL).
     seed_stb : In(1)
@@ -247,17 +248,23 @@ class VecEngine(wiring.Component):
                 self.acc_wr.en.eq(Mux(wr_row & rc.fill_acc, all_lanes, 0)),
             ]
         # result data: sp_w takes the datapath's lanes, no multiplexer; sp_m REQ's mask bits, or
-        # one word in every lane (SMX's result, FILL's value; fill_value is 0 unless FILL runs, so
-        # the word's upper bits are 0 under a REQ and only bit 0 chooses)
+        # one word in every lane (SMX's result, FILL's value; the word is 0 otherwise, so its
+        # upper bits are 0 under a REQ and only bit 0 chooses)
         word = Signal(W, name="word")
-        m.d.comb += word.eq(Mux(smx_on, smx.o_result.payload.value, rc.fill_value))
+        m.d.comb += word.eq(Mux(smx_on, smx.o_result.payload.value,
+                                Mux(rc.fill, rc.fill_value, 0)))
         from_post = ~smx_on & ~rc.fill
+        # FILL's value in the accumulator space: the word's LUTs, and LUTs for the bits above it
+        # (with fill_value's flip-flops straight on the eight lanes' ports, Yosys 0.70's netlist
+        # drove one port bit from two of them: nextpnr stops)
+        acc_word = Signal(AW, name="acc_word")
+        m.d.comb += acc_word.eq(Cat(word, Mux(rc.fill, rc.fill_value[W:], 0)))
         for c in range(L):
             m.d.comb += [
                 self.sp_w.data[c].eq(post.o.payload.y[c]),
                 self.sp_m.data[c].eq(Cat(Mux(from_post, post.o.payload.mask[c], word[0]),
                                          word[1:])),
-                self.acc_wr.data[c].eq(rc.fill_value),         # FILL's value, accumulator space
+                self.acc_wr.data[c].eq(acc_word),
             ]
         return m
 
@@ -287,7 +294,7 @@ class _RowControl:
     """A row operation's decoded fields, registered when the instruction starts (``start``, from
     the incoming ``ir``): the kind (``req``, ``relub``, ``sgd``, ``fill``, ``fill_acc``;
     ``starts``, combinational, tells that ``ir`` is a row operation), ``rows_last`` (rows − 1),
-    ``fill_value`` (0 unless the instruction is FILL), ``lanes``, ``write_lanes`` (the lanes a
+    ``fill_value``, ``lanes``, ``write_lanes`` (the lanes a
     result row writes on ``sp_w``), ``m_write`` (rows are written on ``sp_m``: REQ's mask, FILL
     of the operand space), and the next row of each port (``x_row``, ``y_row``, ``a_row`` read;
     ``d_row`` written by ``sp_w``, ``m_row`` by ``sp_m`` and ``acc_wr``: REQ's mask rows, FILL's
@@ -308,7 +315,7 @@ class _RowControl:
             Signal(rb, name=f"rc_{n}_row") for n in ("x", "y", "a", "d", "m"))
         all_lanes = (1 << lanes) - 1
         with m.If(start):
-            m.d.sync += [self.fill_value.eq(0),
+            m.d.sync += [self.fill_value.eq(f(Op.FILL, "value")),
                          self.req.eq(0), self.relub.eq(0), self.sgd.eq(0), self.fill.eq(0),
                          self.fill_acc.eq(0), self.m_write.eq(0),
                          self.write_lanes.eq(all_lanes)]
@@ -329,7 +336,6 @@ class _RowControl:
                                  self.write_lanes.eq(lane_mask_of(f(Op.SGD, "lanes"), lanes))]
                 with m.Case(Op.FILL):
                     m.d.sync += [self.fill.eq(1), self.m_row.eq(f(Op.FILL, "dst")),
-                                 self.fill_value.eq(f(Op.FILL, "value")),
                                  self.fill_acc.eq(f(Op.FILL, "space") == 1),
                                  self.m_write.eq(f(Op.FILL, "space") == 0)]
                 with m.Case(Op.SMX):            # SMX's rows (see _SmxControl)
