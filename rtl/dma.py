@@ -272,9 +272,15 @@ class DmaController(wiring.Component):
         place = Signal(NW + F)                             # bit F + p: the request fills word p
         i_last_w = i_w == wide
         i_last_l = i_l == n_in_m1
-        i_last_t = i_t == n_out_m1
-        row_last = Mux(d.transpose, i_last_w & i_last_l, window[F:] == 0)
-        more_rows = Signal()                               # a store: a row after row i_t + 2
+        # Registered flags, set with the request they describe (so that the read enable and the
+        # row's advance start at registers): the request is the last of its row (without
+        # transpose: `window[F:] == 0`; with: `i_last_w & i_last_l`), its row is the last
+        # (`i_t == n_out_m1`), and the scratchpad row to read when the row advances exists (a
+        # store only; in CHECK, DECIDE and PRIME, the row those states read).
+        row_last = Signal()
+        t_last = Signal()
+        more_rows = Signal()
+        n_words = Signal(range(NW + 1))                    # words of a block row
         accept = Signal()
 
         # Tags of the requests in flight, for the response side.
@@ -286,7 +292,7 @@ class DmaController(wiring.Component):
             tag_in.rot.eq(off - pos),
             tag_in.place.eq(place[F:]),
             tag_in.row_last.eq(row_last),
-            tag_in.last.eq(row_last & i_last_t),
+            tag_in.last.eq(row_last & t_last),
             tags.w_data.eq(tag_in),
             tags.w_en.eq(accept),
             tag.eq(tags.r_data),
@@ -331,11 +337,10 @@ class DmaController(wiring.Component):
         # second in DECIDE (whatever the fault code), and whenever the rows shift (in DECIDE, in
         # PRIME, and when a row's last request is accepted) the row two after the one moving into
         # `sent`, if any, is read; it stays on the read port until it moves into `ahead`.
-        next_row = Signal(row_width)
-        rd_addr = Signal(row_width)
+        next_row = Signal(row_width)                       # the row the next read reads
         rd_en = Signal()
         for space, port in enumerate(reads):
-            m.d.comb += [port.addr.eq(rd_addr), port.en.eq(rd_en & (d.space == space))]
+            m.d.comb += [port.addr.eq(next_row), port.en.eq(rd_en & (d.space == space))]
 
         def start_row(addr, ones):
             """Without transpose: the first line of the row whose words start at ``addr`` and
@@ -382,20 +387,22 @@ class DmaController(wiring.Component):
         with m.Switch(state):
             with m.Case(_State.IDLE):
                 with m.If(self.i_desc.valid):
-                    m.d.sync += [d.eq(self.i_desc.payload), state.eq(_State.CHECK)]
+                    m.d.sync += [d.eq(self.i_desc.payload), state.eq(_State.CHECK),
+                                 next_row.eq(self.i_desc.payload.sp_row),
+                                 more_rows.eq(self.i_desc.payload.direction == Dir.STORE)]
 
             with m.Case(_State.CHECK):
-                m.d.comb += [rd_addr.eq(d.sp_row), rd_en.eq(d.direction == Dir.STORE)]
+                m.d.comb += rd_en.eq(more_rows)
                 m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE),
                              pre_code.eq(_fault_code(m, d, C(0, 1), soc)),
                              row_end.eq(d.mem_addr + _block_words(d)),
-                             next_row.eq(d.sp_row + 1)]
+                             next_row.eq(next_row + 1),
+                             more_rows.eq((d.direction == Dir.STORE) & (n_out != 1))]
 
             with m.Case(_State.DECIDE):
                 # whatever the fault code: a read changes nothing, and the rows are the
                 # instruction's (the sequencer checked their range)
-                m.d.comb += [rd_addr.eq(next_row),
-                             rd_en.eq((d.direction == Dir.STORE) & (n_out != 1))]
+                m.d.comb += rd_en.eq(more_rows)
                 ones = Cat((_block_words(d) > p) for p in range(NW))
                 m.d.sync += shift_rows                     # the first row into `ahead`
                 # The run registers are set whatever the fault code (with a fault nothing reads
@@ -416,19 +423,23 @@ class DmaController(wiring.Component):
                     lane_on.eq(Cat((n_in > k) for k in range(lanes))),
                     i_t.eq(0), i_l.eq(0), i_w.eq(0), pos.eq(0),
                     a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr),
-                    next_row.eq(next_row + 1), more_rows.eq(n_out > 2),
+                    next_row.eq(next_row + 1),
+                    more_rows.eq((d.direction == Dir.STORE) & (n_out > 2)),
                     wr_row.eq(d.sp_row),
+                    n_words.eq(_block_words(d)),
+                    t_last.eq(n_out == 1),
                 ]
                 with m.If(d.transpose):
                     m.d.sync += start_word(d.mem_addr[:addr_width])
-                    m.d.sync += place.eq(1 << F)
+                    m.d.sync += [place.eq(1 << F), row_last.eq(~wide & (n_in == 1))]
                 with m.Else():
                     m.d.sync += start_row(d.mem_addr[:addr_width], ones)
+                    m.d.sync += row_last.eq(d.mem_addr[:fb] + _block_words(d) <= F)
 
             with m.Case(_State.PRIME):
                 # a store: the first row moves into `sent`, the second into `ahead`, the third is
                 # read; the first request goes out in the next cycle
-                m.d.comb += [rd_addr.eq(next_row), rd_en.eq(more_rows)]
+                m.d.comb += rd_en.eq(more_rows)
                 m.d.sync += shift_rows
                 m.d.sync += [next_row.eq(next_row + 1), more_rows.eq(n_out_m1 >= 3),
                              state.eq(_State.RUN), iss_on.eq(1)]
@@ -438,30 +449,35 @@ class DmaController(wiring.Component):
                     with m.If(~row_last):
                         with m.If(d.transpose):
                             with m.If(~i_last_w):
-                                m.d.sync += [i_w.eq(1), *start_word(a_word + 1)]
+                                m.d.sync += [i_w.eq(1), *start_word(a_word + 1),
+                                             row_last.eq(i_last_l)]
                             with m.Else():
                                 m.d.sync += [i_w.eq(0), i_l.eq(i_l + 1),
                                              a_elem.eq(a_elem + inner),
-                                             *start_word(a_elem + inner)]
+                                             *start_word(a_elem + inner),
+                                             row_last.eq(~wide & (i_l + 1 == n_in_m1))]
                             m.d.sync += [pos.eq(pos + 1), place.eq(place << 1)]
                             m.d.sync += [sent[p].eq(sent[p + 1]) for p in range(NS - 1)]
                         with m.Else():
                             m.d.sync += [a_line.eq(a_line + 1), window.eq(window >> F),
-                                         place.eq(place << F)]
+                                         place.eq(place << F), row_last.eq(window[2 * F:] == 0)]
                             m.d.sync += [prev[q].eq(sent[q]) for q in range(F)]
                             m.d.sync += [sent[p].eq(sent[p + F]) for p in range(NS - F)]
-                    with m.Elif(~i_last_t):
+                    with m.Elif(~t_last):
                         nxt = a_row + outer
                         m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1), pos.eq(0),
-                                     a_row.eq(nxt), a_elem.eq(nxt), next_row.eq(next_row + 1)]
+                                     a_row.eq(nxt), a_elem.eq(nxt), next_row.eq(next_row + 1),
+                                     t_last.eq(i_t + 1 == n_out_m1)]
                         with m.If(d.transpose):
-                            m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F)]
+                            m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F),
+                                         row_last.eq(~wide & (n_in_m1 == 0))]
                         with m.Else():
                             m.d.sync += start_row(nxt[:addr_width], row_ones)
+                            m.d.sync += row_last.eq(nxt[:fb] + n_words <= F)
                         m.d.sync += shift_rows
-                        m.d.sync += more_rows.eq(i_t + 4 <= n_out_m1)
-                        m.d.comb += [rd_addr.eq(next_row),
-                                     rd_en.eq((d.direction == Dir.STORE) & more_rows)]
+                        m.d.sync += more_rows.eq((d.direction == Dir.STORE)
+                                                 & (i_t + 4 <= n_out_m1))
+                        m.d.comb += rd_en.eq(more_rows)
                     with m.Else():
                         m.d.sync += iss_on.eq(0)
                 with m.If(rsp.valid & tag.last):
