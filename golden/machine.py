@@ -7,7 +7,7 @@ running operations share a scratchpad bank (see ``docs/isa.md``), program order 
 final state as the concurrent hardware, while the timing model tracks the concurrency exactly.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -16,7 +16,7 @@ from spec.isa import Op, Unit, Error, Cond
 from spec.params import check_int
 from spec.soc import check_soc
 from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, REQ_LATENCY, SGD_LATENCY,
-                         memop_cycles)
+                         bus_latency, memop_cycles)
 from . import fixedpoint as fx
 
 __all__ = ["Machine", "Timing", "ExecResult", "selout_last_write"]
@@ -28,12 +28,14 @@ class Timing:
 
     An instruction whose fetch starts in cycle ``t`` may issue from cycle ``t + FETCH_CYCLES``;
     an LDW/STW holds the sequencer :func:`~spec.timing.memop_cycles` more cycles after it issues
-    (``2 + latency`` for main-memory latency ``latency``).
+    (``2 + latency``, where ``latency`` is :func:`~spec.timing.bus_latency`: main memory's latency
+    plus the bus arbiter's cycle, which every bus master's latency below includes too).
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
     uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
     operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
 
-    Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD``; GEMM the array schedule's total
+    Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD`` (on ``Machine.bus_soc``: the SoC with
+    the bus latency); GEMM the array schedule's total
     + ``GEMM_OVERHEAD`` (a read stage before the array, a write stage after); REQ/RELUB
     ``rows + 1 + REQ_LATENCY``, SGD ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per
     cycle after a read stage); SMX ``softmax_cycles(classes, samples) + 1`` (the softmax unit
@@ -46,7 +48,7 @@ class Timing:
     inserter cycles, :meth:`golden.selection.StreamingSelector.entry_cycles`, from the selection
     as it stands; the run computes it when it executes the SELFEED: ``Machine.sel_feed_cycles``);
     SELOUT :func:`selout_last_write` ``+ latency`` (the read-out and the engine's writes modelled
-    cycle by cycle, then the last write's acknowledgement: main-memory latency).
+    cycle by cycle, then the last write's acknowledgement: the bus latency).
     """
 
     def duration(self, m, op, f):
@@ -54,7 +56,7 @@ class Timing:
         c = m.soc.config.array
         if op is Op.DMA:
             from . import dma as gdma
-            return gdma.cycles(m.dma_descriptor(f), m.soc) + DMA_OVERHEAD
+            return gdma.cycles(m.dma_descriptor(f), m.bus_soc) + DMA_OVERHEAD
         if op is Op.GEMM:
             from . import array as garr
             tiles = [f["k"]] * (f["mt"] * f["nt"])
@@ -77,7 +79,7 @@ class Timing:
                 return m.sel_feed_cycles
             counts = m.selector.result().counts
             words = isa.sel_record_words(sel, m.soc.config.array.operand_width)
-            return selout_last_write(counts, words) + m.soc.mem_latency
+            return selout_last_write(counts, words) + bus_latency(m.soc.mem_latency)
         raise AssertionError(op)
 
 
@@ -169,6 +171,8 @@ class Machine:
 
     def __init__(self, soc=None):
         self.soc = c = check_soc(soc, "Machine")
+        # the DMA's cycle model on main memory as the DMA sees it: behind the bus arbiter
+        self.bus_soc = replace(c, mem_latency=bus_latency(c.mem_latency))
         self._word_mask = (1 << c.word_width) - 1
         self.mem = torch.zeros(c.mem_words, dtype=torch.int64)
         self.sp = torch.zeros(c.sp_rows, c.lanes, dtype=torch.int64)
@@ -551,7 +555,7 @@ class Machine:
             pc = new_pc if new_pc is not None else pc + isa.INSN_WORDS
             t = t_issue + 1
             if op in (Op.LDW, Op.STW):
-                t += memop_cycles(self.soc.mem_latency)
+                t += memop_cycles(bus_latency(self.soc.mem_latency))
         raise RuntimeError(f"Program did not halt within {max_instructions} instructions")
 
     def _account(self, cycles, free, used):

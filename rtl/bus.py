@@ -189,12 +189,17 @@ class BusArbiter(wiring.Component):
     """Shares one bus slave among ``masters`` masters, round robin, responses kept in order.
 
     In a cycle, the request of the first master with ``req.valid`` at or after the one after the
-    master granted last is passed to the slave (combinationally: no added latency); a request the
-    slave did not take stays granted until it does. The master's
-    index is queued for each accepted request, so the slave's in-order responses are routed back
-    to their masters. A master alone on the bus sees the slave's timing exactly (the DMA's cycle
-    model holds through the arbiter), as long as fewer than ``max_inflight`` of its requests are
-    in flight (``max_inflight ≥ latency + 1`` for one request per cycle).
+    master granted last is taken into the arbiter's request register, if that register is free
+    in the next cycle (empty, or its request taken by the slave now); the slave sees only that
+    register (issue 27 item 4: the grant, the request and the master's ``ready`` reach the slave
+    through no logic; the master's ``req.ready`` depends on the masters' ``valid`` and on the
+    slave's ``req.ready``, a register in :class:`~rtl.mainmem.MainMemory`, through a few gates).
+    So the arbiter adds one cycle: a request taken in cycle ``c`` reaches the slave from cycle
+    ``c + 1``, and a master alone on the bus sees the slave's timing one cycle later, still one
+    request per cycle (``spec.timing.BUS_LATENCY``; the cycle models count it). The master's
+    index is queued for each request taken, so the slave's in-order responses are routed back to
+    their masters; at most ``max_inflight`` requests are between the register and their
+    responses (``max_inflight ≥ latency + 2`` for one request per cycle).
 
     Parameters
     ----------
@@ -244,34 +249,36 @@ class BusArbiter(wiring.Component):
         m.submodules.owners = owners = SyncFIFO(width=max(1, ceil_log2(n)), depth=self._max_inflight)
         req, rsp = self.slave.req, self.slave.rsp
 
-        last = Signal(range(n), init=n - 1)       # the master granted last
+        # The request register: what the slave sees. It is free next cycle if it is empty or the
+        # slave takes its request now.
+        held = Signal()
+        held_payload = Signal.like(req.payload)
+        free = ~held | req.ready
+        m.d.comb += [req.valid.eq(held), req.payload.eq(held_payload)]
+
+        last = Signal(range(n), init=n - 1)       # the master taken last
         grant = Signal(range(n))
         any_valid = Signal()
-        held = Signal()                            # a request shown last cycle was not taken
-        held_grant = Signal(range(n))
-        with m.If(held):
-            # Keep showing the same request (its master keeps it valid until the transfer).
-            m.d.comb += [grant.eq(held_grant), any_valid.eq(1)]
-        with m.Else():
-            # Round robin: scan the masters starting after `last`; the first valid one wins.
-            for start in range(n):
-                with m.If(last == (start - 1) % n):
-                    order = [(start + k) % n for k in range(n)]
-                    for k, i in enumerate(order):
-                        with (m.Elif if k else m.If)(self.bus[i].req.valid):
-                            m.d.comb += [grant.eq(i), any_valid.eq(1)]
-        m.d.sync += [held.eq(req.valid & ~req.ready), held_grant.eq(grant)]
-        with m.Switch(grant):
-            for i in range(n):
-                with m.Case(i):
-                    m.d.comb += req.payload.eq(self.bus[i].req.payload)
-        m.d.comb += req.valid.eq(any_valid & owners.w_rdy)
+        # Round robin: scan the masters starting after `last`; the first valid one wins.
+        for start in range(n):
+            with m.If(last == (start - 1) % n):
+                order = [(start + k) % n for k in range(n)]
+                for k, i in enumerate(order):
+                    with (m.Elif if k else m.If)(self.bus[i].req.valid):
+                        m.d.comb += [grant.eq(i), any_valid.eq(1)]
+        take = Signal()
+        m.d.comb += take.eq(any_valid & free & owners.w_rdy)
         for i in range(n):
-            m.d.comb += self.bus[i].req.ready.eq((grant == i) & any_valid & owners.w_rdy &
-                                                 req.ready)
-        with m.If(req.valid & req.ready):
+            m.d.comb += self.bus[i].req.ready.eq((grant == i) & take)
+        with m.If(free):
+            m.d.sync += held.eq(take)
+        with m.If(take):
             m.d.sync += last.eq(grant)
-        m.d.comb += [owners.w_data.eq(grant), owners.w_en.eq(req.valid & req.ready)]
+            with m.Switch(grant):
+                for i in range(n):
+                    with m.Case(i):
+                        m.d.sync += held_payload.eq(self.bus[i].req.payload)
+        m.d.comb += [owners.w_data.eq(grant), owners.w_en.eq(take)]
 
         # Responses go to the master at the head of the queue.
         head = owners.r_data

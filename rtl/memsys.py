@@ -1,5 +1,7 @@
 """The memory system: main memory, the two scratchpads and the DMA, wired together."""
 
+from dataclasses import replace
+
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -8,6 +10,7 @@ from amaranth.utils import ceil_log2
 from spec.memory import FAULT_BITS, LINE_WORDS, Space
 from spec.params import check_int
 from spec.soc import check_soc
+from spec.timing import bus_latency
 from .dma import DmaController, descriptor_layout
 from .bus import BusArbiter, BusSignature, WordLineBridge
 from .mainmem import MainMemory
@@ -26,7 +29,8 @@ class MemorySystem(wiring.Component):
     The DMA is its only master, or, with ``bus_masters > 0``, master 0 of a line-bus
     :class:`~rtl.bus.BusArbiter` whose other ports are exported as word buses (sequencer
     loads/stores, host link, selection engine), each through a :class:`~rtl.bus.WordLineBridge`;
-    alone on the bus, the DMA's timing is unchanged.
+    alone on the bus, the DMA then sees main memory's latency plus the arbiter's register
+    (:func:`spec.timing.bus_latency`).
 
     Parameters
     ----------
@@ -80,7 +84,10 @@ class MemorySystem(wiring.Component):
         check_int(fetch_words, "Fetch line words")
         if fetch_words not in (0, LINE_WORDS):
             raise ValueError(f"Fetch line words must be 0 or {LINE_WORDS}, not {fetch_words!r}")
-        self.dma = DmaController(soc)
+        # behind the arbiter the DMA sees main memory's latency plus the arbiter's register: its
+        # response queue is sized for that
+        self.dma = DmaController(replace(soc, mem_latency=bus_latency(soc.mem_latency))
+                                 if bus_masters else soc)
         self.mainmem = MainMemory(soc.mem_words, data_width=soc.word_width,
                                   latency=soc.mem_latency, stall_rate=stall_rate, seed=seed,
                                   init=mem_init, line_words=LINE_WORDS, fetch=bool(fetch_words))

@@ -14,8 +14,8 @@ from .params import check_positive_int
 
 __all__ = [
     "REQ_LATENCY", "SGD_LATENCY",
-    "FETCH_CYCLES", "MEMOP_CYCLES", "DMA_OVERHEAD", "GEMM_OVERHEAD",
-    "memop_cycles", "output_latency", "tile_spacing",
+    "FETCH_CYCLES", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD", "GEMM_OVERHEAD",
+    "memop_cycles", "bus_latency", "output_latency", "tile_spacing",
 ]
 
 
@@ -46,6 +46,10 @@ FETCH_CYCLES = 6
 #: :func:`memop_cycles`.
 MEMOP_CYCLES = 2
 
+#: Cycles the bus arbiter adds to every main-memory access of a bus master in the SoC (its
+#: request register, issue 27 item 4: :class:`rtl.bus.BusArbiter`): see :func:`bus_latency`.
+BUS_LATENCY = 1
+
 #: A DMA instruction keeps the DMA unit busy for ``golden.dma.cycles(desc) + DMA_OVERHEAD``
 #: cycles (the DMA takes the descriptor in the cycle it is issued).
 DMA_OVERHEAD = -1
@@ -53,6 +57,15 @@ DMA_OVERHEAD = -1
 #: A GEMM keeps the GEMM engine busy for the array schedule's total cycles + ``GEMM_OVERHEAD``: a
 #: read stage before the array, a write stage after.
 GEMM_OVERHEAD = 2
+
+
+def bus_latency(mem_latency):
+    """The latency a bus master of the SoC (the DMA, the sequencer's LDW/STW, the selection
+    engine, the host link) sees on a main memory of latency ``mem_latency``: from the cycle the
+    arbiter takes its request to the cycle the response is valid, ``mem_latency +
+    BUS_LATENCY``."""
+    check_positive_int(mem_latency, "Memory latency")
+    return mem_latency + BUS_LATENCY
 
 
 def memop_cycles(mem_latency):

@@ -10,7 +10,8 @@ from spec.isa import INSN_BITS, INSN_WORDS, WORD_BITS, Error
 from spec.memory import Space
 from spec.params import ArrayConfig, Config, Formats
 from spec.soc import DEFAULT_SOC, SocConfig, check_soc
-from spec.timing import memop_cycles, output_latency, tile_spacing
+from spec.timing import (BUS_LATENCY, bus_latency, memop_cycles, output_latency,
+                         tile_spacing)
 
 
 # --- CSR fields -------------------------------------------------------------------------------------
@@ -55,6 +56,9 @@ def test_config_value():
 
 def test_timing_rules():
     assert [memop_cycles(n) for n in (1, 2, 5)] == [3, 4, 7]
+    assert BUS_LATENCY == 1 and [bus_latency(n) for n in (1, 2, 5)] == [2, 3, 6]
+    with pytest.raises(TypeError, match=r"^Memory latency must be a positive integer, not 'x'$"):
+        bus_latency("x")
     assert output_latency(5) == 10
     assert tile_spacing(4, 2) == tile_spacing(2, 4) == 4
     with pytest.raises(ValueError, match=r"^Memory latency must be a positive integer, not 0$"):
