@@ -1,7 +1,8 @@
 """The DMA controller: 2-D strided block moves between main memory and the scratchpads."""
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.data import View
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -138,11 +139,12 @@ class DmaController(wiring.Component):
        taken as they come (``rsp.ready`` is always high). A load rotates each line read into a
        row buffer and writes the scratchpad row from that buffer (a register) the cycle after its
        last line arrives. A store sends a row from a shift register of its words (``sent``), loaded
-       when the row starts from a register of the next row (``ahead``), which takes the row
-       on the read port then, and the row two after is read then: the scratchpad's block-RAM
-       output and bank multiplexer reach only ``ahead`` (a store's first request comes a cycle
-       after DECIDE, in PRIME the first row moves into ``sent``). The line's words are a window
-       of ``sent``'s first line and the line before it;
+       when the row starts from the head of a queue of three rows, which its reads fill as room
+       allows (the read enable is a register; each row is taken off the read port into the
+       queue the cycle after its read): the scratchpad's block-RAM output and bank multiplexer
+       reach only the queue's registers. A store's first request comes a cycle after DECIDE
+       (in PRIME the first row moves into ``sent``). The line's words are a window of
+       ``sent``'s first line and the line before it;
     3. raises ``done`` for one cycle after the last response (a store: every write has been
        performed) or, for a load, after the last row's write, with the fault code on ``fault``,
        and is ready for the next descriptor in that same cycle.
@@ -272,14 +274,12 @@ class DmaController(wiring.Component):
         place = Signal(NW + F)                             # bit F + p: the request fills word p
         i_last_w = i_w == wide
         i_last_l = i_l == n_in_m1
-        # Registered flags, set with the request they describe (so that the read enable and the
-        # row's advance start at registers): the request is the last of its row (without
-        # transpose: `window[F:] == 0`; with: `i_last_w & i_last_l`), its row is the last
-        # (`i_t == n_out_m1`), and the scratchpad row to read when the row advances exists (a
-        # store only; in CHECK, DECIDE and PRIME, the row those states read).
+        # Registered flags, set with the request they describe (so that the row's advance starts
+        # at registers): the request is the last of its row (without transpose:
+        # `window[F:] == 0`; with: `i_last_w & i_last_l`), and its row is the last
+        # (`i_t == n_out_m1`).
         row_last = Signal()
         t_last = Signal()
-        more_rows = Signal()
         n_words = Signal(range(NW + 1))                    # words of a block row
         accept = Signal()
 
@@ -317,30 +317,56 @@ class DmaController(wiring.Component):
         for q in range(F):
             m.d.comb += req.payload.wdata[q].eq(
                 both.word_select((F + q - off)[:fb + 1], ww))
-        # The row after the one in `sent` waits in `ahead` (one register per scratchpad, loaded
-        # from its read port with no logic between: the block RAM's output and the bank
-        # multiplexer reach only them), so the space and element-width selects run from registers.
-        ahead = [Signal(row_layout(soc.elem_width(space), lanes), name=f"ahead_{prefix}")
-                 for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc"))]
+        # Store reads: a prefetch queue of three rows between the read port and `sent`. A read is
+        # issued whenever rows are left to read and the queue will have room for its row (the
+        # rows queued plus the one arriving, at most two, counted for the next cycle: `rd_ok` is
+        # a register, so the bus's handshake does not reach the scratchpad's read enable), and
+        # its row is taken off the read port into the queue in the next cycle (one register per
+        # queue entry and scratchpad, enabled by registers: the block RAM's output and the bank
+        # multiplexer reach only those). A row moves from the queue's head into `sent` in PRIME
+        # and when a row's last request is accepted; three entries keep one row per cycle.
+        Q = 3
+        queue = [[Signal(row_layout(soc.elem_width(space), lanes), name=f"queue_{i}_{prefix}")
+                  for i in range(Q)] for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc"))]
+        q_wr = Signal(Q, init=1)                           # one-hot: the entry the next row fills
+        q_rd = Signal(Q, init=1)                           # one-hot: the queue's head
+        q_count = Signal(range(Q + 1))                     # rows in the queue
+        rd_q = Signal()                                    # a row arrives on the read port
+        rd_ok = Signal()                                   # read a row in this cycle
+        rd_left = Signal(t_width)                          # rows still to read
+        next_row = Signal(row_width)                       # the row the next read reads
+        consume = Signal()                                 # the head moves into `sent`
+        for space, port in enumerate(reads):
+            m.d.comb += [port.addr.eq(next_row), port.en.eq(rd_ok & (d.space == space))]
+        with m.If(rd_q):
+            for i in range(Q):
+                with m.If(q_wr[i]):
+                    m.d.sync += [queue[space][i].eq(port.data) for space, port in enumerate(reads)]
+            m.d.sync += q_wr.eq(q_wr.rotate_left(1))
+        with m.If(consume):
+            m.d.sync += q_rd.eq(q_rd.rotate_left(1))
+        left_next = rd_left - rd_ok
+        count_next = q_count + rd_q - consume
+        m.d.sync += [
+            rd_q.eq(rd_ok), rd_left.eq(left_next), q_count.eq(count_next),
+            next_row.eq(next_row + rd_ok),
+            rd_ok.eq((d.direction == Dir.STORE) & (left_next != 0) & (count_next + rd_ok <= 2)),
+        ]
+
+        def head(space):
+            rows = [Value.cast(row) for row in queue[space]]
+            return View(row_layout(soc.elem_width(space), lanes),
+                        Mux(q_rd[0], rows[0], Mux(q_rd[1], rows[1], rows[2])))
+
+        heads = [head(space) for space in Space]
         elem32 = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"elem32_{k}") for k in range(lanes)]
-        m.d.comb += [elem32[k].eq(Mux(d.space == Space.ACC, ahead[1][k], ahead[0][k]))
+        m.d.comb += [elem32[k].eq(Mux(d.space == Space.ACC, heads[1][k], heads[0][k]))
                      for k in range(lanes)]
-        # `shift_rows`: `sent` takes the row in `ahead`, `ahead` the row on the read port
-        shift_rows = [a.eq(port.data) for a, port in zip(ahead, reads)]
+        load_row = []                                      # `sent` takes the queue's head
         for p in range(NW):
             narrow = elem32[p][:ww] if p < lanes else 0
-            shift_rows.append(sent[p].eq(Mux(wide, elem32[p // 2].word_select(p % 2, ww),
-                                             narrow)))
+            load_row.append(sent[p].eq(Mux(wide, elem32[p // 2].word_select(p % 2, ww), narrow)))
         # (words NW.. of a narrow row's `sent` are never selected: their mask bits are off)
-
-        # Scratchpad reads of a store run two rows ahead: the first row is read in CHECK, the
-        # second in DECIDE (whatever the fault code), and whenever the rows shift (in DECIDE, in
-        # PRIME, and when a row's last request is accepted) the row two after the one moving into
-        # `sent`, if any, is read; it stays on the read port until it moves into `ahead`.
-        next_row = Signal(row_width)                       # the row the next read reads
-        rd_en = Signal()
-        for space, port in enumerate(reads):
-            m.d.comb += [port.addr.eq(next_row), port.en.eq(rd_en & (d.space == space))]
 
         def start_row(addr, ones):
             """Without transpose: the first line of the row whose words start at ``addr`` and
@@ -386,30 +412,30 @@ class DmaController(wiring.Component):
         # --- control ----------------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(_State.IDLE):
+                m.d.sync += rd_ok.eq(0)
                 with m.If(self.i_desc.valid):
-                    m.d.sync += [d.eq(self.i_desc.payload), state.eq(_State.CHECK),
-                                 next_row.eq(self.i_desc.payload.sp_row),
-                                 more_rows.eq(self.i_desc.payload.direction == Dir.STORE)]
+                    pd = self.i_desc.payload
+                    # a store reads its first row in CHECK, whatever the check's outcome
+                    m.d.sync += [d.eq(pd), state.eq(_State.CHECK),
+                                 next_row.eq(pd.sp_row), rd_ok.eq(pd.direction == Dir.STORE),
+                                 rd_left.eq(Mux(pd.transpose, pd.cols, pd.rows)),
+                                 q_count.eq(0), q_wr.eq(1), q_rd.eq(1)]
 
             with m.Case(_State.CHECK):
-                m.d.comb += rd_en.eq(more_rows)
                 m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE),
                              pre_code.eq(_fault_code(m, d, C(0, 1), soc)),
-                             row_end.eq(d.mem_addr + _block_words(d)),
-                             next_row.eq(next_row + 1),
-                             more_rows.eq((d.direction == Dir.STORE) & (n_out != 1))]
+                             row_end.eq(d.mem_addr + _block_words(d))]
 
             with m.Case(_State.DECIDE):
                 # whatever the fault code: a read changes nothing, and the rows are the
                 # instruction's (the sequencer checked their range)
-                m.d.comb += rd_en.eq(more_rows)
                 ones = Cat((_block_words(d) > p) for p in range(NW))
-                m.d.sync += shift_rows                     # the first row into `ahead`
                 # The run registers are set whatever the fault code (with a fault nothing reads
                 # them: no request is issued, no row written); only the next state, `iss_on`
                 # and the status depend on it, to keep the comparison's fan-out small.
                 with m.If(code != Fault.NONE):
-                    m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code)]
+                    m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code),
+                                 rd_ok.eq(0)]
                 with m.Elif(d.direction == Dir.STORE):
                     m.d.sync += state.eq(_State.PRIME)
                 with m.Else():
@@ -423,8 +449,6 @@ class DmaController(wiring.Component):
                     lane_on.eq(Cat((n_in > k) for k in range(lanes))),
                     i_t.eq(0), i_l.eq(0), i_w.eq(0), pos.eq(0),
                     a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr),
-                    next_row.eq(next_row + 1),
-                    more_rows.eq((d.direction == Dir.STORE) & (n_out > 2)),
                     wr_row.eq(d.sp_row),
                     n_words.eq(_block_words(d)),
                     t_last.eq(n_out == 1),
@@ -437,12 +461,11 @@ class DmaController(wiring.Component):
                     m.d.sync += row_last.eq(d.mem_addr[:fb] + _block_words(d) <= F)
 
             with m.Case(_State.PRIME):
-                # a store: the first row moves into `sent`, the second into `ahead`, the third is
-                # read; the first request goes out in the next cycle
-                m.d.comb += rd_en.eq(more_rows)
-                m.d.sync += shift_rows
-                m.d.sync += [next_row.eq(next_row + 1), more_rows.eq(n_out_m1 >= 3),
-                             state.eq(_State.RUN), iss_on.eq(1)]
+                # a store: the first row moves into `sent`; the first request goes out in the next
+                # cycle
+                m.d.comb += consume.eq(1)
+                m.d.sync += load_row
+                m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
 
             with m.Case(_State.RUN):
                 with m.If(accept):
@@ -466,7 +489,7 @@ class DmaController(wiring.Component):
                     with m.Elif(~t_last):
                         nxt = a_row + outer
                         m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1), pos.eq(0),
-                                     a_row.eq(nxt), a_elem.eq(nxt), next_row.eq(next_row + 1),
+                                     a_row.eq(nxt), a_elem.eq(nxt),
                                      t_last.eq(i_t + 1 == n_out_m1)]
                         with m.If(d.transpose):
                             m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F),
@@ -474,10 +497,8 @@ class DmaController(wiring.Component):
                         with m.Else():
                             m.d.sync += start_row(nxt[:addr_width], row_ones)
                             m.d.sync += row_last.eq(nxt[:fb] + n_words <= F)
-                        m.d.sync += shift_rows
-                        m.d.sync += more_rows.eq((d.direction == Dir.STORE)
-                                                 & (i_t + 4 <= n_out_m1))
-                        m.d.comb += rd_en.eq(more_rows)
+                        m.d.sync += load_row
+                        m.d.comb += consume.eq(d.direction == Dir.STORE)
                     with m.Else():
                         m.d.sync += iss_on.eq(0)
                 with m.If(rsp.valid & tag.last):
