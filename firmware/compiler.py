@@ -66,16 +66,40 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _check_square(soc):
+def _array_shape(soc):
+    """``(lanes, pad)`` of the programs for ``soc``'s ``R × C`` array (``docs/firmware.md``,
+    *Arrays with rows ≠ cols*): the panel width ``lanes = min(R, C)``, and ``pad = R − lanes``,
+    the rows by which a ``GEMM``'s row tile of ``R`` rows overruns a panel of ``lanes`` rows
+    (0 unless ``R > C``; then every ``GEMM`` is emitted one row tile at a time and the
+    accumulator panels are ``pad`` rows apart)."""
     if not isinstance(soc, SocConfig):
         raise TypeError(f"SoC configuration must be a SocConfig, not {soc!r}")
     a = soc.config.array
-    if a.rows != a.cols:
-        raise ValueError(f"The compiler supports square arrays only (rows == cols), "
-                         f"not {a.rows}×{a.cols}")
     if soc.sp_banks < 2:
         raise ValueError(f"The compiler needs at least 2 scratchpad banks, not {soc.sp_banks}")
-    return a.rows
+    lanes = min(a.rows, a.cols)
+    return lanes, a.rows - lanes
+
+
+def _gemm(p, pad, lanes, *, a_row, mt, a_ps, c_row, **fields):
+    """One ``GEMM`` of ``mt`` row tiles of ``lanes`` rows, ``ACC[c_row + j·c_ps + i·lanes + r]``
+    for ``r < lanes``; with ``pad`` (an array of ``lanes + pad`` rows) one ``GEMM`` per row
+    tile, in order: tile ``i``'s ``pad`` extra rows (products of lanes ``≥ lanes`` of ``A``)
+    land on tile ``i + 1``'s rows, which its own ``GEMM`` then writes, and the last tile's in
+    the ``pad`` rows after the panel (``c_ps`` must leave them: :func:`_panel_rows`). The extra
+    rows are zero when those lanes of ``A`` are (DMA loads and ``REQ`` write them 0), so
+    ``accumulate`` may be set too."""
+    if not pad:
+        p.gemm(a_row=a_row, mt=mt, a_ps=a_ps, c_row=c_row, **fields)
+        return
+    for i in range(mt):
+        p.gemm(a_row=a_row + i * a_ps, mt=1, a_ps=a_ps, c_row=c_row + i * lanes, **fields)
+
+
+def _panel_rows(tiles, lanes, pad):
+    """Accumulator rows of one output panel of ``tiles`` row tiles (a ``GEMM``'s ``c_ps``):
+    ``tiles·lanes``, plus the ``pad`` rows the last tile overruns (:func:`_gemm`)."""
+    return tiles * lanes + pad
 
 
 def _dma(p, *, store, transpose, rm, off, sp_row, rows, cols, stride, space=Space.SP):
@@ -276,7 +300,7 @@ class CompiledMLP:
         check_int(origin, "Origin")
         if origin and origin < PARAM_WORDS:
             raise ValueError(f"Origin must be 0 or at least {PARAM_WORDS}, not {origin!r}")
-        self.lanes = _check_square(soc)
+        self.lanes, self._pad = _array_shape(soc)
         kinds = tuple(kinds)
         bad = [k for k in kinds if k not in PROGRAM_KINDS]
         if bad or not kinds:
@@ -498,6 +522,13 @@ class CompiledMLP:
         p.halt()
         return p
 
+    # --- the array's shape ------------------------------------------------------------------------
+    def _gemm(self, p, **fields):
+        _gemm(p, self._pad, self.lanes, **fields)
+
+    def _cps(self, tiles):
+        return _panel_rows(tiles, self.lanes, self._pad)
+
     # --- scratchpad buffers -----------------------------------------------------------------------
     def _allocators(self, kind):
         """Buffers (``docs/firmware.md``): ``W{l}`` weight panels; feature-major (one row per
@@ -519,8 +550,8 @@ class CompiledMLP:
             # F0 is prefetched for the next step, F{l} hold ones rows: all live across steps
             sp.add(f"F{l - 1}", nbp * (n_in + 1), persistent=True)
             sp.apart(f"W{l}", f"F{l - 1}")
-            acc.add(f"Y{l}", nbp * npo * Lw)
-            acc.add(f"Ys{l}", npo * nbp * Lw)
+            acc.add(f"Y{l}", nbp * self._cps(npo))
+            acc.add(f"Ys{l}", npo * self._cps(nbp))
             sp.add(f"M{l}", nbp * n_out)
             sp.add(f"Ms{l}", npo * B)
             sp.add(f"G{l}", nbp * n_out)
@@ -529,10 +560,10 @@ class CompiledMLP:
             sp.add(f"Sin{l}", _ceil_div(n_in + 1, Lw) * B)
             sp.add(f"Sd{l}", npo * B)
             sp.add(f"WT{l}", mi * n_out)
-            acc.add(f"WTa{l}", mi * npo * Lw)
-            acc.add(f"dW{l}", npo * _ceil_div(n_in + 1, Lw) * Lw)
-            acc.add(f"E{l}", nbp * mi * Lw)
-            acc.add(f"Es{l}", mi * nbp * Lw)
+            acc.add(f"WTa{l}", mi * self._cps(npo))
+            acc.add(f"dW{l}", npo * self._cps(_ceil_div(n_in + 1, Lw)))
+            acc.add(f"E{l}", nbp * self._cps(mi))
+            acc.add(f"Es{l}", mi * self._cps(nbp))
             sp.apart(f"G{l}", f"M{l}")
             sp.apart(f"Gs{l}", f"Ms{l}")
             sp.apart(f"Sin{l}", f"Sd{l}")
@@ -543,8 +574,8 @@ class CompiledMLP:
         C = s[-1]
         for name in ("Z", "T", "P"):
             sp.add(name, nbp * C)
-        acc.add("Dsa", _ceil_div(C, Lw) * nbp * Lw)
-        acc.add("Xsa", _ceil_div(s[0] + 1, Lw) * nbp * Lw)
+        acc.add("Dsa", _ceil_div(C, Lw) * self._cps(nbp))
+        acc.add("Xsa", _ceil_div(s[0] + 1, Lw) * self._cps(nbp))
         sp.add("I", Lw, persistent=True)
         for a in ["F0", f"D{L}"] + [f"W{l}" for l in range(2, L + 1)]:   # transposed with I
             sp.apart("I", a)
@@ -594,12 +625,13 @@ class CompiledMLP:
         Lw = self.lanes
         panels = [(j, min(Lw, n - j * Lw)) for j in range(_ceil_div(n, Lw))]
         for j, k in panels:
-            p.gemm(a_row=sp[a] + j * Lw, b_row=sp["I"], c_row=acc[via] + j * a_panels * Lw, k=k,
-                   mt=a_panels, nt=1, a_ps=a_ps, b_ps=Lw, c_ps=a_panels * Lw, accumulate=0)
+            self._gemm(p, a_row=sp[a] + j * Lw, b_row=sp["I"],
+                       c_row=acc[via] + j * self._cps(a_panels), k=k, mt=a_panels, nt=1,
+                       a_ps=a_ps, b_ps=Lw, c_ps=self._cps(a_panels), accumulate=0)
 
         def reqs():
             for j, k in panels:
-                p.req(src=acc[via] + j * a_panels * Lw, dst=sp[dst] + j * dst_ps, rows=dst_rows,
+                p.req(src=acc[via] + j * self._cps(a_panels), dst=sp[dst] + j * dst_ps, rows=dst_rows,
                       lanes=k, shift=0, relu=0, rounding=0, mask_en=0, mask_row=0)
         return reqs
 
@@ -614,11 +646,12 @@ class CompiledMLP:
         s, L, Lw = self.desc.sizes, self.desc.layers, self.lanes
         n_in, n_out = s[l - 1], s[l]
         npo, nbp = _ceil_div(n_out, Lw), self.sample_panels
-        p.gemm(a_row=sp[f"W{l}"], b_row=sp[f"F{l - 1}"], c_row=acc[f"Y{l}"], k=n_in + 1,
-               mt=npo, nt=nbp, a_ps=n_in + 1, b_ps=n_in + 1, c_ps=npo * Lw, accumulate=0)
+        self._gemm(p, a_row=sp[f"W{l}"], b_row=sp[f"F{l - 1}"], c_row=acc[f"Y{l}"],
+                   k=n_in + 1, mt=npo, nt=nbp, a_ps=n_in + 1, b_ps=n_in + 1,
+                   c_ps=self._cps(npo), accumulate=0)
         for j in range(nbp):
             dst = sp[f"F{l}"] + j * (n_out + 1) if l < L else sp["Z"] + j * n_out
-            p.req(src=acc[f"Y{l}"] + j * npo * Lw, dst=dst, rows=n_out, lanes=self._width(j),
+            p.req(src=acc[f"Y{l}"] + j * self._cps(npo), dst=dst, rows=n_out, lanes=self._width(j),
                   shift=self.desc.step.fwd_shift, relu=int(l < L), rounding=0,
                   mask_en=int(masks), mask_row=sp[f"M{l}"] + j * n_out if masks else 0)
 
@@ -630,14 +663,15 @@ class CompiledMLP:
         n_in, n_out = s[l - 1], s[l]
         npo, nbp = _ceil_div(n_out, Lw), self.sample_panels
         if gemm:
-            p.gemm(a_row=sp[f"F{l - 1}"], b_row=sp[f"W{l}"], c_row=acc[f"Ys{l}"], k=n_in + 1,
-                   mt=nbp, nt=npo, a_ps=n_in + 1, b_ps=n_in + 1, c_ps=nbp * Lw, accumulate=0)
+            self._gemm(p, a_row=sp[f"F{l - 1}"], b_row=sp[f"W{l}"], c_row=acc[f"Ys{l}"],
+                       k=n_in + 1, mt=nbp, nt=npo, a_ps=n_in + 1, b_ps=n_in + 1,
+                       c_ps=self._cps(nbp), accumulate=0)
         if not req:
             return
         for j in range(npo):
             wo = min(Lw, n_out - j * Lw)
             # the last panel's lane wo is the ones column (weights 1.0 on the ones row)
-            p.req(src=acc[f"Ys{l}"] + j * nbp * Lw, dst=sp[f"Sin{l + 1}"] + j * B, rows=B,
+            p.req(src=acc[f"Ys{l}"] + j * self._cps(nbp), dst=sp[f"Sin{l + 1}"] + j * B, rows=B,
                   lanes=min(Lw, wo + 1), shift=self.desc.step.fwd_shift, relu=1, rounding=0,
                   mask_en=1, mask_row=sp[f"Ms{l}"] + j * B)
         if n_out % Lw == 0:                            # the ones column is a panel of its own
@@ -694,30 +728,32 @@ class CompiledMLP:
             n_in, n_out = s[l - 1], s[l]
             npo, mi, ma = _ceil_div(n_out, Lw), _ceil_div(n_in, Lw), _ceil_div(n_in + 1, Lw)
             if l > 1:                               # dH_{l-1} = dY_l · W_l[:n_in]ᵀ (old W)
-                p.gemm(a_row=sp[f"D{l}"], b_row=sp[f"WT{l}"], c_row=acc[f"Es{l}"], k=n_out,
-                       mt=nbp, nt=mi, a_ps=n_out, b_ps=n_out, c_ps=nbp * Lw, accumulate=0)
+                self._gemm(p, a_row=sp[f"D{l}"], b_row=sp[f"WT{l}"], c_row=acc[f"Es{l}"],
+                           k=n_out, mt=nbp, nt=mi, a_ps=n_out, b_ps=n_out,
+                           c_ps=self._cps(nbp), accumulate=0)
             if l > 2:                               # the same, feature-major: dH_{l-1}ᵀ
-                p.gemm(a_row=sp[f"WT{l}"], b_row=sp[f"D{l}"], c_row=acc[f"E{l}"], k=n_out,
-                       mt=mi, nt=nbp, a_ps=n_out, b_ps=n_out, c_ps=mi * Lw, accumulate=0)
+                self._gemm(p, a_row=sp[f"WT{l}"], b_row=sp[f"D{l}"], c_row=acc[f"E{l}"],
+                           k=n_out, mt=mi, nt=nbp, a_ps=n_out, b_ps=n_out,
+                           c_ps=self._cps(mi), accumulate=0)
             # dW_l = H_{l-1,aug}ᵀ · dY_l: panel po at rows po·ma·R, one row per input feature
-            p.gemm(a_row=sp[f"Sin{l}"], b_row=sp[f"Sd{l}"], c_row=acc[f"dW{l}"], k=B, mt=ma,
-                   nt=npo, a_ps=B, b_ps=B, c_ps=ma * Lw, accumulate=0)
+            self._gemm(p, a_row=sp[f"Sin{l}"], b_row=sp[f"Sd{l}"], c_row=acc[f"dW{l}"], k=B,
+                       mt=ma, nt=npo, a_ps=B, b_ps=B, c_ps=self._cps(ma), accumulate=0)
             if l > 1:
                 for i in range(mi):
-                    p.req(src=acc[f"Es{l}"] + i * nbp * Lw, dst=sp[f"Gs{l - 1}"] + i * B,
+                    p.req(src=acc[f"Es{l}"] + i * self._cps(nbp), dst=sp[f"Gs{l - 1}"] + i * B,
                           rows=B, lanes=min(Lw, n_in - i * Lw), shift=st.bwd_shift, relu=0,
                           rounding=0, mask_en=0, mask_row=0)
                 p.relub(g_row=sp[f"Gs{l - 1}"], mask_row=sp[f"Ms{l - 1}"],
                         dst=sp[f"Sd{l - 1}"], rows=mi * B, lanes=Lw)
             if l > 2:
                 for j in range(nbp):
-                    p.req(src=acc[f"E{l}"] + j * mi * Lw, dst=sp[f"G{l - 1}"] + j * n_in,
+                    p.req(src=acc[f"E{l}"] + j * self._cps(mi), dst=sp[f"G{l - 1}"] + j * n_in,
                           rows=n_in, lanes=self._width(j), shift=st.bwd_shift, relu=0,
                           rounding=0, mask_en=0, mask_row=0)
                 p.relub(g_row=sp[f"G{l - 1}"], mask_row=sp[f"M{l - 1}"], dst=sp[f"D{l - 1}"],
                         rows=nbp * n_in, lanes=min(Lw, B))
             for po in range(npo):
-                p.sgd(w_row=sp[f"W{l}"] + po * (n_in + 1), g_row=acc[f"dW{l}"] + po * ma * Lw,
+                p.sgd(w_row=sp[f"W{l}"] + po * (n_in + 1), g_row=acc[f"dW{l}"] + po * self._cps(ma),
                       rows=n_in + 1, lanes=min(Lw, n_out - po * Lw), lr_shift=st.lr_shift,
                       lr_mul=st.lr_mul, wd_mul=0, rounding=_ROUNDING[d.rounding])
         p.addi(rd=_R_DATA, rs=_R_DATA, imm=self.step_words)
@@ -825,8 +861,7 @@ def compile_mlp(desc, soc=DEFAULT_SOC, kinds=("train", "logits", "probs")):
     TypeError
         If ``desc`` or ``soc`` has the wrong type.
     ValueError
-        If the array is not square, or the network and batch do not fit the scratchpads or
-        main memory.
+        If the network and batch do not fit the scratchpads or main memory.
     """
     return CompiledMLP(desc, soc, kinds)
 
@@ -841,7 +876,7 @@ def _matmul_row_block(m, k, soc):
     order of each lane's generator, so the block is the first tiled program's (``A`` loaded
     transposed in chunks of at most 255 rows of ``K`` and half a bank, sharing its bank with
     the ``REQ`` output): the draws are the same as they have always been."""
-    Lw, depth = soc.lanes, soc.sp_depth
+    Lw, depth = _array_shape(soc)[0], soc.sp_depth
     kc = min(k, _MAX_DMA_COLS, depth // 2)
     gemm_tiles = isa.field_slices(Op.GEMM)["mt"][1].max
     return max(1, min(_ceil_div(m, Lw), gemm_tiles, depth // (kc + Lw)))
@@ -872,7 +907,8 @@ class _MatmulPlan:
     ``nb`` column panels; each is accumulated over ``chunks`` chunks of ``kc`` rows of ``K``,
     one ``GEMM`` per chunk. ``A`` buffers (a row block's panels of one chunk, then the block's
     ``REQ`` output) alternate between the banks ``a_banks``, ``B`` buffers (a group's panels of
-    one chunk) between ``b_banks``, output blocks between the accumulator ``slots``.
+    one chunk) between ``b_banks``, output blocks between the accumulator ``slots``. ``lanes``
+    and ``pad`` are :func:`_array_shape`'s (an output panel is ``mb·lanes + pad`` rows).
     """
     m: int
     k: int
@@ -886,10 +922,11 @@ class _MatmulPlan:
     a_banks: tuple
     b_banks: tuple
     slots: tuple
+    pad: int = 0
 
     @classmethod
     def make(cls, m, k, n, soc):
-        Lw, depth, banks = soc.lanes, soc.sp_depth, soc.sp_banks
+        (Lw, pad), depth, banks = _array_shape(soc), soc.sp_depth, soc.sp_banks
         mt, nt = _ceil_div(m, Lw), _ceil_div(n, Lw)
         gemm_tiles = isa.field_slices(Op.GEMM)["nt"][1].max
         mb = _matmul_row_block(m, k, soc)
@@ -899,16 +936,17 @@ class _MatmulPlan:
                              f"of {mb} tiles of {Lw} rows")
         chunks = _ceil_div(k, kc_max)
         kc = _ceil_div(k, chunks)
-        if soc.acc_banks >= 2 and mb * Lw <= soc.acc_depth:
+        panel = _panel_rows(mb, Lw, pad)
+        if soc.acc_banks >= 2 and panel <= soc.acc_depth:
             slot_rows, slots = soc.acc_depth, (0, soc.acc_depth)
         else:
             slot_rows, slots = soc.acc_rows, (0,)
-        nb = max(1, min(nt, gemm_tiles, depth // kc, slot_rows // (mb * Lw)))
-        if mb * Lw * nb > slot_rows:
+        nb = max(1, min(nt, gemm_tiles, depth // kc, slot_rows // panel))
+        if panel * nb > slot_rows:
             raise ValueError("Accumulator scratchpad is too small for one output tile")
         a_banks = (0, 1) if banks >= 4 else (0,)
         b_banks = (banks - 2, banks - 1) if banks >= 3 else (banks - 1,)
-        return cls(m, k, n, Lw, depth, mb, kc, chunks, nb, a_banks, b_banks[:2], slots)
+        return cls(m, k, n, Lw, depth, mb, kc, chunks, nb, a_banks, b_banks[:2], slots, pad)
 
     @property
     def mt(self):
@@ -941,7 +979,7 @@ class _MatmulPlan:
     def instructions(self, seed=None):
         """Instructions of the program (:func:`_emit_matmul`'s loops in closed form)."""
         r, g, ch, mt, nt = self.row_blocks, self.groups, self.chunks, self.mt, self.nt
-        n = (seed is not None) + 1 + r * g * ch             # SEED, HALT, GEMMs
+        n = (seed is not None) + 1 + (mt if self.pad else r) * g * ch   # SEED, HALT, GEMMs
         # with one chunk, a row block's A panels are loaded once, the full-width ones by one
         # descriptor (consecutive in main memory), a narrower last one by its own; else every
         # step, one descriptor per panel. B likewise: once (one group) or every step.
@@ -1019,7 +1057,7 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
         out = bank * depth + plan.mb * plan.kc
         for j in range(st.nbj):
             c0, w = (st.j0 + j) * L, plan.width(n, st.j0 + j)
-            p.req(src=slot(st) + j * st.mbi * L, dst=out, rows=rows, lanes=w, shift=shift,
+            p.req(src=slot(st) + j * _panel_rows(st.mbi, L, plan.pad), dst=out, rows=rows, lanes=w, shift=shift,
                   relu=0, rounding=_ROUNDING[rounding], mask_en=0, mask_row=0)
             p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1, rm=0,
                   mem_off=c_addr + c0 * m + st.i0 * L * w, sp_row=out, rows=rows, cols=w,
@@ -1031,9 +1069,9 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
     lag = len(plan.slots) - 1
     ready = []
     for s, st in enumerate(steps):
-        p.gemm(a_row=plan.a_banks[xa] * depth, b_row=plan.b_banks[xb] * depth, c_row=slot(st),
-               k=st.kk, mt=st.mbi, nt=st.nbj, a_ps=st.kk, b_ps=st.kk, c_ps=st.mbi * L,
-               accumulate=int(st.c > 0))
+        _gemm(p, plan.pad, L, a_row=plan.a_banks[xa] * depth, b_row=plan.b_banks[xb] * depth,
+              c_row=slot(st), k=st.kk, mt=st.mbi, nt=st.nbj, a_ps=st.kk, b_ps=st.kk,
+              c_ps=_panel_rows(st.mbi, L, plan.pad), accumulate=int(st.c > 0))
         out_bank = plan.a_banks[(xa + 1) % len(plan.a_banks)]
         if s + 1 < len(steps):
             nx = steps[s + 1]
@@ -1177,7 +1215,7 @@ def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, s
     if rounding not in _ROUNDING:
         raise ValueError(f"Rounding must be one of {', '.join(map(repr, _ROUNDING))}, "
                          f"not {rounding!r}")
-    _check_square(soc)
+    _array_shape(soc)
     plan = _MatmulPlan.make(m, k, n, soc)
     program = 8 * plan.instructions(seed)
     try:                                      # refused before compiling, with what fits

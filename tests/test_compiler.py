@@ -1,20 +1,34 @@
 """The MLP and matmul compiler on the golden device: dataflow bit-exact against golden ops,
 memory plans, and the description's validation."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 
-from firmware.compiler import MLPDescription, compile_matmul, compile_mlp
+from firmware.compiler import PROGRAM_KINDS, MLPDescription, compile_matmul, compile_mlp
+from firmware.compiler import _MatmulPlan
 from firmware.plan import BankAllocator, MemoryLayout
 from firmware import Accelerator
 from golden import fixedpoint as fx
 from golden import softmax as gsm
 from golden.mlp import FixedMLP, init_float_params, rng_seed
+from spec import isa
 from spec.params import DEFAULT_CONFIG, Formats
 from spec.soc import SocConfig
 
 SOC4 = SocConfig(config=DEFAULT_CONFIG.with_array(rows=4, cols=4), mem_words=1 << 16)
+
+
+def _small_array(rows, cols, **kwargs):
+    """A SoC with an array of ``rows × cols`` and scratchpads deep enough for the 64-32-10
+    network in panels of ``min(rows, cols)``."""
+    kwargs = dict(dict(mem_words=1 << 16, sp_depth=2048, acc_depth=2048), **kwargs)
+    return SocConfig(config=DEFAULT_CONFIG.with_array(rows=rows, cols=cols), **kwargs)
+
+
+SOC24, SOC42, SOC22 = _small_array(2, 4), _small_array(4, 2), _small_array(2, 2)
 
 # (soc, sizes, batch): partial weight panels, partial / single sample panels, three layers
 CASES = [
@@ -22,6 +36,12 @@ CASES = [
     (SOC4, (5, 7, 6, 3), 16),
     (SocConfig(mem_words=1 << 16), (10, 12, 4), 4),        # batch < lanes: one partial panel
     (SocConfig(mem_words=1 << 16), (64, 32, 10), 32),
+    # arrays with rows ≠ cols: panels of min(rows, cols) (docs/firmware.md)
+    (SOC24, (64, 32, 10), 32),
+    (SOC42, (64, 32, 10), 32),
+    (SOC24, (5, 7, 6, 3), 16),
+    (SOC42, (13, 9, 6), 8),
+    (_small_array(1, 1), (13, 9, 6), 8),
 ]
 
 
@@ -81,7 +101,8 @@ def test_one_step_matches_direct_reference(soc, sizes, batch):
 @pytest.mark.parametrize("soc,sizes,batch", CASES)
 def test_training_matches_golden_trainer(soc, sizes, batch):
     """Several steps with stochastic rounding: the device run equals FixedMLP.train with
-    weight panels of `lanes` columns (the same random draws), and so do its logits."""
+    weight panels of the compiled program's `lanes` columns (the SoC's lanes on a square
+    array, min(rows, cols) on others: the same random draws), and so do its logits."""
     seed, steps = 5, 6
     acc = Accelerator(soc=soc)
     net = acc.mlp(sizes, batch=batch, seed=seed)
@@ -89,7 +110,7 @@ def test_training_matches_golden_trainer(soc, sizes, batch):
     net.fit(X, y, schedule=[(steps - 2, 2**-1), (2, 2**-3)])
     ref = FixedMLP(sizes, rng_seed=rng_seed(seed)).load_float(init_float_params(sizes, seed))
     ref.train(X, y, [(steps - 2, 2**-1), (2, 2**-3)], batch=batch, seed=seed,
-              update_lanes=soc.lanes)
+              update_lanes=net.compiled.lanes)
     for l, (w, r) in enumerate(zip(net.weights, ref.params), 1):
         assert np.array_equal(w, r.numpy()), f"layer {l} differs (seed {seed})"
     assert np.array_equal(net.logits(X), ref.logits(X).numpy())
@@ -193,12 +214,10 @@ def test_bad_descriptions(kwargs, exc, msg):
 def test_bad_targets_for_compile():
     with pytest.raises(TypeError, match=r"Description must be an MLPDescription, not \(4, 3\)"):
         compile_mlp((4, 3))
-    rect = SocConfig(config=DEFAULT_CONFIG.with_array(rows=8, cols=4))
-    with pytest.raises(ValueError, match=r"The compiler supports square arrays only "
-                                         r"\(rows == cols\), not 8×4"):
-        compile_mlp(MLPDescription((4, 3)), rect)
-    with pytest.raises(ValueError, match=r"The compiler supports square arrays only"):
-        compile_matmul(2, 2, 2, soc=rect)
+    with pytest.raises(TypeError, match=r"SoC configuration must be a SocConfig, not 8"):
+        compile_mlp(MLPDescription((4, 3)), 8)
+    with pytest.raises(TypeError, match=r"SoC configuration must be a SocConfig, not 8"):
+        compile_matmul(2, 2, 2, soc=8)
     one_bank = SocConfig(sp_banks=1)
     with pytest.raises(ValueError, match=r"The compiler needs at least 2 scratchpad banks, "
                                          r"not 1"):
@@ -220,3 +239,92 @@ def test_bad_targets_for_compile():
 def test_bad_matmul(args, exc, msg):
     with pytest.raises(exc, match=msg):
         compile_matmul(*args)
+
+
+def _program_hash(words):
+    return hashlib.sha256(repr([int(w) for w in words]).encode()).hexdigest()[:16]
+
+
+# Programs on square arrays as compiled before arrays with rows ≠ cols were supported: that
+# support must not change them (a change of the ISA's encoding or of the recipe's constants
+# changes these too: recompute them then, and say so).
+SQUARE_PROGRAMS = {
+    (8, (64, 32, 10), 32): "fb223faaa88bf662",
+    (2, (64, 32, 10), 32): "a461abc7640f57cc",
+    (4, (13, 9, 6), 8): "f36998223a09d8b6",
+    (1, (13, 9, 6), 8): "578013e972b738ea",
+    (8, (40, 70, 30)): "5c23990c6199ae6e",
+    (8, (33, 200, 17)): "676d3e5b04dfecfd",
+    (2, (40, 70, 30)): "cbff7b423a65460f",
+    (2, (33, 200, 17)): "598e20bb5d65e2d7",
+    (4, (33, 200, 17)): "3e572dc9689467b1",
+}
+
+
+def _square(n):
+    if n <= 2:
+        return _small_array(n, n)
+    return SocConfig(config=DEFAULT_CONFIG.with_array(rows=n, cols=n), mem_words=1 << 16)
+
+
+@pytest.mark.parametrize("key", SQUARE_PROGRAMS)
+def test_square_programs_unchanged(key):
+    soc = _square(key[0])
+    if len(key) == 3:
+        n, sizes, batch = key
+        kinds = PROGRAM_KINDS if sizes[-1] == 10 else ("train", "logits", "probs")
+        cm = compile_mlp(MLPDescription(sizes, batch=batch), soc, kinds=kinds)
+        words = [w for k in sorted(cm.programs) for w in cm.programs[k].assemble()]
+    else:
+        mkn = key[1]
+        stochastic = mkn[1] > 100
+        cm = compile_matmul(*mkn, shift=3, rounding="stochastic" if stochastic else "nearest-even",
+                            soc=soc, seed=7 if stochastic else None)
+        words = cm.program.assemble()
+    assert _program_hash(words) == SQUARE_PROGRAMS[key]
+
+
+def _gemms(program):
+    return sum(isa.decode(w)[0] is isa.Op.GEMM for w in program.assemble())
+
+
+def test_rect_programs():
+    """On R × C with R < C the programs are the R × R array's (panels of R lanes, the array's
+    other columns compute lanes nobody reads); with R > C they are the C × C array's with each
+    GEMM split into its row tiles and the accumulator panels R − C rows apart."""
+    desc = MLPDescription((64, 32, 10), batch=32)
+    sq, wide, tall = (compile_mlp(desc, soc, kinds=PROGRAM_KINDS)
+                      for soc in (SOC22, SOC24, SOC42))
+    assert sq.lanes == wide.lanes == tall.lanes == 2
+    for kind, p in sq.programs.items():
+        assert p.assemble() == wide.programs[kind].assemble(), kind
+    assert _gemms(tall.programs["train"]) > _gemms(sq.programs["train"])
+    for mkn in ((40, 70, 30), (33, 200, 17)):
+        sq_m, wide_m, tall_m = (compile_matmul(*mkn, soc=soc) for soc in (SOC22, SOC24, SOC42))
+        assert sq_m.program.assemble() == wide_m.program.assemble()
+        assert tall_m.lanes == 2 and _gemms(tall_m.program) > _gemms(sq_m.program)
+
+
+def _ref_matmul(a, b, shift):
+    v = a.astype(np.int64) @ b.astype(np.int64)
+    return np.clip(np.round(v / 2**shift), -2**15, 2**15 - 1).astype(np.int16)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (4, 2), (1, 1)])
+@pytest.mark.parametrize("mkn,depth", [((13, 7, 9), 2048), ((9, 200, 11), 64)])
+def test_rect_matmul(shape, mkn, depth):
+    """The public matmul on arrays with rows ≠ cols equals numpy (nearest-even) and, with
+    stochastic rounding, the square min(rows, cols) array's result bit for bit. Depth 64
+    splits K into chunks (GEMMs that accumulate, over the extra rows of 4×2's row tiles)."""
+    g = np.random.default_rng(sum(mkn) + depth)
+    m, k, n = mkn
+    a = g.integers(-300, 300, (m, k))
+    b = g.integers(-300, 300, (k, n))
+    soc = _small_array(*shape, sp_depth=depth)
+    assert (_MatmulPlan.make(m, k, n, soc).chunks > 1) == (depth == 64)
+    got = Accelerator(soc=soc).matmul(a, b, shift=4)
+    assert np.array_equal(got, _ref_matmul(a, b, 4))
+    sq = _small_array(min(shape), min(shape), sp_depth=depth)
+    sr = Accelerator(soc=soc).matmul(a, b, shift=4, rounding="stochastic", seed=9)
+    assert np.array_equal(sr, Accelerator(soc=sq).matmul(a, b, shift=4, rounding="stochastic",
+                                                         seed=9))
