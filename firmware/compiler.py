@@ -631,8 +631,9 @@ class CompiledMLP:
 
         def reqs():
             for j, k in panels:
-                p.req(src=acc[via] + j * self._cps(a_panels), dst=sp[dst] + j * dst_ps, rows=dst_rows,
-                      lanes=k, shift=0, relu=0, rounding=0, mask_en=0, mask_row=0)
+                p.req(src=acc[via] + j * self._cps(a_panels), dst=sp[dst] + j * dst_ps,
+                      rows=dst_rows, lanes=k, shift=0, relu=0, rounding=0, mask_en=0,
+                      mask_row=0)
         return reqs
 
     def _load_panels(self, p, sp_row, rows, off):
@@ -875,11 +876,12 @@ def _matmul_row_block(m, k, soc):
     ``REQ`` over the block's rows per panel). With stochastic rounding that order is the draw
     order of each lane's generator, so the block is the first tiled program's (``A`` loaded
     transposed in chunks of at most 255 rows of ``K`` and half a bank, sharing its bank with
-    the ``REQ`` output): the draws are the same as they have always been."""
-    Lw, depth = _array_shape(soc)[0], soc.sp_depth
+    the ``REQ`` output): the draws are the same as they have always been. A row tile is the
+    array's ``R`` rows."""
+    R, depth = soc.config.array.rows, soc.sp_depth
     kc = min(k, _MAX_DMA_COLS, depth // 2)
     gemm_tiles = isa.field_slices(Op.GEMM)["mt"][1].max
-    return max(1, min(_ceil_div(m, Lw), gemm_tiles, depth // (kc + Lw)))
+    return max(1, min(_ceil_div(m, R), gemm_tiles, depth // (kc + R)))
 
 
 @dataclass(frozen=True)
@@ -907,13 +909,15 @@ class _MatmulPlan:
     ``nb`` column panels; each is accumulated over ``chunks`` chunks of ``kc`` rows of ``K``,
     one ``GEMM`` per chunk. ``A`` buffers (a row block's panels of one chunk, then the block's
     ``REQ`` output) alternate between the banks ``a_banks``, ``B`` buffers (a group's panels of
-    one chunk) between ``b_banks``, output blocks between the accumulator ``slots``. ``lanes``
-    and ``pad`` are :func:`_array_shape`'s (an output panel is ``mb·lanes + pad`` rows).
+    one chunk) between ``b_banks``, output blocks between the accumulator ``slots``. The whole
+    ``R × C`` array works: ``A``'s panels are ``rows = R`` wide (a row tile), ``B``'s and the
+    output's ``cols = C`` (a column tile); no buffer is both an ``A`` and a ``B`` operand.
     """
     m: int
     k: int
     n: int
-    lanes: int
+    rows: int
+    cols: int
     depth: int
     mb: int
     kc: int
@@ -922,21 +926,22 @@ class _MatmulPlan:
     a_banks: tuple
     b_banks: tuple
     slots: tuple
-    pad: int = 0
 
     @classmethod
     def make(cls, m, k, n, soc):
-        (Lw, pad), depth, banks = _array_shape(soc), soc.sp_depth, soc.sp_banks
-        mt, nt = _ceil_div(m, Lw), _ceil_div(n, Lw)
+        _array_shape(soc)
+        R, C = soc.config.array.rows, soc.config.array.cols
+        depth, banks = soc.sp_depth, soc.sp_banks
+        mt, nt = _ceil_div(m, R), _ceil_div(n, C)
         gemm_tiles = isa.field_slices(Op.GEMM)["nt"][1].max
         mb = _matmul_row_block(m, k, soc)
-        kc_max = depth // mb - Lw                 # the A chunk and its REQ output: one bank
+        kc_max = depth // mb - R                  # the A chunk and its REQ output: one bank
         if kc_max < 1:
             raise ValueError(f"Scratchpad banks of {depth} rows are too small for a row block "
-                             f"of {mb} tiles of {Lw} rows")
+                             f"of {mb} tiles of {R} rows")
         chunks = _ceil_div(k, kc_max)
         kc = _ceil_div(k, chunks)
-        panel = _panel_rows(mb, Lw, pad)
+        panel = mb * R                            # accumulator rows of an output panel
         if soc.acc_banks >= 2 and panel <= soc.acc_depth:
             slot_rows, slots = soc.acc_depth, (0, soc.acc_depth)
         else:
@@ -946,15 +951,15 @@ class _MatmulPlan:
             raise ValueError("Accumulator scratchpad is too small for one output tile")
         a_banks = (0, 1) if banks >= 4 else (0,)
         b_banks = (banks - 2, banks - 1) if banks >= 3 else (banks - 1,)
-        return cls(m, k, n, Lw, depth, mb, kc, chunks, nb, a_banks, b_banks[:2], slots, pad)
+        return cls(m, k, n, R, C, depth, mb, kc, chunks, nb, a_banks, b_banks[:2], slots)
 
     @property
     def mt(self):
-        return _ceil_div(self.m, self.lanes)
+        return _ceil_div(self.m, self.rows)
 
     @property
     def nt(self):
-        return _ceil_div(self.n, self.lanes)
+        return _ceil_div(self.n, self.cols)
 
     @property
     def row_blocks(self):
@@ -979,26 +984,30 @@ class _MatmulPlan:
     def instructions(self, seed=None):
         """Instructions of the program (:func:`_emit_matmul`'s loops in closed form)."""
         r, g, ch, mt, nt = self.row_blocks, self.groups, self.chunks, self.mt, self.nt
-        n = (seed is not None) + 1 + (mt if self.pad else r) * g * ch   # SEED, HALT, GEMMs
+        n = (seed is not None) + 1 + r * g * ch             # SEED, HALT, GEMMs
         # with one chunk, a row block's A panels are loaded once, the full-width ones by one
         # descriptor (consecutive in main memory), a narrower last one by its own; else every
         # step, one descriptor per panel. B likewise: once (one group) or every step.
         if ch == 1:
-            n += r + self._split(self.m, self.mt - (r - 1) * self.mb)
-            n += 1 + self._split(self.n, nt) if g == 1 else \
-                r * (g + self._split(self.n, nt - (g - 1) * self.nb))
+            n += r + self._split(self.m, self.rows, self.mt - (r - 1) * self.mb)
+            n += 1 + self._split(self.n, self.cols, nt) if g == 1 else \
+                r * (g + self._split(self.n, self.cols, nt - (g - 1) * self.nb))
         else:
             n += mt * g * ch + r * ch * nt
         return n + 2 * r * nt                               # a REQ and a store per panel
 
-    def _split(self, size, last_panels):
+    @staticmethod
+    def _split(size, lanes, last_panels):
         """1 if the last block of panels (``last_panels`` of them) of a dimension of ``size``
-        needs two descriptors: full-width panels and a narrower last one."""
-        return int(size % self.lanes != 0 and last_panels > 1)
+        in panels of ``lanes`` needs two descriptors: full-width panels and a narrower last
+        one."""
+        return int(size % lanes != 0 and last_panels > 1)
 
-    def width(self, size, panel):
-        """Columns of panel ``panel`` of a dimension of ``size``: ``lanes``, fewer in the last."""
-        return min(self.lanes, size - panel * self.lanes)
+    @staticmethod
+    def width(size, lanes, panel):
+        """Columns of panel ``panel`` of a dimension of ``size`` in panels of ``lanes``:
+        ``lanes``, fewer in the last."""
+        return min(lanes, size - panel * lanes)
 
     def region_words(self):
         """Main-memory words of ``A``, ``B`` and ``C`` in the panel layouts
@@ -1006,20 +1015,21 @@ class _MatmulPlan:
         return self.m * self.k, self.k * self.n, self.m * self.n
 
 
-def _load_panels(p, plan, *, addr, size, panels, k0, kk, sp_row):
+def _load_panels(p, plan, *, addr, size, lanes, panels, k0, kk, sp_row):
     """Load rows ``k0 .. k0 + kk`` of ``K`` of the consecutive panels ``panels`` (a range) of
-    ``A`` (``size = m``) or ``B`` (``size = n``) at ``addr``, non-transposed, to ``kk``
-    scratchpad rows per panel from ``sp_row``. A panel's row is its ``width`` consecutive words;
-    with the whole of ``K`` (one chunk) the full-width panels are consecutive in main memory and
-    move as one block (a narrower last panel by its own descriptor), else one per panel."""
-    L, K = plan.lanes, plan.k
+    ``A`` (``size = m``, ``lanes = R``) or ``B`` (``size = n``, ``lanes = C``) at ``addr``,
+    non-transposed, to ``kk`` scratchpad rows per panel from ``sp_row``. A panel's row is its
+    ``width`` consecutive words; with the whole of ``K`` (one chunk) the full-width panels are
+    consecutive in main memory and move as one block (a narrower last panel by its own
+    descriptor), else one per panel."""
+    L, K = lanes, plan.k
     if kk == K:
-        full = [j for j in panels if plan.width(size, j) == L]
-        runs = [full] + [[j] for j in panels if plan.width(size, j) < L]
+        full = [j for j in panels if plan.width(size, L, j) == L]
+        runs = [full] + [[j] for j in panels if plan.width(size, L, j) < L]
     else:
         runs = [[j] for j in panels]
     for run in filter(None, runs):
-        w = plan.width(size, run[0])
+        w = plan.width(size, L, run[0])
         p.dma(direction=Dir.LOAD, space=Space.SP, transpose=0, elem_words=1, rm=0,
               mem_off=addr + run[0] * L * K + k0 * w, sp_row=sp_row + (run[0] - panels[0]) * kk,
               rows=len(run) * kk, cols=w, stride=w)
@@ -1035,32 +1045,34 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
     writes) into the ``A`` bank ``GEMM`` ``s`` does not read. So the DMA and the vector unit
     work while the array does. With one accumulator slot the block is requantized right after
     its last ``GEMM``."""
-    L, depth, m, n = plan.lanes, plan.depth, plan.m, plan.n
+    R, C, depth, m, n = plan.rows, plan.cols, plan.depth, plan.m, plan.n
     if seed is not None:
         p.seed(seed=seed)
     steps = list(plan.steps())
     groups = plan.groups
 
     def load_a(st, bank):
-        _load_panels(p, plan, addr=a_addr, size=m, panels=range(st.i0, st.i0 + st.mbi),
+        _load_panels(p, plan, addr=a_addr, size=m, lanes=R,
+                     panels=range(st.i0, st.i0 + st.mbi),
                      k0=st.k0, kk=st.kk, sp_row=bank * depth)
 
     def load_b(st, bank):
-        _load_panels(p, plan, addr=b_addr, size=n, panels=range(st.j0, st.j0 + st.nbj),
+        _load_panels(p, plan, addr=b_addr, size=n, lanes=C,
+                     panels=range(st.j0, st.j0 + st.nbj),
                      k0=st.k0, kk=st.kk, sp_row=bank * depth)
 
     def slot(st):
         return plan.slots[(st.rb * groups + st.g) % len(plan.slots)]
 
     def requantize(st, bank):
-        rows = min(st.mbi * L, m - st.i0 * L)
+        rows = min(st.mbi * R, m - st.i0 * R)
         out = bank * depth + plan.mb * plan.kc
         for j in range(st.nbj):
-            c0, w = (st.j0 + j) * L, plan.width(n, st.j0 + j)
-            p.req(src=slot(st) + j * _panel_rows(st.mbi, L, plan.pad), dst=out, rows=rows, lanes=w, shift=shift,
+            c0, w = (st.j0 + j) * C, plan.width(n, C, st.j0 + j)
+            p.req(src=slot(st) + j * st.mbi * R, dst=out, rows=rows, lanes=w, shift=shift,
                   relu=0, rounding=_ROUNDING[rounding], mask_en=0, mask_row=0)
             p.dma(direction=Dir.STORE, space=Space.SP, transpose=0, elem_words=1, rm=0,
-                  mem_off=c_addr + c0 * m + st.i0 * L * w, sp_row=out, rows=rows, cols=w,
+                  mem_off=c_addr + c0 * m + st.i0 * R * w, sp_row=out, rows=rows, cols=w,
                   stride=w)
 
     xa = xb = 0
@@ -1069,9 +1081,9 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
     lag = len(plan.slots) - 1
     ready = []
     for s, st in enumerate(steps):
-        _gemm(p, plan.pad, L, a_row=plan.a_banks[xa] * depth, b_row=plan.b_banks[xb] * depth,
-              c_row=slot(st), k=st.kk, mt=st.mbi, nt=st.nbj, a_ps=st.kk, b_ps=st.kk,
-              c_ps=_panel_rows(st.mbi, L, plan.pad), accumulate=int(st.c > 0))
+        p.gemm(a_row=plan.a_banks[xa] * depth, b_row=plan.b_banks[xb] * depth, c_row=slot(st),
+               k=st.kk, mt=st.mbi, nt=st.nbj, a_ps=st.kk, b_ps=st.kk, c_ps=st.mbi * R,
+               accumulate=int(st.c > 0))
         out_bank = plan.a_banks[(xa + 1) % len(plan.a_banks)]
         if s + 1 < len(steps):
             nx = steps[s + 1]
@@ -1095,18 +1107,19 @@ def _emit_matmul(p, plan, shift, rounding, seed, a_addr, b_addr, c_addr):
 class CompiledMatmul:
     """A tiled matrix product ``C = sat(round(A·B / 2**shift))``.
 
-    Main memory holds the operands and the result as **panels** of ``lanes`` columns (the last
-    one narrower if the dimension is not a multiple of ``lanes``), one after the other, each
-    panel's rows consecutive, so that every scratchpad row moves as one block row of consecutive
-    words, non-transposed; each region has as many words as its matrix has elements:
+    Main memory holds the operands and the result as **panels**, ``A``'s of ``rows`` (the
+    array's ``R``) rows, ``B``'s and ``C``'s of ``cols`` (its ``C``) columns, the last one
+    narrower if the dimension is not a multiple, one after the other, each panel's rows
+    consecutive, so that every scratchpad row moves as one block row of consecutive words,
+    non-transposed; each region has as many words as its matrix has elements:
 
-    * ``A`` (m×k) at ``a_addr``: row panel ``i`` (rows ``i·lanes ..``, ``w`` of them)
-      transposed, at word ``i·lanes·k``: ``k`` rows of ``w`` words, ``A[i·lanes + r, κ]`` at
-      ``i·lanes·k + κ·w + r``;
-    * ``B`` (k×n) at ``b_addr``: column panel ``j`` (``w`` columns) at word ``j·lanes·k``,
-      ``B[κ, j·lanes + c]`` at ``j·lanes·k + κ·w + c``;
-    * ``C`` (m×n) at ``c_addr``: column panel ``j`` at word ``j·lanes·m``, ``C[r, j·lanes + c]``
-      at ``j·lanes·m + r·w + c``.
+    * ``A`` (m×k) at ``a_addr``: row panel ``i`` (rows ``i·rows ..``, ``w`` of them)
+      transposed, at word ``i·rows·k``: ``k`` rows of ``w`` words, ``A[i·rows + r, κ]`` at
+      ``i·rows·k + κ·w + r``;
+    * ``B`` (k×n) at ``b_addr``: column panel ``j`` (``w`` columns) at word ``j·cols·k``,
+      ``B[κ, j·cols + c]`` at ``j·cols·k + κ·w + c``;
+    * ``C`` (m×n) at ``c_addr``: column panel ``j`` at word ``j·cols·m``, ``C[r, j·cols + c]``
+      at ``j·cols·m + r·w + c``.
 
     :meth:`pack_a`, :meth:`pack_b` and :meth:`unpack_c` convert.
 
@@ -1115,7 +1128,7 @@ class CompiledMatmul:
     program : Assembler
         At word address 0.
     a_addr, b_addr, c_addr : int
-    m, k, n, lanes : int
+    m, k, n, rows, cols : int
     c_words : int
         Words of the ``C`` region, ``m·n``.
     """
@@ -1126,30 +1139,28 @@ class CompiledMatmul:
     m: int
     k: int
     n: int
-    lanes: int
+    rows: int
+    cols: int
 
     @property
     def c_words(self):
         return self.m * self.n
 
-    def _panels(self, size):
-        return range(0, size, self.lanes)
-
     def pack_a(self, a):
         """``A`` (m×k integers) as the words of its region."""
-        a = np.asarray(a, dtype=np.int64)
-        return np.concatenate([a[r0:r0 + self.lanes].T.ravel() for r0 in self._panels(self.m)])
+        a, R = np.asarray(a, dtype=np.int64), self.rows
+        return np.concatenate([a[r0:r0 + R].T.ravel() for r0 in range(0, self.m, R)])
 
     def pack_b(self, b):
         """``B`` (k×n integers) as the words of its region."""
-        b = np.asarray(b, dtype=np.int64)
-        return np.concatenate([b[:, c0:c0 + self.lanes].ravel() for c0 in self._panels(self.n)])
+        b, C = np.asarray(b, dtype=np.int64), self.cols
+        return np.concatenate([b[:, c0:c0 + C].ravel() for c0 in range(0, self.n, C)])
 
     def unpack_c(self, words):
         """``C`` (m×n) from the :attr:`c_words` words of its region."""
-        words, m = np.asarray(words), self.m
-        return np.hstack([words[c0 * m:(c0 + min(self.lanes, self.n - c0)) * m].reshape(m, -1)
-                          for c0 in self._panels(self.n)])
+        words, m, C = np.asarray(words), self.m, self.cols
+        return np.hstack([words[c0 * m:(c0 + min(C, self.n - c0)) * m].reshape(m, -1)
+                          for c0 in range(0, self.n, C)])
 
 
 def _matmul_instructions(m, k, n, soc, seed=None):
@@ -1190,7 +1201,7 @@ def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, s
     """Compile ``C = sat(round(A·B / 2**shift))`` for ``A`` (m×k) and ``B`` (k×n).
 
     The operands and the result live in main memory as panels (:class:`CompiledMatmul`), so
-    every load and store is non-transposed, whole rows of ``lanes`` consecutive words. Output
+    every load and store is non-transposed, whole panel rows of consecutive words. Output
     blocks of a row block (:func:`_matmul_row_block`) by up to ``nb`` column panels are
     accumulated over chunks of ``K`` (one ``GEMM`` each, ``accumulate`` after the first),
     requantized by one ``REQ`` per column panel and stored; a row block's ``A`` panels stay in
@@ -1228,4 +1239,4 @@ def compile_matmul(m, k, n, shift=0, rounding="nearest-even", soc=DEFAULT_SOC, s
     p = Assembler(0)
     _emit_matmul(p, plan, shift, rounding, seed, a.addr, b.addr, c.addr)
     assert 8 * len(p) == program
-    return CompiledMatmul(p, a.addr, b.addr, c.addr, m, k, n, plan.lanes)
+    return CompiledMatmul(p, a.addr, b.addr, c.addr, m, k, n, plan.rows, plan.cols)

@@ -289,9 +289,10 @@ def _gemms(program):
 
 
 def test_rect_programs():
-    """On R × C with R < C the programs are the R × R array's (panels of R lanes, the array's
-    other columns compute lanes nobody reads); with R > C they are the C × C array's with each
-    GEMM split into its row tiles and the accumulator panels R − C rows apart."""
+    """The training program on R × C with R < C is the R × R array's (panels of R lanes, the
+    array's other columns compute lanes nobody reads); with R > C it is the C × C array's with
+    each GEMM split into its row tiles and the accumulator panels R − C rows apart. The matmul
+    uses the whole array: A panels of R rows, B and C panels of C columns."""
     desc = MLPDescription((64, 32, 10), batch=32)
     sq, wide, tall = (compile_mlp(desc, soc, kinds=PROGRAM_KINDS)
                       for soc in (SOC22, SOC24, SOC42))
@@ -299,32 +300,59 @@ def test_rect_programs():
     for kind, p in sq.programs.items():
         assert p.assemble() == wide.programs[kind].assemble(), kind
     assert _gemms(tall.programs["train"]) > _gemms(sq.programs["train"])
-    for mkn in ((40, 70, 30), (33, 200, 17)):
-        sq_m, wide_m, tall_m = (compile_matmul(*mkn, soc=soc) for soc in (SOC22, SOC24, SOC42))
-        assert sq_m.program.assemble() == wide_m.program.assemble()
-        assert tall_m.lanes == 2 and _gemms(tall_m.program) > _gemms(sq_m.program)
+    for soc, (R, C) in ((SOC24, (2, 4)), (SOC42, (4, 2))):
+        cm = compile_matmul(13, 7, 9, soc=soc)
+        assert (cm.rows, cm.cols) == (R, C)
+        a = np.arange(13 * 7).reshape(13, 7)
+        b = np.arange(7 * 9).reshape(7, 9)
+        # A: row panel i transposed at i·R·k; B: column panel j at j·C·k
+        assert list(cm.pack_a(a)[:2 * R]) == [a[r, kk] for kk in range(2) for r in range(R)]
+        assert list(cm.pack_b(b)[C * 7:C * 7 + 2]) == [b[0, C], b[0, C + 1]]
+        c = np.arange(13 * 9).reshape(13, 9)
+        words = np.concatenate([c[:, c0:c0 + C].ravel() for c0 in range(0, 9, C)])
+        assert np.array_equal(cm.unpack_c(words), c)
 
 
-def _ref_matmul(a, b, shift):
-    v = a.astype(np.int64) @ b.astype(np.int64)
-    return np.clip(np.round(v / 2**shift), -2**15, 2**15 - 1).astype(np.int16)
+def _wrap32(v):
+    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def _ref_matmul(a, b, shift, soc, rounding="nearest-even", seed=None):
+    """``sat16(round(A·B / 2**shift))`` of the wrapped 32-bit sums; stochastic rounding draws
+    in the program's order: row blocks, then column groups, then column panels of ``C``
+    columns, each a REQ over the block's rows (lane c of a panel: generator c)."""
+    acc = torch.from_numpy(_wrap32(a.astype(np.int64) @ b.astype(np.int64)))
+    if rounding == "nearest-even":
+        return fx.requantize(acc, shift, 16)[0].numpy()
+    plan = _MatmulPlan.make(*a.shape, b.shape[1], soc)
+    gens = fx.LaneGenerators(seed, soc.lanes)
+    R, C, out = plan.rows, plan.cols, torch.zeros_like(acc)
+    for rb in range(plan.row_blocks):
+        r0, r1 = rb * plan.mb * R, min((rb + 1) * plan.mb * R, plan.m)
+        for j in range(plan.nt):              # groups in order, panels in order within each
+            c0, c1 = j * C, min((j + 1) * C, plan.n)
+            out[r0:r1, c0:c1] = fx.requantize(acc[r0:r1, c0:c1], shift, 16, "stochastic",
+                                              gens)[0]
+    return out.numpy()
 
 
 @pytest.mark.parametrize("shape", [(2, 4), (4, 2), (1, 1)])
-@pytest.mark.parametrize("mkn,depth", [((13, 7, 9), 2048), ((9, 200, 11), 64)])
+@pytest.mark.parametrize("mkn,depth", [((13, 7, 9), 2048), ((9, 200, 11), 64),
+                                       ((70, 20, 45), 64)])
 def test_rect_matmul(shape, mkn, depth):
-    """The public matmul on arrays with rows ≠ cols equals numpy (nearest-even) and, with
-    stochastic rounding, the square min(rows, cols) array's result bit for bit. Depth 64
-    splits K into chunks (GEMMs that accumulate, over the extra rows of 4×2's row tiles)."""
+    """The public matmul on arrays with rows ≠ cols equals the reference: numpy with
+    nearest-even; with stochastic rounding, the reference drawing in the program's order (a
+    different panel width assigns the draws differently from a square array's, so the two
+    differ). Depth 64 splits K into chunks (GEMMs that accumulate) or the output into row
+    blocks and column groups."""
     g = np.random.default_rng(sum(mkn) + depth)
     m, k, n = mkn
     a = g.integers(-300, 300, (m, k))
     b = g.integers(-300, 300, (k, n))
     soc = _small_array(*shape, sp_depth=depth)
-    assert (_MatmulPlan.make(m, k, n, soc).chunks > 1) == (depth == 64)
-    got = Accelerator(soc=soc).matmul(a, b, shift=4)
-    assert np.array_equal(got, _ref_matmul(a, b, 4))
-    sq = _small_array(min(shape), min(shape), sp_depth=depth)
-    sr = Accelerator(soc=soc).matmul(a, b, shift=4, rounding="stochastic", seed=9)
-    assert np.array_equal(sr, Accelerator(soc=sq).matmul(a, b, shift=4, rounding="stochastic",
-                                                         seed=9))
+    plan = _MatmulPlan.make(m, k, n, soc)
+    assert (plan.chunks > 1 or plan.row_blocks > 1) == (depth == 64)
+    acc = Accelerator(soc=soc)
+    assert np.array_equal(acc.matmul(a, b, shift=4), _ref_matmul(a, b, 4, soc))
+    got = acc.matmul(a, b, shift=4, rounding="stochastic", seed=9)
+    assert np.array_equal(got, _ref_matmul(a, b, 4, soc, "stochastic", 9))
