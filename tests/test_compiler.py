@@ -356,3 +356,40 @@ def test_rect_matmul(shape, mkn, depth):
     assert np.array_equal(acc.matmul(a, b, shift=4), _ref_matmul(a, b, 4, soc))
     got = acc.matmul(a, b, shift=4, rounding="stochastic", seed=9)
     assert np.array_equal(got, _ref_matmul(a, b, 4, soc, "stochastic", 9))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("cxxsim")
+@pytest.mark.parametrize("shape", [(2, 4), (4, 2)])
+def test_rect_rtl_sim_equals_golden(shape):
+    """A small network trained and run, and a matmul with stochastic rounding, on the compiled
+    RTL of a 2×4 and a 4×2 SoC: results, cycles and all of main memory equal golden's (a
+    minute to build each SoC, a second to run)."""
+    from firmware.backends import RtlSimDevice
+    from firmware.device import GoldenDevice
+    from spec.selection import SelectorConfig
+    soc = SocConfig(config=DEFAULT_CONFIG.with_array(rows=shape[0], cols=shape[1]),
+                    mem_words=4096, sp_banks=4, sp_depth=64, acc_banks=2, acc_depth=64,
+                    selector=SelectorConfig(classes=3, k=2, p=2))
+    X, y = _data((5, 7, 3), 12, 3)
+    g = np.random.default_rng(1)
+    a, b = g.integers(-500, 500, (7, 9)), g.integers(-500, 500, (9, 5))
+    out = {}
+    rtl = RtlSimDevice(soc, cxxflags=("-O0",))
+    try:
+        for name, dev in (("golden", GoldenDevice(soc)), ("rtl-sim", rtl)):
+            acc = Accelerator(dev)
+            net = acc.mlp((5, 7, 3), batch=4, seed=3)
+            net.fit(X, y, steps=3)
+            cycles = acc.last_cycles
+            z = net.logits(X)
+            c = acc.matmul(a, b, shift=3, rounding="stochastic", seed=4)
+            out[name] = (net.weights, z, c, cycles, acc.last_cycles,
+                         dev.read_words(0, soc.mem_words))
+    finally:
+        rtl.close()
+    gold, got = out["golden"], out["rtl-sim"]
+    for w, r in zip(got[0], gold[0]):
+        assert np.array_equal(w, r)
+    for x, r in zip(got[1:], gold[1:]):
+        assert np.array_equal(x, r)
