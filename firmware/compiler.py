@@ -32,7 +32,7 @@ from .plan import BankAllocator, MemoryLayout, Recorder, overlap_pairs
 
 __all__ = [
     "MLPDescription", "CompiledMLP", "compile_mlp", "CompiledMatmul", "compile_matmul",
-    "matmul_max_square",
+    "matmul_max_square", "mlp_lanes",
     "PARAM_STEPS", "PARAM_DATA", "PARAM_OUT", "PARAM_ID", "PARAM_WORDS", "PROGRAM_KINDS",
 ]
 
@@ -81,14 +81,20 @@ def _array_shape(soc):
     return lanes, a.rows - lanes
 
 
+def mlp_lanes(soc):
+    """The panel width of :func:`compile_mlp`'s programs on ``soc``: ``min(rows, cols)`` of its
+    array (``CompiledMLP.lanes``; ``soc.lanes`` on a square array). The golden trainer draws
+    as the device does with ``FixedMLP.train(..., update_lanes=mlp_lanes(soc))``."""
+    return _array_shape(soc)[0]
+
+
 def _gemm(p, pad, lanes, *, a_row, mt, a_ps, c_row, **fields):
     """One ``GEMM`` of ``mt`` row tiles of ``lanes`` rows, ``ACC[c_row + j·c_ps + i·lanes + r]``
     for ``r < lanes``; with ``pad`` (an array of ``lanes + pad`` rows) one ``GEMM`` per row
     tile, in order: tile ``i``'s ``pad`` extra rows (products of lanes ``≥ lanes`` of ``A``)
     land on tile ``i + 1``'s rows, which its own ``GEMM`` then writes, and the last tile's in
-    the ``pad`` rows after the panel (``c_ps`` must leave them: :func:`_panel_rows`). The extra
-    rows are zero when those lanes of ``A`` are (DMA loads and ``REQ`` write them 0), so
-    ``accumulate`` may be set too."""
+    the ``pad`` rows after the panel (``c_ps`` must leave them: :func:`_panel_rows`). What the
+    extra rows hold is whatever lanes ``≥ lanes`` of ``A`` give: callers do not accumulate."""
     if not pad:
         p.gemm(a_row=a_row, mt=mt, a_ps=a_ps, c_row=c_row, **fields)
         return

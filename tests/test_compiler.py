@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from firmware.compiler import PROGRAM_KINDS, MLPDescription, compile_matmul, compile_mlp
-from firmware.compiler import _MatmulPlan
+from firmware.compiler import _MatmulPlan, mlp_lanes
 from firmware.plan import BankAllocator, MemoryLayout
 from firmware import Accelerator
 from golden import fixedpoint as fx
@@ -297,6 +297,7 @@ def test_rect_programs():
     sq, wide, tall = (compile_mlp(desc, soc, kinds=PROGRAM_KINDS)
                       for soc in (SOC22, SOC24, SOC42))
     assert sq.lanes == wide.lanes == tall.lanes == 2
+    assert mlp_lanes(SOC24) == mlp_lanes(SOC42) == 2 and mlp_lanes(SOC4) == 4
     for kind, p in sq.programs.items():
         assert p.assemble() == wide.programs[kind].assemble(), kind
     assert _gemms(tall.programs["train"]) > _gemms(sq.programs["train"])
