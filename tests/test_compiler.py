@@ -394,3 +394,22 @@ def test_rect_rtl_sim_equals_golden(shape):
         assert np.array_equal(w, r)
     for x, r in zip(got[1:], gold[1:]):
         assert np.array_equal(x, r)
+
+
+def test_rect_inference_programs():
+    """Probabilities, teacher labeling with the selector and the on-device count of correct
+    predictions give the same results on 2×4 and 4×2 as on 2×2 (after the same training)."""
+    sizes, batch = (64, 32, 10), 32
+    X, y = _data(sizes, 3 * batch + 5, 7)
+    out = {}
+    for soc in (SOC22, SOC24, SOC42):
+        net = Accelerator(soc=soc).mlp(sizes, batch=batch, seed=7, select=True, validate=True)
+        net.fit(X, y, steps=2, lr=2**-1)
+        out[soc.config.array.rows, soc.config.array.cols] = (
+            net.probs(X), net.label_select(X), net.count_correct(X, y))
+    ref = out[2, 2]
+    assert ref[2] > 0 and sum(map(len, ref[1])) > 0
+    for shape in ((2, 4), (4, 2)):
+        probs, sel, correct = out[shape]
+        assert np.array_equal(probs, ref[0]), shape
+        assert sel == ref[1] and correct == ref[2], shape
