@@ -287,6 +287,8 @@ class CompiledMLP:
     desc : MLPDescription
     soc : SocConfig
     lanes : int
+        The panel width: the array's ``min(rows, cols)`` (:func:`mlp_lanes`; on a square array
+        the SoC's lanes).
     regions : dict of str to Region
     programs : dict of str to Assembler
         ``"train"``, ``"logits"``, ``"probs"``, ``"select"``, ``"selclr"``, ``"selout"``,
