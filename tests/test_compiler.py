@@ -218,6 +218,11 @@ def test_bad_targets_for_compile():
         compile_mlp(MLPDescription((4, 3)), 8)
     with pytest.raises(TypeError, match=r"SoC configuration must be a SocConfig, not 8"):
         compile_matmul(2, 2, 2, soc=8)
+    # 2×4 takes panels of 2: the default banks are too small for the 64-32-10 network
+    wide = SocConfig(config=DEFAULT_CONFIG.with_array(rows=2, cols=4))
+    with pytest.raises(ValueError, match=r"layer 1 \(64 inputs, 32 outputs\)'s weights need 1040 "
+                                         r"rows in one bank \(16 panels of 2 outputs × 65 rows"):
+        compile_mlp(MLPDescription((64, 32, 10)), wide)
     one_bank = SocConfig(sp_banks=1)
     with pytest.raises(ValueError, match=r"The compiler needs at least 2 scratchpad banks, "
                                          r"not 1"):
