@@ -39,11 +39,12 @@ write writes the words its mask selects. The DMA issues one request per cycle, i
 
 :func:`requests` counts them. A descriptor accepted in cycle ``c`` raises ``done`` in cycle
 ``c + cycles(desc)``, the first cycle in which the DMA accepts the next descriptor:
-``CHECK_CYCLES`` for a faulting descriptor; otherwise ``CHECK_CYCLES + requests(desc) + L + 1``,
-loads and stores alike: a load writes its last scratchpad row from a register the cycle after
-the last response; a store moves its first scratchpad row through two registers before its first
-request (the read port, then ``ahead``, then ``sent``: issue 27 item 1) and raises ``done`` the
-cycle after the last write's acknowledgement.
+``CHECK_CYCLES`` for a faulting descriptor; otherwise ``CHECK_CYCLES + requests(desc) + L + 1``
+for a load (its last scratchpad row is written from a register the cycle after the last
+response) and ``CHECK_CYCLES + requests(desc) + L + 2`` for a store (``done`` the cycle after the
+last write's acknowledgement; its first scratchpad row, read in the first check cycle, arrives
+two cycles later through the scratchpad's registered bank outputs and passes the DMA's row queue
+before its first request: issue 27 item 1).
 """
 
 from dataclasses import dataclass, fields
@@ -258,4 +259,5 @@ def cycles(desc, soc=None):
     soc = _check_args(desc, soc)
     if check(desc, soc):
         return CHECK_CYCLES
-    return CHECK_CYCLES + requests(desc, soc) + soc.mem_latency + 1
+    return (CHECK_CYCLES + requests(desc, soc) + soc.mem_latency + 1
+            + (desc.direction == Dir.STORE))

@@ -139,11 +139,12 @@ class DmaController(wiring.Component):
        taken as they come (``rsp.ready`` is always high). A load rotates each line read into a
        row buffer and writes the scratchpad row from that buffer (a register) the cycle after its
        last line arrives. A store sends a row from a shift register of its words (``sent``), loaded
-       when the row starts from the head of a queue of three rows, which its reads fill as room
-       allows (the read enable is a register; each row is taken off the read port into the
-       queue the cycle after its read): the scratchpad's block-RAM output and bank multiplexer
-       reach only the queue's registers. A store's first request comes a cycle after DECIDE
-       (in PRIME the first row moves into ``sent``). The line's words are a window of
+       when the row starts from the head of a queue of four rows, which its reads fill as room
+       allows (the read enable is a register; the read port is a late one, and each row is taken
+       off it into the queue when it arrives, two cycles after its read): the scratchpad's
+       block-RAM output reaches only the scratchpad's registers of the bank outputs. A store's
+       first request comes two cycles after DECIDE (PRIME waits for the first row and moves it
+       into ``sent``). The line's words are a window of
        ``sent``'s first line and the line before it;
     3. raises ``done`` for one cycle after the last response (a store: every write has been
        performed) or, for a load, after the last row's write, with the fault code on ``fault``,
@@ -317,28 +318,30 @@ class DmaController(wiring.Component):
         for q in range(F):
             m.d.comb += req.payload.wdata[q].eq(
                 both.word_select((F + q - off)[:fb + 1], ww))
-        # Store reads: a prefetch queue of three rows between the read port and `sent`. A read is
-        # issued whenever rows are left to read and the queue will have room for its row (the
-        # rows queued plus the one arriving, at most two, counted for the next cycle: `rd_ok` is
-        # a register, so the bus's handshake does not reach the scratchpad's read enable), and
-        # its row is taken off the read port into the queue in the next cycle (one register per
-        # queue entry and scratchpad, enabled by registers: the block RAM's output and the bank
-        # multiplexer reach only those). A row moves from the queue's head into `sent` in PRIME
-        # and when a row's last request is accepted; three entries keep one row per cycle.
-        Q = 3
+        # Store reads: a prefetch queue of four rows between the read port and `sent`. The read
+        # port is a late one (the row two cycles after the read: the scratchpad registers each
+        # bank's output for it). A read is issued whenever rows are left to read and the queue
+        # will have room for its row (the rows queued plus the two in flight, at most three,
+        # counted for the next cycle: `rd_ok` is a register, so the bus's handshake does not
+        # reach the scratchpad's read enable), and its row is taken off the read port into the
+        # queue when it arrives (one register per queue entry and scratchpad, enabled by
+        # registers). A row moves from the queue's head into `sent` in PRIME and when a row's
+        # last request is accepted; four entries keep one row per cycle.
+        Q = 4
         queue = [[Signal(row_layout(soc.elem_width(space), lanes), name=f"queue_{i}_{prefix}")
                   for i in range(Q)] for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc"))]
         q_wr = Signal(Q, init=1)                           # one-hot: the entry the next row fills
         q_rd = Signal(Q, init=1)                           # one-hot: the queue's head
         q_count = Signal(range(Q + 1))                     # rows in the queue
-        rd_q = Signal()                                    # a row arrives on the read port
+        rd_q = Signal()                                    # a read was issued last cycle
+        rd_q2 = Signal()                                   # a row arrives on the read port
         rd_ok = Signal()                                   # read a row in this cycle
         rd_left = Signal(t_width)                          # rows still to read
         next_row = Signal(row_width)                       # the row the next read reads
         consume = Signal()                                 # the head moves into `sent`
         for space, port in enumerate(reads):
             m.d.comb += [port.addr.eq(next_row), port.en.eq(rd_ok & (d.space == space))]
-        with m.If(rd_q):
+        with m.If(rd_q2):
             for i in range(Q):
                 with m.If(q_wr[i]):
                     m.d.sync += [queue[space][i].eq(port.data) for space, port in enumerate(reads)]
@@ -346,17 +349,20 @@ class DmaController(wiring.Component):
         with m.If(consume):
             m.d.sync += q_rd.eq(q_rd.rotate_left(1))
         left_next = rd_left - rd_ok
-        count_next = q_count + rd_q - consume
+        count_next = q_count + rd_q2 - consume
         m.d.sync += [
-            rd_q.eq(rd_ok), rd_left.eq(left_next), q_count.eq(count_next),
+            rd_q.eq(rd_ok), rd_q2.eq(rd_q), rd_left.eq(left_next), q_count.eq(count_next),
             next_row.eq(next_row + rd_ok),
-            rd_ok.eq((d.direction == Dir.STORE) & (left_next != 0) & (count_next + rd_ok <= 2)),
+            rd_ok.eq((d.direction == Dir.STORE) & (left_next != 0)
+                     & (count_next + rd_ok + rd_q <= Q - 1)),
         ]
 
         def head(space):
             rows = [Value.cast(row) for row in queue[space]]
-            return View(row_layout(soc.elem_width(space), lanes),
-                        Mux(q_rd[0], rows[0], Mux(q_rd[1], rows[1], rows[2])))
+            pick = rows[Q - 1]
+            for i in reversed(range(Q - 1)):
+                pick = Mux(q_rd[i], rows[i], pick)
+            return View(row_layout(soc.elem_width(space), lanes), pick)
 
         heads = [head(space) for space in Space]
         elem32 = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"elem32_{k}") for k in range(lanes)]
@@ -419,7 +425,7 @@ class DmaController(wiring.Component):
                     m.d.sync += [d.eq(pd), state.eq(_State.CHECK),
                                  next_row.eq(pd.sp_row), rd_ok.eq(pd.direction == Dir.STORE),
                                  rd_left.eq(Mux(pd.transpose, pd.cols, pd.rows)),
-                                 q_count.eq(0), q_wr.eq(1), q_rd.eq(1)]
+                                 q_count.eq(0), q_wr.eq(1), q_rd.eq(1), rd_q.eq(0), rd_q2.eq(0)]
 
             with m.Case(_State.CHECK):
                 m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE),
@@ -461,11 +467,12 @@ class DmaController(wiring.Component):
                     m.d.sync += row_last.eq(d.mem_addr[:fb] + _block_words(d) <= F)
 
             with m.Case(_State.PRIME):
-                # a store: the first row moves into `sent`; the first request goes out in the next
-                # cycle
-                m.d.comb += consume.eq(1)
-                m.d.sync += load_row
-                m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
+                # a store, two cycles: the first row (read in CHECK) arrives in the queue, then
+                # moves into `sent`; the first request goes out in the next cycle
+                with m.If(q_count != 0):
+                    m.d.comb += consume.eq(1)
+                    m.d.sync += load_row
+                    m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
 
             with m.Case(_State.RUN):
                 with m.If(accept):

@@ -23,7 +23,9 @@ __all__ = ["MemorySystem"]
 class MemorySystem(wiring.Component):
     """Main memory, operand and accumulator scratchpads, and the DMA between them.
 
-    The DMA owns read/write port 0 of each scratchpad; the scratchpads' other ports are exported
+    The DMA owns read/write port 0 of each scratchpad (its read port a late one: the row two
+    cycles after the read, see :class:`~rtl.scratchpad.Scratchpad`); the scratchpads' other
+    ports are exported
     for the units that compute (GEMM engine, vector unit). Main memory stores lines of
     :data:`spec.memory.LINE_WORDS` words on a line bus (:class:`~rtl.bus.LineBusSignature`).
     The DMA is its only master, or, with ``bus_masters > 0``, master 0 of a line-bus
@@ -97,7 +99,8 @@ class MemorySystem(wiring.Component):
             width = soc.elem_width(space)
             pads[name] = Scratchpad(lanes=soc.lanes, elem_width=width, banks=banks, depth=depth,
                                     read_ports=1 + counts[f"{name}_read"],
-                                    write_ports=1 + counts[f"{name}_write"])
+                                    write_ports=1 + counts[f"{name}_write"],
+                                    late_read_ports=1)
             geometry = (banks * depth, width, soc.lanes)
             ports[f"{name}_read"] = In(ReadPortSignature(*geometry)).array(
                 counts[f"{name}_read"])

@@ -7,7 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 from amaranth.utils import exact_log2
 
-from spec.params import check_positive_int
+from spec.params import check_int, check_positive_int
 from .spport import ReadPortSignature, WritePortSignature, row_layout
 
 __all__ = ["Scratchpad"]
@@ -23,7 +23,11 @@ class Scratchpad(wiring.Component):
     engine reads an A row and a B row from two banks while the DMA writes a third). The ports are
     those of :mod:`rtl.spport`: a read returns the row in the next cycle and the row stays on
     ``data`` while ``en`` is low (as long as no other port reads that bank); a write takes
-    per-lane enables, and a read of a row being written returns the old contents. Two ports that
+    per-lane enables, and a read of a row being written returns the old contents. The first
+    ``late_read_ports`` read ports return the row a cycle later, two cycles after the read (the
+    DMA's: each bank's output is registered for them, so the block RAM's output reaches only a
+    register, then the bank multiplexer on a select registered twice); their row also stays
+    while no port reads that bank. Two ports that
     use the same bank in the same cycle conflict: the lowest-numbered port is served, the other
     port's write is dropped or its read returns the served port's row. Callers avoid conflicts
     (the sequencer never lets two units share a bank). Addresses ``>= banks * depth`` write
@@ -44,6 +48,9 @@ class Scratchpad(wiring.Component):
         Rows per bank, a power of two.
     read_ports, write_ports : int
         Number of ports of each kind (≥ 1).
+    late_read_ports : int
+        How many of the read ports (the first ones) return their row two cycles after the read
+        (0 to ``read_ports``; default 0).
 
     Members
     -------
@@ -57,10 +64,12 @@ class Scratchpad(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If a parameter is not positive or ``depth`` is not a power of two.
+        If a parameter is not positive or ``depth`` is not a power of two, or
+        ``late_read_ports`` is outside ``0 .. read_ports``.
     """
 
-    def __init__(self, *, lanes, elem_width, banks, depth, read_ports=1, write_ports=1):
+    def __init__(self, *, lanes, elem_width, banks, depth, read_ports=1, write_ports=1,
+                 late_read_ports=0):
         check_positive_int(lanes, "Scratchpad lanes")
         check_positive_int(elem_width, "Scratchpad element width")
         check_positive_int(banks, "Scratchpad banks")
@@ -69,6 +78,11 @@ class Scratchpad(wiring.Component):
             raise ValueError(f"Scratchpad depth must be a power of two, not {depth!r}")
         check_positive_int(read_ports, "Scratchpad read ports")
         check_positive_int(write_ports, "Scratchpad write ports")
+        check_int(late_read_ports, "Scratchpad late read ports")
+        if not 0 <= late_read_ports <= read_ports:
+            raise ValueError(f"Scratchpad late read ports must be 0 to {read_ports}, not "
+                             f"{late_read_ports!r}")
+        self._late = late_read_ports
         self._lanes = lanes
         self._elem_width = elem_width
         self._banks = banks
@@ -96,6 +110,10 @@ class Scratchpad(wiring.Component):
     @property
     def depth(self):
         return self._depth
+
+    @property
+    def late_read_ports(self):
+        return self._late
 
     @property
     def rows(self):
@@ -134,12 +152,23 @@ class Scratchpad(wiring.Component):
                 with (m.Elif if p else m.If)(port.en & (bank == b)):
                     m.d.comb += [addr.eq(row), en.eq(1)]
             m.d.comb += [rd[b].addr.eq(addr), rd[b].en.eq(en)]
+        late = []                                          # each bank's row, a cycle later
+        if self._late:
+            for b in banks:
+                q = Signal.like(rd[b].data, name=f"bank_{b}_late")
+                m.d.sync += q.eq(rd[b].data)
+                late.append(q)
         for p, port in enumerate(self.read):
             bank, _ = split(port.addr)
             sel = Signal(range(self._banks), name=f"read_{p}_bank")
             with m.If(port.en):
                 m.d.sync += sel.eq(bank)
-            m.d.comb += port.data.eq(Array(rd[b].data for b in banks)[sel])
+            if p < self._late:
+                sel2 = Signal.like(sel, name=f"read_{p}_bank_late")
+                m.d.sync += sel2.eq(sel)
+                m.d.comb += port.data.eq(Array(late)[sel2])
+            else:
+                m.d.comb += port.data.eq(Array(rd[b].data for b in banks)[sel])
 
         # Writes: each bank takes the lowest-numbered port that writes it.
         for b in banks:

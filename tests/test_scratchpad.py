@@ -23,6 +23,10 @@ def test_constructor_validation():
         Scratchpad(**kw, read_ports=0)
     with pytest.raises(ValueError, match=r"^Scratchpad element width must be a positive integer"):
         Scratchpad(**{**kw, "elem_width": 0})
+    with pytest.raises(ValueError, match=r"^Scratchpad late read ports must be 0 to 2, not 3$"):
+        Scratchpad(**kw, read_ports=2, late_read_ports=3)
+    with pytest.raises(TypeError, match=r"^Scratchpad late read ports must be an integer"):
+        Scratchpad(**kw, late_read_ports=None)
     sp = Scratchpad(**kw, read_ports=2)
     assert sp.rows == 16 and len(sp.read) == 2 and len(sp.write) == 1
     assert sp.read[0].signature.members == ReadPortSignature(16, 16, 4).flip().members
@@ -31,26 +35,31 @@ def test_constructor_validation():
         sp.cell(16)
 
 
-@pytest.mark.parametrize("lanes, elem_width, banks, depth, seed", [
-    (3, 16, 3, 4, 1),          # 3 banks: addresses 12..15 are outside
-    (2, 32, 2, 8, 2),
-    (4, 16, 1, 1, 3),          # one row
+@pytest.mark.parametrize("lanes, elem_width, banks, depth, seed, late", [
+    (3, 16, 3, 4, 1, 0),       # 3 banks: addresses 12..15 are outside
+    (2, 32, 2, 8, 2, 0),
+    (4, 16, 1, 1, 3, 0),       # one row
+    (3, 16, 3, 4, 4, 1),       # read port 0 late (the DMA's in the memory system)
+    (2, 32, 2, 8, 5, 2),
 ])
-def test_random_ports(lanes, elem_width, banks, depth, seed):
-    """Two read and two write ports, random traffic with bank conflicts and per-lane enables."""
+def test_random_ports(lanes, elem_width, banks, depth, seed, late):
+    """Two read and two write ports, random traffic with bank conflicts and per-lane enables;
+    the first ``late`` read ports see what an ordinary port would have seen a cycle before."""
     rng = random.Random(seed)
     sp = Scratchpad(lanes=lanes, elem_width=elem_width, banks=banks, depth=depth,
-                    read_ports=2, write_ports=2)
+                    read_ports=2, write_ports=2, late_read_ports=late)
     lo, hi = -(1 << (elem_width - 1)), (1 << (elem_width - 1)) - 1
     addr_space = 1 << len(sp.read[0].addr)
     rows = {r: [0] * lanes for r in range(sp.rows)}
     bank_out = [[0] * lanes for _ in range(banks)]
     sel = [0, 0]
+    before = (None, None)             # (bank_out, sel) a cycle before
 
     def value():
         return rng.choice((lo, hi, 0, -1, rng.randint(lo, hi)))
 
     async def tb(ctx):
+        nonlocal before
         for cycle in range(300):
             reads = [(rng.random() < 0.6, rng.randrange(addr_space)) for _ in sp.read]
             writes = [(rng.randrange(1 << lanes) if rng.random() < 0.6 else 0,
@@ -82,9 +91,11 @@ def test_random_ports(lanes, elem_width, banks, depth, seed):
                         if en >> lane & 1:
                             rows[addr][lane] = data[lane]
             for p, port in enumerate(sp.read):
-                if sel[p] < banks:
+                outs, sels = before if p < late else (bank_out, sel)
+                if sels is not None and sels[p] < banks:
                     got = list(ctx.get(port.data))
-                    assert got == bank_out[sel[p]], f"seed {seed}, cycle {cycle}, read port {p}"
+                    assert got == outs[sels[p]], f"seed {seed}, cycle {cycle}, read port {p}"
+            before = ([list(row) for row in bank_out], list(sel))
         for r in range(sp.rows):
             assert list(ctx.get(sp.cell(r))) == rows[r], f"seed {seed}, row {r}"
 
