@@ -333,6 +333,7 @@ class DmaController(wiring.Component):
         q_wr = Signal(Q, init=1)                           # one-hot: the entry the next row fills
         q_rd = Signal(Q, init=1)                           # one-hot: the queue's head
         q_count = Signal(range(Q + 1))                     # rows in the queue
+        q_occ = Signal(range(Q + 1))                       # rows in the queue or on their way
         rd_q = Signal()                                    # a read was issued last cycle
         rd_q2 = Signal()                                   # a row arrives on the read port
         rd_ok = Signal()                                   # read a row in this cycle
@@ -348,13 +349,16 @@ class DmaController(wiring.Component):
             m.d.sync += q_wr.eq(q_wr.rotate_left(1))
         with m.If(consume):
             m.d.sync += q_rd.eq(q_rd.rotate_left(1))
-        left_next = rd_left - rd_ok
-        count_next = q_count + rd_q2 - consume
+        # Read in the next cycle if a row is left after this cycle's read and at most Q - 1 rows
+        # will be queued or on their way: `q_occ + rd_ok - consume <= Q - 1`, written so that
+        # `consume` (the bus's handshake) meets registers in one gate (`q_occ + rd_ok <= Q`).
+        left_after = (rd_left != 0) & ~((rd_left == 1) & rd_ok)
+        room = (q_occ <= Q - 2) | ((q_occ == Q - 1) & ~rd_ok)
         m.d.sync += [
-            rd_q.eq(rd_ok), rd_q2.eq(rd_q), rd_left.eq(left_next), q_count.eq(count_next),
+            rd_q.eq(rd_ok), rd_q2.eq(rd_q), rd_left.eq(rd_left - rd_ok),
+            q_count.eq(q_count + rd_q2 - consume), q_occ.eq(q_occ + rd_ok - consume),
             next_row.eq(next_row + rd_ok),
-            rd_ok.eq((d.direction == Dir.STORE) & (left_next != 0)
-                     & (count_next + rd_ok + rd_q <= Q - 1)),
+            rd_ok.eq((d.direction == Dir.STORE) & left_after & (room | consume)),
         ]
 
         def head(space):
@@ -425,7 +429,8 @@ class DmaController(wiring.Component):
                     m.d.sync += [d.eq(pd), state.eq(_State.CHECK),
                                  next_row.eq(pd.sp_row), rd_ok.eq(pd.direction == Dir.STORE),
                                  rd_left.eq(Mux(pd.transpose, pd.cols, pd.rows)),
-                                 q_count.eq(0), q_wr.eq(1), q_rd.eq(1), rd_q.eq(0), rd_q2.eq(0)]
+                                 q_count.eq(0), q_occ.eq(0), q_wr.eq(1), q_rd.eq(1), rd_q.eq(0),
+                                 rd_q2.eq(0)]
 
             with m.Case(_State.CHECK):
                 m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE),
