@@ -144,8 +144,8 @@ class DmaController(wiring.Component):
        off it into the queue when it arrives, two cycles after its read): the scratchpad's
        block-RAM output reaches only the scratchpad's registers of the bank outputs. A store's
        first request comes two cycles after DECIDE (PRIME waits for the first row and moves it
-       into ``sent``). The line's words are a window of
-       ``sent``'s first line and the line before it;
+       into ``sent``). The line's words are a window of ``sent``'s first line and the line
+       before it;
     3. raises ``done`` for one cycle after the last response (a store: every write has been
        performed) or, for a load, after the last row's write, with the fault code on ``fault``,
        and is ready for the next descriptor in that same cycle.
@@ -300,8 +300,8 @@ class DmaController(wiring.Component):
             tags.r_en.eq(rsp.valid),
         ]
 
-        # Store data: the row's words in `sent` (a shift register loaded from the scratchpad's
-        # read port, so that its block-RAM output does not reach the bus in the same cycle) and
+        # Store data: the row's words in `sent` (a shift register loaded from the row queue
+        # below, so that no block-RAM output reaches the bus in the same cycle) and
         # the line before its first line in `prev`: word q of the request is the window's word
         # F + q - off of Cat(prev, sent[:F]).
         NS = max(NW, F)                                    # at least a line (narrow rows)
