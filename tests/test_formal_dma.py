@@ -355,6 +355,20 @@ def test_dma_claims_hold_from_reset():
     assert result.passed, str(result)
 
 
+#: A wider SoC for the slow suite's proof: 4 lanes (a row of 2-word elements fills a line), 200
+#: words of main memory, 5 × 4 and 5 × 2 scratchpad rows, latency 1 (a tag FIFO of 2 entries).
+SOC_WIDE = SocConfig(config=DEFAULT_CONFIG.with_array(rows=4, cols=4), mem_words=200,
+                     sp_banks=5, sp_depth=4, acc_banks=5, acc_depth=2, selector=None,
+                     mem_latency=1)
+
+
+@pytest.mark.slow
+def test_dma_stays_in_its_memory_map_wider_soc():
+    _, result = prove_dma(DmaController(SOC_WIDE), soc=SOC_WIDE, mode="prove",
+                          depth=DMA_PROOF_DEPTH, invariants=True)
+    assert result.passed, str(result)
+
+
 @pytest.mark.slow
 def test_dma_stays_in_its_memory_map_deeper():
     _, result = prove_dma(DmaController(SOC), depth=DMA_DEPTH_SLOW)
