@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from spec.params import DEFAULT_FORMATS
+from ..compiler import mlp_lanes
 from ..standalone import GATE_SLACK, delivers_ssl, gate_passes, tie_delivers  # one rule each
 from .trainer import TrainerNet
 
@@ -91,7 +92,8 @@ class State:
     def new_student(self, temperature=None):
         o, r = self.options, self.recipe
         if o.students == "trainer":
-            return TrainerNet(self.student_sizes, r.batch, o.seed, self.soc.lanes,
+            # the device's panel width (min(rows, cols): soc.lanes on a square array)
+            return TrainerNet(self.student_sizes, r.batch, o.seed, mlp_lanes(self.soc),
                               temperature=temperature)
         return self.acc.mlp(self.student_sizes, batch=r.batch, seed=o.seed,
                             temperature=temperature, validate=True)
