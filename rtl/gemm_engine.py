@@ -85,11 +85,6 @@ class GemmEngine(wiring.Component):
         feeding = Signal()
         i, j, kk = Signal(6), Signal(6), Signal(isa.ROW_BITS)
         a_base, b_base = Signal(rowbits), Signal(rowbits)
-        # the operand rows read, a_base + kk and b_base + kk, kept in running registers (issue 27
-        # item 1: no adder between the engine's registers and the scratchpad's bank compare)
-        a_addr, b_addr = Signal(rowbits), Signal(rowbits)
-        a_next, b_next = Signal(rowbits), Signal(rowbits)      # the next tile's panel bases
-        m.d.comb += [a_next.eq(a_base + a_ps), b_next.eq(b_base + b_ps)]
         gap = Signal(range(S + 1))
         step_valid, step_first, step_last = Signal(), Signal(), Signal()
 
@@ -102,13 +97,12 @@ class GemmEngine(wiring.Component):
                 k_m1.eq(fld("k") - 1), mt_m1.eq(fld("mt") - 1), nt_m1.eq(fld("nt") - 1),
                 bubbles.eq(Mux(fld("k") < S, S - fld("k"), 0)),
                 a_base.eq(fld("a_row")), b_base.eq(fld("b_row")),
-                a_addr.eq(fld("a_row")), b_addr.eq(fld("b_row")),
                 i.eq(0), j.eq(0), kk.eq(0), gap.eq(0), feeding.eq(1),
             ]
 
         m.d.comb += [
-            self.a_rd.addr.eq(a_addr),
-            self.b_rd.addr.eq(b_addr),
+            self.a_rd.addr.eq(a_base + kk),
+            self.b_rd.addr.eq(b_base + kk),
         ]
         with m.If(feeding):
             with m.If(gap != 0):
@@ -118,19 +112,17 @@ class GemmEngine(wiring.Component):
                 m.d.comb += [step_valid.eq(1), step_first.eq(kk == 0),
                              step_last.eq(kk == k_m1)]
                 with m.If(kk != k_m1):
-                    m.d.sync += [kk.eq(kk + 1), a_addr.eq(a_addr + 1), b_addr.eq(b_addr + 1)]
+                    m.d.sync += kk.eq(kk + 1)
                 with m.Else():
                     m.d.sync += kk.eq(0)
                     # bubbles so that the next tile's last step is S cycles after this one's
                     m.d.sync += gap.eq(bubbles)
                     with m.If(i != mt_m1):
-                        # the next A panel, the same B panel from its first row
-                        m.d.sync += [i.eq(i + 1), a_base.eq(a_next), a_addr.eq(a_next),
-                                     b_addr.eq(b_base)]
+                        m.d.sync += [i.eq(i + 1), a_base.eq(a_base + a_ps)]
                     with m.Else():
-                        m.d.sync += [i.eq(0), a_base.eq(a_row), a_addr.eq(a_row)]
+                        m.d.sync += [i.eq(0), a_base.eq(a_row)]
                         with m.If(j != nt_m1):
-                            m.d.sync += [j.eq(j + 1), b_base.eq(b_next), b_addr.eq(b_next)]
+                            m.d.sync += [j.eq(j + 1), b_base.eq(b_base + b_ps)]
                         with m.Else():
                             m.d.sync += feeding.eq(0)
 

@@ -136,7 +136,7 @@ class SelEngine(wiring.Component):
         req, rsp = self.bus.req, self.bus.rsp
         wcls = Signal(range(C + 1))          # the class whose count word is next
         part = Signal(range(last_part + 1))  # word of the current record
-        waddr = Signal(32)                   # the next word's address: arg + words written
+        widx = Signal(32)                    # words written
         inflight = Signal(8)                 # writes not yet acknowledged
         writing = Signal()
         zero_mid = Signal()                  # an empty class before the offered record's class
@@ -157,7 +157,7 @@ class SelEngine(wiring.Component):
                     m.d.comb += word.eq(rec.payload.score)
         m.d.comb += [
             req.valid.eq(writing & (rec.valid | tail)),
-            req.payload.addr.eq(waddr),
+            req.payload.addr.eq(arg + widx),
             req.payload.we.eq(1),
             req.payload.wdata.eq(word),
             rsp.ready.eq(1),
@@ -165,7 +165,7 @@ class SelEngine(wiring.Component):
         accept = Signal()
         m.d.comb += accept.eq(req.valid & req.ready)
         with m.If(accept):
-            m.d.sync += waddr.eq(waddr + 1)
+            m.d.sync += widx.eq(widx + 1)
             with m.If(zero_mid | tail):
                 m.d.sync += wcls.eq(wcls + 1)
             with m.Elif(part == last_part):
@@ -206,7 +206,7 @@ class SelEngine(wiring.Component):
                     next_or_idle()
             with m.State("READOUT"):
                 m.d.comb += [self.busy.eq(1), sel.readout_stb.eq(1)]
-                m.d.sync += [wcls.eq(0), part.eq(0), waddr.eq(arg)]
+                m.d.sync += [wcls.eq(0), part.eq(0), widx.eq(0)]
                 m.next = "WRITE"
             with m.State("WRITE"):
                 done = (wcls == C) & ~sel.busy & (inflight == 0)
@@ -226,19 +226,16 @@ class SelEngine(wiring.Component):
         # so that it reaches the shift register as the previous row's last lane leaves it (and a
         # lane's list is back from its two-cycle insertion before the lane's next beat).
         rd_row, rd_wait = Signal(range(C + 1)), Signal(len(samples))
-        # the row read, prob_row + rd_row, in a running register (issue 27 item 1: no adder
-        # between the engine's registers and the scratchpad's bank compare)
-        rd_addr = Signal(len(prob_row) + 1)
         ld, ld_cls = Signal(), Signal(range(C))
         read = Signal()
         m.d.comb += [
             read.eq(feeding & (rd_row != C) & (rd_wait == 0)),
-            self.sp_rd.addr.eq(rd_addr),
+            self.sp_rd.addr.eq(prob_row + rd_row),
             self.sp_rd.en.eq(read),
         ]
         m.d.sync += ld.eq(read)
         with m.If(read):
-            m.d.sync += [rd_row.eq(rd_row + 1), rd_addr.eq(rd_addr + 1), ld_cls.eq(rd_row),
+            m.d.sync += [rd_row.eq(rd_row + 1), ld_cls.eq(rd_row),
                          rd_wait.eq(Mux(samples < 2, 1, samples - 1))]
         with m.Elif(rd_wait != 0):
             m.d.sync += rd_wait.eq(rd_wait - 1)
@@ -341,8 +338,7 @@ class SelEngine(wiring.Component):
         m.d.sync += cur.eq(Mux(beat, after_beat, no_beat))
 
         with m.If(self.start):
-            m.d.sync += [rd_row.eq(0), rd_wait.eq(0), r_left.eq(0), s1_v.eq(0), gap.eq(0),
-                         rd_addr.eq(field(self.ir, Op.SELFEED, "prob_row"))]
+            m.d.sync += [rd_row.eq(0), rd_wait.eq(0), r_left.eq(0), s1_v.eq(0), gap.eq(0)]
 
         busy = Signal()
         m.d.comb += busy.eq((rd_row != C) | ld | (r_left != 0) | s1_v | (buf_count != 0) |
