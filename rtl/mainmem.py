@@ -57,7 +57,7 @@ class MainMemory(wiring.Component):
     read and write into one read/write port of each DP16KD and gives the fetch port the block
     RAM's other port, instead of emulating read-before-write with a second copy of the memory
     (64 DP16KD for the ULX3S's 64 Ki words with the fetch port, as without it; 128 unmarked:
-    ``tests/test_mainmem.py``).
+    ``tests/test_memattrs.py -k main_memory``).
 
     Testbenches read and write the image through :meth:`word` (``ctx.get(mem.word(i))``,
     ``ctx.set(mem.word(i), v)``).
