@@ -277,7 +277,7 @@ def softmax_cycles(classes, samples=1):
                              + SOFTMAX_DIV_HANDOFF + RECIP_CYCLES    # its reciprocal
                              + (S - 1) · max(C, RECIP_CYCLES)    # the other samples, overlapped
                              + C + SOFTMAX_OUT_LATENCY           # the last sample's results
-                             = 3·C + 33 + (S - 1) · max(C, 14)
+                             = 3·C + 37 + (S - 1) · max(C, 14)
 
     (constants from :mod:`spec.softmax_tables`). The count does not depend on the mode, formats,
     temperature or data.

@@ -5,6 +5,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rtl.dsp import MAX_OPERAND_WIDTH, PRODUCT_LATENCY, registered_product
 from rtl.memattrs import COLLISION_FREE
 from spec.params import OPERAND_WIDTH, check_int, check_positive_int
 from spec.softmax_tables import (
@@ -108,21 +109,28 @@ class SoftmaxUnit(wiring.Component):
     register (no block RAM or bank multiplexer in front of the lane selection). The samples then
     overlap:
 
-    * *exp* (11 stages: row register, lane register, ``u = max - z``, ``u·k``, shift and round
-      bit, rounding increment, table read, table data register, shift, rounding increment, write
-      and sum): one exponential per cycle into an ``e``/target
+    * *exp* (13 stages: row register, lane register, ``u = max - z``, ``u·k`` in a DSP block's
+      three registers (operands, pipeline, product), shift and round bit, rounding increment,
+      table read, table data register, shift, rounding increment, write and sum): one
+      exponential per cycle into an ``e``/target
       buffer indexed by sample and class; a sample's sum goes into a per-sample memory
       ``SOFTMAX_EXP_LATENCY`` cycles after its last row;
     * *div*: the reciprocal of each sum in turn by radix-4 division, ``RECIP_STEP_BITS`` quotient
       bits per cycle, ``RECIP_CYCLES`` cycles per sample back to back, plus
       ``SOFTMAX_DIV_HANDOFF`` cycles (load the divisor, store the reciprocal per sample);
-    * *out* (8 stages: read ``e_j``, ``t_j`` and ``R``, their registers, ``e·R``'s two partial
-      products and the target shift, ``e·R``, difference, shift and rounding bit, rounding
-      increment and saturation, output register):
+    * *out* (10 stages: read ``e_j``, ``t_j`` and ``R``, their registers, ``e·R``'s two partial
+      products in two DSP blocks' three registers (operands, pipeline, product) beside the target
+      shift, ``e·R``, difference, shift and rounding bit, rounding increment and saturation,
+      output register):
       each sample's ``C`` results in class order on ``o_result``, samples in order, as soon as
       its reciprocal is stored. The pipeline stalls whole while the output register is not taken,
       so back-pressure loses or duplicates nothing; exp and div never wait for it (their results
       are kept per sample).
+
+    Every product is a :func:`rtl.dsp.registered_product` (issue 27 item 5: on the ECP5 a
+    ``MULT18X18D`` with its operand, pipeline and product registers, the SoC's one multiplier
+    configuration): ``u·k``, ``e·R``'s two partial products, and ``k = log2(e)/T`` itself
+    (``inv_temp`` times the constant ``LOG2E_Q``, once per group).
 
     ``i_row.ready`` is high from a group's first row to its final pass's last row, then low until
     the group's last result is accepted: the next group's first row is accepted at the earliest
@@ -243,28 +251,33 @@ class SoftmaxUnit(wiring.Component):
         def et_addr(sample, cls):
             return Cat(cls[:j_bits], sample[:s_bits])
 
-        cfg = self._operation_registers(m)
+        cfg = self._operation_registers(m, platform)
         with m.If(self.overflow_clr):
             m.d.sync += self.overflow.eq(0)
 
         group_end = Signal(name="group_end")
         inp = self._input(m, group_end)
         sums = self._exp(m, inp, cfg, et_mem, et_addr, sum_mem, exp_rom, sum_shape, e_shape,
-                         group_end)
+                         group_end, platform)
         recips = self._div(m, sums, sum_mem, r_mem, sum_shape, group_end)
-        self._out(m, recips, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end)
+        self._out(m, recips, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end, platform)
         return m
 
-    def _operation_registers(self, m):
+    def _operation_registers(self, m, platform):
         """The per-operation values, registered (the inputs are stable from a group's first row
-        on; the first use of each comes at least three cycles later)."""
+        on). Counting edges from the one that accepts the first row (edge 0), ``k`` is loaded at
+        edge ``PRODUCT_LATENCY`` = 3 (``inv_temp · LOG2E_Q``'s operand, pipeline and product
+        registers in a DSP block, then its rounding); its first use, the ``u·k`` multiplier's
+        operand register, loads at edge ``C + 3 >= 4`` at the earliest (pass 1's first row is
+        accepted at edge ``C >= 1``, then the row, lane and ``u`` registers). The others are
+        loaded at edges 0 and 1 and used later still."""
+        assert PRODUCT_LATENCY < 4
         cfg = _Config()
-        k_full = Signal(INV_TEMP_WIDTH + LOG2E_Q.bit_length(), name="k_full")
+        k_full = registered_product(m, "k_full", self.inv_temp,
+                                    Const(LOG2E_Q, LOG2E_Q.bit_length()), en=Const(1, 1),
+                                    platform=platform)
         cfg.k = Signal(K_WIDTH, name="k")                   # log2(e)/T, K_FRAC fraction bits
-        m.d.sync += [
-            k_full.eq(self.inv_temp * LOG2E_Q),
-            cfg.k.eq(_rounded(m, k_full, K_SHIFT, "k_round")),
-        ]
+        m.d.sync += cfg.k.eq(_rounded(m, k_full, K_SHIFT, "k_round"))
         cfg.a_shift = Signal(range(self._width + K_FRAC), name="a_shift")
         m.d.sync += cfg.a_shift.eq(self.z_frac + (K_FRAC - EXP_INDEX_BITS))
         cfg.t_shift = Signal(range(RECIP_SHIFT + 1), name="t_shift")
@@ -357,9 +370,10 @@ class SoftmaxUnit(wiring.Component):
         return inp
 
     def _exp(self, m, inp, cfg, et_mem, et_addr, sum_mem, exp_rom, sum_shape, e_shape,
-             group_end):
-        """The maximum tracker and the exponential pipeline (stages 2 to 10). Returns the count of
+             group_end, platform):
+        """The maximum tracker and the exponential pipeline (stages 2 to 12). Returns the count of
         samples whose sum is in ``sum_mem``."""
+        assert SOFTMAX_EXP_LATENCY == 9 + PRODUCT_LATENCY
         width, cmax, lanes = self._width, self._classes_max, self._lanes
         # stage 2: the max lane's running maximum (offset binary: an unsigned comparator, one
         # carry chain), back to the smallest value after a pass's last row; the exp lane's
@@ -372,7 +386,7 @@ class SoftmaxUnit(wiring.Component):
         with m.If(inp.max_end):
             m.d.sync += z_max.eq((new_max ^ (1 << (width - 1))).as_signed())
 
-        # the element's tag, stages 3 .. 8
+        # the element's tag, stages 3 .. 12
         tag_layout = data.StructLayout({
             "valid": 1, "first": 1, "end": 1, "sample": range(lanes), "cls": range(cmax),
             "target": signed(width)})
@@ -388,7 +402,8 @@ class SoftmaxUnit(wiring.Component):
 
         rom_rd = exp_rom.read_port()
         u = Signal(width, name="exp_u")
-        prod = Signal(width + K_WIDTH, name="exp_prod")
+        m.d.sync += u.eq(z_max - inp.z)                                         # stage 2
+        prod = self._u_times_k(m, u, cfg.k, platform)                           # stages 3 .. 5
         a_floor, a_up = _round_ne(m, prod, cfg.a_shift, "a_round")
         a_q = Signal.like(a_floor, name="exp_a_floor")
         a_q_up = Signal(name="exp_a_up")
@@ -402,19 +417,17 @@ class SoftmaxUnit(wiring.Component):
         # the rounded shift (x + 2**n >> 1) >> n in two stages: x·2 >> n, then (that + 1) >> 1
         # (the same for every n >= 0, and no adder in front of the shifter)
         m.d.sync += [
-            u.eq(z_max - inp.z),                                                # stage 2
-            prod.eq(u * cfg.k),                                                 # stage 3
-            a_q.eq(a_floor), a_q_up.eq(a_up),                                   # stage 4
-            a.eq(a_q + a_q_up),                                                 # stage 5
-            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 6
-            rom_q.eq(rom_rd.data),                                              # stage 7
+            a_q.eq(a_floor), a_q_up.eq(a_up),                                   # stage 6
+            a.eq(a_q + a_q_up),                                                 # stage 7
+            n.eq(Mux(a_int > EXP_FRAC + 2, EXP_FRAC + 2, a_int)),               # stage 8
+            rom_q.eq(rom_rd.data),                                              # stage 9
             n_q.eq(n),
-            half_up.eq(Cat(0, rom_q) >> n_q),                                   # stage 8
-            e_val.eq((half_up + 1) >> 1),                                       # stage 9
+            half_up.eq(Cat(0, rom_q) >> n_q),                                   # stage 10
+            e_val.eq((half_up + 1) >> 1),                                       # stage 11
         ]
-        m.d.comb += rom_rd.addr.eq(a[:EXP_INDEX_BITS])                          # stage 6
+        m.d.comb += rom_rd.addr.eq(a[:EXP_INDEX_BITS])                          # stage 8
 
-        # stage 10: write e and the target, add e to the sample's sum; the complete sum goes to
+        # stage 12: write e and the target, add e to the sample's sum; the complete sum goes to
         # the sample's entry of sum_mem
         et_wr = et_mem.write_port()
         total = Signal(sum_shape, name="exp_sum")
@@ -437,6 +450,21 @@ class SoftmaxUnit(wiring.Component):
         with m.If(group_end):
             m.d.sync += sums_done.eq(0)
         return sums_done
+
+    def _u_times_k(self, m, u, k, platform):
+        """``u·k`` (``width + K_WIDTH`` bits), ``PRODUCT_LATENCY`` edges after ``u``: one DSP block
+        up to 18-bit operands (the SoC's 16), two above, whose partial products are added in front
+        of the next stage's shifter (a longer path at widths 19 and 20 only, which keeps the
+        pipeline's depth the same at every width)."""
+        if len(u) <= MAX_OPERAND_WIDTH:
+            return registered_product(m, "exp_uk", u, k, en=Const(1, 1), platform=platform)
+        lo = registered_product(m, "exp_uk_lo", u[:MAX_OPERAND_WIDTH], k, en=Const(1, 1),
+                                platform=platform)
+        hi = registered_product(m, "exp_uk_hi", u[MAX_OPERAND_WIDTH:], k, en=Const(1, 1),
+                                platform=platform)
+        prod = Signal(len(u) + K_WIDTH, name="exp_prod")
+        m.d.comb += prod.eq(lo + (hi << MAX_OPERAND_WIDTH))
+        return prod
 
     def _div(self, m, sums_done, sum_mem, r_mem, sum_shape, group_end):
         """The divider: ``R = 2**RECIP_SHIFT // S`` for each sample's sum in turn,
@@ -499,11 +527,13 @@ class SoftmaxUnit(wiring.Component):
             m.d.sync += [ds.eq(0), recips_done.eq(0)]
         return recips_done
 
-    def _out(self, m, recips_done, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end):
+    def _out(self, m, recips_done, cfg, inp, et_mem, et_addr, r_mem, e_shape, group_end,
+             platform):
         """The output pipeline (stalls whole while the output register is not taken):
-        0 read e_j, t_j, R | 1 registered | 2 e*R's two partial products (a DSP block each),
-        t << | 3 e*R | 4 difference | 5 shift, round and sticky bits | 6 increment, saturate
-        -> output."""
+        0 read e_j, t_j, R | 1 registered | 2 .. 4 e*R's two partial products (a DSP block each:
+        operands, pipeline, product), t delayed, then t << | 5 e*R | 6 difference | 7 shift,
+        round and sticky bits | 8 increment, saturate -> output."""
+        assert SOFTMAX_OUT_LATENCY == 6 + PRODUCT_LATENCY
         width, cmax, lanes = self._width, self._classes_max, self._lanes
         s_bits = (lanes - 1).bit_length()
         advance = Signal(name="out_advance")
@@ -521,9 +551,14 @@ class SoftmaxUnit(wiring.Component):
         o_e = Signal(e_shape, name="out_e")
         o_t = Signal(signed(width), name="out_t")
         o_r = Signal(RECIP_BITS, name="out_r")
-        r_split = 18                                    # a DSP block's operand width
-        o_plo = Signal(len(o_e) + r_split, name="out_prod_lo")
-        o_phi = Signal(len(o_e) + RECIP_BITS - r_split, name="out_prod_hi")
+        r_split = MAX_OPERAND_WIDTH                     # a DSP block's operand width
+        o_plo = registered_product(m, "out_prod_lo", o_e, o_r[:r_split], en=advance,
+                                   platform=platform)                           # stages 2 .. 4
+        o_phi = registered_product(m, "out_prod_hi", o_e, o_r[r_split:], en=advance,
+                                   platform=platform)
+        # the target waits beside the products (16 bits, not its 57-bit shift)
+        o_t_late = [Signal(signed(width), name=f"out_t_{i}")
+                    for i in range(2, PRODUCT_LATENCY + 1)]
         o_prod = Signal(EXP_FRAC + 1 + RECIP_BITS, name="out_prod")
         o_tsh0 = Signal(signed(width + RECIP_SHIFT), name="out_target_0")
         o_tsh = Signal(signed(width + RECIP_SHIFT), name="out_target")
@@ -546,19 +581,20 @@ class SoftmaxUnit(wiring.Component):
                 o_e.eq(et_rd.data.e),                                             # stage 1
                 o_t.eq(et_rd.data.target),
                 o_r.eq(r_rd.data),
-                o_plo.eq(o_e * o_r[:r_split]),                                    # stage 2
-                o_phi.eq(o_e * o_r[r_split:]),
-                o_tsh0.eq(Mux(cfg.grad_mode, o_t << cfg.t_shift, 0)),
-                o_prod.eq(o_plo + (o_phi << r_split)),                            # stage 3
+                o_t_late[0].eq(o_t),                                              # stage 2
+                o_tsh0.eq(Mux(cfg.grad_mode, o_t_late[-1] << cfg.t_shift, 0)),    # stage 4
+                o_prod.eq(o_plo + (o_phi << r_split)),                            # stage 5
                 o_tsh.eq(o_tsh0),
-                diff.eq(o_prod - o_tsh),                                          # stage 4
-                out_q.eq(floor_q),                                                # stage 5
+                diff.eq(o_prod - o_tsh),                                          # stage 6
+                out_q.eq(floor_q),                                                # stage 7
                 out_half.eq(half_bit), out_sticky.eq(sticky),
-                self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 6
+                self.o_result.payload.value.eq(_saturate_inc(out_q, out_up, width)),  # stage 8
                 self.o_result.valid.eq(o_valid[-1]),
                 self.o_result.payload.last.eq(o_last[-1]),
                 self.o_result.payload.sample.eq(o_smp[-1]),
             ]
+            for prev, nxt in zip(o_t_late, o_t_late[1:]):
+                m.d.sync += nxt.eq(prev)
             for i in range(1, SOFTMAX_OUT_LATENCY - 1):
                 m.d.sync += [o_valid[i].eq(o_valid[i - 1]), o_last[i].eq(o_last[i - 1]),
                              o_smp[i].eq(o_smp[i - 1])]

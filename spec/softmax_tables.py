@@ -57,16 +57,18 @@ RECIP_CYCLES = -(-RECIP_BITS // RECIP_STEP_BITS)
 
 #: Pipeline depths of :class:`rtl.softmax.SoftmaxUnit` (see :func:`golden.softmax.softmax_cycles`):
 #: a sample's last exponential enters its sum ``SOFTMAX_EXP_LATENCY`` cycles after its row is
-#: accepted (a row register, a lane register, ``u = max - z``, ``u·k``, shift and round bit,
-#: rounding increment, table read, table data register, shift, rounding increment), and a
-#: sample's output phase takes ``C + SOFTMAX_OUT_LATENCY`` cycles (output always ready; read,
-#: read register, ``e·R``'s two partial products, ``e·R``, difference, shift and round bit,
+#: accepted (a row register, a lane register, ``u = max - z``, ``u·k`` in a DSP block's three
+#: registers (operands, pipeline, product), shift and round bit, rounding increment, table read,
+#: table data register, shift, rounding increment), and a sample's output phase takes
+#: ``C + SOFTMAX_OUT_LATENCY`` cycles (output always ready; read, read register, ``e·R``'s two
+#: partial products in two DSP blocks' three registers, ``e·R``, difference, shift and round bit,
 #: increment and saturation). The register after the row keeps the scratchpad's block RAM and bank
 #: multiplexer off the lane selection; the rounding increments and the product's partial products
 #: in stages of their own took the unit, out of context, from 103 to 125 MHz (issues 27/28: 8 and
-#: 6 before).
-SOFTMAX_EXP_LATENCY = 10
-SOFTMAX_OUT_LATENCY = 7
+#: 6 before); the DSP blocks' own registers (issue 27 item 5: every multiplier of the SoC in one
+#: register configuration) added two stages to each (10 and 7 before).
+SOFTMAX_EXP_LATENCY = 12
+SOFTMAX_OUT_LATENCY = 9
 #: Cycles between a sample's sum and its output phase beyond the divider's ``RECIP_CYCLES``: one
 #: to load the divisor from the per-sample sums, one to write the reciprocal into the per-sample
 #: reciprocals (the unit overlaps samples, so both are small memories indexed by sample).

@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 
 from rtl.dsp import MAX_OPERAND_WIDTH, PRODUCT_LATENCY, registered_product
 from rtl.postproc import PostProcessor
+from rtl.softmax import SoftmaxUnit
 
 
 class _Ecp5:
@@ -63,13 +64,11 @@ def test_operand_width_checked():
     assert MAX_OPERAND_WIDTH == 18
 
 
-def test_ecp5_datapath_uses_dsp_registers():
-    """On the ECP5 every product of the datapath is a MULT18X18D whose operand, pipeline and
-    output registers are all on CLK0/CE0/RST0 (one configuration); elsewhere none is built."""
-    lanes = 3
-    text = rtlil.convert(PostProcessor(lanes), name="top", platform=_Ecp5())
-    cells = re.findall(r"cell \\MULT18X18D .*?\n(.*?)\n\s*end\n", text, flags=re.S)
-    assert len(cells) == 3 * lanes
+def _mult18x18d_cells(text):
+    return re.findall(r"cell \\MULT18X18D .*?\n(.*?)\n\s*end\n", text, flags=re.S)
+
+
+def _check_one_configuration(cells):
     for body in cells:
         params = dict(re.findall(r'parameter \\(\w+) "?([\w]+)"?', body))
         for reg in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
@@ -77,6 +76,33 @@ def test_ecp5_datapath_uses_dsp_registers():
             assert params[f"REG_{reg}_CE"] == "CE0"
             assert params[f"REG_{reg}_RST"] == "RST0"
         assert params["GSR"] == "DISABLED"
+
+
+@pytest.mark.parametrize("width, blocks", [(16, 4), (20, 5)])
+def test_ecp5_softmax_uses_dsp_registers(width, blocks):
+    """The softmax unit's products on the ECP5 (issue 27 item 5): k = inv_temp·LOG2E_Q, u·k (two
+    blocks above 18-bit operands) and e·R's two partial products, each a MULT18X18D with all
+    its registers in the one configuration, and no multiplier left in the fabric."""
+    text = rtlil.convert(SoftmaxUnit(10, 8, width=width), name="top", platform=_Ecp5())
+    cells = _mult18x18d_cells(text)
+    assert len(cells) == blocks
+    _check_one_configuration(cells)
+    # the only $mul cells left are the bit offsets of indexed arrays: a lane index times the
+    # element width, a constant of at most 5 bits
+    for body in re.findall(r"cell \$mul .*?\n(.*?)\n\s*end\n", text, flags=re.S):
+        factor = re.search(r"connect \\B (\d+)'[01]+\n", body + "\n")
+        assert factor is not None and int(factor.group(1)) <= 5, body
+    assert "MULT18X18D" not in rtlil.convert(SoftmaxUnit(10, 8, width=width), name="top")
+
+
+def test_ecp5_datapath_uses_dsp_registers():
+    """On the ECP5 every product of the datapath is a MULT18X18D whose operand, pipeline and
+    output registers are all on CLK0/CE0/RST0 (one configuration); elsewhere none is built."""
+    lanes = 3
+    text = rtlil.convert(PostProcessor(lanes), name="top", platform=_Ecp5())
+    cells = _mult18x18d_cells(text)
+    assert len(cells) == 3 * lanes
+    _check_one_configuration(cells)
     ce = {re.search(r"connect \\CE0 (\S+)", body).group(1) for body in cells}
     assert len(ce) == 1                         # the pipeline's one enable
     assert "MULT18X18D" not in rtlil.convert(PostProcessor(lanes), name="top")

@@ -247,12 +247,13 @@ def test_cycles_formula_arguments():
 
 def test_cycles_formula_values():
     """The group formula (issues 27/28): samples overlap, one every max(C, RECIP_CYCLES) cycles
-    after the first; pinned for the 10-class training step's group of 8."""
+    after the first; pinned for the 10-class training step's group of 8 (37 and 165 since the
+    products moved into the DSP blocks' own registers, issue 27 item 5: 33 and 161 before)."""
     assert RECIP_CYCLES == 14
     for c in (1, 10, 14, 15, 16):
         for s in range(1, 9):
-            assert softmax_cycles(c, s) == 3 * c + 33 + (s - 1) * max(c, 14), (c, s)
-    assert softmax_cycles(10, 8) == 161             # 8 · (3·10 + 28) = 464 one after the other
+            assert softmax_cycles(c, s) == 3 * c + 37 + (s - 1) * max(c, 14), (c, s)
+    assert softmax_cycles(10, 8) == 165             # 8 · (3·10 + 28) = 464 one after the other
 
 
 # --- RTL ----------------------------------------------------------------------------------------
@@ -380,10 +381,11 @@ def _edge_groups(c, lanes, width=16):
 
 
 @pytest.mark.parametrize("classes_max, lanes, width", [(4, 8, 16), (1, 8, 16), (3, 3, 8),
-                                                       (2, 1, 2), (16, 2, 16)])
+                                                       (2, 1, 2), (16, 2, 16), (3, 2, 20)])
 def test_rtl_edge_cases(classes_max, lanes, width):
     """Extreme logits and targets, saturation both ways, one class, one lane, T = infinity, the
-    smallest width; random output back-pressure; plus random groups at this instance's size."""
+    smallest width and the largest (``u·k`` then split over two multipliers); random output
+    back-pressure; plus random groups at this instance's size."""
     rng = random.Random(classes_max * 100 + width)
     dut = SoftmaxUnit(classes_max, lanes, width=width)
     groups = []
