@@ -121,13 +121,17 @@ def measure_synth(classes_max=16, lanes=8):
     """Synthesize and place ``SoftmaxUnit(classes_max, lanes)`` for the ECP5-85F; resources and
     fmax."""
     from amaranth.back import rtlil
+    from platforms import get_board
     from rtl.build import mark_collision_free
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "top.il"), "w") as f:
+            # the ULX3S-85F's platform, as the board build: the products are MULT18X18Ds with
+            # their operand, pipeline and product registers (rtl/dsp.py)
+            platform = get_board("ulx3s-85f").make_platform()
             f.write(mark_collision_free(rtlil.convert(SoftmaxUnit(classes_max, lanes),
-                                                      name="top")))
+                                                      name="top", platform=platform)))
         start = time.perf_counter()
         # the names hidden: Yosys 0.70's ABC9 fails without a message on some netlists of this
         # unit otherwise (see the toolchain notes); the critical path keeps its source lines
