@@ -40,11 +40,13 @@ write writes the words its mask selects. The DMA issues one request per cycle, i
 :func:`requests` counts them. A descriptor accepted in cycle ``c`` raises ``done`` in cycle
 ``c + cycles(desc)``, the first cycle in which the DMA accepts the next descriptor:
 ``CHECK_CYCLES`` for a faulting descriptor; otherwise ``CHECK_CYCLES + requests(desc) + L + 1``
-for a load (its last scratchpad row is written from a register the cycle after the last
-response) and ``CHECK_CYCLES + requests(desc) + L + 2`` for a store (``done`` the cycle after the
-last write's acknowledgement; its first scratchpad row, read in the first check cycle, arrives
-two cycles later through the scratchpad's registered bank outputs and passes the DMA's row queue
-before its first request: issue 27 item 1).
+(a load: its last scratchpad row is written from a register the cycle after the last response; a
+store: its first request waits a cycle for its first scratchpad row, which the check's cycles
+have read through the scratchpad's registered bank outputs into the DMA's row queue, and
+``done`` comes the cycle after the last write's acknowledgement). The check takes five cycles:
+the product ``(rows - 1) * stride`` passes the three registers of a DSP block (issue 27 item 5),
+and the outcome is compared from registers and registered before the DMA decides on it (issue
+27 item 1).
 """
 
 from dataclasses import dataclass, fields
@@ -61,7 +63,7 @@ __all__ = ["CHECK_CYCLES", "Descriptor", "check", "execute", "requests", "cycles
 
 
 #: Cycles from a descriptor's acceptance to ``done`` if it faults; the fixed overhead otherwise.
-CHECK_CYCLES = 3
+CHECK_CYCLES = 5
 
 _WIDTHS = dict(DESC_FIELDS)
 
@@ -259,5 +261,4 @@ def cycles(desc, soc=None):
     soc = _check_args(desc, soc)
     if check(desc, soc):
         return CHECK_CYCLES
-    return (CHECK_CYCLES + requests(desc, soc) + soc.mem_latency + 1
-            + (desc.direction == Dir.STORE))
+    return CHECK_CYCLES + requests(desc, soc) + soc.mem_latency + 1

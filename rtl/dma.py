@@ -10,6 +10,7 @@ from amaranth.utils import ceil_log2
 from spec.memory import DESC_FIELDS, FAULT_BITS, LINE_WORDS, MAX_ELEM_WORDS, Dir, Fault, Space
 from spec.soc import check_soc
 from .bus import LineBusSignature
+from .dsp import MAX_OPERAND_WIDTH, registered_product
 from .spport import ReadPortSignature, WritePortSignature, row_layout
 
 __all__ = ["descriptor_layout", "DmaChecker", "DmaController"]
@@ -116,6 +117,8 @@ class _State(enum.Enum, shape=3):
     PRIME = 3
     RUN = 4
     FLUSH = 5
+    ROOM = 6
+    COMPARE = 7
 
 
 class DmaController(wiring.Component):
@@ -127,10 +130,17 @@ class DmaController(wiring.Component):
     (:class:`~rtl.bus.LineBusSignature`, :data:`~spec.memory.LINE_WORDS` words per line). For
     each descriptor it
 
-    1. checks every address before any access (two cycles); a faulting descriptor makes no bus
-       request and no scratchpad write (a store reads its first two scratchpad rows while the
-       check runs, whatever its outcome: a read changes nothing, and so the fault code stays off
-       the scratchpad's bank arbitration);
+    1. checks every address before any access (four cycles, then DECIDE acts on the outcome); a
+       faulting descriptor makes no bus request and no scratchpad write (a store reads its first
+       scratchpad rows while the check runs, whatever its outcome: a read changes nothing, and so
+       the fault code stays off the scratchpad's bank arbitration). The product ``rows * stride``
+       goes through a DSP block's three registers (:func:`rtl.dsp.registered_product`, its
+       operands the descriptor's fields as it is taken); ``stride`` enters it as its low
+       ``ceil_log2(mem_words)`` bits, which is exact whenever the outcome depends on it (a block
+       of two rows or more whose stride is ``mem_words`` or more is past the end either way, a
+       flag registered beside it). The main-memory end is a comparison of the product with a
+       registered ``mem_words + stride - (mem_addr + row words)``, registered in turn, so DECIDE
+       reads one register;
     2. issues one bus request per cycle (as back-pressure allows): without transpose, one per
        line each block row touches (a store writes the row's words in it, its mask selecting
        them), row after row; with transpose, one per word, in order scratchpad row, lane, word.
@@ -143,15 +153,14 @@ class DmaController(wiring.Component):
        allows (the read enable is a register; the read port is a late one, and each row is taken
        off it into the queue when it arrives, two cycles after its read): the scratchpad's
        block-RAM output reaches only the scratchpad's registers of the bank outputs. A store's
-       first request comes two cycles after DECIDE (PRIME waits for the first row and moves it
-       into ``sent``). The line's words are a window of ``sent``'s first line and the line
+       first request comes two cycles after DECIDE (PRIME moves the first row, queued during the
+       check, into ``sent``). The line's words are a window of ``sent``'s first line and the line
        before it;
     3. raises ``done`` for one cycle after the last response (a store: every write has been
        performed) or, for a load, after the last row's write, with the fault code on ``fault``,
        and is ready for the next descriptor in that same cycle.
 
-    The check is the one :class:`DmaChecker` makes (the product ``(rows - 1) * stride`` is
-    registered here, to keep the multiplier out of the comparison's path).
+    The check is the one :class:`DmaChecker` makes, in registered steps.
 
     Under the deterministic memory model the cycle count is exactly
     :func:`golden.dma.cycles`.
@@ -183,10 +192,17 @@ class DmaController(wiring.Component):
     ------
     TypeError
         If ``soc`` is not a ``SocConfig``.
+    ValueError
+        If main memory has more than ``2**18`` words (a stride below ``mem_words`` must fit a
+        DSP block's 18-bit operand).
     """
 
     def __init__(self, soc=None):
         self._soc = soc = check_soc(soc, "DMA")
+        if soc.mem_words > 1 << MAX_OPERAND_WIDTH:
+            raise ValueError(f"DMA main memory must have at most 2**{MAX_OPERAND_WIDTH} words "
+                             f"(a stride below it is a DSP block's operand), not "
+                             f"{soc.mem_words!r}")
         ports = {}
         for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc")):
             geometry = (soc.space_rows(space), soc.elem_width(space), soc.lanes)
@@ -242,18 +258,32 @@ class DmaController(wiring.Component):
         lane_on = Signal(lanes)                           # lanes the block covers
         row_ones = Signal(NW)                             # bit p: word p is in a block row
 
-        # --- check: span registered in CHECK, the fault code decided in DECIDE -----------------
+        # --- check: four registered steps, the fault code acted on in DECIDE -------------------
         n_out = Mux(d.transpose, d.cols, d.rows)
         n_in = Mux(d.transpose, d.rows, d.cols)
-        # CHECK registers the product, the first six checks' code (they read only the
-        # descriptor) and the block row's end; DECIDE makes one comparison and picks the code.
-        span = Signal(len(d.rows) + len(d.stride))        # (rows - 1) * stride
+        # The end of the block, mem_addr + (rows - 1) * stride + row words, is past mem_words iff
+        # `big` (two rows or more and stride >= mem_words) or rows * s > mem_words + s - row_end
+        # with s the stride's low `sw` bits (below mem_words otherwise, so s = stride; a row
+        # end past mem_words + s makes the right side negative). The product's operands are
+        # the descriptor's fields as it is taken (IDLE), its product is out in COMPARE.
+        sw = max(1, ceil_log2(soc.mem_words))
+        pd = self.i_desc.payload
+        product = registered_product(m, "span", pd.rows, pd.stride[:sw], en=C(1, 1),
+                                     platform=platform)
+        # CHECK: the first six checks' code (they read only the descriptor), the row's end
+        # (mem_addr's low bits: a higher mem_addr is MEM_RANGE), mem_words + s and `big`.
         pre_code = Signal(FAULT_BITS)                     # the fault code but for MEM_END
-        row_end = Signal(len(d.mem_addr) + 1)             # mem_addr + block row words
+        row_end = Signal(sw + len(d.cols) + 2)            # mem_addr + block row words
+        s_plus = Signal(sw + 1)                           # mem_words + s
+        big = Signal()
+        # ROOM: mem_words + s - row_end, as a sign and low bits (it is below 2**(sw + 1)).
+        room_neg = Signal()
+        mem_room = Signal(sw + 1)
+        # COMPARE: the outcome, for DECIDE.
+        fail = Signal()
         code = Signal(FAULT_BITS)
-        over = row_end + span > soc.mem_words
-        m.d.comb += code.eq(Mux(pre_code != Fault.NONE, pre_code,
-                                Mux(over, Fault.MEM_END, Fault.NONE)))
+        diff = s_plus - row_end
+        over = big | room_neg | (product[sw + 1:] != 0) | (product[:sw + 1] > mem_room)
 
         # --- issue side: one request per cycle ---------------------------------------------------
         # Without transpose a request is a line of the block row t, whose words start at word
@@ -433,9 +463,21 @@ class DmaController(wiring.Component):
                                  rd_q2.eq(0)]
 
             with m.Case(_State.CHECK):
-                m.d.sync += [span.eq((d.rows - 1) * d.stride), state.eq(_State.DECIDE),
+                m.d.sync += [state.eq(_State.ROOM),
                              pre_code.eq(_fault_code(m, d, C(0, 1), soc)),
-                             row_end.eq(d.mem_addr + _block_words(d))]
+                             row_end.eq(d.mem_addr[:sw] + _block_words(d)),
+                             s_plus.eq(soc.mem_words + d.stride[:sw]),
+                             big.eq((d.rows > 1) & (d.stride >= soc.mem_words))]
+
+            with m.Case(_State.ROOM):
+                m.d.sync += [state.eq(_State.COMPARE),
+                             room_neg.eq(diff < 0), mem_room.eq(diff[:sw + 1])]
+
+            with m.Case(_State.COMPARE):
+                m.d.sync += [state.eq(_State.DECIDE),
+                             fail.eq((pre_code != Fault.NONE) | over),
+                             code.eq(Mux(pre_code != Fault.NONE, pre_code,
+                                         Mux(over, Fault.MEM_END, Fault.NONE)))]
 
             with m.Case(_State.DECIDE):
                 # whatever the fault code: a read changes nothing, and the rows are the
@@ -443,8 +485,8 @@ class DmaController(wiring.Component):
                 ones = Cat((_block_words(d) > p) for p in range(NW))
                 # The run registers are set whatever the fault code (with a fault nothing reads
                 # them: no request is issued, no row written); only the next state, `iss_on`
-                # and the status depend on it, to keep the comparison's fan-out small.
-                with m.If(code != Fault.NONE):
+                # and the status depend on it, on one register (`fail`).
+                with m.If(fail):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code),
                                  rd_ok.eq(0)]
                 with m.Elif(d.direction == Dir.STORE):
@@ -472,8 +514,8 @@ class DmaController(wiring.Component):
                     m.d.sync += row_last.eq(d.mem_addr[:fb] + _block_words(d) <= F)
 
             with m.Case(_State.PRIME):
-                # a store, two cycles: the first row (read in CHECK) arrives in the queue, then
-                # moves into `sent`; the first request goes out in the next cycle
+                # a store: the first row (read in CHECK, queued since) moves into `sent`; the
+                # first request goes out in the next cycle
                 with m.If(q_count != 0):
                     m.d.comb += consume.eq(1)
                     m.d.sync += load_row

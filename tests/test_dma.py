@@ -311,14 +311,17 @@ def test_golden_check_order():
 
 def test_golden_cycles():
     """A request per line a block row touches (a word per request with transpose); a store ends
-    a cycle after a load (issue 27: the rule changed from a request per word; item 1: a store's
-    first row arrives through the registered bank outputs and the DMA's row queue, two cycles
-    more than before)."""
+    in the same cycle as a load (issue 27: the rule changed from a request per word; item 1: a
+    store's first row arrives through the registered bank outputs and the DMA's row queue, two
+    cycles more than before; items 1 and 5: the check takes five cycles, the product in a DSP
+    block's registers, and a store's first row is in the queue by then, so a store ends when a
+    load does)."""
+    assert gd.CHECK_CYCLES == 5
     L = SOC.mem_latency
     d = Descriptor(rows=3, cols=4, elem_words=2, stride=8)          # rows at 0, 8, 16: aligned
     assert gd.requests(d, SOC) == 3
     assert gd.cycles(d, SOC) == gd.CHECK_CYCLES + 3 + L + 1
-    assert gd.cycles(replace(d, direction=Dir.STORE), SOC) == gd.CHECK_CYCLES + 3 + L + 2
+    assert gd.cycles(replace(d, direction=Dir.STORE), SOC) == gd.CHECK_CYCLES + 3 + L + 1
     # rows at 5, 14, 23: words 5..12 (2 lines), 14..21 (2 lines), 23..30 (line 2, line 3)
     assert gd.requests(replace(d, mem_addr=5, stride=9), SOC) == 6
     # 1-word rows of 4 at 4, 8, ...: line 0 for the first, then one line each
@@ -403,6 +406,14 @@ def test_soc_config_memory_checks():
     assert SocConfig(sp_banks=16, sp_depth=512).sp_rows == 1 << 13
     assert [SOC_ODD.space_rows(s) for s in Space] == [24, 8]
     assert [SOC_ODD.elem_width(s) for s in Space] == [16, 40]
+
+
+def test_dma_main_memory_limit():
+    """A stride below main memory's size is one operand of a DSP block: 18 bits at most."""
+    assert DmaController(SocConfig(mem_words=1 << 18)).soc.mem_words == 1 << 18
+    with pytest.raises(ValueError, match=r"^DMA main memory must have at most 2\*\*18 words \(a "
+                                         r"stride below it is a DSP block's operand\), not 524288$"):
+        DmaController(SocConfig(mem_words=1 << 19))
 
 
 def test_checker_matches_golden():
@@ -521,6 +532,10 @@ def _fault_cases(soc):
         (Fault.MEM_END, Descriptor(mem_addr=0, rows=4, cols=1, stride=soc.mem_words // 3 + 1)),
         (Fault.MEM_END, Descriptor(direction=Dir.STORE, rows=8191 // 256, stride=(1 << 24) - 1)),
         (Fault.MEM_END, Descriptor(rows=2, stride=(1 << 23) + 1)),     # stride's top bit counts
+        # the product's stride is its low bits: a wider one is flagged beside it
+        (Fault.MEM_END, Descriptor(rows=2, stride=1 << 18)),
+        (Fault.MEM_END, Descriptor(direction=Dir.STORE, rows=2, stride=soc.mem_words)),
+        (Fault.MEM_END, Descriptor(mem_addr=1, rows=2, stride=soc.mem_words - 1)),
         (Fault.SP_END, Descriptor(sp_row=soc.sp_rows - 1, rows=2)),
         (Fault.SP_END, Descriptor(direction=Dir.STORE, space=Space.ACC, transpose=1,
                                   sp_row=1, rows=1, cols=soc.acc_rows)),
@@ -567,6 +582,10 @@ def test_full_scratchpad_and_edges():
         Descriptor(direction=Dir.LOAD, rows=1, cols=1, mem_addr=W - 1, sp_row=SOC.sp_rows - 1),
         Descriptor(direction=Dir.LOAD, space=Space.ACC, elem_words=2, rows=1, cols=1, mem_addr=W - 2),
         Descriptor(direction=Dir.STORE, rows=SOC.sp_rows, cols=1, stride=0, mem_addr=500),
+        # strides past main memory in one row, and a block that ends at its last word
+        Descriptor(direction=Dir.LOAD, rows=1, cols=lanes, stride=(1 << 24) - 1, mem_addr=W - lanes),
+        Descriptor(direction=Dir.STORE, rows=1, cols=2, stride=1 << 18, mem_addr=W - 2),
+        Descriptor(direction=Dir.STORE, rows=2, cols=1, stride=W - 1, mem_addr=0),
     ]
     check_against_golden(descs, SOC, seed=9)
 

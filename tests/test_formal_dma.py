@@ -13,8 +13,9 @@ from dataclasses import replace
 
 import pytest
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assume, C, Cat, Elaboratable, Module, Mux, Signal, Value
+from amaranth.hdl import Assume, C, Cat, Elaboratable, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
+from amaranth.utils import ceil_log2
 
 from golden.dma import Descriptor
 from rtl.dma import DmaController, _State, descriptor_layout
@@ -35,19 +36,19 @@ SOC = SocConfig(config=DEFAULT_CONFIG.with_array(rows=2, cols=2), mem_words=48,
 OUTSTANDING_WIDTH = 8
 
 #: Depth of the bounded check in the default suite: from reset, a one-line transfer (descriptor
-#: taken in cycle 0, checked in cycles 1-2, request in cycle 3, response in cycle 4, a load's row
-#: written in cycle 5, ``done`` in cycle 5 for a store, 6 for a load) and the check of the next
-#: descriptor after a store; every shorter prefix of a longer one.
-DMA_DEPTH = 7
+#: taken in cycle 0, checked in cycles 1-3, decided in cycle 4; a load's request in cycle 5,
+#: response in cycle 6, row written in cycle 7; a store's first row into its ``sent`` register in
+#: cycle 5, request in cycle 6, acknowledgement in 7; ``done`` in cycle 8 for both); every shorter
+#: prefix of a longer one.
+DMA_DEPTH = 9
 
 #: The induction's length: the invariants (:meth:`DmaHarness._invariants`) make the claims
 #: inductive on their own, in one step.
 DMA_PROOF_DEPTH = 1
 
 #: Depth of the slow suite's bounded check: a whole two-request transfer (two
-#: rows, or a transposed two-word element; ``done`` in cycle 6 for a store, 7 for a load) and the
-#: next descriptor taken.
-DMA_DEPTH_SLOW = 8
+#: rows, or a transposed two-word element; ``done`` in cycle 9) and the next descriptor taken.
+DMA_DEPTH_SLOW = 10
 
 
 class DmaHarness(Elaboratable):
@@ -63,10 +64,14 @@ class DmaHarness(Elaboratable):
     full-width arithmetic of its own, whether the descriptor is legal (``golden.dma.check`` passes:
     sizes non-zero, 1 or 2 words per element, at most ``lanes`` lanes, scratchpad rows
     ``[sp_row, sp_row + n_out)`` inside its scratchpad, main-memory words ``[mem_addr, mem_addr +
-    (rows - 1) * stride + cols * elem_words)`` inside main memory). The product ``(rows - 1) *
-    stride`` is a ghost register, taken the cycle after the descriptor, from the DMA's own copy of
-    it (which ``descriptor`` claims equal to the harness's) with the DMA's own expression, so that
-    Yosys merges the two multipliers into one (``docs/formal.md``). The claims, in every cycle:
+    (rows - 1) * stride + cols * elem_words)`` inside main memory). A block of two rows or more
+    whose stride is ``mem_words`` or more is illegal outright; otherwise the stride is below
+    ``2**sw`` (``sw = ceil_log2(mem_words)``), and ``(rows - 1) * stride`` is ``rows * s - s``
+    with ``s`` the stride's low ``sw`` bits. The product ``rows * s`` is a ghost register, taken
+    the cycle after the descriptor, from the operand registers of the DMA's multiplier (which
+    ``descriptor`` claims hold the descriptor's ``rows`` and ``s`` then) with the multiplier's own
+    expression, so that Yosys merges the two multipliers into one (``docs/formal.md``). The
+    claims, in every cycle:
 
     - ``bus``: a bus request's line (``LINE_WORDS`` words) is inside main memory;
     - ``bus_block``: it meets the legal descriptor's main-memory span, a write's masked words
@@ -78,7 +83,8 @@ class DmaHarness(Elaboratable):
       for a descriptor whose scratchpad range is legal (a store starts reading its rows while
       its check runs, before it knows the outcome; ``docs/formal.md``);
     - ``fault``: ``done`` reports a fault exactly when the descriptor was illegal;
-    - ``descriptor``: the DMA's copy of the descriptor is the one it took.
+    - ``descriptor``: the DMA's copy of the descriptor is the one it took, and its multiplier's
+      operands are that descriptor's ``rows`` and ``s`` the cycle after.
 
     With ``invariants`` (for k-induction) it also asserts, as named claims, the invariants that
     make these inductive (:meth:`_invariants`). ``only`` (a :class:`golden.dma.Descriptor`)
@@ -130,27 +136,35 @@ class DmaHarness(Elaboratable):
         taken = dut.i_desc.valid & dut.i_desc.ready
         dut_d = data.View(descriptor_layout(), opened["d"])      # the DMA's own copy
         after = Signal()                                         # the cycle after it was taken
-        known = Signal()                                         # ``span`` is the descriptor's
-        span = Signal(len(d.rows) + len(d.stride))               # (rows - 1) * stride
+        known = Signal()                                         # ``prod`` is the descriptor's
+        sw = max(1, ceil_log2(soc.mem_words))                    # a stride below mem_words
+        s = d.stride[:sw]
+        op_rows, op_s = opened["span_a"], opened["span_b"]       # the DMA's multiplier's operands
+        assert len(op_rows) == len(d.rows) and len(op_s) == sw, "the DMA's product changed"
+        prod = Signal(len(d.rows) + sw)                          # rows * s
+        span = Signal(len(prod))                                 # (rows - 1) * s, for rows >= 1
         m.d.sync += after.eq(taken)
         with m.If(taken):
             m.d.sync += [d.eq(dut.i_desc.payload), known.eq(0)]
         with m.If(after):
-            m.d.sync += [span.eq((dut_d.rows - 1) * dut_d.stride), known.eq(1)]
+            m.d.sync += [prod.eq(op_rows * op_s), known.eq(1)]
+            self._check(m, "descriptor", (op_rows == d.rows) & (op_s == s))
+        m.d.comb += span.eq(prod - s)
         self._check(m, "descriptor", dut_d.as_value() == d.as_value())
 
         n_out = Mux(d.transpose, d.cols, d.rows)
         n_in = Mux(d.transpose, d.rows, d.cols)
         space_rows = Mux(d.space == Space.ACC, soc.acc_rows, soc.sp_rows)
         row_words = d.cols * d.elem_words
-        mem_end = Signal(64)
+        mem_end = Signal(signed(66))                             # signed: whatever ``prod`` is
         sp_legal, shape_legal, legal = Signal(), Signal(), Signal()
         m.d.comb += [
-            mem_end.eq(d.mem_addr + span + row_words),
+            mem_end.eq(d.mem_addr + prod + row_words - s),
             sp_legal.eq((n_out != 0) & (d.sp_row + n_out <= space_rows)),
             shape_legal.eq(sp_legal & (d.rows != 0) & (d.cols != 0)
                            & ((d.elem_words == 1) | (d.elem_words == 2)) & (n_in <= soc.lanes)),
-            legal.eq(known & shape_legal & (mem_end <= soc.mem_words)),
+            legal.eq(known & shape_legal & ~((d.rows >= 2) & (d.stride >= soc.mem_words))
+                     & (mem_end <= soc.mem_words)),
         ]
 
         # --- the claims ----------------------------------------------------------------------
@@ -182,10 +196,12 @@ class DmaHarness(Elaboratable):
             self._check(m, "fault", (dut.fault != 0) == ~legal)
 
         if self.invariants:
-            self._invariants(m, opened, d, span, known, after, outstanding, legal, shape_legal)
+            self._invariants(m, opened, d, span, prod, known, after, outstanding, legal,
+                             shape_legal)
         return m
 
-    def _invariants(self, m, opened, d, span, known, after, outstanding, legal, shape_legal):
+    def _invariants(self, m, opened, d, span, prod, known, after, outstanding, legal,
+                    shape_legal):
         """Assert what makes the claims inductive: the DMA's registers agree with the descriptor
         it took and with each other, and so do the ghost registers the harness keeps."""
         soc = self.soc
@@ -201,8 +217,9 @@ class DmaHarness(Elaboratable):
             return opened[name]
 
         state = reg("state")
-        idle, check, decide, prime, run, flush = (state == s for s in (
-            _State.IDLE, _State.CHECK, _State.DECIDE, _State.PRIME, _State.RUN, _State.FLUSH))
+        idle, check, room, compare, decide, prime, run, flush = (state == s for s in (
+            _State.IDLE, _State.CHECK, _State.ROOM, _State.COMPARE, _State.DECIDE, _State.PRIME,
+            _State.RUN, _State.FLUSH))
         iss_on, wr_en, wr_row = reg("iss_on"), reg("wr_en"), reg("wr_row")
         n_out_m1, n_in_m1 = reg("n_out_m1"), reg("n_in_m1")
         inner, outer, row_ones = reg("inner"), reg("outer"), reg("row_ones")
@@ -238,11 +255,11 @@ class DmaHarness(Elaboratable):
 
         # --- states, the FIFO, the descriptor's check -------------------------------------------
         store = d.direction == Dir.STORE
-        self._check(m, "state", idle | check | decide | prime | run | flush)
+        self._check(m, "state", idle | check | room | compare | decide | prime | run | flush)
         self._check(m, "state", after == check)
-        with m.If(decide | prime | run | flush):
+        with m.If(room | compare | decide | prime | run | flush):
             self._check(m, "state", known)
-        with m.If(idle | check | decide | prime):
+        with m.If(idle | check | room | compare | decide | prime):
             self._check(m, "state", ~iss_on & (level == 0) & ~wr_en)
 
         self._check(m, "fifo", (produce < depth) & (consume < depth) & (level <= depth))
@@ -253,12 +270,26 @@ class DmaHarness(Elaboratable):
             self._check(m, "fifo", level == Mux(produce > consume, produce - consume,
                                                 depth + produce - consume))
 
-        with m.If(decide):
-            self._check(m, "check", reg("span") == span)
+        # the check's steps: the multiplier's pipeline and product registers hold the ghost
+        # product, the others what the DMA computes from the descriptor; DECIDE its outcome
+        sw = max(1, ceil_log2(soc.mem_words))
+        s = d.stride[:sw]
+        row_end = d.mem_addr[:sw] + Mux(d.elem_words == 2, d.cols * 2, d.cols)
+        with m.If(room | compare):
             self._check(m, "check", (reg("pre_code") != 0)
                         == (~shape_legal | (d.mem_addr >= soc.mem_words)))
-            self._check(m, "check", reg("row_end")
-                        == d.mem_addr + Mux(d.elem_words == 2, d.cols * 2, d.cols))
+            self._check(m, "check", reg("big") == ((d.rows > 1) & (d.stride >= soc.mem_words)))
+        with m.If(room):
+            self._check(m, "check", reg("span_pipe") == prod)
+            self._check(m, "check", (reg("row_end") == row_end)
+                        & (reg("s_plus") == soc.mem_words + s))
+        with m.If(compare):
+            self._check(m, "check", reg("span_p") == prod)
+            diff = soc.mem_words + s - row_end
+            self._check(m, "check", (reg("room_neg") == (diff < 0))
+                        & (reg("mem_room") == diff[:sw + 1]))
+        with m.If(decide):
+            self._check(m, "check", (reg("fail") == ~legal) & ((reg("code") != 0) == ~legal))
 
         # --- a store's scratchpad reads: from a count of the rows left to read (the row on the
         # read port, next_row, is the one after those read), whatever the check's outcome
@@ -274,7 +305,7 @@ class DmaHarness(Elaboratable):
             self._check(m, "run", d.transpose | (reg("n_words") == d.cols * d.elem_words))
             self._check(m, "run", reg("row_last") == Mux(
                 d.transpose, (i_w == wide) & (i_l == n_in_m1), window[F:] == 0))
-        with m.If((decide | prime | run) & legal):
+        with m.If((room | compare | decide | prime | run) & legal):
             self._check(m, "product", (d.rows <= 1) | (d.stride < soc.mem_words))
             self._check(m, "product", span == (d.rows - 1)[:nt] * d.stride[:na])
 
@@ -378,8 +409,8 @@ def test_dma_stays_in_its_memory_map_deeper():
 class NarrowRowCounter(DmaController):
     """Bug: the row counter ``i_t`` keeps 2 bits (as if sized for 4 scratchpad rows), so a block
     of 6 rows or more never reaches its last row and its requests run on past the block's end.
-    The first request outside the block comes 9 cycles after the descriptor is taken (a load of
-    6 rows of one word), beyond the bounded checks' depths (7, and 8 in the slow suite)."""
+    The first request outside the block comes 11 cycles after the descriptor is taken (a load of
+    6 rows of one word), beyond the bounded checks' depths (9, and 10 in the slow suite)."""
 
     def elaborate(self, platform):
         m = super().elaborate(platform)
@@ -439,13 +470,13 @@ SIX_ROWS = Descriptor(direction=Dir.LOAD, rows=6, cols=1, stride=LINE_WORDS)
 
 def test_narrow_row_counter_escapes_the_bounded_checks_but_is_real():
     """The bug the proof finds is reachable: the DMA given ``SIX_ROWS`` requests line 6, past the
-    block and past main memory, in cycle 9 (a bounded check to depth 10 with only that descriptor
+    block and past main memory, in cycle 11 (a bounded check to depth 12 with only that descriptor
     offered fails on ``bus_block``, and ``bus``); the bounded check of the claims from reset to
     ``DMA_DEPTH`` misses it."""
     _, result = prove_dma(NarrowRowCounter(SOC))
     assert result.passed, str(result)
-    harness, result = prove_dma(NarrowRowCounter(SOC), depth=10, only=SIX_ROWS)
+    harness, result = prove_dma(NarrowRowCounter(SOC), depth=12, only=SIX_ROWS)
     assert result.status == "FAIL", str(result)
     assert "bus_block" in harness.failed_checks(result), str(result)
-    _, result = prove_dma(DmaController(SOC), depth=10, only=SIX_ROWS)
+    _, result = prove_dma(DmaController(SOC), depth=12, only=SIX_ROWS)
     assert result.passed, str(result)
