@@ -42,7 +42,6 @@ class RoundingMasks:
     half: Signal            #: ``2**(s-1)`` (0 for ``s = 0``)
     upper: Signal           #: sum bits ``i >= s + out_width - 1`` (registered, see below)
     low_q: Signal           #: ``low``, registered
-    half_q: Signal          #: ``half``, registered
     nonzero_q: Signal       #: ``s != 0``, registered
     out_width: int
     sum_width: int          #: width of ``x + addend``: the sum register's shape is signed(this)
@@ -52,19 +51,17 @@ def rounding_masks(m, shift, x_shape, out_width, name):
     """Make the :class:`RoundingMasks` of ``shift`` for sums ``x + addend``, ``x`` of shape
     ``x_shape``, narrowed to ``out_width`` bits; signals named ``{name}_*``.
 
-    ``low`` and ``half`` are combinational; the masks used after a beat's acceptance cycle (the
-    addend's ``low_q`` and ``half_q``, made in stage 1, and the sum's ``upper``, ``low_q``,
-    ``nonzero_q``) are registered copies, which follow the shift one cycle late: right for stages
-    after the first, since the static inputs hold from the cycle a beat is accepted until the
-    unit is idle. (The registers take the shift's decoders off the paths into every lane: the
-    addend's were the vector engine's worst path at seed 1, 7.55 ns; and Yosys 0.70's ABC9
-    crashed on some unit sizes with the sum's masks combinational.)"""
+    ``low`` and ``half`` (for the addend, made as a beat is accepted) are combinational; the masks
+    used on the sum (``upper``, ``low_q``, ``nonzero_q``) are registered copies, which follow the
+    shift one cycle late: right for stages after the first, since the static inputs hold from
+    the cycle a beat is accepted until the unit is idle. (The registers also take the comparators
+    off the sum's paths; and Yosys 0.70's ABC9 crashed on some unit sizes with them
+    combinational.)"""
     sum_width = len(Const(0, x_shape) + Const(0, MAX_SHIFT))
     low = Signal(MAX_SHIFT, name=f"{name}_low")
     half = Signal(MAX_SHIFT, name=f"{name}_half")
     upper = Signal(sum_width, name=f"{name}_upper")
     low_q = Signal(MAX_SHIFT, name=f"{name}_low_q")
-    half_q = Signal(MAX_SHIFT, name=f"{name}_half_q")
     shift_nz = Signal(name=f"{name}_nonzero_q")
     # Each mask as a shift of a constant: bit i of `low` is `shift > i`, of `half` is
     # `shift == i + 1`, of `upper` is `shift + out_width - 1 <= i` (the same per-bit functions of
@@ -78,17 +75,15 @@ def rounding_masks(m, shift, x_shape, out_width, name):
         upper.eq(Cat(Const(0, out_width - 1),
                      _ones_from(shift, sum_width - (out_width - 1)))),
         low_q.eq(low),
-        half_q.eq(half),
         shift_nz.eq(shift != 0),
     ]
-    return RoundingMasks(shift, low, half, upper, low_q, half_q, shift_nz, out_width, sum_width)
+    return RoundingMasks(shift, low, half, upper, low_q, shift_nz, out_width, sum_width)
 
 
 def rounding_addend(stochastic, draw, masks):
     """What to add before the floor shift (see the module docstring): 32 bits, independent of
-    ``x``, from the registered masks (so formed in the cycle after the beat's acceptance or
-    later). ``draw`` is the element's draw (used only when ``stochastic``)."""
-    return Mux(stochastic, draw & masks.low_q, masks.half_q)
+    ``x``. ``draw`` is the element's draw (used only when ``stochastic``)."""
+    return Mux(stochastic, draw & masks.low, masks.half)
 
 
 def tie(total, stochastic, masks):
