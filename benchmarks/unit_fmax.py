@@ -43,7 +43,6 @@ MEMSYS_WORDS = 4096
 
 def make_unit(name, soc, freq_mhz=100.0):
     """The elaboratable of unit ``name`` in SoC configuration ``soc``."""
-    from spec import isa
     if name == "seq":
         from rtl.sequencer import Sequencer
         return Sequencer(soc)
@@ -51,12 +50,8 @@ def make_unit(name, soc, freq_mhz=100.0):
         from rtl.dma import DmaChecker
         return DmaChecker(soc)
     if name == "memsys":
-        from rtl.memsys import MemorySystem
-        small = dataclasses.replace(soc, mem_words=min(soc.mem_words, MEMSYS_WORDS))
-        has_sel = soc.selector is not None
-        return MemorySystem(small, sp_read_ports=4 + has_sel, sp_write_ports=2,
-                            acc_read_ports=2, acc_write_ports=2, bus_masters=2 + has_sel,
-                            fetch_words=isa.INSN_WORDS)
+        from rtl.soc import memory_system
+        return memory_system(dataclasses.replace(soc, mem_words=min(soc.mem_words, MEMSYS_WORDS)))
     if name == "gemm":
         from rtl.gemm_engine import GemmEngine
         return GemmEngine(soc)

@@ -36,7 +36,7 @@ class Timing:
 
     Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD`` (on ``Machine.bus_soc``: the SoC with
     the bus latency); GEMM the array schedule's total
-    + ``GEMM_OVERHEAD`` (a read stage before the array, a write stage after); REQ/RELUB
+    + ``GEMM_OVERHEAD`` (read stages before the array, write stages after); REQ/RELUB
     ``rows + 1 + REQ_LATENCY``, SGD ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per
     cycle after a read stage); SMX ``softmax_cycles(classes, samples) + 1`` (the softmax unit
     takes the group of samples with overlapping phases; the first row's read stage adds one

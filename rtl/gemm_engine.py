@@ -5,7 +5,7 @@ array's spacing rule) and writes each finished row to the accumulator scratchpad
 row when the instruction accumulates.
 """
 
-from amaranth.hdl import Module, Signal, Mux
+from amaranth.hdl import Cat, Module, Signal, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,11 +23,14 @@ class GemmEngine(wiring.Component):
     """Executes GEMM instructions (``docs/isa.md``) on a :class:`~rtl.array.SystolicArray`.
 
     Timing: the engine takes the instruction in the cycle ``start`` is high (``t``), reads its first
-    operand rows in ``t+1`` and presents the array's first input in ``t+2``; tiles follow in the
-    order ``for j < nt: for i < mt`` as :func:`golden.array.schedule` feeds them; each output row
-    is written one cycle after the array presents it (a read of the old row for accumulation in
-    between). ``busy`` is high from ``t+1`` to the cycle of the last write, both included:
-    ``schedule(...).total_cycles + 2`` cycles.
+    operand rows in ``t+1`` and presents the array's first input in ``t+3`` (the operand ports are
+    the scratchpad's late ones: a row arrives two cycles after its read, from registers only);
+    tiles follow in the order ``for j < nt: for i < mt`` as :func:`golden.array.schedule` feeds
+    them. Each output row goes through a short write pipeline: the cycle the array presents it,
+    the engine reads the old row (a late port too); two cycles later the old row, or a newer row
+    still in the pipeline (forwarded), is added; the sum is written the cycle after, from
+    registers. ``busy`` is high from ``t+1`` to the cycle of the last write, both included:
+    ``schedule(...).total_cycles +`` :data:`spec.timing.GEMM_OVERHEAD` cycles.
 
     Parameters
     ----------
@@ -41,10 +44,12 @@ class GemmEngine(wiring.Component):
     busy : Out(1)
     a_rd, b_rd : Out(ReadPortSignature)
         Operand scratchpad reads (A and B operands; the sequencer keeps them in distinct banks).
+        Late ports: the row comes two cycles after the read (:class:`~rtl.scratchpad.Scratchpad`'s
+        ``late_read_ports``).
     acc_rd : Out(ReadPortSignature)
-        Accumulator scratchpad read (old rows, when accumulating).
+        Accumulator scratchpad read (old rows, when accumulating); a late port.
     acc_wr : Out(WritePortSignature)
-        Accumulator scratchpad write.
+        Accumulator scratchpad write, driven from registers.
     """
 
     def __init__(self, soc=None):
@@ -126,10 +131,12 @@ class GemmEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += feeding.eq(0)
 
-        # operand rows arrive one cycle after the read: the step's flags wait for them
+        # operand rows arrive two cycles after the read: the step's flags wait for them
         d_valid, d_first, d_last = Signal(), Signal(), Signal()
-        m.d.sync += [d_valid.eq(step_valid), d_first.eq(step_first), d_last.eq(step_last)]
-        m.d.comb += [arr.i_valid.eq(d_valid), arr.i_first.eq(d_first), arr.i_last.eq(d_last)]
+        d2_valid, d2_first, d2_last = Signal(), Signal(), Signal()
+        m.d.sync += [d_valid.eq(step_valid), d_first.eq(step_first), d_last.eq(step_last),
+                     d2_valid.eq(d_valid), d2_first.eq(d_first), d2_last.eq(d_last)]
+        m.d.comb += [arr.i_valid.eq(d2_valid), arr.i_first.eq(d2_first), arr.i_last.eq(d2_last)]
         for r in range(R):
             m.d.comb += arr.i_a[r].eq(self.a_rd.data[r])
         for c in range(C):
@@ -150,12 +157,38 @@ class GemmEngine(wiring.Component):
                          io_last.eq(fld("mt") == 1),
                          pending_one.eq((fld("mt") == 1) & (fld("nt") == 1))]
 
-        w_valid = Signal()
-        w_addr = Signal(range(soc.acc_rows))
-        w_row = [Signal(soc.config.array.acc_width, name=f"w_row_{c}") for c in range(C)]
+        # The write pipeline. Stage 0 (the cycle the array presents a row): read the old row.
+        # Stage 1: the row, its address and the forwarding flags in registers. Stage 2: the old
+        # row arrives (late port); the newest of it and the rows still in the pipeline is added.
+        # Stage 3: the write, from registers. A row read at stage 0 misses the writes of the three
+        # rows before it (the write of the row three ahead shares the read's clock edge: the
+        # block RAM need not say what such a read returns), so stage 2 takes the newest of those
+        # three whose address matches: `fwd[d - 1]` says the row d ahead has the same address,
+        # from comparisons made at stage 1 between registers.
+        A = soc.config.array.acc_width
+        s1_valid, s2_valid, s3_valid = Signal(), Signal(), Signal()
+        s1_addr, s2_addr, s3_addr = (Signal(range(soc.acc_rows), name=f"s{i}_addr")
+                                     for i in (1, 2, 3))
+        s1_row = [Signal(A, name=f"s1_row_{c}") for c in range(C)]
+        s2_row = [Signal(A, name=f"s2_row_{c}") for c in range(C)]
+        s3_data = [Signal(A, name=f"s3_data_{l}") for l in range(L)]    # the row being written
+        h1_valid, h2_valid = Signal(), Signal()                  # the rows written 1, 2 cycles ago
+        h1_addr = Signal(range(soc.acc_rows))
+        h1_data = [Signal(A, name=f"h1_data_{l}") for l in range(L)]
+        h2_data = [Signal(A, name=f"h2_data_{l}") for l in range(L)]
+        fwd = Signal(3)                                           # at stage 2: rows 1, 2, 3 ahead
         m.d.comb += [self.acc_rd.addr.eq(dest), self.acc_rd.en.eq(arr.o_valid & accumulate)]
-        m.d.sync += [w_valid.eq(arr.o_valid), w_addr.eq(dest)]
-        m.d.sync += [w_row[c].eq(arr.o_c[c]) for c in range(C)]
+        m.d.sync += [s1_valid.eq(arr.o_valid), s1_addr.eq(dest),
+                     s2_valid.eq(s1_valid), s2_addr.eq(s1_addr),
+                     s3_valid.eq(s2_valid), s3_addr.eq(s2_addr),
+                     h1_valid.eq(s3_valid), h1_addr.eq(s3_addr), h2_valid.eq(h1_valid)]
+        m.d.sync += [s1_row[c].eq(arr.o_c[c]) for c in range(C)]
+        m.d.sync += [s2_row[c].eq(s1_row[c]) for c in range(C)]
+        m.d.sync += [h1_data[l].eq(s3_data[l]) for l in range(L)]
+        m.d.sync += [h2_data[l].eq(h1_data[l]) for l in range(L)]
+        # at stage 1, the rows 1, 2, 3 ahead are at stage 2, stage 3 and one cycle past their write
+        m.d.sync += fwd.eq(Cat(s2_valid & (s2_addr == s1_addr), s3_valid & (s3_addr == s1_addr),
+                               h1_valid & (h1_addr == s1_addr)))
         with m.If(arr.o_valid & ~arr.o_last):
             m.d.sync += dest.eq(dest + 1)
         with m.If(arr.o_valid & arr.o_last):
@@ -167,33 +200,35 @@ class GemmEngine(wiring.Component):
                              out_base.eq(col_base + c_ps), dest.eq(col_base + c_ps),
                              io_last.eq(mt_m1 == 0)]
             m.d.sync += [pending.eq(pending - 1), pending_one.eq(pending == 2)]
-        last_write = Signal()
-        m.d.sync += last_write.eq(arr.o_valid & arr.o_last & pending_one)
+        # the last row's write is at stage 3: its flag travels with it
+        last_out = Signal(3)
+        m.d.sync += last_out.eq(Cat(arr.o_valid & arr.o_last & pending_one, last_out[:3]))
+        last_write = last_out[2]
 
-        m.d.comb += [self.acc_wr.addr.eq(w_addr),
-                     self.acc_wr.en.eq(Mux(w_valid, (1 << L) - 1, 0))]
-        # A row read in the cycle the same row is written returns the old contents (the
-        # scratchpad's read ports are not transparent): forward the written row instead. Both
-        # sums are formed and the forwarding flag picks one after the adders (it fans out to
-        # every lane's bits: before the adders it was the unit's critical path).
-        bypass = Signal()
-        last_data = [Signal(soc.config.array.acc_width, name=f"last_wr_{l}") for l in range(L)]
-        m.d.sync += bypass.eq(w_valid & (w_addr == dest))
-        m.d.sync += [last_data[l].eq(self.acc_wr.data[l]) for l in range(L)]
         for lane in range(L):
-            old = Mux(bypass, last_data[lane], self.acc_rd.data[lane])
+            old = Signal(A, name=f"old_{lane}")
+            with m.If(fwd[0]):
+                m.d.comb += old.eq(s3_data[lane])
+            with m.Elif(fwd[1]):
+                m.d.comb += old.eq(h1_data[lane])
+            with m.Elif(fwd[2]):
+                m.d.comb += old.eq(h2_data[lane])
+            with m.Else():
+                m.d.comb += old.eq(self.acc_rd.data[lane])
             if lane < C:
-                total = Mux(bypass, last_data[lane] + w_row[lane],
-                            self.acc_rd.data[lane] + w_row[lane])
-                m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, total, w_row[lane]))
+                new = Mux(accumulate, old + s2_row[lane], s2_row[lane])
             else:
-                m.d.comb += self.acc_wr.data[lane].eq(Mux(accumulate, old, 0))
+                new = Mux(accumulate, old, 0)
+            m.d.sync += s3_data[lane].eq(new[:A])
+        m.d.comb += [self.acc_wr.addr.eq(s3_addr),
+                     self.acc_wr.en.eq(Mux(s3_valid, (1 << L) - 1, 0))]
+        m.d.comb += [self.acc_wr.data[l].eq(s3_data[l]) for l in range(L)]
 
         # busy from the cycle after start to the cycle of the last write
         active = Signal()
         with m.If(self.start):
             m.d.sync += active.eq(1)
-        with m.Elif(w_valid & last_write):
+        with m.Elif(s3_valid & last_write):
             m.d.sync += active.eq(0)
         m.d.comb += self.busy.eq(active)
         return m

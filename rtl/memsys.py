@@ -45,6 +45,9 @@ class MemorySystem(wiring.Component):
         Initial main-memory contents.
     sp_read_ports, sp_write_ports, acc_read_ports, acc_write_ports : int
         Exported scratchpad ports besides the DMA's (≥ 0).
+    sp_late_read_ports, acc_late_read_ports : int
+        How many of the exported read ports (the first ones) are late ones, like the DMA's
+        (0 to the exported read ports; default 0).
     bus_masters : int
         Exported main-memory bus master ports besides the DMA's (≥ 0).
     fetch_words : int
@@ -74,7 +77,8 @@ class MemorySystem(wiring.Component):
 
     def __init__(self, soc=None, *, stall_rate=0, seed=1,
                  mem_init=(), sp_read_ports=0, sp_write_ports=0, acc_read_ports=0,
-                 acc_write_ports=0, bus_masters=0, fetch_words=0):
+                 acc_write_ports=0, bus_masters=0, fetch_words=0, sp_late_read_ports=0,
+                 acc_late_read_ports=0):
         counts = dict(sp_read=sp_read_ports, sp_write=sp_write_ports,
                       acc_read=acc_read_ports, acc_write=acc_write_ports, bus_master=bus_masters)
         for name, n in counts.items():
@@ -82,6 +86,12 @@ class MemorySystem(wiring.Component):
             check_int(n, what)
             if n < 0:
                 raise ValueError(f"{what} must be a non-negative integer, not {n!r}")
+        late = dict(sp=sp_late_read_ports, acc=acc_late_read_ports)
+        for name, n in late.items():
+            what = f"Exported {name} late read ports"
+            check_int(n, what)
+            if not 0 <= n <= counts[f"{name}_read"]:
+                raise ValueError(f"{what} must be 0 to {counts[f'{name}_read']}, not {n!r}")
         soc = check_soc(soc, "Memory system")
         check_int(fetch_words, "Fetch line words")
         if fetch_words not in (0, LINE_WORDS):
@@ -100,7 +110,7 @@ class MemorySystem(wiring.Component):
             pads[name] = Scratchpad(lanes=soc.lanes, elem_width=width, banks=banks, depth=depth,
                                     read_ports=1 + counts[f"{name}_read"],
                                     write_ports=1 + counts[f"{name}_write"],
-                                    late_read_ports=1)
+                                    late_read_ports=1 + late[name])
             geometry = (banks * depth, width, soc.lanes)
             ports[f"{name}_read"] = In(ReadPortSignature(*geometry)).array(
                 counts[f"{name}_read"])

@@ -20,7 +20,21 @@ from .sel_engine import SelEngine
 from .memsys import MemorySystem
 from .dma import DmaChecker
 
-__all__ = ["Soc"]
+__all__ = ["Soc", "memory_system"]
+
+
+def memory_system(soc, **kwargs):
+    """The SoC's :class:`~rtl.memsys.MemorySystem`, with its ports (``kwargs``: main memory's
+    ``stall_rate``, ``seed``, ``mem_init``; ``benchmarks/unit_fmax.py`` builds it alone).
+
+    Exported ports, in order: operand scratchpad reads GEMM A, GEMM B (late ones), vector X,
+    vector Y, selection; writes vector rows, vector one-word rows; accumulator reads GEMM (late),
+    vector; writes GEMM, vector; bus masters LDW/STW, host link, selection engine.
+    """
+    has_sel = soc.selector is not None
+    return MemorySystem(soc, sp_read_ports=4 + has_sel, sp_write_ports=2, acc_read_ports=2,
+                        acc_write_ports=2, bus_masters=2 + has_sel, fetch_words=isa.INSN_WORDS,
+                        sp_late_read_ports=2, acc_late_read_ports=1, **kwargs)
 
 
 class _MemOp(wiring.Component):
@@ -107,12 +121,8 @@ class Soc(wiring.Component):
         soc = check_soc(soc, "SoC")
         self._soc = soc
         self._host_link = host_link
-        # bus masters: the DMA, then bus[0] LDW/STW, bus[1] host link, bus[2] selection engine
         has_sel = soc.selector is not None
-        self.memsys = MemorySystem(soc, stall_rate=stall_rate, seed=seed, mem_init=mem_init,
-                                   sp_read_ports=4 + has_sel, sp_write_ports=2,
-                                   acc_read_ports=2, acc_write_ports=2, bus_masters=2 + has_sel,
-                                   fetch_words=isa.INSN_WORDS)
+        self.memsys = memory_system(soc, stall_rate=stall_rate, seed=seed, mem_init=mem_init)
         self.seq = Sequencer(soc)
         self.gemm = GemmEngine(soc)
         self.vec = VecEngine(soc)

@@ -54,9 +54,12 @@ BUS_LATENCY = 1
 #: cycles (the DMA takes the descriptor in the cycle it is issued).
 DMA_OVERHEAD = -1
 
-#: A GEMM keeps the GEMM engine busy for the array schedule's total cycles + ``GEMM_OVERHEAD``: a
-#: read stage before the array, a write stage after.
-GEMM_OVERHEAD = 2
+#: A GEMM keeps the GEMM engine busy for the array schedule's total cycles + ``GEMM_OVERHEAD``: two
+#: read stages before the array (the scratchpad's late read ports, issue 27 item 1: the block
+#: RAM's output reaches only a register), three write stages after (the old row's late read, the
+#: sum with forwarding, the write from registers: :class:`rtl.gemm_engine.GemmEngine`). (2 until
+#: then: one read stage, the sum formed from the block RAM's output in the write's cycle.)
+GEMM_OVERHEAD = 5
 
 
 def bus_latency(mem_latency):

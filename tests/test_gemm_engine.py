@@ -12,6 +12,7 @@ from spec import isa
 from spec.isa import Op
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
+from spec.timing import GEMM_OVERHEAD
 from golden import array as garr
 from golden.machine import Machine
 from rtl.gemm_engine import GemmEngine
@@ -41,14 +42,16 @@ class _Harness(wiring.Component):
                                       init=self.sp_init)
         m.submodules.acc = acc = Memory(shape=row_layout(32, L), depth=soc.acc_rows,
                                         init=self.acc_init)
+        # the engine's ports are late ones (rtl.scratchpad): the row two cycles after the read
         for port, rd in ((eng.a_rd, sp.read_port()), (eng.b_rd, sp.read_port())):
-            m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en), port.data.eq(rd.data)]
+            m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
+            m.d.sync += port.data.eq(rd.data)
         wr = acc.write_port(granularity=1)
         rd = acc.read_port()     # not transparent, like rtl.scratchpad
         m.d.comb += [rd.addr.eq(eng.acc_rd.addr), rd.en.eq(eng.acc_rd.en),
-                     eng.acc_rd.data.eq(rd.data),
                      wr.addr.eq(eng.acc_wr.addr), wr.en.eq(eng.acc_wr.en),
                      wr.data.eq(eng.acc_wr.data)]
+        m.d.sync += eng.acc_rd.data.eq(rd.data)
         self.sp_mem, self.acc_mem = sp, acc
         return m
 
@@ -79,7 +82,8 @@ def run_case(soc, fields, seed):
     m.acc[:] = acc
     m._execute(Op.GEMM, fields)
     depths = [fields["k"]] * (fields["mt"] * fields["nt"])
-    expect_busy = garr.schedule(depths, soc.config.array.rows, soc.config.array.cols).total_cycles + 2
+    expect_busy = garr.schedule(depths, soc.config.array.rows, soc.config.array.cols).total_cycles + \
+        GEMM_OVERHEAD
 
     dut = _Harness(soc, [list(r) for r in sp.tolist()], [list(r) for r in acc.tolist()])
     word = isa.encode(Op.GEMM, **fields)
@@ -122,3 +126,14 @@ def test_accumulate_onto_the_row_just_written(shape):
     fields = dict(a_row=0, b_row=soc.sp_depth, c_row=5, k=1, mt=1, nt=4, a_ps=1, b_ps=1,
                   c_ps=0, accumulate=1)
     run_case(soc, fields, seed=1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_accumulate_forwards_each_distance(k):
+    """On a 1×1 array, tiles of depth ``k`` accumulating onto one row give an output row every
+    ``k`` cycles: the write pipeline must forward a row 1, 2 or 3 rows ahead (k = 1..3: the read
+    misses those writes) and read it back from the memory from k = 4 on."""
+    soc = soc_for(1, 1)
+    fields = dict(a_row=0, b_row=soc.sp_depth, c_row=3, k=k, mt=1, nt=6, a_ps=k, b_ps=k,
+                  c_ps=0, accumulate=1)
+    run_case(soc, fields, seed=2)
