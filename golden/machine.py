@@ -16,7 +16,7 @@ from spec.isa import Op, Unit, Error, Cond
 from spec.params import check_int
 from spec.soc import check_soc
 from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, REQ_LATENCY, SGD_LATENCY,
-                         bus_latency, memop_cycles)
+                         VEC_READ_STAGES, bus_latency, memop_cycles)
 from . import fixedpoint as fx
 
 __all__ = ["Machine", "Timing", "ExecResult", "selout_last_write"]
@@ -37,10 +37,11 @@ class Timing:
     Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD`` (on ``Machine.bus_soc``: the SoC with
     the bus latency); GEMM the array schedule's total
     + ``GEMM_OVERHEAD`` (read stages before the array, write stages after); REQ/RELUB
-    ``rows + 1 + REQ_LATENCY``, SGD ``rows + 1 + SGD_LATENCY``, FILL ``rows + 1`` (one row per
-    cycle after a read stage); SMX ``softmax_cycles(classes, samples) + 1`` (the softmax unit
-    takes the group of samples with overlapping phases; the first row's read stage adds one
-    cycle).
+    ``rows + VEC_READ_STAGES + REQ_LATENCY``, SGD ``rows + VEC_READ_STAGES + SGD_LATENCY`` (one
+    row per cycle after the read stages: the scratchpads' late read ports), FILL ``rows + 1`` (it
+    reads nothing); SMX ``softmax_cycles(classes, samples) + VEC_READ_STAGES`` (the softmax unit
+    takes the group of samples with overlapping phases; the first row's read stages add their
+    cycles).
 
     Selection (``SocConfig.selector``: ``C`` classes, ``P``): SELCLR ``C + 1`` (a strobe, then
     :func:`golden.selection.clear_cycles`); SELFEED :func:`golden.selection.selfeed_cycles`
@@ -63,11 +64,11 @@ class Timing:
             return garr.schedule(tiles, c.rows, c.cols).total_cycles + GEMM_OVERHEAD
         if op is Op.SMX:
             from . import softmax as gsm
-            return gsm.softmax_cycles(f["classes"], f["samples"]) + 1
+            return gsm.softmax_cycles(f["classes"], f["samples"]) + VEC_READ_STAGES
         if op in (Op.REQ, Op.RELUB):
-            return f["rows"] + 1 + REQ_LATENCY
+            return f["rows"] + VEC_READ_STAGES + REQ_LATENCY
         if op is Op.SGD:
-            return f["rows"] + 1 + SGD_LATENCY
+            return f["rows"] + VEC_READ_STAGES + SGD_LATENCY
         if op is Op.FILL:
             return f["rows"] + 1
         if op in (Op.SELCLR, Op.SELFEED, Op.SELOUT):

@@ -47,9 +47,10 @@ class VecEngine(wiring.Component):
     ir : In(128)
     busy : Out(1)
     sp_x, sp_y : Out(ReadPortSignature)
-        Operand scratchpad reads (two operands; the sequencer keeps them in distinct banks).
+        Operand scratchpad reads (two operands; the sequencer keeps them in distinct banks):
+        late ports (``rtl.scratchpad``), the row two cycles after the read.
     acc_rd : Out(ReadPortSignature)
-        Accumulator scratchpad read.
+        Accumulator scratchpad read, a late port too.
     sp_w, sp_m : Out(WritePortSignature)
         Operand scratchpad writes: the datapath's result rows (REQ, RELUB, SGD); the rows of one
         word per lane (REQ's mask rows, FILL's rows, SMX's results).
@@ -147,11 +148,15 @@ class VecEngine(wiring.Component):
                 m.d.sync += reading.eq(0)
             m.d.sync += [t_rd.eq(t_rd + 1), rc.x_row.eq(rc.x_row + 1), rc.y_row.eq(rc.y_row + 1),
                          rc.a_row.eq(rc.a_row + 1)]
-        beat = Signal()          # rows read last cycle arrive now
-        beat_last = Signal()
-        post_beat = Signal()     # ... and go into the datapath (not FILL's): a flip-flop, since
-        m.d.sync += [beat.eq(rd_now), beat_last.eq(rd_last),     # it enables the generators
-                     post_beat.eq(rd_now & ~rc.fill)]
+        # The ports are the scratchpads' late ones: a row read in cycle c arrives in cycle c + 2
+        # (spec.timing.VEC_READ_STAGES). FILL reads nothing and writes a cycle after its "read".
+        beat = Signal()          # FILL: a row "read" last cycle is written now
+        post_beat_1 = Signal()   # rows read last cycle (not FILL's) ...
+        beat_last_1 = Signal()
+        post_beat = Signal()     # ... arrive now and go into the datapath: a flip-flop, since
+        beat_last = Signal()     # it enables the generators
+        m.d.sync += [beat.eq(rd_now), beat_last_1.eq(rd_last), beat_last.eq(beat_last_1),
+                     post_beat_1.eq(rd_now & ~rc.fill), post_beat.eq(post_beat_1)]
 
         # operands feed the units (they are always ready: their outputs are never stalled)
         m.d.comb += [
@@ -179,23 +184,24 @@ class VecEngine(wiring.Component):
         # ---------------- SMX: whole rows into the softmax unit ----------------------------------
         # The group's rows are read samples + 1 times (the unit's passes), one row per cycle;
         # each result goes to its class's row, in its sample's lane. Row addresses are running
-        # registers, loaded from the instruction when it starts.
+        # registers, loaded from the instruction when it starts. The unit's i_row.ready is high
+        # from a group's first row to its last pass's last row (rtl.softmax.SoftmaxUnit), so the
+        # engine reads a row every cycle while reading and each row, two cycles after its read
+        # (the late ports), is taken as it arrives: a valid pipeline, no handshake.
         smx_on = Signal()
         sx = _SmxControl(m, self.start, self.ir, L, rc)
-        take = Signal()
-        m.d.comb += take.eq(smx.i_row.valid & smx.i_row.ready)
-        have = Signal()                                     # a row is on the ports
-        have_last = Signal()
+        have_1, have_last_1 = Signal(), Signal()            # a row read last cycle
+        have, have_last = Signal(), Signal()                # a row on the ports now
         smx_rd = Signal()
-        # read the next row when nothing is held, or when the held one is taken now (reading
-        # implies smx_on: both are set when SMX starts, reading is cleared first)
-        m.d.comb += smx_rd.eq(sx.reading & (~have | take))
+        # reading implies smx_on: both are set when SMX starts, reading is cleared first
+        m.d.comb += smx_rd.eq(sx.reading)
+        m.d.sync += [have_1.eq(smx_rd), have_last_1.eq(sx.j_last),
+                     have.eq(have_1), have_last.eq(have_last_1)]
         with m.If(self.start):
-            m.d.sync += [have.eq(0), smx_on.eq(self.ir[:isa.OPCODE_BITS] == Op.SMX)]
+            m.d.sync += smx_on.eq(self.ir[:isa.OPCODE_BITS] == Op.SMX)
         # the read control works from flags computed a read ahead: j_last (this read is the
         # pass's last row) and p_last (this pass is the last), down-counters behind them
         with m.If(smx_rd):
-            m.d.sync += [have.eq(1), have_last.eq(sx.j_last)]
             with m.If(sx.j_last):
                 m.d.sync += [sx.j_left.eq(sx.cls_last), sx.j_last.eq(sx.cls_one),
                              sx.z_rd.eq(sx.z_base), sx.t_rd.eq(sx.t_base),
@@ -205,8 +211,6 @@ class VecEngine(wiring.Component):
             with m.Else():
                 m.d.sync += [sx.j_left.eq(sx.j_left - 1), sx.j_last.eq(sx.j_left == 1),
                              sx.z_rd.eq(sx.z_rd + 1), sx.t_rd.eq(sx.t_rd + 1)]
-        with m.Elif(take):
-            m.d.sync += have.eq(0)
         m.d.comb += [
             smx.samples.eq(sx.samples),
             smx.i_row.valid.eq(have),

@@ -13,7 +13,7 @@ Pure Python, so that every layer may import it.
 from .params import check_positive_int
 
 __all__ = [
-    "REQ_LATENCY", "SGD_LATENCY",
+    "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES",
     "FETCH_CYCLES", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD", "GEMM_OVERHEAD",
     "memop_cycles", "bus_latency", "output_latency", "tile_spacing",
 ]
@@ -33,6 +33,14 @@ REQ_LATENCY = 8
 
 #: Pipeline latency of SGD in the same datapath: the same eight stages as :data:`REQ_LATENCY`.
 SGD_LATENCY = 8
+
+#: Cycles from a scratchpad read of the vector engine (:class:`rtl.vec_engine.VecEngine`) to its
+#: row at the engine: two, through the scratchpads' late read ports (issue 27 item 1: each bank's
+#: block-RAM output reaches only a register, then the bank multiplexer on a registered select).
+#: REQ, RELUB and SGD are busy ``rows + VEC_READ_STAGES + latency`` cycles, SMX
+#: ``softmax_cycles + VEC_READ_STAGES``; FILL reads nothing (``rows + 1``). (1 until then: the row
+#: the cycle after the read.)
+VEC_READ_STAGES = 2
 
 
 # --- the sequencer ----------------------------------------------------------------------------------

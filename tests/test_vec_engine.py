@@ -13,7 +13,7 @@ from spec.isa import Op
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.softmax_tables import INV_TEMP_ONE
-from spec.timing import REQ_LATENCY, SGD_LATENCY
+from spec.timing import REQ_LATENCY, SGD_LATENCY, VEC_READ_STAGES
 from golden.fixedpoint import LaneGenerators
 from golden.machine import Machine
 from rtl.vec_engine import VecEngine
@@ -29,10 +29,12 @@ class _Harness(wiring.Component):
         self.soc = soc
         self.eng = VecEngine(soc)
         L = soc.lanes
+        # the engine's read ports are late ones, as in the SoC (rtl.soc.memory_system): the row
+        # two cycles after the read
         self.sp = Scratchpad(lanes=L, elem_width=16, banks=soc.sp_banks, depth=soc.sp_depth,
-                             read_ports=2, write_ports=2)
+                             read_ports=2, write_ports=2, late_read_ports=2)
         self.acc = Scratchpad(lanes=L, elem_width=32, banks=soc.acc_banks, depth=soc.acc_depth,
-                              read_ports=1, write_ports=1)
+                              read_ports=1, write_ports=1, late_read_ports=1)
         super().__init__({})
 
     def elaborate(self, platform):
@@ -146,6 +148,16 @@ def run_ops(ops, seed):
 def test_random_vector_ops(seed):
     rng = random.Random(seed)
     run_ops([random_op(rng) for _ in range(6)], seed)
+
+
+@pytest.mark.parametrize("k", [1, REQ_LATENCY, REQ_LATENCY + 1, REQ_LATENCY + VEC_READ_STAGES])
+def test_relub_onto_rows_it_still_reads(k):
+    """RELUB with ``dst = g_row + k``: row ``g_row + k + t`` is read ``REQ_LATENCY +
+    VEC_READ_STAGES - k`` cycles before (at the largest ``k``: in the cycle) its destination row
+    ``t`` is written over it, so it must read the old row, as golden does."""
+    n = k + 4
+    run_ops([(Op.RELUB, dict(g_row=2, mask_row=SOC.sp_depth, dst=2 + k, rows=n, lanes=SOC.lanes))],
+            seed=k)
 
 
 def test_units_take_their_latencies_from_spec():
