@@ -34,6 +34,7 @@ import torch
 from spec.selection import (INSERT_SETUP, READ_CYCLES, READOUT_FIFO_DEPTH, WORD_SLOTS,
                             SelectorConfig, check_top_p, check_word_slots)
 from spec.params import check_int, check_positive_int
+from spec.timing import SEL_READ_STAGES
 
 __all__ = [
     "Selection", "Beat", "top_p", "entries", "select_offline", "select_entries_offline",
@@ -411,16 +412,17 @@ def balanced_cycles(costs, samples, classes, p, depth):
 def selfeed_cycles(costs, samples, classes, p):
     """Cycles the selection engine (:class:`rtl.sel_engine.SelEngine`) is busy with a SELFEED of
     ``samples ≥ 1`` samples whose ``samples × p`` entries have inserter cycles ``costs`` in
-    stream order. Counted from the engine's first busy cycle (0), with ``T = max(N, 2)``: row
-    ``j`` is read in cycle ``j·T`` and its lanes leave the row register one per cycle from
-    ``j·T + 2`` (the last row's a sample every ``p`` cycles); a lane's top-P insertion takes two
-    cycles, the last row's goes to an output buffer that hands the ``p`` entries to the
-    selector's queue one per cycle, so entry ``e`` (in stream order) enters the queue at
-    ``(C − 1)·T + e + 4`` and can leave it from ``(C − 1)·T + e + 6``; the inserter takes them
-    in order (its queue never fills: it holds ``max(2, lanes × p)``); the engine is busy until
-    the last one is inserted."""
+    stream order. Counted from the engine's first busy cycle (0), with ``T = max(N, 2)`` and
+    ``R = SEL_READ_STAGES`` (:mod:`spec.timing`, 2: the late read port): row ``j`` is read in
+    cycle ``j·T`` and its lanes leave the row register one per cycle from ``j·T + R + 1`` (the
+    last row's a sample every ``p`` cycles); a lane's top-P insertion takes two cycles, the last
+    row's goes to an output buffer that hands the ``p`` entries to the selector's queue one per
+    cycle, so entry ``e`` (in stream order) enters the queue at ``(C − 1)·T + e + R + 3`` and can
+    leave it from ``(C − 1)·T + e + R + 5`` (``+ 7``; ``+ 6`` before the late port); the inserter
+    takes them in order (its queue never fills: it holds ``max(2, lanes × p)``); the engine is
+    busy until the last one is inserted."""
     check_positive_int(samples, "Sample count")
-    first = (classes - 1) * max(samples, 2) + 6
+    first = (classes - 1) * max(samples, 2) + SEL_READ_STAGES + 5
     free = 0
     for e, cost in enumerate(costs):
         free = max(free, first + e) + cost

@@ -34,8 +34,10 @@ class SelEngine(wiring.Component):
     Timing (deterministic memory, :class:`golden.machine.Timing`): the engine takes the
     instruction in the cycle ``start`` is high (``t``) and is busy from ``t+1``. SELCLR strobes the
     selector's clear at ``t+1``: busy ``C + 1`` cycles. SELFEED reads the probability rows whole:
-    row ``j`` (class ``j`` of every sample) at ``t+1 + j·N`` into a shift register whose lanes
-    (samples) leave it one per cycle, so the beats run back to back from ``t+3``, one
+    row ``j`` (class ``j`` of every sample) at ``t+1 + j·N`` (``T = max(N, 2)``) through a late
+    read port (the row two cycles after the read: ``spec.timing.SEL_READ_STAGES``) into a shift
+    register whose lanes (samples) leave it one per cycle, so the beats run back to back from
+    ``t+4``, one
     probability per cycle, with no lane multiplexer. Each beat inserts its probability into its
     sample's top-P list (distributed RAM, one list per lane; a beat of the last row waits until
     the output buffer has handed over the previous sample's entries); at the last row the list
@@ -67,7 +69,8 @@ class SelEngine(wiring.Component):
         With ``start``: SELFEED's base sample id ``r[rid]``, SELOUT's address ``r[rm] + mem_off``.
     busy : Out(1)
     sp_rd : Out(ReadPortSignature)
-        Operand scratchpad read (SELFEED's probability rows).
+        Operand scratchpad read (SELFEED's probability rows): a late port (``rtl.scratchpad``),
+        the row two cycles after the read.
     bus : Out(BusSignature)
         Main-memory bus master (SELOUT's writes; it never reads).
     total : Out(range(K·C + 1))
@@ -225,15 +228,17 @@ class SelEngine(wiring.Component):
         # Row j (class j of every sample) is read in cycle j·T of the instruction, T = max(N, 2),
         # so that it reaches the shift register as the previous row's last lane leaves it (and a
         # lane's list is back from its two-cycle insertion before the lane's next beat).
+        # The port is a late one: the row read in cycle c is loaded at the end of cycle c + 2
+        # (ld_1, then ld). ld_cls holds until the next read, T >= 2 cycles later.
         rd_row, rd_wait = Signal(range(C + 1)), Signal(len(samples))
-        ld, ld_cls = Signal(), Signal(range(C))
+        ld_1, ld, ld_cls = Signal(), Signal(), Signal(range(C))
         read = Signal()
         m.d.comb += [
             read.eq(feeding & (rd_row != C) & (rd_wait == 0)),
             self.sp_rd.addr.eq(prob_row + rd_row),
             self.sp_rd.en.eq(read),
         ]
-        m.d.sync += ld.eq(read)
+        m.d.sync += [ld_1.eq(read), ld.eq(ld_1)]
         with m.If(read):
             m.d.sync += [rd_row.eq(rd_row + 1), ld_cls.eq(rd_row),
                          rd_wait.eq(Mux(samples < 2, 1, samples - 1))]
@@ -341,6 +346,6 @@ class SelEngine(wiring.Component):
             m.d.sync += [rd_row.eq(0), rd_wait.eq(0), r_left.eq(0), s1_v.eq(0), gap.eq(0)]
 
         busy = Signal()
-        m.d.comb += busy.eq((rd_row != C) | ld | (r_left != 0) | s1_v | (buf_count != 0) |
+        m.d.comb += busy.eq((rd_row != C) | ld_1 | ld | (r_left != 0) | s1_v | (buf_count != 0) |
                             sel.draining)
         return busy

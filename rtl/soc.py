@@ -27,14 +27,14 @@ def memory_system(soc, **kwargs):
     """The SoC's :class:`~rtl.memsys.MemorySystem`, with its ports (``kwargs``: main memory's
     ``stall_rate``, ``seed``, ``mem_init``; ``benchmarks/unit_fmax.py`` builds it alone).
 
-    Exported ports, in order: operand scratchpad reads GEMM A, GEMM B, vector X, vector Y (late
-    ones), selection; writes vector rows, vector one-word rows; accumulator reads GEMM, vector
+    Exported ports, in order: operand scratchpad reads GEMM A, GEMM B, vector X, vector Y,
+    selection (late ones); writes vector rows, vector one-word rows; accumulator reads GEMM, vector
     (late ones); writes GEMM, vector; bus masters LDW/STW, host link, selection engine.
     """
     has_sel = soc.selector is not None
     return MemorySystem(soc, sp_read_ports=4 + has_sel, sp_write_ports=2, acc_read_ports=2,
                         acc_write_ports=2, bus_masters=2 + has_sel, fetch_words=isa.INSN_WORDS,
-                        sp_late_read_ports=4, acc_late_read_ports=2, **kwargs)
+                        sp_late_read_ports=4 + has_sel, acc_late_read_ports=2, **kwargs)
 
 
 class _MemOp(wiring.Component):

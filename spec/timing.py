@@ -13,7 +13,7 @@ Pure Python, so that every layer may import it.
 from .params import check_positive_int
 
 __all__ = [
-    "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES",
+    "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES", "SEL_READ_STAGES",
     "FETCH_CYCLES", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD", "GEMM_OVERHEAD",
     "memop_cycles", "bus_latency", "output_latency", "tile_spacing",
 ]
@@ -41,6 +41,14 @@ SGD_LATENCY = 8
 #: ``softmax_cycles + VEC_READ_STAGES``; FILL reads nothing (``rows + 1``). (1 until then: the row
 #: the cycle after the read.)
 VEC_READ_STAGES = 2
+
+
+# --- the selection engine -------------------------------------------------------------------------
+
+#: Cycles from the selection engine's read of a probability row (:class:`rtl.sel_engine.SelEngine`,
+#: SELFEED) to the row at the engine: two, through the operand scratchpad's late read port (issue 27
+#: item 1). :func:`golden.selection.selfeed_cycles` counts with it. (1 until then.)
+SEL_READ_STAGES = 2
 
 
 # --- the sequencer ----------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ class _Harness(wiring.Component):
 
     def __init__(self, soc, stall_rate=0, seed=1):
         self.eng = SelEngine(soc)
+        # the engine's read port is a late one, as in the SoC (rtl.soc.memory_system)
         self.sp = Scratchpad(lanes=soc.lanes, elem_width=soc.config.array.operand_width,
-                             banks=soc.sp_banks, depth=soc.sp_depth)
+                             banks=soc.sp_banks, depth=soc.sp_depth, late_read_ports=1)
         self.mem = MainMemory(soc.mem_words, latency=soc.mem_latency, stall_rate=stall_rate,
                               seed=seed)
         bus = self.mem.bus.signature
@@ -195,10 +196,10 @@ def test_empty_and_persistent_selection():
     assert mem[:sel.classes] == [0] * sel.classes
     assert busy[0] == 2 * sel.classes + 1 + bus_latency(soc.mem_latency) and busy[-1] == busy[0]
     assert busy[5] == sel.classes + 1                          # SELCLR
-    # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 6; the
+    # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 7; the
     # inserter then takes 2 cycles for each of the 6 entries that start a class, are appended or
     # rejected, and 5 for each of the last sample's 2 (a shift within one word)
-    assert busy[1] == (sel.classes - 1) * 4 + 6 + 6 * 2 + 2 * 5
+    assert busy[1] == (sel.classes - 1) * 4 + 7 + 6 * 2 + 2 * 5
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class
     # first); each keeps its K = 2 best; then id 39 ties id 40 and wins by the lower id
     best = ((43, 32767), (40, 7))

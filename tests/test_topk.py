@@ -233,8 +233,8 @@ def test_cycle_models():
     assert gs.queue_cycles([2, 5, 5], 2) == (5, 14)
     assert gs.queue_cycles([2, 5, 5], 4) == (3, 14)
     assert gs.queue_cycles([], 4) == (0, 0)
-    assert gs.selfeed_cycles([2, 2], 2, 3, 1) == 14
-    assert gs.selfeed_cycles([2], 1, 3, 1) == 2 * 2 + 6 + 2   # a row every 2 cycles
+    assert gs.selfeed_cycles([2, 2], 2, 3, 1) == 15
+    assert gs.selfeed_cycles([2], 1, 3, 1) == 2 * 2 + 7 + 2   # a row every 2 cycles
     assert gs.balanced_cycles([2], 1, 2, 1, 4) == 6
     assert gs.balanced_cycles([], 0, 2, 1, 4) == 0
     assert gs.clear_cycles(10) == 10
