@@ -218,6 +218,12 @@ class PostProcessor(wiring.Component):
         :data:`spec.params.OPERAND_WIDTH`.
     multipliers : bool
         Build the ``lr_mul``/``wd_mul`` multipliers (default ``True``).
+    early_statics : bool
+        The static inputs are set at least one cycle before the first beat that uses them
+        (default ``False``: in that beat's cycle). Then the multipliers' static operands
+        (``lr_mul``/``wd_mul`` for SGD, ``1``/``0`` otherwise) are registered, so that the DSP
+        blocks' operand inputs come from flip-flops, not from ``op``'s decoder and a multiplexer
+        (the vector engine sets them two cycles before its first row).
 
     Members
     -------
@@ -256,11 +262,15 @@ class PostProcessor(wiring.Component):
     LATENCY = REQ_LATENCY
     assert SGD_LATENCY == REQ_LATENCY
 
-    def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH, multipliers=True):
+    def __init__(self, lanes, *, acc_width=ACC_WIDTH, width=OPERAND_WIDTH, multipliers=True,
+                 early_statics=False):
         check_lanes(lanes)
         check_widths(width, "Operand width", acc_width, "Accumulator width")
         if not isinstance(multipliers, bool):
             raise TypeError(f"Multipliers must be a bool, not {multipliers!r}")
+        if not isinstance(early_statics, bool):
+            raise TypeError(f"Early statics must be a bool, not {early_statics!r}")
+        self._early_statics = early_statics
         self._lanes, self._acc_width, self._width = lanes, acc_width, width
         self._multipliers = multipliers
         self._in_layout = data.StructLayout({
@@ -348,8 +358,9 @@ class PostProcessor(wiring.Component):
         mul_a = Signal(W + 1, name="mul_a")
         mul_w = Signal(W, name="mul_w")
         if self._multipliers:
-            m.d.comb += [mul_a.eq(Mux(is_sgd, self.lr_mul, 1)),
-                         mul_w.eq(Mux(is_sgd, self.wd_mul, 0))]
+            statics = m.d.sync if self._early_statics else m.d.comb
+            statics += [mul_a.eq(Mux(is_sgd, self.lr_mul, 1)),
+                        mul_w.eq(Mux(is_sgd, self.wd_mul, 0))]
 
         # Stages 1-3: the products, a DSP block each with its own operand, pipeline and product
         # registers (rtl/dsp.py): a's low 17 bits (unsigned) and high bits (signed) times m_a, and

@@ -95,7 +95,9 @@ class VecEngine(wiring.Component):
         fm = soc.config.formats
         all_lanes = (1 << L) - 1
 
-        m.submodules.post = post = PostProcessor(L, acc_width=AW, width=W)
+        # its statics are registered the cycle after the instruction starts, two cycles before
+        # the first row arrives (the late ports): early enough for its registered multiplier operands
+        m.submodules.post = post = PostProcessor(L, acc_width=AW, width=W, early_statics=True)
         m.submodules.smx = smx = SoftmaxUnit(SMX_CLASSES_MAX, L, width=W)
         m.submodules.rng = rng = Xorshift32Lanes(L)
         m.d.comb += [rng.seed.eq(self.seed), rng.seed_stb.eq(self.seed_stb)]

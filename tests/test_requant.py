@@ -136,6 +136,7 @@ def random_case(g, rnd):
      r"^Accumulator width must be at least twice the operand width \(16\), not 15$"),
     ((4,), dict(acc_width=32.0), TypeError, r"^Accumulator width must be an integer, not 32.0$"),
     ((4,), dict(multipliers=1), TypeError, r"^Multipliers must be a bool, not 1$"),
+    ((4,), dict(early_statics=1), TypeError, r"^Early statics must be a bool, not 1$"),
 ])
 def test_constructor_validation(args, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
