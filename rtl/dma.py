@@ -257,6 +257,7 @@ class DmaController(wiring.Component):
         outer = Signal(len(d.stride))                     # word step between scratchpad rows
         lane_on = Signal(lanes)                           # lanes the block covers
         row_ones = Signal(NW)                             # bit p: word p is in a block row
+        first_last = Signal()                             # the first request ends its row
 
         # --- check: four registered steps, the fault code acted on in DECIDE -------------------
         n_out = Mux(d.transpose, d.cols, d.rows)
@@ -367,11 +368,16 @@ class DmaController(wiring.Component):
         rd_q = Signal()                                    # a read was issued last cycle
         rd_q2 = Signal()                                   # a row arrives on the read port
         rd_ok = Signal()                                   # read a row in this cycle
+        # `rd_ok` and the descriptor's space, one register per scratchpad: its read enable
+        rd_on = [Signal(name=f"rd_on_{prefix}") for prefix in ("sp", "acc")]
+
+        def set_rd(value, space=d.space):
+            return [rd_ok.eq(value), *(rd_on[s].eq(value & (space == s)) for s in Space)]
         rd_left = Signal(t_width)                          # rows still to read
         next_row = Signal(row_width)                       # the row the next read reads
         consume = Signal()                                 # the head moves into `sent`
         for space, port in enumerate(reads):
-            m.d.comb += [port.addr.eq(next_row), port.en.eq(rd_ok & (d.space == space))]
+            m.d.comb += [port.addr.eq(next_row), port.en.eq(rd_on[space])]
         with m.If(rd_q2):
             for i in range(Q):
                 with m.If(q_wr[i]):
@@ -388,7 +394,7 @@ class DmaController(wiring.Component):
             rd_q.eq(rd_ok), rd_q2.eq(rd_q), rd_left.eq(rd_left - rd_ok),
             q_count.eq(q_count + rd_q2 - consume), q_occ.eq(q_occ + rd_ok - consume),
             next_row.eq(next_row + rd_ok),
-            rd_ok.eq((d.direction == Dir.STORE) & left_after & (room | consume)),
+            *set_rd((d.direction == Dir.STORE) & left_after & (room | consume)),
         ]
 
         def head(space):
@@ -452,12 +458,13 @@ class DmaController(wiring.Component):
         # --- control ----------------------------------------------------------------------------
         with m.Switch(state):
             with m.Case(_State.IDLE):
-                m.d.sync += rd_ok.eq(0)
+                m.d.sync += set_rd(0)
                 with m.If(self.i_desc.valid):
                     pd = self.i_desc.payload
                     # a store reads its first row in CHECK, whatever the check's outcome
                     m.d.sync += [d.eq(pd), state.eq(_State.CHECK),
-                                 next_row.eq(pd.sp_row), rd_ok.eq(pd.direction == Dir.STORE),
+                                 next_row.eq(pd.sp_row),
+                                 *set_rd(pd.direction == Dir.STORE, pd.space),
                                  rd_left.eq(Mux(pd.transpose, pd.cols, pd.rows)),
                                  q_count.eq(0), q_occ.eq(0), q_wr.eq(1), q_rd.eq(1), rd_q.eq(0),
                                  rd_q2.eq(0)]
@@ -468,6 +475,20 @@ class DmaController(wiring.Component):
                              row_end.eq(d.mem_addr[:sw] + _block_words(d)),
                              s_plus.eq(soc.mem_words + d.stride[:sw]),
                              big.eq((d.rows > 1) & (d.stride >= soc.mem_words))]
+                # the run's constants, whatever the outcome (nothing reads them before RUN, and
+                # the last descriptor's run is over), and whether the first request ends a row
+                m.d.sync += [
+                    row_ones.eq(Cat((_block_words(d) > p) for p in range(NW))),
+                    n_in_m1.eq(n_in - 1),
+                    n_out_m1.eq(n_out - 1),
+                    inner.eq(Mux(d.transpose, d.stride, d.elem_words)),
+                    outer.eq(Mux(d.transpose, d.elem_words, d.stride)),
+                    lane_on.eq(Cat((n_in > k) for k in range(lanes))),
+                    n_words.eq(_block_words(d)),
+                    t_last.eq(n_out == 1),
+                    first_last.eq(Mux(d.transpose, ~wide & (n_in == 1),
+                                      d.mem_addr[:fb] + _block_words(d) <= F)),
+                ]
 
             with m.Case(_State.ROOM):
                 m.d.sync += [state.eq(_State.COMPARE),
@@ -482,44 +503,36 @@ class DmaController(wiring.Component):
             with m.Case(_State.DECIDE):
                 # whatever the fault code: a read changes nothing, and the rows are the
                 # instruction's (the sequencer checked their range)
-                ones = Cat((_block_words(d) > p) for p in range(NW))
                 # The run registers are set whatever the fault code (with a fault nothing reads
                 # them: no request is issued, no row written); only the next state, `iss_on`
                 # and the status depend on it, on one register (`fail`).
                 with m.If(fail):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code),
-                                 rd_ok.eq(0)]
+                                 *set_rd(0)]
                 with m.Elif(d.direction == Dir.STORE):
                     m.d.sync += state.eq(_State.PRIME)
                 with m.Else():
                     m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
+                # (the run's constants were set in CHECK, from the descriptor's registers)
                 m.d.sync += [
-                    row_ones.eq(ones),
-                    n_in_m1.eq(n_in - 1),
-                    n_out_m1.eq(n_out - 1),
-                    inner.eq(Mux(d.transpose, d.stride, d.elem_words)),
-                    outer.eq(Mux(d.transpose, d.elem_words, d.stride)),
-                    lane_on.eq(Cat((n_in > k) for k in range(lanes))),
                     i_t.eq(0), i_l.eq(0), i_w.eq(0), pos.eq(0),
                     a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr),
                     wr_row.eq(d.sp_row),
-                    n_words.eq(_block_words(d)),
-                    t_last.eq(n_out == 1),
+                    row_last.eq(first_last),
                 ]
                 with m.If(d.transpose):
                     m.d.sync += start_word(d.mem_addr[:addr_width])
-                    m.d.sync += [place.eq(1 << F), row_last.eq(~wide & (n_in == 1))]
+                    m.d.sync += place.eq(1 << F)
                 with m.Else():
-                    m.d.sync += start_row(d.mem_addr[:addr_width], ones)
-                    m.d.sync += row_last.eq(d.mem_addr[:fb] + _block_words(d) <= F)
+                    m.d.sync += start_row(d.mem_addr[:addr_width], row_ones)
 
             with m.Case(_State.PRIME):
-                # a store: the first row (read in CHECK, queued since) moves into `sent`; the
-                # first request goes out in the next cycle
-                with m.If(q_count != 0):
-                    m.d.comb += consume.eq(1)
-                    m.d.sync += load_row
-                    m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
+                # a store: the first row, read in CHECK, is at the queue's head (it came off the
+                # late read port in COMPARE); it moves into `sent`, the first request goes out
+                # in the next cycle
+                m.d.comb += consume.eq(1)
+                m.d.sync += load_row
+                m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
 
             with m.Case(_State.RUN):
                 with m.If(accept):
@@ -551,10 +564,13 @@ class DmaController(wiring.Component):
                         with m.Else():
                             m.d.sync += start_row(nxt[:addr_width], row_ones)
                             m.d.sync += row_last.eq(nxt[:fb] + n_words <= F)
-                        m.d.sync += load_row
                         m.d.comb += consume.eq(d.direction == Dir.STORE)
                     with m.Else():
                         m.d.sync += iss_on.eq(0)
+                    # `sent` takes the next row after a row's last request (after the last row
+                    # the queue's head, unused): its enable is RUN and `accept` only
+                    with m.If(row_last):
+                        m.d.sync += load_row
                 with m.If(rsp.valid & tag.last):
                     with m.If(d.direction == Dir.LOAD):
                         m.d.sync += state.eq(_State.FLUSH)

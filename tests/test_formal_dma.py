@@ -296,6 +296,8 @@ class DmaHarness(Elaboratable):
         rd_left, rd_ok = reg("rd_left"), reg("rd_ok")
         width = len(next_row)
         self._check(m, "reads", (next_row + rd_left)[:width] == (d.sp_row + n_out)[:width])
+        self._check(m, "reads", (reg("rd_on_sp") == (rd_ok & (d.space == Space.SP)))
+                    & (reg("rd_on_acc") == (rd_ok & (d.space == Space.ACC))))
         with m.If(n_out != 0):
             self._check(m, "reads", (rd_left <= n_out) & (~rd_ok | (rd_left != 0)))
 
@@ -318,12 +320,20 @@ class DmaHarness(Elaboratable):
                         & (wr_row == d.sp_row))
         with m.If(run & ~iss_on):
             self._check(m, "run", i_t == n_out_m1)
-        with m.If(prime | run):
+        with m.If((room | compare | decide) & shape_legal | prime | run):
+            # the run's constants, set in CHECK (for a descriptor of a legal shape)
             self._check(m, "run", (n_out_m1 == n_out - 1) & (n_in_m1 == Mux(d.transpose, d.rows,
                                                                              d.cols) - 1))
             self._check(m, "run", inner == Mux(d.transpose, d.stride, d.elem_words))
             self._check(m, "run", outer == Mux(d.transpose, d.elem_words, d.stride))
             self._check(m, "run", row_ones == Cat(d.cols * d.elem_words > p for p in range(NW)))
+            self._check(m, "run", d.transpose | (reg("n_words") == d.cols * d.elem_words))
+        with m.If((room | compare | decide) & shape_legal):
+            # and the first request's flags
+            self._check(m, "run", reg("t_last") == (n_out == 1))
+            self._check(m, "run", reg("first_last") == Mux(
+                d.transpose, ~wide & (n_in_m1 == 0), d.mem_addr[:fb] + d.cols * d.elem_words <= F))
+        with m.If(prime | run):
             self._check(m, "run", (i_t <= n_out_m1) & (i_l <= n_in_m1) & (i_w <= wide))
             with m.If(d.transpose):
                 self._check(m, "address", a_row == d.mem_addr + i_t * d.elem_words)
