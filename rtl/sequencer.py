@@ -97,9 +97,9 @@ class Sequencer(wiring.Component):
     dma_addr : Out(32)
         ``r[rm] + mem_off`` of a DMA instruction, registered: valid from COMPARE on.
     dma_fault : In(8)
-        The DMA's fault code for the descriptor in ``ir``/``dma_addr`` (0 = legal), read in CHECK
-        (a checker may register what it computes: ``ir`` is loaded three cycles before,
-        ``dma_addr`` two).
+        The DMA's fault code for the descriptor in ``ir``/``dma_addr`` (0 = legal), registered at
+        the end of COMPARE (a checker may register what it computes: ``ir`` is loaded two cycles
+        before, ``dma_addr`` one).
     dma_start, gemm_start, vec_start, sel_start : Out(1)
     dma_busy, gemm_busy, vec_busy, sel_busy : In(1)
     sel_arg : Out(32)
@@ -268,9 +268,8 @@ class Sequencer(wiring.Component):
 
         legal = Signal()
         bad_terms = {}              # opcode: its fields' tests failed
-        range_ok = Signal()
-        conflict = Signal()
-        m.d.comb += [legal.eq(0), range_ok.eq(1), conflict.eq(0)]
+        checks_of, parts_of, conflict_of = {}, {}, {}   # opcode: its range checks, banks, conflict
+        m.d.comb += legal.eq(0)
 
         with m.Switch(opcode):
             for op in Op:
@@ -326,7 +325,7 @@ class Sequencer(wiring.Component):
                         sp_range(f(op, "b_row"), None, b_parts, (nt, f(op, "b_ps"), k))
                         acc_range(f(op, "c_row"), None, parts, (nt, f(op, "c_ps"), mt * R))
                         parts += a_parts + b_parts
-                        m.d.comb += conflict.eq((a_parts[0] & b_parts[0]) != 0)
+                        conflict_of[op] = (a_parts[0] & b_parts[0]) != 0
                         m.d.comb += unit_gemm.eq(1)
                     elif op is Op.REQ:
                         rows = f(op, "rows")
@@ -340,8 +339,7 @@ class Sequencer(wiring.Component):
                         checks.append(mask_ok | ~f(op, "mask_en"))
                         parts += d_parts
                         parts.append(Mux(f(op, "mask_en"), k_parts[0], 0))
-                        m.d.comb += conflict.eq(f(op, "mask_en") &
-                                                ((d_parts[0] & k_parts[0]) != 0))
+                        conflict_of[op] = f(op, "mask_en") & ((d_parts[0] & k_parts[0]) != 0)
                         m.d.comb += unit_vec.eq(1)
                     elif op is Op.RELUB:
                         rows = f(op, "rows")
@@ -351,7 +349,7 @@ class Sequencer(wiring.Component):
                         sp_range(f(op, "mask_row"), rows, k_parts)
                         sp_range(f(op, "dst"), rows, parts)
                         parts += g_parts + k_parts
-                        m.d.comb += conflict.eq((g_parts[0] & k_parts[0]) != 0)
+                        conflict_of[op] = (g_parts[0] & k_parts[0]) != 0
                         m.d.comb += unit_vec.eq(1)
                     elif op is Op.SMX:
                         cl = f(op, "classes")
@@ -366,7 +364,7 @@ class Sequencer(wiring.Component):
                         checks.append(t_ok | ~grad)
                         parts += z_parts
                         parts.append(Mux(grad, t_parts[0], 0))
-                        m.d.comb += conflict.eq(grad & ((z_parts[0] & t_parts[0]) != 0))
+                        conflict_of[op] = grad & ((z_parts[0] & t_parts[0]) != 0)
                         m.d.comb += unit_vec.eq(1)
                     elif op is Op.SGD:
                         rows = f(op, "rows")
@@ -390,15 +388,13 @@ class Sequencer(wiring.Component):
                         m.d.comb += unit_vec.eq(1)
                     bad_terms[op] = Cat(*bad).any()
                     if checks:
-                        m.d.comb += range_ok.eq(Cat(*checks).all())
+                        checks_of[op] = Cat(*checks).all()
                     if parts:
                         acc_bits = Const(0, nsp + nacc + 1)
                         for p in parts:
                             acc_bits = acc_bits | p
-                        m.d.comb += banks.eq(acc_bits)
+                        parts_of[op] = acc_bits
 
-        dma_fault_seen = Signal()
-        m.d.comb += dma_fault_seen.eq((opcode == Op.DMA) & (self.dma_fault != 0))
         # the opcode's legality and the fields' tests depend on ``ir`` alone: staged too
         # the fields' tests of each opcode, registered (in READ) with the opcode's match, then
         # their OR (in OPERANDS): no selection by the opcode after the tests
@@ -406,19 +402,32 @@ class Sequencer(wiring.Component):
                     for op, term in bad_terms.items()]
         st_legal = staged(legal, "legal")
         st_bad_field = staged(Cat(*bad_regs).any(), "bad_field")
+        # CHECK combines registers with an AND-OR over the opcode's one-hot match (registered in
+        # READ), not a multiplexer selected by the opcode's bits: in a routed SoC the path from
+        # `ir` through the opcode's decoding, the selection of its range checks and the error
+        # priority to `x_fail` was the critical one (10 LUT levels, 13.8 ns on a 2x2 SoC).
+        is_op = {op: staged(opcode == op, f"is_{op.name.lower()}")
+                 for op in set(checks_of) | set(parts_of) | set(conflict_of)}
+        range_bad = Cat(*[is_op[op] & ~ok for op, ok in checks_of.items()]).any()
+        conflict = Cat(*[is_op[op] & c for op, c in conflict_of.items()]).any()
+        m.d.comb += banks.eq(Cat(*[Cat(*[is_op[op] & p[b] for op, p in parts_of.items()]).any()
+                                   for b in range(len(banks))]))
+        is_mem = staged((opcode == Op.LDW) | (opcode == Op.STW) | (opcode == Op.SELOUT), "is_mem")
+        # the DMA checker's fault is right in COMPARE (``dma_fault``'s timing): registered there
+        dma_fault_seen = compared(self.dma_fault != 0, "dma_fault") & is_op[Op.DMA]
         with m.If(~st_legal):
             m.d.comb += err.eq(Error.ILLEGAL_OPCODE)
         with m.Elif(st_bad_field):
             m.d.comb += err.eq(Error.BAD_FIELD)
         with m.Elif(dma_fault_seen):
             m.d.comb += err.eq(Error.DMA_FAULT)
-        with m.Elif(~range_ok & ((opcode == Op.LDW) | (opcode == Op.STW) |
-                                 (opcode == Op.SELOUT))):
+        with m.Elif(range_bad & is_mem):
             m.d.comb += err.eq(Error.MEM_RANGE)
-        with m.Elif(~range_ok):
+        with m.Elif(range_bad):
             m.d.comb += err.eq(Error.SP_RANGE)
         with m.Elif(conflict):
             m.d.comb += err.eq(Error.BANK_CONFLICT)
+        any_err = ~st_legal | st_bad_field | dma_fault_seen | range_bad | conflict
 
         # ---------------- state ------------------------------------------------------------------
         pc = Signal(32)
@@ -558,7 +567,7 @@ class Sequencer(wiring.Component):
                 code = Mux(fetch_err, Error.FETCH_RANGE, err)
                 m.d.sync += [
                     x_err.eq(code),
-                    x_fail.eq(fetch_err | (err != 0)),
+                    x_fail.eq(fetch_err | any_err),
                     x_banks.eq(banks),
                     x_hold.eq(self._holds(banks, busy_masks)),
                     x_unit.eq(Cat(unit_dma, unit_gemm, unit_vec, unit_sel)),
