@@ -264,10 +264,18 @@ class BusArbiter(wiring.Component):
         # register; a request not taken in the cycle it is offered waits there. The arbiter sees
         # the buffer's request, or else the master's own.
         buf_valid = [Signal(name=f"buf{i}_valid") for i in range(n)]
-        buf_payload = [Signal.like(self.bus[i].req.payload, name=f"buf{i}_payload") for i in range(n)]
+        buf_payload = [Signal.like(self.bus[i].req.payload, name=f"buf{i}_payload")
+                       for i in range(n)]
         offer_valid = [buf_valid[i] | self.bus[i].req.valid for i in range(n)]
-        offer_payload = [Mux(buf_valid[i], buf_payload[i], self.bus[i].req.payload)
-                         for i in range(n)]
+        # Each master's request is its own wire ("keep"), so synthesis selects among the
+        # masters' requests after the buffer-or-incoming choice and shares that choice among
+        # identical bits (a bridged word master's line repeats its word) instead of widening
+        # every bit's selection to both sources of every master.
+        offer_payload = [Signal.like(self.bus[i].req.payload, name=f"offer{i}_payload",
+                                     attrs={"keep": 1}) for i in range(n)]
+        for i in range(n):
+            m.d.comb += offer_payload[i].eq(Mux(buf_valid[i], buf_payload[i],
+                                                self.bus[i].req.payload))
         for i in range(n):
             m.d.comb += self.bus[i].req.ready.eq(~buf_valid[i])
 
