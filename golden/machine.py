@@ -15,8 +15,8 @@ from spec import isa
 from spec.isa import Op, Unit, Error, Cond
 from spec.params import check_int
 from spec.soc import check_soc
-from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, REQ_LATENCY, SGD_LATENCY,
-                         VEC_READ_STAGES, bus_latency, memop_cycles)
+from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, ISSUE_LATENCY, REQ_LATENCY,
+                         SGD_LATENCY, VEC_READ_STAGES, bus_latency, memop_cycles)
 from . import fixedpoint as fx
 
 __all__ = ["Machine", "Timing", "ExecResult", "selout_last_write"]
@@ -31,8 +31,9 @@ class Timing:
     (``2 + latency``, where ``latency`` is :func:`~spec.timing.bus_latency`: main memory's latency
     plus the bus arbiter's cycle, which every bus master's latency below includes too).
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
-    uses one of its banks; the next fetch starts the cycle after issue. A unit that takes an
-    operation at cycle ``t`` is busy for ``duration`` cycles and free again at ``t + 1 + duration``.
+    uses one of its banks; the next fetch starts the cycle after issue. A unit takes an operation
+    issued at cycle ``t`` at ``t + ISSUE_LATENCY`` (the sequencer's start strobes are registers),
+    is busy for ``duration`` cycles and free again at ``t + ISSUE_LATENCY + 1 + duration``.
 
     Durations: DMA ``golden.dma.cycles + DMA_OVERHEAD`` (on ``Machine.bus_soc``: the SoC with
     the bus latency); GEMM the array schedule's total
@@ -550,7 +551,7 @@ class Machine:
             stall += t_issue - t_ready
             if unit is not None:
                 d = self._duration(op, f)
-                free[unit] = t_issue + 1 + d
+                free[unit] = t_issue + ISSUE_LATENCY + 1 + d
                 used[unit] = banks
                 self._busy[unit] += d
             pc = new_pc if new_pc is not None else pc + isa.INSN_WORDS

@@ -28,7 +28,7 @@ from amaranth.utils import exact_log2
 
 from spec import isa
 from spec.isa import Op, Cond, Unit, Error
-from spec.timing import FETCH_CYCLES
+from spec.timing import FETCH_CYCLES, ISSUE_LATENCY
 from spec.soc import check_soc
 
 __all__ = ["Sequencer", "field"]
@@ -101,6 +101,9 @@ class Sequencer(wiring.Component):
         the end of COMPARE (a checker may register what it computes: ``ir`` is loaded two cycles
         before, ``dma_addr`` one).
     dma_start, gemm_start, vec_start, sel_start : Out(1)
+        Registered strobes: high in the cycle after the instruction issues
+        (:data:`spec.timing.ISSUE_LATENCY`), when ``ir``, ``dma_addr`` and ``sel_arg`` still hold
+        it.
     dma_busy, gemm_busy, vec_busy, sel_busy : In(1)
     sel_arg : Out(32)
         SELFEED's ``r[rid]`` (base sample id), SELOUT's ``r[rm] + mem_off`` (address).
@@ -521,6 +524,12 @@ class Sequencer(wiring.Component):
                     with m.Case(i):
                         m.d.sync += regs[i].eq(wb_val)
 
+        # The start strobes are registers, high the cycle after the issue (ISSUE_LATENCY): no
+        # combinational path runs from a unit's busy through the scoreboard back into a unit.
+        # `ir`, `dma_addr` and `sel_arg` still hold then (the next DECODE is a cycle later).
+        starts = (self.dma_start, self.gemm_start, self.vec_start, self.sel_start)
+        m.d.sync += [s.eq(0) for s in starts]
+
         def finish(code):
             m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(code)]
             m.next = "IDLE"
@@ -600,7 +609,7 @@ class Sequencer(wiring.Component):
                     m.next = "FETCH"
                     m.d.comb += [self.seed_stb.eq(x_seed), self.seed.eq(f(Op.SEED, "seed"))]
                     m.d.sync += wb_en.eq(x_scalar)
-                    m.d.comb += [
+                    m.d.sync += [
                         self.dma_start.eq(x_unit[Unit.DMA]),
                         self.gemm_start.eq(x_unit[Unit.GEMM]),
                         self.vec_start.eq(x_unit[Unit.VEC]),

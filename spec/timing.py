@@ -14,7 +14,7 @@ from .params import check_positive_int
 
 __all__ = [
     "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES", "SEL_READ_STAGES",
-    "FETCH_CYCLES", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD", "GEMM_OVERHEAD",
+    "FETCH_CYCLES", "ISSUE_LATENCY", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD", "GEMM_OVERHEAD",
     "memop_cycles", "bus_latency", "output_latency", "tile_spacing",
 ]
 
@@ -58,6 +58,11 @@ SEL_READ_STAGES = 2
 #: (:class:`rtl.sequencer.Sequencer`; READ and COMPARE since issue 27, for the clock).
 FETCH_CYCLES = 6
 
+#: Cycles from an instruction's issue to the cycle its unit takes it: the sequencer's start
+#: strobes are registers (issue 27 item 4: no combinational path from a unit's busy through the
+#: scoreboard into a unit; on a routed 2×2 SoC that loop was the critical path at seed 2,
+#: 14.8 ns). A unit operation issued at cycle ``t`` is taken at ``t + ISSUE_LATENCY`` (0 before).
+ISSUE_LATENCY = 1
 #: Cycles an LDW/STW holds the sequencer after it issues, besides main memory's latency: see
 #: :func:`memop_cycles`.
 MEMOP_CYCLES = 2

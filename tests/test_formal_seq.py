@@ -27,7 +27,7 @@ from spec.isa import Unit
 from spec.params import Config, ArrayConfig
 from spec.selection import SelectorConfig
 from spec.soc import SocConfig
-from spec.timing import FETCH_CYCLES
+from spec.timing import FETCH_CYCLES, ISSUE_LATENCY
 
 #: A small SoC with every unit, the selector included (the sequencer's logic depends on the sizes
 #: only through its range checks).
@@ -48,20 +48,22 @@ def progress_bound(unit_cycles, mem_cycles):
     busy at most ``unit_cycles`` cycles and a memory that acknowledges within ``mem_cycles``.
 
     An instruction fetched in cycle ``t`` reaches ISSUE in ``t + FETCH_CYCLES``; a unit the
-    instruction before it started (in ``t - 1``) is busy until ``t - 1 + unit_cycles`` at most,
-    so ISSUE ends by ``t + max(FETCH_CYCLES, unit_cycles)`` (the halting HALT or error included),
+    instruction before it issued (in ``t - 1``) starts ``ISSUE_LATENCY`` cycles later and is busy
+    until ``t - 1 + ISSUE_LATENCY + unit_cycles`` at most, so ISSUE ends by
+    ``t + max(FETCH_CYCLES, unit_cycles + ISSUE_LATENCY)`` (the halting HALT or error included),
     and an LDW/STW then spends at most ``mem_cycles`` in MEM. The proof shows it is tight: one
     less fails (``docs/formal.md``)."""
-    return max(FETCH_CYCLES - 1, unit_cycles - 1) + mem_cycles + 1
+    return max(FETCH_CYCLES - 1, unit_cycles - 1 + ISSUE_LATENCY) + mem_cycles + 1
 
 
 def watchdog_bound(unit_cycles, mem_cycles):
     """The most cycles past its budget in which a program with a budget is still running.
 
     Worst cases: an LDW/STW issued the cycle before the budget runs out (its memory access, then
-    the next instruction's fetch, whose ISSUE halts), or a unit started then (ISSUE waits for it
-    to finish before halting). Tight, as :func:`progress_bound`."""
-    return max(unit_cycles, mem_cycles + FETCH_CYCLES)
+    the next instruction's fetch, whose ISSUE halts), or a unit's instruction issued then (the
+    unit starts ``ISSUE_LATENCY`` cycles later; ISSUE waits for it to finish before halting).
+    Tight, as :func:`progress_bound`."""
+    return max(unit_cycles + ISSUE_LATENCY, mem_cycles + FETCH_CYCLES)
 
 
 #: The induction's length: longer than any run of cycles without progress.
@@ -145,7 +147,11 @@ class SequencerHarness(Elaboratable):
 
         self._check(m, "scoreboard", (starts & busys) == 0)
         self._check(m, "scoreboard", (starts & (starts - 1))[:len(starts)] == 0)
-        self._check(m, "scoreboard", (starts == 0) | (running & in_state["ISSUE"]))
+        # the start strobes are registers: high only the cycle after ISSUE (ISSUE_LATENCY = 1)
+        assert ISSUE_LATENCY == 1
+        issued = Signal()
+        m.d.sync += issued.eq(running & in_state["ISSUE"])
+        self._check(m, "scoreboard", (starts == 0) | issued)
 
         with m.If(running & dut.wd_on):
             self._check(m, "watchdog", dut.cycles <= budget + self.watchdog_bound)
