@@ -292,11 +292,12 @@ class BusArbiter(wiring.Component):
         take = Signal()
         m.d.comb += take.eq(any_valid & free & owners.w_rdy)
         for i in range(n):
-            taken = take & (grant == i)
-            with m.If(taken):
-                m.d.sync += buf_valid[i].eq(0)
-            with m.Elif(~buf_valid[i] & self.bus[i].req.valid):
-                m.d.sync += [buf_valid[i].eq(1), buf_payload[i].eq(self.bus[i].req.payload)]
+            # The empty buffer copies whatever is offered (its enable a register: the grant
+            # reaches only `buf_valid`); it is full after a cycle the master offered and was not
+            # taken.
+            with m.If(~buf_valid[i]):
+                m.d.sync += buf_payload[i].eq(self.bus[i].req.payload)
+            m.d.sync += buf_valid[i].eq(offer_valid[i] & ~(take & (grant == i)))
         with m.If(free):
             m.d.sync += held.eq(take)
         with m.If(take):
