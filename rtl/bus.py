@@ -188,22 +188,18 @@ def _bus_signature(addr_width, data_width, line_words):
 class BusArbiter(wiring.Component):
     """Shares one bus slave among ``masters`` masters, round robin, responses kept in order.
 
-    Each master port has a one-entry input buffer, and the master's ``req.ready`` is that
-    buffer's emptiness, a register (issue 27 item 4: no master's ``ready`` depends on another
-    master's ``valid``, on the grant or on the slave). A master's request is its buffer's, or,
-    the buffer empty, the one it offers. In a cycle, the request of the first master with one,
-    scanning from the master after the one granted last, is taken into the arbiter's request
-    register, if that register is free in the next cycle (empty, or its request taken by the
-    slave now); an offered request not taken goes into its master's buffer (so the master's
-    ``ready`` drops for the cycles it waits there, under contention only). The slave sees only
-    the register (the grant, the request and the masters' handshakes reach it through no logic).
+    In a cycle, the request of the first master with ``req.valid`` at or after the one after the
+    master granted last is taken into the arbiter's request register, if that register is free
+    in the next cycle (empty, or its request taken by the slave now); the slave sees only that
+    register (issue 27 item 4: the grant, the request and the master's ``ready`` reach the slave
+    through no logic; the master's ``req.ready`` depends on the masters' ``valid`` and on the
+    slave's ``req.ready``, a register in :class:`~rtl.mainmem.MainMemory`, through a few gates).
     So the arbiter adds one cycle: a request taken in cycle ``c`` reaches the slave from cycle
-    ``c + 1``, and a master alone on the bus passes straight through its empty buffer and sees
-    the slave's timing one cycle later, still one request per cycle
-    (``spec.timing.BUS_LATENCY``; the cycle models count it). The master's index is queued for
-    each request taken, so the slave's in-order responses are routed back to their masters; at
-    most ``max_inflight`` requests are between the register and their responses
-    (``max_inflight ≥ latency + 2`` for one request per cycle).
+    ``c + 1``, and a master alone on the bus sees the slave's timing one cycle later, still one
+    request per cycle (``spec.timing.BUS_LATENCY``; the cycle models count it). The master's
+    index is queued for each request taken, so the slave's in-order responses are routed back to
+    their masters; at most ``max_inflight`` requests are between the register and their
+    responses (``max_inflight ≥ latency + 2`` for one request per cycle).
 
     Parameters
     ----------
@@ -260,44 +256,20 @@ class BusArbiter(wiring.Component):
         free = ~held | req.ready
         m.d.comb += [req.valid.eq(held), req.payload.eq(held_payload)]
 
-        # Each master's one-entry input buffer: the master's `ready` is "buffer empty", a
-        # register; a request not taken in the cycle it is offered waits there. The arbiter sees
-        # the buffer's request, or else the master's own.
-        buf_valid = [Signal(name=f"buf{i}_valid") for i in range(n)]
-        buf_payload = [Signal.like(self.bus[i].req.payload, name=f"buf{i}_payload")
-                       for i in range(n)]
-        offer_valid = [buf_valid[i] | self.bus[i].req.valid for i in range(n)]
-        # Each master's request is its own wire ("keep"), so synthesis selects among the
-        # masters' requests after the buffer-or-incoming choice and shares that choice among
-        # identical bits (a bridged word master's line repeats its word) instead of widening
-        # every bit's selection to both sources of every master.
-        offer_payload = [Signal.like(self.bus[i].req.payload, name=f"offer{i}_payload",
-                                     attrs={"keep": 1}) for i in range(n)]
-        for i in range(n):
-            m.d.comb += offer_payload[i].eq(Mux(buf_valid[i], buf_payload[i],
-                                                self.bus[i].req.payload))
-        for i in range(n):
-            m.d.comb += self.bus[i].req.ready.eq(~buf_valid[i])
-
         last = Signal(range(n), init=n - 1)       # the master taken last
         grant = Signal(range(n))
         any_valid = Signal()
-        # Round robin: scan the masters starting after `last`; the first with a request wins.
+        # Round robin: scan the masters starting after `last`; the first valid one wins.
         for start in range(n):
             with m.If(last == (start - 1) % n):
                 order = [(start + k) % n for k in range(n)]
                 for k, i in enumerate(order):
-                    with (m.Elif if k else m.If)(offer_valid[i]):
+                    with (m.Elif if k else m.If)(self.bus[i].req.valid):
                         m.d.comb += [grant.eq(i), any_valid.eq(1)]
         take = Signal()
         m.d.comb += take.eq(any_valid & free & owners.w_rdy)
         for i in range(n):
-            # The empty buffer copies whatever is offered (its enable a register: the grant
-            # reaches only `buf_valid`); it is full after a cycle the master offered and was not
-            # taken.
-            with m.If(~buf_valid[i]):
-                m.d.sync += buf_payload[i].eq(self.bus[i].req.payload)
-            m.d.sync += buf_valid[i].eq(offer_valid[i] & ~(take & (grant == i)))
+            m.d.comb += self.bus[i].req.ready.eq((grant == i) & take)
         with m.If(free):
             m.d.sync += held.eq(take)
         with m.If(take):
@@ -305,7 +277,7 @@ class BusArbiter(wiring.Component):
             with m.Switch(grant):
                 for i in range(n):
                     with m.Case(i):
-                        m.d.sync += held_payload.eq(offer_payload[i])
+                        m.d.sync += held_payload.eq(self.bus[i].req.payload)
         m.d.comb += [owners.w_data.eq(grant), owners.w_en.eq(take)]
 
         # Responses go to the master at the head of the queue.
