@@ -846,11 +846,11 @@ def format_sweep(r):
     return "\n".join(lines)
 
 
-#: Yosys's command that hides every wire's and cell's name (see :meth:`_Flow.run`).
-#: The Yosys commands the build retries synthesis with when ABC9 fails (:func:`_silent_synth_failure`),
-#: in turn: the cell names hidden, then the wire names too. The design is flattened before its
-#: cell names are hidden, so that its wires keep their hierarchical names (``soc.seq.x_fail``,
-#: which nextpnr's critical path shows): hidden instance names would drop the prefixes.
+#: The Yosys commands the build retries synthesis with when ABC9 fails
+#: (:func:`_silent_synth_failure`), in turn: the cell names hidden, then the wire names too
+#: (:data:`HIDE_NAMES`). The design is flattened before its cell names are hidden, so that its
+#: wires keep their hierarchical names (``soc.seq.x_fail``, which nextpnr's critical path shows):
+#: hidden instance names would drop the prefixes.
 HIDE_CELLS = "hierarchy -top top; flatten; rename -hide c:*"
 HIDE_NAMES = "rename -hide w:* c:*"
 HIDE_STEPS = (HIDE_CELLS, HIDE_NAMES)

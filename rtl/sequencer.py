@@ -6,7 +6,8 @@ instruction's fetch starts in state FETCH (cycle ``t``), its line arrives in DEC
 and products of its fields) and scalar result, COMPARE (``t+4``) compares them with the memories'
 sizes and each bank's rows, CHECK (``t+5``) combines the results into the error code and the
 scratchpad banks it uses, and ISSUE (from ``t + FETCH_CYCLES``) waits until its unit is idle and no
-busy unit holds one of its banks, then issues; the next fetch starts the cycle after. A failing
+busy unit holds one of its banks, then issues (the unit's start strobe, a register, is high the
+cycle after: ``spec.timing.ISSUE_LATENCY``); the next fetch starts the cycle after. A failing
 check halts cleanly once the units already running are idle. An LDW/STW holds the sequencer in MEM
 until its second word is acknowledged: ``spec.timing.memop_cycles(mem_latency)`` cycles after it
 issues.
@@ -527,6 +528,7 @@ class Sequencer(wiring.Component):
         # The start strobes are registers, high the cycle after the issue (ISSUE_LATENCY): no
         # combinational path runs from a unit's busy through the scoreboard back into a unit.
         # `ir`, `dma_addr` and `sel_arg` still hold then (the next DECODE is a cycle later).
+        assert ISSUE_LATENCY == 1, "the start strobes are one register after the issue"
         starts = (self.dma_start, self.gemm_start, self.vec_start, self.sel_start)
         m.d.sync += [s.eq(0) for s in starts]
 

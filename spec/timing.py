@@ -14,7 +14,8 @@ from .params import check_positive_int
 
 __all__ = [
     "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES", "SEL_READ_STAGES",
-    "FETCH_CYCLES", "ISSUE_LATENCY", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD", "GEMM_OVERHEAD",
+    "FETCH_CYCLES", "ISSUE_LATENCY", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD",
+    "GEMM_OVERHEAD",
     "memop_cycles", "bus_latency", "output_latency", "tile_spacing",
 ]
 
@@ -63,6 +64,7 @@ FETCH_CYCLES = 6
 #: scoreboard into a unit; on a routed 2×2 SoC that loop was the critical path at seed 2,
 #: 14.8 ns). A unit operation issued at cycle ``t`` is taken at ``t + ISSUE_LATENCY`` (0 before).
 ISSUE_LATENCY = 1
+
 #: Cycles an LDW/STW holds the sequencer after it issues, besides main memory's latency: see
 #: :func:`memop_cycles`.
 MEMOP_CYCLES = 2
@@ -72,7 +74,8 @@ MEMOP_CYCLES = 2
 BUS_LATENCY = 1
 
 #: A DMA instruction keeps the DMA unit busy for ``golden.dma.cycles(desc) + DMA_OVERHEAD``
-#: cycles (the DMA takes the descriptor in the cycle it is issued).
+#: cycles (the DMA takes the descriptor in the cycle its start strobe is high,
+#: :data:`ISSUE_LATENCY` after the issue).
 DMA_OVERHEAD = -1
 
 #: A GEMM keeps the GEMM engine busy for the array schedule's total cycles + ``GEMM_OVERHEAD``: two
