@@ -301,6 +301,11 @@ class Machine:
             gb, mb = sp_range(f["g_row"], f["rows"]), sp_range(f["mask_row"], f["rows"])
             db = sp_range(f["dst"], f["rows"])
             need(not (gb & mb), Error.BANK_CONFLICT)
+            # the engine reads row t of both sources a fixed number of cycles before it writes
+            # row t: a destination starting inside a source after its first row would be read
+            # back after it is written (docs/vector_units.md)
+            for src in ("g_row", "mask_row"):
+                need(not isa.writes_ahead(f[src], f["dst"], f["rows"]), Error.ROW_OVERLAP)
             return Unit.VEC, gb | mb | db
         if op is Op.SMX:
             need(1 <= f["samples"] <= L and f["classes"] >= 1)

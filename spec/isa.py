@@ -25,7 +25,7 @@ from .softmax_tables import INV_TEMP_WIDTH, GRAD_SHIFT_MAX
 __all__ = [
     "INSN_BITS", "WORD_BITS", "INSN_WORDS", "OPCODE_BITS", "NUM_REGS",
     "Op", "Cond", "Unit", "Error", "Field", "LAYOUTS",
-    "field_slices", "encode", "decode", "to_words", "from_words",
+    "field_slices", "encode", "decode", "to_words", "from_words", "writes_ahead",
     "sel_record_words", "sel_out_words", "sel_out_max_words", "sel_out_pack", "sel_out_unpack",
 ]
 
@@ -100,6 +100,7 @@ class Error(IntEnum):
     FETCH_RANGE = 6        # the program counter left main memory
     MEM_RANGE = 7          # LDW/STW/SELOUT address range outside main memory
     WATCHDOG = 8           # an instruction would issue at or after the cycle budget (Csr.BUDGET)
+    ROW_OVERLAP = 9        # a destination starts inside a source range, after its first row
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,16 @@ LAYOUTS = {
     Op.SELFEED: (_f("prob_row", _ROW), _f("samples", 6), _f("rid", 3)),
     Op.SELOUT:  (_f("rm", 3), _f("mem_off", 32, signed=True)),
 }
+
+
+def writes_ahead(src, dst, rows):
+    """Whether an operation that reads rows ``src .. src + rows − 1`` and writes rows ``dst ..
+    dst + rows − 1`` of the same scratchpad, a row of each in order, writes a row it has still
+    to read: ``src < dst < src + rows``, the destination starting inside the source after its
+    first row. Its destination row ``t`` is then source row ``t + dst − src``, read that many
+    rows later (``docs/isa.md``: :attr:`Error.ROW_OVERLAP`, RELUB's rule). In place (``dst ==
+    src``) and backward (``dst < src``), every row is read before it is written."""
+    return src < dst < src + rows
 
 
 def field_slices(op):
