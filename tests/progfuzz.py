@@ -5,8 +5,9 @@
   modes; an :class:`firmware.asm.Assembler` at address 0.
 * :func:`invalid_case` / :func:`invalid_program` — a valid prefix followed by one illegal
   instruction (illegal opcode, non-zero unused bits, bad field, scratchpad range, DMA fault,
-  bank conflict, branch out of main memory, to an unaligned address or with no such
-  condition, LDW/STW/SELOUT out of range),
+  bank conflict, a RELUB writing rows it has still to read (:func:`overlap_relub`), branch
+  out of main memory, to an unaligned address or with no such condition, LDW/STW/SELOUT out
+  of range),
   with the error code and pc it must halt with.
 * :func:`runaway_program` — a random legal loop that never halts (for the watchdog).
 * :func:`random_image` — the program at 0, zeros up to half of main memory, random data above.
@@ -21,8 +22,9 @@ from spec.isa import Op, Cond, Unit, Error
 from spec.softmax_tables import INV_TEMP_ONE
 from firmware.asm import Assembler
 
-__all__ = ["valid_program", "runaway_program", "instruction_program", "SCALAR_OPS", "invalid_case", "invalid_program", "random_image", "with_program",
-           "shrink", "describe"]
+__all__ = ["valid_program", "runaway_program", "instruction_program", "SCALAR_OPS", "invalid_case",
+           "invalid_program", "overlap_relub", "random_image", "with_program", "shrink",
+           "describe"]
 
 
 def _rows(rng, soc, bank, n, space="sp"):
@@ -90,8 +92,15 @@ def random_instruction(rng, soc, data_lo, data_hi, kind=None):
                             mask_row=_rows(rng, soc, bm, n)[0])
     if kind == "RELUB":
         bg, bm = rng.sample(range(nb), 2)
-        return Op.RELUB, dict(g_row=_rows(rng, soc, bg, n)[0], mask_row=_rows(rng, soc, bm, n)[0],
-                              dst=_rows(rng, soc, rng.randrange(nb), n)[0], rows=n,
+        g_row, mask_row = _rows(rng, soc, bg, n)[0], _rows(rng, soc, bm, n)[0]
+        dst = _rows(rng, soc, rng.randrange(nb), n)[0]
+        if rng.random() < 0.25:             # in place, or a backward overlap: legal
+            src = rng.choice([g_row, mask_row])
+            dst = src - rng.randrange(min(n, src % soc.sp_depth + 1))
+        for src in (g_row, mask_row):       # a destination ahead inside a source: in place
+            if isa.writes_ahead(src, dst, n):
+                dst = src
+        return Op.RELUB, dict(g_row=g_row, mask_row=mask_row, dst=dst, rows=n,
                               lanes=rng.randint(1, L))
     if kind == "SGD":
         return Op.SGD, dict(w_row=_rows(rng, soc, rng.randrange(nb), n)[0],
@@ -244,7 +253,7 @@ def invalid_case(rng, soc):
     p = valid_program(rng, soc, n=rng.randint(0, 3))
     words = p.words()[:-8]                  # drop HALT
     pc = len(words)
-    kinds = ["opcode", "unused", "range", "dma", "bank", "field", "fetch", "ldw"]
+    kinds = ["opcode", "unused", "range", "dma", "bank", "field", "fetch", "ldw", "overlap"]
     if soc.selector is not None:
         kinds += ["selout", "selfeed"]
     kind = rng.choice(kinds)
@@ -264,6 +273,8 @@ def invalid_case(rng, soc):
         bad = isa.encode(Op.GEMM, a_row=0, b_row=1, c_row=0, k=2, mt=1, nt=1, a_ps=2, b_ps=2,
                          c_ps=0, accumulate=0)
         error = Error.BANK_CONFLICT
+    elif kind == "overlap":
+        bad, error = overlap_relub(rng, soc), Error.ROW_OVERLAP
     elif kind == "fetch":
         r = rng.random()
         if r < 0.5:                         # a branch out of main memory: halts at the target
@@ -295,6 +306,28 @@ def invalid_case(rng, soc):
                          mask_en=0, mask_row=0)
         error = Error.BAD_FIELD
     return words + isa.to_words(bad), error, pc
+
+
+def overlap_relub(rng, soc, k=None, rows=None):
+    """A RELUB whose destination starts ``k`` rows after one of its sources' first row, ``0 < k
+    < rows`` (:func:`spec.isa.writes_ahead`), otherwise legal: ``Error.ROW_OVERLAP``. ``k`` and
+    ``rows`` default to random values (``k`` often 1, the vector pipeline's depth 10 or 11, or
+    ``rows − 1``); each source lies in one bank, the destination anywhere up to the
+    scratchpad's last row."""
+    d, nb = soc.sp_depth, soc.sp_banks
+    n = rows if rows is not None else rng.randint(2, min(d, 24))
+    if k is None:
+        k = min(rng.choice([1, 10, 11, n - 1, rng.randint(1, n - 1)]), n - 1)
+    if not 0 < k < n <= d:
+        raise ValueError(f"A RELUB overlap needs 0 < k < rows <= {d}, not k={k}, rows={n}")
+    banks = [b for b in range(nb) if b * d + k + n <= soc.sp_rows]
+    bs = rng.choice(banks)                                  # the overlapped source's bank
+    top = min(d - n, soc.sp_rows - k - n - bs * d)          # it and the destination fit
+    src = bs * d + rng.choice([0, top, rng.randint(0, top)])
+    other = _rows(rng, soc, rng.choice([b for b in range(nb) if b != bs]), n)[0]
+    g_row, mask_row = (src, other) if rng.random() < 0.5 else (other, src)
+    return isa.encode(Op.RELUB, g_row=g_row, mask_row=mask_row, dst=src + k, rows=n,
+                      lanes=rng.randint(1, soc.lanes))
 
 
 def invalid_program(rng, soc):

@@ -1,6 +1,7 @@
 """The golden instruction-level model: scalar instructions, branches, errors and timing rules."""
 
 import pytest
+import torch
 
 from spec import isa
 from spec.isa import Op, Cond, Error
@@ -148,3 +149,77 @@ def test_rebased_program_runs_the_same():
         (Error.NONE, r1.cycles, 28)
     with pytest.raises(ValueError, match="Program base must be a non-negative multiple of 8"):
         p.rebased(4)
+
+
+# --- RELUB's destination may not start inside a source after its first row ------------------
+
+D = SOC.sp_depth          # rows of a bank: g_row in bank 0, mask_row in bank 1 unless stated
+N = 16                    # rows of the operations below
+
+
+def relub_program(g_row, mask_row, dst, rows=N, relub=True):
+    """A FILL of the scratchpad, a FENCE, a SETI, then the RELUB (at pc 24; a HALT in its place
+    if not ``relub``), HALT."""
+    p = Assembler()
+    p.fill(space=0, dst=0, rows=SOC.sp_rows, value=3)
+    p.fence(mask=0b1111)
+    p.seti(rd=1, imm=7)
+    if relub:
+        p.relub(g_row=g_row, mask_row=mask_row, dst=dst, rows=rows, lanes=SOC.lanes)
+    p.halt()
+    return p
+
+
+@pytest.mark.parametrize("g_row,mask_row,dst,rows", [
+    (0, D, 1, N), (0, D, 10, N), (0, D, 11, N), (0, D, N - 1, N),   # k = 1, 10, 11, rows − 1
+    (40, D, 41, 2),                                                  # the smallest: 2 rows, k = 1
+    (D - N, D, D - N + 11, N),           # the destination runs into the mask's bank
+    (0, D + 5, D + 6, N), (0, D + 5, D + 5 + N - 1, N),             # ahead inside the mask rows
+    (3 * D - N, 4 * D - N - 1, 4 * D - N, N),   # ending on the scratchpad's last row: k = 1,
+    (4 * D - 2 * N + 1, D, 4 * D - N, N),       # k = rows − 1
+])
+def test_relub_destination_ahead_inside_a_source_is_refused(g_row, mask_row, dst, rows):
+    """``src < dst < src + rows`` for ``g_row`` or ``mask_row``: ``Error.ROW_OVERLAP`` at the
+    RELUB's pc; nothing after the instructions before it changes (registers, scratchpads,
+    memory)."""
+    p = relub_program(g_row, mask_row, dst, rows)
+    assert any(isa.writes_ahead(s, dst, rows) for s in (g_row, mask_row))
+    m = Machine(SOC)
+    m.load_program(0, p.assemble())
+    before = m.mem.clone()
+    r = m.run()
+    assert (r.error, r.pc, r.instructions) == (Error.ROW_OVERLAP, 24, 3)
+    assert (m.mem == before).all() and (m.sp == 3).all() and m.regs[1] == 7
+    # it halts in the cycle a HALT in its place would
+    assert run(relub_program(g_row, mask_row, dst, rows, relub=False))[1].cycles == r.cycles
+
+
+@pytest.mark.parametrize("g_row,mask_row,dst", [
+    (0, D, 0), (0, D, D),                            # in place, over either source
+    (5, D, 4), (N - 1, D, 0), (0, D + 1, D),        # backward: one row, rows − 1
+    (0, D, N), (N, D, 0), (0, D, 2 * D - N),         # next to a source, or apart
+    (0, D, D + N), (0, D + 4, D),                    # after the mask rows; backward into them
+])
+def test_relub_in_place_and_backward_overlaps_are_legal(g_row, mask_row, dst):
+    """Every destination row read (as either source) no later than it is written: legal, and
+    every source row is read before any row is written (golden's order)."""
+    assert not any(isa.writes_ahead(s, dst, N) for s in (g_row, mask_row))
+    m = Machine(SOC)
+    gen = torch.Generator().manual_seed(g_row + mask_row + dst)
+    g = torch.randint(-100, 100, (SOC.sp_rows, SOC.lanes), generator=gen)
+    p = Assembler()
+    p.relub(g_row=g_row, mask_row=mask_row, dst=dst, rows=N, lanes=SOC.lanes)
+    p.halt()
+    m.load_program(0, p.assemble())
+    m.sp[:] = g
+    r = m.run()
+    assert r.error == Error.NONE
+    expect = g.clone()
+    expect[dst:dst + N] = torch.where(g[mask_row:mask_row + N] != 0, g[g_row:g_row + N], 0)
+    assert torch.equal(m.sp, expect)
+
+
+def test_writes_ahead():
+    assert [isa.writes_ahead(10, d, 4) for d in range(8, 16)] == \
+        [False, False, False, True, True, True, False, False]
+    assert not isa.writes_ahead(10, 11, 1)
