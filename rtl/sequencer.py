@@ -266,6 +266,14 @@ class Sequencer(wiring.Component):
             into.append(Cat(Const(0, nsp), bits))
             checks.append(ok)
 
+        def writes_ahead(src, dst, n, name):
+            """:func:`spec.isa.writes_ahead`, ``src < dst < src + n`` (``Error.ROW_OVERLAP``):
+            READ stages the difference ``k = dst − src`` with its borrow (``dst < src``),
+            OPERANDS stages ``0 < k < n``; the flag is a register from COMPARE on."""
+            k = staged((dst - src)[:isa.ROW_BITS + 1], f"ahead_k_{name}")
+            borrow, k = k[isa.ROW_BITS], k[:isa.ROW_BITS]
+            return staged(~borrow & (k != 0) & (k < n), f"ahead_{name}")
+
         # LDW/STW's word address (the two share the field layout), staged: the check compares
         # it and the MEM state sends it, so no adder lies between ``ir`` and main memory.
         mem_addr = staged((reg(Op.LDW, "rs") + f(Op.LDW, "imm"))[:32], "mem_addr")
@@ -273,6 +281,7 @@ class Sequencer(wiring.Component):
         legal = Signal()
         bad_terms = {}              # opcode: its fields' tests failed
         checks_of, parts_of, conflict_of = {}, {}, {}   # opcode: its range checks, banks, conflict
+        overlap_of = {}             # opcode: its destination is ahead inside a source
         m.d.comb += legal.eq(0)
 
         with m.Switch(opcode):
@@ -354,6 +363,8 @@ class Sequencer(wiring.Component):
                         sp_range(f(op, "dst"), rows, parts)
                         parts += g_parts + k_parts
                         conflict_of[op] = (g_parts[0] & k_parts[0]) != 0
+                        overlap_of[op] = Cat(*[writes_ahead(f(op, src), f(op, "dst"), rows, src)
+                                               for src in ("g_row", "mask_row")]).any()
                         m.d.comb += unit_vec.eq(1)
                     elif op is Op.SMX:
                         cl = f(op, "classes")
@@ -411,9 +422,10 @@ class Sequencer(wiring.Component):
         # `ir` through the opcode's decoding, the selection of its range checks and the error
         # priority to `x_fail` was the critical one (10 LUT levels, 13.8 ns on a 2x2 SoC).
         is_op = {op: staged(opcode == op, f"is_{op.name.lower()}")
-                 for op in set(checks_of) | set(parts_of) | set(conflict_of)}
+                 for op in set(checks_of) | set(parts_of) | set(conflict_of) | set(overlap_of)}
         range_bad = Cat(*[is_op[op] & ~ok for op, ok in checks_of.items()]).any()
         conflict = Cat(*[is_op[op] & c for op, c in conflict_of.items()]).any()
+        overlap = Cat(*[is_op[op] & c for op, c in overlap_of.items()]).any()
         m.d.comb += banks.eq(Cat(*[Cat(*[is_op[op] & p[b] for op, p in parts_of.items()]).any()
                                    for b in range(len(banks))]))
         is_mem = staged((opcode == Op.LDW) | (opcode == Op.STW) | (opcode == Op.SELOUT), "is_mem")
@@ -431,7 +443,9 @@ class Sequencer(wiring.Component):
             m.d.comb += err.eq(Error.SP_RANGE)
         with m.Elif(conflict):
             m.d.comb += err.eq(Error.BANK_CONFLICT)
-        any_err = ~st_legal | st_bad_field | dma_fault_seen | range_bad | conflict
+        with m.Elif(overlap):
+            m.d.comb += err.eq(Error.ROW_OVERLAP)
+        any_err = ~st_legal | st_bad_field | dma_fault_seen | range_bad | conflict | overlap
 
         # ---------------- state ------------------------------------------------------------------
         pc = Signal(32)

@@ -181,3 +181,40 @@ def test_invalid_instruction_halts_like_golden(bad):
     words = p.words() + list(bad)
     gm, gr = check_same(words)
     assert gr.error != Error.NONE
+
+
+_D = SOC.sp_depth
+
+
+@pytest.mark.parametrize("g_row,mask_row,dst,rows,error", [
+    (0, _D, 1, 16, Error.ROW_OVERLAP),                  # dst − g_row = 1, 10, 11, rows − 1
+    (0, _D, 10, 16, Error.ROW_OVERLAP),
+    (0, _D, 11, 16, Error.ROW_OVERLAP),
+    (0, _D, 15, 16, Error.ROW_OVERLAP),
+    (5, _D + 3, _D + 4, 2, Error.ROW_OVERLAP),          # ahead of the mask rows, 2 rows
+    (0, _D + 5, _D + 5 + 11, 16, Error.ROW_OVERLAP),
+    (_D - 16, _D, _D - 5, 16, Error.ROW_OVERLAP),       # into the next bank
+    (3 * _D - 16, 4 * _D - 17, 4 * _D - 16, 16, Error.ROW_OVERLAP),   # to the last row
+    (4 * _D - 31, _D, 4 * _D - 16, 16, Error.ROW_OVERLAP),
+    (0, 2, 1, 4, Error.BANK_CONFLICT),                  # conflict first, as golden
+    (4 * _D - 30, _D, 4 * _D - 15, 16, Error.SP_RANGE),  # range first
+    (0, _D, 0, 16, Error.NONE), (0, _D, _D, 16, Error.NONE),          # in place
+    (5, _D, 4, 16, Error.NONE), (0, _D + 1, _D, 16, Error.NONE),      # backward
+    (0, _D, 16, 16, Error.NONE), (_D - 1, 2 * _D, _D, 1, Error.NONE),  # next to a source
+])
+def test_relub_writing_ahead_halts_like_golden(g_row, mask_row, dst, rows, error):
+    """RELUB's ``Error.ROW_OVERLAP`` (``src < dst < src + rows`` for either source), its
+    priority after the range and bank checks, and the legal overlaps: the error, pc and cycles
+    of golden (the sequencer alone, without units: no unit is busy before the RELUB)."""
+    p = Assembler()
+    p.seti(rd=1, imm=3)
+    p.relub(g_row=g_row, mask_row=mask_row, dst=dst, rows=rows, lanes=SOC.lanes)
+    words = p.words()
+    if error != Error.NONE:
+        gm, gr = check_same(words)
+        assert (gr.error, gr.pc) == (error, 8)
+    else:       # legal: it issues (to no unit here: no cycles to compare), then opcode 0
+        gm, gr = run_golden(words, {})
+        rt = run_rtl(words, {})
+        assert (gr.error, gr.pc, gr.instructions) == (Error.ILLEGAL_OPCODE, 16, 2)
+        assert (rt["error"], rt["pc"], rt["insns"]) == (gr.error, gr.pc, gr.instructions)
