@@ -1,8 +1,7 @@
 """The DMA controller: 2-D strided block moves between main memory and the scratchpads."""
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.data import View
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -11,7 +10,7 @@ from spec.memory import DESC_FIELDS, FAULT_BITS, LINE_WORDS, MAX_ELEM_WORDS, Dir
 from spec.soc import check_soc
 from .bus import LineBusSignature
 from .dsp import MAX_OPERAND_WIDTH, registered_product
-from .spport import ReadPortSignature, WritePortSignature, row_layout
+from .spport import ReadPortSignature, WritePortSignature
 
 __all__ = ["descriptor_layout", "DmaChecker", "DmaController"]
 
@@ -355,12 +354,13 @@ class DmaController(wiring.Component):
         # will have room for its row (the rows queued plus the two in flight, at most three,
         # counted for the next cycle: `rd_ok` is a register, so the bus's handshake does not
         # reach the scratchpad's read enable), and its row is taken off the read port into the
-        # queue when it arrives (one register per queue entry and scratchpad, enabled by
-        # registers). A row moves from the queue's head into `sent` in PRIME and when a row's
+        # queue when it arrives (one register per queue entry, enabled by registers). A row moves from the queue's head into `sent` in PRIME and when a row's
         # last request is accepted; four entries keep one row per cycle.
         Q = 4
-        queue = [[Signal(row_layout(soc.elem_width(space), lanes), name=f"queue_{i}_{prefix}")
-                  for i in range(Q)] for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc"))]
+        # A queue entry holds a row as the words `sent` takes (the descriptor's space and
+        # element width applied as the row comes off the read port, from registers), so the
+        # queue's head reaches `sent` through its one-hot selection only.
+        queue = [Signal(ww * NW, name=f"queue_{i}") for i in range(Q)]
         q_wr = Signal(Q, init=1)                           # one-hot: the entry the next row fills
         q_rd = Signal(Q, init=1)                           # one-hot: the queue's head
         q_count = Signal(range(Q + 1))                     # rows in the queue
@@ -378,10 +378,19 @@ class DmaController(wiring.Component):
         consume = Signal()                                 # the head moves into `sent`
         for space, port in enumerate(reads):
             m.d.comb += [port.addr.eq(next_row), port.en.eq(rd_on[space])]
+        elem32 = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"elem32_{k}") for k in range(lanes)]
+        m.d.comb += [elem32[k].eq(Mux(d.space == Space.ACC, reads[1].data[k], reads[0].data[k]))
+                     for k in range(lanes)]
+        arrived = Signal(ww * NW)                          # the row off the port, as `sent` words
+        for p in range(NW):
+            narrow = elem32[p][:ww] if p < lanes else 0
+            m.d.comb += arrived.word_select(p, ww).eq(
+                Mux(wide, elem32[p // 2].word_select(p % 2, ww), narrow))
+        # (words NW.. of a narrow row are never selected: their mask bits are off)
         with m.If(rd_q2):
             for i in range(Q):
                 with m.If(q_wr[i]):
-                    m.d.sync += [queue[space][i].eq(port.data) for space, port in enumerate(reads)]
+                    m.d.sync += queue[i].eq(arrived)
             m.d.sync += q_wr.eq(q_wr.rotate_left(1))
         with m.If(consume):
             m.d.sync += q_rd.eq(q_rd.rotate_left(1))
@@ -397,22 +406,10 @@ class DmaController(wiring.Component):
             *set_rd((d.direction == Dir.STORE) & left_after & (room | consume)),
         ]
 
-        def head(space):
-            rows = [Value.cast(row) for row in queue[space]]
-            pick = rows[Q - 1]
-            for i in reversed(range(Q - 1)):
-                pick = Mux(q_rd[i], rows[i], pick)
-            return View(row_layout(soc.elem_width(space), lanes), pick)
-
-        heads = [head(space) for space in Space]
-        elem32 = [Signal(signed(MAX_ELEM_WORDS * ww), name=f"elem32_{k}") for k in range(lanes)]
-        m.d.comb += [elem32[k].eq(Mux(d.space == Space.ACC, heads[1][k], heads[0][k]))
-                     for k in range(lanes)]
-        load_row = []                                      # `sent` takes the queue's head
-        for p in range(NW):
-            narrow = elem32[p][:ww] if p < lanes else 0
-            load_row.append(sent[p].eq(Mux(wide, elem32[p // 2].word_select(p % 2, ww), narrow)))
-        # (words NW.. of a narrow row's `sent` are never selected: their mask bits are off)
+        head = queue[Q - 1]
+        for i in reversed(range(Q - 1)):
+            head = Mux(q_rd[i], queue[i], head)
+        load_row = [sent[p].eq(head.word_select(p, ww)) for p in range(NW)]   # `sent` takes it
 
         def start_row(addr, ones):
             """Without transpose: the first line of the row whose words start at ``addr`` and
@@ -454,6 +451,46 @@ class DmaController(wiring.Component):
             ]
             for k in range(lanes):
                 m.d.comb += port.data[k].eq(row[k])
+
+        # --- the requests: `accept` implies RUN (`iss_on` is set on entering RUN and cleared in
+        # it), so the issue side's registers are enabled by the handshake and registers alone,
+        # not by the state's decoding
+        with m.If(accept):
+            with m.If(~row_last):
+                with m.If(d.transpose):
+                    with m.If(~i_last_w):
+                        m.d.sync += [i_w.eq(1), *start_word(a_word + 1),
+                                     row_last.eq(i_last_l)]
+                    with m.Else():
+                        m.d.sync += [i_w.eq(0), i_l.eq(i_l + 1),
+                                     a_elem.eq(a_elem + inner),
+                                     *start_word(a_elem + inner),
+                                     row_last.eq(~wide & (i_l + 1 == n_in_m1))]
+                    m.d.sync += [pos.eq(pos + 1), place.eq(place << 1)]
+                    m.d.sync += [sent[p].eq(sent[p + 1]) for p in range(NS - 1)]
+                with m.Else():
+                    m.d.sync += [a_line.eq(a_line + 1), window.eq(window >> F),
+                                 place.eq(place << F), row_last.eq(window[2 * F:] == 0)]
+                    m.d.sync += [prev[q].eq(sent[q]) for q in range(F)]
+                    m.d.sync += [sent[p].eq(sent[p + F]) for p in range(NS - F)]
+            with m.Elif(~t_last):
+                nxt = a_row + outer
+                m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1), pos.eq(0),
+                             a_row.eq(nxt), a_elem.eq(nxt),
+                             t_last.eq(i_t + 1 == n_out_m1)]
+                with m.If(d.transpose):
+                    m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F),
+                                 row_last.eq(~wide & (n_in_m1 == 0))]
+                with m.Else():
+                    m.d.sync += start_row(nxt[:addr_width], row_ones)
+                    m.d.sync += row_last.eq(nxt[:fb] + n_words <= F)
+                m.d.comb += consume.eq(d.direction == Dir.STORE)
+            with m.Else():
+                m.d.sync += iss_on.eq(0)
+            # `sent` takes the next row after a row's last request (after the last row
+            # the queue's head, unused): its enable is RUN and `accept` only
+            with m.If(row_last):
+                m.d.sync += load_row
 
         # --- control ----------------------------------------------------------------------------
         with m.Switch(state):
@@ -535,42 +572,6 @@ class DmaController(wiring.Component):
                 m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
 
             with m.Case(_State.RUN):
-                with m.If(accept):
-                    with m.If(~row_last):
-                        with m.If(d.transpose):
-                            with m.If(~i_last_w):
-                                m.d.sync += [i_w.eq(1), *start_word(a_word + 1),
-                                             row_last.eq(i_last_l)]
-                            with m.Else():
-                                m.d.sync += [i_w.eq(0), i_l.eq(i_l + 1),
-                                             a_elem.eq(a_elem + inner),
-                                             *start_word(a_elem + inner),
-                                             row_last.eq(~wide & (i_l + 1 == n_in_m1))]
-                            m.d.sync += [pos.eq(pos + 1), place.eq(place << 1)]
-                            m.d.sync += [sent[p].eq(sent[p + 1]) for p in range(NS - 1)]
-                        with m.Else():
-                            m.d.sync += [a_line.eq(a_line + 1), window.eq(window >> F),
-                                         place.eq(place << F), row_last.eq(window[2 * F:] == 0)]
-                            m.d.sync += [prev[q].eq(sent[q]) for q in range(F)]
-                            m.d.sync += [sent[p].eq(sent[p + F]) for p in range(NS - F)]
-                    with m.Elif(~t_last):
-                        nxt = a_row + outer
-                        m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1), pos.eq(0),
-                                     a_row.eq(nxt), a_elem.eq(nxt),
-                                     t_last.eq(i_t + 1 == n_out_m1)]
-                        with m.If(d.transpose):
-                            m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F),
-                                         row_last.eq(~wide & (n_in_m1 == 0))]
-                        with m.Else():
-                            m.d.sync += start_row(nxt[:addr_width], row_ones)
-                            m.d.sync += row_last.eq(nxt[:fb] + n_words <= F)
-                        m.d.comb += consume.eq(d.direction == Dir.STORE)
-                    with m.Else():
-                        m.d.sync += iss_on.eq(0)
-                    # `sent` takes the next row after a row's last request (after the last row
-                    # the queue's head, unused): its enable is RUN and `accept` only
-                    with m.If(row_last):
-                        m.d.sync += load_row
                 with m.If(rsp.valid & tag.last):
                     with m.If(d.direction == Dir.LOAD):
                         m.d.sync += state.eq(_State.FLUSH)

@@ -15,6 +15,7 @@ from .dma import DmaController, descriptor_layout
 from .bus import BusArbiter, BusSignature, WordLineBridge
 from .mainmem import MainMemory
 from .scratchpad import Scratchpad
+from .skid import ReadyBuffer
 from .spport import ReadPortSignature, WritePortSignature
 
 __all__ = ["MemorySystem"]
@@ -153,7 +154,13 @@ class MemorySystem(wiring.Component):
             wiring.connect(m, dma.bus, self.mainmem.bus)
         else:
             m.submodules.arbiter = arb = self.arbiter
-            wiring.connect(m, dma.bus, arb.bus[0])
+            # the DMA's requests reach the arbiter through a ReadyBuffer: the grant, which
+            # depends on every master's request, ends at the buffer's register instead of
+            # spreading through the DMA's issue logic (same requests in the same cycles)
+            m.submodules.dma_req = buf = ReadyBuffer(dma.bus.req.payload.shape())
+            wiring.connect(m, dma.bus.req, buf.i)
+            wiring.connect(m, buf.o, arb.bus[0].req)
+            wiring.connect(m, arb.bus[0].rsp, dma.bus.rsp)
             wiring.connect(m, arb.slave, self.mainmem.bus)
             for i, (port, bridge) in enumerate(zip(self.bus, self.bridges)):
                 m.submodules[f"bridge_{i}"] = bridge

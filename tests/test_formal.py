@@ -1,4 +1,4 @@
-"""Formal proofs (SymbiYosys, k-induction) of the stream handshakes, and of their power to fail.
+"""Formal proofs (SymbiYosys, k-induction) of the stream buffers, and of their power to fail.
 
 Each proof runs in a few seconds (``docs/formal.md`` has the timings). Each property is also run
 on a deliberately broken design and must fail there: a proof that cannot fail proves nothing.
@@ -9,7 +9,7 @@ from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assume, Elaboratable, Module, Signal, Value, unsigned
 from amaranth.lib import data
 
-from rtl.skid import SkidBuffer
+from rtl.skid import ReadyBuffer, SkidBuffer
 from sim.formal import Claims, FormalToolError, prove
 
 #: Width of the harness's beat counters. They wrap; the proof holds for every index modulo
@@ -175,6 +175,152 @@ def test_skid_buffer_proof_fails_on_injected_bug(broken):
     assert result.status == "FAIL", str(result)
     failed = harness.failed_checks(result)
     assert failed & BUGS[broken] and failed <= BUGS[broken], str(result)
+
+
+class ReadyBufferHarness(Elaboratable):
+    """Proof obligations around a :class:`rtl.skid.ReadyBuffer` (``dut``).
+
+    The consumer is free (``AnySeq``); the producer is free but for the streams' rule, assumed:
+    it keeps ``valid`` and ``payload`` until ``ready`` (a pass-through buffer cannot keep ``o``
+    stable for a producer that does not). The claims, on the ports only:
+
+    - ``occupancy``: beats in − beats out = ``~i.ready`` — at most one beat inside, and the
+      buffer refuses a beat only while it holds one;
+    - ``latency``: while nothing is inside, ``o.valid`` is ``i.valid`` (a beat is offered in
+      the cycle it arrives, and nothing is offered that did not), and a beat inside is offered;
+    - ``delivery``: the *n*-th beat out carries what the *n*-th beat in carried (``AnyConst``
+      index and value);
+    - ``protocol``: ``o`` keeps ``valid`` and ``payload`` until ``o.ready``.
+
+    With ``invariants`` it also asserts ``entry``: the tracked beat, inside and the oldest, is
+    in ``dut.held``.
+    """
+
+    def __init__(self, dut, *, invariants=True):
+        self.dut = dut
+        self.invariants = invariants
+        self.claims = Claims()
+
+    def _check(self, m, name, test):
+        self.claims.add(m, name, test, src_loc_at=1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        i, o = dut.i, dut.o
+        shape = dut.payload_shape
+
+        m.d.comb += [i.valid.eq(AnySeq(1)), i.payload.eq(AnySeq(shape)), o.ready.eq(AnySeq(1))]
+        in_fire = i.valid & i.ready
+        out_fire = o.valid & o.ready
+
+        # The producer keeps its beat until it is taken (assumed), and so must the buffer.
+        i_held, i_last = Signal(), Signal(shape)
+        o_held, o_last = Signal(), Signal(shape)
+        m.d.sync += [i_held.eq(i.valid & ~i.ready), i_last.eq(i.payload),
+                     o_held.eq(o.valid & ~o.ready), o_last.eq(o.payload)]
+        with m.If(i_held):
+            m.d.comb += Assume(i.valid & (Value.cast(i.payload) == Value.cast(i_last)))
+        with m.If(o_held):
+            self._check(m, "protocol", o.valid & (Value.cast(o.payload) == Value.cast(o_last)))
+
+        n_in, n_out = Signal(COUNT_WIDTH), Signal(COUNT_WIDTH)
+        with m.If(in_fire):
+            m.d.sync += n_in.eq(n_in + 1)
+        with m.If(out_fire):
+            m.d.sync += n_out.eq(n_out + 1)
+        level = Signal(COUNT_WIDTH)
+        m.d.comb += level.eq(n_in - n_out)
+        self._check(m, "occupancy", level == ~i.ready)
+        self._check(m, "latency", o.valid == (i.valid | (level != 0)))
+
+        index, value = AnyConst(COUNT_WIDTH), AnyConst(shape)
+        with m.If(in_fire & (n_in == index)):
+            m.d.comb += Assume(Value.cast(i.payload) == Value.cast(value))
+        with m.If(out_fire & (n_out == index)):
+            self._check(m, "delivery", Value.cast(o.payload) == Value.cast(value))
+
+        if self.invariants:
+            with m.If((index == n_out) & (level != 0)):
+                self._check(m, "entry", Value.cast(dut.held) == Value.cast(value))
+        return m
+
+    def failed_checks(self, result):
+        """The names of the checks a :class:`sim.formal.FormalResult` reports as failed."""
+        return self.claims.failed(result)
+
+
+def prove_ready_buffer(dut, *, mode="prove", invariants=True):
+    """Run the ready buffer harness on ``dut``; returns the harness and the result."""
+    harness = ReadyBufferHarness(dut, invariants=invariants)
+    return harness, prove(harness, depth=SKID_DEPTH, mode=mode, name="ready")
+
+
+class ReadyDropsWhenFull(ReadyBuffer):
+    """Injected bug: ``i.ready`` stays high while a beat waits, so a beat is lost."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.i.ready.eq(1)
+        return m
+
+
+class ReadyAddsLatency(ReadyBuffer):
+    """Injected bug: a beat is offered only from the entry, a cycle after it arrives (and
+    ``o.ready`` is ignored while empty, so every beat goes through the entry)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.o.valid.eq(~self.empty)
+        with m.If(self.empty):
+            m.d.sync += self.empty.eq(~self.i.valid)
+        return m
+
+
+class ReadyRepeatsBeat(ReadyBuffer):
+    """Injected bug: the entry is not emptied when its beat is taken, so it is offered again."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(~self.empty):
+            m.d.sync += self.empty.eq(0)
+        return m
+
+
+class ReadyCorruptsEntry(ReadyBuffer):
+    """Injected bug: a beat that waits in the entry has its lowest bit flipped."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(self.empty):
+            m.d.sync += self.held.eq(Value.cast(self.i.payload) ^ 1)
+        return m
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_ready_buffer_loses_and_duplicates_nothing(shape):
+    _, result = prove_ready_buffer(ReadyBuffer(shape))
+    assert result.passed, str(result)
+    assert "successful proof by k-induction" in result.log_tail
+
+
+READY_BUGS = {
+    ReadyDropsWhenFull: {"occupancy"},
+    ReadyAddsLatency: {"occupancy", "latency"},
+    ReadyRepeatsBeat: {"occupancy", "latency", "delivery"},
+    ReadyCorruptsEntry: {"protocol", "delivery"},
+}
+
+
+@pytest.mark.parametrize("broken", READY_BUGS.keys(), ids=[bug.__name__ for bug in READY_BUGS])
+def test_ready_buffer_proof_fails_on_injected_bug(broken):
+    harness, result = prove_ready_buffer(broken(unsigned(8)))
+    assert result.status == "FAIL", str(result)
+    assert not result.passed and harness.failed_checks(result), str(result)
+    harness, result = prove_ready_buffer(broken(unsigned(8)), mode="bmc", invariants=False)
+    assert result.status == "FAIL", str(result)
+    failed = harness.failed_checks(result)
+    assert failed & READY_BUGS[broken] and failed <= READY_BUGS[broken], str(result)
 
 
 def test_prove_checks_arguments():
