@@ -33,7 +33,10 @@ class MemorySystem(wiring.Component):
     :class:`~rtl.bus.BusArbiter` whose other ports are exported as word buses (sequencer
     loads/stores, host link, selection engine), each through a :class:`~rtl.bus.WordLineBridge`;
     alone on the bus, the DMA then sees main memory's latency plus the arbiter's register
-    (:func:`spec.timing.bus_latency`).
+    (:func:`spec.timing.bus_latency`). Every master's requests reach the arbiter through a
+    :class:`~rtl.skid.ReadyBuffer`, so each master's ``req.ready`` is a register and the grant
+    (a function of every master's ``valid``) ends at the buffers; the requests reach the arbiter
+    in the cycles they would without them.
 
     Parameters
     ----------
@@ -162,9 +165,14 @@ class MemorySystem(wiring.Component):
             wiring.connect(m, buf.o, arb.bus[0].req)
             wiring.connect(m, arb.bus[0].rsp, dma.bus.rsp)
             wiring.connect(m, arb.slave, self.mainmem.bus)
+            # so do the other masters' (through a ReadyBuffer on each word port: every master's
+            # `req.ready` is a register, none depends on another's `valid` through the grant)
             for i, (port, bridge) in enumerate(zip(self.bus, self.bridges)):
                 m.submodules[f"bridge_{i}"] = bridge
-                wiring.connect(m, wiring.flipped(port), bridge.word)
+                m.submodules[f"bus_req_{i}"] = wbuf = ReadyBuffer(port.req.payload.shape())
+                wiring.connect(m, wiring.flipped(port.req), wbuf.i)
+                wiring.connect(m, wbuf.o, bridge.word.req)
+                wiring.connect(m, wiring.flipped(port.rsp), bridge.word.rsp)
                 wiring.connect(m, bridge.line, arb.bus[i + 1])
         for name, pad in (("sp", self.sp), ("acc", self.acc)):
             wiring.connect(m, getattr(dma, f"{name}_read"), pad.read[0])
