@@ -1,5 +1,6 @@
 """The vector engine against the golden machine: REQ, RELUB, SGD, FILL, SMX bit-exact, busy
-cycles exactly the golden timing."""
+cycles exactly the golden timing; RELUBs over their own rows, and on the SoC the ones the ISA
+refuses (``Error.ROW_OVERLAP``)."""
 
 import random
 
@@ -10,6 +11,7 @@ from amaranth.lib import wiring
 
 from spec import isa
 from spec.isa import Op, Error
+from spec.csr import Csr, encode_status
 from spec.params import Config, ArrayConfig
 from spec.soc import SocConfig
 from spec.softmax_tables import INV_TEMP_ONE
@@ -18,6 +20,8 @@ from golden.fixedpoint import LaneGenerators
 from golden.machine import Machine
 from rtl.vec_engine import VecEngine
 from rtl.scratchpad import Scratchpad
+from sim.soc import run_program
+from firmware.asm import Assembler
 from tests.simutil import run_sim
 
 SOC = SocConfig(config=Config(array=ArrayConfig(rows=4, cols=4)), mem_words=1024,
@@ -206,9 +210,6 @@ def test_relub_overlaps_on_the_soc(g_row, mask_row, dst):
     back: the error code, pc, cycles, memories and counters of golden. ``dst − src`` of 11 and
     15 are the engine's wrong cases (it reads rows it already wrote); every ``0 < dst − src <
     16`` halts with ``Error.ROW_OVERLAP`` at the RELUB, as golden does."""
-    from sim.soc import run_program
-    from spec.csr import Csr, encode_status
-    from firmware.asm import Assembler
     soc, n, rng = SOC_SMALL, 16, random.Random(g_row * 64 + mask_row + dst)
     data = soc.mem_words // 2
     p = Assembler()
