@@ -312,19 +312,25 @@ def overlap_relub(rng, soc, k=None, rows=None):
     """A RELUB whose destination starts ``k`` rows after one of its sources' first row, ``0 < k
     < rows`` (:func:`spec.isa.writes_ahead`), otherwise legal: ``Error.ROW_OVERLAP``. ``k`` and
     ``rows`` default to random values (``k`` often 1, the vector pipeline's depth 10 or 11, or
-    ``rows − 1``); each source lies in one bank, the destination anywhere up to the
-    scratchpad's last row."""
+    ``rows − 1``); the sources in different banks, the destination anywhere up to the
+    scratchpad's last row (often ending there)."""
     d, nb = soc.sp_depth, soc.sp_banks
-    n = rows if rows is not None else rng.randint(2, min(d, 24))
+    top_rows = min(d, 24)
+    n = rows if rows is not None else rng.choice([top_rows, rng.randint(2, top_rows)])
     if k is None:
         k = min(rng.choice([1, 10, 11, n - 1, rng.randint(1, n - 1)]), n - 1)
     if not 0 < k < n <= d:
         raise ValueError(f"A RELUB overlap needs 0 < k < rows <= {d}, not k={k}, rows={n}")
-    banks = [b for b in range(nb) if b * d + k + n <= soc.sp_rows]
-    bs = rng.choice(banks)                                  # the overlapped source's bank
-    top = min(d - n, soc.sp_rows - k - n - bs * d)          # it and the destination fit
-    src = bs * d + rng.choice([0, top, rng.randint(0, top)])
-    other = _rows(rng, soc, rng.choice([b for b in range(nb) if b != bs]), n)[0]
+
+    def others(src):          # the banks the other source may take
+        return [b for b in range(nb) if not src // d <= b <= (src + n - 1) // d]
+
+    src = soc.sp_rows - k - n                               # the destination to the last row
+    if rng.random() < 0.75 or not others(src):
+        bs = rng.choice([b for b in range(nb) if b * d + k + n <= soc.sp_rows])
+        top = min(d - n, soc.sp_rows - k - n - bs * d)      # in bank bs, the destination fits
+        src = bs * d + rng.choice([0, top, rng.randint(0, top)])
+    other = _rows(rng, soc, rng.choice(others(src)), n)[0]
     g_row, mask_row = (src, other) if rng.random() < 0.5 else (other, src)
     return isa.encode(Op.RELUB, g_row=g_row, mask_row=mask_row, dst=src + k, rows=n,
                       lanes=rng.randint(1, soc.lanes))
