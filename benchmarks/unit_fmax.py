@@ -48,7 +48,7 @@ def make_unit(name, soc, freq_mhz=100.0):
         return Sequencer(soc)
     if name == "dmacheck":
         from rtl.dma import DmaChecker
-        return DmaChecker(soc)
+        return DmaChecker(soc, latency=3)   # the SoC's
     if name == "memsys":
         from rtl.soc import memory_system
         return memory_system(dataclasses.replace(soc, mem_words=min(soc.mem_words, MEMSYS_WORDS)))

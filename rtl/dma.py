@@ -25,6 +25,13 @@ def _block_words(d):
     return Mux(d.elem_words == 2, d.cols << 1, d.cols)
 
 
+def _check_dsp_words(mem_words, what):
+    """Raise ``ValueError`` if a stride below ``mem_words`` does not fit a DSP block's operand."""
+    if mem_words > 1 << MAX_OPERAND_WIDTH:
+        raise ValueError(f"{what} main memory must have at most 2**{MAX_OPERAND_WIDTH} words "
+                         f"(a stride below it is a DSP block's operand), not {mem_words!r}")
+
+
 def _fault_code(m, d, mem_end_over, soc):
     """The fault code of descriptor ``d`` (a view of :func:`descriptor_layout`) given
     ``mem_end_over``, whether ``mem_addr + (rows - 1) * stride + block words > mem_words``: the
@@ -57,17 +64,24 @@ class DmaChecker(wiring.Component):
     ----------
     soc : SocConfig
         As :class:`DmaController`.
-    latency : 0 or 1
+    latency : 0, 1 or 3
         0: combinational, ``fault`` in the cycle ``desc`` is given. 1: the product
         ``(rows - 1) * stride`` is registered (from ``rows`` and ``stride`` of the cycle before),
         so ``fault`` is right from the second cycle ``rows`` and ``stride`` hold still; the
-        other fields are still read in the same cycle. The SoC uses 1, to keep the multiplier
-        out of the sequencer's CHECK stage.
+        other fields are still read in the same cycle. 3 (the SoC's): the product is a DSP
+        block's, registered three times (:func:`rtl.dsp.registered_product`), its operands
+        ``pre_rows`` and ``pre_stride``; ``fault`` is right in a cycle *c* if those were the
+        descriptor's ``rows`` and ``stride`` in cycle *c − 3* (the sequencer gives them from the
+        fetched instruction in DECODE) and ``desc`` holds the descriptor in cycles *c − 1* and *c*
+        (``mem_addr`` is read in *c* only). As :class:`DmaController`, it then needs main memory
+        of at most 2**18 words (a stride below it is a DSP block's operand).
 
     Members
     -------
     desc : ``In(descriptor_layout())``
         The descriptor.
+    pre_rows, pre_stride : ``In(...)``
+        With latency 3 only: the descriptor's ``rows`` and ``stride``, three cycles early.
     fault : ``Out(FAULT_BITS)``
         Its :class:`~spec.memory.Fault` code (0 if the DMA would do it).
 
@@ -76,17 +90,24 @@ class DmaChecker(wiring.Component):
     TypeError
         If ``soc`` is not a ``SocConfig`` or ``latency`` not an integer.
     ValueError
-        If ``latency`` is not 0 or 1.
+        If ``latency`` is not 0, 1 or 3, or with latency 3 main memory has more than 2**18 words.
     """
 
     def __init__(self, soc=None, *, latency=0):
         self._soc = check_soc(soc, "DMA checker")
         if not isinstance(latency, int) or isinstance(latency, bool):
             raise TypeError(f"DMA checker latency must be an integer, not {latency!r}")
-        if latency not in (0, 1):
-            raise ValueError(f"DMA checker latency must be 0 or 1, not {latency!r}")
+        if latency not in (0, 1, 3):
+            raise ValueError(f"DMA checker latency must be 0, 1 or 3, not {latency!r}")
+        if latency == 3:
+            _check_dsp_words(self._soc.mem_words, "DMA checker")
         self._latency = latency
-        super().__init__({"desc": In(descriptor_layout()), "fault": Out(FAULT_BITS)})
+        layout = descriptor_layout()
+        members = {"desc": In(layout), "fault": Out(FAULT_BITS)}
+        if latency == 3:
+            members.update(pre_rows=In(layout.members["rows"]),
+                           pre_stride=In(layout.members["stride"]))
+        super().__init__(members)
 
     @property
     def soc(self):
@@ -98,14 +119,31 @@ class DmaChecker(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        product = (self.desc.rows - 1) * self.desc.stride
-        if self._latency:
-            span = Signal(product.shape(), name="span")
-            m.d.sync += span.eq(product)
+        d, soc = self.desc, self._soc
+        if self._latency == 3:
+            # mem_addr + (rows - 1)·stride + block words > mem_words, for mem_addr below mem_words
+            # (MEM_RANGE comes first otherwise): `big` (two rows or more and stride >=
+            # mem_words) or rows·s + mem_addr > mem_words + s - block words, s the stride's low
+            # bits (the stride itself if below mem_words). The product is out in cycle c; the
+            # right side is registered in c - 1; c adds and compares.
+            sw = max(1, ceil_log2(soc.mem_words))
+            product = registered_product(m, "span", self.pre_rows, self.pre_stride[:sw],
+                                         en=C(1, 1), platform=platform)
+            bw = _block_words(d)
+            lim = Signal(signed(max(sw, len(bw)) + 2), name="lim")
+            big = Signal(name="big")
+            m.d.sync += [lim.eq(soc.mem_words + d.stride[:sw] - bw),
+                         big.eq((d.rows > 1) & (d.stride >= soc.mem_words))]
+            over = big | (product + d.mem_addr[:sw] > lim)
         else:
-            span = product
-        over = self.desc.mem_addr + span + _block_words(self.desc) > self._soc.mem_words
-        m.d.comb += self.fault.eq(_fault_code(m, self.desc, over, self._soc))
+            product = (d.rows - 1) * d.stride
+            if self._latency:
+                span = Signal(product.shape(), name="span")
+                m.d.sync += span.eq(product)
+            else:
+                span = product
+            over = d.mem_addr + span + _block_words(d) > soc.mem_words
+        m.d.comb += self.fault.eq(_fault_code(m, d, over, soc))
         return m
 
 
@@ -198,10 +236,7 @@ class DmaController(wiring.Component):
 
     def __init__(self, soc=None):
         self._soc = soc = check_soc(soc, "DMA")
-        if soc.mem_words > 1 << MAX_OPERAND_WIDTH:
-            raise ValueError(f"DMA main memory must have at most 2**{MAX_OPERAND_WIDTH} words "
-                             f"(a stride below it is a DSP block's operand), not "
-                             f"{soc.mem_words!r}")
+        _check_dsp_words(soc.mem_words, "DMA")
         ports = {}
         for space, prefix in ((Space.SP, "sp"), (Space.ACC, "acc")):
             geometry = (soc.space_rows(space), soc.elem_width(space), soc.lanes)
@@ -513,7 +548,8 @@ class DmaController(wiring.Component):
                              s_plus.eq(soc.mem_words + d.stride[:sw]),
                              big.eq((d.rows > 1) & (d.stride >= soc.mem_words))]
                 # the run's constants, whatever the outcome (nothing reads them before RUN, and
-                # the last descriptor's run is over), and whether the first request ends a row
+                # the last descriptor's run is over); ROOM adds whether the first request ends a
+                # row
                 m.d.sync += [
                     row_ones.eq(Cat((_block_words(d) > p) for p in range(NW))),
                     n_in_m1.eq(n_in - 1),
@@ -523,13 +559,14 @@ class DmaController(wiring.Component):
                     lane_on.eq(Cat((n_in > k) for k in range(lanes))),
                     n_words.eq(_block_words(d)),
                     t_last.eq(n_out == 1),
-                    first_last.eq(Mux(d.transpose, ~wide & (n_in == 1),
-                                      d.mem_addr[:fb] + _block_words(d) <= F)),
                 ]
 
             with m.Case(_State.ROOM):
                 m.d.sync += [state.eq(_State.COMPARE),
-                             room_neg.eq(diff < 0), mem_room.eq(diff[:sw + 1])]
+                             room_neg.eq(diff < 0), mem_room.eq(diff[:sw + 1]),
+                             # from CHECK's `n_words`: an adder and a compare in this cycle
+                             first_last.eq(Mux(d.transpose, ~wide & (n_in == 1),
+                                               d.mem_addr[:fb] + n_words <= F))]
 
             with m.Case(_State.COMPARE):
                 m.d.sync += [state.eq(_State.DECIDE),

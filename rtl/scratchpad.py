@@ -1,6 +1,6 @@
 """Banked scratchpads: rows of ``lanes`` elements, one row per cycle per port."""
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value
 from amaranth.hdl import MemoryData
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In
 from amaranth.utils import exact_log2
 
 from spec.params import check_int, check_positive_int
+from .memattrs import COLLISION_FREE
 from .spport import ReadPortSignature, WritePortSignature, row_layout
 
 __all__ = ["Scratchpad"]
@@ -23,7 +24,11 @@ class Scratchpad(wiring.Component):
     engine reads an A row and a B row from two banks while the DMA writes a third). The ports are
     those of :mod:`rtl.spport`: a read returns the row in the next cycle and the row stays on
     ``data`` while ``en`` is low (as long as no other port reads that bank); a write takes
-    per-lane enables, and a read of a row being written returns the old contents. The first
+    per-lane enables. A read of a row that is written in the same cycle returns **undefined**
+    elements in the lanes written (the banks are marked :data:`rtl.memattrs.COLLISION_FREE`, so
+    Yosys maps each to block RAM without a read-before-write bypass): no unit uses such a read
+    (``docs/memory.md``). In simulation (elaborated without a platform) those elements are the
+    old ones inverted, so a test that uses one differs from golden. The first
     ``late_read_ports`` read ports return the row a cycle later, two cycles after the read (the
     DMA's: each bank's output is registered for them, so the block RAM's output reaches only a
     register, then the bank multiplexer on a select registered twice); their row also stays
@@ -138,9 +143,21 @@ class Scratchpad(wiring.Component):
 
         rd, wr = [], []
         for b in banks:
-            m.submodules[f"bank_{b}"] = mem = Memory(data=self._data[b])
+            m.submodules[f"bank_{b}"] = mem = Memory(data=self._data[b],
+                                                     attrs={COLLISION_FREE: 1})
             rd.append(mem.read_port())
             wr.append(mem.write_port(granularity=1))        # one write enable per lane
+        out = [r.data for r in rd]                         # each bank's row as read
+        if platform is None:
+            # simulation: a lane read in the cycle it is written comes out inverted (undefined
+            # on the FPGA), and stays so while the port holds its row
+            for b in banks:
+                hit = Signal(self._lanes, name=f"bank_{b}_collided")
+                same = rd[b].en & (rd[b].addr == wr[b].addr)
+                with m.If(rd[b].en):
+                    m.d.sync += hit.eq(Mux(same, wr[b].en, 0))
+                lanes = [Value.cast(rd[b].data[k]) for k in range(self._lanes)]
+                out[b] = Cat(Mux(hit[k], ~x, x) for k, x in enumerate(lanes))
 
         # Reads: each bank serves the lowest-numbered port that reads it; each port remembers the
         # bank it read last and shows that bank's output.
@@ -156,7 +173,7 @@ class Scratchpad(wiring.Component):
         if self._late:
             for b in banks:
                 q = Signal.like(rd[b].data, name=f"bank_{b}_late")
-                m.d.sync += q.eq(rd[b].data)
+                m.d.sync += q.eq(out[b])
                 late.append(q)
         for p, port in enumerate(self.read):
             bank, _ = split(port.addr)
@@ -168,7 +185,7 @@ class Scratchpad(wiring.Component):
                 m.d.sync += sel2.eq(sel)
                 m.d.comb += port.data.eq(Array(late)[sel2])
             else:
-                m.d.comb += port.data.eq(Array(rd[b].data for b in banks)[sel])
+                m.d.comb += port.data.eq(Array(out)[sel])
 
         # Writes: each bank takes the lowest-numbered port that writes it.
         for b in banks:

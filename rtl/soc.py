@@ -154,7 +154,9 @@ class Soc(wiring.Component):
         m.submodules.seq = seq = self.seq
         m.submodules.gemm = gemm = self.gemm
         m.submodules.vec = vec = self.vec
-        m.submodules.dma_check = check = DmaChecker(soc, latency=1)   # fault in CHECK
+        # the checker's fault is registered by the sequencer in COMPARE; its product's operands
+        # come from the fetched instruction in DECODE, three cycles before
+        m.submodules.dma_check = check = DmaChecker(soc, latency=3)
         m.submodules.memop = memop = _MemOp(mem.bus[0].signature.flip())
 
         # ---- fetch, LDW/STW ----
@@ -177,6 +179,8 @@ class Soc(wiring.Component):
                 d.mem_addr.eq(seq.dma_addr), d.sp_row.eq(f("sp_row")), d.rows.eq(f("rows")),
                 d.cols.eq(f("cols")), d.stride.eq(f("stride")),
             ]
+        m.d.comb += [check.pre_rows.eq(field(seq.f_data, Op.DMA, "rows")),
+                     check.pre_stride.eq(field(seq.f_data, Op.DMA, "stride"))]
         m.d.comb += [seq.dma_fault.eq(check.fault), mem.i_desc.valid.eq(seq.dma_start),
                      seq.dma_busy.eq(mem.busy)]
 
@@ -248,7 +252,8 @@ class Soc(wiring.Component):
         dma_fault = Signal(8)
         with m.If(start):
             m.d.sync += dma_fault.eq(0)
-        with m.Elif(seq.running):
+        with m.Elif(seq.running & seq.in_state["COMPARE"]):
+            # the checker's fault is right in COMPARE (its product's operands were DECODE's)
             m.d.sync += dma_fault.eq(Mux(seq.ir[:isa.OPCODE_BITS] == Op.DMA, check.fault, 0))
 
         status = Signal(32)

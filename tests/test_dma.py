@@ -448,11 +448,46 @@ def test_checker_latency_1_matches_golden():
     run_sim(dut, tb)
 
 
+@pytest.mark.parametrize("soc", [SOC, SOC_ODD], ids=["soc", "odd"])
+def test_checker_latency_3_matches_golden(soc):
+    """DmaChecker(latency=3) (the SoC's): golden's fault code in cycle c when the product's
+    operands (``pre_rows``, ``pre_stride``) were the descriptor's in c - 3 and ``desc`` holds it
+    in c - 1 and c; junk on every input in the other cycles (the product's operands change every
+    cycle, as the fetch port's line does in the SoC)."""
+    rng = random.Random(13)
+    descs = [random_descriptor(rng, soc, p_fault=0.7) for _ in range(200)]
+    descs += [d for _, d in _fault_cases(soc)]
+    dut = DmaChecker(soc, latency=3)
+    assert dut.latency == 3
+
+    def junk():
+        return random_descriptor(rng, soc, p_fault=0.9).as_dict()
+
+    async def tb(ctx):
+        for n, d in enumerate(descs):
+            schedule = [("pre", junk()), ("junk", junk()), ("desc", junk()), ("desc", junk())]
+            for cycle, (what, other) in enumerate(schedule):
+                pre = d.as_dict() if cycle == 0 else other
+                ctx.set(dut.pre_rows, pre["rows"])
+                ctx.set(dut.pre_stride, pre["stride"])
+                ctx.set(dut.desc, d.as_dict() if what == "desc" else other)
+                if cycle == 3:
+                    assert ctx.get(dut.fault) == gd.check(d, soc), f"descriptor {n}: {d}"
+                await ctx.tick()
+
+    run_sim(dut, tb)
+
+
 def test_checker_latency_errors():
     with pytest.raises(TypeError, match=r"^DMA checker latency must be an integer, not '1'$"):
         DmaChecker(SOC, latency="1")
-    with pytest.raises(ValueError, match=r"^DMA checker latency must be 0 or 1, not 2$"):
+    with pytest.raises(ValueError, match=r"^DMA checker latency must be 0, 1 or 3, not 2$"):
         DmaChecker(SOC, latency=2)
+    with pytest.raises(ValueError, match=r"^DMA checker main memory must have at most 2\*\*18 "
+                                         r"words \(a stride below it is a DSP block's operand\), "
+                                         r"not 524288$"):
+        DmaChecker(SocConfig(mem_words=1 << 19), latency=3)
+    assert DmaChecker(SocConfig(mem_words=1 << 19)).latency == 0
 
 
 # --- RTL == golden ----------------------------------------------------------------------------------

@@ -129,19 +129,22 @@ def test_yosys_maps_the_marked_memory_without_emulation():
 
 
 def test_board_build_plan_applies_the_mark():
-    """``python -m rtl.build``'s plan hands Yosys the rewritten RTLIL: the ULX3S SoC's four
-    marked memories (the selector's slots; the softmax unit's e/target buffer and reciprocals,
-    since issue 28; main memory with its bus and fetch read ports, since issue 27 item 2) have
-    their read ports' masks all ones (five ports), every other read port 0."""
+    """``python -m rtl.build``'s plan hands Yosys the rewritten RTLIL: the ULX3S SoC's marked
+    memories (the selector's slots; the softmax unit's e/target buffer and reciprocals, since
+    issue 28; main memory with its bus and fetch read ports, since issue 27 item 2; each
+    scratchpad bank, one read port each, since issue 27 item 1) have their read ports' masks all
+    ones, every other read port 0."""
     from platforms import get_board
     from rtl.build import make_plan
 
-    _, plan = make_plan(get_board("ulx3s-85f"), "soc")
+    board = get_board("ulx3s-85f")
+    banks = board.soc.sp_banks + board.soc.acc_banks
+    _, plan = make_plan(board, "soc")
     text = plan.files["top.il"]
-    assert text.count(f"attribute \\{COLLISION_FREE} 1") == 4
+    assert text.count(f"attribute \\{COLLISION_FREE} 1") == 4 + banks
     masks = [m for ms in _masks(text).values() for m in ms]
     ones = [m for m in masks if set(m.split("'")[1]) == {"1"}]
-    assert len(ones) == 5 and len(masks) > 5
+    assert len(ones) == 5 + banks and len(masks) > 5 + banks
     assert all(set(m.split("'")[1]) == {"0"} for m in masks if m not in ones)
 
 

@@ -73,23 +73,29 @@ def test_random_ports(lanes, elem_width, banks, depth, seed, late):
                 ctx.set(port.addr, addr)
                 ctx.set(port.data, data)
             await ctx.tick()
-            # Model: each bank serves its lowest-numbered port; reads see the old contents.
+            # Model: each bank serves its lowest-numbered port; reads see the old contents but
+            # in the lanes the bank writes into the row read (undefined on the FPGA; the
+            # simulation inverts them, so that a unit's use of one shows).
+            winner = {}                   # bank -> (lane enables, row) of the write it takes
+            for en, addr, data in writes:
+                bank = addr // depth
+                if en and bank < banks and bank not in winner:
+                    winner[bank] = (en, addr, data)
             served = set()
             for p, (en, addr) in enumerate(reads):
                 bank = addr // depth
                 if en:
                     if bank < banks and bank not in served:
-                        bank_out[bank] = list(rows[addr])
+                        w_en, w_addr, _ = winner.get(bank, (0, None, None))
+                        hit = w_en if w_addr == addr else 0
+                        bank_out[bank] = [~x if hit >> lane & 1 else x
+                                          for lane, x in enumerate(rows[addr])]
                         served.add(bank)
                     sel[p] = bank
-            written = set()
-            for en, addr, data in writes:
-                bank = addr // depth
-                if en and bank < banks and bank not in written:
-                    written.add(bank)
-                    for lane in range(lanes):
-                        if en >> lane & 1:
-                            rows[addr][lane] = data[lane]
+            for en, addr, data in winner.values():
+                for lane in range(lanes):
+                    if en >> lane & 1:
+                        rows[addr][lane] = data[lane]
             for p, port in enumerate(sp.read):
                 outs, sels = before if p < late else (bank_out, sel)
                 if sels is not None and sels[p] < banks:

@@ -162,13 +162,15 @@ def test_random_vector_ops(seed):
     run_ops([random_op(rng) for _ in range(6)], seed)
 
 
-@pytest.mark.parametrize("k", [1, REQ_LATENCY, REQ_LATENCY + 1, REQ_LATENCY + VEC_READ_STAGES])
+@pytest.mark.parametrize("k", [1, REQ_LATENCY, REQ_LATENCY + VEC_READ_STAGES - 1])
 def test_relub_onto_rows_it_still_reads(k):
     """RELUB with ``dst = g_row + k``: row ``g_row + k + t`` is read ``REQ_LATENCY +
-    VEC_READ_STAGES - k`` cycles before (at the largest ``k``: in the cycle) its destination row
-    ``t`` is written over it, so it reads the old row, as golden does. The ISA refuses every
-    such RELUB (``Error.ROW_OVERLAP``, from ``k = 1``: the engine reads the new rows from ``k =
-    11``); golden's checker is bypassed: this is the engine's margin, not a legal program."""
+    VEC_READ_STAGES - k`` cycles before its destination row ``t`` is written over it, so it reads
+    the old row, as golden does. The ISA refuses every such RELUB (``Error.ROW_OVERLAP``, from
+    ``k = 1``: at ``k = REQ_LATENCY + VEC_READ_STAGES`` the row is read in the cycle it is
+    written, which the collision-free banks leave undefined, and from the next ``k`` the engine
+    reads the new rows); golden's checker is bypassed: this is the engine's margin, not a legal
+    program."""
     n = k + 4
     run_ops([(Op.RELUB, dict(g_row=2, mask_row=SOC.sp_depth, dst=2 + k, rows=n, lanes=SOC.lanes))],
             seed=k, checked=False)
