@@ -329,8 +329,9 @@ class DmaHarness(Elaboratable):
             self._check(m, "run", row_ones == Cat(d.cols * d.elem_words > p for p in range(NW)))
             self._check(m, "run", d.transpose | (reg("n_words") == d.cols * d.elem_words))
         with m.If((room | compare | decide) & shape_legal):
-            # and the first request's flags
+            # and the first request's flags: `t_last` set in CHECK, `first_last` in ROOM
             self._check(m, "run", reg("t_last") == (n_out == 1))
+        with m.If((compare | decide) & shape_legal):
             self._check(m, "run", reg("first_last") == Mux(
                 d.transpose, ~wide & (n_in_m1 == 0), d.mem_addr[:fb] + d.cols * d.elem_words <= F))
         with m.If(prime | run):
