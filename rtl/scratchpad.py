@@ -1,5 +1,8 @@
 """Banked scratchpads: rows of ``lanes`` elements, one row per cycle per port."""
 
+import functools
+import operator
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value
 from amaranth.hdl import MemoryData
 from amaranth.lib import wiring
@@ -18,25 +21,33 @@ class Scratchpad(wiring.Component):
     """A banked scratchpad of ``banks`` × ``depth`` rows of ``lanes`` signed elements.
 
     Each bank is one memory of ``depth`` rows (one block RAM or more) with one read port and one
-    write port with per-lane enables, so each bank does one row read and one row write per cycle. The scratchpad has ``read_ports`` read ports and
-    ``write_ports`` write ports, each reaching every bank at the unified row address
-    ``bank * depth + row``; ports that use different banks work in the same cycle (e.g. the GEMM
-    engine reads an A row and a B row from two banks while the DMA writes a third). The ports are
-    those of :mod:`rtl.spport`: a read returns the row in the next cycle and the row stays on
-    ``data`` while ``en`` is low (as long as no other port reads that bank); a write takes
-    per-lane enables. A read of a row that is written in the same cycle returns **undefined**
-    elements in the lanes written (the banks are marked :data:`rtl.memattrs.COLLISION_FREE`, so
-    Yosys maps each to block RAM without a read-before-write bypass): no unit uses such a read
-    (``docs/memory.md``). In simulation (elaborated without a platform) those elements are the
-    old ones inverted, so a test that uses one differs from golden. The first
-    ``late_read_ports`` read ports return the row a cycle later, two cycles after the read (the
-    DMA's: each bank's output is registered for them, so the block RAM's output reaches only a
-    register, then the bank multiplexer on a select registered twice); their row also stays
-    while no port reads that bank. Two ports that
-    use the same bank in the same cycle conflict: the lowest-numbered port is served, the other
-    port's write is dropped or its read returns the served port's row. Callers avoid conflicts
-    (the sequencer never lets two units share a bank). Addresses ``>= banks * depth`` write
-    nothing and read unspecified data.
+    write port with per-lane enables, so each bank does one row read and one row write per cycle.
+    The scratchpad has ``read_ports`` read ports and ``write_ports`` write ports, each reaching
+    every bank at the unified row address ``bank * depth + row``; ports that use different banks
+    work in the same cycle (e.g. the GEMM engine reads an A row and a B row from two banks while
+    the DMA writes a third). The ports are those of :mod:`rtl.spport`: a read returns the row in
+    the next cycle and the row stays on ``data`` while ``en`` is low (as long as no other port
+    reads that bank); a write takes per-lane enables. The first ``late_read_ports`` read ports
+    return the row a cycle later, two cycles after the read (the DMA's: each bank's output is
+    registered for them, so the block RAM's output reaches only a register, then the bank
+    multiplexer on a select registered twice); their row also stays while no port reads that
+    bank. Addresses ``>= banks * depth`` write nothing and read unspecified data.
+
+    Each bank has at most one read port and one write port in use per cycle: the sequencer never
+    lets two units share a bank, so the scratchpad does not arbitrate. A bank's read address and enable are the OR of the read ports'
+    terms, each gated by that port's ``en`` and its address falling in the bank; its write
+    address, data and lane enables likewise over the write ports (a flat AND-OR, a few LUT
+    levels, no priority chain). Two read ports or two write ports on one bank in one cycle are
+    **undefined**: the rows read and the row written are unspecified. In simulation (elaborated
+    without a platform) such a conflict shows: every read port that read the bank gets the row at
+    the OR of their row addresses with every element inverted, and none of the writes happens,
+    so a test in which two units share a bank differs from golden.
+
+    A read of a row that is written in the same cycle returns **undefined** elements in the lanes
+    written (the banks are marked :data:`rtl.memattrs.COLLISION_FREE`, so Yosys maps each to
+    block RAM without a read-before-write bypass): no unit uses such a read (``docs/memory.md``).
+    In simulation those elements are the old ones inverted, so a test that uses one differs from
+    golden. Both inversions stay while the bank holds the row.
 
     Testbenches reach the contents through :meth:`cell`.
 
@@ -137,9 +148,7 @@ class Scratchpad(wiring.Component):
         m = Module()
         row_bits = exact_log2(self._depth)
         banks = range(self._banks)
-
-        def split(addr):
-            return addr[row_bits:], addr[:row_bits]
+        w = self._elem_width
 
         rd, wr = [], []
         for b in banks:
@@ -147,28 +156,53 @@ class Scratchpad(wiring.Component):
                                                      attrs={COLLISION_FREE: 1})
             rd.append(mem.read_port())
             wr.append(mem.write_port(granularity=1))        # one write enable per lane
+
+        # Each port's use of each bank: a read port's enable, a write port's lane enables, gated
+        # by its bank bits. A bank's controls are the OR of its users' terms (one user per bank
+        # and cycle, the sequencer's guarantee: no priority between them).
+        reads = []                                         # (row, [uses bank b]) per read port
+        for p, port in enumerate(self.read):
+            uses = [Signal(name=f"read_{p}_uses_{b}") for b in banks]
+            m.d.comb += [u.eq(port.en & (port.addr[row_bits:] == b)) for b, u in enumerate(uses)]
+            reads.append((port.addr[:row_bits], uses))
+        writes = []                                        # (row, data, [lanes written in b])
+        for p, port in enumerate(self.write):
+            lanes = [Signal(self._lanes, name=f"write_{p}_lanes_{b}") for b in banks]
+            m.d.comb += [x.eq(Mux(port.addr[row_bits:] == b, port.en, 0))
+                         for b, x in enumerate(lanes)]
+            writes.append((port.addr[:row_bits], Value.cast(port.data), lanes))
+        readers = []                                       # per bank: its read ports' uses
+        for b in banks:
+            ren = [uses[b] for _, uses in reads]
+            wen = [lanes[b].any() for _, _, lanes in writes]
+            m.d.comb += [
+                rd[b].en.eq(_or(ren)),
+                rd[b].addr.eq(_and_or((u, row) for u, (row, _) in zip(ren, reads))),
+                wr[b].addr.eq(_and_or((u, row) for u, (row, _, _) in zip(wen, writes))),
+                wr[b].data.eq(_and_or((Cat(x.replicate(w) for x in lanes[b]), data)
+                                      for _, data, lanes in writes)),
+            ]
+            wen_lanes = _or(lanes[b] for _, _, lanes in writes)
+            if platform is None:                           # simulation: a clashing write is lost
+                wen_lanes = Mux(_two_or_more(wen), 0, wen_lanes)
+            m.d.comb += wr[b].en.eq(wen_lanes)
+            readers.append(ren)
+
         out = [r.data for r in rd]                         # each bank's row as read
         if platform is None:
             # simulation: a lane read in the cycle it is written comes out inverted (undefined
-            # on the FPGA), and stays so while the port holds its row
+            # on the FPGA), every lane when two ports read the bank at once; it stays so while
+            # the bank holds its row
             for b in banks:
                 hit = Signal(self._lanes, name=f"bank_{b}_collided")
-                same = rd[b].en & (rd[b].addr == wr[b].addr)
+                same = rd[b].addr == wr[b].addr
                 with m.If(rd[b].en):
-                    m.d.sync += hit.eq(Mux(same, wr[b].en, 0))
+                    m.d.sync += hit.eq(Mux(_two_or_more(readers[b]), (1 << self._lanes) - 1,
+                                            Mux(same, wr[b].en, 0)))
                 lanes = [Value.cast(rd[b].data[k]) for k in range(self._lanes)]
                 out[b] = Cat(Mux(hit[k], ~x, x) for k, x in enumerate(lanes))
 
-        # Reads: each bank serves the lowest-numbered port that reads it; each port remembers the
-        # bank it read last and shows that bank's output.
-        for b in banks:
-            addr = Signal(max(1, row_bits), name=f"bank_{b}_raddr")
-            en = Signal(name=f"bank_{b}_ren")
-            for p, port in enumerate(self.read):
-                bank, row = split(port.addr)
-                with (m.Elif if p else m.If)(port.en & (bank == b)):
-                    m.d.comb += [addr.eq(row), en.eq(1)]
-            m.d.comb += [rd[b].addr.eq(addr), rd[b].en.eq(en)]
+        # Each read port remembers the bank it read last and shows that bank's output.
         late = []                                          # each bank's row, a cycle later
         if self._late:
             for b in banks:
@@ -176,22 +210,37 @@ class Scratchpad(wiring.Component):
                 m.d.sync += q.eq(out[b])
                 late.append(q)
         for p, port in enumerate(self.read):
-            bank, _ = split(port.addr)
             sel = Signal(range(self._banks), name=f"read_{p}_bank")
             with m.If(port.en):
-                m.d.sync += sel.eq(bank)
+                m.d.sync += sel.eq(port.addr[row_bits:])
             if p < self._late:
                 sel2 = Signal.like(sel, name=f"read_{p}_bank_late")
                 m.d.sync += sel2.eq(sel)
                 m.d.comb += port.data.eq(Array(late)[sel2])
             else:
                 m.d.comb += port.data.eq(Array(out)[sel])
-
-        # Writes: each bank takes the lowest-numbered port that writes it.
-        for b in banks:
-            for p, port in enumerate(self.write):
-                bank, row = split(port.addr)
-                with (m.Elif if p else m.If)(port.en.any() & (bank == b)):
-                    m.d.comb += [wr[b].addr.eq(row), wr[b].data.eq(port.data),
-                                 wr[b].en.eq(port.en)]
         return m
+
+
+def _or(values):
+    """The OR of the values."""
+    return functools.reduce(operator.or_, (Value.cast(v) for v in values))
+
+
+def _and_or(terms):
+    """The OR of ``value & enable`` over ``(enable, value)`` pairs (``enable`` one bit, replicated
+    to the value's width, or a mask as wide as the value): a flat multiplexer for values of which
+    at most one is enabled."""
+    gated = []
+    for en, value in terms:
+        value, en = Value.cast(value), Value.cast(en)
+        gated.append(value & (en.replicate(len(value)) if len(en) == 1 else en))
+    return _or(gated)
+
+
+def _two_or_more(bits):
+    """Whether two or more of the one-bit values are set (simulation's conflict check)."""
+    seen = two = Value.cast(0)
+    for x in bits:
+        two, seen = two | (seen & x), seen | x
+    return two

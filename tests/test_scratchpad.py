@@ -1,6 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Banked scratchpad (rtl/scratchpad.py) against a cycle-level Python model of its ports."""
 
+import functools
+import operator
 import random
 
 import pytest
@@ -35,36 +37,62 @@ def test_constructor_validation():
         sp.cell(16)
 
 
-@pytest.mark.parametrize("lanes, elem_width, banks, depth, seed, late", [
-    (3, 16, 3, 4, 1, 0),       # 3 banks: addresses 12..15 are outside
-    (2, 32, 2, 8, 2, 0),
-    (4, 16, 1, 1, 3, 0),       # one row
-    (3, 16, 3, 4, 4, 1),       # read port 0 late (the DMA's in the memory system)
-    (2, 32, 2, 8, 5, 2),
+@pytest.mark.parametrize("lanes, elem_width, banks, depth, seed, late, ports, owners", [
+    (3, 16, 3, 4, 1, 0, 2, False),     # 3 banks: addresses 12..15 are outside
+    (2, 32, 2, 8, 2, 0, 2, False),
+    (4, 16, 1, 1, 3, 0, 2, False),     # one row
+    (3, 16, 3, 4, 4, 1, 2, False),     # read port 0 late (the DMA's in the memory system)
+    (2, 32, 2, 8, 5, 2, 2, False),
+    (3, 16, 3, 4, 6, 0, 3, True),      # one user per bank and cycle: the sequencer's promise
+    (2, 16, 4, 4, 7, 1, 4, True),
+    (3, 32, 2, 8, 8, 2, 3, True),
+    (2, 16, 5, 2, 9, 0, 6, True),      # as many ports as the memory system's operand scratchpad
 ])
-def test_random_ports(lanes, elem_width, banks, depth, seed, late):
-    """Two read and two write ports, random traffic with bank conflicts and per-lane enables;
-    the first ``late`` read ports see what an ordinary port would have seen a cycle before."""
+def test_random_ports(lanes, elem_width, banks, depth, seed, late, ports, owners):
+    """``ports`` read and ``ports`` write ports, random traffic with per-lane enables; the first
+    ``late`` read ports see what an ordinary port would have seen a cycle before.
+
+    With ``owners`` each bank has at most one read port and one write port in a cycle (a port
+    that would share one is idle, its address still pointing there): every port then gets
+    exactly what it asked for. Otherwise ports clash, and the model expects the simulation's
+    defined junk for a behaviour that is undefined on the FPGA.
+    """
     rng = random.Random(seed)
     sp = Scratchpad(lanes=lanes, elem_width=elem_width, banks=banks, depth=depth,
-                    read_ports=2, write_ports=2, late_read_ports=late)
+                    read_ports=ports, write_ports=ports, late_read_ports=late)
     lo, hi = -(1 << (elem_width - 1)), (1 << (elem_width - 1)) - 1
     addr_space = 1 << len(sp.read[0].addr)
     rows = {r: [0] * lanes for r in range(sp.rows)}
     bank_out = [[0] * lanes for _ in range(banks)]
-    sel = [0, 0]
+    sel = [0] * ports
     before = (None, None)             # (bank_out, sel) a cycle before
 
     def value():
         return rng.choice((lo, hi, 0, -1, rng.randint(lo, hi)))
 
+    def one_per_bank(ports_traffic, en_of):
+        """Idle the ports that would share a bank with a port before them (in random order)."""
+        taken = set()
+        order = list(range(len(ports_traffic)))
+        rng.shuffle(order)
+        for p in order:
+            t = ports_traffic[p]
+            if en_of(t):
+                if t[1] // depth in taken:
+                    ports_traffic[p] = (0,) + t[1:]
+                taken.add(t[1] // depth)
+        return ports_traffic
+
     async def tb(ctx):
         nonlocal before
         for cycle in range(300):
-            reads = [(rng.random() < 0.6, rng.randrange(addr_space)) for _ in sp.read]
+            reads = [(int(rng.random() < 0.6), rng.randrange(addr_space)) for _ in sp.read]
             writes = [(rng.randrange(1 << lanes) if rng.random() < 0.6 else 0,
                        rng.randrange(addr_space), [value() for _ in range(lanes)])
                       for _ in sp.write]
+            if owners:
+                reads = one_per_bank(reads, lambda t: t[0])
+                writes = one_per_bank(writes, lambda t: t[0])
             for port, (en, addr) in zip(sp.read, reads):
                 ctx.set(port.en, en)
                 ctx.set(port.addr, addr)
@@ -73,29 +101,33 @@ def test_random_ports(lanes, elem_width, banks, depth, seed, late):
                 ctx.set(port.addr, addr)
                 ctx.set(port.data, data)
             await ctx.tick()
-            # Model: each bank serves its lowest-numbered port; reads see the old contents but
-            # in the lanes the bank writes into the row read (undefined on the FPGA; the
-            # simulation inverts them, so that a unit's use of one shows).
-            winner = {}                   # bank -> (lane enables, row) of the write it takes
-            for en, addr, data in writes:
-                bank = addr // depth
-                if en and bank < banks and bank not in winner:
-                    winner[bank] = (en, addr, data)
-            served = set()
+            # Model, per bank: one write port writes its lanes; two or more write nothing (in
+            # simulation; undefined on the FPGA). One read port reads the old row, but in the
+            # lanes written into it, inverted (undefined on the FPGA); two or more read the row
+            # at the OR of their row addresses (the FPGA's bank sees that address) all inverted.
+            for bank in range(banks):
+                readers = [addr for en, addr in reads if en and addr // depth == bank]
+                writers = [w for w in writes if w[0] and w[1] // depth == bank]
+                assert not owners or (len(readers) <= 1 and len(writers) <= 1)
+                if readers:
+                    row = bank * depth + functools.reduce(operator.or_,
+                                                          (a % depth for a in readers))
+                    if len(readers) > 1:
+                        hit = (1 << lanes) - 1
+                    elif len(writers) == 1 and writers[0][1] == row:
+                        hit = writers[0][0]
+                    else:
+                        hit = 0
+                    bank_out[bank] = [~x if hit >> lane & 1 else x
+                                      for lane, x in enumerate(rows[row])]
+                if len(writers) == 1:
+                    en, addr, data = writers[0]
+                    for lane in range(lanes):
+                        if en >> lane & 1:
+                            rows[addr][lane] = data[lane]
             for p, (en, addr) in enumerate(reads):
-                bank = addr // depth
                 if en:
-                    if bank < banks and bank not in served:
-                        w_en, w_addr, _ = winner.get(bank, (0, None, None))
-                        hit = w_en if w_addr == addr else 0
-                        bank_out[bank] = [~x if hit >> lane & 1 else x
-                                          for lane, x in enumerate(rows[addr])]
-                        served.add(bank)
-                    sel[p] = bank
-            for en, addr, data in winner.values():
-                for lane in range(lanes):
-                    if en >> lane & 1:
-                        rows[addr][lane] = data[lane]
+                    sel[p] = addr // depth
             for p, port in enumerate(sp.read):
                 outs, sels = before if p < late else (bank_out, sel)
                 if sels is not None and sels[p] < banks:
@@ -104,6 +136,44 @@ def test_random_ports(lanes, elem_width, banks, depth, seed, late):
             before = ([list(row) for row in bank_out], list(sel))
         for r in range(sp.rows):
             assert list(ctx.get(sp.cell(r))) == rows[r], f"seed {seed}, row {r}"
+
+    run_sim(sp, tb)
+
+
+def test_conflict_visible():
+    """Two ports on one bank in one cycle (undefined on the FPGA): in simulation both read ports
+    get a row inverted, the late one a cycle later, and neither write happens; the next cycle
+    with one port per bank works again."""
+    sp = Scratchpad(lanes=2, elem_width=16, banks=2, depth=4, read_ports=3, write_ports=2,
+                    late_read_ports=1)
+
+    async def tb(ctx):
+        for r in range(sp.rows):
+            ctx.set(sp.cell(r), [100 * r, 100 * r + 1])
+        (r0, r1, r2), (w0, w1) = sp.read, sp.write
+        ctx.set(w0.data, [-5, 7])
+        ctx.set(w1.data, [-9, 11])
+        for port, addr in ((r0, 1), (r1, 2), (r2, 6), (w0, 5), (w1, 6)):
+            ctx.set(port.addr, addr)
+            ctx.set(port.en, 0b11 if port in (w0, w1) else 1)
+        await ctx.tick()                    # bank 0: two reads; bank 1: a read and two writes
+        for port in (r0, r1, r2, w0, w1):
+            ctx.set(port.en, 0)
+        clash = [~300, ~301]                # rows 1 | 2 = 3, inverted
+        assert list(ctx.get(r1.data)) == clash
+        assert list(ctx.get(r2.data)) == [600, 601]
+        assert [list(ctx.get(sp.cell(r))) for r in (5, 6, 7)] == [[500, 501], [600, 601],
+                                                                 [700, 701]]
+        await ctx.tick()
+        assert list(ctx.get(r0.data)) == clash
+        assert list(ctx.get(r1.data)) == clash          # held while no port reads bank 0
+        ctx.set(r0.addr, 2)
+        ctx.set(r0.en, 1)
+        ctx.set(w1.en, 0b01)
+        await ctx.tick()
+        await ctx.tick()
+        assert list(ctx.get(r0.data)) == [200, 201]
+        assert list(ctx.get(sp.cell(6))) == [-9, 601]
 
     run_sim(sp, tb)
 
