@@ -16,7 +16,8 @@ from spec.isa import Op, Unit, Error, Cond
 from spec.params import check_int
 from spec.soc import check_soc
 from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, ISSUE_LATENCY, REQ_LATENCY,
-                         SGD_LATENCY, VEC_READ_STAGES, bus_latency, memop_cycles)
+                         SGD_LATENCY, VEC_READ_STAGES, bus_latency, memop_cycles,
+                         word_bus_latency)
 from . import fixedpoint as fx
 
 __all__ = ["Machine", "Timing", "ExecResult", "selout_last_write"]
@@ -28,8 +29,9 @@ class Timing:
 
     An instruction whose fetch starts in cycle ``t`` may issue from cycle ``t + FETCH_CYCLES``;
     an LDW/STW holds the sequencer :func:`~spec.timing.memop_cycles` more cycles after it issues
-    (``2 + latency``, where ``latency`` is :func:`~spec.timing.bus_latency`: main memory's latency
-    plus the bus arbiter's cycle, which every bus master's latency below includes too).
+    (``2 + latency``, where ``latency`` is :func:`~spec.timing.word_bus_latency`: main memory's
+    latency plus the bus arbiter's cycle, which every bus master's latency below includes too,
+    plus the cycle of a word master's skid buffer, which SELOUT's includes too).
     An instruction issues on the first cycle ≥ that at which its unit is free and no busy unit
     uses one of its banks; the next fetch starts the cycle after issue. A unit takes an operation
     issued at cycle ``t`` at ``t + ISSUE_LATENCY`` (the sequencer's start strobes are registers),
@@ -81,7 +83,7 @@ class Timing:
                 return m.sel_feed_cycles
             counts = m.selector.result().counts
             words = isa.sel_record_words(sel, m.soc.config.array.operand_width)
-            return selout_last_write(counts, words) + bus_latency(m.soc.mem_latency)
+            return selout_last_write(counts, words) + word_bus_latency(m.soc.mem_latency)
         raise AssertionError(op)
 
 
@@ -562,7 +564,7 @@ class Machine:
             pc = new_pc if new_pc is not None else pc + isa.INSN_WORDS
             t = t_issue + 1
             if op in (Op.LDW, Op.STW):
-                t += memop_cycles(bus_latency(self.soc.mem_latency))
+                t += memop_cycles(word_bus_latency(self.soc.mem_latency))
         raise RuntimeError(f"Program did not halt within {max_instructions} instructions")
 
     def _account(self, cycles, free, used):

@@ -15,7 +15,7 @@ from .dma import DmaController, descriptor_layout
 from .bus import BusArbiter, BusSignature, WordLineBridge
 from .mainmem import MainMemory
 from .scratchpad import Scratchpad
-from .skid import ReadyBuffer
+from .skid import ReadyBuffer, SkidBuffer
 from .spport import ReadPortSignature, WritePortSignature
 
 __all__ = ["MemorySystem"]
@@ -33,10 +33,11 @@ class MemorySystem(wiring.Component):
     :class:`~rtl.bus.BusArbiter` whose other ports are exported as word buses (sequencer
     loads/stores, host link, selection engine), each through a :class:`~rtl.bus.WordLineBridge`;
     alone on the bus, the DMA then sees main memory's latency plus the arbiter's register
-    (:func:`spec.timing.bus_latency`). Every master's requests reach the arbiter through a
-    :class:`~rtl.skid.ReadyBuffer`, so each master's ``req.ready`` is a register and the grant
-    (a function of every master's ``valid``) ends at the buffers; the requests reach the arbiter
-    in the cycles they would without them.
+    (:func:`spec.timing.bus_latency`). The DMA's requests reach the arbiter through a
+    :class:`~rtl.skid.ReadyBuffer` (its ``req.ready`` a register, the same cycles), each word
+    master's through a :class:`~rtl.skid.SkidBuffer` (``valid``, payload and ``ready`` all
+    registers, one cycle more: :func:`spec.timing.word_bus_latency`), so the grant depends on
+    registers only and ends at the buffers.
 
     Parameters
     ----------
@@ -165,11 +166,13 @@ class MemorySystem(wiring.Component):
             wiring.connect(m, buf.o, arb.bus[0].req)
             wiring.connect(m, arb.bus[0].rsp, dma.bus.rsp)
             wiring.connect(m, arb.slave, self.mainmem.bus)
-            # so do the other masters' (through a ReadyBuffer on each word port: every master's
-            # `req.ready` is a register, none depends on another's `valid` through the grant)
+            # the word masters' requests through a SkidBuffer each: their `valid` and payload
+            # (deep in a unit's logic: the selection engine's comes from its selector's state)
+            # and their `ready` are registers, so the grant depends only on registers
+            # (spec.timing.WORD_MASTER_LATENCY: one cycle more for these masters)
             for i, (port, bridge) in enumerate(zip(self.bus, self.bridges)):
                 m.submodules[f"bridge_{i}"] = bridge
-                m.submodules[f"bus_req_{i}"] = wbuf = ReadyBuffer(port.req.payload.shape())
+                m.submodules[f"bus_req_{i}"] = wbuf = SkidBuffer(port.req.payload.shape())
                 wiring.connect(m, wiring.flipped(port.req), wbuf.i)
                 wiring.connect(m, wbuf.o, bridge.word.req)
                 wiring.connect(m, wiring.flipped(port.rsp), bridge.word.rsp)

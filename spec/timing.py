@@ -14,9 +14,9 @@ from .params import check_positive_int
 
 __all__ = [
     "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES", "SEL_READ_STAGES",
-    "FETCH_CYCLES", "ISSUE_LATENCY", "MEMOP_CYCLES", "BUS_LATENCY", "DMA_OVERHEAD",
-    "GEMM_OVERHEAD",
-    "memop_cycles", "bus_latency", "output_latency", "tile_spacing",
+    "FETCH_CYCLES", "ISSUE_LATENCY", "MEMOP_CYCLES", "BUS_LATENCY", "WORD_MASTER_LATENCY",
+    "DMA_OVERHEAD", "GEMM_OVERHEAD",
+    "memop_cycles", "bus_latency", "word_bus_latency", "output_latency", "tile_spacing",
 ]
 
 
@@ -73,6 +73,13 @@ MEMOP_CYCLES = 2
 #: request register, issue 27 item 4: :class:`rtl.bus.BusArbiter`): see :func:`bus_latency`.
 BUS_LATENCY = 1
 
+#: Cycles a word master of the SoC (the sequencer's LDW/STW, the selection engine, the host link)
+#: adds on top of :data:`BUS_LATENCY`: its requests reach the arbiter through a two-entry skid
+#: buffer (:class:`rtl.skid.SkidBuffer`: valid, payload and ready all registers, issue 27 item 4;
+#: on a routed 2×2 SoC the selection engine's request `valid`, deep in its selector's state, ran
+#: through the arbiter's grant into a bridge's lane queue, 12.4 ns). See :func:`word_bus_latency`.
+WORD_MASTER_LATENCY = 1
+
 #: A DMA instruction keeps the DMA unit busy for ``golden.dma.cycles(desc) + DMA_OVERHEAD``
 #: cycles (the DMA takes the descriptor in the cycle its start strobe is high,
 #: :data:`ISSUE_LATENCY` after the issue).
@@ -87,12 +94,19 @@ GEMM_OVERHEAD = 5
 
 
 def bus_latency(mem_latency):
-    """The latency a bus master of the SoC (the DMA, the sequencer's LDW/STW, the selection
-    engine, the host link) sees on a main memory of latency ``mem_latency``: from the cycle the
-    arbiter takes its request to the cycle the response is valid, ``mem_latency +
-    BUS_LATENCY``."""
+    """The latency the DMA sees on a main memory of latency ``mem_latency`` in the SoC: from the
+    cycle the arbiter takes its request to the cycle the response is valid, ``mem_latency +
+    BUS_LATENCY`` (the word masters see :func:`word_bus_latency`)."""
     check_positive_int(mem_latency, "Memory latency")
     return mem_latency + BUS_LATENCY
+
+
+def word_bus_latency(mem_latency):
+    """The latency a word master of the SoC (the sequencer's LDW/STW, the selection engine, the
+    host link) sees on a main memory of latency ``mem_latency``, from the cycle it hands a request
+    over to the cycle the response is valid: :func:`bus_latency` plus
+    :data:`WORD_MASTER_LATENCY`."""
+    return bus_latency(mem_latency) + WORD_MASTER_LATENCY
 
 
 def memop_cycles(mem_latency):

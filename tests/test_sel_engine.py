@@ -16,13 +16,14 @@ from spec.isa import Op
 from spec.params import Config, ArrayConfig
 from spec.selection import SelectorConfig
 from spec.soc import SocConfig
-from spec.timing import bus_latency
+from spec.timing import word_bus_latency
 from golden.machine import Machine, selout_last_write
 from golden.selection import select_offline
 from rtl.bus import BusArbiter
 from rtl.mainmem import MainMemory
 from rtl.scratchpad import Scratchpad
 from rtl.sel_engine import SelEngine
+from rtl.skid import SkidBuffer
 from tests.simutil import run_sim
 from tests.test_topk import collision_monitor
 
@@ -37,7 +38,8 @@ def soc_with(**sel):
 
 class _Harness(wiring.Component):
     """The engine with an operand scratchpad and main memory (optionally stalling), reached as
-    in the SoC through a bus arbiter (whose request register the cycle model counts)."""
+    in the SoC through a skid buffer and a bus arbiter (the buffer's cycle and the arbiter's
+    request register are in the cycle model: ``spec.timing.word_bus_latency``)."""
 
     def __init__(self, soc, stall_rate=0, seed=1):
         self.eng = SelEngine(soc)
@@ -49,14 +51,17 @@ class _Harness(wiring.Component):
         bus = self.mem.bus.signature
         self.arb = BusArbiter(1, bus.addr_width, bus.data_width,
                               max_inflight=max(8, soc.mem_latency + 2))
+        self.skid = SkidBuffer(self.eng.bus.req.payload.shape())
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.eng, m.submodules.sp, m.submodules.mem = self.eng, self.sp, self.mem
-        m.submodules.arb = self.arb
+        m.submodules.arb, m.submodules.skid = self.arb, self.skid
         wiring.connect(m, self.eng.sp_rd, self.sp.read[0])
-        wiring.connect(m, self.eng.bus, self.arb.bus[0])
+        wiring.connect(m, self.eng.bus.req, self.skid.i)
+        wiring.connect(m, self.skid.o, self.arb.bus[0].req)
+        wiring.connect(m, self.arb.bus[0].rsp, self.eng.bus.rsp)
         wiring.connect(m, self.arb.slave, self.mem.bus)
         m.d.comb += self.sp.write[0].en.eq(0)
         return m
@@ -191,10 +196,11 @@ def test_empty_and_persistent_selection():
     durations, gmem, held = run_golden(soc, sp, steps)
     assert mem == gmem and busy == durations and total == held == 0
     # every class empty: the read-out skips each class (a cycle each, from issue + 2), then the
-    # engine writes the C count words, the last acknowledged after the bus latency (the memory's
-    # and the arbiter's request register)
+    # engine writes the C count words, the last acknowledged after a word master's bus latency
+    # (the memory's, the arbiter's request register and the skid buffer's)
     assert mem[:sel.classes] == [0] * sel.classes
-    assert busy[0] == 2 * sel.classes + 1 + bus_latency(soc.mem_latency) and busy[-1] == busy[0]
+    assert busy[0] == 2 * sel.classes + 1 + word_bus_latency(soc.mem_latency)
+    assert busy[-1] == busy[0]
     assert busy[5] == sel.classes + 1                          # SELCLR
     # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 7; the
     # inserter then takes 2 cycles for each of the 6 entries that start a class, are appended or

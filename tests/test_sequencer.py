@@ -11,7 +11,7 @@ from amaranth.lib.memory import Memory
 from spec import isa
 from spec.isa import Op, Cond, Error
 from spec.soc import SocConfig
-from spec.timing import bus_latency, memop_cycles
+from spec.timing import memop_cycles, word_bus_latency
 from golden.machine import Machine
 from rtl.sequencer import Sequencer
 from firmware.asm import Assembler
@@ -60,7 +60,8 @@ def run_rtl(words, data, entry=0, max_cycles=5000):
             if ctx.get(seq.m_req):
                 mem_wait += 1
                 # an LDW/STW's two bus transfers as in the SoC: main memory behind the arbiter
-                if mem_wait == memop_cycles(bus_latency(SOC.mem_latency)):
+                # and the word masters' skid buffer
+                if mem_wait == memop_cycles(word_bus_latency(SOC.mem_latency)):
                     a = ctx.get(seq.m_addr)
                     if ctx.get(seq.m_we):
                         v = ctx.get(seq.m_wdata)
