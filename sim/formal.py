@@ -118,15 +118,14 @@ class Claims:
     def add(self, m, name, test, *, src_loc_at=0):
         """Assert ``test`` in ``m`` as claim ``name``, located at the caller's line (or
         ``src_loc_at`` frames above it); staged, assert or assume it as its group says."""
+        group = None
+        if self.stages is not None:
+            group = next((i for i, names in enumerate(self.stages) if name in names), None)
+            if group is None:
+                raise ValueError(f"Claim {name!r} is in none of the stages {self.stages!r}")
         check = Assert(test, src_loc_at=1 + src_loc_at)
         self.locations.setdefault(name, []).append(check.src_loc)
-        if self.stages is None:
-            m.d.comb += check
-            return
-        group = next((i for i, names in enumerate(self.stages) if name in names), None)
-        if group is None:
-            raise ValueError(f"Claim {name!r} is in none of the stages {self.stages!r}")
-        if group == self.stage:
+        if group is None or group == self.stage:
             m.d.comb += check
             return
         check._MustUse__used = True        # made for its location only

@@ -513,6 +513,21 @@ def test_narrow_row_counter_escapes_the_bounded_checks_but_is_real():
     assert result.passed, str(result)
 
 
+def test_staged_claims_reject_bad_stages():
+    """A staged ``Claims`` needs both its stages and a stage among them, and every claim's name
+    in a stage; ``prove_in_stages`` proves by induction only."""
+    with pytest.raises(ValueError, match=r"both stages and stage.*stage=None"):
+        Claims(DMA_STAGES)
+    with pytest.raises(ValueError, match=r"index into its 14 stages, not 14"):
+        Claims(DMA_STAGES, len(DMA_STAGES))
+    with pytest.raises(ValueError, match=r"Claim 'nowhere' is in none of the stages"):
+        Claims(DMA_STAGES, 0).add(Module(), "nowhere", C(1, 1))
+    with pytest.raises(ValueError, match=r"at least one stage"):
+        prove_in_stages(lambda claims: None, (), depth=1)
+    with pytest.raises(ValueError, match=r"not 'bmc'"):
+        prove_in_stages(lambda claims: None, DMA_STAGES, depth=1, mode="bmc")
+
+
 #: The proof's injected bugs on ``SOC_WIDE`` (one line of memory or one bank too far; the row
 #: counter of 2 bits), for the staged proof, and the claims its first failing stage may break.
 WIDE_PROOF_BUGS = {
