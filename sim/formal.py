@@ -89,8 +89,8 @@ class Claims:
     Staged (``stages`` and ``stage`` given, for :func:`prove_in_stages`): ``stages`` is a sequence
     of groups of names, in order, and only the names of group ``stage`` are asserted. The names
     of the groups before it are assumed in every cycle, those of the groups after it one cycle
-    late (``Assume`` on a register that holds whether they held in the cycle before, 1 from
-    reset): the harness must add :meth:`held` as a submodule after its last :meth:`add`.
+    late (``Assume`` on a reset-less register, 1 initially, that holds whether they held in the
+    cycle before): the harness must add :meth:`held` as a submodule after its last :meth:`add`.
 
     Raises
     ------

@@ -383,7 +383,7 @@ class DmaHarness(Elaboratable):
 #: The order in which a staged proof (:func:`sim.formal.prove_in_stages`) proves the claims, a
 #: job each: the state and the FIFO first, the check, the run's registers and addresses, then the
 #: claims on the ports. One query for the whole step on ``SOC_WIDE`` did not finish in 11
-#: minutes; each of these takes seconds (``docs/formal.md``).
+#: minutes; each of these takes 1-37 s there (``docs/formal.md``).
 DMA_STAGES = (("state",), ("fifo",), ("descriptor",), ("check",), ("reads",), ("product",),
               ("run",), ("address",), ("rows",), ("bus",), ("bus_block",), ("sp_write",),
               ("sp_read",), ("fault",))
@@ -392,8 +392,10 @@ DMA_STAGES = (("state",), ("fifo",), ("descriptor",), ("check",), ("reads",), ("
 def prove_dma(dut, *, soc=SOC, mode="bmc", depth=DMA_DEPTH, invariants=False, only=None,
               staged=False):
     """Run :class:`DmaHarness` on ``dut`` (``only``: a :class:`golden.dma.Descriptor`, the one
-    descriptor offered); returns the harness (staged: the last job's ``Claims``) and the result.
-    ``staged``: prove by induction in the stages of :data:`DMA_STAGES`."""
+    descriptor offered); returns the harness and the result. ``staged``: prove by induction in
+    the stages of :data:`DMA_STAGES` (:func:`sim.formal.prove_in_stages`); then ``dut`` is a
+    function that makes the DMA (each job elaborates its own) and the first value returned is
+    the last job's :class:`sim.formal.Claims` (its ``failed`` names the failed claims)."""
     if staged:
         return prove_in_stages(
             lambda claims: DmaHarness(dut(), soc, invariants=invariants, only=only,
@@ -542,6 +544,8 @@ WIDE_PROOF_BUGS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("bug", WIDE_PROOF_BUGS.keys())
 def test_dma_staged_proof_fails_on_injected_bug(bug):
+    """The staged proof on ``SOC_WIDE`` fails on each injected bug, at a stage that names a claim
+    the bug breaks (so the staged proof is not vacuous)."""
     make, expected = WIDE_PROOF_BUGS[bug]
     assert len(make().bus.req.payload.addr) == len(DmaController(SOC_WIDE).bus.req.payload.addr)
     claims, result = prove_dma(make, soc=SOC_WIDE, mode="prove", depth=DMA_PROOF_DEPTH,
