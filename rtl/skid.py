@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["SkidBuffer", "ReadyBuffer"]
 
 
-def _check_shape(shape, what="Skid buffer"):
+def _check_shape(shape, what):
     """Return ``shape`` if Amaranth can cast it to a shape; raise naming it if not."""
     if isinstance(shape, int) and not isinstance(shape, bool) and shape < 0:
         raise ValueError(f"{what} payload width must be a non-negative integer, not {shape!r}")
@@ -21,7 +21,24 @@ def _check_shape(shape, what="Skid buffer"):
     raise TypeError(f"{what} payload shape must be a shape-castable object, not {shape!r}")
 
 
-class SkidBuffer(wiring.Component):
+class _StreamBuffer(wiring.Component):
+    """What both buffers share: a stream in (``i``) and out (``o``) of one payload shape, checked
+    (``what`` names the buffer in the error)."""
+
+    def __init__(self, payload_shape, what):
+        self._payload_shape = _check_shape(payload_shape, what)
+        super().__init__({
+            "i": In(stream.Signature(payload_shape)),
+            "o": Out(stream.Signature(payload_shape)),
+        })
+
+    @property
+    def payload_shape(self):
+        """The payload's shape, as given."""
+        return self._payload_shape
+
+
+class SkidBuffer(_StreamBuffer):
     """A stream register slice that cuts every combinational path between its two sides.
 
     Put one between two units and no signal crosses from one to the other without a register:
@@ -67,18 +84,9 @@ class SkidBuffer(wiring.Component):
     """
 
     def __init__(self, payload_shape):
-        self._payload_shape = _check_shape(payload_shape)
-        super().__init__({
-            "i": In(stream.Signature(payload_shape)),
-            "o": Out(stream.Signature(payload_shape)),
-        })
+        super().__init__(payload_shape, "Skid buffer")
         self.skid_empty = Signal(init=1, name="skid_empty")
         self.skid_payload = Signal(payload_shape, name="skid_payload")
-
-    @property
-    def payload_shape(self):
-        """The payload's shape, as given."""
-        return self._payload_shape
 
     def elaborate(self, platform):
         m = Module()
@@ -98,7 +106,7 @@ class SkidBuffer(wiring.Component):
         return m
 
 
-class ReadyBuffer(wiring.Component):
+class ReadyBuffer(_StreamBuffer):
     """A one-entry stream buffer that registers the ready path only: ``i.ready`` is a register.
 
     Put one in front of a consumer whose ``ready`` is late (an arbiter's grant, say) when the
@@ -143,18 +151,9 @@ class ReadyBuffer(wiring.Component):
     """
 
     def __init__(self, payload_shape):
-        self._payload_shape = _check_shape(payload_shape, "Ready buffer")
-        super().__init__({
-            "i": In(stream.Signature(payload_shape)),
-            "o": Out(stream.Signature(payload_shape)),
-        })
+        super().__init__(payload_shape, "Ready buffer")
         self.empty = Signal(init=1, name="empty")
         self.held = Signal(payload_shape, name="held")
-
-    @property
-    def payload_shape(self):
-        """The payload's shape, as given."""
-        return self._payload_shape
 
     def elaborate(self, platform):
         m = Module()
