@@ -28,9 +28,10 @@ class GemmEngine(wiring.Component):
     tiles follow in the order ``for j < nt: for i < mt`` as :func:`golden.array.schedule` feeds
     them. Each output row goes through a short write pipeline: the cycle the array presents it,
     the engine reads the old row (a late port too); two cycles later the old row, or a newer row
-    still in the pipeline (forwarded), is added; the sum is written the cycle after, from
-    registers. ``busy`` is high from ``t+1`` to the cycle of the last write, both included:
-    ``schedule(...).total_cycles +`` :data:`spec.timing.GEMM_OVERHEAD` cycles.
+    still in the pipeline or in the scratchpad's write register (forwarded), is added; the sum is
+    written the cycle after, from registers. ``busy`` is high from ``t+1`` to the cycle of the
+    last write, both included: ``schedule(...).total_cycles +``
+    :data:`spec.timing.GEMM_OVERHEAD` cycles (the scratchpad performs that write a cycle later).
 
     Parameters
     ----------
@@ -160,39 +161,49 @@ class GemmEngine(wiring.Component):
         # The write pipeline. Stage 0 (the cycle the array presents a row): read the old row.
         # Stage 1: the row and its address in registers. Stage 2: the old row arrives (late
         # port); the newest of it and the rows still in the pipeline is added. Stage 3: the write,
-        # from registers. A row read at stage 0 misses the writes of the three rows before it (the
-        # write of the row three ahead shares the read's clock edge: the block RAM need not say
-        # what such a read returns), so the newest of those three with the same address replaces
-        # the old row. The two further ones are chosen a stage early: at stage 0 `far` compares
-        # the address with the rows two and three ahead (at stages 2 and 3), and at stage 1 the
-        # chosen row's sum (by then in `s3_data` or `h1_data`) is registered in `far_data`; stage 2
-        # picks it or the old row (one registered flag), adds, and only then the row one ahead
-        # (`near`, compared at stage 1) replaces the sum by its own sum plus the row: the flags
-        # reach the 256 bits of the selection from registers, and the nearest forward after the
-        # adders (a routed GEMM engine alone: 108.2 MHz with a four-way selection in front of them).
+        # from registers. The scratchpad registers its writes (rtl.scratchpad, `write_latency`
+        # 1): a write presented at stage 3 reaches the bank a cycle later. So a row read at stage
+        # 0 misses the writes of the four rows before it (the write of the row four ahead reaches
+        # the bank at the read's clock edge: the block RAM need not say what such a read
+        # returns), and the newest of those four with the same address replaces the old row. The
+        # three further ones are chosen a stage early: at stage 0 `far` compares the address with
+        # the rows two, three and four ahead (at stages 2 and 3, and in the scratchpad's write
+        # register), and at stage 1 the chosen row's sum (by then in `s3_data`, `h1_data` or
+        # `h2_data`) is registered in `far_data`; stage 2 picks it or the old row (one registered
+        # flag), adds, and only then the row one ahead (`near`, compared at stage 1) replaces the
+        # sum by its own sum plus the row: the flags reach the 256 bits of the selection from
+        # registers, and the nearest forward after the adders (a routed GEMM engine alone:
+        # 108.2 MHz with a four-way selection in front of them).
         A = soc.config.array.acc_width
-        s1_valid, s2_valid, s3_valid = Signal(), Signal(), Signal()
+        s1_valid, s2_valid, s3_valid, h1_valid = Signal(), Signal(), Signal(), Signal()
         s1_addr, s2_addr, s3_addr = (Signal(range(soc.acc_rows), name=f"s{i}_addr")
                                      for i in (1, 2, 3))
+        h1_addr = Signal(range(soc.acc_rows))                           # written a cycle ago
         s1_row = [Signal(A, name=f"s1_row_{c}") for c in range(C)]
         s2_row = [Signal(A, name=f"s2_row_{c}") for c in range(C)]
         s3_data = [Signal(A, name=f"s3_data_{l}") for l in range(L)]    # the row being written
         h1_data = [Signal(A, name=f"h1_data_{l}") for l in range(L)]    # written a cycle ago
+        h2_data = [Signal(A, name=f"h2_data_{l}") for l in range(L)]    # two cycles ago
         far_data = [Signal(A, name=f"far_data_{l}") for l in range(L)]
-        far2, far3 = Signal(), Signal()     # at stage 1: the row 2 (3) ahead has the address
+        far2, far3, far4 = Signal(), Signal(), Signal()  # at stage 1: the row 2 (3, 4) ahead has it
         far_hit, near = Signal(), Signal()  # at stage 2: use far_data; the row 1 ahead has it
         m.d.comb += [self.acc_rd.addr.eq(dest), self.acc_rd.en.eq(arr.o_valid & accumulate)]
         m.d.sync += [s1_valid.eq(arr.o_valid), s1_addr.eq(dest),
                      s2_valid.eq(s1_valid), s2_addr.eq(s1_addr),
-                     s3_valid.eq(s2_valid), s3_addr.eq(s2_addr)]
+                     s3_valid.eq(s2_valid), s3_addr.eq(s2_addr),
+                     h1_valid.eq(s3_valid), h1_addr.eq(s3_addr)]
         m.d.sync += [s1_row[c].eq(arr.o_c[c]) for c in range(C)]
         m.d.sync += [s2_row[c].eq(s1_row[c]) for c in range(C)]
         m.d.sync += [h1_data[l].eq(s3_data[l]) for l in range(L)]
-        # stage 0: the rows 2 and 3 ahead are at stages 2 and 3
-        m.d.sync += [far2.eq(s2_valid & (s2_addr == dest)), far3.eq(s3_valid & (s3_addr == dest))]
-        # stage 1: their sums are in s3_data and h1_data; the row 1 ahead is at stage 2
-        m.d.sync += [far_hit.eq(far2 | far3), near.eq(s2_valid & (s2_addr == s1_addr))]
-        m.d.sync += [far_data[l].eq(Mux(far2, s3_data[l], h1_data[l])) for l in range(L)]
+        m.d.sync += [h2_data[l].eq(h1_data[l]) for l in range(L)]
+        # stage 0: the rows 2 and 3 ahead are at stages 2 and 3, the row 4 ahead in the
+        # scratchpad's write register
+        m.d.sync += [far2.eq(s2_valid & (s2_addr == dest)), far3.eq(s3_valid & (s3_addr == dest)),
+                     far4.eq(h1_valid & (h1_addr == dest))]
+        # stage 1: their sums are in s3_data, h1_data and h2_data; the row 1 ahead is at stage 2
+        m.d.sync += [far_hit.eq(far2 | far3 | far4), near.eq(s2_valid & (s2_addr == s1_addr))]
+        m.d.sync += [far_data[l].eq(Mux(far2, s3_data[l], Mux(far3, h1_data[l], h2_data[l])))
+                     for l in range(L)]
         with m.If(arr.o_valid & ~arr.o_last):
             m.d.sync += dest.eq(dest + 1)
         with m.If(arr.o_valid & arr.o_last):

@@ -33,21 +33,31 @@ class Scratchpad(wiring.Component):
     multiplexer on a select registered twice); their row also stays while no port reads that
     bank. Addresses ``>= banks * depth`` write nothing and read unspecified data.
 
-    Each bank has at most one read port and one write port in use per cycle: the sequencer never
-    lets two units share a bank, so the scratchpad does not arbitrate. A bank's read address and enable are the OR of the read ports'
-    terms, each gated by that port's ``en`` and its address falling in the bank; its write
-    address, data and lane enables likewise over the write ports (a flat AND-OR, a few LUT
-    levels, no priority chain). Two read ports or two write ports on one bank in one cycle are
-    **undefined**: the rows read and the row written are unspecified. In simulation (elaborated
-    without a platform) such a conflict shows: every read port that read the bank gets the row at
-    the OR of their row addresses with every element inverted, and none of the writes happens,
-    so a test in which two units share a bank differs from golden.
+    Writes are registered (``write_latency=1``, the default): each write port's address, lane
+    enables and data go into a register at the scratchpad's input, before the bank decode, so a
+    unit's route to the scratchpad ends at a flip-flop that can sit beside the block RAMs. A
+    write presented in cycle ``c`` reaches its bank in cycle ``c + 1``: a read in cycle ``c`` (or
+    before) returns the old row, a read in cycle ``c + 2`` (or later) the new one, and a read in
+    cycle ``c + 1`` collides with it in the bank (below). With ``write_latency=0`` the write
+    reaches its bank in cycle ``c`` (a read in ``c + 1`` returns the new row).
 
-    A read of a row that is written in the same cycle returns **undefined** elements in the lanes
-    written (the banks are marked :data:`rtl.memattrs.COLLISION_FREE`, so Yosys maps each to
-    block RAM without a read-before-write bypass): no unit uses such a read (``docs/memory.md``).
-    In simulation those elements are the old ones inverted, so a test that uses one differs from
-    golden. Both inversions stay while the bank holds the row.
+    Each bank has at most one read port and one write port in use per cycle: the sequencer never
+    lets two units share a bank, so the scratchpad does not arbitrate. A bank's read address and
+    enable are the OR of the read ports' terms, each gated by that port's ``en`` and its address
+    falling in the bank; its write address, data and lane enables likewise over the write ports
+    (after their registers: a flat AND-OR, a few LUT levels, no priority chain). Two read ports
+    or two write ports on one bank in one cycle are **undefined**: the rows read and the row
+    written are unspecified. In simulation (elaborated without a platform) such a conflict shows:
+    every read port that read the bank gets the row at the OR of their row addresses with every
+    element inverted, and none of the writes happens, so a test in which two units share a bank
+    differs from golden.
+
+    A read of a row that its bank writes in the same cycle (a write presented ``write_latency``
+    cycles before) returns **undefined** elements in the lanes written (the banks are marked
+    :data:`rtl.memattrs.COLLISION_FREE`, so Yosys maps each to block RAM without a
+    read-before-write bypass): no unit uses such a read (``docs/memory.md``). In simulation those
+    elements are the old ones inverted, so a test that uses one differs from golden. Both
+    inversions stay while the bank holds the row.
 
     Testbenches reach the contents through :meth:`cell`.
 
@@ -67,6 +77,9 @@ class Scratchpad(wiring.Component):
     late_read_ports : int
         How many of the read ports (the first ones) return their row two cycles after the read
         (0 to ``read_ports``; default 0).
+    write_latency : int
+        Cycles from a write's presentation to its bank's write: 1 (the default: registered at
+        the input) or 0.
 
     Members
     -------
@@ -80,12 +93,12 @@ class Scratchpad(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If a parameter is not positive or ``depth`` is not a power of two, or
-        ``late_read_ports`` is outside ``0 .. read_ports``.
+        If a parameter is not positive or ``depth`` is not a power of two,
+        ``late_read_ports`` is outside ``0 .. read_ports``, or ``write_latency`` is not 0 or 1.
     """
 
     def __init__(self, *, lanes, elem_width, banks, depth, read_ports=1, write_ports=1,
-                 late_read_ports=0):
+                 late_read_ports=0, write_latency=1):
         check_positive_int(lanes, "Scratchpad lanes")
         check_positive_int(elem_width, "Scratchpad element width")
         check_positive_int(banks, "Scratchpad banks")
@@ -98,7 +111,11 @@ class Scratchpad(wiring.Component):
         if not 0 <= late_read_ports <= read_ports:
             raise ValueError(f"Scratchpad late read ports must be 0 to {read_ports}, not "
                              f"{late_read_ports!r}")
+        check_int(write_latency, "Scratchpad write latency")
+        if write_latency not in (0, 1):
+            raise ValueError(f"Scratchpad write latency must be 0 or 1, not {write_latency!r}")
         self._late = late_read_ports
+        self._write_latency = write_latency
         self._lanes = lanes
         self._elem_width = elem_width
         self._banks = banks
@@ -130,6 +147,10 @@ class Scratchpad(wiring.Component):
     @property
     def late_read_ports(self):
         return self._late
+
+    @property
+    def write_latency(self):
+        return self._write_latency
 
     @property
     def rows(self):
@@ -166,11 +187,10 @@ class Scratchpad(wiring.Component):
             m.d.comb += [u.eq(port.en & (port.addr[row_bits:] == b)) for b, u in enumerate(uses)]
             reads.append((port.addr[:row_bits], uses))
         writes = []                                        # (row, data, [lanes written in b])
-        for p, port in enumerate(self.write):
+        for p, (addr, en, data) in enumerate(self._write_inputs(m)):
             lanes = [Signal(self._lanes, name=f"write_{p}_lanes_{b}") for b in banks]
-            m.d.comb += [x.eq(Mux(port.addr[row_bits:] == b, port.en, 0))
-                         for b, x in enumerate(lanes)]
-            writes.append((port.addr[:row_bits], Value.cast(port.data), lanes))
+            m.d.comb += [x.eq(Mux(addr[row_bits:] == b, en, 0)) for b, x in enumerate(lanes)]
+            writes.append((addr[:row_bits], data, lanes))
         readers = []                                       # per bank: its read ports' uses
         for b in banks:
             ren = [uses[b] for _, uses in reads]
@@ -220,6 +240,20 @@ class Scratchpad(wiring.Component):
             else:
                 m.d.comb += port.data.eq(Array(out)[sel])
         return m
+
+    def _write_inputs(self, m):
+        """Each write port's ``(addr, en, data)`` as the bank decode sees them: registered when
+        ``write_latency`` is 1 (one stage per port, loaded every cycle), the ports' own else."""
+        inputs = []
+        for p, port in enumerate(self.write):
+            fields = (port.addr, port.en, Value.cast(port.data))
+            if self._write_latency:
+                staged = tuple(Signal(len(v), name=f"write_{p}_{n}_q")
+                               for n, v in zip(("addr", "en", "data"), fields))
+                m.d.sync += [q.eq(v) for q, v in zip(staged, fields)]
+                fields = staged
+            inputs.append(fields)
+        return inputs
 
 
 def _or(values):

@@ -16,6 +16,7 @@ from spec.timing import GEMM_OVERHEAD
 from golden import array as garr
 from golden.machine import Machine
 from rtl.gemm_engine import GemmEngine
+from rtl.scratchpad import Scratchpad
 from rtl.spport import row_layout
 from tests.simutil import run_sim
 
@@ -26,12 +27,16 @@ def soc_for(rows, cols):
 
 
 class _Harness(wiring.Component):
-    """GEMM engine + operand scratchpad (two read ports) + accumulator scratchpad."""
+    """GEMM engine + operand scratchpad (two read ports) + accumulator scratchpad, the SoC's
+    :class:`~rtl.scratchpad.Scratchpad` (a late read port, its writes registered: a read in the
+    cycle a write reaches the bank returns the lanes inverted)."""
 
-    def __init__(self, soc, sp_init, acc_init):
+    def __init__(self, soc, sp_init):
         self.eng = GemmEngine(soc)
         self.soc = soc
-        self.sp_init, self.acc_init = sp_init, acc_init
+        self.sp_init = sp_init
+        self.acc = Scratchpad(lanes=soc.lanes, elem_width=32, banks=soc.acc_banks,
+                              depth=soc.acc_depth, late_read_ports=1)
         super().__init__({})
 
     def elaborate(self, platform):
@@ -40,19 +45,14 @@ class _Harness(wiring.Component):
         m.submodules.eng = eng = self.eng
         m.submodules.sp = sp = Memory(shape=row_layout(16, L), depth=soc.sp_rows,
                                       init=self.sp_init)
-        m.submodules.acc = acc = Memory(shape=row_layout(32, L), depth=soc.acc_rows,
-                                        init=self.acc_init)
+        m.submodules.acc = self.acc
         # the engine's ports are late ones (rtl.scratchpad): the row two cycles after the read
         for port, rd in ((eng.a_rd, sp.read_port()), (eng.b_rd, sp.read_port())):
             m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
             m.d.sync += port.data.eq(rd.data)
-        wr = acc.write_port(granularity=1)
-        rd = acc.read_port()     # not transparent, like rtl.scratchpad
-        m.d.comb += [rd.addr.eq(eng.acc_rd.addr), rd.en.eq(eng.acc_rd.en),
-                     wr.addr.eq(eng.acc_wr.addr), wr.en.eq(eng.acc_wr.en),
-                     wr.data.eq(eng.acc_wr.data)]
-        m.d.sync += eng.acc_rd.data.eq(rd.data)
-        self.sp_mem, self.acc_mem = sp, acc
+        wiring.connect(m, eng.acc_rd, self.acc.read[0])
+        wiring.connect(m, eng.acc_wr, self.acc.write[0])
+        self.sp_mem = sp
         return m
 
 
@@ -85,12 +85,14 @@ def run_case(soc, fields, seed):
     expect_busy = garr.schedule(depths, soc.config.array.rows, soc.config.array.cols).total_cycles + \
         GEMM_OVERHEAD
 
-    dut = _Harness(soc, [list(r) for r in sp.tolist()], [list(r) for r in acc.tolist()])
+    dut = _Harness(soc, [list(r) for r in sp.tolist()])
     word = isa.encode(Op.GEMM, **fields)
     out = {}
 
     async def tb(ctx):
         eng = dut.eng
+        for r, row in enumerate(acc.tolist()):
+            ctx.set(dut.acc.cell(r), row)
         ctx.set(eng.ir, word)
         ctx.set(eng.start, 1)
         await ctx.tick()
@@ -102,8 +104,9 @@ def run_case(soc, fields, seed):
             busy += 1
             await ctx.tick()
         out["busy"] = busy
-        out["acc"] = [[ctx.get(dut.acc_mem.data[r][l]) for l in range(L)]
-                      for r in range(soc.acc_rows)]
+        for _ in range(dut.acc.write_latency):      # the last write reaches its bank
+            await ctx.tick()
+        out["acc"] = [list(ctx.get(dut.acc.cell(r))) for r in range(soc.acc_rows)]
 
     run_sim(dut, tb)
     assert out["busy"] == expect_busy, f"busy cycles (seed {seed}): {out['busy']} != {expect_busy}"
@@ -128,11 +131,12 @@ def test_accumulate_onto_the_row_just_written(shape):
     run_case(soc, fields, seed=1)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
 def test_accumulate_forwards_each_distance(k):
     """On a 1×1 array, tiles of depth ``k`` accumulating onto one row give an output row every
-    ``k`` cycles: the write pipeline must forward a row 1, 2 or 3 rows ahead (k = 1..3: the read
-    misses those writes) and read it back from the memory from k = 4 on."""
+    ``k`` cycles: the write pipeline must forward a row 1, 2, 3 or 4 rows ahead (k = 1..4: the
+    read misses those writes, the fourth reaching the bank from the scratchpad's write register
+    at the read's clock edge) and read it back from the memory from k = 5 on."""
     soc = soc_for(1, 1)
     fields = dict(a_row=0, b_row=soc.sp_depth, c_row=3, k=k, mt=1, nt=6, a_ps=k, b_ps=k,
                   c_ps=0, accumulate=1)

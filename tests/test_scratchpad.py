@@ -29,8 +29,13 @@ def test_constructor_validation():
         Scratchpad(**kw, read_ports=2, late_read_ports=3)
     with pytest.raises(TypeError, match=r"^Scratchpad late read ports must be an integer"):
         Scratchpad(**kw, late_read_ports=None)
+    with pytest.raises(ValueError, match=r"^Scratchpad write latency must be 0 or 1, not 2$"):
+        Scratchpad(**kw, write_latency=2)
+    with pytest.raises(TypeError, match=r"^Scratchpad write latency must be an integer"):
+        Scratchpad(**kw, write_latency=True)
     sp = Scratchpad(**kw, read_ports=2)
     assert sp.rows == 16 and len(sp.read) == 2 and len(sp.write) == 1
+    assert sp.write_latency == 1
     assert sp.read[0].signature.members == ReadPortSignature(16, 16, 4).flip().members
     assert sp.write[0].signature.members == WritePortSignature(16, 16, 4).flip().members
     with pytest.raises(IndexError, match=r"^Scratchpad row 16 is outside 0\.\.15$"):
@@ -48,9 +53,11 @@ def test_constructor_validation():
     (3, 32, 2, 8, 8, 2, 3, True),
     (2, 16, 5, 2, 9, 0, 6, True),      # as many ports as the memory system's operand scratchpad
 ])
-def test_random_ports(lanes, elem_width, banks, depth, seed, late, ports, owners):
+@pytest.mark.parametrize("write_latency", [1, 0])
+def test_random_ports(lanes, elem_width, banks, depth, seed, late, ports, owners, write_latency):
     """``ports`` read and ``ports`` write ports, random traffic with per-lane enables; the first
-    ``late`` read ports see what an ordinary port would have seen a cycle before.
+    ``late`` read ports see what an ordinary port would have seen a cycle before, and the banks
+    perform each cycle the writes presented ``write_latency`` cycles before.
 
     With ``owners`` each bank has at most one read port and one write port in a cycle (a port
     that would share one is idle, its address still pointing there): every port then gets
@@ -59,13 +66,15 @@ def test_random_ports(lanes, elem_width, banks, depth, seed, late, ports, owners
     """
     rng = random.Random(seed)
     sp = Scratchpad(lanes=lanes, elem_width=elem_width, banks=banks, depth=depth,
-                    read_ports=ports, write_ports=ports, late_read_ports=late)
+                    read_ports=ports, write_ports=ports, late_read_ports=late,
+                    write_latency=write_latency)
     lo, hi = -(1 << (elem_width - 1)), (1 << (elem_width - 1)) - 1
     addr_space = 1 << len(sp.read[0].addr)
     rows = {r: [0] * lanes for r in range(sp.rows)}
     bank_out = [[0] * lanes for _ in range(banks)]
     sel = [0] * ports
     before = (None, None)             # (bank_out, sel) a cycle before
+    presented = [[] for _ in range(write_latency)]  # the writes of the last cycles, oldest first
 
     def value():
         return rng.choice((lo, hi, 0, -1, rng.randint(lo, hi)))
@@ -101,13 +110,16 @@ def test_random_ports(lanes, elem_width, banks, depth, seed, late, ports, owners
                 ctx.set(port.addr, addr)
                 ctx.set(port.data, data)
             await ctx.tick()
-            # Model, per bank: one write port writes its lanes; two or more write nothing (in
-            # simulation; undefined on the FPGA). One read port reads the old row, but in the
-            # lanes written into it, inverted (undefined on the FPGA); two or more read the row
-            # at the OR of their row addresses (the FPGA's bank sees that address) all inverted.
+            presented.append(writes)
+            landing = presented.pop(0)    # the writes the banks perform in this cycle
+            # Model, per bank, with the writes landing now: one write port writes its lanes; two
+            # or more write nothing (in simulation; undefined on the FPGA). One read port reads
+            # the old row, but in the lanes written into it, inverted (undefined on the FPGA);
+            # two or more read the row at the OR of their row addresses (the FPGA's bank sees
+            # that address) all inverted.
             for bank in range(banks):
                 readers = [addr for en, addr in reads if en and addr // depth == bank]
-                writers = [w for w in writes if w[0] and w[1] // depth == bank]
+                writers = [w for w in landing if w[0] and w[1] // depth == bank]
                 assert not owners or (len(readers) <= 1 and len(writers) <= 1)
                 if readers:
                     row = bank * depth + functools.reduce(operator.or_,
@@ -140,12 +152,14 @@ def test_random_ports(lanes, elem_width, banks, depth, seed, late, ports, owners
     run_sim(sp, tb)
 
 
-def test_conflict_visible():
+@pytest.mark.parametrize("write_latency", [1, 0])
+def test_conflict_visible(write_latency):
     """Two ports on one bank in one cycle (undefined on the FPGA): in simulation both read ports
-    get a row inverted, the late one a cycle later, and neither write happens; the next cycle
-    with one port per bank works again."""
+    get a row inverted, the late one a cycle later, and neither write happens (in the cycle the
+    writes land); the next cycle with one port per bank works again."""
     sp = Scratchpad(lanes=2, elem_width=16, banks=2, depth=4, read_ports=3, write_ports=2,
-                    late_read_ports=1)
+                    late_read_ports=1, write_latency=write_latency)
+    untouched = [[500, 501], [600, 601], [700, 701]]
 
     async def tb(ctx):
         for r in range(sp.rows):
@@ -162,15 +176,16 @@ def test_conflict_visible():
         clash = [~300, ~301]                # rows 1 | 2 = 3, inverted
         assert list(ctx.get(r1.data)) == clash
         assert list(ctx.get(r2.data)) == [600, 601]
-        assert [list(ctx.get(sp.cell(r))) for r in (5, 6, 7)] == [[500, 501], [600, 601],
-                                                                 [700, 701]]
-        await ctx.tick()
+        assert [list(ctx.get(sp.cell(r))) for r in (5, 6, 7)] == untouched
+        await ctx.tick()                    # the writes have landed, or landed a cycle ago
+        assert [list(ctx.get(sp.cell(r))) for r in (5, 6, 7)] == untouched
         assert list(ctx.get(r0.data)) == clash
         assert list(ctx.get(r1.data)) == clash          # held while no port reads bank 0
         ctx.set(r0.addr, 2)
         ctx.set(r0.en, 1)
         ctx.set(w1.en, 0b01)
         await ctx.tick()
+        ctx.set(w1.en, 0)
         await ctx.tick()
         assert list(ctx.get(r0.data)) == [200, 201]
         assert list(ctx.get(sp.cell(6))) == [-9, 601]
@@ -178,9 +193,11 @@ def test_conflict_visible():
     run_sim(sp, tb)
 
 
-def test_parallel_banks_and_hold():
+@pytest.mark.parametrize("write_latency", [1, 0])
+def test_parallel_banks_and_hold(write_latency):
     """A and B rows from two banks and a write to a third in one cycle; data holds while idle."""
-    sp = Scratchpad(lanes=2, elem_width=16, banks=3, depth=4, read_ports=2, write_ports=1)
+    sp = Scratchpad(lanes=2, elem_width=16, banks=3, depth=4, read_ports=2, write_ports=1,
+                    write_latency=write_latency)
 
     async def tb(ctx):
         for r in range(sp.rows):
@@ -197,10 +214,53 @@ def test_parallel_banks_and_hold():
             ctx.set(s, 0)
         assert list(ctx.get(a.data)) == [100, 101]
         assert list(ctx.get(b.data)) == [600, 601]
+        for _ in range(write_latency):
+            assert list(ctx.get(sp.cell(9))) == [900, 901]
+            await ctx.tick()
         assert list(ctx.get(sp.cell(9))) == [-5, 7]
         for _ in range(3):
             await ctx.tick()
             assert list(ctx.get(a.data)) == [100, 101]
             assert list(ctx.get(b.data)) == [600, 601]
+
+    run_sim(sp, tb)
+
+
+@pytest.mark.parametrize("write_latency", [1, 0])
+@pytest.mark.parametrize("port", [0, 1])
+def test_write_timing(write_latency, port):
+    """A write presented in cycle 0, read in cycles 0..3 (the row the next cycle): a read before
+    cycle ``write_latency`` returns the old row, the read in that cycle collides with the bank's
+    write (the lanes written inverted, the simulation's mark for undefined), later reads return
+    the new row; the storage changes at the end of cycle ``write_latency``. The port's signals
+    change after cycle 0 (a registered write keeps what was presented)."""
+    sp = Scratchpad(lanes=3, elem_width=16, banks=2, depth=4, read_ports=1, write_ports=2,
+                    write_latency=write_latency)
+    old, new = [500, 501, 502], [-5, 501, 7]            # lanes 0 and 2 written
+
+    async def tb(ctx):
+        for r in range(sp.rows):
+            ctx.set(sp.cell(r), [100 * r, 100 * r + 1, 100 * r + 2])
+        rd, wr = sp.read[0], sp.write[port]
+        ctx.set(rd.addr, 5)
+        ctx.set(rd.en, 1)
+        ctx.set(wr.addr, 5)
+        ctx.set(wr.data, [-5, -6, 7])
+        ctx.set(wr.en, 0b101)
+        for cycle in range(4):
+            await ctx.tick()
+            ctx.set(wr.addr, 4)                          # another row of the same bank
+            ctx.set(wr.data, [1, 2, 3])
+            ctx.set(wr.en, 0)
+            if cycle < write_latency:
+                want = old
+            elif cycle == write_latency:
+                want = [~500, 501, ~502]
+            else:
+                want = new
+            assert list(ctx.get(rd.data)) == want, f"read in cycle {cycle}"
+            assert list(ctx.get(sp.cell(5))) == (old if cycle < write_latency else new), \
+                f"row after cycle {cycle}"
+        assert list(ctx.get(sp.cell(4))) == [400, 401, 402]
 
     run_sim(sp, tb)

@@ -143,6 +143,8 @@ def run_ops(ops, seed, checked=True):
                 assert n < 5000
             busy.append(n)
         got["busy"] = busy
+        for _ in range(dut.sp.write_latency):   # the last row's write reaches its bank
+            await ctx.tick()
         got["sp"] = [list(ctx.get(dut.sp.cell(r))) for r in range(SOC.sp_rows)]
         got["acc"] = [list(ctx.get(dut.acc.cell(r))) for r in range(SOC.acc_rows)]
         got["sat"] = (ctx.get(e.sat_req), ctx.get(e.sat_sgd))
@@ -162,15 +164,17 @@ def test_random_vector_ops(seed):
     run_ops([random_op(rng) for _ in range(6)], seed)
 
 
-@pytest.mark.parametrize("k", [1, REQ_LATENCY, REQ_LATENCY + VEC_READ_STAGES - 1])
+@pytest.mark.parametrize("k", [1, REQ_LATENCY, REQ_LATENCY + VEC_READ_STAGES - 1,
+                               REQ_LATENCY + VEC_READ_STAGES])
 def test_relub_onto_rows_it_still_reads(k):
     """RELUB with ``dst = g_row + k``: row ``g_row + k + t`` is read ``REQ_LATENCY +
-    VEC_READ_STAGES - k`` cycles before its destination row ``t`` is written over it, so it reads
-    the old row, as golden does. The ISA refuses every such RELUB (``Error.ROW_OVERLAP``, from
-    ``k = 1``: at ``k = REQ_LATENCY + VEC_READ_STAGES`` the row is read in the cycle it is
-    written, which the collision-free banks leave undefined, and from the next ``k`` the engine
-    reads the new rows); golden's checker is bypassed: this is the engine's margin, not a legal
-    program."""
+    VEC_READ_STAGES + 1 - k`` cycles before its bank writes destination row ``t`` over it (the
+    scratchpad registers its writes: the bank writes a cycle after the engine presents the row),
+    so it reads the old row, as golden does. The ISA refuses every such RELUB
+    (``Error.ROW_OVERLAP``, from ``k = 1``: at ``k = REQ_LATENCY + VEC_READ_STAGES + 1`` the row is
+    read in the cycle its bank writes it, which the collision-free banks leave undefined, and from
+    the next ``k`` the engine reads the new rows); golden's checker is bypassed: this is the
+    engine's margin, not a legal program."""
     n = k + 4
     run_ops([(Op.RELUB, dict(g_row=2, mask_row=SOC.sp_depth, dst=2 + k, rows=n, lanes=SOC.lanes))],
             seed=k, checked=False)
