@@ -16,8 +16,8 @@ from spec.isa import Op, Unit, Error, Cond
 from spec.params import check_int
 from spec.soc import check_soc
 from spec.timing import (DMA_OVERHEAD, FETCH_CYCLES, GEMM_OVERHEAD, ISSUE_LATENCY, REQ_LATENCY,
-                         SGD_LATENCY, VEC_READ_STAGES, bus_latency, memop_cycles,
-                         word_bus_latency)
+                         SEL_BUSY_LATENCY, SGD_LATENCY, VEC_READ_STAGES, bus_latency,
+                         memop_cycles, word_bus_latency)
 from . import fixedpoint as fx
 
 __all__ = ["Machine", "Timing", "ExecResult", "selout_last_write"]
@@ -52,7 +52,8 @@ class Timing:
     inserter cycles, :meth:`golden.selection.StreamingSelector.entry_cycles`, from the selection
     as it stands; the run computes it when it executes the SELFEED: ``Machine.sel_feed_cycles``);
     SELOUT :func:`selout_last_write` ``+ latency`` (the read-out and the engine's writes modelled
-    cycle by cycle, then the last write's acknowledgement: the bus latency).
+    cycle by cycle, then the last write's acknowledgement: the bus latency). Each of the three
+    lasts ``SEL_BUSY_LATENCY`` more: the engine's ``busy`` is a register.
     """
 
     def duration(self, m, op, f):
@@ -75,16 +76,22 @@ class Timing:
         if op is Op.FILL:
             return f["rows"] + 1
         if op in (Op.SELCLR, Op.SELFEED, Op.SELOUT):
-            from . import selection as gsel
-            sel = m.soc.selector
-            if op is Op.SELCLR:
-                return gsel.clear_cycles(sel.classes) + 1
-            if op is Op.SELFEED:
-                return m.sel_feed_cycles
-            counts = m.selector.result().counts
-            words = isa.sel_record_words(sel, m.soc.config.array.operand_width)
-            return selout_last_write(counts, words) + word_bus_latency(m.soc.mem_latency)
+            return self._selection_work(m, op) + SEL_BUSY_LATENCY
         raise AssertionError(op)
+
+    @staticmethod
+    def _selection_work(m, op):
+        """Cycles of a selection instruction's work on machine ``m``, before the engine's
+        ``busy`` register falls."""
+        from . import selection as gsel
+        sel = m.soc.selector
+        if op is Op.SELCLR:
+            return gsel.clear_cycles(sel.classes) + 1
+        if op is Op.SELFEED:
+            return m.sel_feed_cycles
+        counts = m.selector.result().counts
+        words = isa.sel_record_words(sel, m.soc.config.array.operand_width)
+        return selout_last_write(counts, words) + word_bus_latency(m.soc.mem_latency)
 
 
 def selout_last_write(counts, record_words):

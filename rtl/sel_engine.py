@@ -19,6 +19,7 @@ from amaranth.utils import ceil_log2
 from spec import isa
 from spec.isa import Op
 from spec.selection import WORD_SLOTS, check_word_slots
+from spec.timing import SEL_BUSY_LATENCY
 from spec.soc import check_soc
 from .sequencer import field
 from .spport import ReadPortSignature
@@ -32,8 +33,10 @@ class SelEngine(wiring.Component):
     """Executes the selection instructions of ``docs/isa.md`` (unit ``SEL``).
 
     Timing (deterministic memory, :class:`golden.machine.Timing`): the engine takes the
-    instruction in the cycle ``start`` is high (``t``) and is busy from ``t+1``. SELCLR strobes the
-    selector's clear at ``t+1``: busy ``C + 1`` cycles. SELFEED reads the probability rows whole:
+    instruction in the cycle ``start`` is high (``t``) and is busy from ``t+1``; ``busy`` is a
+    register, so it stays high :data:`~spec.timing.SEL_BUSY_LATENCY` cycle after each
+    instruction's work, described next. SELCLR strobes the
+    selector's clear at ``t+1``: its work ``C + 1`` cycles. SELFEED reads the probability rows whole:
     row ``j`` (class ``j`` of every sample) at ``t+1 + j·N`` (``T = max(N, 2)``) through a late
     read port (the row two cycles after the read: ``spec.timing.SEL_READ_STAGES``) into a shift
     register whose lanes (samples) leave it one per cycle, so the beats run back to back from
@@ -42,12 +45,12 @@ class SelEngine(wiring.Component):
     sample's top-P list (distributed RAM, one list per lane; a beat of the last row waits until
     the output buffer has handed over the previous sample's entries); at the last row the list
     goes to the output buffer, which hands the entries to the selector's queue one per cycle
-    (the queue holds ``max(2, lanes·P)``: it never fills). The engine is busy until the last
+    (the queue holds ``max(2, lanes·P)``: it never fills). Its work lasts until the last
     entry is inserted: :func:`golden.selection.selfeed_cycles` of the entries' inserter cycles
     (data-dependent). SELOUT strobes the read-out at ``t+1`` and from ``t+2`` writes one word per
     cycle while it has one: a class's count word and its records' words as they leave the
     selector's output FIFO, an empty class's count word once a later class's record (or the
-    read-out's end) shows it empty. It is busy until the last write is acknowledged:
+    read-out's end) shows it empty. Its work lasts until the last write is acknowledged:
     :func:`golden.machine.selout_last_write` ``+ latency`` cycles (``words + 4 + latency`` with
     no empty class).
 
@@ -181,41 +184,44 @@ class SelEngine(wiring.Component):
         m.d.sync += inflight.eq(inflight + accept - rsp.valid)
 
         # ---------------- control ----------------------------------------------------------------
-        def next_or_idle():
-            # the sequencer may start the next instruction in the cycle busy falls
-            m.next = "IDLE"
-            with m.If(self.start):
-                with m.Switch(self.ir[:isa.OPCODE_BITS]):
-                    with m.Case(Op.SELCLR):
-                        m.next = "CLEAR"
-                    with m.Case(Op.SELFEED):
-                        m.next = "FEED"
-                    with m.Case(Op.SELOUT):
-                        m.next = "READOUT"
+        # ``busy`` is a register (spec.timing.SEL_BUSY_LATENCY): high from the cycle after the
+        # instruction is taken, low the cycle after its work is done (``work``, from deep in the
+        # selector's state, reaches no other unit). The FSM is back in IDLE when it falls.
+        assert SEL_BUSY_LATENCY == 1, "busy is one register after the work"
+        work = Signal()
+        m.d.sync += self.busy.eq(work)
 
         with m.FSM():
             with m.State("IDLE"):
-                next_or_idle()
+                m.d.comb += work.eq(self.start)
+                with m.If(self.start):
+                    with m.Switch(self.ir[:isa.OPCODE_BITS]):
+                        with m.Case(Op.SELCLR):
+                            m.next = "CLEAR"
+                        with m.Case(Op.SELFEED):
+                            m.next = "FEED"
+                        with m.Case(Op.SELOUT):
+                            m.next = "READOUT"
             with m.State("CLEAR"):
-                m.d.comb += [self.busy.eq(1), sel.clear_stb.eq(1)]
+                m.d.comb += [work.eq(1), sel.clear_stb.eq(1)]
                 m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.comb += self.busy.eq(sel.busy)
+                m.d.comb += work.eq(sel.busy)
                 with m.If(~sel.busy):
-                    next_or_idle()
+                    m.next = "IDLE"
             with m.State("FEED"):
-                m.d.comb += [feeding.eq(1), self.busy.eq(feed_busy)]
-                with m.If(~self.busy):
-                    next_or_idle()
+                m.d.comb += [feeding.eq(1), work.eq(feed_busy)]
+                with m.If(~feed_busy):
+                    m.next = "IDLE"
             with m.State("READOUT"):
-                m.d.comb += [self.busy.eq(1), sel.readout_stb.eq(1)]
+                m.d.comb += [work.eq(1), sel.readout_stb.eq(1)]
                 m.d.sync += [wcls.eq(0), part.eq(0), widx.eq(0)]
                 m.next = "WRITE"
             with m.State("WRITE"):
                 done = (wcls == C) & ~sel.busy & (inflight == 0)
-                m.d.comb += [writing.eq(1), self.busy.eq(~done)]
+                m.d.comb += [writing.eq(1), work.eq(~done)]
                 with m.If(done):
-                    next_or_idle()
+                    m.next = "IDLE"
         return m
 
     def _feed(self, m, sel, f, arg, feeding):

@@ -13,7 +13,7 @@ Pure Python, so that every layer may import it.
 from .params import check_positive_int
 
 __all__ = [
-    "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES", "SEL_READ_STAGES",
+    "REQ_LATENCY", "SGD_LATENCY", "VEC_READ_STAGES", "SEL_READ_STAGES", "SEL_BUSY_LATENCY",
     "FETCH_CYCLES", "ISSUE_LATENCY", "MEMOP_CYCLES", "BUS_LATENCY", "WORD_MASTER_LATENCY",
     "DMA_OVERHEAD", "GEMM_OVERHEAD",
     "memop_cycles", "bus_latency", "word_bus_latency", "output_latency", "tile_spacing",
@@ -50,6 +50,13 @@ VEC_READ_STAGES = 2
 #: SELFEED) to the row at the engine: two, through the operand scratchpad's late read port (issue 27
 #: item 1). :func:`golden.selection.selfeed_cycles` counts with it. (1 until then.)
 SEL_READ_STAGES = 2
+
+#: Cycles the selection engine stays busy after its instruction is done: its ``busy`` is a
+#: register (issue 27 item 4), so SELCLR, SELFEED and SELOUT each last one cycle more than their
+#: work. On a routed 2×2 SoC the combinational ``busy`` (from deep in the selector's state: the
+#: feed's queues, the inserter, the write-back's outstanding count) ran through the sequencer's
+#: scoreboard into ``pc``, 11.9 ns. (0 until then.)
+SEL_BUSY_LATENCY = 1
 
 
 # --- the sequencer ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from spec.isa import Op
 from spec.params import Config, ArrayConfig
 from spec.selection import SelectorConfig
 from spec.soc import SocConfig
-from spec.timing import word_bus_latency
+from spec.timing import SEL_BUSY_LATENCY, word_bus_latency
 from golden.machine import Machine, selout_last_write
 from golden.selection import select_offline
 from rtl.bus import BusArbiter
@@ -199,13 +199,13 @@ def test_empty_and_persistent_selection():
     # engine writes the C count words, the last acknowledged after a word master's bus latency
     # (the memory's, the arbiter's request register and the skid buffer's)
     assert mem[:sel.classes] == [0] * sel.classes
-    assert busy[0] == 2 * sel.classes + 1 + word_bus_latency(soc.mem_latency)
+    assert busy[0] == 2 * sel.classes + 1 + word_bus_latency(soc.mem_latency) + SEL_BUSY_LATENCY
     assert busy[-1] == busy[0]
-    assert busy[5] == sel.classes + 1                          # SELCLR
+    assert busy[5] == sel.classes + 1 + SEL_BUSY_LATENCY       # SELCLR
     # SELFEED of N = 4 samples: the first entry can leave the queue at (C - 1)·N + 7; the
     # inserter then takes 2 cycles for each of the 6 entries that start a class, are appended or
     # rejected, and 5 for each of the last sample's 2 (a shift within one word)
-    assert busy[1] == (sel.classes - 1) * 4 + 7 + 6 * 2 + 2 * 5
+    assert busy[1] == (sel.classes - 1) * 4 + 7 + 6 * 2 + 2 * 5 + SEL_BUSY_LATENCY
     # every class of a sample has the same score: its top-2 classes are 0 and 1 (lower class
     # first); each keeps its K = 2 best; then id 39 ties id 40 and wins by the lower id
     best = ((43, 32767), (40, 7))

@@ -16,7 +16,7 @@ from spec.csr import Csr
 from spec.params import Config, ArrayConfig
 from spec.selection import SelectorConfig
 from spec.soc import SocConfig
-from spec.timing import FETCH_CYCLES, word_bus_latency
+from spec.timing import FETCH_CYCLES, SEL_BUSY_LATENCY, word_bus_latency
 from golden.machine import Machine
 from golden.selection import StreamingSelector, select_offline, selfeed_cycles
 from rtl.soc import Soc
@@ -131,7 +131,8 @@ def test_teacher_labeling_on_device():
                  for c in replay.push_costs(1001 + s, probs[s])]
         feeds += selfeed_cycles(costs, 4, C, sel.p)
     assert m.counters["busy_sel"] == (C + 1 + feeds + isa.sel_out_words(sel, want.counts) + 4
-                                      + word_bus_latency(TEACH.mem_latency))
+                                      + word_bus_latency(TEACH.mem_latency)
+                                      + 6 * SEL_BUSY_LATENCY)      # each of the 6 instructions
 
 
 @pytest.mark.slow
