@@ -32,24 +32,27 @@ def _check_dsp_words(mem_words, what):
                          f"(a stride below it is a DSP block's operand), not {mem_words!r}")
 
 
-def _fault_code(m, d, mem_end_over, soc):
-    """The fault code of descriptor ``d`` (a view of :func:`descriptor_layout`) given
-    ``mem_end_over``, whether ``mem_addr + (rows - 1) * stride + block words > mem_words``: the
-    checks of :func:`golden.dma.check`, in its order."""
-    lanes = soc.lanes
+def _fault_checks(d, soc):
+    """The checks of :func:`golden.dma.check` on descriptor ``d`` (a view of
+    :func:`descriptor_layout`) but the last (``MEM_END``), in its order: ``(code, failed)``
+    pairs."""
     n_out = Mux(d.transpose, d.cols, d.rows)
     n_in = Mux(d.transpose, d.rows, d.cols)
     space_rows = Mux(d.space == Space.ACC, soc.acc_rows, soc.sp_rows)
-    code = Signal(FAULT_BITS, name="fault_code")
-    checks = (
+    return (
         (Fault.ZERO_SIZE, (d.rows == 0) | (d.cols == 0)),
         (Fault.ELEM_WORDS, (d.elem_words == 0) | (d.elem_words > MAX_ELEM_WORDS)),
-        (Fault.TOO_WIDE, n_in > lanes),
+        (Fault.TOO_WIDE, n_in > soc.lanes),
         (Fault.SP_RANGE, d.sp_row >= space_rows),
         (Fault.SP_END, d.sp_row + n_out > space_rows),
         (Fault.MEM_RANGE, d.mem_addr >= soc.mem_words),
-        (Fault.MEM_END, mem_end_over),
     )
+
+
+def _first_fault(m, checks, name):
+    """The code of the first failing check of ``checks`` (``(code, failed)`` pairs), 0 if none
+    fails."""
+    code = Signal(FAULT_BITS, name=name)
     for i, (value, failed) in enumerate(checks):
         with (m.Elif if i else m.If)(failed):
             m.d.comb += code.eq(value)
@@ -143,7 +146,8 @@ class DmaChecker(wiring.Component):
             else:
                 span = product
             over = d.mem_addr + span + _block_words(d) > soc.mem_words
-        m.d.comb += self.fault.eq(_fault_code(m, d, over, soc))
+        checks = (*_fault_checks(d, soc), (Fault.MEM_END, over))
+        m.d.comb += self.fault.eq(_first_fault(m, checks, "fault_code"))
         return m
 
 
@@ -287,11 +291,14 @@ class DmaController(wiring.Component):
         # Per-descriptor constants, set when the check passes.
         n_in_m1 = Signal(range(lanes))                    # lanes covered - 1
         n_out_m1 = Signal(t_width)                        # scratchpad rows - 1
+        n_out_m2 = Signal(t_width)                        # scratchpad rows - 2 (if two or more)
         inner = Signal(len(d.stride))                     # word step between lanes (transpose)
         outer = Signal(len(d.stride))                     # word step between scratchpad rows
         lane_on = Signal(lanes)                           # lanes the block covers
-        row_ones = Signal(NW)                             # bit p: word p is in a block row
-        first_last = Signal()                             # the first request ends its row
+        row_ones = Signal(NW)                             # bit p: a row's first request
+                                                          # covers word p of it (transpose: p = 0)
+        fits = Signal(F)                                  # bit q: a row from word q of a line
+                                                          # ends in it (without transpose)
 
         # --- check: four registered steps, the fault code acted on in DECIDE -------------------
         n_out = Mux(d.transpose, d.cols, d.rows)
@@ -305,13 +312,18 @@ class DmaController(wiring.Component):
         pd = self.i_desc.payload
         product = registered_product(m, "span", pd.rows, pd.stride[:sw], en=C(1, 1),
                                      platform=platform)
-        # CHECK: the first six checks' code (they read only the descriptor), the row's end
-        # (mem_addr's low bits: a higher mem_addr is MEM_RANGE), mem_words + s and `big`.
-        pre_code = Signal(FAULT_BITS)                     # the fault code but for MEM_END
+        # CHECK: the first six checks' outcomes (they read only the descriptor), each a
+        # register, the row's end (mem_addr's low bits: a higher mem_addr is MEM_RANGE),
+        # mem_words + s and `big`.
+        pre_checks = _fault_checks(d, soc)
+        pre_failed = Signal(len(pre_checks))              # bit i: check i failed
         row_end = Signal(sw + len(d.cols) + 2)            # mem_addr + block row words
         s_plus = Signal(sw + 1)                           # mem_words + s
         big = Signal()
-        # ROOM: mem_words + s - row_end, as a sign and low bits (it is below 2**(sw + 1)).
+        # ROOM: their code, by priority (`pre_fail`: one failed), and mem_words + s - row_end,
+        # as a sign and low bits (it is below 2**(sw + 1)).
+        pre_code = Signal(FAULT_BITS)                     # the fault code but for MEM_END
+        pre_fail = Signal()
         room_neg = Signal()
         mem_room = Signal(sw + 1)
         # COMPARE: the outcome, for DECIDE.
@@ -334,6 +346,15 @@ class DmaController(wiring.Component):
         a_elem = Signal(addr_width)                        # transpose: element (t, l)
         a_word = Signal(addr_width)                        # transpose: the request's word
         a_line = Signal(addr_width - fb if addr_width > fb else 1)   # the request's line
+        # the next row's start `a_row + outer` and (transpose) the next lane's element
+        # `a_elem + inner`, registers: a request's address, window and flags come from registers
+        # through one adder or one shift at most
+        r_next = Signal(addr_width)
+        e_next = Signal(addr_width)
+        deciding = Signal()                                # the state is DECIDE, one register
+        priming = Signal()                                 # the state is PRIME, one register
+        row_start = Signal()                               # a row's first request is set up
+        m.d.sync += [deciding.eq(0), priming.eq(0)]
         off = Signal(fb)
         window = Signal(NW + F)
         pos = Signal(range(NW))                            # transpose: the word's place in the row
@@ -343,7 +364,7 @@ class DmaController(wiring.Component):
         # Registered flags, set with the request they describe (so that the row's advance starts
         # at registers): the request is the last of its row (without transpose:
         # `window[F:] == 0`; with: `i_last_w & i_last_l`), and its row is the last
-        # (`i_t == n_out_m1`).
+        # (`i_t == n_out_m1`, set from `i_t == n_out_m2` when the row before starts).
         row_last = Signal()
         t_last = Signal()
         n_words = Signal(range(NW + 1))                    # words of a block row
@@ -446,19 +467,21 @@ class DmaController(wiring.Component):
             head = Mux(q_rd[i], queue[i], head)
         load_row = [sent[p].eq(head.word_select(p, ww)) for p in range(NW)]   # `sent` takes it
 
-        def start_row(addr, ones):
-            """Without transpose: the first line of the row whose words start at ``addr`` and
-            cover the bits set in ``ones``."""
+        def start_row(addr):
+            """The first request of the row whose words start at ``addr``: without transpose
+            its first line, with transpose its first word."""
             low = addr[:fb]
-            return [a_line.eq(addr[fb:]), off.eq(low),
-                    window.eq(Cat(ones, C(0, F)) << low),
-                    place.eq(C(((1 << F) - 1) << F, 2 * F) >> low)]
+            return [i_l.eq(0), i_w.eq(0), pos.eq(0),
+                    a_row.eq(addr), a_elem.eq(addr), a_word.eq(addr),
+                    r_next.eq(addr + outer), e_next.eq(addr + inner),
+                    a_line.eq(addr[fb:]), off.eq(low),
+                    window.eq(Cat(row_ones, C(0, F)) << low),
+                    place.eq(Mux(d.transpose, 1 << F, C(((1 << F) - 1) << F, 2 * F) >> low)),
+                    row_last.eq(Mux(d.transpose, ~wide & (n_in_m1 == 0), fits.bit_select(low, 1)))]
 
         def start_word(addr):
             """With transpose: the request of the word at ``addr``."""
-            low = addr[:fb]
-            return [a_word.eq(addr), a_line.eq(addr[fb:]), off.eq(low),
-                    window.eq(C(1, NW + F) << low)]
+            return [a_word.eq(addr), a_line.eq(addr[fb:]), off.eq(addr[:fb])]
 
         # --- response side: rotates lines into the row buffer of a load -------------------------
         buf = [Signal(ww, name=f"buf_{p}") for p in range(NW)]
@@ -490,16 +513,20 @@ class DmaController(wiring.Component):
         # --- the requests: `accept` implies RUN (`iss_on` is set on entering RUN and cleared in
         # it), so the issue side's registers are enabled by the handshake and registers alone,
         # not by the state's decoding
+        m.d.comb += row_start.eq(deciding)
         with m.If(accept):
             with m.If(~row_last):
                 with m.If(d.transpose):
                     with m.If(~i_last_w):
+                        # the element's second word: the window's one bit moves up a word
                         m.d.sync += [i_w.eq(1), *start_word(a_word + 1),
+                                     window.eq(window[:F].rotate_left(1)),
                                      row_last.eq(i_last_l)]
                     with m.Else():
                         m.d.sync += [i_w.eq(0), i_l.eq(i_l + 1),
-                                     a_elem.eq(a_elem + inner),
-                                     *start_word(a_elem + inner),
+                                     a_elem.eq(e_next), e_next.eq(e_next + inner),
+                                     *start_word(e_next),
+                                     window.eq(C(1, NW + F) << e_next[:fb]),
                                      row_last.eq(~wide & (i_l + 1 == n_in_m1))]
                     m.d.sync += [pos.eq(pos + 1), place.eq(place << 1)]
                     m.d.sync += [sent[p].eq(sent[p + 1]) for p in range(NS - 1)]
@@ -509,23 +536,23 @@ class DmaController(wiring.Component):
                     m.d.sync += [prev[q].eq(sent[q]) for q in range(F)]
                     m.d.sync += [sent[p].eq(sent[p + F]) for p in range(NS - F)]
             with m.Elif(~t_last):
-                nxt = a_row + outer
-                m.d.sync += [i_w.eq(0), i_l.eq(0), i_t.eq(i_t + 1), pos.eq(0),
-                             a_row.eq(nxt), a_elem.eq(nxt),
-                             t_last.eq(i_t + 1 == n_out_m1)]
-                with m.If(d.transpose):
-                    m.d.sync += [*start_word(nxt[:addr_width]), place.eq(1 << F),
-                                 row_last.eq(~wide & (n_in_m1 == 0))]
-                with m.Else():
-                    m.d.sync += start_row(nxt[:addr_width], row_ones)
-                    m.d.sync += row_last.eq(nxt[:fb] + n_words <= F)
-                m.d.comb += consume.eq(d.direction == Dir.STORE)
+                m.d.sync += [i_t.eq(i_t + 1), t_last.eq(i_t == n_out_m2)]
+                m.d.comb += [row_start.eq(1), consume.eq(d.direction == Dir.STORE)]
             with m.Else():
                 m.d.sync += iss_on.eq(0)
             # `sent` takes the next row after a row's last request (after the last row
             # the queue's head, unused): its enable is RUN and `accept` only
             with m.If(row_last):
                 m.d.sync += load_row
+        # a row's first request, from `r_next` (the next row's start; the first row's, set in
+        # COMPARE, in DECIDE)
+        with m.If(row_start):
+            m.d.sync += start_row(r_next)
+        with m.If(deciding):
+            m.d.sync += [i_t.eq(0), wr_row.eq(d.sp_row)]
+        with m.If(priming):
+            m.d.comb += consume.eq(1)
+            m.d.sync += load_row
 
         # --- control ----------------------------------------------------------------------------
         with m.Switch(state):
@@ -543,20 +570,18 @@ class DmaController(wiring.Component):
 
             with m.Case(_State.CHECK):
                 m.d.sync += [state.eq(_State.ROOM),
-                             pre_code.eq(_fault_code(m, d, C(0, 1), soc)),
+                             pre_failed.eq(Cat(failed for _, failed in pre_checks)),
                              row_end.eq(d.mem_addr[:sw] + _block_words(d)),
                              s_plus.eq(soc.mem_words + d.stride[:sw]),
                              big.eq((d.rows > 1) & (d.stride >= soc.mem_words))]
                 # the run's constants, whatever the outcome (nothing reads them before RUN, and
-                # the last descriptor's run is over); ROOM adds whether the first request ends a
-                # row
+                # the last descriptor's run is over); ROOM adds those it computes from these
                 m.d.sync += [
-                    row_ones.eq(Cat((_block_words(d) > p) for p in range(NW))),
                     n_in_m1.eq(n_in - 1),
                     n_out_m1.eq(n_out - 1),
+                    n_out_m2.eq(n_out - 2),
                     inner.eq(Mux(d.transpose, d.stride, d.elem_words)),
                     outer.eq(Mux(d.transpose, d.elem_words, d.stride)),
-                    lane_on.eq(Cat((n_in > k) for k in range(lanes))),
                     n_words.eq(_block_words(d)),
                     t_last.eq(n_out == 1),
                 ]
@@ -564,14 +589,22 @@ class DmaController(wiring.Component):
             with m.Case(_State.ROOM):
                 m.d.sync += [state.eq(_State.COMPARE),
                              room_neg.eq(diff < 0), mem_room.eq(diff[:sw + 1]),
-                             # from CHECK's `n_words`: an adder and a compare in this cycle
-                             first_last.eq(Mux(d.transpose, ~wide & (n_in == 1),
-                                               d.mem_addr[:fb] + n_words <= F))]
+                             pre_code.eq(_first_fault(
+                                 m, [(value, pre_failed[i])
+                                     for i, (value, _) in enumerate(pre_checks)], "pre_first")),
+                             pre_fail.eq(pre_failed != 0),
+                             # from CHECK's `n_words` and `n_in_m1` (a legal block's: a row's
+                             # words fit them), a compare with a constant for each bit
+                             row_ones.eq(Mux(d.transpose, 1,
+                                             Cat((n_words > p) for p in range(NW)))),
+                             fits.eq(Cat(q + n_words <= F for q in range(F))),
+                             lane_on.eq(Cat((n_in_m1 >= k) for k in range(lanes)))]
 
             with m.Case(_State.COMPARE):
-                m.d.sync += [state.eq(_State.DECIDE),
-                             fail.eq((pre_code != Fault.NONE) | over),
-                             code.eq(Mux(pre_code != Fault.NONE, pre_code,
+                m.d.sync += [state.eq(_State.DECIDE), deciding.eq(1),
+                             r_next.eq(d.mem_addr[:addr_width]),
+                             fail.eq(pre_fail | over),
+                             code.eq(Mux(pre_fail, pre_code,
                                          Mux(over, Fault.MEM_END, Fault.NONE)))]
 
             with m.Case(_State.DECIDE):
@@ -584,28 +617,16 @@ class DmaController(wiring.Component):
                     m.d.sync += [state.eq(_State.IDLE), done.eq(1), fault.eq(code),
                                  *set_rd(0)]
                 with m.Elif(d.direction == Dir.STORE):
-                    m.d.sync += state.eq(_State.PRIME)
+                    m.d.sync += [state.eq(_State.PRIME), priming.eq(1)]
                 with m.Else():
                     m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
-                # (the run's constants were set in CHECK, from the descriptor's registers)
-                m.d.sync += [
-                    i_t.eq(0), i_l.eq(0), i_w.eq(0), pos.eq(0),
-                    a_row.eq(d.mem_addr), a_elem.eq(d.mem_addr),
-                    wr_row.eq(d.sp_row),
-                    row_last.eq(first_last),
-                ]
-                with m.If(d.transpose):
-                    m.d.sync += start_word(d.mem_addr[:addr_width])
-                    m.d.sync += place.eq(1 << F)
-                with m.Else():
-                    m.d.sync += start_row(d.mem_addr[:addr_width], row_ones)
+                # (the run's constants were set in CHECK, from the descriptor's registers, the
+                # run's first registers are set above, enabled by `deciding`)
 
             with m.Case(_State.PRIME):
                 # a store: the first row, read in CHECK, is at the queue's head (it came off the
-                # late read port in COMPARE); it moves into `sent`, the first request goes out
-                # in the next cycle
-                m.d.comb += consume.eq(1)
-                m.d.sync += load_row
+                # late read port in COMPARE); it moves into `sent` (above, enabled by
+                # `priming`), the first request goes out in the next cycle
                 m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
 
             with m.Case(_State.RUN):

@@ -260,6 +260,7 @@ class DmaHarness(Elaboratable):
         store = d.direction == Dir.STORE
         self._check(m, "state", idle | check | room | compare | decide | prime | run | flush)
         self._check(m, "state", after == check)
+        self._check(m, "state", (reg("deciding") == decide) & (reg("priming") == prime))
         with m.If(room | compare | decide | prime | run | flush):
             self._check(m, "state", known)
         with m.If(idle | check | room | compare | decide | prime):
@@ -278,9 +279,14 @@ class DmaHarness(Elaboratable):
         sw = max(1, ceil_log2(soc.mem_words))
         s = d.stride[:sw]
         row_end = d.mem_addr[:sw] + Mux(d.elem_words == 2, d.cols * 2, d.cols)
+        pre_illegal = ~shape_legal | (d.mem_addr >= soc.mem_words)
+        with m.If(room):
+            # CHECK registers each of the first six checks' outcomes, ROOM their code
+            self._check(m, "check", (reg("pre_failed") != 0) == pre_illegal)
+        with m.If(compare):
+            self._check(m, "check", ((reg("pre_code") != 0) == pre_illegal)
+                        & (reg("pre_fail") == pre_illegal))
         with m.If(room | compare):
-            self._check(m, "check", (reg("pre_code") != 0)
-                        == (~shape_legal | (d.mem_addr >= soc.mem_words)))
             self._check(m, "check", reg("big") == ((d.rows > 1) & (d.stride >= soc.mem_words)))
         with m.If(room):
             self._check(m, "check", reg("span_pipe") == prod)
@@ -304,6 +310,10 @@ class DmaHarness(Elaboratable):
         with m.If(n_out != 0):
             self._check(m, "reads", (rd_left <= n_out) & (~rd_ok | (rd_left != 0)))
 
+        aw = len(a_row)
+        with m.If(decide):
+            # the first row's start, DECIDE's `r_next` (set in COMPARE)
+            self._check(m, "address", reg("r_next") == d.mem_addr[:aw])
         with m.If(prime | run):
             # flags the DMA registers with the request they describe
             self._check(m, "run", reg("t_last") == (i_t == n_out_m1))
@@ -327,18 +337,25 @@ class DmaHarness(Elaboratable):
             # the run's constants, set in CHECK (for a descriptor of a legal shape)
             self._check(m, "run", (n_out_m1 == n_out - 1) & (n_in_m1 == Mux(d.transpose, d.rows,
                                                                              d.cols) - 1))
+            self._check(m, "run", reg("n_out_m2") == (n_out - 2)[:len(n_out_m1)])
             self._check(m, "run", inner == Mux(d.transpose, d.stride, d.elem_words))
             self._check(m, "run", outer == Mux(d.transpose, d.elem_words, d.stride))
-            self._check(m, "run", row_ones == Cat(d.cols * d.elem_words > p for p in range(NW)))
             self._check(m, "run", d.transpose | (reg("n_words") == d.cols * d.elem_words))
         with m.If((room | compare | decide) & shape_legal):
-            # and the first request's flags: `t_last` set in CHECK, `first_last` in ROOM
+            # and the first request's flags: `t_last` set in CHECK; a row's `row_last` without
+            # transpose from `fits`, set in ROOM
             self._check(m, "run", reg("t_last") == (n_out == 1))
-        with m.If((compare | decide) & shape_legal):
-            self._check(m, "run", reg("first_last") == Mux(
-                d.transpose, ~wide & (n_in_m1 == 0), d.mem_addr[:fb] + d.cols * d.elem_words <= F))
+        with m.If((compare | decide) & shape_legal | prime | run):
+            # and those ROOM computes from them
+            self._check(m, "run", row_ones == Mux(
+                d.transpose, 1, Cat(d.cols * d.elem_words > p for p in range(NW))))
+            self._check(m, "run", d.transpose | (reg("fits") == Cat(
+                q + d.cols * d.elem_words <= F for q in range(F))))
         with m.If(prime | run):
             self._check(m, "run", (i_t <= n_out_m1) & (i_l <= n_in_m1) & (i_w <= wide))
+            # the next row's start and the next lane's element, registered ahead
+            self._check(m, "address", (reg("r_next") == (a_row + outer)[:aw])
+                        & (reg("e_next") == (a_elem + inner)[:aw]))
             with m.If(d.transpose):
                 self._check(m, "address", a_row == d.mem_addr + i_t * d.elem_words)
                 self._check(m, "address", a_elem == a_row + i_l * inner)
