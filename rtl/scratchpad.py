@@ -33,19 +33,20 @@ class Scratchpad(wiring.Component):
     multiplexer on a select registered twice); their row also stays while no port reads that
     bank. Addresses ``>= banks * depth`` write nothing and read unspecified data.
 
-    Writes are registered (``write_latency=1``, the default): each write port's address, lane
-    enables and data go into a register at the scratchpad's input, before the bank decode, so a
-    unit's route to the scratchpad ends at a flip-flop that can sit beside the block RAMs. A
-    write presented in cycle ``c`` reaches its bank in cycle ``c + 1``: a read in cycle ``c`` (or
-    before) returns the old row, a read in cycle ``c + 2`` (or later) the new one, and a read in
-    cycle ``c + 1`` collides with it in the bank (below). With ``write_latency=0`` the write
-    reaches its bank in cycle ``c`` (a read in ``c + 1`` returns the new row).
+    Writes are registered (``write_latency=1``, the default): at the scratchpad's input each write
+    port's bank is decoded (per bank: whether the port writes there, and its lanes) and registered
+    with its row and data, so a unit's route to the scratchpad ends, past the decode's LUT or two,
+    at a flip-flop that can sit beside the block RAMs, and only each bank's AND-OR over the ports
+    lies between those registers and the block RAM. A write presented in cycle ``c`` reaches its
+    bank in cycle ``c + 1``: a read in cycle ``c`` (or before) returns the old row, a read in cycle
+    ``c + 2`` (or later) the new one, and a read in cycle ``c + 1`` collides with it in the bank
+    (below). With ``write_latency=0`` a write reaches its bank in the cycle it is presented.
 
     Each bank has at most one read port and one write port in use per cycle: the sequencer never
     lets two units share a bank, so the scratchpad does not arbitrate. A bank's read address and
     enable are the OR of the read ports' terms, each gated by that port's ``en`` and its address
     falling in the bank; its write address, data and lane enables likewise over the write ports
-    (after their registers: a flat AND-OR, a few LUT levels, no priority chain). Two read ports
+    (from their registers: a flat AND-OR, a few LUT levels, no priority chain). Two read ports
     or two write ports on one bank in one cycle are **undefined**: the rows read and the row
     written are unspecified. In simulation (elaborated without a platform) such a conflict shows:
     every read port that read the bank gets the row at the OR of their row addresses with every
@@ -186,23 +187,20 @@ class Scratchpad(wiring.Component):
             uses = [Signal(name=f"read_{p}_uses_{b}") for b in banks]
             m.d.comb += [u.eq(port.en & (port.addr[row_bits:] == b)) for b, u in enumerate(uses)]
             reads.append((port.addr[:row_bits], uses))
-        writes = []                                        # (row, data, [lanes written in b])
-        for p, (addr, en, data) in enumerate(self._write_inputs(m)):
-            lanes = [Signal(self._lanes, name=f"write_{p}_lanes_{b}") for b in banks]
-            m.d.comb += [x.eq(Mux(addr[row_bits:] == b, en, 0)) for b, x in enumerate(lanes)]
-            writes.append((addr[:row_bits], data, lanes))
+        writes = [self._write_stage(m, p, port, row_bits)       # (row, data, uses, lanes)
+                  for p, port in enumerate(self.write)]
         readers = []                                       # per bank: its read ports' uses
         for b in banks:
             ren = [uses[b] for _, uses in reads]
-            wen = [lanes[b].any() for _, _, lanes in writes]
+            wen = [uses[b] for _, _, uses, _ in writes]
             m.d.comb += [
                 rd[b].en.eq(_or(ren)),
                 rd[b].addr.eq(_and_or((u, row) for u, (row, _) in zip(ren, reads))),
-                wr[b].addr.eq(_and_or((u, row) for u, (row, _, _) in zip(wen, writes))),
+                wr[b].addr.eq(_and_or((u, row) for u, (row, *_) in zip(wen, writes))),
                 wr[b].data.eq(_and_or((Cat(x.replicate(w) for x in lanes[b]), data)
-                                      for _, data, lanes in writes)),
+                                      for _, data, _, lanes in writes)),
             ]
-            wen_lanes = _or(lanes[b] for _, _, lanes in writes)
+            wen_lanes = _or(lanes[b] for *_, lanes in writes)
             if platform is None:                           # simulation: a clashing write is lost
                 wen_lanes = Mux(_two_or_more(wen), 0, wen_lanes)
             m.d.comb += wr[b].en.eq(wen_lanes)
@@ -241,19 +239,23 @@ class Scratchpad(wiring.Component):
                 m.d.comb += port.data.eq(Array(out)[sel])
         return m
 
-    def _write_inputs(self, m):
-        """Each write port's ``(addr, en, data)`` as the bank decode sees them: registered when
-        ``write_latency`` is 1 (one stage per port, loaded every cycle), the ports' own else."""
-        inputs = []
-        for p, port in enumerate(self.write):
-            fields = (port.addr, port.en, Value.cast(port.data))
-            if self._write_latency:
-                staged = tuple(Signal(len(v), name=f"write_{p}_{n}_q")
-                               for n, v in zip(("addr", "en", "data"), fields))
-                m.d.sync += [q.eq(v) for q, v in zip(staged, fields)]
-                fields = staged
-            inputs.append(fields)
-        return inputs
+    def _write_stage(self, m, p, port, row_bits):
+        """Write port ``p``'s input stage: its bank decoded (per bank ``b``: ``uses[b]``, the
+        port writes a lane of bank ``b``; ``lanes[b]``, the lanes it writes there), and that,
+        its row within the bank and its data registered when ``write_latency`` is 1 (one stage,
+        loaded every cycle), so that only the banks' AND-OR lies between these registers and the
+        block RAMs. Returns ``(row, data, uses, lanes)``."""
+        banks = range(self._banks)
+        bank = port.addr[row_bits:]
+        row = Signal(row_bits, name=f"write_{p}_row")
+        data = Signal(len(Value.cast(port.data)), name=f"write_{p}_data")
+        uses = [Signal(name=f"write_{p}_uses_{b}") for b in banks]
+        lanes = [Signal(self._lanes, name=f"write_{p}_lanes_{b}") for b in banks]
+        stage = m.d.sync if self._write_latency else m.d.comb
+        stage += [row.eq(port.addr[:row_bits]), data.eq(port.data)]
+        stage += [u.eq(port.en.any() & (bank == b)) for b, u in enumerate(uses)]
+        stage += [x.eq(Mux(bank == b, port.en, 0)) for b, x in enumerate(lanes)]
+        return row, data, uses, lanes
 
 
 def _or(values):
