@@ -385,6 +385,15 @@ class DmaController(wiring.Component):
             tag.eq(tags.r_data),
             tags.r_en.eq(rsp.valid),
         ]
+        # `req.valid` is a register, `req_on` = `iss_on` and the tag FIFO's room, set from their
+        # next values (`iss_next`, the FIFO's next level), so that no gate lies between it and
+        # the arbiter's grant
+        iss_next = Signal()
+        req_on = Signal()
+        level_next = (tags.level + (tags.w_en & tags.w_rdy) - (tags.r_en & tags.r_rdy))
+        m.d.comb += iss_next.eq(iss_on)
+        m.d.sync += [iss_on.eq(iss_next),
+                     req_on.eq(iss_next & (level_next[:len(tags.level)] != tags.depth))]
 
         # Store data: the row's words in `sent` (a shift register loaded from the row queue
         # below, so that no block-RAM output reaches the bus in the same cycle) and
@@ -395,7 +404,7 @@ class DmaController(wiring.Component):
         prev = [Signal(ww, name=f"prev_{q}") for q in range(F)]
         both = Cat(*prev, *sent[:F])
         m.d.comb += [
-            req.valid.eq(iss_on & tags.w_rdy),
+            req.valid.eq(req_on),
             req.payload.addr.eq(a_line),
             req.payload.we.eq(d.direction == Dir.STORE),
             req.payload.mask.eq(window[:F]),
@@ -539,7 +548,7 @@ class DmaController(wiring.Component):
                 m.d.sync += [i_t.eq(i_t + 1), t_last.eq(i_t == n_out_m2)]
                 m.d.comb += [row_start.eq(1), consume.eq(d.direction == Dir.STORE)]
             with m.Else():
-                m.d.sync += iss_on.eq(0)
+                m.d.comb += iss_next.eq(0)
             # `sent` takes the next row after a row's last request (after the last row
             # the queue's head, unused): its enable is RUN and `accept` only
             with m.If(row_last):
@@ -619,7 +628,8 @@ class DmaController(wiring.Component):
                 with m.Elif(d.direction == Dir.STORE):
                     m.d.sync += [state.eq(_State.PRIME), priming.eq(1)]
                 with m.Else():
-                    m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
+                    m.d.sync += state.eq(_State.RUN)
+                    m.d.comb += iss_next.eq(1)
                 # (the run's constants were set in CHECK, from the descriptor's registers, the
                 # run's first registers are set above, enabled by `deciding`)
 
@@ -627,7 +637,8 @@ class DmaController(wiring.Component):
                 # a store: the first row, read in CHECK, is at the queue's head (it came off the
                 # late read port in COMPARE); it moves into `sent` (above, enabled by
                 # `priming`), the first request goes out in the next cycle
-                m.d.sync += [state.eq(_State.RUN), iss_on.eq(1)]
+                m.d.sync += state.eq(_State.RUN)
+                m.d.comb += iss_next.eq(1)
 
             with m.Case(_State.RUN):
                 with m.If(rsp.valid & tag.last):

@@ -268,6 +268,8 @@ class DmaHarness(Elaboratable):
 
         self._check(m, "fifo", (produce < depth) & (consume < depth) & (level <= depth))
         self._check(m, "fifo", outstanding == level)
+        # the DMA's `req.valid`, a register: `iss_on` and the FIFO's room
+        self._check(m, "fifo", reg("req_on") == (iss_on & (level != depth)))
         with m.If(produce == consume):
             self._check(m, "fifo", (level == 0) | (level == depth))
         with m.Else():
