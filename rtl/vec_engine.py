@@ -145,9 +145,11 @@ class VecEngine(wiring.Component):
         m.d.comb += rd_now.eq(rowop & reading)
         rd_last = Signal()
         m.d.comb += rd_last.eq(t_rd == rc.rows_last)
+        rd_en = _ReadEnables(m, self.start, self.ir)
         with m.If(rd_now):
             with m.If(rd_last):
                 m.d.sync += reading.eq(0)
+                rd_en.stop(m)
             m.d.sync += [t_rd.eq(t_rd + 1), rc.x_row.eq(rc.x_row + 1), rc.y_row.eq(rc.y_row + 1),
                          rc.a_row.eq(rc.a_row + 1)]
         # The ports are the scratchpads' late ones: a row read in cycle c arrives in cycle c + 2
@@ -210,6 +212,7 @@ class VecEngine(wiring.Component):
                              sx.p_left.eq(sx.p_left - 1), sx.p_last.eq(sx.p_left == 1)]
                 with m.If(sx.p_last):
                     m.d.sync += sx.reading.eq(0)
+                    rd_en.stop(m)
             with m.Else():
                 m.d.sync += [sx.j_left.eq(sx.j_left - 1), sx.j_last.eq(sx.j_left == 1),
                              sx.z_rd.eq(sx.z_rd + 1), sx.t_rd.eq(sx.t_rd + 1)]
@@ -238,17 +241,13 @@ class VecEngine(wiring.Component):
         m.d.comb += [self.sp_x.addr.eq(rc.x_row), self.sp_y.addr.eq(rc.y_row),
                      self.sp_w.addr.eq(rc.d_row), self.acc_rd.addr.eq(rc.a_row),
                      self.sp_m.addr.eq(rc.m_row), self.acc_wr.addr.eq(rc.m_row)]
+        # read enables: registers (the scratchpad's bank decode and address AND-OR behind them)
+        m.d.comb += [self.sp_x.en.eq(rd_en.x), self.sp_y.en.eq(rd_en.y),
+                     self.acc_rd.en.eq(rd_en.a)]
         with m.If(smx_on):
-            m.d.comb += [
-                self.sp_x.en.eq(smx_rd),
-                self.sp_y.en.eq(smx_rd & sx.grad),
-                self.sp_m.en.eq(Mux(smx_wr, Const(1, L) << res.sample, 0)),
-            ]
+            m.d.comb += self.sp_m.en.eq(Mux(smx_wr, Const(1, L) << res.sample, 0))
         with m.Else():
             m.d.comb += [
-                self.sp_x.en.eq(rd_now & (rc.relub | rc.sgd)),
-                self.sp_y.en.eq(rd_now & rc.relub),
-                self.acc_rd.en.eq(rd_now & (rc.req | rc.sgd)),
                 self.sp_w.en.eq(Mux(wr_row & ~rc.fill, rc.write_lanes, 0)),
                 self.sp_m.en.eq(Mux(wr_row & rc.m_write, all_lanes, 0)),
                 self.acc_wr.en.eq(Mux(wr_row & rc.fill_acc, all_lanes, 0)),
@@ -294,6 +293,30 @@ class VecEngine(wiring.Component):
         domain += [lr_mul.eq(f(Op.SGD, "lr_mul")), wd_mul.eq(f(Op.SGD, "wd_mul"))]
         m.d.comb += [post.op.eq(op), post.shift.eq(shift), post.rounding.eq(rounding),
                      post.relu_en.eq(relu_en), post.lr_mul.eq(lr_mul), post.wd_mul.eq(wd_mul)]
+
+
+class _ReadEnables:
+    """The read ports' enables as registers, each set when an instruction that reads through its
+    port starts (from the incoming ``ir``) and cleared with the instruction's last read
+    (:meth:`stop`): ``x`` (``sp_x``: RELUB's g, SGD's w, SMX's logits), ``y`` (``sp_y``: RELUB's
+    mask, SMX's targets in gradient mode), ``a`` (``acc_rd``: REQ's accumulators, SGD's g). They
+    are high exactly while the row operation's ``reading`` (or SMX's ``sx.reading``) is and its
+    kind reads through the port, so the scratchpads' bank decode starts from flip-flops."""
+
+    def __init__(self, m, start, ir):
+        self.x, self.y, self.a = (Signal(name=f"rd_en_{n}") for n in ("x", "y", "a"))
+        op = ir[:isa.OPCODE_BITS]
+        smx = op == Op.SMX
+        with m.If(start):
+            m.d.sync += [
+                self.x.eq((op == Op.RELUB) | (op == Op.SGD) | smx),
+                self.y.eq((op == Op.RELUB) | (smx & field(ir, Op.SMX, "mode"))),
+                self.a.eq((op == Op.REQ) | (op == Op.SGD)),
+            ]
+
+    def stop(self, m):
+        """Clear the enables (in the cycle of the instruction's last read)."""
+        m.d.sync += [self.x.eq(0), self.y.eq(0), self.a.eq(0)]
 
 
 class _RowControl:
