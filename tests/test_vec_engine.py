@@ -96,10 +96,21 @@ def random_op(rng):
                         inv_temp=rng.choice([INV_TEMP_ONE, INV_TEMP_ONE // 4, 0]))
 
 
+def reads_of(op, fields):
+    """The rows ``op`` reads through ``sp_x``, ``sp_y`` and ``acc_rd``: the cycles each port's
+    ``en`` must be high (SMX reads its group ``samples + 1`` times)."""
+    n = fields.get("rows", 0)
+    if op == Op.SMX:
+        n = fields["classes"] * (fields["samples"] + 1)
+        return n, n * fields["mode"], 0
+    return (n * (op in (Op.RELUB, Op.SGD)), n * (op == Op.RELUB), n * (op in (Op.REQ, Op.SGD)))
+
+
 def run_ops(ops, seed, checked=True):
     """Run ``ops`` on the engine and on golden (each checked by golden's checker unless not
-    ``checked``) from the same random scratchpads; compare scratchpads, busy cycles and
-    saturation counts."""
+    ``checked``) from the same random scratchpads; compare scratchpads, busy cycles, saturation
+    counts and the cycles each read port is enabled (no read the operation does not need: in
+    the SoC another unit may use that bank)."""
     g = torch.Generator().manual_seed(seed)
     L = SOC.lanes
     sp = torch.randint(-32768, 32768, (SOC.sp_rows, L), generator=g)
@@ -130,19 +141,23 @@ def run_ops(ops, seed, checked=True):
         ctx.set(e.seed_stb, 1)
         await ctx.tick()
         ctx.set(e.seed_stb, 0)
-        busy = []
+        busy, reads = [], []
+        ports = (e.sp_x, e.sp_y, e.acc_rd)
         for op, fields in ops:
             ctx.set(e.ir, isa.encode(op, **fields))
             ctx.set(e.start, 1)
+            en = [ctx.get(p.en) for p in ports]
             await ctx.tick()
             ctx.set(e.start, 0)
             n = 0
             while ctx.get(e.busy):
+                en = [x + ctx.get(p.en) for x, p in zip(en, ports)]
                 n += 1
                 await ctx.tick()
                 assert n < 5000
             busy.append(n)
-        got["busy"] = busy
+            reads.append(tuple(en))
+        got["busy"], got["reads"] = busy, reads
         for _ in range(dut.sp.write_latency):   # the last row's write reaches its bank
             await ctx.tick()
         got["sp"] = [list(ctx.get(dut.sp.cell(r))) for r in range(SOC.sp_rows)]
@@ -153,6 +168,8 @@ def run_ops(ops, seed, checked=True):
     for i, (op, fields) in enumerate(ops):
         assert got["busy"][i] == expect_busy[i], \
             f"seed {seed}: op {i} {op.name} busy {got['busy'][i]} != golden {expect_busy[i]}"
+        assert got["reads"][i] == reads_of(op, fields), \
+            f"seed {seed}: op {i} {op.name} reads (x, y, acc) {got['reads'][i]}"
     assert got["sp"] == m.sp.tolist(), f"seed {seed}: operand scratchpad differs"
     assert got["acc"] == m.acc.tolist(), f"seed {seed}: accumulator scratchpad differs"
     assert got["sat"] == (m.counters["sat_req"], m.counters["sat_sgd"]), f"seed {seed}"
