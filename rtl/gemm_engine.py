@@ -88,11 +88,17 @@ class GemmEngine(wiring.Component):
         bubbles = Signal(range(S + 1))
 
         # ---------------- input side: operand reads, array steps ----------------------------
+        # The ports' enable (`step`: a step this cycle, i.e. feeding and no bubble left) and
+        # addresses (`a_addr`, `b_addr`: a_base + kk, b_base + kk) are registers, computed a
+        # cycle ahead: the scratchpad's bank decode and address AND-OR start from flip-flops.
         feeding = Signal()
         i, j, kk = Signal(6), Signal(6), Signal(isa.ROW_BITS)
         a_base, b_base = Signal(rowbits), Signal(rowbits)
+        a_addr, b_addr = Signal(rowbits), Signal(rowbits)
         gap = Signal(range(S + 1))
-        step_valid, step_first, step_last = Signal(), Signal(), Signal()
+        step = Signal()
+        no_bubbles = Signal()               # bubbles == 0
+        step_first, step_last = Signal(), Signal()
 
         with m.If(self.start):
             m.d.sync += [
@@ -101,41 +107,42 @@ class GemmEngine(wiring.Component):
                 k.eq(fld("k")), mt.eq(fld("mt")), nt.eq(fld("nt")),
                 accumulate.eq(fld("accumulate")),
                 k_m1.eq(fld("k") - 1), mt_m1.eq(fld("mt") - 1), nt_m1.eq(fld("nt") - 1),
-                bubbles.eq(Mux(fld("k") < S, S - fld("k"), 0)),
+                bubbles.eq(Mux(fld("k") < S, S - fld("k"), 0)), no_bubbles.eq(fld("k") >= S),
                 a_base.eq(fld("a_row")), b_base.eq(fld("b_row")),
-                i.eq(0), j.eq(0), kk.eq(0), gap.eq(0), feeding.eq(1),
+                a_addr.eq(fld("a_row")), b_addr.eq(fld("b_row")),
+                i.eq(0), j.eq(0), kk.eq(0), gap.eq(0), feeding.eq(1), step.eq(1),
             ]
 
         m.d.comb += [
-            self.a_rd.addr.eq(a_base + kk),
-            self.b_rd.addr.eq(b_base + kk),
+            self.a_rd.addr.eq(a_addr), self.b_rd.addr.eq(b_addr),
+            self.a_rd.en.eq(step), self.b_rd.en.eq(step),
         ]
         with m.If(feeding):
-            with m.If(gap != 0):
-                m.d.sync += gap.eq(gap - 1)
+            with m.If(~step):                           # a bubble: gap != 0
+                m.d.sync += [gap.eq(gap - 1), step.eq(gap == 1)]
             with m.Else():
-                m.d.comb += [self.a_rd.en.eq(1), self.b_rd.en.eq(1)]
-                m.d.comb += [step_valid.eq(1), step_first.eq(kk == 0),
-                             step_last.eq(kk == k_m1)]
+                m.d.comb += [step_first.eq(kk == 0), step_last.eq(kk == k_m1)]
                 with m.If(kk != k_m1):
-                    m.d.sync += kk.eq(kk + 1)
+                    m.d.sync += [kk.eq(kk + 1), a_addr.eq(a_addr + 1), b_addr.eq(b_addr + 1)]
                 with m.Else():
                     m.d.sync += kk.eq(0)
                     # bubbles so that the next tile's last step is S cycles after this one's
-                    m.d.sync += gap.eq(bubbles)
+                    m.d.sync += [gap.eq(bubbles), step.eq(no_bubbles)]
                     with m.If(i != mt_m1):
-                        m.d.sync += [i.eq(i + 1), a_base.eq(a_base + a_ps)]
+                        m.d.sync += [i.eq(i + 1), a_base.eq(a_base + a_ps),
+                                     a_addr.eq(a_base + a_ps), b_addr.eq(b_base)]
                     with m.Else():
-                        m.d.sync += [i.eq(0), a_base.eq(a_row)]
+                        m.d.sync += [i.eq(0), a_base.eq(a_row), a_addr.eq(a_row)]
                         with m.If(j != nt_m1):
-                            m.d.sync += [j.eq(j + 1), b_base.eq(b_base + b_ps)]
+                            m.d.sync += [j.eq(j + 1), b_base.eq(b_base + b_ps),
+                                         b_addr.eq(b_base + b_ps)]
                         with m.Else():
-                            m.d.sync += feeding.eq(0)
+                            m.d.sync += [feeding.eq(0), step.eq(0)]
 
         # operand rows arrive two cycles after the read: the step's flags wait for them
         d_valid, d_first, d_last = Signal(), Signal(), Signal()
         d2_valid, d2_first, d2_last = Signal(), Signal(), Signal()
-        m.d.sync += [d_valid.eq(step_valid), d_first.eq(step_first), d_last.eq(step_last),
+        m.d.sync += [d_valid.eq(step), d_first.eq(step_first), d_last.eq(step_last),
                      d2_valid.eq(d_valid), d2_first.eq(d_first), d2_last.eq(d_last)]
         m.d.comb += [arr.i_valid.eq(d2_valid), arr.i_first.eq(d2_first), arr.i_last.eq(d2_last)]
         for r in range(R):
