@@ -25,16 +25,15 @@ a read's response carries the whole line. Main memory and the DMA speak it; a wo
 it through a :class:`WordLineBridge`, which selects the word of the line for it.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from spec.params import check_int, check_positive_int
 
 __all__ = ["request_layout", "BusSignature", "line_request_layout", "LineBusSignature",
-           "BusArbiter", "WordLineBridge"]
+           "BusArbiter", "WordLineBridge", "thermometer_next"]
 
 
 def request_layout(addr_width, data_width):
@@ -185,21 +184,80 @@ def _bus_signature(addr_width, data_width, line_words):
     return BusSignature(addr_width, data_width)
 
 
+def thermometer_next(t, up, down):
+    """The next value of an occupancy count kept as a thermometer code ``t`` (bit ``k``: more
+    than ``k``), counting ``up`` and ``down`` by one: each bit is a choice of three registers, so
+    a late ``up`` or ``down`` reaches the count through one multiplexer and no carry chain."""
+    n = len(t)
+    more = Cat(Const(1, 1), t[:n - 1])
+    less = Cat(t[1:], Const(0, 1))
+    return Mux(up & ~down, more, Mux(down & ~up, less, t))
+
+
+class _OrderQueue(wiring.Component):
+    """A first-in first-out queue of small values (masters' indices, lanes) in registers, for the
+    response routing of :class:`BusArbiter` and :class:`WordLineBridge`.
+
+    The entries shift toward the head on a read, so the head ``r_data`` is a register; each
+    entry's occupancy is a register too (a thermometer code), and ``r_rdy`` (not empty) and
+    ``w_rdy`` (room) are the first's and the last's. A write is taken when ``w_en`` and
+    ``w_rdy``, a read when ``r_en`` and ``r_rdy``, both in one cycle if the queue is full or
+    empty; a value written is readable from the next cycle. Entries past the last one hold zero
+    (a queue of one-hot values has an all-zero head when it is empty).
+    """
+
+    def __init__(self, width, depth):
+        self._depth = depth
+        super().__init__({
+            "w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+            "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        d = self._depth
+        entries = [Signal(len(self.w_data), name=f"entry_{k}") for k in range(d)]
+        used = Signal(d)                          # thermometer: entry k holds a value
+        m.d.comb += [self.r_rdy.eq(used[0]), self.w_rdy.eq(~used[d - 1]),
+                     self.r_data.eq(entries[0])]
+        pop = self.r_en & self.r_rdy
+        push = self.w_en & self.w_rdy
+        for k in range(d):
+            first_free = ~used[k] & used[k - 1] if k else ~used[k]
+            last_used = used[k] & ~used[k + 1] if k + 1 < d else used[k]
+            # a value written goes behind the entries kept: where the last one is after a
+            # read's shift, else in the first free entry
+            with m.If(push & Mux(pop, last_used, first_free)):
+                m.d.sync += entries[k].eq(self.w_data)
+            with m.Elif(pop):
+                m.d.sync += entries[k].eq(entries[k + 1] if k + 1 < d else 0)
+        m.d.sync += used.eq(thermometer_next(used, push, pop))
+        return m
+
+
 class BusArbiter(wiring.Component):
     """Shares one bus slave among ``masters`` masters, round robin, responses kept in order.
 
     In a cycle, the request of the first master with ``req.valid`` at or after the one after the
     master granted last is taken into the arbiter's request register, if that register is free
-    in the next cycle (empty, or its request taken by the slave now); the slave sees only that
-    register (issue 27 item 4: the grant, the request and the master's ``ready`` reach the slave
-    through no logic; the master's ``req.ready`` depends on the masters' ``valid`` and on the
-    slave's ``req.ready``, a register in :class:`~rtl.mainmem.MainMemory`, through a few gates).
+    in the next cycle (empty, or its request taken by the slave now) and the master-index queue
+    has room; the slave sees only that register (issue 27 item 4: a master's ``req.ready``
+    depends on the masters' ``valid`` and on registers only: the slave's ``req.ready``, a
+    register in :class:`~rtl.mainmem.MainMemory`, the round robin's state and the queue's
+    registered room). The register is a *registered grant*: a one-hot ``pending`` names the
+    master whose request it is, and the request waits in that master's slot, a register that
+    follows its master's payload whenever it holds no request for the slave. So the grant
+    reaches a few flags and no payload register (no enable and no multiplexer of the 150-bit
+    line waits for it), and the slave sees the pending slot through an AND-OR selected by
+    registers.
     So the arbiter adds one cycle: a request taken in cycle ``c`` reaches the slave from cycle
     ``c + 1``, and a master alone on the bus sees the slave's timing one cycle later, still one
     request per cycle (``spec.timing.BUS_LATENCY``; the cycle models count it). The master's
     index is queued for each request taken, so the slave's in-order responses are routed back to
     their masters; at most ``max_inflight`` requests are between the register and their
-    responses (``max_inflight ≥ latency + 2`` for one request per cycle).
+    responses (``max_inflight ≥ latency + 2`` for one request per cycle). The queue's head is a
+    register (a master's one-hot bit), so the slave's ``rsp.ready`` is one master's
+    ``rsp.ready`` through an AND-OR selected by registers.
 
     Parameters
     ----------
@@ -246,50 +304,55 @@ class BusArbiter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._masters
-        m.submodules.owners = owners = SyncFIFO(width=max(1, ceil_log2(n)), depth=self._max_inflight)
+        # the index of each taken request's master, one-hot (the head is zero when empty)
+        m.submodules.owners = owners = _OrderQueue(n, self._max_inflight)
         req, rsp = self.slave.req, self.slave.rsp
 
-        # The request register: what the slave sees. It is free next cycle if it is empty or the
-        # slave takes its request now.
+        # The request register: what the slave sees, held until the slave takes it; it is free
+        # next cycle if it is empty or the slave takes its request now. It is kept as a
+        # registered grant: `pending`, one-hot, names the master whose request it is, and that
+        # request is in the master's slot. A slot follows its master's payload whenever it
+        # holds no request waiting for the slave (an enable of registers only: no grant in it),
+        # and the slave sees the pending slot through an AND-OR selected by registers.
         held = Signal()
-        held_payload = Signal.like(req.payload)
+        pending = Signal(n)
         free = ~held | req.ready
-        m.d.comb += [req.valid.eq(held), req.payload.eq(held_payload)]
+        slots = [Signal.like(req.payload, name=f"slot_{i}") for i in range(n)]
+        shown = Const(0, len(Value.cast(req.payload)))
+        for i in range(n):
+            with m.If(~pending[i] | req.ready):
+                m.d.sync += slots[i].eq(self.bus[i].req.payload)
+            shown = shown | Mux(pending[i], Value.cast(slots[i]), 0)
+        m.d.comb += [req.valid.eq(held), req.payload.eq(shown)]
 
         last = Signal(range(n), init=n - 1)       # the master taken last
-        grant = Signal(range(n))
-        any_valid = Signal()
+        grant = Signal(n)                         # one-hot: the first valid master after `last`
         # Round robin: scan the masters starting after `last`; the first valid one wins.
         for start in range(n):
             with m.If(last == (start - 1) % n):
                 order = [(start + k) % n for k in range(n)]
                 for k, i in enumerate(order):
                     with (m.Elif if k else m.If)(self.bus[i].req.valid):
-                        m.d.comb += [grant.eq(i), any_valid.eq(1)]
-        take = Signal()
-        m.d.comb += take.eq(any_valid & free & owners.w_rdy)
+                        m.d.comb += grant.eq(1 << i)
+        room = free & owners.w_rdy                # a request can be taken
+        take = room & grant.any()
         for i in range(n):
-            m.d.comb += self.bus[i].req.ready.eq((grant == i) & take)
+            m.d.comb += self.bus[i].req.ready.eq(grant[i] & room)
         with m.If(free):
-            m.d.sync += held.eq(take)
+            m.d.sync += [held.eq(take), pending.eq(Mux(take, grant, 0))]
         with m.If(take):
-            m.d.sync += last.eq(grant)
-            with m.Switch(grant):
-                for i in range(n):
-                    with m.Case(i):
-                        m.d.sync += held_payload.eq(self.bus[i].req.payload)
+            for i in range(n):
+                with m.If(grant[i]):
+                    m.d.sync += last.eq(i)
         m.d.comb += [owners.w_data.eq(grant), owners.w_en.eq(take)]
 
         # Responses go to the master at the head of the queue.
         head = owners.r_data
         for i in range(n):
             m.d.comb += [self.bus[i].rsp.payload.eq(rsp.payload),
-                         self.bus[i].rsp.valid.eq(rsp.valid & owners.r_rdy & (head == i))]
-        with m.Switch(head):
-            for i in range(n):
-                with m.Case(i):
-                    m.d.comb += rsp.ready.eq(self.bus[i].rsp.ready & owners.r_rdy)
-        m.d.comb += owners.r_en.eq(rsp.valid & rsp.ready)
+                         self.bus[i].rsp.valid.eq(rsp.valid & head[i])]
+        m.d.comb += [rsp.ready.eq(Cat(head[i] & self.bus[i].rsp.ready for i in range(n)).any()),
+                     owners.r_en.eq(rsp.valid & rsp.ready)]
         return m
 
 
@@ -348,7 +411,7 @@ class WordLineBridge(wiring.Component):
         m = Module()
         lb = self._lane_bits
         n = self.line.signature.line_words
-        m.submodules.lanes = lanes = SyncFIFO(width=max(1, lb), depth=self._max_inflight)
+        m.submodules.lanes = lanes = _OrderQueue(max(1, lb), self._max_inflight)
         wreq, lreq = self.word.req, self.line.req
         lane = wreq.payload.addr[:lb]
         m.d.comb += [

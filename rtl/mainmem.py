@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 
 from spec.isa import WORD_BITS
 from spec.params import check_int, check_positive_int
-from .bus import BusSignature, LineBusSignature
+from .bus import BusSignature, LineBusSignature, thermometer_next
 from .memattrs import COLLISION_FREE
 
 __all__ = ["MainMemory", "STALL_RATE_STEPS"]
@@ -231,17 +231,29 @@ class MainMemory(wiring.Component):
         valid = [Signal(name=f"stage_{k}_valid") for k in range(1, L + 1)]
         first = rd.data.as_value() if F else rd.data
         word = [first] + [Signal(len(first), name=f"stage_{k}_data") for k in range(2, L + 1)]
+        # The queue: a ring of D entries; entry `wptr` takes every response leaving the
+        # pipeline (an enable of registers only), and `wptr` moves on past it unless it was
+        # taken as it left; `rptr` is the head. (An entry is free whenever a response leaves:
+        # at most D are unanswered, that one among them.)
         queue = [Signal(len(first), name=f"queue_{k}") for k in range(D)]
-        queued = Signal(range(D + 1))
-        unanswered = Signal(range(D + 1))
-        may_accept = Signal(init=1)                # registered: unanswered < D after this cycle
+        wptr = Signal(range(D))
+        rptr = Signal(range(D))
+        queued = Signal(D)                         # thermometer: more than k in the queue
+        nonempty = queued[0]
+        unanswered = Signal(D)                     # thermometer: more than k unanswered
+        may_accept = ~unanswered[D - 1]            # fewer than D unanswered
         shown = Signal()          # the response was valid last cycle and was not taken
         accept = Signal()
         take = Signal()
         inside = req.payload.addr < (self._words // F if F else self._words)
+        head = Signal(len(first))
+        with m.Switch(rptr):
+            for k in range(D):
+                with m.Case(k):
+                    m.d.comb += head.eq(queue[k])
         m.d.comb += [
-            rsp.valid.eq(((queued != 0) | valid[-1]) & (~rsp_stall | shown)),
-            rsp.payload.eq(Mux(queued != 0, queue[0], word[-1])),
+            rsp.valid.eq((nonempty | valid[-1]) & (~rsp_stall | shown)),
+            rsp.payload.eq(Mux(nonempty, head, word[-1])),
             take.eq(rsp.valid & rsp.ready),
             req.ready.eq(may_accept & ~req_stall),
             accept.eq(req.valid & req.ready),
@@ -256,20 +268,20 @@ class MainMemory(wiring.Component):
         else:
             m.d.comb += wr.en.eq(write)
         m.d.sync += shown.eq(rsp.valid & ~rsp.ready)
-        count = unanswered + accept - take
-        m.d.sync += [unanswered.eq(count), may_accept.eq(count < D)]
+        # the counts are thermometer codes: `take` (the master's `rsp.ready`) reaches them
+        # through one multiplexer, no adder
+        m.d.sync += unanswered.eq(thermometer_next(unanswered, accept, take))
         m.d.sync += valid[0].eq(accept)
         for k in range(1, L):
             m.d.sync += [valid[k].eq(valid[k - 1]), word[k].eq(word[k - 1])]
-        # The queue: a pop shifts it; the response leaving the pipeline is pushed behind the
-        # entries left unless it was taken as it left (only when the queue was empty).
-        pop = take & (queued != 0)
-        push = valid[-1] & ~(take & (queued == 0))
-        left = queued - pop
+        pop = take & nonempty
+        push = valid[-1] & ~(take & ~nonempty)
         for k in range(D):
-            with m.If(push & (left == k)):
+            with m.If(valid[-1] & (wptr == k)):
                 m.d.sync += queue[k].eq(word[-1])
-            with m.Elif(pop):
-                m.d.sync += queue[k].eq(queue[k + 1] if k + 1 < D else queue[k])
-        m.d.sync += queued.eq(left + push)
+        with m.If(push):
+            m.d.sync += wptr.eq(Mux(wptr == D - 1, 0, wptr + 1))
+        with m.If(pop):
+            m.d.sync += rptr.eq(Mux(rptr == D - 1, 0, rptr + 1))
+        m.d.sync += queued.eq(thermometer_next(queued, push, pop))
         return m

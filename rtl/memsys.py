@@ -36,8 +36,9 @@ class MemorySystem(wiring.Component):
     (:func:`spec.timing.bus_latency`). The DMA's requests reach the arbiter through a
     :class:`~rtl.skid.ReadyBuffer` (its ``req.ready`` a register, the same cycles), each word
     master's through a :class:`~rtl.skid.SkidBuffer` (``valid``, payload and ``ready`` all
-    registers, one cycle more: :func:`spec.timing.word_bus_latency`), so the grant depends on
-    registers only and ends at the buffers.
+    registers, one cycle more: :func:`spec.timing.word_bus_latency`) and then a
+    :class:`~rtl.skid.ReadyBuffer` (no cycle: the skid buffer's enables see a register, not the
+    grant), so the grant depends on registers only and ends at the buffers.
 
     Parameters
     ----------
@@ -173,8 +174,12 @@ class MemorySystem(wiring.Component):
             for i, (port, bridge) in enumerate(zip(self.bus, self.bridges)):
                 m.submodules[f"bridge_{i}"] = bridge
                 m.submodules[f"bus_req_{i}"] = wbuf = SkidBuffer(port.req.payload.shape())
+                # then a ReadyBuffer: the skid buffer's enables see a register, not the grant
+                # (same requests in the same cycles at the bridge)
+                m.submodules[f"bus_rdy_{i}"] = rbuf = ReadyBuffer(port.req.payload.shape())
                 wiring.connect(m, wiring.flipped(port.req), wbuf.i)
-                wiring.connect(m, wbuf.o, bridge.word.req)
+                wiring.connect(m, wbuf.o, rbuf.i)
+                wiring.connect(m, rbuf.o, bridge.word.req)
                 wiring.connect(m, wiring.flipped(port.rsp), bridge.word.rsp)
                 wiring.connect(m, bridge.line, arb.bus[i + 1])
         for name, pad in (("sp", self.sp), ("acc", self.acc)):
