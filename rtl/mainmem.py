@@ -41,7 +41,10 @@ class MainMemory(wiring.Component):
     Requests are performed in order when accepted (a write updates the array then; a read
     samples it then), so a read sees every earlier write. The response pipeline always moves; a
     response the master does not take when it leaves the pipeline waits in a queue of
-    ``latency + 1`` entries, and the queue's head is the response shown. ``req.ready`` is a
+    ``latency + 1`` entries, and the queue's head is the response shown. (With ``latency ≥ 2``
+    the queue is the pipeline's last stage: a ring of registers that each response enters, the
+    response shown is the entry its head pointer selects, and ``rsp.valid`` is a register when
+    there are no stalls.) ``req.ready`` is a
     register (issue 27 item 4: it does not depend on ``rsp.ready`` in the same cycle): high while
     fewer than ``latency + 1`` requests are unanswered after the cycle's transfers, so a master
     that takes every response as it comes is never held back (and ``req.ready`` is also withheld
@@ -223,18 +226,23 @@ class MainMemory(wiring.Component):
                 rsp_stall.eq(state[8:16] < self._stall_threshold),
             ]
 
-        # The response pipeline: stage 1 is the block RAM's read register, then L-1 registers
-        # (of the whole line, with lines: the block RAM's output reaches only a register, which
-        # synthesis may place in the block RAM's own output register). It moves every cycle; a
-        # response not taken as it leaves goes to the queue, whose head is shown first.
+        # The response pipeline: stage 1 is the block RAM's read register, then registers up
+        # to stage L - 1 (of the whole line, with lines), then the queue, a ring of D entries:
+        # a response enters it from the stage before (the block RAM's output reaches only
+        # registers) and is shown from its head `rptr`, so the shown response is an entry
+        # selected by a register. With L = 1 the block RAM's register is the last stage: a
+        # response leaving it is shown directly if the queue is empty, and enters the queue
+        # unless it is taken then. The pipeline moves every cycle; entry `wptr` takes every
+        # response leaving it (an enable of registers only), and `wptr` moves on past it unless
+        # it was taken as it left. (An entry is free whenever a response enters: at most D are
+        # unanswered, that one among them.)
         D = L + 1                 # requests unanswered at most (in the pipeline or the queue)
-        valid = [Signal(name=f"stage_{k}_valid") for k in range(1, L + 1)]
+        bypass = L == 1
+        stages = L if bypass else L - 1
+        valid = [Signal(name=f"stage_{k}_valid") for k in range(1, stages + 1)]
         first = rd.data.as_value() if F else rd.data
-        word = [first] + [Signal(len(first), name=f"stage_{k}_data") for k in range(2, L + 1)]
-        # The queue: a ring of D entries; entry `wptr` takes every response leaving the
-        # pipeline (an enable of registers only), and `wptr` moves on past it unless it was
-        # taken as it left; `rptr` is the head. (An entry is free whenever a response leaves:
-        # at most D are unanswered, that one among them.)
+        word = [first] + [Signal(len(first), name=f"stage_{k}_data")
+                          for k in range(2, stages + 1)]
         queue = [Signal(len(first), name=f"queue_{k}") for k in range(D)]
         wptr = Signal(range(D))
         rptr = Signal(range(D))
@@ -251,9 +259,13 @@ class MainMemory(wiring.Component):
             for k in range(D):
                 with m.Case(k):
                     m.d.comb += head.eq(queue[k])
+        if bypass:
+            m.d.comb += [rsp.valid.eq((nonempty | valid[-1]) & (~rsp_stall | shown)),
+                         rsp.payload.eq(Mux(nonempty, head, word[-1]))]
+        else:
+            m.d.comb += [rsp.valid.eq(nonempty & (~rsp_stall | shown)),
+                         rsp.payload.eq(head)]
         m.d.comb += [
-            rsp.valid.eq((nonempty | valid[-1]) & (~rsp_stall | shown)),
-            rsp.payload.eq(Mux(nonempty, head, word[-1])),
             take.eq(rsp.valid & rsp.ready),
             req.ready.eq(may_accept & ~req_stall),
             accept.eq(req.valid & req.ready),
@@ -272,10 +284,14 @@ class MainMemory(wiring.Component):
         # through one multiplexer, no adder
         m.d.sync += unanswered.eq(thermometer_next(unanswered, accept, take))
         m.d.sync += valid[0].eq(accept)
-        for k in range(1, L):
+        for k in range(1, stages):
             m.d.sync += [valid[k].eq(valid[k - 1]), word[k].eq(word[k - 1])]
-        pop = take & nonempty
-        push = valid[-1] & ~(take & ~nonempty)
+        if bypass:
+            pop = take & nonempty
+            push = valid[-1] & ~(take & ~nonempty)
+        else:
+            pop = take
+            push = valid[-1]
         for k in range(D):
             with m.If(valid[-1] & (wptr == k)):
                 m.d.sync += queue[k].eq(word[-1])
