@@ -28,7 +28,6 @@ it through a :class:`WordLineBridge`, which selects the word of the line for it.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from spec.params import check_int, check_positive_int
 
