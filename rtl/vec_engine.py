@@ -381,9 +381,9 @@ class _RowControl:
 
 class _SmxControl:
     """SMX's decoded fields, registered when the instruction starts (``start``, from the incoming
-    ``ir``): ``samples``, ``samples_last`` (samples − 1), ``cls_last`` (classes − 1), ``grad``
-    (gradient mode: targets are read), the first row of each port (``z_base``, ``t_base``,
-    ``d_base``), ``cls_one`` (one class), and the read state the engine steps: ``reading``,
+    ``ir``): ``samples``, ``samples_last`` (samples − 1), ``cls_last`` (classes − 1), the first
+    row of each port (``z_base``, ``t_base``, ``d_base``), ``cls_one`` (one class), and the read
+    state the engine steps: ``reading`` (the port enables are :class:`_ReadEnables`),
     ``p_left`` (passes after this one: samples .. 0) and ``j_left`` (rows after the next read in
     this pass: classes − 1 .. 0), each with its flag computed a read ahead (``p_last``: ``p_left``
     is 0; ``j_last``: ``j_left`` is 0), so that the read control compares nothing, and the next
@@ -398,7 +398,6 @@ class _SmxControl:
         self.samples = Signal(range(lanes + 1), name="sx_samples")
         self.samples_last = Signal(range(lanes), name="sx_samples_last")
         self.cls_last = Signal(cls_width, name="sx_cls_last")
-        self.grad = Signal(name="sx_grad")
         self.z_base, self.t_base, self.d_base = (Signal(rb, name=f"sx_{n}_base")
                                                  for n in ("z", "t", "d"))
         self.z_rd, self.t_rd, self.d_wr = rc.x_row, rc.y_row, rc.m_row
@@ -415,7 +414,6 @@ class _SmxControl:
             m.d.sync += [
                 self.samples.eq(samples), self.samples_last.eq(samples - 1),
                 self.cls_last.eq(cls_last), self.cls_one.eq(cls_last == 0),
-                self.grad.eq(f("mode")),
                 self.z_base.eq(f("z_row")), self.t_base.eq(f("t_row")),
                 self.d_base.eq(f("dst")),
                 self.reading.eq(ir[:isa.OPCODE_BITS] == Op.SMX),
