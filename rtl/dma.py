@@ -1,6 +1,6 @@
 """The DMA controller: 2-D strided block moves between main memory and the scratchpads."""
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -47,6 +47,17 @@ def _fault_checks(d, soc):
         (Fault.SP_END, d.sp_row + n_out > space_rows),
         (Fault.MEM_RANGE, d.mem_addr >= soc.mem_words),
     )
+
+
+def _sum_sign(a, b, k, n):
+    """Whether ``a + b + k < 0``, for unsigned ``a``, ``b`` and signed ``k`` whose sum fits in
+    ``n`` signed bits: a carry-save step, then one ``n``-bit adder's top bit."""
+    a, b = Value.cast(a).as_unsigned(), Value.cast(b).as_unsigned()
+    a, b = Cat(a, C(0, n - len(a))), Cat(b, C(0, n - len(b)))
+    k = Value.cast(k)
+    k = Cat(k, k[-1].replicate(n - len(k)))
+    total = ((a ^ b ^ k) + Cat(C(0, 1), (a & b) | (a & k) | (b & k)))[:n]
+    return total[n - 1]
 
 
 def _first_fault(m, checks, name):
@@ -129,16 +140,19 @@ class DmaChecker(wiring.Component):
             # (MEM_RANGE comes first otherwise): `big` (two rows or more and stride >=
             # mem_words) or rows·s + mem_addr > mem_words + s - block words, s the stride's low
             # bits (the stride itself if below mem_words). The product is out in cycle c; the
-            # right side is registered in c - 1; c adds and compares.
+            # right side is registered in c - 1 as k = -(right side) - 1, so the comparison is
+            # the sign of product + mem_addr + k: a carry-save step (one LUT per bit) and one
+            # carry chain in c, not an adder's chain followed by a comparator's.
             sw = max(1, ceil_log2(soc.mem_words))
             product = registered_product(m, "span", self.pre_rows, self.pre_stride[:sw],
                                          en=C(1, 1), platform=platform)
             bw = _block_words(d)
-            lim = Signal(signed(max(sw, len(bw)) + 2), name="lim")
+            n = max(len(product), sw, len(bw) + 2) + 3     # holds the sum and its sign
+            k = Signal(signed(n), name="neg_lim")
             big = Signal(name="big")
-            m.d.sync += [lim.eq(soc.mem_words + d.stride[:sw] - bw),
+            m.d.sync += [k.eq(-(soc.mem_words + d.stride[:sw] - bw) - 1),
                          big.eq((d.rows > 1) & (d.stride >= soc.mem_words))]
-            over = big | (product + d.mem_addr[:sw] > lim)
+            over = big | ~_sum_sign(product, d.mem_addr[:sw], k, n)
         else:
             product = (d.rows - 1) * d.stride
             if self._latency:
