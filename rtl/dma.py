@@ -86,9 +86,10 @@ class DmaChecker(wiring.Component):
         block's, registered three times (:func:`rtl.dsp.registered_product`), its operands
         ``pre_rows`` and ``pre_stride``; ``fault`` is right in a cycle *c* if those were the
         descriptor's ``rows`` and ``stride`` in cycle *c − 3* (the sequencer gives them from the
-        fetched instruction in DECODE) and ``desc`` holds the descriptor in cycles *c − 1* and *c*
-        (``mem_addr`` is read in *c* only: the checks of the other fields and their priority are
-        registered in *c − 1*, so only ``MEM_RANGE`` and ``MEM_END`` follow the product). As :class:`DmaController`, it then needs main memory
+        fetched instruction in DECODE) and ``desc`` holds the descriptor in cycles *c − 2* to *c*
+        (``mem_addr`` is read in *c* only: the checks of the other fields are registered in
+        *c − 2* and their priority in *c − 1*, so only ``MEM_RANGE`` and ``MEM_END`` follow the
+        product; the sequencer's ``ir`` holds from READ, *c − 2*, its ``dma_addr`` from COMPARE). As :class:`DmaController`, it then needs main memory
         of at most 2**18 words (a stride below it is a DSP block's operand).
 
     Members
@@ -163,14 +164,18 @@ class DmaChecker(wiring.Component):
             over = d.mem_addr + span + _block_words(d) > soc.mem_words
         checks = _fault_checks(d, soc)
         if self._latency == 3:
-            # the checks of the instruction's fields alone (ZERO_SIZE ... SP_END) and their
-            # priority are registered in c - 1: in c only MEM_RANGE and MEM_END (mem_addr and
-            # the product) pass through logic, behind one register's choice
+            # the checks of the instruction's fields alone (ZERO_SIZE ... SP_END): each one's
+            # outcome registered in c - 2, their priority in c - 1; in c only MEM_RANGE and
+            # MEM_END (mem_addr and the product) pass through logic, behind one register's choice
             early, late = checks[:-1], (*checks[-1:], (Fault.MEM_END, over))
+            failed = Signal(len(early), name="early_failed")
             pre_code = Signal(FAULT_BITS, name="pre_code")
             pre_fail = Signal(name="pre_fail")
-            m.d.sync += [pre_code.eq(_first_fault(m, early, "early_code")),
-                         pre_fail.eq(Cat(*[failed for _, failed in early]).any())]
+            m.d.sync += [failed.eq(Cat(*[bad for _, bad in early])),
+                         pre_code.eq(_first_fault(m, [(code, failed[i])
+                                                      for i, (code, _) in enumerate(early)],
+                                                  "early_code")),
+                         pre_fail.eq(failed.any())]
             m.d.comb += self.fault.eq(Mux(pre_fail, pre_code,
                                           _first_fault(m, late, "late_code")))
         else:

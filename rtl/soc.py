@@ -155,7 +155,8 @@ class Soc(wiring.Component):
         m.submodules.gemm = gemm = self.gemm
         m.submodules.vec = vec = self.vec
         # the checker's fault is registered by the sequencer in COMPARE; its product's operands
-        # come from the fetched instruction in DECODE, three cycles before
+        # come from the fetched instruction in DECODE, three cycles before, its descriptor from
+        # `ir` (from READ, two cycles before) and `dma_addr` (from COMPARE)
         m.submodules.dma_check = check = DmaChecker(soc, latency=3)
         m.submodules.memop = memop = _MemOp(mem.bus[0].signature.flip())
 

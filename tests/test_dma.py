@@ -452,7 +452,7 @@ def test_checker_latency_1_matches_golden():
 def test_checker_latency_3_matches_golden(soc):
     """DmaChecker(latency=3) (the SoC's): golden's fault code in cycle c when the product's
     operands (``pre_rows``, ``pre_stride``) were the descriptor's in c - 3 and ``desc`` holds it
-    in c - 1 and c but for ``mem_addr``, junk in c - 1; junk on every input in the other cycles
+    from c - 2 to c but for ``mem_addr``, junk before c; junk on every input in the other cycles
     (the product's operands change every cycle, as the fetch port's line does in the SoC)."""
     rng = random.Random(13)
     descs = [random_descriptor(rng, soc, p_fault=0.7) for _ in range(200)]
@@ -465,13 +465,13 @@ def test_checker_latency_3_matches_golden(soc):
 
     async def tb(ctx):
         for n, d in enumerate(descs):
-            schedule = [("pre", junk()), ("junk", junk()), ("desc", junk()), ("desc", junk())]
+            schedule = [("pre", junk()), ("desc", junk()), ("desc", junk()), ("desc", junk())]
             for cycle, (what, other) in enumerate(schedule):
                 pre = d.as_dict() if cycle == 0 else other
                 ctx.set(dut.pre_rows, pre["rows"])
                 ctx.set(dut.pre_stride, pre["stride"])
                 desc = d.as_dict() if what == "desc" else other
-                if cycle == 2:
+                if cycle in (1, 2):
                     desc = {**desc, "mem_addr": other["mem_addr"]}
                 ctx.set(dut.desc, desc)
                 if cycle == 3:
