@@ -237,6 +237,11 @@ BOARDS = {
         baud=3_000_000,
         # Timing-driven placement on for the SoC too (issue 27): it was turned off while the
         # unpipelined SoC did not route with it (45 k arcs left after an hour at 30 MHz).
+        # nextpnr's analytic `static` placer for the SoC: its placement of the 8x8 SoC has 30 %
+        # less wire than HeAP's and routes (76.5 MHz, routing 52 min at load 3-6), where HeAP's
+        # still had 119 k of 150 k arcs left after 8 min and no build finished in over an hour
+        # (docs/build.md); the 2x2 probe is the same either way (89.1 against 89.2-90.5 MHz).
+        soc_nextpnr_opts=("--placer", "static"),
         resources=PARTS["LFE5U-85F"],
     ),
     # iCE40UP5K: 5280 LC, 8 SB_MAC16, 30 EBR (4 kbit), 4 SPRAM (256 kbit). The whole SoC does
