@@ -89,8 +89,9 @@ class DmaChecker(wiring.Component):
         fetched instruction in DECODE) and ``desc`` holds the descriptor in cycles *c − 2* to *c*
         (``mem_addr`` is read in *c* only: the checks of the other fields are registered in
         *c − 2* and their priority in *c − 1*, so only ``MEM_RANGE`` and ``MEM_END`` follow the
-        product; the sequencer's ``ir`` holds from READ, *c − 2*, its ``dma_addr`` from COMPARE). As :class:`DmaController`, it then needs main memory
-        of at most 2**18 words (a stride below it is a DSP block's operand).
+        product; the sequencer's ``ir`` holds from READ, *c − 2*, its ``dma_addr`` from
+        COMPARE). As :class:`DmaController`, it then needs main memory of at most 2**18 words (a
+        stride below it is a DSP block's operand).
 
     Members
     -------
@@ -452,8 +453,9 @@ class DmaController(wiring.Component):
         # will have room for its row (the rows queued plus the two in flight, at most three,
         # counted for the next cycle: `rd_ok` is a register, so the bus's handshake does not
         # reach the scratchpad's read enable), and its row is taken off the read port into the
-        # queue when it arrives (one register per queue entry, enabled by registers). A row moves from the queue's head into `sent` in PRIME and when a row's
-        # last request is accepted; four entries keep one row per cycle.
+        # queue when it arrives (one register per queue entry, enabled by registers). A row
+        # moves from the queue's head into `sent` in PRIME and when a row's last request is
+        # accepted; four entries keep one row per cycle.
         Q = 4
         # A queue entry holds a row as the words `sent` takes (the descriptor's space and
         # element width applied as the row comes off the read port, from registers), so the

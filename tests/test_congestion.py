@@ -54,7 +54,8 @@ def _design():
     for i in range(40):
         cells[f"soc.a.x.sink_{i}"] = {
             "type": "TRELLIS_COMB", "attributes": {"NEXTPNR_BEL": f"X5/Y{i}/SLICEB"},
-            "port_directions": {"A": "input", "F": "output"}, "connections": {"A": [2], "F": [10 + i]}}
+            "port_directions": {"A": "input", "F": "output"},
+            "connections": {"A": [2], "F": [10 + i]}}
     for i in range(2):
         cells[f"soc.b.y.sink_{i}"] = {
             "type": "TRELLIS_COMB", "attributes": {"NEXTPNR_BEL": "X9/Y9/SLICEC"},
