@@ -246,7 +246,11 @@ def measure(build, *, iterations=3, seed=1, nets_shown=15, time_limit=None, say=
     overused = [int(n) for n in re.findall(r"iter=\d+ wires=\d+ overused=(\d+)", text)]
     last = len(overused)
     if last == 0:
-        raise CongestionError(f"router2 finished no iteration; see {work / 'route.log'}")
+        # router2 stops on some placements before its first iteration, e.g. "Failed to route
+        # arc 0.0 of net ..." on the static placer's 8x8 SoC: say nextpnr's own words
+        errors = [line for line in text.splitlines() if line.startswith("ERROR")]
+        said = f": {errors[0]}" if errors else ""
+        raise CongestionError(f"router2 finished no iteration{said} (see {work / 'route.log'})")
     grid = _read_grid(work / "hm" / f"hm_congestion_by_coordinate_{last}.csv")
     nets = _read_nets(work / "hm" / f"hm_congestion_by_net_{last}.csv")
     estimate = re.findall(r"Max frequency for clock '([^']+)': ([\d.]+) MHz", 
