@@ -200,8 +200,9 @@ class _OrderQueue(wiring.Component):
     The entries shift toward the head on a read, so the head ``r_data`` is a register; each
     entry's occupancy is a register too (a thermometer code), and ``r_rdy`` (not empty) and
     ``w_rdy`` (room) are the first's and the last's. A write is taken when ``w_en`` and
-    ``w_rdy``, a read when ``r_en`` and ``r_rdy``, both in one cycle if the queue is full or
-    empty; a value written is readable from the next cycle. Entries past the last one hold zero
+    ``w_rdy``, a read when ``r_en`` and ``r_rdy``, both in one cycle when both are taken (a full
+    queue takes no write and an empty one no read, even beside the other); a value written is
+    readable from the next cycle. Entries past the last one hold zero
     (a queue of one-hot values has an all-zero head when it is empty).
     """
 
